@@ -1,0 +1,270 @@
+//! The executor: binds inputs, picks (or builds) a plan, runs its steps over one arena.
+
+use crate::plan::{InputBinding, Location, Plan, PlanLimits, ARENA_ALIGN};
+use crate::{DType, DataMut, DataRef, Dim, Error, Graph, Result, Tensor, TensorMut, TensorRef};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Integer inputs up to this many elements may have their values folded into a
+/// plan when shapes depend on them (e.g. a `shape` input of Reshape).
+const VALUE_BINDING_MAX_ELEMENTS: usize = 64;
+
+/// How many distinct input bindings keep a cached plan.
+const PLAN_CACHE_CAPACITY: usize = 8;
+
+/// Cache-line aligned arena storage.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Chunk([u8; ARENA_ALIGN]);
+
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Chunk>,
+}
+
+impl Arena {
+    fn ensure(&mut self, bytes: usize) {
+        let need = bytes.div_ceil(ARENA_ALIGN);
+        if self.chunks.len() < need {
+            self.chunks.resize(need, Chunk([0; ARENA_ALIGN]));
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PlanKey {
+    shapes: Vec<Vec<usize>>,
+    values: Option<Vec<Vec<i64>>>,
+}
+
+/// A loaded model ready to run; cheap to share between threads.
+pub struct Session {
+    graph: Arc<Graph>,
+    limits: PlanLimits,
+    plans: Mutex<Vec<(PlanKey, Arc<Plan>)>>,
+    arenas: Mutex<Vec<Arena>>,
+}
+
+/// Timing and memory of one run, for the CLI and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct RunStats {
+    pub arena_bytes: usize,
+    pub steps: usize,
+}
+
+impl Session {
+    pub fn new(graph: Graph) -> Session {
+        Session::with_limits(graph, PlanLimits::default())
+    }
+
+    pub fn with_limits(graph: Graph, limits: PlanLimits) -> Session {
+        Session { graph: Arc::new(graph), limits, plans: Mutex::new(Vec::new()), arenas: Mutex::new(Vec::new()) }
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Checks the given inputs against the graph's declared inputs and binds symbolic dims.
+    fn bind(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, DType, Vec<usize>)>> {
+        for name in inputs.keys() {
+            if !self.graph.inputs.iter().any(|i| &i.name == name) {
+                let known: Vec<&str> = self.graph.runtime_inputs().map(|i| i.name.as_str()).collect();
+                return Err(Error::Input(format!("the model has no input '{name}' (its inputs: {})", known.join(", "))));
+            }
+        }
+        let mut symbols: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for info in &self.graph.inputs {
+            let Some(t) = inputs.get(&info.name) else {
+                if self.graph.initializers.contains_key(&info.name) {
+                    continue; // an initializer-backed input keeps its default
+                }
+                return Err(Error::Input(format!("missing input '{}'", info.name)));
+            };
+            if t.dtype() != info.dtype {
+                return Err(Error::Input(format!("input '{}' must be {}, got {}", info.name, info.dtype, t.dtype())));
+            }
+            if let Some(dims) = &info.dims {
+                let ok = dims.len() == t.rank()
+                    && dims.iter().zip(t.shape()).all(|(d, &n)| match d {
+                        Dim::Known(k) => *k == n,
+                        Dim::Sym(s) => *symbols.entry(s.as_str()).or_insert(n) == n,
+                    });
+                if !ok {
+                    let want: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                    return Err(Error::Input(format!(
+                        "input '{}' must have shape [{}], got {:?}",
+                        info.name,
+                        want.join(", "),
+                        t.shape()
+                    )));
+                }
+            }
+            out.push((info.name.clone(), info.dtype, t.shape().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The plan for these input shapes (and, if shapes depend on them, small integer input values).
+    pub fn plan(&self, inputs: &HashMap<String, Tensor>) -> Result<Arc<Plan>> {
+        let bound = self.bind(inputs)?;
+        let shapes: Vec<Vec<usize>> = bound.iter().map(|(_, _, s)| s.clone()).collect();
+        let shape_key = PlanKey { shapes: shapes.clone(), values: None };
+        if let Some(p) = self.cached(&shape_key) {
+            return Ok(p);
+        }
+        let small_int_values: Vec<Option<Arc<Tensor>>> = bound
+            .iter()
+            .map(|(name, dtype, shape)| {
+                let small = matches!(dtype, DType::I64 | DType::I32) && shape.iter().product::<usize>() <= VALUE_BINDING_MAX_ELEMENTS;
+                small.then(|| Arc::new(inputs[name].clone()))
+            })
+            .collect();
+        let value_key = PlanKey {
+            shapes,
+            values: Some(small_int_values.iter().map(|v| v.as_ref().map_or(Vec::new(), |t| t.view().to_i64_vec().unwrap_or_default())).collect()),
+        };
+        if let Some(p) = self.cached(&value_key) {
+            return Ok(p);
+        }
+        let bindings = |with_values: bool| -> Vec<InputBinding> {
+            bound
+                .iter()
+                .zip(&small_int_values)
+                .map(|((name, dtype, shape), v)| InputBinding {
+                    name: name.clone(),
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                    value: if with_values { v.clone() } else { None },
+                })
+                .collect()
+        };
+        // First try without input values so one plan serves every value; fall back
+        // to folding the small integer inputs in when shapes depend on them.
+        match Plan::build(&self.graph, &bindings(false), &self.limits) {
+            Ok(plan) => Ok(self.remember(shape_key, plan)),
+            Err(first) => {
+                if small_int_values.iter().all(|v| v.is_none()) {
+                    return Err(first);
+                }
+                let plan = Plan::build(&self.graph, &bindings(true), &self.limits).map_err(|_| first)?;
+                Ok(self.remember(value_key, plan))
+            }
+        }
+    }
+
+    fn cached(&self, key: &PlanKey) -> Option<Arc<Plan>> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = plans.iter().position(|(k, _)| k == key)?;
+        let entry = plans.remove(pos);
+        let plan = entry.1.clone();
+        plans.push(entry); // most recently used last
+        Some(plan)
+    }
+
+    fn remember(&self, key: PlanKey, plan: Plan) -> Arc<Plan> {
+        let plan = Arc::new(plan);
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if plans.len() >= PLAN_CACHE_CAPACITY {
+            plans.remove(0);
+        }
+        plans.push((key, plan.clone()));
+        plan
+    }
+
+    /// Runs the model. Outputs come back in the graph's output order.
+    pub fn run(&self, inputs: HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+        self.run_with_stats(inputs).map(|(o, _)| o)
+    }
+
+    pub fn run_with_stats(&self, inputs: HashMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        let plan = self.plan(&inputs)?;
+        let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        arena.ensure(plan.arena_bytes);
+        let result = self.execute(&plan, &inputs, &mut arena);
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+        let stats = RunStats { arena_bytes: plan.arena_bytes, steps: plan.steps.len() };
+        result.map(|o| (o, stats))
+    }
+
+    fn execute(&self, plan: &Plan, inputs: &HashMap<String, Tensor>, arena: &mut Arena) -> Result<Vec<(String, Tensor)>> {
+        let base = arena.chunks.as_mut_ptr() as *mut u8;
+        let arena_len = arena.chunks.len() * ARENA_ALIGN;
+        let view = |v: usize| -> TensorRef<'_> {
+            let pv = &plan.values[v];
+            match &pv.location {
+                Location::Const(t) => t.view(),
+                // SAFETY: offsets and sizes come from `assign_offsets`, which keeps every
+                // arena value inside `arena_bytes` (<= arena_len) and aligned to 64 bytes.
+                Location::Arena(off) => unsafe { arena_ref(base, arena_len, *off, pv.dtype, &pv.shape) },
+            }
+        };
+        for (name, v) in &plan.inputs {
+            let pv = &plan.values[*v];
+            if let Location::Arena(off) = pv.location {
+                // SAFETY: as above; no other view exists yet.
+                let mut dst = unsafe { arena_mut(base, arena_len, off, pv.dtype, &pv.shape) };
+                dst.data.copy_from(inputs[name].view().data)?;
+            }
+        }
+        for step in &plan.steps {
+            let node = &self.graph.nodes[step.node];
+            let ins: Vec<Option<TensorRef>> = step.inputs.iter().map(|i| i.map(view)).collect();
+            let mut outs: Vec<TensorMut> = step
+                .outputs
+                .iter()
+                .map(|&o| {
+                    let pv = &plan.values[o];
+                    match pv.location {
+                        // SAFETY: the planner never lets an output overlap a value alive at
+                        // its step, and every input of the step is alive at it, so this
+                        // writable slice aliases none of `ins` nor the other outputs.
+                        Location::Arena(off) => unsafe { arena_mut(base, arena_len, off, pv.dtype, &pv.shape) },
+                        Location::Const(_) => unreachable!("step outputs are always in the arena"),
+                    }
+                })
+                .collect();
+            node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+        }
+        Ok(plan
+            .outputs
+            .iter()
+            .zip(&self.graph.outputs)
+            .map(|(&v, info)| (info.name.clone(), view(v).to_tensor()))
+            .collect())
+    }
+}
+
+macro_rules! arena_slice {
+    ($from:ident, $ptr:expr, $n:expr, $dtype:expr, $ty:ident) => {
+        match $dtype {
+            DType::F32 => $ty::F32(std::slice::$from($ptr as _, $n)),
+            DType::F16 => $ty::F16(std::slice::$from($ptr as _, $n)),
+            DType::I8 => $ty::I8(std::slice::$from($ptr as _, $n)),
+            DType::U8 => $ty::U8(std::slice::$from($ptr as _, $n)),
+            DType::I32 => $ty::I32(std::slice::$from($ptr as _, $n)),
+            DType::I64 => $ty::I64(std::slice::$from($ptr as _, $n)),
+            DType::Bool => $ty::Bool(std::slice::$from($ptr as _, $n)),
+        }
+    };
+}
+
+/// A read view of `shape` elements of `dtype` at byte `off` of the arena.
+///
+/// # Safety
+/// `off + bytes <= arena_len`, `off` aligned for `dtype`, and no writable view of the range exists.
+unsafe fn arena_ref<'a>(base: *mut u8, arena_len: usize, off: usize, dtype: DType, shape: &'a [usize]) -> TensorRef<'a> {
+    let n: usize = shape.iter().product();
+    debug_assert!(off + n * dtype.size() <= arena_len);
+    let ptr = base.add(off) as *const u8;
+    TensorRef { shape, data: arena_slice!(from_raw_parts, ptr, n, dtype, DataRef) }
+}
+
+/// A writable view; see [`arena_ref`], and no other view of the range may exist.
+unsafe fn arena_mut<'a>(base: *mut u8, arena_len: usize, off: usize, dtype: DType, shape: &'a [usize]) -> TensorMut<'a> {
+    let n: usize = shape.iter().product();
+    debug_assert!(off + n * dtype.size() <= arena_len);
+    let ptr = base.add(off);
+    TensorMut { shape, data: arena_slice!(from_raw_parts_mut, ptr, n, dtype, DataMut) }
+}

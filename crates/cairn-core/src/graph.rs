@@ -1,0 +1,179 @@
+//! The graph IR: named values, nodes in topological order, initializers.
+//!
+//! Values are referred to by name (as in ONNX), which keeps importers and
+//! passes simple; the planner turns names into dense indices once.
+
+use crate::{Attrs, DType, Error, Op, Registry, Result, Tensor};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// One dimension of a declared input or output shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Dim {
+    Known(usize),
+    /// A named symbolic dim such as "batch" or "sequence"; bound at run time.
+    Sym(String),
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Known(n) => write!(f, "{n}"),
+            Dim::Sym(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A declared graph input or output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueInfo {
+    pub name: String,
+    pub dtype: DType,
+    /// `None` when the model doesn't declare a shape (allowed for outputs).
+    pub dims: Option<Vec<Dim>>,
+}
+
+/// One operator application.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub domain: String,
+    pub op_type: String,
+    pub attrs: Attrs,
+    /// Input value names; `None` for an omitted optional input.
+    pub inputs: Vec<Option<String>>,
+    pub outputs: Vec<String>,
+    pub op: Arc<dyn Op>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub initializers: HashMap<String, Arc<Tensor>>,
+    pub nodes: Vec<Node>,
+    /// Default-domain opset the model was built for.
+    pub opset: i64,
+}
+
+/// A node as an importer describes it, before its op is built.
+pub struct NodeSpec {
+    pub name: String,
+    pub domain: String,
+    pub op_type: String,
+    pub attrs: Attrs,
+    pub inputs: Vec<Option<String>>,
+    pub outputs: Vec<String>,
+}
+
+impl Node {
+    /// Builds the op through the registry.
+    pub fn build(spec: NodeSpec, opset: i64, registry: &Registry) -> Result<Node> {
+        let op = registry.build(
+            &spec.name,
+            &spec.domain,
+            &spec.op_type,
+            opset,
+            &spec.attrs,
+            spec.inputs.len(),
+            spec.outputs.len(),
+        )?;
+        Ok(Node {
+            name: spec.name,
+            domain: spec.domain,
+            op_type: spec.op_type,
+            attrs: spec.attrs,
+            inputs: spec.inputs,
+            outputs: spec.outputs,
+            op: Arc::from(op),
+        })
+    }
+}
+
+impl Graph {
+    /// Checks the graph and puts nodes in topological order.
+    ///
+    /// Errors on: a value defined twice, an input no one defines, a graph output
+    /// no one defines, and cycles. Never panics on malformed graphs.
+    pub fn validated(mut self) -> Result<Graph> {
+        let mut defined: HashSet<&str> = HashSet::new();
+        for i in &self.inputs {
+            if !defined.insert(&i.name) {
+                return Err(Error::Graph(format!("input '{}' declared twice", i.name)));
+            }
+        }
+        for name in self.initializers.keys() {
+            // ONNX allows an initializer to double as an input's default; the input wins.
+            defined.insert(name);
+        }
+        let mut producer: HashMap<&str, usize> = HashMap::new();
+        for (idx, node) in self.nodes.iter().enumerate() {
+            for out in &node.outputs {
+                if out.is_empty() {
+                    continue;
+                }
+                if defined.contains(out.as_str()) || producer.insert(out, idx).is_some() {
+                    return Err(Error::Graph(format!("value '{}' is defined twice (again by node '{}')", out, node.name)));
+                }
+            }
+        }
+        for node in &self.nodes {
+            for inp in node.inputs.iter().flatten() {
+                if !defined.contains(inp.as_str()) && !producer.contains_key(inp.as_str()) {
+                    return Err(Error::Graph(format!("node '{}' ({}) reads '{}', which nothing defines", node.name, node.op_type, inp)));
+                }
+            }
+        }
+        for out in &self.outputs {
+            if !defined.contains(out.name.as_str()) && !producer.contains_key(out.name.as_str()) {
+                return Err(Error::Graph(format!("graph output '{}' is not produced by any node", out.name)));
+            }
+        }
+
+        // Kahn's algorithm, stable: keeps the file's order where it is already valid.
+        let n = self.nodes.len();
+        let mut indegree = vec![0usize; n];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (idx, node) in self.nodes.iter().enumerate() {
+            let mut deps: Vec<usize> =
+                node.inputs.iter().flatten().filter_map(|i| producer.get(i.as_str()).copied()).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            indegree[idx] = deps.len();
+            for d in deps {
+                users[d].push(idx);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &u in &users[i] {
+                indegree[u] -= 1;
+                if indegree[u] == 0 {
+                    ready.insert(u);
+                }
+            }
+        }
+        if order.len() != n {
+            let stuck = (0..n).find(|&i| indegree[i] > 0).map(|i| self.nodes[i].name.clone()).unwrap_or_default();
+            return Err(Error::Graph(format!("the graph has a cycle (through node '{stuck}')")));
+        }
+        if order.iter().enumerate().any(|(pos, &i)| pos != i) {
+            let mut slots: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
+            self.nodes = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
+        }
+        Ok(self)
+    }
+
+    /// Total parameter count and bytes of the initializers.
+    pub fn parameter_stats(&self) -> (usize, usize) {
+        self.initializers.values().fold((0, 0), |(n, b), t| (n + t.len(), b + t.byte_len()))
+    }
+
+    /// Graph inputs that are not also initializers (the ones a caller must feed).
+    pub fn runtime_inputs(&self) -> impl Iterator<Item = &ValueInfo> {
+        self.inputs.iter().filter(|i| !self.initializers.contains_key(&i.name))
+    }
+}

@@ -1,0 +1,26 @@
+//! Cairn's engine core: tensors, the graph IR, operators, shape inference,
+//! graph passes, the memory planner and the executor.
+//!
+//! The IR ([`Graph`]) is the one currency between importers, passes, the
+//! executor and bundles: nothing format-specific crosses this crate's API.
+
+mod attrs;
+mod dtype;
+mod error;
+pub mod exec;
+mod graph;
+mod op;
+pub mod ops;
+pub mod passes;
+pub mod plan;
+mod registry;
+mod tensor;
+
+pub use attrs::{Attr, Attrs};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use exec::Session;
+pub use graph::{Dim, Graph, Node, NodeSpec, ValueInfo};
+pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
+pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};
+pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};

@@ -1,0 +1,32 @@
+//! Operator families. Each module owns a family: its attribute parsing (by opset),
+//! shape function and kernel calls, and registers its ops in `register`.
+
+pub mod broadcast;
+
+mod activation;
+mod cast;
+mod conv;
+mod elementwise;
+mod layout;
+mod matmul;
+mod norm;
+mod pool;
+mod quant;
+mod reduce;
+mod resize;
+
+use crate::Registry;
+
+pub fn register_all(r: &mut Registry) {
+    activation::register(r);
+    cast::register(r);
+    conv::register(r);
+    elementwise::register(r);
+    layout::register(r);
+    matmul::register(r);
+    norm::register(r);
+    pool::register(r);
+    quant::register(r);
+    reduce::register(r);
+    resize::register(r);
+}

@@ -1,0 +1,282 @@
+//! Shape inference, plan-time folding and the liveness-based memory plan.
+//!
+//! A [`Plan`] is built for one binding of the graph inputs (concrete shapes, and
+//! values of small integer inputs when shapes depend on them). Every value whose
+//! inputs are all known at plan time (constants, `Shape` of a known shape, the
+//! Gather/Concat/Reshape chains exporters emit around it) is computed here once;
+//! the rest become steps whose outputs live in one arena, at offsets chosen so
+//! that values alive at the same time never overlap.
+
+use crate::{checked_numel, DType, Error, Fact, Graph, Op, Result, Tensor};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Arena offsets are multiples of this (cache line; also enough for any SIMD load).
+pub const ARENA_ALIGN: usize = 64;
+
+/// Plan-time folding only computes outputs up to this many elements: enough for
+/// every shape computation, small enough that planning stays cheap.
+pub const PLAN_FOLD_MAX_ELEMENTS: usize = 1 << 16;
+
+/// Where a value lives while the plan runs.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// Known before running: an initializer or a value folded at plan time.
+    Const(Arc<Tensor>),
+    /// Computed (or fed) at run time, at this byte offset of the arena.
+    Arena(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedValue {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub location: Location,
+}
+
+impl PlannedValue {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+}
+
+/// One node to execute: its index in the graph and the values it reads and writes.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub node: usize,
+    pub inputs: Vec<Option<usize>>,
+    pub outputs: Vec<usize>,
+}
+
+/// A graph input as bound for this plan.
+#[derive(Clone, Debug)]
+pub struct InputBinding {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Known value (only for small integer inputs that shapes depend on).
+    pub value: Option<Arc<Tensor>>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub values: Vec<PlannedValue>,
+    pub steps: Vec<Step>,
+    /// (input name, value index) for each fed input.
+    pub inputs: Vec<(String, usize)>,
+    /// Value index of each graph output, in graph order.
+    pub outputs: Vec<usize>,
+    /// Bytes of the arena: the peak of intermediate memory.
+    pub arena_bytes: usize,
+    /// Nodes computed at plan time (shape chains, constant subgraphs).
+    pub folded_nodes: usize,
+    /// Multiply-accumulates of one run.
+    pub macs: u64,
+}
+
+/// Limits that keep a hostile model from planning absurd allocations.
+#[derive(Clone, Debug)]
+pub struct PlanLimits {
+    pub max_arena_bytes: usize,
+}
+
+impl Default for PlanLimits {
+    fn default() -> Self {
+        // 4 GiB: more than any model Cairn targets, far less than a hostile shape asks for.
+        PlanLimits { max_arena_bytes: 4 << 30 }
+    }
+}
+
+/// Runs `op` on owned tensors: the path for folding (at load and at plan time).
+pub fn run_owned(op: &dyn Op, inputs: &[Option<Arc<Tensor>>]) -> Result<Vec<Tensor>> {
+    let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.clone().map(Fact::from_tensor)).collect();
+    let fact_refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
+    let out_facts = op.infer(&fact_refs)?;
+    let mut outputs = Vec::with_capacity(out_facts.len());
+    for f in &out_facts {
+        match &f.value {
+            Some(v) => outputs.push((**v).clone()),
+            None => outputs.push(Tensor::zeros(f.dtype, f.shape.clone())?),
+        }
+    }
+    if out_facts.iter().any(|f| f.value.is_none()) {
+        let views: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| t.view())).collect();
+        let mut outs: Vec<_> = outputs.iter_mut().map(|t| t.view_mut()).collect();
+        op.run(&views, &mut outs)?;
+    }
+    Ok(outputs)
+}
+
+struct Planner<'g> {
+    graph: &'g Graph,
+    values: Vec<PlannedValue>,
+    facts: Vec<Fact>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Planner<'_> {
+    fn add(&mut self, name: String, fact: Fact, location: Location) -> usize {
+        let idx = self.values.len();
+        self.values.push(PlannedValue { name: name.clone(), dtype: fact.dtype, shape: fact.shape.clone(), location });
+        self.facts.push(fact);
+        if !name.is_empty() {
+            self.by_name.insert(name, idx);
+        }
+        idx
+    }
+
+    /// Index of a named value; initializers enter the plan on first use.
+    fn lookup(&mut self, name: &str) -> Result<usize> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Ok(i);
+        }
+        match self.graph.initializers.get(name) {
+            Some(t) => Ok(self.add(name.to_string(), Fact::from_tensor(t.clone()), Location::Const(t.clone()))),
+            None => Err(Error::Graph(format!("value '{name}' is read before it is defined"))),
+        }
+    }
+}
+
+impl Plan {
+    pub fn build(graph: &Graph, bindings: &[InputBinding], limits: &PlanLimits) -> Result<Plan> {
+        let mut p = Planner { graph, values: Vec::new(), facts: Vec::new(), by_name: HashMap::new() };
+        let mut inputs = Vec::new();
+        for b in bindings {
+            checked_numel(&b.shape)?;
+            let fact = Fact { dtype: b.dtype, shape: b.shape.clone(), value: b.value.clone() };
+            let idx = p.add(b.name.clone(), fact, Location::Arena(0));
+            inputs.push((b.name.clone(), idx));
+        }
+
+        let mut steps = Vec::new();
+        let mut folded_nodes = 0;
+        let mut macs = 0u64;
+        for (node_idx, node) in graph.nodes.iter().enumerate() {
+            let located = |e: Error| e.at_node(&node.name, &node.op_type);
+            let mut in_idx = Vec::with_capacity(node.inputs.len());
+            for name in &node.inputs {
+                in_idx.push(match name {
+                    Some(n) if !n.is_empty() => Some(p.lookup(n).map_err(located)?),
+                    _ => None,
+                });
+            }
+            let in_facts: Vec<Option<&Fact>> = in_idx.iter().map(|i| i.map(|i| &p.facts[i])).collect();
+            let mut out_facts = node.op.infer(&in_facts).map_err(located)?;
+            if out_facts.len() < node.outputs.len() {
+                return Err(located(Error::Graph(format!(
+                    "declares {} outputs but the op produces {}",
+                    node.outputs.len(),
+                    out_facts.len()
+                ))));
+            }
+            out_facts.truncate(node.outputs.len());
+            let mut out_elements = 0usize;
+            for f in &out_facts {
+                out_elements = out_elements.saturating_add(checked_numel(&f.shape).map_err(located)?);
+            }
+
+            let inputs_known = in_facts.iter().all(|f| f.map_or(true, |f| f.value.is_some()));
+            let outputs_known = out_facts.iter().all(|f| f.value.is_some());
+            if outputs_known || (inputs_known && out_elements <= PLAN_FOLD_MAX_ELEMENTS) {
+                if !outputs_known {
+                    let in_values: Vec<Option<Arc<Tensor>>> =
+                        in_facts.iter().map(|f| f.and_then(|f| f.value.clone())).collect();
+                    let computed = run_owned(node.op.as_ref(), &in_values).map_err(located)?;
+                    for (f, t) in out_facts.iter_mut().zip(computed) {
+                        f.value = Some(Arc::new(t));
+                    }
+                }
+                for (name, f) in node.outputs.iter().zip(out_facts) {
+                    let t = f.value.clone().expect("every output known here");
+                    p.add(name.clone(), f, Location::Const(t));
+                }
+                folded_nodes += 1;
+                continue;
+            }
+            macs += node.op.macs(&in_facts, &out_facts);
+            let outputs = node
+                .outputs
+                .iter()
+                .zip(out_facts)
+                .map(|(name, f)| p.add(name.clone(), Fact { value: None, ..f }, Location::Arena(0)))
+                .collect();
+            steps.push(Step { node: node_idx, inputs: in_idx, outputs });
+        }
+
+        let mut outputs = Vec::with_capacity(graph.outputs.len());
+        for o in &graph.outputs {
+            outputs.push(p.lookup(&o.name)?);
+        }
+        let mut plan = Plan { values: p.values, steps, inputs, outputs, arena_bytes: 0, folded_nodes, macs };
+        plan.assign_offsets(limits)?;
+        Ok(plan)
+    }
+
+    /// Liveness-based offset assignment: each arena value gets the best-fitting
+    /// gap among the values still alive when it is defined.
+    fn assign_offsets(&mut self, limits: &PlanLimits) -> Result<()> {
+        let n_steps = self.steps.len();
+        // Positions: 0 = before the first step (graph inputs), step i at i + 1,
+        // n_steps + 1 = after the last (graph outputs stay alive until copied out).
+        let mut def = vec![0usize; self.values.len()];
+        let mut last_use = vec![0usize; self.values.len()];
+        for (i, step) in self.steps.iter().enumerate() {
+            for &o in &step.outputs {
+                def[o] = i + 1;
+                last_use[o] = i + 1;
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            for &v in step.inputs.iter().flatten() {
+                last_use[v] = last_use[v].max(i + 1);
+            }
+        }
+        for &o in &self.outputs {
+            last_use[o] = n_steps + 1;
+        }
+
+        let mut order: Vec<usize> =
+            (0..self.values.len()).filter(|&v| matches!(self.values[v].location, Location::Arena(_))).collect();
+        order.sort_by_key(|&v| def[v]);
+
+        // Live blocks: (offset, size, last_use), kept sorted by offset.
+        let mut live: Vec<(usize, usize, usize)> = Vec::new();
+        let mut peak = 0usize;
+        for v in order {
+            let size = self.values[v].bytes().div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+            let now = def[v];
+            live.retain(|&(_, _, last)| last >= now);
+            let mut best: Option<(usize, usize)> = None; // (gap size, offset)
+            let mut cursor = 0usize;
+            for &(off, sz, _) in &live {
+                let gap = off - cursor;
+                if gap >= size && best.map_or(true, |(g, _)| gap < g) {
+                    best = Some((gap, cursor));
+                }
+                cursor = off + sz;
+            }
+            let offset = best.map_or(cursor, |(_, off)| off);
+            let end = offset.checked_add(size).filter(|&e| e <= limits.max_arena_bytes).ok_or_else(|| {
+                Error::TooLarge(format!(
+                    "intermediate '{}' of shape {:?} would need more than {} bytes of working memory",
+                    self.values[v].name, self.values[v].shape, limits.max_arena_bytes
+                ))
+            })?;
+            peak = peak.max(end);
+            let pos = live.partition_point(|&(off, _, _)| off < offset);
+            live.insert(pos, (offset, size, last_use[v]));
+            self.values[v].location = Location::Arena(offset);
+        }
+        self.arena_bytes = peak;
+        Ok(())
+    }
+
+    /// Sum of bytes of every arena value, as if nothing were shared: the figure the plan improves on.
+    pub fn unshared_bytes(&self) -> usize {
+        self.values.iter().filter(|v| matches!(v.location, Location::Arena(_))).map(|v| v.bytes()).sum()
+    }
+}

@@ -1,0 +1,398 @@
+//! Owned tensors and borrowed views of them.
+//!
+//! Owned [`Tensor`]s hold weights, graph inputs/outputs and folded constants.
+//! Kernels never see them directly: they read [`TensorRef`]s and write
+//! [`TensorMut`]s, which may point into the executor's shared arena.
+
+use crate::{DType, Error, Result};
+use half::f16;
+
+/// Typed storage of an owned tensor. `Bool` holds bytes that are 0 or 1.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    Bool(Vec<u8>),
+}
+
+/// Borrowed typed slice, read-only.
+#[derive(Clone, Copy, Debug)]
+pub enum DataRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    I8(&'a [i8]),
+    U8(&'a [u8]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    Bool(&'a [u8]),
+}
+
+/// Borrowed typed slice, writable.
+#[derive(Debug)]
+pub enum DataMut<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [f16]),
+    I8(&'a mut [i8]),
+    U8(&'a mut [u8]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    Bool(&'a mut [u8]),
+}
+
+/// Applies `$body` to the typed slice inside any of the data enums, binding it to `$v`.
+/// Lets generic code (copies, gathers, transposes) be written once for every dtype.
+#[macro_export]
+macro_rules! dispatch_data {
+    ($enum:ident, $value:expr, $v:ident => $body:expr) => {
+        match $value {
+            $enum::F32($v) => $body,
+            $enum::F16($v) => $body,
+            $enum::I8($v) => $body,
+            $enum::U8($v) => $body,
+            $enum::I32($v) => $body,
+            $enum::I64($v) => $body,
+            $enum::Bool($v) => $body,
+        }
+    };
+}
+
+impl TensorData {
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::I8(_) => DType::I8,
+            TensorData::U8(_) => DType::U8,
+            TensorData::I32(_) => DType::I32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        dispatch_data!(TensorData, self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Zero-filled storage of `len` elements.
+    pub fn zeros(dtype: DType, len: usize) -> TensorData {
+        match dtype {
+            DType::F32 => TensorData::F32(vec![0.0; len]),
+            DType::F16 => TensorData::F16(vec![f16::ZERO; len]),
+            DType::I8 => TensorData::I8(vec![0; len]),
+            DType::U8 => TensorData::U8(vec![0; len]),
+            DType::I32 => TensorData::I32(vec![0; len]),
+            DType::I64 => TensorData::I64(vec![0; len]),
+            DType::Bool => TensorData::Bool(vec![0; len]),
+        }
+    }
+
+    pub fn as_ref(&self) -> DataRef<'_> {
+        match self {
+            TensorData::F32(v) => DataRef::F32(v),
+            TensorData::F16(v) => DataRef::F16(v),
+            TensorData::I8(v) => DataRef::I8(v),
+            TensorData::U8(v) => DataRef::U8(v),
+            TensorData::I32(v) => DataRef::I32(v),
+            TensorData::I64(v) => DataRef::I64(v),
+            TensorData::Bool(v) => DataRef::Bool(v),
+        }
+    }
+
+    pub fn as_mut(&mut self) -> DataMut<'_> {
+        match self {
+            TensorData::F32(v) => DataMut::F32(v),
+            TensorData::F16(v) => DataMut::F16(v),
+            TensorData::I8(v) => DataMut::I8(v),
+            TensorData::U8(v) => DataMut::U8(v),
+            TensorData::I32(v) => DataMut::I32(v),
+            TensorData::I64(v) => DataMut::I64(v),
+            TensorData::Bool(v) => DataMut::Bool(v),
+        }
+    }
+}
+
+impl DataRef<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            DataRef::F32(_) => DType::F32,
+            DataRef::F16(_) => DType::F16,
+            DataRef::I8(_) => DType::I8,
+            DataRef::U8(_) => DType::U8,
+            DataRef::I32(_) => DType::I32,
+            DataRef::I64(_) => DType::I64,
+            DataRef::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        dispatch_data!(DataRef, self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn to_owned(&self) -> TensorData {
+        match *self {
+            DataRef::F32(v) => TensorData::F32(v.to_vec()),
+            DataRef::F16(v) => TensorData::F16(v.to_vec()),
+            DataRef::I8(v) => TensorData::I8(v.to_vec()),
+            DataRef::U8(v) => TensorData::U8(v.to_vec()),
+            DataRef::I32(v) => TensorData::I32(v.to_vec()),
+            DataRef::I64(v) => TensorData::I64(v.to_vec()),
+            DataRef::Bool(v) => TensorData::Bool(v.to_vec()),
+        }
+    }
+}
+
+impl DataMut<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            DataMut::F32(_) => DType::F32,
+            DataMut::F16(_) => DType::F16,
+            DataMut::I8(_) => DType::I8,
+            DataMut::U8(_) => DType::U8,
+            DataMut::I32(_) => DType::I32,
+            DataMut::I64(_) => DType::I64,
+            DataMut::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        dispatch_data!(DataMut, self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `src` in; dtypes and lengths must match.
+    pub fn copy_from(&mut self, src: DataRef<'_>) -> Result<()> {
+        match (self, src) {
+            (DataMut::F32(d), DataRef::F32(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::F16(d), DataRef::F16(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::I8(d), DataRef::I8(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::U8(d), DataRef::U8(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::I32(d), DataRef::I32(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::I64(d), DataRef::I64(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (DataMut::Bool(d), DataRef::Bool(s)) if d.len() == s.len() => d.copy_from_slice(s),
+            (d, s) => {
+                return Err(Error::Input(format!(
+                    "cannot copy {} x {} into {} x {}",
+                    s.len(),
+                    s.dtype(),
+                    d.len(),
+                    d.dtype()
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read-only view: a shape and a typed slice of exactly `shape.product()` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a> {
+    pub shape: &'a [usize],
+    pub data: DataRef<'a>,
+}
+
+/// A writable view with the same invariant as [`TensorRef`].
+#[derive(Debug)]
+pub struct TensorMut<'a> {
+    pub shape: &'a [usize],
+    pub data: DataMut<'a>,
+}
+
+macro_rules! typed_accessors {
+    ($($get:ident, $get_mut:ident, $variant:ident, $t:ty);* $(;)?) => {
+        impl<'a> TensorRef<'a> {
+            $(
+            /// The data as this type, or a dtype error naming `context`.
+            pub fn $get(&self) -> Result<&'a [$t]> {
+                match self.data {
+                    DataRef::$variant(v) => Ok(v),
+                    other => Err(Error::DType { expected: DType::$variant, got: other.dtype(), context: String::new() }),
+                }
+            }
+            )*
+        }
+        impl<'a> TensorMut<'a> {
+            $(
+            pub fn $get_mut(&mut self) -> Result<&mut [$t]> {
+                match &mut self.data {
+                    DataMut::$variant(v) => Ok(v),
+                    other => Err(Error::DType { expected: DType::$variant, got: other.dtype(), context: String::new() }),
+                }
+            }
+            )*
+        }
+        impl Tensor {
+            $(
+            pub fn $get(&self) -> Result<&[$t]> {
+                match &self.data {
+                    TensorData::$variant(v) => Ok(v),
+                    other => Err(Error::DType { expected: DType::$variant, got: other.dtype(), context: String::new() }),
+                }
+            }
+            )*
+        }
+    };
+}
+
+typed_accessors! {
+    f32s, f32s_mut, F32, f32;
+    f16s, f16s_mut, F16, f16;
+    i8s, i8s_mut, I8, i8;
+    u8s, u8s_mut, U8, u8;
+    i32s, i32s_mut, I32, i32;
+    i64s, i64s_mut, I64, i64;
+    bools, bools_mut, Bool, u8;
+}
+
+impl TensorRef<'_> {
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor { shape: self.shape.to_vec(), data: self.data.to_owned() }
+    }
+
+    /// Reads an integer tensor (i32 or i64) as i64s; used for shape-like inputs.
+    pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
+        match self.data {
+            DataRef::I64(v) => Ok(v.to_vec()),
+            DataRef::I32(v) => Ok(v.iter().map(|&x| x as i64).collect()),
+            other => Err(Error::DType { expected: DType::I64, got: other.dtype(), context: "integer tensor".into() }),
+        }
+    }
+
+    /// Reads a numeric tensor as f32s (for scalars like Clip bounds or Pad values).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self.data {
+            DataRef::F32(v) => v.to_vec(),
+            DataRef::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            DataRef::I8(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::U8(v) | DataRef::Bool(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+}
+
+impl TensorMut<'_> {
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// An owned tensor: a shape and matching typed data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+impl Tensor {
+    /// Builds a tensor, checking that the data length equals the product of the shape.
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor> {
+        let expected = checked_numel(&shape)?;
+        if expected != data.len() {
+            return Err(Error::Input(format!(
+                "tensor of shape {:?} needs {} elements, got {}",
+                shape,
+                expected,
+                data.len()
+            )));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn zeros(dtype: DType, shape: Vec<usize>) -> Result<Tensor> {
+        let n = checked_numel(&shape)?;
+        Ok(Tensor { data: TensorData::zeros(dtype, n), shape })
+    }
+
+    pub fn from_f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor> {
+        Tensor::new(shape, TensorData::F32(data))
+    }
+
+    pub fn from_i64(shape: Vec<usize>, data: Vec<i64>) -> Result<Tensor> {
+        Tensor::new(shape, TensorData::I64(data))
+    }
+
+    pub fn scalar_f32(v: f32) -> Tensor {
+        Tensor { shape: vec![], data: TensorData::F32(vec![v]) }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+    pub fn into_data(self) -> TensorData {
+        self.data
+    }
+    pub fn byte_len(&self) -> usize {
+        self.len() * self.dtype().size()
+    }
+
+    pub fn view(&self) -> TensorRef<'_> {
+        TensorRef { shape: &self.shape, data: self.data.as_ref() }
+    }
+
+    /// A writable view; the shape stays fixed.
+    pub fn view_mut(&mut self) -> TensorMut<'_> {
+        TensorMut { shape: &self.shape, data: self.data.as_mut() }
+    }
+
+    /// Same data, new shape of equal element count.
+    pub fn reshaped(mut self, shape: Vec<usize>) -> Result<Tensor> {
+        if checked_numel(&shape)? != self.len() {
+            return Err(Error::Input(format!("cannot reshape {:?} to {:?}", self.shape, shape)));
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+}
+
+/// Product of dims, or an error if it overflows (hostile shapes must not wrap around).
+pub fn checked_numel(shape: &[usize]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| Error::TooLarge(format!("shape {:?} overflows", shape)))
+}
