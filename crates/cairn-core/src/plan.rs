@@ -280,3 +280,115 @@ impl Plan {
         self.values.iter().filter(|v| matches!(v.location, Location::Arena(_))).map(|v| v.bytes()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Attrs, DType, Graph, Node, NodeSpec, Registry, Session, ValueInfo};
+    use std::collections::HashMap;
+
+    fn relu(name: &str, input: &str, output: &str) -> Node {
+        let spec = NodeSpec {
+            name: name.into(),
+            domain: String::new(),
+            op_type: "Relu".into(),
+            attrs: Attrs::new(),
+            inputs: vec![Some(input.into())],
+            outputs: vec![output.into()],
+        };
+        Node::build(spec, 17, Registry::global()).unwrap()
+    }
+
+    fn chain(len: usize) -> Graph {
+        let nodes = (0..len).map(|i| relu(&format!("r{i}"), &format!("v{i}"), &format!("v{}", i + 1))).collect();
+        Graph {
+            inputs: vec![ValueInfo { name: "v0".into(), dtype: DType::F32, dims: None }],
+            outputs: vec![ValueInfo { name: format!("v{len}"), dtype: DType::F32, dims: None }],
+            initializers: HashMap::new(),
+            nodes,
+            opset: 17,
+        }
+        .validated()
+        .unwrap()
+    }
+
+    fn binding(n: usize) -> Vec<InputBinding> {
+        vec![InputBinding { name: "v0".into(), dtype: DType::F32, shape: vec![n], value: None }]
+    }
+
+    /// At every step, no output may overlap any value that is alive at that step.
+    fn assert_no_live_overlap(plan: &Plan) {
+        let range = |v: usize| match plan.values[v].location {
+            Location::Arena(off) => Some(off..off + plan.values[v].bytes()),
+            Location::Const(_) => None,
+        };
+        for (i, step) in plan.steps.iter().enumerate() {
+            let live: Vec<usize> = (0..plan.values.len())
+                .filter(|&v| {
+                    let defined_before = plan.inputs.iter().any(|(_, x)| *x == v)
+                        || plan.steps[..i].iter().any(|s| s.outputs.contains(&v));
+                    let used_later = plan.steps[i..].iter().any(|s| s.inputs.contains(&Some(v))) || plan.outputs.contains(&v);
+                    defined_before && used_later
+                })
+                .collect();
+            for &o in &step.outputs {
+                let ro = range(o).unwrap();
+                for &l in &live {
+                    if let Some(rl) = range(l) {
+                        assert!(ro.end <= rl.start || rl.end <= ro.start, "step {i}: output {o} overlaps live value {l}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_needs_two_buffers_not_one_per_node() {
+        let g = chain(10);
+        let plan = Plan::build(&g, &binding(1000), &PlanLimits::default()).unwrap();
+        assert_eq!(plan.steps.len(), 10);
+        assert_eq!(plan.arena_bytes, 2 * 4032, "input + one ping-pong buffer");
+        assert_eq!(plan.unshared_bytes(), 11 * 4000);
+        assert_no_live_overlap(&plan);
+    }
+
+    #[test]
+    fn a_value_read_late_stays_alive() {
+        // v0 -> r0 -> v1 -> r1 -> v2, and v1 is also a graph output: it must survive r1.
+        let mut g = chain(2);
+        g.outputs.push(ValueInfo { name: "v1".into(), dtype: DType::F32, dims: None });
+        let plan = Plan::build(&g, &binding(16), &PlanLimits::default()).unwrap();
+        assert_no_live_overlap(&plan);
+        let s = Session::new(g);
+        let x = Tensor::from_f32(vec![16], (0..16).map(|i| i as f32 - 8.0).collect()).unwrap();
+        let out = s.run(HashMap::from([("v0".to_string(), x)])).unwrap();
+        assert_eq!(out[1].0, "v1");
+        assert_eq!(out[0].1, out[1].1);
+        assert_eq!(out[0].1.f32s().unwrap()[0], 0.0);
+        assert_eq!(out[0].1.f32s().unwrap()[15], 7.0);
+    }
+
+    #[test]
+    fn absurd_shapes_are_refused_before_allocating() {
+        let g = chain(1);
+        let err = Plan::build(&g, &binding(1 << 40), &PlanLimits::default()).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+        let err = Plan::build(
+            &g,
+            &[InputBinding { name: "v0".into(), dtype: DType::F32, shape: vec![usize::MAX, 4], value: None }],
+            &PlanLimits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn cycles_and_dangling_inputs_are_graph_errors() {
+        let mut g = chain(2);
+        g.nodes[0].inputs = vec![Some("v2".into())];
+        assert!(matches!(g.validated(), Err(Error::Graph(m)) if m.contains("cycle")));
+        let mut g = chain(1);
+        g.nodes[0].inputs = vec![Some("nowhere".into())];
+        assert!(matches!(g.validated(), Err(Error::Graph(m)) if m.contains("nothing defines")));
+    }
+}

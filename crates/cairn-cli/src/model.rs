@@ -1,0 +1,95 @@
+//! Loading a model for the CLI: import, load-time folding, binding symbolic dims.
+
+use anyhow::{bail, Context, Result};
+use cairn_core::{passes::fold::fold_constants, Dim, Graph, Session, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub struct Loaded {
+    pub meta: cairn_onnx::ModelMeta,
+    /// Node count and op histogram of the file as imported, before folding.
+    pub imported_nodes: usize,
+    pub op_histogram: BTreeMap<String, usize>,
+    pub session: Session,
+    pub folded_at_load: usize,
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    if !path.exists() {
+        bail!("model file {} does not exist", path.display());
+    }
+    let model = cairn_onnx::load(path).with_context(|| format!("cannot load {}", path.display()))?;
+    let imported_nodes = model.graph.nodes.len();
+    let mut op_histogram = BTreeMap::new();
+    for node in &model.graph.nodes {
+        let name = if node.domain.is_empty() { node.op_type.clone() } else { format!("{}.{}", node.domain, node.op_type) };
+        *op_histogram.entry(name).or_insert(0) += 1;
+    }
+    let (graph, stats) = fold_constants(model.graph).context("constant folding failed")?;
+    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.folded_nodes })
+}
+
+/// Parses `--dim name=value` flags.
+pub fn parse_dims(flags: &[String]) -> Result<BTreeMap<String, usize>> {
+    flags
+        .iter()
+        .map(|f| {
+            let (name, value) = f.split_once('=').with_context(|| format!("--dim '{f}' must look like name=value, e.g. batch=1"))?;
+            let value = value.parse().with_context(|| format!("--dim '{f}': '{value}' is not a size"))?;
+            Ok((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The concrete shape of a declared input: symbolic dims from `dims`, else 1.
+/// Returns the shape and the symbolic names that were defaulted.
+pub fn bind_shape(dims: &[Dim], bound: &BTreeMap<String, usize>) -> (Vec<usize>, Vec<String>) {
+    let mut defaulted = Vec::new();
+    let shape = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => *n,
+            Dim::Sym(s) => bound.get(s).copied().unwrap_or_else(|| {
+                defaulted.push(s.clone());
+                1
+            }),
+        })
+        .collect();
+    (shape, defaulted)
+}
+
+/// Zero-filled inputs for every runtime input (for planning in `inspect`).
+pub fn zero_inputs(graph: &Graph, bound: &BTreeMap<String, usize>) -> Result<HashMap<String, Tensor>> {
+    graph
+        .runtime_inputs()
+        .map(|i| {
+            let dims = i.dims.as_deref().with_context(|| format!("input '{}' declares no shape", i.name))?;
+            let (shape, _) = bind_shape(dims, bound);
+            Ok((i.name.clone(), Tensor::zeros(i.dtype, shape)?))
+        })
+        .collect()
+}
+
+pub fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}

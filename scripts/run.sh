@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The main job: build Cairn, build a MobileNetV2-1.0, inspect it and run it.
+# (The demo web app and its server join this command as they land.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+step "cargo build --release"
+cargo build --release --quiet -p cairn-cli
+CAIRN=target/release/cairn
+
+mkdir -p target/models
+if [ ! -f target/models/mobilenetv2.onnx ]; then
+  step "building MobileNetV2-1.0 (random weights) with tools/build_mobilenetv2.py"
+  python3 tools/build_mobilenetv2.py target/models/mobilenetv2.onnx
+fi
+step "cairn inspect target/models/mobilenetv2.onnx"
+$CAIRN inspect target/models/mobilenetv2.onnx
+step "cairn run target/models/mobilenetv2.onnx --random --runs 10"
+$CAIRN run target/models/mobilenetv2.onnx --random --runs 10 --output-dir target/models/out

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what Cairn's commands need, idempotently: each step checks before it installs.
+# Used by run.sh and test.sh; safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+# Python packages for the conformance data, model builders and the onnxruntime comparison.
+if ! python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null \
+   || ! python3 - <<'PY' 2>/dev/null
+import importlib.metadata as m, re, sys
+want = {}
+for line in open("tools/requirements.txt"):
+    line = line.split("#")[0].strip()
+    if "==" in line:
+        name, ver = line.split("==")
+        want[name.strip()] = ver.strip()
+sys.exit(0 if all(m.version(n) == v for n, v in want.items()) else 1)
+PY
+then
+  step "pip install -r tools/requirements.txt"
+  python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+fi
