@@ -28,7 +28,8 @@ pub fn parse(bytes: &[u8]) -> Result<(Tensor, Option<&'static str>)> {
     let data_start = header_start.checked_add(header_len).filter(|&e| e <= bytes.len()).context("truncated header")?;
     let header = std::str::from_utf8(&bytes[header_start..data_start]).context("header is not text")?;
     let descr = dict_value(header, "descr").context("header has no 'descr'")?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let quote = descr.chars().next().filter(|c| *c == '\'' || *c == '"').context("'descr' is not a string")?;
+    let descr = descr[1..].split(quote).next().unwrap_or_default();
     if dict_value(header, "fortran_order").map(|v| v.starts_with("True")).unwrap_or(false) {
         bail!("Fortran-ordered arrays are not supported (use numpy.ascontiguousarray before saving)");
     }

@@ -15,15 +15,19 @@ pub fn print_error(err: &anyhow::Error) {
 
 fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
     for cause in err.chain() {
+        if let Some(onnx) = cause.downcast_ref::<cairn_onnx::Error>() {
+            return match onnx {
+                cairn_onnx::Error::Core(core) => core_hint(core),
+                cairn_onnx::Error::UnsupportedOps { .. } => core_hint(&cairn_core::Error::UnsupportedOp { node: String::new(), op_type: String::new(), opset: 0 }),
+                cairn_onnx::Error::Decode(_) => Some("cairn reads ONNX protobuf files (.onnx); export with torch.onnx.export, tf2onnx or paddle2onnx"),
+                cairn_onnx::Error::Opset { .. } => Some("convert the model with onnx.version_converter.convert_version(model, 17)"),
+                cairn_onnx::Error::UnsupportedDType { .. } => Some("convert the model's float64 parts to float32 before export (e.g. model.float() in PyTorch)"),
+                cairn_onnx::Error::ExternalData { .. } => Some("keep the external data files next to the .onnx file, as the exporter wrote them"),
+                _ => Some("the model file is malformed or truncated; re-export it or check it with onnx.checker.check_model"),
+            };
+        }
         if let Some(core) = cause.downcast_ref::<cairn_core::Error>() {
-            return Some(match core {
-                cairn_core::Error::UnsupportedOp { .. } => "`cairn ops` lists the operators Cairn implements; re-export the model with a different opset or ops",
-                cairn_core::Error::UnsupportedAttr { .. } => "this attribute value is not implemented; `cairn ops` lists what is",
-                cairn_core::Error::Input(_) => "`cairn inspect MODEL` shows the inputs, dtypes and shapes the model expects",
-                cairn_core::Error::TooLarge(_) => "the model asks for more memory than Cairn allows; check its shapes with `cairn inspect`",
-                cairn_core::Error::Graph(_) => "the model file is malformed; re-export it or check it with onnx.checker",
-                _ => return None,
-            });
+            return core_hint(core);
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::NotFound {
@@ -34,10 +38,19 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
     if line.contains("does not exist") {
         return Some("check the path");
     }
-    if line.contains("not an ONNX model") || line.contains("decode") {
-        return Some("cairn reads ONNX protobuf files (.onnx); export with torch.onnx.export, tf2onnx or paddle2onnx");
-    }
     None
+}
+
+fn core_hint(core: &cairn_core::Error) -> Option<&'static str> {
+    Some(match core {
+        cairn_core::Error::UnsupportedOp { .. } => "`cairn ops` lists the operators Cairn implements; re-export the model with a different opset or ops",
+        cairn_core::Error::UnsupportedAttr { .. } => "this attribute value is not implemented; `cairn ops` lists what is",
+        cairn_core::Error::Input(_) => "`cairn inspect MODEL` shows the inputs, dtypes and shapes the model expects",
+        cairn_core::Error::TooLarge(_) => "the model asks for more memory than Cairn allows; check its shapes with `cairn inspect`",
+        cairn_core::Error::Graph(_) => "the model file is malformed; re-export it or check it with onnx.checker.check_model",
+        cairn_core::Error::AtNode { source, .. } => return core_hint(source),
+        _ => return None,
+    })
 }
 
 /// Lists registered ops; `--markdown` produces SUPPORTED_OPS.md.

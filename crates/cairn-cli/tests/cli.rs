@@ -1,0 +1,104 @@
+//! End-to-end tests of the `cairn` binary: output, JSON, and error behaviour.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("run cairn")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// A failing command prints exactly one `error:` line, maybe a `hint:` line, and exits 1 (not 101: no panic).
+fn assert_clean_failure(o: &Output, expect_in_error: &str) {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(expect_in_error), "expected '{expect_in_error}' in: {err}");
+    assert!(lines.len() <= 2 && lines.get(1).map_or(true, |l| l.starts_with("hint: ")), "{err}");
+}
+
+#[test]
+fn inspect_shows_io_and_costs() {
+    let o = cairn(&["inspect", data("relu.onnx").to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("x") && out.contains("[batch, 4]"), "{out}");
+    assert!(out.contains("Relu"), "{out}");
+    assert!(out.contains("working memory"), "{out}");
+}
+
+#[test]
+fn inspect_json_is_machine_readable() {
+    let o = cairn(&["inspect", data("relu.onnx").to_str().unwrap(), "--json", "--dim", "batch=8"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["inputs"][0]["name"], "x");
+    assert_eq!(v["inputs"][0]["shape"][0], "batch");
+    assert_eq!(v["bound_dims"]["batch"], 8);
+    assert_eq!(v["ops"]["Relu"], 1);
+    // Input and output of 8x4 f32, both live at the single step: two 128-byte aligned blocks.
+    assert_eq!(v["peak_working_bytes"], 256);
+}
+
+#[test]
+fn run_reads_and_writes_npy() {
+    let dir = std::env::temp_dir().join(format!("cairn-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("y.npy");
+    let input = format!("x={}", data("x.npy").display());
+    let o = cairn(&["run", data("relu.onnx").to_str().unwrap(), "--input", &input, "--output", out_path.to_str().unwrap(), "--runs", "3"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("median"), "{out}");
+    let bytes = std::fs::read(&out_path).unwrap();
+    // Last 16 bytes: relu([-1, 2, -3, 4]) as little-endian f32.
+    let tail: Vec<f32> = bytes[bytes.len() - 16..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(tail, vec![0.0, 2.0, 0.0, 4.0]);
+}
+
+#[test]
+fn run_converts_float64_with_a_note() {
+    let o = cairn(&["run", data("relu.onnx").to_str().unwrap(), "--input", data("x_f64.npy").to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("float64 converted"), "{err}");
+    assert!(out.contains("[0.000000, 2.000000, 0.000000, 4.000000]"), "{out}");
+}
+
+#[test]
+fn run_random_json() {
+    let o = cairn(&["run", data("relu.onnx").to_str().unwrap(), "--random", "--dim", "batch=3", "--json"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([3, 4]));
+}
+
+#[test]
+fn errors_are_one_line_with_a_hint() {
+    let model = data("relu.onnx");
+    let m = model.to_str().unwrap();
+    assert_clean_failure(&cairn(&["run", m]), "input 'x' was not given");
+    assert_clean_failure(&cairn(&["run", "/nonexistent/model.onnx", "--random"]), "does not exist");
+    assert_clean_failure(&cairn(&["inspect", data("x.npy").to_str().unwrap()]), "cannot load");
+    assert_clean_failure(&cairn(&["inspect", data("unsupported.onnx").to_str().unwrap()]), "NonZero");
+    assert_clean_failure(&cairn(&["run", m, "--input", "y=/dev/null"]), "");
+    let wrong_shape = format!("x={}", data("x.npy").display());
+    assert_clean_failure(&cairn(&["run", data("unsupported.onnx").to_str().unwrap(), "--input", &wrong_shape]), "NonZero");
+    assert_clean_failure(&cairn(&["run", m, "--random", "--runs", "0"]), "--runs");
+}
+
+#[test]
+fn unsupported_op_error_names_node_op_and_opset() {
+    let o = cairn(&["inspect", data("unsupported.onnx").to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(err.contains("find_nonzero") && err.contains("NonZero") && err.contains("13"), "{err}");
+    assert!(err.contains("hint: `cairn ops`"), "{err}");
+}

@@ -1,0 +1,181 @@
+//! `ModelProto` → Cairn `Graph`.
+
+use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use crate::tensor::{convert, dtype_of, MAX_DIM};
+use crate::{Error, Model, ModelMeta};
+use cairn_core::{Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Tensor, ValueInfo, MAX_OPSET, MIN_OPSET};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Error> {
+    let opset = proto
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .ok_or_else(|| Error::Model("the model imports no default-domain opset".into()))?;
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(Error::Opset { version: opset, min: MIN_OPSET, max: MAX_OPSET });
+    }
+    let meta = ModelMeta {
+        ir_version: proto.ir_version,
+        producer_name: proto.producer_name,
+        producer_version: proto.producer_version,
+        opsets: proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect(),
+        doc_string: proto.doc_string,
+    };
+    let graph = proto.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    Ok(Model { graph: import_graph(graph, opset, external_dir)?, meta })
+}
+
+fn import_graph(g: GraphProto, opset: i64, external_dir: Option<&Path>) -> Result<Graph, Error> {
+    if let Some(s) = g.sparse_initializer.first() {
+        let name = s.values.as_ref().map_or("?", |v| v.name.as_str());
+        return Err(Error::tensor(name, "sparse initializers are not supported"));
+    }
+    let mut initializers = HashMap::with_capacity(g.initializer.len());
+    for t in &g.initializer {
+        if t.name.is_empty() {
+            return Err(Error::Model("an initializer has no name".into()));
+        }
+        initializers.insert(t.name.clone(), Arc::new(convert(t, external_dir)?));
+    }
+    let inputs = g.input.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
+    let outputs = g.output.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
+
+    let registry = Registry::global();
+    let mut nodes = Vec::with_capacity(g.node.len());
+    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
+    let mut first_unsupported = None;
+    for (index, n) in g.node.into_iter().enumerate() {
+        let name = if n.name.is_empty() { format!("{}_{index}", n.op_type) } else { n.name.clone() };
+        if n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx") {
+            let (out, value) = constant(&n, &name)?;
+            initializers.insert(out, Arc::new(value));
+            continue;
+        }
+        let spec = NodeSpec {
+            name,
+            domain: n.domain.clone(),
+            op_type: n.op_type.clone(),
+            attrs: attributes(&n)?,
+            inputs: n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect(),
+            outputs: n.output.clone(),
+        };
+        match Node::build(spec, opset, registry) {
+            Ok(node) => nodes.push(node),
+            // Collect every unsupported op so the user learns the whole list at once.
+            Err(e @ cairn_core::Error::UnsupportedOp { .. }) => {
+                let key = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type } else { format!("{}.{}", n.domain, n.op_type) };
+                *unsupported.entry(key).or_insert(0) += 1;
+                first_unsupported.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(first) = first_unsupported {
+        if unsupported.len() == 1 && unsupported.values().all(|&c| c == 1) {
+            return Err(first.into());
+        }
+        let list = unsupported.iter().map(|(op, n)| format!("{op} (x{n})")).collect::<Vec<_>>().join(", ");
+        return Err(Error::UnsupportedOps { list, first: Box::new(first) });
+    }
+    let graph = Graph { inputs, outputs, initializers, nodes, opset };
+    Ok(graph.validated()?)
+}
+
+fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
+    let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t,
+        Some(_) => return Err(Error::Model(format!("'{}' is a sequence, map, optional or sparse value; Cairn only handles tensors", v.name))),
+        None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
+    };
+    let dtype = dtype_of(tensor.elem_type, &v.name)?;
+    let dims = tensor.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                use crate::proto::tensor_shape_proto::dimension::Value;
+                match &d.value {
+                    Some(Value::DimValue(n)) if (0..=MAX_DIM).contains(n) => Ok(Dim::Known(*n as usize)),
+                    Some(Value::DimValue(n)) => Err(Error::Model(format!("'{}' declares an invalid dimension {n}", v.name))),
+                    Some(Value::DimParam(p)) if !p.is_empty() => Ok(Dim::Sym(p.clone())),
+                    // An unnamed unknown dim: give it a name of its own so it binds independently.
+                    _ => Ok(Dim::Sym(format!("{}_dim{i}", v.name))),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    Ok(ValueInfo { name: v.name.clone(), dtype, dims: dims.transpose()? })
+}
+
+fn attributes(n: &NodeProto) -> Result<Attrs, Error> {
+    let mut attrs = Attrs::new();
+    for a in &n.attribute {
+        attrs.insert(a.name.clone(), attribute(a, n)?);
+    }
+    Ok(attrs)
+}
+
+fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(match a.r#type {
+        at::FLOAT => Attr::Float(a.f),
+        at::INT => Attr::Int(a.i),
+        at::STRING => Attr::Str(text(&a.s)),
+        at::TENSOR => Attr::Tensor(convert(a.t.as_ref().ok_or_else(|| Error::Model(format!("attribute '{}' of node '{}' has no tensor", a.name, n.name)))?, None)?),
+        at::FLOATS => Attr::Floats(a.floats.clone()),
+        at::INTS => Attr::Ints(a.ints.clone()),
+        at::STRINGS => Attr::Strs(a.strings.iter().map(|s| text(s)).collect()),
+        at::GRAPH | at::GRAPHS => Attr::Graph,
+        at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTO | at::TYPE_PROTOS => {
+            return Err(Error::Model(format!("attribute '{}' of node '{}' ({}) has a kind Cairn does not support", a.name, n.name, n.op_type)))
+        }
+        // Files from old exporters may omit the type: infer it from the field that is set.
+        _ => {
+            if a.t.is_some() {
+                Attr::Tensor(convert(a.t.as_ref().expect("checked"), None)?)
+            } else if !a.ints.is_empty() {
+                Attr::Ints(a.ints.clone())
+            } else if !a.floats.is_empty() {
+                Attr::Floats(a.floats.clone())
+            } else if !a.strings.is_empty() {
+                Attr::Strs(a.strings.iter().map(|s| text(s)).collect())
+            } else if !a.s.is_empty() {
+                Attr::Str(text(&a.s))
+            } else if a.f != 0.0 {
+                Attr::Float(a.f)
+            } else {
+                Attr::Int(a.i)
+            }
+        }
+    })
+}
+
+/// A `Constant` node's output name and value.
+fn constant(n: &NodeProto, name: &str) -> Result<(String, Tensor), Error> {
+    let out = n.output.first().filter(|o| !o.is_empty()).ok_or_else(|| Error::Model(format!("Constant node '{name}' has no output")))?;
+    let a = n.attribute.first().ok_or_else(|| Error::Model(format!("Constant node '{name}' has no value")))?;
+    let bad = |e: cairn_core::Error| Error::tensor(out, e.to_string());
+    let value = match a.name.as_str() {
+        "value" => convert(a.t.as_ref().ok_or_else(|| Error::tensor(out, "Constant 'value' holds no tensor"))?, None)?,
+        "value_float" => Tensor::scalar_f32(a.f),
+        "value_floats" => Tensor::from_f32(vec![a.floats.len()], a.floats.clone()).map_err(bad)?,
+        "value_int" => Tensor::from_i64(vec![], vec![a.i]).map_err(bad)?,
+        "value_ints" => Tensor::from_i64(vec![a.ints.len()], a.ints.clone()).map_err(bad)?,
+        other => {
+            return Err(cairn_core::Error::UnsupportedAttr {
+                node: name.to_string(),
+                op_type: "Constant".into(),
+                opset: 0,
+                attr: other.to_string(),
+                detail: "only tensor, float(s) and int(s) constants are supported".into(),
+            }
+            .into())
+        }
+    };
+    Ok((out.clone(), value))
+}
