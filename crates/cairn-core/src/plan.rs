@@ -248,6 +248,11 @@ impl Plan {
         let mut peak = 0usize;
         for v in order {
             let size = self.values[v].bytes().div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+            if size == 0 {
+                // Empty tensors occupy nothing; any aligned offset will do.
+                self.values[v].location = Location::Arena(0);
+                continue;
+            }
             let now = def[v];
             live.retain(|&(_, _, last)| last >= now);
             let mut best: Option<(usize, usize)> = None; // (gap size, offset)

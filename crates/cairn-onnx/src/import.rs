@@ -15,7 +15,11 @@ pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Er
         .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .max()
-        .ok_or_else(|| Error::Model("the model imports no default-domain opset".into()))?;
+        .ok_or_else(|| {
+            let domains: Vec<String> = proto.opset_import.iter().map(|o| format!("{} v{}", o.domain, o.version)).collect();
+            let first = cairn_core::Error::UnsupportedOp { node: String::new(), op_type: format!("domain {}", domains.join(", ")), opset: 0 };
+            Error::UnsupportedOps { list: format!("only non-default domains ({})", domains.join(", ")), first: Box::new(first) }
+        })?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(Error::Opset { version: opset, min: MIN_OPSET, max: MAX_OPSET });
     }

@@ -1,31 +1,306 @@
-//! Activations: elementwise nonlinearities and their softmax relatives.
+//! Activations: elementwise nonlinearities and the softmax family.
 
-use crate::{required, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
+use super::broadcast::map2;
+use super::elementwise::erf;
+use crate::{bail_shape, normalize_axis, required, DType, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
-    r.register("Relu", |_ctx: &OpContext| Ok(Box::new(Relu)));
+    r.register("Relu", |_| Ok(Box::new(Act::Relu)));
+    r.register("Sigmoid", |_| Ok(Box::new(Act::Sigmoid)));
+    r.register("Tanh", |_| Ok(Box::new(Act::Tanh)));
+    r.register("HardSwish", |_| Ok(Box::new(Act::HardSwish)));
+    r.register("Softplus", |_| Ok(Box::new(Act::Softplus)));
+    r.register("Softsign", |_| Ok(Box::new(Act::Softsign)));
+    r.register("Mish", |_| Ok(Box::new(Act::Mish)));
+    r.register("LeakyRelu", |ctx| Ok(Box::new(Act::LeakyRelu(ctx.float("alpha", 0.01)?))));
+    r.register("Elu", |ctx| Ok(Box::new(Act::Elu(ctx.float("alpha", 1.0)?))));
+    r.register("Celu", |ctx| Ok(Box::new(Act::Celu(ctx.float("alpha", 1.0)?))));
+    r.register("ThresholdedRelu", |ctx| Ok(Box::new(Act::ThresholdedRelu(ctx.float("alpha", 1.0)?))));
+    r.register("Selu", |ctx| {
+        Ok(Box::new(Act::Selu(ctx.float("alpha", 1.673_263_2)?, ctx.float("gamma", 1.050_701)?)))
+    });
+    r.register("HardSigmoid", |ctx| Ok(Box::new(Act::HardSigmoid(ctx.float("alpha", 0.2)?, ctx.float("beta", 0.5)?))));
+    r.register("Gelu", |ctx| match ctx.string("approximate", "none")?.as_str() {
+        "none" => Ok(Box::new(Act::Gelu) as Box<dyn Op>),
+        "tanh" => Ok(Box::new(Act::GeluTanh)),
+        other => Err(ctx.unsupported("approximate", format!("'{other}' is not a Gelu approximation"))),
+    });
+    r.register("Clip", build_clip);
+    r.register("PRelu", |_| Ok(Box::new(PRelu)));
+    r.register("Softmax", |ctx| build_softmax(ctx, SoftmaxKind::Softmax));
+    r.register("LogSoftmax", |ctx| build_softmax(ctx, SoftmaxKind::LogSoftmax));
+    r.register("Hardmax", |ctx| build_softmax(ctx, SoftmaxKind::Hardmax));
 }
 
-/// `max(x, 0)`.
-#[derive(Debug)]
-struct Relu;
+/// A pointwise f32 activation. `Clip` carries bounds known at build time;
+/// clip bounds given as inputs are handled by [`ClipInputs`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Act {
+    Relu,
+    Sigmoid,
+    Tanh,
+    HardSwish,
+    Softplus,
+    Softsign,
+    Mish,
+    Gelu,
+    GeluTanh,
+    LeakyRelu(f32),
+    Elu(f32),
+    Celu(f32),
+    ThresholdedRelu(f32),
+    Selu(f32, f32),
+    HardSigmoid(f32, f32),
+    Clip(f32, f32),
+}
 
-impl Op for Relu {
-    fn op_type(&self) -> &str {
-        "Relu"
+impl Act {
+    #[inline(always)]
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::Relu => x.max(0.0),
+            Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Act::Tanh => x.tanh(),
+            Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Act::Softplus => if x > 20.0 { x } else { x.exp().ln_1p() },
+            Act::Softsign => x / (1.0 + x.abs()),
+            Act::Mish => x * (if x > 20.0 { x } else { x.exp().ln_1p() }).tanh(),
+            Act::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Act::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
+            Act::LeakyRelu(a) => if x < 0.0 { a * x } else { x },
+            Act::Elu(a) => if x < 0.0 { a * (x.exp() - 1.0) } else { x },
+            Act::Celu(a) => x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0),
+            Act::ThresholdedRelu(a) => if x > a { x } else { 0.0 },
+            Act::Selu(a, g) => if x <= 0.0 { g * (a * x.exp() - a) } else { g * x },
+            Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            // NaN passes through, like onnxruntime.
+            Act::Clip(lo, hi) => if x.is_nan() { x } else { x.max(lo).min(hi) },
+        }
     }
 
+    fn name(self) -> &'static str {
+        match self {
+            Act::Relu => "Relu",
+            Act::Sigmoid => "Sigmoid",
+            Act::Tanh => "Tanh",
+            Act::HardSwish => "HardSwish",
+            Act::Softplus => "Softplus",
+            Act::Softsign => "Softsign",
+            Act::Mish => "Mish",
+            Act::Gelu | Act::GeluTanh => "Gelu",
+            Act::LeakyRelu(_) => "LeakyRelu",
+            Act::Elu(_) => "Elu",
+            Act::Celu(_) => "Celu",
+            Act::ThresholdedRelu(_) => "ThresholdedRelu",
+            Act::Selu(..) => "Selu",
+            Act::HardSigmoid(..) => "HardSigmoid",
+            Act::Clip(..) => "Clip",
+        }
+    }
+}
+
+impl Op for Act {
+    fn op_type(&self) -> &str {
+        self.name()
+    }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
-        let x = required(inputs, 0, self.op_type())?;
+        let x = required(inputs, 0, self.name())?;
+        if x.dtype != DType::F32 {
+            bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
+        }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
-
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
-        let x = required(inputs, 0, self.op_type())?.f32s()?;
-        let y = outputs[0].f32s_mut()?;
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x.max(0.0);
+        let x = required(inputs, 0, self.name())?.f32s()?;
+        let act = *self;
+        for (y, &x) in outputs[0].f32s_mut()?.iter_mut().zip(x) {
+            *y = act.apply(x);
         }
         Ok(())
+    }
+}
+
+fn build_clip(ctx: &OpContext) -> Result<Box<dyn Op>> {
+    if ctx.opset < 11 {
+        return Ok(Box::new(Act::Clip(ctx.float("min", f32::MIN)?, ctx.float("max", f32::MAX)?)));
+    }
+    Ok(Box::new(ClipInputs))
+}
+
+/// Clip from opset 11: bounds are optional inputs (usually constants, then folded per plan).
+#[derive(Debug)]
+struct ClipInputs;
+
+impl Op for ClipInputs {
+    fn op_type(&self) -> &str {
+        "Clip"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "Clip")?;
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "Clip")?;
+        let bound = |i: usize| -> Result<Option<f64>> {
+            match inputs.get(i).copied().flatten() {
+                None => Ok(None),
+                Some(t) if t.len() == 1 => Ok(Some(match t.data {
+                    crate::DataRef::I64(v) => v[0] as f64,
+                    crate::DataRef::I32(v) => v[0] as f64,
+                    _ => t.to_f32_vec()[0] as f64,
+                })),
+                Some(t) => Err(Error::shape("Clip", format!("bounds must be scalars, got shape {:?}", t.shape))),
+            }
+        };
+        let (lo, hi) = (bound(1)?, bound(2)?);
+        match x.dtype() {
+            DType::F32 => {
+                let act = Act::Clip(lo.map_or(f32::MIN, |v| v as f32), hi.map_or(f32::MAX, |v| v as f32));
+                for (y, &v) in outputs[0].f32s_mut()?.iter_mut().zip(x.f32s()?) {
+                    *y = act.apply(v);
+                }
+            }
+            DType::I64 => {
+                let (lo, hi) = (lo.map_or(i64::MIN, |v| v as i64), hi.map_or(i64::MAX, |v| v as i64));
+                for (y, &v) in outputs[0].i64s_mut()?.iter_mut().zip(x.i64s()?) {
+                    *y = v.max(lo).min(hi);
+                }
+            }
+            DType::I32 => {
+                let (lo, hi) = (lo.map_or(i32::MIN, |v| v as i32), hi.map_or(i32::MAX, |v| v as i32));
+                for (y, &v) in outputs[0].i32s_mut()?.iter_mut().zip(x.i32s()?) {
+                    *y = v.max(lo).min(hi);
+                }
+            }
+            other => bail_shape!("Clip", "is not implemented for {other}"),
+        }
+        Ok(())
+    }
+}
+
+/// `x < 0 ? slope * x : x`, slope broadcast to x.
+#[derive(Debug)]
+struct PRelu;
+
+impl Op for PRelu {
+    fn op_type(&self) -> &str {
+        "PRelu"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "PRelu")?;
+        let s = required(inputs, 1, "PRelu")?;
+        let out = super::broadcast::broadcast_shapes(&[&x.shape, &s.shape], "PRelu")?;
+        if out != x.shape {
+            bail_shape!("PRelu", "slope {:?} must broadcast to X {:?}", s.shape, x.shape);
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "PRelu")?;
+        let s = required(inputs, 1, "PRelu")?;
+        let out = &mut outputs[0];
+        let shape = out.shape;
+        map2(x.f32s()?, x.shape, s.f32s()?, s.shape, out.f32s_mut()?, shape, |x, s| if x < 0.0 { s * x } else { x });
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SoftmaxKind {
+    Softmax,
+    LogSoftmax,
+    Hardmax,
+}
+
+/// Softmax over `axis`. Before opset 13 the input is coerced to 2-D at `axis` and the
+/// whole trailing block is normalized; from 13 only the single axis is.
+#[derive(Debug)]
+struct Softmax {
+    kind: SoftmaxKind,
+    axis: i64,
+    legacy_2d: bool,
+}
+
+fn build_softmax(ctx: &OpContext, kind: SoftmaxKind) -> Result<Box<dyn Op>> {
+    let legacy_2d = ctx.opset < 13;
+    let axis = ctx.int("axis", if legacy_2d { 1 } else { -1 })?;
+    Ok(Box::new(Softmax { kind, axis, legacy_2d }))
+}
+
+impl Softmax {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            SoftmaxKind::Softmax => "Softmax",
+            SoftmaxKind::LogSoftmax => "LogSoftmax",
+            SoftmaxKind::Hardmax => "Hardmax",
+        }
+    }
+}
+
+impl Op for Softmax {
+    fn op_type(&self) -> &str {
+        self.name()
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, self.name())?;
+        if x.dtype != DType::F32 {
+            bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
+        }
+        normalize_axis(self.axis, x.rank().max(1), self.name())?;
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.name())?;
+        let shape = x.shape;
+        let axis = normalize_axis(self.axis, shape.len().max(1), self.name())?.min(shape.len());
+        // View as [outer, n, inner]: the normalized run has stride `inner`.
+        let (outer, n, inner) = if self.legacy_2d {
+            (shape[..axis].iter().product::<usize>(), shape[axis..].iter().product::<usize>(), 1)
+        } else if shape.is_empty() {
+            (1, 1, 1)
+        } else {
+            (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+        };
+        let x = x.f32s()?;
+        let y = outputs[0].f32s_mut()?;
+        let mut buf = vec![0.0f32; n];
+        for o in 0..outer {
+            for i in 0..inner {
+                let base = o * n * inner + i;
+                for (k, b) in buf.iter_mut().enumerate() {
+                    *b = x[base + k * inner];
+                }
+                normalize(&mut buf, self.kind);
+                for (k, b) in buf.iter().enumerate() {
+                    y[base + k * inner] = *b;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn normalize(v: &mut [f32], kind: SoftmaxKind) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match kind {
+        SoftmaxKind::Hardmax => {
+            let first = v.iter().position(|&x| x == max);
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = (Some(i) == first) as u8 as f32;
+            }
+        }
+        SoftmaxKind::Softmax => {
+            let mut sum = 0.0f32;
+            for x in v.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            v.iter_mut().for_each(|x| *x /= sum);
+        }
+        SoftmaxKind::LogSoftmax => {
+            let sum: f32 = v.iter().map(|&x| (x - max).exp()).sum();
+            let log = sum.ln();
+            v.iter_mut().for_each(|x| *x = *x - max - log);
+        }
     }
 }

@@ -43,6 +43,60 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
+
+/// Calls `f(out_index, offsets)` for every output element in row-major order, where
+/// `offsets[i]` is the element offset in input `i` (laid out with `strides[i]` from
+/// [`broadcast_strides`]). An odometer walk: no division per element.
+pub fn for_each_offset<const N: usize>(out_shape: &[usize], strides: [&[usize]; N], mut f: impl FnMut(usize, [usize; N])) {
+    let total: usize = out_shape.iter().product();
+    if total == 0 {
+        return;
+    }
+    let rank = out_shape.len();
+    let mut counter = vec![0usize; rank];
+    let mut offsets = [0usize; N];
+    for idx in 0..total {
+        f(idx, offsets);
+        // Advance the odometer from the innermost dim.
+        for d in (0..rank).rev() {
+            counter[d] += 1;
+            for (o, s) in offsets.iter_mut().zip(&strides) {
+                *o += s[d];
+            }
+            if counter[d] < out_shape[d] {
+                break;
+            }
+            for (o, s) in offsets.iter_mut().zip(&strides) {
+                *o -= s[d] * out_shape[d];
+            }
+            counter[d] = 0;
+        }
+    }
+}
+
+/// `out[i] = f(a[..], b[..])` with broadcasting; fast paths for equal shapes and scalars.
+pub fn map2<A: Copy, B: Copy, O>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &[usize], out: &mut [O], out_shape: &[usize], f: impl Fn(A, B) -> O) {
+    if a_shape == out_shape && b_shape == out_shape {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    } else if b.len() == 1 && a_shape == out_shape {
+        let y = b[0];
+        for (o, &x) in out.iter_mut().zip(a) {
+            *o = f(x, y);
+        }
+    } else if a.len() == 1 && b_shape == out_shape {
+        let x = a[0];
+        for (o, &y) in out.iter_mut().zip(b) {
+            *o = f(x, y);
+        }
+    } else {
+        let sa = broadcast_strides(a_shape, out_shape);
+        let sb = broadcast_strides(b_shape, out_shape);
+        for_each_offset(out_shape, [&sa, &sb], |i, [ia, ib]| out[i] = f(a[ia], b[ib]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,90 @@
-use crate::Registry;
+//! QuantizeLinear and DequantizeLinear (per tensor and per axis, i8/u8).
 
-pub fn register(_r: &mut Registry) {}
+use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
+
+pub fn register(r: &mut Registry) {
+    r.register("QuantizeLinear", |ctx| build(ctx, true));
+    r.register("DequantizeLinear", |ctx| build(ctx, false));
+}
+
+fn build(ctx: &OpContext, quantize: bool) -> Result<Box<dyn Op>> {
+    if ctx.int("block_size", 0)? != 0 {
+        return Err(ctx.unsupported("block_size", "blocked quantization is not implemented"));
+    }
+    ctx.ignore("saturate");
+    let output_dtype = match ctx.int("output_dtype", 0)? {
+        0 => None,
+        code => Some(super::cast::onnx_dtype(code).filter(|d| matches!(d, DType::I8 | DType::U8 | DType::F32)).ok_or_else(|| ctx.unsupported("output_dtype", format!("type {code}")))?),
+    };
+    Ok(Box::new(Linear { quantize, axis: ctx.int("axis", 1)?, output_dtype }))
+}
+
+#[derive(Debug)]
+struct Linear {
+    quantize: bool,
+    axis: i64,
+    output_dtype: Option<DType>,
+}
+
+impl Linear {
+    /// (outer, channels, inner) of the quantization axis; channels = 1 per tensor.
+    fn layout(&self, shape: &[usize], params: usize) -> Result<(usize, usize, usize)> {
+        if params <= 1 {
+            return Ok((1, 1, shape.iter().product()));
+        }
+        let axis = normalize_axis(self.axis, shape.len(), self.op_type())?;
+        if shape[axis] != params {
+            bail_shape!(self.op_type(), "scale has {params} values but axis {axis} of {shape:?} has {}", shape[axis]);
+        }
+        Ok((shape[..axis].iter().product(), params, shape[axis + 1..].iter().product()))
+    }
+}
+
+impl Op for Linear {
+    fn op_type(&self) -> &str {
+        if self.quantize { "QuantizeLinear" } else { "DequantizeLinear" }
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, self.op_type())?;
+        let zp = inputs.get(2).copied().flatten();
+        let dtype = if self.quantize {
+            zp.map(|z| z.dtype).or(self.output_dtype).unwrap_or(DType::U8)
+        } else {
+            DType::F32
+        };
+        if self.quantize && !matches!(dtype, DType::I8 | DType::U8) {
+            bail_shape!(self.op_type(), "quantizes to i8 or u8, not {dtype}");
+        }
+        Ok(vec![Fact::new(dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.op_type())?;
+        let scale = required(inputs, 1, self.op_type())?.to_f32_vec();
+        let zp: Vec<f32> = inputs.get(2).copied().flatten().map(|z| z.to_f32_vec()).unwrap_or_else(|| vec![0.0; scale.len()]);
+        if zp.len() != scale.len() {
+            bail_shape!(self.op_type(), "zero point and scale differ in length");
+        }
+        let (outer, ch, inner) = self.layout(x.shape, scale.len())?;
+        let at = |i: usize| (i / inner) % ch;
+        if self.quantize {
+            let xs = x.f32s()?;
+            let q = |i: usize, lo: f32, hi: f32| ((xs[i] / scale[at(i)]).round_ties_even() + zp[at(i)]).clamp(lo, hi);
+            match &mut outputs[0].data {
+                DataMut::U8(d) => d.iter_mut().enumerate().for_each(|(i, d)| *d = q(i, 0.0, 255.0) as u8),
+                DataMut::I8(d) => d.iter_mut().enumerate().for_each(|(i, d)| *d = q(i, -128.0, 127.0) as i8),
+                _ => bail_shape!(self.op_type(), "unsupported output dtype"),
+            }
+        } else {
+            let y = outputs[0].f32s_mut()?;
+            let vals: Vec<f32> = match x.data {
+                DataRef::I8(_) | DataRef::U8(_) | DataRef::I32(_) => x.to_f32_vec(),
+                other => bail_shape!("DequantizeLinear", "input must be i8, u8 or i32, got {}", other.dtype()),
+            };
+            for (i, (o, v)) in y.iter_mut().zip(vals).enumerate() {
+                *o = (v - zp[at(i)]) * scale[at(i)];
+            }
+        }
+        let _ = outer;
+        Ok(())
+    }
+}

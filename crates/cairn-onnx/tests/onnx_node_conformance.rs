@@ -1,0 +1,215 @@
+//! The ONNX backend node tests (from the `onnx` wheel) run against Cairn.
+//!
+//! Cases come from `python3 tools/gen_onnx_node_tests.py` (dir: env `CAIRN_NODE_TESTS`,
+//! default `target/onnx-node-tests`). Each case is classified:
+//! - `pass`: outputs match (rtol 1e-3, atol 1e-7 for floats, as onnx's runner; exact otherwise);
+//! - `unsupported`: Cairn declines clearly (unsupported op, dtype or attribute);
+//! - `fail`: wrong numbers or shapes, or any other error;
+//! - `panic`: always a bug.
+//!
+//! "Attempted" = cases whose every op is in Cairn's registry. The test fails if any case
+//! listed in `tests/onnx-node-passing.txt` does not pass, or if any case panics.
+//! `CAIRN_CONFORMANCE_UPDATE=1` adds newly passing cases to that list (it never removes any).
+//! `CAIRN_NODE_FILTER=substr` runs a subset. Every case's result goes to
+//! `target/conformance-report.txt`.
+
+use cairn_core::{Registry, Session, Tensor, TensorData};
+use std::collections::{BTreeSet, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Pass,
+    Unsupported,
+    Fail,
+    Panic,
+}
+
+struct CaseResult {
+    name: String,
+    status: Status,
+    why: String,
+    attempted: bool,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn is_clean_refusal(e: &cairn_onnx::Error) -> bool {
+    use cairn_onnx::Error as E;
+    match e {
+        E::UnsupportedDType { .. } | E::UnsupportedOps { .. } | E::Opset { .. } => true,
+        E::Core(c) => matches!(c, cairn_core::Error::UnsupportedOp { .. } | cairn_core::Error::UnsupportedAttr { .. }),
+        E::Model(m) => m.contains("sequence, map, optional"),
+        _ => false,
+    }
+}
+
+fn read_tensor(p: &Path) -> Result<Tensor, String> {
+    let bytes = std::fs::read(p).map_err(|e| e.to_string())?;
+    cairn_onnx::tensor_from_bytes(&bytes).map(|(_, t)| t).map_err(|e| e.to_string())
+}
+
+fn run_case(dir: &Path) -> (Status, String) {
+    let model = match cairn_onnx::load(&dir.join("model.onnx")) {
+        Ok(m) => m,
+        Err(e) => {
+            let status = if is_clean_refusal(&e) { Status::Unsupported } else { Status::Fail };
+            return (status, format!("load: {e}"));
+        }
+    };
+    let input_names: Vec<String> = model.graph.inputs.iter().map(|i| i.name.clone()).collect();
+    let session = Session::new(model.graph);
+    for k in 0.. {
+        let set = dir.join(format!("test_data_set_{k}"));
+        if !set.exists() {
+            break;
+        }
+        let mut inputs = HashMap::new();
+        for (i, name) in input_names.iter().enumerate() {
+            let p = set.join(format!("input_{i}.pb"));
+            if !p.exists() {
+                break;
+            }
+            match read_tensor(&p) {
+                Ok(t) => {
+                    inputs.insert(name.clone(), t);
+                }
+                Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
+            }
+        }
+        let outputs = match session.run(inputs) {
+            Ok(o) => o,
+            Err(e) => return (Status::Fail, format!("run: {e}")),
+        };
+        for (i, (name, got)) in outputs.iter().enumerate() {
+            let want = match read_tensor(&set.join(format!("output_{i}.pb"))) {
+                Ok(t) => t,
+                Err(e) => return (Status::Unsupported, format!("expected output {i}: {e}")),
+            };
+            if let Err(why) = compare(got, &want) {
+                return (Status::Fail, format!("output '{name}': {why}"));
+            }
+        }
+    }
+    (Status::Pass, String::new())
+}
+
+fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.shape() != want.shape() {
+        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+    }
+    if got.dtype() != want.dtype() {
+        return Err(format!("dtype {}, expected {}", got.dtype(), want.dtype()));
+    }
+    match got.data() {
+        TensorData::F32(_) | TensorData::F16(_) => {
+            let (g, w) = (got.view().to_f32_vec(), want.view().to_f32_vec());
+            for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
+                let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-7 + 1e-3 * b.abs();
+                if !ok {
+                    return Err(format!("element {i} is {a}, expected {b}"));
+                }
+            }
+            Ok(())
+        }
+        _ if got.data() == want.data() => Ok(()),
+        _ => Err("integer values differ".into()),
+    }
+}
+
+/// True if every op the case uses is registered (Constant is handled by the importer).
+fn attempted(dir: &Path) -> bool {
+    let Ok(ops) = std::fs::read_to_string(dir.join("ops.txt")) else { return false };
+    ops.lines().all(|l| {
+        let (domain, op) = l.split_once(':').unwrap_or(("", l));
+        op == "Constant" || Registry::global().supports(domain, op)
+    })
+}
+
+fn ensure_cases(root: &Path) {
+    if root.join("STAMP").exists() {
+        return;
+    }
+    let ok = std::process::Command::new("python3")
+        .arg(workspace().join("tools/gen_onnx_node_tests.py"))
+        .arg(root)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "no node tests in {0}: run `python3 tools/gen_onnx_node_tests.py {0}` (after pip install -r tools/requirements.txt)", root.display());
+}
+
+#[test]
+fn onnx_backend_node_tests() {
+    let root = std::env::var("CAIRN_NODE_TESTS").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target/onnx-node-tests"));
+    ensure_cases(&root);
+    let filter = std::env::var("CAIRN_NODE_FILTER").unwrap_or_default();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("node test directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").exists() && p.file_name().unwrap().to_string_lossy().contains(&filter))
+        .collect();
+    cases.sort();
+
+    // Silence the panic printer while cases run; panics are collected and reported below.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut results = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let started = std::time::Instant::now();
+        let (status, why) = catch_unwind(AssertUnwindSafe(|| run_case(dir))).unwrap_or_else(|p| {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            (Status::Panic, msg.unwrap_or_default())
+        });
+        if started.elapsed().as_secs() > 10 {
+            eprintln!("slow case: {name} took {:?}", started.elapsed());
+        }
+        results.push(CaseResult { attempted: attempted(dir), name, status, why });
+    }
+    std::panic::set_hook(hook);
+
+    let report: String =
+        results.iter().map(|r| format!("{:<12} {} {}\n", format!("{:?}", r.status).to_lowercase(), r.name, r.why)).collect();
+    let _ = std::fs::write(workspace().join("target/conformance-report.txt"), report);
+
+    let count = |f: &dyn Fn(&CaseResult) -> bool| results.iter().filter(|r| f(r)).count();
+    let passing: BTreeSet<&str> = results.iter().filter(|r| r.status == Status::Pass).map(|r| r.name.as_str()).collect();
+    println!(
+        "ONNX node conformance: {} / {} attempted cases pass ({} / {} of all written cases; {} unsupported, {} fail, {} panic). Report: target/conformance-report.txt",
+        count(&|r| r.attempted && r.status == Status::Pass),
+        count(&|r| r.attempted),
+        passing.len(),
+        results.len(),
+        count(&|r| r.status == Status::Unsupported),
+        count(&|r| r.status == Status::Fail),
+        count(&|r| r.status == Status::Panic),
+    );
+
+    let list_path = workspace().join("tests/onnx-node-passing.txt");
+    let listed: BTreeSet<String> = std::fs::read_to_string(&list_path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if std::env::var("CAIRN_CONFORMANCE_UPDATE").is_ok_and(|v| v == "1") {
+        let mut all = listed.clone();
+        all.extend(passing.iter().map(|s| s.to_string()));
+        let body: String = all.iter().map(|s| format!("{s}\n")).collect();
+        std::fs::write(&list_path, format!("# ONNX backend node tests Cairn passes. The list may only grow.\n{body}")).unwrap();
+        println!("added {} cases to {}", all.len() - listed.len(), list_path.display());
+    }
+    let panics: Vec<String> = results.iter().filter(|r| r.status == Status::Panic).map(|r| format!("{}: {}", r.name, r.why)).collect();
+    let regressed: Vec<String> = results
+        .iter()
+        .filter(|r| listed.contains(&r.name) && r.status != Status::Pass)
+        .map(|r| format!("{}: {}", r.name, r.why))
+        .collect();
+    assert!(panics.is_empty(), "cases panicked (a panic is always a bug):\n{}", panics.join("\n"));
+    assert!(regressed.is_empty(), "listed cases no longer pass:\n{}", regressed.join("\n"));
+}

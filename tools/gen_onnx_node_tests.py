@@ -1,0 +1,77 @@
+"""Writes the ONNX backend node test cases shipped in the onnx wheel as files.
+
+`onnx`'s own `cmd_tools generate-data` only writes the small real/simple sets, so this
+walks `collect_testcases(None)` and writes, per case:
+  OUT/<name>/model.onnx, OUT/<name>/ops.txt (domain:op per node),
+  OUT/<name>/test_data_set_<k>/input_<i>.pb, output_<i>.pb (TensorProto).
+Cases with sequence/optional values are listed in OUT/SKIPPED. Idempotent: a stamp
+file records the onnx version.
+"""
+import os
+import sys
+import warnings
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.backend.test.case.node import collect_testcases
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "target/onnx-node-tests"
+    stamp = os.path.join(out, "STAMP")
+    if os.path.exists(stamp) and open(stamp).read() == onnx.__version__:
+        print(f"node tests already in {out} (onnx {onnx.__version__})")
+        return
+    warnings.simplefilter("ignore")
+    np.seterr(all="ignore")
+    os.makedirs(out, exist_ok=True)
+    skipped, written = [], 0
+    for case in collect_testcases(None):
+        d = os.path.join(out, case.name)
+        try:
+            sets = []
+            for inputs, outputs in case.data_sets:
+                # 0-d values come as numpy scalars; lists and None are sequences/optionals.
+                fix = lambda vs: [np.asarray(v) if isinstance(v, np.generic) else v for v in vs]
+                inputs, outputs = fix(inputs), fix(outputs)
+                if any(not isinstance(v, np.ndarray) for v in inputs + outputs):
+                    raise TypeError("sequence or optional value")
+                sets.append((inputs, outputs))
+        except TypeError as e:
+            skipped.append(f"{case.name}: {e}")
+            continue
+        os.makedirs(d, exist_ok=True)
+        onnx.save(case.model, os.path.join(d, "model.onnx"))
+        with open(os.path.join(d, "ops.txt"), "w") as f:
+            for n in case.model.graph.node:
+                f.write(f"{n.domain}:{n.op_type}\n")
+        graph = case.model.graph
+        for k, (inputs, outputs) in enumerate(sets):
+            sd = os.path.join(d, f"test_data_set_{k}")
+            os.makedirs(sd, exist_ok=True)
+            for i, v in enumerate(inputs):
+                name = graph.input[i].name if i < len(graph.input) else f"input_{i}"
+                write(os.path.join(sd, f"input_{i}.pb"), v, name)
+            for i, v in enumerate(outputs):
+                name = graph.output[i].name if i < len(graph.output) else f"output_{i}"
+                write(os.path.join(sd, f"output_{i}.pb"), v, name)
+        written += 1
+    with open(os.path.join(out, "SKIPPED"), "w") as f:
+        f.write("\n".join(skipped) + "\n")
+    with open(stamp, "w") as f:
+        f.write(onnx.__version__)
+    print(f"wrote {written} node test cases to {out}; skipped {len(skipped)} (see SKIPPED)")
+
+
+def write(path, array, name):
+    try:
+        t = numpy_helper.from_array(array, name)
+    except Exception:  # dtypes numpy_helper cannot express (e.g. strings of objects)
+        t = onnx.TensorProto(name=name)
+    with open(path, "wb") as f:
+        f.write(t.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
