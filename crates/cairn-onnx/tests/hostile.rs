@@ -1,0 +1,148 @@
+//! Hostile and malformed model files: every one must be a clear error, never a panic
+//! or an allocation the file does not justify.
+
+use cairn_onnx::proto::{
+    attribute_type, data_type, tensor_shape_proto, type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, AttributeProto,
+};
+use prost::Message;
+
+fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: String::new() })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) })),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_node"),
+        op_type: op.into(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> ModelProto {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![value("x", &[1, 4])],
+            output: vec![value("y", &[1, 4])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn relu_model() -> Vec<u8> {
+    model(vec![node("Relu", &["x"], &["y"])], vec![]).encode_to_vec()
+}
+
+#[test]
+fn the_valid_model_loads_and_runs() {
+    let m = cairn_onnx::load_bytes(&relu_model(), None).unwrap();
+    let s = cairn_core::Session::new(m.graph);
+    let x = cairn_core::Tensor::from_f32(vec![1, 4], vec![-1.0, 2.0, -3.0, 4.0]).unwrap();
+    let out = s.run([("x".to_string(), x)].into()).unwrap();
+    assert_eq!(out[0].1.f32s().unwrap(), &[0.0, 2.0, 0.0, 4.0]);
+}
+
+#[test]
+fn every_truncation_is_an_error_not_a_panic() {
+    let bytes = relu_model();
+    for len in 0..bytes.len() {
+        // Some prefixes are themselves valid protobuf; they must still not panic.
+        let _ = cairn_onnx::load_bytes(&bytes[..len], None);
+    }
+    assert!(cairn_onnx::load_bytes(&bytes[..bytes.len() / 2], None).is_err());
+}
+
+#[test]
+fn other_file_kinds_are_refused() {
+    for bytes in [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], b"PK\x03\x04\x14\0\0\0", b"hello, I am a text file\n", b"", &[0xff; 64]] {
+        let err = cairn_onnx::load_bytes(bytes, None).unwrap_err().to_string();
+        assert!(err.contains("not an ONNX model") || err.contains("opset"), "{err}");
+    }
+}
+
+#[test]
+fn lying_tensor_sizes_are_refused_before_allocating() {
+    let lie = TensorProto { name: "w".into(), dims: vec![1_000_000, 1_000_000], data_type: data_type::FLOAT, raw_data: vec![0; 4], ..Default::default() };
+    let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![lie]).encode_to_vec();
+    let err = cairn_onnx::load_bytes(&m, None).unwrap_err().to_string();
+    assert!(err.contains("raw_data holds 4 bytes"), "{err}");
+
+    let overflow = TensorProto { name: "w".into(), dims: vec![1 << 40, 1 << 40, 1 << 40], data_type: data_type::FLOAT, ..Default::default() };
+    let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![overflow]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&m, None).is_err());
+
+    let negative = TensorProto { name: "w".into(), dims: vec![-4], data_type: data_type::FLOAT, ..Default::default() };
+    let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![negative]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&m, None).unwrap_err().to_string().contains("invalid dimension"));
+}
+
+#[test]
+fn absurd_declared_dims_fail_at_planning_not_by_allocating() {
+    let mut m = model(vec![node("Relu", &["x"], &["y"])], vec![]);
+    m.graph.as_mut().unwrap().input = vec![value("x", &[1 << 30, 1 << 30])];
+    let loaded = cairn_onnx::load_bytes(&m.encode_to_vec(), None).unwrap();
+    let s = cairn_core::Session::new(loaded.graph);
+    let x = cairn_core::Tensor::zeros(cairn_core::DType::F32, vec![1, 4]).unwrap();
+    assert!(s.run([("x".to_string(), x)].into()).unwrap_err().to_string().contains("shape"));
+}
+
+#[test]
+fn cycles_duplicates_and_dangling_values_are_graph_errors() {
+    let cycle = model(vec![node("Relu", &["z"], &["y"]), node("Relu", &["y"], &["z"])], vec![]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&cycle, None).unwrap_err().to_string().contains("cycle"));
+    let dup = model(vec![node("Relu", &["x"], &["y"]), node("Relu", &["x"], &["y"])], vec![]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&dup, None).unwrap_err().to_string().contains("defined twice"));
+    let dangling = model(vec![node("Relu", &["nowhere"], &["y"])], vec![]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&dangling, None).unwrap_err().to_string().contains("nothing defines"));
+}
+
+#[test]
+fn unknown_ops_and_attributes_name_node_op_and_opset() {
+    let m = model(vec![node("FancyNewOp", &["x"], &["y"])], vec![]).encode_to_vec();
+    let err = cairn_onnx::load_bytes(&m, None).unwrap_err().to_string();
+    assert!(err.contains("FancyNewOp") && err.contains("FancyNewOp_node") && err.contains("17"), "{err}");
+    let mut relu = node("Relu", &["x"], &["y"]);
+    relu.attribute.push(AttributeProto { name: "mystery".into(), r#type: attribute_type::INT, i: 3, ..Default::default() });
+    let err = cairn_onnx::load_bytes(&model(vec![relu], vec![]).encode_to_vec(), None).unwrap_err().to_string();
+    assert!(err.contains("mystery") && err.contains("Relu"), "{err}");
+}
+
+#[test]
+fn external_data_cannot_escape_the_model_directory_or_overread() {
+    let dir = std::env::temp_dir().join(format!("cairn-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("weights.bin"), [0u8; 8]).unwrap();
+    let ext = |location: &str, len: i64| TensorProto {
+        name: "w".into(),
+        dims: vec![len],
+        data_type: data_type::FLOAT,
+        data_location: 1,
+        external_data: vec![StringStringEntryProto { key: "location".into(), value: location.into() }],
+        ..Default::default()
+    };
+    for (loc, len, want) in [("../etc/passwd", 1, "relative path"), ("/etc/passwd", 1, "relative path"), ("weights.bin", 4, "holds 8 bytes")] {
+        let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![ext(loc, len)]).encode_to_vec();
+        let err = cairn_onnx::load_bytes(&m, Some(&dir)).unwrap_err().to_string();
+        assert!(err.contains(want), "{loc}: {err}");
+    }
+    let ok = model(vec![node("Add", &["x", "w"], &["y"])], vec![ext("weights.bin", 2)]).encode_to_vec();
+    assert!(cairn_onnx::load_bytes(&ok, Some(&dir)).is_ok());
+}
