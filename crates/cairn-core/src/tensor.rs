@@ -60,6 +60,25 @@ macro_rules! dispatch_data {
     };
 }
 
+/// Runs `$body` with `$s`/`$d` bound to the typed source and destination slices when
+/// both have the same dtype; evaluates to `Ok(())`, or to a dtype error otherwise.
+/// One place for the per-dtype match every data-movement kernel needs.
+#[macro_export]
+macro_rules! with_same_dtype {
+    ($src:expr, $dst:expr, |$s:ident, $d:ident| $body:expr) => {
+        match ($src, $dst) {
+            ($crate::DataRef::F32($s), $crate::DataMut::F32($d)) => Ok($body),
+            ($crate::DataRef::F16($s), $crate::DataMut::F16($d)) => Ok($body),
+            ($crate::DataRef::I8($s), $crate::DataMut::I8($d)) => Ok($body),
+            ($crate::DataRef::U8($s), $crate::DataMut::U8($d)) => Ok($body),
+            ($crate::DataRef::I32($s), $crate::DataMut::I32($d)) => Ok($body),
+            ($crate::DataRef::I64($s), $crate::DataMut::I64($d)) => Ok($body),
+            ($crate::DataRef::Bool($s), $crate::DataMut::Bool($d)) => Ok($body),
+            (s, d) => Err($crate::Error::DType { expected: d.dtype(), got: s.dtype(), context: "copy between tensors".into() }),
+        }
+    };
+}
+
 impl TensorData {
     pub fn dtype(&self) -> DType {
         match self {
@@ -176,25 +195,10 @@ impl DataMut<'_> {
 
     /// Copies `src` in; dtypes and lengths must match.
     pub fn copy_from(&mut self, src: DataRef<'_>) -> Result<()> {
-        match (self, src) {
-            (DataMut::F32(d), DataRef::F32(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::F16(d), DataRef::F16(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::I8(d), DataRef::I8(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::U8(d), DataRef::U8(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::I32(d), DataRef::I32(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::I64(d), DataRef::I64(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (DataMut::Bool(d), DataRef::Bool(s)) if d.len() == s.len() => d.copy_from_slice(s),
-            (d, s) => {
-                return Err(Error::Input(format!(
-                    "cannot copy {} x {} into {} x {}",
-                    s.len(),
-                    s.dtype(),
-                    d.len(),
-                    d.dtype()
-                )))
-            }
+        if self.len() != src.len() {
+            return Err(Error::Input(format!("cannot copy {} x {} into {} x {}", src.len(), src.dtype(), self.len(), self.dtype())));
         }
-        Ok(())
+        crate::with_same_dtype!(src, self, |s, d| d.copy_from_slice(s))
     }
 }
 

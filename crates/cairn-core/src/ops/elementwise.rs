@@ -280,23 +280,7 @@ fn out_as_ref_copy(out: &TensorMut) -> crate::TensorData {
 /// Copies `x` broadcast to `out_shape` into `out` (any dtype).
 pub(crate) fn broadcast_copy(x: &TensorRef, out_shape: &[usize], out: &mut TensorMut) -> Result<()> {
     let strides = broadcast_strides(x.shape, out_shape);
-    macro_rules! go {
-        ($src:expr, $dst:expr) => {{
-            let (src, dst) = ($src, $dst);
-            for_each_offset(out_shape, [&strides], |i, [s]| dst[i] = src[s]);
-        }};
-    }
-    match (x.data, &mut out.data) {
-        (DataRef::F32(s), DataMut::F32(d)) => go!(s, d),
-        (DataRef::F16(s), DataMut::F16(d)) => go!(s, d),
-        (DataRef::I8(s), DataMut::I8(d)) => go!(s, d),
-        (DataRef::U8(s), DataMut::U8(d)) => go!(s, d),
-        (DataRef::I32(s), DataMut::I32(d)) => go!(s, d),
-        (DataRef::I64(s), DataMut::I64(d)) => go!(s, d),
-        (DataRef::Bool(s), DataMut::Bool(d)) => go!(s, d),
-        (s, d) => return Err(Error::DType { expected: d.dtype(), got: s.dtype(), context: "broadcast copy".into() }),
-    }
-    Ok(())
+    crate::with_same_dtype!(x.data, &mut out.data, |src, dst| for_each_offset(out_shape, [&strides], |i, [s]| dst[i] = src[s]))
 }
 
 #[derive(Debug)]

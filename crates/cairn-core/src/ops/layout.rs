@@ -224,56 +224,27 @@ fn strided_copy(src: DataRef, dst: &mut DataMut, out_shape: &[usize], strides: &
         return Ok(());
     }
     let rank = out_shape.len();
-    macro_rules! go {
-        ($s:expr, $d:expr) => {{
-            let (s, d) = ($s, $d);
-            let mut counter = vec![0usize; rank];
-            let mut off = base;
-            for slot in d.iter_mut().take(total) {
-                *slot = s[off as usize];
-                for k in (0..rank).rev() {
-                    counter[k] += 1;
-                    off += strides[k];
-                    if counter[k] < out_shape[k] {
-                        break;
-                    }
-                    off -= strides[k] * out_shape[k] as isize;
-                    counter[k] = 0;
+    crate::with_same_dtype!(src, dst, |s, d| {
+        let mut counter = vec![0usize; rank];
+        let mut off = base;
+        for slot in d.iter_mut().take(total) {
+            *slot = s[off as usize];
+            for k in (0..rank).rev() {
+                counter[k] += 1;
+                off += strides[k];
+                if counter[k] < out_shape[k] {
+                    break;
                 }
+                off -= strides[k] * out_shape[k] as isize;
+                counter[k] = 0;
             }
-        }};
-    }
-    match (src, dst) {
-        (DataRef::F32(s), DataMut::F32(d)) => go!(s, d),
-        (DataRef::F16(s), DataMut::F16(d)) => go!(s, d),
-        (DataRef::I8(s), DataMut::I8(d)) => go!(s, d),
-        (DataRef::U8(s), DataMut::U8(d)) => go!(s, d),
-        (DataRef::I32(s), DataMut::I32(d)) => go!(s, d),
-        (DataRef::I64(s), DataMut::I64(d)) => go!(s, d),
-        (DataRef::Bool(s), DataMut::Bool(d)) => go!(s, d),
-        (s, d) => return Err(Error::DType { expected: d.dtype(), got: s.dtype(), context: "copy".into() }),
-    }
-    Ok(())
+        }
+    })
 }
 
 /// Copies `len` elements from `src[from..]` to `dst[to..]` (same dtype).
 fn copy_run(src: DataRef, from: usize, dst: &mut DataMut, to: usize, len: usize) -> Result<()> {
-    macro_rules! go {
-        ($s:expr, $d:expr) => {
-            $d[to..to + len].copy_from_slice(&$s[from..from + len])
-        };
-    }
-    match (src, dst) {
-        (DataRef::F32(s), DataMut::F32(d)) => go!(s, d),
-        (DataRef::F16(s), DataMut::F16(d)) => go!(s, d),
-        (DataRef::I8(s), DataMut::I8(d)) => go!(s, d),
-        (DataRef::U8(s), DataMut::U8(d)) => go!(s, d),
-        (DataRef::I32(s), DataMut::I32(d)) => go!(s, d),
-        (DataRef::I64(s), DataMut::I64(d)) => go!(s, d),
-        (DataRef::Bool(s), DataMut::Bool(d)) => go!(s, d),
-        (s, d) => return Err(Error::DType { expected: d.dtype(), got: s.dtype(), context: "copy".into() }),
-    }
-    Ok(())
+    crate::with_same_dtype!(src, dst, |s, d| d[to..to + len].copy_from_slice(&s[from..from + len]))
 }
 
 #[derive(Debug)]
@@ -599,17 +570,7 @@ impl Op for ConstantOfShape {
         Ok(vec![Fact::new(self.value.dtype(), shape)])
     }
     fn run(&self, _inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
-        match (self.value.data(), &mut outputs[0].data) {
-            (TensorData::F32(v), DataMut::F32(d)) => d.fill(v[0]),
-            (TensorData::F16(v), DataMut::F16(d)) => d.fill(v[0]),
-            (TensorData::I8(v), DataMut::I8(d)) => d.fill(v[0]),
-            (TensorData::U8(v), DataMut::U8(d)) => d.fill(v[0]),
-            (TensorData::I32(v), DataMut::I32(d)) => d.fill(v[0]),
-            (TensorData::I64(v), DataMut::I64(d)) => d.fill(v[0]),
-            (TensorData::Bool(v), DataMut::Bool(d)) => d.fill(v[0]),
-            _ => bail_shape!("ConstantOfShape", "internal dtype mismatch"),
-        }
-        Ok(())
+        crate::with_same_dtype!(self.value.data().as_ref(), &mut outputs[0].data, |v, d| d.fill(v[0]))
     }
 }
 
