@@ -5,8 +5,9 @@ use crate::{DType, DataMut, DataRef, Dim, Error, Graph, Result, Tensor, TensorMu
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Integer inputs up to this many elements may have their values folded into a
-/// plan when shapes depend on them (e.g. a `shape` input of Reshape).
+/// Inputs up to this many elements may have their values folded into a plan when
+/// shapes depend on them (a `shape` input of Reshape, `scales` of Resize). This path is
+/// only taken when planning without values fails.
 const VALUE_BINDING_MAX_ELEMENTS: usize = 64;
 
 /// How many distinct input bindings keep a cached plan.
@@ -29,6 +30,11 @@ impl Arena {
             self.chunks.resize(need, Chunk([0; ARENA_ALIGN]));
         }
     }
+}
+
+/// The exact value of a small tensor as comparable integers (float bits for floats).
+fn value_key(t: &Tensor) -> Vec<i64> {
+    t.view().to_i64_vec().unwrap_or_else(|_| t.view().to_f32_vec().iter().map(|v| v.to_bits() as i64).collect())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -114,16 +120,16 @@ impl Session {
         if let Some(p) = self.cached(&shape_key) {
             return Ok(p);
         }
-        let small_int_values: Vec<Option<Arc<Tensor>>> = bound
+        let small_values: Vec<Option<Arc<Tensor>>> = bound
             .iter()
-            .map(|(name, dtype, shape)| {
-                let small = matches!(dtype, DType::I64 | DType::I32) && shape.iter().product::<usize>() <= VALUE_BINDING_MAX_ELEMENTS;
+            .map(|(name, _, shape)| {
+                let small = shape.iter().product::<usize>() <= VALUE_BINDING_MAX_ELEMENTS;
                 small.then(|| Arc::new(inputs[name].clone()))
             })
             .collect();
         let value_key = PlanKey {
             shapes,
-            values: Some(small_int_values.iter().map(|v| v.as_ref().map_or(Vec::new(), |t| t.view().to_i64_vec().unwrap_or_default())).collect()),
+            values: Some(small_values.iter().map(|v| v.as_ref().map_or(Vec::new(), |t| value_key(t))).collect()),
         };
         if let Some(p) = self.cached(&value_key) {
             return Ok(p);
@@ -131,7 +137,7 @@ impl Session {
         let bindings = |with_values: bool| -> Vec<InputBinding> {
             bound
                 .iter()
-                .zip(&small_int_values)
+                .zip(&small_values)
                 .map(|((name, dtype, shape), v)| InputBinding {
                     name: name.clone(),
                     dtype: *dtype,
@@ -145,7 +151,7 @@ impl Session {
         match Plan::build(&self.graph, &bindings(false), &self.limits) {
             Ok(plan) => Ok(self.remember(shape_key, plan)),
             Err(first) => {
-                if small_int_values.iter().all(|v| v.is_none()) {
+                if small_values.iter().all(|v| v.is_none()) {
                     return Err(first);
                 }
                 let plan = Plan::build(&self.graph, &bindings(true), &self.limits).map_err(|_| first)?;
