@@ -47,6 +47,10 @@ struct Report {
     /// Symbolic dims and the sizes the cost figures assume.
     bound_dims: std::collections::BTreeMap<String, usize>,
     macs: Option<u64>,
+    /// Nodes computed while planning this binding (shape chains); they never run.
+    plan_folded_nodes: Option<usize>,
+    /// Nodes that run per inference.
+    plan_steps: Option<usize>,
     peak_working_bytes: Option<usize>,
     unshared_working_bytes: Option<usize>,
     plan_error: Option<String>,
@@ -96,6 +100,8 @@ pub fn main(args: InspectArgs) -> Result<()> {
         folded_at_load: loaded.folded_at_load,
         bound_dims: bound,
         macs: plan.as_ref().ok().map(|p| p.macs),
+        plan_folded_nodes: plan.as_ref().ok().map(|p| p.folded_nodes),
+        plan_steps: plan.as_ref().ok().map(|p| p.steps.len()),
         peak_working_bytes: plan.as_ref().ok().map(|p| p.arena_bytes),
         unshared_working_bytes: plan.as_ref().ok().map(|p| p.unshared_bytes()),
         plan_error: plan.as_ref().err().map(|e| format!("{e:#}")),
@@ -145,7 +151,13 @@ fn print_text(r: &Report) {
         (_, _, Some(err)) => println!("MACs and memory: not available{at}: {err}"),
         _ => {}
     }
-    println!("nodes: {} ({} folded at load)", r.nodes, r.folded_at_load);
+    println!(
+        "nodes: {} ({} folded at load, {} folded when planning{at}, {} run per inference)",
+        r.nodes,
+        r.folded_at_load,
+        r.plan_folded_nodes.map_or("?".into(), |n| n.to_string()),
+        r.plan_steps.map_or("?".into(), |n| n.to_string())
+    );
     let mut ops: Vec<(&String, &usize)> = r.ops.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     println!("ops:");

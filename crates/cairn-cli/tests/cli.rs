@@ -102,3 +102,17 @@ fn unsupported_op_error_names_node_op_and_opset() {
     assert!(err.contains("find_nonzero") && err.contains("NonZero") && err.contains("13"), "{err}");
     assert!(err.contains("hint: `cairn ops`"), "{err}");
 }
+
+#[test]
+fn shape_chains_fold_when_planning_for_any_batch() {
+    for batch in ["1", "7"] {
+        let o = cairn(&["inspect", data("shape_chain.onnx").to_str().unwrap(), "--json", "--dim", &format!("batch={batch}")]);
+        assert!(o.status.success(), "{}", text(&o).1);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["plan_folded_nodes"], 4, "Shape, Gather, Unsqueeze, Concat fold");
+        assert_eq!(v["plan_steps"], 1, "only the Reshape runs");
+    }
+    let o = cairn(&["run", data("shape_chain.onnx").to_str().unwrap(), "--random", "--dim", "batch=5", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([5, 12]));
+}
