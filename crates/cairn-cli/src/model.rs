@@ -1,7 +1,7 @@
 //! Loading a model for the CLI: import, load-time folding, binding symbolic dims.
 
 use anyhow::{bail, Context, Result};
-use cairn_core::{passes::fold::fold_constants, Dim, Graph, Session, Tensor};
+use cairn_core::{passes::prepare_for_inference, Dim, Graph, Session, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -25,8 +25,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
         let name = if node.domain.is_empty() { node.op_type.clone() } else { format!("{}.{}", node.domain, node.op_type) };
         *op_histogram.entry(name).or_insert(0) += 1;
     }
-    let (graph, stats) = fold_constants(model.graph).context("constant folding failed")?;
-    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.folded_nodes })
+    let (graph, stats) = prepare_for_inference(model.graph).context("preparing the graph for inference failed")?;
+    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.fold.folded_nodes })
 }
 
 /// Parses `--dim name=value` flags.

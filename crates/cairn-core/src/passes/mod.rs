@@ -1,3 +1,20 @@
 //! Graph-to-graph rewrites, each a named pass that can run on its own.
 
 pub mod fold;
+
+use crate::{Graph, Result};
+
+/// What `prepare_for_inference` did, for `inspect` and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrepareStats {
+    pub fold: fold::FoldStats,
+}
+
+/// The passes every loader runs before executing a model: constant folding and
+/// dead-node removal, then (as they land) BatchNorm folding, epilogue fusion and
+/// weight prepacking. The CLI, the server and the wasm runtime all call this one
+/// function so that they execute the same graph.
+pub fn prepare_for_inference(graph: Graph) -> Result<(Graph, PrepareStats)> {
+    let (graph, fold) = fold::fold_constants(graph)?;
+    Ok((graph, PrepareStats { fold }))
+}
