@@ -43,6 +43,12 @@ pub struct RunArgs {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    /// Threads for the kernels (default: every core). `--threads 1` measures single-core speed.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Time every step and print where the time goes, by operator and by node.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Serialize)]
@@ -66,12 +72,25 @@ struct RunSummary {
     runs: usize,
     peak_working_bytes: usize,
     parameter_bytes: usize,
+    threads: usize,
     outputs: Vec<OutputSummary>,
+    /// With --profile: milliseconds per run by operator type, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    profile_by_op: Vec<(String, f64)>,
+    /// With --profile: the slowest nodes, milliseconds per run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    profile_by_node: Vec<(String, f64)>,
 }
 
 pub fn main(args: RunArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot start the thread pool")?;
     }
     let t0 = Instant::now();
     let loaded = model::load(&args.model)?;
@@ -87,13 +106,29 @@ pub fn main(args: RunArgs) -> Result<()> {
     let mut times = Vec::with_capacity(args.runs);
     let mut result = None;
     let mut arena = 0;
-    for _ in 0..args.runs {
+    let mut by_op: HashMap<String, f64> = HashMap::new();
+    let mut by_node: HashMap<String, f64> = HashMap::new();
+    for run in 0..args.runs {
         let t = Instant::now();
-        let (outs, stats) = loaded.session.run_with_stats(inputs.clone())?;
+        let (outs, stats) = if args.profile { loaded.session.run_profiled(inputs.clone())? } else { loaded.session.run_with_stats(inputs.clone())? };
         times.push(t.elapsed().as_secs_f64() * 1e3);
         arena = stats.arena_bytes;
         result = Some(outs);
+        // The first run includes planning; profile the steady ones (or the only one).
+        if run > 0 || args.runs == 1 {
+            for st in stats.profile {
+                *by_op.entry(st.op_type.clone()).or_default() += st.seconds * 1e3;
+                *by_node.entry(format!("{} ({})", st.node, st.op_type)).or_default() += st.seconds * 1e3;
+            }
+        }
     }
+    let profiled_runs = if args.runs > 1 { args.runs - 1 } else { 1 } as f64;
+    let ranked = |m: HashMap<String, f64>, keep: usize| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = m.into_iter().map(|(k, t)| (k, t / profiled_runs)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(keep);
+        v
+    };
     let outputs = result.expect("runs >= 1");
     let steady: Vec<f64> = {
         let mut s = if times.len() > 1 { times[1..].to_vec() } else { Vec::new() };
@@ -124,7 +159,10 @@ pub fn main(args: RunArgs) -> Result<()> {
         runs: args.runs,
         peak_working_bytes: arena,
         parameter_bytes: graph.parameter_stats().1,
+        threads: rayon::current_num_threads(),
         outputs: summaries,
+        profile_by_op: ranked(by_op, usize::MAX),
+        profile_by_node: ranked(by_node, 15),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -241,5 +279,16 @@ fn print_text(s: &RunSummary) {
     if let (Some(med), Some(min)) = (s.median_ms, s.min_ms) {
         print!(" | median {:.2} ms, min {:.2} ms over {} runs", med, min, s.runs - 1);
     }
-    println!(" | working memory {} | weights {}", human_bytes(s.peak_working_bytes), human_bytes(s.parameter_bytes));
+    println!(" | working memory {} | weights {} | {} thread(s)", human_bytes(s.peak_working_bytes), human_bytes(s.parameter_bytes), s.threads);
+    if !s.profile_by_op.is_empty() {
+        let total: f64 = s.profile_by_op.iter().map(|(_, t)| t).sum();
+        println!("time per run by operator ({total:.2} ms in steps):");
+        for (op, t) in &s.profile_by_op {
+            println!("  {:>8.3} ms {:>5.1}%  {op}", t, 100.0 * t / total);
+        }
+        println!("slowest nodes:");
+        for (node, t) in &s.profile_by_node {
+            println!("  {t:>8.3} ms  {node}");
+        }
+    }
 }

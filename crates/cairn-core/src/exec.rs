@@ -56,6 +56,16 @@ pub struct Session {
 pub struct RunStats {
     pub arena_bytes: usize,
     pub steps: usize,
+    /// Per-step wall time, when the run was profiled.
+    pub profile: Vec<StepTime>,
+}
+
+/// How long one step of a profiled run took.
+#[derive(Clone, Debug)]
+pub struct StepTime {
+    pub node: String,
+    pub op_type: String,
+    pub seconds: f64,
 }
 
 impl Session {
@@ -185,16 +195,35 @@ impl Session {
     }
 
     pub fn run_with_stats(&self, inputs: HashMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        self.run_inner(inputs, false)
+    }
+
+    /// Runs and times every step (native only: wasm has no monotonic clock in `std`).
+    pub fn run_profiled(&self, inputs: HashMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        self.run_inner(inputs, true)
+    }
+
+    fn run_inner(&self, inputs: HashMap<String, Tensor>, profile: bool) -> Result<(Vec<(String, Tensor)>, RunStats)> {
         let plan = self.plan(&inputs)?;
         let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         arena.ensure(plan.arena_bytes);
-        let result = self.execute(&plan, &inputs, &mut arena);
+        let mut times = Vec::new();
+        let result = self.execute(&plan, &inputs, &mut arena, profile.then_some(&mut times));
         self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
-        let stats = RunStats { arena_bytes: plan.arena_bytes, steps: plan.steps.len() };
+        let profile = plan
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(step, seconds)| {
+                let node = &self.graph.nodes[step.node];
+                StepTime { node: node.name.clone(), op_type: format!("{}{}", node.op_type, node.op.fused()), seconds }
+            })
+            .collect();
+        let stats = RunStats { arena_bytes: plan.arena_bytes, steps: plan.steps.len(), profile };
         result.map(|o| (o, stats))
     }
 
-    fn execute(&self, plan: &Plan, inputs: &HashMap<String, Tensor>, arena: &mut Arena) -> Result<Vec<(String, Tensor)>> {
+    fn execute(&self, plan: &Plan, inputs: &HashMap<String, Tensor>, arena: &mut Arena, mut times: Option<&mut Vec<f64>>) -> Result<Vec<(String, Tensor)>> {
         let base = arena.chunks.as_mut_ptr() as *mut u8;
         let arena_len = arena.chunks.len() * ARENA_ALIGN;
         let view = |v: usize| -> TensorRef<'_> {
@@ -231,7 +260,14 @@ impl Session {
                     }
                 })
                 .collect();
-            node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+            match times.as_deref_mut() {
+                None => node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?,
+                Some(times) => {
+                    let start = std::time::Instant::now();
+                    node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+                    times.push(start.elapsed().as_secs_f64());
+                }
+            }
         }
         Ok(plan
             .outputs

@@ -167,9 +167,11 @@ impl Graph {
         Ok(self)
     }
 
-    /// Total parameter count and bytes of the initializers.
+    /// Total parameter count and bytes: initializers, plus weights fused ops hold
+    /// (prepacked, so their bytes may exceed the original's by tile padding).
     pub fn parameter_stats(&self) -> (usize, usize) {
-        self.initializers.values().fold((0, 0), |(n, b), t| (n + t.len(), b + t.byte_len()))
+        let init = self.initializers.values().fold((0, 0), |(n, b), t| (n + t.len(), b + t.byte_len()));
+        self.nodes.iter().map(|node| node.op.owned_parameters()).fold(init, |(n, b), (n2, b2)| (n + n2, b + b2))
     }
 
     /// Graph inputs that are not also initializers (the ones a caller must feed).

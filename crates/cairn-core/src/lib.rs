@@ -19,7 +19,7 @@ mod tensor;
 pub use attrs::{Attr, Attrs};
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use exec::Session;
+pub use exec::{RunStats, Session, StepTime};
 pub use graph::{Dim, Graph, Node, NodeSpec, ValueInfo};
 pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
 pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};

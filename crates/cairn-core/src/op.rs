@@ -61,6 +61,17 @@ pub trait Op: Send + Sync + Debug {
     fn macs(&self, _inputs: &[Option<&Fact>], _outputs: &[Fact]) -> u64 {
         0
     }
+
+    /// Parameters the op holds itself (fused ops keep their prepacked weights):
+    /// (element count of the original weights, bytes held in memory).
+    fn owned_parameters(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
+    /// For nodes built by the fusion pass, what was folded in (e.g. "+BatchNormalization+Clip").
+    fn fused(&self) -> &str {
+        ""
+    }
 }
 
 /// Everything a builder may look at to construct an op. Tracks which

@@ -1,6 +1,25 @@
-//! Cairn compute kernels. One module per ISA (`generic` today; `x86_64` and
-//! `wasm32` join it), each kernel with a reference twin used by tests.
+//! Cairn compute kernels. One module per ISA (`generic`, `x86_64`, `wasm32`)
+//! holds the register-level code; the drivers here (blocking, packing, threads,
+//! epilogues) are shared. The ISA is chosen once per process: see [`Isa`].
+//! Every fast kernel has a reference twin that the tests compare it against.
 
-pub mod generic;
+pub mod activation;
+pub mod depthwise;
+pub mod gemm;
+pub mod isa;
+pub mod math;
+pub mod parallel;
+mod simd;
 
-pub use generic::gemm::{sgemm, Transpose};
+mod generic;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+pub use activation::Activation;
+pub use gemm::{gemm, sgemm, Bias, Epilogue, LhsOperand, MatRef, PackedA, PackedB, RhsOperand, Transpose};
+pub use isa::Isa;
+
+#[cfg(test)]
+mod testutil;

@@ -61,7 +61,11 @@ fn run_case(dir: &Path) -> (Status, String) {
         }
     };
     let input_names: Vec<String> = model.graph.inputs.iter().map(|i| i.name.clone()).collect();
-    let session = Session::new(model.graph);
+    let graph = match cairn_core::passes::prepare_for_inference(model.graph) {
+        Ok((g, _)) => g,
+        Err(e) => return (Status::Fail, format!("prepare: {e}")),
+    };
+    let session = Session::new(graph);
     for k in 0.. {
         let set = dir.join(format!("test_data_set_{k}"));
         if !set.exists() {

@@ -1,7 +1,7 @@
 //! Activations: elementwise nonlinearities and the softmax family.
 
 use super::broadcast::map2;
-use super::elementwise::erf;
+use cairn_kernels::math::erf;
 use crate::{bail_shape, normalize_axis, required, DType, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {

@@ -1,14 +1,15 @@
-//! Conv (1-D and 2-D, groups, dilations, pads, auto_pad) on NCHW.
+//! Conv (1-D and 2-D, groups, dilations, pads, auto_pad) on NCHW, and the fused
+//! form the `fuse` pass builds (folded BatchNorm, prepacked filters, bias,
+//! residual add and activation applied in the kernels' epilogue).
 //!
-//! Algorithms: 1x1 stride-1 unpadded convolutions are one GEMM per image and group;
-//! depthwise convolutions use a direct loop; the rest im2col + GEMM.
+//! Algorithms: 1x1 stride-1 unpadded convolutions are one GEMM per image and group
+//! (filters are the left operand, so NCHW needs no layout change); depthwise
+//! convolutions use the direct depthwise kernel; the rest im2col + GEMM.
 
-use crate::{bail_shape, required, DType, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
-use cairn_kernels::{sgemm, Transpose};
+use crate::{bail_shape, required, DType, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
+use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
+use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, Transpose};
 
-pub fn register(r: &mut Registry) {
-    r.register("Conv", |ctx| Ok(Box::new(Conv { window: WindowAttrs::read(ctx)?, group: ctx.int("group", 1)?.max(1) as usize })));
-}
 
 /// Spatial attributes shared by Conv and the pools.
 #[derive(Clone, Debug)]
@@ -120,6 +121,11 @@ impl Geometry {
         Ok(Geometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow })
     }
 
+    pub fn kernel(&self) -> ConvGeometry {
+        let Geometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow } = *self;
+        ConvGeometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow }
+    }
+
     /// The output spatial dims in the input's rank.
     pub fn out_spatial(&self, rank: usize) -> Vec<usize> {
         if rank == 1 {
@@ -130,13 +136,18 @@ impl Geometry {
     }
 }
 
-#[derive(Debug)]
-struct Conv {
+/// Conv's attributes, shared by the plain and the fused op.
+#[derive(Clone, Debug)]
+struct ConvAttrs {
     window: WindowAttrs,
     group: usize,
 }
 
-impl Conv {
+impl ConvAttrs {
+    fn read(ctx: &OpContext) -> Result<ConvAttrs> {
+        Ok(ConvAttrs { window: WindowAttrs::read(ctx)?, group: ctx.int("group", 1)?.max(1) as usize })
+    }
+
     fn geometry(&self, x: &[usize], w: &[usize]) -> Result<Geometry> {
         if x.len() < 3 || w.len() != x.len() {
             bail_shape!("Conv", "input {x:?} and weights {w:?} must be [N, C, spatial...] and [M, C/group, kernel...]");
@@ -152,6 +163,25 @@ impl Conv {
         }
         Geometry::new("Conv", &self.window, &x[2..], kernel, false)
     }
+
+    fn infer(&self, x: &Fact, w_dtype: DType, w_shape: &[usize]) -> Result<Fact> {
+        if x.dtype != DType::F32 || w_dtype != DType::F32 {
+            bail_shape!("Conv", "is implemented for f32, got {} and {}", x.dtype, w_dtype);
+        }
+        let g = self.geometry(&x.shape, w_shape)?;
+        let mut shape = vec![x.shape[0], w_shape[0]];
+        shape.extend(g.out_spatial(x.rank() - 2));
+        Ok(Fact::new(DType::F32, shape))
+    }
+}
+
+#[derive(Debug)]
+struct Conv {
+    attrs: ConvAttrs,
+}
+
+pub fn register(r: &mut Registry) {
+    r.register("Conv", |ctx| Ok(Box::new(Conv { attrs: ConvAttrs::read(ctx)? })));
 }
 
 impl Op for Conv {
@@ -162,18 +192,12 @@ impl Op for Conv {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, "Conv")?;
         let w = required(inputs, 1, "Conv")?;
-        if x.dtype != DType::F32 || w.dtype != DType::F32 {
-            bail_shape!("Conv", "is implemented for f32, got {} and {}", x.dtype, w.dtype);
-        }
         if let Some(b) = inputs.get(2).copied().flatten() {
             if b.shape != [w.shape[0]] {
                 bail_shape!("Conv", "bias must have shape [{}], got {:?}", w.shape[0], b.shape);
             }
         }
-        let g = self.geometry(&x.shape, &w.shape)?;
-        let mut shape = vec![x.shape[0], w.shape[0]];
-        shape.extend(g.out_spatial(x.rank() - 2));
-        Ok(vec![Fact::new(DType::F32, shape)])
+        Ok(vec![self.attrs.infer(x, w.dtype, &w.shape)?])
     }
 
     fn macs(&self, inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
@@ -185,41 +209,194 @@ impl Op for Conv {
         let x = required(inputs, 0, "Conv")?;
         let w = required(inputs, 1, "Conv")?;
         let bias = inputs.get(2).copied().flatten().map(|b| b.f32s()).transpose()?;
-        let g = self.geometry(x.shape, w.shape)?;
-        let (n, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
-        let (cg, mg) = (c / self.group, m / self.group);
-        let (xs, ws) = (x.f32s()?, w.f32s()?);
-        let y = outputs[0].f32s_mut()?;
-        let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
-        let pointwise = ksz == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw;
-        let depthwise = cg == 1 && mg == 1;
-        let mut col = if pointwise || depthwise { Vec::new() } else { vec![0.0f32; cg * ksz * osz] };
-        for b in 0..n {
-            for grp in 0..self.group {
-                let xg = &xs[(b * c + grp * cg) * isz..][..cg * isz];
-                let wg = &ws[grp * mg * cg * ksz..][..mg * cg * ksz];
-                let yg = &mut y[(b * m + grp * mg) * osz..][..mg * osz];
-                if depthwise {
-                    depthwise_channel(xg, wg, yg, &g);
-                } else if pointwise {
-                    sgemm(mg, osz, cg, 1.0, wg, cg, Transpose::No, xg, osz, Transpose::No, 0.0, yg, osz);
-                } else {
-                    im2col(xg, cg, &g, &mut col);
-                    sgemm(mg, osz, cg * ksz, 1.0, wg, cg * ksz, Transpose::No, &col, osz, Transpose::No, 0.0, yg, osz);
-                }
+        let g = self.attrs.geometry(x.shape, w.shape)?;
+        let filters = Filters::Raw(w.f32s()?);
+        conv_forward(&g, self.attrs.group, x.shape, x.f32s()?, w.shape[0], &filters, bias, Activation::Identity, None, outputs[0].f32s_mut()?);
+        Ok(())
+    }
+}
+
+/// Filters as the kernels take them: raw `[M, C/group, kh, kw]`, or one packed
+/// GEMM operand per group (prepacked once at load by the fused op).
+enum Filters<'a> {
+    Raw(&'a [f32]),
+    Packed { raw: &'a [f32], per_group: &'a [PackedA] },
+}
+
+impl Filters<'_> {
+    fn raw(&self) -> &[f32] {
+        match self {
+            Filters::Raw(w) | Filters::Packed { raw: w, .. } => w,
+        }
+    }
+}
+
+/// How a convolution is computed, from its geometry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Algorithm {
+    Depthwise,
+    /// 1x1, stride 1, no padding: the input planes are already the GEMM's right operand.
+    Pointwise,
+    Im2col,
+}
+
+fn algorithm(g: &Geometry, cg: usize, mg: usize) -> Algorithm {
+    if cg == 1 && mg == 1 {
+        Algorithm::Depthwise
+    } else if g.kh * g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw {
+        Algorithm::Pointwise
+    } else {
+        Algorithm::Im2col
+    }
+}
+
+/// `y = act(conv(x, w) + bias + residual)`, NCHW, `residual` shaped like `y`.
+#[allow(clippy::too_many_arguments)]
+fn conv_forward(
+    g: &Geometry,
+    group: usize,
+    x_shape: &[usize],
+    x: &[f32],
+    m: usize,
+    filters: &Filters,
+    bias: Option<&[f32]>,
+    act: Activation,
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (n, c) = (x_shape[0], x_shape[1]);
+    let (cg, mg) = (c / group, m / group);
+    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
+    let algo = algorithm(g, cg, mg);
+    let mut col = if algo == Algorithm::Im2col { vec![0.0f32; cg * ksz * osz] } else { Vec::new() };
+    for b in 0..n {
+        let xb = &x[b * c * isz..][..c * isz];
+        let yb = &mut y[b * m * osz..][..m * osz];
+        let rb = residual.map(|r| &r[b * m * osz..][..m * osz]);
+        if algo == Algorithm::Depthwise {
+            // The depthwise kernel fuses bias and activation; a residual (rare after a
+            // depthwise conv) is added afterwards, before the activation.
+            let fused_act = if rb.is_some() { Activation::Identity } else { act };
+            depthwise_conv2d(&g.kernel(), c, xb, filters.raw(), bias, fused_act, yb);
+            if let Some(r) = rb {
+                yb.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+                act.apply(yb);
             }
-            if let Some(bias) = bias {
-                for (ch, &bv) in bias.iter().enumerate() {
-                    y[(b * m + ch) * osz..][..osz].iter_mut().for_each(|v| *v += bv);
-                }
+            continue;
+        }
+        for grp in 0..group {
+            let xg = &xb[grp * cg * isz..][..cg * isz];
+            let yg = &mut yb[grp * mg * osz..][..mg * osz];
+            let k = cg * ksz;
+            let lhs = match filters {
+                Filters::Raw(w) => LhsOperand::Strided { mat: MatRef::new(&w[grp * mg * k..][..mg * k], k, Transpose::No), alpha: 1.0 },
+                Filters::Packed { per_group, .. } => LhsOperand::Packed(&per_group[grp]),
+            };
+            let rhs_data: &[f32] = if algo == Algorithm::Pointwise {
+                xg
+            } else {
+                im2col(xg, cg, g, &mut col);
+                &col
+            };
+            let epilogue = Epilogue {
+                bias: bias.map_or(Bias::None, |b| Bias::PerRow(&b[grp * mg..][..mg])),
+                residual: rb.map(|r| (&r[grp * mg * osz..][..mg * osz], osz)),
+                activation: act,
+            };
+            gemm(mg, osz, k, lhs, RhsOperand::Strided(MatRef::new(rhs_data, osz, Transpose::No)), yg, osz, false, &epilogue);
+        }
+    }
+}
+
+/// A convolution after graph fusion: BatchNorm folded into the filters and bias,
+/// filters prepacked for this machine's GEMM kernel, and an optional residual
+/// input and activation applied in the epilogue. Inputs: `[x]` or `[x, residual]`.
+#[derive(Debug)]
+pub(crate) struct FusedConv {
+    attrs: ConvAttrs,
+    w_shape: Vec<usize>,
+    /// Raw filters, kept for the depthwise kernel (which reads them directly).
+    raw: Vec<f32>,
+    /// Per-group packed filters for the GEMM paths (empty for depthwise).
+    packed: Vec<PackedA>,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+    has_residual: bool,
+    /// A description of what was fused, for `inspect`.
+    fused: String,
+}
+
+impl FusedConv {
+    /// Builds the fused op from a Conv node's attributes and its (already folded) filters.
+    pub(crate) fn new(conv: &Node, opset: i64, w: &Tensor, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedConv> {
+        let ctx = OpContext::new(&conv.op_type, opset, &conv.attrs, conv.inputs.len(), conv.outputs.len());
+        let attrs = ConvAttrs::read(&ctx)?;
+        let w_shape = w.shape().to_vec();
+        if w_shape.len() < 3 || w_shape[0] % attrs.group != 0 {
+            bail_shape!("Conv", "weights {w_shape:?} do not fit group {}", attrs.group);
+        }
+        let raw = w.f32s()?.to_vec();
+        let (m, group) = (w_shape[0], attrs.group);
+        let mg = m / group;
+        let k: usize = w_shape[1..].iter().product();
+        let packed = if w_shape[1] == 1 && mg == 1 {
+            Vec::new()
+        } else {
+            let isa = Isa::current();
+            (0..group).map(|grp| PackedA::new(isa, MatRef::new(&raw[grp * mg * k..][..mg * k], k, Transpose::No), mg, k, 1.0)).collect()
+        };
+        // Depthwise reads raw filters; the GEMM paths only the packed ones.
+        let raw = if packed.is_empty() { raw } else { Vec::new() };
+        Ok(FusedConv { attrs, w_shape, raw, packed, bias, activation, has_residual, fused })
+    }
+}
+
+impl Op for FusedConv {
+    fn op_type(&self) -> &str {
+        "Conv"
+    }
+
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "Conv")?;
+        let out = self.attrs.infer(x, DType::F32, &self.w_shape)?;
+        if self.has_residual {
+            let r = required(inputs, 1, "Conv")?;
+            if r.shape != out.shape || r.dtype != DType::F32 {
+                bail_shape!("Conv", "fused residual {:?} {} must match the output {:?} f32", r.shape, r.dtype, out.shape);
             }
         }
+        Ok(vec![out])
+    }
+
+    fn macs(&self, _inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
+        let per_output: usize = self.w_shape[1..].iter().product();
+        (outputs[0].numel() * per_output) as u64
+    }
+
+    fn fused(&self) -> &str {
+        &self.fused
+    }
+
+    fn owned_parameters(&self) -> (usize, usize) {
+        let bias = self.bias.as_ref().map_or(0, Vec::len);
+        let packed: usize = self.packed.iter().map(PackedA::bytes).sum();
+        (self.w_shape.iter().product::<usize>() + bias, packed + 4 * (self.raw.len() + bias))
+    }
+
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "Conv")?;
+        let residual = if self.has_residual { Some(required(inputs, 1, "Conv")?.f32s()?) } else { None };
+        let g = self.attrs.geometry(x.shape, &self.w_shape)?;
+        let filters = if self.packed.is_empty() { Filters::Raw(&self.raw) } else { Filters::Packed { raw: &self.raw, per_group: &self.packed } };
+        let y = outputs[0].f32s_mut()?;
+        conv_forward(&g, self.attrs.group, x.shape, x.f32s()?, self.w_shape[0], &filters, self.bias.as_deref(), self.activation, residual, y);
         Ok(())
     }
 }
 
 /// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded).
 fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
+
     let osz = g.oh * g.ow;
     for ch in 0..channels {
         let plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
@@ -237,42 +414,6 @@ fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
                     for (ox, v) in out_row.iter_mut().enumerate() {
                         let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
                         *v = if ix >= 0 && (ix as usize) < g.iw { src[ix as usize] } else { 0.0 };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One channel of a depthwise convolution, direct: for each kernel tap, accumulate
-/// a shifted row of input into the output row (the inner loop is contiguous when stride is 1).
-fn depthwise_channel(x: &[f32], w: &[f32], y: &mut [f32], g: &Geometry) {
-    y.fill(0.0);
-    for ki in 0..g.kh {
-        for kj in 0..g.kw {
-            let wv = w[ki * g.kw + kj];
-            // Output columns whose input column is inside the image, for this tap.
-            let off = (kj * g.dw) as isize - g.pl as isize;
-            let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) };
-            let ox_hi = if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize };
-            if ox_lo >= ox_hi {
-                continue;
-            }
-            for oy in 0..g.oh {
-                let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
-                if iy < 0 || iy >= g.ih as isize {
-                    continue;
-                }
-                let src = &x[iy as usize * g.iw..][..g.iw];
-                let dst = &mut y[oy * g.ow..][..g.ow];
-                if g.sw == 1 {
-                    let start = (ox_lo as isize + off) as usize;
-                    for (d, s) in dst[ox_lo..ox_hi].iter_mut().zip(&src[start..start + ox_hi - ox_lo]) {
-                        *d += wv * s;
-                    }
-                } else {
-                    for ox in ox_lo..ox_hi {
-                        dst[ox] += wv * src[(ox as isize * g.sw as isize + off) as usize];
                     }
                 }
             }

@@ -1,8 +1,8 @@
 //! MatMul (numpy semantics, batched with broadcasting) and Gemm.
 
 use super::broadcast::broadcast_shapes;
-use crate::{bail_shape, required, DType, Fact, Op, Registry, Result, TensorMut, TensorRef};
-use cairn_kernels::{sgemm, Transpose};
+use crate::{bail_shape, required, DType, Fact, Op, Registry, Result, Tensor, TensorMut, TensorRef};
+use cairn_kernels::{gemm, sgemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedB, RhsOperand, Transpose};
 
 pub fn register(r: &mut Registry) {
     r.register("MatMul", |_| Ok(Box::new(MatMul)));
@@ -142,6 +142,115 @@ impl Op for Gemm {
         }
         let t = |x: bool| if x { Transpose::Yes } else { Transpose::No };
         sgemm(m, n, k, self.alpha, a.f32s()?, a.shape[1], t(self.trans_a), b.f32s()?, b.shape[1], t(self.trans_b), beta, y, n);
+        Ok(())
+    }
+}
+
+/// Which op a [`FusedMatMul`] came from: MatMul broadcasts leading dims, Gemm is 2-D only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MatMulForm {
+    MatMul,
+    Gemm,
+}
+
+/// `y = act(a * B + bias + residual)` with a constant `B` prepacked at load for this
+/// machine's GEMM kernel: fully connected layers and transformer projections.
+/// Inputs: `[a]` or `[a, residual]`.
+#[derive(Debug)]
+pub(crate) struct FusedMatMul {
+    form: MatMulForm,
+    packed: PackedB,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+    has_residual: bool,
+    /// What was fused, for `inspect`.
+    fused: String,
+}
+
+impl FusedMatMul {
+    /// `b` is `[k, n]`, or `[n, k]` with `trans_b`; `alpha` is folded into the packed copy.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(form: MatMulForm, b: &Tensor, trans_b: bool, alpha: f32, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedMatMul> {
+        let (rows, cols) = (b.shape()[0], b.shape()[1]);
+        let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };
+        let scaled: Vec<f32>;
+        let mut data = b.f32s()?;
+        if alpha != 1.0 {
+            scaled = data.iter().map(|v| alpha * v).collect();
+            data = &scaled;
+        }
+        let trans = if trans_b { Transpose::Yes } else { Transpose::No };
+        let packed = PackedB::new(Isa::current(), MatRef::new(data, cols, trans), k, n);
+        if bias.as_ref().is_some_and(|b| b.len() != n) {
+            bail_shape!("MatMul", "fused bias must have {n} values");
+        }
+        Ok(FusedMatMul { form, packed, bias, activation, has_residual, fused })
+    }
+
+    fn out_shape(&self, a: &[usize]) -> Result<Vec<usize>> {
+        let (k, n) = (self.packed.rows(), self.packed.cols());
+        let ok = match self.form {
+            MatMulForm::Gemm => a.len() == 2 && a[1] == k,
+            MatMulForm::MatMul => a.last() == Some(&k),
+        };
+        if !ok {
+            bail_shape!(self.op_type(), "input {a:?} does not fit weights [{k}, {n}]");
+        }
+        let mut out = a.to_vec();
+        *out.last_mut().expect("rank >= 1") = n;
+        Ok(out)
+    }
+}
+
+impl Op for FusedMatMul {
+    fn op_type(&self) -> &str {
+        match self.form {
+            MatMulForm::MatMul => "MatMul",
+            MatMulForm::Gemm => "Gemm",
+        }
+    }
+
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let a = required(inputs, 0, self.op_type())?;
+        if a.dtype != DType::F32 {
+            bail_shape!(self.op_type(), "is implemented for f32, got {}", a.dtype);
+        }
+        let out = self.out_shape(&a.shape)?;
+        if self.has_residual {
+            let r = required(inputs, 1, self.op_type())?;
+            if r.shape != out || r.dtype != DType::F32 {
+                bail_shape!(self.op_type(), "fused residual {:?} {} must match the output {out:?} f32", r.shape, r.dtype);
+            }
+        }
+        Ok(vec![Fact::new(DType::F32, out)])
+    }
+
+    fn macs(&self, _inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
+        (outputs[0].numel() * self.packed.rows()) as u64
+    }
+
+    fn fused(&self) -> &str {
+        &self.fused
+    }
+
+    fn owned_parameters(&self) -> (usize, usize) {
+        let params = self.packed.rows() * self.packed.cols() + self.bias.as_ref().map_or(0, Vec::len);
+        (params, self.packed.bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len))
+    }
+
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let a = required(inputs, 0, self.op_type())?;
+        let (k, n) = (self.packed.rows(), self.packed.cols());
+        let rows = if k == 0 { a.shape[..a.shape.len() - 1].iter().product() } else { a.len() / k };
+        let residual = if self.has_residual { Some(required(inputs, 1, self.op_type())?.f32s()?) } else { None };
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref().map_or(Bias::None, Bias::PerCol),
+            residual: residual.map(|r| (r, n)),
+            activation: self.activation,
+        };
+        let y = outputs[0].f32s_mut()?;
+        let lhs = LhsOperand::Strided { mat: MatRef::new(a.f32s()?, k.max(1), Transpose::No), alpha: 1.0 };
+        gemm(rows, n, k, lhs, RhsOperand::Packed(&self.packed), y, n, false, &epilogue);
         Ok(())
     }
 }

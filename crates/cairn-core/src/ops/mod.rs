@@ -15,6 +15,9 @@ mod quant;
 mod reduce;
 mod resize;
 
+pub(crate) use conv::FusedConv;
+pub(crate) use matmul::{FusedMatMul, MatMulForm};
+
 use crate::Registry;
 
 pub fn register_all(r: &mut Registry) {

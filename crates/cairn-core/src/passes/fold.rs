@@ -64,7 +64,7 @@ pub fn fold_constants(mut graph: Graph) -> Result<(Graph, FoldStats)> {
 }
 
 /// Drops nodes whose outputs nothing reads, and initializers no one reads.
-fn remove_dead(graph: &mut Graph, stats: &mut FoldStats) {
+pub(crate) fn remove_dead(graph: &mut Graph, stats: &mut FoldStats) {
     let mut needed: HashSet<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
     let mut keep = vec![false; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate().rev() {

@@ -1,6 +1,7 @@
 //! Graph-to-graph rewrites, each a named pass that can run on its own.
 
 pub mod fold;
+pub mod fuse;
 
 use crate::{Graph, Result};
 
@@ -8,13 +9,16 @@ use crate::{Graph, Result};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrepareStats {
     pub fold: fold::FoldStats,
+    pub fuse: fuse::FuseStats,
 }
 
 /// The passes every loader runs before executing a model: constant folding and
-/// dead-node removal, then (as they land) BatchNorm folding, epilogue fusion and
-/// weight prepacking. The CLI, the server and the wasm runtime all call this one
+/// dead-node removal, then BatchNorm folding, epilogue fusion and weight prepacking
+/// (see `fuse`), then removal of the initializers the fused nodes no longer read. The CLI, the server and the wasm runtime all call this one
 /// function so that they execute the same graph.
 pub fn prepare_for_inference(graph: Graph) -> Result<(Graph, PrepareStats)> {
     let (graph, fold) = fold::fold_constants(graph)?;
-    Ok((graph, PrepareStats { fold }))
+    let (mut graph, fuse) = fuse::fuse(graph)?;
+    fold::remove_dead(&mut graph, &mut fold::FoldStats::default());
+    Ok((graph, PrepareStats { fold, fuse }))
 }

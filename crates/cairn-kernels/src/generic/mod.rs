@@ -1,3 +1,4 @@
-//! Portable kernels, written so that LLVM auto-vectorizes their inner loops.
+//! Portable kernels: the fallback on every target, and what the ISA-specific
+//! modules are tested against (together with `gemm::reference`).
 
-pub mod gemm;
+pub(crate) mod gemm;

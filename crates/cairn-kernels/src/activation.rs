@@ -1,0 +1,74 @@
+//! Activations that kernels apply in their epilogue, while the output tile is
+//! still in cache, instead of as a separate pass over memory.
+
+use crate::math::erf;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    /// Clip to `[min, max]` (ReLU6 is `Clip { min: 0, max: 6 }`).
+    Clip { min: f32, max: f32 },
+    LeakyRelu { alpha: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// x * clamp(x / 6 + 0.5, 0, 1)
+    HardSwish,
+    Sigmoid,
+    /// x * sigmoid(x), also called Swish.
+    Silu,
+    Tanh,
+    /// x * 0.5 * (1 + erf(x / sqrt 2)), the exact form exporters write.
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+}
+
+impl Activation {
+    /// Applies the activation in place. The cheap cases are written as plain
+    /// loops over slices so LLVM vectorizes them for the target; inlined so that the
+    /// loops are compiled for the caller's ISA (an AVX2 kernel gets AVX2 clamps).
+    #[inline(always)]
+    pub fn apply(self, xs: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => xs.iter_mut().for_each(|x| *x = if *x < 0.0 { 0.0 } else { *x }),
+            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| *x = clip(*x, min, max)),
+            Activation::LeakyRelu { alpha } => xs.iter_mut().for_each(|x| *x = if *x < 0.0 { alpha * *x } else { *x }),
+            Activation::HardSigmoid { alpha, beta } => xs.iter_mut().for_each(|x| *x = clip(alpha * *x + beta, 0.0, 1.0)),
+            Activation::HardSwish => xs.iter_mut().for_each(|x| *x *= clip(*x * (1.0 / 6.0) + 0.5, 0.0, 1.0)),
+            Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = sigmoid(*x)),
+            Activation::Silu => xs.iter_mut().for_each(|x| *x *= sigmoid(*x)),
+            Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
+            Activation::Gelu => xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::GeluTanh => xs.iter_mut().for_each(|x| {
+                let v = *x;
+                *x = 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());
+            }),
+        }
+    }
+
+    #[inline(always)]
+    pub fn apply_one(self, x: f32) -> f32 {
+        let mut v = [x];
+        self.apply(&mut v);
+        v[0]
+    }
+}
+
+/// Clamps like ONNX Clip: NaN stays NaN.
+#[inline(always)]
+fn clip(x: f32, min: f32, max: f32) -> f32 {
+    if x < min {
+        min
+    } else if x > max {
+        max
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}

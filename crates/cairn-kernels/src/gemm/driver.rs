@@ -1,0 +1,183 @@
+//! The blocked GEMM loop nest, and how it is split across threads.
+
+use super::pack::{pack_a, pack_b, KC};
+use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand};
+use crate::parallel::{for_each_task, SendPtr};
+use crate::Isa;
+use std::ops::Range;
+
+/// Rows of A packed per block (times `mr`): an `MC x KC` block of A stays in L2.
+const MC_PANELS: usize = 16;
+/// Columns of B packed per block (times `nr`).
+const NC_PANELS: usize = 64;
+/// Below this many multiply-adds a GEMM runs on the calling thread: splitting costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// `C = epilogue(op(A) * op(B) [+ C if accumulate])` for `C: m x n` with row stride `ldc`.
+///
+/// # Panics
+/// If the operands or C are smaller than the shapes say, or a prepacked operand was packed
+/// for another shape or ISA (both are programming errors, not input errors: callers check
+/// shapes before).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: RhsOperand, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &Epilogue) {
+    gemm_on(Isa::current(), m, n, k, lhs, rhs, c, ldc, accumulate, epilogue)
+}
+
+/// [`gemm`] with an explicit ISA (tests and benchmarks compare ISAs in one process).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: RhsOperand, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &Epilogue) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "gemm: C is too small for {m}x{n} with ldc {ldc}");
+    assert!(Isa::all_available().contains(&isa), "gemm: {isa:?} is not available here");
+    check_operands(isa, m, n, k, &lhs, &rhs, epilogue);
+    if k == 0 {
+        for i in 0..m {
+            let row = &mut c[i * ldc..i * ldc + n];
+            if !accumulate {
+                row.fill(0.0);
+            }
+            epilogue.apply_row(i, 0, row);
+        }
+        return;
+    }
+    let kernel = isa.gemm_kernel();
+    let tasks = split(m, n, k, kernel);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    for_each_task(&tasks, |(rows, cols)| {
+        // SAFETY: tasks cover disjoint rectangles of C, inside the bounds asserted above.
+        unsafe { gemm_block(kernel, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue) }
+    });
+}
+
+fn check_operands(isa: Isa, m: usize, n: usize, k: usize, lhs: &LhsOperand, rhs: &RhsOperand, epi: &Epilogue) {
+    match lhs {
+        LhsOperand::Strided { mat, .. } => assert!(mat.data.len() >= mat.extent(m, k), "gemm: A is too small for {m}x{k}"),
+        LhsOperand::Packed(p) => assert!(p.isa == isa && p.m == m && p.k == k, "gemm: A was packed for {}x{} on {:?}", p.m, p.k, p.isa),
+    }
+    match rhs {
+        RhsOperand::Strided(mat) => assert!(mat.data.len() >= mat.extent(k, n), "gemm: B is too small for {k}x{n}"),
+        RhsOperand::Packed(p) => assert!(p.isa == isa && p.k == k && p.n == n, "gemm: B was packed for {}x{} on {:?}", p.k, p.n, p.isa),
+    }
+    match epi.bias {
+        super::Bias::PerRow(b) => assert!(b.len() >= m, "gemm: row bias too short"),
+        super::Bias::PerCol(b) => assert!(b.len() >= n, "gemm: column bias too short"),
+        super::Bias::None => {}
+    }
+    if let Some((r, ld)) = epi.residual {
+        assert!(ld >= n && r.len() >= (m - 1) * ld + n, "gemm: residual too small");
+    }
+}
+
+/// Cuts C into one rectangle per thread along the dimension with more tiles,
+/// on tile boundaries so prepacked panels line up.
+fn split(m: usize, n: usize, k: usize, kernel: MicroKernel) -> Vec<(Range<usize>, Range<usize>)> {
+    let threads = crate::parallel::threads();
+    if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
+        return vec![(0..m, 0..n)];
+    }
+    let (m_tiles, n_tiles) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
+    let along_n = n_tiles >= m_tiles;
+    let tiles = if along_n { n_tiles } else { m_tiles };
+    let parts = threads.min(tiles);
+    let (unit, len) = if along_n { (kernel.nr, n) } else { (kernel.mr, m) };
+    (0..parts)
+        .map(|p| {
+            let r = (tiles * p / parts * unit).min(len)..(tiles * (p + 1) / parts * unit).min(len);
+            if along_n {
+                (0..m, r)
+            } else {
+                (r, 0..n)
+            }
+        })
+        .filter(|(r, c)| !r.is_empty() && !c.is_empty())
+        .collect()
+}
+
+/// The Goto loop nest over one rectangle of C.
+///
+/// # Safety
+/// `c` addresses C with row stride `ldc`; `rows x cols` lies inside it and no other
+/// thread writes that rectangle.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    kernel: MicroKernel,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    k: usize,
+    lhs: &LhsOperand,
+    rhs: &RhsOperand,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: &Epilogue,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (mc_max, nc_max) = (MC_PANELS * mr, NC_PANELS * nr);
+    let kc_max = KC.min(k);
+    let mut b_buf = match rhs {
+        RhsOperand::Strided(_) => vec![0.0f32; kc_max * nc_max.min(cols.len().div_ceil(nr) * nr)],
+        RhsOperand::Packed(_) => Vec::new(),
+    };
+    let mut a_buf = match lhs {
+        LhsOperand::Strided { .. } => vec![0.0f32; kc_max * mc_max.min(rows.len().div_ceil(mr) * mr)],
+        LhsOperand::Packed(_) => Vec::new(),
+    };
+    let mut edge = vec![0.0f32; mr * nr];
+    for jc in cols.clone().step_by(nc_max) {
+        let nc = nc_max.min(cols.end - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let last_k = pc + kc == k;
+            let b_block: &[f32] = match rhs {
+                RhsOperand::Strided(b) => {
+                    pack_b(b, pc, kc, jc, nc, nr, &mut b_buf);
+                    &b_buf
+                }
+                RhsOperand::Packed(p) => p.block(jc, pc, kc),
+            };
+            for ic in rows.clone().step_by(mc_max) {
+                let mc = mc_max.min(rows.end - ic);
+                let a_block: &[f32] = match lhs {
+                    LhsOperand::Strided { mat, alpha } => {
+                        pack_a(mat, *alpha, ic, mc, pc, kc, mr, &mut a_buf);
+                        &a_buf
+                    }
+                    LhsOperand::Packed(p) => p.block(ic, pc, kc),
+                };
+                for jr in (0..nc).step_by(nr) {
+                    let ncols = nr.min(nc - jr);
+                    let bp = b_block[jr * kc..jr * kc + kc * nr].as_ptr();
+                    for ir in (0..mc).step_by(mr) {
+                        let nrows = mr.min(mc - ir);
+                        let ap = a_block[ir * kc..ir * kc + kc * mr].as_ptr();
+                        let tile = c.add((ic + ir) * ldc + jc + jr);
+                        let acc = accumulate || pc > 0;
+                        if nrows == mr && ncols == nr {
+                            (kernel.run)(kc, ap, bp, tile, ldc, acc);
+                        } else {
+                            // Edge tile: run the full kernel on a scratch tile, copy the valid part.
+                            if acc {
+                                for i in 0..nrows {
+                                    std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
+                                }
+                            }
+                            (kernel.run)(kc, ap, bp, edge.as_mut_ptr(), nr, acc);
+                            for i in 0..nrows {
+                                std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
+                            }
+                        }
+                        if last_k && !epi.is_identity() {
+                            for i in 0..nrows {
+                                let row = std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols);
+                                epi.apply_row(ic + ir + i, jc + jr, row);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

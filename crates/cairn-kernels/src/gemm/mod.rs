@@ -1,0 +1,172 @@
+//! f32 GEMM, cache-blocked with packed panels (Goto & van de Geijn, "Anatomy of
+//! High-Performance Matrix Multiplication", TOMS 2008), with a register-blocked
+//! micro-kernel per ISA and a fused epilogue (bias, residual, activation).
+//!
+//! Either operand may be *prepacked* once at load (weights): convolutions keep
+//! their filters as a packed A (output channels are rows of C in NCHW), MatMul
+//! and Gemm keep a constant right-hand side as a packed B. The other operand is
+//! packed per call, one cache block at a time.
+
+mod driver;
+mod pack;
+pub mod reference;
+
+pub use driver::{gemm, gemm_on};
+
+#[cfg(test)]
+mod tests;
+pub use pack::{PackedA, PackedB};
+
+use crate::{Activation, Isa};
+
+/// Whether an operand is read transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transpose {
+    No,
+    Yes,
+}
+
+/// A logical row-major `rows x cols` matrix stored with row stride `ld`, possibly transposed.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub trans: Transpose,
+}
+
+impl<'a> MatRef<'a> {
+    pub fn new(data: &'a [f32], ld: usize, trans: Transpose) -> MatRef<'a> {
+        MatRef { data, ld, trans }
+    }
+
+    #[inline(always)]
+    pub(crate) fn at(&self, r: usize, c: usize) -> f32 {
+        match self.trans {
+            Transpose::No => self.data[r * self.ld + c],
+            Transpose::Yes => self.data[c * self.ld + r],
+        }
+    }
+
+    /// The last element index a `rows x cols` logical matrix touches, plus one.
+    fn extent(&self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            return 0;
+        }
+        match self.trans {
+            Transpose::No => (rows - 1) * self.ld + cols,
+            Transpose::Yes => (cols - 1) * self.ld + rows,
+        }
+    }
+}
+
+/// The left operand: strided (packed per call, scaled by `alpha`) or prepacked.
+#[derive(Clone, Copy, Debug)]
+pub enum LhsOperand<'a> {
+    Strided { mat: MatRef<'a>, alpha: f32 },
+    Packed(&'a PackedA),
+}
+
+/// The right operand: strided (packed per call) or prepacked.
+#[derive(Clone, Copy, Debug)]
+pub enum RhsOperand<'a> {
+    Strided(MatRef<'a>),
+    Packed(&'a PackedB),
+}
+
+/// A bias added to every element of a row of C (conv output channels) or of a column (Gemm).
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Bias<'a> {
+    #[default]
+    None,
+    PerRow(&'a [f32]),
+    PerCol(&'a [f32]),
+}
+
+/// What happens to each output tile after its last K block:
+/// `C = activation(C + bias + residual)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Bias<'a>,
+    /// A matrix shaped like C (row stride given) added before the activation: the skip
+    /// connection of a residual block.
+    pub residual: Option<(&'a [f32], usize)>,
+    pub activation: Activation,
+}
+
+impl Epilogue<'_> {
+    pub fn is_identity(&self) -> bool {
+        matches!(self.bias, Bias::None) && self.residual.is_none() && self.activation == Activation::Identity
+    }
+
+    /// Applies the epilogue to the `rows x cols` block of C at (`row0`, `col0`),
+    /// given as a row slice accessor.
+    #[inline]
+    pub(crate) fn apply_row(&self, row: usize, col0: usize, out: &mut [f32]) {
+        let len = out.len();
+        match self.bias {
+            Bias::None => {}
+            Bias::PerRow(b) => {
+                let v = b[row];
+                out.iter_mut().for_each(|x| *x += v);
+            }
+            Bias::PerCol(b) => out.iter_mut().zip(&b[col0..col0 + len]).for_each(|(x, v)| *x += v),
+        }
+        if let Some((r, ld)) = self.residual {
+            out.iter_mut().zip(&r[row * ld + col0..][..len]).for_each(|(x, v)| *x += v);
+        }
+        self.activation.apply(out);
+    }
+}
+
+/// A micro-kernel: computes a full `mr x nr` tile of C from `kc` steps of packed
+/// panels, either overwriting C or accumulating into it.
+#[derive(Clone, Copy)]
+pub(crate) struct MicroKernel {
+    pub mr: usize,
+    pub nr: usize,
+    /// # Safety
+    /// `a` holds `kc * mr` floats, `b` holds `kc * nr`, and `c` addresses an
+    /// `mr x nr` tile with row stride `ldc`.
+    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool),
+}
+
+impl Isa {
+    pub(crate) fn gemm_kernel(self) -> MicroKernel {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => crate::x86_64::gemm::KERNEL,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::WasmSimd128 => crate::wasm32::gemm::KERNEL,
+            _ => crate::generic::gemm::KERNEL,
+        }
+    }
+}
+
+/// `C[m x n] = alpha * op(A) * op(B) + beta * C`, all row-major (BLAS-style convenience).
+/// With `beta == 0`, C is overwritten (NaNs in C do not propagate).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: Transpose,
+    b: &[f32],
+    ldb: usize,
+    trans_b: Transpose,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let accumulate = beta != 0.0;
+    if accumulate && beta != 1.0 {
+        for i in 0..m {
+            c[i * ldc..i * ldc + n].iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+    let lhs = LhsOperand::Strided { mat: MatRef::new(a, lda, trans_a), alpha };
+    let rhs = RhsOperand::Strided(MatRef::new(b, ldb, trans_b));
+    gemm(m, n, k, lhs, rhs, c, ldc, accumulate, &Epilogue::default());
+}

@@ -1,0 +1,146 @@
+//! Packing operands into the panel layout the micro-kernels stream through.
+//!
+//! Layout of a packed A (`m x k`): K is cut into blocks of `KC`; inside a block,
+//! rows are grouped in panels of `mr`, each stored `p`-major (`kc` steps of `mr`
+//! values), zero-padded to a whole panel. A block starting at `pc` begins at
+//! `pc * m_padded`. Packed B is the same with columns in panels of `nr`.
+
+use super::{MatRef, Transpose};
+use crate::Isa;
+
+/// K block size: an A panel (`mr x KC`) and a B panel (`KC x nr`) stay in L1.
+pub(crate) const KC: usize = 256;
+
+/// Packs `alpha * A[i0..i0+mc, p0..p0+kc]` into `mr`-row panels.
+pub(crate) fn pack_a(a: &MatRef, alpha: f32, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, out: &mut [f32]) {
+    for (panel, r0) in (0..mc).step_by(mr).enumerate() {
+        let rows = mr.min(mc - r0);
+        let dst = &mut out[panel * kc * mr..(panel + 1) * kc * mr];
+        for i in 0..mr {
+            if i >= rows {
+                (0..kc).for_each(|p| dst[p * mr + i] = 0.0);
+                continue;
+            }
+            let r = i0 + r0 + i;
+            match a.trans {
+                Transpose::No => {
+                    let src = &a.data[r * a.ld + p0..][..kc];
+                    for (p, v) in src.iter().enumerate() {
+                        dst[p * mr + i] = alpha * v;
+                    }
+                }
+                Transpose::Yes => (0..kc).for_each(|p| dst[p * mr + i] = alpha * a.data[(p0 + p) * a.ld + r]),
+            }
+        }
+    }
+}
+
+/// Packs `B[p0..p0+kc, j0..j0+nc]` into `nr`-column panels.
+pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, out: &mut [f32]) {
+    for (panel, c0) in (0..nc).step_by(nr).enumerate() {
+        let cols = nr.min(nc - c0);
+        let dst = &mut out[panel * kc * nr..(panel + 1) * kc * nr];
+        match b.trans {
+            Transpose::No => {
+                for p in 0..kc {
+                    let row = &mut dst[p * nr..p * nr + nr];
+                    let start = (p0 + p) * b.ld + j0 + c0;
+                    row[..cols].copy_from_slice(&b.data[start..start + cols]);
+                    row[cols..].fill(0.0);
+                }
+            }
+            Transpose::Yes => {
+                for j in 0..nr {
+                    if j >= cols {
+                        (0..kc).for_each(|p| dst[p * nr + j] = 0.0);
+                        continue;
+                    }
+                    let src = &b.data[(j0 + c0 + j) * b.ld + p0..][..kc];
+                    for (p, v) in src.iter().enumerate() {
+                        dst[p * nr + j] = *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A left operand packed once (convolution filters), for one ISA's micro-kernel.
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    pub(crate) isa: Isa,
+    pub(crate) mr: usize,
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs `alpha * op(A)` (`m x k`) for `isa`'s micro-kernel.
+    pub fn new(isa: Isa, a: MatRef, m: usize, k: usize, alpha: f32) -> PackedA {
+        let mr = isa.gemm_kernel().mr;
+        let m_pad = m.div_ceil(mr) * mr;
+        let mut data = vec![0.0f32; m_pad * k];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_a(&a, alpha, 0, m, pc, kc, mr, &mut data[pc * m_pad..]);
+        }
+        PackedA { isa, mr, m, k, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
+    }
+
+    /// The packed block for rows starting at `i0` (a multiple of `mr`) and K block `pc`.
+    pub(crate) fn block(&self, i0: usize, pc: usize, kc: usize) -> &[f32] {
+        let m_pad = self.m.div_ceil(self.mr) * self.mr;
+        &self.data[pc * m_pad + i0 * kc..]
+    }
+}
+
+/// A right operand packed once (MatMul/Gemm weights), for one ISA's micro-kernel.
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    pub(crate) isa: Isa,
+    pub(crate) nr: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `op(B)` (`k x n`) for `isa`'s micro-kernel.
+    pub fn new(isa: Isa, b: MatRef, k: usize, n: usize) -> PackedB {
+        let nr = isa.gemm_kernel().nr;
+        let n_pad = n.div_ceil(nr) * nr;
+        let mut data = vec![0.0f32; n_pad * k];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b(&b, pc, kc, 0, n, nr, &mut data[pc * n_pad..]);
+        }
+        PackedB { isa, nr, k, n, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
+    }
+
+    /// The packed block for columns starting at `j0` (a multiple of `nr`) and K block `pc`.
+    pub(crate) fn block(&self, j0: usize, pc: usize, kc: usize) -> &[f32] {
+        let n_pad = self.n.div_ceil(self.nr) * self.nr;
+        &self.data[pc * n_pad + j0 * kc..]
+    }
+}

@@ -1,0 +1,39 @@
+//! Threads: rayon on native targets; wasm runs tasks on the calling thread
+//! (browser threads need a separate build with atomics and cross-origin isolation).
+
+/// A raw pointer that may cross threads; users guarantee disjoint access.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr<T>(pub *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    /// A method (not field access) so closures capture the whole wrapper, which is Sync.
+    #[inline(always)]
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Threads available to kernels: rayon's current pool (so callers can confine
+/// Cairn with `ThreadPool::install`), 1 on wasm.
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    return 1;
+}
+
+/// Runs `f` on every task, in parallel where threads exist.
+pub(crate) fn for_each_task<T: Sync>(tasks: &[T], f: impl Fn(&T) + Sync + Send) {
+    if tasks.len() <= 1 {
+        tasks.iter().for_each(f);
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        tasks.par_iter().for_each(f);
+    }
+    #[cfg(target_arch = "wasm32")]
+    tasks.iter().for_each(f);
+}

@@ -1,0 +1,140 @@
+//! A minimal f32 vector abstraction so that one generic kernel body (depthwise
+//! rows, elementwise loops) compiles to AVX2, wasm simd128, or scalar code.
+//! Each implementation's methods are `#[inline(always)]`; the generic kernel is
+//! instantiated inside a function compiled for the ISA (`#[target_feature]` on
+//! x86_64, the build's target features on wasm), so intrinsics inline there.
+
+pub(crate) trait F32Simd: Copy {
+    const LANES: usize;
+    type V: Copy;
+    unsafe fn splat(x: f32) -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `a * b + c` (fused where the ISA has it).
+    unsafe fn mul_add(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2;
+
+    impl super::F32Simd for Avx2 {
+        const LANES: usize = 8;
+        type V = __m256;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            _mm256_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+        // max/min(x, bound) with x first: if x is NaN the result is the second operand
+        // on x86, so callers clamp with the bound first to keep ONNX's NaN-propagation moot.
+        #[inline(always)]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            _mm256_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m256, b: __m256) -> __m256 {
+            _mm256_min_ps(a, b)
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod wasm {
+    use core::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Simd128;
+
+    impl super::F32Simd for Simd128 {
+        const LANES: usize = 4;
+        type V = v128;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> v128 {
+            f32x4_splat(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> v128 {
+            v128_load(p as *const v128)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: v128) {
+            v128_store(p as *mut v128, v)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: v128, b: v128, c: v128) -> v128 {
+            f32x4_add(f32x4_mul(a, b), c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: v128, b: v128) -> v128 {
+            f32x4_add(a, b)
+        }
+        // pmax/pmin are the cheap x86-style forms (one instruction in V8).
+        #[inline(always)]
+        unsafe fn max(a: v128, b: v128) -> v128 {
+            f32x4_pmax(a, b)
+        }
+        #[inline(always)]
+        unsafe fn min(a: v128, b: v128) -> v128 {
+            f32x4_pmin(a, b)
+        }
+    }
+}
+
+/// Portable four-lane arrays: LLVM vectorizes them where the target allows.
+#[derive(Clone, Copy)]
+pub(crate) struct Scalar4;
+
+impl F32Simd for Scalar4 {
+    const LANES: usize = 4;
+    type V = [f32; 4];
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> [f32; 4] {
+        [x; 4]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> [f32; 4] {
+        std::ptr::read_unaligned(p as *const [f32; 4])
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: [f32; 4]) {
+        std::ptr::write_unaligned(p as *mut [f32; 4], v)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: [f32; 4], b: [f32; 4], c: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|i| a[i] * b[i] + c[i])
+    }
+    #[inline(always)]
+    unsafe fn add(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+    #[inline(always)]
+    unsafe fn max(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|i| if a[i] > b[i] { a[i] } else { b[i] })
+    }
+    #[inline(always)]
+    unsafe fn min(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|i| if a[i] < b[i] { a[i] } else { b[i] })
+    }
+}
