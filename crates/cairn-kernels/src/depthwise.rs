@@ -167,11 +167,12 @@ unsafe fn taps_avx2(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Ac
     taps_simd::<crate::simd::avx2::Avx2>(p, plane, w, bias, act, out)
 }
 
-/// Clamping activations run on the vectors; the others on the finished plane.
+/// Clamping activations run on the vectors; the others on the finished plane
+/// (Identity included: x86 `max` would turn NaN into the bound).
 #[inline(always)]
 fn clamp_of(act: Activation) -> Option<(f32, f32)> {
     match act {
-        Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+        Activation::Identity => None,
         Activation::Relu => Some((0.0, f32::INFINITY)),
         Activation::Clip { min, max } => Some((min, max)),
         _ => None,
@@ -194,6 +195,7 @@ unsafe fn taps_fixed<S: F32Simd, const N: usize>(p: &PhasePlane, plane: &[f32], 
     let l = S::LANES;
     let wv: [S::V; N] = std::array::from_fn(|t| S::splat(w[t]));
     let src: [*const f32; N] = std::array::from_fn(|t| plane.as_ptr().add(p.offsets[t]));
+    let clamp = clamp_of(act).is_some();
     let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (vlo, vhi, vbias) = (S::splat(lo), S::splat(hi), S::splat(bias));
     let dst = out.as_mut_ptr();
@@ -203,14 +205,15 @@ unsafe fn taps_fixed<S: F32Simd, const N: usize>(p: &PhasePlane, plane: &[f32], 
             a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
             a1 = S::mul_add(wv[t], S::load(src[t].add(t0 + l)), a1);
         }
-        S::store(dst.add(t0), S::min(S::max(a0, vlo), vhi));
-        S::store(dst.add(t0 + l), S::min(S::max(a1, vlo), vhi));
+        S::store(dst.add(t0), if clamp { S::min(S::max(a0, vlo), vhi) } else { a0 });
+        S::store(dst.add(t0 + l), if clamp { S::min(S::max(a1, vlo), vhi) } else { a1 });
     }
 }
 
 #[inline(always)]
 unsafe fn taps_any<S: F32Simd>(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
     let l = S::LANES;
+    let clamp = clamp_of(act).is_some();
     let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (vlo, vhi) = (S::splat(lo), S::splat(hi));
     let dst = out.as_mut_ptr();
@@ -219,7 +222,7 @@ unsafe fn taps_any<S: F32Simd>(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f
         for (t, &off) in p.offsets.iter().enumerate() {
             a0 = S::mul_add(S::splat(w[t]), S::load(plane.as_ptr().add(off + t0)), a0);
         }
-        S::store(dst.add(t0), S::min(S::max(a0, vlo), vhi));
+        S::store(dst.add(t0), if clamp { S::min(S::max(a0, vlo), vhi) } else { a0 });
     }
 }
 

@@ -156,18 +156,29 @@ unsafe fn gemm_block(
                         let tile = c.add((ic + ir) * ldc + jc + jr);
                         let acc = accumulate || pc > 0;
                         if nrows == mr && ncols == nr {
-                            (kernel.run)(kc, ap, bp, tile, ldc, acc);
-                        } else {
-                            // Edge tile: run the full kernel on a scratch tile, copy the valid part.
-                            if acc {
-                                for i in 0..nrows {
-                                    std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
+                            if last_k && !epi.is_identity() {
+                                let tile_epi = epi.tile(ic + ir, jc + jr);
+                                (kernel.run)(kc, ap, bp, tile, ldc, acc, Some(&tile_epi));
+                                if epi.clamp().is_none() {
+                                    for i in 0..mr {
+                                        epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
+                                    }
                                 }
+                            } else {
+                                (kernel.run)(kc, ap, bp, tile, ldc, acc, None);
                             }
-                            (kernel.run)(kc, ap, bp, edge.as_mut_ptr(), nr, acc);
+                            continue;
+                        }
+                        // Edge tile: run the full kernel on a scratch tile, copy the valid
+                        // part, and apply the epilogue to it element-wise.
+                        if acc {
                             for i in 0..nrows {
-                                std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
+                                std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
                             }
+                        }
+                        (kernel.run)(kc, ap, bp, edge.as_mut_ptr(), nr, acc, None);
+                        for i in 0..nrows {
+                            std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
                         }
                         if last_k && !epi.is_identity() {
                             for i in 0..nrows {

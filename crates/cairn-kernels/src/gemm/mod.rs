@@ -119,15 +119,58 @@ impl Epilogue<'_> {
 }
 
 /// A micro-kernel: computes a full `mr x nr` tile of C from `kc` steps of packed
-/// panels, either overwriting C or accumulating into it.
+/// panels, either overwriting C or accumulating into it, and applies the tile's
+/// epilogue (if given) before its single store.
 #[derive(Clone, Copy)]
 pub(crate) struct MicroKernel {
     pub mr: usize,
     pub nr: usize,
     /// # Safety
-    /// `a` holds `kc * mr` floats, `b` holds `kc * nr`, and `c` addresses an
-    /// `mr x nr` tile with row stride `ldc`.
-    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool),
+    /// `a` holds `kc * mr` floats, `b` holds `kc * nr`, `c` addresses an `mr x nr`
+    /// tile with row stride `ldc`, and the epilogue's pointers cover the same tile.
+    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>),
+}
+
+/// The epilogue of one full tile, as raw pointers at the tile's origin (null when absent):
+/// `C = clamp(C + row_bias[i] + col_bias[j] + residual[i][j], lo, hi)`.
+pub(crate) struct TileEpilogue {
+    pub row_bias: *const f32,
+    pub col_bias: *const f32,
+    pub residual: *const f32,
+    pub ld_residual: usize,
+    /// Whether to clamp at all: an identity epilogue must keep NaNs, which x86 `max` would not.
+    pub clamp: bool,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Epilogue<'_> {
+    /// The bounds a clamping activation applies in registers; `None` for the others,
+    /// which run over the stored tile.
+    pub(crate) fn clamp(&self) -> Option<(f32, f32)> {
+        match self.activation {
+            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+
+    /// The tile epilogue for the full tile at (`row`, `col`).
+    pub(crate) fn tile(&self, row: usize, col: usize) -> TileEpilogue {
+        let (lo, hi) = self.clamp().unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (row_bias, col_bias) = match self.bias {
+            Bias::None => (std::ptr::null(), std::ptr::null()),
+            Bias::PerRow(b) => (b[row..].as_ptr(), std::ptr::null()),
+            Bias::PerCol(b) => (std::ptr::null(), b[col..].as_ptr()),
+        };
+        let (residual, ld_residual) = match self.residual {
+            Some((r, ld)) => (r[row * ld + col..].as_ptr(), ld),
+            None => (std::ptr::null(), 0),
+        };
+        let clamp = !matches!(self.activation, Activation::Identity) && self.clamp().is_some();
+        TileEpilogue { row_bias, col_bias, residual, ld_residual, clamp, lo, hi }
+    }
 }
 
 impl Isa {

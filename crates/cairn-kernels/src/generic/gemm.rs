@@ -2,7 +2,7 @@
 //! registers and vectorizes for whatever the target baseline offers (SSE2 on
 //! x86_64; nothing on a wasm build without SIMD).
 
-use crate::gemm::MicroKernel;
+use crate::gemm::{MicroKernel, TileEpilogue};
 
 const MR: usize = 4;
 const NR: usize = 8;
@@ -11,7 +11,7 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let a = std::slice::from_raw_parts(a, kc * MR);
     let b = std::slice::from_raw_parts(b, kc * NR);
     let mut acc = [[0.0f32; NR]; MR];
@@ -22,12 +22,26 @@ unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: 
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
+    for (i, row) in acc.iter_mut().enumerate() {
         let out = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
         if accumulate {
-            out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
-        } else {
-            out.copy_from_slice(row);
+            row.iter_mut().zip(out.iter()).for_each(|(v, o)| *v += o);
         }
+        if let Some(e) = epi {
+            for (j, v) in row.iter_mut().enumerate() {
+                let mut x = *v;
+                if !e.row_bias.is_null() {
+                    x += *e.row_bias.add(i);
+                }
+                if !e.col_bias.is_null() {
+                    x += *e.col_bias.add(j);
+                }
+                if !e.residual.is_null() {
+                    x += *e.residual.add(i * e.ld_residual + j);
+                }
+                *v = if e.clamp && x < e.lo { e.lo } else if e.clamp && x > e.hi { e.hi } else { x };
+            }
+        }
+        out.copy_from_slice(row);
     }
 }

@@ -3,7 +3,7 @@
 //! arm64), so 15 live vectors fit without spills. Without relaxed-simd there is no
 //! fused multiply-add: each step is a mul and an add.
 
-use crate::gemm::MicroKernel;
+use crate::gemm::{MicroKernel, TileEpilogue};
 use core::arch::wasm32::*;
 
 const MR: usize = 6;
@@ -13,7 +13,7 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_6x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn kernel_6x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
@@ -31,6 +31,26 @@ unsafe fn kernel_6x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f3
         }
         a = a.add(MR);
         b = b.add(NR);
+    }
+    if let Some(e) = epi {
+        let (lo, hi) = (f32x4_splat(e.lo), f32x4_splat(e.hi));
+        let col_bias = (!e.col_bias.is_null()).then(|| [v128_load(e.col_bias as *const v128), v128_load(e.col_bias.add(4) as *const v128)]);
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (h, v) in row.iter_mut().enumerate() {
+                if !e.row_bias.is_null() {
+                    *v = f32x4_add(*v, v128_load32_splat(e.row_bias.add(i) as *const u32));
+                }
+                if let Some(cb) = col_bias {
+                    *v = f32x4_add(*v, cb[h]);
+                }
+                if !e.residual.is_null() {
+                    *v = f32x4_add(*v, v128_load(e.residual.add(i * e.ld_residual + 4 * h) as *const v128));
+                }
+                if e.clamp {
+                    *v = f32x4_pmin(f32x4_pmax(*v, lo), hi);
+                }
+            }
+        }
     }
     for (i, row) in acc.iter().enumerate() {
         v128_store(c.add(i * ldc) as *mut v128, row[0]);
