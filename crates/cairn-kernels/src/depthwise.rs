@@ -67,26 +67,21 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 
 fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
     let plane = PhasePlane::fill(g, x, &mut scratch.plane);
-    scratch.out.clear();
-    scratch.out.resize(plane.padded_len, 0.0);
     assert!(w.len() >= g.kh * g.kw && y.len() >= g.oh * g.ow);
-    // SAFETY: `fill` sized the plane so every tap reads inside it for all `padded_len`
-    // virtual outputs (asserted there); the ISA is available (chosen by `Isa`).
+    let y = &mut y[..g.oh * g.ow];
+    // SAFETY: `fill` sized the plane so every tap reads inside it for the virtual rows
+    // (asserted there); the ISA is available (chosen by `Isa`).
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => taps_avx2(&plane, &scratch.plane, w, bias, act, &mut scratch.out),
+            Isa::Avx2Fma => taps_avx2(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::WasmSimd128 => taps_simd::<crate::simd::wasm::Simd128>(&plane, &scratch.plane, w, bias, act, &mut scratch.out),
-            _ => taps_simd::<Scalar4>(&plane, &scratch.plane, w, bias, act, &mut scratch.out),
+            Isa::WasmSimd128 => taps_simd::<crate::simd::wasm::Simd128>(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
+            _ => taps_simd::<Scalar4>(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
         }
     }
-    // Keep the `ow` real outputs of each virtual row of width `s`.
-    for oy in 0..g.oh {
-        y[oy * g.ow..][..g.ow].copy_from_slice(&scratch.out[oy * plane.s..][..g.ow]);
-    }
     if clamp_of(act).is_none() {
-        act.apply(&mut y[..g.oh * g.ow]);
+        act.apply(y);
     }
 }
 
@@ -94,7 +89,8 @@ fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act
 #[derive(Default)]
 struct Scratch {
     plane: Vec<f32>,
-    out: Vec<f32>,
+    /// One output row, for rows whose whole-vector stores would run past the plane.
+    row: Vec<f32>,
 }
 
 /// One channel's zero-padded input, split by the phase of each row and column
@@ -107,8 +103,8 @@ struct Scratch {
 struct PhasePlane {
     s: usize,
     offsets: Vec<usize>,
-    /// Virtual outputs computed: `oh * s` rounded up to whole vector pairs.
-    padded_len: usize,
+    /// How far past `oy * s` the reads of row `oy` may go, plus the row's own width.
+    reach: usize,
 }
 
 /// Vector pairs never exceed this many lanes (AVX2: 2 x 8).
@@ -123,9 +119,10 @@ impl PhasePlane {
         let sub = rows.div_ceil(sh) * s;
         let slot = |r: usize, c: usize| ((r % sh) * sw + c % sw) * sub + (r / sh) * s + c / sw;
         let offsets: Vec<usize> = (0..g.kh * g.kw).map(|t| slot(t / g.kw, t % g.kw)).collect();
-        let padded_len = (g.oh * s).div_ceil(MAX_STEP) * MAX_STEP;
+        // A row computes whole vectors: up to `ow` rounded up to MAX_STEP outputs.
+        let reach = (g.oh - 1) * s + g.ow.div_ceil(MAX_STEP) * MAX_STEP;
         let max_off = offsets.iter().copied().max().unwrap_or(0);
-        let len = (sh * sw * sub).max(max_off + padded_len);
+        let len = (sh * sw * sub).max(max_off + reach);
         buf.clear();
         buf.resize(len, 0.0);
         for r in 0..rows {
@@ -156,15 +153,16 @@ impl PhasePlane {
                 }
             }
         }
-        assert!(max_off + padded_len <= buf.len());
-        PhasePlane { s, offsets, padded_len }
+        assert!(max_off + reach <= buf.len());
+        PhasePlane { s, offsets, reach }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn taps_avx2(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
-    taps_simd::<crate::simd::avx2::Avx2>(p, plane, w, bias, act, out)
+#[allow(clippy::too_many_arguments)]
+unsafe fn taps_avx2(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
+    taps_simd::<crate::simd::avx2::Avx2>(g, p, plane, w, bias, act, y, row)
 }
 
 /// Clamping activations run on the vectors; the others on the finished plane
@@ -179,50 +177,106 @@ fn clamp_of(act: Activation) -> Option<(f32, f32)> {
     }
 }
 
-/// The virtual output, generic over the vector ISA; 3x3 and 5x5 windows get copies
-/// with the taps unrolled and the filter splatted in registers.
+/// Output rows straight into `y`, generic over the vector ISA; 3x3 and 5x5 windows
+/// get copies with the taps unrolled and the filter splatted in registers.
 #[inline(always)]
-unsafe fn taps_simd<S: F32Simd>(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn taps_simd<S: F32Simd>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
     match p.offsets.len() {
-        9 => taps_fixed::<S, 9>(p, plane, w, bias, act, out),
-        25 => taps_fixed::<S, 25>(p, plane, w, bias, act, out),
-        _ => taps_any::<S>(p, plane, w, bias, act, out),
+        9 => taps_fixed::<S, 9>(g, p, plane, w, bias, act, y, row),
+        25 => taps_fixed::<S, 25>(g, p, plane, w, bias, act, y, row),
+        _ => taps_dyn::<S>(g, p, plane, w, bias, act, y, row),
+    }
+}
+
+/// Where row `oy`'s whole-vector stores go. Rows are written in order straight into
+/// `y`; a row's last vector may spill into the next row, which is written afterwards.
+/// A row whose spill would leave the plane is computed into `row` and copied
+/// (`finish_row`). No closures here: they would not inherit the caller's
+/// `#[target_feature]`, and the intrinsics inside would stop inlining.
+#[inline(always)]
+unsafe fn row_dst(g: &ConvGeometry, oy: usize, span: usize, y: &mut [f32], row: &mut [f32]) -> (*mut f32, bool) {
+    if oy * g.ow + span <= g.oh * g.ow {
+        (y.as_mut_ptr().add(oy * g.ow), true)
+    } else {
+        (row.as_mut_ptr(), false)
     }
 }
 
 #[inline(always)]
-unsafe fn taps_fixed<S: F32Simd, const N: usize>(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+fn finish_row(g: &ConvGeometry, oy: usize, direct: bool, y: &mut [f32], row: &[f32]) {
+    if !direct {
+        y[oy * g.ow..(oy + 1) * g.ow].copy_from_slice(&row[..g.ow]);
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn taps_fixed<S: F32Simd, const N: usize>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
     let l = S::LANES;
+    let n_vec = g.ow.div_ceil(l);
+    row.resize(n_vec * l, 0.0);
     let wv: [S::V; N] = std::array::from_fn(|t| S::splat(w[t]));
     let src: [*const f32; N] = std::array::from_fn(|t| plane.as_ptr().add(p.offsets[t]));
     let clamp = clamp_of(act).is_some();
     let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (vlo, vhi, vbias) = (S::splat(lo), S::splat(hi), S::splat(bias));
-    let dst = out.as_mut_ptr();
-    for t0 in (0..p.padded_len).step_by(2 * l) {
-        let (mut a0, mut a1) = (vbias, vbias);
-        for t in 0..N {
-            a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
-            a1 = S::mul_add(wv[t], S::load(src[t].add(t0 + l)), a1);
+    for oy in 0..g.oh {
+        let (dst, direct) = row_dst(g, oy, n_vec * l, y, row);
+        let mut v = 0;
+        while v + 2 <= n_vec {
+            let t0 = oy * p.s + v * l;
+            let (mut a0, mut a1) = (vbias, vbias);
+            for t in 0..N {
+                a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
+                a1 = S::mul_add(wv[t], S::load(src[t].add(t0 + l)), a1);
+            }
+            if clamp {
+                a0 = S::min(S::max(a0, vlo), vhi);
+                a1 = S::min(S::max(a1, vlo), vhi);
+            }
+            S::store(dst.add(v * l), a0);
+            S::store(dst.add(v * l + l), a1);
+            v += 2;
         }
-        S::store(dst.add(t0), if clamp { S::min(S::max(a0, vlo), vhi) } else { a0 });
-        S::store(dst.add(t0 + l), if clamp { S::min(S::max(a1, vlo), vhi) } else { a1 });
+        if v < n_vec {
+            let t0 = oy * p.s + v * l;
+            let mut a0 = vbias;
+            for t in 0..N {
+                a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
+            }
+            if clamp {
+                a0 = S::min(S::max(a0, vlo), vhi);
+            }
+            S::store(dst.add(v * l), a0);
+        }
+        finish_row(g, oy, direct, y, row);
     }
 }
 
 #[inline(always)]
-unsafe fn taps_any<S: F32Simd>(p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn taps_dyn<S: F32Simd>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
     let l = S::LANES;
+    let n_vec = g.ow.div_ceil(l);
+    row.resize(n_vec * l, 0.0);
     let clamp = clamp_of(act).is_some();
     let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (vlo, vhi) = (S::splat(lo), S::splat(hi));
-    let dst = out.as_mut_ptr();
-    for t0 in (0..p.padded_len).step_by(l) {
-        let mut a0 = S::splat(bias);
-        for (t, &off) in p.offsets.iter().enumerate() {
-            a0 = S::mul_add(S::splat(w[t]), S::load(plane.as_ptr().add(off + t0)), a0);
+    for oy in 0..g.oh {
+        let (dst, direct) = row_dst(g, oy, n_vec * l, y, row);
+        for v in 0..n_vec {
+            let t0 = oy * p.s + v * l;
+            let mut a0 = S::splat(bias);
+            for (t, &off) in p.offsets.iter().enumerate() {
+                a0 = S::mul_add(S::splat(w[t]), S::load(plane.as_ptr().add(off + t0)), a0);
+            }
+            if clamp {
+                a0 = S::min(S::max(a0, vlo), vhi);
+            }
+            S::store(dst.add(v * l), a0);
         }
-        S::store(dst.add(t0), if clamp { S::min(S::max(a0, vlo), vhi) } else { a0 });
+        finish_row(g, oy, direct, y, row);
     }
 }
 

@@ -45,7 +45,7 @@ pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr:
                 for p in 0..kc {
                     let row = &mut dst[p * nr..p * nr + nr];
                     let start = (p0 + p) * b.ld + j0 + c0;
-                    row[..cols].copy_from_slice(&b.data[start..start + cols]);
+                    copy_short(&mut row[..cols], &b.data[start..start + cols]);
                     row[cols..].fill(0.0);
                 }
             }
@@ -142,5 +142,21 @@ impl PackedB {
     pub(crate) fn block(&self, j0: usize, pc: usize, kc: usize) -> &[f32] {
         let n_pad = self.n.div_ceil(self.nr) * self.nr;
         &self.data[pc * n_pad + j0 * kc..]
+    }
+}
+
+/// Copies a panel row (8 or 16 floats, or an edge remainder) with inline vector
+/// moves: `copy_from_slice` of a runtime length becomes a `memcpy` call, which
+/// costs more than the copy at this size.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        let v: [f32; 8] = s8.try_into().expect("8 wide");
+        d8.copy_from_slice(&v);
+    }
+    for (x, y) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *x = *y;
     }
 }
