@@ -24,3 +24,8 @@ pub use graph::{Dim, Graph, Node, NodeSpec, ValueInfo};
 pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
 pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};
 pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};
+
+/// The instruction set the kernels use in this process (e.g. "x86_64-avx2-fma").
+pub fn kernel_isa() -> &'static str {
+    cairn_kernels::Isa::current().name()
+}

@@ -268,7 +268,15 @@ fn conv_forward(
     let (cg, mg) = (c / group, m / group);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     let algo = algorithm(g, cg, mg);
-    let mut col = if algo == Algorithm::Im2col { vec![0.0f32; cg * ksz * osz] } else { Vec::new() };
+    // The im2col buffer is reused across calls (a fresh multi-MiB allocation per call
+    // costs page faults on every run).
+    thread_local! {
+        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut col = if algo == Algorithm::Im2col { COL.with(|c| std::mem::take(&mut *c.borrow_mut())) } else { Vec::new() };
+    if algo == Algorithm::Im2col {
+        col.resize(cg * ksz * osz, 0.0);
+    }
     for b in 0..n {
         let xb = &x[b * c * isz..][..c * isz];
         let yb = &mut y[b * m * osz..][..m * osz];
@@ -305,6 +313,9 @@ fn conv_forward(
             };
             gemm(mg, osz, k, lhs, RhsOperand::Strided(MatRef::new(rhs_data, osz, Transpose::No)), yg, osz, false, &epilogue);
         }
+    }
+    if algo == Algorithm::Im2col {
+        COL.with(|c| *c.borrow_mut() = col);
     }
 }
 
@@ -395,14 +406,18 @@ impl Op for FusedConv {
 }
 
 /// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded).
+/// Each output row segment is one contiguous copy when the stride is 1.
 fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
-
     let osz = g.oh * g.ow;
     for ch in 0..channels {
         let plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = &mut col[((ch * g.kh + ki) * g.kw + kj) * osz..][..osz];
+                // Output columns whose input column lies inside the image for this tap.
+                let off = (kj * g.dw) as isize - g.pl as isize;
+                let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) }.min(g.ow);
+                let hi = if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize }.max(lo);
                 for oy in 0..g.oh {
                     let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
                     let out_row = &mut row[oy * g.ow..][..g.ow];
@@ -411,9 +426,15 @@ fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
                         continue;
                     }
                     let src = &plane[iy as usize * g.iw..][..g.iw];
-                    for (ox, v) in out_row.iter_mut().enumerate() {
-                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
-                        *v = if ix >= 0 && (ix as usize) < g.iw { src[ix as usize] } else { 0.0 };
+                    out_row[..lo].fill(0.0);
+                    out_row[hi..].fill(0.0);
+                    let first = (lo as isize * g.sw as isize + off) as usize;
+                    if g.sw == 1 {
+                        out_row[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (o, v) in out_row[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.sw)) {
+                            *o = *v;
+                        }
                     }
                 }
             }

@@ -37,6 +37,7 @@ pub fn register(r: &mut Registry) {
     r.register("Gather", |ctx| Ok(Box::new(Gather { axis: ctx.int("axis", 0)? })));
     r.register("Shape", |ctx| Ok(Box::new(ShapeOp { start: ctx.int("start", 0)?, end: ctx.int_opt("end")? })));
     r.register("Size", |_| Ok(Box::new(SizeOp)));
+    r.register("Range", |_| Ok(Box::new(Range)));
     r.register("ConstantOfShape", |ctx| {
         let value = ctx.tensor_opt("value")?.unwrap_or_else(|| Tensor::scalar_f32(0.0));
         if value.len() != 1 {
@@ -571,6 +572,69 @@ impl Op for ConstantOfShape {
     }
     fn run(&self, _inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         crate::with_same_dtype!(self.value.data().as_ref(), &mut outputs[0].data, |v, d| d.fill(v[0]))
+    }
+}
+
+/// `Range(start, limit, delta)`: the output length depends on the values, which
+/// are known at plan time in practice (`Shape`-derived sequence lengths).
+#[derive(Debug)]
+struct Range;
+
+impl Range {
+    fn scalars(inputs: &[Option<&Fact>]) -> Result<Option<(DType, [f64; 3])>> {
+        let mut v = [0.0f64; 3];
+        let mut dtype = None;
+        for (i, slot) in v.iter_mut().enumerate() {
+            let f = required(inputs, i, "Range")?;
+            if f.numel() != 1 {
+                bail_shape!("Range", "start, limit and delta must be scalars, input {i} has shape {:?}", f.shape);
+            }
+            dtype = Some(f.dtype);
+            match &f.value {
+                None => return Ok(None),
+                Some(t) => *slot = t.view().to_f32_vec().first().copied().unwrap_or(0.0) as f64,
+            }
+            if let Some(t) = &f.value {
+                if let Ok(ints) = t.view().to_i64_vec() {
+                    *slot = ints[0] as f64;
+                }
+            }
+        }
+        Ok(dtype.map(|d| (d, v)))
+    }
+}
+
+impl Op for Range {
+    fn op_type(&self) -> &str {
+        "Range"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let Some((dtype, [start, limit, delta])) = Range::scalars(inputs)? else {
+            bail_shape!("Range", "needs start, limit and delta known before running (they set the output length)");
+        };
+        if delta == 0.0 {
+            bail_shape!("Range", "delta must not be 0");
+        }
+        let n = ((limit - start) / delta).ceil().max(0.0);
+        if n > (1u64 << 32) as f64 {
+            return Err(Error::TooLarge(format!("Range of {n} elements")));
+        }
+        let n = n as usize;
+        let values: Vec<f64> = (0..n).map(|i| start + i as f64 * delta).collect();
+        let t = match dtype {
+            DType::I64 => Tensor::from_i64(vec![n], values.iter().map(|&v| v as i64).collect())?,
+            DType::I32 => Tensor::new(vec![n], crate::TensorData::I32(values.iter().map(|&v| v as i32).collect()))?,
+            DType::F32 => Tensor::from_f32(vec![n], values.iter().map(|&v| v as f32).collect())?,
+            other => bail_shape!("Range", "is not implemented for {other}"),
+        };
+        Ok(vec![Fact::from_tensor(std::sync::Arc::new(t))])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.map(|t| Fact::from_tensor(std::sync::Arc::new(t.to_tensor())))).collect();
+        let refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
+        let out = self.infer(&refs)?.remove(0);
+        let value = out.value.expect("Range infers its value");
+        outputs[0].data.copy_from(value.view().data)
     }
 }
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds Cairn's browser module twice — with wasm SIMD (simd128) and without, for
+# browsers that lack it — and runs wasm-bindgen on both. Prints raw/gzip/brotli sizes.
+# Idempotent: installs the wasm32 target and the wasm-bindgen CLI matching Cargo.lock.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+  echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
+  cargo install wasm-bindgen-cli --version "$want" --locked --quiet
+fi
+build() { # name rustflags
+  local name=$1 flags=$2
+  RUSTFLAGS="$flags" cargo build --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name"
+  wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
+}
+build simd "-C target-feature=+simd128"
+build scalar ""
+node -e '
+const fs = require("fs"), zlib = require("zlib");
+for (const v of ["simd", "scalar"]) {
+  const b = fs.readFileSync(`target/web-pkg/${v}/cairn_web_bg.wasm`);
+  const kib = (n) => (n / 1024).toFixed(0) + " KiB";
+  console.log(`cairn_web.wasm (${v}): ${kib(b.length)} raw, ${kib(zlib.gzipSync(b, { level: 9 }).length)} gzip, ${kib(zlib.brotliCompressSync(b).length)} brotli`);
+}'
