@@ -22,3 +22,12 @@ then
   step "pip install -r tools/requirements.txt"
   python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
+
+# wasm targets: the browser module (wasm32-unknown-unknown) and the kernel tests that
+# run under Node's WASI (wasm32-wasip1), so the simd128 kernels are tested in V8.
+for target in wasm32-unknown-unknown wasm32-wasip1; do
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    step "rustup target add $target"
+    rustup target add "$target"
+  fi
+done

@@ -2,9 +2,10 @@
 # The whole test suite. Installs what it needs (scripts/setup.sh), then:
 #   1. unit and integration tests of every crate, including the ONNX backend
 #      node conformance suite (fails if a case in tests/onnx-node-passing.txt regresses);
-#   2. whole models: Cairn vs onnxruntime on real architectures;
-#   3. a bounded fuzzing run of the ONNX importer;
-#   4. generated files are up to date (SUPPORTED_OPS.md).
+#   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8;
+#   3. whole models: Cairn vs onnxruntime on real architectures;
+#   4. a bounded fuzzing run of the ONNX importer;
+#   5. generated files are up to date (SUPPORTED_OPS.md).
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,13 @@ python3 tools/gen_onnx_node_tests.py target/onnx-node-tests
 
 step "cargo test --workspace"
 cargo test --workspace
+
+for variant in simd128 scalar; do
+  step "kernel tests as wasm32 ($variant) in Node"
+  flags=""; [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
+    cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
+done
 
 step "whole models vs onnxruntime"
 cargo build --release --quiet -p cairn-cli

@@ -87,7 +87,9 @@ pub struct PlanLimits {
 impl Default for PlanLimits {
     fn default() -> Self {
         // 4 GiB: more than any model Cairn targets, far less than a hostile shape asks for.
-        PlanLimits { max_arena_bytes: 4 << 30 }
+        // 4 GiB natively; on 32-bit targets (wasm32) half the address space, since
+        // `4 << 30` does not fit a 32-bit usize.
+        PlanLimits { max_arena_bytes: (4u64 << 30).min(usize::MAX as u64 / 2) as usize }
     }
 }
 

@@ -12,7 +12,6 @@ pub(crate) trait F32Simd: Copy {
     unsafe fn store(p: *mut f32, v: Self::V);
     /// `a * b + c` (fused where the ISA has it).
     unsafe fn mul_add(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
 }
@@ -42,10 +41,6 @@ pub(crate) mod avx2 {
         #[inline(always)]
         unsafe fn mul_add(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn add(a: __m256, b: __m256) -> __m256 {
-            _mm256_add_ps(a, b)
         }
         // max/min(x, bound) with x first: if x is NaN the result is the second operand
         // on x86, so callers clamp with the bound first to keep ONNX's NaN-propagation moot.
@@ -86,10 +81,6 @@ pub(crate) mod wasm {
         unsafe fn mul_add(a: v128, b: v128, c: v128) -> v128 {
             f32x4_add(f32x4_mul(a, b), c)
         }
-        #[inline(always)]
-        unsafe fn add(a: v128, b: v128) -> v128 {
-            f32x4_add(a, b)
-        }
         // pmax/pmin are the cheap x86-style forms (one instruction in V8).
         #[inline(always)]
         unsafe fn max(a: v128, b: v128) -> v128 {
@@ -124,10 +115,6 @@ impl F32Simd for Scalar4 {
     #[inline(always)]
     unsafe fn mul_add(a: [f32; 4], b: [f32; 4], c: [f32; 4]) -> [f32; 4] {
         std::array::from_fn(|i| a[i] * b[i] + c[i])
-    }
-    #[inline(always)]
-    unsafe fn add(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
-        std::array::from_fn(|i| a[i] + b[i])
     }
     #[inline(always)]
     unsafe fn max(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
