@@ -1,6 +1,7 @@
 """Whole-model check: Cairn's outputs vs onnxruntime (CPU, 1 thread) on the same inputs.
 
-Models: MobileNetV2-1.0 built by tools/build_mobilenetv2.py, and the real architectures
+Models: MobileNetV2-1.0 built by tools/build_mobilenetv2.py; ResNet-50 v1.5, SqueezeNet 1.1
+and a MiniLM-shaped encoder built by tools/build_bench_models.py; and the real architectures
 of the onnx wheel's backend/test/data/light/ (their weights come from ConstantOfShape).
 Error measure per output: max |cairn - ort| / max |ort| (error relative to the output's
 scale; elementwise relative error is meaningless where outputs cross zero), plus top-1
@@ -39,7 +40,9 @@ def expose_logits(path, tmp):
 
 def models(root):
     light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-    out = {"mobilenetv2": os.path.join(root, "target", "models", "mobilenetv2.onnx")}
+    target = os.path.join(root, "target", "models")
+    out = {"mobilenetv2": os.path.join(target, "mobilenetv2.onnx"), "resnet50_v1.5": os.path.join(target, "resnet50.onnx"),
+           "squeezenet1.1": os.path.join(target, "squeezenet11.onnx"), "minilm_l6": os.path.join(target, "minilm.onnx")}
     for path in sorted(glob.glob(os.path.join(light, "light_*.onnx"))):
         out[os.path.basename(path)[len("light_"):-len(".onnx")]] = path
     return out
@@ -53,8 +56,12 @@ def inputs_for(model_path, seed):
     for i in m.graph.input:
         if i.name in inits:
             continue
-        dims = [d.dim_value if d.dim_value > 0 else 1 for d in i.type.tensor_type.shape.dim]
-        feeds[i.name] = rng.uniform(0, 1, dims).astype(np.float32)
+        dims = [d.dim_value if d.dim_value > 0 else 32 if d.dim_param == "sequence" else 1 for d in i.type.tensor_type.shape.dim]
+        if i.type.tensor_type.elem_type == onnx.TensorProto.INT64:
+            # Token ids and attention masks (the MiniLM encoder).
+            feeds[i.name] = np.ones(dims, np.int64) if "mask" in i.name else rng.integers(1, 1000, dims).astype(np.int64)
+        else:
+            feeds[i.name] = rng.uniform(0, 1, dims).astype(np.float32)
     return feeds
 
 
@@ -84,6 +91,7 @@ def main():
     if not os.path.exists(mv2):
         os.makedirs(os.path.dirname(mv2), exist_ok=True)
         subprocess.run([sys.executable, os.path.join(root, "tools", "build_mobilenetv2.py"), mv2], check=True)
+    subprocess.run([sys.executable, os.path.join(root, "tools", "build_bench_models.py"), os.path.dirname(mv2)], check=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1

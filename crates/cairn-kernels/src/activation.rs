@@ -1,7 +1,7 @@
 //! Activations that kernels apply in their epilogue, while the output tile is
 //! still in cache, instead of as a separate pass over memory.
 
-use crate::math::erf;
+use crate::math::{erf_fast, exp_fast};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Activation {
@@ -40,7 +40,7 @@ impl Activation {
             Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = sigmoid(*x)),
             Activation::Silu => xs.iter_mut().for_each(|x| *x *= sigmoid(*x)),
             Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
-            Activation::Gelu => xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::Gelu => xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf_fast(*x * std::f32::consts::FRAC_1_SQRT_2))),
             Activation::GeluTanh => xs.iter_mut().for_each(|x| {
                 let v = *x;
                 *x = 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());
@@ -70,5 +70,5 @@ fn clip(x: f32, min: f32, max: f32) -> f32 {
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp_fast(-x))
 }

@@ -43,6 +43,15 @@ pub fn load_bytes(bytes: &[u8], external_data_dir: Option<&Path>) -> Result<Mode
     import::model(proto, external_data_dir)
 }
 
+/// [`load_bytes`] taking ownership: the serialized bytes are freed right after decoding,
+/// before the weights are converted (what a browser wants, where the wasm heap keeps
+/// its high-water mark for good).
+pub fn load_owned(bytes: Vec<u8>, external_data_dir: Option<&Path>) -> Result<Model, Error> {
+    let proto = decode_model(&bytes)?;
+    drop(bytes);
+    import::model(proto, external_data_dir)
+}
+
 /// Decodes the protobuf, refusing things that are plainly not an ONNX model.
 pub fn decode_model(bytes: &[u8]) -> Result<proto::ModelProto, Error> {
     if bytes.is_empty() {

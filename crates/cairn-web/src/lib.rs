@@ -19,8 +19,8 @@ pub struct Model {
 impl Model {
     /// Imports an ONNX model and prepares it (folding, fusion, weight prepacking).
     #[wasm_bindgen(constructor)]
-    pub fn new(onnx_bytes: &[u8]) -> Result<Model, JsError> {
-        let model = cairn_onnx::load_bytes(onnx_bytes, None).map_err(|e| JsError::new(&e.to_string()))?;
+    pub fn new(onnx_bytes: Vec<u8>) -> Result<Model, JsError> {
+        let model = cairn_onnx::load_owned(onnx_bytes, None).map_err(|e| JsError::new(&e.to_string()))?;
         let (graph, _) = prepare_for_inference(model.graph).map_err(|e| JsError::new(&e.to_string()))?;
         let input_names = graph.runtime_inputs().map(|i| i.name.clone()).collect();
         Ok(Model { session: Session::new(graph), input_names, last_output_shape: Vec::new() })

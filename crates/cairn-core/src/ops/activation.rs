@@ -263,6 +263,14 @@ impl Op for Softmax {
         };
         let x = x.f32s()?;
         let y = outputs[0].f32s_mut()?;
+        if inner == 1 && self.kind == SoftmaxKind::Softmax {
+            // The common case (attention scores, classifier heads): contiguous runs.
+            y[..outer * n].copy_from_slice(&x[..outer * n]);
+            if n > 0 {
+                y[..outer * n].chunks_exact_mut(n).for_each(cairn_kernels::math::softmax_in_place);
+            }
+            return Ok(());
+        }
         let mut buf = vec![0.0f32; n];
         for o in 0..outer {
             for i in 0..inner {

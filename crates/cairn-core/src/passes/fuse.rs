@@ -26,6 +26,7 @@ pub struct FuseStats {
 pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
     let mut stats = FuseStats::default();
     let mut uses = Uses::of(&graph);
+    let graph_inputs: HashSet<String> = graph.inputs.iter().map(|v| v.name.clone()).collect();
     let mut removed = vec![false; graph.nodes.len()];
     // Fused nodes replace the *last* node they absorb, so every input (a residual
     // computed on another branch, say) is ready when they run.
@@ -43,6 +44,16 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
             removed[i] = true;
             absorbed.iter().for_each(|&j| removed[j] = true);
             uses.claimed.extend(absorbed.iter().copied());
+            // Weights the fused op copied (filters, BatchNorm statistics, biases) are freed
+            // now, not at the end, unless another node still reads them: the original and
+            // the packed copy of the whole model are never alive together.
+            for j in std::iter::once(i).chain(absorbed.iter().copied()) {
+                for name in graph.nodes[j].inputs.iter().flatten() {
+                    if graph.initializers.contains_key(name) && uses.readers(name).iter().all(|&r| removed[r]) && !uses.graph_outputs.contains(name) && !graph_inputs.contains(name) {
+                        graph.initializers.remove(name);
+                    }
+                }
+            }
             let last = absorbed.iter().copied().max().unwrap_or(i);
             replacement.insert(last, node);
         }
