@@ -66,7 +66,7 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 }
 
 fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
-    let plane = PhasePlane::fill(g, x, &mut scratch.plane);
+    let plane = PhasePlane::fill(g, x, &mut scratch.plane, 0.0);
     assert!(w.len() >= g.kh * g.kw && y.len() >= g.oh * g.ow);
     let y = &mut y[..g.oh * g.ow];
     // SAFETY: `fill` sized the plane so every tap reads inside it for the virtual rows
@@ -112,7 +112,7 @@ struct PhasePlane {
 const MAX_STEP: usize = 16;
 
 impl PhasePlane {
-    fn fill(g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>) -> PhasePlane {
+    fn fill(g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>, pad: f32) -> PhasePlane {
         let (sh, sw) = (g.sh, g.sw);
         let width = (g.ow - 1) * sw + g.kw; // padded columns any output reads
         let rows = (g.oh - 1) * sh + g.kh;
@@ -125,7 +125,7 @@ impl PhasePlane {
         let max_off = offsets.iter().copied().max().unwrap_or(0);
         let len = (sh * sw * sub).max(max_off + reach);
         buf.clear();
-        buf.resize(len, 0.0);
+        buf.resize(len, pad);
         for r in 0..rows {
             let iy = r as isize - g.pt as isize;
             if iy < 0 || iy >= g.ih as isize {
@@ -336,6 +336,106 @@ mod tests {
                 depthwise_conv2d_on(isa, &g, channels, &x, &w, Some(&bias), act, &mut got);
                 assert_close(&got, &want, 1e-5, &format!("case {case} {g:?} {isa:?}"));
             }
+        }
+    }
+}
+
+/// Max pooling over NCHW planes with the same phase-split layout as the depthwise
+/// convolution (padding is -inf, so it never wins). Dilations must be 1 and strides 1 or 2;
+/// returns false (doing nothing) for other geometries, which the caller handles.
+/// NaN inputs follow the vector `max` of the ISA (they may not propagate).
+pub fn max_pool2d(g: &ConvGeometry, planes: usize, x: &[f32], y: &mut [f32]) -> bool {
+    if !(g.dh == 1 && g.dw == 1 && (1..=2).contains(&g.sw) && (1..=2).contains(&g.sh)) {
+        return false;
+    }
+    let (isz, osz) = (g.ih * g.iw, g.oh * g.ow);
+    assert!(x.len() >= planes * isz && y.len() >= planes * osz, "max_pool2d: buffers too small");
+    let isa = Isa::current();
+    let tasks: Vec<usize> = (0..planes).step_by(CHANNELS_PER_TASK).collect();
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    for_each_task(&tasks, |&c0| {
+        let mut scratch = Scratch::default();
+        for ch in c0..(c0 + CHANNELS_PER_TASK).min(planes) {
+            let plane = PhasePlane::fill(g, &x[ch * isz..][..isz], &mut scratch.plane, f32::NEG_INFINITY);
+            // SAFETY: each task writes only its own planes; `fill` checked the read extent.
+            let yc = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(ch * osz), osz) };
+            unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => max_taps_avx2(g, &plane, &scratch.plane, yc, &mut scratch.row),
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    Isa::WasmSimd128 => max_taps::<crate::simd::wasm::Simd128>(g, &plane, &scratch.plane, yc, &mut scratch.row),
+                    _ => max_taps::<Scalar4>(g, &plane, &scratch.plane, yc, &mut scratch.row),
+                }
+            }
+        }
+    });
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max_taps_avx2(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], y: &mut [f32], row: &mut Vec<f32>) {
+    max_taps::<crate::simd::avx2::Avx2>(g, p, plane, y, row)
+}
+
+#[inline(always)]
+unsafe fn max_taps<S: F32Simd>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], y: &mut [f32], row: &mut Vec<f32>) {
+    let l = S::LANES;
+    let n_vec = g.ow.div_ceil(l);
+    row.resize(n_vec * l, 0.0);
+    for oy in 0..g.oh {
+        let (dst, direct) = row_dst(g, oy, n_vec * l, y, row);
+        for v in 0..n_vec {
+            let t0 = oy * p.s + v * l;
+            let mut m = S::splat(f32::NEG_INFINITY);
+            for &off in &p.offsets {
+                m = S::max(S::load(plane.as_ptr().add(off + t0)), m);
+            }
+            S::store(dst.add(v * l), m);
+        }
+        finish_row(g, oy, direct, y, row);
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+    use crate::testutil::{assert_close, Rng};
+
+    #[test]
+    fn max_pool_matches_direct_loop() {
+        let mut rng = Rng(5);
+        for case in 0..100 {
+            let k = 1 + rng.below(4);
+            let s = 1 + rng.below(2);
+            let (ih, iw) = (k + rng.below(15), k + rng.below(30));
+            let (pt, pl) = (rng.below(k / 2 + 1), rng.below(k / 2 + 1));
+            let ceil = case % 2 == 1;
+            let span = |i: usize, p: usize| if ceil { (i + 2 * p - k).div_ceil(s) + 1 } else { (i + 2 * p - k) / s + 1 };
+            let g = ConvGeometry { ih, iw, kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pt, pl, oh: span(ih, pt), ow: span(iw, pl) };
+            let planes = 1 + rng.below(5);
+            let x = rng.vec(planes * ih * iw);
+            let mut want = vec![f32::NEG_INFINITY; planes * g.oh * g.ow];
+            for c in 0..planes {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let (iy, ix) = ((oy * s + ki) as isize - pt as isize, (ox * s + kj) as isize - pl as isize);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < ih && (ix as usize) < iw {
+                                    let v = x[c * ih * iw + iy as usize * iw + ix as usize];
+                                    let o = &mut want[c * g.oh * g.ow + oy * g.ow + ox];
+                                    *o = o.max(v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mut got = vec![0.0; want.len()];
+            assert!(max_pool2d(&g, planes, &x, &mut got));
+            assert_close(&got, &want, 0.0, &format!("case {case} {g:?}"));
         }
     }
 }

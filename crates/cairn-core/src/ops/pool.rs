@@ -77,6 +77,10 @@ impl Op for Pool {
             (pads[2], pads[3])
         };
         let (hmax, wmax) = ((g.ih + g.pt + pb) as isize, (g.iw + g.pl + pr) as isize);
+        // Max pooling with the common geometries runs on the vectorized kernel.
+        if self.max && g.oh > 0 && g.ow > 0 && cairn_kernels::depthwise::max_pool2d(&g.kernel(), planes, xs, y) {
+            return Ok(());
+        }
         for p in 0..planes {
             let src = &xs[p * isz..][..isz];
             let dst = &mut y[p * osz..][..osz];
