@@ -1,19 +1,20 @@
-//! simd128 micro-kernel, 6x8: twelve v128 accumulators, two for the B row and one
-//! splat of A. V8 maps wasm values onto the 16 xmm registers of x86_64 (and 32 on
-//! arm64), so 15 live vectors fit without spills. Without relaxed-simd there is no
-//! fused multiply-add: each step is a mul and an add.
+//! simd128 micro-kernel, 4x8: eight v128 accumulators, two for the B row and one
+//! splat of A. V8 maps wasm values onto the 16 xmm registers of x86_64; 6x8 (15 live
+//! vectors) looked like a fit on paper but measured ~25% slower in Node 20 on
+//! MobileNetV2 (min 43 ms vs 34 ms; 5x8: 48 ms): TurboFan's allocator spills it.
+//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add.
 
 use crate::gemm::{MicroKernel, TileEpilogue};
 use core::arch::wasm32::*;
 
-const MR: usize = 6;
+const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_6x8 };
+pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8 };
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_6x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
