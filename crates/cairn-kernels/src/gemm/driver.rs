@@ -1,7 +1,7 @@
 //! The blocked GEMM loop nest, and how it is split across threads.
 
 use super::pack::{pack_a, pack_b, KC};
-use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand};
+use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand, Transpose};
 use crate::parallel::{for_each_task, SendPtr};
 use crate::Isa;
 use std::ops::Range;
@@ -131,9 +131,23 @@ unsafe fn gemm_block(
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let last_k = pc + kc == k;
+            // A row-major B is read in place by the micro-kernel (rows `ld` apart):
+            // packing it would copy the whole activation tensor once more per call.
+            // Only a last, partial panel is packed, zero-padded to the kernel's width.
+            let direct = match rhs {
+                RhsOperand::Strided(b) if b.trans == Transpose::No => Some(*b),
+                _ => None,
+            };
             let b_block: &[f32] = match rhs {
-                RhsOperand::Strided(b) => {
+                RhsOperand::Strided(b) if direct.is_none() => {
                     pack_b(b, pc, kc, jc, nc, nr, &mut b_buf);
+                    &b_buf
+                }
+                RhsOperand::Strided(b) => {
+                    let full = nc / nr * nr;
+                    if full < nc {
+                        pack_b(b, pc, kc, jc + full, nc - full, nr, &mut b_buf[full * kc..]);
+                    }
                     &b_buf
                 }
                 RhsOperand::Packed(p) => p.block(jc, pc, kc),
@@ -149,7 +163,10 @@ unsafe fn gemm_block(
                 };
                 for jr in (0..nc).step_by(nr) {
                     let ncols = nr.min(nc - jr);
-                    let bp = b_block[jr * kc..jr * kc + kc * nr].as_ptr();
+                    let (bp, ldb) = match direct {
+                        Some(b) if ncols == nr => (b.data[(pc * b.ld + jc + jr)..].as_ptr(), b.ld),
+                        _ => (b_block[jr * kc..jr * kc + kc * nr].as_ptr(), nr),
+                    };
                     for ir in (0..mc).step_by(mr) {
                         let nrows = mr.min(mc - ir);
                         let ap = a_block[ir * kc..ir * kc + kc * mr].as_ptr();
@@ -158,14 +175,14 @@ unsafe fn gemm_block(
                         if nrows == mr && ncols == nr {
                             if last_k && !epi.is_identity() {
                                 let tile_epi = epi.tile(ic + ir, jc + jr);
-                                (kernel.run)(kc, ap, bp, tile, ldc, acc, Some(&tile_epi));
+                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
                                 if epi.clamp().is_none() {
                                     for i in 0..mr {
                                         epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
                                     }
                                 }
                             } else {
-                                (kernel.run)(kc, ap, bp, tile, ldc, acc, None);
+                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, None);
                             }
                             continue;
                         }
@@ -176,7 +193,7 @@ unsafe fn gemm_block(
                                 std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
                             }
                         }
-                        (kernel.run)(kc, ap, bp, edge.as_mut_ptr(), nr, acc, None);
+                        (kernel.run)(kc, ap, bp, ldb, edge.as_mut_ptr(), nr, acc, None);
                         for i in 0..nrows {
                             std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
                         }

@@ -126,9 +126,11 @@ pub(crate) struct MicroKernel {
     pub mr: usize,
     pub nr: usize,
     /// # Safety
-    /// `a` holds `kc * mr` floats, `b` holds `kc * nr`, `c` addresses an `mr x nr`
-    /// tile with row stride `ldc`, and the epilogue's pointers cover the same tile.
-    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>),
+    /// `a` holds `kc * mr` floats; `b` addresses `kc` rows of `nr` floats, `ldb` apart
+    /// (`nr` for a packed panel, the matrix's row stride when read in place); `c`
+    /// addresses an `mr x nr` tile with row stride `ldc`; the epilogue's pointers cover
+    /// the same tile.
+    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>),
 }
 
 /// The epilogue of one full tile, as raw pointers at the tile's origin (null when absent):

@@ -11,11 +11,11 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let a = std::slice::from_raw_parts(a, kc * MR);
-    let b = std::slice::from_raw_parts(b, kc * NR);
     let mut acc = [[0.0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (p, ap) in a.chunks_exact(MR).enumerate() {
+        let bp = std::slice::from_raw_parts(b.add(p * ldb), NR);
         for i in 0..MR {
             for j in 0..NR {
                 acc[i][j] += ap[i] * bp[j];

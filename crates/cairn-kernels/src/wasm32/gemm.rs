@@ -14,7 +14,7 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
@@ -31,7 +31,7 @@ unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, c: *mut f3
             row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
         }
         a = a.add(MR);
-        b = b.add(NR);
+        b = b.add(ldb);
     }
     if let Some(e) = epi {
         let (lo, hi) = (f32x4_splat(e.lo), f32x4_splat(e.hi));
