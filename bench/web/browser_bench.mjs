@@ -40,7 +40,7 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launchPersistentContext(await mkdtemp(path.join(tmpdir(), 'cairn-chromium-')), {
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-precise-memory-info'],
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-precise-memory-info', ...(process.env.CHROMIUM_FLAGS ? process.env.CHROMIUM_FLAGS.split(' ') : [])],
 });
 const results = [];
 const version = browser.browser()?.version() ?? 'Chromium';

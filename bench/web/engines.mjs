@@ -124,5 +124,5 @@ export async function measure(engine, input, { warmup = 5, runs = 30, now }) {
     times.push(now() - t0);
   }
   times.sort((a, b) => a - b);
-  return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], runs, output };
+  return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], p90_ms: times[Math.floor(times.length * 0.9)], times, runs, output };
 }
