@@ -20,7 +20,10 @@ RUNS = {"mobilenetv2": 30, "resnet50": 8, "squeezenet11": 30, "minilm": 10}
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        return {"error": (r.stderr.strip() or r.stdout.strip()).splitlines()[-1] if (r.stderr or r.stdout) else f"exit {r.returncode}"}
+        lines = (r.stderr + r.stdout).splitlines()
+        # The engine's own message, not the tail of a backtrace.
+        msg = next((l for l in lines if l.startswith("Error")), lines[-1] if lines else f"exit {r.returncode}")
+        return {"error": msg}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
