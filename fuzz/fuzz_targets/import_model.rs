@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
         let Ok(t) = Tensor::zeros(info.dtype, shape) else { return };
         inputs.insert(info.name.clone(), t);
     }
-    let session = Session::with_limits(model.graph, PlanLimits { max_arena_bytes: 64 << 20 });
+    // The same preparation every loader runs (folding, fusion, prepacking), then a run.
+    let Ok((graph, _)) = cairn_core::passes::prepare_for_inference(model.graph) else { return };
+    let session = Session::with_limits(graph, PlanLimits { max_arena_bytes: 64 << 20 });
     let _ = session.run(inputs);
 });
