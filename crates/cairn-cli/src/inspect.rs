@@ -44,6 +44,12 @@ struct Report {
     parameter_bytes: usize,
     initializers: usize,
     folded_at_load: usize,
+    /// Convolutions and matrix products that absorbed BatchNorms, bias and residual adds
+    /// and activations (their weights are then prepacked inside the node).
+    fused_convs: usize,
+    fused_matmuls: usize,
+    /// Nodes absorbed into them: BatchNormalization, Add, and activation nodes.
+    absorbed_nodes: usize,
     /// Symbolic dims and the sizes the cost figures assume.
     bound_dims: std::collections::BTreeMap<String, usize>,
     macs: Option<u64>,
@@ -98,6 +104,9 @@ pub fn main(args: InspectArgs) -> Result<()> {
         parameter_bytes: param_bytes,
         initializers: graph.initializers.len(),
         folded_at_load: loaded.folded_at_load,
+        fused_convs: loaded.fuse.fused_convs,
+        fused_matmuls: loaded.fuse.fused_matmuls,
+        absorbed_nodes: loaded.imported_nodes.saturating_sub(loaded.folded_at_load + graph.nodes.len()),
         bound_dims: bound,
         macs: plan.as_ref().ok().map(|p| p.macs),
         plan_folded_nodes: plan.as_ref().ok().map(|p| p.folded_nodes),
@@ -136,7 +145,8 @@ fn print_text(r: &Report) {
     for o in &r.outputs {
         println!("  {:<24} {:<5} {}", o.name, o.dtype, shape_text(o));
     }
-    println!("parameters: {} ({}) in {} tensors", human_count(r.parameters as u64), human_bytes(r.parameter_bytes), r.initializers);
+    let packed = r.fused_convs + r.fused_matmuls;
+    println!("parameters: {} ({}): {} tensors, {} prepacked in fused nodes", human_count(r.parameters as u64), human_bytes(r.parameter_bytes), r.initializers, packed);
     let binding: Vec<String> = r.bound_dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let at = if binding.is_empty() { String::new() } else { format!(" (at {})", binding.join(", ")) };
     match (&r.macs, &r.peak_working_bytes, &r.plan_error) {
@@ -152,9 +162,12 @@ fn print_text(r: &Report) {
         _ => {}
     }
     println!(
-        "nodes: {} ({} folded at load, {} folded when planning{at}, {} run per inference)",
+        "nodes: {} ({} folded at load, {} absorbed by fusion into {} Conv and {} MatMul/Gemm, {} folded when planning{at}, {} run per inference)",
         r.nodes,
         r.folded_at_load,
+        r.absorbed_nodes,
+        r.fused_convs,
+        r.fused_matmuls,
         r.plan_folded_nodes.map_or("?".into(), |n| n.to_string()),
         r.plan_steps.map_or("?".into(), |n| n.to_string())
     );

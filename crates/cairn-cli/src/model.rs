@@ -12,6 +12,8 @@ pub struct Loaded {
     pub op_histogram: BTreeMap<String, usize>,
     pub session: Session,
     pub folded_at_load: usize,
+    /// What the fusion pass did (BatchNorms folded, epilogues fused).
+    pub fuse: cairn_core::passes::fuse::FuseStats,
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -26,7 +28,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         *op_histogram.entry(name).or_insert(0) += 1;
     }
     let (graph, stats) = prepare_for_inference(model.graph).context("preparing the graph for inference failed")?;
-    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.fold.folded_nodes })
+    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.fold.folded_nodes, fuse: stats.fuse })
 }
 
 /// Parses `--dim name=value` flags.
