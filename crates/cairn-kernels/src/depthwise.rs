@@ -66,7 +66,7 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 }
 
 fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
-    let plane = PhasePlane::fill(g, x, &mut scratch.plane, 0.0);
+    let plane = PhasePlane::fill(g, x, &mut scratch.plane, &mut scratch.primed, 0.0);
     assert!(w.len() >= g.kh * g.kw && y.len() >= g.oh * g.ow);
     let y = &mut y[..g.oh * g.ow];
     // SAFETY: `fill` sized the plane so every tap reads inside it for the virtual rows
@@ -89,6 +89,9 @@ fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act
 #[derive(Default)]
 struct Scratch {
     plane: Vec<f32>,
+    /// The plane's padding is in place: every channel of one call has the same geometry,
+    /// so later channels only overwrite the input positions.
+    primed: bool,
     /// One output row, for rows whose whole-vector stores would run past the plane.
     row: Vec<f32>,
 }
@@ -112,7 +115,7 @@ struct PhasePlane {
 const MAX_STEP: usize = 16;
 
 impl PhasePlane {
-    fn fill(g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>, pad: f32) -> PhasePlane {
+    fn fill(g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>, primed: &mut bool, pad: f32) -> PhasePlane {
         let (sh, sw) = (g.sh, g.sw);
         let width = (g.ow - 1) * sw + g.kw; // padded columns any output reads
         let rows = (g.oh - 1) * sh + g.kh;
@@ -124,8 +127,11 @@ impl PhasePlane {
         let reach = (g.oh - 1) * s + g.ow.div_ceil(MAX_STEP) * MAX_STEP;
         let max_off = offsets.iter().copied().max().unwrap_or(0);
         let len = (sh * sw * sub).max(max_off + reach);
-        buf.clear();
-        buf.resize(len, pad);
+        if !*primed || buf.len() != len {
+            buf.clear();
+            buf.resize(len, pad);
+            *primed = true;
+        }
         for r in 0..rows {
             let iy = r as isize - g.pt as isize;
             if iy < 0 || iy >= g.ih as isize {
@@ -138,19 +144,27 @@ impl PhasePlane {
             }
             if sw == 1 {
                 let at = slot(r, c_lo);
-                buf[at..at + c_hi - c_lo].copy_from_slice(&src[..c_hi - c_lo]);
+                crate::gemm::copy_short(&mut buf[at..at + c_hi - c_lo], &src[..c_hi - c_lo]);
             } else {
-                // Stride 2: even padded columns to one sub-plane row, odd to the other.
-                for phase in 0..2 {
-                    let first = c_lo + (c_lo + phase) % 2; // first column >= c_lo with c % 2 == phase
-                    if first >= c_hi {
-                        continue;
-                    }
-                    let at = slot(r, first);
-                    let dst = &mut buf[at..at + (c_hi - first).div_ceil(2)];
-                    for (d, v) in dst.iter_mut().zip(src[first - g.pl..c_hi - g.pl].iter().step_by(2)) {
-                        *d = *v;
-                    }
+                // Stride 2: even padded columns to one sub-plane row, odd to the other,
+                // in one pass over pairs (which LLVM turns into shuffles).
+                let (even_at, odd_at) = (slot(r, c_lo - c_lo % 2), slot(r, c_lo - c_lo % 2 + 1));
+                let mut c = c_lo;
+                if c % 2 == 1 {
+                    buf[odd_at + c / 2 - c_lo / 2] = src[c - g.pl];
+                    c += 1;
+                }
+                let pairs = (c_hi - c) / 2;
+                let base = (c - (c_lo - c_lo % 2)) / 2;
+                let (lo, hi) = buf.split_at_mut(odd_at.max(even_at));
+                let (evens, odds) = if even_at < odd_at { (&mut lo[even_at + base..], &mut hi[base..]) } else { (&mut hi[base..], &mut lo[odd_at + base..]) };
+                for (i, pair) in src[c - g.pl..c - g.pl + 2 * pairs].chunks_exact(2).enumerate() {
+                    evens[i] = pair[0];
+                    odds[i] = pair[1];
+                }
+                c += 2 * pairs;
+                if c < c_hi {
+                    evens[pairs] = src[c - g.pl];
                 }
             }
         }
@@ -356,7 +370,7 @@ pub fn max_pool2d(g: &ConvGeometry, planes: usize, x: &[f32], y: &mut [f32]) -> 
     for_each_task(&tasks, |&c0| {
         let mut scratch = Scratch::default();
         for ch in c0..(c0 + CHANNELS_PER_TASK).min(planes) {
-            let plane = PhasePlane::fill(g, &x[ch * isz..][..isz], &mut scratch.plane, f32::NEG_INFINITY);
+            let plane = PhasePlane::fill(g, &x[ch * isz..][..isz], &mut scratch.plane, &mut scratch.primed, f32::NEG_INFINITY);
             // SAFETY: each task writes only its own planes; `fill` checked the read extent.
             let yc = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(ch * osz), osz) };
             unsafe {

@@ -192,16 +192,18 @@ impl Op for Conv {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, "Conv")?;
         let w = required(inputs, 1, "Conv")?;
+        // Geometry first: it rejects weights of the wrong rank before `w.shape[0]` is read.
+        let y = self.attrs.infer(x, w.dtype, &w.shape)?;
         if let Some(b) = inputs.get(2).copied().flatten() {
             if b.shape != [w.shape[0]] {
                 bail_shape!("Conv", "bias must have shape [{}], got {:?}", w.shape[0], b.shape);
             }
         }
-        Ok(vec![self.attrs.infer(x, w.dtype, &w.shape)?])
+        Ok(vec![y])
     }
 
     fn macs(&self, inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
-        let w = inputs[1].map_or(0, |w| w.numel() / w.shape[0].max(1));
+        let w = inputs[1].map_or(0, |w| w.numel() / w.shape.first().copied().unwrap_or(1).max(1));
         (outputs[0].numel() * w) as u64
     }
 

@@ -117,7 +117,10 @@ unsafe fn gemm_block(
     let (mr, nr) = (kernel.mr, kernel.nr);
     let (mc_max, nc_max) = (MC_PANELS * mr, NC_PANELS * nr);
     let kc_max = KC.min(k);
+    // Packing buffers, sized for what is packed: a transposed B whole blocks, a row-major
+    // B (read in place) only its last partial panel, a prepacked operand nothing.
     let mut b_buf = match rhs {
+        RhsOperand::Strided(b) if b.trans == Transpose::No => vec![0.0f32; kc_max * nr],
         RhsOperand::Strided(_) => vec![0.0f32; kc_max * nc_max.min(cols.len().div_ceil(nr) * nr)],
         RhsOperand::Packed(_) => Vec::new(),
     };
@@ -146,7 +149,7 @@ unsafe fn gemm_block(
                 RhsOperand::Strided(b) => {
                     let full = nc / nr * nr;
                     if full < nc {
-                        pack_b(b, pc, kc, jc + full, nc - full, nr, &mut b_buf[full * kc..]);
+                        pack_b(b, pc, kc, jc + full, nc - full, nr, &mut b_buf);
                     }
                     &b_buf
                 }
@@ -165,7 +168,8 @@ unsafe fn gemm_block(
                     let ncols = nr.min(nc - jr);
                     let (bp, ldb) = match direct {
                         Some(b) if ncols == nr => (b.data[(pc * b.ld + jc + jr)..].as_ptr(), b.ld),
-                        _ => (b_block[jr * kc..jr * kc + kc * nr].as_ptr(), nr),
+                        Some(_) => (b_block[..kc * nr].as_ptr(), nr), // the packed partial panel
+                        None => (b_block[jr * kc..jr * kc + kc * nr].as_ptr(), nr),
                     };
                     for ir in (0..mc).step_by(mr) {
                         let nrows = mr.min(mc - ir);

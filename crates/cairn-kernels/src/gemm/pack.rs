@@ -145,11 +145,11 @@ impl PackedB {
     }
 }
 
-/// Copies a panel row (8 or 16 floats, or an edge remainder) with inline vector
-/// moves: `copy_from_slice` of a runtime length becomes a `memcpy` call, which
-/// costs more than the copy at this size.
+/// Copies a short run (a panel row, a plane row) with inline vector moves:
+/// `copy_from_slice` of a runtime length becomes a `memcpy` call, which costs more
+/// than the copy at these sizes.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (d8, s8) in (&mut d).zip(&mut s) {
