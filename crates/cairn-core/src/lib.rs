@@ -4,6 +4,11 @@
 //! The IR ([`Graph`]) is the one currency between importers, passes, the
 //! executor and bundles: nothing format-specific crosses this crate's API.
 
+// Tensors are read and written as little-endian bytes (ONNX raw data, safetensors
+// shards, wasm memory); a big-endian target would need byte swaps everywhere.
+#[cfg(target_endian = "big")]
+compile_error!("Cairn supports little-endian targets only");
+
 mod attrs;
 mod dtype;
 mod error;

@@ -72,6 +72,12 @@ pub trait Op: Send + Sync + Debug {
     fn fused(&self) -> &str {
         ""
     }
+
+    /// True for ops a graph pass built (fused, prepacked): their node's attributes and
+    /// inputs no longer describe a standard operator, so such a graph cannot be saved.
+    fn built_by_pass(&self) -> bool {
+        false
+    }
 }
 
 /// Everything a builder may look at to construct an op. Tracks which

@@ -377,6 +377,17 @@ impl Tensor {
         self.len() * self.dtype().size()
     }
 
+    /// The elements' bytes, little-endian (the layout of safetensors, ONNX raw data and wasm memory).
+    pub fn bytes(&self) -> &[u8] {
+        dispatch_data!(TensorData, &self.data, v => bytemuck::cast_slice(v.as_slice()))
+    }
+
+    /// The elements' bytes, writable (loaders fill weights in place with this).
+    /// `Bool` tensors may be given only 0 or 1 bytes: callers validate.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        dispatch_data!(TensorData, &mut self.data, v => bytemuck::cast_slice_mut(v.as_mut_slice()))
+    }
+
     pub fn view(&self) -> TensorRef<'_> {
         TensorRef { shape: &self.shape, data: self.data.as_ref() }
     }

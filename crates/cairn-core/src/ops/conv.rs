@@ -390,6 +390,10 @@ impl Op for FusedConv {
         &self.fused
     }
 
+    fn built_by_pass(&self) -> bool {
+        true
+    }
+
     fn owned_parameters(&self) -> (usize, usize) {
         let bias = self.bias.as_ref().map_or(0, Vec::len);
         let packed: usize = self.packed.iter().map(PackedA::bytes).sum();

@@ -233,6 +233,10 @@ impl Op for FusedMatMul {
         &self.fused
     }
 
+    fn built_by_pass(&self) -> bool {
+        true
+    }
+
     fn owned_parameters(&self) -> (usize, usize) {
         let params = self.packed.rows() * self.packed.cols() + self.bias.as_ref().map_or(0, Vec::len);
         (params, self.packed.bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len))

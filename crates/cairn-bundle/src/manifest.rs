@@ -1,0 +1,260 @@
+//! The manifest schema (`manifest.json`): what a bundle holds and where every
+//! byte of every weight lives.
+//!
+//! A manifest is untrusted input (it comes over the network): [`Manifest::parse`]
+//! checks every index, range and size before a loader allocates anything.
+
+use crate::error::{manifest_err, Result};
+use crate::graph_doc::{DimDoc, NodeDoc};
+use cairn_core::{checked_numel, DType};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "cairn-bundle/1";
+
+/// Largest manifest a loader accepts; a real one is tens of KiB.
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub name: String,
+    /// Changes whenever the graph or any weight byte changes (a hash of both by default).
+    pub version: String,
+    pub inputs: Vec<InputDoc>,
+    pub outputs: Vec<OutputDoc>,
+    pub graph: GraphDoc,
+    /// Every weight, in the order the graph first reads it.
+    pub tensors: Vec<TensorEntry>,
+    /// Level 0 runs on its own; each further level refines the weights in place.
+    pub levels: Vec<Level>,
+    /// Level 0's shards first, each level's in execution order: fetch in this order.
+    pub shards: Vec<ShardEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InputDoc {
+    pub name: String,
+    pub dtype: String,
+    pub dims: Vec<DimDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
+}
+
+/// How to turn an image into this input: resize to `size`, take channels in
+/// `color` order, then `(pixel / 255 - mean) / std` per channel, laid out as `layout`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Preprocess {
+    /// `[height, width]`.
+    pub size: [u32; 2],
+    /// `"nchw"` or `"nhwc"`.
+    pub layout: String,
+    /// `"rgb"` or `"bgr"`.
+    pub color: String,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OutputDoc {
+    pub name: String,
+    pub dtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<Vec<DimDoc>>,
+    /// Class names for the last axis of a classifier's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphDoc {
+    /// Default-domain opset the nodes follow.
+    pub opset: i64,
+    pub nodes: Vec<NodeDoc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub parts: Vec<Part>,
+}
+
+/// How a part's bytes become tensor elements.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// The elements themselves, in the tensor's dtype.
+    Raw,
+    /// f32 rounded to bfloat16 (its high 16 bits, rounded to nearest): the coarse level.
+    F32Bf16,
+    /// The signed 16-bit difference between the f32 bits and the bf16 rounding's:
+    /// adding it to the coarse weight restores the exact f32, so no byte is sent twice.
+    F32Residual16,
+}
+
+impl Encoding {
+    /// Bytes per element in a shard.
+    pub fn element_bytes(self, dtype: DType) -> usize {
+        match self {
+            Encoding::Raw => dtype.size(),
+            Encoding::F32Bf16 | Encoding::F32Residual16 => 2,
+        }
+    }
+}
+
+/// Elements `start .. start + len` of a tensor, stored under `key` in shard `shard`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Part {
+    pub shard: usize,
+    pub key: String,
+    pub level: usize,
+    pub encoding: Encoding,
+    pub start: usize,
+    pub len: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Level {
+    pub name: String,
+    /// Shard bytes of this level alone.
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<Fidelity>,
+}
+
+/// How closely a model cut at this level follows the full model, measured by `cairn pack`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Fidelity {
+    /// Share of inputs where the top-1 class equals the full model's.
+    pub top1_agreement: f64,
+    /// Largest |difference| of the first output, relative to the full output's largest magnitude.
+    pub max_relative_error: f64,
+    pub inputs: usize,
+    /// Where the inputs came from (a directory, or "synthetic" for seeded random inputs).
+    pub input_source: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShardEntry {
+    /// Relative to the manifest: `shards/<sha256>.safetensors`.
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub level: usize,
+}
+
+pub fn parse_dtype(name: &str) -> Option<DType> {
+    [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == name)
+}
+
+impl Manifest {
+    /// Parses and checks a manifest: format, indices, ranges and sizes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(manifest_err(format!("{} bytes is more than the {} a manifest may have", bytes.len(), MAX_MANIFEST_BYTES)));
+        }
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| manifest_err(format!("not valid manifest JSON: {e}")))?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest always serializes")
+    }
+
+    /// The consistency checks `parse` runs (also run on manifests built in memory).
+    pub fn check(&self) -> Result<()> {
+        if self.format != FORMAT {
+            return Err(manifest_err(format!("format is '{}', this Cairn reads '{FORMAT}' (update Cairn or re-pack the model)", self.format)));
+        }
+        if self.levels.is_empty() {
+            return Err(manifest_err("no levels"));
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shard.level >= self.levels.len() {
+                return Err(manifest_err(format!("shard {i} is in level {}, there are {} levels", shard.level, self.levels.len())));
+            }
+            let expected_path = format!("shards/{}.safetensors", shard.sha256);
+            if shard.sha256.len() != 64 || !shard.sha256.bytes().all(|b| b.is_ascii_hexdigit()) || shard.path != expected_path {
+                return Err(manifest_err(format!("shard {i} must be named shards/<sha256 hex>.safetensors, got '{}'", shard.path)));
+            }
+        }
+        // Payload bytes each shard must hold, from the parts placed in it: a shard that
+        // claims fewer bytes than its parts need is a lie caught before any allocation.
+        let mut payload = vec![0u64; self.shards.len()];
+        let mut names = std::collections::HashSet::new();
+        for t in &self.tensors {
+            if !names.insert(t.name.as_str()) {
+                return Err(manifest_err(format!("tensor '{}' is listed twice", t.name)));
+            }
+            let dtype = parse_dtype(&t.dtype).ok_or_else(|| manifest_err(format!("tensor '{}' has unknown dtype '{}'", t.name, t.dtype)))?;
+            let numel = checked_numel(&t.shape).map_err(|_| manifest_err(format!("tensor '{}' has an overflowing shape {:?}", t.name, t.shape)))?;
+            for p in &t.parts {
+                let shard = self.shards.get(p.shard).ok_or_else(|| manifest_err(format!("tensor '{}' names shard {}, which does not exist", t.name, p.shard)))?;
+                if shard.level != p.level {
+                    return Err(manifest_err(format!("tensor '{}': a level-{} part sits in a level-{} shard", t.name, p.level, shard.level)));
+                }
+                if p.encoding != Encoding::Raw && dtype != DType::F32 {
+                    return Err(manifest_err(format!("tensor '{}': encoding {:?} applies to f32 only", t.name, p.encoding)));
+                }
+                payload[p.shard] = payload[p.shard].saturating_add((p.len as u64).saturating_mul(p.encoding.element_bytes(dtype) as u64));
+            }
+            // Either raw parts cover every element once, or bf16 parts do and residual
+            // parts, all in later levels, do too.
+            let family = |e: Encoding| -> Vec<&Part> { t.parts.iter().filter(|p| p.encoding == e).collect() };
+            let (raw, hi, lo) = (family(Encoding::Raw), family(Encoding::F32Bf16), family(Encoding::F32Residual16));
+            let complete = if hi.is_empty() && lo.is_empty() {
+                tiles_exactly(&raw, numel)
+            } else {
+                raw.is_empty()
+                    && tiles_exactly(&hi, numel)
+                    && tiles_exactly(&lo, numel)
+                    && hi.iter().map(|p| p.level).max() < lo.iter().map(|p| p.level).min()
+            };
+            if !complete {
+                return Err(manifest_err(format!("tensor '{}': its parts do not cover its {} elements exactly once per level", t.name, numel)));
+            }
+        }
+        for (i, (shard, need)) in self.shards.iter().zip(&payload).enumerate() {
+            if *need > shard.bytes {
+                return Err(manifest_err(format!("shard {i} is said to be {} bytes but its parts need {need}", shard.bytes)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of all weights once loaded (what a loader allocates).
+    pub fn weight_bytes(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>() as u64 * parse_dtype(&t.dtype).map_or(0, |d| d.size() as u64))
+            .sum()
+    }
+
+    /// Shard bytes of levels `0..=level`: what a client downloads to run at `level`.
+    pub fn bytes_through(&self, level: usize) -> u64 {
+        self.shards.iter().filter(|s| s.level <= level).map(|s| s.bytes).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.bytes).sum()
+    }
+}
+
+/// Whether the parts' element ranges, sorted, are `0..numel` without gap or overlap.
+fn tiles_exactly(parts: &[&Part], numel: usize) -> bool {
+    let mut ranges: Vec<(usize, usize)> = parts.iter().map(|p| (p.start, p.len)).collect();
+    ranges.sort_unstable();
+    let mut next = 0usize;
+    for (start, len) in ranges {
+        if start != next {
+            return false;
+        }
+        match start.checked_add(len) {
+            Some(end) => next = end,
+            None => return false,
+        }
+    }
+    next == numel
+}

@@ -1,0 +1,178 @@
+//! Packing a graph into a bundle: manifest + shards, in memory.
+//!
+//! Weights are laid out in the order the graph first reads them, level by level,
+//! filling shards up to a target size (a large weight continues in the next
+//! shard). The layout depends only on shapes and order, so a new version whose
+//! weights changed in one layer changes only the shards holding that layer.
+
+use crate::error::{manifest_err, Result};
+use crate::graph_doc::describe;
+use crate::levels::encode;
+use crate::manifest::{Encoding, Level, Manifest, Part, ShardEntry, TensorEntry, FORMAT};
+use crate::shard::{sha256_hex, stored_dtype, write_shard, ShardEntryData};
+use cairn_core::{DType, Graph, Tensor};
+use std::collections::HashSet;
+
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    pub name: String,
+    /// Defaults to a hash of the graph and every shard.
+    pub version: Option<String>,
+    /// Target shard size; shards end up between half of it and it.
+    pub shard_bytes: usize,
+    /// Split large f32 weights into a coarse (bf16) and a refinement level.
+    pub progressive: bool,
+    /// Weights smaller than this many elements stay whole in level 0.
+    pub min_split_elements: usize,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions { name: "model".into(), version: None, shard_bytes: 2 << 20, progressive: true, min_split_elements: 4096 }
+    }
+}
+
+/// A packed bundle: `shards[i]` holds the bytes of `manifest.shards[i]`.
+pub struct Packed {
+    pub manifest: Manifest,
+    pub shards: Vec<Vec<u8>>,
+}
+
+/// One level's worth of one weight, before it is cut into shards.
+struct Piece<'a> {
+    tensor: usize,
+    weight: &'a Tensor,
+    encoding: Encoding,
+}
+
+pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
+    if opts.shard_bytes < 1024 {
+        return Err(manifest_err("shard size must be at least 1 KiB"));
+    }
+    if let Some(node) = graph.nodes.iter().find(|n| n.op.built_by_pass()) {
+        return Err(manifest_err(format!("node '{}' is a fused op; pack the graph before fusion (bundles store standard operators)", node.name)));
+    }
+    let (graph_doc, inputs, outputs) = describe(graph)?;
+    let order = weights_in_first_use_order(graph);
+
+    let split = |t: &Tensor| opts.progressive && t.dtype() == DType::F32 && t.len() >= opts.min_split_elements;
+    let any_split = order.iter().any(|(_, t)| split(t));
+    let level_names: &[&str] = if any_split { &["coarse", "full"] } else { &["full"] };
+
+    let mut tensors: Vec<TensorEntry> =
+        order.iter().map(|(name, t)| TensorEntry { name: name.to_string(), dtype: t.dtype().name().into(), shape: t.shape().to_vec(), parts: Vec::new() }).collect();
+    let mut writer = ShardWriter { target: opts.shard_bytes, open: Vec::new(), open_bytes: 0, entries: Vec::new(), shards: Vec::new() };
+
+    for level in 0..level_names.len() {
+        let pieces: Vec<Piece> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, t))| {
+                let encoding = match (split(t), level) {
+                    (false, 0) => Encoding::Raw,
+                    (false, _) => return None,
+                    (true, 0) => Encoding::F32Bf16,
+                    (true, _) => Encoding::F32Residual16,
+                };
+                Some(Piece { tensor: i, weight: t, encoding })
+            })
+            .collect();
+        for piece in pieces {
+            writer.add(piece, level, &mut tensors)?;
+        }
+        writer.flush(level)?;
+    }
+
+    let levels = level_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Level { name: name.to_string(), bytes: writer.entries.iter().filter(|s| s.level == i).map(|s| s.bytes).sum(), fidelity: None })
+        .collect();
+    let mut manifest = Manifest { format: FORMAT.into(), name: opts.name.clone(), version: String::new(), inputs, outputs, graph: graph_doc, tensors, levels, shards: writer.entries };
+    manifest.version = match &opts.version {
+        Some(v) => v.clone(),
+        None => sha256_hex(manifest.to_json().as_bytes())[..16].to_string(),
+    };
+    manifest.check()?;
+    Ok(Packed { manifest, shards: writer.shards })
+}
+
+/// Initializers the graph reads (or outputs), in the order nodes first read them.
+fn weights_in_first_use_order(graph: &Graph) -> Vec<(&str, &Tensor)> {
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    let names = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten()).chain(graph.outputs.iter().map(|o| &o.name));
+    for name in names {
+        if let Some((key, t)) = graph.initializers.get_key_value(name) {
+            if seen.insert(key.as_str()) {
+                order.push((key.as_str(), t.as_ref()));
+            }
+        }
+    }
+    order
+}
+
+struct ShardWriter {
+    target: usize,
+    open: Vec<ShardEntryData>,
+    open_bytes: usize,
+    entries: Vec<ShardEntry>,
+    shards: Vec<Vec<u8>>,
+}
+
+impl ShardWriter {
+    /// Adds a weight's piece, cutting it across shards where it does not fit.
+    fn add(&mut self, piece: Piece, level: usize, tensors: &mut [TensorEntry]) -> Result<()> {
+        let dtype = piece.weight.dtype();
+        let element_bytes = piece.encoding.element_bytes(dtype);
+        let raw = piece.weight.bytes();
+        let n = piece.weight.len();
+        let mut start = 0;
+        while start < n {
+            let room = self.target.saturating_sub(self.open_bytes) / element_bytes;
+            // Close a nearly full shard rather than leave a sliver of a weight in it.
+            if !self.open.is_empty() && (room == 0 || (room < n - start && self.open_bytes > self.target / 2)) {
+                self.flush(level)?;
+                continue;
+            }
+            let take = (n - start).min(room.max(1));
+            let whole = take == n;
+            let name = &tensors[piece.tensor].name;
+            let key = match (piece.encoding, whole) {
+                (Encoding::Raw, true) => name.clone(),
+                (Encoding::Raw, false) => format!("{name}[{start}..{}]", start + take),
+                (e, true) => format!("{name}@{}", suffix(e)),
+                (e, false) => format!("{name}@{}[{start}..{}]", suffix(e), start + take),
+            };
+            let src = &raw[start * dtype.size()..(start + take) * dtype.size()];
+            let shape = if whole { piece.weight.shape().to_vec() } else { vec![take] };
+            let bytes = encode(piece.encoding, src);
+            self.open_bytes += bytes.len();
+            self.open.push(ShardEntryData { key: key.clone(), dtype: stored_dtype(piece.encoding, dtype), shape, bytes });
+            tensors[piece.tensor].parts.push(Part { shard: self.entries.len(), key, level, encoding: piece.encoding, start, len: take });
+            start += take;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, level: usize) -> Result<()> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let bytes = write_shard(&self.open, level)?;
+        let sha256 = sha256_hex(&bytes);
+        self.entries.push(ShardEntry { path: format!("shards/{sha256}.safetensors"), sha256, bytes: bytes.len() as u64, level });
+        self.shards.push(bytes);
+        self.open.clear();
+        self.open_bytes = 0;
+        Ok(())
+    }
+}
+
+fn suffix(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Raw => "raw",
+        Encoding::F32Bf16 => "bf16",
+        Encoding::F32Residual16 => "res16",
+    }
+}
