@@ -4,9 +4,9 @@
 #      node conformance suite (fails if a case in tests/onnx-node-passing.txt regresses);
 #   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8;
 #   3. whole models: Cairn vs onnxruntime on real architectures;
-#   4. a bounded fuzzing run of the ONNX importer;
+#   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
-# Set CAIRN_FUZZ_SECONDS to change the fuzzing budget (default 60).
+# Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -34,7 +34,7 @@ step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md
 diff -u SUPPORTED_OPS.md target/SUPPORTED_OPS.md || { echo "SUPPORTED_OPS.md is stale: run 'target/release/cairn ops --markdown > SUPPORTED_OPS.md'"; exit 1; }
 
-step "fuzzing the ONNX importer for ${CAIRN_FUZZ_SECONDS:-60} s"
-fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-60}"
+step "fuzzing the ONNX importer and the bundle loader, ${CAIRN_FUZZ_SECONDS:-45} s each"
+fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-45}"
 
 step "all tests passed"

@@ -82,8 +82,8 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
 /// The result of checking every shard of a bundle directory.
 pub struct Checked {
     pub loader: Loader,
-    /// One line per shard that is missing or fails its checks.
-    pub problems: Vec<String>,
+    /// One error per shard that is missing or fails its checks.
+    pub problems: Vec<Error>,
 }
 
 /// Reads and verifies every shard of a bundle, collecting all problems rather than
@@ -97,10 +97,10 @@ pub fn check_dir(dir: &Path, max_weight_bytes: u64, mut on_shard: impl FnMut(usi
         match std::fs::read(dir.join(&shard.path)) {
             Ok(bytes) => {
                 if let Err(e) = loader.accept_shard(i, &bytes) {
-                    problems.push(e.to_string());
+                    problems.push(e);
                 }
             }
-            Err(e) => problems.push(format!("shard {} cannot be read: {e}", shard.path)),
+            Err(source) => problems.push(Error::Io { context: format!("shard {} cannot be read", shard.path), source }),
         }
         on_shard(i);
     }
@@ -111,7 +111,7 @@ pub fn check_dir(dir: &Path, max_weight_bytes: u64, mut on_shard: impl FnMut(usi
 pub fn load_dir(dir: &Path, max_weight_bytes: u64) -> Result<Loader> {
     let checked = check_dir(dir, max_weight_bytes, |_| {})?;
     if let Some(first) = checked.problems.into_iter().next() {
-        return Err(Error::Manifest(format!("{}: {first}", dir.display())));
+        return Err(first);
     }
     Ok(checked.loader)
 }

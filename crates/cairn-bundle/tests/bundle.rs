@@ -234,3 +234,22 @@ fn non_progressive_bundles_have_one_level_of_raw_parts() {
     assert!(packed.manifest.tensors.iter().all(|t| t.parts.iter().all(|p| p.encoding == Encoding::Raw)));
     assert_eq!(run(load_all(&packed, 0..packed.shards.len()).into_graph().unwrap(), 2), run(classifier(7), 2));
 }
+
+/// The fuzz target's input format (2-byte manifest length, manifest, shard), replayed
+/// on every kept seed: the valid ones must load, none may panic.
+#[test]
+fn fuzz_seeds_replay() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/load_bundle");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&seeds).expect("fuzz/seeds/load_bundle exists") {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let len = u16::from_le_bytes([data[0], data[1]]) as usize;
+        let (manifest, shard) = data[2..].split_at(len.min(data.len() - 2));
+        let Ok(manifest) = Manifest::parse(manifest) else { continue };
+        let Ok(mut loader) = Loader::new(manifest, 64 << 20) else { continue };
+        if loader.accept_shard(0, shard).is_ok() {
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 3, "the classifier seeds are valid bundles: {loaded}");
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// unless set with `--dim`.
 #[derive(Args)]
 pub struct InspectArgs {
-    /// The .onnx model file.
+    /// The .onnx model file, or a bundle directory written by `cairn pack`.
     model: PathBuf,
     /// Print JSON instead of text (for scripts).
     #[arg(long)]

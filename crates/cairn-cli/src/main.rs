@@ -1,11 +1,17 @@
 //! `cairn`: inspect and run ONNX models with the Cairn engine.
 
+mod diff;
+mod fidelity;
 mod fsutil;
 mod inspect;
 mod model;
 mod npy;
+mod pack;
+mod progress;
+mod random;
 mod report;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,8 +23,9 @@ use std::process::ExitCode;
     about = "Cairn: ship ONNX models in offline-first web apps",
     long_about = "Cairn turns a trained ONNX model into something a web app can ship and run offline.\n\n\
 Start with `cairn inspect model.onnx` to see what a model needs, then\n\
-`cairn run model.onnx --random` to check that Cairn runs it.",
-    after_help = "Examples:\n  cairn inspect mobilenetv2.onnx\n  cairn inspect mobilenetv2.onnx --json --dim batch=4\n  cairn run mobilenetv2.onnx --input input=cat.npy --output logits.npy\n  cairn run mobilenetv2.onnx --random --runs 20\n  cairn ops"
+`cairn run model.onnx --random` to check that Cairn runs it, and\n\
+`cairn pack model.onnx -o dist/models/NAME` to make the bundle a web app loads.",
+    after_help = "Examples:\n  cairn inspect mobilenetv2.onnx\n  cairn inspect mobilenetv2.onnx --json --dim batch=4\n  cairn run mobilenetv2.onnx --input input=cat.npy --output logits.npy\n  cairn run mobilenetv2.onnx --random --runs 20\n  cairn pack mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224\n  cairn verify dist/models/mobilenetv2\n  cairn run dist/models/mobilenetv2 --random\n  cairn ops"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +36,9 @@ struct Cli {
 enum Command {
     Inspect(inspect::InspectArgs),
     Run(run::RunArgs),
+    Pack(pack::PackArgs),
+    Verify(verify::VerifyArgs),
+    Diff(diff::DiffArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -41,6 +51,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::main(args),
         Command::Run(args) => run::main(args),
+        Command::Pack(args) => pack::main(args),
+        Command::Verify(args) => verify::main(args),
+        Command::Diff(args) => diff::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

@@ -20,7 +20,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     if !path.exists() {
         bail!("model file {} does not exist", path.display());
     }
-    let model = cairn_onnx::load(path).with_context(|| format!("cannot load {}", path.display()))?;
+    let model = if is_bundle(path) { load_bundle(path)? } else { cairn_onnx::load(path).with_context(|| format!("cannot load {}", path.display()))? };
     let imported_nodes = model.graph.nodes.len();
     let mut op_histogram = BTreeMap::new();
     for node in &model.graph.nodes {
@@ -29,6 +29,25 @@ pub fn load(path: &Path) -> Result<Loaded> {
     }
     let (graph, stats) = prepare_for_inference(model.graph).context("preparing the graph for inference failed")?;
     Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.fold.folded_nodes, fuse: stats.fuse })
+}
+
+/// A bundle directory (or its manifest.json) rather than an .onnx file.
+pub fn is_bundle(path: &Path) -> bool {
+    path.is_dir() || path.file_name().is_some_and(|n| n == cairn_bundle::MANIFEST_FILE)
+}
+
+/// Loads every shard of a bundle (verified) into a graph, described like an imported model.
+fn load_bundle(path: &Path) -> Result<cairn_onnx::Model> {
+    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+    let loader = cairn_bundle::load_dir(dir, u64::MAX).with_context(|| format!("cannot load the bundle in {}", dir.display()))?;
+    let m = loader.manifest();
+    let meta = cairn_onnx::ModelMeta {
+        producer_name: format!("cairn bundle '{}'", m.name),
+        producer_version: m.version.clone(),
+        opsets: vec![(String::new(), m.graph.opset)],
+        ..Default::default()
+    };
+    Ok(cairn_onnx::Model { meta, graph: loader.into_graph()? })
 }
 
 /// Parses `--dim name=value` flags.

@@ -26,6 +26,17 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
                 _ => Some("the model file is malformed or truncated; re-export it or check it with onnx.checker.check_model"),
             };
         }
+        if let Some(bundle) = cause.downcast_ref::<cairn_bundle::Error>() {
+            return match bundle {
+                cairn_bundle::Error::ShardHash { .. } | cairn_bundle::Error::ShardSize { .. } | cairn_bundle::Error::ShardContent { .. } => {
+                    Some("`cairn verify DIR` lists every bad shard; re-run `cairn pack` (or copy the bundle again) to restore them")
+                }
+                cairn_bundle::Error::Manifest(_) => Some("DIR must hold a manifest.json written by `cairn pack`; re-pack the model with this Cairn"),
+                cairn_bundle::Error::Graph(core) => core_hint(core),
+                cairn_bundle::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Some("check the path; a bundle is the directory `cairn pack -o` wrote"),
+                _ => None,
+            };
+        }
         if let Some(core) = cause.downcast_ref::<cairn_core::Error>() {
             return core_hint(core);
         }

@@ -2,8 +2,9 @@
 
 use crate::model::{self, human_bytes};
 use crate::npy;
+use crate::random::{random_tensor, XorShift};
 use anyhow::{bail, Context, Result};
-use cairn_core::{DType, Tensor, TensorData};
+use cairn_core::{DType, Tensor};
 use clap::Args;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::time::Instant;
 /// integers in [0, 10), booleans at random; symbolic dims are 1 unless set by `--dim`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// The .onnx model file.
+    /// The .onnx model file, or a bundle directory written by `cairn pack`.
     model: PathBuf,
     /// An input as NAME=FILE.npy (repeatable), or FILE.npy for a single-input model.
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
@@ -196,7 +197,7 @@ fn gather_inputs(args: &RunArgs, graph: &cairn_core::Graph) -> Result<HashMap<St
         inputs.insert(name, tensor);
     }
     let bound = model::parse_dims(&args.dims)?;
-    let mut rng = XorShift(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = XorShift::seeded(args.seed);
     for info in runtime {
         if inputs.contains_key(&info.name) {
             continue;
@@ -215,34 +216,6 @@ fn gather_inputs(args: &RunArgs, graph: &cairn_core::Graph) -> Result<HashMap<St
 }
 
 /// xorshift64*: small, deterministic, good enough for test inputs.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn random_tensor(dtype: DType, shape: Vec<usize>, rng: &mut XorShift) -> Result<Tensor> {
-    let n = cairn_core::checked_numel(&shape)?;
-    let data = match dtype {
-        DType::F32 => TensorData::F32((0..n).map(|_| rng.unit()).collect()),
-        DType::F16 => TensorData::F16((0..n).map(|_| half::f16::from_f32(rng.unit())).collect()),
-        DType::I8 => TensorData::I8((0..n).map(|_| (rng.next() % 10) as i8).collect()),
-        DType::U8 => TensorData::U8((0..n).map(|_| (rng.next() % 10) as u8).collect()),
-        DType::I32 => TensorData::I32((0..n).map(|_| (rng.next() % 10) as i32).collect()),
-        DType::I64 => TensorData::I64((0..n).map(|_| (rng.next() % 10) as i64).collect()),
-        DType::Bool => TensorData::Bool((0..n).map(|_| (rng.next() & 1) as u8).collect()),
-    };
-    Ok(Tensor::new(shape, data)?)
-}
-
 fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
 }

@@ -116,3 +116,91 @@ fn shape_chains_fold_when_planning_for_any_batch() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["outputs"][0]["shape"], serde_json::json!([5, 12]));
 }
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o).1);
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn pack_verify_run_and_diff_a_bundle() {
+    let dir = temp_dir("pack");
+    let bundle = dir.join("classifier");
+    let b = bundle.to_str().unwrap();
+    let v1 = data("classifier_v1.onnx");
+    let labels = data("classifier_labels.txt");
+    let pack = |model: &Path| {
+        json(&cairn(&[
+            "pack", model.to_str().unwrap(), "-o", b, "--shard-size", "0.004", "--image-size", "16",
+            "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--labels", labels.to_str().unwrap(), "--json",
+        ]))
+    };
+    let first = pack(&v1);
+    assert!(first["shards"].as_u64().unwrap() >= 3, "{first}");
+    let levels = first["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2, "a progressive bundle has a coarse and a full level");
+    assert!(levels[0]["fidelity"]["top1_agreement"].as_f64().unwrap() > 0.9, "{first}");
+
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "cairn-bundle/1");
+    assert_eq!(manifest["inputs"][0]["preprocess"]["size"], serde_json::json!([16, 16]));
+    assert_eq!(manifest["inputs"][0]["preprocess"]["layout"], "nchw");
+    assert_eq!(manifest["outputs"][0]["labels"][3], "class 3");
+
+    let report = json(&cairn(&["verify", b, "--json"]));
+    assert_eq!(report["ok"], true, "{report}");
+
+    // The bundle computes exactly what the ONNX file does.
+    let from_onnx = json(&cairn(&["run", v1.to_str().unwrap(), "--random", "--json"]));
+    let from_bundle = json(&cairn(&["run", b, "--random", "--json"]));
+    assert_eq!(from_onnx["outputs"][0]["first_values"], from_bundle["outputs"][0]["first_values"]);
+
+    // A new version differing in the last layer: only that layer's shards change.
+    let old_manifest = dir.join("v1-manifest.json");
+    std::fs::copy(bundle.join("manifest.json"), &old_manifest).unwrap();
+    let second = pack(&data("classifier_v2.onnx"));
+    assert!(second["write"]["shards_reused"].as_u64().unwrap() > 0, "{second}");
+    let plan = json(&cairn(&["diff", old_manifest.to_str().unwrap(), b, "--json"]));
+    let fetch = plan["fetch"].as_array().unwrap().len() as u64;
+    assert!(fetch > 0 && fetch < second["shards"].as_u64().unwrap(), "{plan}");
+    assert_eq!(plan["fetch"].as_array().unwrap().len() as u64, second["write"]["shards_written"].as_u64().unwrap());
+
+    // A corrupted shard fails verification, naming the shard, with exit code 1.
+    let shards: Vec<PathBuf> = std::fs::read_dir(bundle.join("shards")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut bytes = std::fs::read(&shards[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&shards[0], bytes).unwrap();
+    let o = cairn(&["verify", b]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    let name = shards[0].file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name) && err.contains("sha256"), "{err}");
+    let o = cairn(&["run", b, "--random"]);
+    assert_clean_failure(&o, "sha256");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pack_refuses_bad_options_clearly() {
+    let dir = temp_dir("pack-bad");
+    let out = dir.join("m");
+    let v1 = data("classifier_v1.onnx");
+    let o = cairn(&["pack", v1.to_str().unwrap(), "-o", out.to_str().unwrap(), "--image-size", "big"]);
+    assert_clean_failure(&o, "--image-size");
+    let labels = dir.join("labels.txt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&labels, "a\nb\n").unwrap();
+    let o = cairn(&["pack", v1.to_str().unwrap(), "-o", out.to_str().unwrap(), "--labels", labels.to_str().unwrap()]);
+    assert_clean_failure(&o, "2 labels");
+    assert!(!out.join("manifest.json").exists(), "a failed pack writes nothing");
+    let o = cairn(&["verify", dir.to_str().unwrap()]);
+    assert_clean_failure(&o, "manifest.json");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

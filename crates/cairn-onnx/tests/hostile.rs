@@ -147,12 +147,12 @@ fn external_data_cannot_escape_the_model_directory_or_overread() {
     assert!(cairn_onnx::load_bytes(&ok, Some(&dir)).is_ok());
 }
 
-/// Every file the fuzzer found (kept as seeds in fuzz/seeds) loads and runs on zeros
+/// Every file the fuzzer found (kept as seeds in fuzz/seeds/import_model) loads and runs on zeros
 /// without panicking: each once crashed a kernel.
 #[test]
 fn fuzz_findings_stay_fixed() {
-    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
-    for entry in std::fs::read_dir(&seeds).expect("fuzz/seeds exists") {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/import_model");
+    for entry in std::fs::read_dir(&seeds).expect("fuzz/seeds/import_model exists") {
         let path = entry.expect("readable dir").path();
         let Ok(model) = cairn_onnx::load(&path) else { continue };
         let inputs: std::collections::HashMap<String, cairn_core::Tensor> = model

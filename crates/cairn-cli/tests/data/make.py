@@ -46,3 +46,31 @@ save(helper.make_graph(
         helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
     ],
 ), "shape_chain.onnx", opset=13)
+
+# A small image classifier in two versions that differ only in the last layer's
+# weights (bundle packing, levels and update tests).
+def classifier(seed_fc):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (256, 16, 1, 1)).astype(np.float32)
+    wf = np.random.default_rng(seed_fc).normal(0, 0.1, (10, 256)).astype(np.float32)
+    return helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+            helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+            helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="pool"),
+            helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+            helper.make_node("Gemm", ["f", "wf"], ["logits"], name="fc", transB=1),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [onnx.numpy_helper.from_array(w, n) for w, n in [(w1, "w1"), (w2, "w2"), (wf, "wf")]],
+    )
+
+save(classifier(1), "classifier_v1.onnx")
+save(classifier(2), "classifier_v2.onnx")
+with open("classifier_labels.txt", "w") as f:
+    f.write("\n".join(f"class {i}" for i in range(10)) + "\n")
