@@ -31,3 +31,15 @@ for target in wasm32-unknown-unknown wasm32-wasip1; do
     rustup target add "$target"
   fi
 done
+
+# Headless Chromium for the browser tests (Debian's package; Playwright's download is not used).
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  step "apt-get install chromium"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+fi
+
+# npm packages of the browser side (playwright-core drives Chromium in the tests).
+if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  step "npm ci (web/)"
+  (cd web && npm ci --no-audit --no-fund --silent)
+fi

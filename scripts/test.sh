@@ -4,6 +4,8 @@
 #      node conformance suite (fails if a case in tests/onnx-node-passing.txt regresses);
 #   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8;
 #   3. whole models: Cairn vs onnxruntime on real architectures;
+#   3b. browser tests in real headless Chromium (web/test): a packed bundle streamed
+#       into the worker, verified, run coarse then full, matching native Cairn;
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -29,6 +31,10 @@ done
 step "whole models vs onnxruntime"
 cargo build --release --quiet -p cairn-cli
 python3 tools/compare_with_ort.py --cairn target/release/cairn
+
+step "browser tests in headless Chromium (bundles, worker, client API)"
+bench/web/build_wasm.sh
+(cd web && npm test)
 
 step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md

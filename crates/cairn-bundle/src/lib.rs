@@ -16,6 +16,7 @@ mod levels;
 mod load;
 mod manifest;
 mod pack;
+mod preprocess;
 mod shard;
 mod update;
 
@@ -26,5 +27,6 @@ pub use load::{is_progressive, Loader};
 pub use manifest::{Encoding, Fidelity, GraphDoc, InputDoc, Level, Manifest, OutputDoc, Part, Preprocess, ShardEntry, TensorEntry, FORMAT, MAX_MANIFEST_BYTES};
 pub use graph_doc::{DimDoc, NodeDoc};
 pub use pack::{pack, PackOptions, Packed};
+pub use preprocess::rgba_to_input;
 pub use shard::sha256_hex;
 pub use update::UpdatePlan;

@@ -1,9 +1,13 @@
-//! The wasm side of Cairn: load an ONNX model from bytes and run it.
-//!
-//! This is the minimal surface the benchmarks and tests drive; the worker
-//! runtime (bundles, scheduler, policy) grows on top of it.
+//! The wasm side of Cairn, loaded by the Web Worker: models from ONNX bytes or
+//! streamed from a bundle ([`bundle::BundleLoad`]), run on f32 inputs.
 
-use cairn_core::{passes::prepare_for_inference, Session, Tensor};
+mod bundle;
+mod scheduler;
+
+pub use bundle::BundleLoad;
+pub use scheduler::Scheduler;
+
+use cairn_core::{passes::prepare_for_inference, Graph, Session, Tensor};
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 
@@ -11,6 +15,8 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub struct Model {
     session: Session,
+    /// Set for models loaded from a bundle: preprocessing and labels come from it.
+    manifest: Option<cairn_bundle::Manifest>,
     input_names: Vec<String>,
     last_output_shape: Vec<u32>,
 }
@@ -20,10 +26,9 @@ impl Model {
     /// Imports an ONNX model and prepares it (folding, fusion, weight prepacking).
     #[wasm_bindgen(constructor)]
     pub fn new(onnx_bytes: Vec<u8>) -> Result<Model, JsError> {
-        let model = cairn_onnx::load_owned(onnx_bytes, None).map_err(|e| JsError::new(&e.to_string()))?;
-        let (graph, _) = prepare_for_inference(model.graph).map_err(|e| JsError::new(&e.to_string()))?;
-        let input_names = graph.runtime_inputs().map(|i| i.name.clone()).collect();
-        Ok(Model { session: Session::new(graph), input_names, last_output_shape: Vec::new() })
+        let model = cairn_onnx::load_owned(onnx_bytes, None).map_err(js_err)?;
+        let (graph, _) = prepare_for_inference(model.graph).map_err(js_err)?;
+        Ok(Model::from_graph(graph))
     }
 
     #[wasm_bindgen(js_name = inputNames)]
@@ -33,13 +38,22 @@ impl Model {
 
     /// Runs the model on one f32 input and returns its first output's values.
     pub fn run(&mut self, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
-        let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-        let tensor = Tensor::from_f32(shape, data.to_vec()).map_err(|e| JsError::new(&e.to_string()))?;
-        let inputs = HashMap::from([(input_name.to_string(), tensor)]);
-        let outputs = self.session.run(inputs).map_err(|e| JsError::new(&e.to_string()))?;
-        let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
-        self.last_output_shape = first.shape().iter().map(|&d| d as u32).collect();
-        Ok(first.f32s().map_err(|e| JsError::new(&e.to_string()))?.to_vec())
+        let out = run_session(&self.session, input_name, data, shape)?;
+        self.last_output_shape = out.shape;
+        Ok(out.data)
+    }
+
+    /// Runs the model on one f32 input; returns its first output with its shape.
+    #[wasm_bindgen(js_name = runOutput)]
+    pub fn run_output(&self, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<RunOutput, JsError> {
+        run_session(&self.session, input_name, data, shape)
+    }
+
+    /// RGBA pixels (resized to the input's size) to the input tensor, per the bundle's manifest.
+    #[wasm_bindgen(js_name = imageToInput)]
+    pub fn image_to_input(&self, input_name: &str, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
+        let manifest = self.manifest.as_ref().ok_or_else(|| JsError::new("this model was not loaded from a bundle, so it has no preprocessing"))?;
+        bundle::image_input(manifest, input_name, rgba, width, height)
     }
 
     /// The shape of the output returned by the last `run`.
@@ -47,6 +61,33 @@ impl Model {
     pub fn output_shape(&self) -> Vec<u32> {
         self.last_output_shape.clone()
     }
+}
+
+impl Model {
+    pub(crate) fn from_graph(graph: Graph) -> Model {
+        let input_names = graph.runtime_inputs().map(|i| i.name.clone()).collect();
+        Model { session: Session::new(graph), manifest: None, input_names, last_output_shape: Vec::new() }
+    }
+}
+
+/// The first output of a run: values and shape.
+#[wasm_bindgen(getter_with_clone)]
+pub struct RunOutput {
+    pub data: Vec<f32>,
+    pub shape: Vec<u32>,
+}
+
+pub(crate) fn run_session(session: &Session, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<RunOutput, JsError> {
+    let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let tensor = Tensor::from_f32(shape, data.to_vec()).map_err(js_err)?;
+    let inputs = HashMap::from([(input_name.to_string(), tensor)]);
+    let outputs = session.run(inputs).map_err(js_err)?;
+    let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
+    Ok(RunOutput { shape: first.shape().iter().map(|&d| d as u32).collect(), data: first.f32s().map_err(js_err)?.to_vec() })
+}
+
+pub(crate) fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
 }
 
 /// Bytes of linear memory this module holds (weights, arenas, everything): the

@@ -1,0 +1,222 @@
+// Cairn's page-side API. The page never runs inference: a dedicated Web Worker
+// (worker.js) owns the wasm instance and the models; this module sends it requests
+// and turns its answers into promises, progress callbacks and typed errors.
+//
+//   const cairn = await Cairn.start();
+//   const model = await cairn.load('/models/mobilenetv2/manifest.json', { onProgress });
+//   const { outputs, level, where, timings } = await model.run(imageBitmap);
+
+/** An error with a `code` a program can switch on and a message a person can read. */
+export class CairnError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'CairnError';
+    this.code = code;
+  }
+}
+
+const HINTS = {
+  'shard-corrupt': 'A model file arrived damaged and was rejected (it never ran). Check the connection and try again.',
+  'bad-manifest': 'The model description could not be read. The app may be mid-update: reload the page.',
+  network: 'The model could not be downloaded. Check the connection and try again.',
+  dropped: 'A newer request replaced this one.',
+  aborted: 'Cancelled.',
+};
+
+export class Cairn {
+  #worker;
+  #nextId = 1;
+  #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
+  /** 'simd' or 'scalar': which wasm build the worker runs. */
+  backend = null;
+  /** The kernels' instruction set, e.g. 'wasm32-simd128'. */
+  isa = null;
+
+  /**
+   * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number }} [options]
+   */
+  static async start(options = {}) {
+    const cairn = new Cairn();
+    const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
+    if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
+    cairn.#worker = new Worker(workerUrl, { type: 'module', name: 'cairn' });
+    cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
+    cairn.#worker.onerror = (e) => {
+      for (const [, w] of cairn.#waiting) w.reject(new CairnError('runtime', `the Cairn worker failed: ${e.message}`));
+      cairn.#waiting.clear();
+    };
+    cairn.queueBound = options.queueBound ?? 16;
+    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound });
+    cairn.backend = hello.backend;
+    cairn.isa = hello.isa;
+    return cairn;
+  }
+
+  /**
+   * Loads a bundle. Resolves as soon as the model can run (after the coarse level of a
+   * progressive bundle); `model.complete` resolves when every level has arrived.
+   * @param {string|URL} manifestUrl
+   * @param {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} [options]
+   */
+  load(manifestUrl, { onProgress, signal } = {}) {
+    return new Promise((resolve, reject) => {
+      let model = null;
+      let completeResolve, completeReject;
+      const complete = new Promise((res, rej) => { completeResolve = res; completeReject = rej; });
+      complete.catch(() => {}); // reported through load() or model.complete, never unhandled
+      const id = this.#send({ type: 'load', url: new URL(manifestUrl, location.href).href }, {
+        onMessage: (msg) => {
+          if (msg.type === 'progress') onProgress?.(msg);
+          if (msg.type === 'loaded') {
+            if (!model) { model = new Model(this, msg); resolve(model); }
+            model.level = msg.manifest.levels[msg.level].name;
+          }
+          if (msg.type === 'complete') { model.memoryBytes = msg.memoryBytes; completeResolve(model); return true; }
+          if (msg.type === 'error') {
+            const err = new CairnError(msg.code, `${msg.message}${HINTS[msg.code] ? ` (${HINTS[msg.code]})` : ''}`);
+            model ? completeReject(err) : reject(err);
+            return true;
+          }
+          return false;
+        },
+      });
+      this.#completions.set(id, complete);
+      signal?.addEventListener('abort', () => this.#worker.postMessage({ type: 'abort', target: id }), { once: true });
+    });
+  }
+
+  /** Load id -> promise of the load's completion (every level in). */
+  #completions = new Map();
+
+  /** Bytes of wasm memory the worker holds. */
+  async memoryBytes() {
+    return (await this.#request({ type: 'memory' })).memoryBytes;
+  }
+
+  /** Stops the worker and frees everything it held. */
+  terminate() {
+    this.#worker.terminate();
+  }
+
+  _completeOf(model) {
+    return this.#completions.get(model._loadId);
+  }
+
+  _run(msg, signal) {
+    return new Promise((resolve, reject) => {
+      const id = this.#send(msg, {
+        onMessage: (m) => {
+          if (m.type === 'result') resolve(m);
+          else if (m.type === 'error') reject(new CairnError(m.code, m.message));
+          else return false;
+          return true;
+        },
+      }, msg.transfer);
+      signal?.addEventListener('abort', () => this.#worker.postMessage({ type: 'abort', target: id }), { once: true });
+    });
+  }
+
+  _post(msg) {
+    return this.#request(msg);
+  }
+
+  #request(msg) {
+    return new Promise((resolve, reject) => {
+      this.#send(msg, {
+        onMessage: (m) => {
+          if (m.type === 'error') reject(new CairnError(m.code, m.message));
+          else resolve(m);
+          return true;
+        },
+      });
+    });
+  }
+
+  #send(msg, handler, transfer = []) {
+    const id = this.#nextId++;
+    this.#waiting.set(id, handler);
+    const { transfer: _, ...rest } = msg;
+    this.#worker.postMessage({ ...rest, id }, transfer);
+    return id;
+  }
+
+  #dispatch(msg) {
+    if (msg.type === 'queue') { this.onQueue?.(msg); return; }
+    const handler = this.#waiting.get(msg.id);
+    if (handler && handler.onMessage(msg)) this.#waiting.delete(msg.id);
+  }
+}
+
+class Model {
+  constructor(cairn, loaded) {
+    this.cairn = cairn;
+    this.handle = loaded.handle;
+    this._loadId = loaded.id;
+    this.manifest = loaded.manifest;
+    this.name = loaded.manifest.name;
+    this.version = loaded.manifest.version;
+    this.backend = loaded.backend;
+    /** The level the model runs at now ('coarse' until the rest arrives, then 'full'). */
+    this.level = loaded.manifest.levels[loaded.level].name;
+    this.labels = loaded.manifest.outputs[0]?.labels ?? null;
+  }
+
+  /** Resolves when every level has arrived (the model then runs at full precision). */
+  get complete() {
+    return this.cairn._completeOf(this);
+  }
+
+  /**
+   * Runs the model. `input` is an ImageBitmap, ImageData, canvas or image element
+   * (preprocessed as the manifest says) or `{ data: Float32Array, shape: number[] }`.
+   * `stream`: a name for a latest-wins stream (camera frames): a newer frame replaces a
+   * waiting one, whose promise rejects with code 'dropped'.
+   * @param {RunInput} input
+   * @param {{ priority?: number, stream?: string, signal?: AbortSignal }} [options]
+   */
+  async run(input, { priority = 0, stream = '', signal } = {}) {
+    if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
+    const { payload, transfer } = await this.#prepare(input);
+    const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, transfer }, signal);
+    const outputs = msg.outputs;
+    const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
+    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings };
+  }
+
+  /** Frees the model's memory in the worker. */
+  unload() {
+    return this.cairn._post({ type: 'unload', handle: this.handle });
+  }
+
+  async #prepare(input) {
+    if (input && input.data instanceof Float32Array && Array.isArray(input.shape)) {
+      const data = input.data.slice();
+      return { payload: { data, shape: input.shape }, transfer: [data.buffer] };
+    }
+    const pre = this.manifest.inputs[0]?.preprocess;
+    if (!pre) throw new CairnError('bad-input', 'This model takes tensors ({ data, shape }), not images: its bundle has no image preprocessing.');
+    const [h, w] = pre.size;
+    let rgba;
+    if (typeof ImageData !== 'undefined' && input instanceof ImageData && input.width === w && input.height === h) {
+      rgba = new Uint8Array(input.data.buffer.slice(0));
+    } else {
+      const canvas = new OffscreenCanvas(w, h);
+      const ctx = canvas.getContext('2d', { willReadFrequently: true });
+      const source = input instanceof ImageData ? await createImageBitmap(input) : input;
+      ctx.drawImage(source, 0, 0, w, h);
+      rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
+    }
+    return { payload: { rgba, width: w, height: h }, transfer: [rgba.buffer] };
+  }
+}
+
+function topK(scores, labels, k) {
+  const max = scores.reduce((m, v) => Math.max(m, v), -Infinity);
+  const exps = Array.from(scores, (v) => Math.exp(v - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  // Already probabilities (a softmax output) if they sum to ~1 and lie in [0, 1].
+  const isProb = Math.abs(scores.reduce((a, b) => a + b, 0) - 1) < 1e-3 && scores.every((v) => v >= 0 && v <= 1);
+  const probs = isProb ? Array.from(scores) : exps.map((e) => e / sum);
+  return probs.map((p, i) => ({ label: labels[i], index: i, p })).sort((a, b) => b.p - a.p).slice(0, k);
+}

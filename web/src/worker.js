@@ -1,0 +1,186 @@
+// Cairn's Web Worker: owns the wasm instance and all model memory. The page talks
+// to it only through cairn.js. Everything numeric (verification, weight placement,
+// preprocessing, inference, queueing decisions) happens in Rust; this file moves
+// bytes and messages.
+
+const wasmBase = new URL(self.location.href).searchParams.get('wasm') ?? '../pkg/';
+
+// Backend selection: wasm SIMD when the engine validates a simd128 module, else scalar.
+// (A module holding one `v128.const` and nothing else.)
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
+const backend = WebAssembly.validate(SIMD_PROBE) ? 'simd' : 'scalar';
+const wasmReady = (async () => {
+  const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
+  await mod.default();
+  return mod;
+})();
+
+const SHARD_ATTEMPTS = 3;
+const models = new Map(); // handle -> { load, final, manifest, level, inputName }
+const pending = new Map(); // request id -> { handle, input, streamKey, started }
+const loads = new Map(); // request id -> AbortController
+let scheduler = null;
+let draining = false;
+let nextHandle = 1;
+
+const post = (msg, transfer = []) => self.postMessage(msg, transfer);
+const fail = (id, code, message) => post({ type: 'error', id, code, message });
+
+function errorCode(e) {
+  const m = String(e?.message ?? e);
+  if (/sha256|bytes, the manifest says|safetensors|has no entry|holds bytes/.test(m)) return 'shard-corrupt';
+  if (/manifest/.test(m)) return 'bad-manifest';
+  return 'runtime';
+}
+
+/// Fetches `url` into one buffer of exactly `expected` bytes, reporting each chunk.
+async function fetchExact(url, expected, signal, onBytes) {
+  const response = await fetch(url, { signal });
+  if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { code: 'network' });
+  const out = new Uint8Array(expected);
+  let at = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (at + value.length > expected) {
+      await reader.cancel();
+      throw Object.assign(new Error(`${url} is longer than the ${expected} bytes the manifest says`), { code: 'shard-corrupt' });
+    }
+    out.set(value, at);
+    at += value.length;
+    onBytes(value.length);
+  }
+  return at === expected ? out : out.subarray(0, at); // short: the loader rejects it by size
+}
+
+async function load(id, url, signal) {
+  const wasm = await wasmReady;
+  const manifestUrl = new URL(url, self.location.href);
+  const response = await fetch(manifestUrl, { signal, cache: 'no-cache' });
+  if (!response.ok) throw Object.assign(new Error(`${manifestUrl}: HTTP ${response.status}`), { code: 'network' });
+  const bundle = new wasm.BundleLoad(new Uint8Array(await response.arrayBuffer()));
+  const manifest = JSON.parse(bundle.manifestJson());
+  const handle = nextHandle++;
+  const entry = { load: bundle, final: null, manifest, level: -1, inputName: manifest.inputs[0]?.name };
+  const totalBytes = manifest.shards.reduce((n, s) => n + s.bytes, 0);
+  let bytes = 0;
+  const progress = (extra = {}) => post({ type: 'progress', id, bytes, totalBytes, level: entry.level, levelName: manifest.levels[entry.level]?.name ?? null, ...extra });
+  progress();
+  for (const index of bundle.missing()) {
+    const shard = manifest.shards[index];
+    const shardUrl = new URL(shard.path, manifestUrl).href;
+    for (let attempt = 1; ; attempt++) {
+      let got = 0;
+      const data = await fetchExact(shardUrl, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
+      try {
+        bundle.accept(index, data); // verified in Rust; on failure nothing was written
+        break;
+      } catch (e) {
+        bytes -= got;
+        progress({ rejected: { shard: shard.path, attempt, reason: String(e.message ?? e) } });
+        if (attempt >= SHARD_ATTEMPTS) throw Object.assign(new Error(`${shard.path} failed verification ${attempt} times: ${e.message ?? e}`), { code: 'shard-corrupt' });
+      }
+    }
+    const level = bundle.levelReached();
+    if (level !== entry.level) {
+      entry.level = level;
+      if (level === 0 || models.get(handle) === undefined) {
+        models.set(handle, entry);
+        post({ type: 'loaded', id, handle, manifest, level, backend });
+      }
+      progress();
+    }
+  }
+  entry.final = bundle.finish();
+  bundle.free();
+  entry.load = null;
+  entry.level = manifest.levels.length - 1;
+  models.set(handle, entry);
+  post({ type: 'loaded', id, handle, manifest, level: entry.level, backend });
+  progress({ done: true });
+  post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes() });
+}
+
+function tensorFor(entry, input) {
+  if (!input.rgba) return { data: input.data, shape: input.shape };
+  const source = entry.final ?? entry.load; // both preprocess per the manifest, in Rust
+  const data = source.imageToInput(entry.inputName, input.rgba, input.width, input.height);
+  const [h, w] = entry.manifest.inputs[0].preprocess.size;
+  return { data, shape: entry.manifest.inputs[0].preprocess.layout === 'nchw' ? [1, 3, h, w] : [1, h, w, 3] };
+}
+
+async function runOne(id) {
+  const req = pending.get(id);
+  pending.delete(id);
+  const entry = models.get(req.handle);
+  if (!entry) return fail(id, 'not-loaded', 'this model is not loaded (it was unloaded or never finished loading)');
+  const t0 = performance.now();
+  const { data, shape } = tensorFor(entry, req.input);
+  const t1 = performance.now();
+  const out = entry.final ? entry.final.runOutput(entry.inputName, data, Uint32Array.from(shape)) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape));
+  const t2 = performance.now();
+  const result = { name: entry.manifest.outputs[0].name, shape: Array.from(out.shape), data: out.data };
+  out.free();
+  post({
+    type: 'result', id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device',
+    timings: { queueMs: t0 - req.queued, preprocessMs: t1 - t0, runMs: t2 - t1 },
+  }, [result.data.buffer]);
+}
+
+// Runs waiting requests one per macrotask, so that messages that arrived during a
+// run are queued (and stale frames dropped) before the next one is picked.
+function drain() {
+  if (draining) return;
+  draining = true;
+  setTimeout(async function step() {
+    for (const dropped of scheduler.takeDropped()) {
+      pending.delete(dropped);
+      fail(dropped, 'dropped', 'a newer frame of the same stream replaced this one, or the queue was full');
+    }
+    const id = scheduler.next();
+    if (id === undefined) { draining = false; return; }
+    try { await runOne(id); } catch (e) { fail(id, errorCode(e), String(e.message ?? e)); }
+    post({ type: 'queue', length: scheduler.len(), highWater: scheduler.highWater() });
+    setTimeout(step, 0);
+  }, 0);
+}
+
+self.onmessage = async ({ data: msg }) => {
+  const wasm = await wasmReady;
+  scheduler ??= new wasm.Scheduler(msg.queueBound ?? 16);
+  switch (msg.type) {
+    case 'hello':
+      return post({ type: 'hello', id: msg.id, backend, isa: wasm.kernelIsa() });
+    case 'load': {
+      const controller = new AbortController();
+      loads.set(msg.id, controller);
+      try { await load(msg.id, msg.url, controller.signal); } catch (e) {
+        fail(msg.id, e.name === 'AbortError' ? 'aborted' : (e.code ?? errorCode(e)), String(e.message ?? e));
+      } finally { loads.delete(msg.id); }
+      return;
+    }
+    case 'run': {
+      pending.set(msg.id, { handle: msg.handle, input: msg.input, queued: performance.now() });
+      scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '');
+      return drain();
+    }
+    case 'abort': {
+      loads.get(msg.target)?.abort();
+      if (scheduler.cancel(msg.target)) {
+        pending.delete(msg.target);
+        fail(msg.target, 'aborted', 'the request was cancelled');
+      }
+      return;
+    }
+    case 'unload': {
+      const entry = models.get(msg.handle);
+      entry?.final?.free();
+      entry?.load?.free();
+      models.delete(msg.handle);
+      return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
+    }
+    case 'memory':
+      return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes() });
+  }
+};

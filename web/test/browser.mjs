@@ -1,0 +1,14 @@
+// Launches the machine's Chromium headless with a fresh profile (Playwright's own
+// browser download is not used).
+import { chromium } from 'playwright-core';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export async function launch() {
+  return chromium.launchPersistentContext(await mkdtemp(path.join(tmpdir(), 'cairn-test-chromium-')), {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}

@@ -1,0 +1,145 @@
+// Bundles in real headless Chromium: the worker streams a packed MobileNetV2,
+// verifies every shard, runs the coarse level before the rest arrives, and matches
+// native Cairn. Damaged shards are rejected (and never run), then fetched again.
+//
+// Needs: target/release/cairn, target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh)
+// and target/models/mobilenetv2.onnx (tools/build_bench_models.py). web/test/run.sh
+// builds them.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './server.mjs';
+import { launch } from './browser.mjs';
+import { writeNpy, readNpy } from './npy.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cairnBin = path.join(root, 'target/release/cairn');
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-web-test-'));
+const bundleDir = path.join(work, 'models/mobilenetv2');
+const INPUT_SHAPE = [1, 3, 224, 224];
+
+let server, browser, page, manifest, input, native;
+
+function deterministicInput() {
+  const n = INPUT_SHAPE.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = 12345;
+  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 2 ** 32) * 4 - 2; }
+  return data;
+}
+
+function relativeError(got, want) {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < want.length; i++) { diff = Math.max(diff, Math.abs(got[i] - want[i])); scale = Math.max(scale, Math.abs(want[i])); }
+  return diff / scale;
+}
+
+const argmax = (v) => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
+
+before(async () => {
+  execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', bundleDir, '--image-size', '224', '--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225'], { stdio: 'inherit' });
+  manifest = JSON.parse(fs.readFileSync(path.join(bundleDir, 'manifest.json'), 'utf8'));
+  input = deterministicInput();
+  writeNpy(path.join(work, 'x.npy'), input, INPUT_SHAPE);
+  execFileSync(cairnBin, ['run', bundleDir, '--input', path.join(work, 'x.npy'), '--output', path.join(work, 'y.npy'), '--threads', '1']);
+  native = readNpy(path.join(work, 'y.npy')).data;
+  server = await startServer({ '/web/': path.join(root, 'web'), '/pkg/': path.join(root, 'target/web-pkg'), '/models/': path.join(work, 'models') });
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+async function freshPage() {
+  await page?.close();
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${server.origin}/web/test/fixture.html`);
+  await page.waitForFunction(() => window.fixtureReady);
+  return page;
+}
+
+/** In the page: start Cairn, load the bundle, record progress; returns what happened. */
+async function loadInPage({ runCoarse = false } = {}) {
+  return page.evaluate(async ({ url, input, shape, runCoarse }) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
+    window.cairn = cairn;
+    const events = [];
+    try {
+      const model = await cairn.load(url, { onProgress: (p) => events.push({ bytes: p.bytes, level: p.levelName, rejected: p.rejected ?? null }) });
+      window.model = model;
+      const first = runCoarse ? await model.run({ data: new Float32Array(input), shape }) : null;
+      return { ok: true, backend: cairn.backend, isa: cairn.isa, levelAtLoad: model.level, first: first && { level: first.level, data: Array.from(first.outputs[0].data) }, events };
+    } catch (e) {
+      return { ok: false, code: e.code, message: e.message, events };
+    }
+  }, { url: `${server.origin}/models/mobilenetv2/manifest.json`, input: Array.from(input), shape: INPUT_SHAPE, runCoarse });
+}
+
+async function runFullInPage() {
+  return page.evaluate(async ({ input, shape }) => {
+    await window.model.complete;
+    const r = await window.model.run({ data: new Float32Array(input), shape });
+    return { level: r.level, where: r.where, data: Array.from(r.outputs[0].data), memoryBytes: window.model.memoryBytes };
+  }, { input: Array.from(input), shape: INPUT_SHAPE });
+}
+
+test('a packed MobileNetV2 streams into the worker, runs coarse first, then matches native Cairn', async () => {
+  await freshPage();
+  // Hold back the refinement level so the coarse level is all the page has.
+  const holds = manifest.shards.filter((s) => s.level > 0).map((s) => server.fault(s.sha256, 'hold'));
+  const loaded = await loadInPage({ runCoarse: true });
+  assert.ok(loaded.ok, loaded.message);
+  assert.equal(loaded.backend, 'simd');
+  assert.equal(loaded.levelAtLoad, 'coarse');
+  assert.equal(loaded.first.level, 'coarse');
+  const coarseError = relativeError(loaded.first.data, native);
+  assert.ok(coarseError > 0 && coarseError < 0.05, `coarse output should be close to the full model's: ${coarseError}`);
+  for (const h of holds) h.release();
+  const full = await runFullInPage();
+  assert.equal(full.level, 'full');
+  assert.equal(full.where, 'device');
+  const error = relativeError(full.data, native);
+  assert.ok(error < 1e-4, `wasm vs native relative error ${error}`);
+  assert.equal(argmax(full.data), argmax(native));
+  const coarseBytes = manifest.shards.filter((s) => s.level === 0).reduce((n, s) => n + s.bytes, 0);
+  const reachedCoarse = loaded.events.find((e) => e.level === 'coarse');
+  assert.ok(reachedCoarse.bytes <= coarseBytes, 'the coarse level was usable after its own bytes only');
+  console.log(`coarse-level relative error ${coarseError.toExponential(2)}, full ${error.toExponential(2)}, coarse bytes ${coarseBytes} of ${manifest.shards.reduce((n, s) => n + s.bytes, 0)}`);
+  server.clearFaults();
+});
+
+test('a corrupted shard is rejected, never run, and fetched again', async () => {
+  await freshPage();
+  const victim = manifest.shards[1];
+  server.fault(victim.sha256, 'corrupt', 1);
+  server.fault(manifest.shards[2].sha256, 'truncate', 1);
+  const loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  const rejected = loaded.events.filter((e) => e.rejected).map((e) => e.rejected);
+  assert.equal(rejected.length, 2, JSON.stringify(rejected));
+  assert.match(rejected[0].reason, /sha256/);
+  assert.match(rejected[1].reason, /bytes, the manifest says/);
+  const full = await runFullInPage();
+  assert.ok(relativeError(full.data, native) < 1e-4, 'the refetched shard, not the damaged one, is what ran');
+  server.clearFaults();
+});
+
+test('a shard that stays corrupted fails the load with a typed error, and nothing runs', async () => {
+  await freshPage();
+  server.fault(manifest.shards[0].sha256, 'corrupt', -1);
+  const loaded = await loadInPage();
+  assert.equal(loaded.ok, false);
+  assert.equal(loaded.code, 'shard-corrupt');
+  assert.match(loaded.message, /failed verification 3 times/);
+  assert.equal(loaded.events.filter((e) => e.rejected).length, 3);
+  server.clearFaults();
+});

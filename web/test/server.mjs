@@ -1,0 +1,51 @@
+// A static file server for the browser tests, with fault injection: it can corrupt,
+// truncate or hold back the responses for a path, and counts the bytes it served.
+// (The product's server is `cairn serve`; this one exists to break things on purpose.)
+
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream' };
+
+/**
+ * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
+ */
+export async function startServer(roots) {
+  const faults = []; // { match, mode, times, released }
+  const served = []; // { url, bytes }
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const prefix = Object.keys(roots).find((p) => url.pathname.startsWith(p));
+    if (!prefix) return res.writeHead(404).end();
+    const rel = decodeURIComponent(url.pathname.slice(prefix.length));
+    const file = path.resolve(roots[prefix], rel);
+    if (!file.startsWith(path.resolve(roots[prefix]))) return res.writeHead(403).end();
+    let body;
+    try { body = fs.readFileSync(file); } catch { return res.writeHead(404).end(); }
+    const fault = faults.find((f) => f.times !== 0 && url.pathname.includes(f.match));
+    if (fault) {
+      if (fault.times > 0) fault.times--;
+      if (fault.mode === 'corrupt') { body = Buffer.from(body); body[body.length >> 1] ^= 0x55; }
+      if (fault.mode === 'truncate') body = body.subarray(0, body.length - 100);
+      if (fault.mode === 'hold') await fault.released;
+    }
+    served.push({ url: url.pathname, bytes: body.length });
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store' });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    served,
+    /** Applies `mode` to the next `times` responses whose path contains `match` (-1: all). */
+    fault(match, mode, times = 1) {
+      const f = { match, mode, times };
+      if (mode === 'hold') f.released = new Promise((r) => { f.release = r; });
+      faults.push(f);
+      return f;
+    },
+    clearFaults() { for (const f of faults) f.release?.(); faults.length = 0; },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
+}
