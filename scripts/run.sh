@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: build Cairn, build a MobileNetV2-1.0, inspect it and run it.
+# The main job: build Cairn, build a MobileNetV2-1.0, inspect it, run it, and pack it
+# into the bundle a web app loads (dist/models/mobilenetv2), verified.
 # (The demo web app and its server join this command as they land.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,7 @@ step "cairn inspect target/models/mobilenetv2.onnx"
 $CAIRN inspect target/models/mobilenetv2.onnx
 step "cairn run target/models/mobilenetv2.onnx --random --runs 10"
 $CAIRN run target/models/mobilenetv2.onnx --random --runs 10 --output-dir target/models/out
+step "cairn pack target/models/mobilenetv2.onnx -o dist/models/mobilenetv2"
+$CAIRN pack target/models/mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+step "cairn verify dist/models/mobilenetv2"
+$CAIRN verify dist/models/mobilenetv2
