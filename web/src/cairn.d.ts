@@ -61,6 +61,8 @@ export interface Model {
   readonly complete: Promise<Model>;
   /** Wasm memory of the worker after the load completed. */
   memoryBytes?: number;
+  /** Bytes Rust had allocated when the load completed, and the most it held during the load. */
+  loadHeap?: { liveAfterLoad: number; peakDuringLoad: number };
   run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal }): Promise<RunResult>;
   unload(): Promise<unknown>;
 }
@@ -74,5 +76,6 @@ export class Cairn {
   onQueue?: (q: { length: number; highWater: number }) => void;
   load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<Model>;
   memoryBytes(): Promise<number>;
+  memory(): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;
   terminate(): void;
 }

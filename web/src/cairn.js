@@ -72,7 +72,7 @@ export class Cairn {
             if (!model) { model = new Model(this, msg); resolve(model); }
             model.level = msg.manifest.levels[msg.level].name;
           }
-          if (msg.type === 'complete') { model.memoryBytes = msg.memoryBytes; completeResolve(model); return true; }
+          if (msg.type === 'complete') { model.memoryBytes = msg.memoryBytes; model.loadHeap = msg.heap; completeResolve(model); return true; }
           if (msg.type === 'error') {
             const err = new CairnError(msg.code, `${msg.message}${HINTS[msg.code] ? ` (${HINTS[msg.code]})` : ''}`);
             model ? completeReject(err) : reject(err);
@@ -89,9 +89,15 @@ export class Cairn {
   /** Load id -> promise of the load's completion (every level in). */
   #completions = new Map();
 
-  /** Bytes of wasm memory the worker holds. */
+  /** Bytes of wasm memory the worker holds (it only grows). */
   async memoryBytes() {
     return (await this.#request({ type: 'memory' })).memoryBytes;
+  }
+
+  /** Wasm memory size, and the bytes Rust has allocated now and at peak. */
+  async memory() {
+    const m = await this.#request({ type: 'memory' });
+    return { memoryBytes: m.memoryBytes, heapLive: m.heapLive, heapPeak: m.heapPeak };
   }
 
   /** Stops the worker and frees everything it held. */

@@ -61,6 +61,7 @@ async function load(id, url, signal) {
   if (!response.ok) throw Object.assign(new Error(`${manifestUrl}: HTTP ${response.status}`), { code: 'network' });
   const bundle = new wasm.BundleLoad(new Uint8Array(await response.arrayBuffer()));
   const manifest = JSON.parse(bundle.manifestJson());
+  wasm.resetHeapPeak();
   const handle = nextHandle++;
   const entry = { load: bundle, final: null, manifest, level: -1, inputName: manifest.inputs[0]?.name };
   const totalBytes = manifest.shards.reduce((n, s) => n + s.bytes, 0);
@@ -92,6 +93,7 @@ async function load(id, url, signal) {
       progress();
     }
   }
+  const [liveBeforeFinish, peakBeforeFinish] = wasm.heapStats();
   entry.final = bundle.finish();
   bundle.free();
   entry.load = null;
@@ -99,7 +101,8 @@ async function load(id, url, signal) {
   models.set(handle, entry);
   post({ type: 'loaded', id, handle, manifest, level: entry.level, backend });
   progress({ done: true });
-  post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes() });
+  const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
+  post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
 }
 
 function tensorFor(entry, input) {
@@ -180,7 +183,9 @@ self.onmessage = async ({ data: msg }) => {
       models.delete(msg.handle);
       return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
     }
-    case 'memory':
-      return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes() });
+    case 'memory': {
+      const [live, peak] = wasm.heapStats();
+      return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes(), heapLive: live, heapPeak: peak });
+    }
   }
 };

@@ -88,7 +88,8 @@ async function runFullInPage() {
   return page.evaluate(async ({ input, shape }) => {
     await window.model.complete;
     const r = await window.model.run({ data: new Float32Array(input), shape });
-    return { level: r.level, where: r.where, data: Array.from(r.outputs[0].data), memoryBytes: window.model.memoryBytes };
+    const after = await window.cairn.memory();
+    return { level: r.level, where: r.where, data: Array.from(r.outputs[0].data), loadHeap: window.model.loadHeap, memoryAfterLoad: window.model.memoryBytes, afterRun: after };
   }, { input: Array.from(input), shape: INPUT_SHAPE });
 }
 
@@ -114,6 +115,9 @@ test('a packed MobileNetV2 streams into the worker, runs coarse first, then matc
   const reachedCoarse = loaded.events.find((e) => e.level === 'coarse');
   assert.ok(reachedCoarse.bytes <= coarseBytes, 'the coarse level was usable after its own bytes only');
   console.log(`coarse-level relative error ${coarseError.toExponential(2)}, full ${error.toExponential(2)}, coarse bytes ${coarseBytes} of ${manifest.shards.reduce((n, s) => n + s.bytes, 0)}`);
+  const MiB = (n) => (n / 2 ** 20).toFixed(1) + ' MiB';
+  const largestShard = Math.max(...manifest.shards.map((s) => s.bytes));
+  console.log(`memory: Rust heap after load ${MiB(full.loadHeap.liveAfterLoad)}, peak during load ${MiB(full.loadHeap.peakDuringLoad)} (largest shard ${MiB(largestShard)}; before the final preparation: live ${MiB(full.loadHeap.liveBeforeFinish)}, peak ${MiB(full.loadHeap.peakBeforeFinish)}); wasm memory after load ${MiB(full.memoryAfterLoad)}, after a run ${MiB(full.afterRun.memoryBytes)} (heap live ${MiB(full.afterRun.heapLive)})`);
   server.clearFaults();
 });
 
@@ -130,6 +134,8 @@ test('a corrupted shard is rejected, never run, and fetched again', async () => 
   assert.match(rejected[1].reason, /bytes, the manifest says/);
   const full = await runFullInPage();
   assert.ok(relativeError(full.data, native) < 1e-4, 'the refetched shard, not the damaged one, is what ran');
+  const MiB = (n) => (n / 2 ** 20).toFixed(1) + ' MiB';
+  console.log(`memory without interim runs: Rust heap after load ${MiB(full.loadHeap.liveAfterLoad)}, peak during load ${MiB(full.loadHeap.peakDuringLoad)}, before the final preparation live ${MiB(full.loadHeap.liveBeforeFinish)} peak ${MiB(full.loadHeap.peakBeforeFinish)}; wasm memory after load ${MiB(full.memoryAfterLoad)}, after a run ${MiB(full.afterRun.memoryBytes)} (heap live ${MiB(full.afterRun.heapLive)}, peak ${MiB(full.afterRun.heapPeak)})`);
   server.clearFaults();
 });
 
@@ -142,4 +148,47 @@ test('a shard that stays corrupted fails the load with a typed error, and nothin
   assert.match(loaded.message, /failed verification 3 times/);
   assert.equal(loaded.events.filter((e) => e.rejected).length, 3);
   server.clearFaults();
+});
+
+test('a 30 fps camera stream for 10 s: no long task on the page, the queue stays bounded, stale frames are dropped', async () => {
+  await freshPage();
+  const loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  const r = await page.evaluate(async () => {
+    await window.model.complete;
+    const longTasks = [];
+    new PerformanceObserver((list) => longTasks.push(...list.getEntries().map((e) => e.duration))).observe({ type: 'longtask', buffered: false });
+    let highWater = 0;
+    window.cairn.onQueue = (q) => { highWater = Math.max(highWater, q.highWater); };
+    const camera = new OffscreenCanvas(640, 480);
+    const ctx = camera.getContext('2d');
+    const counts = { sent: 0, done: 0, dropped: 0, other: 0, coarse: 0 };
+    const runs = [];
+    const start = performance.now();
+    await new Promise((resolve) => {
+      const timer = setInterval(async () => {
+        const t = performance.now() - start;
+        if (t > 10_000) { clearInterval(timer); resolve(); return; }
+        // A moving synthetic scene.
+        ctx.fillStyle = `hsl(${(t / 20) % 360} 70% 50%)`;
+        ctx.fillRect(0, 0, 640, 480);
+        ctx.fillStyle = '#fff';
+        ctx.fillRect((t / 5) % 600, 200, 40, 40);
+        const frame = camera.transferToImageBitmap();
+        counts.sent++;
+        runs.push(window.model.run(frame, { stream: 'camera' }).then(
+          (res) => { counts.done++; if (res.level !== 'full') counts.coarse++; },
+          (e) => { if (e.code === 'dropped') counts.dropped++; else counts.other++; },
+        ));
+      }, 1000 / 30);
+    });
+    await Promise.all(runs);
+    return { longTasks, highWater, counts };
+  });
+  console.log(`camera stream: ${JSON.stringify(r.counts)}, queue high-water ${r.highWater}, long tasks ${JSON.stringify(r.longTasks)}`);
+  assert.deepEqual(r.longTasks.filter((d) => d > 50), [], 'no main-thread task over 50 ms');
+  assert.ok(r.highWater <= 2, `latest-wins keeps at most the running frame's successor waiting: ${r.highWater}`);
+  assert.equal(r.counts.other, 0);
+  assert.equal(r.counts.done + r.counts.dropped, r.counts.sent);
+  assert.ok(r.counts.sent >= 250 && r.counts.done >= 30, JSON.stringify(r.counts));
 });

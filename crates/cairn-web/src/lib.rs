@@ -2,7 +2,12 @@
 //! streamed from a bundle ([`bundle::BundleLoad`]), run on f32 inputs.
 
 mod bundle;
+mod heap;
 mod scheduler;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 pub use bundle::BundleLoad;
 pub use scheduler::Scheduler;
