@@ -33,6 +33,12 @@ function errorCode(e) {
   return 'runtime';
 }
 
+// Verified shards, kept across page loads and model versions (Cache Storage).
+const SHARD_CACHE = 'cairn-shards-v1';
+async function openShardCache() {
+  try { return self.caches ? await caches.open(SHARD_CACHE) : null; } catch { return null; }
+}
+
 /// Fetches `url` into one buffer of exactly `expected` bytes, reporting each chunk.
 async function fetchExact(url, expected, signal, onBytes) {
   const response = await fetch(url, { signal });
@@ -68,20 +74,37 @@ async function load(id, url, signal) {
   let bytes = 0;
   const progress = (extra = {}) => post({ type: 'progress', id, bytes, totalBytes, level: entry.level, levelName: manifest.levels[entry.level]?.name ?? null, ...extra });
   progress();
+  const cache = await openShardCache();
+  let fromCache = 0;
   for (const index of bundle.missing()) {
     const shard = manifest.shards[index];
     const shardUrl = new URL(shard.path, manifestUrl).href;
-    for (let attempt = 1; ; attempt++) {
+    // Shards are content-addressed: a cached copy from any version is good if it verifies.
+    const cached = await cache?.match(shardUrl).catch(() => undefined);
+    if (cached) {
+      try {
+        bundle.accept(index, new Uint8Array(await cached.arrayBuffer()));
+        bytes += shard.bytes;
+        fromCache += shard.bytes;
+      } catch (e) {
+        await cache.delete(shardUrl);
+        progress({ rejected: { shard: shard.path, attempt: 0, fromCache: true, reason: String(e.message ?? e) } });
+      }
+    }
+    for (let attempt = 1; !cached || bundle.missing().includes(index); attempt++) {
       let got = 0;
       const data = await fetchExact(shardUrl, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
       try {
         bundle.accept(index, data); // verified in Rust; on failure nothing was written
-        break;
       } catch (e) {
         bytes -= got;
         progress({ rejected: { shard: shard.path, attempt, reason: String(e.message ?? e) } });
         if (attempt >= SHARD_ATTEMPTS) throw Object.assign(new Error(`${shard.path} failed verification ${attempt} times: ${e.message ?? e}`), { code: 'shard-corrupt' });
+        continue;
       }
+      // Only verified bytes are cached. A full quota costs the cache, never the load.
+      await cache?.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
+      break;
     }
     const level = bundle.levelReached();
     if (level !== entry.level) {
@@ -100,7 +123,7 @@ async function load(id, url, signal) {
   entry.level = manifest.levels.length - 1;
   models.set(handle, entry);
   post({ type: 'loaded', id, handle, manifest, level: entry.level, backend });
-  progress({ done: true });
+  progress({ done: true, fromCache });
   const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
   post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
 }

@@ -64,24 +64,26 @@ async function freshPage() {
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${server.origin}/web/test/fixture.html`);
   await page.waitForFunction(() => window.fixtureReady);
+  // Each test starts without cached shards.
+  await page.evaluate(async () => Promise.all((await caches.keys()).map((k) => caches.delete(k))));
   return page;
 }
 
 /** In the page: start Cairn, load the bundle, record progress; returns what happened. */
-async function loadInPage({ runCoarse = false } = {}) {
+async function loadInPage({ runCoarse = false, url = `${server.origin}/models/mobilenetv2/manifest.json` } = {}) {
   return page.evaluate(async ({ url, input, shape, runCoarse }) => {
     const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
     window.cairn = cairn;
     const events = [];
     try {
-      const model = await cairn.load(url, { onProgress: (p) => events.push({ bytes: p.bytes, level: p.levelName, rejected: p.rejected ?? null }) });
+      const model = await cairn.load(url, { onProgress: (p) => events.push({ bytes: p.bytes, level: p.levelName, rejected: p.rejected ?? null, done: p.done ?? false, fromCache: p.fromCache ?? 0 }) });
       window.model = model;
       const first = runCoarse ? await model.run({ data: new Float32Array(input), shape }) : null;
       return { ok: true, backend: cairn.backend, isa: cairn.isa, levelAtLoad: model.level, first: first && { level: first.level, data: Array.from(first.outputs[0].data) }, events };
     } catch (e) {
       return { ok: false, code: e.code, message: e.message, events };
     }
-  }, { url: `${server.origin}/models/mobilenetv2/manifest.json`, input: Array.from(input), shape: INPUT_SHAPE, runCoarse });
+  }, { url, input: Array.from(input), shape: INPUT_SHAPE, runCoarse });
 }
 
 async function runFullInPage() {
@@ -191,4 +193,70 @@ test('a 30 fps camera stream for 10 s: no long task on the page, the queue stays
   assert.equal(r.counts.other, 0);
   assert.equal(r.counts.done + r.counts.dropped, r.counts.sent);
   assert.ok(r.counts.sent >= 250 && r.counts.done >= 30, JSON.stringify(r.counts));
+});
+
+test('verified shards are cached: a reload fetches none, a corrupted cached shard is evicted and refetched', async () => {
+  await freshPage();
+  let loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  await page.evaluate(() => window.model.complete);
+  // Reload the page: everything comes from Cache Storage.
+  await page.reload();
+  await page.waitForFunction(() => window.fixtureReady);
+  const servedBefore = server.served.length;
+  loaded = await loadInPage();
+  await page.evaluate(() => window.model.complete);
+  const shardFetches = server.served.slice(servedBefore).filter((r) => r.url.includes('/shards/'));
+  assert.equal(shardFetches.length, 0, JSON.stringify(shardFetches));
+  // Damage one cached shard in place: it must be detected, evicted and fetched again.
+  const victim = manifest.shards[3];
+  await page.evaluate(async (url) => {
+    const cache = await caches.open('cairn-shards-v1');
+    const bytes = new Uint8Array(await (await cache.match(url)).arrayBuffer());
+    bytes[bytes.length >> 1] ^= 1;
+    await cache.put(url, new Response(bytes));
+  }, `${server.origin}/models/mobilenetv2/${victim.path}`);
+  await page.reload();
+  await page.waitForFunction(() => window.fixtureReady);
+  const servedBefore2 = server.served.length;
+  loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  const rejected = loaded.events.filter((e) => e.rejected);
+  assert.equal(rejected.length, 1);
+  assert.equal(rejected[0].rejected.fromCache, true);
+  const refetched = server.served.slice(servedBefore2).filter((r) => r.url.includes('/shards/')).map((r) => r.url);
+  assert.deepEqual(refetched, [`/models/mobilenetv2/${victim.path}`]);
+  const full = await runFullInPage();
+  assert.ok(relativeError(full.data, native) < 1e-4);
+});
+
+test('an update that changes one layer downloads only the changed shards', async () => {
+  const data = path.join(root, 'crates/cairn-cli/tests/data');
+  const dir = path.join(work, 'models/classifier');
+  const packVersion = (file) => execFileSync(cairnBin, ['pack', path.join(data, file), '-o', dir, '--shard-size', '0.004', '--json']);
+  packVersion('classifier_v1.onnx');
+  const oldManifest = path.join(work, 'classifier-v1.json');
+  fs.copyFileSync(path.join(dir, 'manifest.json'), oldManifest);
+  await freshPage();
+  const url = `${server.origin}/models/classifier/manifest.json`;
+  const classify = () => page.evaluate(async (url) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
+    const model = await cairn.load(url);
+    await model.complete;
+    const r = await model.run({ data: new Float32Array(3 * 16 * 16).fill(0.5), shape: [1, 3, 16, 16] });
+    cairn.terminate();
+    return { version: model.version, data: Array.from(r.outputs[0].data) };
+  }, url);
+  const v1 = await classify();
+  packVersion('classifier_v2.onnx');
+  const plan = JSON.parse(execFileSync(cairnBin, ['diff', oldManifest, dir, '--json']));
+  const before = server.served.length;
+  const v2 = await classify();
+  const fetched = server.served.slice(before).filter((r) => r.url.includes('/shards/'));
+  assert.notEqual(v1.version, v2.version);
+  assert.notDeepEqual(v1.data, v2.data);
+  assert.deepEqual(fetched.map((r) => r.url.split('/').pop()).sort(), plan.fetch.map((s) => s.path.split('/').pop()).sort());
+  assert.equal(fetched.reduce((n, r) => n + r.bytes, 0), plan.fetch_bytes);
+  assert.ok(plan.reuse.length > 0, 'some shards were reused');
+  console.log(`update: fetched ${fetched.length} shards (${plan.fetch_bytes} bytes), reused ${plan.reuse.length} (${plan.reuse_bytes} bytes)`);
 });
