@@ -260,3 +260,30 @@ test('an update that changes one layer downloads only the changed shards', async
   assert.ok(plan.reuse.length > 0, 'some shards were reused');
   console.log(`update: fetched ${fetched.length} shards (${plan.fetch_bytes} bytes), reused ${plan.reuse.length} (${plan.reuse_bytes} bytes)`);
 });
+
+test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in at most 55% of the time of a one-level bundle', async () => {
+  const whole = path.join(work, 'models/mobilenetv2-whole');
+  execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', whole, '--no-progressive', '--json']);
+  const timeToFirstPrediction = async (name) => {
+    await freshPage();
+    const cdp = await browser.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 150, downloadThroughput: 1.6e6 / 8, uploadThroughput: 0.75e6 / 8 });
+    const r = await page.evaluate(async ({ url, input, shape }) => {
+      const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
+      const t0 = performance.now();
+      const model = await cairn.load(url);
+      const result = await model.run({ data: new Float32Array(input), shape });
+      return { ms: performance.now() - t0, level: result.level, top: result.outputs[0].data.indexOf(Math.max(...result.outputs[0].data)) };
+    }, { url: `${server.origin}/models/${name}/manifest.json`, input: Array.from(input), shape: INPUT_SHAPE });
+    await cdp.detach();
+    return r;
+  };
+  const progressive = await timeToFirstPrediction('mobilenetv2');
+  const oneLevel = await timeToFirstPrediction('mobilenetv2-whole');
+  const ratio = progressive.ms / oneLevel.ms;
+  console.log(`throttled time to first prediction: progressive ${(progressive.ms / 1000).toFixed(1)} s (level ${progressive.level}), one level ${(oneLevel.ms / 1000).toFixed(1)} s (level ${oneLevel.level}): ratio ${ratio.toFixed(2)}; same top-1: ${progressive.top === oneLevel.top}`);
+  assert.equal(progressive.level, 'coarse');
+  assert.equal(oneLevel.level, 'full');
+  assert.ok(ratio <= 0.55, `ratio ${ratio}`);
+});
