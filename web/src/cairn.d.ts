@@ -68,7 +68,8 @@ export interface Model {
 }
 
 export class Cairn {
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number }): Promise<Cairn>;
+  /** `backend: 'scalar'` forces the build without wasm SIMD; by default SIMD is used where the browser validates it. */
+  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar' }): Promise<Cairn>;
   /** 'simd' or 'scalar': the wasm build chosen for this browser. */
   readonly backend: 'simd' | 'scalar';
   readonly isa: string;

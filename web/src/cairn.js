@@ -34,12 +34,14 @@ export class Cairn {
 
   /**
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number }} [options]
+   * `backend: 'scalar'` forces the build without SIMD (otherwise chosen by feature detection).
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar' }} [options]
    */
   static async start(options = {}) {
     const cairn = new Cairn();
     const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
     if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
+    if (options.backend === 'scalar') workerUrl.searchParams.set('backend', 'scalar');
     cairn.#worker = new Worker(workerUrl, { type: 'module', name: 'cairn' });
     cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
     cairn.#worker.onerror = (e) => {
@@ -82,7 +84,9 @@ export class Cairn {
         },
       });
       this.#completions.set(id, complete);
-      signal?.addEventListener('abort', () => this.#worker.postMessage({ type: 'abort', target: id }), { once: true });
+      const abort = () => this.#worker.postMessage({ type: 'abort', target: id });
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
     });
   }
 
@@ -119,7 +123,9 @@ export class Cairn {
           return true;
         },
       }, msg.transfer);
-      signal?.addEventListener('abort', () => this.#worker.postMessage({ type: 'abort', target: id }), { once: true });
+      const abort = () => this.#worker.postMessage({ type: 'abort', target: id });
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
     });
   }
 

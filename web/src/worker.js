@@ -3,12 +3,14 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
-const wasmBase = new URL(self.location.href).searchParams.get('wasm') ?? '../pkg/';
+const params = new URL(self.location.href).searchParams;
+const wasmBase = params.get('wasm') ?? '../pkg/';
 
 // Backend selection: wasm SIMD when the engine validates a simd128 module, else scalar.
 // (A module holding one `v128.const` and nothing else.)
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
-const backend = WebAssembly.validate(SIMD_PROBE) ? 'simd' : 'scalar';
+// `backend=scalar` forces the scalar build (for testing it, or to work around a browser bug).
+const backend = params.get('backend') === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar' : 'simd';
 const wasmReady = (async () => {
   const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
   await mod.default();

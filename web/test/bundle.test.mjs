@@ -287,3 +287,29 @@ test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in 
   assert.equal(oneLevel.level, 'full');
   assert.ok(ratio <= 0.55, `ratio ${ratio}`);
 });
+
+test('the scalar build (for browsers without wasm SIMD) loads the same bundle and matches native Cairn; cancellation works', async () => {
+  await freshPage();
+  const r = await page.evaluate(async ({ url, input, shape }) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/', backend: 'scalar' });
+    const model = await cairn.load(url);
+    await model.complete;
+    const out = await model.run({ data: new Float32Array(input), shape });
+    // Cancel a request while another one runs: it rejects with code 'aborted'.
+    const controller = new AbortController();
+    const busy = model.run({ data: new Float32Array(input), shape });
+    const cancelled = model.run({ data: new Float32Array(input), shape }, { signal: controller.signal }).then(() => 'ran', (e) => e.code);
+    controller.abort();
+    await busy;
+    // A load aborted mid-way rejects too.
+    const loadController = new AbortController();
+    const aborted = cairn.load(url + '?again', { signal: loadController.signal }).then(() => 'loaded', (e) => e.code);
+    loadController.abort();
+    return { backend: cairn.backend, isa: cairn.isa, data: Array.from(out.outputs[0].data), cancelled: await cancelled, aborted: await aborted };
+  }, { url: `${server.origin}/models/mobilenetv2/manifest.json`, input: Array.from(input), shape: INPUT_SHAPE });
+  assert.equal(r.backend, 'scalar');
+  assert.equal(r.isa, 'generic');
+  assert.ok(relativeError(r.data, native) < 1e-4);
+  assert.equal(r.cancelled, 'aborted');
+  assert.equal(r.aborted, 'aborted');
+});
