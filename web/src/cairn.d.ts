@@ -69,12 +69,14 @@ export interface Model {
 
 export class Cairn {
   /** `backend: 'scalar'` forces the build without wasm SIMD; by default SIMD is used where the browser validates it. */
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar' }): Promise<Cairn>;
+  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar'; memoryBudget?: number }): Promise<Cairn>;
   /** 'simd' or 'scalar': the wasm build chosen for this browser. */
   readonly backend: 'simd' | 'scalar';
   readonly isa: string;
   /** Called after each run with the queue's length and its high-water mark. */
   onQueue?: (q: { length: number; highWater: number }) => void;
+  /** Called when the memory budget made the worker unload an idle model (its runs then fail with 'not-loaded'). */
+  onEvicted?: (e: { handle: number; reason: string }) => void;
   load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<Model>;
   memoryBytes(): Promise<number>;
   memory(): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;

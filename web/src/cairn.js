@@ -35,7 +35,8 @@ export class Cairn {
   /**
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
    * `backend: 'scalar'` forces the build without SIMD (otherwise chosen by feature detection).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar' }} [options]
+   * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar', memoryBudget?: number }} [options]
    */
   static async start(options = {}) {
     const cairn = new Cairn();
@@ -49,7 +50,7 @@ export class Cairn {
       cairn.#waiting.clear();
     };
     cairn.queueBound = options.queueBound ?? 16;
-    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound });
+    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget });
     cairn.backend = hello.backend;
     cairn.isa = hello.isa;
     return cairn;
@@ -155,6 +156,7 @@ export class Cairn {
 
   #dispatch(msg) {
     if (msg.type === 'queue') { this.onQueue?.(msg); return; }
+    if (msg.type === 'evicted') { this.onEvicted?.(msg); return; }
     const handler = this.#waiting.get(msg.id);
     if (handler && handler.onMessage(msg)) this.#waiting.delete(msg.id);
   }

@@ -18,6 +18,7 @@ const wasmReady = (async () => {
 })();
 
 const SHARD_ATTEMPTS = 3;
+const MAX_BATCH = 8;
 const models = new Map(); // handle -> { load, final, manifest, level, inputName }
 const pending = new Map(); // request id -> { handle, input, streamKey, started }
 const loads = new Map(); // request id -> AbortController
@@ -126,6 +127,8 @@ async function load(id, url, signal) {
   models.set(handle, entry);
   post({ type: 'loaded', id, handle, manifest, level: entry.level, backend });
   progress({ done: true, fromCache });
+  entry.lastUsed = performance.now();
+  enforceBudget(wasm, handle);
   const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
   post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
 }
@@ -138,22 +141,58 @@ function tensorFor(entry, input) {
   return { data, shape: entry.manifest.inputs[0].preprocess.layout === 'nchw' ? [1, 3, h, w] : [1, h, w, 3] };
 }
 
-async function runOne(id) {
-  const req = pending.get(id);
-  pending.delete(id);
-  const entry = models.get(req.handle);
-  if (!entry) return fail(id, 'not-loaded', 'this model is not loaded (it was unloaded or never finished loading)');
+// Runs requests that share a model and input shape as one batch along dim 0 (the
+// scheduler only groups them when the model's batch dim is symbolic).
+async function runBatch(ids) {
+  const reqs = ids.map((id) => { const r = pending.get(id); pending.delete(id); return { id, ...r }; });
+  const entry = models.get(reqs[0].handle);
+  if (!entry) return reqs.forEach((r) => fail(r.id, 'not-loaded', 'this model is not loaded (it was unloaded or never finished loading)'));
   const t0 = performance.now();
-  const { data, shape } = tensorFor(entry, req.input);
+  entry.lastUsed = t0;
+  const tensors = reqs.map((r) => tensorFor(entry, r.input));
+  let data = tensors[0].data;
+  const shape = [...tensors[0].shape];
+  if (reqs.length > 1) {
+    data = new Float32Array(tensors.reduce((n, t) => n + t.data.length, 0));
+    let at = 0;
+    for (const t of tensors) { data.set(t.data, at); at += t.data.length; }
+    shape[0] = reqs.length;
+  }
   const t1 = performance.now();
   const out = entry.final ? entry.final.runOutput(entry.inputName, data, Uint32Array.from(shape)) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape));
   const t2 = performance.now();
-  const result = { name: entry.manifest.outputs[0].name, shape: Array.from(out.shape), data: out.data };
+  const outShape = Array.from(out.shape);
+  const all = out.data;
   out.free();
-  post({
-    type: 'result', id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device',
-    timings: { queueMs: t0 - req.queued, preprocessMs: t1 - t0, runMs: t2 - t1 },
-  }, [result.data.buffer]);
+  const per = all.length / reqs.length;
+  reqs.forEach((r, i) => {
+    const result = { name: entry.manifest.outputs[0].name, shape: reqs.length > 1 ? [1, ...outShape.slice(1)] : outShape, data: all.slice(i * per, (i + 1) * per) };
+    post({
+      type: 'result', id: r.id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device',
+      timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length },
+    }, [result.data.buffer]);
+  });
+}
+
+// Memory budget: when Rust's live heap exceeds it, idle models are unloaded, least
+// recently used first (never `keep`, the one just loaded). The page is told which.
+let memoryBudget = Infinity;
+function enforceBudget(wasm, keep) {
+  const idle = [...models.entries()].filter(([h, e]) => h !== keep && e.final).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+  for (const [handle, entry] of idle) {
+    if (wasm.heapStats()[0] <= memoryBudget) break;
+    entry.final.free();
+    models.delete(handle);
+    post({ type: 'evicted', handle, reason: `memory budget of ${memoryBudget} bytes exceeded` });
+  }
+}
+
+/// Requests that may share a batch: same model and input shape, batch dim symbolic, not a stream.
+function batchGroup(msg) {
+  const entry = models.get(msg.handle);
+  if (!entry || msg.stream || typeof entry.manifest.inputs[0]?.dims[0] !== 'string') return '';
+  const shape = msg.input.rgba ? 'image' : msg.input.shape.join('x');
+  return msg.input.rgba || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
 }
 
 // Runs waiting requests one per macrotask, so that messages that arrived during a
@@ -166,9 +205,9 @@ function drain() {
       pending.delete(dropped);
       fail(dropped, 'dropped', 'a newer frame of the same stream replaced this one, or the queue was full');
     }
-    const id = scheduler.next();
-    if (id === undefined) { draining = false; return; }
-    try { await runOne(id); } catch (e) { fail(id, errorCode(e), String(e.message ?? e)); }
+    const ids = scheduler.nextBatch(MAX_BATCH);
+    if (ids.length === 0) { draining = false; return; }
+    try { await runBatch(Array.from(ids)); } catch (e) { for (const id of ids) fail(id, errorCode(e), String(e.message ?? e)); }
     post({ type: 'queue', length: scheduler.len(), highWater: scheduler.highWater() });
     setTimeout(step, 0);
   }, 0);
@@ -176,7 +215,10 @@ function drain() {
 
 self.onmessage = async ({ data: msg }) => {
   const wasm = await wasmReady;
-  scheduler ??= new wasm.Scheduler(msg.queueBound ?? 16);
+  if (!scheduler) {
+    scheduler = new wasm.Scheduler(msg.queueBound ?? 16);
+    memoryBudget = msg.memoryBudget ?? Infinity;
+  }
   switch (msg.type) {
     case 'hello':
       return post({ type: 'hello', id: msg.id, backend, isa: wasm.kernelIsa() });
@@ -190,7 +232,7 @@ self.onmessage = async ({ data: msg }) => {
     }
     case 'run': {
       pending.set(msg.id, { handle: msg.handle, input: msg.input, queued: performance.now() });
-      scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '');
+      scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', batchGroup(msg));
       return drain();
     }
     case 'abort': {

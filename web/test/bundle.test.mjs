@@ -313,3 +313,42 @@ test('the scalar build (for browsers without wasm SIMD) loads the same bundle an
   assert.equal(r.cancelled, 'aborted');
   assert.equal(r.aborted, 'aborted');
 });
+
+test('requests that arrive together are micro-batched and each gets its own answer', async () => {
+  await freshPage();
+  const loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  const r = await page.evaluate(async ({ input, shape }) => {
+    await window.model.complete;
+    const inputs = [0, 1, 2, 3, 4].map((k) => Float32Array.from(input, (v) => v * (1 - k / 10)));
+    const results = await Promise.all(inputs.map((data) => window.model.run({ data, shape })));
+    const alone = await window.model.run({ data: inputs[3], shape });
+    return { batches: results.map((x) => x.timings.batch), outputs: results.map((x) => Array.from(x.outputs[0].data)), alone: Array.from(alone.outputs[0].data), shapes: results.map((x) => x.outputs[0].shape) };
+  }, { input: Array.from(input), shape: INPUT_SHAPE });
+  console.log(`micro-batching: batch sizes seen ${JSON.stringify(r.batches)}`);
+  assert.ok(Math.max(...r.batches) > 1, 'requests waiting together ran as a batch');
+  assert.deepEqual(r.shapes[0], [1, 1000]);
+  assert.ok(relativeError(r.outputs[0], native) < 1e-4, 'the first request got its own answer');
+  assert.ok(relativeError(r.outputs[3], r.alone) < 1e-5, 'a batched answer equals the same input run alone');
+});
+
+test('over the memory budget, the least recently used idle model is unloaded', async () => {
+  const whole = path.join(work, 'models/mobilenetv2-whole');
+  if (!fs.existsSync(whole)) execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', whole, '--no-progressive', '--json']);
+  await freshPage();
+  const r = await page.evaluate(async ({ origin, input, shape }) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/', memoryBudget: 24 << 20 });
+    const evicted = [];
+    cairn.onEvicted = (e) => evicted.push(e.handle);
+    const a = await (await cairn.load(`${origin}/models/mobilenetv2/manifest.json`)).complete;
+    await a.run({ data: new Float32Array(input), shape });
+    const b = await (await cairn.load(`${origin}/models/mobilenetv2-whole/manifest.json`)).complete;
+    const bOut = await b.run({ data: new Float32Array(input), shape });
+    const aAfter = await a.run({ data: new Float32Array(input), shape }).then(() => 'ran', (e) => e.code);
+    return { evicted, a: a.handle, aAfter, bLevel: bOut.level, memory: await cairn.memory() };
+  }, { origin: server.origin, input: Array.from(input), shape: INPUT_SHAPE });
+  assert.deepEqual(r.evicted, [r.a]);
+  assert.equal(r.aAfter, 'not-loaded');
+  assert.equal(r.bLevel, 'full');
+  assert.ok(r.memory.heapLive <= 24 << 20, `heap ${r.memory.heapLive}`);
+});
