@@ -72,9 +72,11 @@ pub struct PackArgs {
 
 pub fn main(args: PackArgs) -> Result<()> {
     let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
-    // Bundles store the standard-operator graph after constant folding; fusion and
-    // prepacking happen at load, for the loading machine's kernels.
-    let (graph, _) = fold::fold_constants(model.graph).context("constant folding failed")?;
+    // Bundles store the standard-operator graph after constant folding, with weights
+    // laid out as the kernels read them in place; fusion and prepacking happen at
+    // load, for the loading machine's kernels.
+    let (mut graph, _) = fold::fold_constants(model.graph).context("constant folding failed")?;
+    cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;
 
     let name = match &args.name {
         Some(n) => n.clone(),

@@ -341,14 +341,19 @@ pub(crate) struct FusedConv {
 
 impl FusedConv {
     /// Builds the fused op from a Conv node's attributes and its (already folded) filters.
-    pub(crate) fn new(conv: &Node, opset: i64, w: &Tensor, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedConv> {
+    /// Takes the filters by value: they become the raw copy (depthwise) or are dropped
+    /// once packed, so a load never holds more than the packed and one raw copy.
+    pub(crate) fn new(conv: &Node, opset: i64, w: Tensor, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedConv> {
         let ctx = OpContext::new(&conv.op_type, opset, &conv.attrs, conv.inputs.len(), conv.outputs.len());
         let attrs = ConvAttrs::read(&ctx)?;
         let w_shape = w.shape().to_vec();
         if w_shape.len() < 3 || w_shape[0] % attrs.group != 0 {
             bail_shape!("Conv", "weights {w_shape:?} do not fit group {}", attrs.group);
         }
-        let raw = w.f32s()?.to_vec();
+        let raw = match w.into_data() {
+            crate::TensorData::F32(v) => v,
+            other => bail_shape!("Conv", "is implemented for f32 filters, got {}", other.dtype()),
+        };
         let (m, group) = (w_shape[0], attrs.group);
         let mg = m / group;
         let k: usize = w_shape[1..].iter().product();

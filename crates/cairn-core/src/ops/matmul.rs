@@ -1,5 +1,6 @@
 //! MatMul (numpy semantics, batched with broadcasting) and Gemm.
 
+use std::sync::Arc;
 use super::broadcast::broadcast_shapes;
 use crate::{bail_shape, required, DType, Fact, Op, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::{gemm, sgemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedB, RhsOperand, Transpose};
@@ -159,7 +160,7 @@ pub(crate) enum MatMulForm {
 #[derive(Debug)]
 pub(crate) struct FusedMatMul {
     form: MatMulForm,
-    packed: PackedB,
+    weights: Weights,
     bias: Option<Vec<f32>>,
     activation: Activation,
     has_residual: bool,
@@ -167,28 +168,52 @@ pub(crate) struct FusedMatMul {
     fused: String,
 }
 
+/// The constant right operand, in the form the GEMM reads fastest without wasting memory.
+#[derive(Debug)]
+enum Weights {
+    /// Row-major `[k, n]` and unscaled: the GEMM reads it in place, so the weight is
+    /// shared with the graph, never copied (a bundle stores Gemm weights this way).
+    InPlace { b: Arc<Tensor>, k: usize, n: usize },
+    /// Transposed or scaled weights, packed once at load.
+    Packed(PackedB),
+}
+
+impl Weights {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Weights::InPlace { k, n, .. } => (*k, *n),
+            Weights::Packed(p) => (p.rows(), p.cols()),
+        }
+    }
+}
+
 impl FusedMatMul {
-    /// `b` is `[k, n]`, or `[n, k]` with `trans_b`; `alpha` is folded into the packed copy.
+    /// `b` is `[k, n]`, or `[n, k]` with `trans_b`; `alpha` is folded into a packed copy.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(form: MatMulForm, b: &Tensor, trans_b: bool, alpha: f32, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedMatMul> {
+    pub(crate) fn new(form: MatMulForm, b: &Arc<Tensor>, trans_b: bool, alpha: f32, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedMatMul> {
         let (rows, cols) = (b.shape()[0], b.shape()[1]);
         let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };
-        let scaled: Vec<f32>;
-        let mut data = b.f32s()?;
-        if alpha != 1.0 {
-            scaled = data.iter().map(|v| alpha * v).collect();
-            data = &scaled;
-        }
-        let trans = if trans_b { Transpose::Yes } else { Transpose::No };
-        let packed = PackedB::new(Isa::current(), MatRef::new(data, cols, trans), k, n);
         if bias.as_ref().is_some_and(|b| b.len() != n) {
             bail_shape!("MatMul", "fused bias must have {n} values");
         }
-        Ok(FusedMatMul { form, packed, bias, activation, has_residual, fused })
+        let weights = if !trans_b && alpha == 1.0 {
+            b.f32s()?; // checked here so that `run` can rely on it
+            Weights::InPlace { b: Arc::clone(b), k, n }
+        } else {
+            let scaled: Vec<f32>;
+            let mut data = b.f32s()?;
+            if alpha != 1.0 {
+                scaled = data.iter().map(|v| alpha * v).collect();
+                data = &scaled;
+            }
+            let trans = if trans_b { Transpose::Yes } else { Transpose::No };
+            Weights::Packed(PackedB::new(Isa::current(), MatRef::new(data, cols, trans), k, n))
+        };
+        Ok(FusedMatMul { form, weights, bias, activation, has_residual, fused })
     }
 
     fn out_shape(&self, a: &[usize]) -> Result<Vec<usize>> {
-        let (k, n) = (self.packed.rows(), self.packed.cols());
+        let (k, n) = self.weights.dims();
         let ok = match self.form {
             MatMulForm::Gemm => a.len() == 2 && a[1] == k,
             MatMulForm::MatMul => a.last() == Some(&k),
@@ -226,7 +251,7 @@ impl Op for FusedMatMul {
     }
 
     fn macs(&self, _inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
-        (outputs[0].numel() * self.packed.rows()) as u64
+        (outputs[0].numel() * self.weights.dims().0) as u64
     }
 
     fn fused(&self) -> &str {
@@ -238,13 +263,18 @@ impl Op for FusedMatMul {
     }
 
     fn owned_parameters(&self) -> (usize, usize) {
-        let params = self.packed.rows() * self.packed.cols() + self.bias.as_ref().map_or(0, Vec::len);
-        (params, self.packed.bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len))
+        let (k, n) = self.weights.dims();
+        let bias = self.bias.as_ref().map_or(0, Vec::len);
+        let bytes = match &self.weights {
+            Weights::InPlace { b, .. } => b.byte_len(),
+            Weights::Packed(p) => p.bytes(),
+        };
+        (k * n + bias, bytes + 4 * bias)
     }
 
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let a = required(inputs, 0, self.op_type())?;
-        let (k, n) = (self.packed.rows(), self.packed.cols());
+        let (k, n) = self.weights.dims();
         let rows = if k == 0 { a.shape[..a.shape.len() - 1].iter().product() } else { a.len() / k };
         let residual = if self.has_residual { Some(required(inputs, 1, self.op_type())?.f32s()?) } else { None };
         let epilogue = Epilogue {
@@ -254,7 +284,11 @@ impl Op for FusedMatMul {
         };
         let y = outputs[0].f32s_mut()?;
         let lhs = LhsOperand::Strided { mat: MatRef::new(a.f32s()?, k.max(1), Transpose::No), alpha: 1.0 };
-        gemm(rows, n, k, lhs, RhsOperand::Packed(&self.packed), y, n, false, &epilogue);
+        let rhs = match &self.weights {
+            Weights::InPlace { b, .. } => RhsOperand::Strided(MatRef::new(b.f32s()?, n.max(1), Transpose::No)),
+            Weights::Packed(p) => RhsOperand::Packed(p),
+        };
+        gemm(rows, n, k, lhs, rhs, y, n, false, &epilogue);
         Ok(())
     }
 }

@@ -36,7 +36,16 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
             continue;
         }
         let fused = match graph.nodes[i].op_type.as_str() {
-            "Conv" => fuse_conv(&graph, &uses, i, &mut stats)?,
+            "Conv" => {
+                // A weight only this Conv reads is handed over, so folding and packing
+                // can reuse its buffer instead of copying it.
+                let (name, owned) = take_sole_weight(&mut graph, &uses, &graph_inputs, i).unzip();
+                let (fused, unused) = fuse_conv(&graph, &uses, i, &mut stats, owned)?;
+                if let (Some(name), Some(weight)) = (name, unused) {
+                    graph.initializers.insert(name, weight);
+                }
+                fused
+            }
             "MatMul" | "Gemm" => fuse_matmul(&graph, &uses, i, &mut stats)?,
             _ => None,
         };
@@ -269,20 +278,41 @@ fn match_add(graph: &Graph, uses: &Uses, value: &str, channels: usize, channel_a
 
 type Fused = Option<(Node, Vec<usize>)>;
 
-fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Result<Fused> {
+/// Removes and returns node `i`'s weight (input 1) if it is an initializer nothing else reads.
+fn take_sole_weight(graph: &mut Graph, uses: &Uses, graph_inputs: &HashSet<String>, i: usize) -> Option<(String, Arc<Tensor>)> {
+    let name = graph.nodes[i].inputs.get(1)?.clone()?;
+    if uses.readers(&name) != [i] || uses.graph_outputs.contains(&name) || graph_inputs.contains(&name) {
+        return None;
+    }
+    graph.initializers.remove(&name).map(|t| (name, t))
+}
+
+/// Fuses Conv `i` with what follows it. `owned` is its weight when only it reads it
+/// (taken out of the graph); it is returned when the Conv is not fused.
+fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats, owned: Option<Arc<Tensor>>) -> Result<(Fused, Option<Arc<Tensor>>)> {
     let conv = &graph.nodes[i];
-    let (Some(Some(w_name)), 1) = (conv.inputs.get(1), conv.outputs.len()) else { return Ok(None) };
-    let Some(w) = constant(graph, w_name).filter(|w| w.dtype() == DType::F32 && w.rank() >= 3) else { return Ok(None) };
-    let Some(Some(x)) = conv.inputs.first() else { return Ok(None) };
-    let m = w.shape()[0];
+    let (Some(Some(w_name)), 1) = (conv.inputs.get(1), conv.outputs.len()) else { return Ok((None, owned)) };
+    let Some(w) = owned.as_ref().or_else(|| constant(graph, w_name)).filter(|w| w.dtype() == DType::F32 && w.rank() >= 3) else { return Ok((None, owned)) };
+    let Some(Some(x)) = conv.inputs.first() else { return Ok((None, owned)) };
+    let w_shape = w.shape().to_vec();
+    let m = w_shape[0];
     let mut bias = match conv.inputs.get(2) {
         Some(Some(b)) if !b.is_empty() => match constant_f32s(graph, b) {
             Some(b) if b.len() == m => Some(b),
-            _ => return Ok(None),
+            _ => return Ok((None, owned)),
         },
         _ => None,
     };
-    let mut weights = w.f32s()?.to_vec();
+    let mut weights = match owned {
+        Some(t) => match Arc::try_unwrap(t) {
+            Ok(t) => match t.into_data() {
+                crate::TensorData::F32(v) => v,
+                other => return Err(crate::Error::DType { expected: DType::F32, got: other.dtype(), context: "Conv filters".into() }),
+            },
+            Err(shared) => shared.f32s()?.to_vec(),
+        },
+        None => constant(graph, w_name).expect("found above").f32s()?.to_vec(),
+    };
     let mut out = conv.outputs[0].clone();
     let mut absorbed = Vec::new();
     let mut labels = Vec::new();
@@ -310,7 +340,7 @@ fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Res
             }
         }
     }
-    let spatial = w.rank() - 2;
+    let spatial = w_shape.len() - 2;
     let mut residual = None;
     if let Some((kind, j)) = match_add(graph, uses, &out, m, spatial) {
         match kind {
@@ -337,13 +367,13 @@ fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Res
         out = a.output;
         stats.activations += 1;
     }
-    let filters = Tensor::from_f32(w.shape().to_vec(), weights)?;
+    let filters = Tensor::from_f32(w_shape, weights)?;
     let label = if labels.is_empty() { String::new() } else { format!("+{}", labels.join("+")) };
-    let op = FusedConv::new(conv, graph.opset, &filters, bias, activation, residual.is_some(), label).map_err(|e| e.at_node(&conv.name, &conv.op_type))?;
+    let op = FusedConv::new(conv, graph.opset, filters, bias, activation, residual.is_some(), label).map_err(|e| e.at_node(&conv.name, &conv.op_type))?;
     let mut inputs = vec![Some(x.clone())];
     inputs.extend(residual.map(Some));
     stats.fused_convs += 1;
-    Ok(Some((Node { inputs, outputs: vec![out], op: Arc::new(op), ..conv.clone() }, absorbed)))
+    Ok((Some((Node { inputs, outputs: vec![out], op: Arc::new(op), ..conv.clone() }, absorbed)), None))
 }
 
 fn fuse_matmul(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Result<Fused> {

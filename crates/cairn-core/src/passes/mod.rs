@@ -2,6 +2,7 @@
 
 pub mod fold;
 pub mod fuse;
+pub mod storage;
 
 use crate::{Graph, Result};
 
