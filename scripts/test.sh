@@ -4,6 +4,8 @@
 #      node conformance suite (fails if a case in tests/onnx-node-passing.txt regresses);
 #   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8;
 #   3. whole models: Cairn vs onnxruntime on real architectures;
+#   3a. the coarse level of a real pretrained EfficientNet-Lite0 bundle agrees with the full
+#       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
 #   3b. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
@@ -31,6 +33,17 @@ done
 step "whole models vs onnxruntime"
 cargo build --release --quiet -p cairn-cli
 python3 tools/compare_with_ort.py --cairn target/release/cairn
+
+step "coarse-level fidelity on real photos (EfficientNet-Lite0, pretrained)"
+python3 tools/make_image_inputs.py target/real-inputs --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
+target/release/cairn pack target/models/efficientnet_lite0.onnx -o target/bundles/efficientnet_lite0 --image-size 224 \
+  --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt --fidelity-inputs target/real-inputs
+python3 - <<'PY'
+import json
+f = json.load(open("target/bundles/efficientnet_lite0/manifest.json"))["levels"][0]["fidelity"]
+assert f["inputs"] >= 300 and f["decisive_top1_agreement"] >= 0.99, f
+print(f"coarse level: top-1 agreement {f['top1_agreement']:.1%} on {f['inputs']} real-photo inputs, {f['decisive_top1_agreement']:.1%} on the {f['decisive_inputs']} decisive ones")
+PY
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh

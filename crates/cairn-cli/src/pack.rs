@@ -121,7 +121,18 @@ pub fn main(args: PackArgs) -> Result<()> {
     println!("  {} weights in {} shards, {}", m.tensors.len(), m.shards.len(), human_bytes(m.total_bytes() as usize));
     for (i, level) in m.levels.iter().enumerate() {
         let fid = level.fidelity.as_ref().map_or(String::new(), |f| {
-            format!(": top-1 agreement {:.1}% with the full model, max relative error {:.1e} ({} {} inputs)", f.top1_agreement * 100.0, f.max_relative_error, f.inputs, f.input_source)
+            let decisive = match (f.decisive_inputs, f.decisive_top1_agreement) {
+                (Some(n), Some(a)) => format!(", {:.1}% on the {n} decisive ones", a * 100.0),
+                _ => String::new(),
+            };
+            let kl = f.mean_kl.map_or(String::new(), |k| format!(", mean KL {k:.2e}"));
+            format!(
+                ": top-1 agreement {:.1}% with the full model{decisive}{kl}, max relative error {:.1e} ({} {} inputs)",
+                f.top1_agreement * 100.0,
+                f.max_relative_error,
+                f.inputs,
+                f.input_source
+            )
         });
         println!("  level {i} '{}': {} (runs after {}){fid}", level.name, human_bytes(level.bytes as usize), human_bytes(m.bytes_through(i) as usize));
     }
