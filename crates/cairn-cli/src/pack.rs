@@ -219,7 +219,14 @@ fn fidelity_inputs(graph: &Graph, manifest: &Manifest, args: &PackArgs) -> Resul
         if files.is_empty() {
             bail!("{} holds no .npy files", dir.display());
         }
-        let sets = files.iter().map(|f| Ok(HashMap::from([(only.name.clone(), npy::read(f).with_context(|| format!("cannot read {}", f.display()))?.0)]))).collect::<Result<Vec<_>>>()?;
+        let sets = files
+            .iter()
+            .map(|f| {
+                let (t, _) = npy::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+                check_fits(&t, only).with_context(|| format!("{} does not fit the model", f.display()))?;
+                Ok(HashMap::from([(only.name.clone(), t)]))
+            })
+            .collect::<Result<Vec<_>>>()?;
         return Ok((sets, dir.display().to_string()));
     }
     let mut rng = XorShift::seeded(7);
@@ -240,6 +247,23 @@ fn fidelity_inputs(graph: &Graph, manifest: &Manifest, args: &PackArgs) -> Resul
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((sets, "synthetic (seeded random pixels)".into()))
+}
+
+/// Whether a tensor fits a declared input (dtype, rank, every known dim).
+fn check_fits(t: &Tensor, input: &cairn_core::ValueInfo) -> Result<()> {
+    let dims = input.dims.as_deref().unwrap_or(&[]);
+    let fits = t.dtype() == input.dtype
+        && t.rank() == dims.len()
+        && t.shape().iter().zip(dims).all(|(n, d)| !matches!(d, cairn_core::Dim::Known(k) if k != n));
+    if !fits {
+        let want: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+        bail!("it is {} {:?}, input '{}' takes {} [{}]", t.dtype(), t.shape(), input.name, input.dtype, want.join(", "));
+    }
+    // A NaN would make every comparison on it meaningless (and agreement look perfect).
+    if t.f32s().is_ok_and(|v| v.iter().any(|x| !x.is_finite())) {
+        bail!("it holds NaN or infinite values");
+    }
+    Ok(())
 }
 
 /// Turns uniform [0, 1) values into what the preprocessing would make of such pixels.

@@ -202,5 +202,15 @@ fn pack_refuses_bad_options_clearly() {
     assert!(!out.join("manifest.json").exists(), "a failed pack writes nothing");
     let o = cairn(&["verify", dir.to_str().unwrap()]);
     assert_clean_failure(&o, "manifest.json");
+    // Fidelity inputs that do not fit the model are named in the error.
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(data("x.npy"), inputs.join("wrong_shape.npy")).unwrap();
+    let o = cairn(&["pack", v1.to_str().unwrap(), "-o", out.to_str().unwrap(), "--fidelity-inputs", inputs.to_str().unwrap()]);
+    assert_clean_failure(&o, "wrong_shape.npy does not fit the model");
+    std::fs::write(inputs.join("wrong_shape.npy"), b"not numpy").unwrap();
+    let o = cairn(&["pack", v1.to_str().unwrap(), "-o", out.to_str().unwrap(), "--fidelity-inputs", inputs.to_str().unwrap()]);
+    assert_clean_failure(&o, "wrong_shape.npy");
+    assert!(!out.join("manifest.json").exists(), "a failed pack writes nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
