@@ -62,7 +62,7 @@ export interface Model {
   /** Wasm memory of the worker after the load completed. */
   memoryBytes?: number;
   /** Bytes Rust had allocated when the load completed, and the most it held during the load. */
-  loadHeap?: { liveAfterLoad: number; peakDuringLoad: number };
+  loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
   run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal }): Promise<RunResult>;
   unload(): Promise<unknown>;
 }

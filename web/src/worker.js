@@ -69,6 +69,7 @@ async function load(id, url, signal) {
   const response = await fetch(manifestUrl, { signal, cache: 'no-cache' });
   if (!response.ok) throw Object.assign(new Error(`${manifestUrl}: HTTP ${response.status}`), { code: 'network' });
   const bundle = new wasm.BundleLoad(new Uint8Array(await response.arrayBuffer()));
+  const [liveAtStart] = wasm.heapStats();
   const manifest = JSON.parse(bundle.manifestJson());
   wasm.resetHeapPeak();
   const handle = nextHandle++;
@@ -130,7 +131,7 @@ async function load(id, url, signal) {
   entry.lastUsed = performance.now();
   enforceBudget(wasm, handle);
   const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
-  post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
+  post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAtStart, liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
 }
 
 function tensorFor(entry, input) {
