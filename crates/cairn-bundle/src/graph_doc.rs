@@ -46,6 +46,17 @@ pub enum AttrDoc {
     Tensor(TensorDoc),
 }
 
+impl AttrDoc {
+    pub(crate) fn shrink_to_fit(&mut self) {
+        match self {
+            AttrDoc::Ints(v) => v.shrink_to_fit(),
+            AttrDoc::Floats(v) => v.shrink_to_fit(),
+            AttrDoc::Strs(v) => v.shrink_to_fit(),
+            _ => {}
+        }
+    }
+}
+
 /// JSON has no NaN or infinities; those are written as strings ("inf", "-inf", "nan").
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]

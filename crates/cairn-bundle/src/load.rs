@@ -41,6 +41,7 @@ impl Loader {
             let numel = entry.shape.iter().product();
             weights.push(Arc::new(Tensor::new(entry.shape.clone(), TensorData::zeros(dtype, numel))?));
         }
+        parts_by_shard.iter_mut().for_each(|p| p.shrink_to_fit());
         Ok(Loader { received: vec![false; manifest.shards.len()], manifest, weights, parts_by_shard })
     }
 

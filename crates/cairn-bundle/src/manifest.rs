@@ -163,9 +163,31 @@ impl Manifest {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(manifest_err(format!("{} bytes is more than the {} a manifest may have", bytes.len(), MAX_MANIFEST_BYTES)));
         }
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| manifest_err(format!("not valid manifest JSON: {e}")))?;
+        let mut manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| manifest_err(format!("not valid manifest JSON: {e}")))?;
         manifest.check()?;
+        manifest.shrink_to_fit();
         Ok(manifest)
+    }
+
+    /// Drops the spare capacity JSON parsing leaves in every list (it grows them by
+    /// doubling): a loader keeps the manifest for the whole load, in a heap that
+    /// also has to hold the model.
+    pub fn shrink_to_fit(&mut self) {
+        self.tensors.shrink_to_fit();
+        for t in &mut self.tensors {
+            t.parts.shrink_to_fit();
+            t.shape.shrink_to_fit();
+        }
+        self.graph.nodes.shrink_to_fit();
+        for n in &mut self.graph.nodes {
+            n.inputs.shrink_to_fit();
+            n.outputs.shrink_to_fit();
+            n.attrs.values_mut().for_each(crate::graph_doc::AttrDoc::shrink_to_fit);
+        }
+        self.shards.shrink_to_fit();
+        self.inputs.shrink_to_fit();
+        self.outputs.shrink_to_fit();
+        self.levels.shrink_to_fit();
     }
 
     pub fn to_json(&self) -> String {
