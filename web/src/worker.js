@@ -11,9 +11,10 @@ const wasmBase = params.get('wasm') ?? '../pkg/';
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
 // `backend=scalar` forces the scalar build (for testing it, or to work around a browser bug).
 const backend = params.get('backend') === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar' : 'simd';
+let wasmMemory = null; // the module's linear memory, for writing downloads into it
 const wasmReady = (async () => {
   const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
-  await mod.default();
+  wasmMemory = (await mod.default()).memory;
   return mod;
 })();
 
@@ -42,11 +43,11 @@ async function openShardCache() {
   try { return self.caches ? await caches.open(SHARD_CACHE) : null; } catch { return null; }
 }
 
-/// Fetches `url` into one buffer of exactly `expected` bytes, reporting each chunk.
-async function fetchExact(url, expected, signal, onBytes) {
+/// Downloads `url` straight into a staging buffer of exactly `expected` bytes inside wasm
+/// memory (`ptr`), reporting each chunk; returns how many bytes arrived.
+async function fetchInto(url, ptr, expected, signal, onBytes) {
   const response = await fetch(url, { signal });
   if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { code: 'network' });
-  const out = new Uint8Array(expected);
   let at = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -56,11 +57,17 @@ async function fetchExact(url, expected, signal, onBytes) {
       await reader.cancel();
       throw Object.assign(new Error(`${url} is longer than the ${expected} bytes the manifest says`), { code: 'shard-corrupt' });
     }
-    out.set(value, at);
+    new Uint8Array(wasmMemory.buffer, ptr + at, value.length).set(value); // a fresh view: memory may have grown
     at += value.length;
     onBytes(value.length);
   }
-  return at === expected ? out : out.subarray(0, at); // short: the loader rejects it by size
+  return at; // short: the loader rejects it by size
+}
+
+/// Stages `bytes` (from the cache) in wasm memory the same way.
+function stageBytes(bundle, bytes) {
+  const ptr = bundle.stagingBuffer(bytes.length);
+  new Uint8Array(wasmMemory.buffer, ptr, bytes.length).set(bytes);
 }
 
 async function load(id, url, signal) {
@@ -87,7 +94,9 @@ async function load(id, url, signal) {
     const cached = await cache?.match(shardUrl).catch(() => undefined);
     if (cached) {
       try {
-        bundle.accept(index, new Uint8Array(await cached.arrayBuffer()));
+        const stored = new Uint8Array(await cached.arrayBuffer());
+        stageBytes(bundle, stored);
+        bundle.acceptStaged(index, stored.length);
         bytes += shard.bytes;
         fromCache += shard.bytes;
       } catch (e) {
@@ -97,9 +106,12 @@ async function load(id, url, signal) {
     }
     for (let attempt = 1; !cached || bundle.missing().includes(index); attempt++) {
       let got = 0;
-      const data = await fetchExact(shardUrl, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
+      const ptr = bundle.stagingBuffer(shard.bytes);
+      await fetchInto(shardUrl, ptr, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
+      // Cache Storage wants its own copy; take it before the staged bytes are consumed.
+      const data = cache ? new Uint8Array(wasmMemory.buffer, ptr, got).slice() : null;
       try {
-        bundle.accept(index, data); // verified in Rust; on failure nothing was written
+        bundle.acceptStaged(index, got); // verified in Rust; on failure nothing was written
       } catch (e) {
         bytes -= got;
         progress({ rejected: { shard: shard.path, attempt, reason: String(e.message ?? e) } });
@@ -107,7 +119,7 @@ async function load(id, url, signal) {
         continue;
       }
       // Only verified bytes are cached. A full quota costs the cache, never the load.
-      await cache?.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
+      if (cache) await cache.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
       break;
     }
     const level = bundle.levelReached();

@@ -205,6 +205,8 @@ test('verified shards are cached: a reload fetches none, a corrupted cached shar
   await page.waitForFunction(() => window.fixtureReady);
   const servedBefore = server.served.length;
   loaded = await loadInPage();
+  assert.ok(loaded.ok, loaded.message);
+  assert.deepEqual(loaded.events.filter((e) => e.rejected), [], 'every cached shard verifies');
   await page.evaluate(() => window.model.complete);
   const shardFetches = server.served.slice(servedBefore).filter((r) => r.url.includes('/shards/'));
   assert.equal(shardFetches.length, 0, JSON.stringify(shardFetches));

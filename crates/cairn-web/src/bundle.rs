@@ -21,6 +21,8 @@ const MAX_WEIGHT_BYTES: u64 = 2 << 30;
 #[wasm_bindgen]
 pub struct BundleLoad {
     loader: Option<Loader>,
+    /// A shard being downloaded straight into wasm memory (see `stagingBuffer`).
+    staging: Vec<u8>,
     /// The interim session over the weights received so far; rebuilt lazily.
     interim: Option<Session>,
 }
@@ -32,7 +34,7 @@ impl BundleLoad {
     pub fn new(manifest_json: &[u8]) -> Result<BundleLoad, JsError> {
         let manifest = Manifest::parse(manifest_json).map_err(js_err)?;
         let loader = Loader::new(manifest, MAX_WEIGHT_BYTES).map_err(js_err)?;
-        Ok(BundleLoad { loader: Some(loader), interim: None })
+        Ok(BundleLoad { loader: Some(loader), staging: Vec::new(), interim: None })
     }
 
     /// The manifest, as JSON (the page reads preprocessing, labels and the shard list from it).
@@ -47,6 +49,25 @@ impl BundleLoad {
         // The interim session shares the weight buffers: drop it so they are written in place.
         self.interim = None;
         self.loader_mut()?.accept_shard(index as usize, bytes).map_err(js_err)
+    }
+
+    /// Allocates `len` bytes in wasm memory for the next shard and returns their address:
+    /// the worker writes the download there directly (through a view of `memory.buffer`,
+    /// taken again after each await, since memory may grow), so a shard is never held
+    /// twice, once in JS and once in wasm.
+    #[wasm_bindgen(js_name = stagingBuffer)]
+    pub fn staging_buffer(&mut self, len: u32) -> u32 {
+        self.staging = vec![0; len as usize];
+        self.staging.as_mut_ptr() as usize as u32
+    }
+
+    /// Accepts the first `len` staged bytes as shard `index` (fewer than the manifest says
+    /// means a truncated download: rejected). The staging buffer is freed either way.
+    #[wasm_bindgen(js_name = acceptStaged)]
+    pub fn accept_staged(&mut self, index: u32, len: u32) -> Result<(), JsError> {
+        let mut bytes = std::mem::take(&mut self.staging);
+        bytes.truncate(len as usize);
+        self.accept(index, &bytes)
     }
 
     /// Shards still missing, in fetch order.
