@@ -240,3 +240,21 @@ async fn futures_join<F: std::future::Future<Output = common::Reply> + Send + 's
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibration_picks_a_measured_batch_size() {
+    let root = app_dir("calibrate");
+    let mut config = Config::new(&root);
+    config.batch.max_batch = 4;
+    config.batch.calibrate = true;
+    let server = Server::start(config).await;
+    let models = server.get("/v1/models", &[]).await.json();
+    let batching = &models["models"][0]["batching"];
+    let measured: Vec<(u64, f64)> = batching["ms_per_row_by_batch"].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap())).collect();
+    assert_eq!(measured[0].0, 1, "{batching}");
+    assert!(measured.iter().all(|&(_, ms)| ms > 0.0 && ms.is_finite()), "{batching}");
+    let chosen = batching["max_batch"].as_u64().unwrap();
+    assert!(measured.iter().any(|&(b, _)| b == chosen) && chosen <= 4, "{batching}");
+    let (body, headers) = binary(&image(1));
+    assert_eq!(server.post("/v1/models/tiny/infer", &headers, body).await.status, StatusCode::OK);
+}
