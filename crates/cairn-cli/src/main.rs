@@ -11,6 +11,7 @@ mod progress;
 mod random;
 mod report;
 mod run;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,7 @@ enum Command {
     Pack(pack::PackArgs),
     Verify(verify::VerifyArgs),
     Diff(diff::DiffArgs),
+    Serve(serve::ServeArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::main(args),
         Command::Verify(args) => verify::main(args),
         Command::Diff(args) => diff::main(args),
+        Command::Serve(args) => serve::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

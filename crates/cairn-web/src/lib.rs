@@ -3,6 +3,7 @@
 
 mod bundle;
 mod heap;
+pub mod policy;
 mod scheduler;
 
 #[cfg(target_arch = "wasm32")]
@@ -110,4 +111,13 @@ pub fn memory_bytes() -> f64 {
 #[wasm_bindgen(js_name = kernelIsa)]
 pub fn kernel_isa() -> String {
     cairn_core::kernel_isa().to_string()
+}
+
+/// Where to run the next request (device or edge) and why: `signals` is the JSON of a
+/// [`policy::Signals`] (camelCase browser signal names), the answer the JSON of a
+/// [`policy::Decision`]: `{"where": "device" | "edge", "reason": "...", "rule": "..."}`.
+#[wasm_bindgen(js_name = decidePlacement)]
+pub fn decide_placement(signals: &str) -> Result<String, JsError> {
+    let signals: policy::Signals = serde_json::from_str(signals).map_err(|e| JsError::new(&format!("placement signals: {e}")))?;
+    serde_json::to_string(&policy::decide(&signals)).map_err(js_err)
 }
