@@ -6,7 +6,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream' };
+const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream', '.css': 'text/css', '.png': 'image/png', '.webmanifest': 'application/manifest+json' };
 
 /**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
@@ -18,7 +18,7 @@ export async function startServer(roots) {
     const url = new URL(req.url, 'http://x');
     const prefix = Object.keys(roots).find((p) => url.pathname.startsWith(p));
     if (!prefix) return res.writeHead(404).end();
-    const rel = decodeURIComponent(url.pathname.slice(prefix.length));
+    const rel = decodeURIComponent(url.pathname.slice(prefix.length)) + (url.pathname.endsWith('/') ? 'index.html' : '');
     const file = path.resolve(roots[prefix], rel);
     if (!file.startsWith(path.resolve(roots[prefix]))) return res.writeHead(403).end();
     let body;

@@ -1,0 +1,7 @@
+// SHA-256 in the service worker (SubtleCrypto), as lowercase hex: the same digest the
+// bundle format names shards by and `cairn app build` writes as precache revisions.
+
+export async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
