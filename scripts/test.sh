@@ -8,6 +8,9 @@
 #       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
 #   3b. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
+#   3c. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#       offline after one visit, queued edge requests replayed once, damaged cached shards
+#       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -47,7 +50,10 @@ PY
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh
-(cd web && npm test)
+(cd web && npm run test:runtime)
+
+step "PWA tests in headless Chromium (demo app built by cairn app build: offline, edge queue, damaged shards, updates, installability)"
+(cd web && npm run test:pwa)
 
 step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md

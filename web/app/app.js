@@ -37,7 +37,8 @@ const sw = new ServiceWorkerClient({
     $('update-now').onclick = apply;
   },
   onAnnouncement(msg) {
-    log(`sw:${msg.type}`, msg);
+    const { type, ...detail } = msg;
+    log(`sw:${type}`, detail);
     if (msg.type === 'edge-result') showEdgeResult(msg);
     if (msg.type === 'quota-full') alertUser(`Storage is full (${MB(msg.usage)} of ${MB(msg.quota)} used), so part of the model could not be saved for offline use. The app still works while online; free some space in the browser's site settings to use it offline.`);
     if (msg.type === 'model-version-evicted' || msg.type === 'quota-full') refreshStorage();
@@ -133,7 +134,7 @@ async function start() {
   const m = config.model;
   app.config = config;
   $('model-name').textContent = `${m.name} · ${m.classes} ImageNet classes · ${MB(m.bytes)}`;
-  $('model-note').textContent = m.weights === 'int8'
+  $('model-note').textContent = m.weights === 'i8'
     ? 'int8 weights made by cairn optimize.'
     : `${m.weights} weights: the int8 version made by cairn optimize is not in this build yet, so the app downloads the full-precision model.`;
   const cairn = await Cairn.start({ wasmBase: './pkg/' });
@@ -146,12 +147,15 @@ async function start() {
     if (p.rejected) log('shard-rejected', p.rejected);
     if (p.done) log('load-done', { bytes: p.bytes, fromCache: p.fromCache });
   };
+  const explain = (e) => (/damaged and has been removed/.test(e.message)
+    ? 'Part of the model saved on this device was damaged, so it was removed. Connect to the network once to download that part again; nothing else is lost.'
+    : e.code === 'network' ? 'The model could not be downloaded. Check the connection and try again.' : e.message);
   try {
     app.model = await cairn.load(manifestUrl, { onProgress });
   } catch (e) {
     log('load-error', { code: e.code, message: e.message });
     $('load-text').textContent = 'The model could not be loaded.';
-    alertUser(e.message);
+    alertUser(explain(e));
     return;
   }
   log('model-usable', { level: app.model.level, version: app.model.version });
@@ -160,7 +164,7 @@ async function start() {
     await app.model.complete;
   } catch (e) {
     log('load-error', { code: e.code, message: e.message });
-    alertUser(e.message);
+    alertUser(explain(e));
     return;
   }
   log('model-complete', { version: app.model.version });

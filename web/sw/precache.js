@@ -3,7 +3,7 @@
 // revision, so a new service worker installs the new files next to the old ones while
 // the old worker keeps serving its own; `activate` then drops what the new list lacks.
 
-import { sha256Hex } from './digest.js';
+import { sha256Hex, storedHeaders } from './digest.js';
 
 export const PRECACHE = 'cairn-precache-v1';
 const REVISION_PARAM = '__cairn_rev';
@@ -34,7 +34,7 @@ export class Precache {
         const bytes = new Uint8Array(await response.arrayBuffer());
         const hash = await sha256Hex(bytes);
         if (!hash.startsWith(entry.revision)) throw new Error(`precache: ${entry.url} has sha256 ${hash.slice(0, 16)}, the manifest says ${entry.revision}: the server holds another build`);
-        await cache.put(entry.key, new Response(bytes, { headers: response.headers }));
+        await cache.put(entry.key, new Response(bytes, { headers: storedHeaders(response.headers) }));
       }
       onProgress(++done, this.entries.length);
     }

@@ -7,6 +7,9 @@
 // Network responses go to the page as they stream in; the copy for the cache is checked
 // and stored afterwards (inside event.waitUntil, so the worker stays alive for it).
 
+import { storedHeaders } from './digest.js';
+import { announce } from './broadcast.js';
+
 async function runHooks(plugins, hook, arg, init) {
   let value = init;
   for (const p of plugins) if (p[hook]) value = await p[hook]({ ...arg, value });
@@ -20,7 +23,13 @@ class Strategy {
   }
 
   async fetch(request) {
-    let response = await fetch(request);
+    let response;
+    try {
+      response = await fetch(request);
+    } catch (e) {
+      announce('fetch-failed', { url: request.url, message: String(e?.message ?? e) });
+      throw e;
+    }
     for (const p of this.plugins) if (p.fetchDidSucceed) response = await p.fetchDidSucceed({ request, response });
     return response;
   }
@@ -39,7 +48,7 @@ class Strategy {
       if (p.cacheWillUpdate && !(await p.cacheWillUpdate({ request, response, bytes }))) return false;
     }
     const cache = await caches.open(this.cacheName);
-    const stored = () => cache.put(request, new Response(bytes, { status: response.status, headers: response.headers }));
+    const stored = () => cache.put(request, new Response(bytes, { status: response.status, headers: storedHeaders(response.headers) }));
     try {
       await stored();
     } catch (error) {

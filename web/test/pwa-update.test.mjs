@@ -44,8 +44,8 @@ test('a model update that changes one layer fetches only the changed shards; the
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${server.origin}/`);
-  const active1 = await appEvent(page, 'model-active');
-  assert.equal(active1.version, v1.manifest.version);
+  assert.equal((await appEvent(page, 'model-complete')).version, v1.manifest.version);
+  await appEvent(page, 'model-active');
   const shardUrl = (s) => `${server.origin}/models/classifier/${s.path}`;
   assert.deepEqual((await cacheUrls(page, 'cairn-shards-v1')).sort(), v1.manifest.shards.map(shardUrl).sort());
 
@@ -53,9 +53,10 @@ test('a model update that changes one layer fetches only the changed shards; the
   buildApp(v2.dir, dist);
   const before = server.served.length;
   await page.reload();
+  const complete2 = await appEvent(page, 'model-complete');
   const active2 = await appEvent(page, 'model-active');
   const fetched = server.served.slice(before).filter((r) => r.url.includes('/shards/')).map((r) => r.url.split('/').pop());
-  assert.equal(active2.version, v2.manifest.version);
+  assert.equal(complete2.version, v2.manifest.version);
   assert.deepEqual(fetched.sort(), plan.fetch.map((s) => s.path.split('/').pop()).sort(), 'exactly the shards `cairn diff` says changed');
   assert.ok(plan.reuse.length > 0 && plan.evict.length > 0, JSON.stringify({ reuse: plan.reuse.length, evict: plan.evict.length }));
   // After activation: the shard cache holds version 2's shards and nothing else.
