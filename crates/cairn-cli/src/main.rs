@@ -12,6 +12,7 @@ mod progress;
 mod random;
 mod report;
 mod run;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,7 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
     App(app::AppArgs),
+    Serve(serve::ServeArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::main(args),
         Command::Diff(args) => diff::main(args),
         Command::App(args) => app::main(args),
+        Command::Serve(args) => serve::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {
