@@ -7,7 +7,7 @@ import { Cairn } from './cairn/cairn.js';
 import { ServiceWorkerClient } from './sw-client.js';
 import { requestPersistence, showStorage } from './storage-status.js';
 import { wireImageInputs } from './image-input.js';
-import { askEdge, scoresOf } from './edge.js';
+import { askEdge, topOfAnswer } from './edge.js';
 
 const $ = (id) => document.getElementById(id);
 const MB = (n) => `${(n / 1e6).toFixed(1)} MB`;
@@ -65,14 +65,6 @@ function showTop(top, { level, where, ms }) {
   $('meta').innerHTML = `<span class="tag">${where === 'edge' ? 'on the edge server' : 'on this device'}</span> <span class="tag">${levelText}</span>${ms ? ` in ${ms.toFixed(0)} ms` : ''}`;
 }
 
-function topOf(scores) {
-  const labels = app.model.labels;
-  const max = Math.max(...scores);
-  const exps = Array.from(scores, (v) => Math.exp(v - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return exps.map((e, i) => ({ label: labels[i], index: i, p: e / sum })).sort((a, b) => b.p - a.p).slice(0, 5);
-}
-
 let lastImage = null;
 async function classify(bitmap, previewUrl) {
   lastImage = bitmap;
@@ -90,7 +82,8 @@ async function classify(bitmap, previewUrl) {
 // --- the edge --------------------------------------------------------------------
 function showEdgeResult(msg) {
   if (msg.status >= 400) { $('edge-status').textContent = `The edge refused the queued request (${msg.status}).`; return; }
-  const top = topOf(scoresOf(msg.body));
+  let top;
+  try { top = topOfAnswer(msg.body); } catch (e) { $('edge-status').textContent = `The edge's answer could not be read: ${e.message}`; return; }
   app.edgeResults.push({ key: msg.key, top });
   $('edge-status').textContent = `The queued request reached the edge (sent ${msg.trigger === 'sync' ? 'by Background Sync' : 'when back online'}).`;
   showTop(top, { level: 'full', where: 'edge' });
@@ -104,7 +97,7 @@ $('ask-edge').addEventListener('click', async () => {
   if (r.state === 'queued') $('edge-status').textContent = 'Offline: the request is queued on this device and will be sent once, when the network is back.';
   else if (r.state === 'failed') $('edge-status').textContent = r.message;
   else {
-    const top = topOf(scoresOf(r.answer));
+    const top = topOfAnswer(r.answer);
     app.edgeResults.push({ key: r.key, top });
     $('edge-status').textContent = '';
     showTop(top, { level: 'full', where: 'edge' });

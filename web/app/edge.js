@@ -20,10 +20,13 @@ export async function askEdge(modelName, tensor) {
   return { state: 'done', key, answer: await response.json() };
 }
 
-/** The first output's scores from an edge answer (JSON text or object). */
-export function scoresOf(answer) {
+/**
+ * The five most likely labels in an edge answer (JSON text or object): the server's own
+ * `top` (computed from the bundle's labels), so the page needs no model to show it.
+ */
+export function topOfAnswer(answer) {
   const a = typeof answer === 'string' ? JSON.parse(answer) : answer;
-  const outputs = a.outputs ?? a;
-  const first = Array.isArray(outputs) ? outputs[0] : Object.values(outputs)[0];
-  return Float32Array.from(first.data ?? first);
+  const top = a.top?.[0];
+  if (!Array.isArray(top)) throw new Error('the edge answer has no top-k list');
+  return top.slice(0, 5).map((t) => ({ label: t.label ?? `class ${t.index}`, index: t.index, p: t.probability }));
 }

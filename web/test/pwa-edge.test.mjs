@@ -17,7 +17,29 @@ import { root, cairn, cairnBin, buildApp, appEvent, photo } from './pwa-app.mjs'
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
 const profile = path.join(work, 'profile');
-let serve, origin, serveLog = '';
+let serve, relay, origin, edge, serveLog = '';
+
+/**
+ * A TCP relay between the browser and the edge: the browser's network. Cutting it is the
+ * network going away (connections reset), for every request the browser makes, including
+ * those DevTools' offline emulation does not see (Background Sync, service-worker starts
+ * in a fresh browser). The edge server behind it is the real `cairn serve`.
+ */
+function startRelay(targetPort) {
+  let cut = false;
+  const sockets = new Set();
+  const relay = net.createServer((client) => {
+    if (cut) return client.destroy();
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise((resolve) => relay.listen(0, '127.0.0.1', () => resolve({
+    port: relay.address().port,
+    setOffline(value) { cut = value; if (value) for (const s of sockets) s.destroy(); },
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); relay.close(r); }),
+  })));
+}
 
 const freePort = () => new Promise((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
 
@@ -27,26 +49,29 @@ before(async () => {
   cairn('pack', path.join(data, 'classifier_v1.onnx'), '-o', model, '--image-size', '16', '--labels', path.join(data, 'classifier_labels.txt'));
   buildApp(model, dist);
   const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
+  edge = `http://127.0.0.1:${port}`;
   serve = spawn(cairnBin, ['serve', dist, '--addr', `127.0.0.1:${port}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   serve.stdout.on('data', (d) => { serveLog += d; });
   serve.stderr.on('data', (d) => { serveLog += d; });
   for (let i = 0; ; i++) {
-    try { if ((await fetch(`${origin}/healthz`)).ok) break; } catch { /* not up yet */ }
+    try { if ((await fetch(`${edge}/healthz`)).ok) break; } catch { /* not up yet */ }
     if (i > 200 || serve.exitCode !== null) throw new Error(`cairn serve did not start: ${serveLog}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  relay = await startRelay(port);
+  origin = `http://127.0.0.1:${relay.port}`;
   fs.mkdirSync(profile);
 });
 
 after(async () => {
+  await relay?.close();
   serve?.kill('SIGTERM');
   fs.rmSync(work, { recursive: true, force: true });
 });
 
 /** Sum of a Prometheus counter's samples whose labels contain `labelPart`. */
 async function metric(name, labelPart = '') {
-  const text = await (await fetch(`${origin}/metrics`)).text();
+  const text = await (await fetch(`${edge}/metrics`)).text();
   return text.split('\n').filter((l) => l.startsWith(name) && l.includes(labelPart)).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 const inferRequests = () => metric('cairn_http_requests_total{', 'infer');
@@ -57,8 +82,11 @@ const askSw = (page, msg) => page.evaluate(async (msg) => {
   return new Promise((resolve) => { const c = new MessageChannel(); c.port1.onmessage = ({ data }) => resolve(data); reg.active.postMessage(msg, [c.port2]); });
 }, msg);
 
+let context;
+after(() => context?.close());
+
 test('an edge request made offline is queued, survives a browser restart, and is replayed once online; the server computes it once', async () => {
-  let context = await launch(profile);
+  context = await launch(profile);
   let page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${origin}/`);
@@ -69,6 +97,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
   const requestsBefore = await inferRequests();
 
   await context.setOffline(true);
+  relay.setOffline(true);
   await page.click('#ask-edge');
   const asked = await appEvent(page, 'edge');
   assert.equal(asked.state, 'queued');
@@ -88,6 +117,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
 
   // Online again: the page says so, the service worker replays the queue.
   await context.setOffline(false);
+  relay.setOffline(false);
   await page.evaluate(() => dispatchEvent(new Event('online')));
   const result = await appEvent(page, 'sw:edge-result');
   assert.equal(result.key, asked.key);
