@@ -61,10 +61,11 @@ async function evictVersion(victim, reason) {
 
 /**
  * Frees space until `needBytes` more fit under the quota: inactive versions first, then
- * other models' active versions, least recently used first; the most recently used active
- * version (the model the app runs now) is never a candidate. Returns whether it fits.
+ * other models' active versions, least recently used first. Never a candidate: the most
+ * recently used active version (the model the app runs now), nor any version that holds
+ * `forUrl` (the shard being stored: its model is loading). Returns whether it fits.
  */
-export async function evictForQuota(needBytes = 0) {
+export async function evictForQuota(needBytes = 0, forUrl = null) {
   const fits = async () => {
     const { usage = 0, quota = Infinity } = await navigator.storage.estimate();
     return usage + needBytes <= quota * 0.95;
@@ -73,7 +74,8 @@ export async function evictForQuota(needBytes = 0) {
   const actives = await getAll(STORES.active);
   const isActive = (v) => actives.some((a) => a.manifestUrl === v.manifestUrl && a.version === v.version);
   const newest = actives.sort((a, b) => b.lastUsed - a.lastUsed)[0];
-  const versions = (await getAll(STORES.versions)).filter((v) => !(newest && v.manifestUrl === newest.manifestUrl && v.version === newest.version));
+  const protectedVersion = (v) => (newest && v.manifestUrl === newest.manifestUrl && v.version === newest.version) || v.shards.includes(forUrl);
+  const versions = (await getAll(STORES.versions)).filter((v) => !protectedVersion(v));
   const byAge = (a, b) => a.lastUsed - b.lastUsed;
   const candidates = [...versions.filter((v) => !isActive(v)).sort(byAge), ...versions.filter(isActive).sort(byAge)];
   for (const victim of candidates) {
@@ -86,7 +88,7 @@ export async function evictForQuota(needBytes = 0) {
 /** Plugin for the shard route: a full quota first costs old versions, then (if still full) the page is told. */
 export const quotaGuard = {
   async cachePutFailed({ request, bytes, final }) {
-    if (!final && (await evictForQuota(bytes.length))) return true;
+    if (!final && (await evictForQuota(bytes.length, request.url))) return true;
     const { usage = 0, quota = 0 } = await navigator.storage.estimate();
     announce('quota-full', { url: request.url, usage, quota, needBytes: bytes.length });
     return false;

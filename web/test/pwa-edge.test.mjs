@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { launch } from './browser.mjs';
-import { root, cairn, cairnBin, buildApp, appEvent, photo } from './pwa-app.mjs';
+import { root, cairnBin, packEfficientNet, buildApp, appEvent, photo } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
@@ -44,9 +44,8 @@ function startRelay(targetPort) {
 const freePort = () => new Promise((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
 
 before(async () => {
-  const data = path.join(root, 'crates/cairn-cli/tests/data');
-  const model = path.join(work, 'classifier');
-  cairn('pack', path.join(data, 'classifier_v1.onnx'), '-o', model, '--image-size', '16', '--labels', path.join(data, 'classifier_labels.txt'));
+  const model = path.join(work, 'efficientnet_lite0');
+  packEfficientNet(model);
   buildApp(model, dist);
   const port = await freePort();
   edge = `http://127.0.0.1:${port}`;
@@ -91,7 +90,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${origin}/`);
   await appEvent(page, 'model-active');
-  await page.setInputFiles('#file', photo('coffee.png'));
+  await page.setInputFiles('#file', photo('chelsea.png'));
   const onDevice = await appEvent(page, 'classified');
   assert.equal(onDevice.where, 'device');
   const requestsBefore = await inferRequests();
@@ -124,6 +123,8 @@ test('an edge request made offline is queued, survives a browser restart, and is
   assert.equal(result.status, 200);
   await page.waitForFunction(() => window.cairnApp.edgeResults.length > 0);
   assert.match(await page.textContent('#meta'), /on the edge server/);
+  const edgeTop = (await page.evaluate(() => window.cairnApp.edgeResults[0].top));
+  assert.equal(edgeTop[0].index, onDevice.top[0].index, 'the edge (native, full precision) agrees with the device on the top class');
   await page.screenshot({ path: path.join(root, 'target/screenshots/edge-replayed.png'), fullPage: true });
   assert.deepEqual((await askSw(page, { type: 'queued' })).queued, [], 'the queue is empty');
 
@@ -133,6 +134,6 @@ test('an edge request made offline is queued, survives a browser restart, and is
   await appEvent(page, 'replayed');
   assert.equal(await inferRequests(), requestsBefore + 1, 'the server saw the request exactly once');
   assert.equal(await inferBatches(), 1, 'and computed it once');
-  console.log(`edge queue: key ${asked.key} queued offline, kept across a browser restart, replayed (trigger: ${result.trigger}) -> HTTP ${result.status}; the server answered ${await inferRequests() - requestsBefore} infer request and computed ${await inferBatches()} batch`);
+  console.log(`edge queue: key ${asked.key} queued offline, kept across a browser restart, replayed (trigger: ${result.trigger}) -> HTTP ${result.status}, edge top-1 ${edgeTop[0].label} ${(edgeTop[0].p * 100).toFixed(1)}% (device: ${onDevice.top[0].label} ${(onDevice.top[0].p * 100).toFixed(1)}%); the server answered ${await inferRequests() - requestsBefore} infer request and computed ${await inferBatches()} batch`);
   await context.close();
 });

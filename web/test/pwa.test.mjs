@@ -45,6 +45,8 @@ test('first visit online, then offline: after a reload the app shell, the model 
   await page.goto(`${server.origin}/`);
   const controlled = await appEvent(page, 'sw-controlled');
   assert.equal(controlled.controlled, true, 'the service worker controls the page before the model loads');
+  await appEvent(page, 'model-usable');
+  await page.screenshot({ path: path.join(shots, 'first-visit-loading.png'), fullPage: true });
   const first = await appEvent(page, 'load-done');
   assert.equal(first.fromCache, 0);
   await appEvent(page, 'model-active');
