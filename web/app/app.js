@@ -40,7 +40,7 @@ const sw = new ServiceWorkerClient({
     const { type, ...detail } = msg;
     log(`sw:${type}`, detail);
     if (msg.type === 'edge-result') showEdgeResult(msg);
-    if (msg.type === 'quota-full') alertUser(`Storage is full (${MB(msg.usage)} of ${MB(msg.quota)} used), so part of the model could not be saved for offline use. The app still works while online; free some space in the browser's site settings to use it offline.`);
+    if (msg.type === 'quota-full') alertUser(`Storage is full (this app uses ${MB(msg.usage)}), so part of the model could not be saved for offline use. The app still works while online; free some space in the browser's site settings to use it offline.`);
     if (msg.type === 'model-version-evicted' || msg.type === 'quota-full') refreshStorage();
   },
 });

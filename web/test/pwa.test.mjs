@@ -214,3 +214,61 @@ test('installability basics: manifest fields, icons, a service worker controllin
   await offline.close();
   await page.close();
 });
+
+test('a full storage quota: the user is told clearly, and the app still loads the model and classifies', async () => {
+  // A fresh browser whose quota for this origin is 6 MB: the 2.3 MB app shell fits, the 18 MB model does not.
+  const small = await launch();
+  try {
+    const page = await small.newPage();
+    const cdp = await small.newCDPSession(page);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 6e6 });
+    await page.goto(`${server.origin}/`);
+    const full = await appEvent(page, 'sw:quota-full');
+    await appEvent(page, 'model-complete');
+    await page.setInputFiles('#file', photo('chelsea.png'));
+    const { top } = await appEvent(page, 'classified');
+    assert.ok(top[0].index >= 281 && top[0].index <= 285, JSON.stringify(top[0]));
+    const alert = await page.textContent('#alert');
+    assert.ok(await page.isVisible('#alert'));
+    assert.match(alert, /Storage is full .* could not be saved for offline use\. The app still works while online/);
+    await page.screenshot({ path: path.join(shots, 'quota-full.png'), fullPage: true });
+    console.log(`quota ${full.quota} bytes, usage ${full.usage}: the page says "${alert}"`);
+  } finally {
+    await small.close();
+  }
+});
+
+test('keyboard and screen readers: named controls, a skip link, the drop zone opens the file picker with Enter, text contrast >= 4.5:1', async () => {
+  const page = await onlinePage();
+  await page.goto(`${server.origin}/`);
+  await appEvent(page, 'sw-controlled');
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('button, [role=button], input, a, progress, meter, video')]
+    .filter((el) => el.getClientRects().length > 0 || el.type === 'file')
+    .filter((el) => !(el.getAttribute('aria-label') || el.labels?.[0]?.textContent.trim() || el.textContent.trim() || document.getElementById(el.getAttribute('aria-describedby') ?? '')?.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 80)));
+  assert.deepEqual(unnamed, [], 'every control has an accessible name');
+  // Listen for the file picker before any key is pressed (Playwright then intercepts it).
+  const chooser = page.waitForEvent('filechooser', { timeout: 15_000 });
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'skip', 'the first Tab stop is the skip link');
+  let reached = false;
+  for (let i = 0; i < 12 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement.id === 'drop');
+  }
+  assert.ok(reached, 'the drop zone is reachable with Tab');
+  await page.keyboard.press('Enter');
+  assert.ok(await chooser, 'Enter on the drop zone opens the file picker');
+  const contrasts = await page.evaluate(() => {
+    const rgb = (c) => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }).reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor; if (!c.startsWith('rgba(0, 0, 0, 0)')) return c; } return 'rgb(255, 255, 255)'; };
+    return [...document.querySelectorAll('h1, h2, p, label, button, .button, #drop span, footer, .note')]
+      .filter((el) => el.getClientRects().length > 0 && el.textContent.trim())
+      .map((el) => { const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(rgb(background(el)))]; return { what: el.id || el.className || el.tagName, ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05) }; });
+  });
+  const low = contrasts.filter((c) => c.ratio < 4.5);
+  console.log(`contrast: ${contrasts.length} text elements, lowest ratio ${Math.min(...contrasts.map((c) => c.ratio)).toFixed(1)}:1`);
+  assert.deepEqual(low, []);
+  await page.close();
+});
