@@ -42,11 +42,16 @@ const shardRequests = (from) => server.served.slice(from).filter((r) => r.url.in
 test('first visit online, then offline: after a reload the app shell, the model and a classification all work', async () => {
   const page = await onlinePage();
   page.on('pageerror', (e) => console.error('page error:', e));
+  // Hold back the full level's shards a moment, to see the page while the model streams in.
+  const holds = manifest.shards.filter((s) => s.level > 0).map((s) => server.fault(s.sha256, 'hold'));
   await page.goto(`${server.origin}/`);
   const controlled = await appEvent(page, 'sw-controlled');
   assert.equal(controlled.controlled, true, 'the service worker controls the page before the model loads');
-  await appEvent(page, 'model-usable');
+  assert.equal((await appEvent(page, 'model-usable')).level, 'coarse');
+  await page.waitForFunction(() => /coarse level ready/.test(document.getElementById('load-text').textContent));
   await page.screenshot({ path: path.join(shots, 'first-visit-loading.png'), fullPage: true });
+  for (const h of holds) h.release();
+  server.clearFaults();
   const first = await appEvent(page, 'load-done');
   assert.equal(first.fromCache, 0);
   await appEvent(page, 'model-active');
