@@ -100,3 +100,42 @@ test('a new app version waits for the user: "Update now" activates it and drops 
   console.log(`app update: ${oldKeys.length} precache entries before, ${newKeys.length} after; the changed file's old revision was deleted on activation`);
   await page.close();
 });
+
+test('when the quota is short, other model versions are evicted least recently used first, never the one the app runs', async () => {
+  // Two more bundles on the server, fetched through the service worker (as another page of
+  // the app would): first 'older', then 'newer'. The app runs 'classifier'.
+  for (const [name, file] of [['older', 'classifier_v1.onnx'], ['newer', 'classifier_v2.onnx']]) {
+    cairn('pack', path.join(data, file), '-o', path.join(dist, 'models', name), '--shard-size', '0.004');
+  }
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/`);
+  await appEvent(page, 'model-active');
+  const running = await cacheUrls(page, 'cairn-shards-v1');
+  const fetchBundle = (name) => page.evaluate(async (name) => {
+    const m = await (await fetch(`models/${name}/manifest.json`)).json();
+    for (const s of m.shards) await (await fetch(`models/${name}/${s.path}`)).arrayBuffer();
+    return m.shards.length;
+  }, name);
+  const counts = { older: await fetchBundle('older') };
+  await page.waitForTimeout(50); // distinct last-use times
+  counts.newer = await fetchBundle('newer');
+  const cachedOf = async (name) => (await cacheUrls(page, 'cairn-shards-v1')).filter((u) => u.includes(`/models/${name}/`)).length;
+  for (let i = 0; i < 50 && ((await cachedOf('older')) < counts.older || (await cachedOf('newer')) < counts.newer); i++) await page.waitForTimeout(100);
+  assert.equal(await cachedOf('newer'), counts.newer);
+
+  // Ask for more room than any quota has: everything evictable goes, oldest first.
+  const from = await page.evaluate(() => window.cairnApp.events.length);
+  const answer = await page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.ready;
+    return new Promise((resolve) => { const c = new MessageChannel(); c.port1.onmessage = ({ data }) => resolve(data); reg.active.postMessage({ type: 'evict-for-quota', needBytes: 1e15 }, [c.port2]); });
+  });
+  assert.equal(answer.fits, false, 'it says when even that is not enough');
+  await page.waitForFunction((from) => window.cairnApp.events.slice(from).filter((e) => e.type === 'sw:model-version-evicted').length >= 2, from);
+  const evicted = (await page.evaluate(() => window.cairnApp.events)).slice(from).filter((e) => e.type === 'sw:model-version-evicted').map((e) => e.manifestUrl.split('/').at(-2));
+  assert.deepEqual(evicted, ['older', 'newer'], 'least recently used first');
+  assert.equal(await cachedOf('older'), 0);
+  assert.equal(await cachedOf('newer'), 0);
+  assert.deepEqual((await cacheUrls(page, 'cairn-shards-v1')).sort(), running.sort(), 'the running model keeps every shard');
+  console.log(`quota eviction order: ${evicted.join(', ')}; the running model's ${running.length} shards kept`);
+  await page.close();
+});
