@@ -1,5 +1,6 @@
-// SHA-256 in the service worker (SubtleCrypto), as lowercase hex: the same digest the
-// bundle format names shards by and `cairn app build` writes as precache revisions.
+// Bytes as the service worker checks and stores them: SHA-256 (SubtleCrypto) as lowercase
+// hex, the digest the bundle format names shards by and `cairn app build` writes as
+// precache revisions; and the headers a stored copy keeps.
 
 export async function sha256Hex(bytes) {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));

@@ -9,8 +9,7 @@ import { SHARD_CACHE } from './shards.js';
 import { announce } from './broadcast.js';
 
 export const MANIFEST_CACHE = 'cairn-manifests-v1';
-const isManifest = ({ url }) => url.pathname.endsWith('/manifest.json');
-export { isManifest };
+export const isManifest = ({ url }) => url.pathname.endsWith('/manifest.json');
 
 /** Plugin for the manifest route: records each version that reaches the cache. */
 export const recordVersion = {
