@@ -6,9 +6,11 @@
 #   3. whole models: Cairn vs onnxruntime on real architectures;
 #   3a. the coarse level of a real pretrained EfficientNet-Lite0 bundle agrees with the full
 #       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
-#   3b. browser tests in real headless Chromium (web/test): a packed bundle streamed
+#   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
+#       the occlusion heatmap lands on the object;
+#   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
-#   3c. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
@@ -47,6 +49,22 @@ f = json.load(open("target/bundles/efficientnet_lite0/manifest.json"))["levels"]
 assert f["inputs"] >= 300 and f["decisive_top1_agreement"] >= 0.99, f
 print(f"coarse level: top-1 agreement {f['top1_agreement']:.1%} on {f['inputs']} real-photo inputs, {f['decisive_top1_agreement']:.1%} on the {f['decisive_inputs']} decisive ones")
 PY
+
+# Edge server (issue 7): the real pretrained model, served by `cairn serve`, explains a real
+# photo; the occlusion heatmap must concentrate on the object (tools/explain_photo.py --box).
+step "edge server: occlusion heatmap of a real photo (EfficientNet-Lite0 via cairn serve)"
+rm -rf target/serve-explain && mkdir -p target/serve-explain/models
+cp -r target/bundles/efficientnet_lite0 target/serve-explain/models/
+target/release/cairn serve target/serve-explain --addr 127.0.0.1:18471 --max-batch 16 > target/serve-explain.log 2>&1 &
+serve_pid=$!
+python3 -c "
+import time, urllib.request
+for _ in range(150):
+    try: urllib.request.urlopen('http://127.0.0.1:18471/healthz'); break
+    except OSError: time.sleep(0.2)"
+python3 tools/explain_photo.py http://127.0.0.1:18471 efficientnet_lite0 coffee.png target/explain-coffee.png --box 40,30,190,150 \
+  || { kill "$serve_pid"; cat target/serve-explain.log; exit 1; }
+kill "$serve_pid"; wait "$serve_pid" || true
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh

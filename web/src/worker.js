@@ -283,6 +283,7 @@ self.onmessage = async ({ data: msg }) => {
     }
     case 'memory': {
       const [live, peak] = wasm.heapStats();
+      if (msg.resetPeak) wasm.resetHeapPeak();
       return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes(), heapLive: live, heapPeak: peak });
     }
   }

@@ -19,9 +19,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Most requests stacked into one model run (1 turns batching off).
+    /// Most rows stacked into one model run (1 turns batching off); calibration may pick fewer.
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
+    /// Use --max-batch as given instead of measuring, at load, which batch size up to it
+    /// runs the most rows per second.
+    #[arg(long)]
+    no_calibrate: bool,
     /// Longest a request waits for others to batch with, in milliseconds.
     #[arg(long, default_value_t = 5)]
     max_wait_ms: u64,
@@ -50,7 +54,7 @@ pub fn main(args: ServeArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot start the thread pool")?;
     }
     let mut config = Config::new(&args.dir);
-    config.batch = BatchConfig { max_batch: args.max_batch, max_wait: Duration::from_millis(args.max_wait_ms), queue_capacity: args.queue };
+    config.batch = BatchConfig { max_batch: args.max_batch, max_wait: Duration::from_millis(args.max_wait_ms), queue_capacity: args.queue, calibrate: !args.no_calibrate };
     config.workers = args.workers;
     config.max_body_bytes = args.max_body;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -59,14 +63,16 @@ pub fn main(args: ServeArgs) -> Result<()> {
         for p in &problems {
             eprintln!("warning: {p}");
         }
+        for line in app.batching_summary() {
+            println!("{line}");
+        }
         let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
         let local = listener.local_addr()?;
         let names = app.model_names();
         println!(
-            "serving {} on http://{local} | models: {} | batching up to {} rows, {} ms wait, queue {}",
+            "serving {} on http://{local} | models: {} | batch wait {} ms, queue {}",
             args.dir.display(),
             if names.is_empty() { "none".to_string() } else { names.join(", ") },
-            args.max_batch,
             args.max_wait_ms,
             args.queue
         );

@@ -44,7 +44,12 @@ fn describe(m: &ServedModel) -> serde_json::Value {
         "levels": m.manifest.levels.iter().map(|l| &l.name).collect::<Vec<_>>(),
         "weight_bytes": m.manifest.weight_bytes(),
         "precision": "full",
-        "batching": { "enabled": m.batchable && cfg.max_batch > 1, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait.as_secs_f64() * 1e3 },
+        "batching": {
+            "enabled": m.batchable && cfg.max_batch > 1,
+            "max_batch": cfg.max_batch,
+            "max_wait_ms": cfg.max_wait.as_secs_f64() * 1e3,
+            "ms_per_row_by_batch": m.calibration.as_ref().map(|c| c.ms_per_row.clone()),
+        },
     })
 }
 

@@ -19,6 +19,9 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Requests (and explanations) admitted but not yet computing, per model.
     pub queue_capacity: usize,
+    /// Measure each model at load and lower `max_batch` to the size that runs the most
+    /// rows per second (see `calibrate`).
+    pub calibrate: bool,
 }
 
 impl BatchConfig {

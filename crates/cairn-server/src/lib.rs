@@ -13,6 +13,7 @@
 
 mod api;
 mod batcher;
+mod calibrate;
 mod error;
 mod explain;
 mod idempotency;
@@ -62,7 +63,7 @@ impl Config {
     pub fn new(root: impl Into<PathBuf>) -> Config {
         Config {
             root: root.into(),
-            batch: BatchConfig { max_batch: 8, max_wait: Duration::from_millis(5), queue_capacity: 256 },
+            batch: BatchConfig { max_batch: 8, max_wait: Duration::from_millis(5), queue_capacity: 256, calibrate: false },
             workers: 1,
             max_body_bytes: 16 << 20,
             max_weight_bytes: 2 << 30,
@@ -99,6 +100,20 @@ impl App {
     /// Names of the loaded models.
     pub fn model_names(&self) -> Vec<String> {
         self.models.keys().cloned().collect()
+    }
+
+    /// One line per model: how many rows its batches stack, and the measurements behind it.
+    pub fn batching_summary(&self) -> Vec<String> {
+        self.models
+            .values()
+            .map(|m| {
+                let measured = m.calibration.as_ref().map_or(String::new(), |c| {
+                    let per: Vec<String> = c.ms_per_row.iter().map(|(b, ms)| format!("{b}: {ms:.2}")).collect();
+                    format!(" (measured ms/row at batch {})", per.join(", "))
+                });
+                format!("{}: batches of up to {} rows{measured}", m.name, m.batcher.config().max_batch)
+            })
+            .collect()
     }
 
     pub fn router(self: &Arc<App>) -> Router {

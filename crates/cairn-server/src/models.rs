@@ -2,6 +2,7 @@
 //! at full precision (every level, every shard verified) and prepared for this machine.
 
 use crate::batcher::{BatchConfig, Batcher, ComputePool};
+use crate::calibrate::{calibrate, Calibration};
 use cairn_bundle::Manifest;
 use cairn_core::{passes::prepare_for_inference, DType, Dim, Session, ValueInfo};
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub struct ServedModel {
     /// stacked along it and run as one batch.
     pub batchable: bool,
     pub batcher: Batcher,
+    /// Per-row times measured at load, when batch sizes were calibrated.
+    pub calibration: Option<Calibration>,
 }
 
 impl ServedModel {
@@ -56,9 +59,14 @@ fn load(path: &Path, name: &str, max_weight_bytes: u64, batch: &BatchConfig, poo
     let (graph, _) = prepare_for_inference(graph).map_err(|e| format!("preparing the graph failed: {e}"))?;
     let inputs: Vec<ValueInfo> = graph.runtime_inputs().cloned().collect();
     let batchable = leading_symbol(&inputs).is_some();
+    let mut config = if batchable { batch.clone() } else { batch.unbatched() };
+    let calibration = (config.calibrate && config.max_batch > 1).then(|| calibrate(&graph, &inputs, config.max_batch)).flatten();
+    if let Some(c) = &calibration {
+        config.max_batch = c.chosen;
+    }
     let session = Arc::new(Session::new(graph));
-    let batcher = Batcher::start(name, session.clone(), if batchable { batch.clone() } else { batch.unbatched() }, pool.clone());
-    Ok(ServedModel { name: name.to_string(), manifest, session, inputs, batchable, batcher })
+    let batcher = Batcher::start(name, session.clone(), config, pool.clone());
+    Ok(ServedModel { name: name.to_string(), manifest, session, inputs, batchable, batcher, calibration })
 }
 
 /// The symbolic first dimension every input shares, if there is one.
