@@ -137,3 +137,34 @@ test('an edge request made offline is queued, survives a browser restart, and is
   console.log(`edge queue: key ${asked.key} queued offline, kept across a browser restart, replayed (trigger: ${result.trigger}) -> HTTP ${result.status}, edge top-1 ${edgeTop[0].label} ${(edgeTop[0].p * 100).toFixed(1)}% (device: ${onDevice.top[0].label} ${(onDevice.top[0].p * 100).toFixed(1)}%); the server answered ${await inferRequests() - requestsBefore} infer request and computed ${await inferBatches()} batch`);
   await context.close();
 });
+
+test('Background Sync: a request queued while the edge is unreachable is replayed by the sync event', async () => {
+  context = await launch(profile);
+  const page = await context.newPage();
+  await page.goto(`${origin}/`);
+  await appEvent(page, 'model-active');
+  await page.setInputFiles('#file', photo('coffee.png'));
+  await appEvent(page, 'classified');
+  const requestsBefore = await inferRequests();
+  // The page still believes it is online (no 'online' event will come); only the edge is unreachable.
+  relay.setOffline(true);
+  await page.click('#ask-edge');
+  const asked = await appEvent(page, 'edge');
+  assert.equal(asked.state, 'queued');
+  relay.setOffline(false);
+  // Chromium fires `sync` when it sees connectivity; here the test makes it fire now, through DevTools.
+  const cdp = await context.newCDPSession(page);
+  const registrations = [];
+  cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations: r }) => registrations.push(...r));
+  await cdp.send('ServiceWorker.enable');
+  for (let i = 0; i < 50 && registrations.length === 0; i++) await page.waitForTimeout(100);
+  const { registrationId } = registrations.find((r) => !r.isDeleted);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin, registrationId, tag: 'cairn-edge-queue', lastChance: false });
+  const result = await appEvent(page, 'sw:edge-result');
+  assert.equal(result.key, asked.key);
+  assert.equal(result.trigger, 'sync');
+  assert.equal(result.status, 200);
+  assert.equal(await inferRequests(), requestsBefore + 1, 'sent once');
+  console.log(`background sync: key ${asked.key} replayed by the sync event -> HTTP ${result.status}`);
+  await context.close();
+});
