@@ -64,6 +64,8 @@ export interface Model {
   /** Bytes Rust had allocated when the load completed, and the most it held during the load. */
   loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
   run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal }): Promise<RunResult>;
+  /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
+  preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   unload(): Promise<unknown>;
 }
 

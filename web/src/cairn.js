@@ -122,7 +122,7 @@ export class Cairn {
     return new Promise((resolve, reject) => {
       const id = this.#send(msg, {
         onMessage: (m) => {
-          if (m.type === 'result') resolve(m);
+          if (m.type === 'result' || m.type === 'tensor') resolve(m);
           else if (m.type === 'error') reject(new CairnError(m.code, m.message));
           else return false;
           return true;
@@ -200,6 +200,18 @@ class Model {
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings };
+  }
+
+  /**
+   * The input tensor the model would run on for `input`, preprocessed as the manifest
+   * says (in the worker, in Rust): e.g. to send the same input to an edge server.
+   * @param {RunInput} input
+   * @returns {Promise<{ name: string, data: Float32Array, shape: number[] }>}
+   */
+  async preprocess(input) {
+    const { payload, transfer } = await this.#prepare(input);
+    const m = await this.cairn._run({ type: 'preprocess', handle: this.handle, input: payload, transfer });
+    return { name: m.name, data: m.data, shape: m.shape };
   }
 
   /** Frees the model's memory in the worker. */
