@@ -263,6 +263,8 @@ self.onmessage = async ({ data: msg }) => {
       models.delete(msg.handle);
       return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
     }
+    case 'decide': // where to run: the placement policy (crates/cairn-web/src/policy.rs)
+      return post({ type: 'decision', id: msg.id, decision: JSON.parse(wasm.decidePlacement(JSON.stringify(msg.signals))) });
     case 'memory': {
       const [live, peak] = wasm.heapStats();
       return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes(), heapLive: live, heapPeak: peak });
