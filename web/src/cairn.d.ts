@@ -79,6 +79,7 @@ export class Cairn {
   onEvicted?: (e: { handle: number; reason: string }) => void;
   load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<Model>;
   memoryBytes(): Promise<number>;
-  memory(): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;
+  /** `resetPeak` starts a new peak measurement after reading this one. */
+  memory(options?: { resetPeak?: boolean }): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;
   terminate(): void;
 }

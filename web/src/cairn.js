@@ -106,9 +106,13 @@ export class Cairn {
     return (await this.#request({ type: 'memory' })).memoryBytes;
   }
 
-  /** Wasm memory size, and the bytes Rust has allocated now and at peak. */
-  async memory() {
-    const m = await this.#request({ type: 'memory' });
+  /**
+   * Wasm memory size, and the bytes Rust has allocated now and at peak (since the worker
+   * started, or since the last call with `resetPeak`, which starts a new peak measurement).
+   * @param {{ resetPeak?: boolean }} [options]
+   */
+  async memory(options = {}) {
+    const m = await this.#request({ type: 'memory', resetPeak: !!options.resetPeak });
     return { memoryBytes: m.memoryBytes, heapLive: m.heapLive, heapPeak: m.heapPeak };
   }
 

@@ -267,6 +267,7 @@ self.onmessage = async ({ data: msg }) => {
       return post({ type: 'decision', id: msg.id, decision: JSON.parse(wasm.decidePlacement(JSON.stringify(msg.signals))) });
     case 'memory': {
       const [live, peak] = wasm.heapStats();
+      if (msg.resetPeak) wasm.resetHeapPeak();
       return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes(), heapLive: live, heapPeak: peak });
     }
   }
