@@ -267,7 +267,7 @@ class Model {
     this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
     this.#placement.edgeFailures = 0;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, ...answer.timings }, placement };
+    return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
   }
 
   /** An image as the model's input tensor, as the manifest's preprocessing says (for the edge). */
