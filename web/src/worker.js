@@ -281,6 +281,8 @@ self.onmessage = async ({ data: msg }) => {
       models.delete(msg.handle);
       return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
     }
+    case 'decide': // where to run: the placement policy (crates/cairn-web/src/policy.rs)
+      return post({ type: 'decision', id: msg.id, decision: JSON.parse(wasm.decidePlacement(JSON.stringify(msg.signals))) });
     case 'memory': {
       const [live, peak] = wasm.heapStats();
       if (msg.resetPeak) wasm.resetHeapPeak();

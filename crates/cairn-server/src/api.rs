@@ -110,8 +110,19 @@ pub async fn explain(State(app): State<Arc<App>>, Path(name): Path<String>, Quer
     };
     let compute = async {
         let inputs = wire::parse(&model, &headers, &body)?;
-        let job = explain::Job::new(&model, inputs, &params)?;
-        let doc = model.batcher.exclusive(move |session, max_batch| job.run(session, max_batch)).await.map_err(submit_error)?;
+        let job = Arc::new(explain::Job::new(&model, inputs, &params)?);
+        let started = std::time::Instant::now();
+        let j = job.clone();
+        let base = model.batcher.exclusive(true, move |session, _| j.base(session)).await.map_err(submit_error)?;
+        let (target, p_target) = job.target(&base).map_err(ApiError::bad_request)?;
+        // One batch of occluded copies per compute slot turn, so inference is not held up
+        // for the whole explanation.
+        let mut drops = Vec::new();
+        for cells in job.cells().chunks(model.batcher.config().max_batch.max(1)) {
+            let (j, cells) = (job.clone(), cells.to_vec());
+            drops.extend(model.batcher.exclusive(false, move |session, _| j.drops(session, &cells, target, p_target)).await.map_err(submit_error)?);
+        }
+        let doc = job.report(&base, target, &drops, started);
         app.metrics.explanations.fetch_add(1, Ordering::Relaxed);
         Ok(Stored { body: Arc::new(serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?) })
     };

@@ -122,10 +122,12 @@ impl Batcher {
         }
     }
 
-    /// Runs `work` alone on a compute slot (an explanation's many forward passes),
-    /// admitted through the same bounded queue as inference.
-    pub async fn exclusive<T: Send + 'static>(&self, work: impl FnOnce(&Session, usize) -> Result<T, String> + Send + 'static) -> Result<T, SubmitError> {
-        let admission = self.admit()?;
+    /// Runs `work` alone on a compute slot (one step of an explanation). A new piece of
+    /// work is admitted through the same bounded queue as inference (`admit`); the later
+    /// steps of admitted work only wait for a slot, so an explanation is never refused
+    /// halfway, and inference batches run between its steps.
+    pub async fn exclusive<T: Send + 'static>(&self, admit: bool, work: impl FnOnce(&Session, usize) -> Result<T, String> + Send + 'static) -> Result<T, SubmitError> {
+        let admission = if admit { Some(self.admit()?) } else { None };
         let slot = self.pool.slots.clone().acquire_owned().await.map_err(|_| SubmitError::Failed("the compute pool is closed".into()))?;
         drop(admission);
         let session = self.session.clone();

@@ -92,30 +92,43 @@ impl Job {
         })
     }
 
-    /// Runs the unoccluded image, then every occluded copy in batches of `max_batch`.
-    pub fn run(self, session: &Session, max_batch: usize) -> Result<serde_json::Value, String> {
-        let started = Instant::now();
-        let base = self.probabilities(session, &self.input)?.pop().ok_or("the model returned no rows")?;
-        let target = self.target.unwrap_or_else(|| argmax(&base));
-        let p_target = *base.get(target).ok_or_else(|| format!("target class {target} does not exist: the model has {} classes", base.len()))?;
+    /// Class probabilities of the image as given.
+    pub fn base(&self, session: &Session) -> Result<Vec<f32>, String> {
+        self.probabilities(session, &self.input)?.pop().ok_or_else(|| "the model returned no rows".to_string())
+    }
+
+    /// The class to explain and its probability on the unoccluded image.
+    pub fn target(&self, base: &[f32]) -> Result<(usize, f32), String> {
+        let target = self.target.unwrap_or_else(|| argmax(base));
+        let p = *base.get(target).ok_or_else(|| format!("target class {target} does not exist: the model has {} classes", base.len()))?;
+        Ok((target, p))
+    }
+
+    /// Patch origins (y, x), row by row.
+    pub fn cells(&self) -> Vec<(usize, usize)> {
+        let xs = positions(self.width, self.patch, self.stride);
+        positions(self.height, self.patch, self.stride).into_iter().flat_map(|y| xs.iter().map(move |&x| (y, x))).collect()
+    }
+
+    /// How much the target's probability drops with each of these patches hidden: the
+    /// occluded copies run stacked as one batch.
+    pub fn drops(&self, session: &Session, cells: &[(usize, usize)], target: usize, p_target: f32) -> Result<Vec<f32>, String> {
+        let copies: Vec<Tensor> = cells.iter().map(|&(y, x)| self.occluded(y, x)).collect();
+        let stacked = crate::batcher::stack(copies.iter(), copies.len())?;
+        Ok(self.probabilities(session, &stacked)?.into_iter().map(|p| p_target - p[target]).collect())
+    }
+
+    /// The answer: target, top-k, and the drops as a grid.
+    pub fn report(&self, base: &[f32], target: usize, drops: &[f32], started: Instant) -> serde_json::Value {
         let ys = positions(self.height, self.patch, self.stride);
         let xs = positions(self.width, self.patch, self.stride);
-        let cells: Vec<(usize, usize)> = ys.iter().flat_map(|&y| xs.iter().map(move |&x| (y, x))).collect();
-        let mut drops = Vec::with_capacity(cells.len());
-        for chunk in cells.chunks(max_batch.max(1)) {
-            let copies: Vec<Tensor> = chunk.iter().map(|&(y, x)| self.occluded(y, x)).collect();
-            let stacked = crate::batcher::stack(copies.iter(), copies.len())?;
-            for probs in self.probabilities(session, &stacked)? {
-                drops.push(p_target - probs[target]);
-            }
-        }
         let grid: Vec<&[f32]> = drops.chunks(xs.len()).collect();
         let label = |i: usize| self.labels.as_ref().and_then(|l| l.get(i)).cloned();
-        Ok(serde_json::json!({
+        serde_json::json!({
             "model": self.model,
             "where": "edge",
-            "target": { "index": target, "label": label(target), "probability": p_target },
-            "top": wire::top_k(&base, self.top, self.labels.as_deref()),
+            "target": { "index": target, "label": label(target), "probability": base[target] },
+            "top": wire::top_k(base, self.top, self.labels.as_deref()),
             "heatmap": {
                 "method": "occlusion",
                 "rows": ys.len(),
@@ -127,9 +140,9 @@ impl Job {
                 "x": xs,
                 "drop": grid,
             },
-            "forward_passes": cells.len() + 1,
+            "forward_passes": drops.len() + 1,
             "compute_ms": started.elapsed().as_secs_f64() * 1e3,
-        }))
+        })
     }
 
     fn probabilities(&self, session: &Session, input: &Tensor) -> Result<Vec<Vec<f32>>, String> {

@@ -35,8 +35,11 @@ struct Entry {
     answer: OnceCell<Stored>,
 }
 
+/// Entries by key, and keys oldest first (for eviction).
+type Entries = (HashMap<String, Arc<Entry>>, VecDeque<String>);
+
 pub struct IdempotencyStore {
-    entries: Mutex<(HashMap<String, Arc<Entry>>, VecDeque<String>)>,
+    entries: Mutex<Entries>,
     capacity: usize,
     ttl: Duration,
 }
