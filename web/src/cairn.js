@@ -252,7 +252,8 @@ class Model {
   /** POSTs the input tensor to the edge's /v1/models/NAME/infer (NAME: the bundle's directory). */
   async #runOnEdge(input, placement, signal) {
     const t0 = performance.now();
-    const { data, shape } = input?.data instanceof Float32Array ? input : await this.#imageTensor(input);
+    // Images are preprocessed by the worker's Rust code, exactly as for a run on the device.
+    const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
     const name = this.url.pathname.split('/').slice(-2)[0];
     const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
     const res = await fetch(new URL(`/v1/models/${encodeURIComponent(name)}/infer`, this.cairn.edge), {
@@ -268,23 +269,6 @@ class Model {
     this.#placement.edgeFailures = 0;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
-  }
-
-  /** An image as the model's input tensor, as the manifest's preprocessing says (for the edge). */
-  async #imageTensor(input) {
-    const { payload } = await this.#prepare(input);
-    const pre = this.manifest.inputs[0].preprocess;
-    const n = payload.width * payload.height;
-    const data = new Float32Array(3 * n);
-    const order = pre.color === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-    for (let p = 0; p < n; p++) {
-      for (let c = 0; c < 3; c++) {
-        const v = (payload.rgba[p * 4 + order[c]] / 255 - pre.mean[c]) / pre.std[c];
-        data[pre.layout === 'nchw' ? c * n + p : p * 3 + c] = v;
-      }
-    }
-    const shape = pre.layout === 'nchw' ? [1, 3, payload.height, payload.width] : [1, payload.height, payload.width, 3];
-    return { data, shape };
   }
 
   /**
