@@ -296,17 +296,14 @@ class Model {
     const pre = this.manifest.inputs[0]?.preprocess;
     if (!pre) throw new CairnError('bad-input', 'This model takes tensors ({ data, shape }), not images: its bundle has no image preprocessing.');
     const [h, w] = pre.size;
-    let rgba;
     if (typeof ImageData !== 'undefined' && input instanceof ImageData && input.width === w && input.height === h) {
-      rgba = new Uint8Array(input.data.buffer.slice(0));
-    } else {
-      const canvas = new OffscreenCanvas(w, h);
-      const ctx = canvas.getContext('2d', { willReadFrequently: true });
-      const source = input instanceof ImageData ? await createImageBitmap(input) : input;
-      ctx.drawImage(source, 0, 0, w, h);
-      rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
+      const rgba = new Uint8Array(input.data.buffer.slice(0));
+      return { payload: { rgba, width: w, height: h }, transfer: [rgba.buffer] };
     }
-    return { payload: { rgba, width: w, height: h }, transfer: [rgba.buffer] };
+    // The browser scales a copy asynchronously (the caller's image stays usable) and the
+    // worker reads its pixels: a camera stream costs the main thread almost nothing.
+    const bitmap = await createImageBitmap(input, { resizeWidth: w, resizeHeight: h, resizeQuality: 'medium' });
+    return { payload: { bitmap, width: w, height: h }, transfer: [bitmap] };
   }
 }
 

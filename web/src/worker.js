@@ -157,11 +157,21 @@ async function load(id, url, signal) {
 }
 
 function tensorFor(entry, input) {
+  if (input.bitmap) input = { rgba: bitmapPixels(input.bitmap, input.width, input.height), width: input.width, height: input.height };
   if (!input.rgba) return { data: input.data, shape: input.shape };
   const source = entry.final ?? entry.load; // both preprocess per the manifest, in Rust
   const data = source.imageToInput(entry.inputName, input.rgba, input.width, input.height);
   const [h, w] = entry.manifest.inputs[0].preprocess.size;
   return { data, shape: entry.manifest.inputs[0].preprocess.layout === 'nchw' ? [1, 3, h, w] : [1, h, w, 3] };
+}
+
+/// The RGBA pixels of an image the page sent already scaled to the model's size (reading
+/// them here keeps that work off the page's main thread). The bitmap is closed.
+function bitmapPixels(bitmap, width, height) {
+  const ctx = new OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  bitmap.close();
+  return new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
 }
 
 // Runs requests that share a model and input shape as one batch along dim 0 (the
@@ -214,8 +224,9 @@ function enforceBudget(wasm, keep) {
 function batchGroup(msg) {
   const entry = models.get(msg.handle);
   if (!entry || msg.stream || typeof entry.manifest.inputs[0]?.dims[0] !== 'string') return '';
-  const shape = msg.input.rgba ? 'image' : msg.input.shape.join('x');
-  return msg.input.rgba || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
+  const image = msg.input.rgba || msg.input.bitmap;
+  const shape = image ? 'image' : msg.input.shape.join('x');
+  return image || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
 }
 
 // Runs waiting requests one per macrotask, so that messages that arrived during a
@@ -225,6 +236,7 @@ function drain() {
   draining = true;
   setTimeout(async function step() {
     for (const dropped of scheduler.takeDropped()) {
+      pending.get(dropped)?.input.bitmap?.close(); // a stale frame's pixels are freed now, not at GC
       pending.delete(dropped);
       fail(dropped, 'dropped', 'a newer frame of the same stream replaced this one, or the queue was full');
     }
