@@ -48,6 +48,8 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
     let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
     let y_ptr = SendPtr(y.as_mut_ptr());
     let fast = g.dh == 1 && g.dw == 1 && (1..=2).contains(&g.sw) && g.sh >= 1;
+    // The plane layout depends only on the geometry: worked out once per call.
+    let layout = fast.then(|| PhasePlane::new(g));
     for_each_task(&tasks, |&c0| {
         let mut scratch = Scratch::default();
         for ch in c0..(c0 + CHANNELS_PER_TASK).min(channels) {
@@ -56,8 +58,8 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
             let b = bias.map_or(0.0, |b| b[ch]);
             // SAFETY: each task writes only its own channels' planes.
             let yc = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(ch * osz), osz) };
-            if fast {
-                channel_fast(isa, g, xc, wc, b, act, yc, &mut scratch);
+            if let Some(layout) = &layout {
+                channel_fast(isa, g, layout, xc, wc, b, act, yc, &mut scratch);
             } else {
                 channel_general(g, xc, wc, b, act, yc);
             }
@@ -65,8 +67,9 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
     });
 }
 
-fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
-    let plane = PhasePlane::fill(g, x, &mut scratch.plane, &mut scratch.primed, 0.0);
+#[allow(clippy::too_many_arguments)]
+fn channel_fast(isa: Isa, g: &ConvGeometry, plane: &PhasePlane, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
+    plane.fill(g, x, &mut scratch.plane, &mut scratch.primed, 0.0);
     assert!(w.len() >= g.kh * g.kw && y.len() >= g.oh * g.ow);
     let y = &mut y[..g.oh * g.ow];
     // SAFETY: `fill` sized the plane so every tap reads inside it for the virtual rows
@@ -74,10 +77,10 @@ fn channel_fast(isa: Isa, g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => taps_avx2(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
+            Isa::Avx2Fma | Isa::Avx512 => taps_avx2(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::WasmSimd128 => taps_simd::<crate::simd::wasm::Simd128>(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
-            _ => taps_simd::<Scalar4>(g, &plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
+            Isa::WasmSimd128 => taps_simd::<crate::simd::wasm::Simd128>(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
+            _ => taps_simd::<Scalar4>(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
         }
     }
     if clamp_of(act).is_none() {
@@ -103,30 +106,46 @@ struct Scratch {
 /// `s >= ow`. The kernel computes the virtual output (a little wider than the real
 /// one) with full-width vectors and no edge cases; the caller keeps the real part.
 /// This is what makes small planes (7x7, 14x14) as vector-friendly as large ones.
-#[allow(dead_code)] // `reach` documents the extent the assert in `fill` checked
 struct PhasePlane {
     s: usize,
+    /// Floats per phase sub-plane.
+    sub: usize,
     offsets: Vec<usize>,
-    /// How far past `oy * s` the reads of row `oy` may go, plus the row's own width.
-    reach: usize,
+    /// The buffer length: every sub-plane, and every tap's reads for the virtual rows.
+    len: usize,
 }
 
 /// Vector pairs never exceed this many lanes (AVX2: 2 x 8).
 const MAX_STEP: usize = 16;
 
 impl PhasePlane {
-    fn fill(g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>, primed: &mut bool, pad: f32) -> PhasePlane {
+    fn new(g: &ConvGeometry) -> PhasePlane {
         let (sh, sw) = (g.sh, g.sw);
         let width = (g.ow - 1) * sw + g.kw; // padded columns any output reads
         let rows = (g.oh - 1) * sh + g.kh;
         let s = width.div_ceil(sw);
         let sub = rows.div_ceil(sh) * s;
-        let slot = |r: usize, c: usize| ((r % sh) * sw + c % sw) * sub + (r / sh) * s + c / sw;
-        let offsets: Vec<usize> = (0..g.kh * g.kw).map(|t| slot(t / g.kw, t % g.kw)).collect();
+        let mut plane = PhasePlane { s, sub, offsets: Vec::new(), len: 0 };
+        plane.offsets = (0..g.kh * g.kw).map(|t| plane.slot(g, t / g.kw, t % g.kw)).collect();
         // A row computes whole vectors: up to `ow` rounded up to MAX_STEP outputs.
         let reach = (g.oh - 1) * s + g.ow.div_ceil(MAX_STEP) * MAX_STEP;
-        let max_off = offsets.iter().copied().max().unwrap_or(0);
-        let len = (sh * sw * sub).max(max_off + reach);
+        let max_off = plane.offsets.iter().copied().max().unwrap_or(0);
+        plane.len = (sh * sw * sub).max(max_off + reach);
+        plane
+    }
+
+    /// Where padded input (row `r`, column `c`) lives in the buffer.
+    #[inline]
+    fn slot(&self, g: &ConvGeometry, r: usize, c: usize) -> usize {
+        ((r % g.sh) * g.sw + c % g.sw) * self.sub + (r / g.sh) * self.s + c / g.sw
+    }
+
+    /// Copies one channel `x` into `buf` (whose padding holds `pad` once primed).
+    fn fill(&self, g: &ConvGeometry, x: &[f32], buf: &mut Vec<f32>, primed: &mut bool, pad: f32) {
+        let (sh, sw, len) = (g.sh, g.sw, self.len);
+        let width = (g.ow - 1) * sw + g.kw;
+        let rows = (g.oh - 1) * sh + g.kh;
+        let slot = |r: usize, c: usize| self.slot(g, r, c);
         if !*primed || buf.len() != len {
             buf.clear();
             buf.resize(len, pad);
@@ -168,8 +187,6 @@ impl PhasePlane {
                 }
             }
         }
-        assert!(max_off + reach <= buf.len());
-        PhasePlane { s, offsets, reach }
     }
 }
 
@@ -367,19 +384,21 @@ pub fn max_pool2d(g: &ConvGeometry, planes: usize, x: &[f32], y: &mut [f32]) -> 
     let isa = Isa::current();
     let tasks: Vec<usize> = (0..planes).step_by(CHANNELS_PER_TASK).collect();
     let y_ptr = SendPtr(y.as_mut_ptr());
+    let plane = PhasePlane::new(g);
+    let plane = &plane;
     for_each_task(&tasks, |&c0| {
         let mut scratch = Scratch::default();
         for ch in c0..(c0 + CHANNELS_PER_TASK).min(planes) {
-            let plane = PhasePlane::fill(g, &x[ch * isz..][..isz], &mut scratch.plane, &mut scratch.primed, f32::NEG_INFINITY);
+            plane.fill(g, &x[ch * isz..][..isz], &mut scratch.plane, &mut scratch.primed, f32::NEG_INFINITY);
             // SAFETY: each task writes only its own planes; `fill` checked the read extent.
             let yc = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(ch * osz), osz) };
             unsafe {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2Fma => max_taps_avx2(g, &plane, &scratch.plane, yc, &mut scratch.row),
+                    Isa::Avx2Fma | Isa::Avx512 => max_taps_avx2(g, plane, &scratch.plane, yc, &mut scratch.row),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Isa::WasmSimd128 => max_taps::<crate::simd::wasm::Simd128>(g, &plane, &scratch.plane, yc, &mut scratch.row),
-                    _ => max_taps::<Scalar4>(g, &plane, &scratch.plane, yc, &mut scratch.row),
+                    Isa::WasmSimd128 => max_taps::<crate::simd::wasm::Simd128>(g, plane, &scratch.plane, yc, &mut scratch.row),
+                    _ => max_taps::<Scalar4>(g, plane, &scratch.plane, yc, &mut scratch.row),
                 }
             }
         }

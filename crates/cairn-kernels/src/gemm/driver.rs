@@ -31,7 +31,7 @@ pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: Rhs
         return;
     }
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "gemm: C is too small for {m}x{n} with ldc {ldc}");
-    assert!(Isa::all_available().contains(&isa), "gemm: {isa:?} is not available here");
+    assert!(isa.is_available(), "gemm: {isa:?} is not available here");
     check_operands(isa, m, n, k, &lhs, &rhs, epilogue);
     if k == 0 {
         for i in 0..m {
@@ -187,6 +187,16 @@ unsafe fn gemm_block(
                                 }
                             } else {
                                 (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, None);
+                            }
+                            continue;
+                        }
+                        if let Some(edge_kernel) = kernel.edge {
+                            let tile_epi = (last_k && !epi.is_identity()).then(|| epi.tile(ic + ir, jc + jr));
+                            edge_kernel(kc, ap, bp, ldb, tile, ldc, nrows, ncols, acc, tile_epi.as_ref());
+                            if last_k && epi.clamp().is_none() {
+                                for i in 0..nrows {
+                                    epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols));
+                                }
                             }
                             continue;
                         }
