@@ -8,6 +8,8 @@
 //! outputs in a fixed-size array, which LLVM turns into SIMD registers for the
 //! ISA the function is compiled for (simd128, AVX2+FMA, or the baseline).
 
+mod interleaved;
+
 use crate::parallel::{for_each_task, SendPtr};
 use crate::simd::{F32Simd, Scalar4};
 use crate::{Activation, Isa};
@@ -47,45 +49,36 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
     assert!(bias.is_none_or(|b| b.len() >= channels), "depthwise: bias too short");
     let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
     let y_ptr = SendPtr(y.as_mut_ptr());
-    let fast = g.dh == 1 && g.dw == 1 && (1..=2).contains(&g.sw) && g.sh >= 1;
-    // The plane layout depends only on the geometry: worked out once per call.
-    let layout = fast.then(|| PhasePlane::new(g));
     for_each_task(&tasks, |&c0| {
-        let mut scratch = Scratch::default();
-        for ch in c0..(c0 + CHANNELS_PER_TASK).min(channels) {
-            let xc = &x[ch * isz..][..isz];
-            let wc = &w[ch * ksz..][..ksz];
-            let b = bias.map_or(0.0, |b| b[ch]);
-            // SAFETY: each task writes only its own channels' planes.
-            let yc = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(ch * osz), osz) };
-            if let Some(layout) = &layout {
-                channel_fast(isa, g, layout, xc, wc, b, act, yc, &mut scratch);
-            } else {
-                channel_general(g, xc, wc, b, act, yc);
+        let n = CHANNELS_PER_TASK.min(channels - c0);
+        // Buffers live on per thread: a fresh multi-100-KiB buffer per call would be
+        // mapped and faulted in every time.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<interleaved::Scratch> = std::cell::RefCell::default();
+        }
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let (xc, wc, bc) = (x[c0 * isz..].as_ptr(), w[c0 * ksz..].as_ptr(), bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr()));
+        // SAFETY: the asserts above cover every plane; each task writes only its own
+        // channels' planes; the ISA is available (chosen by `Isa`).
+        unsafe {
+            let yc = y_ptr.get().add(c0 * osz);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2Fma | Isa::Avx512 => depthwise_avx2(g, n, xc, wc, bc, act, yc, &mut scratch),
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                Isa::WasmSimd128 => interleaved::depthwise::<crate::simd::wasm::Simd128>(g, n, xc, wc, bc, act, yc, &mut scratch),
+                _ => interleaved::depthwise::<Scalar4>(g, n, xc, wc, bc, act, yc, &mut scratch),
             }
         }
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
     });
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn channel_fast(isa: Isa, g: &ConvGeometry, plane: &PhasePlane, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], scratch: &mut Scratch) {
-    plane.fill(g, x, &mut scratch.plane, &mut scratch.primed, 0.0);
-    assert!(w.len() >= g.kh * g.kw && y.len() >= g.oh * g.ow);
-    let y = &mut y[..g.oh * g.ow];
-    // SAFETY: `fill` sized the plane so every tap reads inside it for the virtual rows
-    // (asserted there); the ISA is available (chosen by `Isa`).
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma | Isa::Avx512 => taps_avx2(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::WasmSimd128 => taps_simd::<crate::simd::wasm::Simd128>(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
-            _ => taps_simd::<Scalar4>(g, plane, &scratch.plane, w, bias, act, y, &mut scratch.row),
-        }
-    }
-    if clamp_of(act).is_none() {
-        act.apply(y);
-    }
+unsafe fn depthwise_avx2(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut interleaved::Scratch) {
+    interleaved::depthwise::<crate::simd::avx2::Avx2>(g, channels, x, w, bias, act, y, s)
 }
 
 /// Per-task buffers, reused across channels.
@@ -190,13 +183,6 @@ impl PhasePlane {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn taps_avx2(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
-    taps_simd::<crate::simd::avx2::Avx2>(g, p, plane, w, bias, act, y, row)
-}
-
 /// Clamping activations run on the vectors; the others on the finished plane
 /// (Identity included: x86 `max` would turn NaN into the bound).
 #[inline(always)]
@@ -206,18 +192,6 @@ fn clamp_of(act: Activation) -> Option<(f32, f32)> {
         Activation::Relu => Some((0.0, f32::INFINITY)),
         Activation::Clip { min, max } => Some((min, max)),
         _ => None,
-    }
-}
-
-/// Output rows straight into `y`, generic over the vector ISA; 3x3 and 5x5 windows
-/// get copies with the taps unrolled and the filter splatted in registers.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn taps_simd<S: F32Simd>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
-    match p.offsets.len() {
-        9 => taps_fixed::<S, 9>(g, p, plane, w, bias, act, y, row),
-        25 => taps_fixed::<S, 25>(g, p, plane, w, bias, act, y, row),
-        _ => taps_dyn::<S>(g, p, plane, w, bias, act, y, row),
     }
 }
 
@@ -242,77 +216,8 @@ fn finish_row(g: &ConvGeometry, oy: usize, direct: bool, y: &mut [f32], row: &[f
     }
 }
 
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn taps_fixed<S: F32Simd, const N: usize>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
-    let l = S::LANES;
-    let n_vec = g.ow.div_ceil(l);
-    row.resize(n_vec * l, 0.0);
-    let wv: [S::V; N] = std::array::from_fn(|t| S::splat(w[t]));
-    let src: [*const f32; N] = std::array::from_fn(|t| plane.as_ptr().add(p.offsets[t]));
-    let clamp = clamp_of(act).is_some();
-    let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-    let (vlo, vhi, vbias) = (S::splat(lo), S::splat(hi), S::splat(bias));
-    for oy in 0..g.oh {
-        let (dst, direct) = row_dst(g, oy, n_vec * l, y, row);
-        let mut v = 0;
-        while v + 2 <= n_vec {
-            let t0 = oy * p.s + v * l;
-            let (mut a0, mut a1) = (vbias, vbias);
-            for t in 0..N {
-                a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
-                a1 = S::mul_add(wv[t], S::load(src[t].add(t0 + l)), a1);
-            }
-            if clamp {
-                a0 = S::min(S::max(a0, vlo), vhi);
-                a1 = S::min(S::max(a1, vlo), vhi);
-            }
-            S::store(dst.add(v * l), a0);
-            S::store(dst.add(v * l + l), a1);
-            v += 2;
-        }
-        if v < n_vec {
-            let t0 = oy * p.s + v * l;
-            let mut a0 = vbias;
-            for t in 0..N {
-                a0 = S::mul_add(wv[t], S::load(src[t].add(t0)), a0);
-            }
-            if clamp {
-                a0 = S::min(S::max(a0, vlo), vhi);
-            }
-            S::store(dst.add(v * l), a0);
-        }
-        finish_row(g, oy, direct, y, row);
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn taps_dyn<S: F32Simd>(g: &ConvGeometry, p: &PhasePlane, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut Vec<f32>) {
-    let l = S::LANES;
-    let n_vec = g.ow.div_ceil(l);
-    row.resize(n_vec * l, 0.0);
-    let clamp = clamp_of(act).is_some();
-    let (lo, hi) = clamp_of(act).unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-    let (vlo, vhi) = (S::splat(lo), S::splat(hi));
-    for oy in 0..g.oh {
-        let (dst, direct) = row_dst(g, oy, n_vec * l, y, row);
-        for v in 0..n_vec {
-            let t0 = oy * p.s + v * l;
-            let mut a0 = S::splat(bias);
-            for (t, &off) in p.offsets.iter().enumerate() {
-                a0 = S::mul_add(S::splat(w[t]), S::load(plane.as_ptr().add(off + t0)), a0);
-            }
-            if clamp {
-                a0 = S::min(S::max(a0, vlo), vhi);
-            }
-            S::store(dst.add(v * l), a0);
-        }
-        finish_row(g, oy, direct, y, row);
-    }
-}
-
-/// Any geometry (dilations, strides > 2): direct loops with bounds checks.
+/// The reference: direct loops with bounds checks, any geometry.
+#[cfg(test)]
 fn channel_general(g: &ConvGeometry, x: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32]) {
     for oy in 0..g.oh {
         for ox in 0..g.ow {
@@ -339,25 +244,28 @@ mod tests {
     use super::*;
     use crate::testutil::{assert_close, Rng};
 
-    /// The fast paths against the general loop, on random geometries with odd sizes.
+    /// Every ISA's kernel against the direct loop, on random geometries with odd sizes,
+    /// partial channel blocks, strides up to 3 and dilations.
     #[test]
     fn fast_paths_match_general_loop() {
         let mut rng = Rng(11);
-        for case in 0..200 {
+        for case in 0..300 {
             let k = [1, 3, 5, 7][rng.below(4)];
             let (kh, kw) = if case % 7 == 0 { (1, k) } else { (k, k) };
-            let (sh, sw) = [(1, 1), (2, 2), (1, 2), (2, 1)][rng.below(4)];
-            let (ih, iw) = (kh + rng.below(20), kw + rng.below(40));
+            let (sh, sw) = [(1, 1), (2, 2), (1, 2), (2, 1), (3, 3)][rng.below(5)];
+            let (dh, dw) = if case % 5 == 0 { (2, 1 + rng.below(2)) } else { (1, 1) };
+            let (ekh, ekw) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+            let (ih, iw) = (ekh + rng.below(20), ekw + rng.below(40));
             let (pt, pl) = (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1));
             let (pb, pr) = (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1));
-            let oh = (ih + pt + pb - kh) / sh + 1;
-            let ow = (iw + pl + pr - kw) / sw + 1;
-            let g = ConvGeometry { ih, iw, kh, kw, sh, sw, dh: 1, dw: 1, pt, pl, oh, ow };
-            let channels = 1 + rng.below(11);
+            let oh = (ih + pt + pb - ekh) / sh + 1;
+            let ow = (iw + pl + pr - ekw) / sw + 1;
+            let g = ConvGeometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow };
+            let channels = 1 + rng.below(21);
             let x = rng.vec(channels * ih * iw);
             let w = rng.vec(channels * kh * kw);
             let bias = rng.vec(channels);
-            let act = if case % 2 == 0 { Activation::Clip { min: 0.0, max: 6.0 } } else { Activation::Identity };
+            let act = [Activation::Clip { min: 0.0, max: 6.0 }, Activation::Identity, Activation::Relu, Activation::Sigmoid][case % 4];
             let mut want = vec![0.0; channels * oh * ow];
             for ch in 0..channels {
                 channel_general(&g, &x[ch * ih * iw..][..ih * iw], &w[ch * kh * kw..][..kh * kw], bias[ch], act, &mut want[ch * oh * ow..][..oh * ow]);
