@@ -14,10 +14,56 @@ pub(crate) trait F32Simd: Copy {
     unsafe fn mul_add(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
-    /// Transposes a `LANES x LANES` block: row `i` of `src` (at `src + i * lds`) becomes
+    /// The side of the square block [`F32Simd::transpose`] moves (divides `LANES`).
+    const BLOCK: usize = Self::LANES;
+    /// Transposes a `BLOCK x BLOCK` block: row `i` of `src` (at `src + i * lds`) becomes
     /// column `i` of `dst` (rows at `dst + j * ldd`). Turns channel planes into
     /// channel-interleaved pixels and back.
     unsafe fn transpose(src: *const f32, lds: usize, dst: *mut f32, ldd: usize);
+}
+
+/// AVX-512F: sixteen lanes; transposes in 8x8 blocks with the AVX2 shuffles.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use super::F32Simd;
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512;
+
+    impl F32Simd for Avx512 {
+        const LANES: usize = 16;
+        const BLOCK: usize = 8;
+        type V = __m512;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            _mm512_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            _mm512_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m512, b: __m512) -> __m512 {
+            _mm512_min_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn transpose(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+            super::avx2::Avx2::transpose(src, lds, dst, ldd)
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

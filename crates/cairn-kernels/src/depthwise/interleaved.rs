@@ -13,8 +13,9 @@ use super::{clamp_of, ConvGeometry};
 use crate::simd::F32Simd;
 use crate::Activation;
 
-/// The most lanes any ISA's vector has here (AVX2: 8).
-const MAX_LANES: usize = 8;
+/// Output pixels computed together (one accumulator each): the transpose block,
+/// at most this many.
+const MAX_PIXELS: usize = 8;
 
 /// Buffers of one task, reused across its channel blocks.
 #[derive(Default)]
@@ -24,7 +25,7 @@ pub(super) struct Scratch {
     /// The block's filters, tap-major: `w[tap * LANES + lane]`.
     w: Vec<f32>,
     bias: Vec<f32>,
-    /// `LANES` output pixels of the block, pixel-major, before the transpose back.
+    /// `BLOCK` output pixels of the block, pixel-major, before the transpose back.
     tile: Vec<f32>,
 }
 
@@ -38,9 +39,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(g: &ConvGeometry, lanes: usize) -> Layout {
-        let groups = g.ow.div_ceil(lanes);
-        Layout { rows: (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1, cols: (groups * lanes - 1) * g.sw + (g.kw - 1) * g.dw + 1, groups }
+    fn new(g: &ConvGeometry, pixels: usize) -> Layout {
+        let groups = g.ow.div_ceil(pixels);
+        Layout { rows: (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1, cols: (groups * pixels - 1) * g.sw + (g.kw - 1) * g.dw + 1, groups }
     }
 }
 
@@ -53,16 +54,16 @@ impl Layout {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn depthwise<S: F32Simd>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
-    let l = S::LANES;
-    debug_assert!(l <= MAX_LANES);
-    let lay = Layout::new(g, l);
+    let (l, p) = (S::LANES, S::BLOCK);
+    debug_assert!(p <= MAX_PIXELS && l % p == 0);
+    let lay = Layout::new(g, p);
     // The buffer is reused across calls; blocks overwrite only the interior, so the
     // padding is zeroed once per call (zeroing all of it costs more than the taps).
     s.buf.resize(lay.rows * lay.cols * l, 0.0);
     zero_padding(g, &lay, l, &mut s.buf);
     s.w.resize(g.kh * g.kw * l, 0.0);
     s.bias.resize(l, 0.0);
-    s.tile.resize(l * l, 0.0);
+    s.tile.resize(p * l, 0.0);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     for c0 in (0..channels).step_by(l) {
         let n = l.min(channels - c0);
@@ -100,7 +101,7 @@ fn zero_padding(g: &ConvGeometry, lay: &Layout, l: usize, buf: &mut [f32]) {
 /// Transposes `n` channel planes into the interleaved buffer's interior.
 #[inline(always)]
 unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usize, buf: &mut [f32]) {
-    let l = S::LANES;
+    let (l, b) = (S::LANES, S::BLOCK);
     let isz = g.ih * g.iw;
     let cols = g.iw.min(lay.cols.saturating_sub(g.pl));
     for iy in 0..g.ih {
@@ -112,9 +113,11 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
         let dst = buf.as_mut_ptr().add((r * lay.cols + g.pl) * l);
         let mut ix = 0;
         if n == l {
-            while ix + l <= cols {
-                S::transpose(src.add(ix), isz, dst.add(ix * l), l);
-                ix += l;
+            while ix + b <= cols {
+                for h in (0..l).step_by(b) {
+                    S::transpose(src.add(h * isz + ix), isz, dst.add(ix * l + h), l);
+                }
+                ix += b;
             }
         }
         for ix in ix..cols {
@@ -125,11 +128,11 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
     }
 }
 
-/// Every output row of one block, `LANES` pixels at a time.
+/// Every output row of one block, `BLOCK` pixels at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows<S: F32Simd>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
-    let l = S::LANES;
+    let (l, b) = (S::LANES, S::BLOCK);
     let osz = g.oh * g.ow;
     let (buf, w, tile) = (s.buf.as_ptr(), s.w.as_ptr(), s.tile.as_mut_ptr());
     let vbias = S::load(s.bias.as_ptr());
@@ -139,26 +142,28 @@ unsafe fn rows<S: F32Simd>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize,
     let pixel_step = g.sw * l;
     for oy in 0..g.oh {
         for grp in 0..lay.groups {
-            let ox0 = grp * l;
-            let mut acc = [vbias; MAX_LANES];
+            let ox0 = grp * b;
+            let mut acc = [vbias; MAX_PIXELS];
             for ki in 0..kh {
                 let row = buf.add((oy * g.sh + ki * g.dh) * lay.cols * l);
                 for kj in 0..kw {
                     let wv = S::load(w.add((ki * kw + kj) * l));
                     let base = row.add((ox0 * g.sw + kj * g.dw) * l);
-                    for (p, a) in acc.iter_mut().enumerate().take(l) {
+                    for (p, a) in acc.iter_mut().enumerate().take(b) {
                         *a = S::mul_add(wv, S::load(base.add(p * pixel_step)), *a);
                     }
                 }
             }
-            for (p, a) in acc.iter().enumerate().take(l) {
+            for (p, a) in acc.iter().enumerate().take(b) {
                 let v = if clamp.is_some() { S::min(S::max(*a, vlo), vhi) } else { *a };
                 S::store(tile.add(p * l), v);
             }
-            let valid = l.min(g.ow - ox0);
+            let valid = b.min(g.ow - ox0);
             let out = y.add(oy * g.ow + ox0);
-            if valid == l && n == l {
-                S::transpose(tile, l, out, osz);
+            if valid == b && n == l {
+                for h in (0..l).step_by(b) {
+                    S::transpose(tile.add(h), l, out.add(h * osz), osz);
+                }
             } else {
                 for lane in 0..n {
                     for p in 0..valid {

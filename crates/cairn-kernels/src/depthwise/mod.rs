@@ -33,7 +33,7 @@ pub struct ConvGeometry {
 }
 
 /// Channels per task when spreading over threads.
-const CHANNELS_PER_TASK: usize = 8;
+const CHANNELS_PER_TASK: usize = 16;
 
 /// `y[c] = act(conv(x[c], w[c]) + bias[c])` for `channels` planes.
 /// `x`: `channels * ih * iw`, `w`: `channels * kh * kw`, `y`: `channels * oh * ow`.
@@ -64,7 +64,9 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
             let yc = y_ptr.get().add(c0 * osz);
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma | Isa::Avx512 => depthwise_avx2(g, n, xc, wc, bc, act, yc, &mut scratch),
+                Isa::Avx2Fma => depthwise_avx2(g, n, xc, wc, bc, act, yc, &mut scratch),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => depthwise_avx512(g, n, xc, wc, bc, act, yc, &mut scratch),
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 Isa::WasmSimd128 => interleaved::depthwise::<crate::simd::wasm::Simd128>(g, n, xc, wc, bc, act, yc, &mut scratch),
                 _ => interleaved::depthwise::<Scalar4>(g, n, xc, wc, bc, act, yc, &mut scratch),
@@ -79,6 +81,13 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 #[allow(clippy::too_many_arguments)]
 unsafe fn depthwise_avx2(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut interleaved::Scratch) {
     interleaved::depthwise::<crate::simd::avx2::Avx2>(g, channels, x, w, bias, act, y, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_avx512(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut interleaved::Scratch) {
+    interleaved::depthwise::<crate::simd::avx512::Avx512>(g, channels, x, w, bias, act, y, s)
 }
 
 /// Per-task buffers, reused across channels.

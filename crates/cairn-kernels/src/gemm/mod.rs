@@ -146,6 +146,7 @@ pub(crate) type EdgeKernel =
 
 /// The epilogue of one full tile, as raw pointers at the tile's origin (null when absent):
 /// `C = clamp(C + row_bias[i] + col_bias[j] + residual[i][j], lo, hi)`.
+#[derive(Clone, Copy)]
 pub(crate) struct TileEpilogue {
     pub row_bias: *const f32,
     pub col_bias: *const f32,

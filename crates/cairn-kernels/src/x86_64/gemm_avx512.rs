@@ -72,8 +72,10 @@ unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usi
 /// Partial tiles. Columns are what partial tiles lack most (7x7 and 14x14 planes leave
 /// 17 and 4 columns): up to 16 columns run one zmm per row instead of two, and up to
 /// 4 columns turn the tile around: each column of C is one vector over the 12 rows
-/// (A's packed k step), so a 1-column tail costs one FMA per k step instead of twelve.
-/// Missing rows are computed on A's zero padding and not stored.
+/// (A's packed k step), so a 1-column tail costs one FMA per k step instead of twelve;
+/// 17 to 20 columns are 16 plus such a tail. Missing rows are skipped in steps of four
+/// (channel counts like 16, 64 or 160 leave 4 rows), the rest of a step computed on
+/// A's zero padding and not stored.
 ///
 /// # Safety
 /// See [`crate::gemm::EdgeKernel`]; the CPU must support AVX-512F.
@@ -81,23 +83,51 @@ unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usi
 unsafe fn edge_12x32_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     debug_assert!(rows <= MR && cols <= NR && rows > 0 && cols > 0);
     match cols {
-        1 => columns::<1>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
-        2 => columns::<2>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
-        3 => columns::<3>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
-        4 => columns::<4>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
-        5..=16 => rows_masked::<1>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
-        _ => rows_masked::<2>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        1..=4 => columns_any(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        5..=16 => rows_any::<1>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        17..=20 => {
+            rows_any::<1>(kc, a, b, ldb, c, ldc, rows, 16, accumulate, epi);
+            let shifted = epi.map(|e| TileEpilogue {
+                col_bias: if e.col_bias.is_null() { e.col_bias } else { e.col_bias.add(16) },
+                residual: if e.residual.is_null() { e.residual } else { e.residual.add(16) },
+                ..*e
+            });
+            columns_any(kc, a, b.add(16), ldb, c.add(16), ldc, rows, cols - 16, accumulate, shifted.as_ref());
+        }
+        _ => rows_any::<2>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
     }
 }
 
-/// `H` zmm per row; the last one masked to the valid columns on every access to C,
-/// the bias and the residual (B's panel is zero past `cols`, so it is read whole).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_any<const H: usize>(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+    match rows {
+        1..=4 => rows_masked::<H, 4>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        5..=8 => rows_masked::<H, 8>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        _ => rows_masked::<H, MR>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns_any(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+    match cols {
+        1 => columns::<1>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
+        2 => columns::<2>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
+        3 => columns::<3>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
+        _ => columns::<4>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
+    }
+}
+
+/// The first `R` rows of the panel with `H` zmm per row; the last zmm masked to the
+/// valid columns on every access to C, the bias and the residual (B's panel is zero
+/// past `cols`, so it is read whole).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_masked<const H: usize>(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let last: __mmask16 = (((1u32 << (cols - 16 * (H - 1))) - 1) & 0xFFFF) as __mmask16;
     let mask = |h: usize| if h + 1 == H { last } else { 0xFFFF };
-    let mut acc = [[_mm512_setzero_ps(); H]; MR];
+    let mut acc = [[_mm512_setzero_ps(); H]; R];
     for _ in 0..kc {
         let bv: [__m512; H] = std::array::from_fn(|h| _mm512_loadu_ps(b.add(16 * h)));
         for (i, row) in acc.iter_mut().enumerate() {
