@@ -113,11 +113,23 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
         let dst = buf.as_mut_ptr().add((r * lay.cols + g.pl) * l);
         let mut ix = 0;
         if n == l {
-            while ix + b <= cols {
+            // A last, partial chunk is moved whole when what it reads past the row lies in
+            // the next row of the same plane and what it writes past the row stays in the
+            // buffer; the padding it overwrites is zeroed again (7- and 14-wide rows
+            // would otherwise be mostly scalar moves).
+            let whole = cols.div_ceil(b) * b;
+            let end = (r * lay.cols + g.pl + whole) * l;
+            let spill = iy + 1 < g.ih && whole - cols <= g.iw && end <= buf.len();
+            let stop = if spill { whole } else { cols / b * b };
+            while ix < stop {
                 for h in (0..l).step_by(b) {
                     S::transpose(src.add(h * isz + ix), isz, dst.add(ix * l + h), l);
                 }
                 ix += b;
+            }
+            if spill && whole > cols {
+                buf[(r * lay.cols + g.pl + cols) * l..end].fill(0.0);
+                ix = cols;
             }
         }
         for ix in ix..cols {
@@ -160,7 +172,9 @@ unsafe fn rows<S: F32Simd>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize,
             }
             let valid = b.min(g.ow - ox0);
             let out = y.add(oy * g.ow + ox0);
-            if valid == b && n == l {
+            // A partial group is stored whole when its spill lands in the next row of the
+            // same plane, which is written afterwards.
+            if n == l && (valid == b || (oy + 1 < g.oh && b - valid <= g.ow)) {
                 for h in (0..l).step_by(b) {
                     S::transpose(tile.add(h), l, out.add(h * osz), osz);
                 }
