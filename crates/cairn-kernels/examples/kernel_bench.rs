@@ -52,6 +52,7 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    #[cfg(not(target_arch = "wasm32"))]
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().expect("one-thread pool");
     let isa = match std::env::args().nth(1).as_deref() {
         Some("generic") => Isa::Generic,

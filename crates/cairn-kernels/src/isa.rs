@@ -76,6 +76,7 @@ impl Isa {
             Isa::Generic => "generic",
             Isa::Avx2Fma => "x86_64-avx2-fma",
             Isa::Avx512 => "x86_64-avx512f",
+            Isa::WasmSimd128 if cfg!(target_feature = "relaxed-simd") => "wasm32-simd128-relaxed",
             Isa::WasmSimd128 => "wasm32-simd128",
         }
     }

@@ -152,7 +152,7 @@ pub(crate) mod wasm {
         }
         #[inline(always)]
         unsafe fn mul_add(a: v128, b: v128, c: v128) -> v128 {
-            f32x4_add(f32x4_mul(a, b), c)
+            crate::wasm32::madd(a, b, c)
         }
         // pmax/pmin are the cheap x86-style forms (one instruction in V8).
         #[inline(always)]

@@ -2,7 +2,8 @@
 //! splat of A. V8 maps wasm values onto the 16 xmm registers of x86_64; 6x8 (15 live
 //! vectors) looked like a fit on paper but measured ~25% slower in Node 20 on
 //! MobileNetV2 (min 43 ms vs 34 ms; 5x8: 48 ms): TurboFan's allocator spills it.
-//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add.
+//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add;
+//! the relaxed build fuses them (`super::madd`).
 
 use crate::gemm::{MicroKernel, TileEpilogue};
 use core::arch::wasm32::*;
@@ -27,8 +28,8 @@ unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize
         let b1 = v128_load(b.add(4) as *const v128);
         for (i, row) in acc.iter_mut().enumerate() {
             let av = v128_load32_splat(a.add(i) as *const u32);
-            row[0] = f32x4_add(row[0], f32x4_mul(av, b0));
-            row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
+            row[0] = super::madd(av, b0, row[0]);
+            row[1] = super::madd(av, b1, row[1]);
         }
         a = a.add(MR);
         b = b.add(ldb);
