@@ -16,6 +16,8 @@ pub(crate) trait F32Simd: Copy {
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// The side of the square block [`F32Simd::transpose`] moves (divides `LANES`).
     const BLOCK: usize = Self::LANES;
+    /// Output pixels the depthwise kernel accumulates at once (a multiple of `BLOCK`).
+    const PIXELS: usize = Self::BLOCK;
     /// Transposes a `BLOCK x BLOCK` block: row `i` of `src` (at `src + i * lds`) becomes
     /// column `i` of `dst` (rows at `dst + j * ldd`). Turns channel planes into
     /// channel-interleaved pixels and back.

@@ -13,9 +13,6 @@ use super::{clamp_of, ConvGeometry};
 use crate::simd::F32Simd;
 use crate::Activation;
 
-/// Output pixels computed together (one accumulator each): the transpose block,
-/// at most this many.
-const MAX_PIXELS: usize = 8;
 
 /// Buffers of one task, reused across its channel blocks.
 #[derive(Default)]
@@ -25,7 +22,7 @@ pub(super) struct Scratch {
     /// The block's filters, tap-major: `w[tap * LANES + lane]`.
     w: Vec<f32>,
     bias: Vec<f32>,
-    /// `BLOCK` output pixels of the block, pixel-major, before the transpose back.
+    /// `PIXELS` output pixels of the block, pixel-major, before the transpose back.
     tile: Vec<f32>,
 }
 
@@ -54,8 +51,8 @@ impl Layout {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn depthwise<S: F32Simd>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
-    let (l, p) = (S::LANES, S::BLOCK);
-    debug_assert!(p <= MAX_PIXELS && l % p == 0);
+    let (l, p) = (S::LANES, S::PIXELS);
+    debug_assert!(l % S::BLOCK == 0 && p % S::BLOCK == 0);
     let lay = Layout::new(g, p);
     // The buffer is reused across calls; blocks overwrite only the interior, so the
     // padding is zeroed once per call (zeroing all of it costs more than the taps).
@@ -74,11 +71,16 @@ pub(super) unsafe fn depthwise<S: F32Simd>(g: &ConvGeometry, channels: usize, x:
             s.bias[lane] = if lane < n && !bias.is_null() { *bias.add(c0 + lane) } else { 0.0 };
         }
         fill::<S>(g, &lay, x.add(c0 * isz), n, &mut s.buf);
-        // Constant window sizes let the tap loops unroll.
-        match (g.kh, g.kw) {
-            (3, 3) => rows::<S>(g, &lay, 3, 3, s, act, y.add(c0 * osz), n),
-            (5, 5) => rows::<S>(g, &lay, 5, 5, s, act, y.add(c0 * osz), n),
-            (kh, kw) => rows::<S>(g, &lay, kh, kw, s, act, y.add(c0 * osz), n),
+        // Constant window sizes let the tap loops unroll; a constant pixel count keeps
+        // the accumulators in registers (an array of runtime length would live in memory).
+        let yb = y.add(c0 * osz);
+        match (p, g.kh, g.kw) {
+            (4, 3, 3) => rows::<S, 4>(g, &lay, 3, 3, s, act, yb, n),
+            (4, 5, 5) => rows::<S, 4>(g, &lay, 5, 5, s, act, yb, n),
+            (4, kh, kw) => rows::<S, 4>(g, &lay, kh, kw, s, act, yb, n),
+            (8, 3, 3) => rows::<S, 8>(g, &lay, 3, 3, s, act, yb, n),
+            (8, 5, 5) => rows::<S, 8>(g, &lay, 5, 5, s, act, yb, n),
+            (_, kh, kw) => rows::<S, 8>(g, &lay, kh, kw, s, act, yb, n),
         }
     }
 }
@@ -140,11 +142,12 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
     }
 }
 
-/// Every output row of one block, `BLOCK` pixels at a time.
+/// Every output row of one block, `PIXELS` pixels at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows<S: F32Simd>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
+unsafe fn rows<S: F32Simd, const P: usize>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
     let (l, b) = (S::LANES, S::BLOCK);
+    debug_assert_eq!(P, S::PIXELS);
     let osz = g.oh * g.ow;
     let (buf, w, tile) = (s.buf.as_ptr(), s.w.as_ptr(), s.tile.as_mut_ptr());
     let vbias = S::load(s.bias.as_ptr());
@@ -154,34 +157,41 @@ unsafe fn rows<S: F32Simd>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize,
     let pixel_step = g.sw * l;
     for oy in 0..g.oh {
         for grp in 0..lay.groups {
-            let ox0 = grp * b;
-            let mut acc = [vbias; MAX_PIXELS];
+            let ox0 = grp * P;
+            let mut acc = [vbias; P];
             for ki in 0..kh {
                 let row = buf.add((oy * g.sh + ki * g.dh) * lay.cols * l);
                 for kj in 0..kw {
                     let wv = S::load(w.add((ki * kw + kj) * l));
                     let base = row.add((ox0 * g.sw + kj * g.dw) * l);
-                    for (p, a) in acc.iter_mut().enumerate().take(b) {
+                    for (p, a) in acc.iter_mut().enumerate() {
                         *a = S::mul_add(wv, S::load(base.add(p * pixel_step)), *a);
                     }
                 }
             }
-            for (p, a) in acc.iter().enumerate().take(b) {
+            for (p, a) in acc.iter().enumerate() {
                 let v = if clamp.is_some() { S::min(S::max(*a, vlo), vhi) } else { *a };
                 S::store(tile.add(p * l), v);
             }
-            let valid = b.min(g.ow - ox0);
-            let out = y.add(oy * g.ow + ox0);
-            // A partial group is stored whole when its spill lands in the next row of the
-            // same plane, which is written afterwards.
-            if n == l && (valid == b || (oy + 1 < g.oh && b - valid <= g.ow)) {
-                for h in (0..l).step_by(b) {
-                    S::transpose(tile.add(h), l, out.add(h * osz), osz);
+            // Back to planes, `BLOCK` pixels by `BLOCK` channels at a time. A partial block
+            // is stored whole when its spill lands in the next row of the same plane,
+            // which is written afterwards.
+            for q in (0..P).step_by(b) {
+                let valid = b.min(g.ow.saturating_sub(ox0 + q));
+                if valid == 0 {
+                    break;
                 }
-            } else {
-                for lane in 0..n {
-                    for p in 0..valid {
-                        *out.add(lane * osz + p) = *tile.add(p * l + lane);
+                let out = y.add(oy * g.ow + ox0 + q);
+                let tq = tile.add(q * l);
+                if n == l && (valid == b || (oy + 1 < g.oh && b - valid <= g.ow)) {
+                    for h in (0..l).step_by(b) {
+                        S::transpose(tq.add(h), l, out.add(h * osz), osz);
+                    }
+                } else {
+                    for lane in 0..n {
+                        for p in 0..valid {
+                            *out.add(lane * osz + p) = *tq.add(p * l + lane);
+                        }
                     }
                 }
             }
