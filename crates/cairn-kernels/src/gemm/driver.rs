@@ -1,7 +1,7 @@
 //! The blocked GEMM loop nest, and how it is split across threads.
 
 use super::pack::{pack_a, pack_b, KC};
-use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand, Transpose};
+use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand, TileEpilogue, Transpose};
 use crate::parallel::{for_each_task, SendPtr};
 use crate::Isa;
 use std::ops::Range;
@@ -48,7 +48,18 @@ pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: Rhs
     let c_ptr = SendPtr(c.as_mut_ptr());
     for_each_task(&tasks, |(rows, cols)| {
         // SAFETY: tasks cover disjoint rectangles of C, inside the bounds asserted above.
-        unsafe { gemm_block(kernel, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue) }
+        unsafe {
+            // The simd128 tile is called directly so that it inlines into the loop nest:
+            // its tiles are small (4x8), and an indirect call per tile costs V8 more than
+            // a short-K tile's arithmetic.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            if isa == Isa::WasmSimd128 {
+                let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| crate::wasm32::gemm::kernel_4x8(kc, a, b, ldb, c, ldc, acc, epi);
+                return gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue);
+            }
+            let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| (kernel.run)(kc, a, b, ldb, c, ldc, acc, epi);
+            gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue)
+        }
     });
 }
 
@@ -104,6 +115,7 @@ fn split(m: usize, n: usize, k: usize, kernel: MicroKernel) -> Vec<(Range<usize>
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_block(
     kernel: MicroKernel,
+    run: impl Fn(usize, *const f32, *const f32, usize, *mut f32, usize, bool, Option<&TileEpilogue>),
     rows: Range<usize>,
     cols: Range<usize>,
     k: usize,
@@ -179,14 +191,14 @@ unsafe fn gemm_block(
                         if nrows == mr && ncols == nr {
                             if last_k && !epi.is_identity() {
                                 let tile_epi = epi.tile(ic + ir, jc + jr);
-                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
+                                run(kc, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
                                 if epi.clamp().is_none() {
                                     for i in 0..mr {
                                         epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
                                     }
                                 }
                             } else {
-                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, None);
+                                run(kc, ap, bp, ldb, tile, ldc, acc, None);
                             }
                             continue;
                         }
@@ -207,7 +219,7 @@ unsafe fn gemm_block(
                                 std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
                             }
                         }
-                        (kernel.run)(kc, ap, bp, ldb, edge.as_mut_ptr(), nr, acc, None);
+                        run(kc, ap, bp, ldb, edge.as_mut_ptr(), nr, acc, None);
                         for i in 0..nrows {
                             std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
                         }
