@@ -6,6 +6,8 @@
 //! stride 2 (the stride is only an address step), dilations for free. Output pixels
 //! are transposed back into the NCHW planes `LANES` at a time.
 //!
+//! Max pooling runs the same way with `-inf` padding and `max` for the taps.
+//!
 //! The transposes are the only data movement: one pass over the input and one over
 //! the output, in registers (8x8 on AVX2, 4x4 on simd128).
 
@@ -50,59 +52,61 @@ impl Layout {
 /// (or is null), `y` `channels * oh * ow`; the ISA of `S` is available.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn depthwise<S: F32Simd>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+pub(super) unsafe fn depthwise<S: F32Simd, const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
     let (l, p) = (S::LANES, S::PIXELS);
     debug_assert!(l % S::BLOCK == 0 && p % S::BLOCK == 0);
     let lay = Layout::new(g, p);
     // The buffer is reused across calls; blocks overwrite only the interior, so the
-    // padding is zeroed once per call (zeroing all of it costs more than the taps).
+    // padding is set once per call (filling all of it costs more than the taps).
+    // Max pooling pads with -inf, which never wins.
+    let pad = if MAX { f32::NEG_INFINITY } else { 0.0 };
     s.buf.resize(lay.rows * lay.cols * l, 0.0);
-    zero_padding(g, &lay, l, &mut s.buf);
+    pad_border(g, &lay, l, pad, &mut s.buf);
     s.w.resize(g.kh * g.kw * l, 0.0);
     s.bias.resize(l, 0.0);
     s.tile.resize(p * l, 0.0);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     for c0 in (0..channels).step_by(l) {
         let n = l.min(channels - c0);
-        for lane in 0..l {
+        for lane in (0..l).filter(|_| !MAX) {
             for t in 0..ksz {
                 s.w[t * l + lane] = if lane < n { *w.add((c0 + lane) * ksz + t) } else { 0.0 };
             }
             s.bias[lane] = if lane < n && !bias.is_null() { *bias.add(c0 + lane) } else { 0.0 };
         }
-        fill::<S>(g, &lay, x.add(c0 * isz), n, &mut s.buf);
+        fill::<S>(g, &lay, x.add(c0 * isz), n, pad, &mut s.buf);
         // Constant window sizes let the tap loops unroll; a constant pixel count keeps
         // the accumulators in registers (an array of runtime length would live in memory).
         let yb = y.add(c0 * osz);
         match (p, g.kh, g.kw) {
-            (4, 3, 3) => rows::<S, 4>(g, &lay, 3, 3, s, act, yb, n),
-            (4, 5, 5) => rows::<S, 4>(g, &lay, 5, 5, s, act, yb, n),
-            (4, kh, kw) => rows::<S, 4>(g, &lay, kh, kw, s, act, yb, n),
-            (8, 3, 3) => rows::<S, 8>(g, &lay, 3, 3, s, act, yb, n),
-            (8, 5, 5) => rows::<S, 8>(g, &lay, 5, 5, s, act, yb, n),
-            (_, kh, kw) => rows::<S, 8>(g, &lay, kh, kw, s, act, yb, n),
+            (4, 3, 3) => rows::<S, 4, MAX>(g, &lay, 3, 3, s, act, yb, n),
+            (4, 5, 5) => rows::<S, 4, MAX>(g, &lay, 5, 5, s, act, yb, n),
+            (4, kh, kw) => rows::<S, 4, MAX>(g, &lay, kh, kw, s, act, yb, n),
+            (8, 3, 3) => rows::<S, 8, MAX>(g, &lay, 3, 3, s, act, yb, n),
+            (8, 5, 5) => rows::<S, 8, MAX>(g, &lay, 5, 5, s, act, yb, n),
+            (_, kh, kw) => rows::<S, 8, MAX>(g, &lay, kh, kw, s, act, yb, n),
         }
     }
 }
 
-/// Zeroes every cell of the buffer that no input pixel lands on.
-fn zero_padding(g: &ConvGeometry, lay: &Layout, l: usize, buf: &mut [f32]) {
+/// Sets every cell of the buffer that no input pixel lands on to `pad`.
+fn pad_border(g: &ConvGeometry, lay: &Layout, l: usize, pad: f32, buf: &mut [f32]) {
     let row_len = lay.cols * l;
     let (c_lo, c_hi) = (g.pl.min(lay.cols), (g.pl + g.iw).min(lay.cols));
     for r in 0..lay.rows {
         let row = &mut buf[r * row_len..][..row_len];
         if r < g.pt || r >= g.pt + g.ih {
-            row.fill(0.0);
+            row.fill(pad);
         } else {
-            row[..c_lo * l].fill(0.0);
-            row[c_hi * l..].fill(0.0);
+            row[..c_lo * l].fill(pad);
+            row[c_hi * l..].fill(pad);
         }
     }
 }
 
 /// Transposes `n` channel planes into the interleaved buffer's interior.
 #[inline(always)]
-unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usize, buf: &mut [f32]) {
+unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usize, pad: f32, buf: &mut [f32]) {
     let (l, b) = (S::LANES, S::BLOCK);
     let isz = g.ih * g.iw;
     let cols = g.iw.min(lay.cols.saturating_sub(g.pl));
@@ -130,7 +134,7 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
                 ix += b;
             }
             if spill && whole > cols {
-                buf[(r * lay.cols + g.pl + cols) * l..end].fill(0.0);
+                buf[(r * lay.cols + g.pl + cols) * l..end].fill(pad);
                 ix = cols;
             }
         }
@@ -145,13 +149,13 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
 /// Every output row of one block, `PIXELS` pixels at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows<S: F32Simd, const P: usize>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
+unsafe fn rows<S: F32Simd, const P: usize, const MAX: bool>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
     let (l, b) = (S::LANES, S::BLOCK);
     debug_assert_eq!(P, S::PIXELS);
     let osz = g.oh * g.ow;
     let (buf, w, tile) = (s.buf.as_ptr(), s.w.as_ptr(), s.tile.as_mut_ptr());
-    let vbias = S::load(s.bias.as_ptr());
-    let clamp = clamp_of(act);
+    let vbias = if MAX { S::splat(f32::NEG_INFINITY) } else { S::load(s.bias.as_ptr()) };
+    let clamp = if MAX { None } else { clamp_of(act) };
     let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (vlo, vhi) = (S::splat(lo), S::splat(hi));
     let pixel_step = g.sw * l;
@@ -162,8 +166,14 @@ unsafe fn rows<S: F32Simd, const P: usize>(g: &ConvGeometry, lay: &Layout, kh: u
             for ki in 0..kh {
                 let row = buf.add((oy * g.sh + ki * g.dh) * lay.cols * l);
                 for kj in 0..kw {
-                    let wv = S::load(w.add((ki * kw + kj) * l));
                     let base = row.add((ox0 * g.sw + kj * g.dw) * l);
+                    if MAX {
+                        for (p, a) in acc.iter_mut().enumerate() {
+                            *a = S::max(S::load(base.add(p * pixel_step)), *a);
+                        }
+                        continue;
+                    }
+                    let wv = S::load(w.add((ki * kw + kj) * l));
                     for (p, a) in acc.iter_mut().enumerate() {
                         *a = S::mul_add(wv, S::load(base.add(p * pixel_step)), *a);
                     }
@@ -197,7 +207,7 @@ unsafe fn rows<S: F32Simd, const P: usize>(g: &ConvGeometry, lay: &Layout, kh: u
             }
         }
     }
-    if clamp.is_none() && act != Activation::Identity {
+    if !MAX && clamp.is_none() && act != Activation::Identity {
         for lane in 0..n {
             act.apply(std::slice::from_raw_parts_mut(y.add(lane * osz), osz));
         }

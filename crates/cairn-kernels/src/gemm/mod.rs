@@ -16,7 +16,6 @@ pub use driver::{gemm, gemm_on};
 #[cfg(test)]
 mod tests;
 pub use pack::{PackedA, PackedB};
-pub(crate) use pack::copy_short;
 
 use crate::{Activation, Isa};
 
