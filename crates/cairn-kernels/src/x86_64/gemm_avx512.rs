@@ -82,10 +82,13 @@ unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usi
 #[allow(clippy::too_many_arguments)]
 unsafe fn edge_12x32_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     debug_assert!(rows <= MR && cols <= NR && rows > 0 && cols > 0);
+    // Column vectors address rows with 32-bit gather offsets.
+    let small = |ld: usize| ld < (1 << 26);
+    let gathers = small(ldc) && epi.is_none_or(|e| small(e.ld_residual));
     match cols {
-        1..=4 => columns_any(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
-        5..=16 => rows_any::<1>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
-        17..=20 => {
+        1..=4 if gathers => columns_any(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        1..=16 => rows_any::<1>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
+        17..=20 if gathers => {
             rows_any::<1>(kc, a, b, ldb, c, ldc, rows, 16, accumulate, epi);
             let shifted = epi.map(|e| TileEpilogue {
                 col_bias: if e.col_bias.is_null() { e.col_bias } else { e.col_bias.add(16) },
@@ -178,27 +181,33 @@ unsafe fn columns<const W: usize>(kc: usize, mut a: *const f32, mut b: *const f3
         a = a.add(MR);
         b = b.add(ldb);
     }
-    let mut lanes = [0.0f32; 16];
-    for (j, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
-        for (i, &x) in lanes.iter().enumerate().take(rows) {
-            let out = c.add(i * ldc + j);
-            let mut x = if accumulate { x + *out } else { x };
-            if let Some(e) = epi {
-                if !e.row_bias.is_null() {
-                    x += *e.row_bias.add(i);
-                }
-                if !e.col_bias.is_null() {
-                    x += *e.col_bias.add(j);
-                }
-                if !e.residual.is_null() {
-                    x += *e.residual.add(i * e.ld_residual + j);
-                }
-                if e.clamp {
-                    x = if x < e.lo { e.lo } else if x > e.hi { e.hi } else { x };
-                }
-            }
-            *out = x;
+    // The epilogue on whole columns: rows are lanes, so C and the residual are read and
+    // written with gathers and scatters `ld` apart, and the row bias is one load.
+    let valid: __mmask16 = ((1u32 << rows) - 1) as __mmask16;
+    let row_index = |ld: usize| _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ld as i32));
+    let c_index = row_index(ldc);
+    let row_bias = match epi {
+        Some(e) if !e.row_bias.is_null() => _mm512_maskz_loadu_ps(valid, e.row_bias),
+        _ => _mm512_setzero_ps(),
+    };
+    let r_index = epi.map_or(c_index, |e| row_index(e.ld_residual));
+    for (j, v) in acc.iter_mut().enumerate() {
+        let out = c.add(j);
+        if accumulate {
+            *v = _mm512_add_ps(*v, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, c_index, out));
         }
+        if let Some(e) = epi {
+            *v = _mm512_add_ps(*v, row_bias);
+            if !e.col_bias.is_null() {
+                *v = _mm512_add_ps(*v, _mm512_set1_ps(*e.col_bias.add(j)));
+            }
+            if !e.residual.is_null() {
+                *v = _mm512_add_ps(*v, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, r_index, e.residual.add(j)));
+            }
+            if e.clamp {
+                *v = _mm512_min_ps(_mm512_max_ps(*v, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+            }
+        }
+        _mm512_mask_i32scatter_ps::<4>(out, valid, c_index, *v);
     }
 }
