@@ -9,9 +9,10 @@
 //! ISA the function is compiled for (simd128, AVX2+FMA, or the baseline).
 
 mod interleaved;
+mod padded;
 
 use crate::parallel::{for_each_task, SendPtr};
-use crate::simd::Scalar4;
+use crate::simd::{F32Simd, Scalar4};
 use crate::{Activation, Isa};
 
 /// Window geometry of a 2-D convolution (1-D is `ih = kh = oh = 1`).
@@ -63,7 +64,7 @@ fn planes<const MAX: bool>(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
         // Buffers live on per thread: a fresh multi-100-KiB buffer per call would be
         // mapped and faulted in every time.
         thread_local! {
-            static SCRATCH: std::cell::RefCell<interleaved::Scratch> = std::cell::RefCell::default();
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
         }
         let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let (wc, bc) = match filters {
@@ -81,8 +82,8 @@ fn planes<const MAX: bool>(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => planes_avx512::<MAX>(g, n, xc, wc, bc, act, yc, &mut scratch),
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                Isa::WasmSimd128 => interleaved::depthwise::<crate::simd::wasm::Simd128, MAX>(g, n, xc, wc, bc, act, yc, &mut scratch),
-                _ => interleaved::depthwise::<Scalar4, MAX>(g, n, xc, wc, bc, act, yc, &mut scratch),
+                Isa::WasmSimd128 => run::<crate::simd::wasm::Simd128, MAX>(g, n, xc, wc, bc, act, yc, &mut scratch),
+                _ => run::<Scalar4, MAX>(g, n, xc, wc, bc, act, yc, &mut scratch),
             }
         }
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -92,15 +93,34 @@ fn planes<const MAX: bool>(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn planes_avx2<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut interleaved::Scratch) {
-    interleaved::depthwise::<crate::simd::avx2::Avx2, MAX>(g, channels, x, w, bias, act, y, s)
+unsafe fn planes_avx2<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+    run::<crate::simd::avx2::Avx2, MAX>(g, channels, x, w, bias, act, y, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn planes_avx512<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut interleaved::Scratch) {
-    interleaved::depthwise::<crate::simd::avx512::Avx512, MAX>(g, channels, x, w, bias, act, y, s)
+unsafe fn planes_avx512<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+    run::<crate::simd::avx512::Avx512, MAX>(g, channels, x, w, bias, act, y, s)
+}
+
+/// Buffers of one task (per thread, reused across calls).
+#[derive(Default)]
+struct Scratch {
+    interleaved: interleaved::Scratch,
+    padded: padded::Scratch,
+}
+
+/// Wide stride-1 convolutions one plane at a time, the rest (and pooling) on
+/// channel-interleaved blocks.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<S: F32Simd, const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+    if !MAX && padded::applies(g) {
+        padded::depthwise::<S>(g, channels, x, w, bias, act, y, &mut s.padded)
+    } else {
+        interleaved::depthwise::<S, MAX>(g, channels, x, w, bias, act, y, &mut s.interleaved)
+    }
 }
 
 /// Clamping activations run on the vectors; the others on the finished plane
@@ -154,7 +174,8 @@ mod tests {
             let (sh, sw) = [(1, 1), (2, 2), (1, 2), (2, 1), (3, 3)][rng.below(5)];
             let (dh, dw) = if case % 5 == 0 { (2, 1 + rng.below(2)) } else { (1, 1) };
             let (ekh, ekw) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-            let (ih, iw) = (ekh + rng.below(20), ekw + rng.below(40));
+            // Every third case is wide enough (28+) for the padded-plane path.
+            let (ih, iw) = (ekh + rng.below(20), ekw + if case % 3 == 0 { 27 + rng.below(60) } else { rng.below(40) });
             let (pt, pl) = (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1));
             let (pb, pr) = (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1));
             let oh = (ih + pt + pb - ekh) / sh + 1;
