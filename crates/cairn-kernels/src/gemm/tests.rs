@@ -86,3 +86,29 @@ fn respects_ldc_and_leaves_padding_alone() {
         assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 7.0), "padding of row {i} was written");
     }
 }
+
+/// Shapes of real layers (SqueezeNet's classifier: 1000 rows, 4 past the last full
+/// panel of 12; 169 columns; two K blocks), prepacked filters, row bias and ReLU.
+#[test]
+fn classifier_shapes_with_row_edges_match_reference() {
+    let mut rng = Rng(9);
+    for &(m, n, k) in &[(1000, 169, 512), (64, 49, 576), (16, 12544, 32), (1000, 1, 300), (52, 196, 520)] {
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let bias = rng.vec(m);
+        let mut want = vec![0.0; m * n];
+        sgemm_reference(m, n, k, 1.0, &a, k, Transpose::No, &b, n, Transpose::No, 0.0, &mut want, n);
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = (want[i * n + j] + bias[i]).max(0.0);
+            }
+        }
+        let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Relu };
+        for isa in Isa::all_available() {
+            let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_on(isa, m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut got, n, false, &epi);
+            assert_close(&got, &want, 1e-4, &format!("{m}x{n}x{k} {isa:?}"));
+        }
+    }
+}

@@ -131,6 +131,15 @@ unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f
     let last: __mmask16 = (((1u32 << (cols - 16 * (H - 1))) - 1) & 0xFFFF) as __mmask16;
     let mask = |h: usize| if h + 1 == H { last } else { 0xFFFF };
     let mut acc = [[_mm512_setzero_ps(); H]; R];
+    // C is loaded first, as the full kernel does, so that a partial tile sums in the same
+    // order and rounds the same as a full one (outputs that should be equal stay equal).
+    if accumulate {
+        for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            for (h, v) in row.iter_mut().enumerate() {
+                *v = _mm512_maskz_loadu_ps(mask(h), c.add(i * ldc + 16 * h));
+            }
+        }
+    }
     for _ in 0..kc {
         let bv: [__m512; H] = std::array::from_fn(|h| _mm512_loadu_ps(b.add(16 * h)));
         for (i, row) in acc.iter_mut().enumerate() {
@@ -145,9 +154,6 @@ unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f
     for (i, row) in acc.iter_mut().enumerate().take(rows) {
         for (h, v) in row.iter_mut().enumerate() {
             let (m, at) = (mask(h), 16 * h);
-            if accumulate {
-                *v = _mm512_add_ps(*v, _mm512_maskz_loadu_ps(m, c.add(i * ldc + at)));
-            }
             if let Some(e) = epi {
                 if !e.row_bias.is_null() {
                     *v = _mm512_add_ps(*v, _mm512_set1_ps(*e.row_bias.add(i)));
@@ -172,7 +178,11 @@ unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns<const W: usize>(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     const PANEL: __mmask16 = (1 << MR) - 1;
-    let mut acc = [_mm512_setzero_ps(); W];
+    let valid: __mmask16 = ((1u32 << rows) - 1) as __mmask16;
+    let row_index = |ld: usize| _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ld as i32));
+    let c_index = row_index(ldc);
+    // C first, as in the full kernel (same summation order, same rounding).
+    let mut acc: [__m512; W] = std::array::from_fn(|j| if accumulate { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, c_index, c.add(j)) } else { _mm512_setzero_ps() });
     for _ in 0..kc {
         let av = _mm512_maskz_loadu_ps(PANEL, a);
         for (j, v) in acc.iter_mut().enumerate() {
@@ -183,9 +193,6 @@ unsafe fn columns<const W: usize>(kc: usize, mut a: *const f32, mut b: *const f3
     }
     // The epilogue on whole columns: rows are lanes, so C and the residual are read and
     // written with gathers and scatters `ld` apart, and the row bias is one load.
-    let valid: __mmask16 = ((1u32 << rows) - 1) as __mmask16;
-    let row_index = |ld: usize| _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ld as i32));
-    let c_index = row_index(ldc);
     let row_bias = match epi {
         Some(e) if !e.row_bias.is_null() => _mm512_maskz_loadu_ps(valid, e.row_bias),
         _ => _mm512_setzero_ps(),
@@ -193,9 +200,6 @@ unsafe fn columns<const W: usize>(kc: usize, mut a: *const f32, mut b: *const f3
     let r_index = epi.map_or(c_index, |e| row_index(e.ld_residual));
     for (j, v) in acc.iter_mut().enumerate() {
         let out = c.add(j);
-        if accumulate {
-            *v = _mm512_add_ps(*v, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, c_index, out));
-        }
         if let Some(e) = epi {
             *v = _mm512_add_ps(*v, row_bias);
             if !e.col_bias.is_null() {
