@@ -34,6 +34,9 @@ const POINTWISE: &[(usize, usize, usize)] = &[
     (1280, 320, 7),
 ];
 
+/// ResNet-50's GEMMs (3x3 convolutions as im2col: K = 9 x channels).
+const RESNET: &[(usize, usize, usize)] = &[(64, 64, 56), (64, 576, 56), (256, 64, 56), (64, 256, 56), (128, 1152, 28), (512, 128, 28), (128, 512, 28), (256, 2304, 14), (1024, 256, 14), (256, 1024, 14), (512, 4608, 7), (2048, 512, 7), (512, 2048, 7)];
+
 /// Depthwise 3x3 layers: (channels, input side, stride).
 const DEPTHWISE: &[(usize, usize, usize)] = &[(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2), (384, 14, 1), (576, 14, 1), (576, 14, 2), (960, 7, 1)];
 
@@ -71,7 +74,9 @@ fn bench(print: bool) {
     let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
     let mut total = 0.0;
     say(format!("GEMM on {}: M x K x N", isa.name()));
-    for &(m, k, side) in POINTWISE {
+    let which = std::env::var("SHAPES").unwrap_or_default();
+    let shapes = if which == "resnet" { RESNET } else { POINTWISE };
+    for &(m, k, side) in shapes {
         let n = side * side;
         let (a, b, bias) = (fill(m * k), fill(k * n), fill(m));
         let mut c = vec![0.0f32; m * n];
