@@ -71,6 +71,28 @@ pub enum LhsOperand<'a> {
 pub enum RhsOperand<'a> {
     Strided(MatRef<'a>),
     Packed(&'a PackedB),
+    /// The unfolded input of a stride-1 convolution, read where it lies (implicit im2col).
+    Taps(TapsRef<'a>),
+}
+
+/// A `k x n` matrix whose row `t * per_tap + c` starts at `data[offsets[t] + c * ld]`:
+/// the im2col matrix of a stride-1 convolution over zero-padded planes `ld` apart, with
+/// K ordered tap-major (`offsets[t]` is tap t's shift in the padded plane), so that
+/// the rows of one tap are evenly spaced and the micro-kernel streams them in place.
+#[derive(Clone, Copy, Debug)]
+pub struct TapsRef<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub per_tap: usize,
+    pub offsets: &'a [usize],
+}
+
+impl TapsRef<'_> {
+    /// Where row `p` starts.
+    #[inline]
+    pub(crate) fn row(&self, p: usize) -> usize {
+        self.offsets[p / self.per_tap] + (p % self.per_tap) * self.ld
+    }
 }
 
 /// A bias added to every element of a row of C (conv output channels) or of a column (Gemm).
