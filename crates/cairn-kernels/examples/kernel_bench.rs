@@ -8,7 +8,7 @@
 
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
 use cairn_kernels::gemm::gemm_on;
-use cairn_kernels::{Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, Transpose};
+use cairn_kernels::{Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
 use std::time::Instant;
 
 /// Pointwise convolutions as GEMMs: (output channels M, input channels K, plane side).
@@ -75,6 +75,27 @@ fn bench(print: bool) {
     let mut total = 0.0;
     say(format!("GEMM on {}: M x K x N", isa.name()));
     let which = std::env::var("SHAPES").unwrap_or_default();
+    if which == "taps" {
+        // ResNet-50's 3x3 layers: GEMM on the written-out im2col matrix vs the taps operand.
+        for &(ch, side) in &[(64usize, 56usize), (128, 28), (256, 14), (512, 7)] {
+            let (k, n, width) = (9 * ch, side * side, side + 2);
+            let (a, bias) = (fill(ch * k), fill(ch));
+            let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), ch, k, 1.0);
+            let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Relu };
+            let col = fill(k * n);
+            let mut c = vec![0.0f32; ch * n];
+            let t1 = time(|| gemm_on(isa, ch, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&col, n, Transpose::No)), &mut c, n, false, &epi));
+            let plane = width * width;
+            let padded = fill(ch * plane + 3);
+            let offsets: Vec<usize> = (0..9).map(|t| (t / 3) * width + t % 3).collect();
+            let nv = side * width;
+            let mut cv = vec![0.0f32; ch * nv];
+            let taps = TapsRef { data: &padded, ld: plane, per_tap: ch, offsets: &offsets };
+            let t2 = time(|| gemm_on(isa, ch, nv, k, LhsOperand::Packed(&pa), RhsOperand::Taps(taps), &mut cv, nv, false, &epi));
+            say(format!("3x3 {ch:>4} ch {side:>3}^2: im2col GEMM {:.3} ms, taps GEMM {:.3} ms", t1 * 1e3, t2 * 1e3));
+        }
+        return;
+    }
     let shapes = if which == "resnet" { RESNET } else { POINTWISE };
     for &(m, k, side) in shapes {
         let n = side * side;
