@@ -28,10 +28,13 @@ python3 tools/gen_onnx_node_tests.py target/onnx-node-tests
 step "cargo test --workspace"
 cargo test --workspace
 
-for variant in simd128 scalar; do
+for variant in simd128 relaxed scalar; do
   step "kernel tests as wasm32 ($variant) in Node"
-  flags=""; [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
-  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
+  flags=""; node_flags=""
+  [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
+  # Node 20 runs relaxed SIMD behind a flag (Chromium ships it).
+  [ "$variant" = relaxed ] && flags="-C target-feature=+simd128,+relaxed-simd" && node_flags="--experimental-wasm-relaxed-simd"
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $node_flags $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
     cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
 done
 
