@@ -10,6 +10,9 @@
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
+#   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#       offline after one visit, queued edge requests replayed once, damaged cached shards
+#       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -65,7 +68,10 @@ kill "$serve_pid"; wait "$serve_pid" || true
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh
-(cd web && npm test)
+(cd web && npm run test:runtime)
+
+step "PWA tests in headless Chromium (demo app built by cairn app build: offline, edge queue, damaged shards, updates, installability)"
+(cd web && npm run test:pwa)
 
 step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md

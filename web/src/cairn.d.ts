@@ -77,6 +77,8 @@ export interface Model {
   loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
   /** `prefer`: 'auto' (the policy decides; needs `edge` in `Cairn.start`), 'device' or 'edge'. */
   run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<RunResult>;
+  /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
+  preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   unload(): Promise<unknown>;
 }
 

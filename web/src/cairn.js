@@ -129,7 +129,7 @@ export class Cairn {
     return new Promise((resolve, reject) => {
       const id = this.#send(msg, {
         onMessage: (m) => {
-          if (m.type === 'result') resolve(m);
+          if (m.type === 'result' || m.type === 'tensor') resolve(m);
           else if (m.type === 'error') reject(new CairnError(m.code, m.message));
           else return false;
           return true;
@@ -252,7 +252,8 @@ class Model {
   /** POSTs the input tensor to the edge's /v1/models/NAME/infer (NAME: the bundle's directory). */
   async #runOnEdge(input, placement, signal) {
     const t0 = performance.now();
-    const { data, shape } = input?.data instanceof Float32Array ? input : await this.#imageTensor(input);
+    // Images are preprocessed by the worker's Rust code, exactly as for a run on the device.
+    const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
     const name = this.url.pathname.split('/').slice(-2)[0];
     const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
     const res = await fetch(new URL(`/v1/models/${encodeURIComponent(name)}/infer`, this.cairn.edge), {
@@ -270,21 +271,16 @@ class Model {
     return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
   }
 
-  /** An image as the model's input tensor, as the manifest's preprocessing says (for the edge). */
-  async #imageTensor(input) {
-    const { payload } = await this.#prepare(input);
-    const pre = this.manifest.inputs[0].preprocess;
-    const n = payload.width * payload.height;
-    const data = new Float32Array(3 * n);
-    const order = pre.color === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-    for (let p = 0; p < n; p++) {
-      for (let c = 0; c < 3; c++) {
-        const v = (payload.rgba[p * 4 + order[c]] / 255 - pre.mean[c]) / pre.std[c];
-        data[pre.layout === 'nchw' ? c * n + p : p * 3 + c] = v;
-      }
-    }
-    const shape = pre.layout === 'nchw' ? [1, 3, payload.height, payload.width] : [1, payload.height, payload.width, 3];
-    return { data, shape };
+  /**
+   * The input tensor the model would run on for `input`, preprocessed as the manifest
+   * says (in the worker, in Rust): e.g. to send the same input to an edge server.
+   * @param {RunInput} input
+   * @returns {Promise<{ name: string, data: Float32Array, shape: number[] }>}
+   */
+  async preprocess(input) {
+    const { payload, transfer } = await this.#prepare(input);
+    const m = await this.cairn._run({ type: 'preprocess', handle: this.handle, input: payload, transfer });
+    return { name: m.name, data: m.data, shape: m.shape };
   }
 
   /** Frees the model's memory in the worker. */

@@ -44,10 +44,17 @@ async function openShardCache() {
 }
 
 /// Downloads `url` straight into a staging buffer of exactly `expected` bytes inside wasm
-/// memory (`ptr`), reporting each chunk; returns how many bytes arrived.
+/// memory (`ptr`), reporting each chunk; returns how many bytes arrived and whether the
+/// service worker already stored them.
 async function fetchInto(url, ptr, expected, signal, onBytes) {
-  const response = await fetch(url, { signal });
+  const response = await fetch(url, { signal }).catch((e) => {
+    if (e.name === 'AbortError') throw e;
+    throw Object.assign(new Error(`${url} could not be fetched (offline?): ${e.message}`), { code: 'network' });
+  });
   if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { code: 'network' });
+  // Under Cairn's service worker the shard cache has one writer: the service worker
+  // stores what it served after checking its sha256 (web/sw/shards.js).
+  const storedBySw = response.headers.get('x-cairn-shard-cache') === 'stored-by-sw';
   let at = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -61,7 +68,7 @@ async function fetchInto(url, ptr, expected, signal, onBytes) {
     at += value.length;
     onBytes(value.length);
   }
-  return at; // short: the loader rejects it by size
+  return { received: at, storedBySw }; // short: the loader rejects it by size
 }
 
 /// Stages `bytes` (from the cache) in wasm memory the same way.
@@ -107,9 +114,12 @@ async function load(id, url, signal) {
     for (let attempt = 1; !cached || bundle.missing().includes(index); attempt++) {
       let got = 0;
       const ptr = bundle.stagingBuffer(shard.bytes);
-      await fetchInto(shardUrl, ptr, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
+      const { storedBySw } = await fetchInto(shardUrl, ptr, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); }).catch((e) => {
+        if (cached && e.code === 'network') e.message = `the cached copy of ${shard.path} was damaged and has been removed; fetching it again failed: ${e.message}`;
+        throw e;
+      });
       // Cache Storage wants its own copy; take it before the staged bytes are consumed.
-      const data = cache ? new Uint8Array(wasmMemory.buffer, ptr, got).slice() : null;
+      const data = cache && !storedBySw ? new Uint8Array(wasmMemory.buffer, ptr, got).slice() : null;
       try {
         bundle.acceptStaged(index, got); // verified in Rust; on failure nothing was written
       } catch (e) {
@@ -119,7 +129,7 @@ async function load(id, url, signal) {
         continue;
       }
       // Only verified bytes are cached. A full quota costs the cache, never the load.
-      if (cache) await cache.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
+      if (data) await cache.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
       break;
     }
     const level = bundle.levelReached();
@@ -247,6 +257,14 @@ self.onmessage = async ({ data: msg }) => {
       pending.set(msg.id, { handle: msg.handle, input: msg.input, queued: performance.now() });
       scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', batchGroup(msg));
       return drain();
+    }
+    case 'preprocess': {
+      // The model's input tensor for an image, as the manifest's preprocessing makes it
+      // (for sending the same input to the edge).
+      const entry = models.get(msg.handle);
+      if (!entry) return fail(msg.id, 'not-loaded', 'this model is not loaded');
+      const { data, shape } = tensorFor(entry, msg.input);
+      return post({ type: 'tensor', id: msg.id, name: entry.inputName, data, shape }, [data.buffer]);
     }
     case 'abort': {
       loads.get(msg.target)?.abort();

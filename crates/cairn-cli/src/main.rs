@@ -1,5 +1,6 @@
 //! `cairn`: inspect and run ONNX models with the Cairn engine.
 
+mod app;
 mod diff;
 mod fidelity;
 mod fsutil;
@@ -40,6 +41,8 @@ enum Command {
     Pack(pack::PackArgs),
     Verify(verify::VerifyArgs),
     Diff(diff::DiffArgs),
+    /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
+    App(app::AppArgs),
     Serve(serve::ServeArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::main(args),
         Command::Verify(args) => verify::main(args),
         Command::Diff(args) => diff::main(args),
+        Command::App(args) => app::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
