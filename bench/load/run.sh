@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of `cairn serve` on loopback (issue 7): 64 closed-loop clients for 30 s each.
-#   infer, MobileNetV2-1.0 (image in, binary f32): batches of 8 forced (--no-calibrate),
-#     no batching (--max-batch 1), and the default (the batch size calibrated at load);
+#   infer, MobileNetV2-1.0 (image in, binary f32): batches of up to 8 (the default), no
+#     batching (--max-batch 1), and the batch size calibrated at load (--calibrate);
 #   infer, a 6-layer MiniLM-shaped encoder (2 int64 inputs [1, 32] as JSON): batches of 8 vs none;
 #   above capacity (queue of 16 for 64 clients): 503 + Retry-After, no timeouts;
 #   static: one bundle shard (2 MiB, immutable) over and over.
@@ -62,12 +62,12 @@ for k, s in v.items():
 
 INFER=http://127.0.0.1:$PORT/v1/models/mobilenetv2/infer
 MINILM=http://127.0.0.1:$PORT/v1/models/minilm/infer
-run mobilenetv2-batch8 --max-batch 8 --no-calibrate --queue 256 -- "$INFER" --shape 1,3,224,224
+run mobilenetv2-batch8 --max-batch 8 --queue 256 -- "$INFER" --shape 1,3,224,224
 run mobilenetv2-unbatched --max-batch 1 --queue 256 -- "$INFER" --shape 1,3,224,224
-run mobilenetv2-calibrated --max-batch 8 --queue 256 -- "$INFER" --shape 1,3,224,224
-run minilm-batch8 --max-batch 8 --no-calibrate --queue 256 -- "$MINILM" --json "$OUT/minilm-request.json"
+run mobilenetv2-calibrated --max-batch 8 --calibrate --queue 256 -- "$INFER" --shape 1,3,224,224
+run minilm-batch8 --max-batch 8 --queue 256 -- "$MINILM" --json "$OUT/minilm-request.json"
 run minilm-unbatched --max-batch 1 --queue 256 -- "$MINILM" --json "$OUT/minilm-request.json"
-run mobilenetv2-overload --max-batch 8 --no-calibrate --queue 16 -- "$INFER" --shape 1,3,224,224
+run mobilenetv2-overload --max-batch 8 --queue 16 -- "$INFER" --shape 1,3,224,224
 run static-shard -- "http://127.0.0.1:$PORT/models/mobilenetv2/$SHARD"
 rm -f "$OUT/last.txt"
 echo "results: $OUT/results.jsonl"

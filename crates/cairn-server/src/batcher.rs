@@ -19,8 +19,8 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Requests (and explanations) admitted but not yet computing, per model.
     pub queue_capacity: usize,
-    /// Measure each model at load and lower `max_batch` to the size that runs the most
-    /// rows per second (see `calibrate`).
+    /// Measure each model at load (idle) and lower `max_batch` to the size that runs the
+    /// most rows per second then (see `calibrate`; off by default).
     pub calibrate: bool,
 }
 

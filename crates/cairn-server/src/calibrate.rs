@@ -1,9 +1,12 @@
-//! Picks how many rows a batch may stack by measuring, once at load. Stacking pays when
-//! a model streams its weights per run (transformers: MiniLM-shaped encoders run ~1.5x
-//! more rows/s at batch 8 here); it costs when the batch's activations fall out of the
-//! cache (MobileNetV2 at batch 8 needs 52 MiB of working memory and runs 2x *slower* per
-//! row on this machine's 2 cores). So the server does not guess: it times batch sizes
-//! 1, 2, 4, ... up to the configured maximum on zero inputs and keeps the fastest per row.
+//! Optional (`cairn serve --calibrate`): picks how many rows a batch may stack by timing
+//! batch sizes 1, 2, 4, ... up to the configured maximum on zero inputs, once at load, and
+//! keeping the fastest per row. It measures an idle machine, which is not the machine under
+//! load: on this repo's 2 cores MobileNetV2 runs fastest per row at batch 1 when idle
+//! (8.6 ms/row vs 11.1 at batch 8), yet under 64 concurrent clients batches of 8 served
+//! 1.85x more requests/s than batches of 1 (bench/load/run.sh), since each batch pays the
+//! per-run costs (thread wake-ups, synchronization per operator) once for 8 rows while the
+//! cores are contended. So it is off by default; it helps where a large batch's working
+//! set falls out of the cache even under load.
 
 use cairn_core::{Dim, Graph, Session, Tensor, ValueInfo};
 use std::collections::HashMap;
