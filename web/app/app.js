@@ -8,11 +8,12 @@ import { ServiceWorkerClient } from './sw-client.js';
 import { requestPersistence, showStorage } from './storage-status.js';
 import { wireImageInputs } from './image-input.js';
 import { askEdge, topOfAnswer } from './edge.js';
+import { drawHeatmap } from './heatmap.js';
 
 const $ = (id) => document.getElementById(id);
 const MB = (n) => `${(n / 1e6).toFixed(1)} MB`;
 // State the browser tests read (and a person can inspect in the console).
-const app = (window.cairnApp = { events: [], model: null, lastResult: null, edgeResults: [] });
+const app = (window.cairnApp = { events: [], model: null, lastResult: null, edgeResults: [], explanations: [] });
 const log = (type, detail = {}) => app.events.push({ type, ...detail, t: performance.now() });
 
 function alertUser(text) {
@@ -77,11 +78,17 @@ async function classify(bitmap, previewUrl) {
   log('classified', app.lastResult);
   showTop(r.top, { level: r.level, where: r.where, ms: r.timings.runMs });
   $('ask-edge').disabled = false;
+  $('explain').disabled = false;
 }
 
 // --- the edge --------------------------------------------------------------------
 function showEdgeResult(msg) {
   if (msg.status >= 400) { $('edge-status').textContent = `The edge refused the queued request (${msg.status}).`; return; }
+  if (new URL(msg.url).pathname.endsWith('/explain')) {
+    try { showExplanation(JSON.parse(msg.body), msg.key); } catch (e) { $('edge-status').textContent = `The edge's explanation could not be read: ${e.message}`; return; }
+    $('edge-status').textContent = `The queued explanation arrived (sent ${msg.trigger === 'sync' ? 'by Background Sync' : 'when back online'}).`;
+    return;
+  }
   let top;
   try { top = topOfAnswer(msg.body); } catch (e) { $('edge-status').textContent = `The edge's answer could not be read: ${e.message}`; return; }
   app.edgeResults.push({ key: msg.key, top });
@@ -101,6 +108,31 @@ $('ask-edge').addEventListener('click', async () => {
     app.edgeResults.push({ key: r.key, top });
     $('edge-status').textContent = '';
     showTop(top, { level: 'full', where: 'edge' });
+  }
+});
+
+// An occlusion heatmap from the edge, drawn over the image the model saw.
+function showExplanation(doc, key) {
+  const { target, heatmap } = doc;
+  drawHeatmap($('heatmap'), lastImage, heatmap);
+  const label = target.label ?? `class ${target.index}`;
+  $('explain-caption').textContent = `Warm regions are where covering the picture lowered "${label}" (${(target.probability * 100).toFixed(1)}%) the most: ${doc.forward_passes} runs on the edge server.`;
+  $('heatmap').setAttribute('aria-label', `Heatmap of the image regions the answer "${label}" depends on`);
+  $('explanation').hidden = false;
+  app.explanations.push({ key, target, rows: heatmap.rows, cols: heatmap.cols });
+  log('explained', { key, target });
+}
+
+$('explain').addEventListener('click', async () => {
+  $('edge-status').textContent = 'Asking the edge server to explain the answer…';
+  const tensor = await app.model.preprocess(lastImage);
+  const r = await askEdge(app.model.name, tensor, 'explain');
+  log('explain', { state: r.state, key: r.key });
+  if (r.state === 'queued') $('edge-status').textContent = 'Offline: the explanation is queued on this device and will be asked for once, when the network is back.';
+  else if (r.state === 'failed') $('edge-status').textContent = r.message;
+  else {
+    $('edge-status').textContent = '';
+    showExplanation(r.answer, r.key);
   }
 });
 

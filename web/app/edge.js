@@ -3,11 +3,12 @@
 // answers 202 { queued: true, key }; the real answer comes later over the `cairn`
 // BroadcastChannel ('edge-result'), and the server computes it exactly once.
 
-export async function askEdge(modelName, tensor) {
+/** `action`: 'infer' (the full-precision answer) or 'explain' (an occlusion heatmap). */
+export async function askEdge(modelName, tensor, action = 'infer') {
   const key = crypto.randomUUID();
   let response;
   try {
-    response = await fetch(`/v1/models/${encodeURIComponent(modelName)}/infer`, {
+    response = await fetch(`/v1/models/${encodeURIComponent(modelName)}/${action}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify({ inputs: { [tensor.name]: { shape: tensor.shape, data: Array.from(tensor.data) } } }),

@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { launch } from './browser.mjs';
-import { root, cairnBin, packEfficientNet, buildApp, appEvent, photo } from './pwa-app.mjs';
+import { root, cairnBin, packEfficientNet, buildApp, appEvent, eventCount, photo } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
@@ -166,5 +166,43 @@ test('Background Sync: a request queued while the edge is unreachable is replaye
   assert.equal(result.status, 200);
   assert.equal(await inferRequests(), requestsBefore + 1, 'sent once');
   console.log(`background sync: key ${asked.key} replayed by the sync event -> HTTP ${result.status}`);
+  await context.close();
+});
+
+test('explain: online the edge heatmap is drawn over the image; offline the request is queued and the heatmap arrives once online', async () => {
+  const explainRequests = () => metric('cairn_http_requests_total{', 'explain');
+  context = await launch(profile);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${origin}/`);
+  await appEvent(page, 'model-active');
+  await page.setInputFiles('#file', photo('coffee.png'));
+  const onDevice = await appEvent(page, 'classified');
+  const before = await explainRequests();
+
+  await page.click('#explain');
+  const online = await appEvent(page, 'explained');
+  assert.equal(online.target.index, onDevice.top[0].index, 'the edge explains the class the device answered');
+  assert.equal(await page.isVisible('#heatmap'), true);
+  assert.match(await page.textContent('#explain-caption'), /Warm regions/);
+  const grid = await page.evaluate(() => window.cairnApp.explanations.at(-1));
+  assert.ok(grid.rows > 1 && grid.cols > 1, JSON.stringify(grid));
+
+  // Offline: the same button queues the request in the service worker; online, it is replayed once.
+  relay.setOffline(true);
+  await context.setOffline(true);
+  const from = await eventCount(page);
+  await page.click('#explain');
+  const asked = await appEvent(page, 'explain', { from });
+  assert.equal(asked.state, 'queued');
+  assert.match(await page.textContent('#edge-status'), /queued on this device/);
+  await context.setOffline(false);
+  relay.setOffline(false);
+  await page.evaluate(() => dispatchEvent(new Event('online')));
+  await page.waitForFunction((key) => window.cairnApp.explanations.some((e) => e.key === key), asked.key);
+  assert.match(await page.textContent('#edge-status'), /queued explanation arrived/);
+  assert.equal(await explainRequests(), before + 2, 'one explanation online, one replayed: each reached the edge once');
+  await page.screenshot({ path: path.join(root, 'target/screenshots/explained.png'), fullPage: true });
+  console.log(`explain: edge heatmap ${grid.rows}x${grid.cols} for '${online.target.label}' (device top-1 '${onDevice.top[0].label}'); the offline request was queued and replayed (key ${asked.key})`);
   await context.close();
 });
