@@ -2,7 +2,11 @@
 process (so peak RSS is its own) on the same file and input, checks the outputs agree,
 prints the table and writes target/bench/native.json.
 
-Usage: python3 bench/native/run.py [--models mobilenetv2,resnet50,squeezenet11,minilm] [--runs N]
+Usage: python3 bench/native/run.py [--models mobilenetv2,resnet50,squeezenet11,minilm] [--runs N] [--rounds R]
+
+Every engine is measured in R rounds (engines in alternating order); the table shows each
+engine's best round, by median. On a shared machine other people's jobs hit whole runs of
+one engine, which a single round turns into a false ratio; all rounds go to the JSON.
 """
 import argparse
 import json
@@ -31,6 +35,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="mobilenetv2,resnet50,squeezenet11,minilm")
     ap.add_argument("--runs", type=int, default=0, help="runs per engine (default: per model)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per engine; the best round (by median) is shown")
     a = ap.parse_args()
     cores = os.cpu_count() or 1
     rows = []
@@ -44,7 +49,13 @@ def main():
             ("onnxruntime", 1, [sys.executable, os.path.join(ROOT, "bench/native/ort_bench.py"), path, "--runs", runs]),
             ("tract", 1, [BIN, "--engine", "tract", "--model", path, "--threads", "1", "--runs", runs]),
         ]
-        results = [(name, threads, run(cmd)) for name, threads, cmd in configs]
+        rounds = [[] for _ in configs]
+        for r in range(a.rounds):
+            order = list(range(len(configs))) if r % 2 == 0 else list(reversed(range(len(configs))))
+            for i in order:
+                rounds[i].append(run(configs[i][2]))
+        best = lambda rs: min((x for x in rs if "error" not in x), key=lambda x: x["median_ms"], default=rs[0])
+        results = [(name, threads, dict(best(rs), rounds=[x.get("median_ms") for x in rs])) for (name, threads, _), rs in zip(configs, rounds)]
         base = results[0][2]
         ref = next((r for n, _, r in results if n == "onnxruntime" and "error" not in r), None)
         for name, threads, r in results:
@@ -58,7 +69,8 @@ def main():
                 x, y = np.array(r["output_head"]), np.array(ref["output_head"])
                 agree = f"max|d|/max|ref| {np.abs(x - y).max() / max(np.abs(y).max(), 1e-12):.1e}"
             ratio = base["median_ms"] / r["median_ms"] if "median_ms" in base else float("nan")
-            print(f"{model:<13} {label:<22} {r['median_ms']:>10.2f} {r['min_ms']:>8.2f} {r['peak_rss_bytes'] / 2**20:>13.1f} {ratio:>16.2f}  {agree}")
+            each = "/".join(f"{m:.1f}" if m is not None else "-" for m in r["rounds"])
+            print(f"{model:<13} {label:<22} {r['median_ms']:>10.2f} {r['min_ms']:>8.2f} {r['peak_rss_bytes'] / 2**20:>13.1f} {ratio:>16.2f}  {agree}  (round medians {each})")
             rows.append({"model": model, "engine": name, "threads": threads, **{k: v for k, v in r.items() if k != "output_head"}})
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
     with open(os.path.join(ROOT, "target/bench/native.json"), "w") as f:
