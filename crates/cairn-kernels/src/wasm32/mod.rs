@@ -2,3 +2,4 @@
 //! into the SIMD build of the module; browsers without SIMD load the scalar build.
 
 pub(crate) mod gemm;
+pub(crate) mod qgemm;

@@ -1,0 +1,202 @@
+//! int8 depthwise 2-D convolution on NCHW planes, i32 accumulation, with the
+//! requantizing epilogue of [`crate::qgemm`] (per-channel scale, bias, activation).
+//!
+//! Each channel is widened once into an i16 plane holding `x - zero_point`, so the
+//! zero padding is a true zero and the taps need no bounds checks. For a column
+//! stride s > 1 every padded row is stored as its s column phases side by side, so
+//! that the inputs one tap reads for consecutive outputs are contiguous (the same
+//! idea as the f32 kernel's phase split). The tap loops run over whole output rows
+//! of i32 and are compiled per ISA (AVX2 via `#[target_feature]`, simd128 by the
+//! build), where LLVM turns them into widening multiply-adds.
+
+use crate::depthwise::ConvGeometry;
+use crate::parallel::for_each_task;
+use crate::qgemm::driver::{store_row, RawOut};
+use crate::qgemm::{QEpilogue, QOut, Q8};
+
+/// Channels per task when spreading over threads.
+const CHANNELS_PER_TASK: usize = 8;
+
+/// `y[c] = epilogue_c(sum_taps w[c] * (x[c] - x_zero))` for `channels` planes.
+/// `w` holds `channels * kh * kw` weights with their zero point already subtracted;
+/// `epi.scale`/`epi.bias` are per channel (or one value). `y` is `channels * oh * ow`.
+pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, mut y: QOut) {
+    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
+    assert!(x.len() >= channels * isz && w.len() >= channels * ksz && y.len() >= channels * osz, "qdepthwise: buffers too small");
+    assert!(epi.scale.len() == 1 || epi.scale.len() >= channels, "qdepthwise: scale must be 1 or one per channel");
+    assert!(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "qdepthwise: strides and dilations must be positive");
+    if osz == 0 {
+        return;
+    }
+    let dst = RawOut::new(&mut y, osz, 1);
+    let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
+    for_each_task(&tasks, |&c0| {
+        let mut plane = Vec::new();
+        let mut acc = vec![0i32; g.ow];
+        for ch in c0..(c0 + CHANNELS_PER_TASK).min(channels) {
+            let layout = fill_plane(g, x, ch * isz, x_zero, &mut plane);
+            let wc = &w[ch * ksz..][..ksz];
+            for oy in 0..g.oh {
+                row_taps(g, &layout, &plane, wc, oy, &mut acc);
+                // SAFETY: row `oy` of channel `ch` lies inside y (checked above); tasks
+                // write disjoint channels.
+                unsafe { store_row(dst, epi, ch, &acc, ch * osz + oy * g.ow) };
+            }
+        }
+    });
+}
+
+/// Where the padded, phase-split plane keeps things: `row_len` elements per padded
+/// row (`sw` phases of `phase_len`).
+struct Layout {
+    row_len: usize,
+    phase_len: usize,
+}
+
+fn fill_plane(g: &ConvGeometry, x: Q8, offset: usize, zero: i32, plane: &mut Vec<i16>) -> Layout {
+    let pw = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let ph = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let phase_len = pw.div_ceil(g.sw);
+    let row_len = phase_len * g.sw;
+    plane.clear();
+    plane.resize(ph * row_len, 0);
+    // Input columns inside the padded width: ix = c - pl for c in [pl, pl + iw).
+    let c_lo = g.pl;
+    let c_hi = (g.pl + g.iw).min(pw);
+    for r in 0..ph {
+        let iy = r as isize - g.pt as isize;
+        if iy < 0 || iy >= g.ih as isize || c_lo >= c_hi {
+            continue;
+        }
+        let src = offset + iy as usize * g.iw;
+        let dst = &mut plane[r * row_len..][..row_len];
+        match x {
+            Q8::U8(v) => scatter(&v[src..src + (c_hi - c_lo)], dst, c_lo, g.sw, phase_len, zero),
+            Q8::I8(v) => scatter(&v[src..src + (c_hi - c_lo)], dst, c_lo, g.sw, phase_len, zero),
+        }
+    }
+    Layout { row_len, phase_len }
+}
+
+#[inline]
+fn scatter<T: Copy + Into<i32>>(src: &[T], dst: &mut [i16], c0: usize, sw: usize, phase_len: usize, zero: i32) {
+    if sw == 1 {
+        for (d, &s) in dst[c0..c0 + src.len()].iter_mut().zip(src) {
+            *d = (s.into() - zero) as i16;
+        }
+    } else {
+        for (i, &s) in src.iter().enumerate() {
+            let c = c0 + i;
+            dst[(c % sw) * phase_len + c / sw] = (s.into() - zero) as i16;
+        }
+    }
+}
+
+fn row_taps(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::current() == crate::Isa::Avx2Fma {
+        // SAFETY: AVX2 was detected when the ISA was chosen.
+        return unsafe { row_taps_avx2(g, l, plane, w, oy, acc) };
+    }
+    row_taps_body(g, l, plane, w, oy, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_taps_avx2(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
+    row_taps_body(g, l, plane, w, oy, acc)
+}
+
+/// One output row: `acc[ox] = sum over taps of w[tap] * plane[tap's row][phase][ox + shift]`.
+#[inline(always)]
+fn row_taps_body(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
+    let ow = acc.len();
+    acc.fill(0);
+    for ki in 0..g.kh {
+        let row = &plane[(oy * g.sh + ki * g.dh) * l.row_len..][..l.row_len];
+        for kj in 0..g.kw {
+            let wt = w[ki * g.kw + kj] as i32;
+            let c = kj * g.dw;
+            let start = (c % g.sw) * l.phase_len + c / g.sw;
+            let src = &row[start..start + ow];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a += wt * v as i32;
+            }
+        }
+    }
+}
+
+/// The naive twin: direct indexing with bounds tests, i64 accumulation.
+pub fn qdepthwise_reference_i32(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16]) -> Vec<i32> {
+    let mut out = vec![0i32; channels * g.oh * g.ow];
+    for ch in 0..channels {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut s = 0i64;
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
+                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
+                        if iy < 0 || ix < 0 || iy >= g.ih as isize || ix >= g.iw as isize {
+                            continue;
+                        }
+                        let v = x.at(ch * g.ih * g.iw + iy as usize * g.iw + ix as usize) - x_zero;
+                        s += v as i64 * w[ch * g.kh * g.kw + ki * g.kw + kj] as i64;
+                    }
+                }
+                out[(ch * g.oh + oy) * g.ow + ox] = s as i32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qgemm::reference::{real_reference, requantize_reference};
+    use crate::testutil::Rng;
+    use crate::Activation;
+
+    #[test]
+    fn matches_reference_on_random_geometries() {
+        let mut rng = Rng(11);
+        for case in 0..80 {
+            let (kh, kw) = [(3, 3), (5, 5), (1, 1), (3, 1), (7, 7)][case % 5];
+            let (sh, sw) = [(1, 1), (2, 2), (1, 2), (3, 3)][rng.below(4)];
+            let (dh, dw) = if case % 7 == 0 { (2, 2) } else { (1, 1) };
+            let (ih, iw) = (1 + rng.below(20), 1 + rng.below(37));
+            let (pt, pl) = (rng.below(kh), rng.below(kw));
+            let (pb, pr) = (rng.below(kh), rng.below(kw));
+            let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+            if ih + pt + pb < eh || iw + pl + pr < ew {
+                continue;
+            }
+            let (oh, ow) = ((ih + pt + pb - eh) / sh + 1, (iw + pl + pr - ew) / sw + 1);
+            let g = ConvGeometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow };
+            let channels = 1 + rng.below(19);
+            let xs: Vec<u8> = (0..channels * ih * iw).map(|_| rng.next_u32() as u8).collect();
+            let w: Vec<i16> = (0..channels * kh * kw).map(|_| (rng.next_u32() % 255) as i16 - 127).collect();
+            let zero = rng.below(256) as i32;
+            let want = qdepthwise_reference_i32(&g, channels, Q8::U8(&xs), zero, &w);
+            let mut got = vec![0i32; want.len()];
+            qdepthwise_conv2d(&g, channels, Q8::U8(&xs), zero, &w, &QEpilogue::default(), QOut::I32(&mut got));
+            assert_eq!(got, want, "case {case}: {g:?} x{channels}");
+            // Requantized, with a per-channel scale and bias and ReLU6.
+            let scale: Vec<f32> = (0..channels).map(|_| 1e-4 + rng.f32().abs() * 1e-3).collect();
+            let bias: Vec<f32> = (0..channels).map(|_| rng.f32()).collect();
+            let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation: Activation::Clip { min: 0.0, max: 6.0 }, out_scale: 6.0 / 255.0, out_zero: 0 };
+            let mut q = vec![0u8; want.len()];
+            qdepthwise_conv2d(&g, channels, Q8::U8(&xs), zero, &w, &epi, QOut::U8(&mut q));
+            let osz = oh * ow;
+            for ch in 0..channels {
+                let one = QEpilogue { scale: &scale[ch..ch + 1], bias: Some(&bias[ch..ch + 1]), ..epi };
+                let real = real_reference(&want[ch * osz..][..osz], 1, osz, &one);
+                let wq = requantize_reference(&real, epi.out_scale, 0, 0, 255);
+                for (i, (&a, &b)) in q[ch * osz..][..osz].iter().zip(&wq).enumerate() {
+                    assert!((a as i32 - b).abs() <= 1, "case {case} channel {ch} element {i}: got {a}, want {b}");
+                }
+            }
+        }
+    }
+}
