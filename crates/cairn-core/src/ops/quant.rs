@@ -5,6 +5,40 @@ use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Fact,
 pub fn register(r: &mut Registry) {
     r.register("QuantizeLinear", |ctx| build(ctx, true));
     r.register("DequantizeLinear", |ctx| build(ctx, false));
+    r.register("DynamicQuantizeLinear", |_| Ok(Box::new(DynamicQuantizeLinear)));
+}
+
+/// `y, y_scale, y_zero_point = DynamicQuantizeLinear(x)`: u8, from the range of `x`
+/// widened to include 0 (ONNX spec). NaNs are ignored for the range and map to the zero
+/// point; an all-zero input gets scale 1 (the spec would divide by zero).
+#[derive(Debug)]
+struct DynamicQuantizeLinear;
+
+impl Op for DynamicQuantizeLinear {
+    fn op_type(&self) -> &str {
+        "DynamicQuantizeLinear"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, self.op_type())?;
+        if x.dtype != DType::F32 {
+            bail_shape!(self.op_type(), "expects f32, got {}", x.dtype);
+        }
+        Ok(vec![Fact::new(DType::U8, x.shape.clone()), Fact::new(DType::F32, vec![]), Fact::new(DType::U8, vec![])])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.op_type())?.f32s()?;
+        let (lo, hi) = x.iter().filter(|v| v.is_finite()).fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zero = cairn_kernels::qgemm::round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
+        let inv = 1.0 / scale;
+        let (y, rest) = outputs.split_at_mut(1);
+        for (o, &v) in y[0].u8s_mut()?.iter_mut().zip(x) {
+            *o = cairn_kernels::qgemm::quantize(v, inv, zero, 0, 255) as u8;
+        }
+        rest[0].f32s_mut()?[0] = scale;
+        rest[1].u8s_mut()?[0] = zero as u8;
+        Ok(())
+    }
 }
 
 fn build(ctx: &OpContext, quantize: bool) -> Result<Box<dyn Op>> {
