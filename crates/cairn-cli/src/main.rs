@@ -1,11 +1,14 @@
 //! `cairn`: inspect and run ONNX models with the Cairn engine.
 
 mod diff;
+mod eval;
 mod fidelity;
 mod fsutil;
+mod inputs_dir;
 mod inspect;
 mod model;
 mod npy;
+mod optimize;
 mod pack;
 mod progress;
 mod random;
@@ -39,6 +42,8 @@ enum Command {
     Pack(pack::PackArgs),
     Verify(verify::VerifyArgs),
     Diff(diff::DiffArgs),
+    Optimize(optimize::OptimizeArgs),
+    Eval(eval::EvalArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::main(args),
         Command::Verify(args) => verify::main(args),
         Command::Diff(args) => diff::main(args),
+        Command::Optimize(args) => optimize::main(args),
+        Command::Eval(args) => eval::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

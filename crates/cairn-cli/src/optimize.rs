@@ -1,0 +1,117 @@
+//! `cairn optimize`: constant folding, BatchNorm folding, dead-node removal and, with
+//! `--quantize int8`, calibrated int8 quantization written as a QDQ ONNX model that
+//! Cairn's loader runs on its int8 kernels. The output is written atomically.
+
+use crate::{fsutil, inputs_dir, model::human_bytes, progress};
+use anyhow::{bail, Context, Result};
+use cairn_core::passes::fold::fold_constants;
+use cairn_core::Session;
+use cairn_quant::calibrate::{calibrate, Method};
+use cairn_quant::fidelity::Agreement;
+use cairn_quant::quantize::{plan, quantize, Options};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct OptimizeArgs {
+    /// The ONNX model to optimize.
+    model: PathBuf,
+    /// Where to write the optimized ONNX model.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Quantize weights and activations: `int8`.
+    #[arg(long, value_name = "TYPE")]
+    quantize: Option<String>,
+    /// Directory of calibration inputs (.npy files, one input set each); keep it
+    /// disjoint from the inputs you evaluate on.
+    #[arg(long, value_name = "DIR")]
+    calibrate: Option<PathBuf>,
+    /// Calibration method: minmax, percentile (99.99th) or mse (`entropy` is accepted
+    /// and means mse: the clipping that minimizes expected squared error).
+    #[arg(long, default_value = "minmax")]
+    calibration: String,
+    /// Use at most this many calibration inputs.
+    #[arg(long, default_value_t = 64)]
+    max_inputs: usize,
+    /// Keep the first layer (reading the model input) in f32.
+    #[arg(long)]
+    keep_first: bool,
+    /// Keep layers writing a model output in f32.
+    #[arg(long)]
+    keep_last: bool,
+    /// Structured channel pruning (not implemented yet: refused).
+    #[arg(long, value_name = "RATIO")]
+    prune: Option<f32>,
+    /// Print sizes and fidelity of the result on the calibration inputs.
+    #[arg(long)]
+    report: bool,
+}
+
+pub fn main(args: OptimizeArgs) -> Result<()> {
+    if args.prune.is_some() {
+        bail!("--prune is not implemented yet in this version of cairn");
+    }
+    let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
+    let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
+    let original = model.graph.clone();
+    let (mut graph, fold) = fold_constants(model.graph).context("constant folding failed")?;
+    let bn = cairn_quant::batchnorm::fold_batchnorm(&mut graph)?;
+    eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
+    let mut calibration_inputs = Vec::new();
+    match args.quantize.as_deref() {
+        None => {}
+        Some("int8") => {
+            let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)")?;
+            let inputs = inputs_dir::read(dir, &graph, args.max_inputs)?;
+            let opts = Options { keep_first: args.keep_first, keep_last: args.keep_last };
+            let (layers, targets) = plan(&graph, &opts);
+            if layers.is_empty() {
+                bail!("nothing to quantize: the model has no Conv, Gemm or MatMul with constant f32 weights");
+            }
+            let passes = if method == Method::MinMax { 1 } else { 2 };
+            let bar = progress::bar((passes * inputs.len()) as u64, "calibrating");
+            let cal = calibrate(&graph, &targets, &inputs, method, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            if !cal.zero_range.is_empty() {
+                eprintln!("note: {} activation(s) were 0 on every calibration input and get scale 1 (0 stays exact): {}", cal.zero_range.len(), cal.zero_range.join(", "));
+            }
+            let (g, stats) = quantize(graph, &cal, &opts)?;
+            graph = g;
+            eprintln!(
+                "quantized {} layers to int8 ({} activations calibrated with {} on {} inputs); weights {} -> {}",
+                stats.layers,
+                stats.activations,
+                args.calibration,
+                inputs.len(),
+                human_bytes(stats.weight_bytes_before),
+                human_bytes(stats.weight_bytes_after)
+            );
+            calibration_inputs = inputs;
+        }
+        Some(other) => bail!("--quantize '{other}' is not supported (use int8)"),
+    }
+    let bytes = cairn_onnx::save_bytes(&graph, &model.meta)?;
+    fsutil::write_atomically(&args.output, |f| Ok(f.write_all(&bytes)?))?;
+    let before = std::fs::metadata(&args.model).map(|m| m.len() as usize).unwrap_or(0);
+    eprintln!("wrote {} ({} -> {})", args.output.display(), human_bytes(before), human_bytes(bytes.len()));
+    if args.report && !calibration_inputs.is_empty() {
+        let reference = Session::new(cairn_core::passes::prepare_for_inference(original)?.0);
+        let reloaded = cairn_onnx::load(&args.output)?;
+        let candidate = Session::new(cairn_core::passes::prepare_for_inference(reloaded.graph)?.0);
+        let mut a = Agreement::default();
+        for (_, set) in &calibration_inputs {
+            let r = reference.run(set.clone())?;
+            let c = candidate.run(set.clone())?;
+            a.add(&r[0].1.view().to_f32_vec(), &c[0].1.view().to_f32_vec(), None);
+        }
+        println!(
+            "fidelity on the {} calibration inputs (use `cairn eval` on held-out inputs): top-1 agreement {:.1}%, mean KL {:.4}, cosine {:.5}",
+            a.inputs,
+            100.0 * Agreement::rate(a.top1, a.inputs),
+            a.mean_kl(),
+            a.mean_cosine()
+        );
+    }
+    Ok(())
+}
