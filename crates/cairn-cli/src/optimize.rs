@@ -40,6 +40,10 @@ pub struct OptimizeArgs {
     /// Keep layers writing a model output in f32.
     #[arg(long)]
     keep_last: bool,
+    /// Skip bias correction (on by default: biases absorb the mean shift int8 weights
+    /// cause in each output channel, from input means measured on the calibration inputs).
+    #[arg(long)]
+    no_bias_correction: bool,
     /// Structured channel pruning (not implemented yet: refused).
     #[arg(long, value_name = "RATIO")]
     prune: Option<f32>,
@@ -64,7 +68,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         Some("int8") => {
             let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)")?;
             let inputs = inputs_dir::read(dir, &graph, args.max_inputs)?;
-            let opts = Options { keep_first: args.keep_first, keep_last: args.keep_last };
+            let opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last };
             let (layers, targets) = plan(&graph, &opts);
             if layers.is_empty() {
                 bail!("nothing to quantize: the model has no Conv, Gemm or MatMul with constant f32 weights");
@@ -77,6 +81,9 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 eprintln!("note: {} activation(s) were 0 on every calibration input and get scale 1 (0 stays exact): {}", cal.zero_range.len(), cal.zero_range.join(", "));
             }
             let (g, stats) = quantize(graph, &cal, &opts)?;
+            if stats.corrected_channels > 0 {
+                eprintln!("bias correction: {} output channels, mean shift {:.2e} removed", stats.corrected_channels, stats.mean_bias_shift);
+            }
             graph = g;
             eprintln!(
                 "quantized {} layers to int8 ({} activations calibrated with {} on {} inputs); weights {} -> {}",

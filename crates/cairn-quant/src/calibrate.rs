@@ -58,6 +58,9 @@ pub struct Calibration {
     pub ranges: HashMap<String, Range>,
     /// Tensors that were 0 everywhere on every input (see `quantize` for their handling).
     pub zero_range: Vec<String>,
+    /// Mean of each channel (axis 1 of rank >= 3, else the last axis) per tensor, for
+    /// bias correction.
+    pub channel_means: HashMap<String, Vec<f64>>,
 }
 
 /// Runs `graph` (f32) on every input set and calibrates `targets`. `inputs` yields
@@ -82,6 +85,7 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
     let (g, _) = prepare_for_inference(g)?;
     let session = Session::new(g);
     let mut seen: HashMap<String, Observed> = HashMap::new();
+    let mut sums: HashMap<String, (Vec<f64>, f64)> = HashMap::new();
     let passes = if method.needs_histogram() { 2 } else { 1 };
     for pass in 0..passes {
         for (name, set) in inputs {
@@ -95,6 +99,15 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
                     return Err(Error::Activation { tensor: out, detail: format!("is NaN or infinite on calibration input {name}: the f32 model itself overflows there") });
                 }
                 if pass == 0 {
+                    let shape = t.shape();
+                    let (ch, inner) = if shape.len() >= 3 { (shape[1], shape[2..].iter().product::<usize>()) } else { (*shape.last().unwrap_or(&1), 1) };
+                    let e = sums.entry(out.clone()).or_insert_with(|| (vec![0.0; ch], 0.0));
+                    if e.0.len() == ch && ch > 0 {
+                        for (i, &x) in v.iter().enumerate() {
+                            e.0[(i / inner) % ch] += x as f64;
+                        }
+                        e.1 += (v.len() / ch) as f64;
+                    }
                     let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
                     let o = seen.entry(out).or_insert(Observed { lo, hi, hist: Vec::new() });
                     o.lo = o.lo.min(lo);
@@ -128,6 +141,7 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
         cal.ranges.insert(t.clone(), r);
     }
     cal.zero_range.sort();
+    cal.channel_means = sums.into_iter().map(|(k, (s, n))| (k, s.into_iter().map(|x| x / n.max(1.0)).collect())).collect();
     Ok(cal)
 }
 

@@ -5,6 +5,12 @@
 //! asymmetric per tensor, from calibration) that all of its readers share. Residual
 //! Adds between quantized tensors thus become int8 adds at load.
 //!
+//! Biases absorb the mean shift int8 weights cause (Nagel et al., "Data-Free Quantization
+//! Through Weight Equalization and Bias Correction", ICCV 2019, section 4.2, with the input
+//! means measured on the calibration inputs): `b += (W - W_q) · E[x]`, per output channel.
+//! Depthwise layers of MobileNet-style models, whose few weights per channel round coarsely,
+//! shift the most. Layers without a bias get one when the shift is not negligible.
+//!
 //! Zero-range activations (0 on every calibration input) get scale 1 and zero point 0:
 //! 0 stays exact and nothing divides by zero.
 
@@ -14,16 +20,27 @@ use cairn_core::{Attr, Attrs, DType, Graph, Node, NodeSpec, Registry, Tensor, Te
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
+    /// Correct biases for the mean shift of weight quantization (default on).
+    pub bias_correction: bool,
     /// Keep the first quantizable layer (reading a graph input) in f32.
     pub keep_first: bool,
     /// Keep layers writing a graph output in f32.
     pub keep_last: bool,
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options { bias_correction: true, keep_first: false, keep_last: false }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// Mean |shift| removed by bias correction, per corrected output channel.
+    pub mean_bias_shift: f64,
+    pub corrected_channels: usize,
     pub layers: usize,
     pub activations: usize,
     pub weight_bytes_before: usize,
@@ -158,6 +175,23 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         stats.weight_bytes_before += w.byte_len();
         stats.weight_bytes_after += q.len() + 4 * scales.len();
         let channels = scales.len();
+        let mut bias_f32: Option<Vec<f32>> = n.inputs.get(2).cloned().flatten().filter(|b| !b.is_empty()).and_then(|b| graph.initializers.get(&b).filter(|t| t.dtype() == DType::F32 && t.len() == channels).and_then(|t| t.f32s().ok().map(|v| v.to_vec())));
+        if opts.bias_correction {
+            if let Some(mean) = cal.channel_means.get(&x_orig) {
+                let group = match n.attrs.get("group") {
+                    Some(Attr::Int(g)) if *g > 0 => *g as usize,
+                    _ => 1,
+                };
+                if let Some(shift) = weight_shift(&w, &q_scaled(&w, l.axis, &scales)?, l.axis, &n.op_type, n.attrs.get("transB") == Some(&Attr::Int(1)), group, mean) {
+                    let b = bias_f32.get_or_insert_with(|| vec![0.0; channels]);
+                    for (b, s) in b.iter_mut().zip(&shift) {
+                        *b += *s as f32;
+                    }
+                    stats.mean_bias_shift += shift.iter().map(|s| s.abs()).sum::<f64>();
+                    stats.corrected_channels += channels;
+                }
+            }
+        }
         let (wq, ws, wdq) = (format!("{w_name}_quantized"), format!("{w_name}_scale"), format!("{w_name}_dequantized"));
         graph.initializers.insert(wq.clone(), Arc::new(Tensor::new(w.shape().to_vec(), TensorData::I8(q))?));
         graph.initializers.insert(ws.clone(), Arc::new(Tensor::from_f32(vec![channels], scales.clone())?));
@@ -166,20 +200,25 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         new_nodes.push((0, build(&graph, format!("{w_name}_DequantizeLinear"), "DequantizeLinear", attrs.clone(), vec![Some(wq), Some(ws)], vec![wdq.clone()])?));
         let mut node = n.clone();
         node.inputs[1] = Some(wdq);
-        if let Some(Some(b_name)) = n.inputs.get(2).filter(|b| b.as_ref().is_some_and(|b| !b.is_empty())) {
-            if let Some(b) = graph.initializers.get(b_name).filter(|b| b.dtype() == DType::F32 && b.len() == channels).cloned() {
-                let bs: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
-                let bq: Vec<i32> = b.f32s()?.iter().zip(&bs).map(|(v, s)| (v / s).round().clamp(i32::MIN as f32 / 2.0, i32::MAX as f32 / 2.0) as i32).collect();
-                let (bqn, bsn, bdq) = (format!("{b_name}_quantized"), format!("{b_name}_scale"), format!("{b_name}_dequantized"));
-                stats.weight_bytes_before += b.byte_len();
-                stats.weight_bytes_after += 8 * channels;
-                graph.initializers.insert(bqn.clone(), Arc::new(Tensor::new(vec![channels], TensorData::I32(bq))?));
-                graph.initializers.insert(bsn.clone(), Arc::new(Tensor::from_f32(vec![channels], bs)?));
-                let mut a0 = Attrs::new();
-                a0.insert("axis".into(), Attr::Int(0));
-                new_nodes.push((0, build(&graph, format!("{b_name}_DequantizeLinear"), "DequantizeLinear", a0, vec![Some(bqn), Some(bsn)], vec![bdq.clone()])?));
-                node.inputs[2] = Some(bdq);
-            }
+        if let Some(b) = bias_f32 {
+            let b_name = match n.inputs.get(2).cloned().flatten().filter(|b| !b.is_empty()) {
+                Some(name) => name,
+                None => {
+                    node.inputs.resize(3, None);
+                    format!("{}_bias", n.name)
+                }
+            };
+            let bs: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
+            let bq: Vec<i32> = b.iter().zip(&bs).map(|(v, s)| (v / s).round().clamp(i32::MIN as f32 / 2.0, i32::MAX as f32 / 2.0) as i32).collect();
+            let (bqn, bsn, bdq) = (format!("{b_name}_quantized"), format!("{b_name}_scale"), format!("{b_name}_dequantized"));
+            stats.weight_bytes_before += 4 * channels;
+            stats.weight_bytes_after += 8 * channels;
+            graph.initializers.insert(bqn.clone(), Arc::new(Tensor::new(vec![channels], TensorData::I32(bq))?));
+            graph.initializers.insert(bsn.clone(), Arc::new(Tensor::from_f32(vec![channels], bs)?));
+            let mut a0 = Attrs::new();
+            a0.insert("axis".into(), Attr::Int(0));
+            new_nodes.push((0, build(&graph, format!("{b_name}_DequantizeLinear"), "DequantizeLinear", a0, vec![Some(bqn), Some(bsn)], vec![bdq.clone()])?));
+            node.inputs[2] = Some(bdq);
         }
         graph.nodes[l.node] = node;
         stats.layers += 1;
@@ -197,6 +236,9 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
     graph.nodes.extend(it.map(|(_, n)| n));
     let used: BTreeSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
     graph.initializers.retain(|k, _| used.contains(k));
+    if stats.corrected_channels > 0 {
+        stats.mean_bias_shift /= stats.corrected_channels as f64;
+    }
     Ok((graph.validated()?, stats))
 }
 
@@ -217,4 +259,46 @@ fn quantize_weights(w: &Tensor, axis: usize) -> Result<(Vec<i8>, Vec<f32>)> {
     let scales: Vec<f32> = maxabs.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
     let q = v.iter().enumerate().map(|(i, &x)| (x / scales[at(i)]).round().clamp(-127.0, 127.0) as i8).collect();
     Ok((q, scales))
+}
+
+/// The dequantized weights `q * scale` as f32, in `w`'s layout.
+fn q_scaled(w: &Tensor, axis: usize, scales: &[f32]) -> Result<Vec<f32>> {
+    let v = w.f32s()?;
+    let inner: usize = w.shape()[axis + 1..].iter().product();
+    let ch = scales.len();
+    Ok(v.iter().enumerate().map(|(i, &x)| {
+        let s = scales[(i / inner) % ch];
+        (x / s).round().clamp(-127.0, 127.0) * s
+    }).collect())
+}
+
+/// `(W - W_q) · E[x]` per output channel, with `mean` the per-channel mean of the input.
+/// `None` when the input's channel count does not fit the weights.
+fn weight_shift(w: &Tensor, wq: &[f32], axis: usize, op: &str, trans_b: bool, group: usize, mean: &[f64]) -> Option<Vec<f64>> {
+    let v = w.f32s().ok()?;
+    let shape = w.shape();
+    let d = |i: usize| (v[i] - wq[i]) as f64;
+    match op {
+        "Conv" => {
+            let (m, cg) = (shape[0], shape[1]);
+            let k: usize = shape[2..].iter().product();
+            let mg = m / group.max(1);
+            if mean.len() != cg * group || mg == 0 {
+                return None;
+            }
+            Some((0..m).map(|c| {
+                let base = (c / mg) * cg;
+                (0..cg).map(|ci| (0..k).map(|t| d((c * cg + ci) * k + t)).sum::<f64>() * mean[base + ci]).sum()
+            }).collect())
+        }
+        _ => {
+            // Gemm/MatMul: W is [n, k] when transposed, else [k, n]; output channels along `axis`.
+            let (n, k) = if trans_b { (shape[0], shape[1]) } else { (shape[1], shape[0]) };
+            let _ = axis;
+            if mean.len() != k {
+                return None;
+            }
+            Some((0..n).map(|j| (0..k).map(|kk| d(if trans_b { j * k + kk } else { kk * n + j }) * mean[kk]).sum()).collect())
+        }
+    }
 }
