@@ -1,8 +1,12 @@
 //! int8 depthwise 2-D convolution on NCHW planes, i32 accumulation, with the
 //! requantizing epilogue of [`crate::qgemm`] (per-channel scale, bias, activation).
 //!
-//! Each channel is widened once into an i16 plane holding `x - zero_point`, so the
-//! zero padding is a true zero and the taps need no bounds checks. For a column
+//! Each channel is widened once into a plane holding `x - zero_point`, so the zero
+//! padding is a true zero and the taps need no bounds checks. The plane and the
+//! accumulators are f32 holding exact integers: |x - z| <= 255 and |w| <= 255, so up to
+//! 2^24 / 255^2 = 258 taps every product and sum is exact, and f32 lanes multiply-add
+//! 8 outputs per AVX2 instruction pair where i32 needs the slow `vpmulld` (and wasm has
+//! no i32 multiply-add either). Longer kernels use i32 (`row_taps_long`). For a column
 //! stride s > 1 every padded row is stored as its s column phases side by side, so
 //! that the inputs one tap reads for consecutive outputs are contiguous (the same
 //! idea as the f32 kernel's phase split). The tap loops run over whole output rows
@@ -11,7 +15,7 @@
 
 use crate::depthwise::ConvGeometry;
 use crate::parallel::for_each_task;
-use crate::qgemm::driver::{store_row, RawOut};
+use crate::qgemm::driver::{store_row, RawOut, Requant};
 use crate::qgemm::{QEpilogue, QOut, Q8};
 
 /// Channels per task when spreading over threads.
@@ -29,22 +33,66 @@ pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, 
         return;
     }
     let dst = RawOut::new(&mut y, osz, 1);
+    let _ = ksz;
     let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
     for_each_task(&tasks, |&c0| {
-        let mut plane = Vec::new();
-        let mut acc = vec![0i32; g.ow];
-        for ch in c0..(c0 + CHANNELS_PER_TASK).min(channels) {
-            let layout = fill_plane(g, x, ch * isz, x_zero, &mut plane);
-            let wc = &w[ch * ksz..][..ksz];
-            for oy in 0..g.oh {
-                row_taps(g, &layout, &plane, wc, oy, &mut acc);
-                // SAFETY: row `oy` of channel `ch` lies inside y (checked above); tasks
-                // write disjoint channels.
-                unsafe { store_row(dst, epi, ch, &acc, ch * osz + oy * g.ow) };
-            }
+        let chans = c0..(c0 + CHANNELS_PER_TASK).min(channels);
+        #[cfg(target_arch = "x86_64")]
+        if crate::Isa::current() == crate::Isa::Avx2Fma {
+            // SAFETY: AVX2 was detected when the ISA was chosen.
+            return unsafe { channels_avx2(g, chans, x, x_zero, w, epi, dst) };
         }
+        channels_body(g, chans, x, x_zero, w, epi, dst)
     });
 }
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn channels_avx2(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, dst: RawOut) {
+    channels_body(g, chans, x, x_zero, w, epi, dst)
+}
+
+/// Computes and stores the output planes of `chans`.
+#[inline(always)]
+fn channels_body(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, dst: RawOut) {
+    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
+    let rq = Requant::new(epi, dst);
+    let mut plane = Vec::new();
+    let mut acc = vec![0f32; g.ow];
+    let mut acc_i = Vec::new();
+    let mut wts = vec![0f32; ksz];
+    let mut starts = Vec::new();
+    for ch in chans {
+        let layout = fill_plane(g, x, ch * isz, x_zero, &mut plane);
+        if starts.is_empty() {
+            // Where each tap's input starts in row 0 of the output (the same for every channel).
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let c = kj * g.dw;
+                    starts.push(ki * g.dh * layout.row_len + (c % g.sw) * layout.phase_len + c / g.sw);
+                }
+            }
+        }
+        let wc = &w[ch * ksz..][..ksz];
+        wts.iter_mut().zip(wc).for_each(|(f, &v)| *f = v as f32);
+        let sb = rq.row(ch);
+        for oy in 0..g.oh {
+            // SAFETY (both stores): row `oy` of channel `ch` lies inside y (checked by the
+            // caller); tasks write disjoint channels.
+            if ksz <= MAX_F32_TAPS {
+                row_taps(&plane, oy * g.sh * layout.row_len, &starts, &wts, &mut acc);
+                unsafe { store_row(dst, &rq, sb, &acc, ch * osz + oy * g.ow) };
+            } else {
+                acc_i.resize(g.ow, 0i32);
+                row_taps_long(g, &layout, &plane, wc, oy, &mut acc_i);
+                unsafe { store_row(dst, &rq, sb, &acc_i, ch * osz + oy * g.ow) };
+            }
+        }
+    }
+}
+
+/// Most taps for which f32 accumulation of 8-bit products is exact (2^24 / 255^2).
+const MAX_F32_TAPS: usize = 258;
 
 /// Where the padded, phase-split plane keeps things: `row_len` elements per padded
 /// row (`sw` phases of `phase_len`).
@@ -53,14 +101,15 @@ struct Layout {
     phase_len: usize,
 }
 
-fn fill_plane(g: &ConvGeometry, x: Q8, offset: usize, zero: i32, plane: &mut Vec<i16>) -> Layout {
+#[inline(always)]
+fn fill_plane(g: &ConvGeometry, x: Q8, offset: usize, zero: i32, plane: &mut Vec<f32>) -> Layout {
     let pw = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
     let ph = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     let phase_len = pw.div_ceil(g.sw);
     let row_len = phase_len * g.sw;
     plane.clear();
     // LANES of slack: the tap loops read whole vectors past the last output.
-    plane.resize(ph * row_len + LANES, 0);
+    plane.resize(ph * row_len + LANES, 0.0);
     // Input columns inside the padded width: ix = c - pl for c in [pl, pl + iw).
     let c_lo = g.pl;
     let c_hi = (g.pl + g.iw).min(pw);
@@ -79,69 +128,40 @@ fn fill_plane(g: &ConvGeometry, x: Q8, offset: usize, zero: i32, plane: &mut Vec
     Layout { row_len, phase_len }
 }
 
-#[inline]
-fn scatter<T: Copy + Into<i32>>(src: &[T], dst: &mut [i16], c0: usize, sw: usize, phase_len: usize, zero: i32) {
+#[inline(always)]
+fn scatter<T: Copy + Into<i32>>(src: &[T], dst: &mut [f32], c0: usize, sw: usize, phase_len: usize, zero: i32) {
     if sw == 1 {
         for (d, &s) in dst[c0..c0 + src.len()].iter_mut().zip(src) {
-            *d = (s.into() - zero) as i16;
+            *d = (s.into() - zero) as f32;
         }
     } else if sw == 2 {
         for (i, &s) in src.iter().enumerate() {
             let c = c0 + i;
-            dst[(c & 1) * phase_len + (c >> 1)] = (s.into() - zero) as i16;
+            dst[(c & 1) * phase_len + (c >> 1)] = (s.into() - zero) as f32;
         }
     } else {
         for (i, &s) in src.iter().enumerate() {
             let c = c0 + i;
-            dst[(c % sw) * phase_len + c / sw] = (s.into() - zero) as i16;
+            dst[(c % sw) * phase_len + c / sw] = (s.into() - zero) as f32;
         }
     }
-}
-
-fn row_taps(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::Isa::current() == crate::Isa::Avx2Fma {
-        // SAFETY: AVX2 was detected when the ISA was chosen.
-        return unsafe { row_taps_avx2(g, l, plane, w, oy, acc) };
-    }
-    row_taps_body(g, l, plane, w, oy, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_taps_avx2(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
-    row_taps_body(g, l, plane, w, oy, acc)
 }
 
 /// Outputs computed together, held in registers across all taps (two AVX2 vectors).
 const LANES: usize = 16;
 
-/// One output row: `acc[ox] = sum over taps of w[tap] * plane[tap's row][phase][ox + shift]`,
+/// One output row: `acc[ox] = sum over taps of w[tap] * plane[row0 + starts[tap] + ox]`,
 /// `LANES` outputs at a time so the accumulators stay in registers for every tap.
 #[inline(always)]
-fn row_taps_body(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
+fn row_taps(plane: &[f32], row0: usize, starts: &[usize], wts: &[f32], acc: &mut [f32]) {
     let ow = acc.len();
-    let mut starts = [0usize; 64];
-    let taps = g.kh * g.kw;
-    let mut wts = [0i32; 64];
-    if taps > 64 {
-        return row_taps_long(g, l, plane, w, oy, acc);
-    }
-    for ki in 0..g.kh {
-        for kj in 0..g.kw {
-            let c = kj * g.dw;
-            starts[ki * g.kw + kj] = (oy * g.sh + ki * g.dh) * l.row_len + (c % g.sw) * l.phase_len + c / g.sw;
-            wts[ki * g.kw + kj] = w[ki * g.kw + kj] as i32;
-        }
-    }
     let mut x0 = 0;
     while x0 < ow {
-        let mut a = [0i32; LANES];
-        for t in 0..taps {
-            let src = &plane[starts[t] + x0..][..LANES];
-            let wt = wts[t];
+        let mut a = [0f32; LANES];
+        for (&st, &wt) in starts.iter().zip(wts) {
+            let src = &plane[row0 + st + x0..][..LANES];
             for (v, &x) in a.iter_mut().zip(src) {
-                *v += wt * x as i32;
+                *v += wt * x;
             }
         }
         let n = LANES.min(ow - x0);
@@ -150,8 +170,8 @@ fn row_taps_body(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usi
     }
 }
 
-/// Kernels of more than 64 taps: one pass over the row per tap.
-fn row_taps_long(g: &ConvGeometry, l: &Layout, plane: &[i16], w: &[i16], oy: usize, acc: &mut [i32]) {
+/// Kernels of more than `MAX_F32_TAPS` taps: i32, one pass over the row per tap.
+fn row_taps_long(g: &ConvGeometry, l: &Layout, plane: &[f32], w: &[i16], oy: usize, acc: &mut [i32]) {
     let ow = acc.len();
     acc.fill(0);
     for ki in 0..g.kh {
@@ -203,7 +223,7 @@ mod tests {
     fn matches_reference_on_random_geometries() {
         let mut rng = Rng(11);
         for case in 0..80 {
-            let (kh, kw) = [(3, 3), (5, 5), (1, 1), (3, 1), (9, 9)][case % 5];
+            let (kh, kw) = [(3, 3), (5, 5), (1, 1), (3, 1), (9, 9), (17, 17)][case % 6];
             let (sh, sw) = [(1, 1), (2, 2), (1, 2), (3, 3)][rng.below(4)];
             let (dh, dw) = if case % 7 == 0 { (2, 2) } else { (1, 1) };
             let (ih, iw) = (1 + rng.below(20), 1 + rng.below(37));

@@ -8,6 +8,7 @@ use crate::parallel::{for_each_task, threads, SendPtr};
 use crate::Activation;
 use std::cell::RefCell;
 
+
 /// Bytes of packed B per column block.
 const B_BLOCK_BYTES: usize = 96 * 1024;
 
@@ -42,7 +43,9 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     assert!(epi.scale.len() == 1 || epi.scale.len() >= m, "qgemm: scale must be 1 or m values");
     assert!(epi.bias.is_none_or(|v| v.len() == 1 || v.len() >= m), "qgemm: bias must be 1 or m values");
     let dst = RawOut::new(&mut out, row_stride, col_stride);
-    let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
+    let rq = Requant::new(epi, dst);
+    let (nr, kp) = (a.kernel.nr, a.kp);
+    assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
     let per_col = (kp * 4).max(1);
     let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
     let t = threads();
@@ -57,34 +60,53 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
         let cols = nc.min(n - j0);
         PACKED_B.with(|buf| {
             let mut pb = buf.borrow_mut();
-            pack_b(&b, k, j0, cols, nr, &mut pb);
-            let mut tile = vec![0i32; mr * nr];
-            for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
-                let r0 = pi * mr;
-                let rows = mr.min(m - r0);
-                for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
-                    let c0 = j0 + ti * nr;
-                    // SAFETY: panels hold kp*mr and kp*nr words; the tile has mr*nr; the
-                    // kernel's ISA was detected when it was chosen.
-                    unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
-                    // SAFETY: rows/cols are inside C (checked above), and each task
-                    // writes only its own columns.
-                    unsafe { store_tile(dst, epi, &tile, nr, r0, rows, c0, nr.min(n - c0)) };
-                }
+            #[cfg(target_arch = "x86_64")]
+            if crate::Isa::current() == crate::Isa::Avx2Fma {
+                // SAFETY: AVX2 was detected when the ISA was chosen.
+                return unsafe { column_block_avx2(m, k, a, &b, dst, &rq, j0, cols, &mut pb) };
             }
+            column_block(m, k, a, &b, dst, &rq, j0, cols, &mut pb)
         });
     });
 }
 
-/// Applies the epilogue to the valid `rows x cols` part of a tile and stores it.
+/// [`column_block`] compiled for AVX2, so that packing and the epilogue vectorize 8-wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn store_tile(dst: RawOut, epi: &QEpilogue, tile: &[i32], nr: usize, r0: usize, rows: usize, c0: usize, cols: usize) {
-    for r in 0..rows {
-        let row = r0 + r;
-        store_row(dst, epi, row, &tile[r * nr..][..cols], row * dst.rs + c0 * dst.cs);
+unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    column_block(m, k, a, b, dst, rq, j0, cols, pb)
+}
+
+/// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
+    let n_end = j0 + cols;
+    pack_b(b, k, j0, cols, nr, pb);
+    let mut tile = [0i32; MAX_TILE];
+    for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
+        let r0 = pi * mr;
+        let rows = mr.min(m - r0);
+        for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
+            let c0 = j0 + ti * nr;
+            // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
+            // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
+            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
+            for r in 0..rows {
+                let row = r0 + r;
+                let sb = rq.row(row);
+                // SAFETY: rows/cols are inside C (checked by the caller), and each task
+                // writes only its own columns.
+                unsafe { store_row(dst, rq, sb, &tile[r * nr..][..nr.min(n_end - c0)], row * dst.rs + c0 * dst.cs) };
+            }
+        }
     }
 }
+
+/// Largest `mr * nr` of any kernel.
+const MAX_TILE: usize = 6 * 32;
 
 /// Where [`store_row`] writes: an output buffer of some kind, with a column stride.
 #[derive(Clone, Copy)]
@@ -108,58 +130,111 @@ impl RawOut {
     }
 }
 
-/// The epilogue for accumulators of output row `row` (its scale, bias), stored from
-/// element index `base` on, `dst.cs` apart.
+/// The epilogue's constants, computed once per call: the output kind and, for clamping
+/// activations, the bounds in the quantized domain.
+#[derive(Clone, Copy)]
+pub(crate) struct Requant<'a> {
+    epi: &'a QEpilogue<'a>,
+    kind: Kind,
+    inv: f32,
+    /// (qlo, qhi) when the activation is a clamp (or identity) and the store contiguous.
+    fast: Option<(f32, f32)>,
+    lo: i32,
+    hi: i32,
+}
+
+impl<'a> Requant<'a> {
+    pub(crate) fn new(epi: &'a QEpilogue<'a>, dst: RawOut) -> Requant<'a> {
+        let (lo, hi) = if let Kind::I8 = dst.kind { (-128, 127) } else { (0, 255) };
+        let inv = 1.0 / epi.out_scale;
+        let z = epi.out_zero as f32;
+        let bounds = match epi.activation {
+            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        };
+        let fast = bounds.filter(|_| dst.cs == 1).map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
+        Requant { epi, kind: dst.kind, inv, fast, lo, hi }
+    }
+
+    /// Scale and bias of output row `row`.
+    #[inline(always)]
+    pub(crate) fn row(&self, row: usize) -> (f32, f32) {
+        let e = self.epi;
+        (if e.scale.len() == 1 { e.scale[0] } else { e.scale[row] }, e.bias.map_or(0.0, |v| if v.len() == 1 { v[0] } else { v[row] }))
+    }
+}
+
+/// The epilogue for accumulators of one output row with scale `s` and bias `b`, stored
+/// from element index `base` on, `dst.cs` apart.
 ///
 /// # Safety
 /// `base + (acc.len() - 1) * dst.cs` is inside the output, and no one else writes there.
-#[inline]
-pub(crate) unsafe fn store_row(dst: RawOut, epi: &QEpilogue, row: usize, acc: &[i32], base: usize) {
-    let cols = acc.len();
-    if let Kind::I32 = dst.kind {
-        let p = dst.ptr.get() as *mut i32;
-        for (c, &v) in acc.iter().enumerate() {
-            *p.add(base + c * dst.cs) = v;
+#[inline(always)]
+pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, f32), acc: &[T], base: usize) {
+    match rq.kind {
+        Kind::I32 => {
+            let p = dst.ptr.get() as *mut i32;
+            for (c, &v) in acc.iter().enumerate() {
+                *p.add(base + c * dst.cs) = v.to_i32();
+            }
         }
-        return;
-    }
-    let s = if epi.scale.len() == 1 { epi.scale[0] } else { epi.scale[row] };
-    let b = epi.bias.map_or(0.0, |v| if v.len() == 1 { v[0] } else { v[row] });
-    let real = |v: i32| epi.activation.apply_one(v as f32 * s + b);
-    match dst.kind {
         Kind::F32 => {
             let p = dst.ptr.get() as *mut f32;
+            let act = rq.epi.activation;
             for (c, &v) in acc.iter().enumerate() {
-                *p.add(base + c * dst.cs) = real(v);
+                *p.add(base + c * dst.cs) = act.apply_one(v.to_f32() * s + b);
             }
         }
         Kind::U8 | Kind::I8 => {
-            let (lo, hi) = if let Kind::U8 = dst.kind { (0, 255) } else { (-128, 127) };
-            let inv = 1.0 / epi.out_scale;
-            let z = epi.out_zero;
+            let z = rq.epi.out_zero;
             let p = dst.ptr.get();
-            if let (Activation::Identity | Activation::Relu | Activation::Clip { .. }, 1) = (epi.activation, dst.cs) {
-                // Clamping activations are bounds in the quantized domain: one
-                // branch-free loop LLVM vectorizes.
-                let (alo, ahi) = match epi.activation {
-                    Activation::Relu => (0.0, f32::INFINITY),
-                    Activation::Clip { min, max } => (min, max),
-                    _ => (f32::NEG_INFINITY, f32::INFINITY),
-                };
-                let qlo = ((alo * inv).max(-1e9) + z as f32).max(lo as f32);
-                let qhi = ((ahi * inv).min(1e9) + z as f32).min(hi as f32);
-                let (si, bi) = (s * inv, b * inv + z as f32);
-                let out = std::slice::from_raw_parts_mut(p.add(base), cols);
+            if let Some((qlo, qhi)) = rq.fast {
+                // Clamping activations are bounds in the quantized domain: one branch-free
+                // loop that vectorizes.
+                let (si, bi) = (s * rq.inv, b * rq.inv + z as f32);
+                let out = std::slice::from_raw_parts_mut(p.add(base), acc.len());
                 for (o, &v) in out.iter_mut().zip(acc) {
-                    let q = super::round_half_even((v as f32 * si + bi).clamp(qlo, qhi));
-                    *o = q as i32 as u8;
+                    let q = super::round_half_even((v.to_f32() * si + bi).clamp(qlo, qhi));
+                    // SAFETY: q is finite and within [-128, 255] after the clamp.
+                    *o = q.to_int_unchecked::<i32>() as u8;
                 }
             } else {
+                let act = rq.epi.activation;
                 for (c, &v) in acc.iter().enumerate() {
-                    *p.add(base + c * dst.cs) = quantize(real(v), inv, z, lo, hi) as u8;
+                    *p.add(base + c * dst.cs) = quantize(act.apply_one(v.to_f32() * s + b), rq.inv, z, rq.lo, rq.hi) as u8;
                 }
             }
         }
-        Kind::I32 => unreachable!(),
+    }
+}
+
+/// An accumulator the epilogue reads: i32 from the GEMM, f32 holding exact integers
+/// from the depthwise kernel.
+pub(crate) trait Acc: Copy {
+    fn to_f32(self) -> f32;
+    fn to_i32(self) -> i32;
+}
+
+impl Acc for i32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self
+    }
+}
+
+impl Acc for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
     }
 }
