@@ -17,6 +17,7 @@ use crate::depthwise::ConvGeometry;
 use crate::parallel::for_each_task;
 use crate::qgemm::driver::{store_row, RawOut, Requant};
 use crate::qgemm::{QEpilogue, QOut, Q8};
+use crate::simd::{F32Simd, Scalar4};
 
 /// Channels per task when spreading over threads.
 const CHANNELS_PER_TASK: usize = 8;
@@ -39,22 +40,25 @@ pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, 
         let chans = c0..(c0 + CHANNELS_PER_TASK).min(channels);
         #[cfg(target_arch = "x86_64")]
         if crate::Isa::current() == crate::Isa::Avx2Fma {
-            // SAFETY: AVX2 was detected when the ISA was chosen.
+            // SAFETY: AVX2 and FMA were detected when the ISA was chosen.
             return unsafe { channels_avx2(g, chans, x, x_zero, w, epi, dst) };
         }
-        channels_body(g, chans, x, x_zero, w, epi, dst)
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return channels_body::<crate::simd::wasm::Simd128>(g, chans, x, x_zero, w, epi, dst);
+        #[allow(unreachable_code)]
+        channels_body::<Scalar4>(g, chans, x, x_zero, w, epi, dst)
     });
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn channels_avx2(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, dst: RawOut) {
-    channels_body(g, chans, x, x_zero, w, epi, dst)
+    channels_body::<crate::simd::avx2::Avx2>(g, chans, x, x_zero, w, epi, dst)
 }
 
 /// Computes and stores the output planes of `chans`.
 #[inline(always)]
-fn channels_body(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, dst: RawOut) {
+fn channels_body<S: F32Simd>(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, dst: RawOut) {
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     let rq = Requant::new(epi, dst);
     let mut plane = Vec::new();
@@ -80,7 +84,7 @@ fn channels_body(g: &ConvGeometry, chans: std::ops::Range<usize>, x: Q8, x_zero:
             // SAFETY (both stores): row `oy` of channel `ch` lies inside y (checked by the
             // caller); tasks write disjoint channels.
             if ksz <= MAX_F32_TAPS {
-                row_taps(&plane, oy * g.sh * layout.row_len, &starts, &wts, &mut acc);
+                row_taps::<S>(&plane, oy * g.sh * layout.row_len, &starts, &wts, &mut acc);
                 unsafe { store_row(dst, &rq, sb, &acc, ch * osz + oy * g.ow) };
             } else {
                 acc_i.resize(g.ow, 0i32);
@@ -107,9 +111,14 @@ fn fill_plane(g: &ConvGeometry, x: Q8, offset: usize, zero: i32, plane: &mut Vec
     let ph = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     let phase_len = pw.div_ceil(g.sw);
     let row_len = phase_len * g.sw;
-    plane.clear();
-    // LANES of slack: the tap loops read whole vectors past the last output.
-    plane.resize(ph * row_len + LANES, 0.0);
+    // LANES of slack: the tap loops read whole vectors past the last output. The padding
+    // is zeroed once per call (`plane` starts empty); later channels overwrite only the
+    // input positions, which are the same for every channel.
+    let len = ph * row_len + LANES;
+    if plane.len() != len {
+        plane.clear();
+        plane.resize(len, 0.0);
+    }
     // Input columns inside the padded width: ix = c - pl for c in [pl, pl + iw).
     let c_lo = g.pl;
     let c_hi = (g.pl + g.iw).min(pw);
@@ -135,9 +144,23 @@ fn scatter<T: Copy + Into<i32>>(src: &[T], dst: &mut [f32], c0: usize, sw: usize
             *d = (s.into() - zero) as f32;
         }
     } else if sw == 2 {
-        for (i, &s) in src.iter().enumerate() {
-            let c = c0 + i;
-            dst[(c & 1) * phase_len + (c >> 1)] = (s.into() - zero) as f32;
+        // Deinterleave pairs into the even and odd phases.
+        let (even, odd) = dst.split_at_mut(phase_len);
+        let (mut src, mut c) = (src, c0);
+        if c % 2 == 1 && !src.is_empty() {
+            odd[c / 2] = (src[0].into() - zero) as f32;
+            src = &src[1..];
+            c += 1;
+        }
+        let k0 = c / 2;
+        let pairs = src.chunks_exact(2);
+        let rest = pairs.remainder();
+        for ((e, o), p) in even[k0..].iter_mut().zip(odd[k0..].iter_mut()).zip(pairs) {
+            *e = (p[0].into() - zero) as f32;
+            *o = (p[1].into() - zero) as f32;
+        }
+        if let [last] = rest {
+            even[k0 + src.len() / 2] = ((*last).into() - zero) as f32;
         }
     } else {
         for (i, &s) in src.iter().enumerate() {
@@ -151,22 +174,37 @@ fn scatter<T: Copy + Into<i32>>(src: &[T], dst: &mut [f32], c0: usize, sw: usize
 const LANES: usize = 16;
 
 /// One output row: `acc[ox] = sum over taps of w[tap] * plane[row0 + starts[tap] + ox]`,
-/// `LANES` outputs at a time so the accumulators stay in registers for every tap.
+/// two vectors of outputs at a time, kept in registers across all taps.
 #[inline(always)]
-fn row_taps(plane: &[f32], row0: usize, starts: &[usize], wts: &[f32], acc: &mut [f32]) {
+fn row_taps<S: F32Simd>(plane: &[f32], row0: usize, starts: &[usize], wts: &[f32], acc: &mut [f32]) {
     let ow = acc.len();
+    let step = 2 * S::LANES;
+    debug_assert!(step <= LANES);
+    let last = row0 + starts.iter().copied().max().unwrap_or(0) + ow.div_ceil(step) * step;
+    assert!(last <= plane.len(), "qdepthwise: plane too small");
     let mut x0 = 0;
     while x0 < ow {
-        let mut a = [0f32; LANES];
-        for (&st, &wt) in starts.iter().zip(wts) {
-            let src = &plane[row0 + st + x0..][..LANES];
-            for (v, &x) in a.iter_mut().zip(src) {
-                *v += wt * x;
+        // SAFETY: every load reads below `last` <= plane.len() (asserted); the ISA of `S`
+        // is available (chosen by the caller); the tail store goes through a buffer.
+        unsafe {
+            let (mut a0, mut a1) = (S::splat(0.0), S::splat(0.0));
+            for (&st, &wt) in starts.iter().zip(wts) {
+                let p = plane.as_ptr().add(row0 + st + x0);
+                let wv = S::splat(wt);
+                a0 = S::mul_add(wv, S::load(p), a0);
+                a1 = S::mul_add(wv, S::load(p.add(S::LANES)), a1);
+            }
+            if x0 + step <= ow {
+                S::store(acc.as_mut_ptr().add(x0), a0);
+                S::store(acc.as_mut_ptr().add(x0 + S::LANES), a1);
+            } else {
+                let mut tail = [0f32; LANES];
+                S::store(tail.as_mut_ptr(), a0);
+                S::store(tail.as_mut_ptr().add(S::LANES), a1);
+                acc[x0..].copy_from_slice(&tail[..ow - x0]);
             }
         }
-        let n = LANES.min(ow - x0);
-        acc[x0..x0 + n].copy_from_slice(&a[..n]);
-        x0 += LANES;
+        x0 += step;
     }
 }
 

@@ -6,7 +6,7 @@ use crate::qgemm::QKernel;
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, run: kernel_4x8 };
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, run: kernel_4x8, run_q8: None };
 
 /// # Safety
 /// See [`QKernel::run`].

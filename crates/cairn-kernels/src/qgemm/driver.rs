@@ -43,7 +43,7 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     assert!(epi.scale.len() == 1 || epi.scale.len() >= m, "qgemm: scale must be 1 or m values");
     assert!(epi.bias.is_none_or(|v| v.len() == 1 || v.len() >= m), "qgemm: bias must be 1 or m values");
     let dst = RawOut::new(&mut out, row_stride, col_stride);
-    let rq = Requant::new(epi, dst);
+    let rq = Requant::new(epi, dst).with_rows(m);
     let (nr, kp) = (a.kernel.nr, a.kp);
     assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
     let per_col = (kp * 4).max(1);
@@ -91,6 +91,21 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Re
         let rows = mr.min(m - r0);
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
             let c0 = j0 + ti * nr;
+            if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
+                let t = super::Q8Tile {
+                    si: rq.si[r0..].as_ptr(),
+                    bi: rq.bi[r0..].as_ptr(),
+                    qlo,
+                    qhi,
+                    // SAFETY: the full tile lies inside C (rows and columns checked).
+                    out: unsafe { dst.ptr.get().add(r0 * dst.rs + c0) },
+                    ldc: dst.rs,
+                    signed: matches!(rq.kind, Kind::I8),
+                };
+                // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
+                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), &t) };
+                continue;
+            }
             // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
             // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
             unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
@@ -132,7 +147,7 @@ impl RawOut {
 
 /// The epilogue's constants, computed once per call: the output kind and, for clamping
 /// activations, the bounds in the quantized domain.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Requant<'a> {
     epi: &'a QEpilogue<'a>,
     kind: Kind,
@@ -141,6 +156,9 @@ pub(crate) struct Requant<'a> {
     fast: Option<(f32, f32)>,
     lo: i32,
     hi: i32,
+    /// Per row, for the fused kernels: scale / out_scale and bias / out_scale + zero.
+    si: Vec<f32>,
+    bi: Vec<f32>,
 }
 
 impl<'a> Requant<'a> {
@@ -155,7 +173,16 @@ impl<'a> Requant<'a> {
             _ => None,
         };
         let fast = bounds.filter(|_| dst.cs == 1).map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
-        Requant { epi, kind: dst.kind, inv, fast, lo, hi }
+        Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new() }
+    }
+
+    /// Prepares the per-row constants of `rows` rows for the fused kernels.
+    fn with_rows(mut self, rows: usize) -> Self {
+        if self.fast.is_some() && matches!(self.kind, Kind::U8 | Kind::I8) {
+            let z = self.epi.out_zero as f32;
+            (self.si, self.bi) = (0..rows).map(|r| self.row(r)).map(|(s, b)| (s * self.inv, b * self.inv + z)).unzip();
+        }
+        self
     }
 
     /// Scale and bias of output row `row`.
@@ -183,23 +210,33 @@ pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, 
         Kind::F32 => {
             let p = dst.ptr.get() as *mut f32;
             let act = rq.epi.activation;
-            for (c, &v) in acc.iter().enumerate() {
-                *p.add(base + c * dst.cs) = act.apply_one(v.to_f32() * s + b);
+            match (act, rq.fast.is_some() || dst.cs == 1) {
+                (Activation::Identity | Activation::Relu | Activation::Clip { .. }, true) => {
+                    let (lo, hi) = match act {
+                        Activation::Relu => (0.0, f32::INFINITY),
+                        Activation::Clip { min, max } => (min, max),
+                        _ => (f32::NEG_INFINITY, f32::INFINITY),
+                    };
+                    for (c, &v) in acc.iter().enumerate() {
+                        let x = v.to_f32() * s + b;
+                        *p.add(base + c * dst.cs) = if x < lo { lo } else if x > hi { hi } else { x };
+                    }
+                }
+                _ => {
+                    for (c, &v) in acc.iter().enumerate() {
+                        *p.add(base + c * dst.cs) = act.apply_one(v.to_f32() * s + b);
+                    }
+                }
             }
         }
         Kind::U8 | Kind::I8 => {
             let z = rq.epi.out_zero;
             let p = dst.ptr.get();
             if let Some((qlo, qhi)) = rq.fast {
-                // Clamping activations are bounds in the quantized domain: one branch-free
-                // loop that vectorizes.
+                // Clamping activations are bounds in the quantized domain.
                 let (si, bi) = (s * rq.inv, b * rq.inv + z as f32);
                 let out = std::slice::from_raw_parts_mut(p.add(base), acc.len());
-                for (o, &v) in out.iter_mut().zip(acc) {
-                    let q = super::round_half_even((v.to_f32() * si + bi).clamp(qlo, qhi));
-                    // SAFETY: q is finite and within [-128, 255] after the clamp.
-                    *o = q.to_int_unchecked::<i32>() as u8;
-                }
+                T::requantize(acc, si, bi, qlo, qhi, matches!(rq.kind, Kind::I8), out);
             } else {
                 let act = rq.epi.activation;
                 for (c, &v) in acc.iter().enumerate() {
@@ -215,6 +252,16 @@ pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, 
 pub(crate) trait Acc: Copy {
     fn to_f32(self) -> f32;
     fn to_i32(self) -> i32;
+
+    /// `out[j] = round_half_even(clamp(acc[j] * si + bi, qlo, qhi))` as 8-bit.
+    #[inline(always)]
+    fn requantize(acc: &[Self], si: f32, bi: f32, qlo: f32, qhi: f32, _signed: bool, out: &mut [u8]) {
+        for (o, &v) in out.iter_mut().zip(acc) {
+            let q = super::round_half_even((v.to_f32() * si + bi).clamp(qlo, qhi));
+            // SAFETY: q is finite and within [-128, 255] after the clamp.
+            *o = unsafe { q.to_int_unchecked::<i32>() } as u8;
+        }
+    }
 }
 
 impl Acc for i32 {
@@ -236,5 +283,29 @@ impl Acc for f32 {
     #[inline(always)]
     fn to_i32(self) -> i32 {
         self as i32
+    }
+
+    /// simd128: four lanes per step (`f32x4.nearest` rounds half to even), saturating narrows.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn requantize(acc: &[f32], si: f32, bi: f32, qlo: f32, qhi: f32, signed: bool, out: &mut [u8]) {
+        use core::arch::wasm32::*;
+        let n = acc.len().min(out.len());
+        let (s, b, lo, hi) = (f32x4_splat(si), f32x4_splat(bi), f32x4_splat(qlo), f32x4_splat(qhi));
+        let mut j = 0;
+        // SAFETY: loads and stores stay below n (8 at a time, then the scalar tail).
+        unsafe {
+            while j + 8 <= n {
+                let q = |p: *const f32| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_min(f32x4_max(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi)));
+                let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
+                let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
+                v128_store64_lane::<0>(bytes, out.as_mut_ptr().add(j) as *mut u64);
+                j += 8;
+            }
+        }
+        for (o, &v) in out[j..n].iter_mut().zip(&acc[j..n]) {
+            let q = super::round_half_even((v * si + bi).clamp(qlo, qhi));
+            *o = q as i32 as u8;
+        }
     }
 }

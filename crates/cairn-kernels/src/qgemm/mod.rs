@@ -22,6 +22,8 @@ mod pack;
 pub mod reference;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 
 pub use driver::{qgemm, qgemm_on};
@@ -129,6 +131,21 @@ pub struct QKernel {
     /// `a` holds `kp * mr` words, `b` holds `kp * nr` words, `c` has room for `mr * nr`;
     /// the CPU supports the kernel's instructions.
     pub(crate) run: unsafe fn(kp: usize, a: *const i32, b: *const i32, c: *mut i32),
+    /// The same tile requantized in registers and stored as 8-bit (see [`Q8Tile`]), for
+    /// full tiles with a clamping activation; `None` where the ISA has no such kernel.
+    pub(crate) run_q8: Option<unsafe fn(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile)>,
+}
+
+/// Where and how a fused kernel stores a full 8-bit tile: for row i,
+/// `out[i * ldc + j] = round_half_even(clamp(acc[i][j] * si[i] + bi[i], qlo, qhi))`.
+pub(crate) struct Q8Tile {
+    pub si: *const f32,
+    pub bi: *const f32,
+    pub qlo: f32,
+    pub qhi: f32,
+    pub out: *mut u8,
+    pub ldc: usize,
+    pub signed: bool,
 }
 
 impl std::fmt::Debug for QKernel {
