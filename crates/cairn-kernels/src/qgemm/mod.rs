@@ -138,6 +138,8 @@ pub struct QKernel {
 
 /// Where and how a fused kernel stores a full 8-bit tile: for row i,
 /// `out[i * ldc + j] = round_half_even(clamp(acc[i][j] * si[i] + bi[i], qlo, qhi))`.
+// Only the SIMD kernels read it (the portable build has none).
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
 pub(crate) struct Q8Tile {
     pub si: *const f32,
     pub bi: *const f32,
