@@ -82,3 +82,45 @@ pub fn fold_batchnorm(graph: &mut Graph) -> Result<usize> {
     graph.initializers.retain(|k, _| used.contains(k));
     Ok(folded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::{Attrs, Dim, Node, NodeSpec, Registry, Session, ValueInfo};
+    use std::collections::HashMap;
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: Attrs) -> Node {
+        let spec = NodeSpec { name: output.into(), domain: String::new(), op_type: op.into(), attrs, inputs: inputs.iter().map(|s| Some(s.to_string())).collect(), outputs: vec![output.into()] };
+        Node::build(spec, 13, Registry::global()).unwrap()
+    }
+
+    #[test]
+    fn folded_conv_computes_the_same() {
+        let t = |shape: Vec<usize>, f: &dyn Fn(usize) -> f32| Arc::new(Tensor::from_f32(shape.clone(), (0..shape.iter().product()).map(f).collect()).unwrap());
+        let mut init = HashMap::new();
+        init.insert("w".to_string(), t(vec![4, 2, 3, 3], &|i| ((i * 7 % 11) as f32 - 5.0) * 0.1));
+        init.insert("g".to_string(), t(vec![4], &|i| 0.5 + i as f32));
+        init.insert("b".to_string(), t(vec![4], &|i| i as f32 - 1.0));
+        init.insert("m".to_string(), t(vec![4], &|i| 0.2 * i as f32));
+        init.insert("v".to_string(), t(vec![4], &|i| 1.0 + i as f32));
+        let mut pads = Attrs::new();
+        pads.insert("pads".into(), Attr::Ints(vec![1, 1, 1, 1]));
+        let graph = Graph {
+            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(1), Dim::Known(2), Dim::Known(5), Dim::Known(5)]) }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
+            initializers: init,
+            nodes: vec![node("Conv", &["x", "w"], "c", pads), node("BatchNormalization", &["c", "g", "b", "m", "v"], "y", Attrs::new())],
+            opset: 13,
+        };
+        let x = Tensor::from_f32(vec![1, 2, 5, 5], (0..50).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
+        let run = |g: &Graph| Session::new(g.clone()).run(HashMap::from([("x".to_string(), x.clone())])).unwrap()[0].1.f32s().unwrap().to_vec();
+        let want = run(&graph);
+        let mut folded = graph.clone();
+        assert_eq!(fold_batchnorm(&mut folded).unwrap(), 1);
+        assert_eq!(folded.nodes.len(), 1);
+        let got = run(&folded);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}

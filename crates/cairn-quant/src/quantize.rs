@@ -302,3 +302,28 @@ fn weight_shift(w: &Tensor, wq: &[f32], axis: usize, op: &str, trans_b: bool, gr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_params_keep_zero_exact() {
+        let (s, z) = activation_params(Range { lo: -1.0, hi: 3.0 });
+        assert!((s - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(z, 64);
+        assert_eq!(activation_params(Range { lo: 0.0, hi: 6.0 }).1, 0);
+        // Zero range: scale 1, zero point 0 (0 stays exact, nothing divides by zero).
+        assert_eq!(activation_params(Range { lo: 0.0, hi: 0.0 }), (1.0, 0));
+    }
+
+    #[test]
+    fn weights_are_symmetric_per_channel() {
+        let w = Tensor::from_f32(vec![3, 2], vec![1.0, -0.5, 0.0, 0.0, -2.0, 0.01]).unwrap();
+        let (q, s) = quantize_weights(&w, 0).unwrap();
+        assert_eq!(q, vec![127, -64, 0, 0, -127, 1]);
+        assert_eq!(s, vec![1.0 / 127.0, 1.0, 2.0 / 127.0]);
+        let bad = Tensor::from_f32(vec![1, 2], vec![f32::NAN, 1.0]).unwrap();
+        assert!(quantize_weights(&bad, 0).is_err());
+    }
+}

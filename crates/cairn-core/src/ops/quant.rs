@@ -30,10 +30,11 @@ impl Op for DynamicQuantizeLinear {
         let (lo, hi) = x.iter().filter(|v| v.is_finite()).fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let zero = cairn_kernels::qgemm::round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
-        let inv = 1.0 / scale;
         let (y, rest) = outputs.split_at_mut(1);
+        // Divide, as the spec does: a multiply by 1/scale rounds some ties the other way.
         for (o, &v) in y[0].u8s_mut()?.iter_mut().zip(x) {
-            *o = cairn_kernels::qgemm::quantize(v, inv, zero, 0, 255) as u8;
+            let q = (v / scale).round_ties_even() + zero as f32;
+            *o = if q.is_nan() { zero as u8 } else { q.clamp(0.0, 255.0) as u8 };
         }
         rest[0].f32s_mut()?[0] = scale;
         rest[1].u8s_mut()?[0] = zero as u8;
