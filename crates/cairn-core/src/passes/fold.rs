@@ -30,7 +30,12 @@ pub fn fold_constants(mut graph: Graph) -> Result<(Graph, FoldStats)> {
     for node in std::mem::take(&mut graph.nodes) {
         // An initializer that is also a graph input may be overridden by the caller: not constant.
         let constant_input = |name: &String| !graph_inputs.contains(name) && graph.initializers.contains_key(name);
-        let foldable = !node.outputs.is_empty()
+        // DequantizeLinear of 8-bit weights stays: folding it would store the weights 4x
+        // larger, and the `qdq` pass (or the op at run time) reads them as int8.
+        let int8_weights = node.op_type == "DequantizeLinear"
+            && node.inputs.first().and_then(|n| n.as_ref()).and_then(|n| graph.initializers.get(n)).is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
+        let foldable = !int8_weights
+            && !node.outputs.is_empty()
             && node.outputs.iter().all(|o| !o.is_empty())
             && node.inputs.iter().flatten().filter(|n| !n.is_empty()).all(constant_input);
         if foldable {
