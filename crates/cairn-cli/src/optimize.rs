@@ -44,7 +44,8 @@ pub struct OptimizeArgs {
     /// cause in each output channel, from input means measured on the calibration inputs).
     #[arg(long)]
     no_bias_correction: bool,
-    /// Structured channel pruning (not implemented yet: refused).
+    /// Structured pruning: remove this fraction of the hidden channels of every
+    /// inverted-residual block (expand -> depthwise -> project), lowest L1 filter norm first.
     #[arg(long, value_name = "RATIO")]
     prune: Option<f32>,
     /// Print sizes and fidelity of the result on the calibration inputs.
@@ -53,16 +54,25 @@ pub struct OptimizeArgs {
 }
 
 pub fn main(args: OptimizeArgs) -> Result<()> {
-    if args.prune.is_some() {
-        bail!("--prune is not implemented yet in this version of cairn");
-    }
     let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
     let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
     let original = model.graph.clone();
     let (mut graph, fold) = fold_constants(model.graph).context("constant folding failed")?;
     let bn = cairn_quant::batchnorm::fold_batchnorm(&mut graph)?;
     eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
+    if let Some(ratio) = args.prune {
+        let p = cairn_quant::prune::prune_hidden_channels(&mut graph, ratio)?;
+        if p.blocks == 0 {
+            bail!("--prune found no inverted-residual block (1x1 conv -> depthwise conv -> 1x1 conv) to prune");
+        }
+        eprintln!("pruned {} blocks: hidden channels {} -> {} ({:.1}% removed)", p.blocks, p.hidden_before, p.hidden_after, 100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64));
+    }
     let mut calibration_inputs = Vec::new();
+    if args.quantize.is_none() && args.report {
+        if let Some(dir) = &args.calibrate {
+            calibration_inputs = inputs_dir::read(dir, &graph, args.max_inputs)?;
+        }
+    }
     match args.quantize.as_deref() {
         None => {}
         Some("int8") => {
@@ -113,7 +123,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             a.add(&r[0].1.view().to_f32_vec(), &c[0].1.view().to_f32_vec(), None);
         }
         println!(
-            "fidelity on the {} calibration inputs (use `cairn eval` on held-out inputs): top-1 agreement {:.1}%, mean KL {:.4}, cosine {:.5}",
+            "fidelity on the {} --calibrate inputs (use `cairn eval` on held-out inputs): top-1 agreement {:.1}%, mean KL {:.4}, cosine {:.5}",
             a.inputs,
             100.0 * Agreement::rate(a.top1, a.inputs),
             a.mean_kl(),

@@ -11,6 +11,7 @@ pub mod batchnorm;
 pub mod calibrate;
 mod error;
 pub mod fidelity;
+pub mod prune;
 pub mod quantize;
 
 pub use error::{Error, Result};

@@ -101,7 +101,19 @@ impl Op for Linear {
         }
         let (outer, ch, inner) = self.layout(x.shape, scale.len())?;
         let at = |i: usize| (i / inner) % ch;
-        if self.quantize {
+        if self.quantize && ch == 1 {
+            // Per tensor (every activation): one branch-free loop that vectorizes.
+            let (xs, s, z) = (x.f32s()?, scale[0], zp[0]);
+            let q = |v: f32, lo: f32, hi: f32| {
+                let q = (v / s).round_ties_even() + z;
+                if q.is_nan() { z } else { q.clamp(lo, hi) }
+            };
+            match &mut outputs[0].data {
+                DataMut::U8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, 0.0, 255.0) as u8),
+                DataMut::I8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, -128.0, 127.0) as i8),
+                _ => bail_shape!(self.op_type(), "unsupported output dtype"),
+            }
+        } else if self.quantize {
             let xs = x.f32s()?;
             let q = |i: usize, lo: f32, hi: f32| ((xs[i] / scale[at(i)]).round_ties_even() + zp[at(i)]).clamp(lo, hi);
             match &mut outputs[0].data {
