@@ -70,6 +70,19 @@ impl Op for QLinearAdd {
         };
         let (a, b) = (required(inputs, 0, op)?, required(inputs, 3, op)?);
         let ((sa, za), (sb, zb), (sc, zc)) = (param(1)?, param(4)?, param(6)?);
+        if a.shape == b.shape {
+            if let (DataRef::U8(x), DataRef::U8(y), DataMut::U8(o)) = (a.data, b.data, &mut outputs[0].data) {
+                // Residual adds of u8 activations: one pass, no temporaries.
+                let inv = 1.0 / sc;
+                let (ka, kb) = (sa * inv, sb * inv);
+                let k0 = zc as f32 - za as f32 * ka - zb as f32 * kb;
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    let q = cairn_kernels::qgemm::round_half_even((x as f32 * ka + y as f32 * kb + k0).clamp(0.0, 255.0));
+                    *o = q as u8;
+                }
+                return Ok(());
+            }
+        }
         let (ra, rb) = (dequantized(a, sa, za, op)?, dequantized(b, sb, zb, op)?);
         let shape = outputs[0].shape.to_vec();
         let mut sum = vec![0f32; outputs[0].len()];
