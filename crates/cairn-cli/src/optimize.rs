@@ -4,7 +4,7 @@
 
 use crate::{fsutil, inputs_dir, model::human_bytes, progress};
 use anyhow::{bail, Context, Result};
-use cairn_core::passes::fold::fold_constants;
+use cairn_core::passes::fold::fold_constants_for_storage;
 use cairn_core::Session;
 use cairn_quant::calibrate::{calibrate, Method};
 use cairn_quant::fidelity::Agreement;
@@ -57,7 +57,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
     let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
     let original = model.graph.clone();
-    let (mut graph, fold) = fold_constants(model.graph).context("constant folding failed")?;
+    let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
     let bn = cairn_quant::batchnorm::fold_batchnorm(&mut graph)?;
     eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
     if let Some(ratio) = args.prune {

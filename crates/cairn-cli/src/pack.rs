@@ -75,7 +75,7 @@ pub fn main(args: PackArgs) -> Result<()> {
     // Bundles store the standard-operator graph after constant folding, with weights
     // laid out as the kernels read them in place; fusion and prepacking happen at
     // load, for the loading machine's kernels.
-    let (mut graph, _) = fold::fold_constants(model.graph).context("constant folding failed")?;
+    let (mut graph, _) = fold::fold_constants_for_storage(model.graph).context("constant folding failed")?;
     cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;
 
     let name = match &args.name {

@@ -27,14 +27,18 @@ impl Op for DynamicQuantizeLinear {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.op_type())?.f32s()?;
-        let (lo, hi) = x.iter().filter(|v| v.is_finite()).fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        // Branch-free (vectorizes): non-finite values count as 0 for the range.
+        let (lo, hi) = x.iter().map(|&v| if v.is_finite() { v } else { 0.0 }).fold((0f32, 0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let zero = cairn_kernels::qgemm::round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
         let (y, rest) = outputs.split_at_mut(1);
         // Divide, as the spec does: a multiply by 1/scale rounds some ties the other way.
+        let (z, lo, hi) = (zero as f32, -(zero as f32), 255.0 - zero as f32);
         for (o, &v) in y[0].u8s_mut()?.iter_mut().zip(x) {
-            let q = (v / scale).round_ties_even() + zero as f32;
-            *o = if q.is_nan() { zero as u8 } else { q.clamp(0.0, 255.0) as u8 };
+            let q = v / scale;
+            // Clamped first, so the fast half-to-even rounding is exact; NaN maps to the zero point.
+            let q = if q.is_nan() { 0.0 } else { q.clamp(lo, hi) };
+            *o = (cairn_kernels::qgemm::round_half_even(q) + z) as u8;
         }
         rest[0].f32s_mut()?[0] = scale;
         rest[1].u8s_mut()?[0] = zero as u8;
@@ -104,9 +108,11 @@ impl Op for Linear {
         if self.quantize && ch == 1 {
             // Per tensor (every activation): one branch-free loop that vectorizes.
             let (xs, s, z) = (x.f32s()?, scale[0], zp[0]);
+            // Clamped before rounding, so the fast half-to-even rounding is exact.
             let q = |v: f32, lo: f32, hi: f32| {
-                let q = (v / s).round_ties_even() + z;
-                if q.is_nan() { z } else { q.clamp(lo, hi) }
+                let q = v / s;
+                let q = if q.is_nan() { 0.0 } else { q.clamp(lo - z, hi - z) };
+                cairn_kernels::qgemm::round_half_even(q) + z
             };
             match &mut outputs[0].data {
                 DataMut::U8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, 0.0, 255.0) as u8),
