@@ -30,6 +30,12 @@ pub struct EvalArgs {
     /// Inputs used for the per-layer error table (the slowest part).
     #[arg(long, default_value_t = 8)]
     layer_inputs: usize,
+    /// Photos in --inputs: per-channel mean of `value / 255` (1 or 3 values).
+    #[arg(long, default_value = "0")]
+    mean: String,
+    /// Photos: per-channel std of `value / 255`.
+    #[arg(long, default_value = "1")]
+    std: String,
     /// Print the whole report as JSON.
     #[arg(long)]
     json: bool,
@@ -70,9 +76,10 @@ fn with_outputs(mut g: Graph, extra: &[(String, DType)]) -> Result<Session> {
 }
 
 pub fn main(args: EvalArgs) -> Result<()> {
+    let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let load = |p: &PathBuf| cairn_onnx::load(p).with_context(|| format!("cannot load {}", p.display()));
     let (orig, opt) = (load(&args.original)?.graph, load(&args.optimized)?.graph);
-    let inputs = inputs_dir::read(&args.inputs, &orig, args.max_inputs)?;
+    let inputs = inputs_dir::read(&args.inputs, &orig, args.max_inputs, norm)?;
     let labels: HashMap<String, usize> = match &args.labels {
         None => HashMap::new(),
         Some(p) => std::fs::read_to_string(p)

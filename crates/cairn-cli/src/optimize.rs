@@ -48,12 +48,19 @@ pub struct OptimizeArgs {
     /// inverted-residual block (expand -> depthwise -> project), lowest L1 filter norm first.
     #[arg(long, value_name = "RATIO")]
     prune: Option<f32>,
+    /// Photos in the input directory: per-channel mean of `value / 255` (1 or 3 values).
+    #[arg(long, default_value = "0")]
+    mean: String,
+    /// Photos: per-channel std of `value / 255`.
+    #[arg(long, default_value = "1")]
+    std: String,
     /// Print sizes and fidelity of the result on the calibration inputs.
     #[arg(long)]
     report: bool,
 }
 
 pub fn main(args: OptimizeArgs) -> Result<()> {
+    let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
     let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
     let original = model.graph.clone();
@@ -70,14 +77,14 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let mut calibration_inputs = Vec::new();
     if args.quantize.is_none() && args.report {
         if let Some(dir) = &args.calibrate {
-            calibration_inputs = inputs_dir::read(dir, &graph, args.max_inputs)?;
+            calibration_inputs = inputs_dir::read(dir, &graph, args.max_inputs, norm)?;
         }
     }
     match args.quantize.as_deref() {
         None => {}
         Some("int8") => {
             let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)")?;
-            let inputs = inputs_dir::read(dir, &graph, args.max_inputs)?;
+            let inputs = inputs_dir::read(dir, &graph, args.max_inputs, norm)?;
             let opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last };
             let (layers, targets) = plan(&graph, &opts);
             if layers.is_empty() {
