@@ -2,7 +2,7 @@
 //! `--quantize int8`, calibrated int8 quantization written as a QDQ ONNX model that
 //! Cairn's loader runs on its int8 kernels. The output is written atomically.
 
-use crate::{fsutil, inputs_dir, model::human_bytes, progress};
+use crate::{fsutil, inputs_dir, model, model::human_bytes, progress};
 use anyhow::{bail, Context, Result};
 use cairn_core::passes::fold::fold_constants_for_storage;
 use cairn_core::Session;
@@ -119,10 +119,21 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     fsutil::write_atomically(&args.output, |f| Ok(f.write_all(&bytes)?))?;
     let before = std::fs::metadata(&args.model).map(|m| m.len() as usize).unwrap_or(0);
     eprintln!("wrote {} ({} -> {})", args.output.display(), human_bytes(before), human_bytes(bytes.len()));
-    if args.report && !calibration_inputs.is_empty() {
+    if args.report {
         let reference = Session::new(cairn_core::passes::prepare_for_inference(original)?.0);
         let reloaded = cairn_onnx::load(&args.output)?;
         let candidate = Session::new(cairn_core::passes::prepare_for_inference(reloaded.graph)?.0);
+        let macs = |s: &Session| -> Option<u64> { s.plan(&model::zero_inputs(s.graph(), &Default::default()).ok()?).ok().map(|p| p.macs) };
+        let (p0, p1) = (reference.graph().parameter_stats(), candidate.graph().parameter_stats());
+        println!("file        {} -> {}", human_bytes(before), human_bytes(bytes.len()));
+        println!("parameters  {} -> {} (in memory after load: {} -> {})", model::human_count(p0.0 as u64), model::human_count(p1.0 as u64), human_bytes(p0.1), human_bytes(p1.1));
+        if let (Some(a), Some(b)) = (macs(&reference), macs(&candidate)) {
+            println!("MACs        {} -> {} (batch 1)", model::human_count(a), model::human_count(b));
+        }
+        if calibration_inputs.is_empty() {
+            println!("fidelity    give --calibrate DIR to measure it here, or run `cairn eval` on held-out inputs");
+            return Ok(());
+        }
         let mut a = Agreement::default();
         for (_, set) in &calibration_inputs {
             let r = reference.run(set.clone())?;
@@ -130,7 +141,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             a.add(&r[0].1.view().to_f32_vec(), &c[0].1.view().to_f32_vec(), None);
         }
         println!(
-            "fidelity on the {} --calibrate inputs (use `cairn eval` on held-out inputs): top-1 agreement {:.1}%, mean KL {:.4}, cosine {:.5}",
+            "fidelity    on the {} --calibrate inputs (use `cairn eval` on held-out inputs): top-1 agreement {:.1}%, mean KL {:.4}, cosine {:.5}",
             a.inputs,
             100.0 * Agreement::rate(a.top1, a.inputs),
             a.mean_kl(),
