@@ -4,7 +4,7 @@
 //! - [`calibrate`]: activation ranges observed on real inputs (min-max, percentile, MSE);
 //! - [`quantize`]: weights int8 symmetric per output channel, activations u8 asymmetric
 //!   per tensor, written as QuantizeLinear/DequantizeLinear pairs (QDQ; see
-//!   docs/adr/0006-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
+//!   docs/adr/0007-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
 pub mod batchnorm;
