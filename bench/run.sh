@@ -20,6 +20,8 @@ step "web: Node $(node --version)"
 node bench/web/node_bench.mjs "$@"
 step "web: headless Chromium"
 node bench/web/browser_bench.mjs "$@"
+step "int8: MobileNetV2, Cairn vs onnxruntime(-web) on their own int8 quantizations"
+bench/int8.sh
 step "native: building the harness (tract from crates.io)"
 (cd bench/native && cargo build --release --quiet)
 step "native: $(nproc) cores"

@@ -6,6 +6,9 @@
 #   3. whole models: Cairn vs onnxruntime on real architectures;
 #   3a. the coarse level of a real pretrained EfficientNet-Lite0 bundle agrees with the full
 #       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
+#   3a'. int8: onnxruntime-quantized MobileNetV2 and EfficientNet-Lite0 (QDQ, QOperator,
+#       dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
+#       pretrained EfficientNet-Lite0 agrees with f32 on >= 99% of decisive real-photo inputs;
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
@@ -51,6 +54,21 @@ import json
 f = json.load(open("target/bundles/efficientnet_lite0/manifest.json"))["levels"][0]["fidelity"]
 assert f["inputs"] >= 300 and f["decisive_top1_agreement"] >= 0.99, f
 print(f"coarse level: top-1 agreement {f['top1_agreement']:.1%} on {f['inputs']} real-photo inputs, {f['decisive_top1_agreement']:.1%} on the {f['decisive_inputs']} decisive ones")
+PY
+
+step "int8: quantized models on the int8 kernels vs onnxruntime; optimize + eval on real photos"
+python3 tools/make_calibration_inputs.py target/calib-inputs
+python3 tools/compare_int8_with_ort.py --cairn target/release/cairn
+target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/models/efficientnet_lite0_int8.onnx \
+  --quantize int8 --calibrate target/calib-inputs
+target/release/cairn eval target/models/efficientnet_lite0.onnx target/models/efficientnet_lite0_int8.onnx \
+  --inputs target/real-inputs --json > target/int8-eval.json
+python3 - <<'PY'
+import json
+r = json.load(open("target/int8-eval.json"))
+assert r["inputs"] >= 300 and r["decisive_top1_agreement"] >= 0.99, {k: v for k, v in r.items() if k != "layers"}
+print(f"int8 EfficientNet-Lite0: top-1 agreement {r['top1_agreement']:.1%} on {r['inputs']} real-photo inputs, "
+      f"{r['decisive_top1_agreement']:.1%} on the {r['decisive_inputs']} decisive ones, mean KL {r['mean_kl']:.4f}")
 PY
 
 # Edge server (issue 7): the real pretrained model, served by `cairn serve`, explains a real

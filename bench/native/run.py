@@ -2,7 +2,7 @@
 process (so peak RSS is its own) on the same file and input, checks the outputs agree,
 prints the table and writes target/bench/native.json.
 
-Usage: python3 bench/native/run.py [--models mobilenetv2,resnet50,squeezenet11,minilm] [--runs N] [--rounds R]
+Usage: python3 bench/native/run.py [--models mobilenetv2,resnet50,squeezenet11,minilm,mobilenetv2_int8,mobilenetv2_ort_qop] [--runs N] [--rounds R]
 
 Every engine is measured in R rounds (engines in alternating order); the table shows each
 engine's best round, by median. On a shared machine other people's jobs hit whole runs of
@@ -18,7 +18,7 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "bench/native/target/release/cairn-native-bench")
-RUNS = {"mobilenetv2": 30, "resnet50": 8, "squeezenet11": 30, "minilm": 10}
+RUNS = {"mobilenetv2": 30, "resnet50": 8, "squeezenet11": 30, "minilm": 10, "mobilenetv2_int8": 30, "mobilenetv2_ort_qop": 30}
 
 
 def run(cmd):
@@ -33,7 +33,9 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="mobilenetv2,resnet50,squeezenet11,minilm")
+    # int8 rows: Cairn's own quantization (`cairn optimize --quantize int8`) and onnxruntime's
+    # (QOperator), both made by bench/int8.sh.
+    ap.add_argument("--models", default="mobilenetv2,resnet50,squeezenet11,minilm,mobilenetv2_int8,mobilenetv2_ort_qop")
     ap.add_argument("--runs", type=int, default=0, help="runs per engine (default: per model)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per engine; the best round (by median) is shown")
     a = ap.parse_args()

@@ -2,11 +2,14 @@
 
 mod app;
 mod diff;
+mod eval;
 mod fidelity;
 mod fsutil;
+mod inputs_dir;
 mod inspect;
 mod model;
 mod npy;
+mod optimize;
 mod pack;
 mod progress;
 mod random;
@@ -44,6 +47,8 @@ enum Command {
     /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
     App(app::AppArgs),
     Serve(serve::ServeArgs),
+    Optimize(optimize::OptimizeArgs),
+    Eval(eval::EvalArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -61,6 +66,8 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::main(args),
         Command::App(args) => app::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Optimize(args) => optimize::main(args),
+        Command::Eval(args) => eval::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

@@ -76,7 +76,7 @@ pub fn main(args: PackArgs) -> Result<()> {
     // laid out as the kernels read them in place and BatchNorm statistics folded into
     // the filters (fewer bytes; the coarse level runs lighter before fusion); the rest of
     // fusion and prepacking happen at load, for the loading machine's kernels.
-    let (mut graph, _) = fold::fold_constants(model.graph).context("constant folding failed")?;
+    let (mut graph, _) = fold::fold_constants_for_storage(model.graph).context("constant folding failed")?;
     cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?;
     cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;
 

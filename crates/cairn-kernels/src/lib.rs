@@ -9,6 +9,8 @@ pub mod gemm;
 pub mod isa;
 pub mod math;
 pub mod parallel;
+pub mod qdepthwise;
+pub mod qgemm;
 mod simd;
 
 mod generic;

@@ -4,11 +4,13 @@
 //! before anything is allocated, and every failure is an [`Error`], never a panic.
 
 mod error;
+mod export;
 mod import;
 pub mod proto;
 mod tensor;
 
 pub use error::Error;
+pub use export::save_bytes;
 
 use prost::Message;
 use std::path::Path;

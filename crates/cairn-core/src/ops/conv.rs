@@ -141,17 +141,17 @@ impl Geometry {
 
 /// Conv's attributes, shared by the plain and the fused op.
 #[derive(Clone, Debug)]
-struct ConvAttrs {
+pub(crate) struct ConvAttrs {
     window: WindowAttrs,
-    group: usize,
+    pub(crate) group: usize,
 }
 
 impl ConvAttrs {
-    fn read(ctx: &OpContext) -> Result<ConvAttrs> {
+    pub(crate) fn read(ctx: &OpContext) -> Result<ConvAttrs> {
         Ok(ConvAttrs { window: WindowAttrs::read(ctx)?, group: ctx.int("group", 1)?.max(1) as usize })
     }
 
-    fn geometry(&self, x: &[usize], w: &[usize]) -> Result<Geometry> {
+    pub(crate) fn geometry(&self, x: &[usize], w: &[usize]) -> Result<Geometry> {
         if x.len() < 3 || w.len() != x.len() {
             bail_shape!("Conv", "input {x:?} and weights {w:?} must be [N, C, spatial...] and [M, C/group, kernel...]");
         }

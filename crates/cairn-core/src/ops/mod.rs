@@ -5,18 +5,26 @@ pub mod broadcast;
 
 mod activation;
 mod cast;
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
 mod layout;
 mod matmul;
 mod norm;
 mod pool;
+mod qconv;
+mod qelementwise;
+mod qmatmul;
+mod qparams;
 mod quant;
 mod reduce;
 mod resize;
 
 pub(crate) use conv::FusedConv;
 pub(crate) use matmul::{FusedMatMul, MatMulForm};
+pub(crate) use qconv::{QConv, QConvWeights};
+pub(crate) use qelementwise::MS_DOMAIN;
+pub(crate) use qmatmul::{QMatMul, QMatMulWeights};
+pub(crate) use qparams::{Bias as QBias, QOutSpec};
 
 use crate::Registry;
 
@@ -29,6 +37,9 @@ pub fn register_all(r: &mut Registry) {
     matmul::register(r);
     norm::register(r);
     pool::register(r);
+    qconv::register(r);
+    qelementwise::register(r);
+    qmatmul::register(r);
     quant::register(r);
     reduce::register(r);
     resize::register(r);

@@ -5,6 +5,45 @@ use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Fact,
 pub fn register(r: &mut Registry) {
     r.register("QuantizeLinear", |ctx| build(ctx, true));
     r.register("DequantizeLinear", |ctx| build(ctx, false));
+    r.register("DynamicQuantizeLinear", |_| Ok(Box::new(DynamicQuantizeLinear)));
+}
+
+/// `y, y_scale, y_zero_point = DynamicQuantizeLinear(x)`: u8, from the range of `x`
+/// widened to include 0 (ONNX spec). NaNs are ignored for the range and map to the zero
+/// point; an all-zero input gets scale 1 (the spec would divide by zero).
+#[derive(Debug)]
+struct DynamicQuantizeLinear;
+
+impl Op for DynamicQuantizeLinear {
+    fn op_type(&self) -> &str {
+        "DynamicQuantizeLinear"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, self.op_type())?;
+        if x.dtype != DType::F32 {
+            bail_shape!(self.op_type(), "expects f32, got {}", x.dtype);
+        }
+        Ok(vec![Fact::new(DType::U8, x.shape.clone()), Fact::new(DType::F32, vec![]), Fact::new(DType::U8, vec![])])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.op_type())?.f32s()?;
+        // Branch-free (vectorizes): non-finite values count as 0 for the range.
+        let (lo, hi) = x.iter().map(|&v| if v.is_finite() { v } else { 0.0 }).fold((0f32, 0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zero = cairn_kernels::qgemm::round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
+        let (y, rest) = outputs.split_at_mut(1);
+        // Divide, as the spec does: a multiply by 1/scale rounds some ties the other way.
+        let (z, lo, hi) = (zero as f32, -(zero as f32), 255.0 - zero as f32);
+        for (o, &v) in y[0].u8s_mut()?.iter_mut().zip(x) {
+            let q = v / scale;
+            // Clamped first, so the fast half-to-even rounding is exact; NaN maps to the zero point.
+            let q = if q.is_nan() { 0.0 } else { q.clamp(lo, hi) };
+            *o = (cairn_kernels::qgemm::round_half_even(q) + z) as u8;
+        }
+        rest[0].f32s_mut()?[0] = scale;
+        rest[1].u8s_mut()?[0] = zero as u8;
+        Ok(())
+    }
 }
 
 fn build(ctx: &OpContext, quantize: bool) -> Result<Box<dyn Op>> {
@@ -66,7 +105,21 @@ impl Op for Linear {
         }
         let (outer, ch, inner) = self.layout(x.shape, scale.len())?;
         let at = |i: usize| (i / inner) % ch;
-        if self.quantize {
+        if self.quantize && ch == 1 {
+            // Per tensor (every activation): one branch-free loop that vectorizes.
+            let (xs, s, z) = (x.f32s()?, scale[0], zp[0]);
+            // Clamped before rounding, so the fast half-to-even rounding is exact.
+            let q = |v: f32, lo: f32, hi: f32| {
+                let q = v / s;
+                let q = if q.is_nan() { 0.0 } else { q.clamp(lo - z, hi - z) };
+                cairn_kernels::qgemm::round_half_even(q) + z
+            };
+            match &mut outputs[0].data {
+                DataMut::U8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, 0.0, 255.0) as u8),
+                DataMut::I8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, -128.0, 127.0) as i8),
+                _ => bail_shape!(self.op_type(), "unsupported output dtype"),
+            }
+        } else if self.quantize {
             let xs = x.f32s()?;
             let q = |i: usize, lo: f32, hi: f32| ((xs[i] / scale[at(i)]).round_ties_even() + zp[at(i)]).clamp(lo, hi);
             match &mut outputs[0].data {

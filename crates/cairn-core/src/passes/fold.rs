@@ -23,14 +23,29 @@ pub struct FoldStats {
 }
 
 /// Folds constant subgraphs into initializers, then removes dead nodes and unused initializers.
-pub fn fold_constants(mut graph: Graph) -> Result<(Graph, FoldStats)> {
+pub fn fold_constants(graph: Graph) -> Result<(Graph, FoldStats)> {
+    fold(graph, false)
+}
+
+/// [`fold_constants`] for a graph that is stored rather than run (bundles, `cairn optimize`
+/// output): `DequantizeLinear` of 8-bit initializers stays, since folding it would store the
+/// weights 4x larger; the loader's `qdq` pass reads them as int8 (and folds what it leaves).
+pub fn fold_constants_for_storage(graph: Graph) -> Result<(Graph, FoldStats)> {
+    fold(graph, true)
+}
+
+fn fold(mut graph: Graph, keep_int8_weights: bool) -> Result<(Graph, FoldStats)> {
     let mut stats = FoldStats::default();
     let graph_inputs: HashSet<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
     let mut kept = Vec::with_capacity(graph.nodes.len());
     for node in std::mem::take(&mut graph.nodes) {
         // An initializer that is also a graph input may be overridden by the caller: not constant.
         let constant_input = |name: &String| !graph_inputs.contains(name) && graph.initializers.contains_key(name);
-        let foldable = !node.outputs.is_empty()
+        let int8_weights = keep_int8_weights
+            && node.op_type == "DequantizeLinear"
+            && node.inputs.first().and_then(|n| n.as_ref()).and_then(|n| graph.initializers.get(n)).is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
+        let foldable = !int8_weights
+            && !node.outputs.is_empty()
             && node.outputs.iter().all(|o| !o.is_empty())
             && node.inputs.iter().flatten().filter(|n| !n.is_empty()).all(constant_input);
         if foldable {

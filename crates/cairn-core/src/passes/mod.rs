@@ -2,6 +2,7 @@
 
 pub mod fold;
 pub mod fuse;
+pub mod qdq;
 pub mod storage;
 
 use crate::{Graph, Result};
@@ -11,6 +12,7 @@ use crate::{Graph, Result};
 pub struct PrepareStats {
     pub fold: fold::FoldStats,
     pub fuse: fuse::FuseStats,
+    pub qdq: qdq::QdqStats,
 }
 
 /// The passes every loader runs before executing a model: constant folding and
@@ -18,8 +20,9 @@ pub struct PrepareStats {
 /// (see `fuse`), then removal of the initializers the fused nodes no longer read. The CLI, the server and the wasm runtime all call this one
 /// function so that they execute the same graph.
 pub fn prepare_for_inference(graph: Graph) -> Result<(Graph, PrepareStats)> {
+    let (graph, qdq) = qdq::quantized_to_int8(graph)?;
     let (graph, fold) = fold::fold_constants(graph)?;
     let (mut graph, fuse) = fuse::fuse(graph)?;
     fold::remove_dead(&mut graph, &mut fold::FoldStats::default());
-    Ok((graph, PrepareStats { fold, fuse }))
+    Ok((graph, PrepareStats { fold, fuse, qdq }))
 }

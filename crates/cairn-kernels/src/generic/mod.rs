@@ -2,3 +2,4 @@
 //! modules are tested against (together with `gemm::reference`).
 
 pub(crate) mod gemm;
+pub(crate) mod qgemm;

@@ -5,6 +5,7 @@
 //! loops; the page picks it when the engine validates it.
 
 pub(crate) mod gemm;
+pub(crate) mod qgemm;
 
 use core::arch::wasm32::*;
 

@@ -2,3 +2,4 @@
 
 pub(crate) mod gemm;
 pub(crate) mod gemm_avx512;
+pub(crate) mod qgemm;

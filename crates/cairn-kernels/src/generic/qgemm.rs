@@ -1,0 +1,28 @@
+//! Portable int8 micro-kernel, 4x8 over k-pairs: plain i32 arithmetic that LLVM
+//! vectorizes for the target baseline; the twin of every SIMD kernel.
+
+use crate::qgemm::QKernel;
+
+const MR: usize = 4;
+const NR: usize = 8;
+
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, run: kernel_4x8, run_q8: None };
+
+/// # Safety
+/// See [`QKernel::run`].
+unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    let mut acc = [[0i32; NR]; MR];
+    let a = std::slice::from_raw_parts(a, kp * MR);
+    let b = std::slice::from_raw_parts(b, kp * NR);
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (row, &aw) in acc.iter_mut().zip(ap) {
+            let (a0, a1) = (aw as i16 as i32, aw >> 16);
+            for (v, &bw) in row.iter_mut().zip(bp) {
+                *v = v.wrapping_add(a0 * (bw as i16 as i32) + a1 * (bw >> 16));
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(i * NR), NR);
+    }
+}

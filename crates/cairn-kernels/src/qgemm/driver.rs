@@ -1,0 +1,311 @@
+//! The blocked int8 GEMM: B is packed one column block at a time (sized to stay in
+//! L2 for the whole K), then every A panel sweeps it tile by tile; column blocks
+//! are spread over threads. Each i32 tile goes straight through the epilogue.
+
+use super::pack::{pack_b, PackedQA, QRhs};
+use super::{quantize, QEpilogue, QOut};
+use crate::parallel::{for_each_task, threads, SendPtr};
+use crate::Activation;
+use std::cell::RefCell;
+
+
+/// Bytes of packed B per column block.
+const B_BLOCK_BYTES: usize = 96 * 1024;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    I32,
+    F32,
+    U8,
+    I8,
+}
+
+
+/// `C = epilogue(A * B)` for `C` of `m x n` with reduction `k` (see the module docs).
+/// `out` must hold every element `(m-1) * row_stride + (n-1) * col_stride`.
+#[allow(clippy::too_many_arguments)]
+pub fn qgemm(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, out: QOut, row_stride: usize, col_stride: usize, epi: &QEpilogue) {
+    qgemm_on(m, n, k, a, b, out, row_stride, col_stride, epi)
+}
+
+/// Same as [`qgemm`]; the kernel is the one `a` was packed for.
+#[allow(clippy::too_many_arguments)]
+pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QOut, row_stride: usize, col_stride: usize, epi: &QEpilogue) {
+    assert!(a.m == m && a.k == k, "qgemm: packed A is {}x{}, not {m}x{k}", a.m, a.k);
+    assert!(k <= super::MAX_K, "qgemm: k = {k} could overflow i32 accumulators");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * row_stride + (n - 1) * col_stride < out.len(), "qgemm: output too short");
+    if k > 0 {
+        assert!((k - 1) * b.k_stride + (n - 1) * b.n_stride < b.data.len(), "qgemm: B too short");
+    }
+    assert!(epi.scale.len() == 1 || epi.scale.len() >= m, "qgemm: scale must be 1 or m values");
+    assert!(epi.bias.is_none_or(|v| v.len() == 1 || v.len() >= m), "qgemm: bias must be 1 or m values");
+    let dst = RawOut::new(&mut out, row_stride, col_stride);
+    let rq = Requant::new(epi, dst).with_rows(m);
+    let (nr, kp) = (a.kernel.nr, a.kp);
+    assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
+    let per_col = (kp * 4).max(1);
+    let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
+    let t = threads();
+    if t > 1 {
+        nc = nc.min(n.div_ceil(t).div_ceil(nr) * nr);
+    }
+    let blocks: Vec<usize> = (0..n).step_by(nc).collect();
+    thread_local! {
+        static PACKED_B: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    }
+    for_each_task(&blocks, |&j0| {
+        let cols = nc.min(n - j0);
+        PACKED_B.with(|buf| {
+            let mut pb = buf.borrow_mut();
+            #[cfg(target_arch = "x86_64")]
+            if crate::Isa::current() == crate::Isa::Avx2Fma {
+                // SAFETY: AVX2 was detected when the ISA was chosen.
+                return unsafe { column_block_avx2(m, k, a, &b, dst, &rq, j0, cols, &mut pb) };
+            }
+            column_block(m, k, a, &b, dst, &rq, j0, cols, &mut pb)
+        });
+    });
+}
+
+/// [`column_block`] compiled for AVX2, so that packing and the epilogue vectorize 8-wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    column_block(m, k, a, b, dst, rq, j0, cols, pb)
+}
+
+/// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
+    let n_end = j0 + cols;
+    pack_b(b, k, j0, cols, nr, pb);
+    let mut tile = [0i32; MAX_TILE];
+    for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
+        let r0 = pi * mr;
+        let rows = mr.min(m - r0);
+        for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
+            let c0 = j0 + ti * nr;
+            if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
+                let t = super::Q8Tile {
+                    si: rq.si[r0..].as_ptr(),
+                    bi: rq.bi[r0..].as_ptr(),
+                    qlo,
+                    qhi,
+                    // SAFETY: the full tile lies inside C (rows and columns checked).
+                    out: unsafe { dst.ptr.get().add(r0 * dst.rs + c0) },
+                    ldc: dst.rs,
+                    signed: matches!(rq.kind, Kind::I8),
+                };
+                // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
+                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), &t) };
+                continue;
+            }
+            // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
+            // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
+            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
+            for r in 0..rows {
+                let row = r0 + r;
+                let sb = rq.row(row);
+                // SAFETY: rows/cols are inside C (checked by the caller), and each task
+                // writes only its own columns.
+                unsafe { store_row(dst, rq, sb, &tile[r * nr..][..nr.min(n_end - c0)], row * dst.rs + c0 * dst.cs) };
+            }
+        }
+    }
+}
+
+/// Largest `mr * nr` of any kernel.
+const MAX_TILE: usize = 6 * 32;
+
+/// Where [`store_row`] writes: an output buffer of some kind, with a column stride.
+#[derive(Clone, Copy)]
+pub(crate) struct RawOut {
+    ptr: SendPtr<u8>,
+    kind: Kind,
+    rs: usize,
+    cs: usize,
+}
+
+impl RawOut {
+    /// Row stride `rs` and column stride `cs` in elements.
+    pub(crate) fn new(out: &mut QOut, rs: usize, cs: usize) -> RawOut {
+        let (ptr, kind) = match out {
+            QOut::I32(v) => (v.as_mut_ptr() as *mut u8, Kind::I32),
+            QOut::F32(v) => (v.as_mut_ptr() as *mut u8, Kind::F32),
+            QOut::U8(v) => (v.as_mut_ptr(), Kind::U8),
+            QOut::I8(v) => (v.as_mut_ptr() as *mut u8, Kind::I8),
+        };
+        RawOut { ptr: SendPtr(ptr), kind, rs, cs }
+    }
+}
+
+/// The epilogue's constants, computed once per call: the output kind and, for clamping
+/// activations, the bounds in the quantized domain.
+#[derive(Clone)]
+pub(crate) struct Requant<'a> {
+    epi: &'a QEpilogue<'a>,
+    kind: Kind,
+    inv: f32,
+    /// (qlo, qhi) when the activation is a clamp (or identity) and the store contiguous.
+    fast: Option<(f32, f32)>,
+    lo: i32,
+    hi: i32,
+    /// Per row, for the fused kernels: scale / out_scale and bias / out_scale + zero.
+    si: Vec<f32>,
+    bi: Vec<f32>,
+}
+
+impl<'a> Requant<'a> {
+    pub(crate) fn new(epi: &'a QEpilogue<'a>, dst: RawOut) -> Requant<'a> {
+        let (lo, hi) = if let Kind::I8 = dst.kind { (-128, 127) } else { (0, 255) };
+        let inv = 1.0 / epi.out_scale;
+        let z = epi.out_zero as f32;
+        let bounds = match epi.activation {
+            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        };
+        let fast = bounds.filter(|_| dst.cs == 1).map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
+        Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new() }
+    }
+
+    /// Prepares the per-row constants of `rows` rows for the fused kernels.
+    fn with_rows(mut self, rows: usize) -> Self {
+        if self.fast.is_some() && matches!(self.kind, Kind::U8 | Kind::I8) {
+            let z = self.epi.out_zero as f32;
+            (self.si, self.bi) = (0..rows).map(|r| self.row(r)).map(|(s, b)| (s * self.inv, b * self.inv + z)).unzip();
+        }
+        self
+    }
+
+    /// Scale and bias of output row `row`.
+    #[inline(always)]
+    pub(crate) fn row(&self, row: usize) -> (f32, f32) {
+        let e = self.epi;
+        (if e.scale.len() == 1 { e.scale[0] } else { e.scale[row] }, e.bias.map_or(0.0, |v| if v.len() == 1 { v[0] } else { v[row] }))
+    }
+}
+
+/// The epilogue for accumulators of one output row with scale `s` and bias `b`, stored
+/// from element index `base` on, `dst.cs` apart.
+///
+/// # Safety
+/// `base + (acc.len() - 1) * dst.cs` is inside the output, and no one else writes there.
+#[inline(always)]
+pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, f32), acc: &[T], base: usize) {
+    match rq.kind {
+        Kind::I32 => {
+            let p = dst.ptr.get() as *mut i32;
+            for (c, &v) in acc.iter().enumerate() {
+                *p.add(base + c * dst.cs) = v.to_i32();
+            }
+        }
+        Kind::F32 => {
+            let p = dst.ptr.get() as *mut f32;
+            let act = rq.epi.activation;
+            match (act, rq.fast.is_some() || dst.cs == 1) {
+                (Activation::Identity | Activation::Relu | Activation::Clip { .. }, true) => {
+                    let (lo, hi) = match act {
+                        Activation::Relu => (0.0, f32::INFINITY),
+                        Activation::Clip { min, max } => (min, max),
+                        _ => (f32::NEG_INFINITY, f32::INFINITY),
+                    };
+                    for (c, &v) in acc.iter().enumerate() {
+                        let x = v.to_f32() * s + b;
+                        *p.add(base + c * dst.cs) = if x < lo { lo } else if x > hi { hi } else { x };
+                    }
+                }
+                _ => {
+                    for (c, &v) in acc.iter().enumerate() {
+                        *p.add(base + c * dst.cs) = act.apply_one(v.to_f32() * s + b);
+                    }
+                }
+            }
+        }
+        Kind::U8 | Kind::I8 => {
+            let z = rq.epi.out_zero;
+            let p = dst.ptr.get();
+            if let Some((qlo, qhi)) = rq.fast {
+                // Clamping activations are bounds in the quantized domain.
+                let (si, bi) = (s * rq.inv, b * rq.inv + z as f32);
+                let out = std::slice::from_raw_parts_mut(p.add(base), acc.len());
+                T::requantize(acc, si, bi, qlo, qhi, matches!(rq.kind, Kind::I8), out);
+            } else {
+                let act = rq.epi.activation;
+                for (c, &v) in acc.iter().enumerate() {
+                    *p.add(base + c * dst.cs) = quantize(act.apply_one(v.to_f32() * s + b), rq.inv, z, rq.lo, rq.hi) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// An accumulator the epilogue reads: i32 from the GEMM, f32 holding exact integers
+/// from the depthwise kernel.
+pub(crate) trait Acc: Copy {
+    fn to_f32(self) -> f32;
+    fn to_i32(self) -> i32;
+
+    /// `out[j] = round_half_even(clamp(acc[j] * si + bi, qlo, qhi))` as 8-bit.
+    #[inline(always)]
+    fn requantize(acc: &[Self], si: f32, bi: f32, qlo: f32, qhi: f32, _signed: bool, out: &mut [u8]) {
+        for (o, &v) in out.iter_mut().zip(acc) {
+            let q = super::round_half_even((v.to_f32() * si + bi).clamp(qlo, qhi));
+            // SAFETY: q is finite and within [-128, 255] after the clamp.
+            *o = unsafe { q.to_int_unchecked::<i32>() } as u8;
+        }
+    }
+}
+
+impl Acc for i32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self
+    }
+}
+
+impl Acc for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// simd128: four lanes per step (`f32x4.nearest` rounds half to even), saturating narrows.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn requantize(acc: &[f32], si: f32, bi: f32, qlo: f32, qhi: f32, signed: bool, out: &mut [u8]) {
+        use core::arch::wasm32::*;
+        let n = acc.len().min(out.len());
+        let (s, b, lo, hi) = (f32x4_splat(si), f32x4_splat(bi), f32x4_splat(qlo), f32x4_splat(qhi));
+        let mut j = 0;
+        // SAFETY: loads and stores stay below n (8 at a time, then the scalar tail).
+        unsafe {
+            while j + 8 <= n {
+                let q = |p: *const f32| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_min(f32x4_max(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi)));
+                let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
+                let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
+                v128_store64_lane::<0>(bytes, out.as_mut_ptr().add(j) as *mut u64);
+                j += 8;
+            }
+        }
+        for (o, &v) in out[j..n].iter_mut().zip(&acc[j..n]) {
+            let q = super::round_half_even((v * si + bi).clamp(qlo, qhi));
+            *o = q as i32 as u8;
+        }
+    }
+}

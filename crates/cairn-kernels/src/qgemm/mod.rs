@@ -1,0 +1,194 @@
+//! 8-bit integer GEMM with i32 accumulation and a fused requantizing epilogue,
+//! for quantized convolutions and matrix products (`QLinearConv`, `QLinearMatMul`,
+//! `MatMulInteger`, `ConvInteger`, QDQ graphs).
+//!
+//! Operands are widened to i16 *after* subtracting their zero points, so that any
+//! mix of u8/i8 operands and zero points is exact: the micro-kernels multiply i16
+//! pairs and add both products into an i32 lane (`vpmaddwd` on AVX2,
+//! `vpdpwssd` on AVX-512 VNNI, `i32x4.dot_i16x8_s` on wasm simd128). That is half
+//! the products per instruction of `vpmaddubsw`, but `vpmaddubsw` saturates its i16
+//! pair sums (255 * 127 * 2 > 32767) and so is not exact for full-range u8 x i8;
+//! onnxruntime works around it with 7-bit weights (`reduce_range`), which costs accuracy.
+//!
+//! Layout: `C[m x n] = A[m x k] * B[k x n]`. A is the prepacked operand (weights:
+//! conv filters, or a constant MatMul operand transposed), B is packed per call
+//! from any strided 8-bit matrix. Both are packed as *k-pairs*: one i32 word holds
+//! two consecutive-k i16 values, the unit every dot instruction consumes.
+//! The epilogue turns each i32 tile into i32, f32, or requantized u8/i8 output,
+//! with per-row scale, bias and activation (see [`QEpilogue`]).
+
+pub(crate) mod driver;
+mod pack;
+pub mod reference;
+
+#[cfg(test)]
+mod bench;
+#[cfg(test)]
+mod tests;
+
+pub use driver::{qgemm, qgemm_on};
+pub use pack::{PackedQA, QRhs};
+
+use crate::Activation;
+use std::sync::OnceLock;
+
+/// A borrowed 8-bit tensor (activations or weights).
+#[derive(Clone, Copy, Debug)]
+pub enum Q8<'a> {
+    U8(&'a [u8]),
+    I8(&'a [i8]),
+}
+
+impl Q8<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Q8::U8(v) => v.len(),
+            Q8::I8(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline(always)]
+    pub fn at(&self, i: usize) -> i32 {
+        match self {
+            Q8::U8(v) => v[i] as i32,
+            Q8::I8(v) => v[i] as i32,
+        }
+    }
+}
+
+/// Where the output goes and in what type. Element (r, c) of C is stored at
+/// `r * row_stride + c * col_stride` (a transposed store computes MatMul as `(Bᵀ Aᵀ)ᵀ`).
+#[derive(Debug)]
+pub enum QOut<'a> {
+    I32(&'a mut [i32]),
+    F32(&'a mut [f32]),
+    U8(&'a mut [u8]),
+    I8(&'a mut [i8]),
+}
+
+impl QOut<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            QOut::I32(v) => v.len(),
+            QOut::F32(v) => v.len(),
+            QOut::U8(v) => v.len(),
+            QOut::I8(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the epilogue does to an accumulator `acc` of row `r` (ignored for i32 output):
+/// `v = act(acc * scale[r] + bias[r])` in real units, then for 8-bit output
+/// `q = clamp(round_half_even(v / out_scale) + out_zero)`.
+/// `scale` and `bias` hold one value per row, or a single value for all rows.
+#[derive(Clone, Copy, Debug)]
+pub struct QEpilogue<'a> {
+    pub scale: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+    pub out_scale: f32,
+    pub out_zero: i32,
+}
+
+impl Default for QEpilogue<'_> {
+    fn default() -> Self {
+        QEpilogue { scale: &[1.0], bias: None, activation: Activation::Identity, out_scale: 1.0, out_zero: 0 }
+    }
+}
+
+/// Rounds half to even for |v| < 2^22 (the default FP rounding mode does the work;
+/// `round_ties_even` is a libm call on baseline x86_64 and wasm).
+#[inline(always)]
+pub fn round_half_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (v + MAGIC) - MAGIC
+}
+
+/// Quantizes a real value: `clamp(round(v * inv_scale) + zero, lo, hi)`; NaN maps to `zero`.
+#[inline(always)]
+pub fn quantize(v: f32, inv_scale: f32, zero: i32, lo: i32, hi: i32) -> i32 {
+    let x = (v * inv_scale).clamp((lo - zero) as f32, (hi - zero) as f32);
+    // NaN fails every comparison and survives `clamp`: map it to the zero point.
+    if x.is_nan() {
+        return zero;
+    }
+    round_half_even(x) as i32 + zero
+}
+
+/// A micro-kernel: an `mr x nr` i32 tile from `kp` k-pairs of packed A (`mr` words
+/// per pair) and packed B (`nr` words per pair), stored to `c` (row stride `nr`).
+#[derive(Clone, Copy)]
+pub struct QKernel {
+    pub name: &'static str,
+    pub mr: usize,
+    pub nr: usize,
+    /// # Safety
+    /// `a` holds `kp * mr` words, `b` holds `kp * nr` words, `c` has room for `mr * nr`;
+    /// the CPU supports the kernel's instructions.
+    pub(crate) run: unsafe fn(kp: usize, a: *const i32, b: *const i32, c: *mut i32),
+    /// The same tile requantized in registers and stored as 8-bit (see [`Q8Tile`]), for
+    /// full tiles with a clamping activation; `None` where the ISA has no such kernel.
+    pub(crate) run_q8: Option<unsafe fn(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile)>,
+}
+
+/// Where and how a fused kernel stores a full 8-bit tile: for row i,
+/// `out[i * ldc + j] = round_half_even(clamp(acc[i][j] * si[i] + bi[i], qlo, qhi))`.
+// Only the SIMD kernels read it (the portable build has none).
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
+pub(crate) struct Q8Tile {
+    pub si: *const f32,
+    pub bi: *const f32,
+    pub qlo: f32,
+    pub qhi: f32,
+    pub out: *mut u8,
+    pub ldc: usize,
+    pub signed: bool,
+}
+
+impl std::fmt::Debug for QKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl QKernel {
+    /// The fastest kernel this machine (or wasm build) runs, chosen once per process.
+    /// `CAIRN_ISA=generic` forces the portable one, like the f32 kernels.
+    pub fn current() -> QKernel {
+        static CHOSEN: OnceLock<QKernel> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            if crate::Isa::current() == crate::Isa::Generic {
+                return crate::generic::qgemm::KERNEL;
+            }
+            QKernel::all_available()[0]
+        })
+    }
+
+    /// Every kernel this process can run, best first (tests compare them all to the reference).
+    pub fn all_available() -> Vec<QKernel> {
+        #[allow(unused_mut)]
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni") {
+                out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                out.push(crate::x86_64::qgemm::KERNEL_AVX2);
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        out.push(crate::wasm32::qgemm::KERNEL);
+        out.push(crate::generic::qgemm::KERNEL);
+        out
+    }
+}
+
+/// Largest reduction length for which i32 accumulation cannot overflow:
+/// |a - za|, |b - zb| <= 255, so k * 255 * 255 < 2^31.
+pub const MAX_K: usize = 33_000;

@@ -1,0 +1,108 @@
+//! Property tests: every int8 kernel available here against the naive reference, on
+//! random shapes with odd sizes and tails, u8/i8 operands with zero points, strided
+//! and transposed B, and every output kind of the epilogue.
+
+use super::reference::{qgemm_reference_i32, real_reference, requantize_reference};
+use super::*;
+use crate::testutil::Rng;
+
+fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u32() as u8).collect()
+}
+
+fn as_i8(v: &[u8]) -> &[i8] {
+    // SAFETY: u8 and i8 have the same size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const i8, v.len()) }
+}
+
+#[test]
+fn every_kernel_matches_reference_i32() {
+    let mut rng = Rng(5);
+    let shapes = [(1, 1, 1), (1, 1, 2), (3, 5, 7), (6, 16, 2), (7, 17, 33), (13, 33, 255), (32, 49, 960), (5, 300, 9), (70, 3, 1)];
+    for kernel in QKernel::all_available() {
+        for (case, &(m, n, k)) in shapes.iter().chain(&[(1 + rng.below(40), 1 + rng.below(200), 1 + rng.below(300))]).enumerate() {
+            let a = bytes(&mut rng, m * k);
+            let b = bytes(&mut rng, k * n);
+            let signed_a = case % 2 == 0;
+            let signed_b = case % 3 == 0;
+            let qa = if signed_a { Q8::I8(as_i8(&a)) } else { Q8::U8(&a) };
+            let qb = if signed_b { Q8::I8(as_i8(&b)) } else { Q8::U8(&b) };
+            let za: Vec<i32> = (0..m).map(|_| if signed_a { 0 } else { rng.below(256) as i32 }).collect();
+            let zb = if signed_b { rng.below(256) as i32 - 128 } else { rng.below(256) as i32 };
+            let want = qgemm_reference_i32(m, n, k, qa, k, &za, qb, n, zb);
+            let packed = PackedQA::new(kernel, qa, m, k, k, 1, &za);
+            let mut got = vec![0i32; m * n];
+            qgemm(m, n, k, &packed, QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 }, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+            assert_eq!(got, want, "{kernel:?} {m}x{n}x{k}");
+            // B read transposed (an [n, k] matrix) and C stored transposed.
+            let mut bt = vec![0u8; k * n];
+            for kk in 0..k {
+                for j in 0..n {
+                    bt[j * k + kk] = b[kk * n + j];
+                }
+            }
+            let qbt = if signed_b { Q8::I8(as_i8(&bt)) } else { Q8::U8(&bt) };
+            let mut got_t = vec![0i32; m * n];
+            qgemm(m, n, k, &packed, QRhs { data: qbt, zero: zb, k_stride: 1, n_stride: k }, QOut::I32(&mut got_t), 1, m, &QEpilogue::default());
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(got_t[j * m + i], want[i * n + j], "{kernel:?} transposed {m}x{n}x{k} at ({i}, {j})");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_requantizes_like_the_reference() {
+    let mut rng = Rng(9);
+    for kernel in QKernel::all_available() {
+        for case in 0..40 {
+            let (m, n, k) = (1 + rng.below(50), 1 + rng.below(150), 1 + rng.below(400));
+            let a = bytes(&mut rng, m * k);
+            let b = bytes(&mut rng, k * n);
+            let za = [0];
+            let zb = rng.below(256) as i32;
+            let acc = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &za, Q8::U8(&b), n, zb);
+            let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &za);
+            let rhs = QRhs { data: Q8::U8(&b), zero: zb, k_stride: n, n_stride: 1 };
+            let scale: Vec<f32> = (0..m).map(|_| 1e-5 + rng.f32().abs() * 1e-4).collect();
+            let bias: Vec<f32> = (0..m).map(|_| rng.f32() * 4.0).collect();
+            let activation = [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }, Activation::HardSwish][case % 4];
+            let out_zero = [0, 128, 17, -5][case % 4];
+            let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation, out_scale: 0.02, out_zero };
+            let real = real_reference(&acc, m, n, &epi);
+            // f32 output
+            let mut f = vec![0f32; m * n];
+            qgemm(m, n, k, &packed, rhs, QOut::F32(&mut f), n, 1, &epi);
+            crate::testutil::assert_close(&f, &real, 1e-5, &format!("{kernel:?} f32 {m}x{n}x{k}"));
+            // u8 or i8 output: within one step of exact rounding (f32 vs f64 epilogue).
+            let signed = case % 2 == 1;
+            let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+            let z = if signed { out_zero.clamp(-128, 127) } else { out_zero.clamp(0, 255) };
+            let epi = QEpilogue { out_zero: z, ..epi };
+            let want = requantize_reference(&real, epi.out_scale, z, lo, hi);
+            let mut q = vec![0u8; m * n];
+            let mut qi = vec![0i8; m * n];
+            let got: Vec<i32> = if signed {
+                qgemm(m, n, k, &packed, rhs, QOut::I8(&mut qi), n, 1, &epi);
+                qi.iter().map(|&v| v as i32).collect()
+            } else {
+                qgemm(m, n, k, &packed, rhs, QOut::U8(&mut q), n, 1, &epi);
+                q.iter().map(|&v| v as i32).collect()
+            };
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1, "{kernel:?} {activation:?} {m}x{n}x{k} element {i}: got {g}, want {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn rounding_is_half_to_even() {
+    for (v, want) in [(0.5f32, 0.0f32), (1.5, 2.0), (2.5, 2.0), (-0.5, -0.0), (-1.5, -2.0), (3.4999, 3.0), (254.5, 254.0)] {
+        assert_eq!(round_half_even(v), want, "{v}");
+    }
+    assert_eq!(quantize(f32::NAN, 1.0, 7, 0, 255), 7);
+    assert_eq!(quantize(1e30, 1.0, 7, 0, 255), 255);
+}

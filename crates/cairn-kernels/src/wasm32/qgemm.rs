@@ -1,0 +1,56 @@
+//! simd128 int8 micro-kernel, 4x8 over k-pairs of i16: `i32x4.dot_i16x8_s`
+//! multiplies four columns' pairs by the splatted pair of one A row and adds each
+//! pair into an i32 lane (8 products per instruction). Eight accumulators, two B
+//! vectors and one splat: the 4x8 shape the f32 kernel found V8 keeps in registers.
+
+use crate::qgemm::{Q8Tile, QKernel};
+use core::arch::wasm32::*;
+
+const MR: usize = 4;
+const NR: usize = 8;
+
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, run: kernel_4x8, run_q8: Some(kernel_4x8_q8) };
+
+/// # Safety
+/// See [`QKernel::run`].
+unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    let acc = tile(kp, a, b);
+    for (i, row) in acc.iter().enumerate() {
+        v128_store(c.add(i * NR) as *mut v128, row[0]);
+        v128_store(c.add(i * NR + 4) as *mut v128, row[1]);
+    }
+}
+
+/// The tile requantized in registers: f32 scale and bias per row, clamp, round half to
+/// even (`f32x4.nearest`), then saturating narrows to 8 bytes per row.
+///
+/// # Safety
+/// See [`QKernel::run_q8`].
+unsafe fn kernel_4x8_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
+    let acc = tile(kp, a, b);
+    let (lo, hi) = (f32x4_splat(t.qlo), f32x4_splat(t.qhi));
+    for (i, row) in acc.iter().enumerate() {
+        let (s, bias) = (f32x4_splat(*t.si.add(i)), f32x4_splat(*t.bi.add(i)));
+        let q = |v: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_min(f32x4_max(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), lo), hi)));
+        let h = i16x8_narrow_i32x4(q(row[0]), q(row[1]));
+        let bytes = if t.signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
+        v128_store64_lane::<0>(bytes, t.out.add(i * t.ldc) as *mut u64);
+    }
+}
+
+#[inline(always)]
+unsafe fn tile(kp: usize, mut a: *const i32, mut b: *const i32) -> [[v128; 2]; MR] {
+    let mut acc = [[i32x4_splat(0); 2]; MR];
+    for _ in 0..kp {
+        let b0 = v128_load(b as *const v128);
+        let b1 = v128_load(b.add(4) as *const v128);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = v128_load32_splat(a.add(i) as *const u32);
+            row[0] = i32x4_add(row[0], i32x4_dot_i16x8(av, b0));
+            row[1] = i32x4_add(row[1], i32x4_dot_i16x8(av, b1));
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    acc
+}

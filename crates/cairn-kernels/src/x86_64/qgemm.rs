@@ -1,0 +1,127 @@
+//! x86_64 int8 micro-kernels over k-pairs of i16 (see `qgemm` for why i16 pairs):
+//! - AVX2 6x16: twelve ymm accumulators; each k-pair step is 12 `vpmaddwd` + 12
+//!   `vpaddd` against 2 loads of B and 6 broadcasts of A (15 of 16 registers).
+//! - AVX-512 VNNI 6x32: the same shape on zmm with `vpdpwssd`, which multiplies,
+//!   adds the pair and accumulates in one instruction (4x the products per
+//!   instruction of the AVX2 kernel).
+
+use crate::qgemm::{Q8Tile, QKernel};
+use std::arch::x86_64::*;
+
+const MR: usize = 6;
+
+pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, run: avx2_entry, run_q8: Some(avx2_q8_entry) };
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, run: vnni_entry, run_q8: Some(vnni_q8_entry) };
+
+/// # Safety
+/// See [`QKernel::run`]; AVX2 must be present (checked when the kernel is chosen).
+unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    kernel_6x16_avx2(kp, a, b, c)
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    let acc = tile_avx2(kp, a, b);
+    for (i, row) in acc.iter().enumerate() {
+        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
+        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
+    }
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX2 must be present.
+unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
+    kernel_6x16_avx2_q8(kp, a, b, t)
+}
+
+/// The tile requantized in registers (scale, bias, clamp, round half to even) and
+/// narrowed with saturating packs to 16 bytes per row.
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
+    let acc = tile_avx2(kp, a, b);
+    let (lo, hi) = (_mm256_set1_ps(t.qlo), _mm256_set1_ps(t.qhi));
+    for (i, row) in acc.iter().enumerate() {
+        let (s, bias) = (_mm256_set1_ps(*t.si.add(i)), _mm256_set1_ps(*t.bi.add(i)));
+        let q = |v: __m256i| {
+            let f = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), s), bias), lo), hi);
+            _mm256_cvtps_epi32(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f))
+        };
+        // packs interleaves 128-bit lanes: [r0 0..4, r1 0..4, r0 4..8, r1 4..8]; restore order.
+        let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(q(row[0]), q(row[1])));
+        let bytes = if t.signed { _mm256_packs_epi16(h, h) } else { _mm256_packus_epi16(h, h) };
+        let bytes = _mm256_permute4x64_epi64::<0b00_00_10_00>(bytes);
+        _mm_storeu_si128(t.out.add(i * t.ldc) as *mut __m128i, _mm256_castsi256_si128(bytes));
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m256i; 2]; MR] {
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for _ in 0..kp {
+        let b0 = _mm256_loadu_si256(b as *const __m256i);
+        let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_epi32(*a.add(i));
+            row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
+            row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
+        }
+        a = a.add(MR);
+        b = b.add(16);
+    }
+    acc
+}
+
+/// # Safety
+/// See [`QKernel::run`]; AVX-512F/BW and VNNI must be present (checked when chosen).
+unsafe fn vnni_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    kernel_6x32_vnni(kp, a, b, c)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_6x32_vnni(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
+    let acc = tile_vnni(kp, a, b);
+    for (i, row) in acc.iter().enumerate() {
+        _mm512_storeu_si512(c.add(i * 32) as *mut __m512i, row[0]);
+        _mm512_storeu_si512(c.add(i * 32 + 16) as *mut __m512i, row[1]);
+    }
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
+unsafe fn vnni_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
+    kernel_6x32_vnni_q8(kp, a, b, t)
+}
+
+/// The tile requantized in registers and narrowed with AVX-512's saturating converts.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_6x32_vnni_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
+    let acc = tile_vnni(kp, a, b);
+    let (lo, hi) = (_mm512_set1_ps(t.qlo), _mm512_set1_ps(t.qhi));
+    for (i, row) in acc.iter().enumerate() {
+        let (s, bias) = (_mm512_set1_ps(*t.si.add(i)), _mm512_set1_ps(*t.bi.add(i)));
+        for (h, &v) in row.iter().enumerate() {
+            let f = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), s), bias), lo), hi);
+            // Default MXCSR rounding is to nearest, ties to even.
+            let q = _mm512_cvtps_epi32(f);
+            let bytes = if t.signed { _mm512_cvtsepi32_epi8(q) } else { _mm512_cvtusepi32_epi8(q) };
+            _mm_storeu_si128(t.out.add(i * t.ldc + 16 * h) as *mut __m128i, bytes);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_vnni(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m512i; 2]; MR] {
+    let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+    for _ in 0..kp {
+        let b0 = _mm512_loadu_si512(b as *const __m512i);
+        let b1 = _mm512_loadu_si512(b.add(16) as *const __m512i);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_epi32(*a.add(i));
+            row[0] = _mm512_dpwssd_epi32(row[0], av, b0);
+            row[1] = _mm512_dpwssd_epi32(row[1], av, b1);
+        }
+        a = a.add(MR);
+        b = b.add(32);
+    }
+    acc
+}

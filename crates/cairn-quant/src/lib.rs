@@ -1,0 +1,15 @@
+//! Cairn's model optimizer. Every step is a graph-to-graph rewrite of the IR into
+//! *standard* ONNX operators, so its result can be saved and run by any engine:
+//! - [`calibrate`]: activation ranges observed on real inputs (min-max, percentile, MSE);
+//! - [`quantize`]: weights int8 symmetric per output channel, activations u8 asymmetric
+//!   per tensor, written as QuantizeLinear/DequantizeLinear pairs (QDQ; see
+//!   docs/adr/0007-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
+//! - [`fidelity`]: how closely a model's outputs follow a reference's.
+
+pub mod calibrate;
+mod error;
+pub mod fidelity;
+pub mod prune;
+pub mod quantize;
+
+pub use error::{Error, Result};
