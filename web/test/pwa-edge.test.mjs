@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { launch } from './browser.mjs';
-import { root, cairnBin, packEfficientNet, buildApp, appEvent, eventCount, photo } from './pwa-app.mjs';
+import { root, cairnBin, packEfficientNet, packEfficientNetForEdge, buildApp, appEvent, eventCount, photo } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
@@ -46,7 +46,9 @@ const freePort = () => new Promise((resolve) => { const s = net.createServer().l
 before(async () => {
   const model = path.join(work, 'efficientnet_lite0');
   packEfficientNet(model);
-  buildApp(model, dist);
+  const edgeModel = path.join(work, 'efficientnet_lite0_f32');
+  packEfficientNetForEdge(edgeModel);
+  buildApp(model, dist, { edgeModel });
   const port = await freePort();
   edge = `http://127.0.0.1:${port}`;
   serve = spawn(cairnBin, ['serve', dist, '--addr', `127.0.0.1:${port}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -58,6 +58,11 @@ pub struct BuildArgs {
     /// The wasm-bindgen output, with `simd/` and `scalar/` builds.
     #[arg(long, default_value = "target/web-pkg")]
     wasm: PathBuf,
+    /// A full-precision bundle of the same model for the edge server: copied beside the
+    /// app's model (`cairn serve OUT` runs it); the page sends its edge requests to it and
+    /// never downloads it.
+    #[arg(long, value_name = "DIR")]
+    edge_model: Option<PathBuf>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -74,6 +79,9 @@ struct PrecacheEntry {
 #[derive(Serialize)]
 struct AppConfig {
     model: ModelConfig,
+    /// The bundle the edge runs for this app (`--edge-model`); absent: the app's own.
+    #[serde(rename = "edgeModel", skip_serializing_if = "Option::is_none")]
+    edge_model: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -124,7 +132,18 @@ fn build(args: BuildArgs) -> Result<()> {
 
     let model_dir = out.join("models").join(&manifest.name);
     copy_bundle(&args.model, &model_dir, &manifest)?;
-    let config = AppConfig { model: model_config(&manifest) };
+    let edge_model = match &args.edge_model {
+        Some(dir) => {
+            let edge = read_manifest(dir).with_context(|| format!("--edge-model {} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR --name NAME`)", dir.display()))?;
+            if edge.name == manifest.name {
+                bail!("--edge-model is named '{}' like the app's model: pack it with another --name", edge.name);
+            }
+            copy_bundle(dir, &out.join("models").join(&edge.name), &edge)?;
+            Some(edge.name)
+        }
+        None => None,
+    };
+    let config = AppConfig { model: model_config(&manifest), edge_model };
     fs::write(out.join("app-config.json"), serde_json::to_string_pretty(&config)?)?;
     shell.push(("app-config.json".into(), out.join("app-config.json")));
 
