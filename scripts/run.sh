@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: build Cairn, build a MobileNetV2-1.0, inspect it, run it, and pack it
-# into the bundle a web app loads (dist/models/mobilenetv2), verified.
-# (The demo web app and its server join this command as they land.)
+# into the bundle a web app loads (dist/models/mobilenetv2), verified; convert and pack the
+# pretrained EfficientNet-Lite0; build the demo PWA around it (cairn app build) and serve
+# it with the edge server (cairn serve) until Ctrl-C. CAIRN_ADDR sets the address
+# (default 127.0.0.1:8080); CAIRN_NO_SERVE=1 builds without serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -32,3 +34,14 @@ if [ ! -f target/models/efficientnet_lite0.onnx ]; then
 fi
 step "cairn pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0"
 $CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_lite0 --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels target/models/imagenet_labels.txt
+
+# The demo PWA (web/app): the wasm runtime, the app shell with its service worker and
+# precache list, and the model, in dist/; then the edge server serves it all.
+step "building the wasm runtime (bench/web/build_wasm.sh)"
+bench/web/build_wasm.sh
+step "cairn app build --model dist/models/efficientnet_lite0 -o dist"
+$CAIRN app build --model dist/models/efficientnet_lite0 -o dist
+if [ -z "${CAIRN_NO_SERVE:-}" ]; then
+  step "cairn serve dist: open http://${CAIRN_ADDR:-127.0.0.1:8080}/ (Ctrl-C stops it)"
+  exec $CAIRN serve dist --addr "${CAIRN_ADDR:-127.0.0.1:8080}"
+fi

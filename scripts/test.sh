@@ -9,8 +9,13 @@
 #   3a'. int8: onnxruntime-quantized MobileNetV2 and EfficientNet-Lite0 (QDQ, QOperator,
 #       dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
 #       pretrained EfficientNet-Lite0 agrees with f32 on >= 99% of decisive real-photo inputs;
-#   3b. browser tests in real headless Chromium (web/test): a packed bundle streamed
+#   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
+#       the occlusion heatmap lands on the object;
+#   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
+#   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#       offline after one visit, queued edge requests replayed once, damaged cached shards
+#       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -26,10 +31,13 @@ python3 tools/gen_onnx_node_tests.py target/onnx-node-tests
 step "cargo test --workspace"
 cargo test --workspace
 
-for variant in simd128 scalar; do
+for variant in simd128 relaxed scalar; do
   step "kernel tests as wasm32 ($variant) in Node"
-  flags=""; [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
-  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
+  flags=""; node_flags=""
+  [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
+  # Node 20 runs relaxed SIMD behind a flag (Chromium ships it).
+  [ "$variant" = relaxed ] && flags="-C target-feature=+simd128,+relaxed-simd" && node_flags="--experimental-wasm-relaxed-simd"
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $node_flags $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
     cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
 done
 
@@ -63,9 +71,28 @@ print(f"int8 EfficientNet-Lite0: top-1 agreement {r['top1_agreement']:.1%} on {r
       f"{r['decisive_top1_agreement']:.1%} on the {r['decisive_inputs']} decisive ones, mean KL {r['mean_kl']:.4f}")
 PY
 
+# Edge server (issue 7): the real pretrained model, served by `cairn serve`, explains a real
+# photo; the occlusion heatmap must concentrate on the object (tools/explain_photo.py --box).
+step "edge server: occlusion heatmap of a real photo (EfficientNet-Lite0 via cairn serve)"
+rm -rf target/serve-explain && mkdir -p target/serve-explain/models
+cp -r target/bundles/efficientnet_lite0 target/serve-explain/models/
+target/release/cairn serve target/serve-explain --addr 127.0.0.1:18471 --max-batch 16 > target/serve-explain.log 2>&1 &
+serve_pid=$!
+python3 -c "
+import time, urllib.request
+for _ in range(150):
+    try: urllib.request.urlopen('http://127.0.0.1:18471/healthz'); break
+    except OSError: time.sleep(0.2)"
+python3 tools/explain_photo.py http://127.0.0.1:18471 efficientnet_lite0 coffee.png target/explain-coffee.png --box 40,30,190,150 \
+  || { kill "$serve_pid"; cat target/serve-explain.log; exit 1; }
+kill "$serve_pid"; wait "$serve_pid" || true
+
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh
-(cd web && npm test)
+(cd web && npm run test:runtime)
+
+step "PWA tests in headless Chromium (demo app built by cairn app build: offline, edge queue, damaged shards, updates, installability)"
+(cd web && npm run test:pwa)
 
 step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md

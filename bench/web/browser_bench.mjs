@@ -3,6 +3,8 @@
 // engine and runs the same harness as Node.
 //
 //   node bench/web/browser_bench.mjs [--model target/models/mobilenetv2.onnx] [--runs 30]
+// Cairn runs its relaxed-SIMD build where Chromium validates it; CAIRN_WASM=simd forces
+// the plain SIMD one.
 import http from 'node:http';
 import { readFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,7 +50,7 @@ try {
   for (const name of engines) {
     const page = await browser.newPage();
     page.on('pageerror', (e) => console.error(`[${name}] ${e.message}`));
-    await page.goto(`${origin}/bench/web/bench.html`);
+    await page.goto(`${origin}/bench/web/bench.html${process.env.CAIRN_WASM ? `?cairn=${process.env.CAIRN_WASM}` : ''}`);
     await page.waitForFunction(() => window.benchReady === true);
     const modelUrl = '/' + path.relative(root, model).split(path.sep).join('/');
     results.push(await page.evaluate(([n, r, m]) => window.runBenchmark(n, r, m), [name, runs, modelUrl]));

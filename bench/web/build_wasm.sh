@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds Cairn's browser module twice — with wasm SIMD (simd128) and without, for
-# browsers that lack it — and runs wasm-bindgen on both. Prints raw/gzip/brotli sizes.
+# Builds Cairn's browser module three times — with wasm SIMD (simd128), with SIMD plus
+# relaxed SIMD (fused multiply-add; Chromium 114+, picked when the engine validates it),
+# and without SIMD for browsers that lack it — and runs wasm-bindgen on each. Prints
+# raw/gzip/brotli sizes.
 # Idempotent: installs the wasm32 target and the wasm-bindgen CLI matching Cargo.lock.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,10 +18,11 @@ build() { # name rustflags
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 build simd "-C target-feature=+simd128"
+build relaxed "-C target-feature=+simd128,+relaxed-simd"
 build scalar ""
 node -e '
 const fs = require("fs"), zlib = require("zlib");
-for (const v of ["simd", "scalar"]) {
+for (const v of ["simd", "relaxed", "scalar"]) {
   const b = fs.readFileSync(`target/web-pkg/${v}/cairn_web_bg.wasm`);
   const kib = (n) => (n / 1024).toFixed(0) + " KiB";
   console.log(`cairn_web.wasm (${v}): ${kib(b.length)} raw, ${kib(zlib.gzipSync(b, { level: 9 }).length)} gzip, ${kib(zlib.brotliCompressSync(b).length)} brotli`);

@@ -11,10 +11,20 @@
 
 export const INPUT_SHAPE_NCHW = [1, 3, 224, 224];
 
+/// Which of Cairn's wasm builds this engine runs: the relaxed-SIMD one where the engine
+/// validates it (Chromium), else plain SIMD (Node 20 without flags). `CAIRN_WASM=simd`
+/// (Node) or `?cairn=simd` (page) forces one.
+export async function cairnBuild(env, forced) {
+  if (forced) return forced;
+  const relaxed = await env.readBytes(env.paths.cairnWasmOf('relaxed')).catch(() => null);
+  return relaxed && WebAssembly.validate(relaxed) ? 'relaxed' : 'simd';
+}
+
 export const ENGINES = {
   async cairn(env) {
-    const pkg = await import(env.paths.cairnJs);
-    const wasm = await env.readBytes(env.paths.cairnWasm);
+    const build = await cairnBuild(env, env.cairnBuild);
+    const pkg = await import(env.paths.cairnJsOf(build));
+    const wasm = await env.readBytes(env.paths.cairnWasmOf(build));
     let model;
     return {
       async load() {

@@ -2,6 +2,8 @@
 // RSS is its own), on the same model file and input; the parent prints the table.
 //
 //   node bench/web/node_bench.mjs [--model target/models/mobilenetv2.onnx] [--runs 30]
+// Cairn runs its relaxed-SIMD build if this Node validates it (Node 20 does not without
+// --experimental-wasm-relaxed-simd), else the SIMD one; CAIRN_WASM=simd|relaxed forces one.
 import { spawnSync } from 'node:child_process';
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -21,11 +23,12 @@ const engines = arg('engines', 'cairn,ort-web,tfjs-wasm').split(',');
 
 async function child(name) {
   const env = {
+    cairnBuild: process.env.CAIRN_WASM,
     readBytes: async (p) => new Uint8Array(await readFile(p)),
     paths: {
       model,
-      cairnJs: pathToFileURL(path.join(root, 'target/web-pkg/simd/cairn_web.js')).href,
-      cairnWasm: path.join(root, 'target/web-pkg/simd/cairn_web_bg.wasm'),
+      cairnJsOf: (build) => pathToFileURL(path.join(root, `target/web-pkg/${build}/cairn_web.js`)).href,
+      cairnWasmOf: (build) => path.join(root, `target/web-pkg/${build}/cairn_web_bg.wasm`),
       tfjsWasmDir: path.join(here, 'node_modules/@tensorflow/tfjs-backend-wasm/dist') + '/',
     },
   };
@@ -45,7 +48,7 @@ async function child(name) {
 async function parent() {
   const results = [];
   for (const name of ['baseline', ...engines]) {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', name, '--model', model, '--runs', String(runs)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, '--model', model, '--runs', String(runs)], { encoding: 'utf8', maxBuffer: 1 << 26 });
     if (r.status !== 0) {
       console.error(`${name} failed:\n${r.stderr}`);
       process.exit(1);

@@ -47,7 +47,19 @@ export interface RunResult {
   /** The level the weights were at: 'coarse' or 'full'. */
   level: string;
   where: 'device' | 'edge';
-  timings: { queueMs: number; preprocessMs: number; runMs: number };
+  /** On the edge: `edgeMs` is the round trip, `queueMs`/`runMs` the server's side. */
+  timings: { queueMs: number; preprocessMs?: number; runMs: number; edgeMs?: number; batch?: number };
+  /** With an edge configured: where the policy placed the request and why (rule 'edge-error': the edge failed and the device answered). */
+  placement: Placement | null;
+}
+
+/** A decision of the placement policy (crates/cairn-web/src/policy.rs). */
+export interface Placement {
+  where: 'device' | 'edge';
+  /** 'forced', 'offline', 'edge-failing', 'not-cached', 'slow-network', 'save-data', 'low-battery', 'edge-faster', 'weak-device', 'device', 'edge-error', ... */
+  rule: string;
+  /** A sentence a person can read. */
+  reason: string;
 }
 
 export interface Model {
@@ -63,13 +75,16 @@ export interface Model {
   memoryBytes?: number;
   /** Bytes Rust had allocated when the load completed, and the most it held during the load. */
   loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
-  run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal }): Promise<RunResult>;
+  /** `prefer`: 'auto' (the policy decides; needs `edge` in `Cairn.start`), 'device' or 'edge'. */
+  run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<RunResult>;
+  /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
+  preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   unload(): Promise<unknown>;
 }
 
 export class Cairn {
   /** `backend: 'scalar'` forces the build without wasm SIMD; by default SIMD is used where the browser validates it. */
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar'; memoryBudget?: number }): Promise<Cairn>;
+  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar'; memoryBudget?: number; edge?: string; edgeTimeoutMs?: number }): Promise<Cairn>;
   /** 'simd' or 'scalar': the wasm build chosen for this browser. */
   readonly backend: 'simd' | 'scalar';
   readonly isa: string;
@@ -79,6 +94,7 @@ export class Cairn {
   onEvicted?: (e: { handle: number; reason: string }) => void;
   load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<Model>;
   memoryBytes(): Promise<number>;
-  memory(): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;
+  /** `resetPeak` starts a new peak measurement after reading this one. */
+  memory(options?: { resetPeak?: boolean }): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;
   terminate(): void;
 }

@@ -36,7 +36,9 @@ export class Cairn {
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
    * `backend: 'scalar'` forces the build without SIMD (otherwise chosen by feature detection).
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar', memoryBudget?: number }} [options]
+   * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
+   * places each request on the device or the edge (see `run`'s `prefer`).
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar', memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
     const cairn = new Cairn();
@@ -50,6 +52,11 @@ export class Cairn {
       cairn.#waiting.clear();
     };
     cairn.queueBound = options.queueBound ?? 16;
+    // An edge server (`cairn serve`) that can run the models too: its origin, e.g. location.origin.
+    cairn.edge = options.edge ?? null;
+    cairn.edgeTimeoutMs = options.edgeTimeoutMs ?? 3000;
+    cairn.battery = null;
+    navigator.getBattery?.().then((b) => { cairn.battery = b; }, () => {});
     const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget });
     cairn.backend = hello.backend;
     cairn.isa = hello.isa;
@@ -72,7 +79,7 @@ export class Cairn {
         onMessage: (msg) => {
           if (msg.type === 'progress') onProgress?.(msg);
           if (msg.type === 'loaded') {
-            if (!model) { model = new Model(this, msg); resolve(model); }
+            if (!model) { model = new Model(this, msg, new URL(manifestUrl, location.href)); resolve(model); }
             model.level = msg.manifest.levels[msg.level].name;
           }
           if (msg.type === 'complete') { model.memoryBytes = msg.memoryBytes; model.loadHeap = msg.heap; completeResolve(model); return true; }
@@ -99,9 +106,13 @@ export class Cairn {
     return (await this.#request({ type: 'memory' })).memoryBytes;
   }
 
-  /** Wasm memory size, and the bytes Rust has allocated now and at peak. */
-  async memory() {
-    const m = await this.#request({ type: 'memory' });
+  /**
+   * Wasm memory size, and the bytes Rust has allocated now and at peak (since the worker
+   * started, or since the last call with `resetPeak`, which starts a new peak measurement).
+   * @param {{ resetPeak?: boolean }} [options]
+   */
+  async memory(options = {}) {
+    const m = await this.#request({ type: 'memory', resetPeak: !!options.resetPeak });
     return { memoryBytes: m.memoryBytes, heapLive: m.heapLive, heapPeak: m.heapPeak };
   }
 
@@ -118,7 +129,7 @@ export class Cairn {
     return new Promise((resolve, reject) => {
       const id = this.#send(msg, {
         onMessage: (m) => {
-          if (m.type === 'result') resolve(m);
+          if (m.type === 'result' || m.type === 'tensor') resolve(m);
           else if (m.type === 'error') reject(new CairnError(m.code, m.message));
           else return false;
           return true;
@@ -162,8 +173,15 @@ export class Cairn {
   }
 }
 
+// Running averages (exponential, this weight for the newest sample) feeding the placement policy.
+const EWMA = 0.3;
+const ewma = (avg, x) => (avg == null ? x : avg + EWMA * (x - avg));
+
 class Model {
-  constructor(cairn, loaded) {
+  #placement = { deviceMs: null, edgeMs: null, edgeFailures: 0, lastEdgeFailure: null };
+
+  constructor(cairn, loaded, url) {
+    this.url = url;
     this.cairn = cairn;
     this.handle = loaded.handle;
     this._loadId = loaded.id;
@@ -187,15 +205,82 @@ class Model {
    * `stream`: a name for a latest-wins stream (camera frames): a newer frame replaces a
    * waiting one, whose promise rejects with code 'dropped'.
    * @param {RunInput} input
-   * @param {{ priority?: number, stream?: string, signal?: AbortSignal }} [options]
+   * `prefer`: 'auto' (the placement policy decides, when an edge is configured), 'device' or
+   * 'edge'. An edge error or timeout falls back to the device; `where` says where it ran and
+   * `placement` why ({ where, rule, reason }).
+   * @param {{ priority?: number, stream?: string, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge' }} [options]
    */
-  async run(input, { priority = 0, stream = '', signal } = {}) {
+  async run(input, { priority = 0, stream = '', signal, prefer = 'auto' } = {}) {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
+    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
+    let fallback = null;
+    if (placement?.where === 'edge') {
+      try {
+        return await this.#runOnEdge(input, placement, signal);
+      } catch (e) {
+        if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
+        // Edge errors and timeouts fall back to the device; only `where` (and `placement`) tell.
+        this.#placement.edgeFailures++;
+        this.#placement.lastEdgeFailure = performance.now();
+        fallback = { where: 'device', rule: 'edge-error', reason: `the edge failed (${e.message}): ran on the device` };
+      }
+    }
+    const t0 = performance.now();
     const { payload, transfer } = await this.#prepare(input);
     const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, transfer }, signal);
+    this.#placement.deviceMs = ewma(this.#placement.deviceMs, performance.now() - t0);
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings };
+    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings, placement: fallback ?? placement };
+  }
+
+  /** Where the next run goes, by the Rust policy in the worker, from what the browser tells. */
+  async #decide(prefer) {
+    const c = navigator.connection;
+    const b = this.cairn.battery;
+    const p = this.#placement;
+    const signals = {
+      online: navigator.onLine, edgeAvailable: true, effectiveType: c?.effectiveType, rtt: c?.rtt, downlink: c?.downlink,
+      saveData: c?.saveData ?? false, batteryLevel: b?.level, charging: b?.charging, deviceMemory: navigator.deviceMemory,
+      hardwareConcurrency: navigator.hardwareConcurrency, cachedLevel: this.level, deviceMs: p.deviceMs ?? undefined,
+      edgeMs: p.edgeMs ?? undefined, edgeFailures: p.edgeFailures,
+      sinceEdgeFailureMs: p.lastEdgeFailure == null ? undefined : performance.now() - p.lastEdgeFailure, prefer,
+    };
+    return (await this.cairn._post({ type: 'decide', signals })).decision;
+  }
+
+  /** POSTs the input tensor to the edge's /v1/models/NAME/infer (NAME: the bundle's directory). */
+  async #runOnEdge(input, placement, signal) {
+    const t0 = performance.now();
+    // Images are preprocessed by the worker's Rust code, exactly as for a run on the device.
+    const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
+    const name = this.url.pathname.split('/').slice(-2)[0];
+    const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
+    const res = await fetch(new URL(`/v1/models/${encodeURIComponent(name)}/infer`, this.cairn.edge), {
+      method: 'POST', body: data, signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      headers: { 'content-type': 'application/octet-stream', 'cairn-shape': shape.join(',') },
+    });
+    const answer = await res.json();
+    if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
+    const [outName, out] = Object.entries(answer.outputs)[0];
+    const outputs = [{ name: outName, shape: out.shape, data: Float32Array.from(out.data) }];
+    const ms = performance.now() - t0;
+    this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
+    this.#placement.edgeFailures = 0;
+    const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
+    return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
+  }
+
+  /**
+   * The input tensor the model would run on for `input`, preprocessed as the manifest
+   * says (in the worker, in Rust): e.g. to send the same input to an edge server.
+   * @param {RunInput} input
+   * @returns {Promise<{ name: string, data: Float32Array, shape: number[] }>}
+   */
+  async preprocess(input) {
+    const { payload, transfer } = await this.#prepare(input);
+    const m = await this.cairn._run({ type: 'preprocess', handle: this.handle, input: payload, transfer });
+    return { name: m.name, data: m.data, shape: m.shape };
   }
 
   /** Frees the model's memory in the worker. */
@@ -211,17 +296,14 @@ class Model {
     const pre = this.manifest.inputs[0]?.preprocess;
     if (!pre) throw new CairnError('bad-input', 'This model takes tensors ({ data, shape }), not images: its bundle has no image preprocessing.');
     const [h, w] = pre.size;
-    let rgba;
     if (typeof ImageData !== 'undefined' && input instanceof ImageData && input.width === w && input.height === h) {
-      rgba = new Uint8Array(input.data.buffer.slice(0));
-    } else {
-      const canvas = new OffscreenCanvas(w, h);
-      const ctx = canvas.getContext('2d', { willReadFrequently: true });
-      const source = input instanceof ImageData ? await createImageBitmap(input) : input;
-      ctx.drawImage(source, 0, 0, w, h);
-      rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
+      const rgba = new Uint8Array(input.data.buffer.slice(0));
+      return { payload: { rgba, width: w, height: h }, transfer: [rgba.buffer] };
     }
-    return { payload: { rgba, width: w, height: h }, transfer: [rgba.buffer] };
+    // The browser scales a copy asynchronously (the caller's image stays usable) and the
+    // worker reads its pixels: a camera stream costs the main thread almost nothing.
+    const bitmap = await createImageBitmap(input, { resizeWidth: w, resizeHeight: h, resizeQuality: 'medium' });
+    return { payload: { bitmap, width: w, height: h }, transfer: [bitmap] };
   }
 }
 

@@ -44,10 +44,17 @@ async function openShardCache() {
 }
 
 /// Downloads `url` straight into a staging buffer of exactly `expected` bytes inside wasm
-/// memory (`ptr`), reporting each chunk; returns how many bytes arrived.
+/// memory (`ptr`), reporting each chunk; returns how many bytes arrived and whether the
+/// service worker already stored them.
 async function fetchInto(url, ptr, expected, signal, onBytes) {
-  const response = await fetch(url, { signal });
+  const response = await fetch(url, { signal }).catch((e) => {
+    if (e.name === 'AbortError') throw e;
+    throw Object.assign(new Error(`${url} could not be fetched (offline?): ${e.message}`), { code: 'network' });
+  });
   if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { code: 'network' });
+  // Under Cairn's service worker the shard cache has one writer: the service worker
+  // stores what it served after checking its sha256 (web/sw/shards.js).
+  const storedBySw = response.headers.get('x-cairn-shard-cache') === 'stored-by-sw';
   let at = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -61,7 +68,7 @@ async function fetchInto(url, ptr, expected, signal, onBytes) {
     at += value.length;
     onBytes(value.length);
   }
-  return at; // short: the loader rejects it by size
+  return { received: at, storedBySw }; // short: the loader rejects it by size
 }
 
 /// Stages `bytes` (from the cache) in wasm memory the same way.
@@ -107,9 +114,12 @@ async function load(id, url, signal) {
     for (let attempt = 1; !cached || bundle.missing().includes(index); attempt++) {
       let got = 0;
       const ptr = bundle.stagingBuffer(shard.bytes);
-      await fetchInto(shardUrl, ptr, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); });
+      const { storedBySw } = await fetchInto(shardUrl, ptr, shard.bytes, signal, (n) => { got += n; bytes += n; progress(); }).catch((e) => {
+        if (cached && e.code === 'network') e.message = `the cached copy of ${shard.path} was damaged and has been removed; fetching it again failed: ${e.message}`;
+        throw e;
+      });
       // Cache Storage wants its own copy; take it before the staged bytes are consumed.
-      const data = cache ? new Uint8Array(wasmMemory.buffer, ptr, got).slice() : null;
+      const data = cache && !storedBySw ? new Uint8Array(wasmMemory.buffer, ptr, got).slice() : null;
       try {
         bundle.acceptStaged(index, got); // verified in Rust; on failure nothing was written
       } catch (e) {
@@ -119,7 +129,7 @@ async function load(id, url, signal) {
         continue;
       }
       // Only verified bytes are cached. A full quota costs the cache, never the load.
-      if (cache) await cache.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
+      if (data) await cache.put(shardUrl, new Response(data, { headers: { 'content-type': 'application/octet-stream' } })).catch((e) => progress({ cacheError: String(e.message ?? e) }));
       break;
     }
     const level = bundle.levelReached();
@@ -147,11 +157,21 @@ async function load(id, url, signal) {
 }
 
 function tensorFor(entry, input) {
+  if (input.bitmap) input = { rgba: bitmapPixels(input.bitmap, input.width, input.height), width: input.width, height: input.height };
   if (!input.rgba) return { data: input.data, shape: input.shape };
   const source = entry.final ?? entry.load; // both preprocess per the manifest, in Rust
   const data = source.imageToInput(entry.inputName, input.rgba, input.width, input.height);
   const [h, w] = entry.manifest.inputs[0].preprocess.size;
   return { data, shape: entry.manifest.inputs[0].preprocess.layout === 'nchw' ? [1, 3, h, w] : [1, h, w, 3] };
+}
+
+/// The RGBA pixels of an image the page sent already scaled to the model's size (reading
+/// them here keeps that work off the page's main thread). The bitmap is closed.
+function bitmapPixels(bitmap, width, height) {
+  const ctx = new OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  bitmap.close();
+  return new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
 }
 
 // Runs requests that share a model and input shape as one batch along dim 0 (the
@@ -204,8 +224,9 @@ function enforceBudget(wasm, keep) {
 function batchGroup(msg) {
   const entry = models.get(msg.handle);
   if (!entry || msg.stream || typeof entry.manifest.inputs[0]?.dims[0] !== 'string') return '';
-  const shape = msg.input.rgba ? 'image' : msg.input.shape.join('x');
-  return msg.input.rgba || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
+  const image = msg.input.rgba || msg.input.bitmap;
+  const shape = image ? 'image' : msg.input.shape.join('x');
+  return image || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
 }
 
 // Runs waiting requests one per macrotask, so that messages that arrived during a
@@ -215,6 +236,7 @@ function drain() {
   draining = true;
   setTimeout(async function step() {
     for (const dropped of scheduler.takeDropped()) {
+      pending.get(dropped)?.input.bitmap?.close(); // a stale frame's pixels are freed now, not at GC
       pending.delete(dropped);
       fail(dropped, 'dropped', 'a newer frame of the same stream replaced this one, or the queue was full');
     }
@@ -248,6 +270,14 @@ self.onmessage = async ({ data: msg }) => {
       scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', batchGroup(msg));
       return drain();
     }
+    case 'preprocess': {
+      // The model's input tensor for an image, as the manifest's preprocessing makes it
+      // (for sending the same input to the edge).
+      const entry = models.get(msg.handle);
+      if (!entry) return fail(msg.id, 'not-loaded', 'this model is not loaded');
+      const { data, shape } = tensorFor(entry, msg.input);
+      return post({ type: 'tensor', id: msg.id, name: entry.inputName, data, shape }, [data.buffer]);
+    }
     case 'abort': {
       loads.get(msg.target)?.abort();
       if (scheduler.cancel(msg.target)) {
@@ -263,8 +293,11 @@ self.onmessage = async ({ data: msg }) => {
       models.delete(msg.handle);
       return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
     }
+    case 'decide': // where to run: the placement policy (crates/cairn-web/src/policy.rs)
+      return post({ type: 'decision', id: msg.id, decision: JSON.parse(wasm.decidePlacement(JSON.stringify(msg.signals))) });
     case 'memory': {
       const [live, peak] = wasm.heapStats();
+      if (msg.resetPeak) wasm.resetHeapPeak();
       return post({ type: 'memory', id: msg.id, memoryBytes: wasm.memoryBytes(), heapLive: live, heapPeak: peak });
     }
   }

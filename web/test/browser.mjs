@@ -5,8 +5,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-export async function launch() {
-  return chromium.launchPersistentContext(await mkdtemp(path.join(tmpdir(), 'cairn-test-chromium-')), {
+/** `profileDir`: reuse a profile (to reopen the browser with what it stored); default a fresh one. */
+export async function launch(profileDir) {
+  return chromium.launchPersistentContext(profileDir ?? await mkdtemp(path.join(tmpdir(), 'cairn-test-chromium-')), {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

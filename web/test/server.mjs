@@ -6,7 +6,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream' };
+const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream', '.css': 'text/css', '.png': 'image/png', '.webmanifest': 'application/manifest+json' };
 
 /**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
@@ -14,11 +14,14 @@ const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'a
 export async function startServer(roots) {
   const faults = []; // { match, mode, times, released }
   const served = []; // { url, bytes }
+  const refused = []; // requests that arrived while `offline`
+  let offline = false;
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
+    if (offline) { refused.push(url.pathname); return req.socket.destroy(); }
     const prefix = Object.keys(roots).find((p) => url.pathname.startsWith(p));
     if (!prefix) return res.writeHead(404).end();
-    const rel = decodeURIComponent(url.pathname.slice(prefix.length));
+    const rel = decodeURIComponent(url.pathname.slice(prefix.length)) + (url.pathname.endsWith('/') ? 'index.html' : '');
     const file = path.resolve(roots[prefix], rel);
     if (!file.startsWith(path.resolve(roots[prefix]))) return res.writeHead(403).end();
     let body;
@@ -38,6 +41,13 @@ export async function startServer(roots) {
   return {
     origin: `http://127.0.0.1:${server.address().port}`,
     served,
+    refused,
+    /**
+     * Network gone, as far as this server goes: every request is dropped (connection reset).
+     * DevTools' offline emulation (Playwright's `setOffline`) does not cover the browser's
+     * own service-worker update checks; with this, those fail as they would offline.
+     */
+    setOffline(value) { offline = value; if (value) server.closeAllConnections(); },
     /** Applies `mode` to the next `times` responses whose path contains `match` (-1: all). */
     fault(match, mode, times = 1) {
       const f = { match, mode, times };

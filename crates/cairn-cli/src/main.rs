@@ -1,5 +1,6 @@
 //! `cairn`: inspect and run ONNX models with the Cairn engine.
 
+mod app;
 mod diff;
 mod eval;
 mod fidelity;
@@ -14,6 +15,7 @@ mod progress;
 mod random;
 mod report;
 mod run;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,9 @@ enum Command {
     Diff(diff::DiffArgs),
     Optimize(optimize::OptimizeArgs),
     Eval(eval::EvalArgs),
+    /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
+    App(app::AppArgs),
+    Serve(serve::ServeArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -61,6 +66,8 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::main(args),
         Command::Optimize(args) => optimize::main(args),
         Command::Eval(args) => eval::main(args),
+        Command::App(args) => app::main(args),
+        Command::Serve(args) => serve::main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

@@ -73,9 +73,11 @@ pub struct PackArgs {
 pub fn main(args: PackArgs) -> Result<()> {
     let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
     // Bundles store the standard-operator graph after constant folding, with weights
-    // laid out as the kernels read them in place; fusion and prepacking happen at
-    // load, for the loading machine's kernels.
+    // laid out as the kernels read them in place and BatchNorm statistics folded into
+    // the filters (fewer bytes; the coarse level runs lighter before fusion); the rest of
+    // fusion and prepacking happen at load, for the loading machine's kernels.
     let (mut graph, _) = fold::fold_constants_for_storage(model.graph).context("constant folding failed")?;
+    cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?;
     cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;
 
     let name = match &args.name {

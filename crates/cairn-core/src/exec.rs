@@ -245,7 +245,9 @@ impl Session {
         }
         for step in &plan.steps {
             let node = &self.graph.nodes[step.node];
-            let ins: Vec<Option<TensorRef>> = step.inputs.iter().map(|i| i.map(view)).collect();
+            // An in-place step's output 0 is its input's buffer: that input is not viewed.
+            let shared = if step.in_place { node.op.in_place_input() } else { None };
+            let ins: Vec<Option<TensorRef>> = step.inputs.iter().enumerate().map(|(k, i)| if Some(k) == shared { None } else { i.map(view) }).collect();
             let mut outs: Vec<TensorMut> = step
                 .outputs
                 .iter()
@@ -254,19 +256,18 @@ impl Session {
                     match pv.location {
                         // SAFETY: the planner never lets an output overlap a value alive at
                         // its step, and every input of the step is alive at it, so this
-                        // writable slice aliases none of `ins` nor the other outputs.
+                        // writable slice aliases none of `ins` nor the other outputs. (An
+                        // in-place output sits on its input's buffer, which `ins` left out.)
                         Location::Arena(off) => unsafe { arena_mut(base, arena_len, off, pv.dtype, &pv.shape) },
                         Location::Const(_) => unreachable!("step outputs are always in the arena"),
                     }
                 })
                 .collect();
-            match times.as_deref_mut() {
-                None => node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?,
-                Some(times) => {
-                    let start = std::time::Instant::now();
-                    node.op.run(&ins, &mut outs).map_err(|e| e.at_node(&node.name, &node.op_type))?;
-                    times.push(start.elapsed().as_secs_f64());
-                }
+            let start = times.is_some().then(std::time::Instant::now);
+            let ran = if shared.is_some() { node.op.run_in_place(&ins, &mut outs) } else { node.op.run(&ins, &mut outs) };
+            ran.map_err(|e| e.at_node(&node.name, &node.op_type))?;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times.push(start.elapsed().as_secs_f64());
             }
         }
         Ok(plan

@@ -57,6 +57,22 @@ pub trait Op: Send + Sync + Debug {
     /// Computes outputs into the preallocated views.
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()>;
 
+    /// The input whose buffer output 0 may overwrite: set by elementwise ops that read
+    /// each element before writing the same index, with output 0 of that input's dtype and
+    /// shape. When that input is read by nothing later, the planner gives output 0 its
+    /// buffer and the executor calls [`Op::run_in_place`] instead of `run`: an unfused
+    /// chain Conv -> BatchNormalization -> Clip then needs one buffer, not three.
+    fn in_place_input(&self) -> Option<usize> {
+        None
+    }
+
+    /// `run` for a planned in-place step: `outputs[0]` already holds the values of input
+    /// `in_place_input()`, whose slot in `inputs` is `None`. Only called on ops that
+    /// return `Some` from [`Op::in_place_input`].
+    fn run_in_place(&self, _inputs: &[Option<TensorRef>], _outputs: &mut [TensorMut]) -> Result<()> {
+        Err(Error::shape(self.op_type(), "cannot run in place"))
+    }
+
     /// Multiply-accumulate count for `inspect` (0 for data movement and cheap elementwise ops).
     fn macs(&self, _inputs: &[Option<&Fact>], _outputs: &[Fact]) -> u64 {
         0

@@ -50,6 +50,8 @@ pub struct Step {
     pub node: usize,
     pub inputs: Vec<Option<usize>>,
     pub outputs: Vec<usize>,
+    /// Output 0 shares the buffer of input `Op::in_place_input` (see `assign_offsets`).
+    pub in_place: bool,
 }
 
 /// A graph input as bound for this plan.
@@ -206,7 +208,8 @@ impl Plan {
                 .zip(out_facts)
                 .map(|(name, f)| p.add(name.clone(), Fact { value: None, ..f }, Location::Arena(0)))
                 .collect();
-            steps.push(Step { node: node_idx, inputs: in_idx, outputs });
+            let in_place = false; // decided with the offsets, once liveness is known
+            steps.push(Step { node: node_idx, inputs: in_idx, outputs, in_place });
         }
 
         let mut outputs = Vec::with_capacity(graph.outputs.len());
@@ -214,13 +217,14 @@ impl Plan {
             outputs.push(p.lookup(&o.name)?);
         }
         let mut plan = Plan { values: p.values, steps, inputs, outputs, arena_bytes: 0, folded_nodes, macs };
-        plan.assign_offsets(limits)?;
+        plan.assign_offsets(graph, limits)?;
         Ok(plan)
     }
 
     /// Liveness-based offset assignment: each arena value gets the best-fitting
-    /// gap among the values still alive when it is defined.
-    fn assign_offsets(&mut self, limits: &PlanLimits) -> Result<()> {
+    /// gap among the values still alive when it is defined, except that output 0 of
+    /// an in-place-capable step takes over the buffer of an input read for the last time.
+    fn assign_offsets(&mut self, graph: &Graph, limits: &PlanLimits) -> Result<()> {
         let n_steps = self.steps.len();
         // Positions: 0 = before the first step (graph inputs), step i at i + 1,
         // n_steps + 1 = after the last (graph outputs stay alive until copied out).
@@ -240,6 +244,18 @@ impl Plan {
         for &o in &self.outputs {
             last_use[o] = n_steps + 1;
         }
+        // Which value each in-place step's output 0 takes the buffer of.
+        let mut inherits: HashMap<usize, usize> = HashMap::new();
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            let Some(k) = graph.nodes[step.node].op.in_place_input() else { continue };
+            let (Some(Some(src)), Some(&out)) = (step.inputs.get(k), step.outputs.first()) else { continue };
+            let (s, o) = (&self.values[*src], &self.values[out]);
+            let read_once_here = step.inputs.iter().filter(|x| **x == Some(*src)).count() == 1;
+            if matches!(s.location, Location::Arena(_)) && last_use[*src] == i + 1 && read_once_here && s.dtype == o.dtype && s.shape == o.shape && s.bytes() > 0 {
+                step.in_place = true;
+                inherits.insert(out, *src);
+            }
+        }
 
         let mut order: Vec<usize> =
             (0..self.values.len()).filter(|&v| matches!(self.values[v].location, Location::Arena(_))).collect();
@@ -257,6 +273,14 @@ impl Plan {
             }
             let now = def[v];
             live.retain(|&(_, _, last)| last >= now);
+            if let Some(&src) = inherits.get(&v) {
+                // The input dies at this step (its last use is `now`): extend its block's life.
+                let Location::Arena(offset) = self.values[src].location else { unreachable!("checked above") };
+                let block = live.iter_mut().find(|b| b.0 == offset && b.2 == now).expect("the input is alive at its last use");
+                block.2 = last_use[v];
+                self.values[v].location = Location::Arena(offset);
+                continue;
+            }
             let mut best: Option<(usize, usize)> = None; // (gap size, offset)
             let mut cursor = 0usize;
             for &(off, sz, _) in &live {
@@ -295,10 +319,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn relu(name: &str, input: &str, output: &str) -> Node {
+        unary("Relu", name, input, output)
+    }
+
+    fn unary(op_type: &str, name: &str, input: &str, output: &str) -> Node {
         let spec = NodeSpec {
             name: name.into(),
             domain: String::new(),
-            op_type: "Relu".into(),
+            op_type: op_type.into(),
             attrs: Attrs::new(),
             inputs: vec![Some(input.into())],
             outputs: vec![output.into()],
@@ -307,7 +335,11 @@ mod tests {
     }
 
     fn chain(len: usize) -> Graph {
-        let nodes = (0..len).map(|i| relu(&format!("r{i}"), &format!("v{i}"), &format!("v{}", i + 1))).collect();
+        chain_of("Relu", len)
+    }
+
+    fn chain_of(op_type: &str, len: usize) -> Graph {
+        let nodes = (0..len).map(|i| unary(op_type, &format!("r{i}"), &format!("v{i}"), &format!("v{}", i + 1))).collect();
         Graph {
             inputs: vec![ValueInfo { name: "v0".into(), dtype: DType::F32, dims: None }],
             outputs: vec![ValueInfo { name: format!("v{len}"), dtype: DType::F32, dims: None }],
@@ -338,9 +370,12 @@ mod tests {
                     defined_before && used_later
                 })
                 .collect();
+            // An in-place step's output 0 is meant to take its (dying) input's buffer.
+            let shared = step.in_place.then(|| step.inputs.iter().flatten().copied().find(|v| range(*v) == range(step.outputs[0]))).flatten();
+            assert_eq!(step.in_place, shared.is_some(), "step {i}: an in-place output sits exactly on an input");
             for &o in &step.outputs {
                 let ro = range(o).unwrap();
-                for &l in &live {
+                for &l in live.iter().filter(|&&l| !(o == step.outputs[0] && Some(l) == shared)) {
                     if let Some(rl) = range(l) {
                         assert!(ro.end <= rl.start || rl.end <= ro.start, "step {i}: output {o} overlaps live value {l}");
                     }
@@ -351,11 +386,36 @@ mod tests {
 
     #[test]
     fn a_chain_needs_two_buffers_not_one_per_node() {
-        let g = chain(10);
+        let g = chain_of("Softmax", 10);
         let plan = Plan::build(&g, &binding(1000), &PlanLimits::default()).unwrap();
         assert_eq!(plan.steps.len(), 10);
         assert_eq!(plan.arena_bytes, 2 * 4032, "input + one ping-pong buffer");
         assert_eq!(plan.unshared_bytes(), 11 * 4000);
+        assert!(plan.steps.iter().all(|s| !s.in_place));
+        assert_no_live_overlap(&plan);
+    }
+
+    #[test]
+    fn an_elementwise_chain_runs_in_one_buffer() {
+        let g = chain(10);
+        let plan = Plan::build(&g, &binding(1000), &PlanLimits::default()).unwrap();
+        assert!(plan.steps.iter().all(|s| s.in_place));
+        assert_eq!(plan.arena_bytes, 4032, "every Relu overwrites its input");
+        assert_no_live_overlap(&plan);
+        let x = Tensor::from_f32(vec![1000], (0..1000).map(|i| i as f32 - 500.0).collect()).unwrap();
+        let out = Session::new(g).run(HashMap::from([("v0".to_string(), x)])).unwrap();
+        assert_eq!(out[0].1.f32s().unwrap()[0], 0.0);
+        assert_eq!(out[0].1.f32s().unwrap()[999], 499.0);
+    }
+
+    #[test]
+    fn an_input_read_again_later_is_not_overwritten() {
+        // v1 is read by r1 (in place would clobber it) and is a graph output: r1 must not reuse it.
+        let mut g = chain(2);
+        g.outputs.push(ValueInfo { name: "v1".into(), dtype: DType::F32, dims: None });
+        let plan = Plan::build(&g, &binding(16), &PlanLimits::default()).unwrap();
+        assert!(plan.steps[0].in_place, "v0 dies at r0");
+        assert!(!plan.steps[1].in_place, "v1 outlives r1");
         assert_no_live_overlap(&plan);
     }
 

@@ -20,7 +20,7 @@ mod wasm32;
 mod x86_64;
 
 pub use activation::Activation;
-pub use gemm::{gemm, sgemm, Bias, Epilogue, LhsOperand, MatRef, PackedA, PackedB, RhsOperand, Transpose};
+pub use gemm::{gemm, sgemm, Bias, Epilogue, LhsOperand, MatRef, PackedA, PackedB, RhsOperand, TapsRef, Transpose};
 pub use isa::Isa;
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub fn threads() -> usize {
 
 /// Runs `f` on every task, in parallel where threads exist.
 pub(crate) fn for_each_task<T: Sync>(tasks: &[T], f: impl Fn(&T) + Sync + Send) {
-    if tasks.len() <= 1 {
+    // One thread: run here. Handing the tasks to a one-thread pool from outside it
+    // would cost a wake-up and a futex wait per kernel call (~5% of MobileNetV2).
+    if tasks.len() <= 1 || threads() <= 1 {
         tasks.iter().for_each(f);
         return;
     }

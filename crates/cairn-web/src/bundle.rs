@@ -91,7 +91,7 @@ impl BundleLoad {
     /// Runs the model as loaded so far (level 0 must be complete) on one f32 input;
     /// returns the first output. For predictions before the last level arrives.
     #[wasm_bindgen(js_name = runInterim)]
-    pub fn run_interim(&mut self, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<crate::RunOutput, JsError> {
+    pub fn run_interim(&mut self, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<crate::RunOutput, JsError> {
         if self.interim.is_none() {
             let graph = self.loader()?.graph().map_err(js_err)?;
             self.interim = Some(Session::new(graph));

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod heap;
+pub mod policy;
 mod scheduler;
 
 #[cfg(target_arch = "wasm32")]
@@ -42,7 +43,7 @@ impl Model {
     }
 
     /// Runs the model on one f32 input and returns its first output's values.
-    pub fn run(&mut self, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
+    pub fn run(&mut self, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
         let out = run_session(&self.session, input_name, data, shape)?;
         self.last_output_shape = out.shape;
         Ok(out.data)
@@ -50,7 +51,7 @@ impl Model {
 
     /// Runs the model on one f32 input; returns its first output with its shape.
     #[wasm_bindgen(js_name = runOutput)]
-    pub fn run_output(&self, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<RunOutput, JsError> {
+    pub fn run_output(&self, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {
         run_session(&self.session, input_name, data, shape)
     }
 
@@ -82,9 +83,10 @@ pub struct RunOutput {
     pub shape: Vec<u32>,
 }
 
-pub(crate) fn run_session(session: &Session, input_name: &str, data: &[f32], shape: Vec<u32>) -> Result<RunOutput, JsError> {
+pub(crate) fn run_session(session: &Session, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {
     let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let tensor = Tensor::from_f32(shape, data.to_vec()).map_err(js_err)?;
+    // `data` arrives as a Vec the module owns (one copy from JS), so it becomes the tensor as is.
+    let tensor = Tensor::from_f32(shape, data).map_err(js_err)?;
     let inputs = HashMap::from([(input_name.to_string(), tensor)]);
     let outputs = session.run(inputs).map_err(js_err)?;
     let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
@@ -109,4 +111,13 @@ pub fn memory_bytes() -> f64 {
 #[wasm_bindgen(js_name = kernelIsa)]
 pub fn kernel_isa() -> String {
     cairn_core::kernel_isa().to_string()
+}
+
+/// Where to run the next request (device or edge) and why: `signals` is the JSON of a
+/// [`policy::Signals`] (camelCase browser signal names), the answer the JSON of a
+/// [`policy::Decision`]: `{"where": "device" | "edge", "reason": "...", "rule": "..."}`.
+#[wasm_bindgen(js_name = decidePlacement)]
+pub fn decide_placement(signals: &str) -> Result<String, JsError> {
+    let signals: policy::Signals = serde_json::from_str(signals).map_err(|e| JsError::new(&format!("placement signals: {e}")))?;
+    serde_json::to_string(&policy::decide(&signals)).map_err(js_err)
 }

@@ -2,7 +2,7 @@
 
 use super::broadcast::map2;
 use cairn_kernels::math::erf;
-use crate::{bail_shape, normalize_axis, required, DType, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
+use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
     r.register("Relu", |_| Ok(Box::new(Act::Relu)));
@@ -118,6 +118,14 @@ impl Op for Act {
         }
         Ok(())
     }
+    fn in_place_input(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn run_in_place(&self, _inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let act = *self;
+        outputs[0].f32s_mut()?.iter_mut().for_each(|y| *y = act.apply(*y));
+        Ok(())
+    }
 }
 
 fn build_clip(ctx: &OpContext) -> Result<Box<dyn Op>> {
@@ -141,40 +149,64 @@ impl Op for ClipInputs {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, "Clip")?;
-        let bound = |i: usize| -> Result<Option<f64>> {
-            match inputs.get(i).copied().flatten() {
-                None => Ok(None),
-                Some(t) if t.len() == 1 => Ok(Some(match t.data {
-                    crate::DataRef::I64(v) => v[0] as f64,
-                    crate::DataRef::I32(v) => v[0] as f64,
-                    _ => t.to_f32_vec()[0] as f64,
-                })),
-                Some(t) => Err(Error::shape("Clip", format!("bounds must be scalars, got shape {:?}", t.shape))),
-            }
-        };
-        let (lo, hi) = (bound(1)?, bound(2)?);
-        match x.dtype() {
-            DType::F32 => {
+        let (lo, hi) = clip_bounds(inputs)?;
+        match (x.data, &mut outputs[0].data) {
+            (DataRef::F32(x), DataMut::F32(y)) => {
                 let act = Act::Clip(lo.map_or(f32::MIN, |v| v as f32), hi.map_or(f32::MAX, |v| v as f32));
-                for (y, &v) in outputs[0].f32s_mut()?.iter_mut().zip(x.f32s()?) {
-                    *y = act.apply(v);
-                }
+                y.iter_mut().zip(x).for_each(|(y, &v)| *y = act.apply(v));
             }
-            DType::I64 => {
-                let (lo, hi) = (lo.map_or(i64::MIN, |v| v as i64), hi.map_or(i64::MAX, |v| v as i64));
-                for (y, &v) in outputs[0].i64s_mut()?.iter_mut().zip(x.i64s()?) {
-                    *y = v.max(lo).min(hi);
-                }
+            (DataRef::I64(x), DataMut::I64(y)) => y.copy_from_slice(x),
+            (DataRef::I32(x), DataMut::I32(y)) => y.copy_from_slice(x),
+            (other, _) => bail_shape!("Clip", "is not implemented for {}", other.dtype()),
+        }
+        clip_integers(&mut outputs[0].data, lo, hi);
+        Ok(())
+    }
+    fn in_place_input(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn run_in_place(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let (lo, hi) = clip_bounds(inputs)?;
+        match &mut outputs[0].data {
+            DataMut::F32(y) => {
+                let act = Act::Clip(lo.map_or(f32::MIN, |v| v as f32), hi.map_or(f32::MAX, |v| v as f32));
+                y.iter_mut().for_each(|y| *y = act.apply(*y));
             }
-            DType::I32 => {
-                let (lo, hi) = (lo.map_or(i32::MIN, |v| v as i32), hi.map_or(i32::MAX, |v| v as i32));
-                for (y, &v) in outputs[0].i32s_mut()?.iter_mut().zip(x.i32s()?) {
-                    *y = v.max(lo).min(hi);
-                }
-            }
-            other => bail_shape!("Clip", "is not implemented for {other}"),
+            DataMut::I64(_) | DataMut::I32(_) => clip_integers(&mut outputs[0].data, lo, hi),
+            other => bail_shape!("Clip", "is not implemented for {}", other.dtype()),
         }
         Ok(())
+    }
+}
+
+/// Clip's optional `min` and `max` inputs (scalars of the input's type).
+fn clip_bounds(inputs: &[Option<TensorRef>]) -> Result<(Option<f64>, Option<f64>)> {
+    let bound = |i: usize| -> Result<Option<f64>> {
+        match inputs.get(i).copied().flatten() {
+            None => Ok(None),
+            Some(t) if t.len() == 1 => Ok(Some(match t.data {
+                DataRef::I64(v) => v[0] as f64,
+                DataRef::I32(v) => v[0] as f64,
+                _ => t.to_f32_vec()[0] as f64,
+            })),
+            Some(t) => Err(Error::shape("Clip", format!("bounds must be scalars, got shape {:?}", t.shape))),
+        }
+    };
+    Ok((bound(1)?, bound(2)?))
+}
+
+/// Clips integer data in place (float data is clipped by [`Act::Clip`]).
+fn clip_integers(data: &mut DataMut, lo: Option<f64>, hi: Option<f64>) {
+    match data {
+        DataMut::I64(y) => {
+            let (lo, hi) = (lo.map_or(i64::MIN, |v| v as i64), hi.map_or(i64::MAX, |v| v as i64));
+            y.iter_mut().for_each(|v| *v = (*v).max(lo).min(hi));
+        }
+        DataMut::I32(y) => {
+            let (lo, hi) = (lo.map_or(i32::MIN, |v| v as i32), hi.map_or(i32::MAX, |v| v as i32));
+            y.iter_mut().for_each(|v| *v = (*v).max(lo).min(hi));
+        }
+        _ => {}
     }
 }
 

@@ -97,6 +97,20 @@ pub fn map2<A: Copy, B: Copy, O>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &
     }
 }
 
+/// `out[i] = f(out[i], b[..])`: [`map2`] where the first operand already fills the
+/// output (an in-place step), `b` broadcast to it.
+pub fn map2_in_place<T: Copy, B: Copy>(out: &mut [T], out_shape: &[usize], b: &[B], b_shape: &[usize], f: impl Fn(T, B) -> T) {
+    if b_shape == out_shape {
+        out.iter_mut().zip(b).for_each(|(o, &y)| *o = f(*o, y));
+    } else if b.len() == 1 {
+        let y = b[0];
+        out.iter_mut().for_each(|o| *o = f(*o, y));
+    } else {
+        let sb = broadcast_strides(b_shape, out_shape);
+        for_each_offset(out_shape, [&sb], |i, [ib]| out[i] = f(out[i], b[ib]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

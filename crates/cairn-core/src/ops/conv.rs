@@ -4,11 +4,14 @@
 //!
 //! Algorithms: 1x1 stride-1 unpadded convolutions are one GEMM per image and group
 //! (filters are the left operand, so NCHW needs no layout change); depthwise
-//! convolutions use the direct depthwise kernel; the rest im2col + GEMM.
+//! convolutions use the direct depthwise kernel; fused stride-1 convolutions without a
+//! residual (ResNet's and SqueezeNet's 3x3 layers) an implicit im2col: one zero-padded
+//! copy of the input, read in place by the GEMM for every tap (9x less copying and
+//! memory than im2col); the rest im2col + GEMM.
 
 use crate::{bail_shape, required, DType, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
-use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, Transpose};
+use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
 
 
 /// Spatial attributes shared by Conv and the pools.
@@ -223,12 +226,15 @@ impl Op for Conv {
 enum Filters<'a> {
     Raw(&'a [f32]),
     Packed { raw: &'a [f32], per_group: &'a [PackedA] },
+    /// Packed with K ordered tap-major (`[M, kh*kw, C]`), for the implicit im2col.
+    TapMajor(&'a PackedA),
 }
 
 impl Filters<'_> {
     fn raw(&self) -> &[f32] {
         match self {
             Filters::Raw(w) | Filters::Packed { raw: w, .. } => w,
+            Filters::TapMajor(_) => &[],
         }
     }
 }
@@ -267,6 +273,14 @@ fn conv_forward(
     y: &mut [f32],
 ) {
     let (n, c) = (x_shape[0], x_shape[1]);
+    if let (Filters::TapMajor(packed), true) = (filters, g.ow >= IMPLICIT_MIN_WIDTH) {
+        for b in 0..n {
+            let xb = &x[b * c * g.ih * g.iw..][..c * g.ih * g.iw];
+            let yb = &mut y[b * m * g.oh * g.ow..][..m * g.oh * g.ow];
+            implicit_im2col(g, c, xb, m, packed, bias, act, yb);
+        }
+        return;
+    }
     let (cg, mg) = (c / group, m / group);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     let algo = algorithm(g, cg, mg);
@@ -301,11 +315,12 @@ fn conv_forward(
             let lhs = match filters {
                 Filters::Raw(w) => LhsOperand::Strided { mat: MatRef::new(&w[grp * mg * k..][..mg * k], k, Transpose::No), alpha: 1.0 },
                 Filters::Packed { per_group, .. } => LhsOperand::Packed(&per_group[grp]),
+                Filters::TapMajor(packed) => LhsOperand::Packed(packed),
             };
             let rhs_data: &[f32] = if algo == Algorithm::Pointwise {
                 xg
             } else {
-                im2col(xg, cg, g, &mut col);
+                im2col(xg, cg, g, matches!(filters, Filters::TapMajor(_)), &mut col);
                 &col
             };
             let epilogue = Epilogue {
@@ -332,6 +347,8 @@ pub(crate) struct FusedConv {
     raw: Vec<f32>,
     /// Per-group packed filters for the GEMM paths (empty for depthwise).
     packed: Vec<PackedA>,
+    /// The one packed filter has K tap-major, for the implicit im2col.
+    tap_major: bool,
     bias: Option<Vec<f32>>,
     activation: Activation,
     has_residual: bool,
@@ -357,15 +374,32 @@ impl FusedConv {
         let (m, group) = (w_shape[0], attrs.group);
         let mg = m / group;
         let k: usize = w_shape[1..].iter().product();
-        let packed = if w_shape[1] == 1 && mg == 1 {
+        let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
+        let depthwise = w_shape[1] == 1 && mg == 1;
+        // The implicit im2col computes stride-1, undilated, ungrouped 2-D windows; a
+        // residual would need the GEMM's wider rows, so those keep im2col.
+        let tap_major = !depthwise && group == 1 && w_shape.len() == 4 && w_shape[2] * w_shape[3] > 1 && ones(&attrs.window.strides) && ones(&attrs.window.dilations) && !has_residual;
+        let isa = Isa::current();
+        let packed = if depthwise {
             Vec::new()
+        } else if tap_major {
+            // K reordered from (channel, tap) to (tap, channel).
+            let (c, taps) = (w_shape[1], w_shape[2] * w_shape[3]);
+            let mut reordered = vec![0.0f32; m * k];
+            for (row, src) in reordered.chunks_exact_mut(k).zip(raw.chunks_exact(k)) {
+                for t in 0..taps {
+                    for ch in 0..c {
+                        row[t * c + ch] = src[ch * taps + t];
+                    }
+                }
+            }
+            vec![PackedA::new(isa, MatRef::new(&reordered, k, Transpose::No), m, k, 1.0)]
         } else {
-            let isa = Isa::current();
             (0..group).map(|grp| PackedA::new(isa, MatRef::new(&raw[grp * mg * k..][..mg * k], k, Transpose::No), mg, k, 1.0)).collect()
         };
         // Depthwise reads raw filters; the GEMM paths only the packed ones.
         let raw = if packed.is_empty() { raw } else { Vec::new() };
-        Ok(FusedConv { attrs, w_shape, raw, packed, bias, activation, has_residual, fused })
+        Ok(FusedConv { attrs, w_shape, raw, packed, tap_major, bias, activation, has_residual, fused })
     }
 }
 
@@ -409,22 +443,78 @@ impl Op for FusedConv {
         let x = required(inputs, 0, "Conv")?;
         let residual = if self.has_residual { Some(required(inputs, 1, "Conv")?.f32s()?) } else { None };
         let g = self.attrs.geometry(x.shape, &self.w_shape)?;
-        let filters = if self.packed.is_empty() { Filters::Raw(&self.raw) } else { Filters::Packed { raw: &self.raw, per_group: &self.packed } };
+        let filters = if self.packed.is_empty() {
+            Filters::Raw(&self.raw)
+        } else if self.tap_major {
+            Filters::TapMajor(&self.packed[0])
+        } else {
+            Filters::Packed { raw: &self.raw, per_group: &self.packed }
+        };
         let y = outputs[0].f32s_mut()?;
         conv_forward(&g, self.attrs.group, x.shape, x.f32s()?, self.w_shape[0], &filters, self.bias.as_deref(), self.activation, residual, y);
         Ok(())
     }
 }
 
-/// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded).
+/// Output rows at least this wide take the implicit im2col: its GEMM computes `kw - 1`
+/// extra columns per row, which narrower planes (14, 7) pay more for than the copies
+/// it saves (measured with `kernel_bench`, `SHAPES=taps`).
+const IMPLICIT_MIN_WIDTH: usize = 28;
+
+/// `y = act(conv(x, w) + bias)` for one image of a stride-1, undilated, ungrouped
+/// convolution, without unfolding the input: the input is copied once into zero-padded
+/// planes `width = ow + kw - 1` wide, where tap (ki, kj) of output (oy, ox) reads
+/// `ki * width + kj + oy * width + ox` — for every tap one evenly spaced run of rows, which
+/// the GEMM reads in place ([`TapsRef`]). The GEMM computes `oh` rows `width` wide (the
+/// `kw - 1` extra columns are discarded when the rows are copied out).
+#[allow(clippy::too_many_arguments)]
+fn implicit_im2col(g: &Geometry, c: usize, x: &[f32], m: usize, w: &PackedA, bias: Option<&[f32]>, act: Activation, y: &mut [f32]) {
+    thread_local! {
+        static PADDED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    let (width, rows) = (g.ow + g.kw - 1, g.oh + g.kh - 1);
+    let plane = rows * width;
+    let n_virtual = g.oh * width;
+    let (mut padded, mut out) = PADDED.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    // Zeroed whole (the padding) plus `kw - 1` floats the last tap's discarded columns read.
+    padded.clear();
+    padded.resize(c * plane + g.kw, 0.0);
+    let cols = g.iw.min(width.saturating_sub(g.pl));
+    for ch in 0..c {
+        for iy in 0..g.ih {
+            let r = iy + g.pt;
+            if r >= rows {
+                break;
+            }
+            let at = ch * plane + r * width + g.pl;
+            padded[at..at + cols].copy_from_slice(&x[ch * g.ih * g.iw + iy * g.iw..][..cols]);
+        }
+    }
+    let offsets: Vec<usize> = (0..g.kh * g.kw).map(|t| (t / g.kw) * width + t % g.kw).collect();
+    out.resize(m * n_virtual, 0.0);
+    let taps = TapsRef { data: &padded, ld: plane, per_tap: c, offsets: &offsets };
+    let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), residual: None, activation: act };
+    gemm(m, n_virtual, g.kh * g.kw * c, LhsOperand::Packed(w), RhsOperand::Taps(taps), &mut out, n_virtual, false, &epilogue);
+    let osz = g.oh * g.ow;
+    for mi in 0..m {
+        for oy in 0..g.oh {
+            y[mi * osz + oy * g.ow..][..g.ow].copy_from_slice(&out[mi * n_virtual + oy * width..][..g.ow]);
+        }
+    }
+    PADDED.with(|b| *b.borrow_mut() = (padded, out));
+}
+
+/// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded),
+/// rows in (channel, tap) order, or (tap, channel) for tap-major filters.
 /// Each output row segment is one contiguous copy when the stride is 1.
-fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
+fn im2col(x: &[f32], channels: usize, g: &Geometry, tap_major: bool, col: &mut [f32]) {
     let osz = g.oh * g.ow;
     for ch in 0..channels {
         let plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &mut col[((ch * g.kh + ki) * g.kw + kj) * osz..][..osz];
+                let r = if tap_major { (ki * g.kw + kj) * channels + ch } else { (ch * g.kh + ki) * g.kw + kj };
+                let row = &mut col[r * osz..][..osz];
                 // Output columns whose input column lies inside the image for this tap.
                 let off = (kj * g.dw) as isize - g.pl as isize;
                 let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) }.min(g.ow);

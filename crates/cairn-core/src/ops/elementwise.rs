@@ -1,7 +1,7 @@
 //! Elementwise arithmetic, comparisons and logic with multidirectional broadcasting,
 //! unary math, and `Where`.
 
-use super::broadcast::{broadcast_shapes, broadcast_strides, for_each_offset, map2};
+use super::broadcast::{broadcast_shapes, broadcast_strides, for_each_offset, map2, map2_in_place};
 use crate::{bail_shape, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 use std::sync::Arc;
 use cairn_kernels::math::erf;
@@ -220,6 +220,25 @@ impl Op for Binary {
         let a = required(inputs, 0, self.op_type())?;
         let b = required(inputs, 1, self.op_type())?;
         run_binary(self.kind, &a, &b, &mut outputs[0])
+    }
+    fn in_place_input(&self) -> Option<usize> {
+        // Arithmetic keeps the dtype; the planner also checks that `a` has the output's shape.
+        let keeps_dtype = !(self.kind.is_comparison() || self.kind.is_logic() || self.kind == BinKind::Pow);
+        keeps_dtype.then_some(0)
+    }
+    fn run_in_place(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let b = required(inputs, 1, self.op_type())?;
+        let out = &mut outputs[0];
+        let (osh, kind) = (out.shape, self.kind);
+        match (&mut out.data, b.data) {
+            (DataMut::F32(o), DataRef::F32(y)) => map2_in_place(o, osh, y, b.shape, |x, y| f32::arith(kind, x, y)),
+            (DataMut::I64(o), DataRef::I64(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i64::arith(kind, x, y)),
+            (DataMut::I32(o), DataRef::I32(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i32::arith(kind, x, y)),
+            (DataMut::I8(o), DataRef::I8(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i8::arith(kind, x, y)),
+            (DataMut::U8(o), DataRef::U8(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u8::arith(kind, x, y)),
+            (_, y) => bail_shape!(self.op_type(), "is not implemented for {}", y.dtype()),
+        }
+        Ok(())
     }
 }
 

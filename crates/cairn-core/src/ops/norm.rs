@@ -82,8 +82,7 @@ impl Op for BatchNorm {
         let y = outputs[0].f32s_mut()?;
         for b in 0..n {
             for ch in 0..c {
-                let k = scale[ch] / (var[ch] + self.epsilon).sqrt();
-                let off = bias[ch] - mean[ch] * k;
+                let (k, off) = self.affine(scale[ch], bias[ch], mean[ch], var[ch]);
                 let base = (b * c + ch) * plane;
                 for (o, &v) in y[base..base + plane].iter_mut().zip(&xs[base..base + plane]) {
                     *o = v * k + off;
@@ -91,6 +90,35 @@ impl Op for BatchNorm {
             }
         }
         Ok(())
+    }
+    fn in_place_input(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn run_in_place(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let shape = outputs[0].shape;
+        let (n, c) = (shape[0], shape[1]);
+        let plane: usize = shape[2..].iter().product();
+        let scale = channel_vector(inputs, 1, c, self.op_type())?;
+        let bias = channel_vector(inputs, 2, c, self.op_type())?;
+        let mean = channel_vector(inputs, 3, c, self.op_type())?;
+        let var = channel_vector(inputs, 4, c, self.op_type())?;
+        let y = outputs[0].f32s_mut()?;
+        for b in 0..n {
+            for ch in 0..c {
+                let (k, off) = self.affine(scale[ch], bias[ch], mean[ch], var[ch]);
+                let base = (b * c + ch) * plane;
+                y[base..base + plane].iter_mut().for_each(|v| *v = *v * k + off);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BatchNorm {
+    /// The per-channel `y = x * k + off` that inference-mode BatchNormalization is.
+    fn affine(&self, scale: f32, bias: f32, mean: f32, var: f32) -> (f32, f32) {
+        let k = scale / (var + self.epsilon).sqrt();
+        (k, bias - mean * k)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The blocked GEMM loop nest, and how it is split across threads.
 
 use super::pack::{pack_a, pack_b, KC};
-use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand, Transpose};
+use super::{Epilogue, LhsOperand, MicroKernel, RhsOperand, TapsRef, TileEpilogue, Transpose};
 use crate::parallel::{for_each_task, SendPtr};
 use crate::Isa;
 use std::ops::Range;
@@ -31,7 +31,7 @@ pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: Rhs
         return;
     }
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "gemm: C is too small for {m}x{n} with ldc {ldc}");
-    assert!(Isa::all_available().contains(&isa), "gemm: {isa:?} is not available here");
+    assert!(isa.is_available(), "gemm: {isa:?} is not available here");
     check_operands(isa, m, n, k, &lhs, &rhs, epilogue);
     if k == 0 {
         for i in 0..m {
@@ -48,7 +48,18 @@ pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: Rhs
     let c_ptr = SendPtr(c.as_mut_ptr());
     for_each_task(&tasks, |(rows, cols)| {
         // SAFETY: tasks cover disjoint rectangles of C, inside the bounds asserted above.
-        unsafe { gemm_block(kernel, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue) }
+        unsafe {
+            // The simd128 tile is called directly so that it inlines into the loop nest:
+            // its tiles are small (4x8), and an indirect call per tile costs V8 more than
+            // a short-K tile's arithmetic.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            if isa == Isa::WasmSimd128 {
+                let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| crate::wasm32::gemm::kernel_4x8(kc, a, b, ldb, c, ldc, acc, epi);
+                return gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue);
+            }
+            let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| (kernel.run)(kc, a, b, ldb, c, ldc, acc, epi);
+            gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue)
+        }
     });
 }
 
@@ -60,6 +71,16 @@ fn check_operands(isa: Isa, m: usize, n: usize, k: usize, lhs: &LhsOperand, rhs:
     match rhs {
         RhsOperand::Strided(mat) => assert!(mat.data.len() >= mat.extent(k, n), "gemm: B is too small for {k}x{n}"),
         RhsOperand::Packed(p) => assert!(p.isa == isa && p.k == k && p.n == n, "gemm: B was packed for {}x{} on {:?}", p.k, p.n, p.isa),
+        RhsOperand::Taps(t) => {
+            assert!(
+                t.per_tap > 0 && t.offsets.len() * t.per_tap == k,
+                "gemm: {} taps of {} rows do not make K = {k}",
+                t.offsets.len(),
+                t.per_tap
+            );
+            let last = t.offsets.iter().max().map_or(0, |o| o + (t.per_tap - 1) * t.ld + n);
+            assert!(t.data.len() >= last, "gemm: tap rows run past B");
+        }
     }
     match epi.bias {
         super::Bias::PerRow(b) => assert!(b.len() >= m, "gemm: row bias too short"),
@@ -104,6 +125,7 @@ fn split(m: usize, n: usize, k: usize, kernel: MicroKernel) -> Vec<(Range<usize>
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_block(
     kernel: MicroKernel,
+    run: impl Fn(usize, *const f32, *const f32, usize, *mut f32, usize, bool, Option<&TileEpilogue>),
     rows: Range<usize>,
     cols: Range<usize>,
     k: usize,
@@ -123,6 +145,7 @@ unsafe fn gemm_block(
         RhsOperand::Strided(b) if b.trans == Transpose::No => vec![0.0f32; kc_max * nr],
         RhsOperand::Strided(_) => vec![0.0f32; kc_max * nc_max.min(cols.len().div_ceil(nr) * nr)],
         RhsOperand::Packed(_) => Vec::new(),
+        RhsOperand::Taps(_) => vec![0.0f32; kc_max * nr],
     };
     let mut a_buf = match lhs {
         LhsOperand::Strided { .. } => vec![0.0f32; kc_max * mc_max.min(rows.len().div_ceil(mr) * mr)],
@@ -153,7 +176,29 @@ unsafe fn gemm_block(
                     }
                     &b_buf
                 }
+                RhsOperand::Taps(t) => {
+                    let full = nc / nr * nr;
+                    if full < nc {
+                        pack_taps(t, pc, kc, jc + full, nc - full, nr, &mut b_buf);
+                    }
+                    &b_buf
+                }
                 RhsOperand::Packed(p) => p.block(jc, pc, kc),
+            };
+            // The K block in runs of evenly spaced B rows: one run, or for taps one per
+            // tap the block touches (the kernel is called once per run, C carried over).
+            let segments: Vec<(usize, usize)> = match rhs {
+                RhsOperand::Taps(t) => {
+                    let mut runs = Vec::new();
+                    let mut s0 = pc;
+                    while s0 < pc + kc {
+                        let s1 = ((s0 / t.per_tap + 1) * t.per_tap).min(pc + kc);
+                        runs.push((s0, s1));
+                        s0 = s1;
+                    }
+                    runs
+                }
+                _ => vec![(pc, pc + kc)],
             };
             for ic in rows.clone().step_by(mc_max) {
                 let mc = mc_max.min(rows.end - ic);
@@ -166,50 +211,78 @@ unsafe fn gemm_block(
                 };
                 for jr in (0..nc).step_by(nr) {
                     let ncols = nr.min(nc - jr);
-                    let (bp, ldb) = match direct {
-                        Some(b) if ncols == nr => (b.data[(pc * b.ld + jc + jr)..].as_ptr(), b.ld),
-                        Some(_) => (b_block[..kc * nr].as_ptr(), nr), // the packed partial panel
-                        None => (b_block[jr * kc..jr * kc + kc * nr].as_ptr(), nr),
-                    };
                     for ir in (0..mc).step_by(mr) {
-                        let nrows = mr.min(mc - ir);
-                        let ap = a_block[ir * kc..ir * kc + kc * mr].as_ptr();
-                        let tile = c.add((ic + ir) * ldc + jc + jr);
-                        let acc = accumulate || pc > 0;
-                        if nrows == mr && ncols == nr {
-                            if last_k && !epi.is_identity() {
-                                let tile_epi = epi.tile(ic + ir, jc + jr);
-                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
-                                if epi.clamp().is_none() {
-                                    for i in 0..mr {
-                                        epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
+                        for (si, &(s0, s1)) in segments.iter().enumerate() {
+                            let nrows = mr.min(mc - ir);
+                            // This run's K steps (`kc` is the whole block's).
+                            let ks = s1 - s0;
+                            let last_k = last_k && si + 1 == segments.len();
+                            let (bp, ldb) = match (rhs, direct) {
+                                (_, Some(b)) if ncols == nr => (b.data[(s0 * b.ld + jc + jr)..].as_ptr(), b.ld),
+                                (RhsOperand::Taps(t), _) if ncols == nr => (t.data[t.row(s0) + jc + jr..].as_ptr(), t.ld),
+                                // the packed partial panel
+                                (RhsOperand::Taps(_), _) | (_, Some(_)) => (b_block[(s0 - pc) * nr..][..ks * nr].as_ptr(), nr),
+                                _ => (b_block[jr * kc + (s0 - pc) * nr..][..ks * nr].as_ptr(), nr),
+                            };
+                            let ap = a_block[ir * kc + (s0 - pc) * mr..][..ks * mr].as_ptr();
+                            let tile = c.add((ic + ir) * ldc + jc + jr);
+                            let acc = accumulate || pc > 0 || si > 0;
+                            if nrows == mr && ncols == nr {
+                                if last_k && !epi.is_identity() {
+                                    let tile_epi = epi.tile(ic + ir, jc + jr);
+                                    run(ks, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
+                                    if epi.clamp().is_none() {
+                                        for i in 0..mr {
+                                            epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
+                                        }
+                                    }
+                                } else {
+                                    run(ks, ap, bp, ldb, tile, ldc, acc, None);
+                                }
+                                continue;
+                            }
+                            if let Some(edge_kernel) = kernel.edge {
+                                let tile_epi = (last_k && !epi.is_identity()).then(|| epi.tile(ic + ir, jc + jr));
+                                edge_kernel(ks, ap, bp, ldb, tile, ldc, nrows, ncols, acc, tile_epi.as_ref());
+                                if last_k && epi.clamp().is_none() {
+                                    for i in 0..nrows {
+                                        epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols));
                                     }
                                 }
-                            } else {
-                                (kernel.run)(kc, ap, bp, ldb, tile, ldc, acc, None);
+                                continue;
                             }
-                            continue;
-                        }
-                        // Edge tile: run the full kernel on a scratch tile, copy the valid
-                        // part, and apply the epilogue to it element-wise.
-                        if acc {
-                            for i in 0..nrows {
-                                std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
+                            // Edge tile: run the full kernel on a scratch tile, copy the valid
+                            // part, and apply the epilogue to it element-wise.
+                            if acc {
+                                for i in 0..nrows {
+                                    std::ptr::copy_nonoverlapping(tile.add(i * ldc), edge.as_mut_ptr().add(i * nr), ncols);
+                                }
                             }
-                        }
-                        (kernel.run)(kc, ap, bp, ldb, edge.as_mut_ptr(), nr, acc, None);
-                        for i in 0..nrows {
-                            std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
-                        }
-                        if last_k && !epi.is_identity() {
+                            run(ks, ap, bp, ldb, edge.as_mut_ptr(), nr, acc, None);
                             for i in 0..nrows {
-                                let row = std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols);
-                                epi.apply_row(ic + ir + i, jc + jr, row);
+                                std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * nr), tile.add(i * ldc), ncols);
+                            }
+                            if last_k && !epi.is_identity() {
+                                for i in 0..nrows {
+                                    let row = std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols);
+                                    epi.apply_row(ic + ir + i, jc + jr, row);
+                                }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Packs rows `p0..p0+kc`, columns `j0..j0+nc` (`nc <= nr`) of a taps operand into one
+/// zero-padded `nr`-wide panel.
+fn pack_taps(t: &TapsRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, out: &mut [f32]) {
+    for p in 0..kc {
+        let row = &mut out[p * nr..p * nr + nr];
+        let start = t.row(p0 + p) + j0;
+        super::pack::copy_short(&mut row[..nc], &t.data[start..start + nc]);
+        row[nc..].fill(0.0);
     }
 }

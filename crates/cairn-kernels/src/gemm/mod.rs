@@ -16,7 +16,6 @@ pub use driver::{gemm, gemm_on};
 #[cfg(test)]
 mod tests;
 pub use pack::{PackedA, PackedB};
-pub(crate) use pack::copy_short;
 
 use crate::{Activation, Isa};
 
@@ -72,6 +71,28 @@ pub enum LhsOperand<'a> {
 pub enum RhsOperand<'a> {
     Strided(MatRef<'a>),
     Packed(&'a PackedB),
+    /// The unfolded input of a stride-1 convolution, read where it lies (implicit im2col).
+    Taps(TapsRef<'a>),
+}
+
+/// A `k x n` matrix whose row `t * per_tap + c` starts at `data[offsets[t] + c * ld]`:
+/// the im2col matrix of a stride-1 convolution over zero-padded planes `ld` apart, with
+/// K ordered tap-major (`offsets[t]` is tap t's shift in the padded plane), so that
+/// the rows of one tap are evenly spaced and the micro-kernel streams them in place.
+#[derive(Clone, Copy, Debug)]
+pub struct TapsRef<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub per_tap: usize,
+    pub offsets: &'a [usize],
+}
+
+impl TapsRef<'_> {
+    /// Where row `p` starts.
+    #[inline]
+    pub(crate) fn row(&self, p: usize) -> usize {
+        self.offsets[p / self.per_tap] + (p % self.per_tap) * self.ld
+    }
 }
 
 /// A bias added to every element of a row of C (conv output channels) or of a column (Gemm).
@@ -132,10 +153,21 @@ pub(crate) struct MicroKernel {
     /// addresses an `mr x nr` tile with row stride `ldc`; the epilogue's pointers cover
     /// the same tile.
     pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>),
+    /// A kernel for partial tiles (`rows <= mr`, `cols <= nr`) that reads and writes only
+    /// the valid part of C and spends less work on narrow column tails; without one the
+    /// driver runs `run` on a scratch tile and copies.
+    pub edge: Option<EdgeKernel>,
 }
+
+/// [`MicroKernel::edge`]: as `run`, for the `rows x cols` corner of a tile. `b` is a
+/// panel `nr` wide (zero past `cols`); the epilogue's pointers are read for valid rows
+/// and columns only.
+pub(crate) type EdgeKernel =
+    unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>);
 
 /// The epilogue of one full tile, as raw pointers at the tile's origin (null when absent):
 /// `C = clamp(C + row_bias[i] + col_bias[j] + residual[i][j], lo, hi)`.
+#[derive(Clone, Copy)]
 pub(crate) struct TileEpilogue {
     pub row_bias: *const f32,
     pub col_bias: *const f32,
@@ -181,6 +213,8 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => crate::x86_64::gemm::KERNEL,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::x86_64::gemm_avx512::KERNEL,
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::WasmSimd128 => crate::wasm32::gemm::KERNEL,
             _ => crate::generic::gemm::KERNEL,

@@ -147,16 +147,31 @@ impl PackedB {
 
 /// Copies a short run (a panel row, a plane row) with inline vector moves:
 /// `copy_from_slice` of a runtime length becomes a `memcpy` call, which costs more
-/// than the copy at these sizes.
+/// than the copy at these sizes. The tail is one more whole move that overlaps the
+/// previous one (rows of 7, 14 or 28 floats need no scalar steps).
 #[inline(always)]
 pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d8, s8) in (&mut d).zip(&mut s) {
-        let v: [f32; 8] = s8.try_into().expect("8 wide");
-        d8.copy_from_slice(&v);
+    let n = dst.len();
+    let src = &src[..n];
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 <= n {
+            copy_n::<8>(dst, src, at);
+            at += 8;
+        }
+        if at < n {
+            copy_n::<8>(dst, src, n - 8);
+        }
+    } else if n >= 4 {
+        copy_n::<4>(dst, src, 0);
+        copy_n::<4>(dst, src, n - 4);
+    } else {
+        dst.copy_from_slice(src);
     }
-    for (x, y) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *x = *y;
-    }
+}
+
+#[inline(always)]
+fn copy_n<const W: usize>(dst: &mut [f32], src: &[f32], at: usize) {
+    let v: [f32; W] = src[at..at + W].try_into().expect("W wide");
+    dst[at..at + W].copy_from_slice(&v);
 }

@@ -86,3 +86,67 @@ fn respects_ldc_and_leaves_padding_alone() {
         assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 7.0), "padding of row {i} was written");
     }
 }
+
+/// Shapes of real layers (SqueezeNet's classifier: 1000 rows, 4 past the last full
+/// panel of 12; 169 columns; two K blocks), prepacked filters, row bias and ReLU.
+#[test]
+fn classifier_shapes_with_row_edges_match_reference() {
+    let mut rng = Rng(9);
+    for &(m, n, k) in &[(1000, 169, 512), (64, 49, 576), (16, 12544, 32), (1000, 1, 300), (52, 196, 520)] {
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let bias = rng.vec(m);
+        let mut want = vec![0.0; m * n];
+        sgemm_reference(m, n, k, 1.0, &a, k, Transpose::No, &b, n, Transpose::No, 0.0, &mut want, n);
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = (want[i * n + j] + bias[i]).max(0.0);
+            }
+        }
+        let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Relu };
+        for isa in Isa::all_available() {
+            let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_on(isa, m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut got, n, false, &epi);
+            assert_close(&got, &want, 1e-4, &format!("{m}x{n}x{k} {isa:?}"));
+        }
+    }
+}
+
+/// The taps operand (implicit im2col) against the same matrix written out, on random
+/// shapes: taps whose rows straddle K blocks, partial panels, both A forms, every ISA.
+#[test]
+fn taps_operand_matches_explicit_matrix() {
+    let mut rng = Rng(17);
+    for case in 0..40 {
+        let per_tap = [1, 3, 16, 48, 64, 100, 256, 300][case % 8];
+        let taps = 1 + rng.below(9);
+        let (m, n) = (1 + rng.below(40), 1 + rng.below(120));
+        let k = taps * per_tap;
+        let ld = n + rng.below(30);
+        let offsets: Vec<usize> = (0..taps).map(|_| rng.below(2 * ld + 5)).collect();
+        let slack = rng.below(4);
+        let data = rng.vec(offsets.iter().max().unwrap() + (per_tap - 1) * ld + n + slack);
+        let t = TapsRef { data: &data, ld, per_tap, offsets: &offsets };
+        let explicit: Vec<f32> = (0..k).flat_map(|p| data[t.row(p)..t.row(p) + n].to_vec()).collect();
+        let a = rng.vec(m * k);
+        let bias = rng.vec(m);
+        let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Relu };
+        let mut want = vec![0.0; m * n];
+        sgemm_reference(m, n, k, 1.0, &a, k, Transpose::No, &explicit, n, Transpose::No, 0.0, &mut want, n);
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = (want[i * n + j] + bias[i]).max(0.0);
+            }
+        }
+        for isa in Isa::all_available() {
+            let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
+            let strided = LhsOperand::Strided { mat: MatRef::new(&a, k, Transpose::No), alpha: 1.0 };
+            for lhs in [LhsOperand::Packed(&pa), strided] {
+                let mut got = vec![f32::NAN; m * n];
+                gemm_on(isa, m, n, k, lhs, RhsOperand::Taps(t), &mut got, n, false, &epi);
+                assert_close(&got, &want, 1e-4, &format!("case {case} {m}x{n}x{k} taps {taps}x{per_tap} {isa:?}"));
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::gemm::{MicroKernel, TileEpilogue};
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8 };
+pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8, edge: None };
 
 /// # Safety
 /// See [`MicroKernel::run`].

@@ -2,7 +2,8 @@
 //! splat of A. V8 maps wasm values onto the 16 xmm registers of x86_64; 6x8 (15 live
 //! vectors) looked like a fit on paper but measured ~25% slower in Node 20 on
 //! MobileNetV2 (min 43 ms vs 34 ms; 5x8: 48 ms): TurboFan's allocator spills it.
-//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add.
+//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add;
+//! the relaxed build fuses them (`super::madd`).
 
 use crate::gemm::{MicroKernel, TileEpilogue};
 use core::arch::wasm32::*;
@@ -10,11 +11,12 @@ use core::arch::wasm32::*;
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8 };
+pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8, edge: None };
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+#[inline(always)]
+pub(crate) unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
@@ -27,8 +29,8 @@ unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize
         let b1 = v128_load(b.add(4) as *const v128);
         for (i, row) in acc.iter_mut().enumerate() {
             let av = v128_load32_splat(a.add(i) as *const u32);
-            row[0] = f32x4_add(row[0], f32x4_mul(av, b0));
-            row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
+            row[0] = super::madd(av, b0, row[0]);
+            row[1] = super::madd(av, b1, row[1]);
         }
         a = a.add(MR);
         b = b.add(ldb);

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 const MR: usize = 6;
 const NR: usize = 16;
 
-pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_6x16_entry };
+pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_6x16_entry, edge: None };
 
 /// # Safety
 /// See [`MicroKernel::run`]; the CPU must support AVX2 and FMA (checked by `Isa::current`).

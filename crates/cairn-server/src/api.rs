@@ -1,0 +1,230 @@
+//! The `/v1` API: list models, infer (batched, idempotent), explain; health and metrics.
+
+use crate::batcher::SubmitError;
+use crate::error::ApiError;
+use crate::explain::{self, ExplainParams};
+use crate::idempotency::{IdempotencyStore, Outcome, Stored};
+use crate::metrics::Gauge;
+use crate::models::{dims_json, ServedModel};
+use crate::wire;
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+pub async fn list_models(State(app): State<Arc<App>>) -> Response {
+    let models: Vec<serde_json::Value> = app.models.values().map(|m| describe(m)).collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "models": models }))
+}
+
+fn describe(m: &ServedModel) -> serde_json::Value {
+    let inputs: Vec<_> = m.inputs.iter().map(|i| serde_json::json!({ "name": i.name, "dtype": i.dtype.name(), "dims": dims_json(i.dims.as_deref()) })).collect();
+    let graph = m.session.graph();
+    let outputs: Vec<_> = graph
+        .outputs
+        .iter()
+        .map(|o| serde_json::json!({ "name": o.name, "dtype": o.dtype.name(), "dims": dims_json(o.dims.as_deref()), "labels": m.labels(&o.name).map(|l| l.len()) }))
+        .collect();
+    let cfg = m.batcher.config();
+    serde_json::json!({
+        "name": m.name,
+        "version": m.manifest.version,
+        "manifest": format!("/models/{}/manifest.json", m.name),
+        "inputs": inputs,
+        "outputs": outputs,
+        "preprocess": m.manifest.inputs.iter().find_map(|i| i.preprocess.as_ref()),
+        "levels": m.manifest.levels.iter().map(|l| &l.name).collect::<Vec<_>>(),
+        "weight_bytes": m.manifest.weight_bytes(),
+        "precision": "full",
+        "batching": {
+            "enabled": m.batchable && cfg.max_batch > 1,
+            "max_batch": cfg.max_batch,
+            "max_wait_ms": cfg.max_wait.as_secs_f64() * 1e3,
+            "ms_per_row_by_batch": m.calibration.as_ref().map(|c| c.ms_per_row.clone()),
+        },
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct InferQuery {
+    /// Classes to list per row for outputs with labels.
+    top: Option<usize>,
+}
+
+pub async fn infer(State(app): State<Arc<App>>, Path(name): Path<String>, Query(q): Query<InferQuery>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let model = match find(&app, &name) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e, app.config.max_body_bytes).into_response(),
+    };
+    let top = q.top.unwrap_or(5).min(100);
+    let compute = async {
+        let inputs = wire::parse(&model, &headers, &body)?;
+        let answer = model.batcher.infer(inputs.tensors, inputs.rows).await.map_err(submit_error)?;
+        let mut outputs = serde_json::Map::new();
+        let mut top_rows = Vec::new();
+        for (out_name, t) in &answer.outputs {
+            if let Some(labels) = model.labels(out_name) {
+                for row in 0..t.shape().first().copied().unwrap_or(0) {
+                    if let Some(p) = wire::probabilities(t, row) {
+                        top_rows.push(wire::top_k(&p, top, Some(labels)));
+                    }
+                }
+            }
+            outputs.insert(out_name.clone(), wire::tensor_json(t));
+        }
+        let doc = serde_json::json!({
+            "model": model.name,
+            "version": model.manifest.version,
+            "where": "edge",
+            "level": "full",
+            "outputs": outputs,
+            "top": top_rows,
+            "batch_rows": answer.batch_rows,
+            "timings": { "queue_ms": answer.queue_ms, "compute_ms": answer.compute_ms },
+        });
+        Ok(Stored { body: Arc::new(serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?) })
+    };
+    once(&app, &headers, &name, "infer", &format!("top={top}"), &body, compute).await
+}
+
+pub async fn explain(State(app): State<Arc<App>>, Path(name): Path<String>, Query(params): Query<ExplainParams>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let model = match find(&app, &name) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e, app.config.max_body_bytes).into_response(),
+    };
+    let compute = async {
+        let inputs = wire::parse(&model, &headers, &body)?;
+        let job = Arc::new(explain::Job::new(&model, inputs, &params)?);
+        let started = std::time::Instant::now();
+        let j = job.clone();
+        let base = model.batcher.exclusive(true, move |session, _| j.base(session)).await.map_err(submit_error)?;
+        let (target, p_target) = job.target(&base).map_err(ApiError::bad_request)?;
+        // One batch of occluded copies per compute slot turn, so inference is not held up
+        // for the whole explanation.
+        let mut drops = Vec::new();
+        for cells in job.cells().chunks(model.batcher.config().max_batch.max(1)) {
+            let (j, cells) = (job.clone(), cells.to_vec());
+            drops.extend(model.batcher.exclusive(false, move |session, _| j.drops(session, &cells, target, p_target)).await.map_err(submit_error)?);
+        }
+        let doc = job.report(&base, target, &drops, started);
+        app.metrics.explanations.fetch_add(1, Ordering::Relaxed);
+        Ok(Stored { body: Arc::new(serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?) })
+    };
+    let options = serde_json::to_string(&params).unwrap_or_default();
+    once(&app, &headers, &name, "explain", &options, &body, compute).await
+}
+
+/// Runs `compute` at most once per Idempotency-Key (when the header is present).
+async fn once<F>(app: &App, headers: &HeaderMap, model: &str, action: &str, options: &str, body: &[u8], compute: F) -> Response
+where
+    F: std::future::Future<Output = Result<Stored, ApiError>>,
+{
+    let Some(key) = headers.get("idempotency-key") else {
+        return match compute.await {
+            Ok(s) => stored_response(&s, false),
+            Err(e) => e.into_response(),
+        };
+    };
+    let Ok(key) = key.to_str() else { return ApiError::bad_request("Idempotency-Key must be visible ASCII").into_response() };
+    if let Err(e) = IdempotencyStore::check_key(key) {
+        return e.into_response();
+    }
+    let hash = request_hash(headers, model, action, options, body);
+    match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, compute).await {
+        Ok(Outcome::Computed(s)) => stored_response(&s, false),
+        Ok(Outcome::Replayed(s)) => {
+            app.metrics.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+            stored_response(&s, true)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What makes two requests "the same": target, options, body encoding and body.
+fn request_hash(headers: &HeaderMap, model: &str, action: &str, options: &str, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [model, action, options] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for name in [header::CONTENT_TYPE.as_str(), "cairn-shape", "cairn-dtype", "cairn-input"] {
+        h.update(headers.get(name).map(|v| v.as_bytes()).unwrap_or(b""));
+        h.update([0]);
+    }
+    h.update(body);
+    h.finalize().into()
+}
+
+fn stored_response(s: &Stored, replayed: bool) -> Response {
+    let mut res = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], s.body.as_ref().clone()).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    res
+}
+
+fn find(app: &App, name: &str) -> Result<Arc<ServedModel>, ApiError> {
+    app.models.get(name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = app.models.keys().map(String::as_str).collect();
+        ApiError::not_found(format!("there is no model '{name}'")).hint(format!("models here: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
+    })
+}
+
+fn body_error(e: BytesRejection, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than this server's limit of {limit} bytes")).hint("send fewer rows per request, or raise `cairn serve --max-body`")
+    } else {
+        ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
+    }
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Busy => ApiError::busy(1),
+        SubmitError::Failed(msg) => ApiError::internal(format!("the model failed: {msg}")),
+    }
+}
+
+pub async fn healthz(State(app): State<Arc<App>>) -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok", "models": app.models.len() }))
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let depth = Gauge {
+        name: "cairn_infer_queue_depth",
+        help: "Requests admitted and waiting for a compute slot, by model.",
+        samples: app.models.values().map(|m| (m.name.clone(), m.batcher.depth() as f64)).collect(),
+    };
+    let capacity = Gauge {
+        name: "cairn_infer_queue_capacity",
+        help: "Most requests that may wait per model before 503s.",
+        samples: app.models.values().map(|m| (m.name.clone(), m.batcher.config().queue_capacity as f64)).collect(),
+    };
+    let text = app.metrics.render(&[depth, capacity]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], text).into_response()
+}
+
+pub async fn api_not_found() -> Response {
+    ApiError::not_found("no such API endpoint").hint("endpoints: GET /v1/models, POST /v1/models/{name}/infer, POST /v1/models/{name}/explain").into_response()
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+}

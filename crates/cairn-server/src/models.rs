@@ -1,0 +1,110 @@
+//! The models the server runs: every bundle under `DIR/models/*/manifest.json`, loaded
+//! at full precision (every level, every shard verified) and prepared for this machine.
+
+use crate::batcher::{BatchConfig, Batcher, ComputePool};
+use crate::calibrate::{calibrate, Calibration};
+use cairn_bundle::Manifest;
+use cairn_core::{passes::prepare_for_inference, DType, Dim, Session, ValueInfo};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct ServedModel {
+    /// The bundle's directory name: the `{name}` of `/v1/models/{name}/...`.
+    pub name: String,
+    pub manifest: Manifest,
+    pub session: Arc<Session>,
+    /// Inputs the caller supplies, in the graph's order.
+    pub inputs: Vec<ValueInfo>,
+    /// Every input's first dimension is the same symbolic one, so requests can be
+    /// stacked along it and run as one batch.
+    pub batchable: bool,
+    pub batcher: Batcher,
+    /// Per-row times measured at load, when batch sizes were calibrated.
+    pub calibration: Option<Calibration>,
+}
+
+impl ServedModel {
+    /// Class names of output `name`, when the bundle has them.
+    pub fn labels(&self, output: &str) -> Option<&[String]> {
+        self.manifest.outputs.iter().find(|o| o.name == output)?.labels.as_deref()
+    }
+}
+
+/// Loads every bundle under `root/models`. A bundle that fails to load is reported
+/// (one line each) and skipped, so one broken upload does not take the others down.
+pub fn discover(root: &Path, max_weight_bytes: u64, batch: &BatchConfig, pool: &ComputePool) -> (BTreeMap<String, Arc<ServedModel>>, Vec<String>) {
+    let mut models = BTreeMap::new();
+    let mut problems = Vec::new();
+    let dir = root.join("models");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return (models, problems) };
+    let mut dirs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(cairn_bundle::MANIFEST_FILE).is_file()).collect();
+    dirs.sort();
+    for path in dirs {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        match load(&path, &name, max_weight_bytes, batch, pool) {
+            Ok(m) => {
+                models.insert(name, Arc::new(m));
+            }
+            Err(e) => problems.push(format!("model '{name}' in {} was not loaded: {e}", path.display())),
+        }
+    }
+    (models, problems)
+}
+
+fn load(path: &Path, name: &str, max_weight_bytes: u64, batch: &BatchConfig, pool: &ComputePool) -> Result<ServedModel, String> {
+    let loader = cairn_bundle::load_dir(path, max_weight_bytes).map_err(|e| e.to_string())?;
+    let manifest = loader.manifest().clone();
+    let graph = loader.into_graph().map_err(|e| e.to_string())?;
+    let (graph, _) = prepare_for_inference(graph).map_err(|e| format!("preparing the graph failed: {e}"))?;
+    let inputs: Vec<ValueInfo> = graph.runtime_inputs().cloned().collect();
+    let batchable = leading_symbol(&inputs).is_some();
+    let mut config = if batchable { batch.clone() } else { batch.unbatched() };
+    let calibration = (config.calibrate && config.max_batch > 1).then(|| calibrate(&graph, &inputs, config.max_batch)).flatten();
+    if let Some(c) = &calibration {
+        config.max_batch = c.chosen;
+    }
+    let session = Arc::new(Session::new(graph));
+    let batcher = Batcher::start(name, session.clone(), config, pool.clone());
+    Ok(ServedModel { name: name.to_string(), manifest, session, inputs, batchable, batcher, calibration })
+}
+
+/// The symbolic first dimension every input shares, if there is one.
+fn leading_symbol(inputs: &[ValueInfo]) -> Option<&str> {
+    let mut symbol = None;
+    for i in inputs {
+        match i.dims.as_deref()?.first()? {
+            Dim::Sym(s) if symbol.map_or(true, |seen| seen == s.as_str()) => symbol = Some(s.as_str()),
+            _ => return None,
+        }
+    }
+    symbol
+}
+
+/// Dims for JSON: numbers, or the symbol's name.
+pub fn dims_json(dims: Option<&[Dim]>) -> serde_json::Value {
+    match dims {
+        None => serde_json::Value::Null,
+        Some(dims) => dims
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => serde_json::json!(n),
+                Dim::Sym(s) => serde_json::json!(s),
+            })
+            .collect(),
+    }
+}
+
+/// Accepts the manifest's names (`f32`) and NumPy's (`float32`).
+pub fn parse_dtype(name: &str) -> Option<DType> {
+    let canonical = match name {
+        "float32" => "f32",
+        "float16" => "f16",
+        "int8" => "i8",
+        "uint8" => "u8",
+        "int32" => "i32",
+        "int64" => "i64",
+        other => other,
+    };
+    [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == canonical)
+}

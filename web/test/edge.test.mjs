@@ -1,0 +1,109 @@
+// Hybrid inference in real headless Chromium against a real `cairn serve`: the page, the
+// worker, the wasm and the bundle all come from the edge server (with its COOP/COEP and CSP
+// headers), requests forced to the edge run there, and when the edge is stopped mid-session
+// inference continues on the device: only `where` and `placement` change.
+//
+// Needs: target/release/cairn, target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh),
+// target/models/mobilenetv2.onnx.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch } from './browser.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cairnBin = path.join(root, 'target/release/cairn');
+const app = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-edge-test-'));
+let server, origin, browser, page;
+
+function startEdge() {
+  const child = spawn(cairnBin, ['serve', app, '--addr', '127.0.0.1:0', '--max-batch', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) resolve({ child, origin: m[1] });
+    });
+    child.on('exit', (code) => reject(new Error(`cairn serve exited (${code}): ${out}`)));
+  });
+}
+
+before(async () => {
+  // The app directory the edge serves: the client API, the wasm builds, a page without
+  // inline script (the CSP forbids it), and the bundle.
+  fs.cpSync(path.join(root, 'web/src'), path.join(app, 'web/src'), { recursive: true });
+  fs.cpSync(path.join(root, 'target/web-pkg'), path.join(app, 'pkg'), { recursive: true });
+  fs.writeFileSync(path.join(app, 'index.html'), '<!doctype html><meta charset="utf-8"><title>edge test</title><script type="module" src="/fixture.js"></script>\n');
+  fs.writeFileSync(path.join(app, 'fixture.js'), "import { Cairn } from '/web/src/cairn.js';\nwindow.Cairn = Cairn;\nwindow.fixtureReady = true;\n");
+  execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', path.join(app, 'models/mobilenetv2'), '--image-size', '224', '--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225'], { stdio: 'ignore' });
+  ({ child: server, origin } = await startEdge());
+  browser = await launch();
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${origin}/`);
+  await page.waitForFunction(() => window.fixtureReady);
+});
+
+after(async () => {
+  await browser?.close();
+  if (server?.exitCode === null) server.kill('SIGTERM');
+  fs.rmSync(app, { recursive: true, force: true });
+});
+
+const relativeError = (got, want) => {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < want.length; i++) { diff = Math.max(diff, Math.abs(got[i] - want[i])); scale = Math.max(scale, Math.abs(want[i])); }
+  return diff / scale;
+};
+
+test('served by cairn serve, the page is cross-origin isolated and runs on device and edge', async () => {
+  assert.equal(await page.evaluate(() => window.crossOriginIsolated), true, 'COOP + COEP from cairn serve');
+  const r = await page.evaluate(async () => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/', edge: location.origin });
+    const model = await cairn.load('/models/mobilenetv2/manifest.json');
+    await model.complete;
+    window.model = model;
+    const n = 3 * 224 * 224;
+    const data = new Float32Array(n);
+    let s = 7;
+    for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 2 ** 32) * 4 - 2; }
+    window.input = { data, shape: [1, 3, 224, 224] };
+    const device = await model.run(window.input, { prefer: 'device' });
+    const edge = await model.run(window.input, { prefer: 'edge' });
+    return {
+      device: { where: device.where, rule: device.placement.rule, data: Array.from(device.outputs[0].data) },
+      edge: { where: edge.where, rule: edge.placement.rule, level: edge.level, data: Array.from(edge.outputs[0].data) },
+    };
+  });
+  assert.equal(r.device.where, 'device');
+  assert.equal(r.device.rule, 'forced');
+  assert.equal(r.edge.where, 'edge');
+  assert.equal(r.edge.level, 'full');
+  const err = relativeError(r.edge.data, r.device.data);
+  assert.ok(err < 1e-4, `edge (native) and device (wasm) full-precision outputs agree: ${err}`);
+});
+
+test('with the edge stopped mid-session, inference continues on the device', async () => {
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  const r = await page.evaluate(async () => {
+    const results = [];
+    for (const prefer of ['edge', 'edge', 'auto']) {
+      const out = await window.model.run(window.input, { prefer });
+      results.push({ prefer, where: out.where, rule: out.placement.rule, reason: out.placement.reason, first: out.outputs[0].data[0] });
+    }
+    const device = await window.model.run(window.input, { prefer: 'device' });
+    return { results, device: device.outputs[0].data[0] };
+  });
+  // Forced to the edge, the request fails over to the device without an error to the caller.
+  assert.deepEqual(r.results.slice(0, 2).map((x) => [x.where, x.rule]), [['device', 'edge-error'], ['device', 'edge-error']]);
+  assert.match(r.results[0].reason, /the edge failed/);
+  // After two failures in a row the policy stops trying the edge.
+  assert.deepEqual([r.results[2].where, r.results[2].rule], ['device', 'edge-failing']);
+  for (const x of r.results) assert.equal(x.first, r.device, 'same answer as the device');
+});

@@ -1,0 +1,50 @@
+// Shared by the PWA tests: builds the demo app with `cairn app build` around a bundle,
+// and waits for what the app reports in `window.cairnApp.events`.
+//
+// Needs target/release/cairn and target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh).
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const cairnBin = path.join(root, 'target/release/cairn');
+export const cairn = (...args) => execFileSync(cairnBin, args, { encoding: 'utf8' });
+
+/** The real pretrained EfficientNet-Lite0 (scripts/run.sh converts it), packed into `dir`. */
+export function packEfficientNet(dir) {
+  const onnx = path.join(root, 'target/models/efficientnet_lite0.onnx');
+  if (!fs.existsSync(onnx)) throw new Error(`${onnx} is missing: run python3 tools/convert_efficientnet_lite0.py ${onnx} --labels target/models/imagenet_labels.txt`);
+  cairn('pack', onnx, '-o', dir, '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'));
+  return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+}
+
+/** `cairn app build`; returns its JSON summary. */
+export function buildApp(model, out, { app = path.join(root, 'web/app') } = {}) {
+  return JSON.parse(cairn('app', 'build', '--model', model, '-o', out, '--app', app, '--runtime', path.join(root, 'web/src'),
+    '--sw', path.join(root, 'web/sw'), '--wasm', path.join(root, 'target/web-pkg'), '--json'));
+}
+
+/** Resolves with the first app event of `type` after index `from` (events are never removed). */
+export async function appEvent(page, type, { from = 0, timeout = 120_000 } = {}) {
+  const handle = await page.waitForFunction(({ type, from }) => {
+    const events = window.cairnApp?.events ?? [];
+    const i = events.findIndex((e, k) => k >= from && (e.type === type || e.type === 'load-error' || e.type === 'start-error'));
+    return i >= 0 ? { ...events[i], index: i } : null;
+  }, { type, from }, { timeout, polling: 100 });
+  const event = await handle.jsonValue();
+  if (event.type !== type) throw new Error(`waiting for '${type}', the app reported ${event.type}: ${event.message}`);
+  return event;
+}
+
+export const eventCount = (page) => page.evaluate(() => window.cairnApp?.events.length ?? 0);
+
+/** The URLs held in a Cache Storage cache, seen from the page. */
+export const cacheUrls = (page, name) => page.evaluate(async (name) => (await (await caches.open(name)).keys()).map((r) => r.url), name);
+
+/** A real photo shipped with scikit-image (a tabby cat). */
+export function photo(name = 'chelsea.png') {
+  const dir = execFileSync('python3', ['-c', 'import skimage; print(skimage.data.data_dir)'], { encoding: 'utf8' }).trim();
+  return path.join(dir, name);
+}
