@@ -39,7 +39,7 @@ pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, 
     for_each_task(&tasks, |&c0| {
         let chans = c0..(c0 + CHANNELS_PER_TASK).min(channels);
         #[cfg(target_arch = "x86_64")]
-        if crate::Isa::current() == crate::Isa::Avx2Fma {
+        if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
             // SAFETY: AVX2 and FMA were detected when the ISA was chosen.
             return unsafe { channels_avx2(g, chans, x, x_zero, w, epi, dst) };
         }

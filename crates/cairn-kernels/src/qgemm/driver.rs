@@ -61,7 +61,7 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
         PACKED_B.with(|buf| {
             let mut pb = buf.borrow_mut();
             #[cfg(target_arch = "x86_64")]
-            if crate::Isa::current() == crate::Isa::Avx2Fma {
+            if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
                 // SAFETY: AVX2 was detected when the ISA was chosen.
                 return unsafe { column_block_avx2(m, k, a, &b, dst, &rq, j0, cols, &mut pb) };
             }

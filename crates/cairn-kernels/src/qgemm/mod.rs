@@ -162,10 +162,13 @@ impl QKernel {
     pub fn current() -> QKernel {
         static CHOSEN: OnceLock<QKernel> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
-            if crate::Isa::current() == crate::Isa::Generic {
-                return crate::generic::qgemm::KERNEL;
+            match crate::Isa::current() {
+                crate::Isa::Generic => crate::generic::qgemm::KERNEL,
+                // AVX2 forced (`CAIRN_ISA=avx2`): no AVX-512 kernel either.
+                #[cfg(target_arch = "x86_64")]
+                crate::Isa::Avx2Fma => crate::x86_64::qgemm::KERNEL_AVX2,
+                _ => QKernel::all_available()[0],
             }
-            QKernel::all_available()[0]
         })
     }
 
