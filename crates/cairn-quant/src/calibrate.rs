@@ -8,9 +8,11 @@
 //!   drops rare outliers that would cost every other value resolution;
 //! - `Mse`: the clipping of the observed range that minimizes the expected squared
 //!   error (clipping error of the values outside plus rounding error step²/12 inside),
-//!   searched on the histogram.
+//!   searched on the histogram;
+//! - `Entropy`: the clipping that minimizes the KL divergence between the observed
+//!   distribution and its u8-quantized version (TensorRT's calibration; see [`entropy`]).
 
-use crate::{Error, Result};
+use crate::{entropy, Error, Result};
 use cairn_core::passes::prepare_for_inference;
 use cairn_core::{DType, Graph, Session, Tensor, ValueInfo};
 use std::collections::HashMap;
@@ -20,6 +22,7 @@ pub enum Method {
     MinMax,
     Percentile(f64),
     Mse,
+    Entropy,
 }
 
 impl Method {
@@ -27,12 +30,22 @@ impl Method {
         match s {
             "minmax" => Some(Method::MinMax),
             "percentile" => Some(Method::Percentile(99.99)),
-            "mse" | "entropy" => Some(Method::Mse),
+            "mse" => Some(Method::Mse),
+            "entropy" | "kl" => Some(Method::Entropy),
             _ => None,
         }
     }
     fn needs_histogram(self) -> bool {
         !matches!(self, Method::MinMax)
+    }
+    /// Histogram bins over the observed range. KL needs several bins per u8 level even
+    /// after clipping, hence finer bins (16 per level at full range, as TensorRT's 2048
+    /// bins for its 128 magnitude levels).
+    fn bins(self) -> usize {
+        match self {
+            Method::Entropy => entropy::BINS,
+            _ => BINS,
+        }
     }
 }
 
@@ -45,11 +58,15 @@ pub struct Range {
     pub hi: f32,
 }
 
+/// What calibration saw of one tensor: its extremes and a histogram over them.
 #[derive(Clone, Debug)]
-struct Observed {
-    lo: f32,
-    hi: f32,
-    hist: Vec<u64>,
+pub(crate) struct Observed {
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+    pub(crate) hist: Vec<u64>,
+    /// Values exactly 0 (also counted in `hist`): ReLU outputs are often mostly zeros,
+    /// which quantization represents exactly whatever the range.
+    pub(crate) zeros: u64,
 }
 
 /// Calibration results: a range per tensor, and what was unusual.
@@ -109,18 +126,11 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
                         e.1 += (v.len() / ch) as f64;
                     }
                     let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-                    let o = seen.entry(out).or_insert(Observed { lo, hi, hist: Vec::new() });
+                    let o = seen.entry(out).or_insert(Observed { lo, hi, hist: Vec::new(), zeros: 0 });
                     o.lo = o.lo.min(lo);
                     o.hi = o.hi.max(hi);
                 } else if let Some(o) = seen.get_mut(&out) {
-                    if o.hist.is_empty() {
-                        o.hist = vec![0; BINS];
-                    }
-                    let width = (o.hi - o.lo).max(f32::MIN_POSITIVE);
-                    for &x in v {
-                        let b = (((x - o.lo) / width) * BINS as f32) as usize;
-                        o.hist[b.min(BINS - 1)] += 1;
-                    }
+                    o.add(v, method.bins());
                 }
             }
             progress();
@@ -133,6 +143,7 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
             Method::MinMax => Range { lo: o.lo, hi: o.hi },
             Method::Percentile(p) => percentile_range(o, p),
             Method::Mse => mse_range(o),
+            Method::Entropy => entropy::range(o),
         };
         let r = Range { lo: r.lo.min(0.0), hi: r.hi.max(0.0) };
         if r.hi - r.lo <= 0.0 {
@@ -145,8 +156,24 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
     Ok(cal)
 }
 
+impl Observed {
+    /// Adds values (within `lo..=hi`, seen in pass 1) to a histogram of `bins` bins.
+    pub(crate) fn add(&mut self, v: &[f32], bins: usize) {
+        if self.hist.is_empty() {
+            self.hist = vec![0; bins];
+        }
+        let n = self.hist.len();
+        let width = (self.hi - self.lo).max(f32::MIN_POSITIVE);
+        for &x in v {
+            let b = (((x - self.lo) / width) * n as f32) as usize;
+            self.hist[b.min(n - 1)] += 1;
+            self.zeros += (x == 0.0) as u64;
+        }
+    }
+}
+
 fn bin_edge(o: &Observed, i: usize) -> f32 {
-    o.lo + (o.hi - o.lo) * i as f32 / BINS as f32
+    o.lo + (o.hi - o.lo) * i as f32 / o.hist.len().max(1) as f32
 }
 
 fn percentile_range(o: &Observed, p: f64) -> Range {
@@ -163,7 +190,7 @@ fn percentile_range(o: &Observed, p: f64) -> Range {
             break;
         }
     }
-    let (mut acc, mut hi_bin) = (0u64, BINS);
+    let (mut acc, mut hi_bin) = (0u64, o.hist.len());
     for (i, &c) in o.hist.iter().enumerate().rev() {
         acc += c;
         if acc > cut {
@@ -177,7 +204,7 @@ fn percentile_range(o: &Observed, p: f64) -> Range {
 /// Shrinks the range (both ends toward 0 by the same factor) to the expected-MSE minimum.
 fn mse_range(o: &Observed) -> Range {
     let (lo0, hi0) = (o.lo.min(0.0), o.hi.max(0.0));
-    let centers: Vec<f32> = (0..BINS).map(|i| bin_edge(o, i) + (o.hi - o.lo) / BINS as f32 / 2.0).collect();
+    let centers: Vec<f32> = (0..o.hist.len()).map(|i| bin_edge(o, i) + (o.hi - o.lo) / o.hist.len() as f32 / 2.0).collect();
     let mut best = (f64::INFINITY, 1.0f32);
     for step in 0..=60 {
         let f = 1.0 - step as f32 * 0.01; // 100% down to 40% of the range
