@@ -2,7 +2,8 @@
 //! quantized exposed as extra outputs; pass 1 records each tensor's min and max,
 //! pass 2 (percentile and MSE methods) a histogram over that range.
 //!
-//! Methods (per tensor, the range then widened to contain 0 so that 0 is exact):
+//! Methods (per tensor, the range then widened to contain 0 so that 0 is exact; the
+//! model's outputs always get their observed range, see below):
 //! - `MinMax`: the observed range;
 //! - `Percentile(p)`: the range between the (100 - p)th and p-th percentiles, which
 //!   drops rare outliers that would cost every other value resolution;
@@ -137,9 +138,13 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
         }
     }
     let mut cal = Calibration::default();
+    let model_outputs: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
     for t in targets {
         let Some(o) = seen.get(t) else { continue };
         let r = match method {
+            // A model output (a classifier's logits) is never clipped: its extreme values
+            // are the answer, and clipping the top logits ties them.
+            _ if model_outputs.contains(&t.as_str()) => Range { lo: o.lo, hi: o.hi },
             Method::MinMax => Range { lo: o.lo, hi: o.hi },
             Method::Percentile(p) => percentile_range(o, p),
             Method::Mse => mse_range(o),
