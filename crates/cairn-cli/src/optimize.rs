@@ -88,6 +88,9 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
     let bn = cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?; // the pass `cairn pack` runs too
     eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
+    if args.sensitivity_json.is_some() && !args.sensitivity && args.keep_sensitive == 0 {
+        bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
+    }
     let wants_inputs = args.quantize.is_some() || args.report || (args.prune.is_some() && args.sensitivity);
     let inputs = match (&args.calibrate, wants_inputs) {
         (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
@@ -174,9 +177,6 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         Some(other) => bail!("--quantize '{other}' is not supported (use int8)"),
     }
     if let Some(path) = &args.sensitivity_json {
-        if tables.is_empty() {
-            bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
-        }
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(tables))?;
         fsutil::write_atomically(path, |f| Ok(f.write_all(text.as_bytes())?)).with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -39,10 +39,15 @@ pub fn pruning_json(curves: &[PruneCurve], ratios: &HashMap<String, f32>) -> Val
             .iter()
             .map(|c| {
                 json!({
-                    "block": c.block.name, "hidden": c.block.hidden, "ratio": ratios.get(&c.block.name).copied().unwrap_or(0.0),
-                    "probes": c.points.iter().map(|(r, s)| json!({"ratio": r, "mean_kl": s.kl, "top1_agreement": s.top1})).collect::<Vec<_>>(),
+                    "block": c.block.name, "hidden": c.block.hidden, "ratio": ratio(ratios.get(&c.block.name).copied().unwrap_or(0.0)),
+                    "probes": c.points.iter().map(|(r, s)| json!({"ratio": ratio(*r), "mean_kl": s.kl, "top1_agreement": s.top1})).collect::<Vec<_>>(),
                 })
             })
             .collect(),
     )
+}
+
+/// A ratio as JSON: the f32 rounded to 6 digits (0.1, not 0.10000000149).
+fn ratio(r: f32) -> f64 {
+    (r as f64 * 1e6).round() / 1e6
 }
