@@ -54,7 +54,8 @@ pub struct OptimizeArgs {
     /// the overall ratio is kept.
     #[arg(long)]
     sensitivity: bool,
-    /// Calibration inputs used for sensitivity analysis (one model run per layer each).
+    /// Calibration inputs used for sensitivity analysis, spread evenly over the set (one
+    /// model run per layer and input).
     #[arg(long, value_name = "N", default_value_t = 16)]
     sensitivity_inputs: usize,
     /// Also write the sensitivity tables as JSON to this file.
@@ -96,7 +97,10 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
         _ => Vec::new(),
     };
-    let probe = &inputs[..inputs.len().min(args.sensitivity_inputs.max(1))];
+    // Sensitivity inputs spread evenly over the calibration set (files sorted by name
+    // come grouped by photo: the first 16 of target/calib-inputs are all one chessboard).
+    let probe: Vec<_> = inputs.iter().step_by((inputs.len() / args.sensitivity_inputs.max(1)).max(1)).take(args.sensitivity_inputs.max(1)).cloned().collect();
+    let probe = probe.as_slice();
     let mut tables = serde_json::Map::new();
     if let Some(ratio) = args.prune {
         let p = if args.sensitivity {
