@@ -92,6 +92,12 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     if args.sensitivity_json.is_some() && !args.sensitivity && args.keep_sensitive == 0 {
         bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
     }
+    if args.keep_sensitive > 0 && args.quantize.is_none() {
+        bail!("--keep-sensitive N keeps layers of --quantize int8 in f32; give --quantize int8");
+    }
+    if args.sensitivity && args.quantize.is_none() && args.prune.is_none() {
+        bail!("--sensitivity measures layers for --quantize int8 or --prune; give one of them");
+    }
     let wants_inputs = args.quantize.is_some() || args.report || (args.prune.is_some() && args.sensitivity);
     let inputs = match (&args.calibrate, wants_inputs) {
         (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
@@ -128,11 +134,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         eprintln!("pruned {} blocks: hidden channels {} -> {} ({:.1}% removed)", p.blocks, p.hidden_before, p.hidden_after, 100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64));
     }
     match args.quantize.as_deref() {
-        None => {
-            if args.keep_sensitive > 0 || (args.sensitivity && args.prune.is_none()) {
-                bail!("--sensitivity and --keep-sensitive measure layers for --quantize int8 or --prune; give one of them");
-            }
-        }
+        None => {}
         Some("int8") => {
             if args.calibrate.is_none() {
                 bail!("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)");

@@ -38,7 +38,7 @@ const FLOOR: f64 = 1e-9;
 pub(crate) fn range(o: &Observed) -> Range {
     let n = o.hist.len();
     let width = o.hi - o.lo;
-    if n == 0 || !(width > 0.0) {
+    if n == 0 || width.is_nan() || width <= 0.0 {
         return Range { lo: o.lo, hi: o.hi };
     }
     let mut hist: Vec<f64> = o.hist.iter().map(|&c| c as f64).collect();
@@ -107,7 +107,7 @@ impl Histogram {
     fn kl(&self, a: usize, b: usize) -> f64 {
         let (lo, hi) = (self.edge(a).min(0.0), self.edge(b).max(0.0));
         let step = ((hi - lo) / (LEVELS - 1) as f32) as f64;
-        if !(step > 0.0) {
+        if step.is_nan() || step <= 0.0 {
             return f64::INFINITY;
         }
         let zp = (-lo as f64 / step).round();
