@@ -47,8 +47,12 @@ pub fn exp_fast(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
-    // `max`/`min` map NaN to a bound, so `k` below is always a small integer; NaN is restored at the end.
-    let xc = x.max(-87.3).min(88.0);
+    // Clamp with comparisons, not `f32::max`/`min`: those are IEEE minNum/maxNum, which wasm
+    // lacks (a libm call per element, no vectorization); `a > b ? a : b` is `f32x4.pmax`.
+    // NaN fails the first comparison and becomes -87.3, so `k` below is always a small
+    // integer; NaN is restored at the end.
+    let xc = if x > -87.3 { x } else { -87.3 };
+    let xc = if xc < 88.0 { xc } else { 88.0 };
     let k = (xc * LOG2E + ROUND) - ROUND;
     let r = xc - k * LN2_HI - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
