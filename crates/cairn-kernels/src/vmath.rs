@@ -65,6 +65,24 @@ per_isa! {
     }
 }
 
+/// `x = x * 0.5 * (1 + erf(x / sqrt 2))` (exact GELU) for every element. Not dispatched
+/// per ISA: kernels call it from their epilogues, already compiled for theirs.
+#[inline(always)]
+pub fn gelu_in_place(xs: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::map(xs, simd128::gelu, gelu);
+    #[allow(unreachable_code)]
+    for x in xs.iter_mut() {
+        *x = gelu(*x);
+    }
+}
+
+/// Exact GELU of one value, through [`erf_fast`].
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_fast(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
 per_isa! {
     /// Softmax of every contiguous run of `n` elements of `xs`, in place, with each
     /// run's max subtracted for range. `xs.len()` must be a multiple of `n` (`n > 0`).
@@ -160,6 +178,13 @@ mod simd128 {
         let r = v128_bitselect(series, far, f32x4_lt(a, splat(0.5)));
         // The sign of x (0 and -0 stay themselves; NaN stays NaN through `far`).
         v128_or(r, v128_and(x, splat(-0.0)))
+    }
+
+    /// [`super::gelu`] on four lanes.
+    #[inline(always)]
+    pub(super) fn gelu(x: v128) -> v128 {
+        let e = erf(f32x4_mul(x, f32x4_splat(std::f32::consts::FRAC_1_SQRT_2)));
+        f32x4_mul(f32x4_mul(f32x4_splat(0.5), x), f32x4_add(f32x4_splat(1.0), e))
     }
 
     /// `f` on every element, four at a time; `scalar` on the tail.
@@ -260,6 +285,11 @@ mod tests {
         for (i, &v) in x.iter().enumerate() {
             assert_eq!(e[i].to_bits(), exp_fast(v).to_bits(), "exp({v})");
             assert!(r[i].to_bits() == erf_fast(v).to_bits() || (r[i].is_nan() && v.is_nan()), "erf({v}): {} vs {}", r[i], erf_fast(v));
+        }
+        let mut g = x.clone();
+        gelu_in_place(&mut g);
+        for (i, &v) in x.iter().enumerate() {
+            assert!(g[i].to_bits() == gelu(v).to_bits() || (g[i].is_nan() && v.is_nan()), "gelu({v})");
         }
     }
 
