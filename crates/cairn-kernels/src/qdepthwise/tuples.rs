@@ -1,0 +1,360 @@
+//! The fast int8 depthwise path, one channel plane at a time, generic over the ISA's
+//! [`Taps`] (see the module docs of `qdepthwise` for the zero-point folding).
+//!
+//! Each channel is copied into a padded 8-bit plane (`x` as is, or `x ^ 0x80` for i8
+//! input so that every ISA multiplies unsigned bytes; the padding is the zero point).
+//! A lane of an accumulator multiplies `T` consecutive bytes of a plane row by `T`
+//! consecutive taps of a filter row (the last tuple of a row padded with zero taps) and
+//! adds the products: for column stride 1, consecutive lanes then start `T` bytes apart
+//! and so compute every `T`-th output, and `T` accumulators at byte offsets 0..T
+//! together cover `T * L` consecutive outputs (interleaved); for stride 2 a lane's
+//! outputs are `T / 2` apart. The store puts the lanes back in order (a few shuffles
+//! per `T * L` outputs), so no layout change of the input is needed: only a copy.
+//!
+//! With stride 1 both ways a channel is computed as one long row over the padded plane
+//! (output `(oy, ox)` at `oy * width + ox`, the `kw - 1` outputs between rows thrown
+//! away), so 7- and 14-wide planes fill the 64 outputs of an AVX-512 step nearly as well
+//! as 112-wide ones. Strided convolutions go row by row.
+
+use crate::depthwise::ConvGeometry;
+use crate::parallel::{for_each_task, SendPtr};
+use crate::qgemm::driver::{store_row, RawOut, Requant};
+use crate::qgemm::{QEpilogue, QOut, Q8};
+use crate::Activation;
+use std::cell::RefCell;
+
+/// Channels per task when spreading over threads.
+const CHANNELS_PER_TASK: usize = 8;
+
+/// Most weight tuples per filter the kernels hold in registers.
+const MAX_TUPLES: usize = 64;
+
+/// The register-level operations of one ISA.
+pub(super) trait Taps: Copy {
+    /// i32 lanes per accumulator.
+    const L: usize;
+    /// Bytes (taps) each lane multiplies and adds per step: 2 (i16 pairs) or 4 (u8 x i8 quads).
+    const T: usize;
+    /// i32 accumulators.
+    type A: Copy;
+    /// One weight tuple in every lane.
+    type W: Copy;
+    /// The epilogue's constants in registers.
+    type Q: Copy;
+    /// `taps` (up to `T`, the rest zero) in every lane.
+    unsafe fn weights(taps: &[i16]) -> Self::W;
+    unsafe fn splat(v: i32) -> Self::A;
+    /// `acc + dot(bytes at p .. p + T * L, w)` per lane of `T` bytes.
+    unsafe fn madd(acc: Self::A, p: *const u8, w: Self::W) -> Self::A;
+    unsafe fn q_consts(c: &QConsts) -> Self::Q;
+    /// Requantizes `NV` accumulators and stores their `NV * L` bytes in output order:
+    /// lane `i` of `acc[v]` is output `v + NV * i` when `interleaved`, else `v * L + i`.
+    unsafe fn store_q8<const NV: usize>(acc: &[Self::A; NV], interleaved: bool, q: &Self::Q, out: *mut u8);
+    /// Stores the `L` lanes in order.
+    unsafe fn store_i32(a: Self::A, out: *mut i32);
+}
+
+/// Per channel: `q = round_half_even(clamp(acc * si + bi, qlo, qhi))`, the formula of
+/// `qgemm`'s epilogue (`Acc::requantize`), so both paths give the same bits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct QConsts {
+    pub si: f32,
+    pub bi: f32,
+    pub qlo: f32,
+    pub qhi: f32,
+    pub signed: bool,
+}
+
+/// Whether the fast path computes this convolution: tuples need adjacent taps
+/// (no column dilation), strides 1 or 2, weights that fit a signed byte, and a filter
+/// row short enough for the registers.
+pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, w: &[i16]) -> bool {
+    let zero_fits = match x {
+        Q8::U8(_) => (0..=255).contains(&x_zero),
+        Q8::I8(_) => (-128..=127).contains(&x_zero),
+    };
+    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * g.kw.div_ceil(2) <= MAX_TUPLES && w.iter().all(|&v| (-128..=127).contains(&v))
+}
+
+/// Everything a task needs: geometry, input, weights, and where and how to store.
+pub(super) struct Job<'a> {
+    g: ConvGeometry,
+    x: Q8<'a>,
+    /// The zero point of the bytes in the plane (`x_zero + 128` for i8 input).
+    zu: u8,
+    w: &'a [i16],
+    epi: &'a QEpilogue<'a>,
+    /// Output bytes, when the epilogue requantizes in registers: (base, signed, qlo, qhi).
+    fast: Option<(SendPtr<u8>, bool, f32, f32)>,
+    dst: RawOut,
+    rq: Requant<'a>,
+}
+
+impl<'a> Job<'a> {
+    pub(super) fn new(g: &ConvGeometry, x: Q8<'a>, x_zero: i32, w: &'a [i16], epi: &'a QEpilogue<'a>, y: &mut QOut) -> Job<'a> {
+        let zu = match x {
+            Q8::U8(_) => x_zero,
+            Q8::I8(_) => x_zero + 128,
+        };
+        let osz = g.oh * g.ow;
+        let dst = RawOut::new(y, osz, 1);
+        let rq = Requant::new(epi, dst);
+        // The bounds of clamping activations in the quantized domain, as `Requant` has them.
+        let bounds = match epi.activation {
+            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        };
+        let (inv, z) = (1.0 / epi.out_scale, epi.out_zero as f32);
+        let fast = match (y, bounds) {
+            (QOut::U8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr()), false, ((lo * inv).max(-1e9) + z).max(0.0), ((hi * inv).min(1e9) + z).min(255.0))),
+            (QOut::I8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr() as *mut u8), true, ((lo * inv).max(-1e9) + z).max(-128.0), ((hi * inv).min(1e9) + z).min(127.0))),
+            _ => None,
+        };
+        Job { g: *g, x, zu: zu as u8, w, epi, fast, dst, rq }
+    }
+
+    fn consts(&self, ch: usize) -> Option<QConsts> {
+        let (_, signed, qlo, qhi) = self.fast?;
+        let (s, b) = self.rq.row(ch);
+        let inv = 1.0 / self.epi.out_scale;
+        Some(QConsts { si: s * inv, bi: b * inv + self.epi.out_zero as f32, qlo, qhi, signed })
+    }
+}
+
+/// Buffers of one task (per thread, reused across calls).
+#[derive(Default)]
+pub(super) struct Scratch {
+    plane: Vec<u8>,
+    out8: Vec<u8>,
+    out32: Vec<i32>,
+}
+
+/// One task's channels, compiled for an ISA.
+pub(super) type Channels = unsafe fn(&Job, std::ops::Range<usize>, &mut Scratch);
+
+/// Spreads the channels over tasks; `channels_fn` is the ISA's [`channels`].
+pub(super) fn run(job: &Job, channels: usize, channels_fn: Channels) {
+    let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
+    for_each_task(&tasks, |&c0| {
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::default();
+        }
+        let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        // SAFETY: the caller checked the buffers against `channels`, and chose an ISA
+        // this process has; tasks write disjoint channels.
+        unsafe { channels_fn(job, c0..(c0 + CHANNELS_PER_TASK).min(channels), &mut s) };
+        SCRATCH.with(|t| *t.borrow_mut() = s);
+    });
+}
+
+/// The padded plane's shape.
+struct Plan {
+    /// Bytes per padded row.
+    width: usize,
+    /// Padded rows.
+    rows: usize,
+    /// Stride 1 both ways: the whole channel is one row of outputs.
+    stream: bool,
+    /// Accumulators per step, and whether their lanes interleave.
+    nv: usize,
+    interleaved: bool,
+    /// Weight tuples per filter row.
+    nt: usize,
+}
+
+impl Plan {
+    fn new<K: Taps>(g: &ConvGeometry) -> Plan {
+        let interleaved = K::T / g.sw > 1;
+        Plan {
+            width: (g.ow - 1) * g.sw + g.kw,
+            rows: (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1,
+            stream: g.sh == 1 && g.sw == 1,
+            nv: if interleaved { K::T / g.sw } else { 2 },
+            interleaved,
+            nt: g.kw.div_ceil(K::T),
+        }
+    }
+
+    /// Outputs per step.
+    fn group<K: Taps>(&self) -> usize {
+        self.nv * K::L
+    }
+
+    /// Outputs of one computed row (rounded up to whole steps), and the bytes of plane
+    /// the steps read (slack included).
+    fn sizes<K: Taps>(&self, g: &ConvGeometry) -> (usize, usize) {
+        let gr = self.group::<K>();
+        let taps_reach = (g.kh - 1) * g.dh * self.width + K::T * self.nt;
+        if self.stream {
+            let n = ((g.oh - 1) * self.width + g.ow).div_ceil(gr) * gr;
+            (n, (self.rows * self.width).max(n + taps_reach))
+        } else {
+            let n = g.ow.div_ceil(gr) * gr;
+            (n, (self.rows * self.width).max((g.oh - 1) * g.sh * self.width + g.sw * n + taps_reach))
+        }
+    }
+}
+
+/// Computes and stores channels `chans` (the body of every ISA's task function).
+///
+/// # Safety
+/// The ISA of `K` is available; the job's buffers hold every channel of `chans`.
+#[inline(always)]
+pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>, s: &mut Scratch) {
+    let g = &job.g;
+    let p = Plan::new::<K>(g);
+    let (n, len) = p.sizes::<K>(g);
+    // The padding is the zero point; channels overwrite only the input positions.
+    s.plane.clear();
+    s.plane.resize(len, job.zu);
+    s.out8.resize(n, 0);
+    if job.fast.is_none() {
+        s.out32.resize(n, 0);
+    }
+    match (K::T, p.nv, g.kh, p.nt) {
+        (2, 2, 3, 2) => channels_k::<K, 2, 3, 2>(job, &p, n, chans, s),
+        (2, 2, 5, 3) => channels_k::<K, 2, 5, 3>(job, &p, n, chans, s),
+        (4, 4, 3, 1) => channels_k::<K, 4, 3, 1>(job, &p, n, chans, s),
+        (4, 2, 3, 1) => channels_k::<K, 2, 3, 1>(job, &p, n, chans, s),
+        (4, 4, 5, 2) => channels_k::<K, 4, 5, 2>(job, &p, n, chans, s),
+        (4, 2, 5, 2) => channels_k::<K, 2, 5, 2>(job, &p, n, chans, s),
+        (_, 2, _, _) => channels_k::<K, 2, 0, 0>(job, &p, n, chans, s),
+        _ => channels_k::<K, 4, 0, 0>(job, &p, n, chans, s),
+    }
+}
+
+/// [`channels`] for `NV` accumulators per step and a `KH x NT`-tuple filter (`KH = 0`:
+/// any size, read from the plan). Constant sizes let the tap loops unroll and keep
+/// the weights in registers.
+#[inline(always)]
+unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize>(job: &Job, p: &Plan, n: usize, chans: std::ops::Range<usize>, s: &mut Scratch) {
+    let g = &job.g;
+    let (kh, nt) = if KH == 0 { (g.kh, p.nt) } else { (KH, NT) };
+    debug_assert!(kh == g.kh && nt == p.nt && NV == p.nv && kh * nt <= MAX_TUPLES);
+    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
+    for ch in chans {
+        fill_plane(g, p, job.x, ch * isz, &mut s.plane);
+        let wc = &job.w[ch * ksz..][..ksz];
+        let mut wv = [K::weights(&[]); MAX_TUPLES];
+        for ki in 0..kh {
+            for j in 0..nt {
+                let row = &wc[ki * g.kw..][..g.kw];
+                wv[ki * nt + j] = K::weights(&row[(K::T * j).min(g.kw)..(K::T * (j + 1)).min(g.kw)]);
+            }
+        }
+        let sum_w = wc.iter().fold(0i32, |a, &v| a.wrapping_add(v as i32));
+        let init = K::splat((job.zu as i32).wrapping_mul(sum_w).wrapping_neg());
+        let consts = job.consts(ch);
+        let q = consts.map(|c| K::q_consts(&c));
+        let plane = s.plane.as_ptr();
+        let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
+        // Where the computed outputs of output row `oy` start in `out8`/`out32`.
+        let finish = |oy: usize, from: usize| match job.fast {
+            Some((y, ..)) => copy_bytes(out8.add(from), y.get().add(ch * osz + oy * g.ow), g.ow),
+            None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), ch * osz + oy * g.ow),
+        };
+        if p.stream {
+            compute_row::<K, NV>(g, p, plane, 0, n, &wv[..kh * nt], nt, init, &q, out8, out32);
+            for oy in 0..g.oh {
+                finish(oy, oy * p.width);
+            }
+        } else {
+            for oy in 0..g.oh {
+                compute_row::<K, NV>(g, p, plane, oy * g.sh * p.width, n, &wv[..kh * nt], nt, init, &q, out8, out32);
+                finish(oy, 0);
+            }
+        }
+    }
+}
+
+/// One computed row: outputs `0..n` (a whole number of steps) from `base` bytes into
+/// the plane, stored to `out8` (requantized with `q`) or `out32`. A function, not a
+/// closure, so that it is compiled with the caller's target features.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, base: usize, n: usize, wv: &[K::W], nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
+    let row_step = g.dh * p.width;
+    let kh = wv.len() / nt;
+    let mut o = 0;
+    while o < n {
+        let mut acc = [init; NV];
+        let mut at = [plane; NV];
+        for (v, a) in at.iter_mut().enumerate() {
+            *a = plane.add(base + g.sw * (o + if p.interleaved { v } else { v * K::L }));
+        }
+        for ki in 0..kh {
+            for j in 0..nt {
+                let w = wv[ki * nt + j];
+                for v in 0..NV {
+                    acc[v] = K::madd(acc[v], at[v].add(ki * row_step + K::T * j), w);
+                }
+            }
+        }
+        match q {
+            Some(q) => K::store_q8::<NV>(&acc, p.interleaved, q, out8.add(o)),
+            None => store_lanes::<K, NV>(&acc, p.interleaved, out32.add(o)),
+        }
+        o += NV * K::L;
+    }
+}
+
+/// i32 accumulators in output order (for epilogues other than 8-bit clamps).
+#[inline(always)]
+unsafe fn store_lanes<K: Taps, const NV: usize>(acc: &[K::A; NV], interleaved: bool, out: *mut i32) {
+    let mut lanes = [0i32; 64];
+    for (v, a) in acc.iter().enumerate() {
+        K::store_i32(*a, lanes.as_mut_ptr().add(v * K::L));
+    }
+    for v in 0..NV {
+        for i in 0..K::L {
+            let o = if interleaved { v + NV * i } else { v * K::L + i };
+            *out.add(o) = lanes[v * K::L + i];
+        }
+    }
+}
+
+/// Copies channel plane `x[offset..]` into the padded plane (i8 as `x ^ 0x80`).
+#[inline(always)]
+fn fill_plane(g: &ConvGeometry, p: &Plan, x: Q8, offset: usize, plane: &mut [u8]) {
+    let cols = g.iw.min(p.width.saturating_sub(g.pl));
+    for iy in 0..g.ih {
+        let r = g.pt + iy;
+        if r >= p.rows {
+            break;
+        }
+        let dst = &mut plane[r * p.width + g.pl..][..cols];
+        let src = offset + iy * g.iw;
+        match x {
+            // SAFETY: both ranges are in bounds (the slices are checked).
+            Q8::U8(v) => unsafe { copy_bytes(v[src..src + cols].as_ptr(), dst.as_mut_ptr(), cols) },
+            Q8::I8(v) => dst.iter_mut().zip(&v[src..src + cols]).for_each(|(d, &s)| *d = s as u8 ^ 0x80),
+        }
+    }
+}
+
+/// `memcpy` for the short rows of small planes (7 to 114 bytes), inlined: whole words,
+/// the last one overlapping, where a call per row cost more than the taps of 7x7 planes.
+///
+/// # Safety
+/// `src` and `dst` hold `n` bytes and do not overlap.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    #[inline(always)]
+    unsafe fn words<W: Copy>(src: *const u8, dst: *mut u8, n: usize) {
+        let k = std::mem::size_of::<W>();
+        let mut i = 0;
+        while i + k < n {
+            (dst.add(i) as *mut W).write_unaligned((src.add(i) as *const W).read_unaligned());
+            i += k;
+        }
+        (dst.add(n - k) as *mut W).write_unaligned((src.add(n - k) as *const W).read_unaligned());
+    }
+    match n {
+        16.. => words::<u128>(src, dst, n),
+        8.. => words::<u64>(src, dst, n),
+        4.. => words::<u32>(src, dst, n),
+        _ => (0..n).for_each(|i| *dst.add(i) = *src.add(i)),
+    }
+}

@@ -1,0 +1,68 @@
+//! simd128 taps: pairs of bytes widened by `v128.load8x8_u` and multiplied by a pair of
+//! i16 weights with `i32x4.dot_i16x8_s` (one `pmaddwd` in V8 on x86), 4 outputs
+//! (8 multiply-adds) per instruction. Node 20 has no relaxed SIMD, so no byte dot.
+
+use super::tuples::{channels, Job, QConsts, Scratch, Taps};
+use core::arch::wasm32::*;
+
+#[derive(Clone, Copy)]
+pub(super) struct Simd128Pairs;
+
+/// `(v + MAGIC) - MAGIC` rounds half to even for |v| < 2^22; as bits, the low mantissa
+/// bits of `v + MAGIC` are the rounded integer.
+const MAGIC: f32 = 12_582_912.0;
+
+impl Taps for Simd128Pairs {
+    const L: usize = 4;
+    const T: usize = 2;
+    type A = v128;
+    type W = v128;
+    type Q = ([v128; 4], bool);
+
+    #[inline(always)]
+    unsafe fn weights(taps: &[i16]) -> v128 {
+        let t = |i: usize| taps.get(i).map_or(0, |&v| v as u16 as u32);
+        i32x4_splat((t(0) | t(1) << 16) as i32)
+    }
+    #[inline(always)]
+    unsafe fn splat(v: i32) -> v128 {
+        i32x4_splat(v)
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: v128, p: *const u8, w: v128) -> v128 {
+        i32x4_add(acc, i32x4_dot_i16x8(u16x8_load_extend_u8x8(p), w))
+    }
+    #[inline(always)]
+    unsafe fn q_consts(c: &QConsts) -> ([v128; 4], bool) {
+        ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed)
+    }
+    #[inline(always)]
+    unsafe fn store_q8<const NV: usize>(acc: &[v128; NV], interleaved: bool, (q, signed): &([v128; 4], bool), out: *mut u8) {
+        assert!(NV == 2, "simd128 pairs store two accumulators");
+        let (r0, r1) = (round(acc[0], q), round(acc[1], q));
+        let (a, b) = if interleaved { (i32x4_shuffle::<0, 4, 1, 5>(r0, r1), i32x4_shuffle::<2, 6, 3, 7>(r0, r1)) } else { (r0, r1) };
+        // Values are within [-128, 255] after the clamp: the narrows do not saturate.
+        let h = i16x8_narrow_i32x4(a, b);
+        let bytes = if *signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
+        v128_store64_lane::<0>(bytes, out as *mut u64);
+    }
+    #[inline(always)]
+    unsafe fn store_i32(a: v128, out: *mut i32) {
+        v128_store(out as *mut v128, a)
+    }
+}
+
+/// `round_half_even(clamp(acc * si + bi, qlo, qhi))` as i32 lanes (no fused multiply-add,
+/// as in the scalar epilogue).
+#[inline(always)]
+unsafe fn round(acc: v128, q: &[v128; 4]) -> v128 {
+    let v = f32x4_add(f32x4_mul(f32x4_convert_i32x4(acc), q[0]), q[1]);
+    // pmax/pmin are single instructions in V8 (the clamp bounds are never NaN).
+    let v = f32x4_pmin(f32x4_pmax(v, q[2]), q[3]);
+    i32x4_sub(f32x4_add(v, f32x4_splat(MAGIC)), i32x4_splat(MAGIC.to_bits() as i32))
+}
+
+/// The simd128 task body.
+pub(super) unsafe fn channels_simd128(job: &Job, chans: std::ops::Range<usize>, s: &mut Scratch) {
+    channels::<Simd128Pairs>(job, chans, s)
+}
