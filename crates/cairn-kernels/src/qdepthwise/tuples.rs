@@ -39,13 +39,17 @@ pub(super) trait Taps: Copy {
     type A: Copy;
     /// One weight tuple in every lane.
     type W: Copy;
+    /// `T * L` input bytes as the multiply takes them.
+    type X: Copy;
     /// The epilogue's constants in registers.
     type Q: Copy;
     /// `taps` (up to `T`, the rest zero) in every lane.
     unsafe fn weights(taps: &[i16]) -> Self::W;
     unsafe fn splat(v: i32) -> Self::A;
-    /// `acc + dot(bytes at p .. p + T * L, w)` per lane of `T` bytes.
-    unsafe fn madd(acc: Self::A, p: *const u8, w: Self::W) -> Self::A;
+    /// The `T * L` bytes at `p`.
+    unsafe fn load(p: *const u8) -> Self::X;
+    /// `acc + dot(x, w)` per lane of `T` bytes.
+    unsafe fn madd(acc: Self::A, x: Self::X, w: Self::W) -> Self::A;
     unsafe fn q_consts(c: &QConsts) -> Self::Q;
     /// Requantizes `NV` accumulators and stores their `NV * L` bytes in output order:
     /// lane `i` of `acc[v]` is output `v + NV * i` when `interleaved`, else `v * L + i`.
@@ -63,6 +67,9 @@ pub(super) struct QConsts {
     pub qlo: f32,
     pub qhi: f32,
     pub signed: bool,
+    /// False when the clamp is the saturation of the narrowing to 8 bits and the
+    /// channel's values are small enough (|v| < 2^21) for every rounding trick.
+    pub clamp: bool,
 }
 
 /// Whether the fast path computes this convolution: tuples need adjacent taps
@@ -73,7 +80,7 @@ pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, w: &[i16]) -> bool {
         Q8::U8(_) => (0..=255).contains(&x_zero),
         Q8::I8(_) => (-128..=127).contains(&x_zero),
     };
-    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * g.kw.div_ceil(2) <= MAX_TUPLES && w.iter().all(|&v| (-128..=127).contains(&v))
+    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES && w.iter().all(|&v| (-128..=127).contains(&v))
 }
 
 /// Everything a task needs: geometry, input, weights, and where and how to store.
@@ -115,11 +122,19 @@ impl<'a> Job<'a> {
         Job { g: *g, x, zu: zu as u8, w, epi, fast, dst, rq }
     }
 
-    fn consts(&self, ch: usize) -> Option<QConsts> {
+    /// The epilogue of channel `ch` with filter `wc`, when it requantizes in registers.
+    fn consts(&self, ch: usize, wc: &[i16]) -> Option<QConsts> {
         let (_, signed, qlo, qhi) = self.fast?;
         let (s, b) = self.rq.row(ch);
         let inv = 1.0 / self.epi.out_scale;
-        Some(QConsts { si: s * inv, bi: b * inv + self.epi.out_zero as f32, qlo, qhi, signed })
+        let (si, bi) = (s * inv, b * inv + self.epi.out_zero as f32);
+        let limits = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
+        // |acc| <= sum |w| * 255 + |zu * sum w|; in f64, with room for the f32 roundings.
+        let sum_abs: f64 = wc.iter().map(|&v| (v as f64).abs()).sum();
+        let sum: f64 = wc.iter().map(|&v| v as f64).sum();
+        let bound = (sum_abs * 255.0 + (self.zu as f64 * sum).abs()) * (si as f64).abs() + (bi as f64).abs();
+        let clamp = (qlo, qhi) != limits || !(bound < (1 << 21) as f64);
+        Some(QConsts { si, bi, qlo, qhi, signed, clamp })
     }
 }
 
@@ -160,6 +175,10 @@ struct Plan {
     /// Accumulators per step, and whether their lanes interleave.
     nv: usize,
     interleaved: bool,
+    /// Pairs at stride 1: the accumulators read the same bytes, with the filter row
+    /// shifted by one tap for the odd outputs (`(0, w0), (w1, w2)` besides
+    /// `(w0, w1), (w2, 0)`), so each load feeds both.
+    shifted: bool,
     /// Weight tuples per filter row.
     nt: usize,
 }
@@ -167,13 +186,15 @@ struct Plan {
 impl Plan {
     fn new<K: Taps>(g: &ConvGeometry) -> Plan {
         let interleaved = K::T / g.sw > 1;
+        let shifted = K::T == 2 && g.sw == 1;
         Plan {
             width: (g.ow - 1) * g.sw + g.kw,
             rows: (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1,
             stream: g.sh == 1 && g.sw == 1,
             nv: if interleaved { K::T / g.sw } else { 2 },
             interleaved,
-            nt: g.kw.div_ceil(K::T),
+            shifted,
+            nt: if shifted { g.kw / 2 + 1 } else { g.kw.div_ceil(K::T) },
         }
     }
 
@@ -214,39 +235,49 @@ pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>,
         s.out32.resize(n, 0);
     }
     match (K::T, p.nv, g.kh, p.nt) {
-        (2, 2, 3, 2) => channels_k::<K, 2, 3, 2>(job, &p, n, chans, s),
-        (2, 2, 5, 3) => channels_k::<K, 2, 5, 3>(job, &p, n, chans, s),
-        (4, 4, 3, 1) => channels_k::<K, 4, 3, 1>(job, &p, n, chans, s),
-        (4, 2, 3, 1) => channels_k::<K, 2, 3, 1>(job, &p, n, chans, s),
-        (4, 4, 5, 2) => channels_k::<K, 4, 5, 2>(job, &p, n, chans, s),
-        (4, 2, 5, 2) => channels_k::<K, 2, 5, 2>(job, &p, n, chans, s),
-        (_, 2, _, _) => channels_k::<K, 2, 0, 0>(job, &p, n, chans, s),
-        _ => channels_k::<K, 4, 0, 0>(job, &p, n, chans, s),
+        (2, 2, 3, 2) => channels_k::<K, 2, 3, 2, 12>(job, &p, n, chans, s),
+        (2, 2, 5, 3) => channels_k::<K, 2, 5, 3, 30>(job, &p, n, chans, s),
+        (4, 4, 3, 1) => channels_k::<K, 4, 3, 1, 3>(job, &p, n, chans, s),
+        (4, 2, 3, 1) => channels_k::<K, 2, 3, 1, 3>(job, &p, n, chans, s),
+        (4, 4, 5, 2) => channels_k::<K, 4, 5, 2, 10>(job, &p, n, chans, s),
+        (4, 2, 5, 2) => channels_k::<K, 2, 5, 2, 10>(job, &p, n, chans, s),
+        (_, 2, _, _) => channels_k::<K, 2, 0, 0, { 2 * MAX_TUPLES }>(job, &p, n, chans, s),
+        _ => channels_k::<K, 4, 0, 0, MAX_TUPLES>(job, &p, n, chans, s),
     }
 }
 
 /// [`channels`] for `NV` accumulators per step and a `KH x NT`-tuple filter (`KH = 0`:
-/// any size, read from the plan). Constant sizes let the tap loops unroll and keep
-/// the weights in registers.
+/// any size, read from the plan), `NW` weight vectors at most. Constant sizes let the
+/// tap loops unroll and keep the weights in registers.
 #[inline(always)]
-unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize>(job: &Job, p: &Plan, n: usize, chans: std::ops::Range<usize>, s: &mut Scratch) {
+unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize, const NW: usize>(job: &Job, p: &Plan, n: usize, chans: std::ops::Range<usize>, s: &mut Scratch) {
     let g = &job.g;
     let (kh, nt) = if KH == 0 { (g.kh, p.nt) } else { (KH, NT) };
-    debug_assert!(kh == g.kh && nt == p.nt && NV == p.nv && kh * nt <= MAX_TUPLES);
+    // Weight vectors: one filter for all accumulators, or one per accumulator (shifted).
+    let phases = if p.shifted { NV } else { 1 };
+    assert!(kh == g.kh && nt == p.nt && NV == p.nv && phases * kh * nt <= NW);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     for ch in chans {
         fill_plane(g, p, job.x, ch * isz, &mut s.plane);
         let wc = &job.w[ch * ksz..][..ksz];
-        let mut wv = [K::weights(&[]); MAX_TUPLES];
-        for ki in 0..kh {
-            for j in 0..nt {
+        let mut wv = [K::weights(&[]); NW];
+        for v in 0..phases {
+            for ki in 0..kh {
                 let row = &wc[ki * g.kw..][..g.kw];
-                wv[ki * nt + j] = K::weights(&row[(K::T * j).min(g.kw)..(K::T * (j + 1)).min(g.kw)]);
+                for j in 0..nt {
+                    // Taps T*j - v .. T*j - v + T of the row (zero outside it).
+                    let mut taps = [0i16; 4];
+                    for (t, tap) in taps.iter_mut().enumerate().take(K::T) {
+                        let k = (K::T * j + t).wrapping_sub(v);
+                        *tap = if k < g.kw { row[k] } else { 0 };
+                    }
+                    wv[(v * kh + ki) * nt + j] = K::weights(&taps[..K::T]);
+                }
             }
         }
         let sum_w = wc.iter().fold(0i32, |a, &v| a.wrapping_add(v as i32));
         let init = K::splat((job.zu as i32).wrapping_mul(sum_w).wrapping_neg());
-        let consts = job.consts(ch);
+        let consts = job.consts(ch, wc);
         let q = consts.map(|c| K::q_consts(&c));
         let plane = s.plane.as_ptr();
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
@@ -256,13 +287,13 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize>
             None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), ch * osz + oy * g.ow),
         };
         if p.stream {
-            compute_row::<K, NV>(g, p, plane, 0, n, &wv[..kh * nt], nt, init, &q, out8, out32);
+            compute_row::<K, NV>(g, p, plane, 0, n, &wv[..phases * kh * nt], kh, nt, init, &q, out8, out32);
             for oy in 0..g.oh {
                 finish(oy, oy * p.width);
             }
         } else {
             for oy in 0..g.oh {
-                compute_row::<K, NV>(g, p, plane, oy * g.sh * p.width, n, &wv[..kh * nt], nt, init, &q, out8, out32);
+                compute_row::<K, NV>(g, p, plane, oy * g.sh * p.width, n, &wv[..phases * kh * nt], kh, nt, init, &q, out8, out32);
                 finish(oy, 0);
             }
         }
@@ -274,21 +305,33 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize>
 /// closure, so that it is compiled with the caller's target features.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, base: usize, n: usize, wv: &[K::W], nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
+unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, base: usize, n: usize, wv: &[K::W], kh: usize, nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
     let row_step = g.dh * p.width;
-    let kh = wv.len() / nt;
+    let kt = kh * nt;
     let mut o = 0;
     while o < n {
         let mut acc = [init; NV];
-        let mut at = [plane; NV];
-        for (v, a) in at.iter_mut().enumerate() {
-            *a = plane.add(base + g.sw * (o + if p.interleaved { v } else { v * K::L }));
-        }
-        for ki in 0..kh {
-            for j in 0..nt {
-                let w = wv[ki * nt + j];
-                for v in 0..NV {
-                    acc[v] = K::madd(acc[v], at[v].add(ki * row_step + K::T * j), w);
+        if p.shifted {
+            let at = plane.add(base + o);
+            for ki in 0..kh {
+                for j in 0..nt {
+                    let x = K::load(at.add(ki * row_step + K::T * j));
+                    for v in 0..NV {
+                        acc[v] = K::madd(acc[v], x, wv[v * kt + ki * nt + j]);
+                    }
+                }
+            }
+        } else {
+            let mut at = [plane; NV];
+            for (v, a) in at.iter_mut().enumerate() {
+                *a = plane.add(base + g.sw * (o + if p.interleaved { v } else { v * K::L }));
+            }
+            for ki in 0..kh {
+                for j in 0..nt {
+                    let w = wv[ki * nt + j];
+                    for v in 0..NV {
+                        acc[v] = K::madd(acc[v], K::load(at[v].add(ki * row_step + K::T * j)), w);
+                    }
                 }
             }
         }

@@ -17,7 +17,8 @@ impl Taps for Simd128Pairs {
     const T: usize = 2;
     type A = v128;
     type W = v128;
-    type Q = ([v128; 4], bool);
+    type X = v128;
+    type Q = ([v128; 4], bool, bool);
 
     #[inline(always)]
     unsafe fn weights(taps: &[i16]) -> v128 {
@@ -29,17 +30,21 @@ impl Taps for Simd128Pairs {
         i32x4_splat(v)
     }
     #[inline(always)]
-    unsafe fn madd(acc: v128, p: *const u8, w: v128) -> v128 {
-        i32x4_add(acc, i32x4_dot_i16x8(u16x8_load_extend_u8x8(p), w))
+    unsafe fn load(p: *const u8) -> v128 {
+        u16x8_load_extend_u8x8(p)
     }
     #[inline(always)]
-    unsafe fn q_consts(c: &QConsts) -> ([v128; 4], bool) {
-        ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed)
+    unsafe fn madd(acc: v128, x: v128, w: v128) -> v128 {
+        i32x4_add(acc, i32x4_dot_i16x8(x, w))
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[v128; NV], interleaved: bool, (q, signed): &([v128; 4], bool), out: *mut u8) {
+    unsafe fn q_consts(c: &QConsts) -> Self::Q {
+        ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed, c.clamp)
+    }
+    #[inline(always)]
+    unsafe fn store_q8<const NV: usize>(acc: &[v128; NV], interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
         assert!(NV == 2, "simd128 pairs store two accumulators");
-        let (r0, r1) = (round(acc[0], q), round(acc[1], q));
+        let (r0, r1) = (round(acc[0], q, *clamp), round(acc[1], q, *clamp));
         let (a, b) = if interleaved { (i32x4_shuffle::<0, 4, 1, 5>(r0, r1), i32x4_shuffle::<2, 6, 3, 7>(r0, r1)) } else { (r0, r1) };
         // Values are within [-128, 255] after the clamp: the narrows do not saturate.
         let h = i16x8_narrow_i32x4(a, b);
@@ -55,10 +60,13 @@ impl Taps for Simd128Pairs {
 /// `round_half_even(clamp(acc * si + bi, qlo, qhi))` as i32 lanes (no fused multiply-add,
 /// as in the scalar epilogue).
 #[inline(always)]
-unsafe fn round(acc: v128, q: &[v128; 4]) -> v128 {
-    let v = f32x4_add(f32x4_mul(f32x4_convert_i32x4(acc), q[0]), q[1]);
-    // pmax/pmin are single instructions in V8 (the clamp bounds are never NaN).
-    let v = f32x4_pmin(f32x4_pmax(v, q[2]), q[3]);
+unsafe fn round(acc: v128, q: &[v128; 4], clamp: bool) -> v128 {
+    let mut v = f32x4_add(f32x4_mul(f32x4_convert_i32x4(acc), q[0]), q[1]);
+    // pmax/pmin are single instructions in V8 (the clamp bounds are never NaN). Without
+    // the clamp, the narrows saturate to the same bounds (rounding is monotonic).
+    if clamp {
+        v = f32x4_pmin(f32x4_pmax(v, q[2]), q[3]);
+    }
     i32x4_sub(f32x4_add(v, f32x4_splat(MAGIC)), i32x4_splat(MAGIC.to_bits() as i32))
 }
 

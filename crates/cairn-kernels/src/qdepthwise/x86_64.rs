@@ -21,7 +21,8 @@ impl Taps for Avx2Pairs {
     const T: usize = 2;
     type A = __m256i;
     type W = __m256i;
-    type Q = ([__m256; 4], bool);
+    type X = __m256i;
+    type Q = ([__m256; 4], bool, bool);
 
     #[inline(always)]
     unsafe fn weights(taps: &[i16]) -> __m256i {
@@ -33,17 +34,21 @@ impl Taps for Avx2Pairs {
         _mm256_set1_epi32(v)
     }
     #[inline(always)]
-    unsafe fn madd(acc: __m256i, p: *const u8, w: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i)), w))
+    unsafe fn load(p: *const u8) -> __m256i {
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i))
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
     }
     #[inline(always)]
     unsafe fn q_consts(c: &QConsts) -> Self::Q {
-        ([_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)], c.signed)
+        ([_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)], c.signed, c.clamp)
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[__m256i; NV], interleaved: bool, (q, signed): &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(acc: &[__m256i; NV], interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
         assert!(NV == 2, "AVX2 pairs store two accumulators");
-        let (r0, r1) = (round_avx2(acc[0], q), round_avx2(acc[1], q));
+        let (r0, r1) = (round_avx2(acc[0], q, *clamp), round_avx2(acc[1], q, *clamp));
         // Values are within [-128, 255] after the clamp: the packs do not saturate.
         let ordered = if interleaved {
             // Lanes (0..4 | 8..12) and (4..8 | 12..16): the packs put 0..8 | 8..16 in order.
@@ -65,9 +70,10 @@ impl Taps for Avx2Pairs {
 /// `round_half_even(clamp(acc * si + bi, qlo, qhi))` as i32 lanes (no fused
 /// multiply-add, as in the scalar epilogue; `cvtps` rounds half to even by default).
 #[inline(always)]
-unsafe fn round_avx2(a: __m256i, q: &[__m256; 4]) -> __m256i {
+unsafe fn round_avx2(a: __m256i, q: &[__m256; 4], clamp: bool) -> __m256i {
     let v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), q[0]), q[1]);
-    _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, q[2]), q[3]))
+    // Without the clamp the packs saturate to the same bounds (rounding is monotonic).
+    _mm256_cvtps_epi32(if clamp { _mm256_min_ps(_mm256_max_ps(v, q[2]), q[3]) } else { v })
 }
 
 #[inline(always)]
@@ -87,6 +93,7 @@ impl Taps for VnniQuads {
     const T: usize = 4;
     type A = __m512i;
     type W = __m512i;
+    type X = __m512i;
     type Q = [__m512; 4];
 
     #[inline(always)]
@@ -99,8 +106,12 @@ impl Taps for VnniQuads {
         _mm512_set1_epi32(v)
     }
     #[inline(always)]
-    unsafe fn madd(acc: __m512i, p: *const u8, w: __m512i) -> __m512i {
-        _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(p as *const _), w)
+    unsafe fn load(p: *const u8) -> __m512i {
+        _mm512_loadu_si512(p as *const _)
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        _mm512_dpbusd_epi32(acc, x, w)
     }
     #[inline(always)]
     unsafe fn q_consts(c: &QConsts) -> Self::Q {
