@@ -15,11 +15,15 @@ use std::time::Instant;
 const LAYERS: &[(usize, usize, usize, usize)] = &[(32, 112, 1, 1), (96, 112, 2, 1), (144, 56, 1, 1), (144, 56, 2, 1), (192, 28, 1, 2), (192, 28, 2, 1), (384, 14, 1, 4), (576, 14, 1, 2), (576, 14, 2, 1), (960, 7, 1, 3)];
 
 fn main() {
+    // One thread (read by rayon when its pool starts, at the first kernel call).
+    std::env::set_var("RAYON_NUM_THREADS", "1");
     let reps: usize = std::env::args().nth(1).map_or(15, |r| r.parse().expect("REPS must be a number"));
     let isas = Isa::all_available();
     println!("layer (channels x side / stride) x count; f32 on {}; int8 per ISA: ms per layer", Isa::current().name());
     let mut totals = vec![0.0f64; 1 + isas.len()];
-    for &(ch, side, s, count) in LAYERS {
+    // QDW_LAYER=<channels> times only the layers with that many channels (for perf).
+    let only: Option<usize> = std::env::var("QDW_LAYER").ok().and_then(|v| v.parse().ok());
+    for &(ch, side, s, count) in LAYERS.iter().filter(|l| only.is_none_or(|c| c == l.0)) {
         let out = (side + 2 - 3) / s + 1;
         let g = ConvGeometry { ih: side, iw: side, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pt: 1, pl: 1, oh: out, ow: out };
         let xf: Vec<f32> = (0..ch * side * side).map(|i| (i % 251) as f32 / 251.0).collect();

@@ -23,7 +23,7 @@ use crate::qgemm::{QEpilogue, QOut, Q8};
 use crate::Activation;
 use std::cell::RefCell;
 
-/// Channels per task when spreading over threads.
+/// Fewest channels per task when spreading over threads (a task sets up its plane).
 const CHANNELS_PER_TASK: usize = 8;
 
 /// Most weight tuples per filter the kernels hold in registers.
@@ -43,8 +43,10 @@ pub(super) trait Taps: Copy {
     type X: Copy;
     /// The epilogue's constants in registers.
     type Q: Copy;
-    /// `taps` (up to `T`, the rest zero) in every lane.
-    unsafe fn weights(taps: &[i16]) -> Self::W;
+    /// The `T` taps (each within [-128, 127]) of one lane, as its 32 bits.
+    fn tuple_bits(taps: [i16; 4]) -> i32;
+    /// `bits` in every lane.
+    unsafe fn splat_w(bits: i32) -> Self::W;
     unsafe fn splat(v: i32) -> Self::A;
     /// The `T * L` bytes at `p`.
     unsafe fn load(p: *const u8) -> Self::X;
@@ -95,6 +97,8 @@ pub(super) struct Job<'a> {
     fast: Option<(SendPtr<u8>, bool, f32, f32)>,
     dst: RawOut,
     rq: Requant<'a>,
+    /// `1 / out_scale`, as `Requant` has it.
+    inv: f32,
 }
 
 impl<'a> Job<'a> {
@@ -119,20 +123,19 @@ impl<'a> Job<'a> {
             (QOut::I8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr() as *mut u8), true, ((lo * inv).max(-1e9) + z).max(-128.0), ((hi * inv).min(1e9) + z).min(127.0))),
             _ => None,
         };
-        Job { g: *g, x, zu: zu as u8, w, epi, fast, dst, rq }
+        Job { g: *g, x, zu: zu as u8, w, epi, fast, dst, rq, inv }
     }
 
-    /// The epilogue of channel `ch` with filter `wc`, when it requantizes in registers.
-    fn consts(&self, ch: usize, wc: &[i16]) -> Option<QConsts> {
+    /// The epilogue of channel `ch` with filter sums `sum` and `sum_abs`, when it
+    /// requantizes in registers.
+    #[inline(always)]
+    fn consts(&self, ch: usize, sum: i32, sum_abs: i32) -> Option<QConsts> {
         let (_, signed, qlo, qhi) = self.fast?;
         let (s, b) = self.rq.row(ch);
-        let inv = 1.0 / self.epi.out_scale;
-        let (si, bi) = (s * inv, b * inv + self.epi.out_zero as f32);
+        let (si, bi) = (s * self.inv, b * self.inv + self.epi.out_zero as f32);
         let limits = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
         // |acc| <= sum |w| * 255 + |zu * sum w|; in f64, with room for the f32 roundings.
-        let sum_abs: f64 = wc.iter().map(|&v| (v as f64).abs()).sum();
-        let sum: f64 = wc.iter().map(|&v| v as f64).sum();
-        let bound = (sum_abs * 255.0 + (self.zu as f64 * sum).abs()) * (si as f64).abs() + (bi as f64).abs();
+        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs()) * (si as f64).abs() + (bi as f64).abs();
         let clamp = (qlo, qhi) != limits || !(bound < (1 << 21) as f64);
         Some(QConsts { si, bi, qlo, qhi, signed, clamp })
     }
@@ -151,7 +154,8 @@ pub(super) type Channels = unsafe fn(&Job, std::ops::Range<usize>, &mut Scratch)
 
 /// Spreads the channels over tasks; `channels_fn` is the ISA's [`channels`].
 pub(super) fn run(job: &Job, channels: usize, channels_fn: Channels) {
-    let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
+    let per = CHANNELS_PER_TASK.max(channels.div_ceil(4 * crate::parallel::threads()));
+    let tasks: Vec<usize> = (0..channels).step_by(per).collect();
     for_each_task(&tasks, |&c0| {
         thread_local! {
             static SCRATCH: RefCell<Scratch> = RefCell::default();
@@ -159,19 +163,24 @@ pub(super) fn run(job: &Job, channels: usize, channels_fn: Channels) {
         let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         // SAFETY: the caller checked the buffers against `channels`, and chose an ISA
         // this process has; tasks write disjoint channels.
-        unsafe { channels_fn(job, c0..(c0 + CHANNELS_PER_TASK).min(channels), &mut s) };
+        unsafe { channels_fn(job, c0..(c0 + per).min(channels), &mut s) };
         SCRATCH.with(|t| *t.borrow_mut() = s);
     });
 }
 
-/// The padded plane's shape.
+/// The padded plane's layout: rows split by their phase modulo the row stride, so that
+/// output `(oy, ox)` is position `p = oy * step + ox` of one stream per channel and tap
+/// `(ki, kj)` reads byte `tap_off[ki] + sw * p + kj`.
 struct Plan {
-    /// Bytes per padded row.
+    /// Bytes per padded row (a multiple of `sw`).
     width: usize,
-    /// Padded rows.
+    /// Stream positions per output row (`width / sw`; the last `step - ow` are thrown away).
+    step: usize,
+    /// Padded rows, and the bytes of each row phase.
     rows: usize,
-    /// Stride 1 both ways: the whole channel is one row of outputs.
-    stream: bool,
+    phase_len: usize,
+    /// Where filter row `ki` starts, relative to output row 0.
+    tap_off: [usize; MAX_TUPLES],
     /// Accumulators per step, and whether their lanes interleave.
     nv: usize,
     interleaved: bool,
@@ -181,40 +190,28 @@ struct Plan {
     shifted: bool,
     /// Weight tuples per filter row.
     nt: usize,
+    /// Stream positions computed (whole steps), and bytes of plane read (slack included).
+    n: usize,
+    len: usize,
 }
 
 impl Plan {
     fn new<K: Taps>(g: &ConvGeometry) -> Plan {
         let interleaved = K::T / g.sw > 1;
         let shifted = K::T == 2 && g.sw == 1;
-        Plan {
-            width: (g.ow - 1) * g.sw + g.kw,
-            rows: (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1,
-            stream: g.sh == 1 && g.sw == 1,
-            nv: if interleaved { K::T / g.sw } else { 2 },
-            interleaved,
-            shifted,
-            nt: if shifted { g.kw / 2 + 1 } else { g.kw.div_ceil(K::T) },
+        let nv = if interleaved { K::T / g.sw } else { 2 };
+        let nt = if shifted { g.kw / 2 + 1 } else { g.kw.div_ceil(K::T) };
+        let width = ((g.ow - 1) * g.sw + g.kw).next_multiple_of(g.sw);
+        let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+        let phase_len = rows.div_ceil(g.sh) * width;
+        let mut tap_off = [0; MAX_TUPLES];
+        for (ki, t) in tap_off.iter_mut().enumerate().take(g.kh) {
+            *t = (ki * g.dh % g.sh) * phase_len + ki * g.dh / g.sh * width;
         }
-    }
-
-    /// Outputs per step.
-    fn group<K: Taps>(&self) -> usize {
-        self.nv * K::L
-    }
-
-    /// Outputs of one computed row (rounded up to whole steps), and the bytes of plane
-    /// the steps read (slack included).
-    fn sizes<K: Taps>(&self, g: &ConvGeometry) -> (usize, usize) {
-        let gr = self.group::<K>();
-        let taps_reach = (g.kh - 1) * g.dh * self.width + K::T * self.nt;
-        if self.stream {
-            let n = ((g.oh - 1) * self.width + g.ow).div_ceil(gr) * gr;
-            (n, (self.rows * self.width).max(n + taps_reach))
-        } else {
-            let n = g.ow.div_ceil(gr) * gr;
-            (n, (self.rows * self.width).max((g.oh - 1) * g.sh * self.width + g.sw * n + taps_reach))
-        }
+        let step = width / g.sw;
+        let n = ((g.oh - 1) * step + g.ow).next_multiple_of(nv * K::L);
+        let reach = tap_off[..g.kh].iter().max().copied().unwrap_or(0) + g.sw * n + K::T * nt;
+        Plan { width, step, rows, phase_len, tap_off, nv, interleaved, shifted, nt, n, len: reach.max(g.sh * phase_len) }
     }
 }
 
@@ -226,23 +223,22 @@ impl Plan {
 pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>, s: &mut Scratch) {
     let g = &job.g;
     let p = Plan::new::<K>(g);
-    let (n, len) = p.sizes::<K>(g);
     // The padding is the zero point; channels overwrite only the input positions.
     s.plane.clear();
-    s.plane.resize(len, job.zu);
-    s.out8.resize(n, 0);
+    s.plane.resize(p.len, job.zu);
+    s.out8.resize(p.n, 0);
     if job.fast.is_none() {
-        s.out32.resize(n, 0);
+        s.out32.resize(p.n, 0);
     }
     match (K::T, p.nv, g.kh, p.nt) {
-        (2, 2, 3, 2) => channels_k::<K, 2, 3, 2, 12>(job, &p, n, chans, s),
-        (2, 2, 5, 3) => channels_k::<K, 2, 5, 3, 30>(job, &p, n, chans, s),
-        (4, 4, 3, 1) => channels_k::<K, 4, 3, 1, 3>(job, &p, n, chans, s),
-        (4, 2, 3, 1) => channels_k::<K, 2, 3, 1, 3>(job, &p, n, chans, s),
-        (4, 4, 5, 2) => channels_k::<K, 4, 5, 2, 10>(job, &p, n, chans, s),
-        (4, 2, 5, 2) => channels_k::<K, 2, 5, 2, 10>(job, &p, n, chans, s),
-        (_, 2, _, _) => channels_k::<K, 2, 0, 0, { 2 * MAX_TUPLES }>(job, &p, n, chans, s),
-        _ => channels_k::<K, 4, 0, 0, MAX_TUPLES>(job, &p, n, chans, s),
+        (2, 2, 3, 2) => channels_k::<K, 2, 3, 2, 12>(job, &p, chans, s),
+        (2, 2, 5, 3) => channels_k::<K, 2, 5, 3, 30>(job, &p, chans, s),
+        (4, 4, 3, 1) => channels_k::<K, 4, 3, 1, 3>(job, &p, chans, s),
+        (4, 2, 3, 1) => channels_k::<K, 2, 3, 1, 3>(job, &p, chans, s),
+        (4, 4, 5, 2) => channels_k::<K, 4, 5, 2, 10>(job, &p, chans, s),
+        (4, 2, 5, 2) => channels_k::<K, 2, 5, 2, 10>(job, &p, chans, s),
+        (_, 2, _, _) => channels_k::<K, 2, 0, 0, { 2 * MAX_TUPLES }>(job, &p, chans, s),
+        _ => channels_k::<K, 4, 0, 0, MAX_TUPLES>(job, &p, chans, s),
     }
 }
 
@@ -250,72 +246,67 @@ pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>,
 /// any size, read from the plan), `NW` weight vectors at most. Constant sizes let the
 /// tap loops unroll and keep the weights in registers.
 #[inline(always)]
-unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize, const NW: usize>(job: &Job, p: &Plan, n: usize, chans: std::ops::Range<usize>, s: &mut Scratch) {
+unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize, const NW: usize>(job: &Job, p: &Plan, chans: std::ops::Range<usize>, s: &mut Scratch) {
     let g = &job.g;
     let (kh, nt) = if KH == 0 { (g.kh, p.nt) } else { (KH, NT) };
     // Weight vectors: one filter for all accumulators, or one per accumulator (shifted).
     let phases = if p.shifted { NV } else { 1 };
-    assert!(kh == g.kh && nt == p.nt && NV == p.nv && phases * kh * nt <= NW);
+    let nw = phases * kh * nt;
+    assert!(kh == g.kh && nt == p.nt && NV == p.nv && nw <= NW);
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
-    for ch in chans {
-        fill_plane(g, p, job.x, ch * isz, &mut s.plane);
-        let wc = &job.w[ch * ksz..][..ksz];
-        let mut wv = [K::weights(&[]); NW];
-        for v in 0..phases {
-            for ki in 0..kh {
-                let row = &wc[ki * g.kw..][..g.kw];
-                for j in 0..nt {
-                    // Taps T*j - v .. T*j - v + T of the row (zero outside it).
-                    let mut taps = [0i16; 4];
-                    for (t, tap) in taps.iter_mut().enumerate().take(K::T) {
-                        let k = (K::T * j + t).wrapping_sub(v);
-                        *tap = if k < g.kw { row[k] } else { 0 };
+    // Which filter taps each weight tuple holds (`ksz`: a zero), the same for every channel.
+    let mut slots = [[ksz; 4]; NW];
+    for v in 0..phases {
+        for ki in 0..kh {
+            for j in 0..nt {
+                for t in 0..K::T {
+                    // Tap T*j + t - v of the row (zero outside it).
+                    let k = (K::T * j + t).wrapping_sub(v);
+                    if k < g.kw {
+                        slots[(v * kh + ki) * nt + j][t] = ki * g.kw + k;
                     }
-                    wv[(v * kh + ki) * nt + j] = K::weights(&taps[..K::T]);
                 }
             }
         }
-        let sum_w = wc.iter().fold(0i32, |a, &v| a.wrapping_add(v as i32));
-        let init = K::splat((job.zu as i32).wrapping_mul(sum_w).wrapping_neg());
-        let consts = job.consts(ch, wc);
-        let q = consts.map(|c| K::q_consts(&c));
-        let plane = s.plane.as_ptr();
+    }
+    for ch in chans {
+        fill_plane(g, p, job.x, ch * isz, &mut s.plane);
+        let wc = &job.w[ch * ksz..][..ksz];
+        let tap = |k: usize| if k < ksz { wc[k] } else { 0 };
+        let mut wv = [K::splat_w(0); NW];
+        for (w, slot) in wv.iter_mut().zip(&slots).take(nw) {
+            *w = K::splat_w(K::tuple_bits([tap(slot[0]), tap(slot[1]), tap(slot[2]), tap(slot[3])]));
+        }
+        let (sum, sum_abs) = wc.iter().fold((0i32, 0i32), |(a, b), &v| (a + v as i32, b + (v as i32).abs()));
+        let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg());
+        let q = job.consts(ch, sum, sum_abs).map(|c| K::q_consts(&c));
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
-        // Where the computed outputs of output row `oy` start in `out8`/`out32`.
-        let finish = |oy: usize, from: usize| match job.fast {
-            Some((y, ..)) => copy_bytes(out8.add(from), y.get().add(ch * osz + oy * g.ow), g.ow),
-            None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), ch * osz + oy * g.ow),
-        };
-        if p.stream {
-            compute_row::<K, NV>(g, p, plane, 0, n, &wv[..phases * kh * nt], kh, nt, init, &q, out8, out32);
-            for oy in 0..g.oh {
-                finish(oy, oy * p.width);
-            }
-        } else {
-            for oy in 0..g.oh {
-                compute_row::<K, NV>(g, p, plane, oy * g.sh * p.width, n, &wv[..phases * kh * nt], kh, nt, init, &q, out8, out32);
-                finish(oy, 0);
+        compute::<K, NV>(g, p, s.plane.as_ptr(), &wv[..nw], kh, nt, init, &q, out8, out32);
+        for oy in 0..g.oh {
+            let (from, to) = (oy * p.step, ch * osz + oy * g.ow);
+            match job.fast {
+                Some((y, ..)) => copy_bytes(out8.add(from), y.get().add(to), g.ow),
+                None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), to),
             }
         }
     }
 }
 
-/// One computed row: outputs `0..n` (a whole number of steps) from `base` bytes into
-/// the plane, stored to `out8` (requantized with `q`) or `out32`. A function, not a
-/// closure, so that it is compiled with the caller's target features.
+/// The whole stream of one channel: positions `0..p.n`, stored to `out8` (requantized
+/// with `q`) or `out32`. A function, not a closure, so that it is compiled with the
+/// caller's target features.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, base: usize, n: usize, wv: &[K::W], kh: usize, nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
-    let row_step = g.dh * p.width;
+unsafe fn compute<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, wv: &[K::W], kh: usize, nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
     let kt = kh * nt;
     let mut o = 0;
-    while o < n {
+    while o < p.n {
         let mut acc = [init; NV];
         if p.shifted {
-            let at = plane.add(base + o);
+            let at = plane.add(o);
             for ki in 0..kh {
                 for j in 0..nt {
-                    let x = K::load(at.add(ki * row_step + K::T * j));
+                    let x = K::load(at.add(p.tap_off[ki] + K::T * j));
                     for v in 0..NV {
                         acc[v] = K::madd(acc[v], x, wv[v * kt + ki * nt + j]);
                     }
@@ -324,13 +315,13 @@ unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plan
         } else {
             let mut at = [plane; NV];
             for (v, a) in at.iter_mut().enumerate() {
-                *a = plane.add(base + g.sw * (o + if p.interleaved { v } else { v * K::L }));
+                *a = plane.add(g.sw * (o + if p.interleaved { v } else { v * K::L }));
             }
             for ki in 0..kh {
                 for j in 0..nt {
                     let w = wv[ki * nt + j];
                     for v in 0..NV {
-                        acc[v] = K::madd(acc[v], K::load(at[v].add(ki * row_step + K::T * j)), w);
+                        acc[v] = K::madd(acc[v], K::load(at[v].add(p.tap_off[ki] + K::T * j)), w);
                     }
                 }
             }
@@ -341,6 +332,18 @@ unsafe fn compute_row<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plan
         }
         o += NV * K::L;
     }
+}
+
+/// Two taps as the i16 pair of one 32-bit lane (little-endian: tap 0 first).
+#[inline(always)]
+pub(super) fn pair_bits(t: [i16; 4]) -> i32 {
+    (t[0] as u16 as u32 | (t[1] as u16 as u32) << 16) as i32
+}
+
+/// Four taps as the i8 quad of one 32-bit lane.
+#[inline(always)]
+pub(super) fn quad_bits(t: [i16; 4]) -> i32 {
+    i32::from_le_bytes(t.map(|v| v as i8 as u8))
 }
 
 /// i32 accumulators in output order (for epilogues other than 8-bit clamps).
@@ -367,7 +370,7 @@ fn fill_plane(g: &ConvGeometry, p: &Plan, x: Q8, offset: usize, plane: &mut [u8]
         if r >= p.rows {
             break;
         }
-        let dst = &mut plane[r * p.width + g.pl..][..cols];
+        let dst = &mut plane[(r % g.sh) * p.phase_len + r / g.sh * p.width + g.pl..][..cols];
         let src = offset + iy * g.iw;
         match x {
             // SAFETY: both ranges are in bounds (the slices are checked).

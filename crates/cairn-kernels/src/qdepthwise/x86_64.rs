@@ -5,7 +5,7 @@
 //!   exact: no i16 saturation as in `vpmaddubsw`), 16 outputs (64 multiply-adds) per
 //!   instruction with the accumulation fused; a 3-tap filter row is one quad.
 
-use super::tuples::{channels, Job, QConsts, Scratch, Taps};
+use super::tuples::{channels, pair_bits, quad_bits, Job, QConsts, Scratch, Taps};
 use std::arch::x86_64::*;
 
 /// Whether this CPU has the instructions of the VNNI kernel (checked per call: cheap).
@@ -25,9 +25,12 @@ impl Taps for Avx2Pairs {
     type Q = ([__m256; 4], bool, bool);
 
     #[inline(always)]
-    unsafe fn weights(taps: &[i16]) -> __m256i {
-        let t = |i: usize| taps.get(i).map_or(0, |&v| v as u16 as u32);
-        _mm256_set1_epi32((t(0) | t(1) << 16) as i32)
+    fn tuple_bits(taps: [i16; 4]) -> i32 {
+        pair_bits(taps)
+    }
+    #[inline(always)]
+    unsafe fn splat_w(bits: i32) -> __m256i {
+        _mm256_set1_epi32(bits)
     }
     #[inline(always)]
     unsafe fn splat(v: i32) -> __m256i {
@@ -97,9 +100,12 @@ impl Taps for VnniQuads {
     type Q = [__m512; 4];
 
     #[inline(always)]
-    unsafe fn weights(taps: &[i16]) -> __m512i {
-        let t = |i: usize| taps.get(i).map_or(0, |&v| v as i8 as u8);
-        _mm512_set1_epi32(i32::from_le_bytes([t(0), t(1), t(2), t(3)]))
+    fn tuple_bits(taps: [i16; 4]) -> i32 {
+        quad_bits(taps)
+    }
+    #[inline(always)]
+    unsafe fn splat_w(bits: i32) -> __m512i {
+        _mm512_set1_epi32(bits)
     }
     #[inline(always)]
     unsafe fn splat(v: i32) -> __m512i {
