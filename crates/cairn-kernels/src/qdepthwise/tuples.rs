@@ -299,14 +299,18 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
 #[allow(clippy::too_many_arguments)]
 unsafe fn compute<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, wv: &[K::W], kh: usize, nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
     let kt = kh * nt;
+    // Locals, not reads through `p` (the stores below could alias it for all LLVM knows,
+    // and V8 pays for every reload).
+    let (n, shifted, interleaved, sw) = (p.n, p.shifted, p.interleaved, g.sw);
+    let tap_off = p.tap_off;
     let mut o = 0;
-    while o < p.n {
+    while o < n {
         let mut acc = [init; NV];
-        if p.shifted {
+        if shifted {
             let at = plane.add(o);
             for ki in 0..kh {
                 for j in 0..nt {
-                    let x = K::load(at.add(p.tap_off[ki] + K::T * j));
+                    let x = K::load(at.add(tap_off[ki] + K::T * j));
                     for v in 0..NV {
                         acc[v] = K::madd(acc[v], x, wv[v * kt + ki * nt + j]);
                     }
@@ -315,20 +319,20 @@ unsafe fn compute<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *
         } else {
             let mut at = [plane; NV];
             for (v, a) in at.iter_mut().enumerate() {
-                *a = plane.add(g.sw * (o + if p.interleaved { v } else { v * K::L }));
+                *a = plane.add(sw * (o + if interleaved { v } else { v * K::L }));
             }
             for ki in 0..kh {
                 for j in 0..nt {
                     let w = wv[ki * nt + j];
                     for v in 0..NV {
-                        acc[v] = K::madd(acc[v], K::load(at[v].add(p.tap_off[ki] + K::T * j)), w);
+                        acc[v] = K::madd(acc[v], K::load(at[v].add(tap_off[ki] + K::T * j)), w);
                     }
                 }
             }
         }
         match q {
-            Some(q) => K::store_q8::<NV>(&acc, p.interleaved, q, out8.add(o)),
-            None => store_lanes::<K, NV>(&acc, p.interleaved, out32.add(o)),
+            Some(q) => K::store_q8::<NV>(&acc, interleaved, q, out8.add(o)),
+            None => store_lanes::<K, NV>(&acc, interleaved, out32.add(o)),
         }
         o += NV * K::L;
     }
@@ -341,6 +345,7 @@ pub(super) fn pair_bits(t: [i16; 4]) -> i32 {
 }
 
 /// Four taps as the i8 quad of one 32-bit lane.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) fn quad_bits(t: [i16; 4]) -> i32 {
     i32::from_le_bytes(t.map(|v| v as i8 as u8))
