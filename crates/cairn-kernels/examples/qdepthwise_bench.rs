@@ -6,7 +6,7 @@
 //!   (wasm: build with --target wasm32-wasip1 and run under node tools/wasi-run.mjs)
 
 use cairn_kernels::depthwise::{depthwise_conv2d_on, ConvGeometry};
-use cairn_kernels::qdepthwise::qdepthwise_conv2d_on;
+use cairn_kernels::qdepthwise::{qdepthwise_conv2d_packed_on, QDwFilters};
 use cairn_kernels::qgemm::{QEpilogue, QOut, Q8};
 use cairn_kernels::{Activation, Isa};
 use std::time::Instant;
@@ -64,7 +64,7 @@ fn main() {
             let wf: Vec<f32> = (0..ch * 9).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
             let bias: Vec<f32> = (0..ch).map(|i| (i % 7) as f32 / 7.0).collect();
             let xq: Vec<u8> = (0..ch * side * side).map(|i| (i * 7 % 251) as u8).collect();
-            let wq: Vec<i16> = (0..ch * 9).map(|i| (i * 37 % 255) as i16 - 127).collect();
+            let wq = QDwFilters::new((0..ch * 9).map(|i| (i * 37 % 255) as i16 - 127).collect(), ch, 3, 3);
             let scale: Vec<f32> = (0..ch).map(|i| 1e-4 * (1 + i % 5) as f32).collect();
             let epi = QEpilogue {
                 scale: &scale,
@@ -90,7 +90,7 @@ fn main() {
                 best[0] = best[0].min(t.elapsed().as_secs_f64());
                 for (i, &isa) in isas.iter().enumerate() {
                     let t = Instant::now();
-                    qdepthwise_conv2d_on(isa, &g, ch, Q8::U8(&xq), 3, &wq, &epi, QOut::U8(&mut yq));
+                    qdepthwise_conv2d_packed_on(isa, &g, ch, Q8::U8(&xq), 3, &wq, &epi, QOut::U8(&mut yq));
                     best[1 + i] = best[1 + i].min(t.elapsed().as_secs_f64());
                 }
             }

@@ -12,6 +12,7 @@
 //!   (`wasm32.rs`, `x86_64.rs`) holds those instructions.
 //! - `planes` (everything else, and the portable build): f32 lanes holding exact integers.
 
+mod filters;
 mod planes;
 mod tuples;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -23,18 +24,37 @@ use crate::depthwise::ConvGeometry;
 use crate::qgemm::{QEpilogue, QOut, Q8};
 use crate::Isa;
 
+pub use filters::QDwFilters;
+
 /// `y[c] = epilogue_c(sum_taps w[c] * (x[c] - x_zero))` for `channels` planes.
 /// `w` holds `channels * kh * kw` weights with their zero point already subtracted;
 /// `epi.scale`/`epi.bias` are per channel (or one value). `y` is `channels * oh * ow`.
+/// Prepares the filters on every call: models hold a [`QDwFilters`] and call
+/// [`qdepthwise_conv2d_packed`].
 pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, y: QOut) {
     qdepthwise_conv2d_on(Isa::current(), g, channels, x, x_zero, w, epi, y)
 }
 
 /// [`qdepthwise_conv2d`] with an explicit ISA (the tests compare them all).
 #[allow(clippy::too_many_arguments)]
-pub fn qdepthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, mut y: QOut) {
-    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
-    assert!(x.len() >= channels * isz && w.len() >= channels * ksz && y.len() >= channels * osz, "qdepthwise: buffers too small");
+pub fn qdepthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, y: QOut) {
+    let ksz = g.kh * g.kw;
+    assert!(w.len() >= channels * ksz, "qdepthwise: buffers too small");
+    let f = QDwFilters::new(w[..channels * ksz].to_vec(), channels, g.kh, g.kw);
+    qdepthwise_conv2d_packed_on(isa, g, channels, x, x_zero, &f, epi, y)
+}
+
+/// [`qdepthwise_conv2d`] with filters prepared by [`QDwFilters::new`].
+pub fn qdepthwise_conv2d_packed(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, f: &QDwFilters, epi: &QEpilogue, y: QOut) {
+    qdepthwise_conv2d_packed_on(Isa::current(), g, channels, x, x_zero, f, epi, y)
+}
+
+/// [`qdepthwise_conv2d_packed`] with an explicit ISA.
+#[allow(clippy::too_many_arguments)]
+pub fn qdepthwise_conv2d_packed_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, f: &QDwFilters, epi: &QEpilogue, mut y: QOut) {
+    let (isz, osz) = (g.ih * g.iw, g.oh * g.ow);
+    assert!(f.kh == g.kh && f.kw == g.kw && f.channels >= channels, "qdepthwise: {}x{} filters x{} for a {}x{} window x{channels}", f.kh, f.kw, f.channels, g.kh, g.kw);
+    assert!(x.len() >= channels * isz && y.len() >= channels * osz, "qdepthwise: buffers too small");
     assert!(epi.scale.len() == 1 || epi.scale.len() >= channels, "qdepthwise: scale must be 1 or one per channel");
     assert!(epi.bias.is_none_or(|b| b.len() == 1 || b.len() >= channels), "qdepthwise: bias must be 1 or one per channel");
     assert!(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "qdepthwise: strides and dilations must be positive");
@@ -42,8 +62,8 @@ pub fn qdepthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, 
     if osz == 0 || channels == 0 {
         return;
     }
-    if tuples::applies(g, x, x_zero, &w[..channels * ksz]) {
-        let job = tuples::Job::new(g, x, x_zero, w, epi, &mut y);
+    if tuples::applies(g, x, x_zero, f) {
+        let job = tuples::Job::new(g, x, x_zero, f, epi, &mut y);
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 if x86_64::has_vnni() => return tuples::run(&job, channels, x86_64::channels_vnni),
@@ -54,7 +74,7 @@ pub fn qdepthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, 
             _ => {}
         }
     }
-    planes::conv(isa, g, channels, x, x_zero, w, epi, &mut y)
+    planes::conv(isa, g, channels, x, x_zero, f.taps(), epi, &mut y)
 }
 
 /// The naive twin: direct indexing with bounds tests, i64 accumulation.

@@ -19,6 +19,7 @@
 use crate::depthwise::ConvGeometry;
 use crate::parallel::{for_each_task, SendPtr};
 use crate::qgemm::driver::{store_row, RawOut, Requant};
+use super::filters::QDwFilters;
 use crate::qgemm::{QEpilogue, QOut, Q8};
 use crate::Activation;
 use std::cell::RefCell;
@@ -43,9 +44,7 @@ pub(super) trait Taps: Copy {
     type X: Copy;
     /// The epilogue's constants in registers.
     type Q: Copy;
-    /// The `T` taps (each within [-128, 127]) of one lane, as its 32 bits.
-    fn tuple_bits(taps: [i16; 4]) -> i32;
-    /// `bits` in every lane.
+    /// `bits` (a weight tuple of [`QDwFilters`]) in every lane.
     unsafe fn splat_w(bits: i32) -> Self::W;
     unsafe fn splat(v: i32) -> Self::A;
     /// The `T * L` bytes at `p`.
@@ -77,12 +76,12 @@ pub(super) struct QConsts {
 /// Whether the fast path computes this convolution: tuples need adjacent taps
 /// (no column dilation), strides 1 or 2, weights that fit a signed byte, and a filter
 /// row short enough for the registers.
-pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, w: &[i16]) -> bool {
+pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, f: &QDwFilters) -> bool {
     let zero_fits = match x {
         Q8::U8(_) => (0..=255).contains(&x_zero),
         Q8::I8(_) => (-128..=127).contains(&x_zero),
     };
-    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES && w.iter().all(|&v| (-128..=127).contains(&v))
+    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES && f.fit_bytes()
 }
 
 /// Everything a task needs: geometry, input, weights, and where and how to store.
@@ -91,7 +90,7 @@ pub(super) struct Job<'a> {
     x: Q8<'a>,
     /// The zero point of the bytes in the plane (`x_zero + 128` for i8 input).
     zu: u8,
-    w: &'a [i16],
+    f: &'a QDwFilters,
     epi: &'a QEpilogue<'a>,
     /// Output bytes, when the epilogue requantizes in registers: (base, signed, qlo, qhi).
     fast: Option<(SendPtr<u8>, bool, f32, f32)>,
@@ -102,7 +101,7 @@ pub(super) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    pub(super) fn new(g: &ConvGeometry, x: Q8<'a>, x_zero: i32, w: &'a [i16], epi: &'a QEpilogue<'a>, y: &mut QOut) -> Job<'a> {
+    pub(super) fn new(g: &ConvGeometry, x: Q8<'a>, x_zero: i32, f: &'a QDwFilters, epi: &'a QEpilogue<'a>, y: &mut QOut) -> Job<'a> {
         let zu = match x {
             Q8::U8(_) => x_zero,
             Q8::I8(_) => x_zero + 128,
@@ -123,7 +122,7 @@ impl<'a> Job<'a> {
             (QOut::I8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr() as *mut u8), true, ((lo * inv).max(-1e9) + z).max(-128.0), ((hi * inv).min(1e9) + z).min(127.0))),
             _ => None,
         };
-        Job { g: *g, x, zu: zu as u8, w, epi, fast, dst, rq, inv }
+        Job { g: *g, x, zu: zu as u8, f, epi, fast, dst, rq, inv }
     }
 
     /// The epilogue of channel `ch` with filter sums `sum` and `sum_abs`, when it
@@ -253,31 +252,24 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
     let phases = if p.shifted { NV } else { 1 };
     let nw = phases * kh * nt;
     assert!(kh == g.kh && nt == p.nt && NV == p.nv && nw <= NW);
-    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
-    // Which filter taps each weight tuple holds (`ksz`: a zero), the same for every channel.
-    let mut slots = [[ksz; 4]; NW];
-    for v in 0..phases {
-        for ki in 0..kh {
-            for j in 0..nt {
-                for t in 0..K::T {
-                    // Tap T*j + t - v of the row (zero outside it).
-                    let k = (K::T * j + t).wrapping_sub(v);
-                    if k < g.kw {
-                        slots[(v * kh + ki) * nt + j][t] = ki * g.kw + k;
-                    }
-                }
-            }
-        }
-    }
+    let (isz, osz) = (g.ih * g.iw, g.oh * g.ow);
+    // The weight tuples prepared for this layout (see `QDwFilters`), `nw` per channel.
+    let bits = match (K::T, p.shifted) {
+        (4, _) => &job.f.quads,
+        (_, true) => &job.f.shifted,
+        _ => &job.f.pairs,
+    };
     for ch in chans {
         fill_plane(g, p, job.x, ch * isz, &mut s.plane);
-        let wc = &job.w[ch * ksz..][..ksz];
-        let tap = |k: usize| if k < ksz { wc[k] } else { 0 };
         let mut wv = [K::splat_w(0); NW];
-        for (w, slot) in wv.iter_mut().zip(&slots).take(nw) {
-            *w = K::splat_w(K::tuple_bits([tap(slot[0]), tap(slot[1]), tap(slot[2]), tap(slot[3])]));
+        let b = &bits[ch * nw..][..nw];
+        // A loop of constant length (unrolled: the weights stay in registers).
+        for (i, w) in wv.iter_mut().enumerate() {
+            if i < nw {
+                *w = K::splat_w(b[i]);
+            }
         }
-        let (sum, sum_abs) = wc.iter().fold((0i32, 0i32), |(a, b), &v| (a + v as i32, b + (v as i32).abs()));
+        let [sum, sum_abs] = job.f.sums[ch];
         let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg());
         let q = job.consts(ch, sum, sum_abs).map(|c| K::q_consts(&c));
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
@@ -338,19 +330,6 @@ unsafe fn compute<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *
     }
 }
 
-/// Two taps as the i16 pair of one 32-bit lane (little-endian: tap 0 first).
-#[inline(always)]
-pub(super) fn pair_bits(t: [i16; 4]) -> i32 {
-    (t[0] as u16 as u32 | (t[1] as u16 as u32) << 16) as i32
-}
-
-/// Four taps as the i8 quad of one 32-bit lane.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(super) fn quad_bits(t: [i16; 4]) -> i32 {
-    i32::from_le_bytes(t.map(|v| v as i8 as u8))
-}
-
 /// i32 accumulators in output order (for epilogues other than 8-bit clamps).
 #[inline(always)]
 unsafe fn store_lanes<K: Taps, const NV: usize>(acc: &[K::A; NV], interleaved: bool, out: *mut i32) {
@@ -370,12 +349,15 @@ unsafe fn store_lanes<K: Taps, const NV: usize>(acc: &[K::A; NV], interleaved: b
 #[inline(always)]
 fn fill_plane(g: &ConvGeometry, p: &Plan, x: Q8, offset: usize, plane: &mut [u8]) {
     let cols = g.iw.min(p.width.saturating_sub(g.pl));
-    for iy in 0..g.ih {
-        let r = g.pt + iy;
-        if r >= p.rows {
-            break;
+    // Padded row r = pt + iy lives in phase r % sh, row r / sh of it (counted, not
+    // divided: a division per row cost as much as the taps of a 7x7 plane in V8).
+    let (mut phase, mut m) = (g.pt % g.sh, g.pt / g.sh);
+    for iy in 0..g.ih.min(p.rows.saturating_sub(g.pt)) {
+        let dst = &mut plane[phase * p.phase_len + m * p.width + g.pl..][..cols];
+        phase += 1;
+        if phase == g.sh {
+            (phase, m) = (0, m + 1);
         }
-        let dst = &mut plane[(r % g.sh) * p.phase_len + r / g.sh * p.width + g.pl..][..cols];
         let src = offset + iy * g.iw;
         match x {
             // SAFETY: both ranges are in bounds (the slices are checked).

@@ -2,7 +2,7 @@
 //! i16 weights with `i32x4.dot_i16x8_s` (one `pmaddwd` in V8 on x86), 4 outputs
 //! (8 multiply-adds) per instruction. Node 20 has no relaxed SIMD, so no byte dot.
 
-use super::tuples::{channels, pair_bits, Job, QConsts, Scratch, Taps};
+use super::tuples::{channels, Job, QConsts, Scratch, Taps};
 use core::arch::wasm32::*;
 
 #[derive(Clone, Copy)]
@@ -20,10 +20,6 @@ impl Taps for Simd128Pairs {
     type X = v128;
     type Q = ([v128; 4], bool, bool);
 
-    #[inline(always)]
-    fn tuple_bits(taps: [i16; 4]) -> i32 {
-        pair_bits(taps)
-    }
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> v128 {
         i32x4_splat(bits)

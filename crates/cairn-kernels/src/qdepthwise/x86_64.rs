@@ -5,7 +5,7 @@
 //!   exact: no i16 saturation as in `vpmaddubsw`), 16 outputs (64 multiply-adds) per
 //!   instruction with the accumulation fused; a 3-tap filter row is one quad.
 
-use super::tuples::{channels, pair_bits, quad_bits, Job, QConsts, Scratch, Taps};
+use super::tuples::{channels, Job, QConsts, Scratch, Taps};
 use std::arch::x86_64::*;
 
 /// Whether this CPU has the instructions of the VNNI kernel (checked per call: cheap).
@@ -24,10 +24,6 @@ impl Taps for Avx2Pairs {
     type X = __m256i;
     type Q = ([__m256; 4], bool, bool);
 
-    #[inline(always)]
-    fn tuple_bits(taps: [i16; 4]) -> i32 {
-        pair_bits(taps)
-    }
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> __m256i {
         _mm256_set1_epi32(bits)
@@ -99,10 +95,6 @@ impl Taps for VnniQuads {
     type X = __m512i;
     type Q = [__m512; 4];
 
-    #[inline(always)]
-    fn tuple_bits(taps: [i16; 4]) -> i32 {
-        quad_bits(taps)
-    }
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> __m512i {
         _mm512_set1_epi32(bits)
