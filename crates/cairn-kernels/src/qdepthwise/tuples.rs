@@ -16,10 +16,10 @@
 //! away), so 7- and 14-wide planes fill the 64 outputs of an AVX-512 step nearly as well
 //! as 112-wide ones. Strided convolutions go row by row.
 
+use super::filters::QDwFilters;
 use crate::depthwise::ConvGeometry;
 use crate::parallel::{for_each_task, SendPtr};
 use crate::qgemm::driver::{store_row, RawOut, Requant};
-use super::filters::QDwFilters;
 use crate::qgemm::{QEpilogue, QOut, Q8};
 use crate::Activation;
 use std::cell::RefCell;
@@ -34,6 +34,9 @@ const MAX_TUPLES: usize = 64;
 pub(super) trait Taps: Copy {
     /// i32 lanes per accumulator.
     const L: usize;
+    /// Steps computed before one store (1 or 2: wider narrowing stores), where the
+    /// weights leave registers for it (not with the 2 x 6 pairs of the shifted layout).
+    const STEPS: usize = 1;
     /// Bytes (taps) each lane multiplies and adds per step: 2 (i16 pairs) or 4 (u8 x i8 quads).
     const T: usize;
     /// i32 accumulators.
@@ -54,7 +57,14 @@ pub(super) trait Taps: Copy {
     unsafe fn q_consts(c: &QConsts) -> Self::Q;
     /// Requantizes `NV` accumulators and stores their `NV * L` bytes in output order:
     /// lane `i` of `acc[v]` is output `v + NV * i` when `interleaved`, else `v * L + i`.
-    unsafe fn store_q8<const NV: usize>(acc: &[Self::A; NV], interleaved: bool, q: &Self::Q, out: *mut u8);
+    /// With `steps` steps at once (`acc[step]`, 1 or `STEPS`), `steps * NV * L` bytes.
+    unsafe fn store_q8<const NV: usize>(
+        acc: &[[Self::A; NV]; 2],
+        steps: usize,
+        interleaved: bool,
+        q: &Self::Q,
+        out: *mut u8,
+    );
     /// Stores the `L` lanes in order.
     unsafe fn store_i32(a: Self::A, out: *mut i32);
 }
@@ -81,7 +91,11 @@ pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, f: &QDwFilters) -> b
         Q8::U8(_) => (0..=255).contains(&x_zero),
         Q8::I8(_) => (-128..=127).contains(&x_zero),
     };
-    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES && f.fit_bytes()
+    zero_fits
+        && g.dw == 1
+        && (g.sw == 1 || g.sw == 2)
+        && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES
+        && f.fit_bytes()
 }
 
 /// Everything a task needs: geometry, input, weights, and where and how to store.
@@ -101,7 +115,14 @@ pub(super) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    pub(super) fn new(g: &ConvGeometry, x: Q8<'a>, x_zero: i32, f: &'a QDwFilters, epi: &'a QEpilogue<'a>, y: &mut QOut) -> Job<'a> {
+    pub(super) fn new(
+        g: &ConvGeometry,
+        x: Q8<'a>,
+        x_zero: i32,
+        f: &'a QDwFilters,
+        epi: &'a QEpilogue<'a>,
+        y: &mut QOut,
+    ) -> Job<'a> {
         let zu = match x {
             Q8::U8(_) => x_zero,
             Q8::I8(_) => x_zero + 128,
@@ -118,11 +139,31 @@ impl<'a> Job<'a> {
         };
         let (inv, z) = (1.0 / epi.out_scale, epi.out_zero as f32);
         let fast = match (y, bounds) {
-            (QOut::U8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr()), false, ((lo * inv).max(-1e9) + z).max(0.0), ((hi * inv).min(1e9) + z).min(255.0))),
-            (QOut::I8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr() as *mut u8), true, ((lo * inv).max(-1e9) + z).max(-128.0), ((hi * inv).min(1e9) + z).min(127.0))),
+            (QOut::U8(v), Some((lo, hi))) => Some((
+                SendPtr(v.as_mut_ptr()),
+                false,
+                ((lo * inv).max(-1e9) + z).max(0.0),
+                ((hi * inv).min(1e9) + z).min(255.0),
+            )),
+            (QOut::I8(v), Some((lo, hi))) => Some((
+                SendPtr(v.as_mut_ptr() as *mut u8),
+                true,
+                ((lo * inv).max(-1e9) + z).max(-128.0),
+                ((hi * inv).min(1e9) + z).min(127.0),
+            )),
             _ => None,
         };
-        Job { g: *g, x, zu: zu as u8, f, epi, fast, dst, rq, inv }
+        Job {
+            g: *g,
+            x,
+            zu: zu as u8,
+            f,
+            epi,
+            fast,
+            dst,
+            rq,
+            inv,
+        }
     }
 
     /// The epilogue of channel `ch` with filter sums `sum` and `sum_abs`, when it
@@ -132,11 +173,24 @@ impl<'a> Job<'a> {
         let (_, signed, qlo, qhi) = self.fast?;
         let (s, b) = self.rq.row(ch);
         let (si, bi) = (s * self.inv, b * self.inv + self.epi.out_zero as f32);
-        let limits = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
+        let limits = if signed {
+            (-128.0, 127.0)
+        } else {
+            (0.0, 255.0)
+        };
         // |acc| <= sum |w| * 255 + |zu * sum w|; in f64, with room for the f32 roundings.
-        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs()) * (si as f64).abs() + (bi as f64).abs();
+        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs())
+            * (si as f64).abs()
+            + (bi as f64).abs();
         let clamp = (qlo, qhi) != limits || !(bound < (1 << 21) as f64);
-        Some(QConsts { si, bi, qlo, qhi, signed, clamp })
+        Some(QConsts {
+            si,
+            bi,
+            qlo,
+            qhi,
+            signed,
+            clamp,
+        })
     }
 }
 
@@ -199,7 +253,11 @@ impl Plan {
         let interleaved = K::T / g.sw > 1;
         let shifted = K::T == 2 && g.sw == 1;
         let nv = if interleaved { K::T / g.sw } else { 2 };
-        let nt = if shifted { g.kw / 2 + 1 } else { g.kw.div_ceil(K::T) };
+        let nt = if shifted {
+            g.kw / 2 + 1
+        } else {
+            g.kw.div_ceil(K::T)
+        };
         let width = ((g.ow - 1) * g.sw + g.kw).next_multiple_of(g.sw);
         let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
         let phase_len = rows.div_ceil(g.sh) * width;
@@ -208,9 +266,21 @@ impl Plan {
             *t = (ki * g.dh % g.sh) * phase_len + ki * g.dh / g.sh * width;
         }
         let step = width / g.sw;
-        let n = ((g.oh - 1) * step + g.ow).next_multiple_of(nv * K::L);
+        let n = ((g.oh - 1) * step + g.ow).next_multiple_of(K::STEPS * nv * K::L);
         let reach = tap_off[..g.kh].iter().max().copied().unwrap_or(0) + g.sw * n + K::T * nt;
-        Plan { width, step, rows, phase_len, tap_off, nv, interleaved, shifted, nt, n, len: reach.max(g.sh * phase_len) }
+        Plan {
+            width,
+            step,
+            rows,
+            phase_len,
+            tap_off,
+            nv,
+            interleaved,
+            shifted,
+            nt,
+            n,
+            len: reach.max(g.sh * phase_len),
+        }
     }
 }
 
@@ -245,7 +315,18 @@ pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>,
 /// any size, read from the plan), `NW` weight vectors at most. Constant sizes let the
 /// tap loops unroll and keep the weights in registers.
 #[inline(always)]
-unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize, const NW: usize>(job: &Job, p: &Plan, chans: std::ops::Range<usize>, s: &mut Scratch) {
+unsafe fn channels_k<
+    K: Taps,
+    const NV: usize,
+    const KH: usize,
+    const NT: usize,
+    const NW: usize,
+>(
+    job: &Job,
+    p: &Plan,
+    chans: std::ops::Range<usize>,
+    s: &mut Scratch,
+) {
     let g = &job.g;
     let (kh, nt) = if KH == 0 { (g.kh, p.nt) } else { (KH, NT) };
     // Weight vectors: one filter for all accumulators, or one per accumulator (shifted).
@@ -273,12 +354,29 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
         let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg());
         let q = job.consts(ch, sum, sum_abs).map(|c| K::q_consts(&c));
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
-        compute::<K, NV>(g, p, s.plane.as_ptr(), &wv[..nw], kh, nt, init, &q, out8, out32);
+        compute::<K, NV>(
+            g,
+            p,
+            s.plane.as_ptr(),
+            &wv[..nw],
+            kh,
+            nt,
+            init,
+            &q,
+            out8,
+            out32,
+        );
         for oy in 0..g.oh {
             let (from, to) = (oy * p.step, ch * osz + oy * g.ow);
             match job.fast {
                 Some((y, ..)) => copy_bytes(out8.add(from), y.get().add(to), g.ow),
-                None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), to),
+                None => store_row(
+                    job.dst,
+                    &job.rq,
+                    job.rq.row(ch),
+                    std::slice::from_raw_parts(out32.add(from), g.ow),
+                    to,
+                ),
             }
         }
     }
@@ -289,57 +387,84 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
 /// caller's target features.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn compute<K: Taps, const NV: usize>(g: &ConvGeometry, p: &Plan, plane: *const u8, wv: &[K::W], kh: usize, nt: usize, init: K::A, q: &Option<K::Q>, out8: *mut u8, out32: *mut i32) {
+unsafe fn compute<K: Taps, const NV: usize>(
+    g: &ConvGeometry,
+    p: &Plan,
+    plane: *const u8,
+    wv: &[K::W],
+    kh: usize,
+    nt: usize,
+    init: K::A,
+    q: &Option<K::Q>,
+    out8: *mut u8,
+    out32: *mut i32,
+) {
     let kt = kh * nt;
     // Locals, not reads through `p` (the stores below could alias it for all LLVM knows,
     // and V8 pays for every reload).
     let (n, shifted, interleaved, sw) = (p.n, p.shifted, p.interleaved, g.sw);
     let tap_off = p.tap_off;
+    let steps = if shifted { 1 } else { K::STEPS };
     let mut o = 0;
     while o < n {
-        let mut acc = [init; NV];
-        if shifted {
-            let at = plane.add(o);
-            for ki in 0..kh {
-                for j in 0..nt {
-                    let x = K::load(at.add(tap_off[ki] + K::T * j));
-                    for v in 0..NV {
-                        acc[v] = K::madd(acc[v], x, wv[v * kt + ki * nt + j]);
+        let mut accs = [[init; NV]; 2];
+        for (st, acc) in accs.iter_mut().enumerate().take(steps) {
+            let o = o + st * NV * K::L;
+            if shifted {
+                let at = plane.add(o);
+                for ki in 0..kh {
+                    for j in 0..nt {
+                        let x = K::load(at.add(tap_off[ki] + K::T * j));
+                        for v in 0..NV {
+                            acc[v] = K::madd(acc[v], x, wv[v * kt + ki * nt + j]);
+                        }
                     }
                 }
-            }
-        } else {
-            let mut at = [plane; NV];
-            for (v, a) in at.iter_mut().enumerate() {
-                *a = plane.add(sw * (o + if interleaved { v } else { v * K::L }));
-            }
-            for ki in 0..kh {
-                for j in 0..nt {
-                    let w = wv[ki * nt + j];
-                    for v in 0..NV {
-                        acc[v] = K::madd(acc[v], K::load(at[v].add(tap_off[ki] + K::T * j)), w);
+            } else {
+                let mut at = [plane; NV];
+                for (v, a) in at.iter_mut().enumerate() {
+                    *a = plane.add(sw * (o + if interleaved { v } else { v * K::L }));
+                }
+                for ki in 0..kh {
+                    for j in 0..nt {
+                        let w = wv[ki * nt + j];
+                        for v in 0..NV {
+                            acc[v] = K::madd(acc[v], K::load(at[v].add(tap_off[ki] + K::T * j)), w);
+                        }
                     }
                 }
             }
         }
         match q {
-            Some(q) => K::store_q8::<NV>(&acc, interleaved, q, out8.add(o)),
-            None => store_lanes::<K, NV>(&acc, interleaved, out32.add(o)),
+            Some(q) => K::store_q8::<NV>(&accs, steps, interleaved, q, out8.add(o)),
+            None => {
+                for (st, acc) in accs.iter().enumerate().take(steps) {
+                    store_lanes::<K, NV>(acc, interleaved, out32.add(o + st * NV * K::L));
+                }
+            }
         }
-        o += NV * K::L;
+        o += steps * NV * K::L;
     }
 }
 
 /// i32 accumulators in output order (for epilogues other than 8-bit clamps).
 #[inline(always)]
-unsafe fn store_lanes<K: Taps, const NV: usize>(acc: &[K::A; NV], interleaved: bool, out: *mut i32) {
+unsafe fn store_lanes<K: Taps, const NV: usize>(
+    acc: &[K::A; NV],
+    interleaved: bool,
+    out: *mut i32,
+) {
     let mut lanes = [0i32; 64];
     for (v, a) in acc.iter().enumerate() {
         K::store_i32(*a, lanes.as_mut_ptr().add(v * K::L));
     }
     for v in 0..NV {
         for i in 0..K::L {
-            let o = if interleaved { v + NV * i } else { v * K::L + i };
+            let o = if interleaved {
+                v + NV * i
+            } else {
+                v * K::L + i
+            };
             *out.add(o) = lanes[v * K::L + i];
         }
     }
@@ -362,7 +487,10 @@ fn fill_plane(g: &ConvGeometry, p: &Plan, x: Q8, offset: usize, plane: &mut [u8]
         match x {
             // SAFETY: both ranges are in bounds (the slices are checked).
             Q8::U8(v) => unsafe { copy_bytes(v[src..src + cols].as_ptr(), dst.as_mut_ptr(), cols) },
-            Q8::I8(v) => dst.iter_mut().zip(&v[src..src + cols]).for_each(|(d, &s)| *d = s as u8 ^ 0x80),
+            Q8::I8(v) => dst
+                .iter_mut()
+                .zip(&v[src..src + cols])
+                .for_each(|(d, &s)| *d = s as u8 ^ 0x80),
         }
     }
 }

@@ -15,6 +15,7 @@ const MAGIC: f32 = 12_582_912.0;
 impl Taps for Simd128Pairs {
     const L: usize = 4;
     const T: usize = 2;
+    const STEPS: usize = 2;
     type A = v128;
     type W = v128;
     type X = v128;
@@ -41,14 +42,22 @@ impl Taps for Simd128Pairs {
         ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed, c.clamp)
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[v128; NV], interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
-        assert!(NV == 2, "simd128 pairs store two accumulators");
-        let (r0, r1) = (round(acc[0], q, *clamp), round(acc[1], q, *clamp));
-        let (a, b) = if interleaved { (i32x4_shuffle::<0, 4, 1, 5>(r0, r1), i32x4_shuffle::<2, 6, 3, 7>(r0, r1)) } else { (r0, r1) };
-        // Values are within [-128, 255] after the clamp: the narrows do not saturate.
-        let h = i16x8_narrow_i32x4(a, b);
-        let bytes = if *signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
-        v128_store64_lane::<0>(bytes, out as *mut u64);
+    unsafe fn store_q8<const NV: usize>(acc: &[[v128; NV]; 2], steps: usize, interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
+        assert!(NV == 2, "simd128 pairs store two accumulators per step");
+        let r = |s: usize, v: usize| round(acc[s][v], q, *clamp);
+        if steps == 1 {
+            let (r0, r1) = (r(0, 0), r(0, 1));
+            let (a, b) = if interleaved { (i32x4_shuffle::<0, 4, 1, 5>(r0, r1), i32x4_shuffle::<2, 6, 3, 7>(r0, r1)) } else { (r0, r1) };
+            let h = i16x8_narrow_i32x4(a, b);
+            let bytes = if *signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
+            return v128_store64_lane::<0>(bytes, out as *mut u64);
+        }
+        // Two steps of 8 outputs: with the clamp (or the saturation, see `round`) the
+        // narrows give the bytes; interleaved lanes hold outputs 0 2 4 6 | 1 3 5 7.
+        let (h0, h1) = (i16x8_narrow_i32x4(r(0, 0), r(0, 1)), i16x8_narrow_i32x4(r(1, 0), r(1, 1)));
+        let b = if *signed { i8x16_narrow_i16x8(h0, h1) } else { u8x16_narrow_i16x8(h0, h1) };
+        let b = if interleaved { i8x16_shuffle::<0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15>(b, b) } else { b };
+        v128_store(out as *mut v128, b);
     }
     #[inline(always)]
     unsafe fn store_i32(a: v128, out: *mut i32) {

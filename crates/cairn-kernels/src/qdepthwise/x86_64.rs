@@ -45,7 +45,8 @@ impl Taps for Avx2Pairs {
         ([_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)], c.signed, c.clamp)
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[__m256i; NV], interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(acc: &[[__m256i; NV]; 2], _steps: usize, interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
+        let acc = &acc[0];
         assert!(NV == 2, "AVX2 pairs store two accumulators");
         let (r0, r1) = (round_avx2(acc[0], q, *clamp), round_avx2(acc[1], q, *clamp));
         // Values are within [-128, 255] after the clamp: the packs do not saturate.
@@ -116,7 +117,8 @@ impl Taps for VnniQuads {
         [_mm512_set1_ps(c.si), _mm512_set1_ps(c.bi), _mm512_set1_ps(c.qlo), _mm512_set1_ps(c.qhi)]
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[__m512i; NV], interleaved: bool, q: &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(acc: &[[__m512i; NV]; 2], _steps: usize, interleaved: bool, q: &Self::Q, out: *mut u8) {
+        let acc = &acc[0];
         assert!(interleaved && (NV == 2 || NV == 4), "VNNI quads store 2 or 4 interleaved accumulators");
         // Rounded to i32 within [-128, 255], then their low bytes (the i8 or u8 value).
         let mut b = [_mm_setzero_si128(); NV];
