@@ -67,6 +67,20 @@ pub(super) trait Taps: Copy {
     );
     /// Stores the `L` lanes in order.
     unsafe fn store_i32(a: Self::A, out: *mut i32);
+    /// Whether [`Taps::compress`] and [`Taps::expand`] work on this CPU.
+    fn has_masked_bytes() -> bool {
+        false
+    }
+    /// For each 64-byte chunk `c` of `src`, appends its bytes selected by `masks[c]` to
+    /// `dst`, in order (the valid outputs of a channel's stream).
+    unsafe fn compress(_src: *const u8, _masks: &[u64], _dst: *mut u8) {
+        unreachable!("no masked byte moves on this ISA")
+    }
+    /// For each 64-byte chunk `c` of `dst`, places the next bytes of `src` at the bits of
+    /// `masks[c]` and `fill` elsewhere (a channel's input into its padded plane).
+    unsafe fn expand(_src: *const u8, _masks: &[u64], _fill: u8, _dst: *mut u8) {
+        unreachable!("no masked byte moves on this ISA")
+    }
 }
 
 /// Per channel: `q = round_half_even(clamp(acc * si + bi, qlo, qhi))`, the formula of
@@ -199,6 +213,10 @@ impl<'a> Job<'a> {
 pub(super) struct Scratch {
     plane: Vec<u8>,
     out8: Vec<u8>,
+    /// Per 64-byte chunk: the output positions of the stream, the input positions of the
+    /// plane (empty unless the ISA moves bytes under masks).
+    out_masks: Vec<u64>,
+    in_masks: Vec<u64>,
     out32: Vec<i32>,
 }
 
@@ -294,8 +312,23 @@ pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>,
     let p = Plan::new::<K>(g);
     // The padding is the zero point; channels overwrite only the input positions.
     s.plane.clear();
-    s.plane.resize(p.len, job.zu);
-    s.out8.resize(p.n, 0);
+    // Where the ISA moves bytes under masks (AVX-512 VBMI2): which stream positions are
+    // outputs, and (stride 1, no cropping) which plane positions are inputs.
+    // Only for rows shorter than a chunk (7 to 28 wide), where row copies are the cost.
+    let masked = K::has_masked_bytes() && job.fast.is_some() && p.width < 64;
+    s.out_masks.clear();
+    s.in_masks.clear();
+    if masked {
+        // Stream position q = row * step + col is an output when col < ow.
+        bit_masks(p.n, p.step, (0, g.oh), (0, g.ow), &mut s.out_masks);
+        if g.sh == 1 && g.pl + g.iw <= p.width && matches!(job.x, Q8::U8(_)) {
+            // Plane position q = row * width + col holds input when both are inside.
+            bit_masks(p.rows * p.width, p.width, (g.pt, (g.pt + g.ih).min(p.rows)), (g.pl, g.pl + g.iw), &mut s.in_masks);
+        }
+    }
+    s.plane.resize(p.len.max(64 * s.in_masks.len()), job.zu);
+    // 64 bytes of slack: the masked moves read whole chunks.
+    s.out8.resize(p.n + 64, 0);
     if job.fast.is_none() {
         s.out32.resize(p.n, 0);
     }
@@ -341,7 +374,10 @@ unsafe fn channels_k<
         _ => &job.f.pairs,
     };
     for ch in chans {
-        fill_plane(g, p, job.x, ch * isz, &mut s.plane);
+        match job.x {
+            Q8::U8(v) if !s.in_masks.is_empty() => K::expand(v[ch * isz..][..isz].as_ptr(), &s.in_masks, job.zu, s.plane.as_mut_ptr()),
+            _ => fill_plane(g, p, job.x, ch * isz, &mut s.plane),
+        }
         let mut wv = [K::splat_w(0); NW];
         let b = &bits[ch * nw..][..nw];
         // A loop of constant length (unrolled: the weights stay in registers).
@@ -366,6 +402,10 @@ unsafe fn channels_k<
             out8,
             out32,
         );
+        if let (Some((y, ..)), false) = (job.fast, s.out_masks.is_empty()) {
+            K::compress(out8, &s.out_masks, y.get().add(ch * osz));
+            continue;
+        }
         for oy in 0..g.oh {
             let (from, to) = (oy * p.step, ch * osz + oy * g.ow);
             match job.fast {
@@ -456,6 +496,25 @@ unsafe fn compute<K: Taps, const NV: usize>(
             }
         }
         o += steps * NV * K::L;
+    }
+}
+
+/// Appends one bit per position `q < len` (64 per word), set where `q = row * step + col`
+/// has `row` in `rows` and `col` in `cols` (half-open ranges).
+fn bit_masks(len: usize, step: usize, rows: (usize, usize), cols: (usize, usize), out: &mut Vec<u64>) {
+    let (mut row, mut col) = (0, 0);
+    for c in 0..len.div_ceil(64) {
+        let mut m = 0u64;
+        for i in 0..64.min(len - 64 * c) {
+            if row >= rows.0 && row < rows.1 && col >= cols.0 && col < cols.1 {
+                m |= 1 << i;
+            }
+            col += 1;
+            if col == step {
+                (row, col) = (row + 1, 0);
+            }
+        }
+        out.push(m);
     }
 }
 

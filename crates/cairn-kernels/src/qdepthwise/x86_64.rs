@@ -144,6 +144,37 @@ impl Taps for VnniQuads {
     unsafe fn store_i32(a: __m512i, out: *mut i32) {
         _mm512_storeu_si512(out as *mut _, a)
     }
+    fn has_masked_bytes() -> bool {
+        std::arch::is_x86_feature_detected!("avx512vbmi2")
+    }
+    unsafe fn compress(src: *const u8, masks: &[u64], dst: *mut u8) {
+        compress_vbmi2(src, masks, dst)
+    }
+    unsafe fn expand(src: *const u8, masks: &[u64], fill: u8, dst: *mut u8) {
+        expand_vbmi2(src, masks, fill, dst)
+    }
+}
+
+/// [`Taps::compress`] with `vpcompressb`: a channel's 7x7 outputs are 3 instructions,
+/// not 7 row copies.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+unsafe fn compress_vbmi2(src: *const u8, masks: &[u64], mut dst: *mut u8) {
+    for (c, &m) in masks.iter().enumerate() {
+        let v = _mm512_maskz_compress_epi8(m, _mm512_loadu_si512(src.add(64 * c) as *const _));
+        let n = m.count_ones();
+        _mm512_mask_storeu_epi8(dst as *mut _, if n == 64 { !0 } else { (1u64 << n) - 1 }, v);
+        dst = dst.add(n as usize);
+    }
+}
+
+/// [`Taps::expand`] with `vpexpandb` from memory: reads exactly the input bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+unsafe fn expand_vbmi2(mut src: *const u8, masks: &[u64], fill: u8, dst: *mut u8) {
+    let pad = _mm512_set1_epi8(fill as i8);
+    for (c, &m) in masks.iter().enumerate() {
+        _mm512_storeu_si512(dst.add(64 * c) as *mut _, _mm512_mask_expandloadu_epi8(pad, m, src as *const _));
+        src = src.add(m.count_ones() as usize);
+    }
 }
 
 /// The AVX2 task body.
