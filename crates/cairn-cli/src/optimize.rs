@@ -1,6 +1,7 @@
 //! `cairn optimize`: constant folding, BatchNorm folding, dead-node removal and, with
 //! `--quantize int8`, calibrated int8 quantization written as a QDQ ONNX model that
-//! Cairn's loader runs on its int8 kernels; `--prune` removes hidden channels, by one
+//! Cairn's loader runs on its int8 kernels (`int8-dynamic`: MatMuls with run-time
+//! activation quantization, for transformers); `--prune` removes hidden channels, by one
 //! ratio or, with `--sensitivity`, by per-block ratios that spare sensitive blocks.
 //! The output is written atomically.
 
@@ -23,7 +24,9 @@ pub struct OptimizeArgs {
     /// Where to write the optimized ONNX model.
     #[arg(short, long)]
     output: PathBuf,
-    /// Quantize weights and activations: `int8`.
+    /// Quantize: `int8` (weights and activations, calibrated on --calibrate inputs: image
+    /// models) or `int8-dynamic` (MatMul weights int8, activations quantized at run time:
+    /// transformer encoders; needs no calibration inputs).
     #[arg(long, value_name = "TYPE")]
     quantize: Option<String>,
     /// Directory of calibration inputs (.npy files, one input set each); keep it
@@ -137,7 +140,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         None => {}
         Some("int8") => {
             if args.calibrate.is_none() {
-                bail!("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)");
+                bail!("--quantize int8 needs --calibrate DIR (a directory of .npy inputs); for transformer encoders, --quantize int8-dynamic needs none");
             }
             let mut opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last, ..Options::default() };
             let (layers, targets) = plan(&graph, &opts);
@@ -180,7 +183,21 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 human_bytes(stats.weight_bytes_after)
             );
         }
-        Some(other) => bail!("--quantize '{other}' is not supported (use int8)"),
+        Some("int8-dynamic") => {
+            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic(graph)?;
+            if stats.matmuls == 0 {
+                bail!("nothing to quantize: the model has no MatMul with a constant 2-D f32 weight (for convolutions use --quantize int8 --calibrate DIR)");
+            }
+            graph = g;
+            eprintln!(
+                "quantized {} MatMuls to int8 with activations quantized at run time ({} distinct inputs); weights {} -> {}",
+                stats.matmuls,
+                stats.activations,
+                human_bytes(stats.weight_bytes_before),
+                human_bytes(stats.weight_bytes_after)
+            );
+        }
+        Some(other) => bail!("--quantize '{other}' is not supported (use int8, or int8-dynamic for transformer encoders)"),
     }
     if let Some(path) = &args.sensitivity_json {
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(tables))?;

@@ -5,11 +5,13 @@
 //! - [`quantize`]: weights int8 symmetric per output channel, activations u8 asymmetric
 //!   per tensor, written as QuantizeLinear/DequantizeLinear pairs (QDQ; see
 //!   docs/adr/0007-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
+//! - [`dynamic`]: MatMul weights int8, activations quantized at run time (transformers);
 //! - [`prune`]: structured channel pruning of inverted-residual blocks;
 //! - [`sensitivity`]: per-layer sensitivity to quantization and pruning, and its uses;
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
 pub mod calibrate;
+pub mod dynamic;
 mod entropy;
 mod error;
 pub mod fidelity;
