@@ -95,10 +95,11 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     if args.sensitivity_json.is_some() && !args.sensitivity && args.keep_sensitive == 0 {
         bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
     }
-    if args.keep_sensitive > 0 && args.quantize.is_none() {
+    let static_int8 = args.quantize.as_deref() == Some("int8");
+    if args.keep_sensitive > 0 && !static_int8 {
         bail!("--keep-sensitive N keeps layers of --quantize int8 in f32; give --quantize int8");
     }
-    if args.sensitivity && args.quantize.is_none() && args.prune.is_none() {
+    if args.sensitivity && !static_int8 && args.prune.is_none() {
         bail!("--sensitivity measures layers for --quantize int8 or --prune; give one of them");
     }
     let wants_inputs = args.quantize.is_some() || args.report || (args.prune.is_some() && args.sensitivity);
