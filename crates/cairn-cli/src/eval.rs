@@ -132,7 +132,10 @@ pub fn main(args: EvalArgs) -> Result<()> {
     println!("inputs                {}", a.inputs);
     println!("top-1 agreement       {:.1}% ({} / {})", pct(a.top1, a.inputs), a.top1, a.inputs);
     println!("top-5 agreement       {:.1}% (original's top-1 in optimized top-5)", pct(a.top5, a.inputs));
-    println!("decisive inputs       {} (original softmax margin >= 0.1): top-1 agreement {:.1}%", a.decisive, pct(a.decisive_top1, a.decisive));
+    match a.decisive {
+        0 => println!("decisive inputs       0 (original softmax margin >= 0.1; none here, e.g. hidden states rather than class scores)"),
+        d => println!("decisive inputs       {d} (original softmax margin >= 0.1): top-1 agreement {:.1}%", pct(a.decisive_top1, d)),
+    }
     println!("mean KL(orig || opt)  {:.5}", a.mean_kl());
     println!("mean cosine           {:.5}", a.mean_cosine());
     if a.labeled > 0 {
