@@ -1,17 +1,17 @@
 //! Portable int8 micro-kernel, 4x8 over k-pairs: plain i32 arithmetic that LLVM
 //! vectorizes for the target baseline; the twin of every SIMD kernel.
 
-use crate::qgemm::QKernel;
+use crate::qgemm::{Layout, QKernel};
 
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, run: kernel_4x8, run_q8: None };
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: None };
 
 /// # Safety
 /// See [`QKernel::run`].
-unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let mut acc = [[0i32; NR]; MR];
+unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let mut acc: [[i32; NR]; MR] = std::array::from_fn(|i| [*init.add(i); NR]);
     let a = std::slice::from_raw_parts(a, kp * MR);
     let b = std::slice::from_raw_parts(b, kp * NR);
     for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {

@@ -45,6 +45,13 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     let dst = RawOut::new(&mut out, row_stride, col_stride);
     let rq = Requant::new(epi, dst).with_rows(m);
     let (nr, kp) = (a.kernel.nr, a.kp);
+    // Where each accumulator row starts: the byte layout's zero-point correction.
+    let zb = b.quad_zero();
+    let mut init = vec![0i32; m.div_ceil(a.kernel.mr) * a.kernel.mr];
+    for (i, &s) in init.iter_mut().zip(&a.rowsum) {
+        *i = s.wrapping_mul(zb).wrapping_neg();
+    }
+    let init = &init[..];
     assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
     let per_col = (kp * 4).max(1);
     let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
@@ -63,9 +70,9 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
             #[cfg(target_arch = "x86_64")]
             if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
                 // SAFETY: AVX2 was detected when the ISA was chosen.
-                return unsafe { column_block_avx2(m, k, a, &b, dst, &rq, j0, cols, &mut pb) };
+                return unsafe { column_block_avx2(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb) };
             }
-            column_block(m, k, a, &b, dst, &rq, j0, cols, &mut pb)
+            column_block(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb)
         });
     });
 }
@@ -74,21 +81,22 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
-    column_block(m, k, a, b, dst, rq, j0, cols, pb)
+unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    column_block(m, k, a, b, init, dst, rq, j0, cols, pb)
 }
 
 /// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
     let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
     let n_end = j0 + cols;
-    pack_b(b, k, j0, cols, nr, pb);
+    pack_b(b, k, j0, cols, nr, a.kernel.layout, pb);
     let mut tile = [0i32; MAX_TILE];
     for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
         let r0 = pi * mr;
         let rows = mr.min(m - r0);
+        let init = init[r0..].as_ptr();
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
             let c0 = j0 + ti * nr;
             if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
@@ -103,12 +111,12 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Re
                     signed: matches!(rq.kind, Kind::I8),
                 };
                 // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
-                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), &t) };
+                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &t) };
                 continue;
             }
             // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
             // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
-            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
+            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), init, tile.as_mut_ptr()) };
             for r in 0..rows {
                 let row = r0 + r;
                 let sb = rq.row(row);
@@ -121,7 +129,7 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Re
 }
 
 /// Largest `mr * nr` of any kernel.
-const MAX_TILE: usize = 6 * 32;
+const MAX_TILE: usize = 8 * 32;
 
 /// Where [`store_row`] writes: an output buffer of some kind, with a column stride.
 #[derive(Clone, Copy)]

@@ -3,18 +3,18 @@
 //! pair into an i32 lane (8 products per instruction). Eight accumulators, two B
 //! vectors and one splat: the 4x8 shape the f32 kernel found V8 keeps in registers.
 
-use crate::qgemm::{Q8Tile, QKernel};
+use crate::qgemm::{Layout, Q8Tile, QKernel};
 use core::arch::wasm32::*;
 
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, run: kernel_4x8, run_q8: Some(kernel_4x8_q8) };
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: Some(kernel_4x8_q8) };
 
 /// # Safety
 /// See [`QKernel::run`].
-unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let acc = tile(kp, a, b);
+unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile(kp, a, b, init);
     for (i, row) in acc.iter().enumerate() {
         v128_store(c.add(i * NR) as *mut v128, row[0]);
         v128_store(c.add(i * NR + 4) as *mut v128, row[1]);
@@ -26,8 +26,8 @@ unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
 ///
 /// # Safety
 /// See [`QKernel::run_q8`].
-unsafe fn kernel_4x8_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    let acc = tile(kp, a, b);
+unsafe fn kernel_4x8_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    let acc = tile(kp, a, b, init);
     let (lo, hi) = (f32x4_splat(t.qlo), f32x4_splat(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (f32x4_splat(*t.si.add(i)), f32x4_splat(*t.bi.add(i)));
@@ -39,8 +39,8 @@ unsafe fn kernel_4x8_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
 }
 
 #[inline(always)]
-unsafe fn tile(kp: usize, mut a: *const i32, mut b: *const i32) -> [[v128; 2]; MR] {
-    let mut acc = [[i32x4_splat(0); 2]; MR];
+unsafe fn tile(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[v128; 2]; MR] {
+    let mut acc: [[v128; 2]; MR] = std::array::from_fn(|i| [i32x4_splat(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = v128_load(b as *const v128);
         let b1 = v128_load(b.add(4) as *const v128);

@@ -4,24 +4,38 @@
 //! - AVX-512 VNNI 6x32: the same shape on zmm with `vpdpwssd`, which multiplies,
 //!   adds the pair and accumulates in one instruction (4x the products per
 //!   instruction of the AVX2 kernel).
+//! - AVX-512 VNNI u8 x s8 8x32 over k-quads of bytes with `vpdpbusd` (four products
+//!   per lane, twice the pairs kernel's), the A word broadcast from memory: sixteen
+//!   accumulators, two B vectors.
 
-use crate::qgemm::{Q8Tile, QKernel};
+use crate::qgemm::{Layout, Q8Tile, QKernel};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
+/// Rows of the byte-layout kernel.
+const MR_Q: usize = 8;
 
-pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, run: avx2_entry, run_q8: Some(avx2_q8_entry) };
-pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, run: vnni_entry, run_q8: Some(vnni_q8_entry) };
+pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry) };
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry) };
+pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
+    name: "u8s8_gemm_8x32_avx512vnni",
+    mr: MR_Q,
+    nr: 32,
+    layout: Layout::Quads,
+    fallback: Some(&KERNEL_AVX512_VNNI),
+    run: vnni_u8s8_entry,
+    run_q8: Some(vnni_u8s8_q8_entry),
+};
 
 /// # Safety
 /// See [`QKernel::run`]; AVX2 must be present (checked when the kernel is chosen).
-unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    kernel_6x16_avx2(kp, a, b, c)
+unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    kernel_6x16_avx2(kp, a, b, init, c)
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let acc = tile_avx2(kp, a, b);
+unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_avx2(kp, a, b, init);
     for (i, row) in acc.iter().enumerate() {
         _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
         _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
@@ -30,15 +44,15 @@ unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, c: *mut i32)
 
 /// # Safety
 /// See [`QKernel::run_q8`]; AVX2 must be present.
-unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    kernel_6x16_avx2_q8(kp, a, b, t)
+unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    kernel_6x16_avx2_q8(kp, a, b, init, t)
 }
 
 /// The tile requantized in registers (scale, bias, clamp, round half to even) and
 /// narrowed with saturating packs to 16 bytes per row.
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    let acc = tile_avx2(kp, a, b);
+unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    let acc = tile_avx2(kp, a, b, init);
     let (lo, hi) = (_mm256_set1_ps(t.qlo), _mm256_set1_ps(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm256_set1_ps(*t.si.add(i)), _mm256_set1_ps(*t.bi.add(i)));
@@ -55,8 +69,8 @@ unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Til
 }
 
 #[inline(always)]
-unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m256i; 2]; MR] {
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m256i; 2]; MR] {
+    let mut acc: [[__m256i; 2]; MR] = std::array::from_fn(|i| [_mm256_set1_epi32(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = _mm256_loadu_si256(b as *const __m256i);
         let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
@@ -73,29 +87,41 @@ unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m256
 
 /// # Safety
 /// See [`QKernel::run`]; AVX-512F/BW and VNNI must be present (checked when chosen).
-unsafe fn vnni_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    kernel_6x32_vnni(kp, a, b, c)
+unsafe fn vnni_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    vnni_i32::<MR, false>(kp, a, b, init, c)
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
+unsafe fn vnni_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    vnni_q8::<MR, false>(kp, a, b, init, t)
+}
+
+/// # Safety
+/// See [`QKernel::run`]; AVX-512F/BW and VNNI must be present (checked when chosen).
+unsafe fn vnni_u8s8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    vnni_i32::<MR_Q, true>(kp, a, b, init, c)
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
+unsafe fn vnni_u8s8_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    vnni_q8::<MR_Q, true>(kp, a, b, init, t)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel_6x32_vnni(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let acc = tile_vnni(kp, a, b);
+unsafe fn vnni_i32<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_vnni::<R, QUADS>(kp, a, b, init);
     for (i, row) in acc.iter().enumerate() {
         _mm512_storeu_si512(c.add(i * 32) as *mut __m512i, row[0]);
         _mm512_storeu_si512(c.add(i * 32 + 16) as *mut __m512i, row[1]);
     }
 }
 
-/// # Safety
-/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
-unsafe fn vnni_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    kernel_6x32_vnni_q8(kp, a, b, t)
-}
-
 /// The tile requantized in registers and narrowed with AVX-512's saturating converts.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel_6x32_vnni_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    let acc = tile_vnni(kp, a, b);
+unsafe fn vnni_q8<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    let acc = tile_vnni::<R, QUADS>(kp, a, b, init);
     let (lo, hi) = (_mm512_set1_ps(t.qlo), _mm512_set1_ps(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm512_set1_ps(*t.si.add(i)), _mm512_set1_ps(*t.bi.add(i)));
@@ -109,18 +135,25 @@ unsafe fn kernel_6x32_vnni_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Til
     }
 }
 
+/// An `R x 32` tile: `vpdpbusd` (B bytes unsigned, A bytes signed) when `QUADS`, else
+/// `vpdpwssd` on i16 pairs; row i starts from `init[i]`.
 #[inline(always)]
-unsafe fn tile_vnni(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m512i; 2]; MR] {
-    let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+unsafe fn tile_vnni<const R: usize, const QUADS: bool>(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m512i; 2]; R] {
+    let mut acc: [[__m512i; 2]; R] = std::array::from_fn(|i| [_mm512_set1_epi32(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = _mm512_loadu_si512(b as *const __m512i);
         let b1 = _mm512_loadu_si512(b.add(16) as *const __m512i);
         for (i, row) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_epi32(*a.add(i));
-            row[0] = _mm512_dpwssd_epi32(row[0], av, b0);
-            row[1] = _mm512_dpwssd_epi32(row[1], av, b1);
+            if QUADS {
+                row[0] = _mm512_dpbusd_epi32(row[0], b0, av);
+                row[1] = _mm512_dpbusd_epi32(row[1], b1, av);
+            } else {
+                row[0] = _mm512_dpwssd_epi32(row[0], av, b0);
+                row[1] = _mm512_dpwssd_epi32(row[1], av, b1);
+            }
         }
-        a = a.add(MR);
+        a = a.add(R);
         b = b.add(32);
     }
     acc
