@@ -52,6 +52,9 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
         *i = s.wrapping_mul(zb).wrapping_neg();
     }
     let init = &init[..];
+    if n <= GEMV_MAX_N {
+        return gemv(m, n, k, a, &b, init, dst, &rq);
+    }
     assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
     let per_col = (kp * 4).max(1);
     let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
@@ -75,6 +78,36 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
             column_block(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb)
         });
     });
+}
+
+/// Up to this many columns, each column is a matrix-vector product ([`QKernel::run_gemv`]):
+/// a tile would compute `nr` columns to keep `n`.
+const GEMV_MAX_N: usize = 2;
+
+/// `C = epilogue(A * B)` one column at a time, row panels spread over threads.
+#[allow(clippy::too_many_arguments)]
+fn gemv(m: usize, n: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant) {
+    let (mr, kp) = (a.kernel.mr, a.kp);
+    let panels = m.div_ceil(mr);
+    let per_task = panels.div_ceil(threads()).max(1);
+    let tasks: Vec<usize> = (0..panels).step_by(per_task).collect();
+    let mut col = Vec::new();
+    for j in 0..n {
+        pack_b(b, k, j, 1, 1, a.kernel.layout, &mut col);
+        for_each_task(&tasks, |&p0| {
+            let mut acc = [0i32; MAX_TILE];
+            for p in p0..(p0 + per_task).min(panels) {
+                let r0 = p * mr;
+                // SAFETY: the panel holds kp*mr words, `col` kp, init and acc at least mr.
+                unsafe { (a.kernel.run_gemv)(kp, a.data[p * kp * mr..].as_ptr(), col.as_ptr(), init[r0..].as_ptr(), acc.as_mut_ptr()) };
+                for (r, v) in acc[..mr.min(m - r0)].iter().enumerate() {
+                    let row = r0 + r;
+                    // SAFETY: (row, j) is inside C; each task writes only its own rows.
+                    unsafe { store_row(dst, rq, rq.row(row), std::slice::from_ref(v), row * dst.rs + j * dst.cs) };
+                }
+            }
+        });
+    }
 }
 
 /// [`column_block`] compiled for AVX2, so that packing and the epilogue vectorize 8-wide.

@@ -168,6 +168,10 @@ pub struct QKernel {
     /// The same tile requantized in registers and stored as 8-bit (see [`Q8Tile`]), for
     /// full tiles with a clamping activation; `None` where the ISA has no such kernel.
     pub(crate) run_q8: Option<unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile)>,
+    /// One output column (a matrix-vector product, e.g. a classifier at batch 1, where a
+    /// tile would compute `nr` columns to keep one): for the `mr` rows of panel `a`,
+    /// `c[i] = init[i] + sum_q dot(a[q * mr + i], b[q])`, `b` holding `kp` words.
+    pub(crate) run_gemv: unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32),
 }
 
 /// Where and how a fused kernel stores a full 8-bit tile: for row i,
@@ -213,7 +217,9 @@ impl QKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni") {
-                out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI_U8S8);
+                if std::arch::is_x86_feature_detected!("avx512vl") {
+                    out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI_U8S8);
+                }
                 out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI);
             }
             if std::arch::is_x86_feature_detected!("avx2") {

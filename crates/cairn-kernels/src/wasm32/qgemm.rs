@@ -9,7 +9,7 @@ use core::arch::wasm32::*;
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: Some(kernel_4x8_q8) };
+pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: Some(kernel_4x8_q8), run_gemv: gemv_4 };
 
 /// # Safety
 /// See [`QKernel::run`].
@@ -53,4 +53,23 @@ unsafe fn tile(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32
         b = b.add(NR);
     }
     acc
+}
+
+/// One column of four rows per k-pair: the panel's four words against the splatted B pair.
+///
+/// # Safety
+/// See [`QKernel::run_gemv`].
+unsafe fn gemv_4(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    // Two accumulators hide the dot's latency.
+    let (mut s0, mut s1) = (v128_load(init as *const v128), i32x4_splat(0));
+    let mut q = 0;
+    while q + 2 <= kp {
+        s0 = i32x4_add(s0, i32x4_dot_i16x8(v128_load(a.add(q * MR) as *const v128), v128_load32_splat(b.add(q) as *const u32)));
+        s1 = i32x4_add(s1, i32x4_dot_i16x8(v128_load(a.add(q * MR + MR) as *const v128), v128_load32_splat(b.add(q + 1) as *const u32)));
+        q += 2;
+    }
+    if q < kp {
+        s0 = i32x4_add(s0, i32x4_dot_i16x8(v128_load(a.add(q * MR) as *const v128), v128_load32_splat(b.add(q) as *const u32)));
+    }
+    v128_store(c as *mut v128, i32x4_add(s0, s1));
 }

@@ -15,8 +15,8 @@ const MR: usize = 6;
 /// Rows of the byte-layout kernel.
 const MR_Q: usize = 8;
 
-pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry) };
-pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry) };
+pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
 pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_8x32_avx512vnni",
     mr: MR_Q,
@@ -25,6 +25,7 @@ pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     fallback: Some(&KERNEL_AVX512_VNNI),
     run: vnni_u8s8_entry,
     run_q8: Some(vnni_u8s8_q8_entry),
+    run_gemv: vnni_u8s8_gemv,
 };
 
 /// # Safety
@@ -157,4 +158,28 @@ unsafe fn tile_vnni<const R: usize, const QUADS: bool>(kp: usize, mut a: *const 
         b = b.add(32);
     }
     acc
+}
+
+/// One column of eight rows per k-quad: `vpdpbusd` on ymm (AVX-512VL), the B quad
+/// broadcast, four accumulators to hide latency.
+///
+/// # Safety
+/// See [`QKernel::run_gemv`]; AVX-512VL and VNNI must be present (checked with the kernel).
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+unsafe fn vnni_u8s8_gemv(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let mut s = [_mm256_loadu_si256(init as *const __m256i), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()];
+    let step = |acc: __m256i, q: usize| _mm256_dpbusd_epi32(acc, _mm256_set1_epi32(*b.add(q)), _mm256_loadu_si256(a.add(q * MR_Q) as *const __m256i));
+    let mut q = 0;
+    while q + 4 <= kp {
+        for (u, acc) in s.iter_mut().enumerate() {
+            *acc = step(*acc, q + u);
+        }
+        q += 4;
+    }
+    while q < kp {
+        s[0] = step(s[0], q);
+        q += 1;
+    }
+    let sum = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
+    _mm256_storeu_si256(c as *mut __m256i, sum);
 }
