@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod isa;
 pub mod math;
 pub mod parallel;
+pub mod qconvert;
 pub mod qdepthwise;
 pub mod qgemm;
 mod simd;
