@@ -208,7 +208,18 @@ unsafe fn interleave4_sse2(d: &[u8], base: usize, stride: usize, flip: u8, dst: 
     }
 }
 
-fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut [i32]) {
+/// An 8-bit element type of B.
+trait Byte: Copy + Into<i32> {
+    const SIGNED: bool;
+}
+impl Byte for u8 {
+    const SIGNED: bool = false;
+}
+impl Byte for i8 {
+    const SIGNED: bool = true;
+}
+
+fn pack_b_typed<T: Byte>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut [i32]) {
     let kp = k.div_ceil(2);
     let z = b.zero;
     for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
@@ -221,6 +232,11 @@ fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, col
                 let r1 = r0 + b.k_stride;
                 if b.n_stride == 1 {
                     let (s0, s1) = (&d[r0..r0 + w], &d[r1..r1 + w]);
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    let (s0, s1, dst) = {
+                        let done = pairs_simd128::<T>(s0, s1, z, dst);
+                        (&s0[done..], &s1[done..], &mut dst[done..])
+                    };
                     for ((o, &x0), &x1) in dst.iter_mut().zip(s0).zip(s1) {
                         *o = pair(x0.into() - z, x1.into() - z);
                     }
@@ -237,4 +253,29 @@ fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, col
             }
         }
     }
+}
+
+/// Pairs of two contiguous rows, eight columns per step: widen to i16, subtract the zero
+/// point, interleave the rows' lanes. Returns how many columns it packed.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn pairs_simd128<T: Byte>(s0: &[T], s1: &[T], z: i32, dst: &mut [i32]) -> usize {
+    use core::arch::wasm32::*;
+    let n = dst.len().min(s0.len()).min(s1.len()) / 8 * 8;
+    let zv = i16x8_splat(z as i16);
+    let widen = |p: *const T| {
+        // SAFETY: the caller's loop keeps 8 elements of each row in bounds.
+        let v = unsafe { v128_load64_zero(p as *const u64) };
+        i16x8_sub(if T::SIGNED { i16x8_extend_low_i8x16(v) } else { u16x8_extend_low_u8x16(v) }, zv)
+    };
+    let mut c = 0;
+    while c < n {
+        let (a, b) = (widen(s0[c..].as_ptr()), widen(s1[c..].as_ptr()));
+        // SAFETY: dst[c .. c + 8] is in bounds.
+        unsafe {
+            v128_store(dst.as_mut_ptr().add(c) as *mut v128, i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(a, b));
+            v128_store(dst.as_mut_ptr().add(c + 4) as *mut v128, i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(a, b));
+        }
+        c += 8;
+    }
+    n
 }
