@@ -136,6 +136,7 @@ unsafe fn add_u8_avx2(a: &[u8], b: &[u8], ka: f32, kb: f32, k0: f32, out: &mut [
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::Q8Range;
+    use crate::wasm32::qgemm::round_clamped;
     use core::arch::wasm32::*;
 
     /// Four i32x4 of in-range integers to sixteen bytes.
@@ -174,7 +175,7 @@ mod simd128 {
                 let q = f32x4_div(unsafe { v128_load(xs.as_ptr().add(4 * i) as *const v128) }, s);
                 // NaN lanes to 0 (x == x is false only for NaN), then clamp and round half to even.
                 let q = v128_and(q, f32x4_eq(q, q));
-                i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_pmin(f32x4_pmax(q, qlo), qhi))), z)
+                i32x4_add(round_clamped(f32x4_pmin(f32x4_pmax(q, qlo), qhi)), z)
             });
             // SAFETY: the chunk holds 16 bytes.
             unsafe { v128_store(o.as_mut_ptr() as *mut v128, narrow(q, range)) };
@@ -205,8 +206,9 @@ mod simd128 {
             let (wa, wb) = unsafe { (widen(v128_load(xa.as_ptr() as *const v128), Q8Range::U8), widen(v128_load(xb.as_ptr() as *const v128), Q8Range::U8)) };
             let q: [v128; 4] = std::array::from_fn(|i| {
                 let v = f32x4_add(f32x4_add(f32x4_mul(f32x4_convert_i32x4(wa[i]), ka), f32x4_mul(f32x4_convert_i32x4(wb[i]), kb)), k0);
-                // pmax/pmin keep the first operand on NaN, so NaN lanes end as 0 like the scalar loop.
-                i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_pmin(f32x4_pmax(v, lo), hi)))
+                // NaN lanes (NaN scales) to 0, as the scalar loop stores them.
+                let v = v128_and(v, f32x4_eq(v, v));
+                round_clamped(f32x4_pmin(f32x4_pmax(v, lo), hi))
             });
             // SAFETY: the chunk holds 16 bytes.
             unsafe { v128_store(o.as_mut_ptr() as *mut v128, narrow(q, Q8Range::U8)) };

@@ -326,7 +326,7 @@ impl Acc for f32 {
         self as i32
     }
 
-    /// simd128: four lanes per step (`f32x4.nearest` rounds half to even), saturating narrows.
+    /// simd128: four lanes per step, rounding half to even, saturating narrows.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     #[inline(always)]
     fn requantize(acc: &[f32], si: f32, bi: f32, qlo: f32, qhi: f32, signed: bool, out: &mut [u8]) {
@@ -337,7 +337,8 @@ impl Acc for f32 {
         // SAFETY: loads and stores stay below n (8 at a time, then the scalar tail).
         unsafe {
             while j + 8 <= n {
-                let q = |p: *const f32| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_min(f32x4_max(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi)));
+                // pmin/pmax and the mantissa rounding: see the simd128 GEMM kernel's epilogue.
+                let q = |p: *const f32| crate::wasm32::qgemm::round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi));
                 let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
                 let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
                 v128_store64_lane::<0>(bytes, out.as_mut_ptr().add(j) as *mut u64);
