@@ -77,6 +77,53 @@ pub fn add_u8(a: &[u8], b: &[u8], ka: f32, kb: f32, k0: f32, out: &mut [u8]) {
     add_u8_portable(a, b, ka, kb, k0, out)
 }
 
+/// `out[i] = src[2 * i]`: one row of a stride-2 im2col (the first convolution of most
+/// vision models), sixteen bytes per step.
+pub fn gather_even(src: &[u8], out: &mut [u8]) {
+    assert!(out.is_empty() || 2 * out.len() - 1 <= src.len(), "gather_even: source too short");
+    // Whole 32-byte source blocks in SIMD, the rest here.
+    let done = gather_even_blocks(src, out, (src.len() / 32).min(out.len() / 16));
+    for (i, o) in out.iter_mut().enumerate().skip(done) {
+        *o = src[2 * i];
+    }
+}
+
+/// The first `blocks * 16` outputs of [`gather_even`]; returns how many it wrote.
+#[cfg(target_arch = "x86_64")]
+fn gather_even_blocks(src: &[u8], out: &mut [u8], blocks: usize) -> usize {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is x86_64's baseline; block b reads src[32b .. 32b + 32] and
+    // writes out[16b .. 16b + 16], both in bounds.
+    unsafe {
+        let low = _mm_set1_epi16(0xff);
+        for b in 0..blocks {
+            let p = src.as_ptr().add(32 * b) as *const __m128i;
+            let (x, y) = (_mm_and_si128(_mm_loadu_si128(p), low), _mm_and_si128(_mm_loadu_si128(p.add(1)), low));
+            _mm_storeu_si128(out.as_mut_ptr().add(16 * b) as *mut __m128i, _mm_packus_epi16(x, y));
+        }
+    }
+    blocks * 16
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn gather_even_blocks(src: &[u8], out: &mut [u8], blocks: usize) -> usize {
+    use core::arch::wasm32::*;
+    // SAFETY: as for x86_64.
+    unsafe {
+        for b in 0..blocks {
+            let p = src.as_ptr().add(32 * b) as *const v128;
+            let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(v128_load(p), v128_load(p.add(1)));
+            v128_store(out.as_mut_ptr().add(16 * b) as *mut v128, even);
+        }
+    }
+    blocks * 16
+}
+
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+fn gather_even_blocks(_: &[u8], _: &mut [u8], _: usize) -> usize {
+    0
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
     matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512)
@@ -258,6 +305,16 @@ mod tests {
                 let v = if range == Q8Range::I8 { q as i8 as i32 } else { q as i32 };
                 assert_eq!(o, (v - zero) as f32 * 0.25);
             }
+        }
+    }
+
+    #[test]
+    fn gather_even_takes_every_other_byte() {
+        for (n, extra) in [(0, 0), (1, 0), (15, 1), (16, 0), (16, 1), (57, 0), (112, 1), (113, 0)] {
+            let src: Vec<u8> = (0..(2 * n).max(1) - 1 + extra).map(|i| (i * 7 + 3) as u8).collect();
+            let mut out = vec![0u8; n];
+            gather_even(&src, &mut out);
+            assert!(out.iter().enumerate().all(|(i, &o)| o == src[2 * i]), "{n} {extra}");
         }
     }
 

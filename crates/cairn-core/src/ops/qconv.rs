@@ -307,6 +307,8 @@ fn im2col_q8(x: Q8, channels: usize, g: &super::conv::Geometry, zero: i32, col: 
                     let first = ox0 * g.sw + kj * g.dw - g.pl;
                     if g.sw == 1 {
                         orow[ox0..ox1].copy_from_slice(&srow[first..first + (ox1 - ox0)]);
+                    } else if g.sw == 2 {
+                        cairn_kernels::qconvert::gather_even(&srow[first..], &mut orow[ox0..ox1]);
                     } else {
                         for (o, &v) in orow[ox0..ox1].iter_mut().zip(srow[first..].iter().step_by(g.sw)) {
                             *o = v;

@@ -210,6 +210,8 @@ unsafe fn interleave4_sse2(d: &[u8], base: usize, stride: usize, flip: u8, dst: 
 
 /// An 8-bit element type of B.
 trait Byte: Copy + Into<i32> {
+    // Only the simd128 packer reads it.
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     const SIGNED: bool;
 }
 impl Byte for u8 {
