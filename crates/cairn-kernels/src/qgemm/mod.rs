@@ -11,7 +11,7 @@
 //! pair sums (255 * 127 * 2 > 32767) and so is not exact for full-range u8 x i8;
 //! onnxruntime works around it with 7-bit weights (`reduce_range`), which costs accuracy.
 //!
-//! The byte layout, where the CPU has an exact u8 x s8 dot (AVX-512 VNNI `vpdpbusd`:
+//! The byte layout, where the CPU has an exact u8 x s8 dot (AVX-512 VNNI or AVX-VNNI `vpdpbusd`:
 //! four products per i32 lane, no saturation) and the weights are symmetric s8 (zero
 //! point 0, what `cairn optimize` writes; or u8 with zero point 128, flipped to s8):
 //! weights stay s8 and activations stay raw bytes (i8 activations flipped to u8 by
@@ -204,6 +204,8 @@ impl QKernel {
                 crate::Isa::Generic => crate::generic::qgemm::KERNEL,
                 // AVX2 forced (`CAIRN_ISA=avx2`): no AVX-512 kernel either.
                 #[cfg(target_arch = "x86_64")]
+                crate::Isa::Avx2Fma if std::arch::is_x86_feature_detected!("avxvnni") => crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8,
+                #[cfg(target_arch = "x86_64")]
                 crate::Isa::Avx2Fma => crate::x86_64::qgemm::KERNEL_AVX2,
                 _ => QKernel::all_available()[0],
             }
@@ -221,6 +223,9 @@ impl QKernel {
                     out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI_U8S8);
                 }
                 out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni") {
+                out.push(crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8);
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 out.push(crate::x86_64::qgemm::KERNEL_AVX2);

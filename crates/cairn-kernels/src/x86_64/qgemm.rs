@@ -4,6 +4,8 @@
 //! - AVX-512 VNNI 6x32: the same shape on zmm with `vpdpwssd`, which multiplies,
 //!   adds the pair and accumulates in one instruction (4x the products per
 //!   instruction of the AVX2 kernel).
+//! - AVX-VNNI u8 x s8 6x16 (VEX-encoded `vpdpbusd` on ymm: AVX2-class CPUs with VNNI,
+//!   Alder Lake and later, Zen 5): the AVX2 kernel's shape over k-quads.
 //! - AVX-512 VNNI u8 x s8 8x32 over k-quads of bytes with `vpdpbusd` (four products
 //!   per lane, twice the pairs kernel's), the A word broadcast from memory: sixteen
 //!   accumulators, two B vectors.
@@ -16,6 +18,16 @@ const MR: usize = 6;
 const MR_Q: usize = 8;
 
 pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
+pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
+    name: "u8s8_gemm_6x16_avxvnni",
+    mr: MR,
+    nr: 16,
+    layout: Layout::Quads,
+    fallback: Some(&KERNEL_AVX2),
+    run: avxvnni_entry,
+    run_q8: Some(avxvnni_q8_entry),
+    run_gemv: crate::generic::qgemm::gemv::<MR, true>,
+};
 pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
 pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_8x32_avx512vnni",
@@ -53,7 +65,11 @@ unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i3
 /// narrowed with saturating packs to 16 bytes per row.
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
-    let acc = tile_avx2(kp, a, b, init);
+    store_q8_ymm(&tile_avx2(kp, a, b, init), t)
+}
+
+#[inline(always)]
+unsafe fn store_q8_ymm(acc: &[[__m256i; 2]; MR], t: &Q8Tile) {
     let (lo, hi) = (_mm256_set1_ps(t.qlo), _mm256_set1_ps(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm256_set1_ps(*t.si.add(i)), _mm256_set1_ps(*t.bi.add(i)));
@@ -67,6 +83,50 @@ unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *co
         let bytes = _mm256_permute4x64_epi64::<0b00_00_10_00>(bytes);
         _mm_storeu_si128(t.out.add(i * t.ldc) as *mut __m128i, _mm256_castsi256_si128(bytes));
     }
+}
+
+/// # Safety
+/// See [`QKernel::run`]; AVX2 and AVX-VNNI must be present (checked when chosen).
+unsafe fn avxvnni_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    kernel_6x16_avxvnni(kp, a, b, init, c)
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn kernel_6x16_avxvnni(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_avxvnni(kp, a, b, init);
+    for (i, row) in acc.iter().enumerate() {
+        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
+        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
+    }
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX2 and AVX-VNNI must be present.
+unsafe fn avxvnni_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    kernel_6x16_avxvnni_q8(kp, a, b, init, t)
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn kernel_6x16_avxvnni_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    store_q8_ymm(&tile_avxvnni(kp, a, b, init), t)
+}
+
+/// `vpdpbusd` on ymm: B bytes unsigned, the broadcast A quad signed.
+#[inline(always)]
+unsafe fn tile_avxvnni(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m256i; 2]; MR] {
+    let mut acc: [[__m256i; 2]; MR] = std::array::from_fn(|i| [_mm256_set1_epi32(*init.add(i)); 2]);
+    for _ in 0..kp {
+        let b0 = _mm256_loadu_si256(b as *const __m256i);
+        let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_epi32(*a.add(i));
+            row[0] = _mm256_dpbusd_avx_epi32(row[0], b0, av);
+            row[1] = _mm256_dpbusd_avx_epi32(row[1], b1, av);
+        }
+        a = a.add(MR);
+        b = b.add(16);
+    }
+    acc
 }
 
 #[inline(always)]
