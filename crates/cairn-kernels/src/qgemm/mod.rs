@@ -149,6 +149,9 @@ impl Layout {
     }
 }
 
+/// A fused requantizing tile kernel (see [`QKernel::run_q8`]).
+pub(crate) type Q8TileFn = unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile);
+
 /// A micro-kernel: an `mr x nr` i32 tile from `kp` k-groups of packed A (`mr` words
 /// per group) and packed B (`nr` words per group), stored to `c` (row stride `nr`).
 /// Row i of the tile starts from `init[i]` (the zero-point correction of the byte layout).
@@ -167,7 +170,7 @@ pub struct QKernel {
     pub(crate) run: unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32),
     /// The same tile requantized in registers and stored as 8-bit (see [`Q8Tile`]), for
     /// full tiles with a clamping activation; `None` where the ISA has no such kernel.
-    pub(crate) run_q8: Option<unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile)>,
+    pub(crate) run_q8: Option<Q8TileFn>,
     /// One output column (a matrix-vector product, e.g. a classifier at batch 1, where a
     /// tile would compute `nr` columns to keep one): for the `mr` rows of panel `a`,
     /// `c[i] = init[i] + sum_q dot(a[q * mr + i], b[q])`, `b` holding `kp` words.
