@@ -7,7 +7,7 @@
 #   3a. the coarse level of a real pretrained EfficientNet-Lite0 bundle agrees with the full
 #       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
 #   3a'. int8: onnxruntime-quantized MobileNetV2 and EfficientNet-Lite0 (QDQ, QOperator,
-#       dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
+#       dynamic) and the MiniLM encoder (dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
 #       pretrained EfficientNet-Lite0 agrees with f32 on >= 99% of decisive real-photo inputs;
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;

@@ -9,7 +9,13 @@ requantization (a few elements of a layer round a tie the other way: on MobileNe
 difference is 1 element of 75,264 by one step, in its 7th conv), and such differences propagate
 through the following layers, more so with random weights: the check is max |cairn - ort| /
 max |ort| of the logits within TOLERANCE and the same top-1 class. Dynamic quantization
-(DynamicQuantizeLinear + ConvInteger/MatMulInteger) is integer arithmetic: bit-exact.
+(DynamicQuantizeLinear + ConvInteger/MatMulInteger) is integer arithmetic up to the f32
+dequantization (Cairn fuses it into the GEMM epilogue, onnxruntime into its own
+MatMulIntegerToFloat): within DYNAMIC_TOLERANCE. The MiniLM-shaped encoder
+(tools/build_bench_models.py), dynamically quantized, is checked on token ids within
+ENCODER_TOLERANCE: each layer re-quantizes its activations at run time, so an f32 difference
+in the last bit (erf, softmax, LayerNorm) can move a value across a rounding tie and one int8
+step propagates; onnxruntime's own optimized and unoptimized sessions differ by 4e-3 there.
 
     python3 tools/compare_int8_with_ort.py [--cairn target/release/cairn] [--inputs N]
 """
@@ -19,6 +25,8 @@ import onnx
 import onnxruntime as ort
 
 TOLERANCE = 0.08
+DYNAMIC_TOLERANCE = 1e-4
+ENCODER_TOLERANCE = 1e-2
 MIN_TOP1 = 0.9
 
 
@@ -68,12 +76,45 @@ def main():
             if not errs:
                 continue
             err, top1 = max(errs), same / len(errs)
-            ok = err <= TOLERANCE and top1 >= MIN_TOP1
+            ok = err <= (DYNAMIC_TOLERANCE if fmt == 'dynamic' else TOLERANCE) and top1 >= MIN_TOP1
             if not ok:
                 failed.append(f'{base}_{fmt}')
             print(f"{base + '_ort_' + fmt:<34} {err:>16.2e} {top1:>10.0%}{'' if ok else '  FAIL'}")
-    print(f"{6 - len(failed)} of 6 onnxruntime-quantized models match onnxruntime")
+    err = check_minilm_dynamic(models, args.cairn, opts)
+    ok = err is not None and err <= ENCODER_TOLERANCE
+    if not ok:
+        failed.append('minilm_ort_dynamic')
+    print(f"{'minilm_ort_dynamic (seq 128)':<34} {err if err is not None else float('nan'):>16.2e} {'-':>10}{'' if ok else '  FAIL'}")
+    print(f"{7 - len(failed)} of 7 onnxruntime-quantized models match onnxruntime")
     sys.exit(1 if failed else 0)
+
+
+def check_minilm_dynamic(models, cairn, opts):
+    """The encoder quantized by onnxruntime's quantize_dynamic (MatMulInteger), on random
+    token ids of length 128: max |cairn - ort| / max |ort| of the hidden states, or None."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    src, path = os.path.join(models, 'minilm.onnx'), os.path.join(models, 'minilm_ort_dynamic.onnx')
+    if not os.path.exists(path):
+        quantize_dynamic(src, path, weight_type=QuantType.QInt8)
+    sess = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in range(3):
+            feeds, cmd = {}, [cairn, 'run', path, '--output', os.path.join(tmp, 'y.npy')]
+            for i in sess.get_inputs():
+                v = np.ones((1, 128), np.int64) if 'mask' in i.name else rng.integers(1, 1000, (1, 128)).astype(np.int64)
+                feeds[i.name] = v
+                np.save(os.path.join(tmp, f'{i.name}.npy'), v)
+                cmd += ['--input', f"{i.name}={os.path.join(tmp, i.name + '.npy')}"]
+            want = sess.run(None, feeds)[0]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f'minilm_ort_dynamic: cairn failed: {r.stderr.strip()}')
+                return None
+            got = np.load(os.path.join(tmp, 'y.npy'))
+            worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want))) / (float(np.max(np.abs(want))) or 1.0))
+    return worst
 
 
 if __name__ == '__main__':

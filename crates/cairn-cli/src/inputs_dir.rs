@@ -1,6 +1,8 @@
-//! Model inputs from a directory of `.npy` files or photos (PNG, JPEG), one input set per
-//! file, for a model with one runtime input: calibration and evaluation. Photos are resized
-//! to the input's `[1, 3, H, W]` and normalized `(value / 255 - mean) / std`.
+//! Model inputs from a directory, for calibration and evaluation: for a model with one
+//! runtime input, one input set per `.npy` file or photo (PNG, JPEG; resized to the input's
+//! `[1, 3, H, W]` and normalized `(value / 255 - mean) / std`); for a model with several
+//! (a transformer's `input_ids` and `attention_mask`), one input set per subdirectory
+//! holding `<input name>.npy` for each of them.
 
 use crate::npy;
 use anyhow::{bail, Context, Result};
@@ -29,7 +31,7 @@ pub fn parse3(flag: &str, s: &str) -> Result<[f32; 3]> {
 /// A file that is neither a usable `.npy` nor a readable image is an error naming it.
 pub fn read(dir: &Path, graph: &Graph, limit: usize, norm: Normalize) -> Result<Vec<(String, HashMap<String, Tensor>)>> {
     let inputs: Vec<_> = graph.runtime_inputs().collect();
-    let [input] = inputs.as_slice() else { bail!("the model has {} inputs; directories of inputs are supported for one-input models", inputs.len()) };
+    let [input] = inputs.as_slice() else { return read_sets(dir, &inputs, limit) };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the input directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -57,6 +59,39 @@ pub fn read(dir: &Path, graph: &Graph, limit: usize, norm: Normalize) -> Result<
     }
     if out.is_empty() {
         bail!("{} holds no .npy inputs", dir.display());
+    }
+    Ok(out)
+}
+
+/// Input sets of a several-input model: every subdirectory of `dir` (in name order) holds
+/// one `<name>.npy` per input.
+fn read_sets(dir: &Path, inputs: &[&cairn_core::ValueInfo], limit: usize) -> Result<Vec<(String, HashMap<String, Tensor>)>> {
+    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    let hint = || format!("a model with inputs {} takes one subdirectory per input set, each holding {}", names.join(", "), names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(" and "));
+    let mut sets: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the input directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    sets.sort();
+    let mut out = Vec::new();
+    for set in sets.into_iter().take(limit) {
+        let mut tensors = HashMap::new();
+        for input in inputs {
+            let path = set.join(format!("{}.npy", input.name));
+            if !path.is_file() {
+                bail!("{} is missing: {}", path.display(), hint());
+            }
+            let t = npy::read(&path)?.0;
+            if t.dtype() != input.dtype {
+                bail!("{}: holds {} data, but input '{}' is {}", path.display(), t.dtype(), input.name, input.dtype);
+            }
+            tensors.insert(input.name.clone(), t);
+        }
+        out.push((set.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), tensors));
+    }
+    if out.is_empty() {
+        bail!("{} holds no input sets: {}", dir.display(), hint());
     }
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! `cairn optimize`: constant folding, BatchNorm folding, dead-node removal and, with
 //! `--quantize int8`, calibrated int8 quantization written as a QDQ ONNX model that
-//! Cairn's loader runs on its int8 kernels. The output is written atomically.
+//! Cairn's loader runs on its int8 kernels (`int8-dynamic`: MatMuls with run-time
+//! activation quantization, for transformers). The output is written atomically.
 
 use crate::{fsutil, inputs_dir, model, model::human_bytes, progress};
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,9 @@ pub struct OptimizeArgs {
     /// Where to write the optimized ONNX model.
     #[arg(short, long)]
     output: PathBuf,
-    /// Quantize weights and activations: `int8`.
+    /// Quantize: `int8` (weights and activations, calibrated on --calibrate inputs: image
+    /// models) or `int8-dynamic` (MatMul weights int8, activations quantized at run time:
+    /// transformer encoders; needs no calibration inputs).
     #[arg(long, value_name = "TYPE")]
     quantize: Option<String>,
     /// Directory of calibration inputs (.npy files, one input set each); keep it
@@ -83,7 +86,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     match args.quantize.as_deref() {
         None => {}
         Some("int8") => {
-            let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs)")?;
+            let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs); for transformer encoders, --quantize int8-dynamic needs none")?;
             let inputs = inputs_dir::read(dir, &graph, args.max_inputs, norm)?;
             let opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last };
             let (layers, targets) = plan(&graph, &opts);
@@ -113,7 +116,21 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             );
             calibration_inputs = inputs;
         }
-        Some(other) => bail!("--quantize '{other}' is not supported (use int8)"),
+        Some("int8-dynamic") => {
+            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic(graph)?;
+            if stats.matmuls == 0 {
+                bail!("nothing to quantize: the model has no MatMul with a constant 2-D f32 weight (for convolutions use --quantize int8 --calibrate DIR)");
+            }
+            graph = g;
+            eprintln!(
+                "quantized {} MatMuls to int8 with activations quantized at run time ({} distinct inputs); weights {} -> {}",
+                stats.matmuls,
+                stats.activations,
+                human_bytes(stats.weight_bytes_before),
+                human_bytes(stats.weight_bytes_after)
+            );
+        }
+        Some(other) => bail!("--quantize '{other}' is not supported (use int8, or int8-dynamic for transformer encoders)"),
     }
     let bytes = cairn_onnx::save_bytes(&graph, &model.meta)?;
     fsutil::write_atomically(&args.output, |f| Ok(f.write_all(&bytes)?))?;

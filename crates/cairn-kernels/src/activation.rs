@@ -1,7 +1,7 @@
 //! Activations that kernels apply in their epilogue, while the output tile is
 //! still in cache, instead of as a separate pass over memory.
 
-use crate::math::{erf_fast, exp_fast};
+use crate::math::exp_fast;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Activation {
@@ -40,7 +40,7 @@ impl Activation {
             Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = sigmoid(*x)),
             Activation::Silu => xs.iter_mut().for_each(|x| *x *= sigmoid(*x)),
             Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
-            Activation::Gelu => xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf_fast(*x * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::Gelu => crate::vmath::gelu_in_place(xs),
             Activation::GeluTanh => xs.iter_mut().for_each(|x| {
                 let v = *x;
                 *x = 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());

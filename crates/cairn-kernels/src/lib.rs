@@ -8,6 +8,7 @@ pub mod depthwise;
 pub mod gemm;
 pub mod isa;
 pub mod math;
+pub mod vmath;
 pub mod parallel;
 pub mod qconvert;
 pub mod qdepthwise;

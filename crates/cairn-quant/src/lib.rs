@@ -4,9 +4,11 @@
 //! - [`quantize`]: weights int8 symmetric per output channel, activations u8 asymmetric
 //!   per tensor, written as QuantizeLinear/DequantizeLinear pairs (QDQ; see
 //!   docs/adr/0007-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
+//! - [`dynamic`]: MatMul weights int8, activations quantized at run time (transformers);
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
 pub mod calibrate;
+pub mod dynamic;
 mod error;
 pub mod fidelity;
 pub mod prune;

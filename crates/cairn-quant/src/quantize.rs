@@ -127,7 +127,7 @@ pub fn activation_params(r: Range) -> (f32, u8) {
     (scale, zero)
 }
 
-fn build(graph: &Graph, name: String, op_type: &str, attrs: Attrs, inputs: Vec<Option<String>>, outputs: Vec<String>) -> Result<Node> {
+pub(crate) fn build(graph: &Graph, name: String, op_type: &str, attrs: Attrs, inputs: Vec<Option<String>>, outputs: Vec<String>) -> Result<Node> {
     Ok(Node::build(NodeSpec { name, domain: String::new(), op_type: op_type.into(), attrs, inputs, outputs }, graph.opset, Registry::global())?)
 }
 
@@ -243,7 +243,7 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
 }
 
 /// Symmetric int8 per channel along `axis`: scale = max|w| / 127 (1 for an all-zero channel).
-fn quantize_weights(w: &Tensor, axis: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+pub(crate) fn quantize_weights(w: &Tensor, axis: usize) -> Result<(Vec<i8>, Vec<f32>)> {
     let v = w.f32s()?;
     let shape = w.shape();
     let ch = shape[axis];

@@ -299,7 +299,7 @@ impl Op for Softmax {
             // The common case (attention scores, classifier heads): contiguous runs.
             y[..outer * n].copy_from_slice(&x[..outer * n]);
             if n > 0 {
-                y[..outer * n].chunks_exact_mut(n).for_each(cairn_kernels::math::softmax_in_place);
+                cairn_kernels::vmath::softmax_rows(&mut y[..outer * n], n);
             }
             return Ok(());
         }

@@ -74,6 +74,30 @@ pub fn for_each_offset<const N: usize>(out_shape: &[usize], strides: [&[usize]; 
     }
 }
 
+/// Like [`for_each_offset`], one call per innermost *run* instead of per element:
+/// `f(out_start, len, starts, steps)` covers output elements `out_start .. out_start + len`,
+/// whose elements in input `i` start at `starts[i]`, `steps[i]` apart (0 = broadcast).
+/// Trailing dims merge into one run while every input stays evenly strided across them,
+/// so `[128, 384] + [384]` is 128 runs of 384 and `[N, C, H, W] + [C, 1, 1]` is N*C runs
+/// of H*W with a step-0 (scalar) operand: loops the compiler vectorizes.
+pub fn for_each_run<const N: usize>(out_shape: &[usize], strides: [&[usize]; N], mut f: impl FnMut(usize, usize, [usize; N], [usize; N])) {
+    if out_shape.iter().product::<usize>() == 0 {
+        return;
+    }
+    let Some(mut d) = out_shape.len().checked_sub(1) else {
+        return f(0, 1, [0; N], [0; N]);
+    };
+    let steps: [usize; N] = std::array::from_fn(|i| strides[i][d]);
+    let mut len = out_shape[d];
+    while d > 0 && (0..N).all(|i| strides[i][d - 1] == steps[i] * len) {
+        d -= 1;
+        len *= out_shape[d];
+    }
+    let outer: Vec<&[usize]> = strides.iter().map(|s| &s[..d]).collect();
+    let outer: [&[usize]; N] = std::array::from_fn(|i| outer[i]);
+    for_each_offset(&out_shape[..d], outer, |run, starts| f(run * len, len, starts, steps));
+}
+
 /// `out[i] = f(a[..], b[..])` with broadcasting; fast paths for equal shapes and scalars.
 pub fn map2<A: Copy, B: Copy, O>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &[usize], out: &mut [O], out_shape: &[usize], f: impl Fn(A, B) -> O) {
     if a_shape == out_shape && b_shape == out_shape {
@@ -93,7 +117,15 @@ pub fn map2<A: Copy, B: Copy, O>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &
     } else {
         let sa = broadcast_strides(a_shape, out_shape);
         let sb = broadcast_strides(b_shape, out_shape);
-        for_each_offset(out_shape, [&sa, &sb], |i, [ia, ib]| out[i] = f(a[ia], b[ib]));
+        for_each_run(out_shape, [&sa, &sb], |o, len, [ia, ib], steps| {
+            let out = &mut out[o..o + len];
+            match steps {
+                [1, 1] => out.iter_mut().zip(&a[ia..ia + len]).zip(&b[ib..ib + len]).for_each(|((o, &x), &y)| *o = f(x, y)),
+                [1, 0] => out.iter_mut().zip(&a[ia..ia + len]).for_each(|(o, &x)| *o = f(x, b[ib])),
+                [0, 1] => out.iter_mut().zip(&b[ib..ib + len]).for_each(|(o, &y)| *o = f(a[ia], y)),
+                [sa, sb] => out.iter_mut().enumerate().for_each(|(k, o)| *o = f(a[ia + k * sa], b[ib + k * sb])),
+            }
+        });
     }
 }
 
@@ -107,7 +139,15 @@ pub fn map2_in_place<T: Copy, B: Copy>(out: &mut [T], out_shape: &[usize], b: &[
         out.iter_mut().for_each(|o| *o = f(*o, y));
     } else {
         let sb = broadcast_strides(b_shape, out_shape);
-        for_each_offset(out_shape, [&sb], |i, [ib]| out[i] = f(out[i], b[ib]));
+        let out_strides = contiguous_strides(out_shape);
+        for_each_run(out_shape, [&out_strides, &sb], |o, len, [_, ib], [_, step]| {
+            let out = &mut out[o..o + len];
+            match step {
+                1 => out.iter_mut().zip(&b[ib..ib + len]).for_each(|(o, &y)| *o = f(*o, y)),
+                0 => out.iter_mut().for_each(|o| *o = f(*o, b[ib])),
+                s => out.iter_mut().enumerate().for_each(|(k, o)| *o = f(*o, b[ib + k * s])),
+            }
+        });
     }
 }
 
@@ -122,5 +162,37 @@ mod tests {
         assert_eq!(broadcast_shapes(&[&[], &[5]], "Add").unwrap(), vec![5]);
         assert!(broadcast_shapes(&[&[2, 3], &[4]], "Add").is_err());
         assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]), vec![0, 1, 0]);
+    }
+
+    /// Every broadcast pattern gives what the per-element odometer gives.
+    #[test]
+    fn runs_agree_with_the_element_walk() {
+        let cases: [(&[usize], &[usize]); 8] = [
+            (&[2, 3, 4], &[4]),
+            (&[2, 3, 4], &[3, 1]),
+            (&[1, 12, 5, 5], &[1, 1, 1, 5]),
+            (&[2, 3, 2, 2], &[3, 1, 1]),
+            (&[4, 1], &[1, 5]),
+            (&[], &[]),
+            (&[3], &[1]),
+            (&[2, 1, 3], &[2, 4, 1]),
+        ];
+        for (ash, bsh) in cases {
+            let osh = broadcast_shapes(&[ash, bsh], "Add").unwrap();
+            let a: Vec<f32> = (0..ash.iter().product::<usize>()).map(|i| i as f32).collect();
+            let b: Vec<f32> = (0..bsh.iter().product::<usize>()).map(|i| 1000.0 * (i + 1) as f32).collect();
+            let n = osh.iter().product::<usize>();
+            let (sa, sb) = (broadcast_strides(ash, &osh), broadcast_strides(bsh, &osh));
+            let mut want = vec![0.0f32; n];
+            for_each_offset(&osh, [&sa, &sb], |i, [ia, ib]| want[i] = a[ia] + b[ib]);
+            let mut got = vec![0.0f32; n];
+            map2(&a, ash, &b, bsh, &mut got, &osh, |x, y| x + y);
+            assert_eq!(got, want, "{ash:?} + {bsh:?}");
+            if ash == osh.as_slice() {
+                let mut inplace = a.clone();
+                map2_in_place(&mut inplace, &osh, &b, bsh, |x, y| x + y);
+                assert_eq!(inplace, want, "in place {ash:?} + {bsh:?}");
+            }
+        }
     }
 }

@@ -219,18 +219,35 @@ impl Op for View {
 
 /// Copies `out_shape` elements from `src` starting at `base`, walking `strides`
 /// (element strides of the source per output dim; negative for reversed slices).
+/// The innermost dims the source walks evenly are merged into runs, copied with
+/// `copy_from_slice` when contiguous (Slice, and Transposes that keep the last axis,
+/// like attention's head split) or by one strided loop each; an odometer steps
+/// between runs only.
 fn strided_copy(src: DataRef, dst: &mut DataMut, out_shape: &[usize], strides: &[isize], base: isize) -> Result<()> {
     let total: usize = out_shape.iter().product();
     if total == 0 {
         return Ok(());
     }
-    let rank = out_shape.len();
-    crate::with_same_dtype!(src, dst, |s, d| {
-        let mut counter = vec![0usize; rank];
+    let (mut d, mut len, step) = match out_shape.len().checked_sub(1) {
+        Some(last) => (last, out_shape[last], strides[last]),
+        None => (0, 1, 1),
+    };
+    while d > 0 && strides[d - 1] == step * len as isize {
+        d -= 1;
+        len *= out_shape[d];
+    }
+    crate::with_same_dtype!(src, dst, |s, dst| {
+        let mut counter = vec![0usize; d];
         let mut off = base;
-        for slot in d.iter_mut().take(total) {
-            *slot = s[off as usize];
-            for k in (0..rank).rev() {
+        for run in dst[..total].chunks_exact_mut(len) {
+            if step == 1 {
+                run.copy_from_slice(&s[off as usize..off as usize + len]);
+            } else {
+                for (k, slot) in run.iter_mut().enumerate() {
+                    *slot = s[(off + k as isize * step) as usize];
+                }
+            }
+            for k in (0..d).rev() {
                 counter[k] += 1;
                 off += strides[k];
                 if counter[k] < out_shape[k] {

@@ -3,6 +3,7 @@
 pub mod fold;
 pub mod fuse;
 pub mod qdq;
+mod qdynamic;
 pub mod storage;
 
 use crate::{Graph, Result};

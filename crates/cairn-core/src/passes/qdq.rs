@@ -42,7 +42,12 @@ pub fn quantized_to_int8(mut graph: Graph) -> Result<(Graph, QdqStats)> {
             ("", "Conv") => ctx.qdq_conv(&graph, i, &removed)?.inspect(|_| stats.int8_convs += 1),
             ("", "Gemm" | "MatMul") => ctx.qdq_matmul(&graph, i, &removed)?.inspect(|_| stats.int8_matmuls += 1),
             ("", "Add") => ctx.qdq_add(&graph, i, &removed)?.inspect(|_| stats.int8_adds += 1),
-            ("", "QLinearConv" | "ConvInteger") | ("", "QLinearMatMul" | "MatMulInteger") | (MS_DOMAIN, "QGemm") => {
+            // A dynamically quantized MatMul absorbs its dequantization (see `qdynamic`); other ones are prepacked.
+            ("", "MatMulInteger") => match ctx.dynamic_matmul(&graph, i, &removed)? {
+                Some(found) => Some(found).inspect(|_| stats.int8_matmuls += 1),
+                None => ctx.prepack(&graph, i)?.inspect(|_| stats.prepacked += 1),
+            },
+            ("", "QLinearConv" | "ConvInteger" | "QLinearMatMul") | (MS_DOMAIN, "QGemm") => {
                 ctx.prepack(&graph, i)?.inspect(|_| stats.prepacked += 1)
             }
             _ => None,
@@ -65,8 +70,8 @@ pub fn quantized_to_int8(mut graph: Graph) -> Result<(Graph, QdqStats)> {
 
 type Found = Option<(Node, Vec<usize>)>;
 
-struct Ctx {
-    producer: HashMap<String, usize>,
+pub(super) struct Ctx {
+    pub(super) producer: HashMap<String, usize>,
     readers: HashMap<String, Vec<usize>>,
     outputs: HashSet<String>,
     inputs: HashSet<String>,
@@ -95,14 +100,14 @@ impl Ctx {
         Ctx { producer, readers, outputs: graph.outputs.iter().map(|o| o.name.clone()).collect(), inputs: graph.inputs.iter().map(|i| i.name.clone()).collect() }
     }
 
-    fn constant<'g>(&self, graph: &'g Graph, name: &str) -> Option<&'g Arc<Tensor>> {
+    pub(super) fn constant<'g>(&self, graph: &'g Graph, name: &str) -> Option<&'g Arc<Tensor>> {
         if self.inputs.contains(name) {
             return None;
         }
         graph.initializers.get(name)
     }
 
-    fn sole_reader(&self, value: &str, removed: &HashSet<usize>) -> Option<usize> {
+    pub(super) fn sole_reader(&self, value: &str, removed: &HashSet<usize>) -> Option<usize> {
         match self.readers.get(value).map(|v| v.as_slice()) {
             Some([only]) if !self.outputs.contains(value) && !removed.contains(only) => Some(*only),
             _ => None,
@@ -412,7 +417,7 @@ impl Ctx {
     }
 }
 
-fn fused_label(graph: &Graph, absorbed: &[usize]) -> String {
+pub(super) fn fused_label(graph: &Graph, absorbed: &[usize]) -> String {
     let mut s = String::from("+int8");
     for &j in absorbed {
         s.push('+');
@@ -422,6 +427,6 @@ fn fused_label(graph: &Graph, absorbed: &[usize]) -> String {
 }
 
 /// The int8 node replacing `base` (keeps its name, op type and attributes for messages).
-fn int8_node(base: &Node, op: impl crate::Op + 'static, inputs: Vec<Option<String>>, output: String) -> Node {
+pub(super) fn int8_node(base: &Node, op: impl crate::Op + 'static, inputs: Vec<Option<String>>, output: String) -> Node {
     Node { inputs, outputs: vec![output], op: Arc::new(op), ..base.clone() }
 }

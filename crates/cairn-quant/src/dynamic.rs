@@ -1,0 +1,117 @@
+//! Dynamic int8 quantization of MatMuls, for transformer encoders whose activations
+//! have no calibration set that would fit every input (text of any length and content):
+//! weights int8, symmetric per output column; activations quantized at run time, per
+//! tensor, by `DynamicQuantizeLinear`. Written in standard ONNX, as onnxruntime's
+//! `quantize_dynamic` writes it (so onnxruntime runs the result too):
+//!
+//! ```text
+//! DynamicQuantizeLinear(x) -> (xq, xs, xz)            one per distinct x, shared by its readers
+//! MatMulInteger(xq, Wq, xz, 0) -> Cast(float) -> Mul(·, Mul(xs, w_scale)) -> y
+//! ```
+//!
+//! Cairn's loader fuses that chain, and a following bias `Add`, into one int8 GEMM whose
+//! epilogue applies the scales (cairn-core `passes/qdynamic.rs`).
+
+use crate::quantize::{build, quantize_weights};
+use crate::{Error, Result};
+use cairn_core::{Attr, Attrs, DType, Graph, Tensor, TensorData};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicStats {
+    /// MatMuls now computed in int8.
+    pub matmuls: usize,
+    /// Distinct activations quantized at run time.
+    pub activations: usize,
+    pub weight_bytes_before: usize,
+    pub weight_bytes_after: usize,
+}
+
+/// Rewrites every `MatMul(x, W)` with a constant 2-D f32 `W` (not a graph input).
+pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats)> {
+    if graph.opset < 11 {
+        return Err(Error::Model(format!("the model is opset {}; DynamicQuantizeLinear needs opset 11 or later (re-export the model at opset 11+)", graph.opset)));
+    }
+    let graph_inputs: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
+    let mut stats = DynamicStats::default();
+    let mut quantized_x: HashMap<String, [String; 3]> = HashMap::new();
+    let mut new_nodes = Vec::with_capacity(graph.nodes.len());
+    for node in std::mem::take(&mut graph.nodes) {
+        let input = |k: usize| node.inputs.get(k).cloned().flatten().filter(|s| !s.is_empty());
+        let w = match (node.domain.is_empty() && node.op_type == "MatMul", input(1)) {
+            (true, Some(w)) if !graph_inputs.contains(&w) => graph.initializers.get(&w).filter(|t| t.rank() == 2 && t.dtype() == DType::F32).cloned().map(|t| (w, t)),
+            _ => None,
+        };
+        let (Some((w_name, w)), Some(x)) = (w, input(0)) else {
+            new_nodes.push(node);
+            continue;
+        };
+        let n = w.shape()[1];
+        let (q, scales) = quantize_weights(&w, 1)?;
+        stats.weight_bytes_before += w.byte_len();
+        stats.weight_bytes_after += q.len() + 4 * n;
+        let [xq, xs, xz] = match quantized_x.get(&x) {
+            Some(names) => names.clone(),
+            None => {
+                let names = [format!("{x}_dynamic_quantized"), format!("{x}_dynamic_scale"), format!("{x}_dynamic_zero_point")];
+                new_nodes.push(build(&graph, format!("{x}_DynamicQuantizeLinear"), "DynamicQuantizeLinear", Attrs::new(), vec![Some(x.clone())], names.to_vec())?);
+                quantized_x.insert(x.clone(), names.clone());
+                stats.activations += 1;
+                names
+            }
+        };
+        let (wq, ws, wz) = (format!("{w_name}_quantized"), format!("{w_name}_scale"), format!("{w_name}_zero_point"));
+        graph.initializers.insert(wq.clone(), Arc::new(Tensor::new(vec![w.shape()[0], n], TensorData::I8(q))?));
+        graph.initializers.insert(ws.clone(), Arc::new(Tensor::from_f32(vec![n], scales)?));
+        graph.initializers.insert(wz.clone(), Arc::new(Tensor::new(vec![], TensorData::I8(vec![0]))?));
+        let name = &node.name;
+        let (scale, acc, accf) = (format!("{name}_dynamic_scales"), format!("{name}_int32"), format!("{name}_int32_as_float"));
+        new_nodes.push(build(&graph, format!("{name}_scales"), "Mul", Attrs::new(), vec![Some(xs.clone()), Some(ws)], vec![scale.clone()])?);
+        new_nodes.push(build(&graph, format!("{name}_integer"), "MatMulInteger", Attrs::new(), vec![Some(xq), Some(wq), Some(xz), Some(wz)], vec![acc.clone()])?);
+        let mut to_float = Attrs::new();
+        to_float.insert("to".into(), Attr::Int(1));
+        new_nodes.push(build(&graph, format!("{name}_to_float"), "Cast", to_float, vec![Some(acc)], vec![accf.clone()])?);
+        new_nodes.push(build(&graph, name.clone(), "Mul", Attrs::new(), vec![Some(accf), Some(scale)], node.outputs.clone())?);
+        stats.matmuls += 1;
+    }
+    graph.nodes = new_nodes;
+    let used: std::collections::HashSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
+    graph.initializers.retain(|k, _| used.contains(k));
+    Ok((graph.validated()?, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::{passes::prepare_for_inference, Dim, Session, ValueInfo};
+
+    /// y = x · W + b through the dynamic form matches f32 to int8 precision, and the loader
+    /// fuses the chain (one int8 MatMul node, no Cast/Mul/Add left).
+    #[test]
+    fn dynamic_matmul_matches_f32_and_is_fused_at_load() {
+        let (k, n) = (24, 10);
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0).collect();
+        let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 0.4).collect();
+        let mut g = Graph { inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(3), Dim::Known(k)]) }], outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }], initializers: Default::default(), nodes: vec![], opset: 17 };
+        g.initializers.insert("W".into(), Arc::new(Tensor::from_f32(vec![k, n], w).unwrap()));
+        g.initializers.insert("b".into(), Arc::new(Tensor::from_f32(vec![n], b).unwrap()));
+        g.nodes.push(build(&g, "mm".into(), "MatMul", Attrs::new(), vec![Some("x".into()), Some("W".into())], vec!["t".into()]).unwrap());
+        g.nodes.push(build(&g, "add".into(), "Add", Attrs::new(), vec![Some("t".into()), Some("b".into())], vec!["y".into()]).unwrap());
+        let g = g.validated().unwrap();
+        let x: Vec<f32> = (0..3 * k).map(|i| ((i * 13 % 29) as f32 - 9.0) / 7.0).collect();
+        let inputs = HashMap::from([("x".to_string(), Tensor::from_f32(vec![3, k], x).unwrap())]);
+        let run = |g: Graph| Session::new(prepare_for_inference(g).unwrap().0).run(inputs.clone()).unwrap().remove(0).1.f32s().unwrap().to_vec();
+        let want = run(g.clone());
+        let (q, stats) = quantize_matmuls_dynamic(g).unwrap();
+        assert_eq!((stats.matmuls, stats.activations), (1, 1));
+        let prepared = prepare_for_inference(q.clone()).unwrap().0;
+        let ops: Vec<&str> = prepared.nodes.iter().map(|n| n.op.op_type()).collect();
+        assert_eq!(ops, ["DynamicQuantizeLinear", "QLinearMatMul"], "the chain is one int8 MatMul after load");
+        let got = run(q);
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 0.02 * scale, "{g} vs {w}");
+        }
+    }
+}
