@@ -32,6 +32,8 @@ unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, init: *const i32, 
 ///
 /// # Safety
 /// `a` holds `kp * MR` words, `b` holds `kp`, `init` and `c` hold `MR` values.
+// Inlined so that a wrapper compiled for an ISA (x86_64's AVX2 one) vectorizes it.
+#[inline(always)]
 pub(crate) unsafe fn gemv<const MR: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
     let mut acc: [i32; MR] = std::array::from_fn(|i| *init.add(i));
     let a = std::slice::from_raw_parts(a, kp * MR);

@@ -17,7 +17,7 @@ const MR: usize = 6;
 /// Rows of the byte-layout kernel.
 const MR_Q: usize = 8;
 
-pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
+pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: gemv_avx2::<false> };
 pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_6x16_avxvnni",
     mr: MR,
@@ -26,9 +26,9 @@ pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
     fallback: Some(&KERNEL_AVX2),
     run: avxvnni_entry,
     run_q8: Some(avxvnni_q8_entry),
-    run_gemv: crate::generic::qgemm::gemv::<MR, true>,
+    run_gemv: gemv_avx2::<true>,
 };
-pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: crate::generic::qgemm::gemv::<MR, false> };
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: gemv_avx2::<false> };
 pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_8x32_avx512vnni",
     mr: MR_Q,
@@ -39,6 +39,15 @@ pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     run_q8: Some(vnni_u8s8_q8_entry),
     run_gemv: vnni_u8s8_gemv,
 };
+
+/// The portable matrix-vector product of a 6-row panel, compiled for AVX2.
+///
+/// # Safety
+/// See [`QKernel::run_gemv`]; AVX2 must be present (checked when the kernel is chosen).
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_avx2<const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    crate::generic::qgemm::gemv::<MR, QUADS>(kp, a, b, init, c)
+}
 
 /// # Safety
 /// See [`QKernel::run`]; AVX2 must be present (checked when the kernel is chosen).
