@@ -9,6 +9,9 @@
 #   3a'. int8: onnxruntime-quantized MobileNetV2 and EfficientNet-Lite0 (QDQ, QOperator,
 #       dynamic) and the MiniLM encoder (dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
 #       pretrained EfficientNet-Lite0 agrees with f32 on >= 99% of decisive real-photo inputs;
+#   3a''. optimize: pruning keeps residual groups consistent on MobileNetV2 and EfficientNet-Lite0
+#       (onnx strict shape inference, onnxruntime runs them); sensitivity-guided pruning loses
+#       less than uniform; entropy (KL) calibration meets the decisive bar;
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
@@ -69,6 +72,37 @@ r = json.load(open("target/int8-eval.json"))
 assert r["inputs"] >= 300 and r["decisive_top1_agreement"] >= 0.99, {k: v for k, v in r.items() if k != "layers"}
 print(f"int8 EfficientNet-Lite0: top-1 agreement {r['top1_agreement']:.1%} on {r['inputs']} real-photo inputs, "
       f"{r['decisive_top1_agreement']:.1%} on the {r['decisive_inputs']} decisive ones, mean KL {r['mean_kl']:.4f}")
+PY
+
+# Optimizer (issue 4): pruning keeps residual groups consistent on the real models (checked
+# by onnx's strict shape inference and onnxruntime, tools/check_pruned.py); sensitivity-guided
+# pruning loses less than uniform pruning; entropy (KL) calibration meets the decisive bar.
+step "optimize: pruning through residual groups, sensitivity-guided pruning, entropy calibration"
+mkdir -p target/optimize
+one_input=$(ls target/real-inputs/*.npy | head -1)
+target/release/cairn optimize target/models/mobilenetv2.onnx -o target/optimize/mobilenetv2_p30.onnx --prune 0.3
+target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30.onnx --prune 0.3
+target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30s.onnx --prune 0.3 \
+  --sensitivity --sensitivity-inputs 8 --calibrate target/calib-inputs --sensitivity-json target/optimize/prune-sensitivity.json
+python3 tools/check_pruned.py target/models/mobilenetv2.onnx target/optimize/mobilenetv2_p30.onnx "$one_input"
+for m in p30 p30s; do
+  python3 tools/check_pruned.py target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_$m.onnx "$one_input"
+  target/release/cairn eval target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_$m.onnx \
+    --inputs target/real-inputs --layer-inputs 0 --json > target/optimize/eval-$m.json
+done
+target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_int8_entropy.onnx \
+  --quantize int8 --calibrate target/calib-inputs --calibration entropy
+target/release/cairn eval target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_int8_entropy.onnx \
+  --inputs target/real-inputs --layer-inputs 0 --json > target/optimize/eval-entropy.json
+python3 - <<'PY'
+import json
+u, s, e = (json.load(open(f"target/optimize/eval-{m}.json")) for m in ("p30", "p30s", "entropy"))
+print(f"EfficientNet-Lite0 pruned 30%: uniform top-1 agreement {u['top1_agreement']:.1%}, mean KL {u['mean_kl']:.3f}; "
+      f"sensitivity-guided {s['top1_agreement']:.1%}, mean KL {s['mean_kl']:.3f} (no fine-tuning)")
+assert s["mean_kl"] < 0.5 * u["mean_kl"], "sensitivity-guided pruning should lose far less than uniform pruning"
+print(f"int8 EfficientNet-Lite0, entropy calibration: top-1 agreement {e['top1_agreement']:.1%}, "
+      f"{e['decisive_top1_agreement']:.1%} of {e['decisive_inputs']} decisive, mean KL {e['mean_kl']:.4f}")
+assert e["inputs"] >= 300 and e["decisive_top1_agreement"] >= 0.99, e
 PY
 
 # Edge server (issue 7): the real pretrained model, served by `cairn serve`, explains a real

@@ -15,6 +15,7 @@ mod progress;
 mod random;
 mod report;
 mod run;
+mod sensitivity;
 mod serve;
 mod verify;
 

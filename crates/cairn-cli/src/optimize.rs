@@ -1,15 +1,18 @@
 //! `cairn optimize`: constant folding, BatchNorm folding, dead-node removal and, with
 //! `--quantize int8`, calibrated int8 quantization written as a QDQ ONNX model that
 //! Cairn's loader runs on its int8 kernels (`int8-dynamic`: MatMuls with run-time
-//! activation quantization, for transformers). The output is written atomically.
+//! activation quantization, for transformers); `--prune` removes hidden channels, by one
+//! ratio or, with `--sensitivity`, by per-block ratios that spare sensitive blocks.
+//! The output is written atomically.
 
-use crate::{fsutil, inputs_dir, model, model::human_bytes, progress};
+use crate::{fsutil, inputs_dir, model, model::human_bytes, progress, sensitivity};
 use anyhow::{bail, Context, Result};
 use cairn_core::passes::fold::fold_constants_for_storage;
 use cairn_core::Session;
 use cairn_quant::calibrate::{calibrate, Method};
 use cairn_quant::fidelity::Agreement;
 use cairn_quant::quantize::{plan, quantize, Options};
+use cairn_quant::sensitivity as measure;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,8 +33,9 @@ pub struct OptimizeArgs {
     /// disjoint from the inputs you evaluate on.
     #[arg(long, value_name = "DIR")]
     calibrate: Option<PathBuf>,
-    /// Calibration method: minmax, percentile (99.99th) or mse (`entropy` is accepted
-    /// and means mse: the clipping that minimizes expected squared error).
+    /// Calibration method: minmax, percentile (99.99th), mse (the clipping minimizing
+    /// expected squared error) or entropy (the clipping minimizing the KL divergence
+    /// between the observed and the quantized distribution, as TensorRT calibrates).
     #[arg(long, default_value = "minmax")]
     calibration: String,
     /// Use at most this many calibration inputs.
@@ -43,12 +47,30 @@ pub struct OptimizeArgs {
     /// Keep layers writing a model output in f32.
     #[arg(long)]
     keep_last: bool,
+    /// Keep the N layers most sensitive to quantization in f32 (measured as with
+    /// --sensitivity: each layer alone in int8 on the calibration inputs).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_sensitive: usize,
+    /// Per-layer sensitivity analysis on the calibration inputs, printed as a table: with
+    /// --quantize, each layer quantized alone; with --prune, each block pruned alone at
+    /// several ratios, and the blocks then get ratios that spare the sensitive ones while
+    /// the overall ratio is kept.
+    #[arg(long)]
+    sensitivity: bool,
+    /// Calibration inputs used for sensitivity analysis, spread evenly over the set (one
+    /// model run per layer and input).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    sensitivity_inputs: usize,
+    /// Also write the sensitivity tables as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    sensitivity_json: Option<PathBuf>,
     /// Skip bias correction (on by default: biases absorb the mean shift int8 weights
     /// cause in each output channel, from input means measured on the calibration inputs).
     #[arg(long)]
     no_bias_correction: bool,
     /// Structured pruning: remove this fraction of the hidden channels of every
-    /// inverted-residual block (expand -> depthwise -> project), lowest L1 filter norm first.
+    /// inverted-residual block (expand -> depthwise -> project), lowest L1 filter norm
+    /// first (with --sensitivity: this fraction overall, per-block ratios by sensitivity).
     #[arg(long, value_name = "RATIO")]
     prune: Option<f32>,
     /// Photos in the input directory: per-channel mean of `value / 255` (1 or 3 values).
@@ -70,25 +92,55 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
     let bn = cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?; // the pass `cairn pack` runs too
     eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
+    if args.sensitivity_json.is_some() && !args.sensitivity && args.keep_sensitive == 0 {
+        bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
+    }
+    let wants_inputs = args.quantize.is_some() || args.report || (args.prune.is_some() && args.sensitivity);
+    let inputs = match (&args.calibrate, wants_inputs) {
+        (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
+        _ => Vec::new(),
+    };
+    // Sensitivity inputs spread evenly over the calibration set (files sorted by name
+    // come grouped by photo: the first 16 of target/calib-inputs are all one chessboard).
+    let probe: Vec<_> = inputs.iter().step_by((inputs.len() / args.sensitivity_inputs.max(1)).max(1)).take(args.sensitivity_inputs.max(1)).cloned().collect();
+    let probe = probe.as_slice();
+    let mut tables = serde_json::Map::new();
     if let Some(ratio) = args.prune {
-        let p = cairn_quant::prune::prune_hidden_channels(&mut graph, ratio)?;
+        let p = if args.sensitivity {
+            if inputs.is_empty() {
+                bail!("--prune with --sensitivity needs --calibrate DIR (inputs to measure each block on)");
+            }
+            if !(0.0..1.0).contains(&ratio) {
+                bail!("--prune {ratio}: the ratio must be in [0, 1)");
+            }
+            let probes = measure::probe_ratios(ratio);
+            let blocks = cairn_quant::prune::prunable_blocks(&graph).len();
+            let bar = progress::bar((blocks * probes.len()) as u64, "pruning sensitivity");
+            let curves = measure::pruning(&graph, &probes, probe, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            let ratios = measure::allocate_prune_ratios(&curves, ratio)?;
+            sensitivity::print_pruning(&curves, &ratios, probe.len());
+            tables.insert("pruning".into(), sensitivity::pruning_json(&curves, &ratios));
+            cairn_quant::prune::prune_blocks(&mut graph, &|name| ratios.get(name).copied().unwrap_or(0.0))?
+        } else {
+            cairn_quant::prune::prune_hidden_channels(&mut graph, ratio)?
+        };
         if p.blocks == 0 {
             bail!("--prune found no inverted-residual block (1x1 conv -> depthwise conv -> 1x1 conv) to prune");
         }
         eprintln!("pruned {} blocks: hidden channels {} -> {} ({:.1}% removed)", p.blocks, p.hidden_before, p.hidden_after, 100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64));
     }
-    let mut calibration_inputs = Vec::new();
-    if args.quantize.is_none() && args.report {
-        if let Some(dir) = &args.calibrate {
-            calibration_inputs = inputs_dir::read(dir, &graph, args.max_inputs, norm)?;
-        }
-    }
     match args.quantize.as_deref() {
-        None => {}
+        None => {
+            if args.keep_sensitive > 0 || (args.sensitivity && args.prune.is_none()) {
+                bail!("--sensitivity and --keep-sensitive measure layers for --quantize int8 or --prune; give one of them");
+            }
+        }
         Some("int8") => {
-            let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR (a directory of .npy inputs); for transformer encoders, --quantize int8-dynamic needs none")?;
-            let inputs = inputs_dir::read(dir, &graph, args.max_inputs, norm)?;
-            let opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last };
+            if args.calibrate.is_none() {
+                bail!("--quantize int8 needs --calibrate DIR (a directory of .npy inputs); for transformer encoders, --quantize int8-dynamic needs none");
+            }
+            let mut opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last, ..Options::default() };
             let (layers, targets) = plan(&graph, &opts);
             if layers.is_empty() {
                 bail!("nothing to quantize: the model has no Conv, Gemm or MatMul with constant f32 weights");
@@ -99,6 +151,20 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             bar.finish_and_clear();
             if !cal.zero_range.is_empty() {
                 eprintln!("note: {} activation(s) were 0 on every calibration input and get scale 1 (0 stays exact): {}", cal.zero_range.len(), cal.zero_range.join(", "));
+            }
+            if args.sensitivity || args.keep_sensitive > 0 {
+                let bar = progress::bar(layers.len() as u64, "quantization sensitivity");
+                let ranking = measure::quantization(&graph, &cal, &opts, probe, &|| bar.inc(1))?;
+                bar.finish_and_clear();
+                let kept: std::collections::BTreeSet<String> = measure::most_sensitive(&ranking, args.keep_sensitive).into_iter().collect();
+                if args.sensitivity {
+                    sensitivity::print_quantization(&ranking, &kept, probe.len());
+                }
+                tables.insert("quantization".into(), sensitivity::quantization_json(&ranking, &kept));
+                if !kept.is_empty() {
+                    eprintln!("keeping the {} most sensitive layer(s) in f32: {}", kept.len(), kept.iter().cloned().collect::<Vec<_>>().join(", "));
+                }
+                opts.keep.extend(kept);
             }
             let (g, stats) = quantize(graph, &cal, &opts)?;
             if stats.corrected_channels > 0 {
@@ -114,7 +180,6 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 human_bytes(stats.weight_bytes_before),
                 human_bytes(stats.weight_bytes_after)
             );
-            calibration_inputs = inputs;
         }
         Some("int8-dynamic") => {
             let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic(graph)?;
@@ -132,6 +197,11 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         }
         Some(other) => bail!("--quantize '{other}' is not supported (use int8, or int8-dynamic for transformer encoders)"),
     }
+    if let Some(path) = &args.sensitivity_json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(tables))?;
+        fsutil::write_atomically(path, |f| Ok(f.write_all(text.as_bytes())?)).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let calibration_inputs = inputs;
     let bytes = cairn_onnx::save_bytes(&graph, &model.meta)?;
     fsutil::write_atomically(&args.output, |f| Ok(f.write_all(&bytes)?))?;
     let before = std::fs::metadata(&args.model).map(|m| m.len() as usize).unwrap_or(0);

@@ -76,7 +76,7 @@ fn quantized_model_runs_and_follows_the_original() {
     inputs(&eval, 24, 2); // disjoint from calibration
     let model = data("classifier_v1.onnx");
     let out = dir.join("int8.onnx");
-    for method in ["minmax", "percentile", "mse"] {
+    for method in ["minmax", "percentile", "mse", "entropy"] {
         let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--calibration", method, "--report"]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         assert!(stderr(&o).contains("quantized 3 layers to int8"), "{}", stderr(&o));
@@ -137,6 +137,70 @@ fn hostile_calibration_inputs_fail_clearly() {
     assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", dir.join("missing").to_str().unwrap()]), "cannot read", &out);
     assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8"]), "--calibrate", &out);
     assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", bad.to_str().unwrap(), "--calibration", "magic"]), "magic", &out);
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `--sensitivity` with `--prune`: each block pruned alone at several ratios, then per-block
+/// ratios that spare the more sensitive block while removing exactly the overall ratio;
+/// the pruned model (one block has a residual Add) runs and is evaluated.
+#[test]
+fn sensitivity_guides_pruning() {
+    let dir = temp_dir("prune-sens");
+    let calib = dir.join("calib");
+    std::fs::create_dir_all(&calib).unwrap();
+    inputs(&calib, 8, 5);
+    let model = data("blocks.onnx");
+    let (out, table) = (dir.join("pruned.onnx"), dir.join("sensitivity.json"));
+    let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--prune", "0.5", "--sensitivity", "--calibrate", calib.to_str().unwrap(), "--sensitivity-json", table.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pruning sensitivity"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(stderr(&o).contains("hidden channels 80 -> 40 (50.0% removed)"), "{}", stderr(&o));
+    let t = json_file(&table);
+    let blocks = t["pruning"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2, "{t}");
+    let removed: f64 = blocks.iter().map(|b| (b["hidden"].as_f64().unwrap() * b["ratio"].as_f64().unwrap()).round()).sum();
+    assert_eq!(removed, 40.0, "{t}");
+    // The block that hurts more when pruned alone at 50% is pruned less.
+    let kl_at_half = |b: &serde_json::Value| b["probes"].as_array().unwrap().iter().find(|p| p["ratio"] == 0.5).unwrap()["mean_kl"].as_f64().unwrap();
+    let (a, b) = (&blocks[0], &blocks[1]);
+    let (fragile, robust) = if kl_at_half(a) > kl_at_half(b) { (a, b) } else { (b, a) };
+    assert!(fragile["ratio"].as_f64().unwrap() < robust["ratio"].as_f64().unwrap(), "{t}");
+    let o = cairn(&["eval", model.to_str().unwrap(), out.to_str().unwrap(), "--inputs", calib.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Without calibration inputs there is nothing to measure on.
+    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", dir.join("x.onnx").to_str().unwrap(), "--prune", "0.5", "--sensitivity"]), "--calibrate", &dir.join("x.onnx"));
+}
+
+/// `--keep-sensitive N` keeps the N layers that hurt most when quantized alone in f32,
+/// and the table says which.
+#[test]
+fn most_sensitive_layers_stay_f32() {
+    let dir = temp_dir("quant-sens");
+    let calib = dir.join("calib");
+    std::fs::create_dir_all(&calib).unwrap();
+    inputs(&calib, 8, 6);
+    let model = data("blocks.onnx");
+    let (out, table) = (dir.join("int8.onnx"), dir.join("sensitivity.json"));
+    let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--keep-sensitive", "2", "--sensitivity", "--sensitivity-json", table.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("quantized 6 layers to int8"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("quantization sensitivity"));
+    let t = json_file(&table);
+    let layers = t["quantization"].as_array().unwrap();
+    assert_eq!(layers.len(), 8, "{t}");
+    let kept: Vec<bool> = layers.iter().map(|l| l["kept_f32"].as_bool().unwrap()).collect();
+    assert_eq!(kept, [true, true, false, false, false, false, false, false], "most sensitive first: {t}");
+    let kls: Vec<f64> = layers.iter().map(|l| l["mean_kl"].as_f64().unwrap()).collect();
+    assert!(kls.windows(2).all(|w| w[0] >= w[1]), "{kls:?}");
+    let o = cairn(&["run", out.to_str().unwrap(), "--random"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Sensitivity options need something to measure.
+    let x = dir.join("x.onnx");
+    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", x.to_str().unwrap(), "--keep-sensitive", "1"]), "--quantize", &x);
+    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", x.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--sensitivity-json", x.with_extension("json").to_str().unwrap()]), "--sensitivity", &x);
 }
 
 #[test]

@@ -1,17 +1,22 @@
 //! Cairn's model optimizer. Every step is a graph-to-graph rewrite of the IR into
 //! *standard* ONNX operators, so its result can be saved and run by any engine:
-//! - [`calibrate`]: activation ranges observed on real inputs (min-max, percentile, MSE);
+//! - [`calibrate`]: activation ranges observed on real inputs (min-max, percentile, MSE,
+//!   KL divergence);
 //! - [`quantize`]: weights int8 symmetric per output channel, activations u8 asymmetric
 //!   per tensor, written as QuantizeLinear/DequantizeLinear pairs (QDQ; see
 //!   docs/adr/0007-int8-as-qdq.md), which Cairn's loader fuses onto its int8 kernels;
 //! - [`dynamic`]: MatMul weights int8, activations quantized at run time (transformers);
+//! - [`prune`]: structured channel pruning of inverted-residual blocks;
+//! - [`sensitivity`]: per-layer sensitivity to quantization and pruning, and its uses;
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
 pub mod calibrate;
 pub mod dynamic;
+mod entropy;
 mod error;
 pub mod fidelity;
 pub mod prune;
 pub mod quantize;
+pub mod sensitivity;
 
 pub use error::{Error, Result};

@@ -134,16 +134,40 @@ fn take_cols(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
     Ok(Tensor::from_f32(shape, out)?)
 }
 
+/// A prunable inverted-residual block: its name (the expand conv's output tensor) and
+/// hidden channel count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrunableBlock {
+    pub name: String,
+    pub hidden: usize,
+}
+
+/// The blocks [`prune_hidden_channels`] would prune, in graph order.
+pub fn prunable_blocks(graph: &Graph) -> Vec<PrunableBlock> {
+    blocks(graph).iter().map(|b| PrunableBlock { name: graph.nodes[b.expand].outputs[0].clone(), hidden: graph.initializers.get(&input_name(graph, b.expand, 1).expect("checked")).map_or(0, |w| w.shape()[0]) }).collect()
+}
+
 /// Prunes `ratio` of the hidden channels of every inverted-residual block, in place.
 pub fn prune_hidden_channels(graph: &mut Graph, ratio: f32) -> Result<PruneStats> {
     if !(0.0..1.0).contains(&ratio) {
         return Err(Error::Model(format!("--prune {ratio}: the ratio must be in [0, 1)")));
     }
+    prune_blocks(graph, &|_| ratio)
+}
+
+/// Prunes each inverted-residual block by its own ratio (`ratio_of` its name, as in
+/// [`prunable_blocks`]; 0 leaves it alone), in place.
+pub fn prune_blocks(graph: &mut Graph, ratio_of: &dyn Fn(&str) -> f32) -> Result<PruneStats> {
     let mut stats = PruneStats::default();
     for b in blocks(graph) {
+        let ratio = ratio_of(&graph.nodes[b.expand].outputs[0]);
+        if !(0.0..1.0).contains(&ratio) {
+            return Err(Error::Model(format!("pruning ratio {ratio} of block '{}' is not in [0, 1)", graph.nodes[b.expand].outputs[0])));
+        }
         let we = graph.initializers[&input_name(graph, b.expand, 1).expect("checked")].clone();
         let c = we.shape()[0];
-        let drop = ((c as f32) * ratio).round() as usize;
+        // At least one channel stays: an empty tensor is no layer.
+        let drop = (((c as f32) * ratio).round() as usize).min(c.saturating_sub(1));
         stats.blocks += 1;
         stats.hidden_before += c;
         stats.hidden_after += c - drop;
@@ -253,5 +277,68 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert!(prune_hidden_channels(&mut graph, 1.5).is_err());
+    }
+
+    /// Residual groups: block 1's output is added to the stem's (its project conv keeps
+    /// its 4 output channels, so the Add still matches); block 2's hidden tensor is itself
+    /// added to its depthwise output, so its channels form a residual group with another
+    /// tensor and the block is left alone. Pruning keeps every shape consistent and the
+    /// model runs with its original output shape.
+    #[test]
+    fn residual_groups_keep_consistent_shapes() {
+        let t = |shape: Vec<usize>, seed: usize| {
+            let n: usize = shape.iter().product();
+            Arc::new(Tensor::from_f32(shape, (0..n).map(|i| (((i + seed) * 7919 % 23) as f32 - 11.0) * 0.05).collect()).unwrap())
+        };
+        let mut init = HashMap::new();
+        for (name, shape, seed) in [
+            ("ws", vec![4, 4, 1, 1], 1),
+            ("we1", vec![8, 4, 1, 1], 2),
+            ("wd1", vec![8, 1, 3, 3], 3),
+            ("wp1", vec![4, 8, 1, 1], 4),
+            ("we2", vec![8, 4, 1, 1], 5),
+            ("wd2", vec![8, 1, 3, 3], 6),
+            ("wp2", vec![4, 8, 1, 1], 7),
+        ] {
+            init.insert(name.to_string(), t(shape, seed));
+        }
+        let mut dw = Attrs::new();
+        dw.insert("group".into(), Attr::Int(8));
+        dw.insert("pads".into(), Attr::Ints(vec![1, 1, 1, 1]));
+        let mut graph = Graph {
+            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(1), Dim::Known(4), Dim::Known(6), Dim::Known(6)]) }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
+            initializers: init,
+            nodes: vec![
+                node("Conv", &["x", "ws"], "s", Attrs::new()),
+                node("Conv", &["s", "we1"], "h1", Attrs::new()),
+                node("Relu", &["h1"], "h1r", Attrs::new()),
+                node("Conv", &["h1r", "wd1"], "d1", dw.clone()),
+                node("Relu", &["d1"], "d1r", Attrs::new()),
+                node("Conv", &["d1r", "wp1"], "p1", Attrs::new()),
+                node("Add", &["s", "p1"], "r1", Attrs::new()),
+                node("Conv", &["r1", "we2"], "h2", Attrs::new()),
+                node("Conv", &["h2", "wd2"], "d2", dw),
+                node("Add", &["h2", "d2"], "g2", Attrs::new()),
+                node("Conv", &["g2", "wp2"], "p2", Attrs::new()),
+                node("Add", &["r1", "p2"], "y", Attrs::new()),
+            ],
+            opset: 13,
+        };
+        assert_eq!(prunable_blocks(&graph), vec![PrunableBlock { name: "h1".into(), hidden: 8 }]);
+        let stats = prune_hidden_channels(&mut graph, 0.5).unwrap();
+        assert_eq!((stats.blocks, stats.hidden_before, stats.hidden_after), (1, 8, 4));
+        assert_eq!(graph.initializers["we1"].shape(), &[4, 4, 1, 1]);
+        assert_eq!(graph.initializers["wp1"].shape(), &[4, 4, 1, 1]);
+        for w in ["ws", "we2", "wd2", "wp2"] {
+            assert_eq!(graph.initializers[w].shape()[0], if w == "ws" || w == "wp2" { 4 } else { 8 }, "{w}");
+        }
+        let x = Tensor::from_f32(vec![1, 4, 6, 6], (0..144).map(|i| (i as f32 * 0.37).cos()).collect()).unwrap();
+        let g = graph.clone().validated().unwrap();
+        let out = Session::new(g).run(HashMap::from([("x".to_string(), x)])).unwrap();
+        assert_eq!(out[0].1.shape(), &[1, 4, 6, 6]);
+        // A ratio that would remove every channel keeps one.
+        let stats = prune_hidden_channels(&mut graph, 0.9).unwrap();
+        assert_eq!(stats.hidden_after, 1);
     }
 }

@@ -28,12 +28,21 @@ pub struct Options {
     pub keep_first: bool,
     /// Keep layers writing a graph output in f32.
     pub keep_last: bool,
+    /// Keep these layers in f32, by [`layer_name`] (e.g. the most sensitive ones, see
+    /// [`crate::sensitivity`]).
+    pub keep: BTreeSet<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bias_correction: true, keep_first: false, keep_last: false }
+        Options { bias_correction: true, keep_first: false, keep_last: false, keep: BTreeSet::new() }
     }
+}
+
+/// A layer's name for `Options::keep` and reports: its output tensor, unique in a graph
+/// (node names may be empty or repeated).
+pub fn layer_name(node: &Node) -> &str {
+    &node.outputs[0]
 }
 
 #[derive(Clone, Debug, Default)]
@@ -98,6 +107,9 @@ fn layers(graph: &Graph, opts: &Options) -> Vec<Layer> {
             continue;
         }
         if opts.keep_last && outputs.contains(&output_after_activation(graph, i).as_str()) {
+            continue;
+        }
+        if opts.keep.contains(layer_name(n)) {
             continue;
         }
         out.push(Layer { node: i, axis });

@@ -74,3 +74,40 @@ save(classifier(1), "classifier_v1.onnx")
 save(classifier(2), "classifier_v2.onnx")
 with open("classifier_labels.txt", "w") as f:
     f.write("\n".join(f"class {i}" for i in range(10)) + "\n")
+
+# Two inverted-residual blocks (expand 1x1 -> ReLU6 -> depthwise 3x3 -> ReLU6 -> project
+# 1x1), the first with a residual Add, then a classifier: pruning and sensitivity tests.
+def blocks():
+    rng = np.random.default_rng(3)
+    def w(*shape, scale=0.3):
+        # Output channels of uneven strength, so filter norms rank them.
+        return (rng.normal(0, scale, shape) * rng.uniform(0.2, 1.5, (shape[0],) + (1,) * (len(shape) - 1))).astype(np.float32)
+    def b(n):
+        return rng.normal(0, 0.1, (n,)).astype(np.float32)
+    inits = {"ws": w(8, 3, 3, 3), "bs": b(8), "we1": w(32, 8, 1, 1), "be1": b(32), "wd1": w(32, 1, 3, 3), "bd1": b(32),
+             "wp1": w(8, 32, 1, 1, scale=0.15), "bp1": b(8), "we2": w(48, 8, 1, 1), "be2": b(48), "wd2": w(48, 1, 3, 3), "bd2": b(48),
+             "wp2": w(16, 48, 1, 1, scale=0.15), "bp2": b(16), "wf": w(10, 16), "bf": b(10),
+             "zero": np.array(0, np.float32), "six": np.array(6, np.float32)}
+    def conv(x, wn, bn, y, **kw):
+        return helper.make_node("Conv", [x, wn, bn], [y], name=y, **kw)
+    def relu6(x, y):
+        return helper.make_node("Clip", [x, "zero", "six"], [y], name=y)
+    nodes = [
+        conv("x", "ws", "bs", "s", pads=[1, 1, 1, 1]), relu6("s", "s6"),
+        conv("s6", "we1", "be1", "e1"), relu6("e1", "e1r"),
+        conv("e1r", "wd1", "bd1", "d1", group=32, pads=[1, 1, 1, 1]), relu6("d1", "d1r"),
+        conv("d1r", "wp1", "bp1", "p1"),
+        helper.make_node("Add", ["s6", "p1"], ["r1"], name="residual1"),
+        conv("r1", "we2", "be2", "e2"), relu6("e2", "e2r"),
+        conv("e2r", "wd2", "bd2", "d2", group=48, pads=[1, 1, 1, 1], strides=[2, 2]), relu6("d2", "d2r"),
+        conv("d2r", "wp2", "bp2", "p2"),
+        helper.make_node("GlobalAveragePool", ["p2"], ["g"], name="pool"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], name="fc", transB=1),
+    ]
+    return helper.make_graph(nodes, "blocks",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+
+save(blocks(), "blocks.onnx", opset=13)

@@ -9,7 +9,7 @@
 use super::conv::ConvAttrs;
 use super::qparams::{q8, q8_out, scalar_f32, scalar_i32, Bias, QOutSpec};
 use crate::{bail_shape, required, DType, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
-use cairn_kernels::qdepthwise::qdepthwise_conv2d;
+use cairn_kernels::qdepthwise::{qdepthwise_conv2d_packed, QDwFilters};
 use cairn_kernels::qgemm::{qgemm, PackedQA, QEpilogue, QKernel, QRhs, Q8};
 use cairn_kernels::Activation;
 
@@ -32,8 +32,8 @@ enum Form {
 /// Filters in the layout their kernel reads.
 #[derive(Debug)]
 enum Filters {
-    /// `[C * kh * kw]` with the zero point subtracted.
-    Depthwise(Vec<i16>),
+    /// `[C * kh * kw]` with the zero point subtracted, and the kernel's weight tuples.
+    Depthwise(QDwFilters),
     /// One packed GEMM operand per group.
     Gemm(Vec<PackedQA>),
 }
@@ -75,7 +75,10 @@ impl QConvWeights {
         let mg = m / attrs.group;
         let filters = if ws[1] == 1 && mg == 1 {
             let z = |c: usize| if zero.len() == 1 { zero[0] } else { zero[c] };
-            Filters::Depthwise((0..m * per).map(|i| (data.at(i) - z(i / per)) as i16).collect())
+            // Window rows and columns as the geometry has them (1-D: one row).
+            let kw = *ws.last().unwrap_or(&1);
+            let taps = (0..m * per).map(|i| (data.at(i) - z(i / per)) as i16).collect();
+            Filters::Depthwise(QDwFilters::new(taps, m, per / kw.max(1), kw))
         } else {
             let kernel = QKernel::current();
             Filters::Gemm(
@@ -96,7 +99,7 @@ impl QConvWeights {
 
     fn bytes(&self) -> usize {
         match &self.filters {
-            Filters::Depthwise(v) => 2 * v.len(),
+            Filters::Depthwise(f) => f.bytes(),
             Filters::Gemm(p) => p.iter().map(PackedQA::bytes).sum(),
         }
     }
@@ -234,7 +237,7 @@ fn conv_q(attrs: &ConvAttrs, p: &QConvWeights, x: TensorRef, x_scale: f32, x_zer
         match &p.filters {
             Filters::Depthwise(w) => {
                 let epi = QEpilogue { scale: &scale, bias: bias.as_deref(), activation: act, out_scale, out_zero };
-                qdepthwise_conv2d(&g.kernel(), c, xb, x_zero, w, &epi, q8_out(&mut y.data, b * m * osz, m * osz, op)?);
+                qdepthwise_conv2d_packed(&g.kernel(), c, xb, x_zero, w, &epi, q8_out(&mut y.data, b * m * osz, m * osz, op)?);
             }
             Filters::Gemm(packed) => {
                 for (grp, pa) in packed.iter().enumerate() {

@@ -1,17 +1,15 @@
-//! int8 depthwise 2-D convolution on NCHW planes, i32 accumulation, with the
-//! requantizing epilogue of [`crate::qgemm`] (per-channel scale, bias, activation).
+//! The portable int8 depthwise path: any geometry, any weight range, any ISA.
 //!
 //! Each channel is widened once into a plane holding `x - zero_point`, so the zero
 //! padding is a true zero and the taps need no bounds checks. The plane and the
 //! accumulators are f32 holding exact integers: |x - z| <= 255 and |w| <= 255, so up to
-//! 2^24 / 255^2 = 258 taps every product and sum is exact, and f32 lanes multiply-add
-//! 8 outputs per AVX2 instruction pair where i32 needs the slow `vpmulld` (and wasm has
-//! no i32 multiply-add either). Longer kernels use i32 (`row_taps_long`). For a column
-//! stride s > 1 every padded row is stored as its s column phases side by side, so
-//! that the inputs one tap reads for consecutive outputs are contiguous (the same
-//! idea as the f32 kernel's phase split). The tap loops run over whole output rows
-//! of i32 and are compiled per ISA (AVX2 via `#[target_feature]`, simd128 by the
-//! build), where LLVM turns them into widening multiply-adds.
+//! 2^24 / 255^2 = 258 taps every product and sum is exact. Longer kernels use i32
+//! (`row_taps_long`). For a column stride s > 1 every padded row is stored as its s
+//! column phases side by side, so that the inputs one tap reads for consecutive outputs
+//! are contiguous. The tap loops run over whole output rows and are compiled per ISA
+//! (AVX2 via `#[target_feature]`, simd128 by the build). The fast paths (`tuples`) take
+//! the common cases; this one takes the rest (dilated columns, column strides above 2,
+//! weights outside [-128, 127]) and is their reference for the epilogue.
 
 use crate::depthwise::ConvGeometry;
 use crate::parallel::for_each_task;
@@ -22,29 +20,23 @@ use crate::simd::{F32Simd, Scalar4};
 /// Channels per task when spreading over threads.
 const CHANNELS_PER_TASK: usize = 8;
 
-/// `y[c] = epilogue_c(sum_taps w[c] * (x[c] - x_zero))` for `channels` planes.
-/// `w` holds `channels * kh * kw` weights with their zero point already subtracted;
-/// `epi.scale`/`epi.bias` are per channel (or one value). `y` is `channels * oh * ow`.
-pub fn qdepthwise_conv2d(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, mut y: QOut) {
-    let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
-    assert!(x.len() >= channels * isz && w.len() >= channels * ksz && y.len() >= channels * osz, "qdepthwise: buffers too small");
-    assert!(epi.scale.len() == 1 || epi.scale.len() >= channels, "qdepthwise: scale must be 1 or one per channel");
-    assert!(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "qdepthwise: strides and dilations must be positive");
-    if osz == 0 {
-        return;
-    }
-    let dst = RawOut::new(&mut y, osz, 1);
-    let _ = ksz;
+/// The portable path (any geometry and weight range): see the module docs. The caller
+/// checked the buffers; `isa` picks the vector code of the tap loops.
+pub(super) fn conv(isa: crate::Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, y: &mut QOut) {
+    let osz = g.oh * g.ow;
+    let dst = RawOut::new(y, osz, 1);
     let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
     for_each_task(&tasks, |&c0| {
         let chans = c0..(c0 + CHANNELS_PER_TASK).min(channels);
         #[cfg(target_arch = "x86_64")]
-        if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
+        if matches!(isa, crate::Isa::Avx2Fma | crate::Isa::Avx512) {
             // SAFETY: AVX2 and FMA were detected when the ISA was chosen.
             return unsafe { channels_avx2(g, chans, x, x_zero, w, epi, dst) };
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        return channels_body::<crate::simd::wasm::Simd128>(g, chans, x, x_zero, w, epi, dst);
+        if isa == crate::Isa::WasmSimd128 {
+            return channels_body::<crate::simd::wasm::Simd128>(g, chans, x, x_zero, w, epi, dst);
+        }
         #[allow(unreachable_code)]
         channels_body::<Scalar4>(g, chans, x, x_zero, w, epi, dst)
     });
@@ -220,81 +212,6 @@ fn row_taps_long(g: &ConvGeometry, l: &Layout, plane: &[f32], w: &[i16], oy: usi
             let start = (c % g.sw) * l.phase_len + c / g.sw;
             for (a, &v) in acc.iter_mut().zip(&row[start..start + ow]) {
                 *a += wt * v as i32;
-            }
-        }
-    }
-}
-
-/// The naive twin: direct indexing with bounds tests, i64 accumulation.
-pub fn qdepthwise_reference_i32(g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16]) -> Vec<i32> {
-    let mut out = vec![0i32; channels * g.oh * g.ow];
-    for ch in 0..channels {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let mut s = 0i64;
-                for ki in 0..g.kh {
-                    for kj in 0..g.kw {
-                        let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
-                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
-                        if iy < 0 || ix < 0 || iy >= g.ih as isize || ix >= g.iw as isize {
-                            continue;
-                        }
-                        let v = x.at(ch * g.ih * g.iw + iy as usize * g.iw + ix as usize) - x_zero;
-                        s += v as i64 * w[ch * g.kh * g.kw + ki * g.kw + kj] as i64;
-                    }
-                }
-                out[(ch * g.oh + oy) * g.ow + ox] = s as i32;
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::qgemm::reference::{real_reference, requantize_reference};
-    use crate::testutil::Rng;
-    use crate::Activation;
-
-    #[test]
-    fn matches_reference_on_random_geometries() {
-        let mut rng = Rng(11);
-        for case in 0..80 {
-            let (kh, kw) = [(3, 3), (5, 5), (1, 1), (3, 1), (9, 9), (17, 17)][case % 6];
-            let (sh, sw) = [(1, 1), (2, 2), (1, 2), (3, 3)][rng.below(4)];
-            let (dh, dw) = if case % 7 == 0 { (2, 2) } else { (1, 1) };
-            let (ih, iw) = (1 + rng.below(20), 1 + rng.below(37));
-            let (pt, pl) = (rng.below(kh), rng.below(kw));
-            let (pb, pr) = (rng.below(kh), rng.below(kw));
-            let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-            if ih + pt + pb < eh || iw + pl + pr < ew {
-                continue;
-            }
-            let (oh, ow) = ((ih + pt + pb - eh) / sh + 1, (iw + pl + pr - ew) / sw + 1);
-            let g = ConvGeometry { ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow };
-            let channels = 1 + rng.below(19);
-            let xs: Vec<u8> = (0..channels * ih * iw).map(|_| rng.next_u32() as u8).collect();
-            let w: Vec<i16> = (0..channels * kh * kw).map(|_| (rng.next_u32() % 255) as i16 - 127).collect();
-            let zero = rng.below(256) as i32;
-            let want = qdepthwise_reference_i32(&g, channels, Q8::U8(&xs), zero, &w);
-            let mut got = vec![0i32; want.len()];
-            qdepthwise_conv2d(&g, channels, Q8::U8(&xs), zero, &w, &QEpilogue::default(), QOut::I32(&mut got));
-            assert_eq!(got, want, "case {case}: {g:?} x{channels}");
-            // Requantized, with a per-channel scale and bias and ReLU6.
-            let scale: Vec<f32> = (0..channels).map(|_| 1e-4 + rng.f32().abs() * 1e-3).collect();
-            let bias: Vec<f32> = (0..channels).map(|_| rng.f32()).collect();
-            let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation: Activation::Clip { min: 0.0, max: 6.0 }, out_scale: 6.0 / 255.0, out_zero: 0 };
-            let mut q = vec![0u8; want.len()];
-            qdepthwise_conv2d(&g, channels, Q8::U8(&xs), zero, &w, &epi, QOut::U8(&mut q));
-            let osz = oh * ow;
-            for ch in 0..channels {
-                let one = QEpilogue { scale: &scale[ch..ch + 1], bias: Some(&bias[ch..ch + 1]), ..epi };
-                let real = real_reference(&want[ch * osz..][..osz], 1, osz, &one);
-                let wq = requantize_reference(&real, epi.out_scale, 0, 0, 255);
-                for (i, (&a, &b)) in q[ch * osz..][..osz].iter().zip(&wq).enumerate() {
-                    assert!((a as i32 - b).abs() <= 1, "case {case} channel {ch} element {i}: got {a}, want {b}");
-                }
             }
         }
     }
