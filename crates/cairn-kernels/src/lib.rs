@@ -10,6 +10,7 @@ pub mod isa;
 pub mod math;
 pub mod vmath;
 pub mod parallel;
+pub mod qconvert;
 pub mod qdepthwise;
 pub mod qgemm;
 mod simd;

@@ -301,14 +301,35 @@ fn im2col_q8(x: Q8, channels: usize, g: &super::conv::Geometry, zero: i32, col: 
                     }
                     let srow = &plane[iy as usize * g.iw..][..g.iw];
                     let orow = &mut row[oy * g.ow..][..g.ow];
-                    for (ox, o) in orow.iter_mut().enumerate() {
-                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
-                        if ix >= 0 && (ix as usize) < g.iw {
-                            *o = srow[ix as usize];
+                    // Output columns whose input column is inside the row (the rest keep
+                    // the zero point): a copy or a strided gather with no bounds tests.
+                    let (ox0, ox1) = inside_columns(g, kj);
+                    if ox0 == ox1 {
+                        continue;
+                    }
+                    let first = ox0 * g.sw + kj * g.dw - g.pl;
+                    if g.sw == 1 {
+                        orow[ox0..ox1].copy_from_slice(&srow[first..first + (ox1 - ox0)]);
+                    } else if g.sw == 2 {
+                        cairn_kernels::qconvert::gather_even(&srow[first..], &mut orow[ox0..ox1]);
+                    } else {
+                        for (o, &v) in orow[ox0..ox1].iter_mut().zip(srow[first..].iter().step_by(g.sw)) {
+                            *o = v;
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// The output columns `ox0 .. ox1` that tap input columns inside the image for kernel
+/// column `kj`: `0 <= ox * sw + kj * dw - pl < iw`.
+fn inside_columns(g: &super::conv::Geometry, kj: usize) -> (usize, usize) {
+    let off = kj * g.dw;
+    // Smallest ox with ox * sw + off >= pl.
+    let ox0 = g.pl.saturating_sub(off).div_ceil(g.sw).min(g.ow);
+    // Smallest ox with ox * sw + off >= pl + iw.
+    let ox1 = (g.pl + g.iw).saturating_sub(off).div_ceil(g.sw).min(g.ow);
+    (ox0, ox1.max(ox0))
 }

@@ -72,14 +72,11 @@ impl Op for QLinearAdd {
         let ((sa, za), (sb, zb), (sc, zc)) = (param(1)?, param(4)?, param(6)?);
         if a.shape == b.shape {
             if let (DataRef::U8(x), DataRef::U8(y), DataMut::U8(o)) = (a.data, b.data, &mut outputs[0].data) {
-                // Residual adds of u8 activations: one pass, no temporaries.
+                // Residual adds of u8 activations: one vectorized pass, no temporaries.
                 let inv = 1.0 / sc;
                 let (ka, kb) = (sa * inv, sb * inv);
                 let k0 = zc as f32 - za as f32 * ka - zb as f32 * kb;
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                    let q = cairn_kernels::qgemm::round_half_even((x as f32 * ka + y as f32 * kb + k0).clamp(0.0, 255.0));
-                    *o = q as u8;
-                }
+                cairn_kernels::qconvert::add_u8(x, y, ka, kb, k0, o);
                 return Ok(());
             }
         }

@@ -1,5 +1,6 @@
 //! QuantizeLinear and DequantizeLinear (per tensor and per axis, i8/u8).
 
+use cairn_kernels::qconvert::{self, Q8Range};
 use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
@@ -106,17 +107,12 @@ impl Op for Linear {
         let (outer, ch, inner) = self.layout(x.shape, scale.len())?;
         let at = |i: usize| (i / inner) % ch;
         if self.quantize && ch == 1 {
-            // Per tensor (every activation): one branch-free loop that vectorizes.
-            let (xs, s, z) = (x.f32s()?, scale[0], zp[0]);
-            // Clamped before rounding, so the fast half-to-even rounding is exact.
-            let q = |v: f32, lo: f32, hi: f32| {
-                let q = v / s;
-                let q = if q.is_nan() { 0.0 } else { q.clamp(lo - z, hi - z) };
-                cairn_kernels::qgemm::round_half_even(q) + z
-            };
+            // Per tensor (every activation): one vectorized pass.
+            let (xs, s, z) = (x.f32s()?, scale[0], zp[0] as i32);
             match &mut outputs[0].data {
-                DataMut::U8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, 0.0, 255.0) as u8),
-                DataMut::I8(d) => d.iter_mut().zip(xs).for_each(|(d, &v)| *d = q(v, -128.0, 127.0) as i8),
+                DataMut::U8(d) => qconvert::quantize(xs, s, z, Q8Range::U8, d),
+                // SAFETY: same size and alignment; the bytes are i8's two's complement.
+                DataMut::I8(d) => qconvert::quantize(xs, s, z, Q8Range::I8, unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut u8, d.len()) }),
                 _ => bail_shape!(self.op_type(), "unsupported output dtype"),
             }
         } else if self.quantize {
@@ -129,12 +125,26 @@ impl Op for Linear {
             }
         } else {
             let y = outputs[0].f32s_mut()?;
-            let vals: Vec<f32> = match x.data {
-                DataRef::I8(_) | DataRef::U8(_) | DataRef::I32(_) => x.to_f32_vec(),
+            let bytes = match x.data {
+                DataRef::U8(v) => Some((v, Q8Range::U8)),
+                // SAFETY: same size and alignment.
+                DataRef::I8(v) => Some((unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len()) }, Q8Range::I8)),
+                DataRef::I32(_) => None,
                 other => bail_shape!("DequantizeLinear", "input must be i8, u8 or i32, got {}", other.dtype()),
             };
-            for (i, (o, v)) in y.iter_mut().zip(vals).enumerate() {
-                *o = (v - zp[at(i)]) * scale[at(i)];
+            match bytes {
+                // One block of `inner` values per (outer, channel): a vectorized pass each.
+                Some((v, range)) => {
+                    for ((xb, yb), i) in v.chunks(inner.max(1)).zip(y.chunks_mut(inner.max(1))).zip(0..) {
+                        let c = i % ch;
+                        qconvert::dequantize(xb, range, zp[c] as i32, scale[c], yb);
+                    }
+                }
+                None => {
+                    for (i, (o, v)) in y.iter_mut().zip(x.to_f32_vec()).enumerate() {
+                        *o = (v - zp[at(i)]) * scale[at(i)];
+                    }
+                }
             }
         }
         let _ = outer;

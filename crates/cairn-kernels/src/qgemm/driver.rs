@@ -45,6 +45,16 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     let dst = RawOut::new(&mut out, row_stride, col_stride);
     let rq = Requant::new(epi, dst).with_rows(m);
     let (nr, kp) = (a.kernel.nr, a.kp);
+    // Where each accumulator row starts: the byte layout's zero-point correction.
+    let zb = b.quad_zero();
+    let mut init = vec![0i32; m.div_ceil(a.kernel.mr) * a.kernel.mr];
+    for (i, &s) in init.iter_mut().zip(&a.rowsum) {
+        *i = s.wrapping_mul(zb).wrapping_neg();
+    }
+    let init = &init[..];
+    if n <= GEMV_MAX_N {
+        return gemv(m, n, k, a, &b, init, dst, &rq);
+    }
     assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
     let per_col = (kp * 4).max(1);
     let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
@@ -63,32 +73,63 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
             #[cfg(target_arch = "x86_64")]
             if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
                 // SAFETY: AVX2 was detected when the ISA was chosen.
-                return unsafe { column_block_avx2(m, k, a, &b, dst, &rq, j0, cols, &mut pb) };
+                return unsafe { column_block_avx2(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb) };
             }
-            column_block(m, k, a, &b, dst, &rq, j0, cols, &mut pb)
+            column_block(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb)
         });
     });
+}
+
+/// Up to this many columns, each column is a matrix-vector product ([`QKernel::run_gemv`]):
+/// a tile would compute `nr` columns to keep `n`.
+const GEMV_MAX_N: usize = 2;
+
+/// `C = epilogue(A * B)` one column at a time, row panels spread over threads.
+#[allow(clippy::too_many_arguments)]
+fn gemv(m: usize, n: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant) {
+    let (mr, kp) = (a.kernel.mr, a.kp);
+    let panels = m.div_ceil(mr);
+    let per_task = panels.div_ceil(threads()).max(1);
+    let tasks: Vec<usize> = (0..panels).step_by(per_task).collect();
+    let mut col = Vec::new();
+    for j in 0..n {
+        pack_b(b, k, j, 1, 1, a.kernel.layout, &mut col);
+        for_each_task(&tasks, |&p0| {
+            let mut acc = [0i32; MAX_TILE];
+            for p in p0..(p0 + per_task).min(panels) {
+                let r0 = p * mr;
+                // SAFETY: the panel holds kp*mr words, `col` kp, init and acc at least mr.
+                unsafe { (a.kernel.run_gemv)(kp, a.data[p * kp * mr..].as_ptr(), col.as_ptr(), init[r0..].as_ptr(), acc.as_mut_ptr()) };
+                for (r, v) in acc[..mr.min(m - r0)].iter().enumerate() {
+                    let row = r0 + r;
+                    // SAFETY: (row, j) is inside C; each task writes only its own rows.
+                    unsafe { store_row(dst, rq, rq.row(row), std::slice::from_ref(v), row * dst.rs + j * dst.cs) };
+                }
+            }
+        });
+    }
 }
 
 /// [`column_block`] compiled for AVX2, so that packing and the epilogue vectorize 8-wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
-    column_block(m, k, a, b, dst, rq, j0, cols, pb)
+unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+    column_block(m, k, a, b, init, dst, rq, j0, cols, pb)
 }
 
 /// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
     let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
     let n_end = j0 + cols;
-    pack_b(b, k, j0, cols, nr, pb);
+    pack_b(b, k, j0, cols, nr, a.kernel.layout, pb);
     let mut tile = [0i32; MAX_TILE];
     for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
         let r0 = pi * mr;
         let rows = mr.min(m - r0);
+        let init = init[r0..].as_ptr();
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
             let c0 = j0 + ti * nr;
             if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
@@ -103,12 +144,12 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Re
                     signed: matches!(rq.kind, Kind::I8),
                 };
                 // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
-                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), &t) };
+                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &t) };
                 continue;
             }
             // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
             // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
-            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), tile.as_mut_ptr()) };
+            unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), init, tile.as_mut_ptr()) };
             for r in 0..rows {
                 let row = r0 + r;
                 let sb = rq.row(row);
@@ -121,7 +162,7 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, dst: RawOut, rq: &Re
 }
 
 /// Largest `mr * nr` of any kernel.
-const MAX_TILE: usize = 6 * 32;
+const MAX_TILE: usize = 8 * 32;
 
 /// Where [`store_row`] writes: an output buffer of some kind, with a column stride.
 #[derive(Clone, Copy)]
@@ -285,7 +326,7 @@ impl Acc for f32 {
         self as i32
     }
 
-    /// simd128: four lanes per step (`f32x4.nearest` rounds half to even), saturating narrows.
+    /// simd128: four lanes per step, rounding half to even, saturating narrows.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     #[inline(always)]
     fn requantize(acc: &[f32], si: f32, bi: f32, qlo: f32, qhi: f32, signed: bool, out: &mut [u8]) {
@@ -296,7 +337,8 @@ impl Acc for f32 {
         // SAFETY: loads and stores stay below n (8 at a time, then the scalar tail).
         unsafe {
             while j + 8 <= n {
-                let q = |p: *const f32| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_min(f32x4_max(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi)));
+                // pmin/pmax and the mantissa rounding: see the simd128 GEMM kernel's epilogue.
+                let q = |p: *const f32| crate::wasm32::qgemm::round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi));
                 let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
                 let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
                 v128_store64_lane::<0>(bytes, out.as_mut_ptr().add(j) as *mut u64);

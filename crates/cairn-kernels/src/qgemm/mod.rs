@@ -2,7 +2,8 @@
 //! for quantized convolutions and matrix products (`QLinearConv`, `QLinearMatMul`,
 //! `MatMulInteger`, `ConvInteger`, QDQ graphs).
 //!
-//! Operands are widened to i16 *after* subtracting their zero points, so that any
+//! Two operand layouts ([`Layout`]). The general one: operands are widened to i16
+//! *after* subtracting their zero points, so that any
 //! mix of u8/i8 operands and zero points is exact: the micro-kernels multiply i16
 //! pairs and add both products into an i32 lane (`vpmaddwd` on AVX2,
 //! `vpdpwssd` on AVX-512 VNNI, `i32x4.dot_i16x8_s` on wasm simd128). That is half
@@ -10,10 +11,19 @@
 //! pair sums (255 * 127 * 2 > 32767) and so is not exact for full-range u8 x i8;
 //! onnxruntime works around it with 7-bit weights (`reduce_range`), which costs accuracy.
 //!
+//! The byte layout, where the CPU has an exact u8 x s8 dot (AVX-512 VNNI or AVX-VNNI `vpdpbusd`:
+//! four products per i32 lane, no saturation) and the weights are symmetric s8 (zero
+//! point 0, what `cairn optimize` writes; or u8 with zero point 128, flipped to s8):
+//! weights stay s8 and activations stay raw bytes (i8 activations flipped to u8 by
+//! `xor 0x80`, i.e. +128). The activation zero point `zb` is taken out algebraically:
+//! `sum_k a (b - zb) = sum_k a b - zb * rowsum(a)`, so each accumulator *starts* at
+//! `-zb * rowsum(a)` (exact i32 arithmetic, no change to the epilogue).
+//!
 //! Layout: `C[m x n] = A[m x k] * B[k x n]`. A is the prepacked operand (weights:
 //! conv filters, or a constant MatMul operand transposed), B is packed per call
-//! from any strided 8-bit matrix. Both are packed as *k-pairs*: one i32 word holds
-//! two consecutive-k i16 values, the unit every dot instruction consumes.
+//! from any strided 8-bit matrix. Both are packed as *k-groups*: one i32 word holds
+//! two consecutive-k i16 values (pairs) or four consecutive-k bytes (quads), the unit
+//! every dot instruction consumes.
 //! The epilogue turns each i32 tile into i32, f32, or requantized u8/i8 output,
 //! with per-row scale, bias and activation (see [`QEpilogue`]).
 
@@ -120,20 +130,51 @@ pub fn quantize(v: f32, inv_scale: f32, zero: i32, lo: i32, hi: i32) -> i32 {
     round_half_even(x) as i32 + zero
 }
 
-/// A micro-kernel: an `mr x nr` i32 tile from `kp` k-pairs of packed A (`mr` words
-/// per pair) and packed B (`nr` words per pair), stored to `c` (row stride `nr`).
+/// What one packed i32 word of a kernel's operands holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Two consecutive-k i16 values, zero points subtracted (low half first).
+    Pairs,
+    /// Four consecutive-k bytes (lowest k in the lowest byte): s8 weights, u8 activations.
+    Quads,
+}
+
+impl Layout {
+    /// k values per word.
+    pub fn group(self) -> usize {
+        match self {
+            Layout::Pairs => 2,
+            Layout::Quads => 4,
+        }
+    }
+}
+
+/// A fused requantizing tile kernel (see [`QKernel::run_q8`]).
+pub(crate) type Q8TileFn = unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile);
+
+/// A micro-kernel: an `mr x nr` i32 tile from `kp` k-groups of packed A (`mr` words
+/// per group) and packed B (`nr` words per group), stored to `c` (row stride `nr`).
+/// Row i of the tile starts from `init[i]` (the zero-point correction of the byte layout).
 #[derive(Clone, Copy)]
 pub struct QKernel {
     pub name: &'static str,
     pub mr: usize,
     pub nr: usize,
+    pub layout: Layout,
+    /// For a byte-layout kernel, the pairs kernel used when the weights do not fit it
+    /// (non-zero weight zero points).
+    pub(crate) fallback: Option<&'static QKernel>,
     /// # Safety
-    /// `a` holds `kp * mr` words, `b` holds `kp * nr` words, `c` has room for `mr * nr`;
-    /// the CPU supports the kernel's instructions.
-    pub(crate) run: unsafe fn(kp: usize, a: *const i32, b: *const i32, c: *mut i32),
+    /// `a` holds `kp * mr` words, `b` holds `kp * nr` words, `init` holds `mr` values,
+    /// `c` has room for `mr * nr`; the CPU supports the kernel's instructions.
+    pub(crate) run: unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32),
     /// The same tile requantized in registers and stored as 8-bit (see [`Q8Tile`]), for
     /// full tiles with a clamping activation; `None` where the ISA has no such kernel.
-    pub(crate) run_q8: Option<unsafe fn(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile)>,
+    pub(crate) run_q8: Option<Q8TileFn>,
+    /// One output column (a matrix-vector product, e.g. a classifier at batch 1, where a
+    /// tile would compute `nr` columns to keep one): for the `mr` rows of panel `a`,
+    /// `c[i] = init[i] + sum_q dot(a[q * mr + i], b[q])`, `b` holding `kp` words.
+    pub(crate) run_gemv: unsafe fn(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32),
 }
 
 /// Where and how a fused kernel stores a full 8-bit tile: for row i,
@@ -166,6 +207,8 @@ impl QKernel {
                 crate::Isa::Generic => crate::generic::qgemm::KERNEL,
                 // AVX2 forced (`CAIRN_ISA=avx2`): no AVX-512 kernel either.
                 #[cfg(target_arch = "x86_64")]
+                crate::Isa::Avx2Fma if std::arch::is_x86_feature_detected!("avxvnni") => crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8,
+                #[cfg(target_arch = "x86_64")]
                 crate::Isa::Avx2Fma => crate::x86_64::qgemm::KERNEL_AVX2,
                 _ => QKernel::all_available()[0],
             }
@@ -179,7 +222,13 @@ impl QKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni") {
+                if std::arch::is_x86_feature_detected!("avx512vl") {
+                    out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI_U8S8);
+                }
                 out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni") {
+                out.push(crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8);
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 out.push(crate::x86_64::qgemm::KERNEL_AVX2);
@@ -193,5 +242,6 @@ impl QKernel {
 }
 
 /// Largest reduction length for which i32 accumulation cannot overflow:
-/// |a - za|, |b - zb| <= 255, so k * 255 * 255 < 2^31.
+/// |a - za|, |b - zb| <= 255, so k * 255 * 255 < 2^31. (The byte layout's partial sums
+/// may wrap; i32 arithmetic wraps, so the final sum is still exact.)
 pub const MAX_K: usize = 33_000;

@@ -1,9 +1,10 @@
-//! Packing into k-pair panels: one i32 word holds the i16 values (zero point
+//! Packing into k-group panels. Pairs: one i32 word holds the i16 values (zero point
 //! already subtracted) of two consecutive k, low half first, so a 32-bit splat of
 //! an A word against a vector of B words is exactly what a dot-i16-pairs
-//! instruction multiplies.
+//! instruction multiplies. Quads: one word holds four consecutive-k bytes, s8
+//! weights in A and u8 activations in B, what a u8 x s8 dot-of-four multiplies.
 
-use super::{QKernel, Q8};
+use super::{Layout, QKernel, Q8};
 
 #[inline(always)]
 pub(crate) fn pair(lo: i32, hi: i32) -> i32 {
@@ -11,20 +12,24 @@ pub(crate) fn pair(lo: i32, hi: i32) -> i32 {
 }
 
 /// The prepacked left operand (weights): `m x k`, in panels of the kernel's `mr`
-/// rows; rows past `m` and the odd k tail are zeros.
+/// rows; rows past `m` and the k tail are zeros.
 #[derive(Clone, Debug)]
 pub struct PackedQA {
     pub(crate) kernel: QKernel,
     pub(crate) m: usize,
     pub(crate) k: usize,
+    /// k-groups (words per row).
     pub(crate) kp: usize,
     pub(crate) data: Vec<i32>,
+    /// Quads only: the sum of each row's s8 weights (the zero-point correction).
+    pub(crate) rowsum: Vec<i32>,
 }
 
 impl PackedQA {
     /// Packs `m x k` values given by `at(row, col)` (already zero-point adjusted,
-    /// within i16) for `kernel`.
+    /// within i16) for `kernel`, or for its pairs fallback.
     pub fn from_fn(kernel: QKernel, m: usize, k: usize, at: impl Fn(usize, usize) -> i32) -> PackedQA {
+        let kernel = kernel.fallback.map_or(kernel, |f| *f);
         let (mr, kp) = (kernel.mr, k.div_ceil(2));
         let panels = m.div_ceil(mr);
         let mut data = vec![0i32; panels * kp * mr];
@@ -39,7 +44,30 @@ impl PackedQA {
                 }
             }
         }
-        PackedQA { kernel, m, k, kp, data }
+        PackedQA { kernel, m, k, kp, data, rowsum: Vec::new() }
+    }
+
+    /// Packs s8 values `at(row, col)` four k to a word for a byte-layout kernel.
+    fn quads(kernel: QKernel, m: usize, k: usize, at: impl Fn(usize, usize) -> i8) -> PackedQA {
+        let (mr, kp) = (kernel.mr, k.div_ceil(4));
+        let panels = m.div_ceil(mr);
+        let mut data = vec![0i32; panels * kp * mr];
+        let mut rowsum = vec![0i32; panels * mr];
+        for p in 0..panels {
+            let panel = &mut data[p * kp * mr..][..kp * mr];
+            for r in 0..mr.min(m - p * mr) {
+                let row = p * mr + r;
+                for q in 0..kp {
+                    let mut word = [0i8; 4];
+                    for (i, w) in word.iter_mut().enumerate().take(k - 4 * q) {
+                        *w = at(row, 4 * q + i);
+                    }
+                    rowsum[row] += word.iter().map(|&v| v as i32).sum::<i32>();
+                    panel[q * mr + r] = i32::from_le_bytes(word.map(|v| v as u8));
+                }
+            }
+        }
+        PackedQA { kernel, m, k, kp, data, rowsum }
     }
 
     /// Packs 8-bit values: element (r, c) at `w[r * row_stride + c * col_stride]`,
@@ -50,6 +78,14 @@ impl PackedQA {
             assert!((m - 1) * row_stride + (k - 1) * col_stride < w.len(), "PackedQA: weights too short");
         }
         let z = |r: usize| if zero.len() == 1 { zero[0] } else { zero[r] };
+        if kernel.layout == Layout::Quads {
+            // s8 with zero point 0 as it is; u8 with zero point 128 is s8 with its top bit flipped.
+            match w {
+                Q8::I8(v) if zero.iter().all(|&z| z == 0) => return PackedQA::quads(kernel, m, k, |r, c| v[r * row_stride + c * col_stride]),
+                Q8::U8(v) if zero.iter().all(|&z| z == 128) => return PackedQA::quads(kernel, m, k, |r, c| (v[r * row_stride + c * col_stride] ^ 0x80) as i8),
+                _ => {}
+            }
+        }
         PackedQA::from_fn(kernel, m, k, |r, c| w.at(r * row_stride + c * col_stride) - z(r))
     }
 
@@ -77,19 +113,115 @@ pub struct QRhs<'a> {
     pub n_stride: usize,
 }
 
-/// Packs columns `j0 .. j0 + cols` of B into panels of `nr` words per k-pair.
-pub(crate) fn pack_b(b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut Vec<i32>) {
-    let kp = k.div_ceil(2);
-    let panels = cols.div_ceil(nr);
-    out.clear();
-    out.resize(panels * kp * nr, 0);
-    match b.data {
-        Q8::U8(d) => pack_b_typed(d, b, k, j0, cols, nr, out),
-        Q8::I8(d) => pack_b_typed(d, b, k, j0, cols, nr, out),
+impl QRhs<'_> {
+    /// The zero point the byte layout subtracts, after i8 data is flipped to u8 (+128).
+    pub(crate) fn quad_zero(&self) -> i32 {
+        match self.data {
+            Q8::U8(_) => self.zero,
+            Q8::I8(_) => self.zero + 128,
+        }
     }
 }
 
-fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut [i32]) {
+/// Packs columns `j0 .. j0 + cols` of B into panels of `nr` words per k-group.
+pub(crate) fn pack_b(b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, layout: Layout, out: &mut Vec<i32>) {
+    let kp = k.div_ceil(layout.group());
+    let panels = cols.div_ceil(nr);
+    out.clear();
+    out.resize(panels * kp * nr, 0);
+    match (layout, b.data) {
+        (Layout::Pairs, Q8::U8(d)) => pack_b_typed(d, b, k, j0, cols, nr, out),
+        (Layout::Pairs, Q8::I8(d)) => pack_b_typed(d, b, k, j0, cols, nr, out),
+        (Layout::Quads, Q8::U8(d)) => pack_b_quads(d, 0, b, k, j0, cols, nr, out),
+        (Layout::Quads, Q8::I8(d)) => {
+            // SAFETY: same size and alignment; the bytes are flipped to u8 while packing.
+            let d = unsafe { std::slice::from_raw_parts(d.as_ptr() as *const u8, d.len()) };
+            pack_b_quads(d, 0x80, b, k, j0, cols, nr, out)
+        }
+    }
+}
+
+/// Bytes of four consecutive k of B, xor `flip`, into one word per column; the k tail
+/// is zero (its weights are zero too).
+#[allow(clippy::too_many_arguments)]
+fn pack_b_quads(d: &[u8], flip: u8, b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut [i32]) {
+    let kp = k.div_ceil(4);
+    for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
+        let c0 = j0 + p * nr;
+        let w = nr.min(j0 + cols - c0);
+        for q in 0..kp {
+            let dst = &mut panel[q * nr..][..w];
+            let base = 4 * q * b.k_stride + c0 * b.n_stride;
+            let full = 4 * q + 4 <= k;
+            #[cfg(target_arch = "x86_64")]
+            if full && b.n_stride == 1 {
+                // SAFETY: four rows of `w` bytes from `base` lie inside B (checked by the driver).
+                unsafe { interleave4_sse2(d, base, b.k_stride, flip, dst) };
+                continue;
+            }
+            if full && b.n_stride == 1 {
+                let rows: [&[u8]; 4] = std::array::from_fn(|i| &d[base + i * b.k_stride..][..w]);
+                for (c, o) in dst.iter_mut().enumerate() {
+                    *o = i32::from_le_bytes([rows[0][c] ^ flip, rows[1][c] ^ flip, rows[2][c] ^ flip, rows[3][c] ^ flip]);
+                }
+            } else {
+                let n = (k - 4 * q).min(4);
+                for (c, o) in dst.iter_mut().enumerate() {
+                    let mut word = [0u8; 4];
+                    for (i, v) in word.iter_mut().enumerate().take(n) {
+                        *v = d[base + i * b.k_stride + c * b.n_stride] ^ flip;
+                    }
+                    *o = i32::from_le_bytes(word);
+                }
+            }
+        }
+    }
+}
+
+/// The quad interleave of four contiguous rows, 16 columns per step with SSE2
+/// (x86_64 baseline): two byte unpacks, then two 16-bit unpacks.
+///
+/// # Safety
+/// `d[base + i * stride ..][..dst.len()]` is in bounds for i in 0..4.
+#[cfg(target_arch = "x86_64")]
+unsafe fn interleave4_sse2(d: &[u8], base: usize, stride: usize, flip: u8, dst: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let w = dst.len();
+    debug_assert!(base + 3 * stride + w <= d.len());
+    let p = d.as_ptr().add(base);
+    let f = _mm_set1_epi8(flip as i8);
+    let mut c = 0;
+    while c + 16 <= w {
+        let r = |i: usize| _mm_xor_si128(_mm_loadu_si128(p.add(i * stride + c) as *const __m128i), f);
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        let (lo01, hi01) = (_mm_unpacklo_epi8(r0, r1), _mm_unpackhi_epi8(r0, r1));
+        let (lo23, hi23) = (_mm_unpacklo_epi8(r2, r3), _mm_unpackhi_epi8(r2, r3));
+        let o = dst.as_mut_ptr().add(c) as *mut __m128i;
+        _mm_storeu_si128(o, _mm_unpacklo_epi16(lo01, lo23));
+        _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(lo01, lo23));
+        _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(hi01, hi23));
+        _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(hi01, hi23));
+        c += 16;
+    }
+    for (j, o) in dst.iter_mut().enumerate().skip(c) {
+        *o = i32::from_le_bytes([*p.add(j) ^ flip, *p.add(stride + j) ^ flip, *p.add(2 * stride + j) ^ flip, *p.add(3 * stride + j) ^ flip]);
+    }
+}
+
+/// An 8-bit element type of B.
+trait Byte: Copy + Into<i32> {
+    // Only the simd128 packer reads it.
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    const SIGNED: bool;
+}
+impl Byte for u8 {
+    const SIGNED: bool = false;
+}
+impl Byte for i8 {
+    const SIGNED: bool = true;
+}
+
+fn pack_b_typed<T: Byte>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr: usize, out: &mut [i32]) {
     let kp = k.div_ceil(2);
     let z = b.zero;
     for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
@@ -102,6 +234,11 @@ fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, col
                 let r1 = r0 + b.k_stride;
                 if b.n_stride == 1 {
                     let (s0, s1) = (&d[r0..r0 + w], &d[r1..r1 + w]);
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    let (s0, s1, dst) = {
+                        let done = pairs_simd128::<T>(s0, s1, z, dst);
+                        (&s0[done..], &s1[done..], &mut dst[done..])
+                    };
                     for ((o, &x0), &x1) in dst.iter_mut().zip(s0).zip(s1) {
                         *o = pair(x0.into() - z, x1.into() - z);
                     }
@@ -118,4 +255,29 @@ fn pack_b_typed<T: Copy + Into<i32>>(d: &[T], b: &QRhs, k: usize, j0: usize, col
             }
         }
     }
+}
+
+/// Pairs of two contiguous rows, eight columns per step: widen to i16, subtract the zero
+/// point, interleave the rows' lanes. Returns how many columns it packed.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn pairs_simd128<T: Byte>(s0: &[T], s1: &[T], z: i32, dst: &mut [i32]) -> usize {
+    use core::arch::wasm32::*;
+    let n = dst.len().min(s0.len()).min(s1.len()) / 8 * 8;
+    let zv = i16x8_splat(z as i16);
+    let widen = |p: *const T| {
+        // SAFETY: the caller's loop keeps 8 elements of each row in bounds.
+        let v = unsafe { v128_load64_zero(p as *const u64) };
+        i16x8_sub(if T::SIGNED { i16x8_extend_low_i8x16(v) } else { u16x8_extend_low_u8x16(v) }, zv)
+    };
+    let mut c = 0;
+    while c < n {
+        let (a, b) = (widen(s0[c..].as_ptr()), widen(s1[c..].as_ptr()));
+        // SAFETY: dst[c .. c + 8] is in bounds.
+        unsafe {
+            v128_store(dst.as_mut_ptr().add(c) as *mut v128, i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(a, b));
+            v128_store(dst.as_mut_ptr().add(c + 4) as *mut v128, i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(a, b));
+        }
+        c += 8;
+    }
+    n
 }

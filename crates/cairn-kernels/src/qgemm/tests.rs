@@ -18,7 +18,7 @@ fn as_i8(v: &[u8]) -> &[i8] {
 #[test]
 fn every_kernel_matches_reference_i32() {
     let mut rng = Rng(5);
-    let shapes = [(1, 1, 1), (1, 1, 2), (3, 5, 7), (6, 16, 2), (7, 17, 33), (13, 33, 255), (32, 49, 960), (5, 300, 9), (70, 3, 1)];
+    let shapes = [(1, 1, 1), (1, 1, 2), (3, 5, 7), (6, 16, 2), (7, 17, 33), (13, 33, 255), (32, 49, 960), (5, 300, 9), (70, 3, 1), (101, 1, 1283), (37, 2, 77), (9, 1, 5), (16, 1, 8)];
     for kernel in QKernel::all_available() {
         for (case, &(m, n, k)) in shapes.iter().chain(&[(1 + rng.below(40), 1 + rng.below(200), 1 + rng.below(300))]).enumerate() {
             let a = bytes(&mut rng, m * k);
@@ -27,7 +27,8 @@ fn every_kernel_matches_reference_i32() {
             let signed_b = case % 3 == 0;
             let qa = if signed_a { Q8::I8(as_i8(&a)) } else { Q8::U8(&a) };
             let qb = if signed_b { Q8::I8(as_i8(&b)) } else { Q8::U8(&b) };
-            let za: Vec<i32> = (0..m).map(|_| if signed_a { 0 } else { rng.below(256) as i32 }).collect();
+            // Symmetric s8 and u8 with zero point 128 take the byte layout where there is one.
+            let za: Vec<i32> = (0..m).map(|_| if signed_a { 0 } else if case % 4 == 1 { 128 } else { rng.below(256) as i32 }).collect();
             let zb = if signed_b { rng.below(256) as i32 - 128 } else { rng.below(256) as i32 };
             let want = qgemm_reference_i32(m, n, k, qa, k, &za, qb, n, zb);
             let packed = PackedQA::new(kernel, qa, m, k, k, 1, &za);
@@ -54,11 +55,42 @@ fn every_kernel_matches_reference_i32() {
 }
 
 #[test]
+fn byte_layout_takes_symmetric_weights_and_falls_back_otherwise() {
+    for kernel in QKernel::all_available().into_iter().filter(|k| k.layout == Layout::Quads) {
+        let w = [1u8, 2, 3, 4, 5, 6];
+        assert_eq!(PackedQA::new(kernel, Q8::I8(as_i8(&w)), 2, 3, 3, 1, &[0]).kernel().layout, Layout::Quads);
+        assert_eq!(PackedQA::new(kernel, Q8::U8(&w), 2, 3, 3, 1, &[128]).kernel().layout, Layout::Quads);
+        assert_eq!(PackedQA::new(kernel, Q8::I8(as_i8(&w)), 2, 3, 3, 1, &[0, 3]).kernel().layout, Layout::Pairs);
+        assert_eq!(PackedQA::new(kernel, Q8::U8(&w), 2, 3, 3, 1, &[0]).kernel().layout, Layout::Pairs);
+    }
+}
+
+/// Extreme operands at the longest k: partial sums of the byte layout wrap, the result must not.
+#[test]
+fn every_kernel_is_exact_at_the_extremes() {
+    let (m, n, k) = (3, 5, MAX_K);
+    for kernel in QKernel::all_available() {
+        for (av, bv, zb, signed_b) in [(0x80u8, 255u8, 0, false), (0x7f, 0, 255, false), (0x80, 0x80, 127, true), (0x80, 0x7f, -128, true)] {
+            let a = vec![av; m * k];
+            let b = vec![bv; k * n];
+            let qb = if signed_b { Q8::I8(as_i8(&b)) } else { Q8::U8(&b) };
+            let want = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &[0], qb, n, zb);
+            let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &[0]);
+            let mut got = vec![0i32; m * n];
+            qgemm(m, n, k, &packed, QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 }, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+            assert_eq!(got, want, "{kernel:?} a={av:#x} b={bv:#x} zb={zb}");
+        }
+    }
+}
+
+#[test]
 fn every_kernel_requantizes_like_the_reference() {
     let mut rng = Rng(9);
     for kernel in QKernel::all_available() {
         for case in 0..40 {
             let (m, n, k) = (1 + rng.below(50), 1 + rng.below(150), 1 + rng.below(400));
+            // Matrix-vector products (one or two columns) take their own path.
+            let n = if case % 5 == 0 { 1 + case % 2 } else { n };
             let a = bytes(&mut rng, m * k);
             let b = bytes(&mut rng, k * n);
             let za = [0];

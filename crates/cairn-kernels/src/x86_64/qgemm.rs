@@ -4,24 +4,60 @@
 //! - AVX-512 VNNI 6x32: the same shape on zmm with `vpdpwssd`, which multiplies,
 //!   adds the pair and accumulates in one instruction (4x the products per
 //!   instruction of the AVX2 kernel).
+//! - AVX-VNNI u8 x s8 6x16 (VEX-encoded `vpdpbusd` on ymm: AVX2-class CPUs with VNNI,
+//!   Alder Lake and later, Zen 5): the AVX2 kernel's shape over k-quads.
+//! - AVX-512 VNNI u8 x s8 8x32 over k-quads of bytes with `vpdpbusd` (four products
+//!   per lane, twice the pairs kernel's), the A word broadcast from memory: sixteen
+//!   accumulators, two B vectors.
 
-use crate::qgemm::{Q8Tile, QKernel};
+use crate::qgemm::{Layout, Q8Tile, QKernel};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
+/// Rows of the byte-layout kernel.
+const MR_Q: usize = 8;
 
-pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, run: avx2_entry, run_q8: Some(avx2_q8_entry) };
-pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, run: vnni_entry, run_q8: Some(vnni_q8_entry) };
+pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: gemv_avx2::<false> };
+pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
+    name: "u8s8_gemm_6x16_avxvnni",
+    mr: MR,
+    nr: 16,
+    layout: Layout::Quads,
+    fallback: Some(&KERNEL_AVX2),
+    run: avxvnni_entry,
+    run_q8: Some(avxvnni_q8_entry),
+    run_gemv: gemv_avx2::<true>,
+};
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: gemv_avx2::<false> };
+pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
+    name: "u8s8_gemm_8x32_avx512vnni",
+    mr: MR_Q,
+    nr: 32,
+    layout: Layout::Quads,
+    fallback: Some(&KERNEL_AVX512_VNNI),
+    run: vnni_u8s8_entry,
+    run_q8: Some(vnni_u8s8_q8_entry),
+    run_gemv: vnni_u8s8_gemv,
+};
+
+/// The portable matrix-vector product of a 6-row panel, compiled for AVX2.
+///
+/// # Safety
+/// See [`QKernel::run_gemv`]; AVX2 must be present (checked when the kernel is chosen).
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_avx2<const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    crate::generic::qgemm::gemv::<MR, QUADS>(kp, a, b, init, c)
+}
 
 /// # Safety
 /// See [`QKernel::run`]; AVX2 must be present (checked when the kernel is chosen).
-unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    kernel_6x16_avx2(kp, a, b, c)
+unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    kernel_6x16_avx2(kp, a, b, init, c)
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let acc = tile_avx2(kp, a, b);
+unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_avx2(kp, a, b, init);
     for (i, row) in acc.iter().enumerate() {
         _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
         _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
@@ -30,15 +66,19 @@ unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, c: *mut i32)
 
 /// # Safety
 /// See [`QKernel::run_q8`]; AVX2 must be present.
-unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    kernel_6x16_avx2_q8(kp, a, b, t)
+unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    kernel_6x16_avx2_q8(kp, a, b, init, t)
 }
 
 /// The tile requantized in registers (scale, bias, clamp, round half to even) and
 /// narrowed with saturating packs to 16 bytes per row.
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    let acc = tile_avx2(kp, a, b);
+unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    store_q8_ymm(&tile_avx2(kp, a, b, init), t)
+}
+
+#[inline(always)]
+unsafe fn store_q8_ymm(acc: &[[__m256i; 2]; MR], t: &Q8Tile) {
     let (lo, hi) = (_mm256_set1_ps(t.qlo), _mm256_set1_ps(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm256_set1_ps(*t.si.add(i)), _mm256_set1_ps(*t.bi.add(i)));
@@ -54,9 +94,53 @@ unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Til
     }
 }
 
+/// # Safety
+/// See [`QKernel::run`]; AVX2 and AVX-VNNI must be present (checked when chosen).
+unsafe fn avxvnni_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    kernel_6x16_avxvnni(kp, a, b, init, c)
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn kernel_6x16_avxvnni(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_avxvnni(kp, a, b, init);
+    for (i, row) in acc.iter().enumerate() {
+        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
+        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
+    }
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX2 and AVX-VNNI must be present.
+unsafe fn avxvnni_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    kernel_6x16_avxvnni_q8(kp, a, b, init, t)
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn kernel_6x16_avxvnni_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    store_q8_ymm(&tile_avxvnni(kp, a, b, init), t)
+}
+
+/// `vpdpbusd` on ymm: B bytes unsigned, the broadcast A quad signed.
 #[inline(always)]
-unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m256i; 2]; MR] {
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+unsafe fn tile_avxvnni(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m256i; 2]; MR] {
+    let mut acc: [[__m256i; 2]; MR] = std::array::from_fn(|i| [_mm256_set1_epi32(*init.add(i)); 2]);
+    for _ in 0..kp {
+        let b0 = _mm256_loadu_si256(b as *const __m256i);
+        let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_epi32(*a.add(i));
+            row[0] = _mm256_dpbusd_avx_epi32(row[0], b0, av);
+            row[1] = _mm256_dpbusd_avx_epi32(row[1], b1, av);
+        }
+        a = a.add(MR);
+        b = b.add(16);
+    }
+    acc
+}
+
+#[inline(always)]
+unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m256i; 2]; MR] {
+    let mut acc: [[__m256i; 2]; MR] = std::array::from_fn(|i| [_mm256_set1_epi32(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = _mm256_loadu_si256(b as *const __m256i);
         let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
@@ -73,29 +157,41 @@ unsafe fn tile_avx2(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m256
 
 /// # Safety
 /// See [`QKernel::run`]; AVX-512F/BW and VNNI must be present (checked when chosen).
-unsafe fn vnni_entry(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    kernel_6x32_vnni(kp, a, b, c)
+unsafe fn vnni_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    vnni_i32::<MR, false>(kp, a, b, init, c)
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
+unsafe fn vnni_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    vnni_q8::<MR, false>(kp, a, b, init, t)
+}
+
+/// # Safety
+/// See [`QKernel::run`]; AVX-512F/BW and VNNI must be present (checked when chosen).
+unsafe fn vnni_u8s8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    vnni_i32::<MR_Q, true>(kp, a, b, init, c)
+}
+
+/// # Safety
+/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
+unsafe fn vnni_u8s8_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    vnni_q8::<MR_Q, true>(kp, a, b, init, t)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel_6x32_vnni(kp: usize, a: *const i32, b: *const i32, c: *mut i32) {
-    let acc = tile_vnni(kp, a, b);
+unsafe fn vnni_i32<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let acc = tile_vnni::<R, QUADS>(kp, a, b, init);
     for (i, row) in acc.iter().enumerate() {
         _mm512_storeu_si512(c.add(i * 32) as *mut __m512i, row[0]);
         _mm512_storeu_si512(c.add(i * 32 + 16) as *mut __m512i, row[1]);
     }
 }
 
-/// # Safety
-/// See [`QKernel::run_q8`]; AVX-512F/BW and VNNI must be present.
-unsafe fn vnni_q8_entry(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    kernel_6x32_vnni_q8(kp, a, b, t)
-}
-
 /// The tile requantized in registers and narrowed with AVX-512's saturating converts.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel_6x32_vnni_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Tile) {
-    let acc = tile_vnni(kp, a, b);
+unsafe fn vnni_q8<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
+    let acc = tile_vnni::<R, QUADS>(kp, a, b, init);
     let (lo, hi) = (_mm512_set1_ps(t.qlo), _mm512_set1_ps(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm512_set1_ps(*t.si.add(i)), _mm512_set1_ps(*t.bi.add(i)));
@@ -109,19 +205,50 @@ unsafe fn kernel_6x32_vnni_q8(kp: usize, a: *const i32, b: *const i32, t: &Q8Til
     }
 }
 
+/// An `R x 32` tile: `vpdpbusd` (B bytes unsigned, A bytes signed) when `QUADS`, else
+/// `vpdpwssd` on i16 pairs; row i starts from `init[i]`.
 #[inline(always)]
-unsafe fn tile_vnni(kp: usize, mut a: *const i32, mut b: *const i32) -> [[__m512i; 2]; MR] {
-    let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+unsafe fn tile_vnni<const R: usize, const QUADS: bool>(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m512i; 2]; R] {
+    let mut acc: [[__m512i; 2]; R] = std::array::from_fn(|i| [_mm512_set1_epi32(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = _mm512_loadu_si512(b as *const __m512i);
         let b1 = _mm512_loadu_si512(b.add(16) as *const __m512i);
         for (i, row) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_epi32(*a.add(i));
-            row[0] = _mm512_dpwssd_epi32(row[0], av, b0);
-            row[1] = _mm512_dpwssd_epi32(row[1], av, b1);
+            if QUADS {
+                row[0] = _mm512_dpbusd_epi32(row[0], b0, av);
+                row[1] = _mm512_dpbusd_epi32(row[1], b1, av);
+            } else {
+                row[0] = _mm512_dpwssd_epi32(row[0], av, b0);
+                row[1] = _mm512_dpwssd_epi32(row[1], av, b1);
+            }
         }
-        a = a.add(MR);
+        a = a.add(R);
         b = b.add(32);
     }
     acc
+}
+
+/// One column of eight rows per k-quad: `vpdpbusd` on ymm (AVX-512VL), the B quad
+/// broadcast, four accumulators to hide latency.
+///
+/// # Safety
+/// See [`QKernel::run_gemv`]; AVX-512VL and VNNI must be present (checked with the kernel).
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+unsafe fn vnni_u8s8_gemv(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
+    let mut s = [_mm256_loadu_si256(init as *const __m256i), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()];
+    let step = |acc: __m256i, q: usize| _mm256_dpbusd_epi32(acc, _mm256_set1_epi32(*b.add(q)), _mm256_loadu_si256(a.add(q * MR_Q) as *const __m256i));
+    let mut q = 0;
+    while q + 4 <= kp {
+        for (u, acc) in s.iter_mut().enumerate() {
+            *acc = step(*acc, q + u);
+        }
+        q += 4;
+    }
+    while q < kp {
+        s[0] = step(s[0], q);
+        q += 1;
+    }
+    let sum = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
+    _mm256_storeu_si256(c as *mut __m256i, sum);
 }
