@@ -33,6 +33,20 @@ unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usi
             row[0] = _mm512_loadu_ps(c.add(i * ldc));
             row[1] = _mm512_loadu_ps(c.add(i * ldc + 16));
         }
+    } else {
+        // The tile's 24 lines of C (12 rows a plane apart, so 12 separate streams the
+        // hardware prefetcher does not follow) are fetched while the K loop runs, not
+        // when the stores and the residual loads stall on them.
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16) as *const i8);
+        }
+    }
+    if let Some(e) = epi.filter(|e| !e.residual.is_null()) {
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(e.residual.add(i * e.ld_residual) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(e.residual.add(i * e.ld_residual + 16) as *const i8);
+        }
     }
     for _ in 0..kc {
         // Packed A is read once per tile front to back, and the next tile's panel follows
