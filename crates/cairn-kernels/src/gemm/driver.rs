@@ -300,10 +300,17 @@ unsafe fn gemm_block(
 /// Packs rows `p0..p0+kc`, columns `j0..j0+nc` (`nc <= nr`) of a taps operand into one
 /// zero-padded `nr`-wide panel.
 fn pack_taps(t: &TapsRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, out: &mut [f32]) {
+    // (tap, channel) stepped along instead of divided out per row: a division costs as
+    // much as copying the row, and a stem convolution packs 147 rows per 32 columns.
+    let (mut tap, mut ch) = (p0 / t.per_tap, p0 % t.per_tap);
     for p in 0..kc {
         let row = &mut out[p * nr..p * nr + nr];
-        let start = t.row(p0 + p) + j0;
+        let start = t.offsets[tap] + ch * t.ld + j0;
         super::pack::copy_short(&mut row[..nc], &t.data[start..start + nc]);
         row[nc..].fill(0.0);
+        ch += 1;
+        if ch == t.per_tap {
+            (tap, ch) = (tap + 1, 0);
+        }
     }
 }
