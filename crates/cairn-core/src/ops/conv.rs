@@ -477,6 +477,9 @@ fn pack_tap_major(isa: Isa, raw: &[f32], w_shape: &[usize]) -> PackedA {
 /// (29% for a 3x3 window) than writing the im2col matrix out of the planes costs;
 /// from 14 up the saved copy wins (measured per node on ResNet-50).
 const IMPLICIT_MIN_WIDTH: usize = 14;
+/// On wasm, fewer input channels than this write im2col out of the phase planes (see
+/// [`implicit_im2col`]).
+const WASM_TAPS_MIN_CHANNELS: usize = 32;
 
 /// `y = act(conv(x, w) + bias)` for one image of an undilated, ungrouped convolution
 /// with stride `s` in both directions, with filters packed tap-major. The zero-padded
@@ -501,7 +504,13 @@ fn implicit_im2col(g: &Geometry, c: usize, x: &[f32], m: usize, w: &PackedA, bia
     let k = g.kh * g.kw * c;
     let osz = g.oh * g.ow;
     let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), residual: None, activation: act };
-    if g.ow >= IMPLICIT_MIN_WIDTH {
+    // A stem (3 input channels) has its taps packed panel by panel by the GEMM
+    // (`TAPS_PACK_BELOW` in the kernels' driver); natively that beats writing im2col out
+    // (ResNet-50's 7x7 stem 2.6 -> 1.5 ms), but V8 runs the packing and the copy-out
+    // slower than reading the written-out matrix in place (MobileNetV2's stem in Node:
+    // 1.2-1.3 vs 1.0-1.1 ms), so wasm writes such stems out.
+    let in_place = g.ow >= IMPLICIT_MIN_WIDTH && (cfg!(not(target_arch = "wasm32")) || c >= WASM_TAPS_MIN_CHANNELS);
+    if in_place {
         let n_virtual = g.oh * width;
         out.resize(m * n_virtual, 0.0);
         let taps = TapsRef { data: &padded, ld: plane, per_tap: c, offsets: &phases.offsets };

@@ -217,21 +217,12 @@ unsafe fn gemm_block(
                     }
                     LhsOperand::Packed(p) => p.block(ic, pc, kc),
                 };
-                // Tiles column panel by column panel (a B panel stays in L1 while the A
-                // block streams from L2), or row panel by row panel when B is at most two
-                // panels wide (7x7 planes): then each A panel, weights that come from
-                // memory, serves its tiles back to back, and the memory stream overlaps
-                // the second tile's arithmetic instead of a separate pass from L2.
-                let (col_tiles, row_tiles) = (nc.div_ceil(nr), mc.div_ceil(mr));
-                let rows_outer = !taps_packed && col_tiles <= 2;
-                for step in 0..col_tiles * row_tiles {
-                    let (jt, it) = if rows_outer { (step % col_tiles, step / col_tiles) } else { (step / row_tiles, step % row_tiles) };
-                    let (jr, ir) = (jt * nr, it * mr);
+                for jr in (0..nc).step_by(nr) {
                     let ncols = nr.min(nc - jr);
-                    if let (RhsOperand::Taps(t), true, 0) = (rhs, taps_packed, it) {
+                    if let (RhsOperand::Taps(t), true) = (rhs, taps_packed) {
                         pack_taps(t, pc, kc, jc + jr, ncols, nr, &mut panel);
                     }
-                    {
+                    for ir in (0..mc).step_by(mr) {
                         for (si, &(s0, s1)) in segments.iter().enumerate() {
                             let nrows = mr.min(mc - ir);
                             // This run's K steps (`kc` is the whole block's).
