@@ -477,9 +477,10 @@ fn pack_tap_major(isa: Isa, raw: &[f32], w_shape: &[usize]) -> PackedA {
 /// (29% for a 3x3 window) than writing the im2col matrix out of the planes costs;
 /// from 14 up the saved copy wins (measured per node on ResNet-50).
 const IMPLICIT_MIN_WIDTH: usize = 14;
-/// On wasm, fewer input channels than this write im2col out of the phase planes (see
-/// [`implicit_im2col`]).
-const WASM_TAPS_MIN_CHANNELS: usize = 32;
+/// Fewer input channels than this (stems) write im2col out of the phase planes when
+/// the matrix stays under `WRITTEN_OUT_MAX_BYTES` (see [`implicit_im2col`]).
+const FEW_CHANNELS: usize = 32;
+const WRITTEN_OUT_MAX_BYTES: usize = 2 << 20;
 
 /// `y = act(conv(x, w) + bias)` for one image of an undilated, ungrouped convolution
 /// with stride `s` in both directions, with filters packed tap-major. The zero-padded
@@ -504,12 +505,14 @@ fn implicit_im2col(g: &Geometry, c: usize, x: &[f32], m: usize, w: &PackedA, bia
     let k = g.kh * g.kw * c;
     let osz = g.oh * g.ow;
     let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), residual: None, activation: act };
-    // A stem (3 input channels) has its taps packed panel by panel by the GEMM
-    // (`TAPS_PACK_BELOW` in the kernels' driver); natively that beats writing im2col out
-    // (ResNet-50's 7x7 stem 2.6 -> 1.5 ms), but V8 runs the packing and the copy-out
-    // slower than reading the written-out matrix in place (MobileNetV2's stem in Node:
-    // 1.2-1.3 vs 1.0-1.1 ms), so wasm writes such stems out.
-    let in_place = g.ow >= IMPLICIT_MIN_WIDTH && (cfg!(not(target_arch = "wasm32")) || c >= WASM_TAPS_MIN_CHANNELS);
+    // With few input channels (stems) the GEMM would pack the taps panel by panel
+    // (`TAPS_PACK_BELOW` in the kernels' driver). Writing the im2col matrix out instead
+    // wins while it stays in cache (MobileNetV2's 3x3 stem, 1.3 MiB: 0.28-0.33 vs
+    // 0.36-0.46 ms natively) and loses once it spills (ResNet-50's 7x7 stem, 7.4 MiB:
+    // 1.6-1.8 vs 1.5 ms); V8 runs the packing and the copy-out slower than either
+    // (MobileNetV2's stem in Node: 1.2-1.3 vs 1.0-1.1 ms), so wasm always writes out.
+    let spills = k * osz * std::mem::size_of::<f32>() > WRITTEN_OUT_MAX_BYTES;
+    let in_place = g.ow >= IMPLICIT_MIN_WIDTH && (c >= FEW_CHANNELS || (spills && cfg!(not(target_arch = "wasm32"))));
     if in_place {
         let n_virtual = g.oh * width;
         out.resize(m * n_virtual, 0.0);
@@ -673,6 +676,8 @@ mod tests {
             (4, 14, 30, 29, 3, 1, [1, 1, 1, 1]),
             (3, 20, 61, 57, 7, 2, [3, 3, 3, 3]),
             (40, 13, 31, 30, 1, 2, [0, 0, 0, 0]),
+            // a stem whose im2col matrix would spill the cache: taps packed by the GEMM (natively)
+            (3, 8, 130, 128, 7, 2, [3, 3, 3, 3]),
         ];
         for &(c, m, ih, iw, k, s, pads) in cases {
             let g = Geometry::new("Conv", &window(k, s, pads), &[ih, iw], &[k, k], false).unwrap();
