@@ -11,6 +11,7 @@
 
 use crate::{bail_shape, required, DType, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
+use cairn_kernels::gemm::copy_short;
 use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
 
 
@@ -273,7 +274,7 @@ fn conv_forward(
     y: &mut [f32],
 ) {
     let (n, c) = (x_shape[0], x_shape[1]);
-    if let (Filters::TapMajor(packed), true) = (filters, g.ow >= IMPLICIT_MIN_WIDTH) {
+    if let Filters::TapMajor(packed) = filters {
         for b in 0..n {
             let xb = &x[b * c * g.ih * g.iw..][..c * g.ih * g.iw];
             let yb = &mut y[b * m * g.oh * g.ow..][..m * g.oh * g.ow];
@@ -315,12 +316,12 @@ fn conv_forward(
             let lhs = match filters {
                 Filters::Raw(w) => LhsOperand::Strided { mat: MatRef::new(&w[grp * mg * k..][..mg * k], k, Transpose::No), alpha: 1.0 },
                 Filters::Packed { per_group, .. } => LhsOperand::Packed(&per_group[grp]),
-                Filters::TapMajor(packed) => LhsOperand::Packed(packed),
+                Filters::TapMajor(_) => unreachable!("tap-major filters run on the phase planes above"),
             };
             let rhs_data: &[f32] = if algo == Algorithm::Pointwise {
                 xg
             } else {
-                im2col(xg, cg, g, matches!(filters, Filters::TapMajor(_)), &mut col);
+                im2col(xg, cg, g, &mut col);
                 &col
             };
             let epilogue = Epilogue {
@@ -376,24 +377,23 @@ impl FusedConv {
         let k: usize = w_shape[1..].iter().product();
         let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
         let depthwise = w_shape[1] == 1 && mg == 1;
-        // The implicit im2col computes stride-1, undilated, ungrouped 2-D windows; a
-        // residual would need the GEMM's wider rows, so those keep im2col.
-        let tap_major = !depthwise && group == 1 && w_shape.len() == 4 && w_shape[2] * w_shape[3] > 1 && ones(&attrs.window.strides) && ones(&attrs.window.dilations) && !has_residual;
+        // The implicit im2col computes undilated, ungrouped 2-D windows with equal strides
+        // (1x1 only when strided: unstrided ones are plain GEMMs); a residual would need
+        // the GEMM's wider rows, so those keep im2col.
+        let square_stride = attrs.window.strides.as_ref().is_none_or(|s| s.len() == 2 && s[0] == s[1]);
+        let strided = !ones(&attrs.window.strides);
+        let tap_major = !depthwise
+            && group == 1
+            && w_shape.len() == 4
+            && (w_shape[2] * w_shape[3] > 1 || strided)
+            && square_stride
+            && ones(&attrs.window.dilations)
+            && !has_residual;
         let isa = Isa::current();
         let packed = if depthwise {
             Vec::new()
         } else if tap_major {
-            // K reordered from (channel, tap) to (tap, channel).
-            let (c, taps) = (w_shape[1], w_shape[2] * w_shape[3]);
-            let mut reordered = vec![0.0f32; m * k];
-            for (row, src) in reordered.chunks_exact_mut(k).zip(raw.chunks_exact(k)) {
-                for t in 0..taps {
-                    for ch in 0..c {
-                        row[t * c + ch] = src[ch * taps + t];
-                    }
-                }
-            }
-            vec![PackedA::new(isa, MatRef::new(&reordered, k, Transpose::No), m, k, 1.0)]
+            vec![pack_tap_major(isa, &raw, &w_shape)]
         } else {
             (0..group).map(|grp| PackedA::new(isa, MatRef::new(&raw[grp * mg * k..][..mg * k], k, Transpose::No), mg, k, 1.0)).collect()
         };
@@ -456,64 +456,163 @@ impl Op for FusedConv {
     }
 }
 
-/// Output rows at least this wide take the implicit im2col: its GEMM computes `kw - 1`
-/// extra columns per row, which narrower planes (14, 7) pay more for than the copies
-/// it saves (measured with `kernel_bench`, `SHAPES=taps`).
-const IMPLICIT_MIN_WIDTH: usize = 28;
+/// Packs `[M, C, kh, kw]` filters with K reordered from (channel, tap) to (tap, channel),
+/// the order of the implicit im2col's rows.
+fn pack_tap_major(isa: Isa, raw: &[f32], w_shape: &[usize]) -> PackedA {
+    let (m, c, taps) = (w_shape[0], w_shape[1], w_shape[2] * w_shape[3]);
+    let k = c * taps;
+    let mut reordered = vec![0.0f32; m * k];
+    for (row, src) in reordered.chunks_exact_mut(k).zip(raw.chunks_exact(k)) {
+        for t in 0..taps {
+            for ch in 0..c {
+                row[t * c + ch] = src[ch * taps + t];
+            }
+        }
+    }
+    PackedA::new(isa, MatRef::new(&reordered, k, Transpose::No), m, k, 1.0)
+}
 
-/// `y = act(conv(x, w) + bias)` for one image of a stride-1, undilated, ungrouped
-/// convolution, without unfolding the input: the input is copied once into zero-padded
-/// planes `width = ow + kw - 1` wide, where tap (ki, kj) of output (oy, ox) reads
-/// `ki * width + kj + oy * width + ox` — for every tap one evenly spaced run of rows, which
-/// the GEMM reads in place ([`TapsRef`]). The GEMM computes `oh` rows `width` wide (the
-/// `kw - 1` extra columns are discarded when the rows are copied out).
+/// Output rows at least this wide are computed on the phase planes in place: the GEMM
+/// computes `(kw - 1) / stride` extra columns per row, which 7-wide planes pay more for
+/// (29% for a 3x3 window) than writing the im2col matrix out of the planes costs;
+/// from 14 up the saved copy wins (measured per node on ResNet-50).
+const IMPLICIT_MIN_WIDTH: usize = 14;
+/// Fewer input channels than this (stems) write im2col out of the phase planes when
+/// the matrix stays under `WRITTEN_OUT_MAX_BYTES` (see [`implicit_im2col`]).
+const FEW_CHANNELS: usize = 32;
+const WRITTEN_OUT_MAX_BYTES: usize = 2 << 20;
+
+/// `y = act(conv(x, w) + bias)` for one image of an undilated, ungrouped convolution
+/// with stride `s` in both directions, with filters packed tap-major. The zero-padded
+/// input is split by the phase of rows and columns modulo `s` (as the depthwise kernel
+/// does, ADR 0004): phase plane `(py, px)` holds padded rows `r * s + py` and columns
+/// `q * s + px`, `width = ow + (kw - 1) / s` wide. Tap `(ki, kj)` of output `(oy, ox)`
+/// then reads phase `(ki % s, kj % s)` at `(ki / s) * width + kj / s + oy * width + ox`:
+/// for every tap one evenly spaced run of rows, which the GEMM reads in place
+/// ([`TapsRef`]) and computes `oh` rows `width` wide (the extra columns are discarded
+/// when the rows are copied out). With `s = 1` there is one phase, the padded input
+/// itself. The phase copy touches each input element once, where im2col writes it
+/// `kh * kw / s^2` times (12x for a 7x7 stride-2 stem). Narrow planes instead write the
+/// im2col matrix out of the phase planes: whole output rows, short vector copies.
 #[allow(clippy::too_many_arguments)]
 fn implicit_im2col(g: &Geometry, c: usize, x: &[f32], m: usize, w: &PackedA, bias: Option<&[f32]>, act: Activation, y: &mut [f32]) {
     thread_local! {
         static PADDED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
-    let (width, rows) = (g.ow + g.kw - 1, g.oh + g.kh - 1);
-    let plane = rows * width;
-    let n_virtual = g.oh * width;
     let (mut padded, mut out) = PADDED.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    // Zeroed whole (the padding) plus `kw - 1` floats the last tap's discarded columns read.
-    padded.clear();
-    padded.resize(c * plane + g.kw, 0.0);
-    let cols = g.iw.min(width.saturating_sub(g.pl));
-    for ch in 0..c {
-        for iy in 0..g.ih {
-            let r = iy + g.pt;
-            if r >= rows {
-                break;
-            }
-            let at = ch * plane + r * width + g.pl;
-            padded[at..at + cols].copy_from_slice(&x[ch * g.ih * g.iw + iy * g.iw..][..cols]);
-        }
-    }
-    let offsets: Vec<usize> = (0..g.kh * g.kw).map(|t| (t / g.kw) * width + t % g.kw).collect();
-    out.resize(m * n_virtual, 0.0);
-    let taps = TapsRef { data: &padded, ld: plane, per_tap: c, offsets: &offsets };
-    let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), residual: None, activation: act };
-    gemm(m, n_virtual, g.kh * g.kw * c, LhsOperand::Packed(w), RhsOperand::Taps(taps), &mut out, n_virtual, false, &epilogue);
+    let phases = PhasePlanes::fill(g, c, x, &mut padded);
+    let (width, plane) = (phases.width, phases.plane);
+    let k = g.kh * g.kw * c;
     let osz = g.oh * g.ow;
-    for mi in 0..m {
-        for oy in 0..g.oh {
-            y[mi * osz + oy * g.ow..][..g.ow].copy_from_slice(&out[mi * n_virtual + oy * width..][..g.ow]);
+    let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), residual: None, activation: act };
+    // With few input channels (stems) the GEMM would pack the taps panel by panel
+    // (`TAPS_PACK_BELOW` in the kernels' driver). Writing the im2col matrix out instead
+    // wins while it stays in cache (MobileNetV2's 3x3 stem, 1.3 MiB: 0.28-0.33 vs
+    // 0.36-0.46 ms natively) and loses once it spills (ResNet-50's 7x7 stem, 7.4 MiB:
+    // 1.6-1.8 vs 1.5 ms); V8 runs the packing and the copy-out slower than either
+    // (MobileNetV2's stem in Node: 1.2-1.3 vs 1.0-1.1 ms), so wasm always writes out.
+    let spills = k * osz * std::mem::size_of::<f32>() > WRITTEN_OUT_MAX_BYTES;
+    let in_place = g.ow >= IMPLICIT_MIN_WIDTH && (c >= FEW_CHANNELS || (spills && cfg!(not(target_arch = "wasm32"))));
+    if in_place {
+        let n_virtual = g.oh * width;
+        out.resize(m * n_virtual, 0.0);
+        let taps = TapsRef { data: &padded, ld: plane, per_tap: c, offsets: &phases.offsets };
+        gemm(m, n_virtual, k, LhsOperand::Packed(w), RhsOperand::Taps(taps), &mut out, n_virtual, false, &epilogue);
+        for mi in 0..m {
+            for oy in 0..g.oh {
+                copy_short(&mut y[mi * osz + oy * g.ow..][..g.ow], &out[mi * n_virtual + oy * width..][..g.ow]);
+            }
         }
+    } else {
+        // Row (tap, channel) of the im2col matrix is that tap's run of the channel's plane.
+        out.resize(k * osz, 0.0);
+        for (t, &off) in phases.offsets.iter().enumerate() {
+            for ch in 0..c {
+                let src = &padded[off + ch * plane..];
+                let row = &mut out[(t * c + ch) * osz..][..osz];
+                for oy in 0..g.oh {
+                    copy_short(&mut row[oy * g.ow..][..g.ow], &src[oy * width..][..g.ow]);
+                }
+            }
+        }
+        gemm(m, osz, k, LhsOperand::Packed(w), RhsOperand::Strided(MatRef::new(&out, osz, Transpose::No)), y, osz, false, &epilogue);
     }
     PADDED.with(|b| *b.borrow_mut() = (padded, out));
 }
 
+/// The phase planes of [`implicit_im2col`]: `[phase][channel][rows][width]`, and where
+/// each tap's rows start.
+struct PhasePlanes {
+    width: usize,
+    plane: usize,
+    /// Tap `t`'s row for channel `ch` starts at `offsets[t] + ch * plane`.
+    offsets: Vec<usize>,
+}
+
+impl PhasePlanes {
+    fn fill(g: &Geometry, c: usize, x: &[f32], padded: &mut Vec<f32>) -> PhasePlanes {
+        let s = g.sh;
+        debug_assert!(s == g.sw && g.dh == 1 && g.dw == 1);
+        let (width, rows) = (g.ow + (g.kw - 1) / s, g.oh + (g.kh - 1) / s);
+        let plane = rows * width;
+        // Only the phases some tap reads (a 1x1 stride-2 window reads one).
+        let (phase_rows, phase_cols) = (s.min(g.kh), s.min(g.kw));
+        let phase_len = c * plane;
+        // Zeroed whole (the padding) plus the floats the last tap's discarded columns read.
+        padded.clear();
+        padded.resize(phase_rows * phase_cols * phase_len + g.kw, 0.0);
+        for py in 0..phase_rows {
+            for px in 0..phase_cols {
+                let base = (py * phase_cols + px) * phase_len;
+                // Phase columns q whose input column q * s + px - pl lies in the image.
+                let q_lo = g.pl.saturating_sub(px).div_ceil(s).min(width);
+                let q_hi = (g.iw + g.pl).saturating_sub(px).div_ceil(s).clamp(q_lo, width);
+                if q_lo == q_hi {
+                    continue;
+                }
+                let ix0 = q_lo * s + px - g.pl;
+                for ch in 0..c {
+                    let src_plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
+                    for r in 0..rows {
+                        let yy = r * s + py;
+                        if yy < g.pt {
+                            continue;
+                        }
+                        let iy = yy - g.pt;
+                        if iy >= g.ih {
+                            break;
+                        }
+                        let src = &src_plane[iy * g.iw..][..g.iw];
+                        let dst = &mut padded[base + ch * plane + r * width..][q_lo..q_hi];
+                        if s == 1 {
+                            copy_short(dst, &src[ix0..]);
+                        } else {
+                            dst.iter_mut().zip(src[ix0..].iter().step_by(s)).for_each(|(d, v)| *d = *v);
+                        }
+                    }
+                }
+            }
+        }
+        let offsets = (0..g.kh * g.kw)
+            .map(|t| {
+                let (ki, kj) = (t / g.kw, t % g.kw);
+                ((ki % s) * phase_cols + kj % s) * phase_len + (ki / s) * width + kj / s
+            })
+            .collect();
+        PhasePlanes { width, plane, offsets }
+    }
+}
+
 /// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded),
-/// rows in (channel, tap) order, or (tap, channel) for tap-major filters.
+/// rows in (channel, tap) order.
 /// Each output row segment is one contiguous copy when the stride is 1.
-fn im2col(x: &[f32], channels: usize, g: &Geometry, tap_major: bool, col: &mut [f32]) {
+fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
     let osz = g.oh * g.ow;
     for ch in 0..channels {
         let plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let r = if tap_major { (ki * g.kw + kj) * channels + ch } else { (ch * g.kh + ki) * g.kw + kj };
+                let r = (ch * g.kh + ki) * g.kw + kj;
                 let row = &mut col[r * osz..][..osz];
                 // Output columns whose input column lies inside the image for this tap.
                 let off = (kj * g.dw) as isize - g.pl as isize;
@@ -541,6 +640,58 @@ fn im2col(x: &[f32], channels: usize, g: &Geometry, tap_major: bool, col: &mut [
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(k: usize, s: usize, pads: [usize; 4]) -> WindowAttrs {
+        WindowAttrs { kernel_shape: Some(vec![k, k]), strides: Some(vec![s, s]), dilations: None, pads: Some(pads.to_vec()), auto_pad: "NOTSET".into() }
+    }
+
+    /// The implicit im2col (phase planes for strides > 1; in place or written out) against
+    /// im2col + GEMM on raw filters, over kernel sizes, strides, odd sizes and asymmetric pads.
+    #[test]
+    fn implicit_im2col_matches_im2col() {
+        let mut seed = 7u32;
+        let mut rand = move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let cases: &[(usize, usize, usize, usize, usize, usize, [usize; 4])] = &[
+            // (c, m, ih, iw, k, stride, pads t/l/b/r)
+            (3, 16, 23, 21, 7, 2, [3, 3, 3, 3]),
+            (3, 8, 16, 16, 3, 2, [0, 0, 1, 1]),
+            (5, 13, 15, 17, 3, 2, [1, 1, 1, 1]),
+            (7, 12, 9, 9, 1, 2, [0, 0, 0, 0]),
+            (4, 25, 10, 11, 3, 1, [1, 1, 1, 1]),
+            (6, 9, 12, 8, 5, 3, [2, 1, 0, 2]),
+            (2, 5, 6, 6, 2, 2, [0, 0, 0, 0]),
+            // wide enough for the GEMM on the planes in place
+            (3, 8, 40, 33, 3, 2, [1, 1, 1, 1]),
+            (4, 14, 30, 29, 3, 1, [1, 1, 1, 1]),
+            (3, 20, 61, 57, 7, 2, [3, 3, 3, 3]),
+            (40, 13, 31, 30, 1, 2, [0, 0, 0, 0]),
+            // a stem whose im2col matrix would spill the cache: taps packed by the GEMM (natively)
+            (3, 8, 130, 128, 7, 2, [3, 3, 3, 3]),
+        ];
+        for &(c, m, ih, iw, k, s, pads) in cases {
+            let g = Geometry::new("Conv", &window(k, s, pads), &[ih, iw], &[k, k], false).unwrap();
+            let x: Vec<f32> = (0..c * ih * iw).map(|_| rand()).collect();
+            let w: Vec<f32> = (0..m * c * k * k).map(|_| rand()).collect();
+            let bias: Vec<f32> = (0..m).map(|_| rand()).collect();
+            let osz = g.oh * g.ow;
+            let mut want = vec![0.0f32; m * osz];
+            conv_forward(&g, 1, &[1, c, ih, iw], &x, m, &Filters::Raw(&w), Some(&bias), Activation::Relu, None, &mut want);
+            let packed = pack_tap_major(Isa::current(), &w, &[m, c, k, k]);
+            let mut got = vec![f32::NAN; m * osz];
+            implicit_im2col(&g, c, &x, m, &packed, Some(&bias), Activation::Relu, &mut got);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "c{c} m{m} {ih}x{iw} k{k} s{s} {pads:?}: output {i}: {a} vs {b}");
             }
         }
     }

@@ -12,6 +12,10 @@ const MC_PANELS: usize = 16;
 const NC_PANELS: usize = 64;
 /// Below this many multiply-adds a GEMM runs on the calling thread: splitting costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
+/// A taps operand with fewer rows per tap than this is packed panel by panel: read in
+/// place, each tap's run would be its own micro-kernel call, and a stem convolution's 3
+/// input channels would make that 3 K steps between a load and a store of C.
+const TAPS_PACK_BELOW: usize = 32;
 
 /// `C = epilogue(op(A) * op(B) [+ C if accumulate])` for `C: m x n` with row stride `ldc`.
 ///
@@ -152,6 +156,8 @@ unsafe fn gemm_block(
         LhsOperand::Packed(_) => Vec::new(),
     };
     let mut edge = vec![0.0f32; mr * nr];
+    let taps_packed = matches!(rhs, RhsOperand::Taps(t) if t.per_tap < TAPS_PACK_BELOW);
+    let mut panel = if taps_packed { vec![0.0f32; kc_max * nr] } else { Vec::new() };
     for jc in cols.clone().step_by(nc_max) {
         let nc = nc_max.min(cols.end - jc);
         for pc in (0..k).step_by(KC) {
@@ -176,19 +182,21 @@ unsafe fn gemm_block(
                     }
                     &b_buf
                 }
-                RhsOperand::Taps(t) => {
+                RhsOperand::Taps(t) if !taps_packed => {
                     let full = nc / nr * nr;
                     if full < nc {
                         pack_taps(t, pc, kc, jc + full, nc - full, nr, &mut b_buf);
                     }
                     &b_buf
                 }
+                RhsOperand::Taps(_) => &[], // packed per panel below
                 RhsOperand::Packed(p) => p.block(jc, pc, kc),
             };
-            // The K block in runs of evenly spaced B rows: one run, or for taps one per
-            // tap the block touches (the kernel is called once per run, C carried over).
+            // The K block in runs of evenly spaced B rows: one run, or for taps read in
+            // place one per tap the block touches (the kernel is called once per run, C
+            // carried over).
             let segments: Vec<(usize, usize)> = match rhs {
-                RhsOperand::Taps(t) => {
+                RhsOperand::Taps(t) if !taps_packed => {
                     let mut runs = Vec::new();
                     let mut s0 = pc;
                     while s0 < pc + kc {
@@ -211,6 +219,9 @@ unsafe fn gemm_block(
                 };
                 for jr in (0..nc).step_by(nr) {
                     let ncols = nr.min(nc - jr);
+                    if let (RhsOperand::Taps(t), true) = (rhs, taps_packed) {
+                        pack_taps(t, pc, kc, jc + jr, ncols, nr, &mut panel);
+                    }
                     for ir in (0..mc).step_by(mr) {
                         for (si, &(s0, s1)) in segments.iter().enumerate() {
                             let nrows = mr.min(mc - ir);
@@ -219,6 +230,7 @@ unsafe fn gemm_block(
                             let last_k = last_k && si + 1 == segments.len();
                             let (bp, ldb) = match (rhs, direct) {
                                 (_, Some(b)) if ncols == nr => (b.data[(s0 * b.ld + jc + jr)..].as_ptr(), b.ld),
+                                (RhsOperand::Taps(_), _) if taps_packed => (panel[(s0 - pc) * nr..][..ks * nr].as_ptr(), nr),
                                 (RhsOperand::Taps(t), _) if ncols == nr => (t.data[t.row(s0) + jc + jr..].as_ptr(), t.ld),
                                 // the packed partial panel
                                 (RhsOperand::Taps(_), _) | (_, Some(_)) => (b_block[(s0 - pc) * nr..][..ks * nr].as_ptr(), nr),
@@ -279,10 +291,17 @@ unsafe fn gemm_block(
 /// Packs rows `p0..p0+kc`, columns `j0..j0+nc` (`nc <= nr`) of a taps operand into one
 /// zero-padded `nr`-wide panel.
 fn pack_taps(t: &TapsRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, out: &mut [f32]) {
+    // (tap, channel) stepped along instead of divided out per row: a division costs as
+    // much as copying the row, and a stem convolution packs 147 rows per 32 columns.
+    let (mut tap, mut ch) = (p0 / t.per_tap, p0 % t.per_tap);
     for p in 0..kc {
         let row = &mut out[p * nr..p * nr + nr];
-        let start = t.row(p0 + p) + j0;
+        let start = t.offsets[tap] + ch * t.ld + j0;
         super::pack::copy_short(&mut row[..nc], &t.data[start..start + nc]);
         row[nc..].fill(0.0);
+        ch += 1;
+        if ch == t.per_tap {
+            (tap, ch) = (tap + 1, 0);
+        }
     }
 }

@@ -15,7 +15,7 @@ pub use driver::{gemm, gemm_on};
 
 #[cfg(test)]
 mod tests;
-pub use pack::{PackedA, PackedB};
+pub use pack::{copy_short, PackedA, PackedB};
 
 use crate::{Activation, Isa};
 

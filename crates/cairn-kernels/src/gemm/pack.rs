@@ -145,12 +145,12 @@ impl PackedB {
     }
 }
 
-/// Copies a short run (a panel row, a plane row) with inline vector moves:
+/// Copies a short run (a panel row, a plane row, an im2col row) with inline vector moves:
 /// `copy_from_slice` of a runtime length becomes a `memcpy` call, which costs more
 /// than the copy at these sizes. The tail is one more whole move that overlaps the
 /// previous one (rows of 7, 14 or 28 floats need no scalar steps).
 #[inline(always)]
-pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub fn copy_short(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     let src = &src[..n];
     if n >= 8 {
