@@ -43,7 +43,7 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     assert!(epi.scale.len() == 1 || epi.scale.len() >= m, "qgemm: scale must be 1 or m values");
     assert!(epi.bias.is_none_or(|v| v.len() == 1 || v.len() >= m), "qgemm: bias must be 1 or m values");
     let dst = RawOut::new(&mut out, row_stride, col_stride);
-    let rq = Requant::new(epi, dst).with_rows(m);
+    let rq = Requant::new(epi, dst).with_rows(m).with_depth(k);
     let (nr, kp) = (a.kernel.nr, a.kp);
     // Where each accumulator row starts: the byte layout's zero-point correction.
     let zb = b.quad_zero();
@@ -142,6 +142,7 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
                     out: unsafe { dst.ptr.get().add(r0 * dst.rs + c0) },
                     ldc: dst.rs,
                     signed: matches!(rq.kind, Kind::I8),
+                    clamp: rq.clamp,
                 };
                 // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
                 unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &t) };
@@ -200,6 +201,8 @@ pub(crate) struct Requant<'a> {
     /// Per row, for the fused kernels: scale / out_scale and bias / out_scale + zero.
     si: Vec<f32>,
     bi: Vec<f32>,
+    /// Whether the fused kernels must clamp (see [`super::Q8Tile::clamp`]).
+    clamp: bool,
 }
 
 impl<'a> Requant<'a> {
@@ -214,7 +217,7 @@ impl<'a> Requant<'a> {
             _ => None,
         };
         let fast = bounds.filter(|_| dst.cs == 1).map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
-        Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new() }
+        Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new(), clamp: true }
     }
 
     /// Prepares the per-row constants of `rows` rows for the fused kernels.
@@ -222,6 +225,19 @@ impl<'a> Requant<'a> {
         if self.fast.is_some() && matches!(self.kind, Kind::U8 | Kind::I8) {
             let z = self.epi.out_zero as f32;
             (self.si, self.bi) = (0..rows).map(|r| self.row(r)).map(|(s, b)| (s * self.inv, b * self.inv + z)).unzip();
+        }
+        self
+    }
+
+    /// Decides [`Requant::clamp`] for a reduction of length `k`: every accumulator is a sum
+    /// of `k` products of operands that are at most 255 in magnitude after their zero points.
+    fn with_depth(mut self, k: usize) -> Self {
+        if let Some((qlo, qhi)) = self.fast {
+            let whole_range = qlo <= self.lo as f32 && qhi >= self.hi as f32;
+            let max_acc = k as f32 * 255.0 * 255.0;
+            let largest = self.si.iter().zip(&self.bi).fold(0f32, |m, (s, b)| m.max(s.abs() * max_acc + b.abs()));
+            // NaN scales or biases fail the comparison and keep the clamp.
+            self.clamp = !(whole_range && largest < 4_000_000.0);
         }
         self
     }

@@ -189,6 +189,13 @@ pub(crate) struct Q8Tile {
     pub out: *mut u8,
     pub ldc: usize,
     pub signed: bool,
+    /// False when the clamp cannot change any result: `[qlo, qhi]` is the whole 8-bit range
+    /// (the narrowing instructions saturate to it) and every `acc * si + bi` is provably
+    /// below 2^22 in magnitude (so the rounding trick is exact without a bound). Kernels may
+    /// then skip the two clamp instructions per vector; they may also ignore it (the x86
+    /// kernels do: their clamps are a small part of a tile there).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub clamp: bool,
 }
 
 impl std::fmt::Debug for QKernel {

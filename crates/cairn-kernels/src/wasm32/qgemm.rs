@@ -35,8 +35,14 @@ unsafe fn kernel_4x8_q8(kp: usize, a: *const i32, b: *const i32, init: *const i3
     let (lo, hi) = (f32x4_splat(t.qlo), f32x4_splat(t.qhi));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (f32x4_splat(*t.si.add(i)), f32x4_splat(*t.bi.add(i)));
-        let q = |v: v128| round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), lo), hi));
-        let h = i16x8_narrow_i32x4(q(row[0]), q(row[1]));
+        let h = if t.clamp {
+            let q = |v: v128| round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), lo), hi));
+            i16x8_narrow_i32x4(q(row[0]), q(row[1]))
+        } else {
+            // The saturating narrows below clamp to the 8-bit range (see `Q8Tile::clamp`).
+            let q = |v: v128| round_clamped(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias));
+            i16x8_narrow_i32x4(q(row[0]), q(row[1]))
+        };
         let bytes = if t.signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
         v128_store64_lane::<0>(bytes, t.out.add(i * t.ldc) as *mut u64);
     }
