@@ -130,7 +130,27 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
         let r0 = pi * mr;
         let rows = mr.min(m - r0);
         let init = init[r0..].as_ptr();
-        for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)) {
+        #[allow(unused_mut)] // only simd128 builds sweep full tiles first
+        let mut first = 0;
+        // simd128: the full tiles of the panel in one call with the tile inlined (see `sweep_q8`).
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let (true, Some((qlo, qhi)), true, true) = (a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rq.fast, rows == mr, !rq.si.is_empty()) {
+            first = cols / nr;
+            let t = super::Q8Tile {
+                si: rq.si[r0..].as_ptr(),
+                bi: rq.bi[r0..].as_ptr(),
+                qlo,
+                qhi,
+                // SAFETY: the full tiles lie inside C (rows and columns checked).
+                out: unsafe { dst.ptr.get().add(r0 * dst.rs + j0) },
+                ldc: dst.rs,
+                signed: matches!(rq.kind, Kind::I8),
+                clamp: rq.clamp,
+            };
+            // SAFETY: `pb` holds the block's panels of kp*nr words; as for `run_q8` per tile.
+            unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &t) };
+        }
+        for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)).skip(first) {
             let c0 = j0 + ti * nr;
             if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
                 let t = super::Q8Tile {
