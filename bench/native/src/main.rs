@@ -128,7 +128,7 @@ fn run_tract(a: &Args) -> Result<(f64, f64, Vec<f32>, f64)> {
     let inputs: TVec<TValue> = tensors.into_iter().map(|t| t.into()).collect();
     let (med, min, out) = time_runs(a.runs, a.warmup, || {
         let outs = plan.run(inputs.clone())?;
-        Ok(outs[0].as_slice::<f32>()?.to_vec())
+        Ok(outs[0].to_plain_array_view::<f32>()?.iter().copied().collect())
     })?;
     Ok((med, min, out, load_ms))
 }
