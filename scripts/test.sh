@@ -79,7 +79,9 @@ PY
 # pruning loses less than uniform pruning; entropy (KL) calibration meets the decisive bar.
 step "optimize: pruning through residual groups, sensitivity-guided pruning, entropy calibration"
 mkdir -p target/optimize
-one_input=$(ls target/real-inputs/*.npy | head -1)
+# (a glob, not `ls | head -1`: with pipefail, ls dying of SIGPIPE after head exits fails the step at random)
+real_inputs=(target/real-inputs/*.npy)
+one_input=${real_inputs[0]}
 target/release/cairn optimize target/models/mobilenetv2.onnx -o target/optimize/mobilenetv2_p30.onnx --prune 0.3
 target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30.onnx --prune 0.3
 target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30s.onnx --prune 0.3 \
