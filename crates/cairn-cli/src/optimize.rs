@@ -35,8 +35,9 @@ pub struct OptimizeArgs {
     calibrate: Option<PathBuf>,
     /// Calibration method: minmax, percentile (99.99th), mse (the clipping minimizing
     /// expected squared error) or entropy (the clipping minimizing the KL divergence
-    /// between the observed and the quantized distribution, as TensorRT calibrates).
-    #[arg(long, default_value = "minmax")]
+    /// between the observed and the quantized distribution, as TensorRT calibrates; the
+    /// default: lowest mean KL and steadiest agreement on real photos, see the README).
+    #[arg(long, default_value = "entropy")]
     calibration: String,
     /// Use at most this many calibration inputs.
     #[arg(long, default_value_t = 64)]
