@@ -14,6 +14,8 @@
 
 mod filters;
 mod planes;
+// The tap-tuple kernels have SIMD forms only; a scalar wasm build keeps the portable path.
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code, unused_variables))]
 mod tuples;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm32;
@@ -63,6 +65,7 @@ pub fn qdepthwise_conv2d_packed_on(isa: Isa, g: &ConvGeometry, channels: usize, 
         return;
     }
     if tuples::applies(g, x, x_zero, f) {
+        #[allow(unused_variables)] // no tuple kernel in scalar wasm builds
         let job = tuples::Job::new(g, x, x_zero, f, epi, &mut y);
         match isa {
             #[cfg(target_arch = "x86_64")]

@@ -22,6 +22,7 @@ const CHANNELS_PER_TASK: usize = 8;
 
 /// The portable path (any geometry and weight range): see the module docs. The caller
 /// checked the buffers; `isa` picks the vector code of the tap loops.
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(unused_variables))]
 pub(super) fn conv(isa: crate::Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, w: &[i16], epi: &QEpilogue, y: &mut QOut) {
     let osz = g.oh * g.ow;
     let dst = RawOut::new(y, osz, 1);

@@ -136,36 +136,14 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if let (true, Some((qlo, qhi)), true, true) = (a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rq.fast, rows == mr, !rq.si.is_empty()) {
             first = cols / nr;
-            let t = super::Q8Tile {
-                si: rq.si[r0..].as_ptr(),
-                bi: rq.bi[r0..].as_ptr(),
-                qlo,
-                qhi,
-                // SAFETY: the full tiles lie inside C (rows and columns checked).
-                out: unsafe { dst.ptr.get().add(r0 * dst.rs + j0) },
-                ldc: dst.rs,
-                signed: matches!(rq.kind, Kind::I8),
-                clamp: rq.clamp,
-            };
             // SAFETY: `pb` holds the block's panels of kp*nr words; as for `run_q8` per tile.
-            unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &t) };
+            unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &rq.q8_tile(dst, r0, j0, qlo, qhi)) };
         }
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)).skip(first) {
             let c0 = j0 + ti * nr;
             if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
-                let t = super::Q8Tile {
-                    si: rq.si[r0..].as_ptr(),
-                    bi: rq.bi[r0..].as_ptr(),
-                    qlo,
-                    qhi,
-                    // SAFETY: the full tile lies inside C (rows and columns checked).
-                    out: unsafe { dst.ptr.get().add(r0 * dst.rs + c0) },
-                    ldc: dst.rs,
-                    signed: matches!(rq.kind, Kind::I8),
-                    clamp: rq.clamp,
-                };
                 // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
-                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &t) };
+                unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &rq.q8_tile(dst, r0, c0, qlo, qhi)) };
                 continue;
             }
             // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
@@ -260,6 +238,23 @@ impl<'a> Requant<'a> {
             self.clamp = !(whole_range && largest < 4_000_000.0);
         }
         self
+    }
+
+    /// Where a fused kernel stores the full tile(s) from row `r0`, column `c0` on; the
+    /// caller has checked that they lie inside C.
+    #[inline(always)]
+    fn q8_tile(&self, dst: RawOut, r0: usize, c0: usize, qlo: f32, qhi: f32) -> super::Q8Tile {
+        super::Q8Tile {
+            si: self.si[r0..].as_ptr(),
+            bi: self.bi[r0..].as_ptr(),
+            qlo,
+            qhi,
+            // Only computes the address; writes happen in the kernel, inside C.
+            out: dst.ptr.get().wrapping_add(r0 * dst.rs + c0),
+            ldc: dst.rs,
+            signed: matches!(self.kind, Kind::I8),
+            clamp: self.clamp,
+        }
     }
 
     /// Scale and bias of output row `row`.
