@@ -12,7 +12,7 @@
 //! Cairn's loader fuses that chain, and a following bias `Add`, into one int8 GEMM whose
 //! epilogue applies the scales (cairn-core `passes/qdynamic.rs`).
 
-use crate::quantize::{build, quantize_weights};
+use crate::quantize::{build, drop_unread_initializers, quantize_weights};
 use crate::{Error, Result};
 use cairn_core::{Attr, Attrs, DType, Graph, Tensor, TensorData};
 use std::collections::HashMap;
@@ -76,8 +76,7 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
         stats.matmuls += 1;
     }
     graph.nodes = new_nodes;
-    let used: std::collections::HashSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
-    graph.initializers.retain(|k, _| used.contains(k));
+    drop_unread_initializers(&mut graph);
     Ok((graph.validated()?, stats))
 }
 

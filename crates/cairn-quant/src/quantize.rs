@@ -246,12 +246,18 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         graph.nodes.push(n);
     }
     graph.nodes.extend(it.map(|(_, n)| n));
-    let used: BTreeSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
-    graph.initializers.retain(|k, _| used.contains(k));
+    drop_unread_initializers(&mut graph);
     if stats.corrected_channels > 0 {
         stats.mean_bias_shift /= stats.corrected_channels as f64;
     }
     Ok((graph.validated()?, stats))
+}
+
+/// Drops the initializers no node reads and no graph output names (the f32 weights a
+/// rewrite replaced by their quantized forms).
+pub(crate) fn drop_unread_initializers(graph: &mut Graph) {
+    let used: BTreeSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
+    graph.initializers.retain(|k, _| used.contains(k));
 }
 
 /// Symmetric int8 per channel along `axis`: scale = max|w| / 127 (1 for an all-zero channel).
