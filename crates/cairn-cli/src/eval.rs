@@ -77,7 +77,7 @@ fn with_outputs(mut g: Graph, extra: &[(String, DType)]) -> Result<Session> {
 
 pub fn main(args: EvalArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
-    let load = |p: &PathBuf| cairn_onnx::load(p).with_context(|| format!("cannot load {}", p.display()));
+    let load = |p: &PathBuf| crate::import::import_model(p);
     let (orig, opt) = (load(&args.original)?.graph, load(&args.optimized)?.graph);
     let inputs = inputs_dir::read(&args.inputs, &orig, args.max_inputs, norm)?;
     let labels: HashMap<String, usize> = match &args.labels {

@@ -5,6 +5,7 @@ mod diff;
 mod eval;
 mod fidelity;
 mod fsutil;
+mod import;
 mod inputs_dir;
 mod inspect;
 mod model;

@@ -20,7 +20,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     if !path.exists() {
         bail!("model file {} does not exist", path.display());
     }
-    let model = if is_bundle(path) { load_bundle(path)? } else { cairn_onnx::load(path).with_context(|| format!("cannot load {}", path.display()))? };
+    let model = if is_bundle(path) { load_bundle(path)? } else { crate::import::import_model(path)? };
     let imported_nodes = model.graph.nodes.len();
     let mut op_histogram = BTreeMap::new();
     for node in &model.graph.nodes {

@@ -88,7 +88,7 @@ pub struct OptimizeArgs {
 pub fn main(args: OptimizeArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
-    let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
+    let model = crate::import::import_model(&args.model)?;
     let original = model.graph.clone();
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
     let bn = cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?; // the pass `cairn pack` runs too

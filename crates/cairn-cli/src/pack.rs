@@ -71,7 +71,7 @@ pub struct PackArgs {
 }
 
 pub fn main(args: PackArgs) -> Result<()> {
-    let model = cairn_onnx::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
+    let model = crate::import::import_model(&args.model)?;
     // Bundles store the standard-operator graph after constant folding, with weights
     // laid out as the kernels read them in place and BatchNorm statistics folded into
     // the filters (fewer bytes; the coarse level runs lighter before fusion); the rest of
