@@ -23,6 +23,14 @@ then
   python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 
+# rustfmt and clippy: the suite checks formatting and lints first.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    step "rustup component add $component"
+    rustup component add "$component"
+  fi
+done
+
 # wasm targets: the browser module (wasm32-unknown-unknown) and the kernel tests that
 # run under Node's WASI (wasm32-wasip1), so the simd128 kernels are tested in V8.
 for target in wasm32-unknown-unknown wasm32-wasip1; do

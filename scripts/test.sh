@@ -21,12 +21,17 @@
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
+#   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check and cargo clippy (warnings are errors)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "generating ONNX backend node test cases"
 python3 tools/gen_onnx_node_tests.py target/onnx-node-tests

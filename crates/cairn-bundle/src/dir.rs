@@ -46,7 +46,8 @@ pub fn write_bundle(dir: &Path, packed: &Packed, mut on_shard: impl FnMut(usize)
     let mut report = WriteReport::default();
     for (i, (entry, bytes)) in packed.manifest.shards.iter().zip(&packed.shards).enumerate() {
         let path = dir.join(&entry.path);
-        let same = std::fs::metadata(&path).is_ok_and(|m| m.len() == entry.bytes) && std::fs::read(&path).is_ok_and(|b| crate::shard::sha256_hex(&b) == entry.sha256);
+        let same = std::fs::metadata(&path).is_ok_and(|m| m.len() == entry.bytes)
+            && std::fs::read(&path).is_ok_and(|b| crate::shard::sha256_hex(&b) == entry.sha256);
         if same {
             report.shards_reused += 1;
             report.bytes_reused += entry.bytes;

@@ -124,12 +124,17 @@ impl From<&DimDoc> for Dim {
 }
 
 pub fn tensor_doc(t: &Tensor) -> TensorDoc {
-    TensorDoc { dtype: t.dtype().name().to_string(), shape: t.shape().to_vec(), base64: base64::engine::general_purpose::STANDARD.encode(t.bytes()) }
+    TensorDoc {
+        dtype: t.dtype().name().to_string(),
+        shape: t.shape().to_vec(),
+        base64: base64::engine::general_purpose::STANDARD.encode(t.bytes()),
+    }
 }
 
 pub fn tensor_from_doc(doc: &TensorDoc, context: &str) -> Result<Tensor> {
     let dtype = parse_dtype(&doc.dtype).ok_or_else(|| manifest_err(format!("{context}: unknown dtype '{}'", doc.dtype)))?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(&doc.base64).map_err(|e| manifest_err(format!("{context}: bad base64: {e}")))?;
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(&doc.base64).map_err(|e| manifest_err(format!("{context}: bad base64: {e}")))?;
     let numel = cairn_core::checked_numel(&doc.shape).map_err(|_| manifest_err(format!("{context}: shape {:?} overflows", doc.shape)))?;
     if numel.checked_mul(dtype.size()) != Some(bytes.len()) {
         return Err(manifest_err(format!("{context}: {} bytes do not fill shape {:?} of {}", bytes.len(), doc.shape, dtype)));
@@ -177,22 +182,43 @@ pub fn describe(graph: &Graph) -> Result<(crate::manifest::GraphDoc, Vec<InputDo
             let attrs = n
                 .attrs
                 .iter()
-                .map(|(k, a)| attr_doc(a).map(|d| (k.clone(), d)).ok_or_else(|| manifest_err(format!("node '{}' has a subgraph attribute '{k}', which bundles cannot store", n.name))))
+                .map(|(k, a)| {
+                    attr_doc(a).map(|d| (k.clone(), d)).ok_or_else(|| {
+                        manifest_err(format!("node '{}' has a subgraph attribute '{k}', which bundles cannot store", n.name))
+                    })
+                })
                 .collect::<Result<_>>()?;
-            Ok(NodeDoc { name: n.name.clone(), domain: n.domain.clone(), op: n.op_type.clone(), attrs, inputs: n.inputs.clone(), outputs: n.outputs.clone() })
+            Ok(NodeDoc {
+                name: n.name.clone(),
+                domain: n.domain.clone(),
+                op: n.op_type.clone(),
+                attrs,
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let inputs = graph
         .runtime_inputs()
         .map(|i| {
             let dims = i.dims.as_ref().ok_or_else(|| manifest_err(format!("input '{}' has no declared shape", i.name)))?;
-            Ok(InputDoc { name: i.name.clone(), dtype: i.dtype.name().into(), dims: dims.iter().map(DimDoc::from).collect(), preprocess: None })
+            Ok(InputDoc {
+                name: i.name.clone(),
+                dtype: i.dtype.name().into(),
+                dims: dims.iter().map(DimDoc::from).collect(),
+                preprocess: None,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let outputs = graph
         .outputs
         .iter()
-        .map(|o| OutputDoc { name: o.name.clone(), dtype: o.dtype.name().into(), dims: o.dims.as_ref().map(|d| d.iter().map(DimDoc::from).collect()), labels: None })
+        .map(|o| OutputDoc {
+            name: o.name.clone(),
+            dtype: o.dtype.name().into(),
+            dims: o.dims.as_ref().map(|d| d.iter().map(DimDoc::from).collect()),
+            labels: None,
+        })
         .collect();
     Ok((crate::manifest::GraphDoc { opset: graph.opset, nodes }, inputs, outputs))
 }
@@ -214,7 +240,14 @@ pub fn build_graph(manifest: &Manifest, initializers: HashMap<String, Arc<Tensor
         .map(|n| {
             let context = format!("node '{}'", n.name);
             let attrs: Attrs = n.attrs.iter().map(|(k, d)| Ok((k.clone(), attr_from_doc(d, &context)?))).collect::<Result<_>>()?;
-            let spec = NodeSpec { name: n.name.clone(), domain: n.domain.clone(), op_type: n.op.clone(), attrs, inputs: n.inputs.clone(), outputs: n.outputs.clone() };
+            let spec = NodeSpec {
+                name: n.name.clone(),
+                domain: n.domain.clone(),
+                op_type: n.op.clone(),
+                attrs,
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+            };
             Ok(Node::build(spec, opset, registry)?)
         })
         .collect::<Result<Vec<_>>>()?;

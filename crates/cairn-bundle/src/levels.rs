@@ -24,7 +24,11 @@ pub fn encode(encoding: Encoding, raw: &[u8]) -> Vec<u8> {
             .chunks_exact(4)
             .flat_map(|c| {
                 let (hi, residual) = split_f32(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-                if encoding == Encoding::F32Bf16 { hi.to_le_bytes() } else { residual.to_le_bytes() }
+                if encoding == Encoding::F32Bf16 {
+                    hi.to_le_bytes()
+                } else {
+                    residual.to_le_bytes()
+                }
             })
             .collect(),
     }
@@ -66,6 +70,7 @@ mod tests {
 
     #[test]
     fn coarse_level_is_bf16_rounded_to_nearest() {
+        #[allow(clippy::approx_constant)] // arbitrary values, not the constants
         for &v in &[0.1f32, 3.14159, -2.71828, 123456.0, 1e-3] {
             let mut dst = [0u8; 4];
             apply(Encoding::F32Bf16, &encode(Encoding::F32Bf16, &v.to_le_bytes()), &mut dst);

@@ -22,10 +22,13 @@ mod update;
 
 pub use dir::{check_dir, load_dir, read_manifest, write_bundle, Checked, WriteReport, MANIFEST_FILE};
 pub use error::{Error, Result};
+pub use graph_doc::{DimDoc, NodeDoc};
 pub use levels::split_f32;
 pub use load::{is_progressive, Loader};
-pub use manifest::{Encoding, Fidelity, GraphDoc, InputDoc, Level, Manifest, OutputDoc, Part, Preprocess, ShardEntry, TensorEntry, FORMAT, MAX_MANIFEST_BYTES};
-pub use graph_doc::{DimDoc, NodeDoc};
+pub use manifest::{
+    Encoding, Fidelity, GraphDoc, InputDoc, Level, Manifest, OutputDoc, Part, Preprocess, ShardEntry, TensorEntry, FORMAT,
+    MAX_MANIFEST_BYTES,
+};
 pub use pack::{pack, PackOptions, Packed};
 pub use preprocess::rgba_to_input;
 pub use shard::sha256_hex;

@@ -66,7 +66,10 @@ impl Loader {
             let dtype = self.weights[t].dtype();
             let src = reader.part(&part.key, stored_dtype(part.encoding, dtype), part.len)?;
             if dtype == DType::Bool && src.iter().any(|&b| b > 1) {
-                return Err(Error::ShardContent { path: entry.path.clone(), detail: format!("bool weight '{}' holds bytes other than 0 and 1", tensor.name) });
+                return Err(Error::ShardContent {
+                    path: entry.path.clone(),
+                    detail: format!("bool weight '{}' holds bytes other than 0 and 1", tensor.name),
+                });
             }
             sources.push((t, part.encoding, part.start, part.len, src));
         }

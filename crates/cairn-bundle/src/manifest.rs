@@ -197,7 +197,10 @@ impl Manifest {
     /// The consistency checks `parse` runs (also run on manifests built in memory).
     pub fn check(&self) -> Result<()> {
         if self.format != FORMAT {
-            return Err(manifest_err(format!("format is '{}', this Cairn reads '{FORMAT}' (update Cairn or re-pack the model)", self.format)));
+            return Err(manifest_err(format!(
+                "format is '{}', this Cairn reads '{FORMAT}' (update Cairn or re-pack the model)",
+                self.format
+            )));
         }
         if self.levels.is_empty() {
             return Err(manifest_err("no levels"));
@@ -219,12 +222,20 @@ impl Manifest {
             if !names.insert(t.name.as_str()) {
                 return Err(manifest_err(format!("tensor '{}' is listed twice", t.name)));
             }
-            let dtype = parse_dtype(&t.dtype).ok_or_else(|| manifest_err(format!("tensor '{}' has unknown dtype '{}'", t.name, t.dtype)))?;
-            let numel = checked_numel(&t.shape).map_err(|_| manifest_err(format!("tensor '{}' has an overflowing shape {:?}", t.name, t.shape)))?;
+            let dtype =
+                parse_dtype(&t.dtype).ok_or_else(|| manifest_err(format!("tensor '{}' has unknown dtype '{}'", t.name, t.dtype)))?;
+            let numel =
+                checked_numel(&t.shape).map_err(|_| manifest_err(format!("tensor '{}' has an overflowing shape {:?}", t.name, t.shape)))?;
             for p in &t.parts {
-                let shard = self.shards.get(p.shard).ok_or_else(|| manifest_err(format!("tensor '{}' names shard {}, which does not exist", t.name, p.shard)))?;
+                let shard = self
+                    .shards
+                    .get(p.shard)
+                    .ok_or_else(|| manifest_err(format!("tensor '{}' names shard {}, which does not exist", t.name, p.shard)))?;
                 if shard.level != p.level {
-                    return Err(manifest_err(format!("tensor '{}': a level-{} part sits in a level-{} shard", t.name, p.level, shard.level)));
+                    return Err(manifest_err(format!(
+                        "tensor '{}': a level-{} part sits in a level-{} shard",
+                        t.name, p.level, shard.level
+                    )));
                 }
                 if p.encoding != Encoding::Raw && dtype != DType::F32 {
                     return Err(manifest_err(format!("tensor '{}': encoding {:?} applies to f32 only", t.name, p.encoding)));
@@ -244,7 +255,10 @@ impl Manifest {
                     && hi.iter().map(|p| p.level).max() < lo.iter().map(|p| p.level).min()
             };
             if !complete {
-                return Err(manifest_err(format!("tensor '{}': its parts do not cover its {} elements exactly once per level", t.name, numel)));
+                return Err(manifest_err(format!(
+                    "tensor '{}': its parts do not cover its {} elements exactly once per level",
+                    t.name, numel
+                )));
             }
         }
         for (i, (shard, need)) in self.shards.iter().zip(&payload).enumerate() {
@@ -257,10 +271,7 @@ impl Manifest {
 
     /// Bytes of all weights once loaded (what a loader allocates).
     pub fn weight_bytes(&self) -> u64 {
-        self.tensors
-            .iter()
-            .map(|t| t.shape.iter().product::<usize>() as u64 * parse_dtype(&t.dtype).map_or(0, |d| d.size() as u64))
-            .sum()
+        self.tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64 * parse_dtype(&t.dtype).map_or(0, |d| d.size() as u64)).sum()
     }
 
     /// Shard bytes of levels `0..=level`: what a client downloads to run at `level`.

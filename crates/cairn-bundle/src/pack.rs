@@ -50,7 +50,10 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
         return Err(manifest_err("shard size must be at least 1 KiB"));
     }
     if let Some(node) = graph.nodes.iter().find(|n| n.op.built_by_pass()) {
-        return Err(manifest_err(format!("node '{}' is a fused op; pack the graph before fusion (bundles store standard operators)", node.name)));
+        return Err(manifest_err(format!(
+            "node '{}' is a fused op; pack the graph before fusion (bundles store standard operators)",
+            node.name
+        )));
     }
     let (graph_doc, inputs, outputs) = describe(graph)?;
     let order = weights_in_first_use_order(graph);
@@ -59,8 +62,15 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
     let any_split = order.iter().any(|(_, t)| split(t));
     let level_names: &[&str] = if any_split { &["coarse", "full"] } else { &["full"] };
 
-    let mut tensors: Vec<TensorEntry> =
-        order.iter().map(|(name, t)| TensorEntry { name: name.to_string(), dtype: t.dtype().name().into(), shape: t.shape().to_vec(), parts: Vec::new() }).collect();
+    let mut tensors: Vec<TensorEntry> = order
+        .iter()
+        .map(|(name, t)| TensorEntry {
+            name: name.to_string(),
+            dtype: t.dtype().name().into(),
+            shape: t.shape().to_vec(),
+            parts: Vec::new(),
+        })
+        .collect();
     let mut writer = ShardWriter { target: opts.shard_bytes, open: Vec::new(), open_bytes: 0, entries: Vec::new(), shards: Vec::new() };
 
     for level in 0..level_names.len() {
@@ -86,9 +96,23 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
     let levels = level_names
         .iter()
         .enumerate()
-        .map(|(i, name)| Level { name: name.to_string(), bytes: writer.entries.iter().filter(|s| s.level == i).map(|s| s.bytes).sum(), fidelity: None })
+        .map(|(i, name)| Level {
+            name: name.to_string(),
+            bytes: writer.entries.iter().filter(|s| s.level == i).map(|s| s.bytes).sum(),
+            fidelity: None,
+        })
         .collect();
-    let mut manifest = Manifest { format: FORMAT.into(), name: opts.name.clone(), version: String::new(), inputs, outputs, graph: graph_doc, tensors, levels, shards: writer.entries };
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        name: opts.name.clone(),
+        version: String::new(),
+        inputs,
+        outputs,
+        graph: graph_doc,
+        tensors,
+        levels,
+        shards: writer.entries,
+    };
     manifest.version = match &opts.version {
         Some(v) => v.clone(),
         None => sha256_hex(manifest.to_json().as_bytes())[..16].to_string(),

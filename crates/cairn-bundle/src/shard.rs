@@ -69,13 +69,17 @@ impl<'a> ShardReader<'a> {
         if got != expected_sha256 {
             return Err(Error::ShardHash { path: path.into(), got });
         }
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| Error::ShardContent { path: path.into(), detail: format!("not a valid safetensors file: {e:?}") })?;
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::ShardContent { path: path.into(), detail: format!("not a valid safetensors file: {e:?}") })?;
         Ok(ShardReader { path, tensors })
     }
 
     /// The bytes under `key`, checked to be `len` elements of `dtype`.
     pub fn part(&self, key: &str, dtype: Dtype, len: usize) -> Result<&'a [u8]> {
-        let view = self.tensors.tensor(key).map_err(|_| Error::ShardContent { path: self.path.into(), detail: format!("has no entry '{key}'") })?;
+        let view = self
+            .tensors
+            .tensor(key)
+            .map_err(|_| Error::ShardContent { path: self.path.into(), detail: format!("has no entry '{key}'") })?;
         let numel: usize = view.shape().iter().product();
         if view.dtype() != dtype || numel != len {
             return Err(Error::ShardContent {

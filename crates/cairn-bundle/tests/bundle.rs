@@ -56,7 +56,11 @@ fn classifier(seed: u64) -> Graph {
         node("fc", "Gemm", &["f", "wf", "bf"], "logits", vec![("transB", Attr::Int(1))]),
     ];
     Graph {
-        inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(3), Dim::Known(8), Dim::Known(8)]) }],
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            dtype: DType::F32,
+            dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(3), Dim::Known(8), Dim::Known(8)]),
+        }],
         outputs: vec![ValueInfo { name: "logits".into(), dtype: DType::F32, dims: None }],
         initializers,
         nodes,
@@ -155,7 +159,8 @@ fn lying_manifests_are_refused_before_allocation() {
     assert!(Manifest::parse(json.as_bytes()).is_ok());
     assert!(Manifest::parse(b"{").is_err());
     assert!(Manifest::parse(b"").is_err());
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Corrupt = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Corrupt)> = vec![
         ("format", Box::new(|v| v["format"] = "cairn-bundle/99".into())),
         ("huge shape", Box::new(|v| v["tensors"][0]["shape"] = serde_json::json!([1u64 << 40, 1u64 << 40]))),
         ("part past end", Box::new(|v| v["tensors"][0]["parts"][0]["len"] = 1_000_000.into())),
@@ -163,10 +168,13 @@ fn lying_manifests_are_refused_before_allocation() {
         ("shard path", Box::new(|v| v["shards"][0]["path"] = "../../etc/passwd".into())),
         ("level", Box::new(|v| v["shards"][0]["level"] = 7.into())),
         ("dtype", Box::new(|v| v["tensors"][0]["dtype"] = "f128".into())),
-        ("duplicate part", Box::new(|v| {
-            let p = v["tensors"][0]["parts"][0].clone();
-            v["tensors"][0]["parts"].as_array_mut().unwrap().push(p);
-        })),
+        (
+            "duplicate part",
+            Box::new(|v| {
+                let p = v["tensors"][0]["parts"][0].clone();
+                v["tensors"][0]["parts"].as_array_mut().unwrap().push(p);
+            }),
+        ),
         ("shard too small", Box::new(|v| v["shards"][0]["bytes"] = 8.into())),
     ];
     for (what, f) in cases {

@@ -38,7 +38,9 @@ enum AppCommand {
 /// (URLs and content hashes), the wasm module and a model bundle into one directory that
 /// any static server (or `cairn serve`) can serve.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  cairn app build --model dist/models/efficientnet_lite0 -o dist\n  cairn app build --model dist/models/m --wasm target/web-pkg --app web/app -o site")]
+#[command(
+    after_help = "Examples:\n  cairn app build --model dist/models/efficientnet_lite0 -o dist\n  cairn app build --model dist/models/m --wasm target/web-pkg --app web/app -o site"
+)]
 pub struct BuildArgs {
     /// The model bundle the app loads (a directory made by `cairn pack`).
     #[arg(long)]
@@ -113,10 +115,14 @@ fn build(args: BuildArgs) -> Result<()> {
     }
     for build in ["simd", "scalar"] {
         if !args.wasm.join(build).join("cairn_web_bg.wasm").is_file() {
-            bail!("no wasm module at {}; hint: run bench/web/build_wasm.sh (it builds target/web-pkg/simd and /scalar)", args.wasm.join(build).join("cairn_web_bg.wasm").display());
+            bail!(
+                "no wasm module at {}; hint: run bench/web/build_wasm.sh (it builds target/web-pkg/simd and /scalar)",
+                args.wasm.join(build).join("cairn_web_bg.wasm").display()
+            );
         }
     }
-    let manifest = read_manifest(&args.model).with_context(|| format!("{} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR`)", args.model.display()))?;
+    let manifest = read_manifest(&args.model)
+        .with_context(|| format!("{} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR`)", args.model.display()))?;
     let out = &args.out;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
@@ -127,14 +133,21 @@ fn build(args: BuildArgs) -> Result<()> {
     let sw_modules = copy_tree(&args.sw, &out.join("sw"), "sw/", &|p| has_ext(p, &["js"]))?;
     shell.extend(sw_modules);
     for build in ["simd", "scalar"] {
-        shell.extend(copy_tree(&args.wasm.join(build), &out.join("pkg").join(build), &format!("pkg/{build}/"), &|p| has_ext(p, &["js", "wasm"]))?);
+        shell.extend(copy_tree(&args.wasm.join(build), &out.join("pkg").join(build), &format!("pkg/{build}/"), &|p| {
+            has_ext(p, &["js", "wasm"])
+        })?);
     }
 
     let model_dir = out.join("models").join(&manifest.name);
     copy_bundle(&args.model, &model_dir, &manifest)?;
     let edge_model = match &args.edge_model {
         Some(dir) => {
-            let edge = read_manifest(dir).with_context(|| format!("--edge-model {} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR --name NAME`)", dir.display()))?;
+            let edge = read_manifest(dir).with_context(|| {
+                format!(
+                    "--edge-model {} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR --name NAME`)",
+                    dir.display()
+                )
+            })?;
             if edge.name == manifest.name {
                 bail!("--edge-model is named '{}' like the app's model: pack it with another --name", edge.name);
             }
@@ -166,11 +179,23 @@ fn build(args: BuildArgs) -> Result<()> {
 
     let m = &config.model;
     if args.json {
-        println!("{}", serde_json::json!({ "out": out.display().to_string(), "precache": precache.len(), "precache_bytes": shell_bytes, "model": m }));
+        println!(
+            "{}",
+            serde_json::json!({ "out": out.display().to_string(), "precache": precache.len(), "precache_bytes": shell_bytes, "model": m })
+        );
     } else {
         println!("app built in {}", out.display());
         println!("  app shell  {} files, {} (precached by sw.js with sha256 revisions)", precache.len(), human_bytes(shell_bytes as usize));
-        println!("  model      {} {} ({} weights, levels {}, {}, {} classes) at {}", m.name, manifest.version, m.weights, m.levels.join("+"), human_bytes(m.bytes as usize), m.classes, m.url);
+        println!(
+            "  model      {} {} ({} weights, levels {}, {}, {} classes) at {}",
+            m.name,
+            manifest.version,
+            m.weights,
+            m.levels.join("+"),
+            human_bytes(m.bytes as usize),
+            m.classes,
+            m.url
+        );
         println!("  serve it   cairn serve {}   (or any static server; the service worker needs http://localhost or https)", out.display());
     }
     Ok(())

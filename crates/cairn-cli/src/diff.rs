@@ -30,7 +30,11 @@ pub fn main(args: DiffArgs) -> Result<()> {
     println!("{} {} -> {}", new.name, old.version, new.version);
     println!("  fetch  {:>3} shards  {}", plan.fetch.len(), human_bytes(plan.fetch_bytes as usize));
     println!("  reuse  {:>3} shards  {}", plan.reuse.len(), human_bytes(plan.reuse_bytes as usize));
-    println!("  evict  {:>3} shards  {} (after switching)", plan.evict.len(), human_bytes(plan.evict.iter().map(|s| s.bytes).sum::<u64>() as usize));
+    println!(
+        "  evict  {:>3} shards  {} (after switching)",
+        plan.evict.len(),
+        human_bytes(plan.evict.iter().map(|s| s.bytes).sum::<u64>() as usize)
+    );
     for s in &plan.fetch {
         println!("  + {} ({}, level {})", s.path, human_bytes(s.bytes as usize), new.levels.get(s.level).map_or("?", |l| l.name.as_str()));
     }

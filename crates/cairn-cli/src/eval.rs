@@ -52,7 +52,9 @@ struct Probe {
 
 fn probes(original: &Graph, optimized: &Graph) -> Vec<Probe> {
     let values: std::collections::HashSet<&str> = original.nodes.iter().flat_map(|n| n.outputs.iter().map(|s| s.as_str())).collect();
-    let scalar = |name: &Option<String>| name.as_ref().and_then(|n| optimized.initializers.get(n)).filter(|t| t.len() == 1).map(|t| (t.view().to_f32_vec()[0], t.dtype()));
+    let scalar = |name: &Option<String>| {
+        name.as_ref().and_then(|n| optimized.initializers.get(n)).filter(|t| t.len() == 1).map(|t| (t.view().to_f32_vec()[0], t.dtype()))
+    };
     optimized
         .nodes
         .iter()
@@ -117,7 +119,8 @@ pub fn main(args: EvalArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let pct = |n: usize, of: usize| 100.0 * Agreement::rate(n, of);
-    let mut rows: Vec<(String, f64, f64)> = probes.iter().filter_map(|p| layer.get(&p.tensor).map(|(e, c, n)| (p.tensor.clone(), *e, c / *n as f64))).collect();
+    let mut rows: Vec<(String, f64, f64)> =
+        probes.iter().filter_map(|p| layer.get(&p.tensor).map(|(e, c, n)| (p.tensor.clone(), *e, c / *n as f64))).collect();
     if args.json {
         let doc = serde_json::json!({
             "inputs": a.inputs, "top1_agreement": Agreement::rate(a.top1, a.inputs), "top5_agreement": Agreement::rate(a.top5, a.inputs),
@@ -139,7 +142,12 @@ pub fn main(args: EvalArgs) -> Result<()> {
     println!("mean KL(orig || opt)  {:.5}", a.mean_kl());
     println!("mean cosine           {:.5}", a.mean_cosine());
     if a.labeled > 0 {
-        println!("accuracy ({} labeled) original {:.1}%, optimized {:.1}%", a.labeled, pct(a.reference_correct, a.labeled), pct(a.candidate_correct, a.labeled));
+        println!(
+            "accuracy ({} labeled) original {:.1}%, optimized {:.1}%",
+            a.labeled,
+            pct(a.reference_correct, a.labeled),
+            pct(a.candidate_correct, a.labeled)
+        );
     }
     if !rows.is_empty() {
         let n = rows.len();

@@ -19,7 +19,11 @@ pub struct Normalize {
 
 /// Parses `--mean`/`--std` style `a,b,c` (or one value for all channels).
 pub fn parse3(flag: &str, s: &str) -> Result<[f32; 3]> {
-    let v: Vec<f32> = s.split(',').map(|x| x.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().with_context(|| format!("{flag} '{s}' must be numbers like 0.5,0.5,0.5"))?;
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{flag} '{s}' must be numbers like 0.5,0.5,0.5"))?;
     match v.as_slice() {
         [a] => Ok([*a; 3]),
         [a, b, c] => Ok([*a, *b, *c]),
@@ -67,7 +71,13 @@ pub fn read(dir: &Path, graph: &Graph, limit: usize, norm: Normalize) -> Result<
 /// one `<name>.npy` per input.
 fn read_sets(dir: &Path, inputs: &[&cairn_core::ValueInfo], limit: usize) -> Result<Vec<(String, HashMap<String, Tensor>)>> {
     let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-    let hint = || format!("a model with inputs {} takes one subdirectory per input set, each holding {}", names.join(", "), names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(" and "));
+    let hint = || {
+        format!(
+            "a model with inputs {} takes one subdirectory per input set, each holding {}",
+            names.join(", "),
+            names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(" and ")
+        )
+    };
     let mut sets: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the input directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -99,19 +109,30 @@ fn read_sets(dir: &Path, inputs: &[&cairn_core::ValueInfo], limit: usize) -> Res
 /// A photo as the input `[1, 3, H, W]` (f32) of the model.
 fn photo(path: &Path, input: &cairn_core::ValueInfo, norm: Normalize) -> Result<Tensor> {
     let dims: Vec<usize> = match input.dims.as_deref() {
-        Some([_, c, h, w]) => [c, h, w].iter().map(|d| match d {
-            cairn_core::Dim::Known(n) => *n,
-            cairn_core::Dim::Sym(_) => 0,
-        }).collect(),
+        Some([_, c, h, w]) => [c, h, w]
+            .iter()
+            .map(|d| match d {
+                cairn_core::Dim::Known(n) => *n,
+                cairn_core::Dim::Sym(_) => 0,
+            })
+            .collect(),
         _ => vec![],
     };
-    let [3, h, w] = dims.as_slice() else { bail!("{}: photos need a model input shaped [N, 3, H, W] with known H and W; '{}' is not", path.display(), input.name) };
+    let [3, h, w] = dims.as_slice() else {
+        bail!("{}: photos need a model input shaped [N, 3, H, W] with known H and W; '{}' is not", path.display(), input.name)
+    };
     if *h == 0 || *w == 0 {
         bail!("{}: the model input '{}' has symbolic H or W; give .npy inputs instead", path.display(), input.name);
     }
     let img = image::open(path).with_context(|| format!("{}: not a readable image", path.display()))?;
     let rgba = image::imageops::resize(&img.to_rgba8(), *w as u32, *h as u32, image::imageops::FilterType::Triangle);
-    let pre = cairn_bundle::Preprocess { size: [*h as u32, *w as u32], layout: "nchw".into(), color: "rgb".into(), mean: norm.mean, std: norm.std };
+    let pre = cairn_bundle::Preprocess {
+        size: [*h as u32, *w as u32],
+        layout: "nchw".into(),
+        color: "rgb".into(),
+        mean: norm.mean,
+        std: norm.std,
+    };
     let v = cairn_bundle::rgba_to_input(rgba.as_raw(), *w as u32, *h as u32, &pre)?;
     Ok(Tensor::from_f32(vec![1, 3, *h, *w], v)?)
 }

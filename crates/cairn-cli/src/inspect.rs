@@ -135,7 +135,8 @@ fn shape_text(io: &IoReport) -> String {
 
 fn print_text(r: &Report) {
     println!("{}", r.model);
-    let opsets: Vec<String> = r.opsets.iter().map(|(d, v)| format!("{}{v}", if d.is_empty() { "opset ".to_string() } else { format!("{d} ") })).collect();
+    let opsets: Vec<String> =
+        r.opsets.iter().map(|(d, v)| format!("{}{v}", if d.is_empty() { "opset ".to_string() } else { format!("{d} ") })).collect();
     println!("  producer {} | ir {} | {}", if r.producer.is_empty() { "unknown" } else { &r.producer }, r.ir_version, opsets.join(", "));
     println!("inputs:");
     for i in &r.inputs {
@@ -146,7 +147,13 @@ fn print_text(r: &Report) {
         println!("  {:<24} {:<5} {}", o.name, o.dtype, shape_text(o));
     }
     let packed = r.fused_convs + r.fused_matmuls;
-    println!("parameters: {} ({}): {} tensors, {} prepacked in fused nodes", human_count(r.parameters as u64), human_bytes(r.parameter_bytes), r.initializers, packed);
+    println!(
+        "parameters: {} ({}): {} tensors, {} prepacked in fused nodes",
+        human_count(r.parameters as u64),
+        human_bytes(r.parameter_bytes),
+        r.initializers,
+        packed
+    );
     let binding: Vec<String> = r.bound_dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let at = if binding.is_empty() { String::new() } else { format!(" (at {})", binding.join(", ")) };
     match (&r.macs, &r.peak_working_bytes, &r.plan_error) {

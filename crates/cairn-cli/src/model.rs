@@ -28,7 +28,14 @@ pub fn load(path: &Path) -> Result<Loaded> {
         *op_histogram.entry(name).or_insert(0) += 1;
     }
     let (graph, stats) = prepare_for_inference(model.graph).context("preparing the graph for inference failed")?;
-    Ok(Loaded { meta: model.meta, imported_nodes, op_histogram, session: Session::new(graph), folded_at_load: stats.fold.folded_nodes, fuse: stats.fuse })
+    Ok(Loaded {
+        meta: model.meta,
+        imported_nodes,
+        op_histogram,
+        session: Session::new(graph),
+        folded_at_load: stats.fold.folded_nodes,
+        fuse: stats.fuse,
+    })
 }
 
 /// A bundle directory (or its manifest.json) rather than an .onnx file.

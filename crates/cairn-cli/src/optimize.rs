@@ -87,7 +87,8 @@ pub struct OptimizeArgs {
 
 pub fn main(args: OptimizeArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
-    let method = Method::parse(&args.calibration).with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
+    let method = Method::parse(&args.calibration)
+        .with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
     let model = crate::import::import_model(&args.model)?;
     let original = model.graph.clone();
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
@@ -110,7 +111,12 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     };
     // Sensitivity inputs spread evenly over the calibration set (files sorted by name
     // come grouped by photo: the first 16 of target/calib-inputs are all one chessboard).
-    let probe: Vec<_> = inputs.iter().step_by((inputs.len() / args.sensitivity_inputs.max(1)).max(1)).take(args.sensitivity_inputs.max(1)).cloned().collect();
+    let probe: Vec<_> = inputs
+        .iter()
+        .step_by((inputs.len() / args.sensitivity_inputs.max(1)).max(1))
+        .take(args.sensitivity_inputs.max(1))
+        .cloned()
+        .collect();
     let probe = probe.as_slice();
     let mut tables = serde_json::Map::new();
     if let Some(ratio) = args.prune {
@@ -136,7 +142,13 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         if p.blocks == 0 {
             bail!("--prune found no inverted-residual block (1x1 conv -> depthwise conv -> 1x1 conv) to prune");
         }
-        eprintln!("pruned {} blocks: hidden channels {} -> {} ({:.1}% removed)", p.blocks, p.hidden_before, p.hidden_after, 100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64));
+        eprintln!(
+            "pruned {} blocks: hidden channels {} -> {} ({:.1}% removed)",
+            p.blocks,
+            p.hidden_before,
+            p.hidden_after,
+            100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64)
+        );
     }
     match args.quantize.as_deref() {
         None => {}
@@ -144,7 +156,12 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             if args.calibrate.is_none() {
                 bail!("--quantize int8 needs --calibrate DIR (a directory of .npy inputs); for transformer encoders, --quantize int8-dynamic needs none");
             }
-            let mut opts = Options { bias_correction: !args.no_bias_correction, keep_first: args.keep_first, keep_last: args.keep_last, ..Options::default() };
+            let mut opts = Options {
+                bias_correction: !args.no_bias_correction,
+                keep_first: args.keep_first,
+                keep_last: args.keep_last,
+                ..Options::default()
+            };
             let (layers, targets) = plan(&graph, &opts);
             if layers.is_empty() {
                 bail!("nothing to quantize: the model has no Conv, Gemm or MatMul with constant f32 weights");
@@ -154,7 +171,11 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             let cal = calibrate(&graph, &targets, &inputs, method, &|| bar.inc(1))?;
             bar.finish_and_clear();
             if !cal.zero_range.is_empty() {
-                eprintln!("note: {} activation(s) were 0 on every calibration input and get scale 1 (0 stays exact): {}", cal.zero_range.len(), cal.zero_range.join(", "));
+                eprintln!(
+                    "note: {} activation(s) were 0 on every calibration input and get scale 1 (0 stays exact): {}",
+                    cal.zero_range.len(),
+                    cal.zero_range.join(", ")
+                );
             }
             if args.sensitivity || args.keep_sensitive > 0 {
                 let bar = progress::bar(layers.len() as u64, "quantization sensitivity");
@@ -166,13 +187,20 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 }
                 tables.insert("quantization".into(), sensitivity::quantization_json(&ranking, &kept));
                 if !kept.is_empty() {
-                    eprintln!("keeping the {} most sensitive layer(s) in f32: {}", kept.len(), kept.iter().cloned().collect::<Vec<_>>().join(", "));
+                    eprintln!(
+                        "keeping the {} most sensitive layer(s) in f32: {}",
+                        kept.len(),
+                        kept.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
                 }
                 opts.keep.extend(kept);
             }
             let (g, stats) = quantize(graph, &cal, &opts)?;
             if stats.corrected_channels > 0 {
-                eprintln!("bias correction: {} output channels, mean shift {:.2e} removed", stats.corrected_channels, stats.mean_bias_shift);
+                eprintln!(
+                    "bias correction: {} output channels, mean shift {:.2e} removed",
+                    stats.corrected_channels, stats.mean_bias_shift
+                );
             }
             graph = g;
             eprintln!(
@@ -203,7 +231,8 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     }
     if let Some(path) = &args.sensitivity_json {
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(tables))?;
-        fsutil::write_atomically(path, |f| Ok(f.write_all(text.as_bytes())?)).with_context(|| format!("cannot write {}", path.display()))?;
+        fsutil::write_atomically(path, |f| Ok(f.write_all(text.as_bytes())?))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let calibration_inputs = inputs;
     let bytes = cairn_onnx::save_bytes(&graph, &model.meta)?;
@@ -217,7 +246,13 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         let macs = |s: &Session| -> Option<u64> { s.plan(&model::zero_inputs(s.graph(), &Default::default()).ok()?).ok().map(|p| p.macs) };
         let (p0, p1) = (reference.graph().parameter_stats(), candidate.graph().parameter_stats());
         println!("file        {} -> {}", human_bytes(before), human_bytes(bytes.len()));
-        println!("parameters  {} -> {} (in memory after load: {} -> {})", model::human_count(p0.0 as u64), model::human_count(p1.0 as u64), human_bytes(p0.1), human_bytes(p1.1));
+        println!(
+            "parameters  {} -> {} (in memory after load: {} -> {})",
+            model::human_count(p0.0 as u64),
+            model::human_count(p1.0 as u64),
+            human_bytes(p0.1),
+            human_bytes(p1.1)
+        );
         if let (Some(a), Some(b)) = (macs(&reference), macs(&candidate)) {
             println!("MACs        {} -> {} (batch 1)", model::human_count(a), model::human_count(b));
         }

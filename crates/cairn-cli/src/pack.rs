@@ -24,7 +24,9 @@ use std::path::PathBuf;
 /// Packing into a directory that holds an earlier version keeps the shards that did
 /// not change (`cairn diff` shows what a client must fetch) and removes the rest.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  cairn pack mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --labels imagenet.txt\n  cairn pack encoder.onnx -o dist/models/encoder --no-progressive --json")]
+#[command(
+    after_help = "Examples:\n  cairn pack mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --labels imagenet.txt\n  cairn pack encoder.onnx -o dist/models/encoder --no-progressive --json"
+)]
 pub struct PackArgs {
     /// The .onnx model file.
     model: PathBuf,
@@ -82,7 +84,11 @@ pub fn main(args: PackArgs) -> Result<()> {
 
     let name = match &args.name {
         Some(n) => n.clone(),
-        None => args.output.file_name().map(|n| n.to_string_lossy().into_owned()).context("give --name: the output path has no directory name")?,
+        None => args
+            .output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("give --name: the output path has no directory name")?,
     };
     let opts = PackOptions {
         name,
@@ -102,7 +108,8 @@ pub fn main(args: PackArgs) -> Result<()> {
     packed.manifest.check()?;
 
     let bar = progress::bar(packed.shards.len() as u64, "writing shards");
-    let report = cairn_bundle::write_bundle(&args.output, &packed, |_| bar.inc(1)).with_context(|| format!("cannot write the bundle to {}", args.output.display()))?;
+    let report = cairn_bundle::write_bundle(&args.output, &packed, |_| bar.inc(1))
+        .with_context(|| format!("cannot write the bundle to {}", args.output.display()))?;
     bar.finish_and_clear();
 
     let m = &packed.manifest;
@@ -136,7 +143,12 @@ pub fn main(args: PackArgs) -> Result<()> {
                 f.input_source
             )
         });
-        println!("  level {i} '{}': {} (runs after {}){fid}", level.name, human_bytes(level.bytes as usize), human_bytes(m.bytes_through(i) as usize));
+        println!(
+            "  level {i} '{}': {} (runs after {}){fid}",
+            level.name,
+            human_bytes(level.bytes as usize),
+            human_bytes(m.bytes_through(i) as usize)
+        );
     }
     println!(
         "  wrote {} shards ({}), kept {} unchanged ({}), removed {} no longer used",
@@ -154,7 +166,9 @@ fn describe_io(manifest: &mut Manifest, args: &PackArgs) -> Result<()> {
     if let Some(size) = &args.image_size {
         let size = parse_size(size)?;
         let input = match &args.image_input {
-            Some(name) => manifest.inputs.iter_mut().find(|i| &i.name == name).with_context(|| format!("the model has no input '{name}'"))?,
+            Some(name) => {
+                manifest.inputs.iter_mut().find(|i| &i.name == name).with_context(|| format!("the model has no input '{name}'"))?
+            }
             None => match manifest.inputs.as_mut_slice() {
                 [only] => only,
                 _ => bail!("the model has {} inputs: say which takes images with --image-input", manifest.inputs.len()),
@@ -164,12 +178,24 @@ fn describe_io(manifest: &mut Manifest, args: &PackArgs) -> Result<()> {
             bail!("input '{}' has {} dims; image preprocessing needs [N, C, H, W] or [N, H, W, C]", input.name, input.dims.len());
         }
         let channels_at = |i: usize| matches!(input.dims[i], cairn_bundle::DimDoc::Known(3));
-        let layout = if channels_at(1) { "nchw" } else if channels_at(3) { "nhwc" } else { bail!("input '{}' has no axis of 3 channels at position 1 or 3", input.name) };
+        let layout = if channels_at(1) {
+            "nchw"
+        } else if channels_at(3) {
+            "nhwc"
+        } else {
+            bail!("input '{}' has no axis of 3 channels at position 1 or 3", input.name)
+        };
         if !matches!(args.color.as_str(), "rgb" | "bgr") {
             bail!("--color must be rgb or bgr, got '{}'", args.color);
         }
-        input.preprocess = Some(Preprocess { size, layout: layout.into(), color: args.color.clone(), mean: parse_triple(&args.mean, "--mean")?, std: parse_triple(&args.std, "--std")? });
-        if input.preprocess.as_ref().is_some_and(|p| p.std.iter().any(|&s| s == 0.0)) {
+        input.preprocess = Some(Preprocess {
+            size,
+            layout: layout.into(),
+            color: args.color.clone(),
+            mean: parse_triple(&args.mean, "--mean")?,
+            std: parse_triple(&args.std, "--std")?,
+        });
+        if input.preprocess.as_ref().is_some_and(|p| p.std.contains(&0.0)) {
             bail!("--std must not contain 0");
         }
     }
@@ -193,7 +219,11 @@ fn describe_io(manifest: &mut Manifest, args: &PackArgs) -> Result<()> {
 
 fn parse_size(s: &str) -> Result<[u32; 2]> {
     let parts: Vec<&str> = s.split('x').collect();
-    let nums: Vec<u32> = parts.iter().map(|p| p.trim().parse()).collect::<std::result::Result<_, _>>().with_context(|| format!("--image-size '{s}' must look like 224 or 256x192"))?;
+    let nums: Vec<u32> = parts
+        .iter()
+        .map(|p| p.trim().parse())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--image-size '{s}' must look like 224 or 256x192"))?;
     match nums.as_slice() {
         [n] if *n > 0 => Ok([*n, *n]),
         [h, w] if *h > 0 && *w > 0 => Ok([*h, *w]),
@@ -202,7 +232,11 @@ fn parse_size(s: &str) -> Result<[u32; 2]> {
 }
 
 fn parse_triple(s: &str, flag: &str) -> Result<[f32; 3]> {
-    let v: Vec<f32> = s.split(',').map(|p| p.trim().parse()).collect::<std::result::Result<_, _>>().with_context(|| format!("{flag} '{s}' must be three numbers, e.g. 0.485,0.456,0.406"))?;
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{flag} '{s}' must be three numbers, e.g. 0.485,0.456,0.406"))?;
     v.try_into().map_err(|_| anyhow::anyhow!("{flag} '{s}' must be three numbers, e.g. 0.485,0.456,0.406"))
 }
 
@@ -309,6 +343,7 @@ fn measure_levels(packed: &mut Packed, graph: Graph, inputs: &[Inputs], source: 
 
 /// A version that changes with anything a client loads (graph, I/O, weights), not with fidelity notes.
 fn content_version(m: &Manifest) -> String {
-    let content = serde_json::json!({ "graph": m.graph, "inputs": m.inputs, "outputs": m.outputs, "tensors": m.tensors, "shards": m.shards });
+    let content =
+        serde_json::json!({ "graph": m.graph, "inputs": m.inputs, "outputs": m.outputs, "tensors": m.tensors, "shards": m.shards });
     cairn_bundle::sha256_hex(content.to_string().as_bytes())[..16].to_string()
 }

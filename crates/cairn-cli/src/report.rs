@@ -18,22 +18,36 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
         if let Some(onnx) = cause.downcast_ref::<cairn_onnx::Error>() {
             return match onnx {
                 cairn_onnx::Error::Core(core) => core_hint(core),
-                cairn_onnx::Error::UnsupportedOps { .. } => core_hint(&cairn_core::Error::UnsupportedOp { node: String::new(), op_type: String::new(), opset: 0 }),
-                cairn_onnx::Error::Decode(_) => Some("cairn reads ONNX protobuf files (.onnx); export with torch.onnx.export, tf2onnx or paddle2onnx"),
+                cairn_onnx::Error::UnsupportedOps { .. } => {
+                    core_hint(&cairn_core::Error::UnsupportedOp { node: String::new(), op_type: String::new(), opset: 0 })
+                }
+                cairn_onnx::Error::Decode(_) => {
+                    Some("cairn reads ONNX protobuf files (.onnx); export with torch.onnx.export, tf2onnx or paddle2onnx")
+                }
                 cairn_onnx::Error::Opset { .. } => Some("convert the model with onnx.version_converter.convert_version(model, 17)"),
-                cairn_onnx::Error::UnsupportedDType { .. } => Some("convert the model's float64 parts to float32 before export (e.g. model.float() in PyTorch)"),
-                cairn_onnx::Error::ExternalData { .. } => Some("keep the external data files next to the .onnx file, as the exporter wrote them"),
+                cairn_onnx::Error::UnsupportedDType { .. } => {
+                    Some("convert the model's float64 parts to float32 before export (e.g. model.float() in PyTorch)")
+                }
+                cairn_onnx::Error::ExternalData { .. } => {
+                    Some("keep the external data files next to the .onnx file, as the exporter wrote them")
+                }
                 _ => Some("the model file is malformed or truncated; re-export it or check it with onnx.checker.check_model"),
             };
         }
         if let Some(bundle) = cause.downcast_ref::<cairn_bundle::Error>() {
             return match bundle {
-                cairn_bundle::Error::ShardHash { .. } | cairn_bundle::Error::ShardSize { .. } | cairn_bundle::Error::ShardContent { .. } => {
+                cairn_bundle::Error::ShardHash { .. }
+                | cairn_bundle::Error::ShardSize { .. }
+                | cairn_bundle::Error::ShardContent { .. } => {
                     Some("`cairn verify DIR` lists every bad shard; re-run `cairn pack` (or copy the bundle again) to restore them")
                 }
-                cairn_bundle::Error::Manifest(_) => Some("DIR must hold a manifest.json written by `cairn pack`; re-pack the model with this Cairn"),
+                cairn_bundle::Error::Manifest(_) => {
+                    Some("DIR must hold a manifest.json written by `cairn pack`; re-pack the model with this Cairn")
+                }
                 cairn_bundle::Error::Graph(core) => core_hint(core),
-                cairn_bundle::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Some("check the path; a bundle is the directory `cairn pack -o` wrote"),
+                cairn_bundle::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Some("check the path; a bundle is the directory `cairn pack -o` wrote")
+                }
                 _ => None,
             };
         }
@@ -54,7 +68,9 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
 
 fn core_hint(core: &cairn_core::Error) -> Option<&'static str> {
     Some(match core {
-        cairn_core::Error::UnsupportedOp { .. } => "`cairn ops` lists the operators Cairn implements; re-export the model with a different opset or ops",
+        cairn_core::Error::UnsupportedOp { .. } => {
+            "`cairn ops` lists the operators Cairn implements; re-export the model with a different opset or ops"
+        }
         cairn_core::Error::UnsupportedAttr { .. } => "this attribute value is not implemented; `cairn ops` lists what is",
         cairn_core::Error::Input(_) => "`cairn inspect MODEL` shows the inputs, dtypes and shapes the model expects",
         cairn_core::Error::TooLarge(_) => "the model asks for more memory than Cairn allows; check its shapes with `cairn inspect`",

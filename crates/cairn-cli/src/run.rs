@@ -111,7 +111,8 @@ pub fn main(args: RunArgs) -> Result<()> {
     let mut by_node: HashMap<String, f64> = HashMap::new();
     for run in 0..args.runs {
         let t = Instant::now();
-        let (outs, stats) = if args.profile { loaded.session.run_profiled(inputs.clone())? } else { loaded.session.run_with_stats(inputs.clone())? };
+        let (outs, stats) =
+            if args.profile { loaded.session.run_profiled(inputs.clone())? } else { loaded.session.run_with_stats(inputs.clone())? };
         times.push(t.elapsed().as_secs_f64() * 1e3);
         arena = stats.arena_bytes;
         result = Some(outs);
@@ -223,9 +224,7 @@ fn sanitize(name: &str) -> String {
 fn summarize(name: &str, t: &Tensor, file: Option<&Path>) -> OutputSummary {
     let values: Vec<f64> = t.view().to_f32_vec().into_iter().map(f64::from).collect();
     let classifier = t.dtype().is_float() && (t.rank() == 1 || (t.rank() == 2 && t.shape()[0] == 1)) && values.len() > 1;
-    let argmax = classifier
-        .then(|| values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i))
-        .flatten();
+    let argmax = classifier.then(|| values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i)).flatten();
     OutputSummary {
         name: name.to_string(),
         dtype: t.dtype().to_string(),
@@ -239,7 +238,14 @@ fn summarize(name: &str, t: &Tensor, file: Option<&Path>) -> OutputSummary {
 fn print_text(s: &RunSummary) {
     for o in &s.outputs {
         let preview: Vec<String> = o.first_values.iter().map(|v| format!("{v:.6}")).collect();
-        let mut line = format!("{} {} {:?} [{}{}]", o.name, o.dtype, o.shape, preview.join(", "), if o.shape.iter().product::<usize>() > 5 { ", ..." } else { "" });
+        let mut line = format!(
+            "{} {} {:?} [{}{}]",
+            o.name,
+            o.dtype,
+            o.shape,
+            preview.join(", "),
+            if o.shape.iter().product::<usize>() > 5 { ", ..." } else { "" }
+        );
         if let Some(a) = o.argmax {
             line.push_str(&format!(" argmax {a}"));
         }
@@ -252,7 +258,12 @@ fn print_text(s: &RunSummary) {
     if let (Some(med), Some(min)) = (s.median_ms, s.min_ms) {
         print!(" | median {:.2} ms, min {:.2} ms over {} runs", med, min, s.runs - 1);
     }
-    println!(" | working memory {} | weights {} | {} thread(s)", human_bytes(s.peak_working_bytes), human_bytes(s.parameter_bytes), s.threads);
+    println!(
+        " | working memory {} | weights {} | {} thread(s)",
+        human_bytes(s.peak_working_bytes),
+        human_bytes(s.parameter_bytes),
+        s.threads
+    );
     if !s.profile_by_op.is_empty() {
         let total: f64 = s.profile_by_op.iter().map(|(_, t)| t).sum();
         println!("time per run by operator ({total:.2} ms in steps):");

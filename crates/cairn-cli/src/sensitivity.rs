@@ -30,7 +30,12 @@ pub fn print_pruning(curves: &[PruneCurve], ratios: &HashMap<String, f32>, input
 }
 
 pub fn quantization_json(ranking: &[Sensitivity], kept: &BTreeSet<String>) -> Value {
-    Value::Array(ranking.iter().map(|s| json!({"layer": s.name, "op": s.op, "mean_kl": s.kl, "top1_agreement": s.top1, "kept_f32": kept.contains(&s.name)})).collect())
+    Value::Array(
+        ranking
+            .iter()
+            .map(|s| json!({"layer": s.name, "op": s.op, "mean_kl": s.kl, "top1_agreement": s.top1, "kept_f32": kept.contains(&s.name)}))
+            .collect(),
+    )
 }
 
 pub fn pruning_json(curves: &[PruneCurve], ratios: &HashMap<String, f32>) -> Value {

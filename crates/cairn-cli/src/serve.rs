@@ -12,7 +12,9 @@ use std::time::Duration;
 /// written by `cairn pack -o DIR/models/NAME`). Shards are served as immutable, manifests,
 /// HTML and the service worker as always-revalidate; the API lives under /v1.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  cairn serve dist\n  cairn serve dist --addr 0.0.0.0:8080 --max-batch 16 --max-wait-ms 4\n  curl localhost:8080/v1/models")]
+#[command(
+    after_help = "Examples:\n  cairn serve dist\n  cairn serve dist --addr 0.0.0.0:8080 --max-batch 16 --max-wait-ms 4\n  curl localhost:8080/v1/models"
+)]
 pub struct ServeArgs {
     /// The app directory; bundles in DIR/models/*/manifest.json are loaded and served.
     dir: PathBuf,
@@ -55,7 +57,12 @@ pub fn main(args: ServeArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot start the thread pool")?;
     }
     let mut config = Config::new(&args.dir);
-    config.batch = BatchConfig { max_batch: args.max_batch, max_wait: Duration::from_millis(args.max_wait_ms), queue_capacity: args.queue, calibrate: args.calibrate };
+    config.batch = BatchConfig {
+        max_batch: args.max_batch,
+        max_wait: Duration::from_millis(args.max_wait_ms),
+        queue_capacity: args.queue,
+        calibrate: args.calibrate,
+    };
     config.workers = args.workers;
     config.max_body_bytes = args.max_body;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

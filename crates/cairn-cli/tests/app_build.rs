@@ -24,7 +24,16 @@ fn tmp(name: &str) -> PathBuf {
 fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let model = dir.join("classifier");
-    let o = cairn(&["pack", data.join("classifier_v1.onnx").to_str().unwrap(), "-o", model.to_str().unwrap(), "--image-size", "16", "--labels", data.join("classifier_labels.txt").to_str().unwrap()]);
+    let o = cairn(&[
+        "pack",
+        data.join("classifier_v1.onnx").to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--labels",
+        data.join("classifier_labels.txt").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let wasm = dir.join("pkg");
     for build in ["simd", "scalar"] {
@@ -38,8 +47,21 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn build(model: &Path, wasm: &Path, out: &Path) -> Output {
     cairn(&[
-        "app", "build", "--model", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--wasm", wasm.to_str().unwrap(),
-        "--app", repo("web/app").to_str().unwrap(), "--runtime", repo("web/src").to_str().unwrap(), "--sw", repo("web/sw").to_str().unwrap(), "--json",
+        "app",
+        "build",
+        "--model",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--app",
+        repo("web/app").to_str().unwrap(),
+        "--runtime",
+        repo("web/src").to_str().unwrap(),
+        "--sw",
+        repo("web/sw").to_str().unwrap(),
+        "--json",
     ])
 }
 
@@ -56,7 +78,17 @@ fn app_build_writes_a_precache_list_of_content_hashes() {
 
     let list: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out.join("precache-manifest.json")).unwrap()).unwrap();
     let urls: Vec<&str> = list.iter().map(|e| e["url"].as_str().unwrap()).collect();
-    for want in ["index.html", "manifest.webmanifest", "app-config.json", "cairn/cairn.js", "cairn/worker.js", "sw/service-worker.js", "pkg/simd/cairn_web_bg.wasm", "pkg/scalar/cairn_web.js", "icons/icon-512.png"] {
+    for want in [
+        "index.html",
+        "manifest.webmanifest",
+        "app-config.json",
+        "cairn/cairn.js",
+        "cairn/worker.js",
+        "sw/service-worker.js",
+        "pkg/simd/cairn_web_bg.wasm",
+        "pkg/scalar/cairn_web.js",
+        "icons/icon-512.png",
+    ] {
         assert!(urls.contains(&want), "{want} missing from {urls:?}");
     }
     assert!(!urls.iter().any(|u| u.starts_with("models/") || u.ends_with(".d.ts") || *u == "sw.js"), "{urls:?}");
@@ -85,11 +117,24 @@ fn app_build_writes_a_precache_list_of_content_hashes() {
     std::fs::write(app2.join("app.css"), std::fs::read_to_string(app2.join("app.css")).unwrap() + "\n/* v2 */\n").unwrap();
     let out2 = dir.join("dist2");
     let o = cairn(&[
-        "app", "build", "--model", model.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--wasm", wasm.to_str().unwrap(),
-        "--app", app2.to_str().unwrap(), "--runtime", repo("web/src").to_str().unwrap(), "--sw", repo("web/sw").to_str().unwrap(),
+        "app",
+        "build",
+        "--model",
+        model.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--app",
+        app2.to_str().unwrap(),
+        "--runtime",
+        repo("web/src").to_str().unwrap(),
+        "--sw",
+        repo("web/sw").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let list2: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out2.join("precache-manifest.json")).unwrap()).unwrap();
+    let list2: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("precache-manifest.json")).unwrap()).unwrap();
     let changed: Vec<&str> = list.iter().zip(&list2).filter(|(a, b)| a != b).map(|(a, _)| a["url"].as_str().unwrap()).collect();
     assert_eq!(changed, ["app.css"]);
     assert_ne!(std::fs::read(out.join("sw.js")).unwrap(), std::fs::read(out2.join("sw.js")).unwrap());

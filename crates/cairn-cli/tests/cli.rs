@@ -22,7 +22,7 @@ fn assert_clean_failure(o: &Output, expect_in_error: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("note:")).collect();
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(expect_in_error), "expected '{expect_in_error}' in: {err}");
-    assert!(lines.len() <= 2 && lines.get(1).map_or(true, |l| l.starts_with("hint: ")), "{err}");
+    assert!(lines.len() <= 2 && lines.get(1).is_none_or(|l| l.starts_with("hint: ")), "{err}");
 }
 
 #[test]
@@ -137,8 +137,21 @@ fn pack_verify_run_and_diff_a_bundle() {
     let labels = data("classifier_labels.txt");
     let pack = |model: &Path| {
         json(&cairn(&[
-            "pack", model.to_str().unwrap(), "-o", b, "--shard-size", "0.004", "--image-size", "16",
-            "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--labels", labels.to_str().unwrap(), "--json",
+            "pack",
+            model.to_str().unwrap(),
+            "-o",
+            b,
+            "--shard-size",
+            "0.004",
+            "--image-size",
+            "16",
+            "--mean",
+            "0.485,0.456,0.406",
+            "--std",
+            "0.229,0.224,0.225",
+            "--labels",
+            labels.to_str().unwrap(),
+            "--json",
         ]))
     };
     let first = pack(&v1);

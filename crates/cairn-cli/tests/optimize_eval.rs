@@ -77,7 +77,19 @@ fn quantized_model_runs_and_follows_the_original() {
     let model = data("classifier_v1.onnx");
     let out = dir.join("int8.onnx");
     for method in ["minmax", "percentile", "mse", "entropy"] {
-        let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--calibration", method, "--report"]);
+        let o = cairn(&[
+            "optimize",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--quantize",
+            "int8",
+            "--calibrate",
+            calib.to_str().unwrap(),
+            "--calibration",
+            method,
+            "--report",
+        ]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         assert!(stderr(&o).contains("quantized 3 layers to int8"), "{}", stderr(&o));
     }
@@ -129,14 +141,30 @@ fn hostile_calibration_inputs_fail_clearly() {
     let shape = dir.join("shape");
     std::fs::create_dir_all(&shape).unwrap();
     write_npy(&shape.join("small.npy"), &[1, 3, 8, 8], &[0.0; 3 * 64]);
-    assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", shape.to_str().unwrap()]), "small.npy", &out);
+    assert_clean_failure(
+        &cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", shape.to_str().unwrap()]),
+        "small.npy",
+        &out,
+    );
     // Nothing to read; no directory; no --calibrate; unknown method.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", empty.to_str().unwrap()]), "no .npy inputs", &out);
-    assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", dir.join("missing").to_str().unwrap()]), "cannot read", &out);
+    assert_clean_failure(
+        &cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", empty.to_str().unwrap()]),
+        "no .npy inputs",
+        &out,
+    );
+    assert_clean_failure(
+        &cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", dir.join("missing").to_str().unwrap()]),
+        "cannot read",
+        &out,
+    );
     assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8"]), "--calibrate", &out);
-    assert_clean_failure(&cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", bad.to_str().unwrap(), "--calibration", "magic"]), "magic", &out);
+    assert_clean_failure(
+        &cairn(&["optimize", m, "-o", o, "--quantize", "int8", "--calibrate", bad.to_str().unwrap(), "--calibration", "magic"]),
+        "magic",
+        &out,
+    );
 }
 
 fn json_file(path: &Path) -> serde_json::Value {
@@ -154,7 +182,19 @@ fn sensitivity_guides_pruning() {
     inputs(&calib, 8, 5);
     let model = data("blocks.onnx");
     let (out, table) = (dir.join("pruned.onnx"), dir.join("sensitivity.json"));
-    let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--prune", "0.5", "--sensitivity", "--calibrate", calib.to_str().unwrap(), "--sensitivity-json", table.to_str().unwrap()]);
+    let o = cairn(&[
+        "optimize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--prune",
+        "0.5",
+        "--sensitivity",
+        "--calibrate",
+        calib.to_str().unwrap(),
+        "--sensitivity-json",
+        table.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("pruning sensitivity"), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(stderr(&o).contains("hidden channels 80 -> 40 (50.0% removed)"), "{}", stderr(&o));
@@ -164,14 +204,19 @@ fn sensitivity_guides_pruning() {
     let removed: f64 = blocks.iter().map(|b| (b["hidden"].as_f64().unwrap() * b["ratio"].as_f64().unwrap()).round()).sum();
     assert_eq!(removed, 40.0, "{t}");
     // The block that hurts more when pruned alone at 50% is pruned less.
-    let kl_at_half = |b: &serde_json::Value| b["probes"].as_array().unwrap().iter().find(|p| p["ratio"] == 0.5).unwrap()["mean_kl"].as_f64().unwrap();
+    let kl_at_half =
+        |b: &serde_json::Value| b["probes"].as_array().unwrap().iter().find(|p| p["ratio"] == 0.5).unwrap()["mean_kl"].as_f64().unwrap();
     let (a, b) = (&blocks[0], &blocks[1]);
     let (fragile, robust) = if kl_at_half(a) > kl_at_half(b) { (a, b) } else { (b, a) };
     assert!(fragile["ratio"].as_f64().unwrap() < robust["ratio"].as_f64().unwrap(), "{t}");
     let o = cairn(&["eval", model.to_str().unwrap(), out.to_str().unwrap(), "--inputs", calib.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Without calibration inputs there is nothing to measure on.
-    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", dir.join("x.onnx").to_str().unwrap(), "--prune", "0.5", "--sensitivity"]), "--calibrate", &dir.join("x.onnx"));
+    assert_clean_failure(
+        &cairn(&["optimize", model.to_str().unwrap(), "-o", dir.join("x.onnx").to_str().unwrap(), "--prune", "0.5", "--sensitivity"]),
+        "--calibrate",
+        &dir.join("x.onnx"),
+    );
 }
 
 /// `--keep-sensitive N` keeps the N layers that hurt most when quantized alone in f32,
@@ -184,7 +229,21 @@ fn most_sensitive_layers_stay_f32() {
     inputs(&calib, 8, 6);
     let model = data("blocks.onnx");
     let (out, table) = (dir.join("int8.onnx"), dir.join("sensitivity.json"));
-    let o = cairn(&["optimize", model.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--keep-sensitive", "2", "--sensitivity", "--sensitivity-json", table.to_str().unwrap()]);
+    let o = cairn(&[
+        "optimize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        calib.to_str().unwrap(),
+        "--keep-sensitive",
+        "2",
+        "--sensitivity",
+        "--sensitivity-json",
+        table.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("quantized 6 layers to int8"), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("quantization sensitivity"));
@@ -199,8 +258,27 @@ fn most_sensitive_layers_stay_f32() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Sensitivity options need something to measure.
     let x = dir.join("x.onnx");
-    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", x.to_str().unwrap(), "--keep-sensitive", "1"]), "--quantize", &x);
-    assert_clean_failure(&cairn(&["optimize", model.to_str().unwrap(), "-o", x.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap(), "--sensitivity-json", x.with_extension("json").to_str().unwrap()]), "--sensitivity", &x);
+    assert_clean_failure(
+        &cairn(&["optimize", model.to_str().unwrap(), "-o", x.to_str().unwrap(), "--keep-sensitive", "1"]),
+        "--quantize",
+        &x,
+    );
+    assert_clean_failure(
+        &cairn(&[
+            "optimize",
+            model.to_str().unwrap(),
+            "-o",
+            x.to_str().unwrap(),
+            "--quantize",
+            "int8",
+            "--calibrate",
+            calib.to_str().unwrap(),
+            "--sensitivity-json",
+            x.with_extension("json").to_str().unwrap(),
+        ]),
+        "--sensitivity",
+        &x,
+    );
 }
 
 #[test]
@@ -211,7 +289,16 @@ fn zero_range_activation_is_handled() {
     std::fs::create_dir_all(&calib).unwrap();
     write_npy(&calib.join("zeros.npy"), &[1, 3, 16, 16], &[0.0; 3 * 16 * 16]);
     let out = dir.join("int8.onnx");
-    let o = cairn(&["optimize", data("classifier_v1.onnx").to_str().unwrap(), "-o", out.to_str().unwrap(), "--quantize", "int8", "--calibrate", calib.to_str().unwrap()]);
+    let o = cairn(&[
+        "optimize",
+        data("classifier_v1.onnx").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        calib.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("were 0 on every calibration input"), "{}", stderr(&o));
     let o = cairn(&["run", out.to_str().unwrap(), "--random"]);

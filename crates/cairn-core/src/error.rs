@@ -39,7 +39,12 @@ pub enum Error {
 
     /// Wraps an error with the node it happened at.
     #[error("node '{node}' ({op_type}): {source}")]
-    AtNode { node: String, op_type: String, #[source] source: Box<Error> },
+    AtNode {
+        node: String,
+        op_type: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

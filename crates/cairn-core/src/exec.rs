@@ -109,12 +109,7 @@ impl Session {
                     });
                 if !ok {
                     let want: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-                    return Err(Error::Input(format!(
-                        "input '{}' must have shape [{}], got {:?}",
-                        info.name,
-                        want.join(", "),
-                        t.shape()
-                    )));
+                    return Err(Error::Input(format!("input '{}' must have shape [{}], got {:?}", info.name, want.join(", "), t.shape())));
                 }
             }
             out.push((info.name.clone(), info.dtype, t.shape().to_vec()));
@@ -137,10 +132,8 @@ impl Session {
                 small.then(|| Arc::new(inputs[name].clone()))
             })
             .collect();
-        let value_key = PlanKey {
-            shapes,
-            values: Some(small_values.iter().map(|v| v.as_ref().map_or(Vec::new(), |t| value_key(t))).collect()),
-        };
+        let value_key =
+            PlanKey { shapes, values: Some(small_values.iter().map(|v| v.as_ref().map_or(Vec::new(), |t| value_key(t))).collect()) };
         if let Some(p) = self.cached(&value_key) {
             return Ok(p);
         }
@@ -223,7 +216,13 @@ impl Session {
         result.map(|o| (o, stats))
     }
 
-    fn execute(&self, plan: &Plan, inputs: &HashMap<String, Tensor>, arena: &mut Arena, mut times: Option<&mut Vec<f64>>) -> Result<Vec<(String, Tensor)>> {
+    fn execute(
+        &self,
+        plan: &Plan,
+        inputs: &HashMap<String, Tensor>,
+        arena: &mut Arena,
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<(String, Tensor)>> {
         let base = arena.chunks.as_mut_ptr() as *mut u8;
         let arena_len = arena.chunks.len() * ARENA_ALIGN;
         let view = |v: usize| -> TensorRef<'_> {
@@ -247,7 +246,8 @@ impl Session {
             let node = &self.graph.nodes[step.node];
             // An in-place step's output 0 is its input's buffer: that input is not viewed.
             let shared = if step.in_place { node.op.in_place_input() } else { None };
-            let ins: Vec<Option<TensorRef>> = step.inputs.iter().enumerate().map(|(k, i)| if Some(k) == shared { None } else { i.map(view) }).collect();
+            let ins: Vec<Option<TensorRef>> =
+                step.inputs.iter().enumerate().map(|(k, i)| if Some(k) == shared { None } else { i.map(view) }).collect();
             let mut outs: Vec<TensorMut> = step
                 .outputs
                 .iter()
@@ -270,12 +270,7 @@ impl Session {
                 times.push(start.elapsed().as_secs_f64());
             }
         }
-        Ok(plan
-            .outputs
-            .iter()
-            .zip(&self.graph.outputs)
-            .map(|(&v, info)| (info.name.clone(), view(v).to_tensor()))
-            .collect())
+        Ok(plan.outputs.iter().zip(&self.graph.outputs).map(|(&v, info)| (info.name.clone(), view(v).to_tensor())).collect())
     }
 }
 

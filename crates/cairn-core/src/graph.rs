@@ -70,15 +70,7 @@ pub struct NodeSpec {
 impl Node {
     /// Builds the op through the registry.
     pub fn build(spec: NodeSpec, opset: i64, registry: &Registry) -> Result<Node> {
-        let op = registry.build(
-            &spec.name,
-            &spec.domain,
-            &spec.op_type,
-            opset,
-            &spec.attrs,
-            spec.inputs.len(),
-            spec.outputs.len(),
-        )?;
+        let op = registry.build(&spec.name, &spec.domain, &spec.op_type, opset, &spec.attrs, spec.inputs.len(), spec.outputs.len())?;
         Ok(Node {
             name: spec.name,
             domain: spec.domain,
@@ -136,8 +128,7 @@ impl Graph {
         let mut indegree = vec![0usize; n];
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (idx, node) in self.nodes.iter().enumerate() {
-            let mut deps: Vec<usize> =
-                node.inputs.iter().flatten().filter_map(|i| producer.get(i.as_str()).copied()).collect();
+            let mut deps: Vec<usize> = node.inputs.iter().flatten().filter_map(|i| producer.get(i.as_str()).copied()).collect();
             deps.sort_unstable();
             deps.dedup();
             indegree[idx] = deps.len();

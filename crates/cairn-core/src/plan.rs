@@ -183,12 +183,11 @@ impl Plan {
                 out_elements = out_elements.saturating_add(checked_numel(&f.shape).map_err(located)?);
             }
 
-            let inputs_known = in_facts.iter().all(|f| f.map_or(true, |f| f.value.is_some()));
+            let inputs_known = in_facts.iter().all(|f| f.is_none_or(|f| f.value.is_some()));
             let outputs_known = out_facts.iter().all(|f| f.value.is_some());
             if outputs_known || (inputs_known && out_elements <= PLAN_FOLD_MAX_ELEMENTS) {
                 if !outputs_known {
-                    let in_values: Vec<Option<Arc<Tensor>>> =
-                        in_facts.iter().map(|f| f.and_then(|f| f.value.clone())).collect();
+                    let in_values: Vec<Option<Arc<Tensor>>> = in_facts.iter().map(|f| f.and_then(|f| f.value.clone())).collect();
                     let computed = run_owned(node.op.as_ref(), &in_values).map_err(located)?;
                     for (f, t) in out_facts.iter_mut().zip(computed) {
                         f.value = Some(Arc::new(t));
@@ -251,14 +250,19 @@ impl Plan {
             let (Some(Some(src)), Some(&out)) = (step.inputs.get(k), step.outputs.first()) else { continue };
             let (s, o) = (&self.values[*src], &self.values[out]);
             let read_once_here = step.inputs.iter().filter(|x| **x == Some(*src)).count() == 1;
-            if matches!(s.location, Location::Arena(_)) && last_use[*src] == i + 1 && read_once_here && s.dtype == o.dtype && s.shape == o.shape && s.bytes() > 0 {
+            if matches!(s.location, Location::Arena(_))
+                && last_use[*src] == i + 1
+                && read_once_here
+                && s.dtype == o.dtype
+                && s.shape == o.shape
+                && s.bytes() > 0
+            {
                 step.in_place = true;
                 inherits.insert(out, *src);
             }
         }
 
-        let mut order: Vec<usize> =
-            (0..self.values.len()).filter(|&v| matches!(self.values[v].location, Location::Arena(_))).collect();
+        let mut order: Vec<usize> = (0..self.values.len()).filter(|&v| matches!(self.values[v].location, Location::Arena(_))).collect();
         order.sort_by_key(|&v| def[v]);
 
         // Live blocks: (offset, size, last_use), kept sorted by offset.
@@ -285,7 +289,7 @@ impl Plan {
             let mut cursor = 0usize;
             for &(off, sz, _) in &live {
                 let gap = off - cursor;
-                if gap >= size && best.map_or(true, |(g, _)| gap < g) {
+                if gap >= size && best.is_none_or(|(g, _)| gap < g) {
                     best = Some((gap, cursor));
                 }
                 cursor = off + sz;
@@ -317,10 +321,6 @@ mod tests {
     use super::*;
     use crate::{Attrs, DType, Graph, Node, NodeSpec, Registry, Session, ValueInfo};
     use std::collections::HashMap;
-
-    fn relu(name: &str, input: &str, output: &str) -> Node {
-        unary("Relu", name, input, output)
-    }
 
     fn unary(op_type: &str, name: &str, input: &str, output: &str) -> Node {
         let spec = NodeSpec {
@@ -364,14 +364,14 @@ mod tests {
         for (i, step) in plan.steps.iter().enumerate() {
             let live: Vec<usize> = (0..plan.values.len())
                 .filter(|&v| {
-                    let defined_before = plan.inputs.iter().any(|(_, x)| *x == v)
-                        || plan.steps[..i].iter().any(|s| s.outputs.contains(&v));
+                    let defined_before = plan.inputs.iter().any(|(_, x)| *x == v) || plan.steps[..i].iter().any(|s| s.outputs.contains(&v));
                     let used_later = plan.steps[i..].iter().any(|s| s.inputs.contains(&Some(v))) || plan.outputs.contains(&v);
                     defined_before && used_later
                 })
                 .collect();
             // An in-place step's output 0 is meant to take its (dying) input's buffer.
-            let shared = step.in_place.then(|| step.inputs.iter().flatten().copied().find(|v| range(*v) == range(step.outputs[0]))).flatten();
+            let shared =
+                step.in_place.then(|| step.inputs.iter().flatten().copied().find(|v| range(*v) == range(step.outputs[0]))).flatten();
             assert_eq!(step.in_place, shared.is_some(), "step {i}: an in-place output sits exactly on an input");
             for &o in &step.outputs {
                 let ro = range(o).unwrap();

@@ -68,8 +68,7 @@ impl Registry {
         n_inputs: usize,
         n_outputs: usize,
     ) -> Result<Box<dyn Op>> {
-        let unsupported_op =
-            || Error::UnsupportedOp { node: node.to_string(), op_type: qualified(domain, op_type), opset };
+        let unsupported_op = || Error::UnsupportedOp { node: node.to_string(), op_type: qualified(domain, op_type), opset };
         let builder = self.builders.get(&(normalize_domain(domain).to_string(), op_type.to_string())).ok_or_else(unsupported_op)?;
         let ctx = OpContext::new(op_type, opset, attrs, n_inputs, n_outputs);
         let op = builder(&ctx).map_err(|e| match e {

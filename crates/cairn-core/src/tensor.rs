@@ -325,12 +325,7 @@ impl Tensor {
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor> {
         let expected = checked_numel(&shape)?;
         if expected != data.len() {
-            return Err(Error::Input(format!(
-                "tensor of shape {:?} needs {} elements, got {}",
-                shape,
-                expected,
-                data.len()
-            )));
+            return Err(Error::Input(format!("tensor of shape {:?} needs {} elements, got {}", shape, expected, data.len())));
         }
         Ok(Tensor { shape, data })
     }

@@ -35,10 +35,35 @@ const POINTWISE: &[(usize, usize, usize)] = &[
 ];
 
 /// ResNet-50's GEMMs (3x3 convolutions as im2col: K = 9 x channels).
-const RESNET: &[(usize, usize, usize)] = &[(64, 64, 56), (64, 576, 56), (256, 64, 56), (64, 256, 56), (128, 1152, 28), (512, 128, 28), (128, 512, 28), (256, 2304, 14), (1024, 256, 14), (256, 1024, 14), (512, 4608, 7), (2048, 512, 7), (512, 2048, 7)];
+const RESNET: &[(usize, usize, usize)] = &[
+    (64, 64, 56),
+    (64, 576, 56),
+    (256, 64, 56),
+    (64, 256, 56),
+    (128, 1152, 28),
+    (512, 128, 28),
+    (128, 512, 28),
+    (256, 2304, 14),
+    (1024, 256, 14),
+    (256, 1024, 14),
+    (512, 4608, 7),
+    (2048, 512, 7),
+    (512, 2048, 7),
+];
 
 /// Depthwise 3x3 layers: (channels, input side, stride).
-const DEPTHWISE: &[(usize, usize, usize)] = &[(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2), (384, 14, 1), (576, 14, 1), (576, 14, 2), (960, 7, 1)];
+const DEPTHWISE: &[(usize, usize, usize)] = &[
+    (32, 112, 1),
+    (96, 112, 2),
+    (144, 56, 1),
+    (144, 56, 2),
+    (192, 28, 1),
+    (192, 28, 2),
+    (384, 14, 1),
+    (576, 14, 1),
+    (576, 14, 2),
+    (960, 7, 1),
+];
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();
@@ -63,7 +88,11 @@ fn main() {
 }
 
 fn bench(print: bool) {
-    let say = |line: String| if print { println!("{line}") };
+    let say = |line: String| {
+        if print {
+            println!("{line}")
+        }
+    };
     #[cfg(not(target_arch = "wasm32"))]
     let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
     let isa = match std::env::args().nth(1).as_deref() {
@@ -84,7 +113,20 @@ fn bench(print: bool) {
             let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Relu };
             let col = fill(k * n);
             let mut c = vec![0.0f32; ch * n];
-            let t1 = time(|| gemm_on(isa, ch, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&col, n, Transpose::No)), &mut c, n, false, &epi));
+            let t1 = time(|| {
+                gemm_on(
+                    isa,
+                    ch,
+                    n,
+                    k,
+                    LhsOperand::Packed(&pa),
+                    RhsOperand::Strided(MatRef::new(&col, n, Transpose::No)),
+                    &mut c,
+                    n,
+                    false,
+                    &epi,
+                )
+            });
             let plane = width * width;
             let padded = fill(ch * plane + 3);
             let offsets: Vec<usize> = (0..9).map(|t| (t / 3) * width + t % 3).collect();
@@ -103,14 +145,29 @@ fn bench(print: bool) {
         let mut c = vec![0.0f32; m * n];
         let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
         let epi = Epilogue { bias: Bias::PerRow(&bias), residual: None, activation: Activation::Clip { min: 0.0, max: 6.0 } };
-        let t = time(|| gemm_on(isa, m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut c, n, false, &epi));
+        let t = time(|| {
+            gemm_on(isa, m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut c, n, false, &epi)
+        });
         total += t;
         say(format!("{m:>5} x {k:>4} x {n:>6}  {:>8.3} ms  {:>6.1} GMAC/s", t * 1e3, (m * k * n) as f64 / t / 1e9));
     }
     say(format!("depthwise 3x3 on {}: channels, side, stride", Isa::current().name()));
     for &(ch, side, s) in DEPTHWISE {
         let out = side / s;
-        let g = ConvGeometry { ih: side, iw: side, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pt: if s == 1 { 1 } else { 0 }, pl: if s == 1 { 1 } else { 0 }, oh: out, ow: out };
+        let g = ConvGeometry {
+            ih: side,
+            iw: side,
+            kh: 3,
+            kw: 3,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pt: if s == 1 { 1 } else { 0 },
+            pl: if s == 1 { 1 } else { 0 },
+            oh: out,
+            ow: out,
+        };
         let (x, w, bias) = (fill(ch * side * side), fill(ch * 9), fill(ch));
         let mut y = vec![0.0f32; ch * out * out];
         let t = time(|| depthwise_conv2d(&g, ch, &x, &w, Some(&bias), Activation::Clip { min: 0.0, max: 6.0 }, &mut y));

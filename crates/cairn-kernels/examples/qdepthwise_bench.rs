@@ -28,14 +28,9 @@ const LAYERS: &[(usize, usize, usize, usize)] = &[
 fn main() {
     // One thread (read by rayon when its pool starts, at the first kernel call).
     std::env::set_var("RAYON_NUM_THREADS", "1");
-    let reps: usize = std::env::args()
-        .nth(1)
-        .map_or(15, |r| r.parse().expect("REPS must be a number"));
+    let reps: usize = std::env::args().nth(1).map_or(15, |r| r.parse().expect("REPS must be a number"));
     let isas = Isa::all_available();
-    println!(
-        "layer (channels x side / stride) x count; f32 on {}; int8 per ISA: ms per layer",
-        Isa::current().name()
-    );
+    println!("layer (channels x side / stride) x count; f32 on {}; int8 per ISA: ms per layer", Isa::current().name());
     // Two passes, the second printed: V8 runs a wasm function in its baseline tier until
     // the optimizing compile lands, which under load can take a whole first pass.
     for pass in 0..2 {
@@ -44,23 +39,8 @@ fn main() {
         let only: Option<usize> = std::env::var("QDW_LAYER").ok().and_then(|v| v.parse().ok());
         for &(ch, side, s, count) in LAYERS.iter().filter(|l| only.is_none_or(|c| c == l.0)) {
             let out = (side + 2 - 3) / s + 1;
-            let g = ConvGeometry {
-                ih: side,
-                iw: side,
-                kh: 3,
-                kw: 3,
-                sh: s,
-                sw: s,
-                dh: 1,
-                dw: 1,
-                pt: 1,
-                pl: 1,
-                oh: out,
-                ow: out,
-            };
-            let xf: Vec<f32> = (0..ch * side * side)
-                .map(|i| (i % 251) as f32 / 251.0)
-                .collect();
+            let g = ConvGeometry { ih: side, iw: side, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pt: 1, pl: 1, oh: out, ow: out };
+            let xf: Vec<f32> = (0..ch * side * side).map(|i| (i % 251) as f32 / 251.0).collect();
             let wf: Vec<f32> = (0..ch * 9).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
             let bias: Vec<f32> = (0..ch).map(|i| (i % 7) as f32 / 7.0).collect();
             let xq: Vec<u8> = (0..ch * side * side).map(|i| (i * 7 % 251) as u8).collect();
@@ -77,16 +57,7 @@ fn main() {
             let mut best = vec![f64::MAX; 1 + isas.len()];
             for _ in 0..reps {
                 let t = Instant::now();
-                depthwise_conv2d_on(
-                    Isa::current(),
-                    &g,
-                    ch,
-                    &xf,
-                    &wf,
-                    Some(&bias),
-                    Activation::Clip { min: 0.0, max: 6.0 },
-                    &mut yf,
-                );
+                depthwise_conv2d_on(Isa::current(), &g, ch, &xf, &wf, Some(&bias), Activation::Clip { min: 0.0, max: 6.0 }, &mut yf);
                 best[0] = best[0].min(t.elapsed().as_secs_f64());
                 for (i, &isa) in isas.iter().enumerate() {
                     let t = Instant::now();
@@ -101,11 +72,7 @@ fn main() {
             println!(
                 "{ch:>4} x {side:>3} / {s} x{count}  f32 {}  int8 {}",
                 cells[0],
-                isas.iter()
-                    .zip(&cells[1..])
-                    .map(|(i, c)| format!("{}: {c}", i.name()))
-                    .collect::<Vec<_>>()
-                    .join("  ")
+                isas.iter().zip(&cells[1..]).map(|(i, c)| format!("{}: {c}", i.name())).collect::<Vec<_>>().join("  ")
             );
             for (t, b) in totals.iter_mut().zip(&best) {
                 *t += b * count as f64;
@@ -116,12 +83,7 @@ fn main() {
         }
         println!("MobileNetV2 depthwise total: f32 {:.3} ms", totals[0] * 1e3);
         for (i, &isa) in isas.iter().enumerate() {
-            println!(
-                "  int8 {:<24} {:.3} ms = {:.2}x f32",
-                isa.name(),
-                totals[1 + i] * 1e3,
-                totals[1 + i] / totals[0]
-            );
+            println!("  int8 {:<24} {:.3} ms = {:.2}x f32", isa.name(), totals[1 + i] * 1e3, totals[1 + i] / totals[0]);
         }
     }
 }

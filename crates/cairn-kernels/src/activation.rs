@@ -9,9 +9,17 @@ pub enum Activation {
     Identity,
     Relu,
     /// Clip to `[min, max]` (ReLU6 is `Clip { min: 0, max: 6 }`).
-    Clip { min: f32, max: f32 },
-    LeakyRelu { alpha: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// x * clamp(x / 6 + 0.5, 0, 1)
     HardSwish,
     Sigmoid,

@@ -8,7 +8,8 @@ pub fn erf(x: f32) -> f32 {
     let x = x as f64;
     let ax = x.abs();
     let r = if ax < 0.5 {
-        const A: [f64; 5] = [3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03, 1.85777706184603153e-1];
+        const A: [f64; 5] =
+            [3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03, 1.85777706184603153e-1];
         const B: [f64; 4] = [2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03];
         let z = x * x;
         let mut num = A[4] * z;
@@ -19,8 +20,27 @@ pub fn erf(x: f32) -> f32 {
         }
         return (x * (num + A[3]) / (den + B[3])) as f32;
     } else if ax < 4.0 {
-        const C: [f64; 9] = [5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8];
-        const D: [f64; 8] = [1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03];
+        const C: [f64; 9] = [
+            5.64188496988670089e-1,
+            8.88314979438837594e00,
+            6.61191906371416295e01,
+            2.98635138197400131e02,
+            8.81952221241769090e02,
+            1.71204761263407058e03,
+            2.05107837782607147e03,
+            1.23033935479799725e03,
+            2.15311535474403846e-8,
+        ];
+        const D: [f64; 8] = [
+            1.57449261107098347e01,
+            1.17693950891312499e02,
+            5.37181101862009858e02,
+            1.62138957456669019e03,
+            3.29079923573345963e03,
+            4.36261909014324716e03,
+            3.43936767414372164e03,
+            1.23033935480374942e03,
+        ];
         let mut num = C[8] * ax;
         let mut den = ax;
         for i in 0..7 {
@@ -47,10 +67,10 @@ pub fn exp_fast(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
-    // Clamp with comparisons, not `f32::max`/`min`: those are IEEE minNum/maxNum, which wasm
-    // lacks (a libm call per element, no vectorization); `a > b ? a : b` is `f32x4.pmax`.
-    // NaN fails the first comparison and becomes -87.3, so `k` below is always a small
-    // integer; NaN is restored at the end.
+                                     // Clamp with comparisons, not `f32::max`/`min`: those are IEEE minNum/maxNum, which wasm
+                                     // lacks (a libm call per element, no vectorization); `a > b ? a : b` is `f32x4.pmax`.
+                                     // NaN fails the first comparison and becomes -87.3, so `k` below is always a small
+                                     // integer; NaN is restored at the end.
     let xc = if x > -87.3 { x } else { -87.3 };
     let xc = if xc < 88.0 { xc } else { 88.0 };
     let k = (xc * LOG2E + ROUND) - ROUND;
@@ -78,7 +98,7 @@ pub fn erf_fast(x: f32) -> f32 {
     let far = 1.0 - poly * exp_fast(-a * a);
     // 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320 + x^13/9360)
     let z = a * a;
-    let series = 1.128_379_2
+    let series = std::f32::consts::FRAC_2_SQRT_PI
         * a
         * (1.0 + z * (-1.0 / 3.0 + z * (1.0 / 10.0 + z * (-1.0 / 42.0 + z * (1.0 / 216.0 + z * (-1.0 / 1320.0 + z * (1.0 / 9360.0)))))));
     let r = if a < 0.5 { series } else { far };

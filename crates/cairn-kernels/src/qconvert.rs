@@ -250,7 +250,9 @@ mod simd128 {
         let n = out.len() / 16 * 16;
         for ((xa, xb), o) in a[..n].chunks_exact(16).zip(b[..n].chunks_exact(16)).zip(out.chunks_exact_mut(16)) {
             // SAFETY: the chunks hold 16 bytes.
-            let (wa, wb) = unsafe { (widen(v128_load(xa.as_ptr() as *const v128), Q8Range::U8), widen(v128_load(xb.as_ptr() as *const v128), Q8Range::U8)) };
+            let (wa, wb) = unsafe {
+                (widen(v128_load(xa.as_ptr() as *const v128), Q8Range::U8), widen(v128_load(xb.as_ptr() as *const v128), Q8Range::U8))
+            };
             let q: [v128; 4] = std::array::from_fn(|i| {
                 let v = f32x4_add(f32x4_add(f32x4_mul(f32x4_convert_i32x4(wa[i]), ka), f32x4_mul(f32x4_convert_i32x4(wb[i]), kb)), k0);
                 // NaN lanes (NaN scales) to 0, as the scalar loop stores them.

@@ -110,7 +110,11 @@ pub(crate) mod avx2 {
             // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
             let t: [__m256; 8] = std::array::from_fn(|i| {
                 let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 { _mm256_unpacklo_ps(a, b) } else { _mm256_unpackhi_ps(a, b) }
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
             });
             let u = [
                 _mm256_shuffle_ps::<0x44>(t[0], t[2]),
@@ -214,6 +218,7 @@ impl F32Simd for Scalar4 {
     #[inline(always)]
     unsafe fn transpose(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
         let r: [[f32; 4]; 4] = std::array::from_fn(|i| Self::load(src.add(i * lds)));
+        #[allow(clippy::needless_range_loop)] // j picks a column of r and a row of dst
         for j in 0..4 {
             Self::store(dst.add(j * ldd), std::array::from_fn(|i| r[i][j]));
         }

@@ -228,7 +228,8 @@ mod simd128 {
                 sums = f32x4_add(sums, e);
             }
         }
-        let mut sum = f32x4_extract_lane::<0>(sums) + f32x4_extract_lane::<1>(sums) + f32x4_extract_lane::<2>(sums) + f32x4_extract_lane::<3>(sums);
+        let mut sum =
+            f32x4_extract_lane::<0>(sums) + f32x4_extract_lane::<1>(sums) + f32x4_extract_lane::<2>(sums) + f32x4_extract_lane::<3>(sums);
         for x in chunks.into_remainder() {
             *x = crate::math::exp_fast(*x - max);
             sum += *x;
@@ -280,7 +281,10 @@ mod tests {
     /// operations in order; Rust never contracts a * b + c into an FMA on its own).
     #[test]
     fn vector_forms_are_bit_identical_to_the_scalar_functions() {
-        let x: Vec<f32> = (0..4099).map(|i| ((i * 7919 % 4001) as f32 - 2000.0) / 40.0).chain([f32::NAN, -0.0, 0.0, 1e-30, -1e-38, 88.5, -90.0]).collect();
+        let x: Vec<f32> = (0..4099)
+            .map(|i| ((i * 7919 % 4001) as f32 - 2000.0) / 40.0)
+            .chain([f32::NAN, -0.0, 0.0, 1e-30, -1e-38, 88.5, -90.0])
+            .collect();
         let (mut e, mut r) = (x.clone(), x.clone());
         exp_in_place(&mut e);
         erf_in_place(&mut r);

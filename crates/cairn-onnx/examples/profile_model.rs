@@ -24,10 +24,16 @@ fn main() {
     let (graph, _) = prepare_for_inference(model.graph).expect("cannot prepare the graph");
     let mut inputs = HashMap::new();
     for vi in &graph.inputs {
-        let shape: Vec<usize> = vi.dims.as_ref().expect("input without shape").iter().map(|d| match d {
-            Dim::Known(n) => *n,
-            Dim::Sym(name) => dims.get(name).copied().unwrap_or(1),
-        }).collect();
+        let shape: Vec<usize> = vi
+            .dims
+            .as_ref()
+            .expect("input without shape")
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => *n,
+                Dim::Sym(name) => dims.get(name).copied().unwrap_or(1),
+            })
+            .collect();
         let len = shape.iter().product();
         let ids = (0..len).map(|i| if vi.name.contains("mask") { 1 } else { 1 + (i * 7919) % 999 });
         let data = match vi.dtype {

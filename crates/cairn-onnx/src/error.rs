@@ -13,7 +13,9 @@ pub enum Error {
     #[error("tensor '{name}': {detail}")]
     Tensor { name: String, detail: String },
 
-    #[error("tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, int8, uint8, int32, int64, bool)")]
+    #[error(
+        "tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, int8, uint8, int32, int64, bool)"
+    )]
     UnsupportedDType { name: String, dtype: &'static str },
 
     #[error("external data of tensor '{name}': {detail}")]

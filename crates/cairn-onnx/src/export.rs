@@ -2,8 +2,8 @@
 //! operators can be saved (nodes a load-time pass built hold prepacked state, not ONNX).
 
 use crate::proto::{
-    attribute_type as at, data_type as dt, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_type as at, data_type as dt, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::{Error, ModelMeta};
 use cairn_core::{Attr, DType, Dim, Graph, Tensor, ValueInfo};
@@ -18,7 +18,10 @@ pub fn save_bytes(graph: &Graph, meta: &ModelMeta) -> Result<Vec<u8>, Error> {
     let mut domains: Vec<String> = Vec::new();
     for n in &graph.nodes {
         if n.op.built_by_pass() {
-            return Err(Error::Model(format!("node '{}' ({}) was built by a load-time pass and cannot be saved as ONNX", n.name, n.op_type)));
+            return Err(Error::Model(format!(
+                "node '{}' ({}) was built by a load-time pass and cannot be saved as ONNX",
+                n.name, n.op_type
+            )));
         }
         if !n.domain.is_empty() && !domains.contains(&n.domain) {
             domains.push(n.domain.clone());
@@ -96,7 +99,10 @@ fn value_info(v: &ValueInfo) -> ValueInfoProto {
     });
     ValueInfoProto {
         name: v.name.clone(),
-        r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: code(v.dtype), shape })), denotation: String::new() }),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: code(v.dtype), shape })),
+            denotation: String::new(),
+        }),
         doc_string: String::new(),
     }
 }

@@ -9,15 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Error> {
-    let opset = proto
-        .opset_import
-        .iter()
-        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .max()
-        .ok_or_else(|| {
+    let opset =
+        proto.opset_import.iter().filter(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).max().ok_or_else(|| {
             let domains: Vec<String> = proto.opset_import.iter().map(|o| format!("{} v{}", o.domain, o.version)).collect();
-            let first = cairn_core::Error::UnsupportedOp { node: String::new(), op_type: format!("domain {}", domains.join(", ")), opset: 0 };
+            let first =
+                cairn_core::Error::UnsupportedOp { node: String::new(), op_type: format!("domain {}", domains.join(", ")), opset: 0 };
             Error::UnsupportedOps { list: format!("only non-default domains ({})", domains.join(", ")), first: Box::new(first) }
         })?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
@@ -96,7 +92,9 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
 fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
     let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => return Err(Error::Model(format!("'{}' is a sequence, map, optional or sparse value; Cairn only handles tensors", v.name))),
+        Some(_) => {
+            return Err(Error::Model(format!("'{}' is a sequence, map, optional or sparse value; Cairn only handles tensors", v.name)))
+        }
         None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
     };
     let dtype = dtype_of(tensor.elem_type, &v.name)?;
@@ -133,18 +131,24 @@ fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
         at::FLOAT => Attr::Float(a.f),
         at::INT => Attr::Int(a.i),
         at::STRING => Attr::Str(text(&a.s)),
-        at::TENSOR => Attr::Tensor(convert(a.t.as_ref().ok_or_else(|| Error::Model(format!("attribute '{}' of node '{}' has no tensor", a.name, n.name)))?, None)?),
+        at::TENSOR => Attr::Tensor(convert(
+            a.t.as_ref().ok_or_else(|| Error::Model(format!("attribute '{}' of node '{}' has no tensor", a.name, n.name)))?,
+            None,
+        )?),
         at::FLOATS => Attr::Floats(a.floats.clone()),
         at::INTS => Attr::Ints(a.ints.clone()),
         at::STRINGS => Attr::Strs(a.strings.iter().map(|s| text(s)).collect()),
         at::GRAPH | at::GRAPHS => Attr::Graph,
         at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTO | at::TYPE_PROTOS => {
-            return Err(Error::Model(format!("attribute '{}' of node '{}' ({}) has a kind Cairn does not support", a.name, n.name, n.op_type)))
+            return Err(Error::Model(format!(
+                "attribute '{}' of node '{}' ({}) has a kind Cairn does not support",
+                a.name, n.name, n.op_type
+            )))
         }
         // Files from old exporters may omit the type: infer it from the field that is set.
         _ => {
-            if a.t.is_some() {
-                Attr::Tensor(convert(a.t.as_ref().expect("checked"), None)?)
+            if let Some(t) = a.t.as_ref() {
+                Attr::Tensor(convert(t, None)?)
             } else if !a.ints.is_empty() {
                 Attr::Ints(a.ints.clone())
             } else if !a.floats.is_empty() {

@@ -132,7 +132,8 @@ fn from_typed(t: &TensorProto, dtype: DType, numel: usize, name: &str) -> Result
 fn read_external(t: &TensorProto, expected: usize, dir: Option<&Path>) -> Result<Vec<u8>, Error> {
     let name = t.name.as_str();
     let err = |detail: String| Error::ExternalData { name: name.to_string(), detail };
-    let dir = dir.ok_or_else(|| err("the model was loaded from bytes, so external files cannot be located (load it from its path)".into()))?;
+    let dir =
+        dir.ok_or_else(|| err("the model was loaded from bytes, so external files cannot be located (load it from its path)".into()))?;
     let mut location = None;
     let mut offset = 0u64;
     let mut length = None;

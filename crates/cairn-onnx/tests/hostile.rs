@@ -2,20 +2,26 @@
 //! or an allocation the file does not justify.
 
 use cairn_onnx::proto::{
-    attribute_type, data_type, tensor_shape_proto, type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, AttributeProto,
+    attribute_type, data_type, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use prost::Message;
 
 fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
     let dim = dims
         .iter()
-        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: String::new() })
+        .map(|&d| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+            denotation: String::new(),
+        })
         .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto { dim }),
+            })),
             denotation: String::new(),
         }),
         doc_string: String::new(),
@@ -80,12 +86,19 @@ fn other_file_kinds_are_refused() {
 
 #[test]
 fn lying_tensor_sizes_are_refused_before_allocating() {
-    let lie = TensorProto { name: "w".into(), dims: vec![1_000_000, 1_000_000], data_type: data_type::FLOAT, raw_data: vec![0; 4], ..Default::default() };
+    let lie = TensorProto {
+        name: "w".into(),
+        dims: vec![1_000_000, 1_000_000],
+        data_type: data_type::FLOAT,
+        raw_data: vec![0; 4],
+        ..Default::default()
+    };
     let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![lie]).encode_to_vec();
     let err = cairn_onnx::load_bytes(&m, None).unwrap_err().to_string();
     assert!(err.contains("raw_data holds 4 bytes"), "{err}");
 
-    let overflow = TensorProto { name: "w".into(), dims: vec![1 << 40, 1 << 40, 1 << 40], data_type: data_type::FLOAT, ..Default::default() };
+    let overflow =
+        TensorProto { name: "w".into(), dims: vec![1 << 40, 1 << 40, 1 << 40], data_type: data_type::FLOAT, ..Default::default() };
     let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![overflow]).encode_to_vec();
     assert!(cairn_onnx::load_bytes(&m, None).is_err());
 
@@ -138,7 +151,9 @@ fn external_data_cannot_escape_the_model_directory_or_overread() {
         external_data: vec![StringStringEntryProto { key: "location".into(), value: location.into() }],
         ..Default::default()
     };
-    for (loc, len, want) in [("../etc/passwd", 1, "relative path"), ("/etc/passwd", 1, "relative path"), ("weights.bin", 4, "holds 8 bytes")] {
+    for (loc, len, want) in
+        [("../etc/passwd", 1, "relative path"), ("/etc/passwd", 1, "relative path"), ("weights.bin", 4, "holds 8 bytes")]
+    {
         let m = model(vec![node("Add", &["x", "w"], &["y"])], vec![ext(loc, len)]).encode_to_vec();
         let err = cairn_onnx::load_bytes(&m, Some(&dir)).unwrap_err().to_string();
         assert!(err.contains(want), "{loc}: {err}");

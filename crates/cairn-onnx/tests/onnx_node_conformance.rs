@@ -143,7 +143,11 @@ fn ensure_cases(root: &Path) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "no node tests in {0}: run `python3 tools/gen_onnx_node_tests.py {0}` (after pip install -r tools/requirements.txt)", root.display());
+    assert!(
+        ok,
+        "no node tests in {0}: run `python3 tools/gen_onnx_node_tests.py {0}` (after pip install -r tools/requirements.txt)",
+        root.display()
+    );
 }
 
 #[test]
@@ -209,11 +213,8 @@ fn onnx_backend_node_tests() {
         println!("added {} cases to {}", all.len() - listed.len(), list_path.display());
     }
     let panics: Vec<String> = results.iter().filter(|r| r.status == Status::Panic).map(|r| format!("{}: {}", r.name, r.why)).collect();
-    let regressed: Vec<String> = results
-        .iter()
-        .filter(|r| listed.contains(&r.name) && r.status != Status::Pass)
-        .map(|r| format!("{}: {}", r.name, r.why))
-        .collect();
+    let regressed: Vec<String> =
+        results.iter().filter(|r| listed.contains(&r.name) && r.status != Status::Pass).map(|r| format!("{}: {}", r.name, r.why)).collect();
     assert!(panics.is_empty(), "cases panicked (a panic is always a bug):\n{}", panics.join("\n"));
     assert!(regressed.is_empty(), "listed cases no longer pass:\n{}", regressed.join("\n"));
 }

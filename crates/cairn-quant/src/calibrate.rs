@@ -84,14 +84,23 @@ pub struct Calibration {
 
 /// Runs `graph` (f32) on every input set and calibrates `targets`. `inputs` yields
 /// (name for messages, input tensors); `progress` is called once per input run.
-pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<String, Tensor>)], method: Method, progress: &dyn Fn()) -> Result<Calibration> {
+pub fn calibrate(
+    graph: &Graph,
+    targets: &[String],
+    inputs: &[(String, HashMap<String, Tensor>)],
+    method: Method,
+    progress: &dyn Fn(),
+) -> Result<Calibration> {
     if inputs.is_empty() {
         return Err(Error::Model("no calibration inputs: give a directory with .npy files or images".into()));
     }
     for (name, set) in inputs {
         for (input, t) in set {
             if t.dtype() == DType::F32 && t.f32s()?.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Input { input: name.clone(), detail: format!("input '{input}' holds NaN or infinity; remove the file or fix its data") });
+                return Err(Error::Input {
+                    input: name.clone(),
+                    detail: format!("input '{input}' holds NaN or infinity; remove the file or fix its data"),
+                });
             }
         }
     }
@@ -115,11 +124,15 @@ pub fn calibrate(graph: &Graph, targets: &[String], inputs: &[(String, HashMap<S
                 }
                 let v = t.f32s()?;
                 if v.iter().any(|x| !x.is_finite()) {
-                    return Err(Error::Activation { tensor: out, detail: format!("is NaN or infinite on calibration input {name}: the f32 model itself overflows there") });
+                    return Err(Error::Activation {
+                        tensor: out,
+                        detail: format!("is NaN or infinite on calibration input {name}: the f32 model itself overflows there"),
+                    });
                 }
                 if pass == 0 {
                     let shape = t.shape();
-                    let (ch, inner) = if shape.len() >= 3 { (shape[1], shape[2..].iter().product::<usize>()) } else { (*shape.last().unwrap_or(&1), 1) };
+                    let (ch, inner) =
+                        if shape.len() >= 3 { (shape[1], shape[2..].iter().product::<usize>()) } else { (*shape.last().unwrap_or(&1), 1) };
                     let e = sums.entry(out.clone()).or_insert_with(|| (vec![0.0; ch], 0.0));
                     if e.0.len() == ch && ch > 0 {
                         for (i, &x) in v.iter().enumerate() {
@@ -176,7 +189,10 @@ fn bounded_activations(graph: &Graph) -> std::collections::HashSet<&str> {
         .nodes
         .iter()
         .filter(|n| n.domain.is_empty() && n.op_type == "Clip")
-        .filter(|n| n.attrs.contains_key("max") || n.inputs.get(2).cloned().flatten().is_some_and(|m| !m.is_empty() && graph.initializers.contains_key(&m)))
+        .filter(|n| {
+            n.attrs.contains_key("max")
+                || n.inputs.get(2).cloned().flatten().is_some_and(|m| !m.is_empty() && graph.initializers.contains_key(&m))
+        })
         .map(|n| n.outputs[0].as_str())
         .collect()
 }
@@ -257,7 +273,14 @@ mod tests {
     use std::sync::Arc;
 
     fn node(op: &str, inputs: &[&str], output: &str) -> Node {
-        let spec = NodeSpec { name: output.into(), domain: String::new(), op_type: op.into(), attrs: Attrs::new(), inputs: inputs.iter().map(|s| Some(s.to_string())).collect(), outputs: vec![output.into()] };
+        let spec = NodeSpec {
+            name: output.into(),
+            domain: String::new(),
+            op_type: op.into(),
+            attrs: Attrs::new(),
+            inputs: inputs.iter().map(|s| Some(s.to_string())).collect(),
+            outputs: vec![output.into()],
+        };
         Node::build(spec, 13, Registry::global()).unwrap()
     }
 
@@ -291,10 +314,25 @@ mod tests {
             inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(1), Dim::Known(n)]) }],
             outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
             initializers: init,
-            nodes: vec![node("Clip", &["x", "zero", "six"], "c"), node("Neg", &["x"], "m"), node("Relu", &["m"], "r"), node("Add", &["c", "r"], "y")],
+            nodes: vec![
+                node("Clip", &["x", "zero", "six"], "c"),
+                node("Neg", &["x"], "m"),
+                node("Relu", &["m"], "r"),
+                node("Add", &["c", "r"], "y"),
+            ],
             opset: 13,
         };
-        let inputs: Vec<(String, HashMap<String, Tensor>)> = (0..4).map(|k| (format!("in{k}"), HashMap::from([("x".to_string(), Tensor::from_f32(vec![1, n], v.iter().map(|x| x * (1.0 + 0.01 * k as f32)).collect()).unwrap())]))).collect();
+        let inputs: Vec<(String, HashMap<String, Tensor>)> = (0..4)
+            .map(|k| {
+                (
+                    format!("in{k}"),
+                    HashMap::from([(
+                        "x".to_string(),
+                        Tensor::from_f32(vec![1, n], v.iter().map(|x| x * (1.0 + 0.01 * k as f32)).collect()).unwrap(),
+                    )]),
+                )
+            })
+            .collect();
         let targets = vec!["c".to_string(), "r".to_string()];
         let max = v.iter().fold(0f32, |m, &x| m.max(-x)) * 1.03;
         let cal = |m: Method| calibrate(&graph, &targets, &inputs, m, &|| {}).unwrap().ranges;

@@ -31,7 +31,10 @@ pub struct DynamicStats {
 /// Rewrites every `MatMul(x, W)` with a constant 2-D f32 `W` (not a graph input).
 pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats)> {
     if graph.opset < 11 {
-        return Err(Error::Model(format!("the model is opset {}; DynamicQuantizeLinear needs opset 11 or later (re-export the model at opset 11+)", graph.opset)));
+        return Err(Error::Model(format!(
+            "the model is opset {}; DynamicQuantizeLinear needs opset 11 or later (re-export the model at opset 11+)",
+            graph.opset
+        )));
     }
     let graph_inputs: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
     let mut stats = DynamicStats::default();
@@ -40,7 +43,9 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
     for node in std::mem::take(&mut graph.nodes) {
         let input = |k: usize| node.inputs.get(k).cloned().flatten().filter(|s| !s.is_empty());
         let w = match (node.domain.is_empty() && node.op_type == "MatMul", input(1)) {
-            (true, Some(w)) if !graph_inputs.contains(&w) => graph.initializers.get(&w).filter(|t| t.rank() == 2 && t.dtype() == DType::F32).cloned().map(|t| (w, t)),
+            (true, Some(w)) if !graph_inputs.contains(&w) => {
+                graph.initializers.get(&w).filter(|t| t.rank() == 2 && t.dtype() == DType::F32).cloned().map(|t| (w, t))
+            }
             _ => None,
         };
         let (Some((w_name, w)), Some(x)) = (w, input(0)) else {
@@ -55,7 +60,14 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
             Some(names) => names.clone(),
             None => {
                 let names = [format!("{x}_dynamic_quantized"), format!("{x}_dynamic_scale"), format!("{x}_dynamic_zero_point")];
-                new_nodes.push(build(&graph, format!("{x}_DynamicQuantizeLinear"), "DynamicQuantizeLinear", Attrs::new(), vec![Some(x.clone())], names.to_vec())?);
+                new_nodes.push(build(
+                    &graph,
+                    format!("{x}_DynamicQuantizeLinear"),
+                    "DynamicQuantizeLinear",
+                    Attrs::new(),
+                    vec![Some(x.clone())],
+                    names.to_vec(),
+                )?);
                 quantized_x.insert(x.clone(), names.clone());
                 stats.activations += 1;
                 names
@@ -67,8 +79,22 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
         graph.initializers.insert(wz.clone(), Arc::new(Tensor::new(vec![], TensorData::I8(vec![0]))?));
         let name = &node.name;
         let (scale, acc, accf) = (format!("{name}_dynamic_scales"), format!("{name}_int32"), format!("{name}_int32_as_float"));
-        new_nodes.push(build(&graph, format!("{name}_scales"), "Mul", Attrs::new(), vec![Some(xs.clone()), Some(ws)], vec![scale.clone()])?);
-        new_nodes.push(build(&graph, format!("{name}_integer"), "MatMulInteger", Attrs::new(), vec![Some(xq), Some(wq), Some(xz), Some(wz)], vec![acc.clone()])?);
+        new_nodes.push(build(
+            &graph,
+            format!("{name}_scales"),
+            "Mul",
+            Attrs::new(),
+            vec![Some(xs.clone()), Some(ws)],
+            vec![scale.clone()],
+        )?);
+        new_nodes.push(build(
+            &graph,
+            format!("{name}_integer"),
+            "MatMulInteger",
+            Attrs::new(),
+            vec![Some(xq), Some(wq), Some(xz), Some(wz)],
+            vec![acc.clone()],
+        )?);
         let mut to_float = Attrs::new();
         to_float.insert("to".into(), Attr::Int(1));
         new_nodes.push(build(&graph, format!("{name}_to_float"), "Cast", to_float, vec![Some(acc)], vec![accf.clone()])?);
@@ -92,7 +118,13 @@ mod tests {
         let (k, n) = (24, 10);
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0).collect();
         let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 0.4).collect();
-        let mut g = Graph { inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(3), Dim::Known(k)]) }], outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }], initializers: Default::default(), nodes: vec![], opset: 17 };
+        let mut g = Graph {
+            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(3), Dim::Known(k)]) }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
+            initializers: Default::default(),
+            nodes: vec![],
+            opset: 17,
+        };
         g.initializers.insert("W".into(), Arc::new(Tensor::from_f32(vec![k, n], w).unwrap()));
         g.initializers.insert("b".into(), Arc::new(Tensor::from_f32(vec![n], b).unwrap()));
         g.nodes.push(build(&g, "mm".into(), "MatMul", Attrs::new(), vec![Some("x".into()), Some("W".into())], vec!["t".into()]).unwrap());
@@ -100,7 +132,8 @@ mod tests {
         let g = g.validated().unwrap();
         let x: Vec<f32> = (0..3 * k).map(|i| ((i * 13 % 29) as f32 - 9.0) / 7.0).collect();
         let inputs = HashMap::from([("x".to_string(), Tensor::from_f32(vec![3, k], x).unwrap())]);
-        let run = |g: Graph| Session::new(prepare_for_inference(g).unwrap().0).run(inputs.clone()).unwrap().remove(0).1.f32s().unwrap().to_vec();
+        let run =
+            |g: Graph| Session::new(prepare_for_inference(g).unwrap().0).run(inputs.clone()).unwrap().remove(0).1.f32s().unwrap().to_vec();
         let want = run(g.clone());
         let (q, stats) = quantize_matmuls_dynamic(g).unwrap();
         assert_eq!((stats.matmuls, stats.activations), (1, 1));

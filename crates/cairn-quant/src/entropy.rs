@@ -79,14 +79,16 @@ fn best(from: usize, to: usize, f: impl Fn(usize) -> f64) -> usize {
     if from >= to {
         return to;
     }
-    let pick = |cands: &mut dyn Iterator<Item = usize>, start: (usize, f64)| cands.fold(start, |(bi, bk), i| {
-        let k = f(i);
-        if k < bk {
-            (i, k)
-        } else {
-            (bi, bk)
-        }
-    });
+    let pick = |cands: &mut dyn Iterator<Item = usize>, start: (usize, f64)| {
+        cands.fold(start, |(bi, bk), i| {
+            let k = f(i);
+            if k < bk {
+                (i, k)
+            } else {
+                (bi, bk)
+            }
+        })
+    };
     let coarse = pick(&mut (from..=to).rev().step_by(COARSE).chain(std::iter::once(from)), (to, f(to)));
     let (lo, hi) = (coarse.0.saturating_sub(COARSE).max(from), (coarse.0 + COARSE).min(to));
     pick(&mut (lo..=hi).rev(), coarse).0
@@ -213,10 +215,12 @@ mod tests {
         // inside min-max, on the positive end where the outliers are, and the negative
         // end (no outliers, the Laplace tail only) is clipped by its own measure.
         let mut r = Lcg(4);
-        let mut v: Vec<f32> = (0..400_000).map(|_| {
-            let u = r.next() - 0.5;
-            (-u.signum() * (1.0 - 2.0 * u.abs()).ln()) as f32
-        }).collect();
+        let mut v: Vec<f32> = (0..400_000)
+            .map(|_| {
+                let u = r.next() - 0.5;
+                (-u.signum() * (1.0 - 2.0 * u.abs()).ln()) as f32
+            })
+            .collect();
         v.extend([60.0, 80.0, 100.0]);
         let o = observe(&v, BINS);
         let got = range(&o);
@@ -233,9 +237,13 @@ mod tests {
     /// Mean squared error of u8 quantization of `v` to `r` (as `quantize::activation_params`).
     fn quantization_mse(v: &[f32], r: Range) -> f64 {
         let (scale, zero) = crate::quantize::activation_params(Range { lo: r.lo.min(0.0), hi: r.hi.max(0.0) });
-        v.iter().map(|&x| {
-            let q = ((x / scale).round() + zero as f32).clamp(0.0, 255.0);
-            ((q - zero as f32) * scale - x) as f64
-        }).map(|e| e * e).sum::<f64>() / v.len() as f64
+        v.iter()
+            .map(|&x| {
+                let q = ((x / scale).round() + zero as f32).clamp(0.0, 255.0);
+                ((q - zero as f32) * scale - x) as f64
+            })
+            .map(|e| e * e)
+            .sum::<f64>()
+            / v.len() as f64
     }
 }

@@ -38,7 +38,14 @@ fn clamp_of(graph: &Graph, conv: usize, r: &HashMap<String, Vec<usize>>) -> (f32
     let none = (f32::NEG_INFINITY, f32::INFINITY);
     let Some([j]) = r.get(&graph.nodes[conv].outputs[0]).map(|v| v.as_slice()) else { return none };
     let n = &graph.nodes[*j];
-    let scalar = |k: usize, d: f32| n.inputs.get(k).cloned().flatten().and_then(|v| graph.initializers.get(&v).map(|t| t.view().to_f32_vec().first().copied().unwrap_or(d))).unwrap_or(d);
+    let scalar = |k: usize, d: f32| {
+        n.inputs
+            .get(k)
+            .cloned()
+            .flatten()
+            .and_then(|v| graph.initializers.get(&v).map(|t| t.view().to_f32_vec().first().copied().unwrap_or(d)))
+            .unwrap_or(d)
+    };
     match n.op_type.as_str() {
         "Relu" => (0.0, f32::INFINITY),
         "Clip" => {
@@ -98,9 +105,14 @@ fn blocks(graph: &Graph) -> Vec<Block> {
         }
         let Some(we) = weight(e).filter(|w| w.rank() == 4 && w.shape()[2..] == [1, 1]) else { continue };
         let c = we.shape()[0];
-        let Some(d) = next(&n.outputs[0]).filter(|&d| graph.nodes[d].op_type == "Conv" && group(&graph.nodes[d]) == c as i64) else { continue };
-        let Some(p) = next(&graph.nodes[d].outputs[0]).filter(|&p| graph.nodes[p].op_type == "Conv" && group(&graph.nodes[p]) == 1) else { continue };
-        let ok = weight(d).is_some_and(|w| w.shape()[0] == c && w.shape()[1] == 1) && weight(p).is_some_and(|w| w.rank() == 4 && w.shape()[1] == c);
+        let Some(d) = next(&n.outputs[0]).filter(|&d| graph.nodes[d].op_type == "Conv" && group(&graph.nodes[d]) == c as i64) else {
+            continue;
+        };
+        let Some(p) = next(&graph.nodes[d].outputs[0]).filter(|&p| graph.nodes[p].op_type == "Conv" && group(&graph.nodes[p]) == 1) else {
+            continue;
+        };
+        let ok = weight(d).is_some_and(|w| w.shape()[0] == c && w.shape()[1] == 1)
+            && weight(p).is_some_and(|w| w.rank() == 4 && w.shape()[1] == c);
         if ok && [e, d, p].iter().all(|&i| sole(i, 1) && sole(i, 2)) {
             out.push(Block { expand: e, depthwise: d, project: p, act1: clamp_of(graph, e, &r), act2: clamp_of(graph, d, &r) });
         }
@@ -144,7 +156,13 @@ pub struct PrunableBlock {
 
 /// The blocks [`prune_hidden_channels`] would prune, in graph order.
 pub fn prunable_blocks(graph: &Graph) -> Vec<PrunableBlock> {
-    blocks(graph).iter().map(|b| PrunableBlock { name: graph.nodes[b.expand].outputs[0].clone(), hidden: graph.initializers.get(&input_name(graph, b.expand, 1).expect("checked")).map_or(0, |w| w.shape()[0]) }).collect()
+    blocks(graph)
+        .iter()
+        .map(|b| PrunableBlock {
+            name: graph.nodes[b.expand].outputs[0].clone(),
+            hidden: graph.initializers.get(&input_name(graph, b.expand, 1).expect("checked")).map_or(0, |w| w.shape()[0]),
+        })
+        .collect()
 }
 
 /// Prunes `ratio` of the hidden channels of every inverted-residual block, in place.
@@ -181,7 +199,8 @@ pub fn prune_blocks(graph: &mut Graph, ratio_of: &dyn Fn(&str) -> f32) -> Result
         let mut keep: Vec<usize> = order[..c - drop].iter().map(|&(_, i)| i).collect();
         keep.sort_unstable();
         // Compensate the removed channels' near-constant output in the project bias.
-        let bias = |i: usize| input_name(graph, i, 2).and_then(|n| graph.initializers.get(&n).and_then(|t| t.f32s().ok().map(|v| v.to_vec())));
+        let bias =
+            |i: usize| input_name(graph, i, 2).and_then(|n| graph.initializers.get(&n).and_then(|t| t.f32s().ok().map(|v| v.to_vec())));
         let (be, bd) = (bias(b.expand).unwrap_or_else(|| vec![0.0; c]), bias(b.depthwise).unwrap_or_else(|| vec![0.0; c]));
         let wd = graph.initializers[&input_name(graph, b.depthwise, 1).expect("checked")].clone();
         let wp = graph.initializers[&input_name(graph, b.project, 1).expect("checked")].clone();
@@ -209,7 +228,9 @@ pub fn prune_blocks(graph: &mut Graph, ratio_of: &dyn Fn(&str) -> f32) -> Result
         };
         let bp: Vec<f32> = graph.initializers[&bp_name].f32s()?.iter().zip(&shift).map(|(b, s)| b + s).collect();
         graph.initializers.insert(bp_name, Arc::new(Tensor::from_f32(vec![m], bp)?));
-        for (node, k, cols) in [(b.expand, 1, false), (b.expand, 2, false), (b.depthwise, 1, false), (b.depthwise, 2, false), (b.project, 1, true)] {
+        for (node, k, cols) in
+            [(b.expand, 1, false), (b.expand, 2, false), (b.depthwise, 1, false), (b.depthwise, 2, false), (b.project, 1, true)]
+        {
             let Some(n) = input_name(graph, node, k) else { continue };
             let t = graph.initializers[&n].clone();
             let new = if cols { take_cols(&t, &keep)? } else { take_rows(&t, &keep)? };
@@ -218,7 +239,14 @@ pub fn prune_blocks(graph: &mut Graph, ratio_of: &dyn Fn(&str) -> f32) -> Result
         let dw = &graph.nodes[b.depthwise];
         let mut attrs = dw.attrs.clone();
         attrs.insert("group".into(), Attr::Int(keep.len() as i64));
-        let spec = NodeSpec { name: dw.name.clone(), domain: dw.domain.clone(), op_type: dw.op_type.clone(), attrs, inputs: dw.inputs.clone(), outputs: dw.outputs.clone() };
+        let spec = NodeSpec {
+            name: dw.name.clone(),
+            domain: dw.domain.clone(),
+            op_type: dw.op_type.clone(),
+            attrs,
+            inputs: dw.inputs.clone(),
+            outputs: dw.outputs.clone(),
+        };
         graph.nodes[b.depthwise] = Node::build(spec, graph.opset, Registry::global())?;
     }
     Ok(stats)
@@ -234,7 +262,14 @@ mod tests {
     use cairn_core::{Attrs, DType, Dim, Session, ValueInfo};
 
     fn node(op: &str, inputs: &[&str], output: &str, attrs: Attrs) -> Node {
-        let spec = NodeSpec { name: output.into(), domain: String::new(), op_type: op.into(), attrs, inputs: inputs.iter().map(|s| Some(s.to_string())).collect(), outputs: vec![output.into()] };
+        let spec = NodeSpec {
+            name: output.into(),
+            domain: String::new(),
+            op_type: op.into(),
+            attrs,
+            inputs: inputs.iter().map(|s| Some(s.to_string())).collect(),
+            outputs: vec![output.into()],
+        };
         Node::build(spec, 13, Registry::global()).unwrap()
     }
 
@@ -254,7 +289,11 @@ mod tests {
         let mut group = Attrs::new();
         group.insert("group".into(), Attr::Int(4));
         let mut graph = Graph {
-            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(1), Dim::Known(3), Dim::Known(6), Dim::Known(6)]) }],
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                dtype: DType::F32,
+                dims: Some(vec![Dim::Known(1), Dim::Known(3), Dim::Known(6), Dim::Known(6)]),
+            }],
             outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
             initializers: init,
             nodes: vec![
@@ -267,7 +306,8 @@ mod tests {
             opset: 13,
         };
         let x = Tensor::from_f32(vec![1, 3, 6, 6], (0..108).map(|i| (i as f32 * 0.31).sin()).collect()).unwrap();
-        let run = |g: &Graph| Session::new(g.clone()).run(HashMap::from([("x".to_string(), x.clone())])).unwrap()[0].1.f32s().unwrap().to_vec();
+        let run =
+            |g: &Graph| Session::new(g.clone()).run(HashMap::from([("x".to_string(), x.clone())])).unwrap()[0].1.f32s().unwrap().to_vec();
         let want = run(&graph);
         let stats = prune_hidden_channels(&mut graph, 0.5).unwrap();
         assert_eq!((stats.blocks, stats.hidden_before, stats.hidden_after), (1, 4, 2));
@@ -306,7 +346,11 @@ mod tests {
         dw.insert("group".into(), Attr::Int(8));
         dw.insert("pads".into(), Attr::Ints(vec![1, 1, 1, 1]));
         let mut graph = Graph {
-            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(1), Dim::Known(4), Dim::Known(6), Dim::Known(6)]) }],
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                dtype: DType::F32,
+                dims: Some(vec![Dim::Known(1), Dim::Known(4), Dim::Known(6), Dim::Known(6)]),
+            }],
             outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
             initializers: init,
             nodes: vec![

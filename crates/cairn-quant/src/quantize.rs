@@ -123,7 +123,9 @@ fn output_after_activation(graph: &Graph, i: usize) -> String {
     let y = &graph.nodes[i].outputs[0];
     let readers: Vec<&Node> = graph.nodes.iter().filter(|n| n.inputs.iter().flatten().any(|v| v == y)).collect();
     match readers.as_slice() {
-        [r] if r.domain.is_empty() && (r.op_type == "Relu" || r.op_type == "Clip") && !graph.outputs.iter().any(|o| &o.name == y) => r.outputs[0].clone(),
+        [r] if r.domain.is_empty() && (r.op_type == "Relu" || r.op_type == "Clip") && !graph.outputs.iter().any(|o| &o.name == y) => {
+            r.outputs[0].clone()
+        }
         _ => y.clone(),
     }
 }
@@ -139,14 +141,28 @@ pub fn activation_params(r: Range) -> (f32, u8) {
     (scale, zero)
 }
 
-pub(crate) fn build(graph: &Graph, name: String, op_type: &str, attrs: Attrs, inputs: Vec<Option<String>>, outputs: Vec<String>) -> Result<Node> {
-    Ok(Node::build(NodeSpec { name, domain: String::new(), op_type: op_type.into(), attrs, inputs, outputs }, graph.opset, Registry::global())?)
+pub(crate) fn build(
+    graph: &Graph,
+    name: String,
+    op_type: &str,
+    attrs: Attrs,
+    inputs: Vec<Option<String>>,
+    outputs: Vec<String>,
+) -> Result<Node> {
+    Ok(Node::build(
+        NodeSpec { name, domain: String::new(), op_type: op_type.into(), attrs, inputs, outputs },
+        graph.opset,
+        Registry::global(),
+    )?)
 }
 
 /// Rewrites the graph into QDQ form with the calibrated ranges.
 pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(Graph, Stats)> {
     if graph.opset < 13 {
-        return Err(Error::Model(format!("the model is opset {}; per-channel QuantizeLinear needs opset 13 or later (re-export the model at opset 13+)", graph.opset)));
+        return Err(Error::Model(format!(
+            "the model is opset {}; per-channel QuantizeLinear needs opset 13 or later (re-export the model at opset 13+)",
+            graph.opset
+        )));
     }
     let mut stats = Stats::default();
     let layers = layers(&graph, opts);
@@ -154,16 +170,39 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
     let (_, tensors) = plan(&graph, opts);
     let mut dq_name: HashMap<String, String> = HashMap::new();
     let mut new_nodes: Vec<(usize, Node)> = Vec::new(); // inserted after the producer (index) or at the front
-    let producer: HashMap<String, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.clone(), i))).collect();
+    let producer: HashMap<String, usize> =
+        graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.clone(), i))).collect();
     for t in &tensors {
-        let Some(&r) = cal.ranges.get(t) else { return Err(Error::Activation { tensor: t.clone(), detail: "was not observed during calibration".into() }) };
+        let Some(&r) = cal.ranges.get(t) else {
+            return Err(Error::Activation { tensor: t.clone(), detail: "was not observed during calibration".into() });
+        };
         let (scale, zero) = activation_params(r);
         let (s, z, q, dq) = (format!("{t}_scale"), format!("{t}_zero_point"), format!("{t}_quantized"), format!("{t}_dequantized"));
         graph.initializers.insert(s.clone(), Arc::new(Tensor::scalar_f32(scale)));
         graph.initializers.insert(z.clone(), Arc::new(Tensor::new(vec![], TensorData::U8(vec![zero]))?));
         let pos = producer.get(t).map_or(0, |&p| p + 1);
-        new_nodes.push((pos, build(&graph, format!("{t}_QuantizeLinear"), "QuantizeLinear", Attrs::new(), vec![Some(t.clone()), Some(s.clone()), Some(z.clone())], vec![q.clone()])?));
-        new_nodes.push((pos, build(&graph, format!("{t}_DequantizeLinear"), "DequantizeLinear", Attrs::new(), vec![Some(q), Some(s), Some(z)], vec![dq.clone()])?));
+        new_nodes.push((
+            pos,
+            build(
+                &graph,
+                format!("{t}_QuantizeLinear"),
+                "QuantizeLinear",
+                Attrs::new(),
+                vec![Some(t.clone()), Some(s.clone()), Some(z.clone())],
+                vec![q.clone()],
+            )?,
+        ));
+        new_nodes.push((
+            pos,
+            build(
+                &graph,
+                format!("{t}_DequantizeLinear"),
+                "DequantizeLinear",
+                Attrs::new(),
+                vec![Some(q), Some(s), Some(z)],
+                vec![dq.clone()],
+            )?,
+        ));
         dq_name.insert(t.clone(), dq);
         stats.activations += 1;
     }
@@ -187,14 +226,28 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         stats.weight_bytes_before += w.byte_len();
         stats.weight_bytes_after += q.len() + 4 * scales.len();
         let channels = scales.len();
-        let mut bias_f32: Option<Vec<f32>> = n.inputs.get(2).cloned().flatten().filter(|b| !b.is_empty()).and_then(|b| graph.initializers.get(&b).filter(|t| t.dtype() == DType::F32 && t.len() == channels).and_then(|t| t.f32s().ok().map(|v| v.to_vec())));
+        let mut bias_f32: Option<Vec<f32>> = n.inputs.get(2).cloned().flatten().filter(|b| !b.is_empty()).and_then(|b| {
+            graph
+                .initializers
+                .get(&b)
+                .filter(|t| t.dtype() == DType::F32 && t.len() == channels)
+                .and_then(|t| t.f32s().ok().map(|v| v.to_vec()))
+        });
         if opts.bias_correction {
             if let Some(mean) = cal.channel_means.get(&x_orig) {
                 let group = match n.attrs.get("group") {
                     Some(Attr::Int(g)) if *g > 0 => *g as usize,
                     _ => 1,
                 };
-                if let Some(shift) = weight_shift(&w, &q_scaled(&w, l.axis, &scales)?, l.axis, &n.op_type, n.attrs.get("transB") == Some(&Attr::Int(1)), group, mean) {
+                if let Some(shift) = weight_shift(
+                    &w,
+                    &q_scaled(&w, l.axis, &scales)?,
+                    l.axis,
+                    &n.op_type,
+                    n.attrs.get("transB") == Some(&Attr::Int(1)),
+                    group,
+                    mean,
+                ) {
                     let b = bias_f32.get_or_insert_with(|| vec![0.0; channels]);
                     for (b, s) in b.iter_mut().zip(&shift) {
                         *b += *s as f32;
@@ -209,7 +262,17 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         graph.initializers.insert(ws.clone(), Arc::new(Tensor::from_f32(vec![channels], scales.clone())?));
         let mut attrs = Attrs::new();
         attrs.insert("axis".into(), Attr::Int(l.axis as i64));
-        new_nodes.push((0, build(&graph, format!("{w_name}_DequantizeLinear"), "DequantizeLinear", attrs.clone(), vec![Some(wq), Some(ws)], vec![wdq.clone()])?));
+        new_nodes.push((
+            0,
+            build(
+                &graph,
+                format!("{w_name}_DequantizeLinear"),
+                "DequantizeLinear",
+                attrs.clone(),
+                vec![Some(wq), Some(ws)],
+                vec![wdq.clone()],
+            )?,
+        ));
         let mut node = n.clone();
         node.inputs[1] = Some(wdq);
         if let Some(b) = bias_f32 {
@@ -221,7 +284,8 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
                 }
             };
             let bs: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
-            let bq: Vec<i32> = b.iter().zip(&bs).map(|(v, s)| (v / s).round().clamp(i32::MIN as f32 / 2.0, i32::MAX as f32 / 2.0) as i32).collect();
+            let bq: Vec<i32> =
+                b.iter().zip(&bs).map(|(v, s)| (v / s).round().clamp(i32::MIN as f32 / 2.0, i32::MAX as f32 / 2.0) as i32).collect();
             let (bqn, bsn, bdq) = (format!("{b_name}_quantized"), format!("{b_name}_scale"), format!("{b_name}_dequantized"));
             stats.weight_bytes_before += 4 * channels;
             stats.weight_bytes_after += 8 * channels;
@@ -229,7 +293,10 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
             graph.initializers.insert(bsn.clone(), Arc::new(Tensor::from_f32(vec![channels], bs)?));
             let mut a0 = Attrs::new();
             a0.insert("axis".into(), Attr::Int(0));
-            new_nodes.push((0, build(&graph, format!("{b_name}_DequantizeLinear"), "DequantizeLinear", a0, vec![Some(bqn), Some(bsn)], vec![bdq.clone()])?));
+            new_nodes.push((
+                0,
+                build(&graph, format!("{b_name}_DequantizeLinear"), "DequantizeLinear", a0, vec![Some(bqn), Some(bsn)], vec![bdq.clone()])?,
+            ));
             node.inputs[2] = Some(bdq);
         }
         graph.nodes[l.node] = node;
@@ -256,7 +323,8 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
 /// Drops the initializers no node reads and no graph output names (the f32 weights a
 /// rewrite replaced by their quantized forms).
 pub(crate) fn drop_unread_initializers(graph: &mut Graph) {
-    let used: BTreeSet<String> = graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
+    let used: BTreeSet<String> =
+        graph.nodes.iter().flat_map(|n| n.inputs.iter().flatten().cloned()).chain(graph.outputs.iter().map(|o| o.name.clone())).collect();
     graph.initializers.retain(|k, _| used.contains(k));
 }
 
@@ -284,10 +352,13 @@ fn q_scaled(w: &Tensor, axis: usize, scales: &[f32]) -> Result<Vec<f32>> {
     let v = w.f32s()?;
     let inner: usize = w.shape()[axis + 1..].iter().product();
     let ch = scales.len();
-    Ok(v.iter().enumerate().map(|(i, &x)| {
-        let s = scales[(i / inner) % ch];
-        (x / s).round().clamp(-127.0, 127.0) * s
-    }).collect())
+    Ok(v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let s = scales[(i / inner) % ch];
+            (x / s).round().clamp(-127.0, 127.0) * s
+        })
+        .collect())
 }
 
 /// `(W - W_q) · E[x]` per output channel, with `mean` the per-channel mean of the input.
@@ -304,10 +375,14 @@ fn weight_shift(w: &Tensor, wq: &[f32], axis: usize, op: &str, trans_b: bool, gr
             if mean.len() != cg * group || mg == 0 {
                 return None;
             }
-            Some((0..m).map(|c| {
-                let base = (c / mg) * cg;
-                (0..cg).map(|ci| (0..k).map(|t| d((c * cg + ci) * k + t)).sum::<f64>() * mean[base + ci]).sum()
-            }).collect())
+            Some(
+                (0..m)
+                    .map(|c| {
+                        let base = (c / mg) * cg;
+                        (0..cg).map(|ci| (0..k).map(|t| d((c * cg + ci) * k + t)).sum::<f64>() * mean[base + ci]).sum()
+                    })
+                    .collect(),
+            )
         }
         _ => {
             // Gemm/MatMul: W is [n, k] when transposed, else [k, n]; output channels along `axis`.

@@ -130,7 +130,8 @@ pub fn pruning(graph: &Graph, ratios: &[f32], inputs: &Inputs, progress: &dyn Fn
 pub fn allocate_prune_ratios(curves: &[PruneCurve], target: f32) -> Result<HashMap<String, f32>> {
     let total: usize = curves.iter().map(|c| c.block.hidden).sum();
     let goal = (target as f64 * total as f64).round() as usize;
-    let removed_at = |c: &PruneCurve, step: usize| if step == 0 { 0 } else { (c.block.hidden as f32 * c.points[step - 1].0).round() as usize };
+    let removed_at =
+        |c: &PruneCurve, step: usize| if step == 0 { 0 } else { (c.block.hidden as f32 * c.points[step - 1].0).round() as usize };
     let kl_at = |c: &PruneCurve, step: usize| if step == 0 { 0.0 } else { c.points[step - 1].1.kl };
     let mut step = vec![0usize; curves.len()];
     let mut ratio: HashMap<String, f32> = curves.iter().map(|c| (c.block.name.clone(), 0.0)).collect();
@@ -151,7 +152,9 @@ pub fn allocate_prune_ratios(curves: &[PruneCurve], target: f32) -> Result<HashM
                 }
             });
         let Some((i, _)) = next else {
-            return Err(Error::Model(format!("pruning {target} of the hidden channels needs more than the probed ratios allow ({removed} of {goal} channels)")));
+            return Err(Error::Model(format!(
+                "pruning {target} of the hidden channels needs more than the probed ratios allow ({removed} of {goal} channels)"
+            )));
         };
         let c = &curves[i];
         let gain = removed_at(c, step[i] + 1) - removed_at(c, step[i]);
@@ -173,14 +176,21 @@ mod tests {
     use super::*;
 
     fn curve(name: &str, hidden: usize, kls: &[f64]) -> PruneCurve {
-        let points = kls.iter().enumerate().map(|(k, &kl)| ((k + 1) as f32 / 10.0, Sensitivity { name: name.into(), op: "block".into(), kl, top1: 1.0 })).collect();
+        let points = kls
+            .iter()
+            .enumerate()
+            .map(|(k, &kl)| ((k + 1) as f32 / 10.0, Sensitivity { name: name.into(), op: "block".into(), kl, top1: 1.0 }))
+            .collect();
         PruneCurve { block: PrunableBlock { name: name.into(), hidden }, points }
     }
 
     #[test]
     fn sensitive_blocks_are_spared_and_the_overall_ratio_is_kept() {
         // Two blocks of 100 channels: "fragile" loses 10x the KL per step of "robust".
-        let curves = [curve("fragile", 100, &[0.01, 0.02, 0.04, 0.08, 0.16, 0.32]), curve("robust", 100, &[0.001, 0.002, 0.004, 0.008, 0.016, 0.032])];
+        let curves = [
+            curve("fragile", 100, &[0.01, 0.02, 0.04, 0.08, 0.16, 0.32]),
+            curve("robust", 100, &[0.001, 0.002, 0.004, 0.008, 0.016, 0.032]),
+        ];
         let r = allocate_prune_ratios(&curves, 0.3).unwrap();
         assert!(r["robust"] > r["fragile"], "{r:?}");
         let removed: f32 = curves.iter().map(|c| (c.block.hidden as f32 * r[&c.block.name]).round()).sum();

@@ -26,7 +26,11 @@ pub async fn list_models(State(app): State<Arc<App>>) -> Response {
 }
 
 fn describe(m: &ServedModel) -> serde_json::Value {
-    let inputs: Vec<_> = m.inputs.iter().map(|i| serde_json::json!({ "name": i.name, "dtype": i.dtype.name(), "dims": dims_json(i.dims.as_deref()) })).collect();
+    let inputs: Vec<_> = m
+        .inputs
+        .iter()
+        .map(|i| serde_json::json!({ "name": i.name, "dtype": i.dtype.name(), "dims": dims_json(i.dims.as_deref()) }))
+        .collect();
     let graph = m.session.graph();
     let outputs: Vec<_> = graph
         .outputs
@@ -59,7 +63,13 @@ pub struct InferQuery {
     top: Option<usize>,
 }
 
-pub async fn infer(State(app): State<Arc<App>>, Path(name): Path<String>, Query(q): Query<InferQuery>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn infer(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(q): Query<InferQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let model = match find(&app, &name) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
@@ -99,7 +109,13 @@ pub async fn infer(State(app): State<Arc<App>>, Path(name): Path<String>, Query(
     once(&app, &headers, &name, "infer", &format!("top={top}"), &body, compute).await
 }
 
-pub async fn explain(State(app): State<Arc<App>>, Path(name): Path<String>, Query(params): Query<ExplainParams>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn explain(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(params): Query<ExplainParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let model = match find(&app, &name) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
@@ -120,7 +136,9 @@ pub async fn explain(State(app): State<Arc<App>>, Path(name): Path<String>, Quer
         let mut drops = Vec::new();
         for cells in job.cells().chunks(model.batcher.config().max_batch.max(1)) {
             let (j, cells) = (job.clone(), cells.to_vec());
-            drops.extend(model.batcher.exclusive(false, move |session, _| j.drops(session, &cells, target, p_target)).await.map_err(submit_error)?);
+            drops.extend(
+                model.batcher.exclusive(false, move |session, _| j.drops(session, &cells, target, p_target)).await.map_err(submit_error)?,
+            );
         }
         let doc = job.report(&base, target, &drops, started);
         app.metrics.explanations.fetch_add(1, Ordering::Relaxed);
@@ -183,13 +201,15 @@ fn stored_response(s: &Stored, replayed: bool) -> Response {
 fn find(app: &App, name: &str) -> Result<Arc<ServedModel>, ApiError> {
     app.models.get(name).cloned().ok_or_else(|| {
         let names: Vec<&str> = app.models.keys().map(String::as_str).collect();
-        ApiError::not_found(format!("there is no model '{name}'")).hint(format!("models here: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
+        ApiError::not_found(format!("there is no model '{name}'"))
+            .hint(format!("models here: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
     })
 }
 
 fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than this server's limit of {limit} bytes")).hint("send fewer rows per request, or raise `cairn serve --max-body`")
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than this server's limit of {limit} bytes"))
+            .hint("send fewer rows per request, or raise `cairn serve --max-body`")
     } else {
         ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
     }
@@ -222,9 +242,12 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 pub async fn api_not_found() -> Response {
-    ApiError::not_found("no such API endpoint").hint("endpoints: GET /v1/models, POST /v1/models/{name}/infer, POST /v1/models/{name}/explain").into_response()
+    ApiError::not_found("no such API endpoint")
+        .hint("endpoints: GET /v1/models, POST /v1/models/{name}/infer, POST /v1/models/{name}/explain")
+        .into_response()
 }
 
 fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], serde_json::to_vec(v).unwrap_or_default())
+        .into_response()
 }

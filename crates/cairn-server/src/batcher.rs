@@ -126,7 +126,11 @@ impl Batcher {
     /// work is admitted through the same bounded queue as inference (`admit`); the later
     /// steps of admitted work only wait for a slot, so an explanation is never refused
     /// halfway, and inference batches run between its steps.
-    pub async fn exclusive<T: Send + 'static>(&self, admit: bool, work: impl FnOnce(&Session, usize) -> Result<T, String> + Send + 'static) -> Result<T, SubmitError> {
+    pub async fn exclusive<T: Send + 'static>(
+        &self,
+        admit: bool,
+        work: impl FnOnce(&Session, usize) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, SubmitError> {
         let admission = if admit { Some(self.admit()?) } else { None };
         let slot = self.pool.slots.clone().acquire_owned().await.map_err(|_| SubmitError::Failed("the compute pool is closed".into()))?;
         drop(admission);
@@ -165,7 +169,14 @@ impl Drop for Admission {
     }
 }
 
-async fn batch_loop(model: String, session: Arc<Session>, config: BatchConfig, pool: ComputePool, waiting: Arc<AtomicUsize>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn batch_loop(
+    model: String,
+    session: Arc<Session>,
+    config: BatchConfig,
+    pool: ComputePool,
+    waiting: Arc<AtomicUsize>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -208,7 +219,8 @@ async fn batch_loop(model: String, session: Arc<Session>, config: BatchConfig, p
 
 /// Same dtype and the same dims past the first, input by input.
 fn stackable(a: &Job, b: &Job) -> bool {
-    a.tensors.len() == b.tensors.len() && a.tensors.iter().zip(&b.tensors).all(|(x, y)| x.dtype() == y.dtype() && x.shape()[1..] == y.shape()[1..])
+    a.tensors.len() == b.tensors.len()
+        && a.tensors.iter().zip(&b.tensors).all(|(x, y)| x.dtype() == y.dtype() && x.shape()[1..] == y.shape()[1..])
 }
 
 fn run_batch(session: &Session, jobs: Vec<Job>, metrics: &Metrics, model: &str) {
@@ -245,7 +257,8 @@ fn session_run(session: &Session, tensors: &[Tensor]) -> Result<Vec<(String, Ten
 
 /// Stacks every job's inputs along dim 0, runs once, and cuts each output back into rows.
 fn run_stacked(session: &Session, jobs: &[Job], rows: usize) -> Result<Vec<Vec<(String, Tensor)>>, String> {
-    let stacked: Vec<Tensor> = (0..jobs[0].tensors.len()).map(|i| stack(jobs.iter().map(|j| &j.tensors[i]), rows)).collect::<Result<_, _>>()?;
+    let stacked: Vec<Tensor> =
+        (0..jobs[0].tensors.len()).map(|i| stack(jobs.iter().map(|j| &j.tensors[i]), rows)).collect::<Result<_, _>>()?;
     let outputs = session_run(session, &stacked)?;
     let mut per_job: Vec<Vec<(String, Tensor)>> = jobs.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
     for (name, t) in outputs {

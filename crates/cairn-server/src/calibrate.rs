@@ -29,7 +29,9 @@ pub struct Calibration {
 pub fn calibrate(graph: &Graph, inputs: &[ValueInfo], max_batch: usize) -> Option<Calibration> {
     let rest: Vec<Vec<usize>> = inputs
         .iter()
-        .map(|i| i.dims.as_ref()?.iter().skip(1).map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect::<Option<Vec<usize>>>())
+        .map(|i| {
+            i.dims.as_ref()?.iter().skip(1).map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect::<Option<Vec<usize>>>()
+        })
         .collect::<Option<_>>()?;
     let session = Session::new(graph.clone());
     let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |b| Some(b * 2)).take_while(|&b| b < max_batch).collect();

@@ -51,9 +51,15 @@ impl Job {
         let input = inputs.tensors.into_iter().next().expect("one tensor");
         let info = &model.inputs[0];
         if input.dtype() != DType::F32 || input.rank() != 4 {
-            return Err(ApiError::bad_request(format!("explain needs an f32 image input [1, C, H, W] or [1, H, W, C]; input '{}' is {} {:?}", info.name, input.dtype().name(), input.shape())));
+            return Err(ApiError::bad_request(format!(
+                "explain needs an f32 image input [1, C, H, W] or [1, H, W, C]; input '{}' is {} {:?}",
+                info.name,
+                input.dtype().name(),
+                input.shape()
+            )));
         }
-        let declared = model.manifest.inputs.iter().find(|i| i.name == info.name).and_then(|i| i.preprocess.as_ref()).map(|p| p.layout.as_str());
+        let declared =
+            model.manifest.inputs.iter().find(|i| i.name == info.name).and_then(|i| i.preprocess.as_ref()).map(|p| p.layout.as_str());
         let s = input.shape();
         let nchw = match declared {
             Some(layout) => layout == "nchw",
@@ -63,11 +69,17 @@ impl Job {
         let patch = params.patch.unwrap_or((height.min(width) / 7).max(1));
         let stride = params.stride.unwrap_or((patch / 2).max(1));
         if patch == 0 || stride == 0 || patch > height.min(width) {
-            return Err(ApiError::bad_request(format!("patch {patch} and stride {stride} must be at least 1, and the patch at most the image side {}", height.min(width))));
+            return Err(ApiError::bad_request(format!(
+                "patch {patch} and stride {stride} must be at least 1, and the patch at most the image side {}",
+                height.min(width)
+            )));
         }
         let passes = positions(height, patch, stride).len() * positions(width, patch, stride).len();
         if passes > MAX_PASSES {
-            return Err(ApiError::bad_request(format!("patch {patch} with stride {stride} needs {passes} forward passes, more than the {MAX_PASSES} allowed")).hint("use a larger stride"));
+            return Err(ApiError::bad_request(format!(
+                "patch {patch} with stride {stride} needs {passes} forward passes, more than the {MAX_PASSES} allowed"
+            ))
+            .hint("use a larger stride"));
         }
         let output = model.session.graph().outputs.first().ok_or_else(|| ApiError::internal("the model has no outputs"))?;
         if let (Some(t), Some(Some(Dim::Known(classes)))) = (params.target, output.dims.as_ref().map(|d| d.last())) {
@@ -149,7 +161,11 @@ impl Job {
         let outputs = session.run([(self.input_name.clone(), input.clone())].into()).map_err(|e| e.to_string())?;
         let (_, t) = outputs.into_iter().find(|(n, _)| *n == self.output).ok_or("the model did not produce its output")?;
         let rows = input.shape()[0];
-        (0..rows).map(|r| wire::probabilities(&t, r).ok_or_else(|| format!("output '{}' {:?} is not [rows, classes] scores", self.output, t.shape()))).collect()
+        (0..rows)
+            .map(|r| {
+                wire::probabilities(&t, r).ok_or_else(|| format!("output '{}' {:?} is not [rows, classes] scores", self.output, t.shape()))
+            })
+            .collect()
     }
 
     /// A copy of the image with the patch at (y, x) set to 0 (the mean, once normalized).

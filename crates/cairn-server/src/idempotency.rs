@@ -52,7 +52,9 @@ impl IdempotencyStore {
     /// Checks a key header's value.
     pub fn check_key(key: &str) -> Result<(), ApiError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::bad_request(format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters")).hint("use a UUID"));
+            return Err(
+                ApiError::bad_request(format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters")).hint("use a UUID")
+            );
         }
         Ok(())
     }

@@ -149,7 +149,11 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, app.router()).with_graceful_shutdown(shutdown).await
 }
 

@@ -83,7 +83,9 @@ impl Metrics {
 
     pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
-        out.push_str("# HELP cairn_http_requests_total HTTP requests answered, by route and status.\n# TYPE cairn_http_requests_total counter\n");
+        out.push_str(
+            "# HELP cairn_http_requests_total HTTP requests answered, by route and status.\n# TYPE cairn_http_requests_total counter\n",
+        );
         for ((route, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(out, "cairn_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
         }
@@ -91,11 +93,15 @@ impl Metrics {
         for (route, h) in lock(&self.latency).iter() {
             h.render(&mut out, "cairn_http_request_duration_seconds", &format!("route=\"{}\"", escape(route)));
         }
-        out.push_str("# HELP cairn_infer_batch_size Requests (rows) per executed batch, by model.\n# TYPE cairn_infer_batch_size histogram\n");
+        out.push_str(
+            "# HELP cairn_infer_batch_size Requests (rows) per executed batch, by model.\n# TYPE cairn_infer_batch_size histogram\n",
+        );
         for (model, h) in lock(&self.batches).iter() {
             h.render(&mut out, "cairn_infer_batch_size", &format!("model=\"{}\"", escape(model)));
         }
-        out.push_str("# HELP cairn_infer_compute_seconds Compute time per executed batch, by model.\n# TYPE cairn_infer_compute_seconds histogram\n");
+        out.push_str(
+            "# HELP cairn_infer_compute_seconds Compute time per executed batch, by model.\n# TYPE cairn_infer_compute_seconds histogram\n",
+        );
         for (model, h) in lock(&self.compute).iter() {
             h.render(&mut out, "cairn_infer_compute_seconds", &format!("model=\"{}\"", escape(model)));
         }

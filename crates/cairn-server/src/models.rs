@@ -33,12 +33,18 @@ impl ServedModel {
 
 /// Loads every bundle under `root/models`. A bundle that fails to load is reported
 /// (one line each) and skipped, so one broken upload does not take the others down.
-pub fn discover(root: &Path, max_weight_bytes: u64, batch: &BatchConfig, pool: &ComputePool) -> (BTreeMap<String, Arc<ServedModel>>, Vec<String>) {
+pub fn discover(
+    root: &Path,
+    max_weight_bytes: u64,
+    batch: &BatchConfig,
+    pool: &ComputePool,
+) -> (BTreeMap<String, Arc<ServedModel>>, Vec<String>) {
     let mut models = BTreeMap::new();
     let mut problems = Vec::new();
     let dir = root.join("models");
     let Ok(entries) = std::fs::read_dir(&dir) else { return (models, problems) };
-    let mut dirs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(cairn_bundle::MANIFEST_FILE).is_file()).collect();
+    let mut dirs: Vec<_> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(cairn_bundle::MANIFEST_FILE).is_file()).collect();
     dirs.sort();
     for path in dirs {
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
@@ -74,7 +80,7 @@ fn leading_symbol(inputs: &[ValueInfo]) -> Option<&str> {
     let mut symbol = None;
     for i in inputs {
         match i.dims.as_deref()?.first()? {
-            Dim::Sym(s) if symbol.map_or(true, |seen| seen == s.as_str()) => symbol = Some(s.as_str()),
+            Dim::Sym(s) if symbol.is_none_or(|seen| seen == s.as_str()) => symbol = Some(s.as_str()),
             _ => return None,
         }
     }

@@ -116,7 +116,12 @@ fn etag(path: &Path, meta: &std::fs::Metadata, compressible: bool) -> String {
 fn matches_if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
     let ours = strip(etag);
-    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim() == "*" || strip(t) == ours)
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || strip(t) == ours)
 }
 
 pub async fn serve(root: &Path, method: &Method, request_path: &str, headers: &HeaderMap) -> Response {
@@ -184,7 +189,17 @@ mod tests {
         let root = dir.canonicalize().unwrap();
         assert_eq!(resolve(&root, "/sub/a.txt").unwrap(), root.join("sub/a.txt"));
         assert_eq!(resolve(&root, "/sub/%61.txt").unwrap(), root.join("sub/a.txt"));
-        for bad in ["/../etc/passwd", "/sub/../../etc/passwd", "/%2e%2e/etc/passwd", "/%2E%2E%2Fetc%2Fpasswd", "/sub/..%2f..%2fetc", "/..%5c..%5cwin.ini", "/sub/a.txt%00.png", "/.git/config", "/%ff"] {
+        for bad in [
+            "/../etc/passwd",
+            "/sub/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/sub/..%2f..%2fetc",
+            "/..%5c..%5cwin.ini",
+            "/sub/a.txt%00.png",
+            "/.git/config",
+            "/%ff",
+        ] {
             assert_eq!(resolve(&root, bad), Err(Refused::Unsafe), "{bad}");
         }
         assert_eq!(resolve(&root, "/missing.txt"), Err(Refused::NotFound));

@@ -53,7 +53,8 @@ pub fn parse(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<In
 
 fn parse_json(model: &ServedModel, body: &[u8]) -> Result<HashMap<String, Tensor>, ApiError> {
     let parsed: JsonBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the JSON body is not a tensor request: {e}")).hint("expected {\"inputs\": {\"NAME\": {\"shape\": [...], \"data\": [...]}}}")
+        ApiError::bad_request(format!("the JSON body is not a tensor request: {e}"))
+            .hint("expected {\"inputs\": {\"NAME\": {\"shape\": [...], \"data\": [...]}}}")
     })?;
     let named = match parsed {
         JsonBody::Named { inputs } => inputs,
@@ -71,7 +72,11 @@ fn parse_json(model: &ServedModel, body: &[u8]) -> Result<HashMap<String, Tensor
         };
         let numel = checked_count(&t.shape, &name)?;
         if numel != t.data.len() {
-            return Err(ApiError::bad_request(format!("input '{name}': shape {:?} holds {numel} values but data has {}", t.shape, t.data.len())));
+            return Err(ApiError::bad_request(format!(
+                "input '{name}': shape {:?} holds {numel} values but data has {}",
+                t.shape,
+                t.data.len()
+            )));
         }
         let data = json_values(dtype, &t.data).map_err(|e| ApiError::bad_request(format!("input '{name}': {e}")))?;
         out.insert(name, Tensor::new(t.shape, data).map_err(|e| ApiError::bad_request(e.to_string()))?);
@@ -102,7 +107,12 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
     let info = match (header("cairn-input"), model.inputs.as_slice()) {
         (Some(name), _) => find_input(model, name)?,
         (None, [only]) => only,
-        (None, _) => return Err(ApiError::bad_request(format!("the model has {} inputs: a binary body must name one with Cairn-Input", model.inputs.len()))),
+        (None, _) => {
+            return Err(ApiError::bad_request(format!(
+                "the model has {} inputs: a binary body must name one with Cairn-Input",
+                model.inputs.len()
+            )))
+        }
     };
     if model.inputs.len() > 1 {
         return Err(ApiError::bad_request("a binary body carries one tensor but the model has several inputs").hint("send JSON instead"));
@@ -114,8 +124,12 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
         }
     }
     let elem = info.dtype.size();
-    if body.len() % elem != 0 {
-        return Err(ApiError::bad_request(format!("the body has {} bytes, not a whole number of {} values", body.len(), info.dtype.name())));
+    if !body.len().is_multiple_of(elem) {
+        return Err(ApiError::bad_request(format!(
+            "the body has {} bytes, not a whole number of {} values",
+            body.len(),
+            info.dtype.name()
+        )));
     }
     let shape = match header("cairn-shape") {
         Some(s) => s
@@ -127,7 +141,13 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
     };
     let numel = checked_count(&shape, &info.name)?;
     if numel * elem != body.len() {
-        return Err(ApiError::bad_request(format!("input '{}': shape {shape:?} needs {} bytes of {}, the body has {}", info.name, numel * elem, info.dtype.name(), body.len())));
+        return Err(ApiError::bad_request(format!(
+            "input '{}': shape {shape:?} needs {} bytes of {}, the body has {}",
+            info.name,
+            numel * elem,
+            info.dtype.name(),
+            body.len()
+        )));
     }
     // Tensor bytes are native-endian, and every target Cairn builds for is little-endian.
     let mut t = Tensor::new(shape, TensorData::zeros(info.dtype, numel)).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -137,14 +157,19 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
 
 /// With no Cairn-Shape: every dim but the first must be known; the first is what the length says.
 fn infer_rows_shape(info: &ValueInfo, numel: usize) -> Result<Vec<usize>, ApiError> {
-    let dims = info.dims.as_deref().ok_or_else(|| ApiError::bad_request(format!("input '{}' declares no shape: send Cairn-Shape", info.name)))?;
+    let dims =
+        info.dims.as_deref().ok_or_else(|| ApiError::bad_request(format!("input '{}' declares no shape: send Cairn-Shape", info.name)))?;
     let rest: Option<Vec<usize>> = dims.iter().skip(1).map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect();
     let Some(rest) = rest.filter(|_| !dims.is_empty()) else {
         return Err(ApiError::bad_request(format!("input '{}' has free dims past the first: send Cairn-Shape", info.name)));
     };
     let per_row: usize = rest.iter().product();
-    if per_row == 0 || numel % per_row != 0 || numel == 0 {
-        return Err(ApiError::bad_request(format!("the body holds {numel} values, not a whole number of rows of {per_row} for input '{}' {}", info.name, describe(dims))));
+    if per_row == 0 || !numel.is_multiple_of(per_row) || numel == 0 {
+        return Err(ApiError::bad_request(format!(
+            "the body holds {numel} values, not a whole number of rows of {per_row} for input '{}' {}",
+            info.name,
+            describe(dims)
+        )));
     }
     Ok(std::iter::once(numel / per_row).chain(rest).collect())
 }
@@ -182,7 +207,12 @@ fn check(declared: &[ValueInfo], mut given: HashMap<String, Tensor>) -> Result<I
                     Dim::Sym(s) => n > 0 && *symbols.entry(s.as_str()).or_insert(n) == n,
                 });
             if !ok {
-                return Err(ApiError::bad_request(format!("input '{}' must have shape {}, got {:?}", info.name, describe(dims), t.shape())));
+                return Err(ApiError::bad_request(format!(
+                    "input '{}' must have shape {}, got {:?}",
+                    info.name,
+                    describe(dims),
+                    t.shape()
+                )));
             }
         }
         if t.rank() == 0 {

@@ -61,22 +61,72 @@ async fn bad_requests_get_clear_errors() {
     let mut config = Config::new(&root);
     config.max_body_bytes = 64 << 10;
     let server = Server::start(config).await;
-    let post_json = |v: serde_json::Value| server.post("/v1/models/tiny/infer", &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap());
+    let post_json = |v: serde_json::Value| {
+        server.post("/v1/models/tiny/infer", &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap())
+    };
     let cases = [
-        (post_json(serde_json::json!({ "inputs": { "x": { "shape": [1, 3, 8, 8], "data": vec![0.0; 192] } } })).await, StatusCode::BAD_REQUEST, "must have shape [batch, 3, 16, 16], got [1, 3, 8, 8]"),
-        (post_json(serde_json::json!({ "inputs": { "x": { "dtype": "i64", "shape": [1, 3, 16, 16], "data": vec![0; 768] } } })).await, StatusCode::BAD_REQUEST, "input 'x' must be f32, got i64"),
-        (post_json(serde_json::json!({ "inputs": { "x": { "shape": [1, 3, 16, 16], "data": [1.0] } } })).await, StatusCode::BAD_REQUEST, "holds 768 values but data has 1"),
-        (post_json(serde_json::json!({ "inputs": { "y": { "shape": [1], "data": [1.0] } } })).await, StatusCode::BAD_REQUEST, "has no input 'y'"),
+        (
+            post_json(serde_json::json!({ "inputs": { "x": { "shape": [1, 3, 8, 8], "data": vec![0.0; 192] } } })).await,
+            StatusCode::BAD_REQUEST,
+            "must have shape [batch, 3, 16, 16], got [1, 3, 8, 8]",
+        ),
+        (
+            post_json(serde_json::json!({ "inputs": { "x": { "dtype": "i64", "shape": [1, 3, 16, 16], "data": vec![0; 768] } } })).await,
+            StatusCode::BAD_REQUEST,
+            "input 'x' must be f32, got i64",
+        ),
+        (
+            post_json(serde_json::json!({ "inputs": { "x": { "shape": [1, 3, 16, 16], "data": [1.0] } } })).await,
+            StatusCode::BAD_REQUEST,
+            "holds 768 values but data has 1",
+        ),
+        (
+            post_json(serde_json::json!({ "inputs": { "y": { "shape": [1], "data": [1.0] } } })).await,
+            StatusCode::BAD_REQUEST,
+            "has no input 'y'",
+        ),
         (post_json(serde_json::json!({ "nonsense": true })).await, StatusCode::BAD_REQUEST, "not a tensor request"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 1001]).await, StatusCode::BAD_REQUEST, "not a whole number of f32 values"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 1000]).await, StatusCode::BAD_REQUEST, "not a whole number of rows of 768"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream"), ("cairn-dtype", "i32")], vec![0; 3072]).await, StatusCode::BAD_REQUEST, "input 'x' must be f32, got i32"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream"), ("cairn-shape", "1,3,16,8")], vec![0; 1536]).await, StatusCode::BAD_REQUEST, "must have shape [batch, 3, 16, 16]"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "text/plain")], vec![0; 8]).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "cannot read a 'text/plain' body"),
+        (
+            server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 1001]).await,
+            StatusCode::BAD_REQUEST,
+            "not a whole number of f32 values",
+        ),
+        (
+            server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 1000]).await,
+            StatusCode::BAD_REQUEST,
+            "not a whole number of rows of 768",
+        ),
+        (
+            server
+                .post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream"), ("cairn-dtype", "i32")], vec![0; 3072])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "input 'x' must be f32, got i32",
+        ),
+        (
+            server
+                .post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream"), ("cairn-shape", "1,3,16,8")], vec![0; 1536])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "must have shape [batch, 3, 16, 16]",
+        ),
+        (
+            server.post("/v1/models/tiny/infer", &[("content-type", "text/plain")], vec![0; 8]).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "cannot read a 'text/plain' body",
+        ),
         (server.post("/v1/models/nope/infer", &[], vec![]).await, StatusCode::NOT_FOUND, "there is no model 'nope'"),
-        (server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 100 << 10]).await, StatusCode::PAYLOAD_TOO_LARGE, "larger than this server's limit of 65536 bytes"),
+        (
+            server.post("/v1/models/tiny/infer", &[("content-type", "application/octet-stream")], vec![0; 100 << 10]).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than this server's limit of 65536 bytes",
+        ),
         (server.get("/v1/nothing", &[]).await, StatusCode::NOT_FOUND, "no such API endpoint"),
-        (server.post("/v1/models/tiny/explain?target=99", &[("content-type", "application/octet-stream")], f32_bytes(&image(1))).await, StatusCode::BAD_REQUEST, "target class 99 does not exist"),
+        (
+            server.post("/v1/models/tiny/explain?target=99", &[("content-type", "application/octet-stream")], f32_bytes(&image(1))).await,
+            StatusCode::BAD_REQUEST,
+            "target class 99 does not exist",
+        ),
     ];
     for (reply, status, message) in cases {
         assert_eq!(reply.status, status, "{}", reply.text());
@@ -183,7 +233,9 @@ async fn explain_returns_an_occlusion_heatmap() {
     let root = app_dir("explain");
     let server = Server::start(Config::new(&root)).await;
     let img = image(3);
-    let r = server.post("/v1/models/tiny/explain?patch=4&stride=4&top=3", &[("content-type", "application/octet-stream")], f32_bytes(&img)).await;
+    let r = server
+        .post("/v1/models/tiny/explain?patch=4&stride=4&top=3", &[("content-type", "application/octet-stream")], f32_bytes(&img))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
     let heat = &v["heatmap"];
@@ -222,7 +274,8 @@ async fn shutdown_answers_requests_in_flight() {
     let mut server = Server::start(config).await;
     let (body, headers) = binary(&image(9));
     let addr = server.addr;
-    let in_flight = tokio::spawn(async move { common::send(addr, axum::http::Method::POST, "/v1/models/tiny/infer", &headers, body).await });
+    let in_flight =
+        tokio::spawn(async move { common::send(addr, axum::http::Method::POST, "/v1/models/tiny/infer", &headers, body).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.shutdown();
     let reply = in_flight.await.unwrap();
@@ -232,7 +285,9 @@ async fn shutdown_answers_requests_in_flight() {
 }
 
 /// Runs the futures concurrently, answers in order.
-async fn futures_join<F: std::future::Future<Output = common::Reply> + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<common::Reply> {
+async fn futures_join<F: std::future::Future<Output = common::Reply> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<common::Reply> {
     let tasks: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::new();
     for t in tasks {
@@ -250,7 +305,8 @@ async fn calibration_picks_a_measured_batch_size() {
     let server = Server::start(config).await;
     let models = server.get("/v1/models", &[]).await.json();
     let batching = &models["models"][0]["batching"];
-    let measured: Vec<(u64, f64)> = batching["ms_per_row_by_batch"].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap())).collect();
+    let measured: Vec<(u64, f64)> =
+        batching["ms_per_row_by_batch"].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap())).collect();
     assert_eq!(measured[0].0, 1, "{batching}");
     assert!(measured.iter().all(|&(_, ms)| ms > 0.0 && ms.is_finite()), "{batching}");
     let chosen = batching["max_batch"].as_u64().unwrap();

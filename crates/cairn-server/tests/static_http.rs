@@ -30,7 +30,13 @@ async fn cache_headers_by_kind_of_file() {
         assert_eq!(r.header("cross-origin-embedder-policy"), "require-corp", "{path}");
         assert_eq!(r.header("cross-origin-resource-policy"), "same-origin", "{path}");
         let csp = r.header("content-security-policy");
-        assert!(csp.contains("default-src 'self'") && csp.contains("'wasm-unsafe-eval'") && csp.contains("worker-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            csp.contains("default-src 'self'")
+                && csp.contains("'wasm-unsafe-eval'")
+                && csp.contains("worker-src 'self'")
+                && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
         assert_eq!(r.header("x-content-type-options"), "nosniff");
     }
     let r = server.get(&shard, &[]).await;

@@ -127,7 +127,13 @@ impl BundleLoad {
 }
 
 pub(crate) fn image_input(manifest: &Manifest, input_name: &str, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
-    let input = manifest.inputs.iter().find(|i| i.name == input_name).ok_or_else(|| JsError::new(&format!("the model has no input '{input_name}'")))?;
-    let pre = input.preprocess.as_ref().ok_or_else(|| JsError::new(&format!("input '{input_name}' has no image preprocessing in the manifest (pack with --image-size)")))?;
+    let input = manifest
+        .inputs
+        .iter()
+        .find(|i| i.name == input_name)
+        .ok_or_else(|| JsError::new(&format!("the model has no input '{input_name}'")))?;
+    let pre = input.preprocess.as_ref().ok_or_else(|| {
+        JsError::new(&format!("input '{input_name}' has no image preprocessing in the manifest (pack with --image-size)"))
+    })?;
     cairn_bundle::rgba_to_input(rgba, width, height, pre).map_err(js_err)
 }

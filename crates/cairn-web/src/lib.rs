@@ -2,6 +2,8 @@
 //! streamed from a bundle ([`bundle::BundleLoad`]), run on f32 inputs.
 
 mod bundle;
+// The counting allocator is installed only in the wasm build (native tests use the system one).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod heap;
 pub mod policy;
 mod scheduler;
@@ -58,7 +60,8 @@ impl Model {
     /// RGBA pixels (resized to the input's size) to the input tensor, per the bundle's manifest.
     #[wasm_bindgen(js_name = imageToInput)]
     pub fn image_to_input(&self, input_name: &str, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
-        let manifest = self.manifest.as_ref().ok_or_else(|| JsError::new("this model was not loaded from a bundle, so it has no preprocessing"))?;
+        let manifest =
+            self.manifest.as_ref().ok_or_else(|| JsError::new("this model was not loaded from a bundle, so it has no preprocessing"))?;
         bundle::image_input(manifest, input_name, rgba, width, height)
     }
 

@@ -126,7 +126,7 @@ fn decision(place: Place, rule: &'static str, reason: impl Into<String>) -> Deci
 
 impl Signals {
     fn edge_failing(&self) -> bool {
-        self.edge_failures >= EDGE_FAILURES_TO_AVOID && self.since_edge_failure_ms.map_or(true, |t| t < EDGE_RETRY_AFTER_MS)
+        self.edge_failures >= EDGE_FAILURES_TO_AVOID && self.since_edge_failure_ms.is_none_or(|t| t < EDGE_RETRY_AFTER_MS)
     }
 
     fn slow_network(&self) -> Option<String> {
@@ -170,7 +170,15 @@ pub fn decide(s: &Signals) -> Decision {
         return decision(Place::Device, "no-edge", "no edge server is configured for this model");
     }
     if s.edge_failing() {
-        return decision(Place::Device, "edge-failing", format!("the edge failed {} times in a row: running on the device (the edge is retried after {:.0} s)", s.edge_failures, EDGE_RETRY_AFTER_MS / 1000.0));
+        return decision(
+            Place::Device,
+            "edge-failing",
+            format!(
+                "the edge failed {} times in a row: running on the device (the edge is retried after {:.0} s)",
+                s.edge_failures,
+                EDGE_RETRY_AFTER_MS / 1000.0
+            ),
+        );
     }
     if s.cached_level == CachedLevel::None {
         return decision(Place::Edge, "not-cached", "the model is not on this device yet: the edge answers while it downloads");
@@ -183,7 +191,11 @@ pub fn decide(s: &Signals) -> Decision {
     }
     if let (Some(level), false) = (s.battery_level, s.charging.unwrap_or(true)) {
         if level <= LOW_BATTERY {
-            return decision(Place::Edge, "low-battery", format!("the battery is at {:.0}% and not charging: the edge spares it", level * 100.0));
+            return decision(
+                Place::Edge,
+                "low-battery",
+                format!("the battery is at {:.0}% and not charging: the edge spares it", level * 100.0),
+            );
         }
     }
     if let (Some(dev), Some(edge)) = (s.device_ms, s.edge_ms) {
@@ -250,7 +262,11 @@ mod tests {
         check(Signals { rtt: Some(2000.0), ..phone() }, Place::Device, "slow-network");
         check(Signals { downlink: Some(0.05), ..phone() }, Place::Device, "slow-network");
         // Slow network beats "edge faster" and low battery: a round trip would take longer.
-        check(Signals { effective_type: Some("2g".into()), edge_ms: Some(5.0), battery_level: Some(0.05), ..phone() }, Place::Device, "slow-network");
+        check(
+            Signals { effective_type: Some("2g".into()), edge_ms: Some(5.0), battery_level: Some(0.05), ..phone() },
+            Place::Device,
+            "slow-network",
+        );
         check(Signals { effective_type: Some("3g".into()), ..phone() }, Place::Device, "device");
     }
 
@@ -289,7 +305,11 @@ mod tests {
     fn a_model_not_yet_cached_runs_on_the_edge() {
         check(Signals { cached_level: CachedLevel::None, ..phone() }, Place::Edge, "not-cached");
         // Even on a slow network or with Save-Data: one request is far smaller than the bundle.
-        check(Signals { cached_level: CachedLevel::None, effective_type: Some("2g".into()), save_data: true, ..phone() }, Place::Edge, "not-cached");
+        check(
+            Signals { cached_level: CachedLevel::None, effective_type: Some("2g".into()), save_data: true, ..phone() },
+            Place::Edge,
+            "not-cached",
+        );
         // The coarse level is enough to run on the device.
         check(Signals { cached_level: CachedLevel::Coarse, ..phone() }, Place::Device, "device");
     }

@@ -66,7 +66,7 @@ impl Scheduler {
     }
 
     /// The next request to run: highest priority, then first come.
-    pub fn next(&mut self) -> Option<u32> {
+    pub fn next_request(&mut self) -> Option<u32> {
         let best = self.peek_best()?;
         self.queue.remove(best).map(|w| w.id)
     }
@@ -136,7 +136,10 @@ mod tests {
         s.push(2, 5, "", "");
         s.push(3, 0, "", "");
         s.push(4, 5, "", "");
-        assert_eq!([s.next(), s.next(), s.next(), s.next(), s.next()], [Some(2), Some(4), Some(1), Some(3), None]);
+        assert_eq!(
+            [s.next_request(), s.next_request(), s.next_request(), s.next_request(), s.next_request()],
+            [Some(2), Some(4), Some(1), Some(3), None]
+        );
     }
 
     #[test]
@@ -148,8 +151,8 @@ mod tests {
         }
         s.push(200, 0, "", "");
         assert_eq!(s.take_dropped(), (0..99).collect::<Vec<_>>());
-        assert_eq!(s.next(), Some(99));
-        assert_eq!(s.next(), Some(200));
+        assert_eq!(s.next_request(), Some(99));
+        assert_eq!(s.next_request(), Some(200));
         assert!(s.high_water() <= 2);
     }
 
@@ -189,7 +192,7 @@ mod tests {
         s.push(2, 0, "", "");
         assert!(s.cancel(1));
         assert!(!s.cancel(1));
-        assert_eq!(s.next(), Some(2));
+        assert_eq!(s.next_request(), Some(2));
         assert!(s.is_empty());
     }
 }

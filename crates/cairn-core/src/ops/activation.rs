@@ -1,8 +1,10 @@
 //! Activations: elementwise nonlinearities and the softmax family.
 
 use super::broadcast::map2;
+use crate::{
+    bail_shape, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef,
+};
 use cairn_kernels::math::erf;
-use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
     r.register("Relu", |_| Ok(Box::new(Act::Relu)));
@@ -16,9 +18,7 @@ pub fn register(r: &mut Registry) {
     r.register("Elu", |ctx| Ok(Box::new(Act::Elu(ctx.float("alpha", 1.0)?))));
     r.register("Celu", |ctx| Ok(Box::new(Act::Celu(ctx.float("alpha", 1.0)?))));
     r.register("ThresholdedRelu", |ctx| Ok(Box::new(Act::ThresholdedRelu(ctx.float("alpha", 1.0)?))));
-    r.register("Selu", |ctx| {
-        Ok(Box::new(Act::Selu(ctx.float("alpha", 1.673_263_2)?, ctx.float("gamma", 1.050_701)?)))
-    });
+    r.register("Selu", |ctx| Ok(Box::new(Act::Selu(ctx.float("alpha", 1.673_263_2)?, ctx.float("gamma", 1.050_701)?))));
     r.register("HardSigmoid", |ctx| Ok(Box::new(Act::HardSigmoid(ctx.float("alpha", 0.2)?, ctx.float("beta", 0.5)?))));
     r.register("Gelu", |ctx| match ctx.string("approximate", "none")?.as_str() {
         "none" => Ok(Box::new(Act::Gelu) as Box<dyn Op>),
@@ -62,19 +62,55 @@ impl Act {
             Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Act::Tanh => x.tanh(),
             Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
-            Act::Softplus => if x > 20.0 { x } else { x.exp().ln_1p() },
+            Act::Softplus => {
+                if x > 20.0 {
+                    x
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
             Act::Softsign => x / (1.0 + x.abs()),
             Act::Mish => x * (if x > 20.0 { x } else { x.exp().ln_1p() }).tanh(),
             Act::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Act::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
-            Act::LeakyRelu(a) => if x < 0.0 { a * x } else { x },
-            Act::Elu(a) => if x < 0.0 { a * (x.exp() - 1.0) } else { x },
+            Act::LeakyRelu(a) => {
+                if x < 0.0 {
+                    a * x
+                } else {
+                    x
+                }
+            }
+            Act::Elu(a) => {
+                if x < 0.0 {
+                    a * (x.exp() - 1.0)
+                } else {
+                    x
+                }
+            }
             Act::Celu(a) => x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0),
-            Act::ThresholdedRelu(a) => if x > a { x } else { 0.0 },
-            Act::Selu(a, g) => if x <= 0.0 { g * (a * x.exp() - a) } else { g * x },
+            Act::ThresholdedRelu(a) => {
+                if x > a {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Act::Selu(a, g) => {
+                if x <= 0.0 {
+                    g * (a * x.exp() - a)
+                } else {
+                    g * x
+                }
+            }
             Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             // NaN passes through, like onnxruntime.
-            Act::Clip(lo, hi) => if x.is_nan() { x } else { x.max(lo).min(hi) },
+            Act::Clip(lo, hi) => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(lo).min(hi)
+                }
+            }
         }
     }
 

@@ -43,7 +43,6 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
-
 /// Calls `f(out_index, offsets)` for every output element in row-major order, where
 /// `offsets[i]` is the element offset in input `i` (laid out with `strides[i]` from
 /// [`broadcast_strides`]). An odometer walk: no division per element.
@@ -99,7 +98,15 @@ pub fn for_each_run<const N: usize>(out_shape: &[usize], strides: [&[usize]; N],
 }
 
 /// `out[i] = f(a[..], b[..])` with broadcasting; fast paths for equal shapes and scalars.
-pub fn map2<A: Copy, B: Copy, O>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &[usize], out: &mut [O], out_shape: &[usize], f: impl Fn(A, B) -> O) {
+pub fn map2<A: Copy, B: Copy, O>(
+    a: &[A],
+    a_shape: &[usize],
+    b: &[B],
+    b_shape: &[usize],
+    out: &mut [O],
+    out_shape: &[usize],
+    f: impl Fn(A, B) -> O,
+) {
     if a_shape == out_shape && b_shape == out_shape {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = f(x, y);

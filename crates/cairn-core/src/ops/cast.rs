@@ -7,7 +7,9 @@ pub fn register(r: &mut Registry) {
     r.register("Cast", |ctx: &OpContext| {
         ctx.ignore("saturate"); // only meaningful for float8 targets, which Cairn rejects
         let to = ctx.int_req("to")?;
-        Ok(Box::new(Cast { to: Some(onnx_dtype(to).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {to} is not supported")))?) }))
+        Ok(Box::new(Cast {
+            to: Some(onnx_dtype(to).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {to} is not supported")))?),
+        }))
     });
     r.register("CastLike", |ctx| {
         ctx.ignore("saturate");
@@ -37,7 +39,11 @@ struct Cast {
 
 impl Op for Cast {
     fn op_type(&self) -> &str {
-        if self.to.is_some() { "Cast" } else { "CastLike" }
+        if self.to.is_some() {
+            "Cast"
+        } else {
+            "CastLike"
+        }
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.op_type())?;

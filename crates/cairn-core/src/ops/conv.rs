@@ -14,7 +14,6 @@ use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
 use cairn_kernels::gemm::copy_short;
 use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
 
-
 /// Spatial attributes shared by Conv and the pools.
 #[derive(Clone, Debug)]
 pub(crate) struct WindowAttrs {
@@ -156,7 +155,7 @@ impl ConvAttrs {
         if x.len() < 3 || w.len() != x.len() {
             bail_shape!("Conv", "input {x:?} and weights {w:?} must be [N, C, spatial...] and [M, C/group, kernel...]");
         }
-        if x[1] != w[1] * self.group || w[0] % self.group != 0 {
+        if x[1] != w[1] * self.group || !w[0].is_multiple_of(self.group) {
             bail_shape!("Conv", "input channels {} do not match weights {w:?} with group {}", x[1], self.group);
         }
         let kernel = &w[2..];
@@ -217,7 +216,18 @@ impl Op for Conv {
         let bias = inputs.get(2).copied().flatten().map(|b| b.f32s()).transpose()?;
         let g = self.attrs.geometry(x.shape, w.shape)?;
         let filters = Filters::Raw(w.f32s()?);
-        conv_forward(&g, self.attrs.group, x.shape, x.f32s()?, w.shape[0], &filters, bias, Activation::Identity, None, outputs[0].f32s_mut()?);
+        conv_forward(
+            &g,
+            self.attrs.group,
+            x.shape,
+            x.f32s()?,
+            w.shape[0],
+            &filters,
+            bias,
+            Activation::Identity,
+            None,
+            outputs[0].f32s_mut()?,
+        );
         Ok(())
     }
 }
@@ -226,7 +236,10 @@ impl Op for Conv {
 /// GEMM operand per group (prepacked once at load by the fused op).
 enum Filters<'a> {
     Raw(&'a [f32]),
-    Packed { raw: &'a [f32], per_group: &'a [PackedA] },
+    Packed {
+        raw: &'a [f32],
+        per_group: &'a [PackedA],
+    },
     /// Packed with K ordered tap-major (`[M, kh*kw, C]`), for the implicit im2col.
     TapMajor(&'a PackedA),
 }
@@ -361,11 +374,19 @@ impl FusedConv {
     /// Builds the fused op from a Conv node's attributes and its (already folded) filters.
     /// Takes the filters by value: they become the raw copy (depthwise) or are dropped
     /// once packed, so a load never holds more than the packed and one raw copy.
-    pub(crate) fn new(conv: &Node, opset: i64, w: Tensor, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedConv> {
+    pub(crate) fn new(
+        conv: &Node,
+        opset: i64,
+        w: Tensor,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+        has_residual: bool,
+        fused: String,
+    ) -> Result<FusedConv> {
         let ctx = OpContext::new(&conv.op_type, opset, &conv.attrs, conv.inputs.len(), conv.outputs.len());
         let attrs = ConvAttrs::read(&ctx)?;
         let w_shape = w.shape().to_vec();
-        if w_shape.len() < 3 || w_shape[0] % attrs.group != 0 {
+        if w_shape.len() < 3 || !w_shape[0].is_multiple_of(attrs.group) {
             bail_shape!("Conv", "weights {w_shape:?} do not fit group {}", attrs.group);
         }
         let raw = match w.into_data() {
@@ -451,7 +472,18 @@ impl Op for FusedConv {
             Filters::Packed { raw: &self.raw, per_group: &self.packed }
         };
         let y = outputs[0].f32s_mut()?;
-        conv_forward(&g, self.attrs.group, x.shape, x.f32s()?, self.w_shape[0], &filters, self.bias.as_deref(), self.activation, residual, y);
+        conv_forward(
+            &g,
+            self.attrs.group,
+            x.shape,
+            x.f32s()?,
+            self.w_shape[0],
+            &filters,
+            self.bias.as_deref(),
+            self.activation,
+            residual,
+            y,
+        );
         Ok(())
     }
 }
@@ -617,7 +649,9 @@ fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
                 // Output columns whose input column lies inside the image for this tap.
                 let off = (kj * g.dw) as isize - g.pl as isize;
                 let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) }.min(g.ow);
-                let hi = if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize }.max(lo);
+                let hi =
+                    if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize }
+                        .max(lo);
                 for oy in 0..g.oh {
                     let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
                     let out_row = &mut row[oy * g.ow..][..g.ow];
@@ -650,7 +684,13 @@ mod tests {
     use super::*;
 
     fn window(k: usize, s: usize, pads: [usize; 4]) -> WindowAttrs {
-        WindowAttrs { kernel_shape: Some(vec![k, k]), strides: Some(vec![s, s]), dilations: None, pads: Some(pads.to_vec()), auto_pad: "NOTSET".into() }
+        WindowAttrs {
+            kernel_shape: Some(vec![k, k]),
+            strides: Some(vec![s, s]),
+            dilations: None,
+            pads: Some(pads.to_vec()),
+            auto_pad: "NOTSET".into(),
+        }
     }
 
     /// The implicit im2col (phase planes for strides > 1; in place or written out) against

@@ -3,15 +3,25 @@
 
 use super::broadcast::{broadcast_shapes, broadcast_strides, for_each_offset, map2, map2_in_place};
 use crate::{bail_shape, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
-use std::sync::Arc;
 use cairn_kernels::math::erf;
+use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
     use BinKind::*;
     for (name, kind) in [
-        ("Add", Add), ("Sub", Sub), ("Mul", Mul), ("Div", Div), ("Pow", Pow),
-        ("Equal", Equal), ("Greater", Greater), ("Less", Less), ("GreaterOrEqual", GreaterOrEqual),
-        ("LessOrEqual", LessOrEqual), ("And", And), ("Or", Or), ("Xor", Xor),
+        ("Add", Add),
+        ("Sub", Sub),
+        ("Mul", Mul),
+        ("Div", Div),
+        ("Pow", Pow),
+        ("Equal", Equal),
+        ("Greater", Greater),
+        ("Less", Less),
+        ("GreaterOrEqual", GreaterOrEqual),
+        ("LessOrEqual", LessOrEqual),
+        ("And", And),
+        ("Or", Or),
+        ("Xor", Xor),
     ] {
         r.register(name, binary_builder(kind));
     }
@@ -56,8 +66,23 @@ fn binary_builder(kind: BinKind) -> crate::OpBuilder {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum BinKind {
-    Add, Sub, Mul, Div, Pow, Min, Max, Mod, FMod,
-    Equal, Greater, Less, GreaterOrEqual, LessOrEqual, And, Or, Xor,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Min,
+    Max,
+    Mod,
+    FMod,
+    Equal,
+    Greater,
+    Less,
+    GreaterOrEqual,
+    LessOrEqual,
+    And,
+    Or,
+    Xor,
 }
 
 impl BinKind {
@@ -69,11 +94,22 @@ impl BinKind {
     }
     fn name(self) -> &'static str {
         match self {
-            BinKind::Add => "Add", BinKind::Sub => "Sub", BinKind::Mul => "Mul", BinKind::Div => "Div",
-            BinKind::Pow => "Pow", BinKind::Min => "Min", BinKind::Max => "Max", BinKind::Mod | BinKind::FMod => "Mod",
-            BinKind::Equal => "Equal", BinKind::Greater => "Greater", BinKind::Less => "Less",
-            BinKind::GreaterOrEqual => "GreaterOrEqual", BinKind::LessOrEqual => "LessOrEqual",
-            BinKind::And => "And", BinKind::Or => "Or", BinKind::Xor => "Xor",
+            BinKind::Add => "Add",
+            BinKind::Sub => "Sub",
+            BinKind::Mul => "Mul",
+            BinKind::Div => "Div",
+            BinKind::Pow => "Pow",
+            BinKind::Min => "Min",
+            BinKind::Max => "Max",
+            BinKind::Mod | BinKind::FMod => "Mod",
+            BinKind::Equal => "Equal",
+            BinKind::Greater => "Greater",
+            BinKind::Less => "Less",
+            BinKind::GreaterOrEqual => "GreaterOrEqual",
+            BinKind::LessOrEqual => "LessOrEqual",
+            BinKind::And => "And",
+            BinKind::Or => "Or",
+            BinKind::Xor => "Xor",
         }
     }
 }
@@ -92,13 +128,29 @@ impl Arith for f32 {
             BinKind::Mul => a * b,
             BinKind::Div => a / b,
             BinKind::Pow => a.powf(b),
-            BinKind::Min => if a.is_nan() || a < b { a } else { b },
-            BinKind::Max => if a.is_nan() || a > b { a } else { b },
+            BinKind::Min => {
+                if a.is_nan() || a < b {
+                    a
+                } else {
+                    b
+                }
+            }
+            BinKind::Max => {
+                if a.is_nan() || a > b {
+                    a
+                } else {
+                    b
+                }
+            }
             BinKind::FMod => a % b,
             // Python-style: the result takes the divisor's sign.
             BinKind::Mod => {
                 let r = a % b;
-                if r != 0.0 && ((r < 0.0) != (b < 0.0)) { r + b } else { r }
+                if r != 0.0 && ((r < 0.0) != (b < 0.0)) {
+                    r + b
+                } else {
+                    r
+                }
             }
             _ => f32::NAN,
         }
@@ -116,13 +168,36 @@ macro_rules! int_arith {
                     BinKind::Sub => a.wrapping_sub(b),
                     BinKind::Mul => a.wrapping_mul(b),
                     // Integer division by zero has no defined result in ONNX; 0 instead of a panic.
-                    BinKind::Div => if b == 0 { 0 } else { a.wrapping_div(b) },
+                    BinKind::Div => {
+                        if b == 0 {
+                            0
+                        } else {
+                            a.wrapping_div(b)
+                        }
+                    }
                     BinKind::Pow => (a as f64).powf(b as f64) as $t,
                     BinKind::Min => a.min(b),
                     BinKind::Max => a.max(b),
-                    BinKind::FMod => if b == 0 { 0 } else { a.wrapping_rem(b) },
+                    BinKind::FMod => {
+                        if b == 0 {
+                            0
+                        } else {
+                            a.wrapping_rem(b)
+                        }
+                    }
                     // Python-style: the result takes the divisor's sign.
-                    BinKind::Mod => if b == 0 { 0 } else { let r = a.wrapping_rem(b); if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r } },
+                    BinKind::Mod => {
+                        if b == 0 {
+                            0
+                        } else {
+                            let r = a.wrapping_rem(b);
+                            if r != 0 && ((r < 0) != (b < 0)) {
+                                r + b
+                            } else {
+                                r
+                            }
+                        }
+                    }
                     _ => 0,
                 }
             }
@@ -413,11 +488,33 @@ fn unary_slice_kernel(name: &str) -> Option<fn(&mut [f32])> {
 }
 
 static UNARY_FNS: [(&str, fn(f32) -> f32); 19] = [
-    ("Sqrt", f32::sqrt), ("Exp", f32::exp), ("Log", f32::ln), ("Reciprocal", |x| 1.0 / x),
-    ("Floor", f32::floor), ("Ceil", f32::ceil), ("Round", f32::round_ties_even),
-    ("Sin", f32::sin), ("Cos", f32::cos), ("Tan", f32::tan), ("Asin", f32::asin), ("Acos", f32::acos),
-    ("Atan", f32::atan), ("Sinh", f32::sinh), ("Cosh", f32::cosh), ("Erf", erf),
-    ("Sign", |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x }), ("Neg", |x| -x), ("Abs", f32::abs),
+    ("Sqrt", f32::sqrt),
+    ("Exp", f32::exp),
+    ("Log", f32::ln),
+    ("Reciprocal", |x| 1.0 / x),
+    ("Floor", f32::floor),
+    ("Ceil", f32::ceil),
+    ("Round", f32::round_ties_even),
+    ("Sin", f32::sin),
+    ("Cos", f32::cos),
+    ("Tan", f32::tan),
+    ("Asin", f32::asin),
+    ("Acos", f32::acos),
+    ("Atan", f32::atan),
+    ("Sinh", f32::sinh),
+    ("Cosh", f32::cosh),
+    ("Erf", erf),
+    ("Sign", |x| {
+        if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else {
+            x
+        }
+    }),
+    ("Neg", |x| -x),
+    ("Abs", f32::abs),
 ];
 
 impl Op for Unary {
@@ -472,7 +569,6 @@ impl Op for Unary {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,11 +589,9 @@ mod tests {
         assert_eq!(run2(BinKind::Div, a, b).i64s().unwrap(), &[3, 0, -3, 0]);
     }
 
-
-
     #[test]
     fn erf_is_accurate() {
-        for &(x, want) in &[(0.1f32, 0.112462916f32), (0.5, 0.520499878), (1.0, 0.842700793), (2.5, 0.999593048), (-1.5, -0.966105146)] {
+        for &(x, want) in &[(0.1f32, 0.112462916f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.5, 0.999_593), (-1.5, -0.966_105_16)] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
         }
     }

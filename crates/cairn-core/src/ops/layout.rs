@@ -1,7 +1,10 @@
 //! Data movement and shape operators: they work on every dtype.
 
 use super::broadcast::{broadcast_shapes, contiguous_strides};
-use crate::{bail_shape, checked_numel, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, Tensor, TensorData, TensorMut, TensorRef};
+use crate::{
+    bail_shape, checked_numel, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, Tensor,
+    TensorData, TensorMut, TensorRef,
+};
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
@@ -13,7 +16,9 @@ pub fn register(r: &mut Registry) {
         Ok(Box::new(View::Dropout))
     });
     r.register("Flatten", |ctx| Ok(Box::new(View::Flatten(ctx.int("axis", 1)?))));
-    r.register("Reshape", |ctx| Ok(Box::new(View::Reshape { allowzero: ctx.int("allowzero", 0)? == 1, attr_shape: ctx.ints_opt("shape")? })));
+    r.register("Reshape", |ctx| {
+        Ok(Box::new(View::Reshape { allowzero: ctx.int("allowzero", 0)? == 1, attr_shape: ctx.ints_opt("shape")? }))
+    });
     r.register("Squeeze", |ctx| Ok(Box::new(View::Squeeze(axes_attr(ctx)?))));
     r.register("Unsqueeze", |ctx| Ok(Box::new(View::Unsqueeze(axes_attr(ctx)?))));
     r.register("Transpose", |ctx| Ok(Box::new(Transpose { perm: ctx.ints_opt("perm")? })));
@@ -164,7 +169,11 @@ fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Result<Ve
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| Error::shape("Reshape", format!("0 at position {i} copies a dim the input {input:?} does not have")))?),
+            0 if !allowzero => out.push(
+                *input
+                    .get(i)
+                    .ok_or_else(|| Error::shape("Reshape", format!("0 at position {i} copies a dim the input {input:?} does not have")))?,
+            ),
             t if t >= 0 => out.push(t as usize),
             _ => bail_shape!("Reshape", "invalid target shape {target:?}"),
         }
@@ -201,7 +210,11 @@ impl Op for View {
                 });
             }
         }
-        let mut out = vec![Fact { dtype: x.dtype, value: x.value.as_ref().map(|v| Arc::new((**v).clone().reshaped(shape.clone()).expect("same size"))), shape: shape.clone() }];
+        let mut out = vec![Fact {
+            dtype: x.dtype,
+            value: x.value.as_ref().map(|v| Arc::new((**v).clone().reshaped(shape.clone()).expect("same size"))),
+            shape: shape.clone(),
+        }];
         if let View::Dropout = self {
             out.push(Fact::new(DType::Bool, shape));
         }
@@ -320,7 +333,10 @@ impl Op for Concat {
         let mut shape = first.shape.clone();
         shape[axis] = 0;
         for f in &facts {
-            if f.dtype != first.dtype || f.rank() != first.rank() || f.shape.iter().enumerate().any(|(i, &d)| i != axis && d != first.shape[i]) {
+            if f.dtype != first.dtype
+                || f.rank() != first.rank()
+                || f.shape.iter().enumerate().any(|(i, &d)| i != axis && d != first.shape[i])
+            {
                 bail_shape!("Concat", "inputs {:?} and {:?} do not fit along axis {axis}", first.shape, f.shape);
             }
             shape[axis] += f.shape[axis];
@@ -364,7 +380,9 @@ impl Split {
             None => known(inputs, 1, "Split", "split")?,
         };
         let sizes: Vec<usize> = match split {
-            Some(s) if !s.is_empty() => s.iter().map(|&v| usize::try_from(v).map_err(|_| Error::shape("Split", "negative split"))).collect::<Result<_>>()?,
+            Some(s) if !s.is_empty() => {
+                s.iter().map(|&v| usize::try_from(v).map_err(|_| Error::shape("Split", "negative split"))).collect::<Result<_>>()?
+            }
             _ => {
                 let n = self.num_outputs.map_or(self.n_outputs, |n| n as usize).max(1);
                 let chunk = dim.div_ceil(n);
@@ -385,11 +403,14 @@ impl Op for Split {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, "Split")?;
         let (axis, sizes) = self.sizes(inputs)?;
-        Ok(sizes.into_iter().map(|s| {
-            let mut shape = x.shape.clone();
-            shape[axis] = s;
-            Fact::new(x.dtype, shape)
-        }).collect())
+        Ok(sizes
+            .into_iter()
+            .map(|s| {
+                let mut shape = x.shape.clone();
+                shape[axis] = s;
+                Fact::new(x.dtype, shape)
+            })
+            .collect())
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, "Split")?;
@@ -415,7 +436,13 @@ struct Slice {
 }
 
 /// Per output dim: (start index, step, length) of a Slice.
-fn slice_ranges(shape: &[usize], starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Result<Vec<(i64, i64, usize)>> {
+fn slice_ranges(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Vec<(i64, i64, usize)>> {
     let rank = shape.len();
     let mut ranges: Vec<(i64, i64, usize)> = shape.iter().map(|&d| (0, 1, d)).collect();
     if starts.len() != ends.len() {
@@ -440,7 +467,11 @@ fn slice_ranges(shape: &[usize], starts: &[i64], ends: &[i64], axes: Option<&[i6
         } else {
             (clamp(norm(starts[i]), 0, dim - 1), clamp(norm(ends[i]), -1, dim - 1))
         };
-        let len = if step > 0 { (end - start).max(0).div_euclid(1).saturating_add(step - 1) / step } else { (start - end).max(0).saturating_add(-step - 1) / -step };
+        let len = if step > 0 {
+            (end - start).max(0).div_euclid(1).saturating_add(step - 1) / step
+        } else {
+            (start - end).max(0).saturating_add(-step - 1) / -step
+        };
         ranges[axis] = (start, step, len.max(0) as usize);
     }
     Ok(ranges)
@@ -583,7 +614,10 @@ impl Op for ConstantOfShape {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let dims = known(inputs, 0, "ConstantOfShape", "shape")?.ok_or_else(|| Error::shape("ConstantOfShape", "needs a shape"))?;
-        let shape: Vec<usize> = dims.iter().map(|&d| usize::try_from(d).map_err(|_| Error::shape("ConstantOfShape", format!("negative dim in {dims:?}")))).collect::<Result<_>>()?;
+        let shape: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| Error::shape("ConstantOfShape", format!("negative dim in {dims:?}"))))
+            .collect::<Result<_>>()?;
         checked_numel(&shape)?;
         Ok(vec![Fact::new(self.value.dtype(), shape)])
     }
@@ -665,7 +699,10 @@ impl Op for Expand {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, "Expand")?;
         let dims = known(inputs, 1, "Expand", "shape")?.ok_or_else(|| Error::shape("Expand", "needs a shape"))?;
-        let target: Vec<usize> = dims.iter().map(|&d| usize::try_from(d).map_err(|_| Error::shape("Expand", format!("negative dim in {dims:?}")))).collect::<Result<_>>()?;
+        let target: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| Error::shape("Expand", format!("negative dim in {dims:?}"))))
+            .collect::<Result<_>>()?;
         let shape = broadcast_shapes(&[&x.shape, &target], "Expand")?;
         checked_numel(&shape)?;
         Ok(vec![Fact::new(x.dtype, shape)])
@@ -691,7 +728,12 @@ impl Op for Tile {
         if reps.len() != x.rank() || reps.iter().any(|&r| r < 0) {
             bail_shape!("Tile", "repeats {reps:?} must be {} non-negative values", x.rank());
         }
-        let shape: Vec<usize> = x.shape.iter().zip(&reps).map(|(&d, &r)| d.checked_mul(r as usize).ok_or_else(|| Error::TooLarge("Tile".into()))).collect::<Result<_>>()?;
+        let shape: Vec<usize> = x
+            .shape
+            .iter()
+            .zip(&reps)
+            .map(|(&d, &r)| d.checked_mul(r as usize).ok_or_else(|| Error::TooLarge("Tile".into())))
+            .collect::<Result<_>>()?;
         checked_numel(&shape)?;
         Ok(vec![Fact::new(x.dtype, shape)])
     }
@@ -806,7 +848,11 @@ impl Op for Pad {
                         "reflect" if d > 1 => {
                             let period = 2 * (d - 1);
                             let m = i.rem_euclid(period);
-                            if m < d { m } else { period - m }
+                            if m < d {
+                                m
+                            } else {
+                                period - m
+                            }
                         }
                         "reflect" => 0,
                         _ => {

@@ -1,9 +1,9 @@
 //! MatMul (numpy semantics, batched with broadcasting) and Gemm.
 
-use std::sync::Arc;
 use super::broadcast::broadcast_shapes;
 use crate::{bail_shape, required, DType, Fact, Op, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::{gemm, sgemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedB, RhsOperand, Transpose};
+use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
     r.register("MatMul", |_| Ok(Box::new(MatMul)));
@@ -77,7 +77,21 @@ impl Op for MatMul {
             return Ok(());
         }
         super::broadcast::for_each_offset(&batch, [&sa, &sb], |i, [ia, ib]| {
-            sgemm(m, n, k, 1.0, &av[ia * m * k..][..m * k], k, Transpose::No, &bv[ib * k * n..][..k * n], n, Transpose::No, 0.0, &mut y[i * m * n..][..m * n], n);
+            sgemm(
+                m,
+                n,
+                k,
+                1.0,
+                &av[ia * m * k..][..m * k],
+                k,
+                Transpose::No,
+                &bv[ib * k * n..][..k * n],
+                n,
+                Transpose::No,
+                0.0,
+                &mut y[i * m * n..][..m * n],
+                n,
+            );
         });
         Ok(())
     }
@@ -190,7 +204,16 @@ impl Weights {
 impl FusedMatMul {
     /// `b` is `[k, n]`, or `[n, k]` with `trans_b`; `alpha` is folded into a packed copy.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(form: MatMulForm, b: &Arc<Tensor>, trans_b: bool, alpha: f32, bias: Option<Vec<f32>>, activation: Activation, has_residual: bool, fused: String) -> Result<FusedMatMul> {
+    pub(crate) fn new(
+        form: MatMulForm,
+        b: &Arc<Tensor>,
+        trans_b: bool,
+        alpha: f32,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+        has_residual: bool,
+        fused: String,
+    ) -> Result<FusedMatMul> {
         let (rows, cols) = (b.shape()[0], b.shape()[1]);
         let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };
         if bias.as_ref().is_some_and(|b| b.len() != n) {
@@ -275,7 +298,7 @@ impl Op for FusedMatMul {
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let a = required(inputs, 0, self.op_type())?;
         let (k, n) = self.weights.dims();
-        let rows = if k == 0 { a.shape[..a.shape.len() - 1].iter().product() } else { a.len() / k };
+        let rows = a.len().checked_div(k).unwrap_or_else(|| a.shape[..a.shape.len() - 1].iter().product());
         let residual = if self.has_residual { Some(required(inputs, 1, self.op_type())?.f32s()?) } else { None };
         let epilogue = Epilogue {
             bias: self.bias.as_deref().map_or(Bias::None, Bias::PerCol),

@@ -35,7 +35,11 @@ struct Pool {
 
 impl Pool {
     fn name(&self) -> &'static str {
-        if self.max { "MaxPool" } else { "AveragePool" }
+        if self.max {
+            "MaxPool"
+        } else {
+            "AveragePool"
+        }
     }
     fn geometry(&self, x: &[usize]) -> Result<Geometry> {
         if x.len() < 3 {
@@ -115,7 +119,11 @@ impl Op for Pool {
                         acc
                     } else {
                         let d = if self.count_include_pad { padded_count } else { count };
-                        if d == 0 { 0.0 } else { acc / d as f32 }
+                        if d == 0 {
+                            0.0
+                        } else {
+                            acc / d as f32
+                        }
                     };
                 }
             }
@@ -131,7 +139,11 @@ struct GlobalPool {
 
 impl Op for GlobalPool {
     fn op_type(&self) -> &str {
-        if self.max { "GlobalMaxPool" } else { "GlobalAveragePool" }
+        if self.max {
+            "GlobalMaxPool"
+        } else {
+            "GlobalAveragePool"
+        }
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.op_type())?;

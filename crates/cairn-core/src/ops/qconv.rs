@@ -51,10 +51,17 @@ pub(crate) struct QConvWeights {
 
 impl QConvWeights {
     /// Prepares 8-bit filters `w` (with per-tensor or per-output-channel zero points).
-    pub(crate) fn new(attrs: &ConvAttrs, w: TensorRef, w_zero: Option<TensorRef>, w_scale: Vec<f32>, bias: Option<Bias>, out: QOutSpec) -> Result<QConvWeights> {
+    pub(crate) fn new(
+        attrs: &ConvAttrs,
+        w: TensorRef,
+        w_zero: Option<TensorRef>,
+        w_scale: Vec<f32>,
+        bias: Option<Bias>,
+        out: QOutSpec,
+    ) -> Result<QConvWeights> {
         let op = "QLinearConv";
         let ws = w.shape.to_vec();
-        if ws.len() < 3 || ws[0] == 0 || ws[0] % attrs.group != 0 {
+        if ws.len() < 3 || ws[0] == 0 || !ws[0].is_multiple_of(attrs.group) {
             bail_shape!(op, "weights {ws:?} do not fit group {}", attrs.group);
         }
         let m = ws[0];
@@ -135,7 +142,11 @@ impl QConv {
                 let w_scale = required(inputs, 4, op)?.to_f32_vec();
                 let y_zero = get(7);
                 let dtype = y_zero.map_or(DType::U8, |z| z.dtype());
-                let out = QOutSpec::Q { dtype, scale: scalar_f32(required(inputs, 6, op)?, op)?, zero: y_zero.map(|z| scalar_i32(z, op)).transpose()?.unwrap_or(0) };
+                let out = QOutSpec::Q {
+                    dtype,
+                    scale: scalar_f32(required(inputs, 6, op)?, op)?,
+                    zero: y_zero.map(|z| scalar_i32(z, op)).transpose()?.unwrap_or(0),
+                };
                 let bias = get(8).map(|b| b.i32s().map(|v| Bias::Int(v.to_vec()))).transpose()?;
                 QConvWeights::new(&self.attrs, w, get(5), w_scale, bias, out)
             }
@@ -170,7 +181,9 @@ impl Op for QConv {
         }
         let (w_shape, dtype) = match (&self.prepared, self.form) {
             (Some(p), _) => (p.w_shape.clone(), p.out.dtype()),
-            (None, Form::QLinear) => (required(inputs, 3, op)?.shape.clone(), inputs.get(7).copied().flatten().map_or(DType::U8, |z| z.dtype)),
+            (None, Form::QLinear) => {
+                (required(inputs, 3, op)?.shape.clone(), inputs.get(7).copied().flatten().map_or(DType::U8, |z| z.dtype))
+            }
             (None, _) => (required(inputs, 1, op)?.shape.clone(), DType::I32),
         };
         let g = self.attrs.geometry(&x.shape, &w_shape)?;
@@ -218,7 +231,16 @@ impl Op for QConv {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_q(attrs: &ConvAttrs, p: &QConvWeights, x: TensorRef, x_scale: f32, x_zero: i32, act: Activation, y: &mut TensorMut, op: &str) -> Result<()> {
+fn conv_q(
+    attrs: &ConvAttrs,
+    p: &QConvWeights,
+    x: TensorRef,
+    x_scale: f32,
+    x_zero: i32,
+    act: Activation,
+    y: &mut TensorMut,
+    op: &str,
+) -> Result<()> {
     let g = attrs.geometry(x.shape, &p.w_shape)?;
     let (n, c, m, group) = (x.shape[0], x.shape[1], p.w_shape[0], attrs.group);
     let (cg, mg) = (c / group, m / group);
@@ -242,7 +264,13 @@ fn conv_q(attrs: &ConvAttrs, p: &QConvWeights, x: TensorRef, x_scale: f32, x_zer
             Filters::Gemm(packed) => {
                 for (grp, pa) in packed.iter().enumerate() {
                     let xg = slice_q8(xb, grp * cg * isz, cg * isz);
-                    let pick = |v: &[f32]| -> std::ops::Range<usize> { if v.len() == 1 { 0..1 } else { grp * mg..(grp + 1) * mg } };
+                    let pick = |v: &[f32]| -> std::ops::Range<usize> {
+                        if v.len() == 1 {
+                            0..1
+                        } else {
+                            grp * mg..(grp + 1) * mg
+                        }
+                    };
                     let epi = QEpilogue {
                         scale: &scale[pick(&scale)],
                         bias: bias.as_deref().map(|v| &v[pick(v)]),

@@ -49,7 +49,14 @@ pub(crate) struct QMatMulWeights {
 
 impl QMatMulWeights {
     /// `b` is `[k, n]`, or `[n, k]` with `trans_b`; zero points per column or one.
-    pub(crate) fn new(b: TensorRef, trans_b: bool, b_zero: Option<TensorRef>, w_scale: Vec<f32>, bias: Option<Bias>, out: QOutSpec) -> Result<QMatMulWeights> {
+    pub(crate) fn new(
+        b: TensorRef,
+        trans_b: bool,
+        b_zero: Option<TensorRef>,
+        w_scale: Vec<f32>,
+        bias: Option<Bias>,
+        out: QOutSpec,
+    ) -> Result<QMatMulWeights> {
         let op = "QLinearMatMul";
         if b.rank() != 2 {
             bail_shape!(op, "the constant operand must be 2-D, got {:?}", b.shape);
@@ -59,7 +66,10 @@ impl QMatMulWeights {
             bail_shape!(op, "k = {k} is too long for i32 accumulation");
         }
         let zero: Vec<i32> = b_zero.map_or(vec![0], |z| z.to_f32_vec().iter().map(|&v| v as i32).collect());
-        if !(zero.len() == 1 || zero.len() == n) || !(w_scale.len() == 1 || w_scale.len() == n) || bias.as_ref().is_some_and(|b| b.len() != n) {
+        if !(zero.len() == 1 || zero.len() == n)
+            || !(w_scale.len() == 1 || w_scale.len() == n)
+            || bias.as_ref().is_some_and(|b| b.len() != n)
+        {
             bail_shape!(op, "scales, zero points and bias must have 1 or {n} values");
         }
         let (rs, cs) = if trans_b { (k, 1) } else { (1, n) };
@@ -90,10 +100,16 @@ impl QMatMul {
         let get = |i: usize| inputs.get(i).copied().flatten();
         let out_q = |s: usize, z: usize| -> Result<QOutSpec> {
             let zero = get(z);
-            Ok(QOutSpec::Q { dtype: zero.map_or(DType::U8, |z| z.dtype()), scale: scalar_f32(required(inputs, s, op)?, op)?, zero: zero.map(|z| scalar_i32(z, op)).transpose()?.unwrap_or(0) })
+            Ok(QOutSpec::Q {
+                dtype: zero.map_or(DType::U8, |z| z.dtype()),
+                scale: scalar_f32(required(inputs, s, op)?, op)?,
+                zero: zero.map(|z| scalar_i32(z, op)).transpose()?.unwrap_or(0),
+            })
         };
         match self.form {
-            Form::QLinear => QMatMulWeights::new(required(inputs, 3, op)?, false, get(5), required(inputs, 4, op)?.to_f32_vec(), None, out_q(6, 7)?),
+            Form::QLinear => {
+                QMatMulWeights::new(required(inputs, 3, op)?, false, get(5), required(inputs, 4, op)?.to_f32_vec(), None, out_q(6, 7)?)
+            }
             Form::Integer => QMatMulWeights::new(required(inputs, 1, op)?, false, get(3), vec![1.0], None, QOutSpec::I32),
             Form::QGemm { alpha, trans_b } => {
                 let scale = required(inputs, 4, op)?.to_f32_vec().iter().map(|s| s * alpha).collect();
@@ -194,7 +210,7 @@ impl Op for QMatMul {
         let a = required(inputs, 0, op)?;
         let ad = q8(a, op)?;
         let (k, n) = (p.k, p.n);
-        let m = if k == 0 { 0 } else { a.len() / k };
+        let m = a.len().checked_div(k).unwrap_or(0);
         let scale: Vec<f32> = p.w_scale.iter().map(|w| w * a_scale).collect();
         let bias = p.bias.as_ref().map(|b| b.real(&scale));
         let (out_scale, out_zero) = p.out.scale_zero();

@@ -1,7 +1,7 @@
 //! QuantizeLinear and DequantizeLinear (per tensor and per axis, i8/u8).
 
-use cairn_kernels::qconvert::{self, Q8Range};
 use crate::{bail_shape, normalize_axis, required, DType, DataMut, DataRef, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
+use cairn_kernels::qconvert::{self, Q8Range};
 
 pub fn register(r: &mut Registry) {
     r.register("QuantizeLinear", |ctx| build(ctx, true));
@@ -54,7 +54,11 @@ fn build(ctx: &OpContext, quantize: bool) -> Result<Box<dyn Op>> {
     ctx.ignore("saturate");
     let output_dtype = match ctx.int("output_dtype", 0)? {
         0 => None,
-        code => Some(super::cast::onnx_dtype(code).filter(|d| matches!(d, DType::I8 | DType::U8 | DType::F32)).ok_or_else(|| ctx.unsupported("output_dtype", format!("type {code}")))?),
+        code => Some(
+            super::cast::onnx_dtype(code)
+                .filter(|d| matches!(d, DType::I8 | DType::U8 | DType::F32))
+                .ok_or_else(|| ctx.unsupported("output_dtype", format!("type {code}")))?,
+        ),
     };
     Ok(Box::new(Linear { quantize, axis: ctx.int("axis", 1)?, output_dtype }))
 }
@@ -82,16 +86,16 @@ impl Linear {
 
 impl Op for Linear {
     fn op_type(&self) -> &str {
-        if self.quantize { "QuantizeLinear" } else { "DequantizeLinear" }
+        if self.quantize {
+            "QuantizeLinear"
+        } else {
+            "DequantizeLinear"
+        }
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.op_type())?;
         let zp = inputs.get(2).copied().flatten();
-        let dtype = if self.quantize {
-            zp.map(|z| z.dtype).or(self.output_dtype).unwrap_or(DType::U8)
-        } else {
-            DType::F32
-        };
+        let dtype = if self.quantize { zp.map(|z| z.dtype).or(self.output_dtype).unwrap_or(DType::U8) } else { DType::F32 };
         if self.quantize && !matches!(dtype, DType::I8 | DType::U8) {
             bail_shape!(self.op_type(), "quantizes to i8 or u8, not {dtype}");
         }
@@ -112,7 +116,9 @@ impl Op for Linear {
             match &mut outputs[0].data {
                 DataMut::U8(d) => qconvert::quantize(xs, s, z, Q8Range::U8, d),
                 // SAFETY: same size and alignment; the bytes are i8's two's complement.
-                DataMut::I8(d) => qconvert::quantize(xs, s, z, Q8Range::I8, unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut u8, d.len()) }),
+                DataMut::I8(d) => {
+                    qconvert::quantize(xs, s, z, Q8Range::I8, unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut u8, d.len()) })
+                }
                 _ => bail_shape!(self.op_type(), "unsupported output dtype"),
             }
         } else if self.quantize {

@@ -5,13 +5,29 @@ use crate::{bail_shape, normalize_axis, required, DType, Error, Fact, Op, OpCont
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
-    Mean, Sum, Max, Min, Prod, L1, L2, SumSquare, LogSum, LogSumExp,
+    Mean,
+    Sum,
+    Max,
+    Min,
+    Prod,
+    L1,
+    L2,
+    SumSquare,
+    LogSum,
+    LogSumExp,
 }
 
 const REDUCES: [(&str, Kind); 10] = [
-    ("ReduceMean", Kind::Mean), ("ReduceSum", Kind::Sum), ("ReduceMax", Kind::Max), ("ReduceMin", Kind::Min),
-    ("ReduceProd", Kind::Prod), ("ReduceL1", Kind::L1), ("ReduceL2", Kind::L2), ("ReduceSumSquare", Kind::SumSquare),
-    ("ReduceLogSum", Kind::LogSum), ("ReduceLogSumExp", Kind::LogSumExp),
+    ("ReduceMean", Kind::Mean),
+    ("ReduceSum", Kind::Sum),
+    ("ReduceMax", Kind::Max),
+    ("ReduceMin", Kind::Min),
+    ("ReduceProd", Kind::Prod),
+    ("ReduceL1", Kind::L1),
+    ("ReduceL2", Kind::L2),
+    ("ReduceSumSquare", Kind::SumSquare),
+    ("ReduceLogSum", Kind::LogSum),
+    ("ReduceLogSumExp", Kind::LogSumExp),
 ];
 
 pub fn register(r: &mut Registry) {
@@ -178,7 +194,11 @@ struct Arg {
 
 impl Op for Arg {
     fn op_type(&self) -> &str {
-        if self.max { "ArgMax" } else { "ArgMin" }
+        if self.max {
+            "ArgMax"
+        } else {
+            "ArgMin"
+        }
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.op_type())?;

@@ -8,7 +8,14 @@ pub fn register(r: &mut Registry) {
     r.register("Upsample", |ctx| {
         let mode = mode(ctx)?;
         let scales = if ctx.opset < 9 { ctx.floats_opt("scales")? } else { None };
-        Ok(Box::new(Resize { mode, coord: Coord::Asymmetric, nearest: Nearest::Floor, attr_scales: scales, axes: None, legacy_inputs: true }))
+        Ok(Box::new(Resize {
+            mode,
+            coord: Coord::Asymmetric,
+            nearest: Nearest::Floor,
+            attr_scales: scales,
+            axes: None,
+            legacy_inputs: true,
+        }))
     });
 }
 
@@ -90,7 +97,9 @@ impl Resize {
         let x = required(inputs, 0, "Resize")?;
         let rank = x.rank();
         let non_empty = |i: usize| inputs.get(i).copied().flatten().filter(|f| f.numel() > 0);
-        let value = |f: &Fact| f.value.as_ref().map(|v| v.view().to_f32_vec()).ok_or_else(|| Error::shape("Resize", "scales/sizes must be constants"));
+        let value = |f: &Fact| {
+            f.value.as_ref().map(|v| v.view().to_f32_vec()).ok_or_else(|| Error::shape("Resize", "scales/sizes must be constants"))
+        };
         let (scales_in, sizes_in) = if self.legacy_inputs { (non_empty(1), None) } else { (non_empty(2), non_empty(3)) };
         let axes: Vec<usize> = match &self.axes {
             None => (0..rank).collect(),
@@ -133,9 +142,21 @@ impl Resize {
         let x = out_i as f32;
         match self.coord {
             Coord::HalfPixel => (x + 0.5) / scale - 0.5,
-            Coord::PytorchHalfPixel => if out_len > 1 { (x + 0.5) / scale - 0.5 } else { 0.0 },
+            Coord::PytorchHalfPixel => {
+                if out_len > 1 {
+                    (x + 0.5) / scale - 0.5
+                } else {
+                    0.0
+                }
+            }
             // The spec's length_resized here is in_len * scale, before flooring.
-            Coord::AlignCorners => if out_len == 1 { 0.0 } else { x * (in_len as f32 - 1.0) / (in_len as f32 * scale - 1.0) },
+            Coord::AlignCorners => {
+                if out_len == 1 {
+                    0.0
+                } else {
+                    x * (in_len as f32 - 1.0) / (in_len as f32 * scale - 1.0)
+                }
+            }
             Coord::Asymmetric => x / scale,
             Coord::TfHalfPixelForNn => (x + 0.5) / scale,
         }
@@ -171,8 +192,20 @@ impl Op for Resize {
                         match self.mode {
                             Mode::Nearest => {
                                 let i = match self.nearest {
-                                    Nearest::RoundPreferFloor => if c.fract() == 0.5 { c.floor() } else { c.round() },
-                                    Nearest::RoundPreferCeil => if c.fract() == 0.5 { c.ceil() } else { c.round() },
+                                    Nearest::RoundPreferFloor => {
+                                        if c.fract() == 0.5 {
+                                            c.floor()
+                                        } else {
+                                            c.round()
+                                        }
+                                    }
+                                    Nearest::RoundPreferCeil => {
+                                        if c.fract() == 0.5 {
+                                            c.ceil()
+                                        } else {
+                                            c.round()
+                                        }
+                                    }
                                     Nearest::Floor => c.floor(),
                                     Nearest::Ceil => c.ceil(),
                                 }

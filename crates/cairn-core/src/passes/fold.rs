@@ -43,17 +43,19 @@ fn fold(mut graph: Graph, keep_int8_weights: bool) -> Result<(Graph, FoldStats)>
         let constant_input = |name: &String| !graph_inputs.contains(name) && graph.initializers.contains_key(name);
         let int8_weights = keep_int8_weights
             && node.op_type == "DequantizeLinear"
-            && node.inputs.first().and_then(|n| n.as_ref()).and_then(|n| graph.initializers.get(n)).is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
+            && node
+                .inputs
+                .first()
+                .and_then(|n| n.as_ref())
+                .and_then(|n| graph.initializers.get(n))
+                .is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
         let foldable = !int8_weights
             && !node.outputs.is_empty()
             && node.outputs.iter().all(|o| !o.is_empty())
             && node.inputs.iter().flatten().filter(|n| !n.is_empty()).all(constant_input);
         if foldable {
-            let inputs: Vec<Option<Arc<Tensor>>> = node
-                .inputs
-                .iter()
-                .map(|n| n.as_ref().filter(|n| !n.is_empty()).map(|n| graph.initializers[n].clone()))
-                .collect();
+            let inputs: Vec<Option<Arc<Tensor>>> =
+                node.inputs.iter().map(|n| n.as_ref().filter(|n| !n.is_empty()).map(|n| graph.initializers[n].clone())).collect();
             // Only fold when the outputs are of reasonable size; shapes first, from `infer`.
             let facts: Vec<_> = inputs.iter().map(|t| t.clone().map(crate::Fact::from_tensor)).collect();
             let fact_refs: Vec<_> = facts.iter().map(|f| f.as_ref()).collect();

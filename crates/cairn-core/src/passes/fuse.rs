@@ -58,7 +58,11 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
             // the packed copy of the whole model are never alive together.
             for j in std::iter::once(i).chain(absorbed.iter().copied()) {
                 for name in graph.nodes[j].inputs.iter().flatten() {
-                    if graph.initializers.contains_key(name) && uses.readers(name).iter().all(|&r| removed[r]) && !uses.graph_outputs.contains(name) && !graph_inputs.contains(name) {
+                    if graph.initializers.contains_key(name)
+                        && uses.readers(name).iter().all(|&r| removed[r])
+                        && !uses.graph_outputs.contains(name)
+                        && !graph_inputs.contains(name)
+                    {
                         graph.initializers.remove(name);
                     }
                 }
@@ -198,7 +202,11 @@ fn match_silu(graph: &Graph, uses: &Uses, value: &str) -> Option<(Activation, Ab
     }
     let (s, m) = if is(&graph.nodes[readers[0]], "Sigmoid") { (readers[0], readers[1]) } else { (readers[1], readers[0]) };
     let (sig, mul) = (&graph.nodes[s], &graph.nodes[m]);
-    if !is(sig, "Sigmoid") || !is(mul, "Mul") || uses.sole_reader(&sig.outputs[0]) != Some(m) || other_input(mul, value) != Some(sig.outputs[0].as_str()) {
+    if !is(sig, "Sigmoid")
+        || !is(mul, "Mul")
+        || uses.sole_reader(&sig.outputs[0]) != Some(m)
+        || other_input(mul, value) != Some(sig.outputs[0].as_str())
+    {
         return None;
     }
     Some((Activation::Silu, Absorbed { nodes: vec![s, m], output: mul.outputs[0].clone(), label: "SiLU".into() }))
@@ -215,9 +223,16 @@ fn match_gelu(graph: &Graph, uses: &Uses, value: &str) -> Option<(Activation, Ab
     let is_scale = |j: usize| {
         let n = &graph.nodes[j];
         let c = other_input(n, value).and_then(|c| constant_scalar(graph, c));
-        (is(n, "Div") && n.inputs[0].as_deref() == Some(value) && near(c, std::f32::consts::SQRT_2)) || (is(n, "Mul") && near(c, std::f32::consts::FRAC_1_SQRT_2))
+        (is(n, "Div") && n.inputs[0].as_deref() == Some(value) && near(c, std::f32::consts::SQRT_2))
+            || (is(n, "Mul") && near(c, std::f32::consts::FRAC_1_SQRT_2))
     };
-    let (d, o) = if is_scale(readers[0]) { (readers[0], readers[1]) } else if is_scale(readers[1]) { (readers[1], readers[0]) } else { return None };
+    let (d, o) = if is_scale(readers[0]) {
+        (readers[0], readers[1])
+    } else if is_scale(readers[1]) {
+        (readers[1], readers[0])
+    } else {
+        return None;
+    };
     let e = uses.sole_reader(&graph.nodes[d].outputs[0]).filter(|&e| is(&graph.nodes[e], "Erf"))?;
     let erf_out = &graph.nodes[e].outputs[0];
     let a = uses.sole_reader(erf_out).filter(|&a| is(&graph.nodes[a], "Add"))?;
@@ -289,10 +304,18 @@ fn take_sole_weight(graph: &mut Graph, uses: &Uses, graph_inputs: &HashSet<Strin
 
 /// Fuses Conv `i` with what follows it. `owned` is its weight when only it reads it
 /// (taken out of the graph); it is returned when the Conv is not fused.
-fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats, owned: Option<Arc<Tensor>>) -> Result<(Fused, Option<Arc<Tensor>>)> {
+fn fuse_conv(
+    graph: &Graph,
+    uses: &Uses,
+    i: usize,
+    stats: &mut FuseStats,
+    owned: Option<Arc<Tensor>>,
+) -> Result<(Fused, Option<Arc<Tensor>>)> {
     let conv = &graph.nodes[i];
     let (Some(Some(w_name)), 1) = (conv.inputs.get(1), conv.outputs.len()) else { return Ok((None, owned)) };
-    let Some(w) = owned.as_ref().or_else(|| constant(graph, w_name)).filter(|w| w.dtype() == DType::F32 && w.rank() >= 3) else { return Ok((None, owned)) };
+    let Some(w) = owned.as_ref().or_else(|| constant(graph, w_name)).filter(|w| w.dtype() == DType::F32 && w.rank() >= 3) else {
+        return Ok((None, owned));
+    };
     let Some(Some(x)) = conv.inputs.first() else { return Ok((None, owned)) };
     let w_shape = w.shape().to_vec();
     let m = w_shape[0];
@@ -321,7 +344,8 @@ fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats, owned:
     if let Some(j) = uses.sole_reader(&out) {
         let bn = &graph.nodes[j];
         if is(bn, "BatchNormalization") && bn.inputs.len() == 5 {
-            let p: Option<Vec<Vec<f32>>> = bn.inputs[1..].iter().map(|n| n.as_deref().and_then(|n| constant_f32s(graph, n)).filter(|v| v.len() == m)).collect();
+            let p: Option<Vec<Vec<f32>>> =
+                bn.inputs[1..].iter().map(|n| n.as_deref().and_then(|n| constant_f32s(graph, n)).filter(|v| v.len() == m)).collect();
             if let Some(p) = p {
                 let eps = float_attr(bn, "epsilon", 1e-5);
                 let (scale, shift, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
@@ -369,7 +393,8 @@ fn fuse_conv(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats, owned:
     }
     let filters = Tensor::from_f32(w_shape, weights)?;
     let label = if labels.is_empty() { String::new() } else { format!("+{}", labels.join("+")) };
-    let op = FusedConv::new(conv, graph.opset, filters, bias, activation, residual.is_some(), label).map_err(|e| e.at_node(&conv.name, &conv.op_type))?;
+    let op = FusedConv::new(conv, graph.opset, filters, bias, activation, residual.is_some(), label)
+        .map_err(|e| e.at_node(&conv.name, &conv.op_type))?;
     let mut inputs = vec![Some(x.clone())];
     inputs.extend(residual.map(Some));
     stats.fused_convs += 1;
@@ -443,7 +468,8 @@ fn fuse_matmul(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> R
         stats.activations += 1;
     }
     let label = if labels.is_empty() { String::new() } else { format!("+{}", labels.join("+")) };
-    let op = FusedMatMul::new(form, b, trans_b, alpha, bias, activation, residual.is_some(), label).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+    let op = FusedMatMul::new(form, b, trans_b, alpha, bias, activation, residual.is_some(), label)
+        .map_err(|e| e.at_node(&node.name, &node.op_type))?;
     let mut inputs = vec![Some(a.clone())];
     inputs.extend(residual.map(Some));
     stats.fused_matmuls += 1;

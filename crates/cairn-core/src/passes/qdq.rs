@@ -97,7 +97,12 @@ impl Ctx {
                 readers.entry(v.clone()).or_default().push(i);
             }
         }
-        Ctx { producer, readers, outputs: graph.outputs.iter().map(|o| o.name.clone()).collect(), inputs: graph.inputs.iter().map(|i| i.name.clone()).collect() }
+        Ctx {
+            producer,
+            readers,
+            outputs: graph.outputs.iter().map(|o| o.name.clone()).collect(),
+            inputs: graph.inputs.iter().map(|i| i.name.clone()).collect(),
+        }
     }
 
     pub(super) fn constant<'g>(&self, graph: &'g Graph, name: &str) -> Option<&'g Arc<Tensor>> {
@@ -150,7 +155,9 @@ impl Ctx {
             };
             let found = match (n.domain.as_str(), n.op_type.as_str()) {
                 ("", "Relu") => Some(Activation::Relu),
-                ("", "Clip") if graph.opset >= 11 => bound(1, f32::NEG_INFINITY).zip(bound(2, f32::INFINITY)).map(|(min, max)| Activation::Clip { min, max }),
+                ("", "Clip") if graph.opset >= 11 => {
+                    bound(1, f32::NEG_INFINITY).zip(bound(2, f32::INFINITY)).map(|(min, max)| Activation::Clip { min, max })
+                }
                 ("", "Clip") => {
                     let f = |k: &str, d: f32| match n.attrs.get(k) {
                         Some(Attr::Float(v)) => *v,
@@ -169,7 +176,13 @@ impl Ctx {
         if let Some(j) = self.sole_reader(&out, removed) {
             let n = &graph.nodes[j];
             if n.domain.is_empty() && n.op_type == "QuantizeLinear" {
-                let scale = n.inputs.get(1).cloned().flatten().and_then(|s| self.constant(graph, &s)).filter(|t| t.len() == 1 && t.dtype() == DType::F32);
+                let scale = n
+                    .inputs
+                    .get(1)
+                    .cloned()
+                    .flatten()
+                    .and_then(|s| self.constant(graph, &s))
+                    .filter(|t| t.len() == 1 && t.dtype() == DType::F32);
                 let zero = match n.inputs.get(2).cloned().flatten().filter(|s| !s.is_empty()) {
                     None => Some(None),
                     Some(z) => self.constant(graph, &z).filter(|t| t.len() == 1 && matches!(t.dtype(), DType::U8 | DType::I8)).map(Some),
@@ -235,7 +248,8 @@ impl Ctx {
         let (act, out, y, absorbed) = self.output_side(graph, &conv.outputs[0], removed);
         let ctx = OpContext::new(&conv.op_type, graph.opset, &conv.attrs, conv.inputs.len(), 1);
         let attrs = ConvAttrs::read(&ctx).map_err(|e| e.at_node(&conv.name, &conv.op_type))?;
-        let weights = QConvWeights::new(&attrs, wq.view(), w_zero.map(|z| z.view()), w_scale, bias, out).map_err(|e| e.at_node(&conv.name, "Conv"))?;
+        let weights = QConvWeights::new(&attrs, wq.view(), w_zero.map(|z| z.view()), w_scale, bias, out)
+            .map_err(|e| e.at_node(&conv.name, "Conv"))?;
         let label = fused_label(graph, &absorbed);
         let op = QConv::prepared(attrs, weights, act, label);
         Ok(Some((int8_node(conv, op, vec![Some(xdq.q), Some(xdq.scale), xdq.zero], y), absorbed)))
@@ -275,7 +289,8 @@ impl Ctx {
         };
         let (act, out, y, absorbed) = self.output_side(graph, &node.outputs[0], removed);
         let scale = w_scale.iter().map(|s| s * alpha).collect();
-        let weights = QMatMulWeights::new(wq.view(), trans_b, w_zero.map(|z| z.view()), scale, bias, out).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+        let weights = QMatMulWeights::new(wq.view(), trans_b, w_zero.map(|z| z.view()), scale, bias, out)
+            .map_err(|e| e.at_node(&node.name, &node.op_type))?;
         let op = QMatMul::prepared(weights, act, fused_label(graph, &absorbed));
         Ok(Some((int8_node(node, op, vec![Some(adq.q), Some(adq.scale), adq.zero], y), absorbed)))
     }
@@ -287,8 +302,24 @@ impl Ctx {
         let (act, out, y, absorbed) = self.output_side(graph, &node.outputs[0], removed);
         let (QOutSpec::Q { .. }, Activation::Identity) = (&out, act) else { return Ok(None) };
         let q = &graph.nodes[*absorbed.last().expect("a QuantizeLinear was absorbed")];
-        let inputs = vec![Some(da.q), Some(da.scale), da.zero, Some(db.q), Some(db.scale), db.zero, q.inputs[1].clone(), q.inputs.get(2).cloned().flatten()];
-        let spec = NodeSpec { name: node.name.clone(), domain: MS_DOMAIN.into(), op_type: "QLinearAdd".into(), attrs: Attrs::new(), inputs, outputs: vec![y] };
+        let inputs = vec![
+            Some(da.q),
+            Some(da.scale),
+            da.zero,
+            Some(db.q),
+            Some(db.scale),
+            db.zero,
+            q.inputs[1].clone(),
+            q.inputs.get(2).cloned().flatten(),
+        ];
+        let spec = NodeSpec {
+            name: node.name.clone(),
+            domain: MS_DOMAIN.into(),
+            op_type: "QLinearAdd".into(),
+            attrs: Attrs::new(),
+            inputs,
+            outputs: vec![y],
+        };
         Ok(Some((Node::build(spec, graph.opset, Registry::global())?, absorbed)))
     }
 
@@ -304,7 +335,11 @@ impl Ctx {
                 None => None,
                 Some(_) => Some(scalar(z)?),
             };
-            (scale.is_finite() && scale > 0.0).then(|| QOutSpec::Q { dtype: zero.map_or(DType::U8, |t| t.dtype()), scale, zero: zero.map_or(0, |t| t.view().to_f32_vec()[0] as i32) })
+            (scale.is_finite() && scale > 0.0).then(|| QOutSpec::Q {
+                dtype: zero.map_or(DType::U8, |t| t.dtype()),
+                scale,
+                zero: zero.map_or(0, |t| t.view().to_f32_vec()[0] as i32),
+            })
         };
         let at = |e: crate::Error| e.at_node(&node.name, &node.op_type);
         let (op, x_inputs): (Arc<dyn crate::Op>, Vec<Option<String>>) = match node.op_type.as_str() {

@@ -36,7 +36,12 @@ impl Ctx {
         let (xq, w_name, xz) = (input(node, 0)?, input(node, 1)?, input(node, 2)?);
         // x's quantization comes from one DynamicQuantizeLinear (value, scale, zero point).
         let dql = &graph.nodes[*self.producer.get(&xq)?];
-        if !dql.domain.is_empty() || dql.op_type != "DynamicQuantizeLinear" || dql.outputs.len() < 3 || dql.outputs[0] != xq || dql.outputs[2] != xz {
+        if !dql.domain.is_empty()
+            || dql.op_type != "DynamicQuantizeLinear"
+            || dql.outputs.len() < 3
+            || dql.outputs[0] != xq
+            || dql.outputs[2] != xz
+        {
             return None;
         }
         let xs = dql.outputs[1].clone();

@@ -34,7 +34,14 @@ pub fn gemm_weights_row_major(graph: &mut Graph) -> Result<usize> {
         let old = &graph.nodes[i];
         let mut attrs = old.attrs.clone();
         attrs.insert("transB".into(), Attr::Int(0));
-        let spec = NodeSpec { name: old.name.clone(), domain: old.domain.clone(), op_type: old.op_type.clone(), attrs, inputs: old.inputs.clone(), outputs: old.outputs.clone() };
+        let spec = NodeSpec {
+            name: old.name.clone(),
+            domain: old.domain.clone(),
+            op_type: old.op_type.clone(),
+            attrs,
+            inputs: old.inputs.clone(),
+            outputs: old.outputs.clone(),
+        };
         graph.nodes[i] = Node::build(spec, graph.opset, Registry::global())?;
         rewritten += 1;
     }
@@ -132,7 +139,11 @@ pub fn fold_batchnorm_into_conv(graph: &mut Graph) -> Result<usize> {
 
 /// `base`, or `base` with a numeric suffix, whichever no value of the graph uses yet.
 fn unused_name(graph: &Graph, base: &str) -> String {
-    let taken = |n: &str| graph.initializers.contains_key(n) || graph.nodes.iter().any(|x| x.outputs.iter().any(|o| o == n)) || graph.inputs.iter().any(|x| x.name == n);
+    let taken = |n: &str| {
+        graph.initializers.contains_key(n)
+            || graph.nodes.iter().any(|x| x.outputs.iter().any(|o| o == n))
+            || graph.inputs.iter().any(|x| x.name == n)
+    };
     (0..).map(|k| if k == 0 { base.to_string() } else { format!("{base}.{k}") }).find(|n| !taken(n)).expect("some suffix is free")
 }
 
@@ -156,7 +167,7 @@ mod tests {
 
     fn tensor(shape: Vec<usize>, seed: f32) -> Arc<Tensor> {
         let n = shape.iter().product();
-        Arc::new(Tensor::from_f32(shape, (0..n).map(|i| ((i as f32 * 0.37 + seed).sin())).collect()).unwrap())
+        Arc::new(Tensor::from_f32(shape, (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()).unwrap())
     }
 
     /// x -> Conv(3->4, 3x3, with bias) -> BatchNormalization -> Relu -> y, and a second

@@ -15,7 +15,6 @@ use super::{clamp_of, ConvGeometry};
 use crate::simd::F32Simd;
 use crate::Activation;
 
-
 /// Buffers of one task, reused across its channel blocks.
 #[derive(Default)]
 pub(super) struct Scratch {
@@ -52,7 +51,16 @@ impl Layout {
 /// (or is null), `y` `channels * oh * ow`; the ISA of `S` is available.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn depthwise<S: F32Simd, const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+pub(super) unsafe fn depthwise<S: F32Simd, const MAX: bool>(
+    g: &ConvGeometry,
+    channels: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    act: Activation,
+    y: *mut f32,
+    s: &mut Scratch,
+) {
     let (l, p) = (S::LANES, S::PIXELS);
     debug_assert!(l % S::BLOCK == 0 && p % S::BLOCK == 0);
     let lay = Layout::new(g, p);
@@ -149,7 +157,16 @@ unsafe fn fill<S: F32Simd>(g: &ConvGeometry, lay: &Layout, x: *const f32, n: usi
 /// Every output row of one block, `PIXELS` pixels at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows<S: F32Simd, const P: usize, const MAX: bool>(g: &ConvGeometry, lay: &Layout, kh: usize, kw: usize, s: &mut Scratch, act: Activation, y: *mut f32, n: usize) {
+unsafe fn rows<S: F32Simd, const P: usize, const MAX: bool>(
+    g: &ConvGeometry,
+    lay: &Layout,
+    kh: usize,
+    kw: usize,
+    s: &mut Scratch,
+    act: Activation,
+    y: *mut f32,
+    n: usize,
+) {
     let (l, b) = (S::LANES, S::BLOCK);
     debug_assert_eq!(P, S::PIXELS);
     let osz = g.oh * g.ow;

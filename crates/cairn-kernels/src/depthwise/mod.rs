@@ -44,7 +44,16 @@ pub fn depthwise_conv2d(g: &ConvGeometry, channels: usize, x: &[f32], w: &[f32],
 
 /// [`depthwise_conv2d`] with an explicit ISA.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, y: &mut [f32]) {
+pub fn depthwise_conv2d_on(
+    isa: Isa,
+    g: &ConvGeometry,
+    channels: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) {
     let ksz = g.kh * g.kw;
     assert!(w.len() >= channels * ksz, "depthwise: filters too short");
     assert!(bias.is_none_or(|b| b.len() >= channels), "depthwise: bias too short");
@@ -53,7 +62,15 @@ pub fn depthwise_conv2d_on(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 
 /// Runs the interleaved kernel over every plane, `CHANNELS_PER_TASK` per task:
 /// a depthwise convolution with `filters = (w, bias)`, or max pooling (`MAX`, no filters).
-fn planes<const MAX: bool>(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32], filters: Option<(&[f32], Option<&[f32]>)>, act: Activation, y: &mut [f32]) {
+fn planes<const MAX: bool>(
+    isa: Isa,
+    g: &ConvGeometry,
+    channels: usize,
+    x: &[f32],
+    filters: Option<(&[f32], Option<&[f32]>)>,
+    act: Activation,
+    y: &mut [f32],
+) {
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     assert!(x.len() >= channels * isz && y.len() >= channels * osz, "depthwise: buffers too small");
     assert!(MAX || filters.is_some());
@@ -93,14 +110,32 @@ fn planes<const MAX: bool>(isa: Isa, g: &ConvGeometry, channels: usize, x: &[f32
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn planes_avx2<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+unsafe fn planes_avx2<const MAX: bool>(
+    g: &ConvGeometry,
+    channels: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    act: Activation,
+    y: *mut f32,
+    s: &mut Scratch,
+) {
     run::<crate::simd::avx2::Avx2, MAX>(g, channels, x, w, bias, act, y, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn planes_avx512<const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+unsafe fn planes_avx512<const MAX: bool>(
+    g: &ConvGeometry,
+    channels: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    act: Activation,
+    y: *mut f32,
+    s: &mut Scratch,
+) {
     run::<crate::simd::avx512::Avx512, MAX>(g, channels, x, w, bias, act, y, s)
 }
 
@@ -115,7 +150,16 @@ struct Scratch {
 /// channel-interleaved blocks.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run<S: F32Simd, const MAX: bool>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+unsafe fn run<S: F32Simd, const MAX: bool>(
+    g: &ConvGeometry,
+    channels: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    act: Activation,
+    y: *mut f32,
+    s: &mut Scratch,
+) {
     if !MAX && padded::applies(g) {
         padded::depthwise::<S>(g, channels, x, w, bias, act, y, &mut s.padded)
     } else {
@@ -188,7 +232,14 @@ mod tests {
             let act = [Activation::Clip { min: 0.0, max: 6.0 }, Activation::Identity, Activation::Relu, Activation::Sigmoid][case % 4];
             let mut want = vec![0.0; channels * oh * ow];
             for ch in 0..channels {
-                channel_general(&g, &x[ch * ih * iw..][..ih * iw], &w[ch * kh * kw..][..kh * kw], bias[ch], act, &mut want[ch * oh * ow..][..oh * ow]);
+                channel_general(
+                    &g,
+                    &x[ch * ih * iw..][..ih * iw],
+                    &w[ch * kh * kw..][..kh * kw],
+                    bias[ch],
+                    act,
+                    &mut want[ch * oh * ow..][..oh * ow],
+                );
             }
             for isa in Isa::all_available() {
                 let mut got = vec![f32::NAN; channels * oh * ow];

@@ -35,7 +35,16 @@ pub(super) struct Scratch {
 /// As [`super::interleaved::depthwise`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn depthwise<S: F32Simd>(g: &ConvGeometry, channels: usize, x: *const f32, w: *const f32, bias: *const f32, act: Activation, y: *mut f32, s: &mut Scratch) {
+pub(super) unsafe fn depthwise<S: F32Simd>(
+    g: &ConvGeometry,
+    channels: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    act: Activation,
+    y: *mut f32,
+    s: &mut Scratch,
+) {
     let l = S::LANES;
     let width = g.ow - 1 + g.kw;
     let rows = g.oh - 1 + g.kh;
@@ -92,7 +101,16 @@ fn finish_row(g: &ConvGeometry, oy: usize, direct: bool, y: &mut [f32], row: &[f
 /// Fixed window: taps unrolled, the filter splatted in registers.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn taps<S: F32Simd, const KH: usize, const KW: usize>(g: &ConvGeometry, width: usize, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut [f32]) {
+unsafe fn taps<S: F32Simd, const KH: usize, const KW: usize>(
+    g: &ConvGeometry,
+    width: usize,
+    plane: &[f32],
+    w: &[f32],
+    bias: f32,
+    act: Activation,
+    y: &mut [f32],
+    row: &mut [f32],
+) {
     let l = S::LANES;
     let pairs = g.ow.div_ceil(2 * l);
     let wv: [[S::V; KW]; KH] = std::array::from_fn(|ki| std::array::from_fn(|kj| S::splat(w[ki * KW + kj])));
@@ -126,7 +144,16 @@ unsafe fn taps<S: F32Simd, const KH: usize, const KW: usize>(g: &ConvGeometry, w
 /// Any window size.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn taps_any<S: F32Simd>(g: &ConvGeometry, width: usize, plane: &[f32], w: &[f32], bias: f32, act: Activation, y: &mut [f32], row: &mut [f32]) {
+unsafe fn taps_any<S: F32Simd>(
+    g: &ConvGeometry,
+    width: usize,
+    plane: &[f32],
+    w: &[f32],
+    bias: f32,
+    act: Activation,
+    y: &mut [f32],
+    row: &mut [f32],
+) {
     let l = S::LANES;
     let pairs = g.ow.div_ceil(2 * l);
     let clamp = clamp_of(act);

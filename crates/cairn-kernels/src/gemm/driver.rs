@@ -24,13 +24,34 @@ const TAPS_PACK_BELOW: usize = 32;
 /// for another shape or ISA (both are programming errors, not input errors: callers check
 /// shapes before).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: RhsOperand, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &Epilogue) {
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: LhsOperand,
+    rhs: RhsOperand,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: &Epilogue,
+) {
     gemm_on(Isa::current(), m, n, k, lhs, rhs, c, ldc, accumulate, epilogue)
 }
 
 /// [`gemm`] with an explicit ISA (tests and benchmarks compare ISAs in one process).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_on(isa: Isa, m: usize, n: usize, k: usize, lhs: LhsOperand, rhs: RhsOperand, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &Epilogue) {
+pub fn gemm_on(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: LhsOperand,
+    rhs: RhsOperand,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: &Epilogue,
+) {
     if m == 0 || n == 0 {
         return;
     }

@@ -152,7 +152,16 @@ pub(crate) struct MicroKernel {
     /// (`nr` for a packed panel, the matrix's row stride when read in place); `c`
     /// addresses an `mr x nr` tile with row stride `ldc`; the epilogue's pointers cover
     /// the same tile.
-    pub run: unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>),
+    pub run: unsafe fn(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        epi: Option<&TileEpilogue>,
+    ),
     /// A kernel for partial tiles (`rows <= mr`, `cols <= nr`) that reads and writes only
     /// the valid part of C and spends less work on narrow column tails; without one the
     /// driver runs `run` on a scratch tile and copies.
@@ -162,8 +171,18 @@ pub(crate) struct MicroKernel {
 /// [`MicroKernel::edge`]: as `run`, for the `rows x cols` corner of a tile. `b` is a
 /// panel `nr` wide (zero past `cols`); the epilogue's pointers are read for valid rows
 /// and columns only.
-pub(crate) type EdgeKernel =
-    unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>);
+pub(crate) type EdgeKernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+);
 
 /// The epilogue of one full tile, as raw pointers at the tile's origin (null when absent):
 /// `C = clamp(C + row_bias[i] + col_bias[j] + residual[i][j], lo, hi)`.

@@ -10,7 +10,12 @@ fn blocked_matches_reference_on_odd_shapes() {
     let mut rng = Rng(7);
     let shapes = [(1, 1, 1), (3, 5, 7), (6, 16, 256), (7, 17, 257), (65, 33, 300), (130, 1030, 20), (7, 3, 0), (13, 1100, 9)];
     for &(m, n, k) in &shapes {
-        for (ta, tb) in [(Transpose::No, Transpose::No), (Transpose::Yes, Transpose::No), (Transpose::No, Transpose::Yes), (Transpose::Yes, Transpose::Yes)] {
+        for (ta, tb) in [
+            (Transpose::No, Transpose::No),
+            (Transpose::Yes, Transpose::No),
+            (Transpose::No, Transpose::Yes),
+            (Transpose::Yes, Transpose::Yes),
+        ] {
             let a = rng.vec(m * k);
             let b = rng.vec(k * n);
             let c0 = rng.vec(m * n);
@@ -107,7 +112,18 @@ fn classifier_shapes_with_row_edges_match_reference() {
         for isa in Isa::all_available() {
             let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
             let mut got = vec![f32::NAN; m * n];
-            gemm_on(isa, m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut got, n, false, &epi);
+            gemm_on(
+                isa,
+                m,
+                n,
+                k,
+                LhsOperand::Packed(&pa),
+                RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)),
+                &mut got,
+                n,
+                false,
+                &epi,
+            );
             assert_close(&got, &want, 1e-4, &format!("{m}x{n}x{k} {isa:?}"));
         }
     }

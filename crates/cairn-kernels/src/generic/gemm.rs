@@ -11,7 +11,16 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`].
-unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_4x8(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     let a = std::slice::from_raw_parts(a, kc * MR);
     let mut acc = [[0.0f32; NR]; MR];
     for (p, ap) in a.chunks_exact(MR).enumerate() {
@@ -39,7 +48,13 @@ unsafe fn kernel_4x8(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mu
                 if !e.residual.is_null() {
                     x += *e.residual.add(i * e.ld_residual + j);
                 }
-                *v = if e.clamp && x < e.lo { e.lo } else if e.clamp && x > e.hi { e.hi } else { x };
+                *v = if e.clamp && x < e.lo {
+                    e.lo
+                } else if e.clamp && x > e.hi {
+                    e.hi
+                } else {
+                    x
+                };
             }
         }
         out.copy_from_slice(row);

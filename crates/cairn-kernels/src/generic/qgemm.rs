@@ -6,7 +6,16 @@ use crate::qgemm::{Layout, QKernel};
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_generic", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: None, run_gemv: gemv::<MR, false> };
+pub(crate) const KERNEL: QKernel = QKernel {
+    name: "i8_gemm_4x8_generic",
+    mr: MR,
+    nr: NR,
+    layout: Layout::Pairs,
+    fallback: None,
+    run: kernel_4x8,
+    run_q8: None,
+    run_gemv: gemv::<MR, false>,
+};
 
 /// # Safety
 /// See [`QKernel::run`].

@@ -53,9 +53,26 @@ pub fn qdepthwise_conv2d_packed(g: &ConvGeometry, channels: usize, x: Q8, x_zero
 
 /// [`qdepthwise_conv2d_packed`] with an explicit ISA.
 #[allow(clippy::too_many_arguments)]
-pub fn qdepthwise_conv2d_packed_on(isa: Isa, g: &ConvGeometry, channels: usize, x: Q8, x_zero: i32, f: &QDwFilters, epi: &QEpilogue, mut y: QOut) {
+pub fn qdepthwise_conv2d_packed_on(
+    isa: Isa,
+    g: &ConvGeometry,
+    channels: usize,
+    x: Q8,
+    x_zero: i32,
+    f: &QDwFilters,
+    epi: &QEpilogue,
+    mut y: QOut,
+) {
     let (isz, osz) = (g.ih * g.iw, g.oh * g.ow);
-    assert!(f.kh == g.kh && f.kw == g.kw && f.channels >= channels, "qdepthwise: {}x{} filters x{} for a {}x{} window x{channels}", f.kh, f.kw, f.channels, g.kh, g.kw);
+    assert!(
+        f.kh == g.kh && f.kw == g.kw && f.channels >= channels,
+        "qdepthwise: {}x{} filters x{} for a {}x{} window x{channels}",
+        f.kh,
+        f.kw,
+        f.channels,
+        g.kh,
+        g.kw
+    );
     assert!(x.len() >= channels * isz && y.len() >= channels * osz, "qdepthwise: buffers too small");
     assert!(epi.scale.len() == 1 || epi.scale.len() >= channels, "qdepthwise: scale must be 1 or one per channel");
     assert!(epi.bias.is_none_or(|b| b.len() == 1 || b.len() >= channels), "qdepthwise: bias must be 1 or one per channel");

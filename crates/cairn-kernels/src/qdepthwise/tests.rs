@@ -14,7 +14,7 @@ fn geometry(rng: &mut Rng, case: usize) -> Option<ConvGeometry> {
         _ => (1, 1),
     };
     // Every fourth case is wide (the 56- and 112-wide layers' path lengths).
-    let (ih, iw) = (1 + rng.below(20), 1 + if case % 4 == 0 { 40 + rng.below(80) } else { rng.below(37) });
+    let (ih, iw) = (1 + rng.below(20), 1 + if case.is_multiple_of(4) { 40 + rng.below(80) } else { rng.below(37) });
     let (pt, pl) = (rng.below(kh), rng.below(kw));
     let (pb, pr) = (rng.below(kh), rng.below(kw));
     let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
@@ -117,7 +117,13 @@ fn mobilenet_layers_match_on_every_isa() {
         let w: Vec<i16> = (0..channels * 9).map(|_| (rng.next_u32() % 255) as i16 - 127).collect();
         let scale: Vec<f32> = (0..channels).map(|_| 1e-4 + rng.f32().abs() * 5e-4).collect();
         let bias: Vec<f32> = (0..channels).map(|_| rng.f32()).collect();
-        let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation: Activation::Clip { min: 0.0, max: 6.0 }, out_scale: 6.0 / 255.0, out_zero: 0 };
+        let epi = QEpilogue {
+            scale: &scale,
+            bias: Some(&bias),
+            activation: Activation::Clip { min: 0.0, max: 6.0 },
+            out_scale: 6.0 / 255.0,
+            out_zero: 0,
+        };
         let mut want = vec![0u8; channels * o * o];
         qdepthwise_conv2d_on(Isa::Generic, &g, channels, Q8::U8(&x), 3, &w, &epi, QOut::U8(&mut want));
         for isa in Isa::all_available() {

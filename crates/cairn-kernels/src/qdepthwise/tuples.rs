@@ -58,13 +58,7 @@ pub(super) trait Taps: Copy {
     /// Requantizes `NV` accumulators and stores their `NV * L` bytes in output order:
     /// lane `i` of `acc[v]` is output `v + NV * i` when `interleaved`, else `v * L + i`.
     /// With `steps` steps at once (`acc[step]`, 1 or `STEPS`), `steps * NV * L` bytes.
-    unsafe fn store_q8<const NV: usize>(
-        acc: &[[Self::A; NV]; 2],
-        steps: usize,
-        interleaved: bool,
-        q: &Self::Q,
-        out: *mut u8,
-    );
+    unsafe fn store_q8<const NV: usize>(acc: &[[Self::A; NV]; 2], steps: usize, interleaved: bool, q: &Self::Q, out: *mut u8);
     /// Stores the `L` lanes in order.
     unsafe fn store_i32(a: Self::A, out: *mut i32);
     /// Whether [`Taps::compress`] and [`Taps::expand`] work on this CPU.
@@ -105,11 +99,7 @@ pub(super) fn applies(g: &ConvGeometry, x: Q8, x_zero: i32, f: &QDwFilters) -> b
         Q8::U8(_) => (0..=255).contains(&x_zero),
         Q8::I8(_) => (-128..=127).contains(&x_zero),
     };
-    zero_fits
-        && g.dw == 1
-        && (g.sw == 1 || g.sw == 2)
-        && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES
-        && f.fit_bytes()
+    zero_fits && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.kh * (g.kw / 2 + 1) <= MAX_TUPLES && f.fit_bytes()
 }
 
 /// Everything a task needs: geometry, input, weights, and where and how to store.
@@ -129,14 +119,7 @@ pub(super) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    pub(super) fn new(
-        g: &ConvGeometry,
-        x: Q8<'a>,
-        x_zero: i32,
-        f: &'a QDwFilters,
-        epi: &'a QEpilogue<'a>,
-        y: &mut QOut,
-    ) -> Job<'a> {
+    pub(super) fn new(g: &ConvGeometry, x: Q8<'a>, x_zero: i32, f: &'a QDwFilters, epi: &'a QEpilogue<'a>, y: &mut QOut) -> Job<'a> {
         let zu = match x {
             Q8::U8(_) => x_zero,
             Q8::I8(_) => x_zero + 128,
@@ -153,12 +136,9 @@ impl<'a> Job<'a> {
         };
         let (inv, z) = (1.0 / epi.out_scale, epi.out_zero as f32);
         let fast = match (y, bounds) {
-            (QOut::U8(v), Some((lo, hi))) => Some((
-                SendPtr(v.as_mut_ptr()),
-                false,
-                ((lo * inv).max(-1e9) + z).max(0.0),
-                ((hi * inv).min(1e9) + z).min(255.0),
-            )),
+            (QOut::U8(v), Some((lo, hi))) => {
+                Some((SendPtr(v.as_mut_ptr()), false, ((lo * inv).max(-1e9) + z).max(0.0), ((hi * inv).min(1e9) + z).min(255.0)))
+            }
             (QOut::I8(v), Some((lo, hi))) => Some((
                 SendPtr(v.as_mut_ptr() as *mut u8),
                 true,
@@ -167,17 +147,7 @@ impl<'a> Job<'a> {
             )),
             _ => None,
         };
-        Job {
-            g: *g,
-            x,
-            zu: zu as u8,
-            f,
-            epi,
-            fast,
-            dst,
-            rq,
-            inv,
-        }
+        Job { g: *g, x, zu: zu as u8, f, epi, fast, dst, rq, inv }
     }
 
     /// The epilogue of channel `ch` with filter sums `sum` and `sum_abs`, when it
@@ -187,24 +157,13 @@ impl<'a> Job<'a> {
         let (_, signed, qlo, qhi) = self.fast?;
         let (s, b) = self.rq.row(ch);
         let (si, bi) = (s * self.inv, b * self.inv + self.epi.out_zero as f32);
-        let limits = if signed {
-            (-128.0, 127.0)
-        } else {
-            (0.0, 255.0)
-        };
+        let limits = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
         // |acc| <= sum |w| * 255 + |zu * sum w|; in f64, with room for the f32 roundings.
-        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs())
-            * (si as f64).abs()
-            + (bi as f64).abs();
+        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs()) * (si as f64).abs() + (bi as f64).abs();
+        // Written negated so that a NaN bound (never expected) keeps the clamp.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         let clamp = (qlo, qhi) != limits || !(bound < (1 << 21) as f64);
-        Some(QConsts {
-            si,
-            bi,
-            qlo,
-            qhi,
-            signed,
-            clamp,
-        })
+        Some(QConsts { si, bi, qlo, qhi, signed, clamp })
     }
 }
 
@@ -271,11 +230,7 @@ impl Plan {
         let interleaved = K::T / g.sw > 1;
         let shifted = K::T == 2 && g.sw == 1;
         let nv = if interleaved { K::T / g.sw } else { 2 };
-        let nt = if shifted {
-            g.kw / 2 + 1
-        } else {
-            g.kw.div_ceil(K::T)
-        };
+        let nt = if shifted { g.kw / 2 + 1 } else { g.kw.div_ceil(K::T) };
         let width = ((g.ow - 1) * g.sw + g.kw).next_multiple_of(g.sw);
         let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
         let phase_len = rows.div_ceil(g.sh) * width;
@@ -286,19 +241,7 @@ impl Plan {
         let step = width / g.sw;
         let n = ((g.oh - 1) * step + g.ow).next_multiple_of(K::STEPS * nv * K::L);
         let reach = tap_off[..g.kh].iter().max().copied().unwrap_or(0) + g.sw * n + K::T * nt;
-        Plan {
-            width,
-            step,
-            rows,
-            phase_len,
-            tap_off,
-            nv,
-            interleaved,
-            shifted,
-            nt,
-            n,
-            len: reach.max(g.sh * phase_len),
-        }
+        Plan { width, step, rows, phase_len, tap_off, nv, interleaved, shifted, nt, n, len: reach.max(g.sh * phase_len) }
     }
 }
 
@@ -348,13 +291,7 @@ pub(super) unsafe fn channels<K: Taps>(job: &Job, chans: std::ops::Range<usize>,
 /// any size, read from the plan), `NW` weight vectors at most. Constant sizes let the
 /// tap loops unroll and keep the weights in registers.
 #[inline(always)]
-unsafe fn channels_k<
-    K: Taps,
-    const NV: usize,
-    const KH: usize,
-    const NT: usize,
-    const NW: usize,
->(
+unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize, const NW: usize>(
     job: &Job,
     p: &Plan,
     chans: std::ops::Range<usize>,
@@ -390,18 +327,7 @@ unsafe fn channels_k<
         let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg());
         let q = job.consts(ch, sum, sum_abs).map(|c| K::q_consts(&c));
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
-        compute::<K, NV>(
-            g,
-            p,
-            s.plane.as_ptr(),
-            &wv[..nw],
-            kh,
-            nt,
-            init,
-            &q,
-            out8,
-            out32,
-        );
+        compute::<K, NV>(g, p, s.plane.as_ptr(), &wv[..nw], kh, nt, init, &q, out8, out32);
         if let (Some((y, ..)), false) = (job.fast, s.out_masks.is_empty()) {
             K::compress(out8, &s.out_masks, y.get().add(ch * osz));
             continue;
@@ -422,13 +348,7 @@ unsafe fn channels_k<
                         copy_bytes(out8.add(from), y.get().add(to), g.ow)
                     }
                 }
-                None => store_row(
-                    job.dst,
-                    &job.rq,
-                    job.rq.row(ch),
-                    std::slice::from_raw_parts(out32.add(from), g.ow),
-                    to,
-                ),
+                None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), to),
             }
         }
     }
@@ -520,22 +440,14 @@ fn bit_masks(len: usize, step: usize, rows: (usize, usize), cols: (usize, usize)
 
 /// i32 accumulators in output order (for epilogues other than 8-bit clamps).
 #[inline(always)]
-unsafe fn store_lanes<K: Taps, const NV: usize>(
-    acc: &[K::A; NV],
-    interleaved: bool,
-    out: *mut i32,
-) {
+unsafe fn store_lanes<K: Taps, const NV: usize>(acc: &[K::A; NV], interleaved: bool, out: *mut i32) {
     let mut lanes = [0i32; 64];
     for (v, a) in acc.iter().enumerate() {
         K::store_i32(*a, lanes.as_mut_ptr().add(v * K::L));
     }
     for v in 0..NV {
         for i in 0..K::L {
-            let o = if interleaved {
-                v + NV * i
-            } else {
-                v * K::L + i
-            };
+            let o = if interleaved { v + NV * i } else { v * K::L + i };
             *out.add(o) = lanes[v * K::L + i];
         }
     }
@@ -558,10 +470,7 @@ fn fill_plane(g: &ConvGeometry, p: &Plan, x: Q8, offset: usize, plane: &mut [u8]
         match x {
             // SAFETY: both ranges are in bounds (the slices are checked).
             Q8::U8(v) => unsafe { copy_bytes(v[src..src + cols].as_ptr(), dst.as_mut_ptr(), cols) },
-            Q8::I8(v) => dst
-                .iter_mut()
-                .zip(&v[src..src + cols])
-                .for_each(|(d, &s)| *d = s as u8 ^ 0x80),
+            Q8::I8(v) => dst.iter_mut().zip(&v[src..src + cols]).for_each(|(d, &s)| *d = s as u8 ^ 0x80),
         }
     }
 }

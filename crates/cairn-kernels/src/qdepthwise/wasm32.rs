@@ -42,7 +42,13 @@ impl Taps for Simd128Pairs {
         ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed, c.clamp)
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[[v128; NV]; 2], steps: usize, interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(
+        acc: &[[v128; NV]; 2],
+        steps: usize,
+        interleaved: bool,
+        (q, signed, clamp): &Self::Q,
+        out: *mut u8,
+    ) {
         assert!(NV == 2, "simd128 pairs store two accumulators per step");
         let r = |s: usize, v: usize| round(acc[s][v], q, *clamp);
         if steps == 1 {

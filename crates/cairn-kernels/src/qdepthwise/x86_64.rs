@@ -45,7 +45,13 @@ impl Taps for Avx2Pairs {
         ([_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)], c.signed, c.clamp)
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[[__m256i; NV]; 2], _steps: usize, interleaved: bool, (q, signed, clamp): &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(
+        acc: &[[__m256i; NV]; 2],
+        _steps: usize,
+        interleaved: bool,
+        (q, signed, clamp): &Self::Q,
+        out: *mut u8,
+    ) {
         let acc = &acc[0];
         assert!(NV == 2, "AVX2 pairs store two accumulators");
         let (r0, r1) = (round_avx2(acc[0], q, *clamp), round_avx2(acc[1], q, *clamp));

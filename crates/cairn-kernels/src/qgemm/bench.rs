@@ -30,23 +30,56 @@ fn qbench_mobilenetv2_shapes() {
     let isa = crate::Isa::current();
     println!("kernels: {} / f32 {}", kernel.name, isa.name());
     let (mut tf, mut tq) = (0.0, 0.0);
-    for &(m, k, n) in &[(32, 27, 12544), (96, 16, 12544), (24, 96, 3136), (144, 24, 3136), (32, 144, 784), (192, 32, 784), (64, 192, 196), (384, 64, 196), (160, 576, 49), (960, 160, 49), (1280, 320, 49), (1000, 1280, 1)] {
+    for &(m, k, n) in &[
+        (32, 27, 12544),
+        (96, 16, 12544),
+        (24, 96, 3136),
+        (144, 24, 3136),
+        (32, 144, 784),
+        (192, 32, 784),
+        (64, 192, 196),
+        (384, 64, 196),
+        (160, 576, 49),
+        (960, 160, 49),
+        (1280, 320, 49),
+        (1000, 1280, 1),
+    ] {
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let mut c = vec![0f32; m * n];
         let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
-        let f = time(10, || gemm(m, n, k, LhsOperand::Packed(&pa), RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)), &mut c, n, false, &Epilogue::default()));
+        let f = time(10, || {
+            gemm(
+                m,
+                n,
+                k,
+                LhsOperand::Packed(&pa),
+                RhsOperand::Strided(MatRef::new(&b, n, Transpose::No)),
+                &mut c,
+                n,
+                false,
+                &Epilogue::default(),
+            )
+        });
         let qa: Vec<u8> = (0..m * k).map(|_| rng.next_u32() as u8).collect();
         let qb: Vec<u8> = (0..k * n).map(|_| rng.next_u32() as u8).collect();
         let mut qc = vec![0u8; m * n];
         let scale = vec![1e-4; m];
-        let epi = QEpilogue { scale: &scale, bias: None, activation: crate::Activation::Clip { min: 0.0, max: 6.0 }, out_scale: 0.05, out_zero: 0 };
+        let epi = QEpilogue {
+            scale: &scale,
+            bias: None,
+            activation: crate::Activation::Clip { min: 0.0, max: 6.0 },
+            out_scale: 0.05,
+            out_zero: 0,
+        };
         // Symmetric weights (the byte layout where there is one), then the pairs fallback.
         let mut timings = String::new();
         let mut q = 0.0;
         for kern in std::iter::once(kernel).chain(kernel.fallback.copied()) {
             let pq = PackedQA::new(kern, Q8::U8(&qa), m, k, k, 1, &[128]);
-            let t = time(10, || qgemm(m, n, k, &pq, QRhs { data: Q8::U8(&qb), zero: 3, k_stride: n, n_stride: 1 }, QOut::U8(&mut qc), n, 1, &epi));
+            let t = time(10, || {
+                qgemm(m, n, k, &pq, QRhs { data: Q8::U8(&qb), zero: 3, k_stride: n, n_stride: 1 }, QOut::U8(&mut qc), n, 1, &epi)
+            });
             if timings.is_empty() {
                 q = t;
             }
@@ -67,13 +100,22 @@ fn qbench_mobilenetv2_shapes() {
         let qw: Vec<i16> = (0..c * 9).map(|_| (rng.next_u32() % 255) as i16 - 127).collect();
         let mut qy = vec![0u8; c * o * o];
         let scale = vec![1e-4; c];
-        let epi = QEpilogue { scale: &scale, bias: None, activation: crate::Activation::Clip { min: 0.0, max: 6.0 }, out_scale: 0.05, out_zero: 0 };
+        let epi = QEpilogue {
+            scale: &scale,
+            bias: None,
+            activation: crate::Activation::Clip { min: 0.0, max: 6.0 },
+            out_scale: 0.05,
+            out_zero: 0,
+        };
         let q = time(10, || qdepthwise_conv2d(&g, c, Q8::U8(&qx), 7, &qw, &epi, QOut::U8(&mut qy)));
         let mut fy = vec![0f32; c * o * o];
         let qf = time(10, || qdepthwise_conv2d(&g, c, Q8::U8(&qx), 7, &qw, &epi, QOut::F32(&mut fy)));
         let mut iy = vec![0i32; c * o * o];
         let qi = time(10, || qdepthwise_conv2d(&g, c, Q8::U8(&qx), 7, &qw, &epi, QOut::I32(&mut iy)));
-        println!("dw   {c:>4} x {hw:>3}^2 s{s}: f32 {f:7.3} ms  int8 {q:7.3} ms  ratio {:.2} (int8 in, f32 out {qf:.3} ms, i32 out {qi:.3} ms)", q / f);
+        println!(
+            "dw   {c:>4} x {hw:>3}^2 s{s}: f32 {f:7.3} ms  int8 {q:7.3} ms  ratio {:.2} (int8 in, f32 out {qf:.3} ms, i32 out {qi:.3} ms)",
+            q / f
+        );
         tf += f;
         tq += q;
     }

@@ -8,7 +8,6 @@ use crate::parallel::{for_each_task, threads, SendPtr};
 use crate::Activation;
 use std::cell::RefCell;
 
-
 /// Bytes of packed B per column block.
 const B_BLOCK_BYTES: usize = 96 * 1024;
 
@@ -19,7 +18,6 @@ enum Kind {
     U8,
     I8,
 }
-
 
 /// `C = epilogue(A * B)` for `C` of `m x n` with reduction `k` (see the module docs).
 /// `out` must hold every element `(m-1) * row_stride + (n-1) * col_stride`.
@@ -114,14 +112,36 @@ fn gemv(m: usize, n: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn column_block_avx2(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+unsafe fn column_block_avx2(
+    m: usize,
+    k: usize,
+    a: &PackedQA,
+    b: &QRhs,
+    init: &[i32],
+    dst: RawOut,
+    rq: &Requant,
+    j0: usize,
+    cols: usize,
+    pb: &mut Vec<i32>,
+) {
     column_block(m, k, a, b, init, dst, rq, j0, cols, pb)
 }
 
 /// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, j0: usize, cols: usize, pb: &mut Vec<i32>) {
+fn column_block(
+    m: usize,
+    k: usize,
+    a: &PackedQA,
+    b: &QRhs,
+    init: &[i32],
+    dst: RawOut,
+    rq: &Requant,
+    j0: usize,
+    cols: usize,
+    pb: &mut Vec<i32>,
+) {
     let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
     let n_end = j0 + cols;
     pack_b(b, k, j0, cols, nr, a.kernel.layout, pb);
@@ -134,14 +154,18 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
         let mut first = 0;
         // simd128: the full tiles of the panel in one call with the tile inlined (see `sweep_q8`).
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if let (true, Some((qlo, qhi)), true, true) = (a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rq.fast, rows == mr, !rq.si.is_empty()) {
+        if let (true, Some((qlo, qhi)), true, true) =
+            (a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rq.fast, rows == mr, !rq.si.is_empty())
+        {
             first = cols / nr;
             // SAFETY: `pb` holds the block's panels of kp*nr words; as for `run_q8` per tile.
             unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &rq.q8_tile(dst, r0, j0, qlo, qhi)) };
         }
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)).skip(first) {
             let c0 = j0 + ti * nr;
-            if let (Some(run_q8), Some((qlo, qhi)), true, true) = (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty()) {
+            if let (Some(run_q8), Some((qlo, qhi)), true, true) =
+                (a.kernel.run_q8, rq.fast, rows == mr && c0 + nr <= n_end, !rq.si.is_empty())
+            {
                 // SAFETY: as for `run`, and the tile's rows are `rs` bytes apart in C.
                 unsafe { run_q8(kp, panel.as_ptr(), bpanel.as_ptr(), init, &rq.q8_tile(dst, r0, c0, qlo, qhi)) };
                 continue;
@@ -214,7 +238,9 @@ impl<'a> Requant<'a> {
             Activation::Clip { min, max } => Some((min, max)),
             _ => None,
         };
-        let fast = bounds.filter(|_| dst.cs == 1).map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
+        let fast = bounds
+            .filter(|_| dst.cs == 1)
+            .map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
         Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new(), clamp: true }
     }
 
@@ -291,7 +317,13 @@ pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, 
                     };
                     for (c, &v) in acc.iter().enumerate() {
                         let x = v.to_f32() * s + b;
-                        *p.add(base + c * dst.cs) = if x < lo { lo } else if x > hi { hi } else { x };
+                        *p.add(base + c * dst.cs) = if x < lo {
+                            lo
+                        } else if x > hi {
+                            hi
+                        } else {
+                            x
+                        };
                     }
                 }
                 _ => {
@@ -369,7 +401,12 @@ impl Acc for f32 {
         unsafe {
             while j + 8 <= n {
                 // pmin/pmax and the mantissa rounding: see the simd128 GEMM kernel's epilogue.
-                let q = |p: *const f32| crate::wasm32::qgemm::round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi));
+                let q = |p: *const f32| {
+                    crate::wasm32::qgemm::round_clamped(f32x4_pmin(
+                        f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo),
+                        hi,
+                    ))
+                };
                 let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
                 let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
                 v128_store64_lane::<0>(bytes, out.as_mut_ptr().add(j) as *mut u64);

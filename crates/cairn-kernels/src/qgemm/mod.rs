@@ -228,7 +228,10 @@ impl QKernel {
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
                 if std::arch::is_x86_feature_detected!("avx512vl") {
                     out.push(crate::x86_64::qgemm::KERNEL_AVX512_VNNI_U8S8);
                 }

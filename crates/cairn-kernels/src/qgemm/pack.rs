@@ -81,8 +81,12 @@ impl PackedQA {
         if kernel.layout == Layout::Quads {
             // s8 with zero point 0 as it is; u8 with zero point 128 is s8 with its top bit flipped.
             match w {
-                Q8::I8(v) if zero.iter().all(|&z| z == 0) => return PackedQA::quads(kernel, m, k, |r, c| v[r * row_stride + c * col_stride]),
-                Q8::U8(v) if zero.iter().all(|&z| z == 128) => return PackedQA::quads(kernel, m, k, |r, c| (v[r * row_stride + c * col_stride] ^ 0x80) as i8),
+                Q8::I8(v) if zero.iter().all(|&z| z == 0) => {
+                    return PackedQA::quads(kernel, m, k, |r, c| v[r * row_stride + c * col_stride])
+                }
+                Q8::U8(v) if zero.iter().all(|&z| z == 128) => {
+                    return PackedQA::quads(kernel, m, k, |r, c| (v[r * row_stride + c * col_stride] ^ 0x80) as i8)
+                }
                 _ => {}
             }
         }
@@ -204,7 +208,8 @@ unsafe fn interleave4_sse2(d: &[u8], base: usize, stride: usize, flip: u8, dst: 
         c += 16;
     }
     for (j, o) in dst.iter_mut().enumerate().skip(c) {
-        *o = i32::from_le_bytes([*p.add(j) ^ flip, *p.add(stride + j) ^ flip, *p.add(2 * stride + j) ^ flip, *p.add(3 * stride + j) ^ flip]);
+        *o =
+            i32::from_le_bytes([*p.add(j) ^ flip, *p.add(stride + j) ^ flip, *p.add(2 * stride + j) ^ flip, *p.add(3 * stride + j) ^ flip]);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The naive int8 GEMM every fast kernel is tested against: i64 accumulation,
 //! f64 epilogue, no packing.
 
-use super::{Q8, QEpilogue};
+use super::{QEpilogue, Q8};
 
 /// `acc[i][j] = sum_k (a[i, k] - za[i]) * (b[k, j] - zb)`, row-major `m x n`.
 #[allow(clippy::too_many_arguments)]
@@ -35,5 +35,7 @@ pub fn real_reference(acc: &[i32], m: usize, n: usize, epi: &QEpilogue) -> Vec<f
 
 /// Requantizes real values to `[lo, hi]` with round-half-even.
 pub fn requantize_reference(real: &[f32], out_scale: f32, zero: i32, lo: i32, hi: i32) -> Vec<i32> {
-    real.iter().map(|&v| ((v as f64 / out_scale as f64).round_ties_even() as i64 + zero as i64).clamp(lo as i64, hi as i64) as i32).collect()
+    real.iter()
+        .map(|&v| ((v as f64 / out_scale as f64).round_ties_even() as i64 + zero as i64).clamp(lo as i64, hi as i64) as i32)
+        .collect()
 }

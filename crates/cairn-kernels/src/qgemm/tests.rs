@@ -18,7 +18,21 @@ fn as_i8(v: &[u8]) -> &[i8] {
 #[test]
 fn every_kernel_matches_reference_i32() {
     let mut rng = Rng(5);
-    let shapes = [(1, 1, 1), (1, 1, 2), (3, 5, 7), (6, 16, 2), (7, 17, 33), (13, 33, 255), (32, 49, 960), (5, 300, 9), (70, 3, 1), (101, 1, 1283), (37, 2, 77), (9, 1, 5), (16, 1, 8)];
+    let shapes = [
+        (1, 1, 1),
+        (1, 1, 2),
+        (3, 5, 7),
+        (6, 16, 2),
+        (7, 17, 33),
+        (13, 33, 255),
+        (32, 49, 960),
+        (5, 300, 9),
+        (70, 3, 1),
+        (101, 1, 1283),
+        (37, 2, 77),
+        (9, 1, 5),
+        (16, 1, 8),
+    ];
     for kernel in QKernel::all_available() {
         for (case, &(m, n, k)) in shapes.iter().chain(&[(1 + rng.below(40), 1 + rng.below(200), 1 + rng.below(300))]).enumerate() {
             let a = bytes(&mut rng, m * k);
@@ -28,12 +42,32 @@ fn every_kernel_matches_reference_i32() {
             let qa = if signed_a { Q8::I8(as_i8(&a)) } else { Q8::U8(&a) };
             let qb = if signed_b { Q8::I8(as_i8(&b)) } else { Q8::U8(&b) };
             // Symmetric s8 and u8 with zero point 128 take the byte layout where there is one.
-            let za: Vec<i32> = (0..m).map(|_| if signed_a { 0 } else if case % 4 == 1 { 128 } else { rng.below(256) as i32 }).collect();
+            let za: Vec<i32> = (0..m)
+                .map(|_| {
+                    if signed_a {
+                        0
+                    } else if case % 4 == 1 {
+                        128
+                    } else {
+                        rng.below(256) as i32
+                    }
+                })
+                .collect();
             let zb = if signed_b { rng.below(256) as i32 - 128 } else { rng.below(256) as i32 };
             let want = qgemm_reference_i32(m, n, k, qa, k, &za, qb, n, zb);
             let packed = PackedQA::new(kernel, qa, m, k, k, 1, &za);
             let mut got = vec![0i32; m * n];
-            qgemm(m, n, k, &packed, QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 }, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+            qgemm(
+                m,
+                n,
+                k,
+                &packed,
+                QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 },
+                QOut::I32(&mut got),
+                n,
+                1,
+                &QEpilogue::default(),
+            );
             assert_eq!(got, want, "{kernel:?} {m}x{n}x{k}");
             // B read transposed (an [n, k] matrix) and C stored transposed.
             let mut bt = vec![0u8; k * n];
@@ -44,7 +78,17 @@ fn every_kernel_matches_reference_i32() {
             }
             let qbt = if signed_b { Q8::I8(as_i8(&bt)) } else { Q8::U8(&bt) };
             let mut got_t = vec![0i32; m * n];
-            qgemm(m, n, k, &packed, QRhs { data: qbt, zero: zb, k_stride: 1, n_stride: k }, QOut::I32(&mut got_t), 1, m, &QEpilogue::default());
+            qgemm(
+                m,
+                n,
+                k,
+                &packed,
+                QRhs { data: qbt, zero: zb, k_stride: 1, n_stride: k },
+                QOut::I32(&mut got_t),
+                1,
+                m,
+                &QEpilogue::default(),
+            );
             for i in 0..m {
                 for j in 0..n {
                     assert_eq!(got_t[j * m + i], want[i * n + j], "{kernel:?} transposed {m}x{n}x{k} at ({i}, {j})");
@@ -70,14 +114,25 @@ fn byte_layout_takes_symmetric_weights_and_falls_back_otherwise() {
 fn every_kernel_is_exact_at_the_extremes() {
     let (m, n, k) = (3, 5, MAX_K);
     for kernel in QKernel::all_available() {
-        for (av, bv, zb, signed_b) in [(0x80u8, 255u8, 0, false), (0x7f, 0, 255, false), (0x80, 0x80, 127, true), (0x80, 0x7f, -128, true)] {
+        for (av, bv, zb, signed_b) in [(0x80u8, 255u8, 0, false), (0x7f, 0, 255, false), (0x80, 0x80, 127, true), (0x80, 0x7f, -128, true)]
+        {
             let a = vec![av; m * k];
             let b = vec![bv; k * n];
             let qb = if signed_b { Q8::I8(as_i8(&b)) } else { Q8::U8(&b) };
             let want = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &[0], qb, n, zb);
             let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &[0]);
             let mut got = vec![0i32; m * n];
-            qgemm(m, n, k, &packed, QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 }, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+            qgemm(
+                m,
+                n,
+                k,
+                &packed,
+                QRhs { data: qb, zero: zb, k_stride: n, n_stride: 1 },
+                QOut::I32(&mut got),
+                n,
+                1,
+                &QEpilogue::default(),
+            );
             assert_eq!(got, want, "{kernel:?} a={av:#x} b={bv:#x} zb={zb}");
         }
     }
@@ -100,7 +155,8 @@ fn every_kernel_requantizes_like_the_reference() {
             let rhs = QRhs { data: Q8::U8(&b), zero: zb, k_stride: n, n_stride: 1 };
             let scale: Vec<f32> = (0..m).map(|_| 1e-5 + rng.f32().abs() * 1e-4).collect();
             let bias: Vec<f32> = (0..m).map(|_| rng.f32() * 4.0).collect();
-            let activation = [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }, Activation::HardSwish][case % 4];
+            let activation =
+                [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }, Activation::HardSwish][case % 4];
             let out_zero = [0, 128, 17, -5][case % 4];
             let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation, out_scale: 0.02, out_zero };
             let real = real_reference(&acc, m, n, &epi);

@@ -16,7 +16,16 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 /// # Safety
 /// See [`MicroKernel::run`].
 #[inline(always)]
-pub(crate) unsafe fn kernel_4x8(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+pub(crate) unsafe fn kernel_4x8(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {

@@ -9,7 +9,16 @@ use core::arch::wasm32::*;
 const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: QKernel = QKernel { name: "i8_gemm_4x8_simd128", mr: MR, nr: NR, layout: Layout::Pairs, fallback: None, run: kernel_4x8, run_q8: Some(kernel_4x8_q8), run_gemv: gemv_4 };
+pub(crate) const KERNEL: QKernel = QKernel {
+    name: "i8_gemm_4x8_simd128",
+    mr: MR,
+    nr: NR,
+    layout: Layout::Pairs,
+    fallback: None,
+    run: kernel_4x8,
+    run_q8: Some(kernel_4x8_q8),
+    run_gemv: gemv_4,
+};
 
 /// # Safety
 /// See [`QKernel::run`].

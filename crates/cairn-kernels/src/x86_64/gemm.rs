@@ -12,12 +12,30 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`]; the CPU must support AVX2 and FMA (checked by `Isa::current`).
-unsafe fn kernel_6x16_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_6x16_entry(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     kernel_6x16(kc, a, b, ldb, c, ldc, accumulate, epi)
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_6x16(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {

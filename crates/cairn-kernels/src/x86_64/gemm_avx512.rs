@@ -21,12 +21,30 @@ pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel
 
 /// # Safety
 /// See [`MicroKernel::run`]; the CPU must support AVX-512F (checked by `Isa::current`).
-unsafe fn kernel_12x32_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_12x32_entry(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     kernel_12x32(kc, a, b, ldb, c, ldc, accumulate, epi)
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn kernel_12x32(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
@@ -101,7 +119,18 @@ unsafe fn kernel_12x32(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usi
 /// # Safety
 /// See [`crate::gemm::EdgeKernel`]; the CPU must support AVX-512F.
 #[allow(clippy::too_many_arguments)]
-unsafe fn edge_12x32_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn edge_12x32_entry(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     debug_assert!(rows <= MR && cols <= NR && rows > 0 && cols > 0);
     // Column vectors address rows with 32-bit gather offsets.
     let small = |ld: usize| ld < (1 << 26);
@@ -124,7 +153,18 @@ unsafe fn edge_12x32_entry(kc: usize, a: *const f32, b: *const f32, ldb: usize, 
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_any<const H: usize>(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn rows_any<const H: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     match rows {
         1..=4 => rows_masked::<H, 4>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
         5..=8 => rows_masked::<H, 8>(kc, a, b, ldb, c, ldc, rows, cols, accumulate, epi),
@@ -134,7 +174,18 @@ unsafe fn rows_any<const H: usize>(kc: usize, a: *const f32, b: *const f32, ldb:
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns_any(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn columns_any(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     match cols {
         1 => columns::<1>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
         2 => columns::<2>(kc, a, b, ldb, c, ldc, rows, accumulate, epi),
@@ -148,7 +199,18 @@ unsafe fn columns_any(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *m
 /// past `cols`, so it is read whole).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn rows_masked<const H: usize, const R: usize>(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     let last: __mmask16 = (((1u32 << (cols - 16 * (H - 1))) - 1) & 0xFFFF) as __mmask16;
     let mask = |h: usize| if h + 1 == H { last } else { 0xFFFF };
     let mut acc = [[_mm512_setzero_ps(); H]; R];
@@ -197,13 +259,31 @@ unsafe fn rows_masked<const H: usize, const R: usize>(kc: usize, mut a: *const f
 /// `W` columns, each a vector over the tile's rows (lanes 12..16 masked off).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns<const W: usize>(kc: usize, mut a: *const f32, mut b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, accumulate: bool, epi: Option<&TileEpilogue>) {
+unsafe fn columns<const W: usize>(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    accumulate: bool,
+    epi: Option<&TileEpilogue>,
+) {
     const PANEL: __mmask16 = (1 << MR) - 1;
     let valid: __mmask16 = ((1u32 << rows) - 1) as __mmask16;
-    let row_index = |ld: usize| _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ld as i32));
+    let row_index = |ld: usize| {
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ld as i32))
+    };
     let c_index = row_index(ldc);
     // C first, as in the full kernel (same summation order, same rounding).
-    let mut acc: [__m512; W] = std::array::from_fn(|j| if accumulate { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, c_index, c.add(j)) } else { _mm512_setzero_ps() });
+    let mut acc: [__m512; W] = std::array::from_fn(|j| {
+        if accumulate {
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, c_index, c.add(j))
+        } else {
+            _mm512_setzero_ps()
+        }
+    });
     for _ in 0..kc {
         let av = _mm512_maskz_loadu_ps(PANEL, a);
         for (j, v) in acc.iter_mut().enumerate() {

@@ -17,7 +17,16 @@ const MR: usize = 6;
 /// Rows of the byte-layout kernel.
 const MR_Q: usize = 8;
 
-pub(crate) const KERNEL_AVX2: QKernel = QKernel { name: "i8_gemm_6x16_avx2", mr: MR, nr: 16, layout: Layout::Pairs, fallback: None, run: avx2_entry, run_q8: Some(avx2_q8_entry), run_gemv: gemv_avx2::<false> };
+pub(crate) const KERNEL_AVX2: QKernel = QKernel {
+    name: "i8_gemm_6x16_avx2",
+    mr: MR,
+    nr: 16,
+    layout: Layout::Pairs,
+    fallback: None,
+    run: avx2_entry,
+    run_q8: Some(avx2_q8_entry),
+    run_gemv: gemv_avx2::<false>,
+};
 pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_6x16_avxvnni",
     mr: MR,
@@ -28,7 +37,16 @@ pub(crate) const KERNEL_AVX_VNNI_U8S8: QKernel = QKernel {
     run_q8: Some(avxvnni_q8_entry),
     run_gemv: gemv_avx2::<true>,
 };
-pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel { name: "i8_gemm_6x32_avx512vnni", mr: MR, nr: 32, layout: Layout::Pairs, fallback: None, run: vnni_entry, run_q8: Some(vnni_q8_entry), run_gemv: gemv_avx2::<false> };
+pub(crate) const KERNEL_AVX512_VNNI: QKernel = QKernel {
+    name: "i8_gemm_6x32_avx512vnni",
+    mr: MR,
+    nr: 32,
+    layout: Layout::Pairs,
+    fallback: None,
+    run: vnni_entry,
+    run_q8: Some(vnni_q8_entry),
+    run_gemv: gemv_avx2::<false>,
+};
 pub(crate) const KERNEL_AVX512_VNNI_U8S8: QKernel = QKernel {
     name: "u8s8_gemm_8x32_avx512vnni",
     mr: MR_Q,
@@ -208,7 +226,12 @@ unsafe fn vnni_q8<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b
 /// An `R x 32` tile: `vpdpbusd` (B bytes unsigned, A bytes signed) when `QUADS`, else
 /// `vpdpwssd` on i16 pairs; row i starts from `init[i]`.
 #[inline(always)]
-unsafe fn tile_vnni<const R: usize, const QUADS: bool>(kp: usize, mut a: *const i32, mut b: *const i32, init: *const i32) -> [[__m512i; 2]; R] {
+unsafe fn tile_vnni<const R: usize, const QUADS: bool>(
+    kp: usize,
+    mut a: *const i32,
+    mut b: *const i32,
+    init: *const i32,
+) -> [[__m512i; 2]; R] {
     let mut acc: [[__m512i; 2]; R] = std::array::from_fn(|i| [_mm512_set1_epi32(*init.add(i)); 2]);
     for _ in 0..kp {
         let b0 = _mm512_loadu_si512(b as *const __m512i);
@@ -237,7 +260,9 @@ unsafe fn tile_vnni<const R: usize, const QUADS: bool>(kp: usize, mut a: *const 
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
 unsafe fn vnni_u8s8_gemv(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
     let mut s = [_mm256_loadu_si256(init as *const __m256i), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()];
-    let step = |acc: __m256i, q: usize| _mm256_dpbusd_epi32(acc, _mm256_set1_epi32(*b.add(q)), _mm256_loadu_si256(a.add(q * MR_Q) as *const __m256i));
+    let step = |acc: __m256i, q: usize| {
+        _mm256_dpbusd_epi32(acc, _mm256_set1_epi32(*b.add(q)), _mm256_loadu_si256(a.add(q * MR_Q) as *const __m256i))
+    };
     let mut q = 0;
     while q + 4 <= kp {
         for (u, acc) in s.iter_mut().enumerate() {

@@ -72,8 +72,16 @@ pub fn classifier() -> Graph {
         node("fc", "Gemm", &["f", "wf", "bf"], "logits", vec![("transB", Attr::Int(1))]),
     ];
     Graph {
-        inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(3), Dim::Known(SIDE), Dim::Known(SIDE)]) }],
-        outputs: vec![ValueInfo { name: "logits".into(), dtype: DType::F32, dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(CLASSES)]) }],
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            dtype: DType::F32,
+            dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(3), Dim::Known(SIDE), Dim::Known(SIDE)]),
+        }],
+        outputs: vec![ValueInfo {
+            name: "logits".into(),
+            dtype: DType::F32,
+            dims: Some(vec![Dim::Sym("batch".into()), Dim::Known(CLASSES)]),
+        }],
         initializers,
         nodes,
         opset: 17,
@@ -99,8 +107,11 @@ pub fn app_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&base);
     let root = base.join("app");
     std::fs::create_dir_all(&root).unwrap();
-    let mut packed = pack(&classifier(), &PackOptions { name: "tiny".into(), shard_bytes: 1024, min_split_elements: 64, ..PackOptions::default() }).unwrap();
-    packed.manifest.inputs[0].preprocess = Some(Preprocess { size: [SIDE as u32, SIDE as u32], layout: "nchw".into(), color: "rgb".into(), mean: [0.5; 3], std: [0.5; 3] });
+    let mut packed =
+        pack(&classifier(), &PackOptions { name: "tiny".into(), shard_bytes: 1024, min_split_elements: 64, ..PackOptions::default() })
+            .unwrap();
+    packed.manifest.inputs[0].preprocess =
+        Some(Preprocess { size: [SIDE as u32, SIDE as u32], layout: "nchw".into(), color: "rgb".into(), mean: [0.5; 3], std: [0.5; 3] });
     packed.manifest.outputs[0].labels = Some((0..CLASSES).map(|i| format!("class {i}")).collect());
     write_bundle(&root.join("models/tiny"), &packed, |_| {}).unwrap();
     std::fs::write(root.join("index.html"), "<!doctype html><title>Cairn</title><p>offline-first</p>\n").unwrap();
