@@ -7,8 +7,11 @@ mod activation;
 mod cast;
 pub(crate) mod conv;
 mod elementwise;
+mod indexing;
 mod layout;
+mod loss;
 mod matmul;
+mod matrix;
 mod norm;
 mod pool;
 mod qconv;
@@ -18,6 +21,7 @@ mod qparams;
 mod quant;
 mod reduce;
 mod resize;
+mod rms_norm;
 
 pub(crate) use conv::FusedConv;
 pub(crate) use matmul::{FusedMatMul, MatMulForm};
@@ -43,4 +47,8 @@ pub fn register_all(r: &mut Registry) {
     quant::register(r);
     reduce::register(r);
     resize::register(r);
+    indexing::register(r);
+    loss::register(r);
+    matrix::register(r);
+    rms_norm::register(r);
 }

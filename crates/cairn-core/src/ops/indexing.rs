@@ -1,0 +1,396 @@
+//! Element-level indexing: GatherElements, GatherND, ScatterElements (and its
+//! pre-opset-11 name Scatter), ScatterND. Every dtype; indices i32 or i64,
+//! negative indices count from the end, out-of-range indices are an error.
+//!
+//! Reference kernels: each computes, per output (or update) element, the flat
+//! offset it reads (or writes), then moves elements with one typed loop.
+
+use super::broadcast::contiguous_strides;
+use crate::{
+    bail_shape, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef,
+};
+use half::f16;
+
+pub fn register(r: &mut Registry) {
+    r.register("GatherElements", |ctx| Ok(Box::new(GatherElements { axis: ctx.int("axis", 0)? })));
+    r.register("GatherND", |ctx| Ok(Box::new(GatherNd { batch_dims: ctx.int("batch_dims", 0)? })));
+    r.register("ScatterElements", |ctx| {
+        Ok(Box::new(ScatterElements { name: "ScatterElements", axis: ctx.int("axis", 0)?, reduction: Reduction::parse(ctx)? }))
+    });
+    r.register("Scatter", |ctx| Ok(Box::new(ScatterElements { name: "Scatter", axis: ctx.int("axis", 0)?, reduction: Reduction::None })));
+    r.register("ScatterND", |ctx| Ok(Box::new(ScatterNd { reduction: Reduction::parse(ctx)? })));
+}
+
+/// How a scatter combines an update with the value already there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl Reduction {
+    fn parse(ctx: &OpContext) -> Result<Reduction> {
+        Ok(match ctx.string("reduction", "none")?.as_str() {
+            "none" => Reduction::None,
+            "add" => Reduction::Add,
+            "mul" => Reduction::Mul,
+            "max" => Reduction::Max,
+            "min" => Reduction::Min,
+            other => return Err(ctx.unsupported("reduction", format!("'{other}' (expected none, add, mul, max or min)"))),
+        })
+    }
+}
+
+/// The arithmetic a scatter reduction needs, per element type.
+trait Combine: Copy {
+    fn combine(self, update: Self, r: Reduction) -> Self;
+}
+
+macro_rules! combine_num {
+    ($($t:ty),*) => {$(
+        impl Combine for $t {
+            #[inline]
+            fn combine(self, u: $t, r: Reduction) -> $t {
+                match r {
+                    Reduction::None => u,
+                    Reduction::Add => self + u,
+                    Reduction::Mul => self * u,
+                    Reduction::Max => if u > self { u } else { self },
+                    Reduction::Min => if u < self { u } else { self },
+                }
+            }
+        }
+    )*};
+}
+combine_num!(f32, f64);
+
+macro_rules! combine_int {
+    ($($t:ty),*) => {$(
+        impl Combine for $t {
+            #[inline]
+            fn combine(self, u: $t, r: Reduction) -> $t {
+                match r {
+                    Reduction::None => u,
+                    Reduction::Add => self.wrapping_add(u),
+                    Reduction::Mul => self.wrapping_mul(u),
+                    Reduction::Max => self.max(u),
+                    Reduction::Min => self.min(u),
+                }
+            }
+        }
+    )*};
+}
+combine_int!(i8, u8, i32, i64);
+
+impl Combine for f16 {
+    fn combine(self, u: f16, r: Reduction) -> f16 {
+        f16::from_f32(self.to_f32().combine(u.to_f32(), r))
+    }
+}
+
+/// Bools are bytes (ADR 0003): add is `or`, mul is `and`, as numpy does on bool arrays.
+fn combine_bool(a: u8, u: u8, r: Reduction) -> u8 {
+    match r {
+        Reduction::None => u,
+        Reduction::Add | Reduction::Max => a | u,
+        Reduction::Mul | Reduction::Min => a & u,
+    }
+}
+
+/// `dst[i] = src[offsets[i]]` for every element of `dst`.
+fn gather_offsets(src: DataRef, dst: &mut DataMut, offsets: &[usize]) -> Result<()> {
+    crate::with_same_dtype!(src, dst, |s, d| d.iter_mut().zip(offsets).for_each(|(d, &o)| *d = s[o]))
+}
+
+/// Copies `data` into `dst`, then combines `updates[j]` into `dst[offsets[j]]` in order.
+fn scatter_offsets(data: DataRef, updates: DataRef, dst: &mut DataMut, offsets: &[usize], inner: usize, r: Reduction) -> Result<()> {
+    dst.copy_from(data)?;
+    macro_rules! apply {
+        ($d:expr, $u:expr, $f:expr) => {{
+            for (j, &o) in offsets.iter().enumerate() {
+                for k in 0..inner {
+                    $d[o + k] = $f($d[o + k], $u[j * inner + k], r);
+                }
+            }
+            Ok(())
+        }};
+    }
+    match (dst, updates) {
+        (DataMut::F32(d), DataRef::F32(u)) => apply!(d, u, f32::combine),
+        (DataMut::F16(d), DataRef::F16(u)) => apply!(d, u, f16::combine),
+        (DataMut::I8(d), DataRef::I8(u)) => apply!(d, u, i8::combine),
+        (DataMut::U8(d), DataRef::U8(u)) => apply!(d, u, u8::combine),
+        (DataMut::I32(d), DataRef::I32(u)) => apply!(d, u, i32::combine),
+        (DataMut::I64(d), DataRef::I64(u)) => apply!(d, u, i64::combine),
+        (DataMut::Bool(d), DataRef::Bool(u)) => apply!(d, u, combine_bool),
+        (d, u) => Err(Error::DType { expected: d.dtype(), got: u.dtype(), context: "scatter updates".into() }),
+    }
+}
+
+fn check_indices(f: &Fact, op: &str) -> Result<()> {
+    if !matches!(f.dtype, DType::I64 | DType::I32) {
+        bail_shape!(op, "indices must be i32 or i64, got {}", f.dtype);
+    }
+    Ok(())
+}
+
+/// Resolves a possibly negative index against a dim of size `dim`.
+fn resolve(i: i64, dim: usize, op: &str) -> Result<usize> {
+    let d = dim as i64;
+    let j = if i < 0 { i + d } else { i };
+    if !(0..d).contains(&j) {
+        bail_shape!(op, "index {i} is out of range for a dim of size {dim}");
+    }
+    Ok(j as usize)
+}
+
+/// For GatherElements/ScatterElements: the flat offset in `data` of every element of
+/// `indices` (same rank as data, index replaced along `axis`).
+fn element_offsets(data_shape: &[usize], idx_shape: &[usize], idx: &[i64], axis: usize, op: &str) -> Result<Vec<usize>> {
+    if idx_shape.len() != data_shape.len() {
+        bail_shape!(op, "indices must have the rank of data ({:?}), got {:?}", data_shape, idx_shape);
+    }
+    if idx_shape.iter().zip(data_shape).enumerate().any(|(d, (&i, &s))| d != axis && i > s) {
+        bail_shape!(op, "indices shape {:?} exceeds data shape {:?} outside the axis", idx_shape, data_shape);
+    }
+    let dstrides = contiguous_strides(data_shape);
+    let istrides = contiguous_strides(idx_shape);
+    idx.iter()
+        .enumerate()
+        .map(|(flat, &i)| {
+            let mut off = 0;
+            for d in 0..idx_shape.len() {
+                let coord = (flat / istrides[d]) % idx_shape[d];
+                let coord = if d == axis { resolve(i, data_shape[axis], op)? } else { coord };
+                off += coord * dstrides[d];
+            }
+            Ok(off)
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct GatherElements {
+    axis: i64,
+}
+
+impl Op for GatherElements {
+    fn op_type(&self) -> &str {
+        "GatherElements"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "GatherElements")?;
+        let idx = required(inputs, 1, "GatherElements")?;
+        check_indices(idx, "GatherElements")?;
+        normalize_axis(self.axis, x.rank(), "GatherElements")?;
+        if idx.rank() != x.rank() {
+            bail_shape!("GatherElements", "indices must have the rank of data ({:?}), got {:?}", x.shape, idx.shape);
+        }
+        Ok(vec![Fact::new(x.dtype, idx.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "GatherElements")?;
+        let idx = required(inputs, 1, "GatherElements")?;
+        let axis = normalize_axis(self.axis, x.rank(), "GatherElements")?;
+        let offsets = element_offsets(x.shape, idx.shape, &idx.to_i64_vec()?, axis, "GatherElements")?;
+        gather_offsets(x.data, &mut outputs[0].data, &offsets)
+    }
+}
+
+#[derive(Debug)]
+struct ScatterElements {
+    name: &'static str,
+    axis: i64,
+    reduction: Reduction,
+}
+
+impl Op for ScatterElements {
+    fn op_type(&self) -> &str {
+        self.name
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, self.name)?;
+        let idx = required(inputs, 1, self.name)?;
+        let upd = required(inputs, 2, self.name)?;
+        check_indices(idx, self.name)?;
+        normalize_axis(self.axis, x.rank(), self.name)?;
+        if upd.shape != idx.shape || upd.dtype != x.dtype {
+            bail_shape!(
+                self.name,
+                "updates ({} {:?}) must match indices' shape {:?} and data's dtype {}",
+                upd.dtype,
+                upd.shape,
+                idx.shape,
+                x.dtype
+            );
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.name)?;
+        let idx = required(inputs, 1, self.name)?;
+        let upd = required(inputs, 2, self.name)?;
+        let axis = normalize_axis(self.axis, x.rank(), self.name)?;
+        let offsets = element_offsets(x.shape, idx.shape, &idx.to_i64_vec()?, axis, self.name)?;
+        scatter_offsets(x.data, upd.data, &mut outputs[0].data, &offsets, 1, self.reduction)
+    }
+}
+
+/// For GatherND/ScatterND: the flat offset in `data` of each index tuple (the last dim of
+/// `indices`), with `batch_dims` leading dims shared by data and indices; the slice each
+/// tuple selects has `inner` elements.
+fn nd_offsets(data_shape: &[usize], idx_shape: &[usize], idx: &[i64], batch_dims: usize, op: &str) -> Result<(Vec<usize>, usize)> {
+    let Some(&k) = idx_shape.last() else { bail_shape!(op, "indices must have rank >= 1") };
+    if batch_dims + k > data_shape.len() || batch_dims >= idx_shape.len() || data_shape[..batch_dims] != idx_shape[..batch_dims] {
+        bail_shape!(op, "indices {:?} (batch_dims {batch_dims}) do not index data {:?}", idx_shape, data_shape);
+    }
+    let dstrides = contiguous_strides(data_shape);
+    let inner: usize = data_shape[batch_dims + k..].iter().product();
+    let batch: usize = data_shape[..batch_dims].iter().product();
+    let tuples = idx.len() / k.max(1);
+    let per_batch = tuples / batch.max(1);
+    let batch_stride: usize = data_shape[batch_dims..].iter().product();
+    let mut offsets = Vec::with_capacity(tuples);
+    for t in 0..tuples {
+        let mut off = (t / per_batch.max(1)) * batch_stride;
+        for (j, &i) in idx[t * k..(t + 1) * k].iter().enumerate() {
+            off += resolve(i, data_shape[batch_dims + j], op)? * dstrides[batch_dims + j];
+        }
+        offsets.push(off);
+    }
+    Ok((offsets, inner))
+}
+
+#[derive(Debug)]
+struct GatherNd {
+    batch_dims: i64,
+}
+
+impl GatherNd {
+    fn batch_dims(&self) -> Result<usize> {
+        usize::try_from(self.batch_dims).map_err(|_| Error::shape("GatherND", format!("batch_dims must be >= 0, got {}", self.batch_dims)))
+    }
+}
+
+impl Op for GatherNd {
+    fn op_type(&self) -> &str {
+        "GatherND"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "GatherND")?;
+        let idx = required(inputs, 1, "GatherND")?;
+        check_indices(idx, "GatherND")?;
+        let b = self.batch_dims()?;
+        let Some(&k) = idx.shape.last() else { bail_shape!("GatherND", "indices must have rank >= 1") };
+        if b + k > x.rank() || b >= idx.rank() || x.shape[..b] != idx.shape[..b] {
+            bail_shape!("GatherND", "indices {:?} (batch_dims {b}) do not index data {:?}", idx.shape, x.shape);
+        }
+        let mut shape = idx.shape[..idx.rank() - 1].to_vec();
+        shape.extend(&x.shape[b + k..]);
+        Ok(vec![Fact::new(x.dtype, shape)])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "GatherND")?;
+        let idx = required(inputs, 1, "GatherND")?;
+        let (starts, inner) = nd_offsets(x.shape, idx.shape, &idx.to_i64_vec()?, self.batch_dims()?, "GatherND")?;
+        let offsets: Vec<usize> = starts.iter().flat_map(|&s| s..s + inner).collect();
+        gather_offsets(x.data, &mut outputs[0].data, &offsets)
+    }
+}
+
+#[derive(Debug)]
+struct ScatterNd {
+    reduction: Reduction,
+}
+
+impl Op for ScatterNd {
+    fn op_type(&self) -> &str {
+        "ScatterND"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "ScatterND")?;
+        let idx = required(inputs, 1, "ScatterND")?;
+        let upd = required(inputs, 2, "ScatterND")?;
+        check_indices(idx, "ScatterND")?;
+        let Some(&k) = idx.shape.last() else { bail_shape!("ScatterND", "indices must have rank >= 1") };
+        let mut want = idx.shape[..idx.rank() - 1].to_vec();
+        want.extend(x.shape.get(k..).unwrap_or(&[]));
+        if k > x.rank() || upd.shape != want || upd.dtype != x.dtype {
+            bail_shape!(
+                "ScatterND",
+                "updates must be {} {:?} for data {:?} and indices {:?}, got {} {:?}",
+                x.dtype,
+                want,
+                x.shape,
+                idx.shape,
+                upd.dtype,
+                upd.shape
+            );
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "ScatterND")?;
+        let idx = required(inputs, 1, "ScatterND")?;
+        let upd = required(inputs, 2, "ScatterND")?;
+        let (starts, inner) = nd_offsets(x.shape, idx.shape, &idx.to_i64_vec()?, 0, "ScatterND")?;
+        scatter_offsets(x.data, upd.data, &mut outputs[0].data, &starts, inner, self.reduction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tensor;
+
+    fn run_op(op: &dyn Op, inputs: &[Tensor]) -> Result<Tensor> {
+        let facts: Vec<Fact> = inputs.iter().map(|t| Fact::new(t.dtype(), t.shape().to_vec())).collect();
+        let refs: Vec<Option<&Fact>> = facts.iter().map(Some).collect();
+        let out = op.infer(&refs)?.remove(0);
+        let mut y = Tensor::zeros(out.dtype, out.shape)?;
+        let views: Vec<Option<TensorRef>> = inputs.iter().map(|t| Some(t.view())).collect();
+        op.run(&views, &mut [y.view_mut()])?;
+        Ok(y)
+    }
+
+    #[test]
+    fn gather_elements_follows_the_spec_example() {
+        let x = Tensor::from_f32(vec![2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let i = Tensor::from_i64(vec![2, 2], vec![0, 0, 1, -2]).unwrap();
+        let y = run_op(&GatherElements { axis: 1 }, &[x, i]).unwrap();
+        assert_eq!(y.f32s().unwrap(), &[1., 1., 4., 3.]);
+    }
+
+    #[test]
+    fn scatter_elements_reduces_duplicates_in_order() {
+        let x = Tensor::from_f32(vec![1, 5], vec![1., 2., 3., 4., 5.]).unwrap();
+        let i = Tensor::from_i64(vec![1, 2], vec![1, 1]).unwrap();
+        let u = Tensor::from_f32(vec![1, 2], vec![1.1, 2.1]).unwrap();
+        let op = ScatterElements { name: "ScatterElements", axis: 1, reduction: Reduction::Add };
+        let y = run_op(&op, &[x, i, u]).unwrap();
+        assert_eq!(y.f32s().unwrap(), &[1., 5.2, 3., 4., 5.]);
+    }
+
+    #[test]
+    fn gather_nd_with_batch_dims() {
+        let x = Tensor::from_i64(vec![2, 2, 2], (0..8).collect()).unwrap();
+        let i = Tensor::from_i64(vec![2, 1], vec![1, 0]).unwrap();
+        let y = run_op(&GatherNd { batch_dims: 1 }, &[x, i]).unwrap();
+        assert_eq!(y.shape(), &[2, 2]);
+        assert_eq!(y.i64s().unwrap(), &[2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn scatter_nd_writes_slices_and_rejects_bad_indices() {
+        let x = Tensor::from_i64(vec![4, 2], vec![0; 8]).unwrap();
+        let i = Tensor::from_i64(vec![2, 1], vec![3, 1]).unwrap();
+        let u = Tensor::from_i64(vec![2, 2], vec![1, 2, 3, 4]).unwrap();
+        let y = run_op(&ScatterNd { reduction: Reduction::None }, &[x.clone(), i, u.clone()]).unwrap();
+        assert_eq!(y.i64s().unwrap(), &[0, 0, 3, 4, 0, 0, 1, 2]);
+        let bad = Tensor::from_i64(vec![2, 1], vec![4, 0]).unwrap();
+        assert!(run_op(&ScatterNd { reduction: Reduction::None }, &[x, bad, u]).is_err());
+    }
+}
