@@ -4,6 +4,7 @@
 pub mod broadcast;
 
 mod activation;
+mod attention;
 mod cast;
 pub(crate) mod conv;
 mod elementwise;
@@ -51,4 +52,5 @@ pub fn register_all(r: &mut Registry) {
     loss::register(r);
     matrix::register(r);
     rms_norm::register(r);
+    attention::register(r);
 }
