@@ -32,6 +32,11 @@ pub fn random_tensor(dtype: DType, shape: Vec<usize>, rng: &mut XorShift) -> Res
         DType::I32 => TensorData::I32((0..n).map(|_| (rng.next() % 10) as i32).collect()),
         DType::I64 => TensorData::I64((0..n).map(|_| (rng.next() % 10) as i64).collect()),
         DType::Bool => TensorData::Bool((0..n).map(|_| (rng.next() & 1) as u8).collect()),
+        // The wider and rarer dtypes: the same values, drawn as f32 or i64 and converted.
+        other => {
+            let wide = if other.is_float() { DType::F32 } else { DType::I64 };
+            return Ok(random_tensor(wide, shape, rng)?.cast(other)?);
+        }
     };
     Ok(Tensor::new(shape, data)?)
 }

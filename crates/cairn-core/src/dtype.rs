@@ -15,16 +15,46 @@ pub enum DType {
     I32,
     I64,
     Bool,
+    BF16,
+    F64,
+    I16,
+    U16,
+    U32,
+    U64,
 }
 
 impl DType {
+    /// Every dtype, for lookups by name.
+    pub const ALL: [DType; 13] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::F64,
+        DType::I8,
+        DType::U8,
+        DType::I16,
+        DType::U16,
+        DType::I32,
+        DType::U32,
+        DType::I64,
+        DType::U64,
+        DType::Bool,
+    ];
+
+    /// The dtype whose [`DType::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::F16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
-            DType::I64 => 8,
+            DType::I64 | DType::F64 | DType::U64 => 8,
+            DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::U32 => 4,
         }
     }
 
@@ -38,15 +68,21 @@ impl DType {
             DType::I32 => "i32",
             DType::I64 => "i64",
             DType::Bool => "bool",
+            DType::BF16 => "bf16",
+            DType::F64 => "f64",
+            DType::I16 => "i16",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+            DType::U64 => "u64",
         }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F16)
+        matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
     }
 
     pub fn is_integer(self) -> bool {
-        matches!(self, DType::I8 | DType::U8 | DType::I32 | DType::I64)
+        matches!(self, DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64)
     }
 }
 

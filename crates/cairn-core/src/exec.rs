@@ -284,6 +284,12 @@ macro_rules! arena_slice {
             DType::I32 => $ty::I32(std::slice::$from($ptr as _, $n)),
             DType::I64 => $ty::I64(std::slice::$from($ptr as _, $n)),
             DType::Bool => $ty::Bool(std::slice::$from($ptr as _, $n)),
+            DType::BF16 => $ty::BF16(std::slice::$from($ptr as _, $n)),
+            DType::F64 => $ty::F64(std::slice::$from($ptr as _, $n)),
+            DType::I16 => $ty::I16(std::slice::$from($ptr as _, $n)),
+            DType::U16 => $ty::U16(std::slice::$from($ptr as _, $n)),
+            DType::U32 => $ty::U32(std::slice::$from($ptr as _, $n)),
+            DType::U64 => $ty::U64(std::slice::$from($ptr as _, $n)),
         }
     };
 }

@@ -14,7 +14,7 @@ pub enum Error {
     Tensor { name: String, detail: String },
 
     #[error(
-        "tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, int8, uint8, int32, int64, bool)"
+        "tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, bfloat16, double, int8/16/32/64, uint8/16/32/64, bool)"
     )]
     UnsupportedDType { name: String, dtype: &'static str },
 

@@ -71,6 +71,12 @@ fn code(d: DType) -> i32 {
         DType::I32 => dt::INT32,
         DType::I64 => dt::INT64,
         DType::Bool => dt::BOOL,
+        DType::BF16 => dt::BFLOAT16,
+        DType::F64 => dt::DOUBLE,
+        DType::I16 => dt::INT16,
+        DType::U16 => dt::UINT16,
+        DType::U32 => dt::UINT32,
+        DType::U64 => dt::UINT64,
     }
 }
 

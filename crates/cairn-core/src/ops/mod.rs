@@ -5,6 +5,7 @@ pub mod broadcast;
 
 mod activation;
 mod attention;
+mod bitwise;
 mod cast;
 pub(crate) mod conv;
 mod elementwise;
@@ -24,6 +25,7 @@ mod reduce;
 mod resize;
 mod rms_norm;
 
+pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
 pub(crate) use matmul::{FusedMatMul, MatMulForm};
 pub(crate) use qconv::{QConv, QConvWeights};
@@ -53,4 +55,5 @@ pub fn register_all(r: &mut Registry) {
     matrix::register(r);
     rms_norm::register(r);
     attention::register(r);
+    bitwise::register(r);
 }
