@@ -19,6 +19,7 @@ pub fn register(r: &mut Registry) {
     });
     r.register("Scatter", |ctx| Ok(Box::new(ScatterElements { name: "Scatter", axis: ctx.int("axis", 0)?, reduction: Reduction::None })));
     r.register("ScatterND", |ctx| Ok(Box::new(ScatterNd { reduction: Reduction::parse(ctx)? })));
+    r.register("OneHot", |ctx| Ok(Box::new(OneHot { axis: ctx.int("axis", -1)? })));
 }
 
 /// How a scatter combines an update with the value already there.
@@ -101,7 +102,7 @@ fn combine_bool(a: u8, u: u8, r: Reduction) -> u8 {
 }
 
 /// `dst[i] = src[offsets[i]]` for every element of `dst`.
-fn gather_offsets(src: DataRef, dst: &mut DataMut, offsets: &[usize]) -> Result<()> {
+pub(crate) fn gather_offsets(src: DataRef, dst: &mut DataMut, offsets: &[usize]) -> Result<()> {
     crate::with_same_dtype!(src, dst, |s, d| d.iter_mut().zip(offsets).for_each(|(d, &o)| *d = s[o]))
 }
 
@@ -341,6 +342,67 @@ impl Op for ScatterNd {
     }
 }
 
+/// OneHot(indices, depth, values): `values[1]` where the index along the new axis equals
+/// the element's index (negative ones count from `depth`), `values[0]` elsewhere. Indices
+/// may be any numeric dtype (floats truncate); `depth` must be known when planning.
+#[derive(Debug)]
+struct OneHot {
+    axis: i64,
+}
+
+impl OneHot {
+    fn depth(inputs: &[Option<&Fact>]) -> Result<usize> {
+        let d = required(inputs, 1, "OneHot")?;
+        let v = d.value.as_ref().map(|t| t.view().to_f64_vec());
+        match v.as_deref() {
+            Some([d]) if *d >= 1.0 && *d <= (1u64 << 32) as f64 => Ok(*d as usize),
+            Some(v) => bail_shape!("OneHot", "depth must be one value >= 1, got {v:?}"),
+            None => bail_shape!("OneHot", "depth must be known before running (a constant or computable from shapes)"),
+        }
+    }
+}
+
+impl Op for OneHot {
+    fn op_type(&self) -> &str {
+        "OneHot"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let idx = required(inputs, 0, "OneHot")?;
+        let values = required(inputs, 2, "OneHot")?;
+        if values.numel() != 2 {
+            bail_shape!("OneHot", "values must hold [off, on], got shape {:?}", values.shape);
+        }
+        let depth = OneHot::depth(inputs)?;
+        let axis = normalize_axis(self.axis, idx.rank() + 1, "OneHot")?;
+        let mut shape = idx.shape.clone();
+        shape.insert(axis, depth);
+        crate::checked_numel(&shape)?;
+        Ok(vec![Fact::new(values.dtype, shape)])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let idx = required(inputs, 0, "OneHot")?;
+        let values = required(inputs, 2, "OneHot")?;
+        let out = &mut outputs[0];
+        let axis = normalize_axis(self.axis, idx.rank() + 1, "OneHot")?;
+        let depth = out.shape[axis];
+        let outer: usize = idx.shape[..axis].iter().product();
+        let inner: usize = idx.shape[axis..].iter().product();
+        let idx = idx.to_f64_vec();
+        // Offset 1 of `values` where hot, 0 elsewhere.
+        let mut picks = vec![0usize; out.len()];
+        for o in 0..outer {
+            for i in 0..inner {
+                let v = idx[o * inner + i].trunc();
+                let hot = if v < 0.0 { v + depth as f64 } else { v };
+                if hot >= 0.0 && hot < depth as f64 {
+                    picks[(o * depth + hot as usize) * inner + i] = 1;
+                }
+            }
+        }
+        gather_offsets(values.data, &mut out.data, &picks)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +416,20 @@ mod tests {
         let views: Vec<Option<TensorRef>> = inputs.iter().map(|t| Some(t.view())).collect();
         op.run(&views, &mut [y.view_mut()])?;
         Ok(y)
+    }
+
+    #[test]
+    fn one_hot_on_a_middle_axis_with_negative_indices() {
+        let op = OneHot { axis: 0 };
+        let idx = Tensor::from_i64(vec![2], vec![1, -1]).unwrap();
+        let depth = std::sync::Arc::new(Tensor::from_i64(vec![], vec![3]).unwrap());
+        let values = Tensor::from_f32(vec![2], vec![0., 5.]).unwrap();
+        let facts = [Fact::new(DType::I64, vec![2]), Fact::from_tensor(depth.clone()), Fact::new(DType::F32, vec![2])];
+        let out = op.infer(&[Some(&facts[0]), Some(&facts[1]), Some(&facts[2])]).unwrap().remove(0);
+        assert_eq!(out.shape, vec![3, 2]);
+        let mut y = Tensor::zeros(DType::F32, out.shape).unwrap();
+        op.run(&[Some(idx.view()), Some(depth.view()), Some(values.view())], &mut [y.view_mut()]).unwrap();
+        assert_eq!(y.f32s().unwrap(), &[0., 0., 5., 0., 0., 5.]);
     }
 
     #[test]

@@ -8,10 +8,12 @@ mod attention;
 mod bitwise;
 mod cast;
 pub(crate) mod conv;
+mod cumulative;
 mod elementwise;
 mod indexing;
 mod layout;
 mod loss;
+mod math;
 mod matmul;
 mod matrix;
 mod norm;
@@ -24,6 +26,8 @@ mod quant;
 mod reduce;
 mod resize;
 mod rms_norm;
+mod space_depth;
+mod topk;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
@@ -56,4 +60,8 @@ pub fn register_all(r: &mut Registry) {
     rms_norm::register(r);
     attention::register(r);
     bitwise::register(r);
+    cumulative::register(r);
+    math::register(r);
+    space_depth::register(r);
+    topk::register(r);
 }
