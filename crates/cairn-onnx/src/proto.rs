@@ -132,6 +132,8 @@ pub struct AttributeProto {
     pub tensors: Vec<TensorProto>,
     #[prost(message, repeated, tag = "11")]
     pub graphs: Vec<GraphProto>,
+    #[prost(message, optional, tag = "14")]
+    pub tp: Option<TypeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -161,7 +163,7 @@ pub mod type_proto {
         pub shape: Option<super::TensorShapeProto>,
     }
 
-    /// Sequence, Optional: only their presence matters to Cairn (it rejects them).
+    /// The element type of a Sequence or an Optional.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Nested {
         #[prost(message, optional, boxed, tag = "1")]

@@ -5,11 +5,14 @@ pub mod broadcast;
 
 mod activation;
 mod cast;
+mod control;
 pub(crate) mod conv;
+mod dynamic;
 mod elementwise;
 mod layout;
 mod matmul;
 mod norm;
+mod pieces;
 mod pool;
 mod qconv;
 mod qelementwise;
@@ -18,6 +21,7 @@ mod qparams;
 mod quant;
 mod reduce;
 mod resize;
+mod sequence;
 
 pub(crate) use conv::FusedConv;
 pub(crate) use matmul::{FusedMatMul, MatMulForm};
@@ -31,7 +35,9 @@ use crate::Registry;
 pub fn register_all(r: &mut Registry) {
     activation::register(r);
     cast::register(r);
+    control::register(r);
     conv::register(r);
+    dynamic::register(r);
     elementwise::register(r);
     layout::register(r);
     matmul::register(r);
@@ -43,4 +49,5 @@ pub fn register_all(r: &mut Registry) {
     quant::register(r);
     reduce::register(r);
     resize::register(r);
+    sequence::register(r);
 }
