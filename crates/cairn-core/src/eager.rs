@@ -138,7 +138,11 @@ pub fn run_graph(graph: &Graph, bound: Vec<(String, Value)>, cx: &EvalContext, m
             drop(inputs);
             let declared = node.outputs.iter().filter(|o| !o.is_empty()).count();
             if outputs.len() < node.outputs.len() && declared > 0 {
-                return Err(located(Error::Graph(format!("declares {} outputs but the op produced {}", node.outputs.len(), outputs.len()))));
+                return Err(located(Error::Graph(format!(
+                    "declares {} outputs but the op produced {}",
+                    node.outputs.len(),
+                    outputs.len()
+                ))));
             }
             for (name, v) in node.outputs.iter().zip(outputs) {
                 if name.is_empty() || (!keep.contains(name.as_str()) && !last_read.contains_key(name.as_str())) {
@@ -182,10 +186,7 @@ impl Subgraph {
             return Err(Error::TooLarge(format!("{op}: subgraphs nest deeper than {MAX_SUBGRAPH_DEPTH} levels")));
         }
         if formal.len() != self.graph.inputs.len() {
-            return Err(Error::shape(
-                op,
-                format!("the body declares {} inputs but is given {}", self.graph.inputs.len(), formal.len()),
-            ));
+            return Err(Error::shape(op, format!("the body declares {} inputs but is given {}", self.graph.inputs.len(), formal.len())));
         }
         let mut bound: Vec<(String, Value)> = Vec::with_capacity(formal.len() + captured.len());
         for (name, v) in self.captures.iter().zip(captured) {

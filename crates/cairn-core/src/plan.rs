@@ -99,10 +99,7 @@ impl Default for PlanLimits {
         // 4 GiB: more than any model Cairn targets, far less than a hostile shape asks for.
         // 4 GiB natively; on 32-bit targets (wasm32) half the address space, since
         // `4 << 30` does not fit a 32-bit usize.
-        PlanLimits {
-            max_arena_bytes: (4u64 << 30).min(usize::MAX as u64 / 2) as usize,
-            max_loop_iterations: DEFAULT_MAX_LOOP_ITERATIONS,
-        }
+        PlanLimits { max_arena_bytes: (4u64 << 30).min(usize::MAX as u64 / 2) as usize, max_loop_iterations: DEFAULT_MAX_LOOP_ITERATIONS }
     }
 }
 

@@ -3,7 +3,9 @@
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::tensor::{convert, dtype_of, MAX_DIM};
 use crate::{Error, Model, ModelMeta};
-use cairn_core::{Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET};
+use cairn_core::{
+    Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -103,7 +105,7 @@ fn subgraph(g: &GraphProto, opset: i64, external_dir: Option<&Path>, depth: usiz
 /// The tensor type a value declares. Sequences and optionals of tensors are declared by
 /// their element type (docs/adr/0010); a subgraph's input may omit its type (old exporters
 /// write Loop bodies so), which the eager interpreter never relies on.
-fn tensor_type<'t>(v: &'t ValueInfoProto, depth: usize) -> Result<Option<&'t crate::proto::type_proto::Tensor>, Error> {
+fn tensor_type(v: &ValueInfoProto, depth: usize) -> Result<Option<&crate::proto::type_proto::Tensor>, Error> {
     let mut ty = v.r#type.as_ref();
     // Unwrap sequence/optional nesting (bounded by protobuf's recursion limit at decode).
     loop {

@@ -144,7 +144,10 @@ impl Op for Loop {
         let n = carried.len();
         let body_outputs = self.body.graph.outputs.len();
         if body_outputs < 1 + n {
-            return Err(Error::shape("Loop", format!("the body has {body_outputs} outputs; it needs the condition and {n} loop-carried values")));
+            return Err(Error::shape(
+                "Loop",
+                format!("the body has {body_outputs} outputs; it needs the condition and {n} loop-carried values"),
+            ));
         }
         let mut stacks = Stacks::new("Loop", body_outputs - 1 - n);
         let mut i: i64 = 0;
@@ -213,7 +216,10 @@ impl Scan {
             if len.is_some_and(|len| len != l) {
                 return Err(Error::shape(
                     "Scan",
-                    format!("scan input {j} has {l} entries along its scan axis {axis} but scan input 0 has {}: they must match", len.unwrap_or(0)),
+                    format!(
+                        "scan input {j} has {l} entries along its scan axis {axis} but scan input 0 has {}: they must match",
+                        len.unwrap_or(0)
+                    ),
                 ));
             }
             len = Some(l);
@@ -255,7 +261,8 @@ impl Op for Scan {
             return self.scan(state.iter().cloned().map(Value::Tensor).collect(), xs, captured, cx);
         }
         // Opset 8: scan each batch entry (axis 0) separately, then stack the results.
-        let batch = xs.first().and_then(|x| x.shape().first().copied()).ok_or_else(|| Error::shape("Scan", "needs a batched scan input"))?;
+        let batch =
+            xs.first().and_then(|x| x.shape().first().copied()).ok_or_else(|| Error::shape("Scan", "needs a batched scan input"))?;
         if let Some(lens) = seq_lens {
             let full = xs[0].shape().get(1).copied().unwrap_or(0) as i64;
             if lens.as_tensor("Scan")?.view().to_i64_vec()?.iter().any(|&l| l != full) {

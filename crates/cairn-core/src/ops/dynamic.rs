@@ -43,7 +43,10 @@ impl<C: Compute> Op for ValueShaped<C> {
             .map(|f| match f {
                 None => Ok(None),
                 Some(f) => f.value.as_deref().map(Some).ok_or_else(|| {
-                    Error::shape(C::NAME, "the output shape depends on the input values, known only at run time (the eager path computes it)")
+                    Error::shape(
+                        C::NAME,
+                        "the output shape depends on the input values, known only at run time (the eager path computes it)",
+                    )
                 }),
             })
             .collect::<Result<_>>()?;
@@ -243,10 +246,20 @@ impl Compute for Nms {
         let boxes = required(op, inputs, 0)?;
         let scores = required(op, inputs, 1)?;
         let (&[batch, n, 4], &[sb, classes, sn]) = (boxes.shape(), scores.shape()) else {
-            return Err(Error::shape(op, format!("boxes must be [batch, boxes, 4] and scores [batch, classes, boxes], got {:?} and {:?}", boxes.shape(), scores.shape())));
+            return Err(Error::shape(
+                op,
+                format!(
+                    "boxes must be [batch, boxes, 4] and scores [batch, classes, boxes], got {:?} and {:?}",
+                    boxes.shape(),
+                    scores.shape()
+                ),
+            ));
         };
         if sb != batch || sn != n {
-            return Err(Error::shape(op, format!("boxes {:?} and scores {:?} disagree on batch or box count", boxes.shape(), scores.shape())));
+            return Err(Error::shape(
+                op,
+                format!("boxes {:?} and scores {:?} disagree on batch or box count", boxes.shape(), scores.shape()),
+            ));
         }
         let scalar = |i: usize| inputs.get(i).copied().flatten().map(|t| t.view().to_f32_vec().first().copied().unwrap_or(0.0));
         let max_per_class = match inputs.get(2).copied().flatten() {

@@ -61,7 +61,13 @@ pub fn join(op: &str, dtype: DType, parts: &[&Tensor], axis: i64, new_axis: bool
         if t.dtype() != dtype || !same_but_axis {
             return Err(Error::shape(
                 op,
-                format!("cannot join a {} tensor of shape {:?} with {} tensors of shape {:?} along axis {axis}", t.dtype(), t.shape(), dtype, first.shape()),
+                format!(
+                    "cannot join a {} tensor of shape {:?} with {} tensors of shape {:?} along axis {axis}",
+                    t.dtype(),
+                    t.shape(),
+                    dtype,
+                    first.shape()
+                ),
             ));
         }
         out_shape[axis] += s[axis];

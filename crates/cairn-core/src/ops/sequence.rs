@@ -5,7 +5,9 @@ use super::cast::onnx_dtype;
 use super::control::eager_only;
 use super::pieces::{join, narrow, scalar_i64};
 use crate::eager::{split_captures, EvalContext};
-use crate::{normalize_axis, DType, Error, Fact, Op, Registry, Result, Sequence, Subgraph, Tensor, TensorData, TensorMut, TensorRef, Value};
+use crate::{
+    normalize_axis, DType, Error, Fact, Op, Registry, Result, Sequence, Subgraph, Tensor, TensorData, TensorMut, TensorRef, Value,
+};
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
@@ -19,7 +21,9 @@ pub fn register(r: &mut Registry) {
     r.register("SequenceInsert", |_| Ok(Box::new(SequenceInsert)));
     r.register("SequenceErase", |_| Ok(Box::new(SequenceErase)));
     r.register("SequenceLength", |_| Ok(Box::new(SequenceLength)));
-    r.register("SplitToSequence", |ctx| Ok(Box::new(SplitToSequence { axis: ctx.int("axis", 0)?, keepdims: ctx.int("keepdims", 1)? != 0 })));
+    r.register("SplitToSequence", |ctx| {
+        Ok(Box::new(SplitToSequence { axis: ctx.int("axis", 0)?, keepdims: ctx.int("keepdims", 1)? != 0 }))
+    });
     r.register("ConcatFromSequence", |ctx| {
         Ok(Box::new(ConcatFromSequence { axis: ctx.int_req("axis")?, new_axis: ctx.int("new_axis", 0)? != 0 }))
     });
@@ -66,8 +70,9 @@ struct SequenceConstruct;
 impl Op for SequenceConstruct {
     eager_only!("SequenceConstruct");
     fn eval(&self, inputs: &[Option<Value>], _cx: &EvalContext) -> Result<Vec<Value>> {
-        let items: Vec<Arc<Tensor>> =
-            (0..inputs.len()).map(|i| input("SequenceConstruct", inputs, i)?.as_tensor("SequenceConstruct").cloned()).collect::<Result<_>>()?;
+        let items: Vec<Arc<Tensor>> = (0..inputs.len())
+            .map(|i| input("SequenceConstruct", inputs, i)?.as_tensor("SequenceConstruct").cloned())
+            .collect::<Result<_>>()?;
         let elem = items.first().ok_or_else(|| Error::shape("SequenceConstruct", "needs at least one tensor"))?.dtype();
         Ok(vec![Value::Sequence(Sequence::new(elem, items)?)])
     }
@@ -156,13 +161,19 @@ impl Op for SplitToSequence {
             None => vec![1; dim],
             Some(s) if s.rank() == 0 => {
                 let chunk = scalar_i64(op, "split", s)?;
-                let chunk = usize::try_from(chunk).ok().filter(|&c| c > 0).ok_or_else(|| Error::shape(op, format!("split {chunk} must be positive")))?;
+                let chunk = usize::try_from(chunk)
+                    .ok()
+                    .filter(|&c| c > 0)
+                    .ok_or_else(|| Error::shape(op, format!("split {chunk} must be positive")))?;
                 (0..dim).step_by(chunk).map(|start| chunk.min(dim - start)).collect()
             }
             Some(s) => {
                 let sizes = s.view().to_i64_vec()?;
                 if sizes.iter().any(|&v| v < 0) || sizes.iter().sum::<i64>() != dim as i64 {
-                    return Err(Error::shape(op, format!("split sizes {sizes:?} must be non-negative and sum to {dim}, the length of axis {axis}")));
+                    return Err(Error::shape(
+                        op,
+                        format!("split sizes {sizes:?} must be non-negative and sum to {dim}, the length of axis {axis}"),
+                    ));
                 }
                 sizes.into_iter().map(|v| v as usize).collect()
             }
