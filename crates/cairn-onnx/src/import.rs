@@ -3,7 +3,9 @@
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::tensor::{convert, dtype_of, MAX_DIM};
 use crate::{Error, Model, ModelMeta};
-use cairn_core::{Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Tensor, ValueInfo, MAX_OPSET, MIN_OPSET};
+use cairn_core::{
+    Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,10 +29,18 @@ pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Er
         doc_string: proto.doc_string,
     };
     let graph = proto.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
-    Ok(Model { graph: import_graph(graph, opset, external_dir)?, meta })
+    Ok(Model { graph: import_graph(graph, opset, external_dir, 1)?.validated()?, meta })
 }
 
-fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> Result<Graph, Error> {
+/// Imports a graph at nesting `depth` (1 for the main graph). Not yet validated: the main
+/// graph is validated as is, a subgraph in the scope of the outer names it reads.
+fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>, depth: usize) -> Result<Graph, Error> {
+    if depth > MAX_SUBGRAPH_DEPTH {
+        return Err(Error::Model(format!(
+            "subgraphs nest more than {MAX_SUBGRAPH_DEPTH} levels deep (graph '{}'); Cairn refuses deeper nesting",
+            g.name
+        )));
+    }
     if let Some(s) = g.sparse_initializer.first() {
         let name = s.values.as_ref().map_or("?", |v| v.name.as_str());
         return Err(Error::tensor(name, "sparse initializers are not supported"));
@@ -45,8 +55,8 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
         let tensor = convert(&t, external_dir)?;
         initializers.insert(t.name, Arc::new(tensor));
     }
-    let inputs = g.input.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
-    let outputs = g.output.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
+    let inputs = g.input.iter().map(|v| value_info(v, depth)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = g.output.iter().map(|v| value_info(v, depth)).collect::<Result<Vec<_>, _>>()?;
 
     let registry = Registry::global();
     let mut nodes = Vec::with_capacity(g.node.len());
@@ -59,14 +69,10 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
             initializers.insert(out, Arc::new(value));
             continue;
         }
-        let spec = NodeSpec {
-            name,
-            domain: n.domain.clone(),
-            op_type: n.op_type.clone(),
-            attrs: attributes(&n)?,
-            inputs: n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect(),
-            outputs: n.output.clone(),
-        };
+        let (attrs, captures) = attributes(&n, opset, external_dir, depth)?;
+        let mut inputs: Vec<Option<String>> = n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect();
+        inputs.extend(captures.into_iter().map(Some));
+        let spec = NodeSpec { name, domain: n.domain.clone(), op_type: n.op_type.clone(), attrs, inputs, outputs: n.output.clone() };
         match Node::build(spec, opset, registry) {
             Ok(node) => nodes.push(node),
             // Collect every unsupported op so the user learns the whole list at once.
@@ -85,17 +91,42 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
         let list = unsupported.iter().map(|(op, n)| format!("{op} (x{n})")).collect::<Vec<_>>().join(", ");
         return Err(Error::UnsupportedOps { list, first: Box::new(first) });
     }
-    let graph = Graph { inputs, outputs, initializers, nodes, opset };
-    Ok(graph.validated()?)
+    Ok(Graph { inputs, outputs, initializers, nodes, opset })
 }
 
-fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
-    let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => {
-            return Err(Error::Model(format!("'{}' is a sequence, map, optional or sparse value; Cairn only handles tensors", v.name)))
+/// A graph attribute: the body, validated in the scope of the outer names it reads.
+fn subgraph(g: &GraphProto, opset: i64, external_dir: Option<&Path>, depth: usize) -> Result<Subgraph, Error> {
+    let body = import_graph(g.clone(), opset, external_dir, depth + 1)?;
+    let captures = body.free_names();
+    let body = body.validated_in_scope(&captures).map_err(|e| Error::Model(format!("subgraph '{}': {e}", g.name)))?;
+    Ok(Subgraph { graph: Arc::new(body), captures })
+}
+
+/// The tensor type a value declares. Sequences and optionals of tensors are declared by
+/// their element type (docs/adr/0010); a subgraph's input may omit its type (old exporters
+/// write Loop bodies so), which the eager interpreter never relies on.
+fn tensor_type(v: &ValueInfoProto, depth: usize) -> Result<Option<&crate::proto::type_proto::Tensor>, Error> {
+    let mut ty = v.r#type.as_ref();
+    // Unwrap sequence/optional nesting (bounded by protobuf's recursion limit at decode).
+    loop {
+        match ty.and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(t)) => return Ok(Some(t)),
+            Some(type_proto::Value::SequenceType(n) | type_proto::Value::OptionalType(n)) => ty = n.elem_type.as_deref(),
+            Some(_) => {
+                return Err(Error::Model(format!(
+                    "'{}' is a map or sparse value; of the sequence, map, optional and sparse types Cairn handles sequences and optionals of tensors",
+                    v.name
+                )))
+            }
+            None if depth > 1 => return Ok(None),
+            None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
         }
-        None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
+    }
+}
+
+fn value_info(v: &ValueInfoProto, depth: usize) -> Result<ValueInfo, Error> {
+    let Some(tensor) = tensor_type(v, depth)? else {
+        return Ok(ValueInfo { name: v.name.clone(), dtype: cairn_core::DType::F32, dims: None });
     };
     let dtype = dtype_of(tensor.elem_type, &v.name)?;
     let dims = tensor.shape.as_ref().map(|s| {
@@ -117,12 +148,45 @@ fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
     Ok(ValueInfo { name: v.name.clone(), dtype, dims: dims.transpose()? })
 }
 
-fn attributes(n: &NodeProto) -> Result<Attrs, Error> {
+/// A node's attributes, and the outer-scope names its subgraphs read (the union over its
+/// graph attributes, in first-use order; every subgraph gets the whole list so that the
+/// node's trailing inputs line up with each body's captures).
+fn attributes(n: &NodeProto, opset: i64, external_dir: Option<&Path>, depth: usize) -> Result<(Attrs, Vec<String>), Error> {
     let mut attrs = Attrs::new();
+    let mut captures: Vec<String> = Vec::new();
     for a in &n.attribute {
-        attrs.insert(a.name.clone(), attribute(a, n)?);
+        let attr = match (a.r#type, a.g.as_deref()) {
+            (at::GRAPH, Some(g)) | (0, Some(g)) => {
+                let sub = subgraph(g, opset, external_dir, depth).map_err(|e| match e {
+                    Error::Model(m) => Error::Model(format!("attribute '{}' of node '{}' ({}): {m}", a.name, n.name, n.op_type)),
+                    e => e,
+                })?;
+                captures.extend(sub.captures.iter().filter(|c| !captures.contains(c)).cloned().collect::<Vec<_>>());
+                Attr::Graph(sub)
+            }
+            (at::GRAPH, None) => return Err(Error::Model(format!("attribute '{}' of node '{}' has no graph", a.name, n.name))),
+            _ => attribute(a, n)?,
+        };
+        attrs.insert(a.name.clone(), attr);
     }
-    Ok(attrs)
+    for attr in attrs.values_mut() {
+        if let Attr::Graph(sub) = attr {
+            sub.captures = captures.clone();
+        }
+    }
+    Ok((attrs, captures))
+}
+
+/// ONNX's text form of a type: "tensor(float)", "seq(tensor(int64))", "optional(...)".
+fn type_text(t: Option<&crate::proto::TypeProto>) -> String {
+    match t.and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => format!("tensor({})", crate::proto::data_type::name(t.elem_type).to_lowercase()),
+        Some(type_proto::Value::SequenceType(n)) => format!("seq({})", type_text(n.elem_type.as_deref())),
+        Some(type_proto::Value::OptionalType(n)) => format!("optional({})", type_text(n.elem_type.as_deref())),
+        Some(type_proto::Value::MapType(_)) => "map".into(),
+        Some(type_proto::Value::SparseTensorType(_)) => "sparse_tensor".into(),
+        None => "undefined".into(),
+    }
 }
 
 fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
@@ -138,8 +202,8 @@ fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
         at::FLOATS => Attr::Floats(a.floats.clone()),
         at::INTS => Attr::Ints(a.ints.clone()),
         at::STRINGS => Attr::Strs(a.strings.iter().map(|s| text(s)).collect()),
-        at::GRAPH | at::GRAPHS => Attr::Graph,
-        at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTO | at::TYPE_PROTOS => {
+        at::TYPE_PROTO => Attr::Type(type_text(a.tp.as_ref())),
+        at::GRAPH | at::GRAPHS | at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTOS => {
             return Err(Error::Model(format!(
                 "attribute '{}' of node '{}' ({}) has a kind Cairn does not support",
                 a.name, n.name, n.op_type

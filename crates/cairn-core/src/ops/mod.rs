@@ -7,8 +7,10 @@ mod activation;
 mod attention;
 mod bitwise;
 mod cast;
+mod control;
 pub(crate) mod conv;
 mod cumulative;
+mod dynamic;
 mod elementwise;
 mod indexing;
 mod layout;
@@ -17,6 +19,7 @@ mod math;
 mod matmul;
 mod matrix;
 mod norm;
+mod pieces;
 mod pool;
 mod qconv;
 mod qelementwise;
@@ -28,6 +31,7 @@ mod resize;
 mod rms_norm;
 mod space_depth;
 mod topk;
+mod sequence;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
@@ -42,7 +46,9 @@ use crate::Registry;
 pub fn register_all(r: &mut Registry) {
     activation::register(r);
     cast::register(r);
+    control::register(r);
     conv::register(r);
+    dynamic::register(r);
     elementwise::register(r);
     layout::register(r);
     matmul::register(r);
@@ -64,4 +70,5 @@ pub fn register_all(r: &mut Registry) {
     math::register(r);
     space_depth::register(r);
     topk::register(r);
+    sequence::register(r);
 }
