@@ -7,6 +7,7 @@ mod activation;
 mod cast;
 pub(crate) mod conv;
 mod elementwise;
+mod float_io;
 mod layout;
 mod matmul;
 mod norm;
@@ -16,6 +17,7 @@ mod qelementwise;
 mod qmatmul;
 mod qparams;
 mod quant;
+mod recurrent;
 mod reduce;
 mod resize;
 
@@ -41,6 +43,7 @@ pub fn register_all(r: &mut Registry) {
     qelementwise::register(r);
     qmatmul::register(r);
     quant::register(r);
+    recurrent::register(r);
     reduce::register(r);
     resize::register(r);
 }
