@@ -6,6 +6,7 @@ pub mod broadcast;
 mod activation;
 mod cast;
 pub(crate) mod conv;
+mod conv_transpose;
 mod elementwise;
 mod float_io;
 mod layout;
@@ -34,6 +35,7 @@ pub fn register_all(r: &mut Registry) {
     activation::register(r);
     cast::register(r);
     conv::register(r);
+    conv_transpose::register(r);
     elementwise::register(r);
     layout::register(r);
     matmul::register(r);
