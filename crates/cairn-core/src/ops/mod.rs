@@ -21,6 +21,7 @@ mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
+mod signal;
 
 pub(crate) use conv::FusedConv;
 pub(crate) use matmul::{FusedMatMul, MatMulForm};
@@ -48,4 +49,5 @@ pub fn register_all(r: &mut Registry) {
     recurrent::register(r);
     reduce::register(r);
     resize::register(r);
+    signal::register(r);
 }
