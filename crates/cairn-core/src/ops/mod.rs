@@ -9,6 +9,7 @@ pub(crate) mod conv;
 mod conv_transpose;
 mod elementwise;
 mod float_io;
+mod grid_sample;
 mod layout;
 mod matmul;
 mod norm;
@@ -38,6 +39,7 @@ pub fn register_all(r: &mut Registry) {
     conv::register(r);
     conv_transpose::register(r);
     elementwise::register(r);
+    grid_sample::register(r);
     layout::register(r);
     matmul::register(r);
     norm::register(r);
