@@ -13,6 +13,10 @@ mod cumulative;
 mod dynamic;
 mod elementwise;
 mod indexing;
+mod conv_transpose;
+mod elementwise;
+mod float_io;
+mod grid_sample;
 mod layout;
 mod loss;
 mod math;
@@ -26,12 +30,14 @@ mod qelementwise;
 mod qmatmul;
 mod qparams;
 mod quant;
+mod recurrent;
 mod reduce;
 mod resize;
 mod rms_norm;
 mod space_depth;
 mod topk;
 mod sequence;
+mod signal;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
@@ -49,7 +55,9 @@ pub fn register_all(r: &mut Registry) {
     control::register(r);
     conv::register(r);
     dynamic::register(r);
+    conv_transpose::register(r);
     elementwise::register(r);
+    grid_sample::register(r);
     layout::register(r);
     matmul::register(r);
     norm::register(r);
@@ -58,6 +66,7 @@ pub fn register_all(r: &mut Registry) {
     qelementwise::register(r);
     qmatmul::register(r);
     quant::register(r);
+    recurrent::register(r);
     reduce::register(r);
     resize::register(r);
     indexing::register(r);
@@ -71,4 +80,5 @@ pub fn register_all(r: &mut Registry) {
     space_depth::register(r);
     topk::register(r);
     sequence::register(r);
+    signal::register(r);
 }
