@@ -2,23 +2,14 @@
 
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::tensor::{convert, dtype_of, MAX_DIM};
-use crate::{Error, Model, ModelMeta};
+use crate::{Error, MissingOp, Model, ModelMeta};
 use cairn_core::{Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Tensor, ValueInfo, MAX_OPSET, MIN_OPSET};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Error> {
-    let opset =
-        proto.opset_import.iter().filter(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).max().ok_or_else(|| {
-            let domains: Vec<String> = proto.opset_import.iter().map(|o| format!("{} v{}", o.domain, o.version)).collect();
-            let first =
-                cairn_core::Error::UnsupportedOp { node: String::new(), op_type: format!("domain {}", domains.join(", ")), opset: 0 };
-            Error::UnsupportedOps { list: format!("only non-default domains ({})", domains.join(", ")), first: Box::new(first) }
-        })?;
-    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
-        return Err(Error::Opset { version: opset, min: MIN_OPSET, max: MAX_OPSET });
-    }
+    let opsets = DomainOpsets::of(&proto)?;
     let meta = ModelMeta {
         ir_version: proto.ir_version,
         producer_name: proto.producer_name,
@@ -27,10 +18,71 @@ pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Er
         doc_string: proto.doc_string,
     };
     let graph = proto.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
-    Ok(Model { graph: import_graph(graph, opset, external_dir)?, meta })
+    Ok(Model { graph: import_graph(graph, &opsets, external_dir)?, meta })
 }
 
-fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> Result<Graph, Error> {
+/// The opset version the model imports for each domain: a node is built against the
+/// version of its own domain (a `com.microsoft` node against `com.microsoft`'s, not the
+/// default domain's).
+pub(crate) struct DomainOpsets {
+    default: i64,
+    others: HashMap<String, i64>,
+}
+
+impl DomainOpsets {
+    pub(crate) fn of(proto: &ModelProto) -> Result<DomainOpsets, Error> {
+        let Some(default) = proto.opset_import.iter().filter(|o| is_default_domain(&o.domain)).map(|o| o.version).max() else {
+            return Err(only_other_domains(proto));
+        };
+        if !(MIN_OPSET..=MAX_OPSET).contains(&default) {
+            return Err(Error::Opset { version: default, min: MIN_OPSET, max: MAX_OPSET });
+        }
+        let mut others = HashMap::new();
+        for o in proto.opset_import.iter().filter(|o| !is_default_domain(&o.domain)) {
+            let v = others.entry(o.domain.clone()).or_insert(o.version);
+            *v = (*v).max(o.version);
+        }
+        Ok(DomainOpsets { default, others })
+    }
+
+    /// The version for `domain`; a domain the model never imports counts as version 1
+    /// (onnxruntime loads such files from old exporters the same way).
+    pub(crate) fn version(&self, domain: &str) -> i64 {
+        if is_default_domain(domain) {
+            self.default
+        } else {
+            self.others.get(domain).copied().unwrap_or(1)
+        }
+    }
+}
+
+/// A model that imports no default-domain opset uses only operators of other domains
+/// (`ai.onnx.ml`, ...), none of which Cairn implements: each domain is reported with its node count.
+fn only_other_domains(proto: &ModelProto) -> Error {
+    let nodes = proto.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+    let ops: Vec<MissingOp> = proto
+        .opset_import
+        .iter()
+        .map(|o| MissingOp {
+            domain: o.domain.clone(),
+            op_type: "(every operator of the domain)".into(),
+            opset: o.version,
+            count: nodes.iter().filter(|n| n.domain == o.domain).count(),
+        })
+        .collect();
+    let first = cairn_core::Error::UnsupportedOp {
+        node: nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
+        op_type: "a model without the default ONNX domain".into(),
+        opset: 0,
+    };
+    Error::UnsupportedOps { ops, first: Box::new(first) }
+}
+
+fn is_default_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx"
+}
+
+fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&Path>) -> Result<Graph, Error> {
     if let Some(s) = g.sparse_initializer.first() {
         let name = s.values.as_ref().map_or("?", |v| v.name.as_str());
         return Err(Error::tensor(name, "sparse initializers are not supported"));
@@ -50,15 +102,15 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
 
     let registry = Registry::global();
     let mut nodes = Vec::with_capacity(g.node.len());
-    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
-    let mut first_unsupported = None;
+    let mut missing = MissingOps::default();
     for (index, n) in g.node.into_iter().enumerate() {
         let name = if n.name.is_empty() { format!("{}_{index}", n.op_type) } else { n.name.clone() };
-        if n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx") {
+        if n.op_type == "Constant" && is_default_domain(&n.domain) {
             let (out, value) = constant(&n, &name)?;
             initializers.insert(out, Arc::new(value));
             continue;
         }
+        let opset = opsets.version(&n.domain);
         let spec = NodeSpec {
             name,
             domain: n.domain.clone(),
@@ -70,23 +122,34 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
         match Node::build(spec, opset, registry) {
             Ok(node) => nodes.push(node),
             // Collect every unsupported op so the user learns the whole list at once.
-            Err(e @ cairn_core::Error::UnsupportedOp { .. }) => {
-                let key = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type } else { format!("{}.{}", n.domain, n.op_type) };
-                *unsupported.entry(key).or_insert(0) += 1;
-                first_unsupported.get_or_insert(e);
-            }
+            Err(e @ cairn_core::Error::UnsupportedOp { .. }) => missing.add(&n.domain, &n.op_type, opset, e),
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(first) = first_unsupported {
-        if unsupported.len() == 1 && unsupported.values().all(|&c| c == 1) {
-            return Err(first.into());
-        }
-        let list = unsupported.iter().map(|(op, n)| format!("{op} (x{n})")).collect::<Vec<_>>().join(", ");
-        return Err(Error::UnsupportedOps { list, first: Box::new(first) });
-    }
-    let graph = Graph { inputs, outputs, initializers, nodes, opset };
+    missing.into_result()?;
+    let graph = Graph { inputs, outputs, initializers, nodes, opset: opsets.default };
     Ok(graph.validated()?)
+}
+
+/// Unsupported operators met while importing, counted per (domain, op, opset).
+#[derive(Default)]
+struct MissingOps {
+    counts: BTreeMap<(String, String, i64), usize>,
+    first: Option<cairn_core::Error>,
+}
+
+impl MissingOps {
+    fn add(&mut self, domain: &str, op_type: &str, opset: i64, error: cairn_core::Error) {
+        let domain = if is_default_domain(domain) { "ai.onnx" } else { domain };
+        *self.counts.entry((domain.to_string(), op_type.to_string(), opset)).or_insert(0) += 1;
+        self.first.get_or_insert(error);
+    }
+
+    fn into_result(self) -> Result<(), Error> {
+        let Some(first) = self.first else { return Ok(()) };
+        let ops = self.counts.into_iter().map(|((domain, op_type, opset), count)| MissingOp { domain, op_type, opset, count }).collect();
+        Err(Error::UnsupportedOps { ops, first: Box::new(first) })
+    }
 }
 
 fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
@@ -106,8 +169,14 @@ fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
                 use crate::proto::tensor_shape_proto::dimension::Value;
                 match &d.value {
                     Some(Value::DimValue(n)) if (0..=MAX_DIM).contains(n) => Ok(Dim::Known(*n as usize)),
-                    Some(Value::DimValue(n)) => Err(Error::Model(format!("'{}' declares an invalid dimension {n}", v.name))),
-                    Some(Value::DimParam(p)) if !p.is_empty() => Ok(Dim::Sym(p.clone())),
+                    // Negative sizes (exporters write -1) mean "unknown", as onnxruntime reads them.
+                    Some(Value::DimValue(n)) if *n < 0 => Ok(Dim::Sym(format!("{}_dim{i}", v.name))),
+                    Some(Value::DimValue(n)) => {
+                        Err(Error::Model(format!("'{}' declares a dimension {n} above Cairn's limit {MAX_DIM}", v.name)))
+                    }
+                    // paddle2onnx writes "?" for every unknown dim: a placeholder, not a name that
+                    // ties two dims together (onnxruntime runs [?, ?] inputs at 48x192).
+                    Some(Value::DimParam(p)) if !p.is_empty() && p != "?" => Ok(Dim::Sym(p.clone())),
                     // An unnamed unknown dim: give it a name of its own so it binds independently.
                     _ => Ok(Dim::Sym(format!("{}_dim{i}", v.name))),
                 }

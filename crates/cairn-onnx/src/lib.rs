@@ -9,7 +9,7 @@ mod import;
 pub mod proto;
 mod tensor;
 
-pub use error::Error;
+pub use error::{Error, MissingOp};
 pub use export::save_bytes;
 
 use prost::Message;

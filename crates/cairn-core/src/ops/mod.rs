@@ -5,6 +5,7 @@ pub mod broadcast;
 
 mod activation;
 mod cast;
+mod contrib;
 pub(crate) mod conv;
 mod elementwise;
 mod layout;
@@ -31,6 +32,7 @@ use crate::Registry;
 pub fn register_all(r: &mut Registry) {
     activation::register(r);
     cast::register(r);
+    contrib::register(r);
     conv::register(r);
     elementwise::register(r);
     layout::register(r);
