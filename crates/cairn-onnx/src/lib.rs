@@ -10,7 +10,7 @@ pub mod proto;
 mod tensor;
 mod value;
 
-pub use error::Error;
+pub use error::{Error, MissingOp};
 pub use export::save_bytes;
 pub use value::value_from_bytes;
 

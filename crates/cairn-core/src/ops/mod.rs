@@ -8,6 +8,7 @@ mod attention;
 mod bitwise;
 mod cast;
 mod control;
+mod contrib;
 pub(crate) mod conv;
 mod cumulative;
 mod dynamic;
@@ -53,6 +54,7 @@ pub fn register_all(r: &mut Registry) {
     activation::register(r);
     cast::register(r);
     control::register(r);
+    contrib::register(r);
     conv::register(r);
     dynamic::register(r);
     conv_transpose::register(r);
