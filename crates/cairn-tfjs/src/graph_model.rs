@@ -53,6 +53,7 @@ const SUPPORTED: &[&str] = &[
     "Log",
     "Sqrt",
     "Rsqrt",
+    "Erf",
     "Square",
     "Neg",
     "Abs",
@@ -317,7 +318,7 @@ fn convert(b: &mut Builder, n: &NodeDef, args: &[Value]) -> Result<Value, Error>
             activation::apply(b, out, x, &n.op.to_ascii_lowercase())?.ok_or_else(|| n_err(n, "unmapped activation"))?
         }
         "LeakyRelu" => b.unary("LeakyRelu", out, x, &[], attrs1("alpha", Attr::Float(n.float("alpha").unwrap_or(0.2)))),
-        "Exp" | "Log" | "Sqrt" | "Neg" | "Abs" | "Reciprocal" => b.unary(&n.op, out, x, &[], Attrs::new()),
+        "Exp" | "Log" | "Sqrt" | "Neg" | "Abs" | "Reciprocal" | "Erf" => b.unary(&n.op, out, x, &[], Attrs::new()),
         "Rsqrt" => {
             let s = b.fresh(&format!("{out}/sqrt"));
             let s = b.unary("Sqrt", &s, x, &[], Attrs::new());
