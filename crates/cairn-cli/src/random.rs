@@ -100,6 +100,7 @@ fn constant_tensor(dtype: DType, shape: Vec<usize>, v: u8) -> Result<Tensor> {
         DType::I32 => TensorData::I32(vec![i32::from(v); n]),
         DType::I64 => TensorData::I64(vec![i64::from(v); n]),
         DType::Bool => TensorData::Bool(vec![v; n]),
+        other => return Ok(constant_tensor(DType::I64, shape, v)?.cast(other)?),
     };
     Ok(Tensor::new(shape, data)?)
 }

@@ -213,5 +213,11 @@ pub(crate) fn tensor_data(bytes: &[u8], dtype: DType) -> TensorData {
         DType::I32 => TensorData::I32(chunks(bytes, i32::from_le_bytes)),
         DType::I64 => TensorData::I64(chunks(bytes, i64::from_le_bytes)),
         DType::Bool => TensorData::Bool(bytes.iter().map(|&b| u8::from(b != 0)).collect()),
+        DType::F64 => TensorData::F64(chunks(bytes, f64::from_le_bytes)),
+        DType::BF16 => TensorData::BF16(chunks(bytes, |b| half::bf16::from_bits(u16::from_le_bytes(b)))),
+        DType::I16 => TensorData::I16(chunks(bytes, i16::from_le_bytes)),
+        DType::U16 => TensorData::U16(chunks(bytes, u16::from_le_bytes)),
+        DType::U32 => TensorData::U32(chunks(bytes, u32::from_le_bytes)),
+        DType::U64 => TensorData::U64(chunks(bytes, u64::from_le_bytes)),
     }
 }
