@@ -8,6 +8,7 @@ mod attention;
 mod bitwise;
 mod cast;
 pub(crate) mod conv;
+mod crop;
 mod cumulative;
 mod elementwise;
 mod indexing;
@@ -25,9 +26,9 @@ mod qparams;
 mod quant;
 mod reduce;
 mod resize;
-mod rms_norm;
 mod space_depth;
 mod topk;
+mod vector_norm;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
@@ -57,11 +58,12 @@ pub fn register_all(r: &mut Registry) {
     indexing::register(r);
     loss::register(r);
     matrix::register(r);
-    rms_norm::register(r);
+    vector_norm::register(r);
     attention::register(r);
     bitwise::register(r);
     cumulative::register(r);
     math::register(r);
     space_depth::register(r);
     topk::register(r);
+    crop::register(r);
 }
