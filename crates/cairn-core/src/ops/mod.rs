@@ -10,6 +10,7 @@ mod cast;
 pub(crate) mod conv;
 mod crop;
 mod cumulative;
+mod einsum;
 mod elementwise;
 mod indexing;
 mod layout;
@@ -66,4 +67,5 @@ pub fn register_all(r: &mut Registry) {
     space_depth::register(r);
     topk::register(r);
     crop::register(r);
+    einsum::register(r);
 }
