@@ -238,9 +238,9 @@ mod tests {
         let a = Tensor::from_f32(vec![2, 2], vec![1., 2., 3., 4.]).unwrap();
         let b = Tensor::from_f32(vec![2, 2], vec![5., 6., 7., 8.]).unwrap();
         assert_eq!(einsum("ij,jk->ik", &[a.clone(), b.clone()]).unwrap().f32s().unwrap(), &[19., 22., 43., 50.]);
-        assert_eq!(einsum("ii", &[a.clone()]).unwrap().f32s().unwrap(), &[5.]);
-        assert_eq!(einsum("...ii->...i", &[a.clone()]).unwrap().f32s().unwrap(), &[1., 4.]);
-        assert_eq!(einsum("ji", &[a.clone()]).unwrap().f32s().unwrap(), &[1., 3., 2., 4.]);
+        assert_eq!(einsum("ii", std::slice::from_ref(&a)).unwrap().f32s().unwrap(), &[5.]);
+        assert_eq!(einsum("...ii->...i", std::slice::from_ref(&a)).unwrap().f32s().unwrap(), &[1., 4.]);
+        assert_eq!(einsum("ji", std::slice::from_ref(&a)).unwrap().f32s().unwrap(), &[1., 3., 2., 4.]);
         let ints = Tensor::from_i64(vec![3], vec![1, 2, 3]).unwrap();
         assert_eq!(einsum("i,i", &[ints.clone(), ints]).unwrap().i64s().unwrap(), &[14]);
         assert!(einsum("ij,jk->iz", &[a.clone(), b]).is_err());
