@@ -4,8 +4,9 @@
 walks `collect_testcases(None)` and writes, per case:
   OUT/<name>/model.onnx, OUT/<name>/ops.txt (domain:op per node),
   OUT/<name>/test_data_set_<k>/input_<i>.pb, output_<i>.pb (TensorProto).
-Cases with sequence/optional values are listed in OUT/SKIPPED. Idempotent: a stamp
-file records the onnx version.
+Cases with sequence/optional values are listed in OUT/SKIPPED; tensors given as
+TensorProtos (float8, int4, ... data) are written as they are. Idempotent: a stamp
+file records the onnx version and the writer revision.
 """
 import os
 import sys
@@ -20,7 +21,9 @@ from onnx.backend.test.case.node import collect_testcases
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/onnx-node-tests"
     stamp = os.path.join(out, "STAMP")
-    if os.path.exists(stamp) and open(stamp).read() == onnx.__version__:
+    # The stamp names the onnx version and this writer's revision: either changing rewrites the cases.
+    version = f"{onnx.__version__} writer-2"
+    if os.path.exists(stamp) and open(stamp).read() == version:
         print(f"node tests already in {out} (onnx {onnx.__version__})")
         return
     warnings.simplefilter("ignore")
@@ -33,9 +36,11 @@ def main():
             sets = []
             for inputs, outputs in case.data_sets:
                 # 0-d values come as numpy scalars; lists and None are sequences/optionals.
+                # Cast/QuantizeLinear cases of float8/int4/... dtypes come as TensorProtos
+                # (numpy has no such dtype): they are written as they are.
                 fix = lambda vs: [np.asarray(v) if isinstance(v, np.generic) else v for v in vs]
                 inputs, outputs = fix(inputs), fix(outputs)
-                if any(not isinstance(v, np.ndarray) for v in inputs + outputs):
+                if any(not isinstance(v, (np.ndarray, onnx.TensorProto)) for v in inputs + outputs):
                     raise TypeError("sequence or optional value")
                 sets.append((inputs, outputs))
         except TypeError as e:
@@ -60,11 +65,18 @@ def main():
     with open(os.path.join(out, "SKIPPED"), "w") as f:
         f.write("\n".join(skipped) + "\n")
     with open(stamp, "w") as f:
-        f.write(onnx.__version__)
+        f.write(version)
     print(f"wrote {written} node test cases to {out}; skipped {len(skipped)} (see SKIPPED)")
 
 
 def write(path, array, name):
+    if isinstance(array, onnx.TensorProto):
+        t = onnx.TensorProto()
+        t.CopyFrom(array)
+        t.name = name
+        with open(path, "wb") as f:
+            f.write(t.SerializeToString())
+        return
     try:
         t = numpy_helper.from_array(array, name)
     except Exception:  # dtypes numpy_helper cannot express (e.g. strings of objects)
