@@ -5,9 +5,10 @@ walks `collect_testcases(None)` and writes, per case:
   OUT/<name>/model.onnx, OUT/<name>/ops.txt (domain:op per node),
   OUT/<name>/test_data_set_<k>/input_<i>.pb, output_<i>.pb: a TensorProto, or a
   SequenceProto / OptionalProto where the model declares a sequence or optional value (the
-  format onnx's own backend test runner reads).
+  format onnx's own backend test runner reads). Tensors given as TensorProtos (float8, int4,
+  ... data) are written as they are.
 Cases whose values cannot be written are listed in OUT/SKIPPED. Idempotent: a stamp file
-records the onnx version and the format.
+records the onnx version and the writer revision.
 """
 import os
 import sys
@@ -22,7 +23,8 @@ from onnx.backend.test.case.node import collect_testcases
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/onnx-node-tests"
     stamp = os.path.join(out, "STAMP")
-    version = f"{onnx.__version__}; format 2"
+    # The stamp names the onnx version and this writer's revision: either changing rewrites the cases.
+    version = f"{onnx.__version__}; format 2; writer-3"
     if os.path.exists(stamp) and open(stamp).read() == version:
         print(f"node tests already in {out} (onnx {onnx.__version__})")
         return
@@ -37,12 +39,14 @@ def main():
             graph = case.model.graph
             for inputs, outputs in case.data_sets:
                 # 0-d values come as numpy scalars; lists and None are sequences/optionals.
+                # Cast/QuantizeLinear cases of float8/int4/... dtypes come as TensorProtos
+                # (numpy has no such dtype): they are written as they are.
                 fix = lambda vs: [np.asarray(v) if isinstance(v, np.generic) else v for v in vs]
                 inputs, outputs = fix(inputs), fix(outputs)
                 for vs, infos in ((inputs, graph.input), (outputs, graph.output)):
                     for i, v in enumerate(vs):
                         kind = value_kind(infos[i] if i < len(infos) else None)
-                        if kind == "tensor_type" and not isinstance(v, np.ndarray):
+                        if kind == "tensor_type" and not isinstance(v, (np.ndarray, onnx.TensorProto)):
                             raise TypeError(f"a tensor value that is a {type(v).__name__}, not an array")
                 sets.append((inputs, outputs))
         except TypeError as e:
@@ -76,6 +80,13 @@ def value_kind(info):
 
 def write(path, value, name, info):
     kind = value_kind(info)
+    if isinstance(value, onnx.TensorProto):
+        t = onnx.TensorProto()
+        t.CopyFrom(value)
+        t.name = name
+        with open(path, "wb") as f:
+            f.write(t.SerializeToString())
+        return
     try:
         if kind == "sequence_type":
             p = numpy_helper.from_list([np.asarray(v) for v in value], name, onnx.SequenceProto.TENSOR)

@@ -1,5 +1,6 @@
 //! Bit operators on every integer dtype, with broadcasting: BitShift, BitwiseAnd,
-//! BitwiseOr, BitwiseXor, BitwiseNot.
+//! BitwiseOr, BitwiseXor, BitwiseNot; and BitCast, which reinterprets the bits of any
+//! dtype as another of the same width.
 //!
 //! BitShift follows onnx's reference (`onnx/reference/ops/op_bitshift.py`), which also
 //! defines the signed types newer opsets allow: a shift amount outside `0..bits` gives 0
@@ -22,6 +23,42 @@ pub fn register(r: &mut Registry) {
     r.register("BitwiseOr", |_| Ok(Box::new(BitBinary { kind: BitKind::Or })));
     r.register("BitwiseXor", |_| Ok(Box::new(BitBinary { kind: BitKind::Xor })));
     r.register("BitwiseNot", |_| Ok(Box::new(BitwiseNot)));
+    r.register("BitCast", |ctx| {
+        let code = ctx.int_req("to")?;
+        let to = super::cast::onnx_dtype(code).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {code} is not supported")))?;
+        Ok(Box::new(BitCast { to }))
+    });
+}
+
+#[derive(Debug)]
+struct BitCast {
+    to: crate::DType,
+}
+
+impl Op for BitCast {
+    fn op_type(&self) -> &str {
+        "BitCast"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "BitCast")?;
+        if x.dtype.size() != self.to.size() {
+            bail_shape!("BitCast", "{} and {} have different widths", x.dtype, self.to);
+        }
+        Ok(vec![Fact::new(self.to, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "BitCast")?;
+        let src: &[u8] = crate::dispatch_data!(DataRef, x.data, v => bytemuck::cast_slice(v));
+        let out = &mut outputs[0].data;
+        if let DataMut::Bool(d) = out {
+            // Bools hold only 0 or 1 (ADR 0003): any nonzero byte reads as true.
+            d.iter_mut().zip(src).for_each(|(d, &s)| *d = (s != 0) as u8);
+            return Ok(());
+        }
+        let dst: &mut [u8] = crate::dispatch_data!(DataMut, out, v => bytemuck::cast_slice_mut(v));
+        dst.copy_from_slice(src);
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

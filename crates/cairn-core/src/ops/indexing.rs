@@ -19,6 +19,9 @@ pub fn register(r: &mut Registry) {
     });
     r.register("Scatter", |ctx| Ok(Box::new(ScatterElements { name: "Scatter", axis: ctx.int("axis", 0)?, reduction: Reduction::None })));
     r.register("ScatterND", |ctx| Ok(Box::new(ScatterNd { reduction: Reduction::parse(ctx)? })));
+    r.register("ReverseSequence", |ctx| {
+        Ok(Box::new(ReverseSequence { batch_axis: ctx.int("batch_axis", 1)?, time_axis: ctx.int("time_axis", 0)? }))
+    });
     r.register("OneHot", |ctx| Ok(Box::new(OneHot { axis: ctx.int("axis", -1)? })));
 }
 
@@ -339,6 +342,61 @@ impl Op for ScatterNd {
         let upd = required(inputs, 2, "ScatterND")?;
         let (starts, inner) = nd_offsets(x.shape, idx.shape, &idx.to_i64_vec()?, 0, "ScatterND")?;
         scatter_offsets(x.data, upd.data, &mut outputs[0].data, &starts, inner, self.reduction)
+    }
+}
+
+/// ReverseSequence(input, sequence_lens): reverses the first `sequence_lens[b]` steps
+/// along `time_axis` of each batch entry `b` (along `batch_axis`); the rest is copied.
+#[derive(Debug)]
+struct ReverseSequence {
+    batch_axis: i64,
+    time_axis: i64,
+}
+
+impl ReverseSequence {
+    fn axes(&self, rank: usize) -> Result<(usize, usize)> {
+        let (b, t) = (normalize_axis(self.batch_axis, rank, "ReverseSequence")?, normalize_axis(self.time_axis, rank, "ReverseSequence")?);
+        if rank < 2 || b == t || b > 1 || t > 1 {
+            bail_shape!("ReverseSequence", "batch_axis and time_axis must be 0 and 1 in some order, of a rank >= 2 input");
+        }
+        Ok((b, t))
+    }
+}
+
+impl Op for ReverseSequence {
+    fn op_type(&self) -> &str {
+        "ReverseSequence"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "ReverseSequence")?;
+        let lens = required(inputs, 1, "ReverseSequence")?;
+        let (b, _) = self.axes(x.rank())?;
+        if lens.shape != [x.shape[b]] {
+            bail_shape!("ReverseSequence", "sequence_lens must be [{}], got {:?}", x.shape[b], lens.shape);
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "ReverseSequence")?;
+        let lens = required(inputs, 1, "ReverseSequence")?.to_i64_vec()?;
+        let (b_axis, t_axis) = self.axes(x.rank())?;
+        let strides = contiguous_strides(x.shape);
+        let steps = x.shape[t_axis];
+        let inner: usize = x.shape[2..].iter().product();
+        let mut offsets: Vec<usize> = (0..x.len()).collect();
+        for (b, &len) in lens.iter().enumerate() {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= steps)
+                .ok_or_else(|| Error::shape("ReverseSequence", format!("sequence length {len} is outside 0..={steps}")))?;
+            for t in 0..len {
+                for i in 0..inner {
+                    let at = |t: usize| b * strides[b_axis] + t * strides[t_axis] + i;
+                    offsets[at(t)] = at(len - 1 - t);
+                }
+            }
+        }
+        gather_offsets(x.data, &mut outputs[0].data, &offsets)
     }
 }
 

@@ -28,6 +28,7 @@ pub fn register(r: &mut Registry) {
         let alpha = ctx.float("alpha", 1.0)? as f64;
         Ok(map("Swish", move |x| x / (1.0 + (-alpha * x).exp())))
     });
+    r.register("SwiGLU", |ctx| Ok(Box::new(SwiGlu { alpha: ctx.float("alpha", 1.0)? as f64 })));
     r.register("IsNaN", |_| Ok(Box::new(Classify { name: "IsNaN", test: Arc::new(f64::is_nan) })));
     r.register("IsInf", |ctx| {
         let (neg, pos) = (ctx.int("detect_negative", 1)? != 0, ctx.int("detect_positive", 1)? != 0);
@@ -99,6 +100,37 @@ impl Op for Classify {
             *o = (self.test)(v) as u8;
         }
         Ok(())
+    }
+}
+
+/// SwiGLU(A, B) = Swish_alpha(A) * B, A and B of one shape and float dtype.
+#[derive(Debug)]
+struct SwiGlu {
+    alpha: f64,
+}
+
+impl Op for SwiGlu {
+    fn op_type(&self) -> &str {
+        "SwiGLU"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let (a, b) = (required(inputs, 0, "SwiGLU")?, required(inputs, 1, "SwiGLU")?);
+        if a.shape != b.shape || a.dtype != b.dtype || !a.dtype.is_float() {
+            bail_shape!(
+                "SwiGLU",
+                "needs two float inputs of one shape and dtype, got {} {:?} and {} {:?}",
+                a.dtype,
+                a.shape,
+                b.dtype,
+                b.shape
+            );
+        }
+        Ok(vec![Fact::new(a.dtype, a.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let (a, b) = (required(inputs, 0, "SwiGLU")?.to_f64_vec(), required(inputs, 1, "SwiGLU")?.to_f64_vec());
+        let y: Vec<f64> = a.iter().zip(&b).map(|(&a, &b)| a / (1.0 + (-self.alpha * a).exp()) * b).collect();
+        convert(DataRef::F64(&y), &mut outputs[0].data)
     }
 }
 

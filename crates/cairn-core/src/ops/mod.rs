@@ -11,8 +11,10 @@ mod contrib;
 mod control;
 pub(crate) mod conv;
 mod conv_transpose;
+mod crop;
 mod cumulative;
 mod dynamic;
+mod einsum;
 mod elementwise;
 mod float_io;
 mod grid_sample;
@@ -33,11 +35,11 @@ mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
-mod rms_norm;
 mod sequence;
 mod signal;
 mod space_depth;
 mod topk;
+mod vector_norm;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
@@ -73,13 +75,18 @@ pub fn register_all(r: &mut Registry) {
     indexing::register(r);
     loss::register(r);
     matrix::register(r);
-    rms_norm::register(r);
+    vector_norm::register(r);
     attention::register(r);
     bitwise::register(r);
     cumulative::register(r);
     math::register(r);
     space_depth::register(r);
     topk::register(r);
+<<<<<<< HEAD
     sequence::register(r);
     signal::register(r);
+=======
+    crop::register(r);
+    einsum::register(r);
+>>>>>>> lane-13a
 }

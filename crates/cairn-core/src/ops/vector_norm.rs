@@ -1,6 +1,7 @@
-//! RMSNormalization (opset 23): `Y = X / sqrt(mean(X^2 over axes [axis..]) + epsilon) * scale`,
-//! f32, statistics in f32 (`stash_type` 1), following onnx's reference
-//! (`onnx/reference/ops/op_rms_normalization.py`).
+//! Normalization by a vector norm, f32:
+//! - RMSNormalization (opset 23): `Y = X / sqrt(mean(X^2 over axes [axis..]) + epsilon) * scale`,
+//!   statistics in f32 (`stash_type` 1), as onnx's reference (`op_rms_normalization.py`);
+//! - LpNormalization: `Y = X / ||X||_p` along one axis (p = 1 or 2), 0 where the norm is 0.
 
 use super::broadcast::broadcast_strides;
 use crate::{bail_shape, normalize_axis, required, DType, Fact, Op, Registry, Result, TensorMut, TensorRef};
@@ -12,6 +13,54 @@ pub fn register(r: &mut Registry) {
         }
         Ok(Box::new(RmsNorm { axis: ctx.int("axis", -1)?, epsilon: ctx.float("epsilon", 1e-5)? }))
     });
+    r.register("LpNormalization", |ctx| {
+        let p = ctx.int("p", 2)?;
+        if p != 1 && p != 2 {
+            return Err(crate::Error::InvalidAttr { attr: "p".into(), detail: format!("must be 1 or 2, got {p}") });
+        }
+        Ok(Box::new(LpNorm { axis: ctx.int("axis", -1)?, p }))
+    });
+}
+
+#[derive(Debug)]
+struct LpNorm {
+    axis: i64,
+    p: i64,
+}
+
+impl Op for LpNorm {
+    fn op_type(&self) -> &str {
+        "LpNormalization"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "LpNormalization")?;
+        if x.dtype != DType::F32 {
+            bail_shape!("LpNormalization", "is implemented for f32, got {}", x.dtype);
+        }
+        normalize_axis(self.axis, x.rank(), "LpNormalization")?;
+        Ok(vec![Fact::new(DType::F32, x.shape.clone())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "LpNormalization")?;
+        let axis = normalize_axis(self.axis, x.rank(), "LpNormalization")?;
+        let (n, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+        let outer: usize = x.shape[..axis].iter().product();
+        let xs = x.f32s()?;
+        let out = outputs[0].f32s_mut()?;
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| (o * n + k) * inner + i;
+                let norm = match self.p {
+                    1 => (0..n).map(|k| xs[at(k)].abs()).sum::<f32>(),
+                    _ => (0..n).map(|k| xs[at(k)] * xs[at(k)]).sum::<f32>().sqrt(),
+                };
+                for k in 0..n {
+                    out[at(k)] = if norm == 0.0 { 0.0 } else { xs[at(k)] / norm };
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
