@@ -9,8 +9,8 @@
 
 use cairn_core::{plan::PlanLimits, Session, Tensor};
 use cairn_onnx::proto::{
-    attribute_type, data_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TypeProto, ValueInfoProto,
+    attribute_type, data_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
+    ValueInfoProto,
 };
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -18,28 +18,87 @@ use std::collections::HashMap;
 
 fn typed(name: &str, elem_type: i32) -> ValueInfoProto {
     let t = type_proto::Tensor { elem_type, shape: None };
-    ValueInfoProto { name: name.into(), r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), denotation: String::new() }), doc_string: String::new() }
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), denotation: String::new() }),
+        doc_string: String::new(),
+    }
 }
 
 fn nested(kind: fn(Box<type_proto::Nested>) -> type_proto::Value) -> TypeProto {
-    let elem = TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: data_type::FLOAT, shape: None })), denotation: String::new() };
+    let elem = TypeProto {
+        value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: data_type::FLOAT, shape: None })),
+        denotation: String::new(),
+    };
     TypeProto { value: Some(kind(Box::new(type_proto::Nested { elem_type: Some(Box::new(elem)) }))), denotation: String::new() }
 }
 
 fn wrap(mode: u8, body: GraphProto) -> Option<Vec<u8>> {
-    let graph_attr = |name: &str| AttributeProto { name: name.into(), r#type: attribute_type::GRAPH, g: Some(Box::new(body.clone())), ..Default::default() };
-    let scalar = |name: &str, dt: i32, v: i64| TensorProto { name: name.into(), data_type: dt, int64_data: if dt == data_type::INT64 { vec![v] } else { vec![] }, int32_data: if dt == data_type::BOOL { vec![v as i32] } else { vec![] }, ..Default::default() };
+    let graph_attr = |name: &str| AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::GRAPH,
+        g: Some(Box::new(body.clone())),
+        ..Default::default()
+    };
+    let scalar = |name: &str, dt: i32, v: i64| TensorProto {
+        name: name.into(),
+        data_type: dt,
+        int64_data: if dt == data_type::INT64 { vec![v] } else { vec![] },
+        int32_data: if dt == data_type::BOOL { vec![v as i32] } else { vec![] },
+        ..Default::default()
+    };
     let (node, initializer) = match mode {
-        0 => (NodeProto { op_type: "Loop".into(), input: vec!["M".into(), "c".into(), "x".into()], output: vec!["y".into()], attribute: vec![graph_attr("body")], ..Default::default() }, vec![scalar("M", data_type::INT64, 3), scalar("c", data_type::BOOL, 1)]),
-        1 => (NodeProto { op_type: "If".into(), input: vec!["c".into()], output: vec!["y".into()], attribute: vec![graph_attr("then_branch"), graph_attr("else_branch")], ..Default::default() }, vec![scalar("c", data_type::BOOL, 1)]),
+        0 => (
+            NodeProto {
+                op_type: "Loop".into(),
+                input: vec!["M".into(), "c".into(), "x".into()],
+                output: vec!["y".into()],
+                attribute: vec![graph_attr("body")],
+                ..Default::default()
+            },
+            vec![scalar("M", data_type::INT64, 3), scalar("c", data_type::BOOL, 1)],
+        ),
+        1 => (
+            NodeProto {
+                op_type: "If".into(),
+                input: vec!["c".into()],
+                output: vec!["y".into()],
+                attribute: vec![graph_attr("then_branch"), graph_attr("else_branch")],
+                ..Default::default()
+            },
+            vec![scalar("c", data_type::BOOL, 1)],
+        ),
         2 => {
             let n = AttributeProto { name: "num_scan_inputs".into(), r#type: attribute_type::INT, i: 1, ..Default::default() };
-            (NodeProto { op_type: "Scan".into(), input: vec!["x".into(), "x".into()], output: vec!["y".into()], attribute: vec![graph_attr("body"), n], ..Default::default() }, vec![])
+            (
+                NodeProto {
+                    op_type: "Scan".into(),
+                    input: vec!["x".into(), "x".into()],
+                    output: vec!["y".into()],
+                    attribute: vec![graph_attr("body"), n],
+                    ..Default::default()
+                },
+                vec![],
+            )
         }
         _ => return None,
     };
-    let graph = GraphProto { node: vec![node], initializer, input: vec![typed("x", data_type::FLOAT)], output: vec![typed("y", data_type::FLOAT)], ..Default::default() };
-    Some(ModelProto { ir_version: 8, opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }], graph: Some(graph), ..Default::default() }.encode_to_vec())
+    let graph = GraphProto {
+        node: vec![node],
+        initializer,
+        input: vec![typed("x", data_type::FLOAT)],
+        output: vec![typed("y", data_type::FLOAT)],
+        ..Default::default()
+    };
+    Some(
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

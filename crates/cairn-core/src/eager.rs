@@ -84,8 +84,9 @@ impl EvalContext<'_> {
 pub fn eval_tensors<O: Op + ?Sized>(op: &O, inputs: &[Option<Value>], cx: &EvalContext) -> Result<Vec<Value>> {
     let tensors = inputs.iter().map(|v| v.as_ref().map(|v| v.as_tensor(op.op_type()).cloned()).transpose()).collect::<Result<Vec<_>>>()?;
     let facts = infer_owned(op, &tensors)?;
+    // Outputs `infer` already computed (data-dependent shapes) count too: they will be held.
     let mut new_bytes = 0usize;
-    for f in facts.iter().filter(|f| f.value.is_none()) {
+    for f in &facts {
         new_bytes = new_bytes.saturating_add(crate::checked_numel(&f.shape)?.saturating_mul(f.dtype.size()));
     }
     cx.check_room(new_bytes, "the outputs")?;
@@ -211,5 +212,66 @@ pub fn into_tensor(op: &str, v: Value) -> Result<Tensor> {
     match v {
         Value::Tensor(t) => Ok(Arc::unwrap_or_clone(t)),
         other => Err(Error::shape(op, format!("expected a tensor, got {}", other.describe()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::PlanLimits;
+    use crate::{Attrs, DType, Error, Graph, Node, NodeSpec, Registry, Session, Tensor, ValueInfo};
+    use std::collections::HashMap;
+
+    /// x -> NonZero -> Transpose -> y: a shape only known from x's values.
+    fn nonzero_graph() -> Graph {
+        let node = |op: &str, i: &str, o: &str| {
+            let spec = NodeSpec {
+                name: op.into(),
+                domain: String::new(),
+                op_type: op.into(),
+                attrs: Attrs::new(),
+                inputs: vec![Some(i.into())],
+                outputs: vec![o.into()],
+            };
+            Node::build(spec, 17, Registry::global()).unwrap()
+        };
+        Graph {
+            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: None }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::I64, dims: None }],
+            initializers: HashMap::new(),
+            nodes: vec![node("NonZero", "x", "nz"), node("Transpose", "nz", "y")],
+            opset: 17,
+        }
+        .validated()
+        .unwrap()
+    }
+
+    fn x(v: Vec<f32>) -> HashMap<String, Tensor> {
+        HashMap::from([("x".to_string(), Tensor::from_f32(vec![v.len()], v).unwrap())])
+    }
+
+    #[test]
+    fn a_value_dependent_shape_falls_back_to_the_eager_path_for_every_value() {
+        // 100 elements: above the size whose values a plan may fold in (VALUE_BINDING_MAX_ELEMENTS).
+        let s = Session::new(nonzero_graph());
+        assert!(s.plan(&x(vec![0.0; 100])).is_err(), "NonZero of a run-time input cannot be planned");
+        for want in [vec![1, 3, 99], vec![0], vec![]] {
+            let mut input = vec![0.0; 100];
+            want.iter().for_each(|&i| input[i as usize] = 2.0);
+            let (out, stats) = s.run_with_stats(x(input)).unwrap();
+            assert_eq!(out[0].1.shape(), &[want.len(), 1]);
+            assert_eq!(out[0].1.i64s().unwrap(), &want[..]);
+            assert_eq!(stats.steps, 2);
+        }
+    }
+
+    #[test]
+    fn the_eager_path_keeps_the_memory_limit() {
+        let limits = PlanLimits { max_arena_bytes: 1024, ..PlanLimits::default() };
+        let err = Session::with_limits(nonzero_graph(), limits).run(x(vec![1.0; 1000])).unwrap_err();
+        let root = match &err {
+            Error::AtNode { source, .. } => source.as_ref(),
+            e => e,
+        };
+        assert!(matches!(root, Error::TooLarge(_)), "{err}");
     }
 }

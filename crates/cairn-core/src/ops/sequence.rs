@@ -287,3 +287,95 @@ impl Op for OptionalGetElement {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eager::EvalBudget;
+    use crate::plan::PlanLimits;
+    use crate::{Attr, Attrs};
+
+    fn eval(op_type: &str, attrs: &[(&str, Attr)], inputs: &[Option<Value>]) -> Result<Vec<Value>> {
+        let attrs: Attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let op = Registry::global().build("t", "", op_type, 17, &attrs, inputs.len(), 1)?;
+        let (limits, budget) = (PlanLimits::default(), EvalBudget::default());
+        op.eval(inputs, &budget.context(&limits))
+    }
+
+    fn t(v: &[f32]) -> Option<Value> {
+        Some(Value::tensor(Tensor::from_f32(vec![v.len()], v.to_vec()).unwrap()))
+    }
+
+    fn i(v: i64) -> Option<Value> {
+        Some(Value::tensor(Tensor::from_i64(vec![], vec![v]).unwrap()))
+    }
+
+    fn one(r: Result<Vec<Value>>) -> Value {
+        r.unwrap().into_iter().next().unwrap()
+    }
+
+    fn f32s(v: &Value) -> Vec<f32> {
+        v.as_tensor("t").unwrap().f32s().unwrap().to_vec()
+    }
+
+    #[test]
+    fn construct_insert_erase_at_length_and_concat_agree() {
+        let seq = Some(one(eval("SequenceConstruct", &[], &[t(&[1.0, 2.0]), t(&[3.0, 4.0])])));
+        let seq = Some(one(eval("SequenceInsert", &[], &[seq, t(&[0.0, 0.5]), i(0)])));
+        let len = one(eval("SequenceLength", &[], std::slice::from_ref(&seq)));
+        assert_eq!(len.as_tensor("t").unwrap().i64s().unwrap(), &[3]);
+        assert_eq!(f32s(&one(eval("SequenceAt", &[], &[seq.clone(), i(-3)]))), [0.0, 0.5]);
+        let erased = Some(one(eval("SequenceErase", &[], &[seq.clone(), None])));
+        assert_eq!(f32s(&one(eval("SequenceAt", &[], &[erased.clone(), i(-1)]))), [1.0, 2.0]);
+        let joined = one(eval("ConcatFromSequence", &[("axis", Attr::Int(0))], std::slice::from_ref(&erased)));
+        assert_eq!(f32s(&joined), [0.0, 0.5, 1.0, 2.0]);
+        let stacked = one(eval("ConcatFromSequence", &[("axis", Attr::Int(-1)), ("new_axis", Attr::Int(1))], &[erased]));
+        assert_eq!(stacked.as_tensor("t").unwrap().shape(), &[2, 2]);
+        assert_eq!(f32s(&stacked), [0.0, 1.0, 0.5, 2.0]);
+    }
+
+    #[test]
+    fn empty_sequences_and_bad_positions_are_errors_not_panics() {
+        let empty = Some(one(eval("SequenceEmpty", &[("dtype", Attr::Int(7))], &[])));
+        assert_eq!(one(eval("SequenceLength", &[], std::slice::from_ref(&empty))).as_tensor("t").unwrap().i64s().unwrap(), &[0]);
+        assert!(eval("SequenceErase", &[], &[empty.clone(), None]).is_err());
+        assert!(eval("SequenceAt", &[], &[empty.clone(), i(0)]).is_err());
+        assert!(eval("ConcatFromSequence", &[("axis", Attr::Int(0))], std::slice::from_ref(&empty)).is_err());
+        // An f32 tensor into an i64 sequence.
+        assert!(eval("SequenceInsert", &[], &[empty.clone(), t(&[1.0])]).is_err());
+        let seq = Some(one(eval("SequenceConstruct", &[], &[t(&[1.0])])));
+        assert!(eval("SequenceInsert", &[], &[seq.clone(), t(&[2.0]), i(2)]).is_err());
+        assert!(eval("SequenceInsert", &[], &[seq.clone(), t(&[2.0]), i(1)]).is_ok());
+        assert!(eval("SequenceAt", &[], &[t(&[1.0]), i(0)]).is_err(), "a tensor is not a sequence");
+        assert!(eval("SequenceConstruct", &[], &[t(&[1.0]), Some(Value::tensor(Tensor::from_i64(vec![1], vec![1]).unwrap()))]).is_err());
+    }
+
+    #[test]
+    fn split_to_sequence_by_chunk_by_sizes_and_one_by_one() {
+        let x = t(&[0.0, 1.0, 2.0, 3.0, 4.0]);
+        let lens = |v: Value| match v {
+            Value::Sequence(s) => s.items.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>(),
+            other => panic!("{}", other.describe()),
+        };
+        assert_eq!(lens(one(eval("SplitToSequence", &[], &[x.clone(), i(2)]))), [vec![2], vec![2], vec![1]]);
+        let sizes = Some(Value::tensor(Tensor::from_i64(vec![2], vec![1, 4]).unwrap()));
+        assert_eq!(lens(one(eval("SplitToSequence", &[], &[x.clone(), sizes]))), [vec![1], vec![4]]);
+        assert_eq!(
+            lens(one(eval("SplitToSequence", &[("keepdims", Attr::Int(0))], std::slice::from_ref(&x)))),
+            vec![Vec::<usize>::new(); 5]
+        );
+        let bad = Some(Value::tensor(Tensor::from_i64(vec![2], vec![1, 1]).unwrap()));
+        assert!(eval("SplitToSequence", &[], &[x.clone(), bad]).is_err());
+        assert!(eval("SplitToSequence", &[], &[x, i(0)]).is_err());
+    }
+
+    #[test]
+    fn optionals_wrap_test_and_unwrap() {
+        let some = Some(one(eval("Optional", &[], &[t(&[1.0])])));
+        let none = Some(one(eval("Optional", &[("type", Attr::Type("tensor(float)".into()))], &[None])));
+        let has = |v: Option<Value>| one(eval("OptionalHasElement", &[], &[v])).as_tensor("t").unwrap().bools().unwrap()[0];
+        assert_eq!((has(some.clone()), has(none.clone()), has(None)), (1, 0, 0));
+        assert_eq!(f32s(&one(eval("OptionalGetElement", &[], &[some]))), [1.0]);
+        assert!(eval("OptionalGetElement", &[], &[none]).unwrap_err().to_string().contains("empty"));
+    }
+}
