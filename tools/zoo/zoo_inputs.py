@@ -147,9 +147,11 @@ def arabic_rawi_v2(model):
     return {_first_input(model)[0]: _encode(ARABIC, vocab, vocab["<UNK>"])}
 
 
-# Aspirin, CC(=O)OC1=CC=CC=C1C(=O)O: heavy atoms (element numbers) and bonds.
+# Aspirin, CC(=O)OC1=CC=CC=C1C(=O)O: heavy atoms (element numbers), bonds, and each atom's
+# neighbor count including its implicit hydrogens.
 ASPIRIN_ATOMS = [6, 6, 8, 8, 6, 6, 6, 6, 6, 6, 6, 8, 8]
 ASPIRIN_BONDS = [(0, 1), (1, 2), (1, 3), (3, 4), (4, 5), (5, 6), (6, 7), (7, 8), (8, 9), (9, 4), (9, 10), (10, 11), (10, 12)]
+ASPIRIN_NEIGHBORS = [4, 3, 1, 2, 3, 3, 3, 3, 3, 3, 3, 1, 2]
 
 
 def _table_rows(model, input_name):
@@ -166,10 +168,11 @@ def _table_rows(model, input_name):
 
 
 def molecule_graph(model):
-    """chython's encoding: a leading virtual node, then atoms (element + 2), neighbor counts
-    (+ 2), shortest-path distances + 2 between atoms and 1 to and from the virtual node
-    (0 is padding, which the model masks out: a row of zeros would mask every key), roles
-    (1 reactant)."""
+    """A reaction as chytorch codes it (chython/chytorch README): a CLS token, then the
+    reactant's atoms, then the product's. Atoms: element + 2 (CLS 1); neighbors including
+    implicit hydrogens + 2; topological distances + 2 within a molecule (self 2, bonded 3),
+    1 between molecules and to CLS, 0 only for padding; roles: CLS 1, reactant 2, product 3.
+    The reaction is aspirin to aspirin, so the model must map each atom onto itself."""
     n = len(ASPIRIN_ATOMS)
     dist = np.full((n, n), 99, np.int64)
     np.fill_diagonal(dist, 0)
@@ -177,12 +180,13 @@ def molecule_graph(model):
         dist[a, b] = dist[b, a] = 1
     for k in range(n):  # Floyd-Warshall on 13 atoms
         dist = np.minimum(dist, dist[:, k:k + 1] + dist[k:k + 1, :])
-    degree = np.bincount(np.array(ASPIRIN_BONDS).ravel(), minlength=n)
-    atoms = np.array([[1] + [a + 2 for a in ASPIRIN_ATOMS]], np.int64)
-    neighbors = np.array([[0] + [d + 2 for d in degree]], np.int64)
-    distances = np.ones((1, n + 1, n + 1), np.int64)
-    distances[0, 1:, 1:] = dist + 2
-    roles = np.array([[1] * (n + 1)], np.int64)
+    size = 1 + 2 * n
+    atoms = np.array([[1] + [a + 2 for a in ASPIRIN_ATOMS] * 2], np.int64)
+    neighbors = np.array([[0] + [c + 2 for c in ASPIRIN_NEIGHBORS] * 2], np.int64)
+    distances = np.ones((1, size, size), np.int64)
+    distances[0, 1:n + 1, 1:n + 1] = dist + 2
+    distances[0, n + 1:, n + 1:] = dist + 2
+    roles = np.array([[1] + [2] * n + [3] * n], np.int64)
     feeds = {"atoms": atoms, "neighbors": neighbors, "distances": distances, "roles": roles}
     for name, value in feeds.items():  # the encoding above must index within each embedding table
         rows = _table_rows(model, name)
