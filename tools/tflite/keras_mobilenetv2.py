@@ -24,10 +24,34 @@ SIZE = 224
 
 
 def build_keras_mobilenetv2():
-    """Keras MobileNetV2 1.0/224 with random weights from a fixed seed, input in [-1, 1]."""
+    """Keras MobileNetV2 1.0/224 with random weights from a fixed seed, input in [-1, 1].
+
+    The output is the logits (`classifier_activation=None`): with random weights a softmax over
+    1000 classes is ~0.001 everywhere, which quantizes to 0 in uint8 and would make every
+    comparison in uint8 steps vacuous."""
     import tensorflow as tf
     tf.keras.utils.set_random_seed(SEED)
-    return tf.keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3), classes=1000)
+    model = tf.keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3), classes=1000, classifier_activation=None)
+    normalize_batchnorms(model, np.concatenate(photo_inputs(16)))
+    return model
+
+
+def normalize_batchnorms(model, images):
+    """Sets every BatchNormalization's moving mean and variance to the statistics of its input
+    on `images`, in order (each layer sees the already normalized layers before it).
+
+    Freshly initialized BatchNorms (mean 0, variance 1) let the signal of random weights fade
+    layer after layer: the logits end near 1e-6, the uint8 output is one constant value, and
+    every comparison passes vacuously. With data statistics the activations keep unit scale,
+    as in a trained network. The images are calibration crops, never evaluation ones."""
+    import tensorflow as tf
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            probe = tf.keras.Model(model.input, layer.input)
+            x = probe.predict(images, verbose=0)
+            axes = tuple(range(x.ndim - 1))
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, x.mean(axis=axes), x.var(axis=axes)])
 
 
 def photo_inputs(count, evaluation=False):

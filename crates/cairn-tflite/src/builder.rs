@@ -252,11 +252,11 @@ impl Builder {
         self.name(i, layout, "")
     }
 
-    /// Makes tensor `i` a compile-time constant (DEQUANTIZE or DENSIFY of stored weights).
+    /// Makes tensor `i` a compile-time constant (DEQUANTIZE of stored weights, shape arithmetic).
     pub fn set_constant(&mut self, i: usize, t: Tensor) {
-        self.tensors[i].constant = Some(Arc::new(t));
         self.tensors[i].quant = None;
-        self.tensors[i].dtype = DType::F32;
+        self.tensors[i].dtype = t.dtype();
+        self.tensors[i].constant = Some(Arc::new(t));
     }
 }
 
@@ -356,7 +356,13 @@ pub(crate) fn import(model: tflite::Model) -> Result<Model, Error> {
         let call = crate::ops::Call { index: k, code, op: &op, inputs: &ins, outputs: &outs };
         match crate::ops::import(&mut b, &call) {
             Ok(()) => {}
-            Err(crate::ops::OpError::Unsupported(what)) => *unsupported.entry(what).or_insert(0) += 1,
+            Err(crate::ops::OpError::Unsupported(what)) => {
+                *unsupported.entry(what).or_insert(0) += 1;
+                // Let later operators read its outputs, so the error lists every unsupported op.
+                for &o in &outs {
+                    b.primary[o].get_or_insert(Layout::File);
+                }
+            }
             Err(crate::ops::OpError::Invalid(e)) => return Err(e),
         }
     }

@@ -16,6 +16,7 @@ mod error;
 mod layout;
 mod ops;
 mod reader;
+mod sparse;
 #[allow(clippy::all, clippy::pedantic, unused_imports, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #[allow(unsafe_op_in_unsafe_fn, mismatched_lifetime_syntaxes)]
 #[rustfmt::skip]

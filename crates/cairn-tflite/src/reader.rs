@@ -176,9 +176,12 @@ pub(crate) fn tensors(model: &tflite::Model, sg: &tflite::SubGraph) -> Result<Ve
             .and_then(|b| buffers.as_ref().and_then(|bs| (b < bs.len()).then(|| bs.get(b))))
             .and_then(|b| b.data())
             .filter(|d| !d.is_empty());
-        let sparse = t.sparsity().is_some();
-        let constant = match data {
-            Some(d) if !sparse => Some(std::sync::Arc::new(constant(d.bytes(), dtype, &shape, numel).map_err(bad)?)),
+        let constant = match (data, t.sparsity()) {
+            (Some(d), None) => Some(std::sync::Arc::new(constant(d.bytes(), dtype, &shape, numel).map_err(bad)?)),
+            // Sparse weights are expanded here; DENSIFY then only forwards them.
+            (Some(d), Some(p)) => Some(std::sync::Arc::new(
+                crate::sparse::densify(&p, d.bytes(), dtype, &shape).map_err(|e| bad(format!("sparse data: {e}")))?,
+            )),
             _ => None,
         };
         let base = if raw_name.is_empty() { format!("tensor_{index}") } else { raw_name.clone() };

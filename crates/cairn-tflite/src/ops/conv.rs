@@ -99,6 +99,16 @@ pub(super) fn transpose_conv(b: &mut Builder, c: &Call) -> OpResult {
     let o = c.options(c.op.builtin_options_as_transpose_conv_options())?;
     let (x, w, out) = (c.input(2)?, c.input(1)?, c.output(0)?);
     let act = o.fused_activation_function();
+    // The output_shape operand is authoritative; the declared shape may be stale.
+    if b.tensors[c.input(0)?].constant.is_some() {
+        let dims = super::const_ints(b, c, c.input(0)?, "output shape")?;
+        let dims: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok().filter(|&d| d <= crate::reader::MAX_DIM))
+            .collect::<Option<_>>()
+            .ok_or_else(|| c.invalid(format!("output shape {dims:?}")))?;
+        b.tensors[out].shape = dims;
+    }
     deconvolution(b, c, x, w, c.opt_input(3), out, o.padding(), (o.stride_h(), o.stride_w()), act)
 }
 

@@ -6,6 +6,7 @@ mod elementwise;
 mod quant;
 mod reduce;
 mod shape;
+mod shape_math;
 mod sparse;
 
 use crate::builder::{attrs, Builder};
@@ -104,6 +105,9 @@ pub(crate) fn import(b: &mut Builder, c: &Call) -> OpResult {
         OpCode::Custom(name) if name == "Convolution2DTransposeBias" => return conv::transpose_conv_bias(b, c),
         OpCode::Custom(_) => return Err(OpError::Unsupported(c.code.name())),
     };
+    if shape_math::fold(b, c, code)? {
+        return Ok(());
+    }
     match code {
         B::CONV_2D => conv::conv2d(b, c),
         B::DEPTHWISE_CONV_2D => conv::depthwise(b, c),
@@ -137,6 +141,7 @@ pub(crate) fn import(b: &mut Builder, c: &Call) -> OpResult {
         B::RESHAPE | B::SQUEEZE | B::EXPAND_DIMS => shape::reshape(b, c),
         B::STRIDED_SLICE => shape::strided_slice(b, c),
         B::TRANSPOSE => shape::transpose(b, c),
+        B::DEPTH_TO_SPACE => shape::depth_to_space(b, c),
         B::QUANTIZE | B::DEQUANTIZE => quant::convert(b, c, code == B::DEQUANTIZE),
         B::DENSIFY => sparse::densify(b, c),
         _ => Err(OpError::Unsupported(c.code.name())),

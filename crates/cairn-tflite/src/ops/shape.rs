@@ -5,7 +5,7 @@
 use super::{at, const_ints, emit, Call, OpResult};
 use crate::builder::Builder;
 use crate::layout::{file_axis, nchw_axis, Layout};
-use crate::schema_generated::tflite::ActivationFunctionType as Act;
+use crate::schema_generated::tflite::{ActivationFunctionType as Act, BuiltinOperator as B};
 use cairn_core::{Attr, Attrs};
 
 /// Emits `op_type(x, extra...)` producing `out` in `layout`, on stored values when it can.
@@ -85,16 +85,39 @@ pub(super) fn pad(b: &mut Builder, c: &Call) -> OpResult {
     }
 }
 
-/// RESHAPE, SQUEEZE, EXPAND_DIMS: to the output's declared shape, in the file's memory order.
+/// RESHAPE, SQUEEZE, EXPAND_DIMS, in the file's memory order. RESHAPE's target comes from its
+/// shape operand (or options) with -1 resolved, since converters may leave the output
+/// tensor's declared shape stale; the others take the output's declared shape.
 pub(super) fn reshape(b: &mut Builder, c: &Call) -> OpResult {
     let (x, out) = (c.input(0)?, c.output(0)?);
-    let (from, to) = (b.tensors[x].shape.iter().product::<usize>(), b.tensors[out].shape.iter().product::<usize>());
-    if from != to {
-        return Err(c.invalid(format!("cannot reshape {:?} to {:?}", b.tensors[x].shape, b.tensors[out].shape)));
+    let from = b.tensors[x].shape.iter().product::<usize>();
+    let requested: Option<Vec<i64>> = match c.code {
+        super::OpCode::Builtin(B::RESHAPE) => match c.opt_input(1).filter(|&i| b.tensors[i].constant.is_some()) {
+            Some(i) => Some(const_ints(b, c, i, "shape")?),
+            None => c.op.builtin_options_as_reshape_options().and_then(|o| o.new_shape()).map(|v| v.iter().map(i64::from).collect()),
+        },
+        _ => None,
+    };
+    let dims: Vec<i64> = match requested {
+        Some(r) => resolve_shape(&r, from).ok_or_else(|| c.invalid(format!("cannot reshape {:?} to {r:?}", b.tensors[x].shape)))?,
+        None => b.tensors[out].shape.iter().map(|&d| d as i64).collect(),
+    };
+    if dims.iter().product::<i64>() != from as i64 {
+        return Err(c.invalid(format!("cannot reshape {:?} to {dims:?}", b.tensors[x].shape)));
     }
-    let dims: Vec<i64> = b.tensors[out].shape.iter().map(|&d| d as i64).collect();
+    b.tensors[out].shape = dims.iter().map(|&d| d as usize).collect();
     let shape = b.ints("shape", &dims);
     movement(b, c, x, out, Layout::File, "Reshape", vec![Some(shape)], Attrs::new())
+}
+
+/// A target shape with at most one -1, given the element count.
+fn resolve_shape(r: &[i64], numel: usize) -> Option<Vec<i64>> {
+    let known: i64 = r.iter().filter(|&&d| d != -1).try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) })?;
+    match r.iter().filter(|&&d| d == -1).count() {
+        0 => Some(r.to_vec()),
+        1 if known > 0 && numel as i64 % known == 0 => Some(r.iter().map(|&d| if d == -1 { numel as i64 / known } else { d }).collect()),
+        _ => None,
+    }
 }
 
 pub(super) fn transpose(b: &mut Builder, c: &Call) -> OpResult {
@@ -181,4 +204,31 @@ pub(super) fn strided_slice(b: &mut Builder, c: &Call) -> OpResult {
         return Ok(());
     }
     emit(b, c, out, Layout::File, "Squeeze", vec![Some(sliced), Some(sq)], Attrs::new(), Act::NONE)
+}
+
+/// DEPTH_TO_SPACE (TensorFlow's DCR order) in the file's NHWC: `[N, H, W, C]` ->
+/// `[N, H, W, b, b, C/b²]` -> transpose to `[N, H, b, W, b, C/b²]` -> `[N, H·b, W·b, C/b²]`.
+pub(super) fn depth_to_space(b: &mut Builder, c: &Call) -> OpResult {
+    let block = c.options(c.op.builtin_options_as_depth_to_space_options())?.block_size();
+    let (x, out) = (c.input(0)?, c.output(0)?);
+    let s = b.tensors[x].shape.clone();
+    let bs = usize::try_from(block).ok().filter(|&v| v > 0).ok_or_else(|| c.invalid(format!("block size {block}")))?;
+    let [n, h, w, ch] = <[usize; 4]>::try_from(s.clone()).map_err(|_| c.invalid(format!("expects a 4-D input, got {s:?}")))?;
+    if ch % (bs * bs) != 0 {
+        return Err(c.invalid(format!("{ch} channels are not a multiple of block size {bs} squared")));
+    }
+    let d = (ch / (bs * bs)) as i64;
+    let (n, h, w, bs) = (n as i64, h as i64, w as i64, bs as i64);
+    let raw = b.stored_alike(x, out);
+    let v = if raw { b.raw(x, Layout::File)? } else { b.real(x, Layout::File)? };
+    let s6 = b.ints("d2s_shape6", &[n, h, w, bs, bs, d]);
+    let v = b.apply("Reshape", &[&v, &s6], Attrs::new());
+    let v = b.apply("Transpose", &[&v], at([("perm", Attr::Ints(vec![0, 1, 3, 2, 4, 5]))]));
+    let s4 = b.ints("d2s_shape4", &[n, h * bs, w * bs, d]);
+    if raw {
+        let y = b.define_raw(out, Layout::File);
+        b.node("Reshape", vec![Some(v), Some(s4)], vec![y], Attrs::new());
+        return Ok(());
+    }
+    emit(b, c, out, Layout::File, "Reshape", vec![Some(v), Some(s4)], Attrs::new(), Act::NONE)
 }
