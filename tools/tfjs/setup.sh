@@ -13,7 +13,8 @@ if ! .venv/bin/python -c "import tensorflowjs, tf_keras" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 fi
-if [ ! -f node_modules/@tensorflow/tfjs-converter/package.json ] || [ ! -f node_modules/@vladmandic/human/package.json ]; then
+if [ ! -f node_modules/@tensorflow/tfjs-converter/package.json ] || [ ! -f node_modules/@vladmandic/human/package.json ] \
+   || [ ! -f node_modules/nsfwjs/package.json ]; then
   echo "== npm ci (tools/tfjs/node_modules)"
   npm ci --no-audit --no-fund --silent
 fi
