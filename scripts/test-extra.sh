@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite (further lanes append theirs below).
+# Sections: zoo tflite tfjs (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -27,4 +27,14 @@ if wants tflite; then
   [ -f target/tflite/ops_int8.tflite ] || python3 tools/tflite/op_models.py target/tflite
   python3 tools/tflite/thirdparty.py target/tflite
   python3 tools/tflite/compare.py --images 8 --json target/tflite/compare.json
+fi
+
+# tfjs: installs tools/tfjs (pinned tensorflow + tensorflowjs venv, TF.js 4.22 from npm; ~1.5 GB),
+# exports the seeded Keras MobileNetV2 to TF.js layers and graph models (float32, uint8, float16),
+# and compares Cairn with TensorFlow.js itself on them and on the third-party TF.js models
+# (tools/tfjs/compare.py; exits non-zero on any miss).
+if wants tfjs; then
+  tools/tfjs/setup.sh
+  [ -f tools/tfjs/out/mobilenetv2/graph_float16/model.json ] || tools/tfjs/.venv/bin/python tools/tfjs/keras_mobilenetv2.py
+  python3 tools/tfjs/compare.py
 fi

@@ -3,8 +3,9 @@
     python3 tools/tfjs/compare.py [--cairn target/release/cairn] [--only NAME ...]
 
 Models: the tutorial's Keras MobileNetV2 exports (made by keras_mobilenetv2.py; skipped with a
-note when absent) and the third-party graph models that npm @vladmandic/human ships (installed by
-setup.sh into tools/tfjs/node_modules). Keras 3 exports, which TF.js 4.22 cannot load, are compared
+note when absent) and the third-party models that npm @vladmandic/human (graph models) and nsfwjs (layers and graph
+models, inside JS modules: extract_nsfwjs.mjs writes them out) ship, installed by setup.sh into
+tools/tfjs/node_modules. Keras 3 exports, which TF.js 4.22 cannot load, are compared
 against Keras's own output instead. Prints one line per model and exits non-zero on any miss.
 Tolerance: max |cairn - reference| <= 1e-4 * max(1, max |reference|).
 """
@@ -22,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MOBILENET = os.path.join(HERE, "out", "mobilenetv2")
 HUMAN = os.path.join(HERE, "node_modules", "@vladmandic", "human", "models")
+NSFWJS = os.path.join(HERE, "out", "nsfwjs")  # extracted from npm nsfwjs by extract_nsfwjs.mjs
 # (name, model.json, reference: "tfjs" or a Keras output .npy, fixed input or None for a seeded one)
 MODELS = [
     ("mobilenetv2-keras2-layers", os.path.join(MOBILENET, "keras2", "model.json"), "tfjs", os.path.join(MOBILENET, "input.npy")),
@@ -32,7 +34,7 @@ MODELS = [
 ] + [
     (f"human-{m}", os.path.join(HUMAN, f"{m}.json"), "tfjs", None)
     for m in ["antispoof", "blazeface", "emotion", "liveness", "facemesh", "iris", "faceres", "handlandmark-lite"]
-]
+] + [(f"nsfwjs-{m}", os.path.join(NSFWJS, m, "model.json"), "tfjs", None) for m in ["mobilenet_v2", "mobilenet_v2_mid", "inception_v3"]]
 
 
 def input_shape(model_json):
@@ -67,6 +69,8 @@ def main():
     ap.add_argument("--only", nargs="*")
     args = ap.parse_args()
     failures = 0
+    if not os.path.exists(NSFWJS) and os.path.exists(os.path.join(HERE, "node_modules", "nsfwjs")):
+        subprocess.run(["node", os.path.join(HERE, "extract_nsfwjs.mjs"), NSFWJS], check=True, capture_output=True)
     for name, path, ref, fixed_input in MODELS:
         if args.only and name not in args.only:
             continue

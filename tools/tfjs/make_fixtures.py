@@ -3,7 +3,8 @@ crates/cairn-tfjs/tests/fixtures (committed: the Rust tests need no Python).
 
     tools/tfjs/.venv/bin/python tools/tfjs/make_fixtures.py
 
-Each fixture directory holds model.json, its shards and expected.json ({input, output: [...]}),
+Fixtures: zoo_keras3 / zoo_keras2 (a functional model over most mapped layers), sequential_keras2,
+normalization_keras3, embedding_keras3, graph_uint8. Each fixture directory holds model.json, its shards and expected.json ({input, output: [...]}),
 from Keras (layers models) or TF (graph models) on a seeded input.
 """
 
@@ -87,6 +88,22 @@ save("zoo_keras2", x, k2(x).numpy(), lambda d: tfjs.converters.save_keras_model(
 
 seq = tf_keras.Sequential([tf_keras.layers.Conv2D(4, 3, input_shape=(16, 16, 3), activation="elu"), tf_keras.layers.Flatten(), tf_keras.layers.Dense(3, activation="sigmoid")])
 save("sequential_keras2", x, seq(x).numpy(), lambda d: tfjs.converters.save_keras_model(seq, d))
+
+# Tabular and text heads: Normalization (adapted statistics) and Embedding (indices fed as floats,
+# as TF.js layers models take them).
+keras.utils.set_random_seed(7)
+features = rng.normal(3.0, 2.0, (64, 6)).astype(np.float32)
+norm = keras.layers.Normalization()
+norm.adapt(features)
+inp = keras.layers.Input((6,))
+tab = keras.Model(inp, keras.layers.Dense(2, activation="relu")(norm(inp)))
+save("normalization_keras3", features[:1], tab(features[:1]).numpy(), lambda d: tfjs.converters.save_keras_model(tab, d))
+
+tokens = rng.integers(0, 20, (1, 5)).astype(np.float32)
+inp = keras.layers.Input((5,))
+emb = keras.layers.Embedding(20, 4)(inp)
+txt = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(emb)))
+save("embedding_keras3", tokens, txt(tokens).numpy(), lambda d: tfjs.converters.save_keras_model(txt, d))
 
 # A graph model with uint8-quantized weights; its reference is TF.js itself (reference.mjs), since
 # the quantized weights differ from Keras's. (The zoo above as a graph model needs Shape, StridedSlice,

@@ -1,7 +1,7 @@
 //! Small TF.js models exported by Keras / tensorflowjs (tools/tfjs/make_fixtures.py) run
 //! through the importer and Cairn's executor, against Keras's (or TF.js's) own outputs.
-//! Together they cover every Keras layer the importer maps except Embedding and Normalization,
-//! both Keras topology dialects, and a uint8-quantized graph model.
+//! Together they cover the Keras layers the importer maps (LSTM/GRU excepted: Cairn has no
+//! recurrent op yet), both Keras topology dialects, and a uint8-quantized graph model.
 
 use cairn_core::{passes::prepare_for_inference, Session, Tensor};
 use std::collections::HashMap;
@@ -55,6 +55,18 @@ fn keras2_sequential_without_input_layer_matches_keras() {
 #[test]
 fn uint8_quantized_graph_model_matches_tfjs() {
     let e = max_error("graph_uint8");
+    assert!(e < 1e-5, "max error {e}");
+}
+
+#[test]
+fn normalization_layer_matches_keras() {
+    let e = max_error("normalization_keras3");
+    assert!(e < 1e-5, "max error {e}");
+}
+
+#[test]
+fn embedding_layer_matches_keras() {
+    let e = max_error("embedding_keras3");
     assert!(e < 1e-5, "max error {e}");
 }
 
