@@ -19,6 +19,7 @@ mod report;
 mod run;
 mod sensitivity;
 mod serve;
+mod text;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,8 @@ enum Command {
     Optimize(optimize::OptimizeArgs),
     /// Measure how closely an optimized model follows its original on real inputs: top-1 agreement, KL, per-layer error
     Eval(eval::EvalArgs),
+    Tokenize(text::TokenizeArgs),
+    Embed(text::EmbedArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -73,6 +76,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Optimize(args) => optimize::main(args),
         Command::Eval(args) => eval::main(args),
+        Command::Tokenize(args) => text::tokenize_main(args),
+        Command::Embed(args) => text::embed_main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {
