@@ -15,7 +15,7 @@
 //! `CAIRN_NODE_FILTER=substr` runs a subset. Every case's result goes to
 //! `target/conformance-report.txt`.
 
-use cairn_core::{Registry, Session, Tensor, TensorData, Value};
+use cairn_core::{Registry, Session, Tensor, Value};
 use cairn_onnx::proto::TypeProto;
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};

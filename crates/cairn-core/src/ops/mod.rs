@@ -82,11 +82,8 @@ pub fn register_all(r: &mut Registry) {
     math::register(r);
     space_depth::register(r);
     topk::register(r);
-<<<<<<< HEAD
     sequence::register(r);
     signal::register(r);
-=======
     crop::register(r);
     einsum::register(r);
->>>>>>> lane-13a
 }
