@@ -91,7 +91,8 @@ fn errors_are_one_line_with_a_hint() {
     assert_clean_failure(&cairn(&["run", data("missing_ops.onnx").to_str().unwrap(), "--random"]), "Frobnicate");
     assert_clean_failure(&cairn(&["run", m, "--input", "y=/dev/null"]), "");
     let wrong_shape = format!("x={}", data("x.npy").display());
-    assert_clean_failure(&cairn(&["run", data("unsupported.onnx").to_str().unwrap(), "--input", &wrong_shape]), "must have shape [4]"); // NonZero is supported now: the error is the shape the model declares
+    // NonZero runs now (data-dependent shapes): what fails is the input shape the model declares.
+    assert_clean_failure(&cairn(&["run", data("unsupported.onnx").to_str().unwrap(), "--input", &wrong_shape]), "must have shape [4]");
     assert_clean_failure(&cairn(&["run", m, "--random", "--runs", "0"]), "--runs");
 }
 
