@@ -123,7 +123,8 @@ fn attribute(name: &str, a: &Attr) -> Result<AttributeProto, Error> {
         Attr::Ints(v) => (p.r#type, p.ints) = (at::INTS, v.clone()),
         Attr::Floats(v) => (p.r#type, p.floats) = (at::FLOATS, v.clone()),
         Attr::Strs(v) => (p.r#type, p.strings) = (at::STRINGS, v.iter().map(|s| s.as_bytes().to_vec()).collect()),
-        Attr::Graph => return Err(Error::Model(format!("attribute '{name}' holds a subgraph, which Cairn cannot save"))),
+        Attr::Graph(_) => return Err(Error::Model(format!("attribute '{name}' holds a subgraph, which Cairn cannot save"))),
+        Attr::Type(_) => return Err(Error::Model(format!("attribute '{name}' holds a type, which Cairn cannot save"))),
     }
     Ok(p)
 }

@@ -15,7 +15,8 @@
 //! `CAIRN_NODE_FILTER=substr` runs a subset. Every case's result goes to
 //! `target/conformance-report.txt`.
 
-use cairn_core::{Registry, Session, Tensor};
+use cairn_core::{Registry, Session, Tensor, Value};
+use cairn_onnx::proto::TypeProto;
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -49,9 +50,17 @@ fn is_clean_refusal(e: &cairn_onnx::Error) -> bool {
     }
 }
 
-fn read_tensor(p: &Path) -> Result<Tensor, String> {
+/// Reads a `.pb` value as the model declares it: TensorProto, SequenceProto or OptionalProto.
+fn read_value(p: &Path, declared: Option<&TypeProto>) -> Result<Value, String> {
     let bytes = std::fs::read(p).map_err(|e| e.to_string())?;
-    cairn_onnx::tensor_from_bytes(&bytes).map(|(_, t)| t).map_err(|e| e.to_string())
+    cairn_onnx::value_from_bytes(&bytes, declared).map_err(|e| e.to_string())
+}
+
+/// The declared types of the model's inputs and outputs (Cairn's IR keeps only element dtypes).
+fn declared_types(model: &Path) -> (Vec<Option<TypeProto>>, Vec<Option<TypeProto>>) {
+    let graph = std::fs::read(model).ok().and_then(|b| cairn_onnx::decode_model(&b).ok()).and_then(|m| m.graph);
+    let types = |vs: &[cairn_onnx::proto::ValueInfoProto]| vs.iter().map(|v| v.r#type.clone()).collect();
+    graph.map(|g| (types(&g.input), types(&g.output))).unwrap_or_default()
 }
 
 fn run_case(dir: &Path) -> (Status, String) {
@@ -68,6 +77,8 @@ fn run_case(dir: &Path) -> (Status, String) {
         Err(e) => return (Status::Fail, format!("prepare: {e}")),
     };
     let session = Session::new(graph);
+    let (input_types, output_types) = declared_types(&dir.join("model.onnx"));
+    let declared = |types: &[Option<TypeProto>], i: usize| types.get(i).cloned().flatten();
     for k in 0.. {
         let set = dir.join(format!("test_data_set_{k}"));
         if !set.exists() {
@@ -79,28 +90,48 @@ fn run_case(dir: &Path) -> (Status, String) {
             if !p.exists() {
                 break;
             }
-            match read_tensor(&p) {
+            match read_value(&p, declared(&input_types, i).as_ref()) {
                 Ok(t) => {
                     inputs.insert(name.clone(), t);
                 }
                 Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
             }
         }
-        let outputs = match session.run(inputs) {
+        let outputs = match session.run_values(inputs) {
             Ok(o) => o,
             Err(e) => return (Status::Fail, format!("run: {e}")),
         };
         for (i, (name, got)) in outputs.iter().enumerate() {
-            let want = match read_tensor(&set.join(format!("output_{i}.pb"))) {
+            let want = match read_value(&set.join(format!("output_{i}.pb")), declared(&output_types, i).as_ref()) {
                 Ok(t) => t,
                 Err(e) => return (Status::Unsupported, format!("expected output {i}: {e}")),
             };
-            if let Err(why) = compare(got, &want) {
+            if let Err(why) = compare_values(got, &want) {
                 return (Status::Fail, format!("output '{name}': {why}"));
             }
         }
     }
     (Status::Pass, String::new())
+}
+
+/// Tensors as `compare`; sequences element by element; optionals by presence, then content.
+fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
+    match (got, want) {
+        (Value::Tensor(g), Value::Tensor(w)) => compare(g, w),
+        (Value::Sequence(g), Value::Sequence(w)) => {
+            if g.items.len() != w.items.len() {
+                return Err(format!("sequence of {} tensors, expected {}", g.items.len(), w.items.len()));
+            }
+            g.items
+                .iter()
+                .zip(&w.items)
+                .enumerate()
+                .try_for_each(|(i, (g, w))| compare(g, w).map_err(|e| format!("sequence item {i}: {e}")))
+        }
+        (Value::Optional(None), Value::Optional(None)) => Ok(()),
+        (Value::Optional(Some(g)), Value::Optional(Some(w))) => compare_values(g, w),
+        (g, w) => Err(format!("{}, expected {}", g.describe(), w.describe())),
+    }
 }
 
 fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
