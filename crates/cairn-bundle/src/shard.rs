@@ -34,6 +34,8 @@ pub fn stored_dtype(encoding: Encoding, dtype: DType) -> Dtype {
             DType::U16 => Dtype::U16,
             DType::U32 => Dtype::U32,
             DType::U64 => Dtype::U64,
+            // One byte per element, as in memory; the manifest names the narrow dtype.
+            _ => Dtype::U8,
         },
     }
 }

@@ -96,6 +96,7 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         DType::U32 => "<u4",
         DType::U64 => "<u8",
         DType::BF16 => bail!("{}: .npy has no bfloat16 type (cast the output to f32 first)", path.display()),
+        narrow => bail!("{}: .npy has no {narrow} type (cast the output to f32 first)", path.display()),
     };
     let shape = match t.shape() {
         [] => "()".to_string(),

@@ -415,6 +415,7 @@ macro_rules! arena_slice {
             DType::U16 => $ty::U16(std::slice::$from($ptr as _, $n)),
             DType::U32 => $ty::U32(std::slice::$from($ptr as _, $n)),
             DType::U64 => $ty::U64(std::slice::$from($ptr as _, $n)),
+            narrow => $ty::Narrow(narrow, std::slice::$from($ptr as _, $n)),
         }
     };
 }

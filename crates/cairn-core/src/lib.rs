@@ -15,6 +15,7 @@ pub mod eager;
 mod error;
 pub mod exec;
 mod graph;
+pub mod narrow;
 mod op;
 pub mod ops;
 pub mod passes;

@@ -184,6 +184,13 @@ impl<'a> OpContext<'a> {
             Some(other) => Err(wrong_kind(name, "ints", other)),
         }
     }
+    pub fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attr::Strs(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(wrong_kind(name, "strings", other)),
+        }
+    }
     pub fn floats_opt(&self, name: &str) -> Result<Option<Vec<f32>>> {
         match self.get(name) {
             None => Ok(None),
@@ -202,13 +209,6 @@ impl<'a> OpContext<'a> {
         self.graph_opt(name)?.ok_or_else(|| missing(name))
     }
 
-    pub fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Attr::Strs(v)) => Ok(Some(v.clone())),
-            Some(other) => Err(wrong_kind(name, "strings", other)),
-        }
-    }
     pub fn tensor_opt(&self, name: &str) -> Result<Option<Tensor>> {
         match self.get(name) {
             None => Ok(None),

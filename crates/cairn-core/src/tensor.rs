@@ -23,6 +23,8 @@ pub enum TensorData {
     U16(Vec<u16>),
     U32(Vec<u32>),
     U64(Vec<u64>),
+    /// A narrow dtype (float8, float4, 2/4-bit integers): one bit pattern per byte.
+    Narrow(DType, Vec<u8>),
 }
 
 /// Borrowed typed slice, read-only.
@@ -41,6 +43,7 @@ pub enum DataRef<'a> {
     U16(&'a [u16]),
     U32(&'a [u32]),
     U64(&'a [u64]),
+    Narrow(DType, &'a [u8]),
 }
 
 /// Borrowed typed slice, writable.
@@ -59,6 +62,7 @@ pub enum DataMut<'a> {
     U16(&'a mut [u16]),
     U32(&'a mut [u32]),
     U64(&'a mut [u64]),
+    Narrow(DType, &'a mut [u8]),
 }
 
 /// Applies `$body` to the typed slice inside any of the data enums, binding it to `$v`.
@@ -80,6 +84,7 @@ macro_rules! dispatch_data {
             $enum::U16($v) => $body,
             $enum::U32($v) => $body,
             $enum::U64($v) => $body,
+            $enum::Narrow(_, $v) => $body,
         }
     };
 }
@@ -104,6 +109,7 @@ macro_rules! with_same_dtype {
             ($crate::DataRef::U16($s), $crate::DataMut::U16($d)) => Ok($body),
             ($crate::DataRef::U32($s), $crate::DataMut::U32($d)) => Ok($body),
             ($crate::DataRef::U64($s), $crate::DataMut::U64($d)) => Ok($body),
+            ($crate::DataRef::Narrow(a, $s), $crate::DataMut::Narrow(b, $d)) if $crate::DType::eq(&a, &b) => Ok($body),
             (s, d) => Err($crate::Error::DType { expected: d.dtype(), got: s.dtype(), context: "copy between tensors".into() }),
         }
     };
@@ -125,6 +131,7 @@ impl TensorData {
             TensorData::U16(_) => DType::U16,
             TensorData::U32(_) => DType::U32,
             TensorData::U64(_) => DType::U64,
+            TensorData::Narrow(d, _) => *d,
         }
     }
 
@@ -152,6 +159,7 @@ impl TensorData {
             DType::U16 => TensorData::U16(vec![0; len]),
             DType::U32 => TensorData::U32(vec![0; len]),
             DType::U64 => TensorData::U64(vec![0; len]),
+            narrow => TensorData::Narrow(narrow, vec![0; len]),
         }
     }
 
@@ -170,6 +178,7 @@ impl TensorData {
             TensorData::U16(v) => DataRef::U16(v),
             TensorData::U32(v) => DataRef::U32(v),
             TensorData::U64(v) => DataRef::U64(v),
+            TensorData::Narrow(d, v) => DataRef::Narrow(*d, v),
         }
     }
 
@@ -188,6 +197,7 @@ impl TensorData {
             TensorData::U16(v) => DataMut::U16(v),
             TensorData::U32(v) => DataMut::U32(v),
             TensorData::U64(v) => DataMut::U64(v),
+            TensorData::Narrow(d, v) => DataMut::Narrow(*d, v),
         }
     }
 }
@@ -208,6 +218,7 @@ impl DataRef<'_> {
             DataRef::U16(_) => DType::U16,
             DataRef::U32(_) => DType::U32,
             DataRef::U64(_) => DType::U64,
+            DataRef::Narrow(d, _) => *d,
         }
     }
 
@@ -234,6 +245,7 @@ impl DataRef<'_> {
             DataRef::U16(v) => TensorData::U16(v.to_vec()),
             DataRef::U32(v) => TensorData::U32(v.to_vec()),
             DataRef::U64(v) => TensorData::U64(v.to_vec()),
+            DataRef::Narrow(d, v) => TensorData::Narrow(d, v.to_vec()),
         }
     }
 }
@@ -254,6 +266,7 @@ impl DataMut<'_> {
             DataMut::U16(_) => DType::U16,
             DataMut::U32(_) => DType::U32,
             DataMut::U64(_) => DType::U64,
+            DataMut::Narrow(d, _) => *d,
         }
     }
 
@@ -281,6 +294,7 @@ impl DataMut<'_> {
             DataMut::U16(v) => TensorData::U16(v.to_vec()),
             DataMut::U32(v) => TensorData::U32(v.to_vec()),
             DataMut::U64(v) => TensorData::U64(v.to_vec()),
+            DataMut::Narrow(d, v) => TensorData::Narrow(*d, v.to_vec()),
         }
     }
 
@@ -392,6 +406,7 @@ impl TensorRef<'_> {
             DataRef::F64(v) => v.to_vec(),
             DataRef::I64(v) => v.iter().map(|&x| x as f64).collect(),
             DataRef::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            DataRef::Narrow(d, v) => v.iter().map(|&x| crate::narrow::decode(d, x)).collect(),
             DataRef::I32(v) => v.iter().map(|&x| x as f64).collect(),
             DataRef::U32(v) => v.iter().map(|&x| x as f64).collect(),
             _ => self.to_f32_vec().into_iter().map(f64::from).collect(),
@@ -413,6 +428,7 @@ impl TensorRef<'_> {
             DataRef::U16(v) => v.iter().map(|&x| x as f32).collect(),
             DataRef::U32(v) => v.iter().map(|&x| x as f32).collect(),
             DataRef::U64(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::Narrow(d, v) => v.iter().map(|&x| crate::narrow::decode(d, x) as f32).collect(),
         }
     }
 }

@@ -77,6 +77,7 @@ fn code(d: DType) -> i32 {
         DType::U16 => dt::UINT16,
         DType::U32 => dt::UINT32,
         DType::U64 => dt::UINT64,
+        narrow => narrow.onnx_code() as i32,
     }
 }
 
@@ -85,7 +86,8 @@ fn tensor(name: &str, t: &Tensor) -> Result<TensorProto, Error> {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: code(t.dtype()),
         name: name.to_string(),
-        raw_data: t.bytes().to_vec(),
+        // Sub-byte types are packed in files (low bits first).
+        raw_data: if t.dtype().is_narrow() { cairn_core::narrow::pack(t.dtype(), t.bytes()) } else { t.bytes().to_vec() },
         ..Default::default()
     })
 }

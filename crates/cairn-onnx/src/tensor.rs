@@ -2,7 +2,7 @@
 
 use crate::proto::{data_type as dt, tensor_proto::DATA_LOCATION_EXTERNAL, TensorProto};
 use crate::Error;
-use cairn_core::{checked_numel, DType, Tensor, TensorData};
+use cairn_core::{checked_numel, narrow, DType, Tensor, TensorData};
 use half::{bf16, f16};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
@@ -25,6 +25,10 @@ pub fn dtype_of(code: i32, name: &str) -> Result<DType, Error> {
         dt::UINT16 => DType::U16,
         dt::UINT32 => DType::U32,
         dt::UINT64 => DType::U64,
+        // float8, float4, 2/4-bit integers (docs/adr/0021).
+        narrow if DType::ALL.iter().any(|d| d.is_narrow() && d.onnx_code() == narrow as i64) => {
+            DType::ALL.into_iter().find(|d| d.is_narrow() && d.onnx_code() == narrow as i64).expect("found above")
+        }
         other => return Err(Error::UnsupportedDType { name: name.to_string(), dtype: dt::name(other) }),
     })
 }
@@ -55,7 +59,7 @@ pub fn convert(t: &TensorProto, external_dir: Option<&Path>) -> Result<Tensor, E
     let numel = checked_numel(&shape)?;
     let external;
     let raw: Option<&[u8]> = if t.data_location == DATA_LOCATION_EXTERNAL {
-        external = read_external(t, numel * dtype.size(), external_dir)?;
+        external = read_external(t, stored_len(dtype, numel), external_dir)?;
         Some(&external)
     } else if !t.raw_data.is_empty() || typed_len(t) == 0 && numel > 0 {
         Some(&t.raw_data)
@@ -69,12 +73,21 @@ pub fn convert(t: &TensorProto, external_dir: Option<&Path>) -> Result<Tensor, E
     Tensor::new(shape, data).map_err(|e| Error::tensor(name, e.to_string()))
 }
 
+/// Bytes `numel` elements take in a file: sub-byte types are packed there.
+fn stored_len(dtype: DType, numel: usize) -> usize {
+    if dtype.is_narrow() {
+        narrow::packed_len(dtype, numel)
+    } else {
+        numel * dtype.size()
+    }
+}
+
 fn typed_len(t: &TensorProto) -> usize {
     t.float_data.len() + t.int32_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len()
 }
 
 fn from_raw(bytes: &[u8], dtype: DType, numel: usize, name: &str) -> Result<TensorData, Error> {
-    let need = numel * dtype.size();
+    let need = stored_len(dtype, numel);
     if bytes.len() != need {
         return Err(Error::tensor(name, format!("dims promise {numel} elements ({need} bytes) but raw_data holds {} bytes", bytes.len())));
     }
@@ -95,6 +108,7 @@ fn from_raw(bytes: &[u8], dtype: DType, numel: usize, name: &str) -> Result<Tens
         DType::U16 => TensorData::U16(le(bytes, u16::from_le_bytes)),
         DType::U32 => TensorData::U32(le(bytes, u32::from_le_bytes)),
         DType::U64 => TensorData::U64(le(bytes, u64::from_le_bytes)),
+        narrow => TensorData::Narrow(narrow, narrow::unpack(narrow, bytes, numel).expect("length checked above")),
     })
 }
 
@@ -160,6 +174,14 @@ fn from_typed(t: &TensorProto, dtype: DType, numel: usize, name: &str) -> Result
         DType::U64 => {
             check(t.uint64_data.len(), "uint64_data")?;
             TensorData::U64(t.uint64_data.clone())
+        }
+        // int32_data holds one float8 per entry, or one packed byte of 2/4-bit values.
+        narrow => {
+            let bytes: Vec<u8> = t.int32_data.iter().map(|&v| v as u8).collect();
+            let elements = narrow::unpack(narrow, &bytes, numel).ok_or_else(|| {
+                Error::tensor(name, format!("dims promise {numel} {narrow} elements but int32_data holds {} bytes", bytes.len()))
+            })?;
+            TensorData::Narrow(narrow, elements)
         }
     })
 }

@@ -105,6 +105,7 @@ fn json_values(dtype: DType, v: &[f64]) -> Result<TensorData, String> {
         DType::U16 => ints(0.0, u16::MAX as f64).map(|_| TensorData::U16(v.iter().map(|&x| x as u16).collect()))?,
         DType::U32 => ints(0.0, u32::MAX as f64).map(|_| TensorData::U32(v.iter().map(|&x| x as u32).collect()))?,
         DType::U64 => ints(0.0, 2f64.powi(53)).map(|_| TensorData::U64(v.iter().map(|&x| x as u64).collect()))?,
+        narrow => return Err(format!("{narrow} inputs are not accepted as JSON numbers (send f32 and cast in the model)")),
     })
 }
 
@@ -246,6 +247,7 @@ pub fn tensor_json(t: &Tensor) -> serde_json::Value {
         TensorData::U16(v) => serde_json::json!(v),
         TensorData::U32(v) => serde_json::json!(v),
         TensorData::U64(v) => serde_json::json!(v),
+        TensorData::Narrow(d, v) => v.iter().map(|&b| cairn_core::narrow::decode(*d, b)).collect::<Vec<f64>>().into(),
     };
     serde_json::json!({ "dtype": t.dtype().name(), "shape": t.shape(), "data": data })
 }

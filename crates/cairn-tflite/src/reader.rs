@@ -222,5 +222,7 @@ pub(crate) fn tensor_data(bytes: &[u8], dtype: DType) -> TensorData {
         DType::U16 => TensorData::U16(chunks(bytes, u16::from_le_bytes)),
         DType::U32 => TensorData::U32(chunks(bytes, u32::from_le_bytes)),
         DType::U64 => TensorData::U64(chunks(bytes, u64::from_le_bytes)),
+        // TFLite types never map to the narrow dtypes; one byte per element if one ever does.
+        narrow => TensorData::Narrow(narrow, bytes.to_vec()),
     }
 }

@@ -1,20 +1,34 @@
 //! Cast and CastLike between Cairn's dtypes.
 
+use crate::narrow::{self, RoundMode};
 use crate::{required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 use half::{bf16, f16};
 
 pub fn register(r: &mut Registry) {
     r.register("Cast", |ctx: &OpContext| {
-        ctx.ignore("saturate"); // only meaningful for float8 targets, which Cairn rejects
         let to = ctx.int_req("to")?;
-        Ok(Box::new(Cast {
-            to: Some(onnx_dtype(to).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {to} is not supported")))?),
-        }))
+        let to = onnx_dtype(to).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {to} is not supported")))?;
+        Ok(Box::new(Cast { to: Some(to), narrow: narrow_options(ctx)? }))
     });
-    r.register("CastLike", |ctx| {
-        ctx.ignore("saturate");
-        Ok(Box::new(Cast { to: None }))
-    });
+    r.register("CastLike", |ctx| Ok(Box::new(Cast { to: None, narrow: narrow_options(ctx)? })));
+}
+
+/// How a float becomes a float8: `saturate` (default 1) clamps out-of-range values to the
+/// largest finite one; `round_mode` (opset 24) is for E8M0 only.
+#[derive(Clone, Copy, Debug)]
+struct NarrowOptions {
+    saturate: bool,
+    round_mode: RoundMode,
+}
+
+fn narrow_options(ctx: &OpContext) -> Result<NarrowOptions> {
+    let round_mode = match ctx.string("round_mode", "up")?.as_str() {
+        "up" => RoundMode::Up,
+        "down" => RoundMode::Down,
+        "nearest" => RoundMode::Nearest,
+        other => return Err(ctx.unsupported("round_mode", format!("'{other}' is not up, down or nearest"))),
+    };
+    Ok(NarrowOptions { saturate: ctx.int("saturate", 1)? != 0, round_mode })
 }
 
 /// ONNX `TensorProto.DataType` codes Cairn computes with.
@@ -33,6 +47,16 @@ pub(crate) fn onnx_dtype(code: i64) -> Option<DType> {
         12 => DType::U32,
         13 => DType::U64,
         16 => DType::BF16,
+        17 => DType::F8E4M3FN,
+        18 => DType::F8E4M3FNUZ,
+        19 => DType::F8E5M2,
+        20 => DType::F8E5M2FNUZ,
+        21 => DType::U4,
+        22 => DType::I4,
+        23 => DType::F4E2M1,
+        24 => DType::F8E8M0,
+        25 => DType::U2,
+        26 => DType::I2,
         _ => return None,
     })
 }
@@ -41,6 +65,7 @@ pub(crate) fn onnx_dtype(code: i64) -> Option<DType> {
 struct Cast {
     /// Target dtype; `None` for CastLike (taken from the second input).
     to: Option<DType>,
+    narrow: NarrowOptions,
 }
 
 impl Op for Cast {
@@ -61,7 +86,14 @@ impl Op for Cast {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.op_type())?;
-        convert(x.data, &mut outputs[0].data)
+        let out = &mut outputs[0].data;
+        match out {
+            DataMut::Narrow(to, d) if x.dtype() != *to => {
+                narrow_from(x.data, *to, self.narrow, d);
+                Ok(())
+            }
+            _ => convert(x.data, out),
+        }
     }
 }
 
@@ -73,6 +105,21 @@ impl Op for Cast {
 pub(crate) fn convert(src: DataRef, dst: &mut DataMut) -> Result<()> {
     if src.dtype() == dst.dtype() {
         return dst.copy_from(src);
+    }
+    if let DataMut::Narrow(to, d) = dst {
+        narrow_from(src, *to, NarrowOptions { saturate: true, round_mode: RoundMode::Up }, d);
+        return Ok(());
+    }
+    if let DataRef::Narrow(from, s) = src {
+        // Narrow integers convert like the other integers; narrow floats like floats.
+        if narrow::int_range(from).is_some() {
+            let v: Vec<i128> = s.iter().map(|&b| narrow::decode(from, b) as i128).collect();
+            write_ints(&v, dst);
+        } else {
+            let v: Vec<f64> = s.iter().map(|&b| narrow::decode(from, b)).collect();
+            write_floats(&v, dst);
+        }
+        return Ok(());
     }
     if src.dtype().is_float() {
         let v: Vec<f64> = match src {
@@ -113,8 +160,24 @@ macro_rules! narrow_into {
             DataMut::I64(d) => d.iter_mut().zip($v).for_each(|(d, &$x)| *d = $x as $int as i64),
             DataMut::U64(d) => d.iter_mut().zip($v).for_each(|(d, &$x)| *d = $x as $int as u64),
             DataMut::Bool(d) => d.iter_mut().zip($v).for_each(|(d, &$x)| *d = ($float != 0.0) as u8),
+            // Callers route narrow destinations to `narrow_from`.
+            DataMut::Narrow(..) => {}
         }
     };
+}
+
+/// Converts into a narrow dtype: floats round (and saturate) as onnx's reference does;
+/// integers and bools wrap into 2/4-bit integers or become the nearest narrow float.
+fn narrow_from(src: DataRef, to: DType, opts: NarrowOptions, dst: &mut [u8]) {
+    let from_float = src.dtype().is_float() || matches!(src, DataRef::Narrow(d, _) if narrow::int_range(d).is_none());
+    let values = TensorRef { shape: &[], data: src }.to_f64_vec();
+    for (d, &x) in dst.iter_mut().zip(&values) {
+        *d = match narrow::int_range(to) {
+            Some(_) if from_float => narrow::encode_int_from_float(to, x),
+            Some(_) => narrow::encode_int_wrapping(to, x as i128),
+            None => narrow::encode_float(to, x, opts.saturate, opts.round_mode),
+        };
+    }
 }
 
 /// Float to integer goes through i128 so that it saturates at the i128 range and then

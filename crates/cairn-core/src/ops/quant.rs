@@ -48,26 +48,47 @@ impl Op for DynamicQuantizeLinear {
 }
 
 fn build(ctx: &OpContext, quantize: bool) -> Result<Box<dyn Op>> {
-    if ctx.int("block_size", 0)? != 0 {
-        return Err(ctx.unsupported("block_size", "blocked quantization is not implemented"));
+    let block = ctx.int("block_size", 0)?;
+    if block < 0 {
+        return Err(ctx.unsupported("block_size", format!("{block} is negative")));
     }
-    ctx.ignore("saturate");
     let output_dtype = match ctx.int("output_dtype", 0)? {
         0 => None,
-        code => Some(
-            super::cast::onnx_dtype(code)
-                .filter(|d| matches!(d, DType::I8 | DType::U8 | DType::F32))
-                .ok_or_else(|| ctx.unsupported("output_dtype", format!("type {code}")))?,
-        ),
+        code => Some(super::cast::onnx_dtype(code).ok_or_else(|| ctx.unsupported("output_dtype", format!("type {code}")))?),
     };
-    Ok(Box::new(Linear { quantize, axis: ctx.int("axis", 1)?, output_dtype }))
+    if ctx.int("precision", 0)? != 0 {
+        return Err(ctx.unsupported("precision", "a computation precision other than the inputs' is not implemented"));
+    }
+    Ok(Box::new(Linear {
+        quantize,
+        axis: ctx.int("axis", 1)?,
+        block: block as usize,
+        saturate: ctx.int("saturate", 1)? != 0,
+        output_dtype,
+    }))
 }
 
 #[derive(Debug)]
 struct Linear {
     quantize: bool,
     axis: i64,
+    /// Elements per scale along `axis` (blocked quantization); 0 = per tensor or per axis.
+    block: usize,
+    /// Float8 targets: clamp out-of-range values to the largest finite one.
+    saturate: bool,
     output_dtype: Option<DType>,
+}
+
+/// The integer types QuantizeLinear rounds and clamps into.
+fn int_range(dtype: DType) -> Option<(f64, f64)> {
+    let r = match dtype {
+        DType::U8 => (0, 255),
+        DType::I8 => (-128, 127),
+        DType::U16 => (0, 65535),
+        DType::I16 => (-32768, 32767),
+        narrow => crate::narrow::int_range(narrow)?,
+    };
+    Some((r.0 as f64, r.1 as f64))
 }
 
 impl Linear {
@@ -82,6 +103,73 @@ impl Linear {
         }
         Ok((shape[..axis].iter().product(), params, shape[axis + 1..].iter().product()))
     }
+
+    /// For every element of `x`, the index of its scale (and zero point): per tensor, per
+    /// axis, or per block of `block` elements along the axis (the scale then has x's rank).
+    fn scale_index(&self, shape: &[usize], scale_shape: &[usize]) -> Result<Vec<usize>> {
+        let n: usize = shape.iter().product();
+        let params: usize = scale_shape.iter().product();
+        if self.block == 0 {
+            let (_, ch, inner) = self.layout(shape, params)?;
+            return Ok((0..n).map(|i| (i / inner.max(1)) % ch).collect());
+        }
+        let axis = normalize_axis(self.axis, shape.len(), self.op_type())?;
+        let blocks = shape[axis].div_ceil(self.block);
+        let mut expected = shape.to_vec();
+        expected[axis] = blocks;
+        if scale_shape != expected {
+            bail_shape!(
+                self.op_type(),
+                "scale is {scale_shape:?}; blocks of {} along axis {axis} of {shape:?} need {expected:?}",
+                self.block
+            );
+        }
+        let inner: usize = shape[axis + 1..].iter().product();
+        let len = shape[axis];
+        Ok((0..n)
+            .map(|i| {
+                let (outer, a, k) = (i / (len * inner).max(1), (i / inner.max(1)) % len.max(1), i % inner.max(1));
+                (outer * blocks + a / self.block) * inner + k
+            })
+            .collect())
+    }
+
+    /// Every dtype the spec allows, element by element (the reference path).
+    fn run_reference(&self, x: TensorRef, scale: TensorRef, zp: Option<TensorRef>, out: &mut TensorMut) -> Result<()> {
+        let index = self.scale_index(x.shape, scale.shape)?;
+        let scales = scale.to_f64_vec();
+        let zps = zp.map(|z| z.to_f64_vec()).unwrap_or_else(|| vec![0.0; scales.len()]);
+        if zps.len() != scales.len() {
+            bail_shape!(self.op_type(), "zero point ({}) and scale ({}) differ in length", zps.len(), scales.len());
+        }
+        let xs = x.to_f64_vec();
+        if !self.quantize {
+            let y: Vec<f64> = xs.iter().zip(&index).map(|(&v, &c)| (v - zps[c]) * scales[c]).collect();
+            return super::cast::convert(DataRef::F64(&y), &mut out.data);
+        }
+        let dtype = out.dtype();
+        // x / scale in x's precision (f32 unless x is f64), as the reference divides.
+        let scaled =
+            |i: usize| if x.dtype() == DType::F64 { xs[i] / scales[index[i]] } else { (xs[i] as f32 / scales[index[i]] as f32) as f64 };
+        if let Some((lo, hi)) = int_range(dtype) {
+            let y: Vec<f64> = (0..xs.len()).map(|i| (scaled(i).round_ties_even() + zps[index[i]]).clamp(lo, hi)).collect();
+            return match &mut out.data {
+                DataMut::Narrow(d, bytes) => {
+                    bytes.iter_mut().zip(&y).for_each(|(b, &v)| *b = crate::narrow::store_int(*d, v as i64));
+                    Ok(())
+                }
+                other => super::cast::convert(DataRef::F64(&y), other),
+            };
+        }
+        let DataMut::Narrow(to, bytes) = &mut out.data else { bail_shape!(self.op_type(), "cannot quantize to {dtype}") };
+        // Float8 / float4 targets: no rounding to integers; the zero point (float4 only) is added.
+        let float4 = *to == DType::F4E2M1;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            let v = scaled(i) + if float4 { zps[index[i]] } else { 0.0 };
+            *b = crate::narrow::encode_float(*to, v, self.saturate || float4, crate::narrow::RoundMode::Up);
+        }
+        Ok(())
+    }
 }
 
 impl Op for Linear {
@@ -94,17 +182,40 @@ impl Op for Linear {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.op_type())?;
+        let scale = required(inputs, 1, self.op_type())?;
         let zp = inputs.get(2).copied().flatten();
-        let dtype = if self.quantize { zp.map(|z| z.dtype).or(self.output_dtype).unwrap_or(DType::U8) } else { DType::F32 };
-        if self.quantize && !matches!(dtype, DType::I8 | DType::U8) {
-            bail_shape!(self.op_type(), "quantizes to i8 or u8, not {dtype}");
+        let dtype = if self.quantize {
+            zp.map(|z| z.dtype).or(self.output_dtype).unwrap_or(DType::U8)
+        } else {
+            self.output_dtype.unwrap_or(scale.dtype)
+        };
+        if self.quantize && int_range(dtype).is_none() && !dtype.is_narrow() {
+            bail_shape!(self.op_type(), "quantizes to 8/16-bit integers, float8, float4 or 2/4-bit integers, not {dtype}");
+        }
+        if !self.quantize && !dtype.is_float() {
+            bail_shape!(self.op_type(), "dequantizes to a float dtype, not {dtype}");
         }
         Ok(vec![Fact::new(dtype, x.shape.clone())])
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.op_type())?;
-        let scale = required(inputs, 1, self.op_type())?.to_f32_vec();
-        let zp: Vec<f32> = inputs.get(2).copied().flatten().map(|z| z.to_f32_vec()).unwrap_or_else(|| vec![0.0; scale.len()]);
+        let scale_t = required(inputs, 1, self.op_type())?;
+        let zp_t = inputs.get(2).copied().flatten();
+        // The vectorized kernels cover f32 <-> i8/u8 per tensor or per axis; everything else
+        // (16-bit, narrow types, f16/f64 scales, blocks) takes the reference path.
+        let fast_q = |d: DType| matches!(d, DType::I8 | DType::U8);
+        let fast = self.block == 0
+            && scale_t.dtype() == DType::F32
+            && if self.quantize {
+                x.dtype() == DType::F32 && fast_q(outputs[0].dtype())
+            } else {
+                outputs[0].dtype() == DType::F32 && (fast_q(x.dtype()) || x.dtype() == DType::I32)
+            };
+        if !fast {
+            return self.run_reference(x, scale_t, zp_t, &mut outputs[0]);
+        }
+        let scale = scale_t.to_f32_vec();
+        let zp: Vec<f32> = zp_t.map(|z| z.to_f32_vec()).unwrap_or_else(|| vec![0.0; scale.len()]);
         if zp.len() != scale.len() {
             bail_shape!(self.op_type(), "zero point and scale differ in length");
         }

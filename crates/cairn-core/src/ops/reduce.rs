@@ -88,8 +88,10 @@ impl Op for Reduce {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name)?;
-        if !matches!(x.dtype, DType::F32 | DType::I64 | DType::I32) {
-            bail_shape!(self.name, "is implemented for f32, i64 and i32, got {}", x.dtype);
+        // Every numeric dtype (read as f64, written back narrowed); bools for ReduceMax/Min.
+        let bool_ok = x.dtype == DType::Bool && matches!(self.kind, Kind::Max | Kind::Min);
+        if !(x.dtype.is_float() || x.dtype.is_integer() || bool_ok) {
+            bail_shape!(self.name, "is not defined for {}", x.dtype);
         }
         let axes = self.axes(x.rank(), inputs.get(1).copied().flatten())?;
         let shape = match axes {
@@ -102,19 +104,12 @@ impl Op for Reduce {
         let x = required(inputs, 0, self.name)?;
         let axes_fact = inputs.get(1).copied().flatten().map(|t| Fact::from_tensor(std::sync::Arc::new(t.to_tensor())));
         let axes = self.axes(x.rank(), axes_fact.as_ref())?;
-        let vals = x.to_f32_vec();
+        let vals = x.to_f64_vec();
         let out = match axes {
             None => vals,
             Some(axes) => reduce(&vals, x.shape, &axes, self.kind),
         };
-        let o = &mut outputs[0];
-        match &mut o.data {
-            crate::DataMut::F32(d) => d.copy_from_slice(&out),
-            crate::DataMut::I64(d) => d.iter_mut().zip(&out).for_each(|(d, &v)| *d = v as i64),
-            crate::DataMut::I32(d) => d.iter_mut().zip(&out).for_each(|(d, &v)| *d = v as i32),
-            _ => bail_shape!(self.name, "unsupported output dtype"),
-        }
-        Ok(())
+        super::cast::convert(crate::DataRef::F64(&out), &mut outputs[0].data)
     }
 }
 
@@ -122,8 +117,8 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> 
     shape.iter().enumerate().filter_map(|(i, &d)| if axes.contains(&i) { keepdims.then_some(1) } else { Some(d) }).collect()
 }
 
-/// Reduces f32 values (accumulating in f64) over `axes`, output in row-major order of the kept dims.
-fn reduce(x: &[f32], shape: &[usize], axes: &[usize], kind: Kind) -> Vec<f32> {
+/// Reduces values in f64 over `axes`, output in row-major order of the kept dims.
+fn reduce(x: &[f64], shape: &[usize], axes: &[usize], kind: Kind) -> Vec<f64> {
     let kept: Vec<usize> = (0..shape.len()).filter(|i| !axes.contains(i)).collect();
     let out_len: usize = kept.iter().map(|&i| shape[i]).product();
     let count: usize = axes.iter().map(|&i| shape[i]).product();
@@ -143,13 +138,13 @@ fn reduce(x: &[f32], shape: &[usize], axes: &[usize], kind: Kind) -> Vec<f32> {
     }
     let lse_max: Vec<f64> = if kind == Kind::LogSumExp {
         let mut m = vec![f64::NEG_INFINITY; out_len];
-        super::broadcast::for_each_offset(shape, [&ostride], |i, [o]| m[o] = m[o].max(x[i] as f64));
+        super::broadcast::for_each_offset(shape, [&ostride], |i, [o]| m[o] = m[o].max(x[i]));
         m
     } else {
         Vec::new()
     };
     super::broadcast::for_each_offset(shape, [&ostride], |i, [o]| {
-        let v = x[i] as f64;
+        let v = x[i];
         let a = &mut acc[o];
         match kind {
             Kind::Mean | Kind::Sum | Kind::LogSum => *a += v,
@@ -163,14 +158,12 @@ fn reduce(x: &[f32], shape: &[usize], axes: &[usize], kind: Kind) -> Vec<f32> {
     });
     acc.iter()
         .enumerate()
-        .map(|(o, &a)| {
-            (match kind {
-                Kind::Mean => a / count.max(1) as f64,
-                Kind::L2 => a.sqrt(),
-                Kind::LogSum => a.ln(),
-                Kind::LogSumExp => a.ln() + lse_max[o],
-                _ => a,
-            }) as f32
+        .map(|(o, &a)| match kind {
+            Kind::Mean => a / count.max(1) as f64,
+            Kind::L2 => a.sqrt(),
+            Kind::LogSum => a.ln(),
+            Kind::LogSumExp => a.ln() + lse_max[o],
+            _ => a,
         })
         .collect()
 }

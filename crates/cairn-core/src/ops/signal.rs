@@ -58,6 +58,7 @@ fn tensor_of(dtype: DType, shape: Vec<usize>, v: &[f64]) -> Result<Tensor> {
         DType::U32 => TensorData::U32(v.iter().map(|&x| x as u32).collect()),
         DType::U64 => TensorData::U64(v.iter().map(|&x| x as u64).collect()),
         DType::Bool => return Err(Error::shape("signal", "bool output is not supported")),
+        narrow => return Err(Error::shape("signal", format!("{narrow} output is not supported"))),
     };
     Tensor::new(shape, data)
 }

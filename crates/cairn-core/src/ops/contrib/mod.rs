@@ -1,10 +1,11 @@
 //! `com.microsoft` operators: what onnxruntime's transformer optimizer and quantizer write
 //! into files people share (fused Gelu variants, Skip/Embed LayerNormalization, Attention,
-//! FusedMatMul). Semantics follow onnxruntime's ContribOperators.md; each op reuses the
+//! FusedMatMul, DynamicQuantizeLSTM). Semantics follow onnxruntime's ContribOperators.md; each op reuses the
 //! engine's kernels (the GEMM for projections and attention, f64-accumulated normalization).
 
 mod ms_activation;
 mod ms_attention;
+mod ms_lstm;
 mod ms_matmul;
 mod ms_norm;
 
@@ -15,6 +16,7 @@ use super::MS_DOMAIN;
 pub fn register(r: &mut crate::Registry) {
     ms_activation::register(r);
     ms_attention::register(r);
+    ms_lstm::register(r);
     ms_matmul::register(r);
     ms_norm::register(r);
 }
