@@ -22,6 +22,7 @@ mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
+mod roi_align;
 mod signal;
 
 pub(crate) use conv::FusedConv;
@@ -51,5 +52,6 @@ pub fn register_all(r: &mut Registry) {
     recurrent::register(r);
     reduce::register(r);
     resize::register(r);
+    roi_align::register(r);
     signal::register(r);
 }
