@@ -51,6 +51,12 @@ fn tensor_of(dtype: DType, shape: Vec<usize>, v: &[f64]) -> Result<Tensor> {
         DType::I64 => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
         DType::I8 => TensorData::I8(v.iter().map(|&x| x as i8).collect()),
         DType::U8 => TensorData::U8(v.iter().map(|&x| x as u8).collect()),
+        DType::F64 => TensorData::F64(v.to_vec()),
+        DType::BF16 => TensorData::BF16(v.iter().map(|&x| half::bf16::from_f64(x)).collect()),
+        DType::I16 => TensorData::I16(v.iter().map(|&x| x as i16).collect()),
+        DType::U16 => TensorData::U16(v.iter().map(|&x| x as u16).collect()),
+        DType::U32 => TensorData::U32(v.iter().map(|&x| x as u32).collect()),
+        DType::U64 => TensorData::U64(v.iter().map(|&x| x as u64).collect()),
         DType::Bool => return Err(Error::shape("signal", "bool output is not supported")),
     };
     Tensor::new(shape, data)
