@@ -2,12 +2,13 @@
 //! and RNN at batch 1, where a GEMM would pack the whole weight matrix (as large as the
 //! product itself) to use it for a single row. Each output is a dot product of one
 //! contiguous row with `x`, read once from memory: the loop is bandwidth-bound, and
-//! eight independent accumulators keep it there rather than on the add latency.
+//! 32 independent accumulators (four AVX2 vectors) keep it there rather than on the
+//! latency of one vector's chain of adds.
 
 use crate::vmath::per_isa;
 
-/// Lanes summed independently: two AVX2 vectors, four simd128 vectors.
-const LANES: usize = 8;
+/// Lanes summed independently: four AVX2 vectors, eight simd128 vectors.
+const LANES: usize = 32;
 
 #[inline(always)]
 fn dot(a: &[f32], x: &[f32]) -> f32 {
@@ -23,8 +24,15 @@ fn dot(a: &[f32], x: &[f32]) -> f32 {
     for (av, xv) in a_tail.iter().zip(x_tail) {
         sum += av * xv;
     }
-    let half = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
-    sum + (half[0] + half[2]) + (half[1] + half[3])
+    // Pairwise: the halves fold as vectors, never one lane after another.
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    sum + acc[0]
 }
 
 per_isa! {

@@ -47,6 +47,70 @@ impl WindowAttrs {
     }
 }
 
+/// A window resolved over any number of spatial dims: strides, dilations, begin/end pads
+/// (`pads[i]`, `pads[i + rank]`) and output sizes. Conv and the 2-D pools narrow it to
+/// [`Geometry`]; the N-D pools (3-D, LpPool) use it as is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Window {
+    pub strides: Vec<usize>,
+    pub dil: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub out: Vec<usize>,
+}
+
+impl Window {
+    pub fn resolve(op: &str, a: &WindowAttrs, spatial: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Window> {
+        let r = spatial.len();
+        if kernel.len() != r {
+            bail_shape!(op, "kernel {kernel:?} does not match the input's spatial dims {spatial:?}");
+        }
+        let get = |v: &Option<Vec<usize>>, n: usize, default: usize| -> Result<Vec<usize>> {
+            match v {
+                None => Ok(vec![default; n]),
+                Some(v) if v.len() == n => Ok(v.clone()),
+                Some(v) => Err(crate::Error::shape(op, format!("expected {n} values, got {v:?}"))),
+            }
+        };
+        let strides = get(&a.strides, r, 1)?;
+        let dil = get(&a.dilations, r, 1)?;
+        if strides.contains(&0) || dil.contains(&0) || kernel.contains(&0) {
+            bail_shape!(op, "strides, dilations and kernel must be positive");
+        }
+        let mut pads = get(&a.pads, 2 * r, 0)?;
+        let mut out = vec![0usize; r];
+        for i in 0..r {
+            let ek = dil[i] * (kernel[i] - 1) + 1;
+            match a.auto_pad.as_str() {
+                "SAME_UPPER" | "SAME_LOWER" => {
+                    out[i] = spatial[i].div_ceil(strides[i]);
+                    let total = ((out[i].max(1) - 1) * strides[i] + ek).saturating_sub(spatial[i]);
+                    let small = total / 2;
+                    let (b, e) = if a.auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                    pads[i] = b;
+                    pads[i + r] = e;
+                }
+                _ => {
+                    if a.auto_pad == "VALID" {
+                        pads[i] = 0;
+                        pads[i + r] = 0;
+                    }
+                    let padded = spatial[i] + pads[i] + pads[i + r];
+                    if padded < ek {
+                        bail_shape!(op, "kernel extent {ek} exceeds padded input {padded}");
+                    }
+                    let span = padded - ek;
+                    out[i] = if ceil_mode { span.div_ceil(strides[i]) + 1 } else { span / strides[i] + 1 };
+                    // A window that would start in the end padding is dropped.
+                    if ceil_mode && (out[i] - 1) * strides[i] >= spatial[i] + pads[i] {
+                        out[i] -= 1;
+                    }
+                }
+            }
+        }
+        Ok(Window { strides, dil, pads, out })
+    }
+}
+
 /// Resolved 2-D window geometry (1-D inputs are treated as H = 1).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Geometry {
@@ -71,49 +135,7 @@ impl Geometry {
         if !(1..=2).contains(&r) || kernel.len() != r {
             bail_shape!(op, "supports 1-D and 2-D windows; got input spatial dims {spatial:?} and kernel {kernel:?}");
         }
-        let get = |v: &Option<Vec<usize>>, n: usize, default: usize| -> Result<Vec<usize>> {
-            match v {
-                None => Ok(vec![default; n]),
-                Some(v) if v.len() == n => Ok(v.clone()),
-                Some(v) => Err(crate::Error::shape(op, format!("expected {n} values, got {v:?}"))),
-            }
-        };
-        let strides = get(&a.strides, r, 1)?;
-        let dil = get(&a.dilations, r, 1)?;
-        if strides.contains(&0) || dil.contains(&0) || kernel.contains(&0) {
-            bail_shape!(op, "strides, dilations and kernel must be positive");
-        }
-        let mut pads = get(&a.pads, 2 * r, 0)?;
-        let mut out = vec![0usize; r];
-        for i in 0..r {
-            let ek = dil[i] * (kernel[i] - 1) + 1;
-            match a.auto_pad.as_str() {
-                "SAME_UPPER" | "SAME_LOWER" => {
-                    out[i] = spatial[i].div_ceil(strides[i]);
-                    let total = ((out[i] - 1) * strides[i] + ek).saturating_sub(spatial[i]);
-                    let small = total / 2;
-                    let (b, e) = if a.auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
-                    pads[i] = b;
-                    pads[i + r] = e;
-                }
-                _ => {
-                    if a.auto_pad == "VALID" {
-                        pads[i] = 0;
-                        pads[i + r] = 0;
-                    }
-                    let padded = spatial[i] + pads[i] + pads[i + r];
-                    if padded < ek {
-                        bail_shape!(op, "kernel extent {ek} exceeds padded input {padded}");
-                    }
-                    let span = padded - ek;
-                    out[i] = if ceil_mode { span.div_ceil(strides[i]) + 1 } else { span / strides[i] + 1 };
-                    // A window that would start in the end padding is dropped.
-                    if ceil_mode && (out[i] - 1) * strides[i] >= spatial[i] + pads[i] {
-                        out[i] -= 1;
-                    }
-                }
-            }
-        }
+        let Window { strides, dil, pads, out } = Window::resolve(op, a, spatial, kernel, ceil_mode)?;
         let two = |v: &[usize], d: usize| if r == 1 { (d, v[0]) } else { (v[0], v[1]) };
         let (ih, iw) = two(spatial, 1);
         let (kh, kw) = two(kernel, 1);

@@ -5,7 +5,7 @@
 //! `W_g^T X_g` (`[C_out/g * taps, in_pixels]`, one GEMM reading W transposed in place)
 //! hold each input pixel's contribution to every tap; col2im adds them into the output at
 //! `in * stride + tap * dilation - pad_begin`. The output starts from the bias. f16 is
-//! computed in f32 (docs/adr/0011-f16-compute.md).
+//! computed in f32 (docs/adr/0014-f16-compute.md).
 
 use super::conv::WindowAttrs;
 use super::float_io::{check_float, f32_values, write_f32};

@@ -1,5 +1,5 @@
 //! The generic f16 path: ops without an f16 kernel read f16 inputs as f32, compute in f32
-//! and round the result to f16 once at the end (docs/adr/0011-f16-compute.md). f32 inputs
+//! and round the result to f16 once at the end (docs/adr/0014-f16-compute.md). f32 inputs
 //! are borrowed, never copied.
 
 use crate::{DType, DataMut, DataRef, Error, Result, TensorMut, TensorRef};

@@ -6,7 +6,7 @@
 //! Interpolation is separable: an output value is the sum over the tap grid (2^r or 4^r
 //! points) of the product of 1-D weights times the input at that tap, each tap's index
 //! mapped by the padding mode on its own axis, as onnx's reference does axis by axis.
-//! f16 is computed in f32 (docs/adr/0011-f16-compute.md).
+//! f16 is computed in f32 (docs/adr/0014-f16-compute.md).
 
 use super::float_io::{check_float, f32_values, write_f32};
 use crate::{bail_shape, required, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};

@@ -35,6 +35,7 @@ mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
+mod roi_align;
 mod sequence;
 mod signal;
 mod space_depth;
@@ -72,6 +73,7 @@ pub fn register_all(r: &mut Registry) {
     recurrent::register(r);
     reduce::register(r);
     resize::register(r);
+    roi_align::register(r);
     indexing::register(r);
     loss::register(r);
     matrix::register(r);

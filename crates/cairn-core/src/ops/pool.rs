@@ -1,16 +1,39 @@
-//! MaxPool, AveragePool (1-D/2-D windows), GlobalAveragePool, GlobalMaxPool on NCHW.
+//! MaxPool, AveragePool and LpPool (1-D, 2-D and 3-D windows), GlobalAveragePool,
+//! GlobalMaxPool and GlobalLpPool on NC(D)HW. 1-D and 2-D max and average pooling run on
+//! the 2-D kernels; 3-D windows and LpPool on the N-D reference loop ([`nd_pool`]).
 
-use super::conv::{Geometry, WindowAttrs};
+use super::conv::{Geometry, Window, WindowAttrs};
 use crate::{bail_shape, required, DType, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
-    r.register("MaxPool", |ctx| build(ctx, true));
-    r.register("AveragePool", |ctx| build(ctx, false));
-    r.register("GlobalAveragePool", |_| Ok(Box::new(GlobalPool { max: false })));
-    r.register("GlobalMaxPool", |_| Ok(Box::new(GlobalPool { max: true })));
+    r.register("MaxPool", |ctx| build(ctx, Kind::Max));
+    r.register("AveragePool", |ctx| build(ctx, Kind::Average));
+    r.register("LpPool", |ctx| build(ctx, Kind::Lp(lp_order(ctx)?)));
+    r.register("GlobalAveragePool", |_| Ok(Box::new(GlobalPool { kind: Kind::Average })));
+    r.register("GlobalMaxPool", |_| Ok(Box::new(GlobalPool { kind: Kind::Max })));
+    r.register("GlobalLpPool", |ctx| Ok(Box::new(GlobalPool { kind: Kind::Lp(lp_order(ctx)?) })));
 }
 
-fn build(ctx: &OpContext, max: bool) -> Result<Box<dyn Op>> {
+/// LpPool's `p` (default 2).
+fn lp_order(ctx: &OpContext) -> Result<f32> {
+    let p = ctx.int("p", 2)?;
+    if !(1..=64).contains(&p) {
+        return Err(crate::Error::InvalidAttr { attr: "p".into(), detail: format!("{p} must be in 1..=64") });
+    }
+    Ok(p as f32)
+}
+
+/// What a window computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Max,
+    Average,
+    /// `(sum |x|^p)^(1/p)`.
+    Lp(f32),
+}
+
+fn build(ctx: &OpContext, kind: Kind) -> Result<Box<dyn Op>> {
+    let max = kind == Kind::Max;
     let window = WindowAttrs::read(ctx)?;
     if window.kernel_shape.is_none() {
         return Err(crate::Error::InvalidAttr { attr: "kernel_shape".into(), detail: "required".into() });
@@ -21,25 +44,38 @@ fn build(ctx: &OpContext, max: bool) -> Result<Box<dyn Op>> {
     if max && ctx.n_outputs > 1 {
         return Err(ctx.unsupported("Indices", "the Indices output of MaxPool is not implemented"));
     }
-    let count_include_pad = if max { false } else { ctx.int("count_include_pad", 0)? == 1 };
-    Ok(Box::new(Pool { window, max, ceil_mode: ctx.int("ceil_mode", 0)? == 1, count_include_pad }))
+    let count_include_pad = if kind == Kind::Average { ctx.int("count_include_pad", 0)? == 1 } else { false };
+    Ok(Box::new(Pool { window, max, kind, ceil_mode: ctx.int("ceil_mode", 0)? == 1, count_include_pad }))
 }
 
 #[derive(Debug)]
 struct Pool {
     window: WindowAttrs,
     max: bool,
+    kind: Kind,
     ceil_mode: bool,
     count_include_pad: bool,
 }
 
 impl Pool {
     fn name(&self) -> &'static str {
-        if self.max {
-            "MaxPool"
-        } else {
-            "AveragePool"
+        match self.kind {
+            Kind::Max => "MaxPool",
+            Kind::Average => "AveragePool",
+            Kind::Lp(_) => "LpPool",
         }
+    }
+
+    /// 3-D windows and LpPool run on the N-D loop.
+    fn n_d(&self, x: &[usize]) -> bool {
+        x.len() > 4 || matches!(self.kind, Kind::Lp(_))
+    }
+
+    fn window(&self, x: &[usize]) -> Result<Window> {
+        if x.len() < 3 {
+            bail_shape!(self.name(), "input must be [N, C, spatial...], got {x:?}");
+        }
+        Window::resolve(self.name(), &self.window, &x[2..], self.window.kernel_shape.as_deref().unwrap_or(&[]), self.ceil_mode)
     }
     fn geometry(&self, x: &[usize]) -> Result<Geometry> {
         if x.len() < 3 {
@@ -58,6 +94,11 @@ impl Op for Pool {
         if x.dtype != DType::F32 {
             bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
         }
+        if self.n_d(&x.shape) {
+            let mut shape = x.shape[..2].to_vec();
+            shape.extend(self.window(&x.shape)?.out);
+            return Ok(vec![Fact::new(DType::F32, shape)]);
+        }
         let g = self.geometry(&x.shape)?;
         let mut shape = x.shape[..2].to_vec();
         shape.extend(g.out_spatial(x.rank() - 2));
@@ -65,6 +106,11 @@ impl Op for Pool {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.name())?;
+        if self.n_d(x.shape) {
+            let w = self.window(x.shape)?;
+            nd_pool(self, &w, x.shape, x.f32s()?, outputs[0].f32s_mut()?);
+            return Ok(());
+        }
         let g = self.geometry(x.shape)?;
         let planes = x.shape[0] * x.shape[1];
         let xs = x.f32s()?;
@@ -134,15 +180,15 @@ impl Op for Pool {
 
 #[derive(Debug)]
 struct GlobalPool {
-    max: bool,
+    kind: Kind,
 }
 
 impl Op for GlobalPool {
     fn op_type(&self) -> &str {
-        if self.max {
-            "GlobalMaxPool"
-        } else {
-            "GlobalAveragePool"
+        match self.kind {
+            Kind::Max => "GlobalMaxPool",
+            Kind::Average => "GlobalAveragePool",
+            Kind::Lp(_) => "GlobalLpPool",
         }
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
@@ -160,8 +206,80 @@ impl Op for GlobalPool {
         let xs = x.f32s()?;
         for (p, y) in outputs[0].f32s_mut()?.iter_mut().enumerate() {
             let v = &xs[p * plane..][..plane];
-            *y = if self.max { v.iter().copied().fold(f32::NEG_INFINITY, f32::max) } else { v.iter().sum::<f32>() / plane as f32 };
+            *y = match self.kind {
+                Kind::Max => v.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                Kind::Average => v.iter().sum::<f32>() / plane as f32,
+                Kind::Lp(p) => v.iter().map(|x| x.abs().powf(p)).sum::<f32>().powf(1.0 / p),
+            };
         }
         Ok(())
+    }
+}
+
+/// Pooling over any number of spatial dims, one window at a time: taps outside the input
+/// are skipped (max, Lp) or counted only with `count_include_pad` when they lie within
+/// the declared padding (average), as in the 2-D loop above.
+fn nd_pool(pool: &Pool, w: &Window, x_shape: &[usize], x: &[f32], y: &mut [f32]) {
+    let spatial = &x_shape[2..];
+    let r = spatial.len();
+    let kernel = pool.window.kernel_shape.as_deref().unwrap_or(&[]);
+    let (in_px, out_px): (usize, usize) = (spatial.iter().product(), w.out.iter().product());
+    let taps: usize = kernel.iter().product();
+    let unravel = |mut i: usize, dims: &[usize], out: &mut [usize]| {
+        for d in (0..dims.len()).rev() {
+            out[d] = i % dims[d];
+            i /= dims[d];
+        }
+    };
+    let (mut o_idx, mut k_idx) = (vec![0usize; r], vec![0usize; r]);
+    for (src, dst) in x.chunks_exact(in_px).zip(y.chunks_exact_mut(out_px)) {
+        for (o, out) in dst.iter_mut().enumerate() {
+            unravel(o, &w.out, &mut o_idx);
+            let mut acc = if pool.kind == Kind::Max { f32::NEG_INFINITY } else { 0.0 };
+            let (mut count, mut padded_count) = (0usize, 0usize);
+            'taps: for t in 0..taps {
+                unravel(t, kernel, &mut k_idx);
+                let mut flat = 0usize;
+                let mut inside = true;
+                for d in 0..r {
+                    let pos = (o_idx[d] * w.strides[d] + k_idx[d] * w.dil[d]) as isize - w.pads[d] as isize;
+                    if pos >= (spatial[d] + w.pads[d + r]) as isize {
+                        continue 'taps; // past the end padding (a ceil_mode window)
+                    }
+                    if pos < 0 || pos >= spatial[d] as isize {
+                        inside = false;
+                    } else {
+                        flat = flat * spatial[d] + pos as usize;
+                    }
+                }
+                padded_count += 1;
+                if !inside {
+                    continue;
+                }
+                let v = src[flat];
+                match pool.kind {
+                    Kind::Max => {
+                        if v > acc || v.is_nan() {
+                            acc = v;
+                        }
+                    }
+                    Kind::Average => acc += v,
+                    Kind::Lp(p) => acc += v.abs().powf(p),
+                }
+                count += 1;
+            }
+            *out = match pool.kind {
+                Kind::Max => acc,
+                Kind::Lp(p) => acc.powf(1.0 / p),
+                Kind::Average => {
+                    let d = if pool.count_include_pad { padded_count } else { count };
+                    if d == 0 {
+                        0.0
+                    } else {
+                        acc / d as f32
+                    }
+                }
+            };
+        }
     }
 }

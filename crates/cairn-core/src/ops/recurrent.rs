@@ -7,7 +7,7 @@
 //! time steps is one GEMM per direction; each step then adds the recurrent product
 //! `H R^T` (a matrix-vector product at batch 1, which needs no packing; a GEMM for larger
 //! batches) and applies the gate equations on whole gate rows with the vectorized
-//! activations. f16 tensors are computed in f32 (docs/adr/0011-f16-compute.md).
+//! activations. f16 tensors are computed in f32 (docs/adr/0014-f16-compute.md).
 
 use super::float_io::{check_float, f32_values, write_f32};
 use crate::{bail_shape, required, DType, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};

@@ -8,7 +8,7 @@
 //! with precomputed weights (an axis that maps every index to itself is skipped). On the
 //! innermost axis a pass gathers within rows; on outer axes it combines whole contiguous
 //! rows (nearest copies them), so an upsampling FPN's nearest 2x is two passes of copies.
-//! f16 is computed in f32 (docs/adr/0011-f16-compute.md).
+//! f16 is computed in f32 (docs/adr/0014-f16-compute.md).
 
 use super::float_io::{check_float, f32_values, write_f32};
 use crate::{bail_shape, checked_numel, required, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
@@ -309,14 +309,18 @@ impl Resize {
         }
     }
 
-    fn values_of(t: Option<&Fact>) -> Result<Option<Vec<f32>>> {
+    /// The constant value of input `i` (roi, scales or sizes), if it is given.
+    fn values_of(&self, t: Option<&Fact>, i: usize) -> Result<Option<Vec<f32>>> {
+        let name = match (self.legacy_inputs, i) {
+            (true, _) | (false, 2) => "scales",
+            (false, 1) => "roi",
+            _ => "sizes",
+        };
         match t.filter(|f| f.numel() > 0) {
             None => Ok(None),
-            Some(f) => f
-                .value
-                .as_ref()
-                .map(|v| Some(v.view().to_f32_vec()))
-                .ok_or_else(|| Error::shape("Resize", "roi, scales and sizes must be constants")),
+            Some(f) => f.value.as_ref().map(|v| Some(v.view().to_f32_vec())).ok_or_else(|| {
+                Error::shape("Resize", format!("input {i} ({name}) must be a constant (an initializer or a Constant node)"))
+            }),
         }
     }
 }
@@ -329,7 +333,10 @@ impl Op for Resize {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, "Resize")?;
         check_float(x.dtype, "Resize")?;
-        let values: Vec<Option<Vec<f32>>> = (0..4).map(|i| Self::values_of(inputs.get(i).copied().flatten())).collect::<Result<_>>()?;
+        // roi matters (and must be known) only for tf_crop_and_resize.
+        let used = |i: usize| i > 0 && (self.legacy_inputs || i != 1 || self.coord == Coord::TfCropAndResize);
+        let values: Vec<Option<Vec<f32>>> =
+            (0..4).map(|i| if used(i) { self.values_of(inputs.get(i).copied().flatten(), i) } else { Ok(None) }).collect::<Result<_>>()?;
         let plan = self.plan(&x.shape, |i| values[i].clone())?;
         Ok(vec![Fact::new(x.dtype, plan.shape)])
     }

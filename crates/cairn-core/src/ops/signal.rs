@@ -98,6 +98,11 @@ fn scalar_of(t: &TensorRef, op: &str, name: &str) -> Result<i64> {
     }
 }
 
+/// Windows and mel matrices are computed during shape inference (their values are known
+/// from their constant inputs): a bound on their size keeps a hostile file from making
+/// inference allocate gigabytes before the planner's memory limit is consulted.
+const MAX_COMPUTED_CONSTANT: usize = 1 << 24;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Window {
     Hann,
@@ -141,7 +146,10 @@ impl WindowOp {
     }
 
     fn size(&self, v: i64) -> Result<usize> {
-        usize::try_from(v).ok().filter(|&s| s <= 1 << 26).ok_or_else(|| Error::shape(self.name(), format!("size {v} must be in 0..=2^26")))
+        usize::try_from(v)
+            .ok()
+            .filter(|&s| s <= MAX_COMPUTED_CONSTANT)
+            .ok_or_else(|| Error::shape(self.name(), format!("size {v} must be in 0..={MAX_COMPUTED_CONSTANT}")))
     }
 }
 
@@ -176,6 +184,9 @@ impl MelWeightMatrix {
             bail_shape!(OP, "num_mel_bins {mel_bins}, dft_length {dft_length} and sample_rate {sample_rate} must be positive (and sane)");
         }
         let (bins, spectrum) = (mel_bins as usize, dft_length as usize / 2 + 1);
+        if bins * spectrum > MAX_COMPUTED_CONSTANT {
+            bail_shape!(OP, "a {spectrum} x {bins} matrix exceeds the {MAX_COMPUTED_CONSTANT} values Cairn computes as a constant");
+        }
         let mel = |hz: f64| 2595.0 * (hz / 700.0).ln_1p() / 10f64.ln();
         let (lo, hi) = (mel(lower), mel(upper));
         let step = (hi - lo) / (bins + 2) as f64;
