@@ -82,6 +82,9 @@ PY
 # Optimizer (issue 4): pruning keeps residual groups consistent on the real models (checked
 # by onnx's strict shape inference and onnxruntime, tools/check_pruned.py); sensitivity-guided
 # pruning loses less than uniform pruning; entropy (KL) calibration meets the decisive bar.
+step "com.microsoft operators vs onnxruntime (single-op graphs; its transformer optimizer's rewrite of the MiniLM encoder)"
+python3 tools/compare_ms_ops.py --cairn target/release/cairn
+
 step "optimize: pruning through residual groups, sensitivity-guided pruning, entropy calibration"
 mkdir -p target/optimize
 # (a glob, not `ls | head -1`: with pipefail, ls dying of SIGPIPE after head exits fails the step at random)

@@ -360,15 +360,7 @@ fn convert(b: &mut Builder, n: &NodeDef, args: &[Value]) -> Result<Value, Error>
             b.plain_op("Transpose", out, &[x], attrs1("perm", Attr::Ints(perm)), x.rank)
         }
         "Cast" => {
-            let to = match dtype_attr(n, "DstT")? {
-                DType::F32 => 1,
-                DType::U8 => 2,
-                DType::I8 => 3,
-                DType::I32 => 6,
-                DType::I64 => 7,
-                DType::Bool => 9,
-                DType::F16 => 10,
-            };
+            let to = dtype_attr(n, "DstT")?.onnx_code();
             b.unary("Cast", out, x, &[], attrs1("to", Attr::Int(to)))
         }
         "FusedBatchNorm" | "FusedBatchNormV3" => {
