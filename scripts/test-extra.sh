@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -37,4 +37,14 @@ if wants tfjs; then
   tools/tfjs/setup.sh
   [ -f tools/tfjs/out/mobilenetv2/graph_float16/model.json ] || tools/tfjs/.venv/bin/python tools/tfjs/keras_mobilenetv2.py
   python3 tools/tfjs/compare.py
+fi
+
+# tutorial: the TF.js / TFLite tutorial pipeline end to end (tools/tutorial/run.sh): one seeded
+# Keras MobileNetV2 exported as a TF.js layers model and as int8 TFLite with uint8 I/O, packed by
+# `cairn pack`, run in headless Chromium by the demo runtime; fails when the TF.js outputs are not
+# within 1e-4 of TF.js's, or the int8 outputs are farther from the interpreter's XNNPACK outputs
+# than its own kernel sets are from each other, or a top-1 differs. Prints Cairn's wasm vs TF.js's
+# wasm backend (1 thread, same page). Needs tools/tfjs/setup.sh's venv (installed by the script).
+if wants tutorial; then
+  tools/tutorial/run.sh target/tutorial
 fi

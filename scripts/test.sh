@@ -19,7 +19,7 @@
 #   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
-#   4. bounded fuzzing runs of the ONNX importer, the bundle loader and the TF.js importer;
+#   4. bounded fuzzing runs of the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -142,7 +142,7 @@ step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md
 diff -u SUPPORTED_OPS.md target/SUPPORTED_OPS.md || { echo "SUPPORTED_OPS.md is stale: run 'target/release/cairn ops --markdown > SUPPORTED_OPS.md'"; exit 1; }
 
-step "fuzzing the ONNX importer, the bundle loader and the TF.js importer, ${CAIRN_FUZZ_SECONDS:-45} s each"
+step "fuzzing the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader, ${CAIRN_FUZZ_SECONDS:-45} s each"
 fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-45}"
 
 step "all tests passed"

@@ -140,7 +140,7 @@ def compare_model(cairn, name, path, images):
         ok = to_cairn['AUTO'] <= FLOAT_TOLERANCE
         limit = f'<= {FLOAT_TOLERANCE:g} relative'
     return {
-        'model': name, 'file': path, 'quantized': any(quantized), 'images': images,
+        'model': name, 'file': path, 'quantized': any(quantized), 'images': images, 'operators': len(it._get_ops_details()),
         'interpreter_spread': spread, 'cairn_to': to_cairn, 'top1_same': f'{top1_same}/{top1_total}',
         'limit': limit, 'ok': ok, 'kernel_sets_that_failed': sorted(failed),
     }
@@ -181,7 +181,7 @@ def main():
         unit = 'steps' if r['quantized'] else 'rel'
         print(f'{"ok  " if r["ok"] else "FAIL"} {name}: interpreter spread {r["interpreter_spread"]:.3g} {unit}; Cairn to '
               + ', '.join(f'{k} {v:.3g}' for k, v in r['cairn_to'].items())
-              + f'; top-1 {r["top1_same"]}; limit {r["limit"]}'
+              + f'; top-1 {r["top1_same"]}; limit {r["limit"]}; {r["operators"]} operators'
               + (f'; interpreter failed with {", ".join(r["kernel_sets_that_failed"])}' if r['kernel_sets_that_failed'] else ''))
     passed = sum(r['ok'] for r in results)
     print(f'{passed} passed, {len(results) - passed} failed')

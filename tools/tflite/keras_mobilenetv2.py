@@ -16,9 +16,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from make_image_inputs import PHOTOS, variants  # noqa: E402
-
 SEED = 14
 SIZE = 224
 
@@ -59,6 +56,8 @@ def photo_inputs(count, evaluation=False):
     Calibration takes the even crops, evaluation the odd ones: the two sets never share an image."""
     from PIL import Image
     import skimage
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+    from make_image_inputs import PHOTOS, variants  # PIL and scikit-image: not in the converters' venv
     data = os.path.join(os.path.dirname(skimage.__file__), 'data')
     out = []
     per_photo = (count + len(PHOTOS) - 1) // len(PHOTOS)

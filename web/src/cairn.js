@@ -201,7 +201,9 @@ class Model {
 
   /**
    * Runs the model. `input` is an ImageBitmap, ImageData, canvas or image element
-   * (preprocessed as the manifest says) or `{ data: Float32Array, shape: number[] }`.
+   * (preprocessed as the manifest says) or `{ data: Float32Array, shape: number[] }`. A model
+   * with integer input (a full-integer TFLite model takes uint8) takes the integers' values in
+   * the Float32Array (whole numbers in range, else an error) and gives its outputs the same way.
    * `stream`: a name for a latest-wins stream (camera frames): a newer frame replaces a
    * waiting one, whose promise rejects with code 'dropped'.
    * @param {RunInput} input

@@ -178,33 +178,18 @@ fn run_order(nodes: &[NodeDef]) -> Result<Vec<usize>, Error> {
             return Err(n_err(n, "two nodes have this name"));
         }
     }
-    let mut indegree = vec![0usize; nodes.len()];
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut reads = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         for input in &n.input {
             let src = input.trim_start_matches('^');
             let src = src.rsplit_once(':').filter(|(_, k)| k.parse::<u32>().is_ok()).map_or(src, |(s, _)| s);
             let p = *index.get(src).ok_or_else(|| n_err(n, format!("reads '{input}', which is not a node of the graph")))?;
-            indegree[i] += 1;
-            users[p].push(i);
+            reads.push((i, p));
         }
     }
-    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| indegree[i] == 0).collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &u in &users[i] {
-            indegree[u] -= 1;
-            if indegree[u] == 0 {
-                ready.insert(u);
-            }
-        }
-    }
-    if order.len() != nodes.len() {
-        let stuck = (0..nodes.len()).find(|&i| indegree[i] > 0).map(|i| nodes[i].name.clone()).unwrap_or_default();
-        return Err(Error::Model(format!("the graph has a cycle (through node '{stuck}'); TF v1 control flow is not supported")));
-    }
-    Ok(order)
+    crate::run_order::run_order(nodes.len(), reads).map_err(|stuck| {
+        Error::Model(format!("the graph has a cycle (through node '{}'); TF v1 control flow is not supported", nodes[stuck].name))
+    })
 }
 
 fn dtype_attr(n: &NodeDef, key: &str) -> Result<DType, Error> {

@@ -13,6 +13,7 @@ mod graph_def;
 mod graph_model;
 mod layers;
 pub mod manifest;
+mod run_order;
 mod topology;
 pub mod weights;
 

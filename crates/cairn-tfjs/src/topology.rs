@@ -6,7 +6,7 @@
 
 use crate::Error;
 use serde_json::Value as Json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// A tensor made by a layer call: (layer name, call index, output index).
 pub type TensorRef = (String, usize, usize);
@@ -159,32 +159,18 @@ fn tensor_refs(v: Option<&Json>, what: &str) -> Result<Vec<TensorRef>, Error> {
 fn run_order(calls: Vec<Call>, layers: &[Layer]) -> Result<Vec<Call>, Error> {
     let key: HashMap<(usize, usize), usize> = calls.iter().enumerate().map(|(i, c)| ((c.layer, c.node), i)).collect();
     let index: HashMap<&str, usize> = layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
-    let mut indegree = vec![0usize; calls.len()];
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); calls.len()];
+    let mut reads = Vec::new();
     for (i, c) in calls.iter().enumerate() {
         for (src, node, _) in &c.inputs {
             // Input layers have no call: their tensors exist from the start.
             if let Some(&p) = index.get(src.as_str()).and_then(|l| key.get(&(*l, *node))) {
-                indegree[i] += 1;
-                users[p].push(i);
+                reads.push((i, p));
             }
         }
     }
-    let mut ready: BTreeSet<usize> = (0..calls.len()).filter(|&i| indegree[i] == 0).collect();
-    let mut order = Vec::with_capacity(calls.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &u in &users[i] {
-            indegree[u] -= 1;
-            if indegree[u] == 0 {
-                ready.insert(u);
-            }
-        }
-    }
-    if order.len() != calls.len() {
-        let stuck = (0..calls.len()).find(|&i| indegree[i] > 0).map(|i| layers[calls[i].layer].name.clone()).unwrap_or_default();
-        return Err(Error::Json(format!("the layers' inbound nodes form a cycle (through layer '{stuck}')")));
-    }
+    let order = crate::run_order::run_order(calls.len(), reads).map_err(|stuck| {
+        Error::Json(format!("the layers' inbound nodes form a cycle (through layer '{}')", layers[calls[stuck].layer].name))
+    })?;
     let mut slots: Vec<Option<Call>> = calls.into_iter().map(Some).collect();
     Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }

@@ -1,10 +1,12 @@
 //! The wasm side of Cairn, loaded by the Web Worker: models from ONNX bytes or
-//! streamed from a bundle ([`bundle::BundleLoad`]), run on f32 inputs.
+//! streamed from a bundle ([`bundle::BundleLoad`]), run on inputs given as f32 numbers
+//! (integer inputs, e.g. a uint8 TFLite model's, converted exactly: [`numbers`]).
 
 mod bundle;
 // The counting allocator is installed only in the wasm build (native tests use the system one).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod heap;
+mod numbers;
 pub mod policy;
 mod scheduler;
 
@@ -15,7 +17,7 @@ static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 pub use bundle::BundleLoad;
 pub use scheduler::Scheduler;
 
-use cairn_core::{passes::prepare_for_inference, Graph, Session, Tensor};
+use cairn_core::{passes::prepare_for_inference, Graph, Session};
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 
@@ -88,12 +90,12 @@ pub struct RunOutput {
 
 pub(crate) fn run_session(session: &Session, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {
     let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    // `data` arrives as a Vec the module owns (one copy from JS), so it becomes the tensor as is.
-    let tensor = Tensor::from_f32(shape, data).map_err(js_err)?;
+    // `data` arrives as a Vec the module owns (one copy from JS): an f32 input takes it as is.
+    let tensor = numbers::input_tensor(session, input_name, data, shape)?;
     let inputs = HashMap::from([(input_name.to_string(), tensor)]);
     let outputs = session.run(inputs).map_err(js_err)?;
     let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
-    Ok(RunOutput { shape: first.shape().iter().map(|&d| d as u32).collect(), data: first.f32s().map_err(js_err)?.to_vec() })
+    Ok(RunOutput { shape: first.shape().iter().map(|&d| d as u32).collect(), data: numbers::output_values(&first)? })
 }
 
 pub(crate) fn js_err(e: impl std::fmt::Display) -> JsError {
