@@ -157,7 +157,7 @@ pub struct ShardEntry {
 }
 
 pub fn parse_dtype(name: &str) -> Option<DType> {
-    [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == name)
+    DType::from_name(name)
 }
 
 impl Manifest {

@@ -8,6 +8,7 @@ mod fsutil;
 mod import;
 mod inputs_dir;
 mod inspect;
+mod missing_ops;
 mod model;
 mod npy;
 mod optimize;
@@ -50,7 +51,9 @@ enum Command {
     /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
     App(app::AppArgs),
     Serve(serve::ServeArgs),
+    /// Fold, prune or quantize a model to int8 and write the smaller ONNX file (`cairn optimize m.onnx -o m.int8.onnx --quantize int8 --calibrate DIR`)
     Optimize(optimize::OptimizeArgs),
+    /// Measure how closely an optimized model follows its original on real inputs: top-1 agreement, KL, per-layer error
     Eval(eval::EvalArgs),
     Tokenize(text::TokenizeArgs),
     Embed(text::EmbedArgs),
