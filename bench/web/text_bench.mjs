@@ -3,7 +3,7 @@
 // normalized embedding, tokenization included) vs Transformers.js running onnxruntime-web's
 // wasm backend on the same files, local only.
 //
-//   node bench/web/text_bench.mjs [--runs N] [--no-transformers] [--out target/bench/text-node.json]
+//   node bench/web/text_bench.mjs [--runs N] [--int8 FILE] [--encoder-only] [--no-transformers] [--out target/bench/text-node.json]
 //
 // Needs target/web-pkg/simd (bench/web/build_wasm.sh), target/text-model/minilm_l6.onnx
 // (tools/convert_minilm.py), target/text-model/minilm_l6_int8.onnx and the two bundles
@@ -24,7 +24,7 @@ const RUNS = Number(arg('--runs', 20));
 const OUT = arg('--out', path.join(root, 'target/bench/text-node.json'));
 const SEQ = 128;
 const MODELS = path.join(root, 'target/text-model');
-const FILES = { f32: path.join(MODELS, 'minilm_l6.onnx'), int8: path.join(MODELS, 'minilm_l6_int8.onnx') };
+const FILES = { f32: path.join(MODELS, 'minilm_l6.onnx'), int8: arg('--int8', path.join(MODELS, 'minilm_l6_int8.onnx')) };
 const BUNDLES = { f32: path.join(MODELS, 'bundle_f32'), int8: path.join(MODELS, 'bundle_int8') };
 
 // A text of exactly 128 MiniLM tokens ([CLS] + 126 + [SEP]), checked below.
@@ -156,7 +156,7 @@ async function main() {
   }
   // End to end: one text of 128 tokens to its normalized embedding.
   const e2e = [];
-  for (const dtype of ['f32', 'int8']) {
+  for (const dtype of process.argv.includes('--encoder-only') ? [] : ['f32', 'int8']) {
     const model = cairnBundle(pkg, BUNDLES[dtype]);
     const tokens = JSON.parse(model.tokenize(JSON.stringify([TEXT])))[0].ids.length;
     if (tokens !== SEQ) throw new Error(`the bench text is ${tokens} tokens, not ${SEQ}`);

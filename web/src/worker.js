@@ -34,7 +34,7 @@ const fail = (id, code, message) => post({ type: 'error', id, code, message });
 function errorCode(e) {
   const m = String(e?.message ?? e);
   if (/tokenizer/.test(m)) return 'bad-tokenizer';
-  if (/^input '|texts must be|texts; one call|pooling '|more than the \d+ bytes one text/.test(m)) return 'bad-input';
+  if (/^input '|^invalid input: |texts must be|texts; one call|pooling '|more than the \d+ bytes one text/.test(m)) return 'bad-input';
   if (/sha256|bytes, the manifest says|safetensors|has no entry|holds bytes/.test(m)) return 'shard-corrupt';
   if (/manifest/.test(m)) return 'bad-manifest';
   return 'runtime';
