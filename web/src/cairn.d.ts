@@ -1,6 +1,6 @@
 // Type declarations for cairn.js, Cairn's page-side API.
 
-export type ErrorCode = 'shard-corrupt' | 'bad-manifest' | 'network' | 'dropped' | 'aborted' | 'not-loaded' | 'bad-input' | 'runtime';
+export type ErrorCode = 'shard-corrupt' | 'bad-manifest' | 'bad-tokenizer' | 'network' | 'dropped' | 'aborted' | 'not-loaded' | 'bad-input' | 'runtime';
 
 /** Every failure: `code` for programs, `message` for people. */
 export class CairnError extends Error {
@@ -36,12 +36,89 @@ export interface Manifest {
   outputs: { name: string; dtype: string; dims?: (number | string)[]; labels?: string[] }[];
   levels: { name: string; bytes: number; fidelity?: { top1_agreement: number; max_relative_error: number; inputs: number; input_source: string } }[];
   shards: { path: string; sha256: string; bytes: number; level: number }[];
+  /** Text bundles (`cairn pack --tokenizer ... --task ...`): the tokenizer file and task config. */
+  text?: TextTask;
 }
 
-export type RunInput = ImageBitmap | ImageData | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | { data: Float32Array; shape: number[] };
+export interface TextTask {
+  task: 'feature-extraction' | 'text-classification' | 'token-classification';
+  tokenizer: { path: 'tokenizer.json'; sha256: string; bytes: number };
+  /** Longer texts are truncated to this many tokens (special tokens included). */
+  max_length: number;
+  pooling: 'mean' | 'cls' | 'max';
+  normalize: boolean;
+  output?: string;
+  labels?: string[];
+}
+
+/** Cairn's dtype names. f16/bf16 travel as their 16-bit patterns in a Uint16Array; bool as 0/1 bytes. */
+export type DType = 'f32' | 'f64' | 'f16' | 'bf16' | 'i8' | 'u8' | 'i16' | 'u16' | 'i32' | 'u32' | 'i64' | 'u64' | 'bool';
+
+export type TypedArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+
+/** A tensor of any dtype. `dtype` defaults to the array's own (Uint8Array: 'u8'); say 'bool', 'f16' or 'bf16' when meant. */
+export interface TypedTensor {
+  data: TypedArray;
+  shape: number[];
+  dtype?: DType;
+}
+
+/** An output of a run with typed inputs. */
+export interface TypedOutput {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  data: TypedArray;
+}
+
+export interface EmbedResult {
+  /** Row-major `[texts, dim]`. */
+  data: Float32Array;
+  dim: number;
+  /** `embeddings[i]`: text i's vector (a view of `data`). */
+  embeddings: Float32Array[];
+  /** Indices of the texts longer than `maxLength` tokens, truncated to it. */
+  truncated: number[];
+  /** Indices of the texts whose lone UTF-16 surrogates were replaced by U+FFFD. */
+  replaced: number[];
+  maxLength: number;
+  where: 'device';
+  timings: { totalMs: number; runMs: number };
+}
+
+export interface TextLabel {
+  label: string;
+  index: number;
+  score: number;
+}
+
+export interface Classification extends TextLabel {
+  scores: number[];
+  /** Token classification: a label per token with its character span `[start, end)`. */
+  tokens?: [TextLabel, [number, number]][];
+  truncated: boolean;
+}
+
+export interface Encoding {
+  ids: number[];
+  type_ids: number[];
+  attention_mask: number[];
+  /** `[start, end)` in characters of the text; special tokens have `[0, 0]`. */
+  offsets: [number, number][];
+  tokens: string[];
+  truncated: boolean;
+}
+
+export type RunInput =
+  | ImageBitmap | ImageData | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas
+  | { data: Float32Array; shape: number[] }
+  | TypedTensor
+  /** Named inputs, e.g. `{ input_ids: { data: BigInt64Array, shape: [1, 8] }, attention_mask: ... }`. */
+  | Record<string, TypedTensor>;
 
 export interface RunResult {
-  outputs: { name: string; shape: number[]; data: Float32Array }[];
+  /** f32 for image and f32 inputs; with typed inputs every output, each with its `dtype`. */
+  outputs: ({ name: string; shape: number[]; data: Float32Array } | TypedOutput)[];
   /** For classifiers with labels: the five most likely classes with probabilities. */
   top: { label: string; index: number; p: number }[] | null;
   /** The level the weights were at: 'coarse' or 'full'. */
@@ -79,6 +156,12 @@ export interface Model {
   run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<RunResult>;
   /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
   preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
+  /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */
+  embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal }): Promise<EmbedResult>;
+  /** Text bundles packed with --task text-classification|token-classification and --labels. */
+  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal }): Promise<{ results: Classification[]; replaced: number[]; maxLength: number; where: 'device' }>;
+  /** The model's tokenization of each text (its max length applies). */
+  tokenize(texts: string | string[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
   unload(): Promise<unknown>;
 }
 

@@ -5,6 +5,8 @@
 //   const cairn = await Cairn.start();
 //   const model = await cairn.load('/models/mobilenetv2/manifest.json', { onProgress });
 //   const { outputs, level, where, timings } = await model.run(imageBitmap);
+//   const text = await cairn.load('/models/minilm/manifest.json');   // a bundle with a tokenizer
+//   const { embeddings, dim } = await text.embed(['offline notes', 'where is my invoice']);
 
 /** An error with a `code` a program can switch on and a message a person can read. */
 export class CairnError extends Error {
@@ -21,7 +23,37 @@ const HINTS = {
   network: 'The model could not be downloaded. Check the connection and try again.',
   dropped: 'A newer request replaced this one.',
   aborted: 'Cancelled.',
+  'bad-tokenizer': 'The model\'s tokenizer is missing or damaged: the text model cannot run. Reload the page, or re-pack the model.',
 };
+
+// Texts per worker request: the scheduler batches up to 8 requests (<= 256 texts, the
+// most one padded batch may hold), and a long list becomes several requests.
+const TEXTS_PER_REQUEST = 32;
+
+// Cairn dtype of each typed array class. Uint8Array is u8 unless `dtype: 'bool'` says
+// otherwise; Uint16Array holding f16 bits needs `dtype: 'f16'`.
+const DTYPE_OF = [
+  [Float32Array, 'f32'], [Float64Array, 'f64'], [Int8Array, 'i8'], [Uint8Array, 'u8'], [Int16Array, 'i16'], [Uint16Array, 'u16'],
+  [Int32Array, 'i32'], [Uint32Array, 'u32'], [BigInt64Array, 'i64'], [BigUint64Array, 'u64'],
+];
+const BYTES_OF = { f32: 4, f64: 8, f16: 2, bf16: 2, i8: 1, u8: 1, i16: 2, u16: 2, i32: 4, u32: 4, i64: 8, u64: 8, bool: 1 };
+
+/** `{ data: TypedArray, shape, dtype? }` -> `{ name, dtype, shape, data }` with the dtype checked against the array. */
+function typedTensor(name, t) {
+  const data = t?.data;
+  if (!ArrayBuffer.isView(data) || data instanceof DataView || !Array.isArray(t.shape)) {
+    throw new CairnError('bad-input', `input '${name}' must be { data: TypedArray, shape: number[] } (BigInt64Array for int64, Int32Array, Uint8Array for uint8/bool, ...)`);
+  }
+  const f16 = typeof Float16Array !== 'undefined' && data instanceof Float16Array;
+  const natural = f16 ? 'f16' : DTYPE_OF.find(([C]) => data instanceof C)?.[1];
+  const dtype = t.dtype ?? natural;
+  if (!BYTES_OF[dtype] || BYTES_OF[dtype] !== data.BYTES_PER_ELEMENT || (t.dtype && t.dtype !== natural && !['bool', 'f16', 'bf16'].includes(t.dtype))) {
+    throw new CairnError('bad-input', `input '${name}': a ${data.constructor.name} cannot hold dtype '${dtype}'`);
+  }
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  if (n !== data.length) throw new CairnError('bad-input', `input '${name}': shape [${t.shape}] has ${n} elements, the array ${data.length}`);
+  return { name, dtype, shape: t.shape, data: data.slice() };
+}
 
 export class Cairn {
   #worker;
@@ -129,7 +161,7 @@ export class Cairn {
     return new Promise((resolve, reject) => {
       const id = this.#send(msg, {
         onMessage: (m) => {
-          if (m.type === 'result' || m.type === 'tensor') resolve(m);
+          if (m.type === 'result' || m.type === 'tensor' || m.type === 'tokens') resolve(m);
           else if (m.type === 'error') reject(new CairnError(m.code, m.message));
           else return false;
           return true;
@@ -201,9 +233,13 @@ class Model {
 
   /**
    * Runs the model. `input` is an ImageBitmap, ImageData, canvas or image element
-   * (preprocessed as the manifest says) or `{ data: Float32Array, shape: number[] }`. A model
-   * with integer input (a full-integer TFLite model takes uint8) takes the integers' values in
-   * the Float32Array (whole numbers in range, else an error) and gives its outputs the same way.
+   * (preprocessed as the manifest says), `{ data: Float32Array, shape: number[] }` (a model
+   * with integer input, e.g. a full-integer TFLite model taking uint8, takes the integers'
+   * values in the Float32Array: whole numbers in range, else an error, and gives its outputs
+   * the same way), a tensor of another dtype (`{ data: BigInt64Array | Int32Array | Uint8Array
+   * | ..., shape, dtype? }`, `dtype: 'bool'` or `'f16'` for a Uint8Array / Uint16Array of those),
+   * or named inputs (`{ input_ids: { data, shape }, attention_mask: { data, shape } }`). Typed
+   * inputs give every output with its dtype (`{ name, dtype, shape, data }`, int64 as BigInt64Array).
    * `stream`: a name for a latest-wins stream (camera frames): a newer frame replaces a
    * waiting one, whose promise rejects with code 'dropped'.
    * @param {RunInput} input
@@ -214,7 +250,9 @@ class Model {
    */
   async run(input, { priority = 0, stream = '', signal, prefer = 'auto' } = {}) {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
-    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
+    // The edge's /v1 infer takes f32 tensors and images: other dtypes run on the device.
+    const typed = ArrayBuffer.isView(input?.data) ? !(input.data instanceof Float32Array && !input.dtype) : input && !ArrayBuffer.isView(input.data) && Object.values(input).some((t) => ArrayBuffer.isView(t?.data));
+    const placement = this.cairn.edge && !typed ? await this.#decide(prefer) : null;
     let fallback = null;
     if (placement?.where === 'edge') {
       try {
@@ -234,6 +272,62 @@ class Model {
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings, placement: fallback ?? placement };
+  }
+
+  /**
+   * Sentence embeddings of `texts` (a string or an array of strings), computed in the
+   * worker (tokenizer, model, pooling, normalization: all Rust) and batched by its scheduler.
+   * `embeddings[i]` is text i's vector (a view of `data`, row-major `[texts, dim]`).
+   * `truncated`: indices of texts longer than the bundle's max length (cut to it);
+   * `replaced`: indices of texts with lone UTF-16 surrogates, replaced by U+FFFD.
+   * An empty string embeds as the special tokens alone.
+   * @param {string | string[]} texts
+   * @param {{ pooling?: 'mean'|'cls'|'max', normalize?: boolean, priority?: number, signal?: AbortSignal }} [options]
+   */
+  async embed(texts, { pooling, normalize, priority = 0, signal } = {}) {
+    const list = textList(texts);
+    await this.complete; // the tokenizer is set when the last level is in
+    const t0 = performance.now();
+    const parts = await Promise.all(chunks(list, TEXTS_PER_REQUEST).map(({ texts: part }) =>
+      this.cairn._run({ type: 'embed', handle: this.handle, texts: part, pooling, normalize, priority }, signal)));
+    const dim = parts[0].dim;
+    const data = new Float32Array(list.length * dim);
+    const result = { data, dim, embeddings: [], truncated: [], replaced: [], maxLength: parts[0].maxLength, where: 'device', timings: { totalMs: 0, runMs: 0 } };
+    let at = 0;
+    for (const p of parts) {
+      data.set(p.data, at * dim);
+      result.truncated.push(...p.truncated.map((i) => i + at));
+      result.replaced.push(...p.replaced.map((i) => i + at));
+      result.timings.runMs += p.timings.runMs;
+      at += p.data.length / dim;
+    }
+    for (let i = 0; i < list.length; i++) result.embeddings.push(data.subarray(i * dim, (i + 1) * dim));
+    result.timings.totalMs = performance.now() - t0;
+    return result;
+  }
+
+  /**
+   * Labels for `texts` (text-classification: one per text; token-classification: one per
+   * token with its character span), from a bundle packed with `--task ... --labels`.
+   * @param {string | string[]} texts
+   */
+  async classify(texts, { priority = 0, signal } = {}) {
+    const list = textList(texts);
+    await this.complete;
+    const parts = await Promise.all(chunks(list, TEXTS_PER_REQUEST).map(({ texts: part }) =>
+      this.cairn._run({ type: 'classify', handle: this.handle, texts: part, priority }, signal)));
+    let at = 0;
+    const replaced = [];
+    for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }
+    return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device' };
+  }
+
+  /** Token ids, attention mask, offsets (in characters) and tokens of each text, as the model sees it. */
+  async tokenize(texts) {
+    const list = textList(texts);
+    await this.complete;
+    const m = await this.cairn._run({ type: 'tokenize', handle: this.handle, texts: list });
+    return { encodings: m.encodings, replaced: m.replaced };
   }
 
   /** Where the next run goes, by the Rust policy in the worker, from what the browser tells. */
@@ -291,6 +385,16 @@ class Model {
   }
 
   async #prepare(input) {
+    // Named inputs of any dtype: { input_ids: { data: BigInt64Array, shape }, attention_mask: ... },
+    // or one typed tensor that is not f32 ({ data: Int32Array, shape, dtype? }).
+    const single = ArrayBuffer.isView(input?.data) && !(input.data instanceof Float32Array && !input.dtype);
+    const named = !single && input && !ArrayBuffer.isView(input.data) && Object.values(input).length > 0
+      && Object.values(input).every((t) => ArrayBuffer.isView(t?.data));
+    if (single || named) {
+      const entries = single ? [[this.manifest.inputs[0]?.name, input]] : Object.entries(input);
+      const tensors = entries.map(([name, t]) => typedTensor(name, t));
+      return { payload: { tensors }, transfer: tensors.map((t) => t.data.buffer) };
+    }
     if (input && input.data instanceof Float32Array && Array.isArray(input.shape)) {
       const data = input.data.slice();
       return { payload: { data, shape: input.shape }, transfer: [data.buffer] };
@@ -307,6 +411,20 @@ class Model {
     const bitmap = await createImageBitmap(input, { resizeWidth: w, resizeHeight: h, resizeQuality: 'medium' });
     return { payload: { bitmap, width: w, height: h }, transfer: [bitmap] };
   }
+}
+
+function textList(texts) {
+  const list = typeof texts === 'string' ? [texts] : texts;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === 'string')) {
+    throw new CairnError('bad-input', 'texts must be a string or a non-empty array of strings');
+  }
+  return list;
+}
+
+function chunks(list, n) {
+  const out = [];
+  for (let i = 0; i < list.length; i += n) out.push({ at: i, texts: list.slice(i, i + n) });
+  return out;
 }
 
 function topK(scores, labels, k) {

@@ -19,6 +19,7 @@ const wasmReady = (async () => {
 })();
 
 const SHARD_ATTEMPTS = 3;
+const MAX_TEXT_BYTES = 1 << 20; // as cairn_text::MAX_TEXT_BYTES
 const MAX_BATCH = 8;
 const models = new Map(); // handle -> { load, final, manifest, level, inputName }
 const pending = new Map(); // request id -> { handle, input, streamKey, started }
@@ -32,6 +33,8 @@ const fail = (id, code, message) => post({ type: 'error', id, code, message });
 
 function errorCode(e) {
   const m = String(e?.message ?? e);
+  if (/tokenizer/.test(m)) return 'bad-tokenizer';
+  if (/^input '|^invalid input: |texts must be|texts; one call|pooling '|more than the \d+ bytes one text/.test(m)) return 'bad-input';
   if (/sha256|bytes, the manifest says|safetensors|has no entry|holds bytes/.test(m)) return 'shard-corrupt';
   if (/manifest/.test(m)) return 'bad-manifest';
   return 'runtime';
@@ -86,6 +89,9 @@ async function load(id, url, signal) {
   const [liveAtStart] = wasm.heapStats();
   const manifest = JSON.parse(bundle.manifestJson());
   wasm.resetHeapPeak();
+  // A text bundle's tokenizer.json comes first: a missing or damaged one fails the load
+  // before any shard is downloaded (checked against the manifest's sha256 in Rust).
+  const tokenizer = manifest.text ? await fetchTokenizer(bundle, manifest, manifestUrl, signal) : null;
   const handle = nextHandle++;
   const entry = { load: bundle, final: null, manifest, level: -1, inputName: manifest.inputs[0]?.name };
   const totalBytes = manifest.shards.reduce((n, s) => n + s.bytes, 0);
@@ -145,6 +151,9 @@ async function load(id, url, signal) {
   const [liveBeforeFinish, peakBeforeFinish] = wasm.heapStats();
   entry.final = bundle.finish();
   bundle.free();
+  if (tokenizer) {
+    try { entry.final.setTokenizer(tokenizer); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
+  }
   entry.load = null;
   entry.level = manifest.levels.length - 1;
   models.set(handle, entry);
@@ -154,6 +163,20 @@ async function load(id, url, signal) {
   enforceBudget(wasm, handle);
   const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
   post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAtStart, liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
+}
+
+/// The bundle's tokenizer.json, verified against the manifest.
+async function fetchTokenizer(bundle, manifest, manifestUrl, signal) {
+  const url = new URL(manifest.text.tokenizer.path, manifestUrl);
+  const bad = (why) => Object.assign(new Error(`${url.pathname}: ${why}`), { code: 'bad-tokenizer' });
+  const response = await fetch(url, { signal }).catch((e) => {
+    if (e.name === 'AbortError') throw e;
+    throw Object.assign(new Error(`${url} could not be fetched (offline?): ${e.message}`), { code: 'network' });
+  });
+  if (!response.ok) throw bad(`HTTP ${response.status}: the bundle's tokenizer is missing (hint: cairn pack copies it beside manifest.json; serve the whole bundle directory)`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  try { bundle.checkTokenizer(bytes); } catch (e) { throw bad(String(e.message ?? e)); }
+  return bytes;
 }
 
 function tensorFor(entry, input) {
@@ -180,6 +203,8 @@ async function runBatch(ids) {
   const reqs = ids.map((id) => { const r = pending.get(id); pending.delete(id); return { id, ...r }; });
   const entry = models.get(reqs[0].handle);
   if (!entry) return reqs.forEach((r) => fail(r.id, 'not-loaded', 'this model is not loaded (it was unloaded or never finished loading)'));
+  if (reqs[0].text) return runText(entry, reqs);
+  if (reqs[0].input.tensors) return runTyped(entry, reqs[0]);
   const t0 = performance.now();
   entry.lastUsed = t0;
   const tensors = reqs.map((r) => tensorFor(entry, r.input));
@@ -205,6 +230,95 @@ async function runBatch(ids) {
       timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length },
     }, [result.data.buffer]);
   });
+}
+
+// Typed arrays by Cairn dtype name (f16 and bf16 travel as their 16-bit patterns).
+const ARRAYS = {
+  f32: Float32Array, f64: Float64Array, f16: Uint16Array, bf16: Uint16Array, i8: Int8Array, u8: Uint8Array, i16: Int16Array,
+  u16: Uint16Array, i32: Int32Array, u32: Uint32Array, i64: BigInt64Array, u64: BigUint64Array, bool: Uint8Array,
+};
+
+/// One request with named inputs of any dtype: packed into one buffer (each tensor's bytes
+/// as they are), run, and every output sent back as a view of one transferred buffer.
+function runTyped(entry, req) {
+  if (!entry.final) return fail(req.id, 'not-loaded', 'tensor inputs need the complete model: wait for `model.complete`');
+  const t0 = performance.now();
+  entry.lastUsed = t0;
+  const specs = [];
+  let size = 0;
+  for (const t of req.input.tensors) {
+    specs.push({ name: t.name, dtype: t.dtype, shape: t.shape, offset: size, bytes: t.data.byteLength });
+    size += t.data.byteLength;
+  }
+  const buffer = new Uint8Array(size);
+  req.input.tensors.forEach((t, i) => buffer.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
+  const t1 = performance.now();
+  const out = entry.final.runTensors(JSON.stringify(specs), buffer);
+  const t2 = performance.now();
+  const bytes = out.bytes;
+  const outSpecs = JSON.parse(out.spec);
+  out.free();
+  const outputs = outSpecs.map((s) => {
+    const Array = ARRAYS[s.dtype];
+    return { name: s.name, dtype: s.dtype, shape: s.shape, data: new Array(bytes.buffer, s.offset, s.bytes / Array.BYTES_PER_ELEMENT) };
+  });
+  post({
+    type: 'result', id: req.id, outputs, level: entry.manifest.levels[entry.level].name, where: 'device',
+    timings: { queueMs: t0 - req.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: 1 },
+  }, [bytes.buffer]);
+}
+
+/// Text requests of one model and task (embed with the same options, or classify), run
+/// as one padded batch: the scheduler grouped them.
+function runText(entry, reqs) {
+  const { kind, pooling, normalize } = reqs[0].text;
+  if (!entry.final?.maxLength()) {
+    const why = entry.manifest.text ? 'its tokenizer is not loaded yet (wait for `model.complete`)' : 'its bundle has no text task (pack it with --tokenizer tokenizer.json --task ...)';
+    return reqs.forEach((r) => fail(r.id, 'bad-input', `this model cannot ${kind}: ${why}`));
+  }
+  const t0 = performance.now();
+  entry.lastUsed = t0;
+  const all = reqs.flatMap((r) => r.text.texts);
+  const timings = (r, t1) => ({ queueMs: t0 - r.queued, runMs: t1 - t0, batch: reqs.length, texts: all.length });
+  const maxLength = entry.final.maxLength();
+  let at = 0;
+  if (kind === 'embed') {
+    const out = entry.final.embed(JSON.stringify(all), pooling ?? undefined, normalize ?? undefined);
+    const t1 = performance.now();
+    const { dim, seqLen } = out;
+    const data = out.data;
+    const truncated = Array.from(out.truncated);
+    out.free();
+    for (const r of reqs) {
+      const n = r.text.texts.length;
+      const rows = data.slice(at * dim, (at + n) * dim);
+      const mine = truncated.filter((i) => i >= at && i < at + n).map((i) => i - at);
+      post({ type: 'result', id: r.id, where: 'device', data: rows, dim, truncated: mine, replaced: r.text.replaced, maxLength, seqLen, timings: timings(r, t1) }, [rows.buffer]);
+      at += n;
+    }
+  } else {
+    const results = JSON.parse(entry.final.classify(JSON.stringify(all)));
+    const t1 = performance.now();
+    for (const r of reqs) {
+      const n = r.text.texts.length;
+      post({ type: 'result', id: r.id, where: 'device', results: results.slice(at, at + n), replaced: r.text.replaced, maxLength, timings: timings(r, t1) });
+      at += n;
+    }
+  }
+}
+
+/// Texts as UTF-8 can carry them: a lone UTF-16 surrogate (a broken emoji from a cut
+/// string, say) has no UTF-8 form, so it becomes U+FFFD and the answer says which texts.
+function wellFormedTexts(texts) {
+  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string')) {
+    throw Object.assign(new Error('texts must be a non-empty array of strings'), { code: 'bad-input' });
+  }
+  const replaced = [];
+  const out = texts.map((t, i) => (t.isWellFormed() ? t : (replaced.push(i), t.toWellFormed())));
+  // Refused here, not in the batch, so one oversized text fails only its own request.
+  const big = out.findIndex((t) => t.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(t).length > MAX_TEXT_BYTES);
+  if (big >= 0) throw Object.assign(new Error(`text ${big} is more than the ${MAX_TEXT_BYTES} bytes (UTF-8) one text may have (hint: split long documents into passages)`), { code: 'bad-input' });
+  return { texts: out, replaced };
 }
 
 // Memory budget: when Rust's live heap exceeds it, idle models are unloaded, least
@@ -236,7 +350,7 @@ function drain() {
   draining = true;
   setTimeout(async function step() {
     for (const dropped of scheduler.takeDropped()) {
-      pending.get(dropped)?.input.bitmap?.close(); // a stale frame's pixels are freed now, not at GC
+      pending.get(dropped)?.input?.bitmap?.close(); // a stale frame's pixels are freed now, not at GC
       pending.delete(dropped);
       fail(dropped, 'dropped', 'a newer frame of the same stream replaced this one, or the queue was full');
     }
@@ -267,8 +381,26 @@ self.onmessage = async ({ data: msg }) => {
     }
     case 'run': {
       pending.set(msg.id, { handle: msg.handle, input: msg.input, queued: performance.now() });
-      scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', batchGroup(msg));
+      scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', msg.input.tensors ? '' : batchGroup(msg));
       return drain();
+    }
+    case 'embed':
+    case 'classify': {
+      let texts;
+      try { texts = wellFormedTexts(msg.texts); } catch (e) { return fail(msg.id, e.code, e.message); }
+      const text = { kind: msg.type, ...texts, pooling: msg.pooling ?? null, normalize: msg.normalize ?? null };
+      pending.set(msg.id, { handle: msg.handle, text, queued: performance.now() });
+      // Same model, task and options: one padded batch.
+      scheduler.push(msg.id, msg.priority ?? 0, '', `${msg.handle}:${msg.type}:${text.pooling}:${text.normalize}`);
+      return drain();
+    }
+    case 'tokenize': {
+      const entry = models.get(msg.handle);
+      if (!entry?.final?.maxLength()) return fail(msg.id, 'bad-input', 'this model has no tokenizer (not a text bundle, or not loaded yet)');
+      try {
+        const { texts, replaced } = wellFormedTexts(msg.texts);
+        return post({ type: 'tokens', id: msg.id, encodings: JSON.parse(entry.final.tokenize(JSON.stringify(texts))), replaced });
+      } catch (e) { return fail(msg.id, e.code ?? errorCode(e), String(e.message ?? e)); }
     }
     case 'preprocess': {
       // The model's input tensor for an image, as the manifest's preprocessing makes it

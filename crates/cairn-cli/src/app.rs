@@ -261,6 +261,11 @@ fn copy_bundle(src: &Path, dst: &Path, manifest: &Manifest) -> Result<()> {
             fs::copy(src.join(&shard.path), &to).with_context(|| format!("cannot copy shard {}", shard.path))?;
         }
     }
+    // A text bundle's tokenizer: the worker fetches it beside the manifest and checks its hash.
+    if let Some(text) = &manifest.text {
+        fs::copy(src.join(&text.tokenizer.path), dst.join(&text.tokenizer.path))
+            .with_context(|| format!("cannot copy the bundle's {} (hint: re-pack with --tokenizer)", text.tokenizer.path))?;
+    }
     fs::copy(src.join(cairn_bundle::MANIFEST_FILE), dst.join(cairn_bundle::MANIFEST_FILE))?;
     Ok(())
 }

@@ -42,6 +42,11 @@ pub struct OptimizeArgs {
     /// Use at most this many calibration inputs.
     #[arg(long, default_value_t = 64)]
     max_inputs: usize,
+    /// int8-dynamic: keep the MatMuls whose weight name matches PATTERN in f32 (`*`: one
+    /// dot-separated segment; repeatable). E.g. `encoder.layer.*.output.dense.weight` keeps a
+    /// BERT-style encoder's FFN down projections, whose GELU inputs quantize worst.
+    #[arg(long, value_name = "PATTERN")]
+    keep_float: Vec<String>,
     /// Keep the first layer (reading the model input) in f32.
     #[arg(long)]
     keep_first: bool,
@@ -98,6 +103,9 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         bail!("--sensitivity-json needs --sensitivity or --keep-sensitive");
     }
     let static_int8 = args.quantize.as_deref() == Some("int8");
+    if !args.keep_float.is_empty() && args.quantize.as_deref() != Some("int8-dynamic") {
+        bail!("--keep-float keeps MatMuls of --quantize int8-dynamic in f32; give --quantize int8-dynamic");
+    }
     if args.keep_sensitive > 0 && !static_int8 {
         bail!("--keep-sensitive N keeps layers of --quantize int8 in f32; give --quantize int8");
     }
@@ -214,7 +222,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             );
         }
         Some("int8-dynamic") => {
-            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic(graph)?;
+            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic_keeping(graph, &args.keep_float)?;
             if stats.matmuls == 0 {
                 bail!("nothing to quantize: the model has no MatMul with a constant 2-D f32 weight (for convolutions use --quantize int8 --calibrate DIR)");
             }

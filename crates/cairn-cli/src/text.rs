@@ -4,8 +4,9 @@ use crate::fidelity::Inputs;
 use crate::{npy, progress};
 use anyhow::{bail, Context, Result};
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile, TOKENIZER_PATH};
+use cairn_core::Session;
 use cairn_core::{DType, Graph, Tensor, TensorData};
-use cairn_text::{EmbedOptions, TextModel, TextTokenizer};
+use cairn_text::{EmbedOptions, TextPipeline, TextTokenizer};
 use clap::Args;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -165,7 +166,7 @@ fn bundle_dir(path: &Path) -> &Path {
 }
 
 /// Loads a text bundle: its graph (every shard verified), tokenizer and task.
-pub fn load_text_model(path: &Path) -> Result<TextModel> {
+pub fn load_text_model(path: &Path) -> Result<(Session, TextPipeline)> {
     if !crate::model::is_bundle(path) {
         bail!(
             "{} is not a bundle directory: pack the model first (cairn pack MODEL --tokenizer tokenizer.json --task ...)",
@@ -179,7 +180,8 @@ pub fn load_text_model(path: &Path) -> Result<TextModel> {
     })?;
     let tokenizer = TextTokenizer::from_json(&cairn_bundle::read_tokenizer(dir, &manifest)?, Some(task.max_length))?;
     let loaded = crate::model::load(dir)?;
-    Ok(TextModel::new(loaded.session, tokenizer, task)?)
+    let pipeline = TextPipeline::new(loaded.session.graph(), tokenizer, task)?;
+    Ok((loaded.session, pipeline))
 }
 
 /// Embed texts with a feature-extraction bundle: one vector per text.
@@ -227,13 +229,13 @@ pub fn embed_main(args: EmbedArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let model = load_text_model(&args.bundle)?;
+    let (session, model) = load_text_model(&args.bundle)?;
     let mut opts = model.default_embed_options();
     if let Some(p) = &args.pooling {
         opts.pooling = Pooling::parse(p).with_context(|| format!("--pooling '{p}' must be one of {}", Pooling::NAMES.join(", ")))?;
     }
     opts.normalize &= !args.no_normalize;
-    let (data, dim, truncated) = embed_all(&model, &texts, args.batch_size, opts)?;
+    let (data, dim, truncated) = embed_all(&session, &model, &texts, args.batch_size, opts)?;
     if !truncated.is_empty() {
         eprintln!(
             "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
@@ -264,13 +266,20 @@ pub fn embed_main(args: EmbedArgs) -> Result<()> {
 }
 
 /// Embeds texts in batches (with a progress bar for a corpus).
-fn embed_all(model: &TextModel, texts: &[String], batch_size: usize, opts: EmbedOptions) -> Result<(Vec<f32>, usize, Vec<usize>)> {
+fn embed_all(
+    session: &Session,
+    model: &TextPipeline,
+    texts: &[String],
+    batch_size: usize,
+    opts: EmbedOptions,
+) -> Result<(Vec<f32>, usize, Vec<usize>)> {
     let bar = progress::bar(texts.len() as u64, "embedding");
     let (mut data, mut dim, mut truncated) = (Vec::new(), 0, Vec::new());
     for (b, chunk) in texts.chunks(batch_size).enumerate() {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let e =
-            model.embed(&refs, opts).with_context(|| format!("embedding texts {}..{}", b * batch_size, b * batch_size + chunk.len()))?;
+        let e = model
+            .embed(session, &refs, opts)
+            .with_context(|| format!("embedding texts {}..{}", b * batch_size, b * batch_size + chunk.len()))?;
         dim = e.dim;
         data.extend(e.data);
         truncated.extend(e.truncated.iter().map(|i| b * batch_size + i));

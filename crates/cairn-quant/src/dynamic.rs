@@ -29,7 +29,29 @@ pub struct DynamicStats {
 }
 
 /// Rewrites every `MatMul(x, W)` with a constant 2-D f32 `W` (not a graph input).
-pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats)> {
+pub fn quantize_matmuls_dynamic(graph: Graph) -> Result<(Graph, DynamicStats)> {
+    quantize_matmuls_dynamic_keeping(graph, &[])
+}
+
+/// Whether weight `name` matches a `--keep-float` pattern: `*` stands for one dot-separated
+/// segment (or part of one), so `encoder.layer.*.output.dense.weight` names the FFN output
+/// projections of every layer but not `encoder.layer.0.attention.output.dense.weight`.
+pub fn weight_matches(pattern: &str, name: &str) -> bool {
+    fn seg(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => seg(&p[1..], s) || (s.first().is_some_and(|&c| c != b'.') && seg(p, &s[1..])),
+            (Some(a), Some(b)) if a == b => seg(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    seg(pattern.as_bytes(), name.as_bytes())
+}
+
+/// As [`quantize_matmuls_dynamic`], but MatMuls whose weight matches one of `keep_float`
+/// ([`weight_matches`]) stay f32: inputs with heavy outliers (a GELU's output feeding an FFN's
+/// down projection) lose the most under one run-time scale per tensor.
+pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String]) -> Result<(Graph, DynamicStats)> {
     if graph.opset < 11 {
         return Err(Error::Model(format!(
             "the model is opset {}; DynamicQuantizeLinear needs opset 11 or later (re-export the model at opset 11+)",
@@ -43,7 +65,7 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
     for node in std::mem::take(&mut graph.nodes) {
         let input = |k: usize| node.inputs.get(k).cloned().flatten().filter(|s| !s.is_empty());
         let w = match (node.domain.is_empty() && node.op_type == "MatMul", input(1)) {
-            (true, Some(w)) if !graph_inputs.contains(&w) => {
+            (true, Some(w)) if !graph_inputs.contains(&w) && !keep_float.iter().any(|p| weight_matches(p, &w)) => {
                 graph.initializers.get(&w).filter(|t| t.rank() == 2 && t.dtype() == DType::F32).cloned().map(|t| (w, t))
             }
             _ => None,
@@ -110,6 +132,17 @@ pub fn quantize_matmuls_dynamic(mut graph: Graph) -> Result<(Graph, DynamicStats
 mod tests {
     use super::*;
     use cairn_core::{passes::prepare_for_inference, Dim, Session, ValueInfo};
+
+    #[test]
+    fn keep_float_patterns_match_one_segment_per_star() {
+        let ffn = "encoder.layer.*.output.dense.weight";
+        assert!(weight_matches(ffn, "encoder.layer.0.output.dense.weight"));
+        assert!(weight_matches(ffn, "encoder.layer.11.output.dense.weight"));
+        assert!(!weight_matches(ffn, "encoder.layer.0.attention.output.dense.weight"));
+        assert!(!weight_matches(ffn, "encoder.layer.0.output.dense.bias"));
+        assert!(weight_matches("*.weight", "w.weight") && !weight_matches("*.weight", "a.b.weight"));
+        assert!(weight_matches("layer_*_fc", "layer_12_fc"));
+    }
 
     /// y = x · W + b through the dynamic form matches f32 to int8 precision, and the loader
     /// fuses the chain (one int8 MatMul node, no Cast/Mul/Add left).

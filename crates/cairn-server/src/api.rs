@@ -198,7 +198,7 @@ fn stored_response(s: &Stored, replayed: bool) -> Response {
     res
 }
 
-fn find(app: &App, name: &str) -> Result<Arc<ServedModel>, ApiError> {
+pub(crate) fn find(app: &App, name: &str) -> Result<Arc<ServedModel>, ApiError> {
     app.models.get(name).cloned().ok_or_else(|| {
         let names: Vec<&str> = app.models.keys().map(String::as_str).collect();
         ApiError::not_found(format!("there is no model '{name}'"))
@@ -215,7 +215,7 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-fn submit_error(e: SubmitError) -> ApiError {
+pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Busy => ApiError::busy(1),
         SubmitError::Failed(msg) => ApiError::internal(format!("the model failed: {msg}")),
@@ -247,7 +247,7 @@ pub async fn api_not_found() -> Response {
         .into_response()
 }
 
-fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], serde_json::to_vec(v).unwrap_or_default())
         .into_response()
 }

@@ -21,6 +21,7 @@ mod metrics;
 mod models;
 mod security;
 mod static_files;
+mod text;
 mod wire;
 
 pub use api::REPLAYED_HEADER;
@@ -121,6 +122,8 @@ impl App {
             .route("/models", get(api::list_models))
             .route("/models/{name}/infer", post(api::infer))
             .route("/models/{name}/explain", post(api::explain))
+            .route("/models/{name}/embed", post(text::embed))
+            .route("/models/{name}/classify", post(text::classify))
             .fallback(api::api_not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes));
         Router::new()

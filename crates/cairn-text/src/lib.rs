@@ -1,5 +1,5 @@
 //! Text on the device: Hugging Face tokenizers ([`TextTokenizer`]), pooling, and the
-//! embedding and classification pipelines ([`TextModel`]) that the CLI, the edge server and
+//! embedding and classification pipelines ([`TextPipeline`]) that the CLI, the edge server and
 //! the browser module share.
 //!
 //! Tokenization is the maintained `tokenizers` crate (built with its pure-Rust regex engine so
@@ -14,5 +14,5 @@ mod tokenizer;
 
 pub use cairn_bundle::text_task::{Pooling, TaskKind, TextTask};
 pub use error::{Error, Result};
-pub use pipeline::{Classification, EmbedOptions, Embeddings, Label, TextModel};
+pub use pipeline::{Classification, EmbedOptions, Embeddings, Label, TextPipeline};
 pub use tokenizer::{Batch, Encoded, TextTokenizer, MAX_TEXT_BYTES};

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::pooling::{normalize_rows, pool, Pooling};
 use crate::tokenizer::{Batch, TextTokenizer};
 use cairn_bundle::text_task::{TaskKind, TextTask};
-use cairn_core::{DType, Session, Tensor, TensorData};
+use cairn_core::{DType, Graph, Session, Tensor, TensorData};
 use std::collections::HashMap;
 
 /// How `embed` pools and whether it normalizes (defaults: the bundle's task config).
@@ -22,6 +22,8 @@ pub struct Embeddings {
     pub dim: usize,
     /// Indices of texts cut to the maximum length.
     pub truncated: Vec<usize>,
+    /// Tokens per row of the padded batch the model ran on.
+    pub seq_len: usize,
 }
 
 /// One text's (or token's) predicted label.
@@ -53,17 +55,18 @@ enum Feed {
     Positions,
 }
 
-pub struct TextModel {
-    session: Session,
+/// A text task over a model: built once per model from its graph's inputs; each call runs on
+/// a session of that graph (the caller owns it, so a server can share it between tasks).
+pub struct TextPipeline {
     tokenizer: TextTokenizer,
     task: TextTask,
     feeds: Vec<(String, Feed, DType)>,
 }
 
-impl TextModel {
-    pub fn new(session: Session, tokenizer: TextTokenizer, task: TextTask) -> Result<TextModel> {
+impl TextPipeline {
+    pub fn new(graph: &Graph, tokenizer: TextTokenizer, task: TextTask) -> Result<TextPipeline> {
         let mut feeds = Vec::new();
-        for input in session.graph().runtime_inputs() {
+        for input in graph.runtime_inputs() {
             let feed = match input.name.as_str() {
                 n if n.contains("input_ids") => Feed::Ids,
                 n if n.contains("attention_mask") => Feed::Mask,
@@ -77,7 +80,7 @@ impl TextModel {
             let names: Vec<&str> = feeds.iter().map(|(n, _, _)| n.as_str()).collect();
             return Err(Error::NoInputIds(names.join(", ")));
         }
-        Ok(TextModel { session, tokenizer, task, feeds })
+        Ok(TextPipeline { tokenizer, task, feeds })
     }
 
     pub fn task(&self) -> &TextTask {
@@ -93,10 +96,10 @@ impl TextModel {
     }
 
     /// Embeds `texts` as one padded batch.
-    pub fn embed(&self, texts: &[&str], opts: EmbedOptions) -> Result<Embeddings> {
+    pub fn embed(&self, session: &Session, texts: &[&str], opts: EmbedOptions) -> Result<Embeddings> {
         self.expect_task(TaskKind::FeatureExtraction, "embed")?;
         let batch = self.tokenizer.encode_batch(texts)?;
-        let (shape, hidden) = self.run(&batch)?;
+        let (shape, hidden) = self.run(session, &batch)?;
         let (mut data, dim) = match shape[..] {
             // Token states: pool them.
             [b, n, d] if b == batch.batch && n == batch.seq_len => (pool(&hidden, &batch.attention_mask, b, n, d, opts.pooling), d),
@@ -107,14 +110,14 @@ impl TextModel {
         if opts.normalize {
             normalize_rows(&mut data, dim);
         }
-        Ok(Embeddings { data, dim, truncated: batch.truncated })
+        Ok(Embeddings { data, dim, truncated: batch.truncated, seq_len: batch.seq_len })
     }
 
     /// Classifies each text (text-classification) or each of its tokens (token-classification).
-    pub fn classify(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+    pub fn classify(&self, session: &Session, texts: &[&str]) -> Result<Vec<Classification>> {
         let labels = self.task.labels.clone().unwrap_or_default();
         let batch = self.tokenizer.encode_batch(texts)?;
-        let (shape, logits) = self.run(&batch)?;
+        let (shape, logits) = self.run(session, &batch)?;
         let label_of = |scores: &[f32]| -> Label {
             let (index, &score) = scores.iter().enumerate().fold((0, &f32::MIN), |best, x| if x.1 > best.1 { x } else { best });
             Label { label: labels.get(index).cloned().unwrap_or_else(|| format!("LABEL_{index}")), index, score }
@@ -148,7 +151,7 @@ impl TextModel {
     }
 
     /// Runs the model on a tokenized batch; returns the task's output shape and values.
-    fn run(&self, batch: &Batch) -> Result<(Vec<usize>, Vec<f32>)> {
+    fn run(&self, session: &Session, batch: &Batch) -> Result<(Vec<usize>, Vec<f32>)> {
         let shape = vec![batch.batch, batch.seq_len];
         let mut inputs = HashMap::new();
         for (name, feed, dtype) in &self.feeds {
@@ -160,7 +163,7 @@ impl TextModel {
             };
             inputs.insert(name.clone(), integer_tensor(shape.clone(), values, *dtype)?);
         }
-        let outputs = self.session.run(inputs)?;
+        let outputs = session.run(inputs)?;
         let (_, tensor) = match &self.task.output {
             Some(want) => outputs.into_iter().find(|(n, _)| n == want).ok_or_else(|| Error::NoOutput(want.clone()))?,
             None => outputs.into_iter().next().ok_or_else(|| Error::NoOutput("(first output)".into()))?,

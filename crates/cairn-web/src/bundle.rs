@@ -88,6 +88,13 @@ impl BundleLoad {
         image_input(self.loader()?.manifest(), input_name, rgba, width, height)
     }
 
+    /// Checks a text bundle's tokenizer.json against the manifest (size and sha256) before
+    /// any shard is fetched: a missing or damaged tokenizer fails the load early.
+    #[wasm_bindgen(js_name = checkTokenizer)]
+    pub fn check_tokenizer(&self, bytes: &[u8]) -> Result<(), JsError> {
+        cairn_bundle::verify_tokenizer(self.loader()?.manifest(), bytes).map_err(js_err)
+    }
+
     /// Runs the model as loaded so far (level 0 must be complete) on one f32 input;
     /// returns the first output. For predictions before the last level arrives.
     #[wasm_bindgen(js_name = runInterim)]

@@ -1,6 +1,7 @@
 //! The wasm side of Cairn, loaded by the Web Worker: models from ONNX bytes or
-//! streamed from a bundle ([`bundle::BundleLoad`]), run on inputs given as f32 numbers
-//! (integer inputs, e.g. a uint8 TFLite model's, converted exactly: [`numbers`]).
+//! streamed from a bundle ([`bundle::BundleLoad`]), run on tensors of any dtype
+//! ([`typed`]) or on f32 numbers (integer inputs, e.g. a uint8 TFLite model's, converted
+//! exactly: [`numbers`]), and text bundles' tokenizers and pipelines ([`text`]).
 
 mod bundle;
 // The counting allocator is installed only in the wasm build (native tests use the system one).
@@ -9,6 +10,8 @@ mod heap;
 mod numbers;
 pub mod policy;
 mod scheduler;
+mod text;
+mod typed;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -16,6 +19,8 @@ static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 pub use bundle::BundleLoad;
 pub use scheduler::Scheduler;
+pub use text::{EmbedOutput, Tokenizer};
+pub use typed::TypedOutputs;
 
 use cairn_core::{passes::prepare_for_inference, Graph, Session};
 use std::collections::HashMap;
@@ -29,6 +34,8 @@ pub struct Model {
     manifest: Option<cairn_bundle::Manifest>,
     input_names: Vec<String>,
     last_output_shape: Vec<u32>,
+    /// A text bundle's pipeline, once its tokenizer.json is set.
+    text: Option<cairn_text::TextPipeline>,
 }
 
 #[wasm_bindgen]
@@ -59,6 +66,13 @@ impl Model {
         run_session(&self.session, input_name, data, shape)
     }
 
+    /// Runs the model on named inputs of any dtype, packed in one buffer (`spec`: a JSON
+    /// list of `{name, dtype, shape, offset, bytes}`); returns every output, packed the same way.
+    #[wasm_bindgen(js_name = runTensors)]
+    pub fn run_tensors(&self, spec: &str, buffer: &[u8]) -> Result<TypedOutputs, JsError> {
+        typed::run(&self.session, spec, buffer)
+    }
+
     /// RGBA pixels (resized to the input's size) to the input tensor, per the bundle's manifest.
     #[wasm_bindgen(js_name = imageToInput)]
     pub fn image_to_input(&self, input_name: &str, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
@@ -77,7 +91,7 @@ impl Model {
 impl Model {
     pub(crate) fn from_graph(graph: Graph) -> Model {
         let input_names = graph.runtime_inputs().map(|i| i.name.clone()).collect();
-        Model { session: Session::new(graph), manifest: None, input_names, last_output_shape: Vec::new() }
+        Model { session: Session::new(graph), manifest: None, input_names, last_output_shape: Vec::new(), text: None }
     }
 }
 

@@ -145,3 +145,21 @@ save(helper.make_graph(
      onnx.numpy_helper.from_array(rng.standard_normal((2, 4)).astype(np.float32), "types"),
      onnx.numpy_helper.from_array(np.array([2], np.int64), "axes")],
 ), "bert_like.onnx")
+
+# A tiny text encoder (tests/text.rs): an embedding table over the byte-level BPE fixture of
+# cairn-text (vocabulary < 800), token states masked by the attention mask, like a real
+# encoder's last_hidden_state.
+save(helper.make_graph(
+    [
+        helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "ax"], ["m3"]),
+        helper.make_node("Mul", ["h", "m3"], ["last_hidden_state"]),
+    ],
+    "tiny_text_encoder",
+    [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+     helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])],
+    [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", 8])],
+    [onnx.numpy_helper.from_array(np.random.default_rng(15).standard_normal((800, 8)).astype(np.float32), "emb"),
+     onnx.numpy_helper.from_array(np.array([2], np.int64), "ax")],
+), "tiny_text_encoder.onnx")

@@ -1,0 +1,120 @@
+//! `cairn pack --tokenizer`, `cairn tokenize`, `cairn embed` on a tiny text encoder (an
+//! embedding table over the byte-level BPE fixture of cairn-text), and their errors.
+//! The real all-MiniLM-L6-v2 is checked against onnxruntime by tools/check_text_fidelity.py.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("run cairn")
+}
+
+fn manifest_dir(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).to_str().unwrap().to_string()
+}
+
+fn tokenizer() -> String {
+    manifest_dir("../cairn-text/tests/fixtures/bpe.tokenizer.json")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-text-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text_bundle(dir: &Path, max_length: &str) -> String {
+    let out = dir.join("bundle");
+    let o = cairn(&[
+        "pack",
+        &manifest_dir("tests/data/tiny_text_encoder.onnx"),
+        "-o",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        &tokenizer(),
+        "--task",
+        "feature-extraction",
+        "--max-length",
+        max_length,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.to_str().unwrap().to_string()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn pack_ships_the_tokenizer_and_tokenize_reads_it_with_the_bundles_max_length() {
+    let dir = tmp("tokenize");
+    let bundle = text_bundle(&dir, "8");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(&bundle).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["text"]["task"], "feature-extraction");
+    assert_eq!(manifest["text"]["max_length"], 8);
+    let v = json(&cairn(&["tokenize", &bundle, "--text", "offline notes search in the browser worker", "--text", "", "--json"]));
+    assert_eq!(v[0]["ids"].as_array().unwrap().len(), 8);
+    assert_eq!(v[0]["truncated"], true);
+    assert_eq!(v[1]["tokens"], serde_json::json!(["<s>", "</s>"]));
+    assert_eq!(v[1]["truncated"], false);
+    // A tokenizer.json directly, without a length limit: the file's own truncation (256) applies.
+    let v = json(&cairn(&["tokenize", &tokenizer(), "--text", "offline notes search in the browser worker", "--json"]));
+    assert!(v[0]["ids"].as_array().unwrap().len() > 8);
+}
+
+#[test]
+fn embed_gives_unit_rows_equal_for_equal_texts_and_says_what_it_truncated() {
+    let dir = tmp("embed");
+    let bundle = text_bundle(&dir, "6");
+    let o = cairn(&["embed", &bundle, "--text", "garden recipe", "--text", "garden recipe", "--text", &"music budget ".repeat(20)]);
+    let v = json(&o);
+    assert_eq!(v["dim"], 8);
+    let rows: Vec<Vec<f64>> = serde_json::from_value(v["embeddings"].clone()).unwrap();
+    for r in &rows {
+        let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+    assert_eq!(rows[0], rows[1]);
+    assert_ne!(rows[0], rows[2]);
+    assert_eq!(v["truncated"], serde_json::json!([2]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
+
+    let corpus = dir.join("texts.jsonl");
+    std::fs::write(&corpus, (0..20).map(|i| format!("{{\"text\": \"note {i} about coffee\"}}\n")).collect::<String>()).unwrap();
+    let npy = dir.join("emb.npy");
+    let v =
+        json(&cairn(&["embed", &bundle, "--input", corpus.to_str().unwrap(), "-o", npy.to_str().unwrap(), "--json", "--batch-size", "3"]));
+    assert_eq!(v["texts"], 20);
+    // .npy header + 20 x 8 f32.
+    assert!(std::fs::metadata(&npy).unwrap().len() >= 20 * 8 * 4);
+}
+
+#[test]
+fn text_commands_fail_with_hints_on_bad_input() {
+    let dir = tmp("errors");
+    let bad = dir.join("tokenizer.json");
+    std::fs::write(&bad, "{ this is not json").unwrap();
+    let o = cairn(&["tokenize", bad.to_str().unwrap(), "--text", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hint"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let model = manifest_dir("tests/data/tiny_text_encoder.onnx");
+    let out = dir.join("b");
+    let o = cairn(&["pack", &model, "-o", out.to_str().unwrap(), "--tokenizer", bad.to_str().unwrap(), "--task", "feature-extraction"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("tokenizer"));
+    let o = cairn(&["pack", &model, "-o", out.to_str().unwrap(), "--tokenizer", &tokenizer(), "--task", "text-classification"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--labels"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cairn(&["pack", &model, "-o", out.to_str().unwrap(), "--tokenizer", &tokenizer(), "--task", "translation"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("feature-extraction"));
+
+    // A bundle whose tokenizer.json was swapped after packing is refused.
+    let bundle = text_bundle(&dir, "16");
+    std::fs::write(Path::new(&bundle).join("tokenizer.json"), std::fs::read(tokenizer()).unwrap().repeat(1)[1..].to_vec()).unwrap();
+    let o = cairn(&["embed", &bundle, "--text", "x"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("does not match the manifest"));
+    // An image bundle has no text task.
+    let o = cairn(&["embed", &manifest_dir("tests/data"), "--text", "x"]);
+    assert!(!o.status.success());
+}

@@ -1,0 +1,199 @@
+// Text and typed tensors in real headless Chromium:
+//   - Cairn's wasm tokenizer gives the Python `tokenizers` package's ids, type ids, masks,
+//     offsets and truncation on the 233 fixture texts of three tokenizers (WordPiece of the
+//     real all-MiniLM-L6-v2, byte-level BPE, Unigram);
+//   - a text bundle streamed into the worker embeds like native `cairn embed`;
+//   - int64 / int32 / bool / f16 / uint8 / int8 tensors in and out of the worker;
+//   - bad input (missing or damaged tokenizer.json, over-long, empty, oversized and
+//     ill-formed UTF-16 texts) gives clear errors or the documented behaviour, and the
+//     worker keeps working.
+//
+// Needs target/release/cairn and target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startServer } from './server.mjs';
+import { launch } from './browser.mjs';
+import { root, cairn } from './pwa-app.mjs';
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-text-test-'));
+const fixtures = path.join(root, 'crates/cairn-text/tests/fixtures');
+const MAX_LENGTH = 16;
+let server, browser, page;
+
+/** A bundle of the tiny text encoder (an embedding table over the BPE fixture's vocabulary). */
+function packTiny(dir) {
+  cairn('pack', path.join(root, 'crates/cairn-cli/tests/data/tiny_text_encoder.onnx'), '-o', dir, '--tokenizer', path.join(fixtures, 'bpe.tokenizer.json'),
+    '--task', 'feature-extraction', '--max-length', String(MAX_LENGTH), '--no-progressive');
+}
+
+/** An ONNX model with one input and output per dtype the worker protocol carries. */
+function typedModel(file) {
+  execFileSync('python3', ['-c', `
+import onnx, sys
+from onnx import helper as h, TensorProto as T
+nodes = [h.make_node('Add', ['ids', 'ids'], ['ids2']), h.make_node('Cast', ['ids'], ['ids32'], to=T.INT32),
+         h.make_node('Not', ['m'], ['not_m']), h.make_node('Add', ['h', 'h'], ['h2']),
+         h.make_node('Cast', ['u'], ['u_as_i8'], to=T.INT8), h.make_node('Neg', ['i'], ['neg_i'])]
+io = lambda n, t: h.make_tensor_value_info(n, t, ['n'])
+g = h.make_graph(nodes, 'typed', [io('ids', T.INT64), io('m', T.BOOL), io('h', T.FLOAT16), io('u', T.UINT8), io('i', T.INT32)],
+                 [io('ids2', T.INT64), io('ids32', T.INT32), io('not_m', T.BOOL), io('h2', T.FLOAT16), io('u_as_i8', T.INT8), io('neg_i', T.INT32)])
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid('', 17)]), sys.argv[1])
+`, file]);
+}
+
+before(async () => {
+  const models = path.join(work, 'models');
+  packTiny(path.join(models, 'tiny'));
+  // Copies to break: one without its tokenizer, one whose tokenizer the server damages.
+  packTiny(path.join(models, 'no-tokenizer'));
+  fs.rmSync(path.join(models, 'no-tokenizer', 'tokenizer.json'));
+  packTiny(path.join(models, 'damaged'));
+  typedModel(path.join(work, 'typed.onnx'));
+  cairn('pack', path.join(work, 'typed.onnx'), '-o', path.join(models, 'typed'), '--no-progressive');
+  server = await startServer({ '/web/': path.join(root, 'web'), '/pkg/': path.join(root, 'target/web-pkg'), '/models/': models, '/fixtures/': fixtures });
+  server.fault('/models/damaged/tokenizer.json', 'corrupt', -1);
+  browser = await launch();
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${server.origin}/web/test/fixture.html`);
+  await page.waitForFunction(() => window.fixtureReady);
+  await page.evaluate(async () => { window.cairn = await window.Cairn.start({ wasmBase: '/pkg/' }); });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (ids, type ids, masks, offsets, truncation)', async () => {
+  const report = await page.evaluate(async () => {
+    const wasm = await import('/pkg/simd/cairn_web.js');
+    await wasm.default();
+    const out = {};
+    for (const name of ['minilm', 'bpe', 'unigram']) {
+      const json = new Uint8Array(await (await fetch(`/fixtures/${name}.tokenizer.json`)).arrayBuffer());
+      const { cases } = await (await fetch(`/fixtures/${name}.cases.json`)).json();
+      const tok = new wasm.Tokenizer(json, 0);
+      const got = JSON.parse(tok.encode(JSON.stringify(cases.map((c) => c.text))));
+      tok.free();
+      const diffs = [];
+      cases.forEach((c, i) => {
+        const g = got[i];
+        const same = JSON.stringify([g.ids, g.type_ids, g.attention_mask, g.offsets, g.truncated]) === JSON.stringify([c.ids, c.type_ids, c.mask, c.offsets, c.overflowing]);
+        if (!same) diffs.push({ i, text: c.text.slice(0, 60) });
+      });
+      out[name] = { cases: cases.length, diffs, longest: Math.max(...cases.map((c) => c.ids.length)), truncated: cases.filter((c) => c.overflowing).length };
+    }
+    // A malformed file is an error with a hint, not a crash.
+    try { new wasm.Tokenizer(new TextEncoder().encode('{ not json'), 0); out.malformed = 'accepted'; } catch (e) { out.malformed = String(e.message); }
+    return out;
+  });
+  for (const [name, r] of Object.entries(report).filter(([n]) => n !== 'malformed')) {
+    console.log(`wasm tokenizer in Chromium, ${name}: ${r.cases - r.diffs.length}/${r.cases} texts equal to Python tokenizers (longest ${r.longest} tokens, ${r.truncated} truncated)`);
+    assert.ok(r.cases >= 200, `${name}: ${r.cases} cases`);
+    assert.deepEqual(r.diffs, [], name);
+  }
+  assert.match(report.malformed, /tokenizer\.json.*hint/, report.malformed);
+});
+
+test('a text bundle embeds in the worker like native `cairn embed`; batches, truncation, empty texts', async () => {
+  const texts = ['garden recipe', 'offline notes search in the browser worker', '', 'music budget '.repeat(20), 'Déjà vu 🍕 東京'];
+  const native = JSON.parse(cairn('embed', path.join(work, 'models/tiny'), ...texts.flatMap((t) => ['--text', t]), '--json'));
+  const r = await page.evaluate(async (texts) => {
+    const model = await window.cairn.load('/models/tiny/manifest.json');
+    // Concurrent calls: the scheduler runs them as one padded batch.
+    const [all, ...single] = await Promise.all([model.embed(texts), ...texts.map((t) => model.embed(t))]);
+    const tokens = await model.tokenize(texts[3]);
+    return { dim: all.dim, rows: all.embeddings.map((e) => Array.from(e)), single: single.map((s) => Array.from(s.embeddings[0])), truncated: all.truncated, maxLength: all.maxLength, tokens: tokens.encodings[0].ids.length };
+  }, texts);
+  assert.equal(r.dim, native.dim);
+  const close = (a, b) => a.every((x, i) => Math.abs(x - b[i]) <= 1e-5);
+  r.rows.forEach((row, i) => {
+    assert.ok(close(row, native.embeddings[i]), `text ${i}: wasm ${row.slice(0, 3)} vs native ${native.embeddings[i].slice(0, 3)}`);
+    assert.ok(close(row, r.single[i]), `text ${i}: alone vs in a batch`);
+  });
+  assert.deepEqual(r.truncated, [3], 'the over-long text is reported truncated');
+  assert.deepEqual(native.truncated, [3]);
+  assert.equal(r.maxLength, MAX_LENGTH);
+  assert.equal(r.tokens, MAX_LENGTH);
+  assert.ok(Math.abs(Math.hypot(...r.rows[2]) - 1) < 1e-5, 'the empty text embeds as its special tokens, normalized');
+});
+
+test('tensors of every dtype go through the worker: int64, int32, bool, f16, uint8 -> int8', async () => {
+  const out = await page.evaluate(async () => {
+    const model = await (await window.cairn.load('/models/typed/manifest.json')).complete;
+    const r = await model.run({
+      ids: { data: BigInt64Array.from([1n, -2n, 2n ** 40n]), shape: [3] },
+      m: { data: Uint8Array.from([1, 0, 1]), shape: [3], dtype: 'bool' },
+      h: { data: Uint16Array.from([0x3c00, 0xc000, 0x3800]), shape: [3], dtype: 'f16' }, // 1, -2, 0.5
+      u: { data: Uint8Array.from([0, 127, 200]), shape: [3] },
+      i: { data: Int32Array.from([5, -6, 2 ** 31 - 1]), shape: [3] },
+    });
+    const errors = [];
+    for (const bad of [
+      { ids: { data: BigInt64Array.from([1n]), shape: [2] } },
+      { ids: { data: Float32Array.from([1]), shape: [1], dtype: 'i64' } },
+      { ids: { data: [1, 2], shape: [2] } },
+    ]) {
+      try { await model.run(bad); errors.push('accepted'); } catch (e) { errors.push(`${e.code}: ${e.message}`); }
+    }
+    // Missing inputs: the engine's check, reported as bad input; the worker carries on.
+    try { await model.run({ ids: { data: BigInt64Array.from([1n]), shape: [1] } }); errors.push('accepted'); } catch (e) { errors.push(`${e.code}: ${e.message}`); }
+    return { outputs: r.outputs.map((o) => ({ name: o.name, dtype: o.dtype, shape: o.shape, type: o.data.constructor.name, data: Array.from(o.data, String) })), errors };
+  });
+  const by = Object.fromEntries(out.outputs.map((o) => [o.name, o]));
+  assert.deepEqual([by.ids2.dtype, by.ids2.type, by.ids2.data], ['i64', 'BigInt64Array', ['2', '-4', String(2n ** 41n)]]);
+  assert.deepEqual([by.ids32.dtype, by.ids32.type, by.ids32.data], ['i32', 'Int32Array', ['1', '-2', '0']]);
+  assert.deepEqual([by.not_m.dtype, by.not_m.data], ['bool', ['0', '1', '0']]);
+  assert.deepEqual([by.h2.dtype, by.h2.type, by.h2.data], ['f16', 'Uint16Array', [String(0x4000), String(0xc400), String(0x3c00)]]);
+  assert.deepEqual([by.u_as_i8.dtype, by.u_as_i8.type, by.u_as_i8.data], ['i8', 'Int8Array', ['0', '127', '-56']]);
+  assert.deepEqual([by.neg_i.dtype, by.neg_i.data], ['i32', ['-5', '6', String(-(2 ** 31 - 1))]]);
+  assert.match(out.errors[0], /^bad-input: input 'ids': shape \[2\] has 2 elements, the array 1/);
+  assert.match(out.errors[1], /^bad-input: input 'ids': a Float32Array cannot hold dtype 'i64'/);
+  assert.match(out.errors[2], /^bad-input: input 'ids' must be/);
+  assert.match(out.errors[3], /^bad-input: invalid input: missing input '(m|h|u|i)'/);
+});
+
+test('bad input: missing or damaged tokenizer.json, ill-formed UTF-16, oversized and non-string texts; the worker keeps working', async () => {
+  const r = await page.evaluate(async () => {
+    const attempt = async (f) => { try { return { ok: await f() }; } catch (e) { return { code: e.code, message: e.message }; } };
+    const missing = await attempt(() => window.cairn.load('/models/no-tokenizer/manifest.json'));
+    const damaged = await attempt(() => window.cairn.load('/models/damaged/manifest.json'));
+    const model = await window.cairn.load('/models/tiny/manifest.json');
+    const lone = await model.embed(['pizza \uD83C', 'pizza \uFFFD', '\uDC00 alone']);
+    const tokens = await model.tokenize('\uD83C');
+    const huge = await attempt(() => model.embed(['x'.repeat((1 << 20) + 1)]));
+    const notText = await attempt(() => model.embed([42]));
+    const none = await attempt(() => model.embed([]));
+    const after = await model.embed('still here');
+    const image = await attempt(() => model.run(new ImageData(4, 4)));
+    return {
+      missing, damaged, huge, notText, none, image,
+      lone: { replaced: lone.replaced, same: Array.from(lone.embeddings[0]).every((x, i) => x === lone.embeddings[1][i]) },
+      tokens: tokens.encodings[0].tokens, replacedTok: tokens.replaced,
+      after: after.embeddings[0].length,
+    };
+  });
+  console.log('missing tokenizer.json:', r.missing.code, r.missing.message);
+  console.log('damaged tokenizer.json:', r.damaged.code, r.damaged.message);
+  console.log('text over 1 MiB:', r.huge.code, r.huge.message);
+  assert.equal(r.missing.code, 'bad-tokenizer');
+  assert.match(r.missing.message, /tokenizer\.json: HTTP 404.*hint/);
+  assert.equal(r.damaged.code, 'bad-tokenizer');
+  assert.match(r.damaged.message, /does not match the manifest/);
+  assert.deepEqual(r.lone.replaced, [0, 2], 'texts with lone surrogates are named');
+  assert.ok(r.lone.same, 'a lone surrogate embeds as U+FFFD');
+  assert.deepEqual(r.replacedTok, [0]);
+  assert.equal(r.huge.code, 'bad-input');
+  assert.match(r.huge.message, /more than the 1048576 bytes/);
+  assert.equal(r.notText.code, 'bad-input');
+  assert.equal(r.none.code, 'bad-input');
+  assert.equal(r.image.code, 'bad-input', 'a text model is not given images');
+  assert.equal(r.after, 8, 'the worker still embeds after every error');
+});
