@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
-# Builds Cairn's browser module three times — with wasm SIMD (simd128), with SIMD plus
+# Builds Cairn's browser module four times — with wasm SIMD (simd128), with SIMD plus
 # relaxed SIMD (fused multiply-add; Chromium 114+, picked when the engine validates it),
-# and without SIMD for browsers that lack it — and runs wasm-bindgen on each. Prints
-# raw/gzip/brotli sizes.
-# Idempotent: installs the wasm32 target and the wasm-bindgen CLI matching Cargo.lock.
+# without SIMD for browsers that lack it, and with SIMD plus threads (shared memory and
+# atomics, for cross-origin isolated pages; docs/adr/0019) — and runs wasm-bindgen on
+# each. Prints raw/gzip/brotli sizes. `build_wasm.sh threads` builds only the threaded one.
+# Idempotent: installs the wasm32 target, rust-src (the threaded build compiles std with
+# atomics) and the wasm-bindgen CLI matching Cargo.lock.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet
 fi
-build() { # name rustflags
+build() { # name rustflags [cargo args...]
   local name=$1 flags=$2
-  RUSTFLAGS="$flags" cargo build --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name"
+  shift 2
+  RUSTFLAGS="$flags" cargo build --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@"
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
-build simd "-C target-feature=+simd128"
-build relaxed "-C target-feature=+simd128,+relaxed-simd"
-build scalar ""
-node -e '
+variants=${1:-simd relaxed scalar threads}
+for v in $variants; do
+  case $v in
+    simd) build simd "-C target-feature=+simd128" ;;
+    relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
+    scalar) build scalar "" ;;
+    # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
+    # built with them, so std is rebuilt (-Z build-std). RUSTC_BOOTSTRAP=1 lets the stable
+    # toolchain take that flag: no nightly to install or pin on a fresh machine.
+    threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std ;;
+    *) echo "unknown build '$v' (simd, relaxed, scalar, threads)" >&2; exit 2 ;;
+  esac
+done
+VARIANTS="$variants" node -e '
 const fs = require("fs"), zlib = require("zlib");
-for (const v of ["simd", "relaxed", "scalar"]) {
+for (const v of process.env.VARIANTS.split(" ")) {
   const b = fs.readFileSync(`target/web-pkg/${v}/cairn_web_bg.wasm`);
   const kib = (n) => (n / 1024).toFixed(0) + " KiB";
   console.log(`cairn_web.wasm (${v}): ${kib(b.length)} raw, ${kib(zlib.gzipSync(b, { level: 9 }).length)} gzip, ${kib(zlib.brotliCompressSync(b).length)} brotli`);

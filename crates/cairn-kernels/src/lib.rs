@@ -19,6 +19,8 @@ pub mod qdepthwise;
 pub mod qgemm;
 mod simd;
 pub mod vmath;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub mod wasm_pool;
 
 mod generic;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

@@ -7,6 +7,8 @@ mod bundle;
 mod heap;
 pub mod policy;
 mod scheduler;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+mod threads;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -114,6 +116,13 @@ pub fn memory_bytes() -> f64 {
 #[wasm_bindgen(js_name = kernelIsa)]
 pub fn kernel_isa() -> String {
     cairn_core::kernel_isa().to_string()
+}
+
+/// Threads the kernels run on: 1 in the single-threaded builds; in the threaded build
+/// the calling worker plus the pool workers parked in `poolWorkerLoop`.
+#[wasm_bindgen(js_name = kernelThreads)]
+pub fn kernel_threads() -> u32 {
+    cairn_kernels::parallel::threads() as u32
 }
 
 /// Where to run the next request (device or edge) and why: `signals` is the JSON of a
