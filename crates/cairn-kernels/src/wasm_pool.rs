@@ -122,3 +122,14 @@ pub fn worker_loop() -> ! {
         }
     }
 }
+
+/// Runs `jobs` empty jobs of one task per thread: timed from JavaScript, this is the
+/// fork-join round trip a split layer pays (docs/adr/0019, BENCHMARKS.md).
+pub fn empty_jobs(jobs: usize) {
+    let tasks = threads();
+    for _ in 0..jobs {
+        run(tasks, &|i| {
+            std::hint::black_box(i);
+        });
+    }
+}

@@ -53,6 +53,30 @@ impl Model {
         Ok(out.data)
     }
 
+    /// Runs a model whose inputs are int64 tensors of one shape (a text encoder's
+    /// `input_ids`, `attention_mask`, ...): `data` holds them one after another, in the
+    /// order of `input_names`. Returns the first output's values.
+    #[wasm_bindgen(js_name = runInt64)]
+    pub fn run_int64(&mut self, input_names: Vec<String>, data: Vec<i64>, shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
+        let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        let per: usize = shape.iter().product();
+        if per * input_names.len() != data.len() {
+            return Err(JsError::new(&format!(
+                "runInt64: {} values for {} inputs of shape {shape:?} (hint: pass the inputs one after another, each {per} values)",
+                data.len(),
+                input_names.len()
+            )));
+        }
+        let mut inputs = HashMap::new();
+        for (name, values) in input_names.into_iter().zip(data.chunks(per.max(1))) {
+            inputs.insert(name, Tensor::from_i64(shape.clone(), values.to_vec()).map_err(js_err)?);
+        }
+        let outputs = self.session.run(inputs).map_err(js_err)?;
+        let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
+        self.last_output_shape = first.shape().iter().map(|&d| d as u32).collect();
+        Ok(first.f32s().map_err(js_err)?.to_vec())
+    }
+
     /// Runs the model on one f32 input; returns its first output with its shape.
     #[wasm_bindgen(js_name = runOutput)]
     pub fn run_output(&self, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {

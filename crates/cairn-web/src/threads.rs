@@ -20,3 +20,9 @@ pub fn wasm_module() -> JsValue {
 pub fn wasm_memory() -> JsValue {
     wasm_bindgen::memory()
 }
+
+/// Runs `jobs` empty fork-join jobs over all threads (for measuring the round trip).
+#[wasm_bindgen(js_name = forkJoinEmptyJobs)]
+pub fn fork_join_empty_jobs(jobs: u32) {
+    cairn_kernels::wasm_pool::empty_jobs(jobs as usize)
+}
