@@ -46,6 +46,12 @@ export class Cairn {
    * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'simd'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
+    if (options.threads != null && !(Number.isInteger(options.threads) && options.threads >= 1)) {
+      throw new CairnError('bad-input', `threads must be a whole number >= 1, got ${options.threads}`);
+    }
+    if (options.backend != null && !['auto', 'simd', 'scalar'].includes(options.backend)) {
+      throw new CairnError('bad-input', `backend must be 'auto', 'simd' or 'scalar', got '${options.backend}'`);
+    }
     const cairn = new Cairn();
     const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
     if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
