@@ -15,10 +15,10 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet
 fi
-build() { # name rustflags [cargo args...]
+build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   local name=$1 flags=$2
   shift 2
-  RUSTFLAGS="$flags" cargo build --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@"
+  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@"
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 variants=${1:-simd relaxed scalar threads}
@@ -29,8 +29,13 @@ for v in $variants; do
     scalar) build scalar "" ;;
     # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
     # built with them, so std is rebuilt (-Z build-std). RUSTC_BOOTSTRAP=1 lets the stable
-    # toolchain take that flag: no nightly to install or pin on a fresh machine.
-    threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std ;;
+    # toolchain take that flag: no nightly to install or pin on a fresh machine. The linker
+    # makes the memory shared and imported (pool workers instantiate the module on it) and
+    # exports the TLS symbols wasm-bindgen's thread start-up needs; those flags go to the
+    # final link only, so they do not invalidate the compiled dependencies.
+    threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std -- \
+      -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
+      -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base ;;
     *) echo "unknown build '$v' (simd, relaxed, scalar, threads)" >&2; exit 2 ;;
   esac
 done
