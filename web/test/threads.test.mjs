@@ -42,7 +42,9 @@ async function runOnce(server, options) {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  // Failed loads by URL (the browser's own favicon request is not the page's).
+  page.on('response', (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && errors.push(`${r.status()} ${r.url()}`));
+  page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
   try {
     await page.goto(`${server.origin}/web/test/fixture.html`);
     await page.waitForFunction(() => window.fixtureReady);
