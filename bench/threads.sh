@@ -3,9 +3,10 @@
 # (cross-origin isolated page), for MobileNetV2-1.0 f32, MobileNetV2 int8 and the MiniLM-shaped
 # encoder: Cairn's single-threaded build, Cairn's threaded build on $THREADS threads, and
 # onnxruntime-web and TF.js's wasm backend each on $THREADS threads. Prints the tables and
-# the ratios against the goals. int8: Cairn runs `cairn optimize --quantize int8`'s model,
-# onnxruntime-web its own static int8 quantization (QOperator) of the same f32 model; TF.js
-# has no int8 path, so it runs f32 MobileNetV2 there too. Needs what bench/run.sh builds.
+# the ratios against the goals. int8: Cairn and onnxruntime-web run the same file,
+# onnxruntime's static QDQ quantization of the f32 model (Cairn maps it onto its int8
+# kernels at load); TF.js has no int8 path, so it runs f32 MobileNetV2 there too.
+# Needs what bench/run.sh builds.
 # Timings on a shared machine: compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,7 @@ THREADS=${THREADS:-2}
 [ -f $M/mobilenetv2.onnx ] || python3 tools/build_mobilenetv2.py $M/mobilenetv2.onnx
 [ -f $M/minilm.onnx ] || python3 tools/build_bench_models.py $M
 [ -d target/calib-inputs ] || python3 tools/make_calibration_inputs.py target/calib-inputs
-[ -f $M/mobilenetv2_ort_qop.onnx ] || python3 tools/quantize_with_ort.py $M/mobilenetv2.onnx target/calib-inputs $M/mobilenetv2_ort --formats qdq,qop
-[ -f target/release/cairn ] || cargo build --release -p cairn-cli
-[ -f $M/mobilenetv2_int8.onnx ] || target/release/cairn optimize $M/mobilenetv2.onnx -o $M/mobilenetv2_int8.onnx --quantize int8 --calibrate target/calib-inputs
+[ -f $M/mobilenetv2_ort_qdq.onnx ] || python3 tools/quantize_with_ort.py $M/mobilenetv2.onnx target/calib-inputs $M/mobilenetv2_ort --formats qdq,qop
 [ -f target/web-pkg/threads/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
 (cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 mkdir -p target/bench
@@ -26,7 +25,7 @@ for where in node chromium; do
   script=bench/web/node_bench.mjs
   [ $where = chromium ] && script=bench/web/browser_bench.mjs
   node $script --model $M/mobilenetv2.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-f32"
-  node $script --model $M/mobilenetv2_int8.onnx --ort-model $M/mobilenetv2_ort_qop.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-int8"
+  node $script --model $M/mobilenetv2_ort_qdq.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-int8"
   node $script --model $M/minilm.onnx --engines cairn,cairn-threads,ort-web "${common[@]}" --out "threads-$where-minilm"
 done
 THREADS=$THREADS python3 - <<'PY'

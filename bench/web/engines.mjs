@@ -128,7 +128,8 @@ export const ENGINES = {
         return out[session.outputNames[0]].data;
       },
       memoryBytes: () => null,
-      describe: () => `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm, ${threads} thread${threads > 1 ? 's' : ''}, simd)`,
+      // onnxruntime-web writes back 1 when it cannot run threads here.
+      describe: () => `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm, ${ort.env.wasm.numThreads} thread(s), simd)`,
     };
   },
 

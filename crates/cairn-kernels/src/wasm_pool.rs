@@ -123,13 +123,24 @@ pub fn worker_loop() -> ! {
     }
 }
 
-/// Runs `jobs` empty jobs of one task per thread: timed from JavaScript, this is the
-/// fork-join round trip a split layer pays (docs/adr/0019, BENCHMARKS.md).
-pub fn empty_jobs(jobs: usize) {
+/// Runs `jobs` jobs of one task per thread, each task `spins` iterations of dependent
+/// arithmetic; `split: false` runs the same tasks on the caller alone. Timed from
+/// JavaScript (bench/web/fork_join.mjs), the difference is what splitting a layer of that
+/// size gains or loses (docs/adr/0019).
+pub fn spin_jobs(jobs: usize, spins: u32, split: bool) {
     let tasks = threads();
+    let task = |i: usize| {
+        let mut x = i as u32;
+        for _ in 0..spins {
+            x = std::hint::black_box(x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223));
+        }
+        std::hint::black_box(x);
+    };
     for _ in 0..jobs {
-        run(tasks, &|i| {
-            std::hint::black_box(i);
-        });
+        if split {
+            run(tasks, &task);
+        } else {
+            (0..tasks).for_each(task);
+        }
     }
 }

@@ -21,8 +21,9 @@ pub fn wasm_memory() -> JsValue {
     wasm_bindgen::memory()
 }
 
-/// Runs `jobs` empty fork-join jobs over all threads (for measuring the round trip).
-#[wasm_bindgen(js_name = forkJoinEmptyJobs)]
-pub fn fork_join_empty_jobs(jobs: u32) {
-    cairn_kernels::wasm_pool::empty_jobs(jobs as usize)
+/// Runs `jobs` jobs of one `spins`-long task per thread, split over the pool or not
+/// (bench/web/fork_join.mjs: where splitting starts to pay).
+#[wasm_bindgen(js_name = forkJoinSpinJobs)]
+pub fn fork_join_spin_jobs(jobs: u32, spins: u32, split: bool) {
+    cairn_kernels::wasm_pool::spin_jobs(jobs as usize, spins, split)
 }
