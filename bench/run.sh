@@ -12,7 +12,7 @@ step() { printf '\033[1m== %s\033[0m\n' "$*"; }
 mkdir -p target/models
 [ -f target/models/mobilenetv2.onnx ] || python3 tools/build_mobilenetv2.py target/models/mobilenetv2.onnx
 python3 tools/build_bench_models.py target/models
-step "building Cairn for wasm (simd128 and scalar)"
+step "building Cairn for wasm (simd128, relaxed SIMD, scalar, threads)"
 bench/web/build_wasm.sh
 (cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 command -v chromium >/dev/null || { step "apt-get install chromium"; apt-get install -y chromium chromium-driver >/dev/null; }

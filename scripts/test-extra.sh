@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial text threads (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -64,4 +64,13 @@ if wants text; then
   [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
   (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
   node bench/web/text_bench.mjs --runs 20
+fi
+
+# threads (issue 16, docs/adr/0019): the runtime and PWA suites again with every test server
+# sending COOP + COEP, so every page is cross-origin isolated and auto-selects the threaded
+# build; then the threads benchmark (Node and headless Chromium, Cairn vs onnxruntime-web and
+# TF.js on 2 threads). Assumes scripts/test.sh ran (models and wasm builds exist).
+if wants threads; then
+  (cd web && CAIRN_TEST_ISOLATED=1 npm run test:runtime && CAIRN_TEST_ISOLATED=1 npm run test:pwa)
+  bench/threads.sh
 fi

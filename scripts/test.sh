@@ -17,6 +17,8 @@
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn; text bundles
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
+#       the threaded build on a cross-origin isolated page (bit-identical to SIMD, memory
+#       within 1.3x), the SIMD build on a page that is not isolated (threads.test.mjs);
 #   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs); the notes

@@ -3,6 +3,7 @@
 // engine and runs the same harness as Node.
 //
 //   node bench/web/browser_bench.mjs [--model target/models/mobilenetv2.onnx] [--runs 30]
+//     [--engines cairn,cairn-threads,ort-web,tfjs-wasm] [--threads 2] [--ort-model FILE] [--out NAME]
 // Cairn runs its relaxed-SIMD build where Chromium validates it; CAIRN_WASM=simd forces
 // the plain SIMD one.
 import http from 'node:http';
@@ -22,6 +23,9 @@ const arg = (name, dflt) => {
 const model = path.resolve(arg('model', path.join(root, 'target/models/mobilenetv2.onnx')));
 const runs = Number(arg('runs', 30));
 const engines = arg('engines', 'cairn,ort-web,tfjs-wasm').split(',');
+const threads = Number(arg('threads', 1));
+const ortModel = arg('ort-model', null);
+const urlOf = (file) => '/' + path.relative(root, path.resolve(file)).split(path.sep).join('/');
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.onnx': 'application/octet-stream', '.json': 'application/json' };
 
 const server = http.createServer(async (req, res) => {
@@ -52,15 +56,15 @@ try {
     page.on('pageerror', (e) => console.error(`[${name}] ${e.message}`));
     await page.goto(`${origin}/bench/web/bench.html${process.env.CAIRN_WASM ? `?cairn=${process.env.CAIRN_WASM}` : ''}`);
     await page.waitForFunction(() => window.benchReady === true);
-    const modelUrl = '/' + path.relative(root, model).split(path.sep).join('/');
-    results.push(await page.evaluate(([n, r, m]) => window.runBenchmark(n, r, m), [name, runs, modelUrl]));
+    const options = { threads, ortModel: ortModel && urlOf(ortModel) };
+    results.push(await page.evaluate(([n, r, m, o]) => window.runBenchmark(n, r, m, o), [name, runs, urlOf(model), options]));
     await page.close();
   }
 } finally {
   await browser.close();
   server.close();
 }
-const out = report(`headless Chromium ${version}`, model, results);
+const out = report(`headless Chromium ${version}`, model, results, { sameFile: !ortModel });
 console.log(out.table);
 await mkdir(path.join(root, 'target/bench'), { recursive: true });
-await writeFile(path.join(root, 'target/bench/web-chromium.json'), JSON.stringify(out.json, null, 2));
+await writeFile(path.join(root, `target/bench/${arg('out', 'web-chromium')}.json`), JSON.stringify(out.json, null, 2));

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
-# Builds Cairn's browser module three times — with wasm SIMD (simd128), with SIMD plus
+# Builds Cairn's browser module four times — with wasm SIMD (simd128), with SIMD plus
 # relaxed SIMD (fused multiply-add; Chromium 114+, picked when the engine validates it),
-# and without SIMD for browsers that lack it — and runs wasm-bindgen on each. Prints
-# raw/gzip/brotli sizes. `build_wasm.sh simd` builds only the named variants (the demo runtime
-# needs simd, and scalar for browsers without SIMD).
-# Idempotent: installs the wasm32 target and the wasm-bindgen CLI matching Cargo.lock.
+# without SIMD for browsers that lack it, and with SIMD plus threads (shared memory and
+# atomics, for cross-origin isolated pages; docs/adr/0019) — and runs wasm-bindgen on
+# each. Prints raw/gzip/brotli sizes. `build_wasm.sh simd threads` builds only the named variants.
+# Idempotent: installs the wasm32 target, rust-src (the threaded build compiles std with
+# atomics) and the wasm-bindgen CLI matching Cargo.lock.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet
 fi
-build() { # name rustflags
+build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   local name=$1 flags=$2
-  RUSTFLAGS="$flags" cargo build --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name"
+  shift 2
+  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@"
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 variants=("$@")
-[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar)
-declare -A flags=([simd]="-C target-feature=+simd128" [relaxed]="-C target-feature=+simd128,+relaxed-simd" [scalar]="")
+[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads)
 for v in "${variants[@]}"; do
-  [ -n "${flags[$v]+set}" ] || { echo "unknown variant '$v' (simd, relaxed, scalar)" >&2; exit 2; }
-  build "$v" "${flags[$v]}"
+  case $v in
+    simd) build simd "-C target-feature=+simd128" ;;
+    relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
+    scalar) build scalar "" ;;
+    # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
+    # built with them, so std is rebuilt (-Z build-std). RUSTC_BOOTSTRAP=1 lets the stable
+    # toolchain take that flag: no nightly to install or pin on a fresh machine. The linker
+    # makes the memory shared and imported (pool workers instantiate the module on it) and
+    # exports the TLS symbols wasm-bindgen's thread start-up needs; those flags go to the
+    # final link only, so they do not invalidate the compiled dependencies.
+    threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std -- \
+      -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
+      -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base ;;
+    *) echo "unknown build '$v' (simd, relaxed, scalar, threads)" >&2; exit 2 ;;
+  esac
 done
 node -e '
 const fs = require("fs"), zlib = require("zlib");

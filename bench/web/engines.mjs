@@ -8,8 +8,88 @@
 // Cairn and onnxruntime-web load the same ONNX file; TF.js has no ONNX importer,
 // so it gets the same architecture built with tfjs-layers in BatchNorm-folded form
 // (conv + bias + ReLU6: the form TF.js's converter would produce), random weights.
+// A text encoder (a model file named *minilm*) gets token ids and a mask instead.
+//
+// Threads (docs/adr/0019): `env.threads` (default 1) is what onnxruntime-web and TF.js
+// are given; `cairn` is always Cairn's single-threaded build, `cairn-threads` its
+// threaded build on `env.threads` threads.
+
+import { startThreadPool, spawnNodeWorker, spawnWebWorker } from '../../web/src/thread-pool.js';
 
 export const INPUT_SHAPE_NCHW = [1, 3, 224, 224];
+export const TEXT_SEQUENCE = 128;
+const TEXT_VOCAB = 8192; // tools/build_bench_models.py's MiniLM-shaped encoder
+
+/** The benchmark input for a model file: an image tensor, or token ids for a text encoder. */
+export function inputFor(modelPath) {
+  if (!/minilm/i.test(modelPath)) return { kind: 'image', data: makeInput(), shape: INPUT_SHAPE_NCHW };
+  const ids = new BigInt64Array(TEXT_SEQUENCE);
+  const u = makeInput(7);
+  for (let i = 0; i < ids.length; i++) ids[i] = BigInt(Math.floor(u[i] * TEXT_VOCAB));
+  return { kind: 'text', ids, mask: new BigInt64Array(TEXT_SEQUENCE).fill(1n), shape: [1, TEXT_SEQUENCE] };
+}
+
+const inBrowserPage = typeof window !== 'undefined';
+
+async function cairnEngine(env, build) {
+  const pkgUrl = env.paths.cairnJsOf(build);
+  const pkg = await import(pkgUrl);
+  const wasm = await env.readBytes(env.paths.cairnWasmOf(build));
+  const threads = build === 'threads' ? env.threads ?? 1 : 1;
+  let model;
+  return {
+    async load() {
+      await pkg.default({ module_or_path: wasm });
+      if (threads > 1) await startThreadPool(pkg, pkgUrl, threads, typeof WorkerGlobalScope !== 'undefined' ? spawnWebWorker : spawnNodeWorker);
+      model = new pkg.Model(await env.readBytes(env.paths.model));
+    },
+    async run(x) {
+      if (x.kind === 'text') {
+        const both = new BigInt64Array(x.ids.length * 2);
+        both.set(x.ids);
+        both.set(x.mask, x.ids.length);
+        return model.runInt64(['input_ids', 'attention_mask'], both, x.shape);
+      }
+      return model.run(model.inputNames()[0], x.data, x.shape);
+    },
+    memoryBytes: () => pkg.memoryBytes(),
+    describe: () => `cairn ${build} (${pkg.kernelIsa()}, ${pkg.kernelThreads()} thread${pkg.kernelThreads() > 1 ? 's' : ''})`,
+  };
+}
+
+/**
+ * An engine that runs in a dedicated Web Worker (bench/web/engine-worker.mjs): the threaded
+ * build blocks while its pool works, which a page's main thread may not do. The input is
+ * copied to the worker on every run (~0.6 MB for an image: well under 0.1 ms).
+ */
+function workerEngine(name, env) {
+  const worker = new Worker(new URL('./engine-worker.mjs', import.meta.url), { type: 'module' });
+  let next = 0;
+  const waiting = new Map();
+  worker.onmessage = ({ data }) => {
+    const w = waiting.get(data.id);
+    waiting.delete(data.id);
+    if (data.error) w.reject(new Error(data.error));
+    else w.resolve(data.value);
+  };
+  const call = (op, arg) => new Promise((resolve, reject) => {
+    const id = next++;
+    waiting.set(id, { resolve, reject });
+    worker.postMessage({ id, op, arg });
+  });
+  let info = {};
+  return {
+    async load() {
+      await call('start', { name, model: env.paths.model, threads: env.threads });
+      await call('load');
+      info = await call('info');
+    },
+    run: (x) => call('run', x),
+    memoryBytes: () => info.memoryBytes,
+    describe: () => info.describe,
+    async refresh() { info = await call('info'); },
+  };
+}
 
 /// Which of Cairn's wasm builds this engine runs: the relaxed-SIMD one where the engine
 /// validates it (Chromium), else plain SIMD (Node 20 without flags). `CAIRN_WASM=simd`
@@ -22,40 +102,34 @@ export async function cairnBuild(env, forced) {
 
 export const ENGINES = {
   async cairn(env) {
-    const build = await cairnBuild(env, env.cairnBuild);
-    const pkg = await import(env.paths.cairnJsOf(build));
-    const wasm = await env.readBytes(env.paths.cairnWasmOf(build));
-    let model;
-    return {
-      async load() {
-        await pkg.default({ module_or_path: wasm });
-        model = new pkg.Model(await env.readBytes(env.paths.model));
-      },
-      async run(x) {
-        return model.run(model.inputNames()[0], x, INPUT_SHAPE_NCHW);
-      },
-      memoryBytes: () => pkg.memoryBytes(),
-      describe: () => `cairn (${pkg.kernelIsa()})`,
-    };
+    return cairnEngine(env, await cairnBuild(env, env.cairnBuild));
+  },
+
+  async 'cairn-threads'(env) {
+    return inBrowserPage ? workerEngine('cairn-threads', env) : cairnEngine(env, 'threads');
   },
 
   async 'ort-web'(env) {
     const ort = await import('onnxruntime-web');
-    ort.env.wasm.numThreads = 1;
+    const threads = env.threads ?? 1;
+    ort.env.wasm.numThreads = threads;
     ort.env.wasm.simd = true;
     if (env.paths.ortWasmDir) ort.env.wasm.wasmPaths = env.paths.ortWasmDir;
     let session;
     return {
       async load() {
-        session = await ort.InferenceSession.create(await env.readBytes(env.paths.model), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+        session = await ort.InferenceSession.create(await env.readBytes(env.paths.ortModel ?? env.paths.model), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
       },
       async run(x) {
-        const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x, INPUT_SHAPE_NCHW) };
+        const feeds = x.kind === 'text'
+          ? { input_ids: new ort.Tensor('int64', x.ids, x.shape), attention_mask: new ort.Tensor('int64', x.mask, x.shape) }
+          : { [session.inputNames[0]]: new ort.Tensor('float32', x.data, x.shape) };
         const out = await session.run(feeds);
         return out[session.outputNames[0]].data;
       },
       memoryBytes: () => null,
-      describe: () => `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm, 1 thread, simd)`,
+      // onnxruntime-web writes back 1 when it cannot run threads here.
+      describe: () => `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm, ${ort.env.wasm.numThreads} thread(s), simd)`,
     };
   },
 
@@ -64,7 +138,7 @@ export const ENGINES = {
     const tfl = await import('@tensorflow/tfjs-layers');
     const wasmBackend = await import('@tensorflow/tfjs-backend-wasm');
     wasmBackend.setWasmPaths(env.paths.tfjsWasmDir);
-    if (wasmBackend.setThreadsCount) wasmBackend.setThreadsCount(1);
+    wasmBackend.setThreadsCount(env.threads ?? 1);
     let model;
     return {
       async load() {
@@ -74,14 +148,16 @@ export const ENGINES = {
         // TF.js compiles kernels lazily; the first predict is part of warm-up.
       },
       async run(x) {
+        if (x.kind !== 'image') throw new Error('the TF.js engine builds MobileNetV2 only');
         // NCHW -> NHWC, TF.js's native layout; the transpose is part of its cost.
-        const out = tf.tidy(() => model.predict(tf.transpose(tf.tensor(x, INPUT_SHAPE_NCHW), [0, 2, 3, 1])));
+        const out = tf.tidy(() => model.predict(tf.transpose(tf.tensor(x.data, INPUT_SHAPE_NCHW), [0, 2, 3, 1])));
         const data = await out.data();
         out.dispose();
         return data;
       },
       memoryBytes: () => tf.memory().numBytes,
-      describe: () => `tfjs-backend-wasm ${tf.version_core} (1 thread, simd)`,
+      // The thread count TF.js actually runs (its threaded binary needs SharedArrayBuffer).
+      describe: () => `tfjs-backend-wasm ${tf.version_core} (${wasmBackend.getThreadsCount?.() ?? 1} thread(s), simd)`,
     };
   },
 };

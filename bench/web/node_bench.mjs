@@ -2,13 +2,14 @@
 // RSS is its own), on the same model file and input; the parent prints the table.
 //
 //   node bench/web/node_bench.mjs [--model target/models/mobilenetv2.onnx] [--runs 30]
+//     [--engines cairn,cairn-threads,ort-web,tfjs-wasm] [--threads 2] [--ort-model FILE] [--out NAME]
 // Cairn runs its relaxed-SIMD build if this Node validates it (Node 20 does not without
 // --experimental-wasm-relaxed-simd), else the SIMD one; CAIRN_WASM=simd|relaxed forces one.
 import { spawnSync } from 'node:child_process';
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
-import { ENGINES, makeInput, measure } from './engines.mjs';
+import { ENGINES, inputFor, measure } from './engines.mjs';
 import { report } from './report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -20,13 +21,17 @@ const arg = (name, dflt) => {
 const model = path.resolve(arg('model', path.join(root, 'target/models/mobilenetv2.onnx')));
 const runs = Number(arg('runs', 30));
 const engines = arg('engines', 'cairn,ort-web,tfjs-wasm').split(',');
+const threads = Number(arg('threads', 1));
+const ortModel = arg('ort-model', null);
 
 async function child(name) {
   const env = {
     cairnBuild: process.env.CAIRN_WASM,
+    threads,
     readBytes: async (p) => new Uint8Array(await readFile(p)),
     paths: {
       model,
+      ortModel: ortModel && path.resolve(ortModel),
       cairnJsOf: (build) => pathToFileURL(path.join(root, `target/web-pkg/${build}/cairn_web.js`)).href,
       cairnWasmOf: (build) => path.join(root, `target/web-pkg/${build}/cairn_web_bg.wasm`),
       tfjsWasmDir: path.join(here, 'node_modules/@tensorflow/tfjs-backend-wasm/dist') + '/',
@@ -38,7 +43,7 @@ async function child(name) {
     const t0 = performance.now();
     await engine.load();
     result.load_ms = performance.now() - t0;
-    const m = await measure(engine, makeInput(), { runs, now: () => performance.now() });
+    const m = await measure(engine, inputFor(model), { runs, now: () => performance.now() });
     Object.assign(result, { median_ms: m.median_ms, min_ms: m.min_ms, runs: m.runs, output: Array.from(m.output), describe: engine.describe(), engine_memory_bytes: engine.memoryBytes() });
   }
   result.max_rss_bytes = process.resourceUsage().maxRSS * 1024;
@@ -48,17 +53,17 @@ async function child(name) {
 async function parent() {
   const results = [];
   for (const name of ['baseline', ...engines]) {
-    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, '--model', model, '--runs', String(runs)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', name, '--model', model, '--runs', String(runs), '--threads', String(threads), ...(ortModel ? ['--ort-model', ortModel] : [])], { encoding: 'utf8', maxBuffer: 1 << 26 });
     if (r.status !== 0) {
       console.error(`${name} failed:\n${r.stderr}`);
       process.exit(1);
     }
     results.push(JSON.parse(r.stdout));
   }
-  const text = report('Node ' + process.version, model, results);
+  const text = report('Node ' + process.version, model, results, { sameFile: !ortModel });
   console.log(text.table);
   await mkdir(path.join(root, 'target/bench'), { recursive: true });
-  await writeFile(path.join(root, 'target/bench/web-node.json'), JSON.stringify(text.json, null, 2));
+  await writeFile(path.join(root, `target/bench/${arg('out', 'web-node')}.json`), JSON.stringify(text.json, null, 2));
 }
 
 const childIdx = process.argv.indexOf('--child');

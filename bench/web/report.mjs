@@ -1,10 +1,14 @@
 // Turns per-engine results into the printed table and the JSON record.
 
-export function report(where, model, results) {
+// `sameFile`: onnxruntime-web ran the same model file as Cairn (so outputs must agree).
+export function report(where, model, results, { sameFile = true } = {}) {
   const baseline = results.find((r) => r.engine === 'baseline');
   const engines = results.filter((r) => r.engine !== 'baseline');
-  const cairn = engines.find((r) => r.engine === 'cairn');
-  const ort = engines.find((r) => r.engine === 'ort-web');
+  const single = engines.find((r) => r.engine === 'cairn');
+  const threaded = engines.find((r) => r.engine === 'cairn-threads');
+  // Ratios are the threaded build's when it ran.
+  const cairn = threaded ?? single;
+  const ort = sameFile ? engines.find((r) => r.engine === 'ort-web') : null;
   const mib = (b) => (b == null ? '-' : (b / 1048576).toFixed(1));
   const lines = [`${where} — ${model}`, 'engine                                    median ms   min ms  cairn/engine  memory MiB (RSS over baseline | engine heap)'];
   for (const r of engines) {
@@ -24,10 +28,22 @@ export function report(where, model, results) {
     agreement = maxDiff / maxRef;
     lines.push(`cairn vs onnxruntime-web outputs: max |diff| / max |ref| = ${agreement.toExponential(2)}`);
   }
+  let threadsVsSingle = null;
+  if (single && threaded) {
+    let maxDiff = 0;
+    let maxRef = 0;
+    for (let i = 0; i < single.output.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(threaded.output[i] - single.output[i]));
+      maxRef = Math.max(maxRef, Math.abs(single.output[i]));
+    }
+    threadsVsSingle = maxDiff / maxRef;
+    lines.push(`cairn threaded vs single-threaded outputs: ${maxDiff === 0 ? 'identical' : `max |diff| / max |ref| = ${threadsVsSingle.toExponential(2)}`}`);
+  }
   const json = {
     where,
     model,
     agreement_cairn_vs_ort: agreement,
+    agreement_threads_vs_single: threadsVsSingle,
     engines: engines.map(({ output, ...r }) => ({ ...r, rss_over_baseline_bytes: baseline ? r.max_rss_bytes - baseline.max_rss_bytes : null })),
   };
   return { table: lines.join('\n'), json };

@@ -166,10 +166,16 @@ export interface Model {
 }
 
 export class Cairn {
-  /** `backend: 'scalar'` forces the build without wasm SIMD; by default SIMD is used where the browser validates it. */
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar'; memoryBudget?: number; edge?: string; edgeTimeoutMs?: number }): Promise<Cairn>;
+  /**
+   * `backend`: 'auto' (default) picks the threaded build on cross-origin isolated pages with shared wasm
+   * memory, else SIMD where the browser validates it, else scalar; 'simd' | 'scalar' force a single-threaded build.
+   * `threads`: threads of the threaded build (default: navigator.hardwareConcurrency, at most 4).
+   */
+  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'simd' | 'scalar'; threads?: number; memoryBudget?: number; edge?: string; edgeTimeoutMs?: number }): Promise<Cairn>;
   /** 'simd' or 'scalar': the wasm build chosen for this browser. */
-  readonly backend: 'simd' | 'scalar';
+  readonly backend: 'threads' | 'simd' | 'scalar';
+  /** Threads the kernels run on (1 unless backend is 'threads'). */
+  readonly threads: number;
   readonly isa: string;
   /** Called after each run with the queue's length and its high-water mark. */
   onQueue?: (q: { length: number; highWater: number }) => void;

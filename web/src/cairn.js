@@ -59,24 +59,36 @@ export class Cairn {
   #worker;
   #nextId = 1;
   #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
-  /** 'simd' or 'scalar': which wasm build the worker runs. */
+  /** 'threads', 'simd' or 'scalar': which wasm build the worker runs (docs/adr/0019). */
   backend = null;
+  /** Threads the kernels run on (1 unless `backend` is 'threads'). */
+  threads = 1;
   /** The kernels' instruction set, e.g. 'wasm32-simd128'. */
   isa = null;
 
   /**
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
-   * `backend: 'scalar'` forces the build without SIMD (otherwise chosen by feature detection).
+   * `backend`: 'auto' (default) runs the threaded build where the page is cross-origin
+   * isolated (COOP + COEP, as `cairn serve` sends) and shared wasm memory exists, else the
+   * SIMD build, else scalar; 'simd' or 'scalar' forces a single-threaded build.
+   * `threads`: how many threads the threaded build uses (default: the device's cores, at most 4).
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
    * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
    * places each request on the device or the edge (see `run`'s `prefer`).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar', memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'simd'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
+    if (options.threads != null && !(Number.isInteger(options.threads) && options.threads >= 1)) {
+      throw new CairnError('bad-input', `threads must be a whole number >= 1, got ${options.threads}`);
+    }
+    if (options.backend != null && !['auto', 'simd', 'scalar'].includes(options.backend)) {
+      throw new CairnError('bad-input', `backend must be 'auto', 'simd' or 'scalar', got '${options.backend}'`);
+    }
     const cairn = new Cairn();
     const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
     if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
-    if (options.backend === 'scalar') workerUrl.searchParams.set('backend', 'scalar');
+    if (options.backend === 'scalar' || options.backend === 'simd') workerUrl.searchParams.set('backend', options.backend);
+    if (options.threads != null) workerUrl.searchParams.set('threads', String(options.threads));
     cairn.#worker = new Worker(workerUrl, { type: 'module', name: 'cairn' });
     cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
     cairn.#worker.onerror = (e) => {
@@ -91,6 +103,7 @@ export class Cairn {
     navigator.getBattery?.().then((b) => { cairn.battery = b; }, () => {});
     const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget });
     cairn.backend = hello.backend;
+    cairn.threads = hello.threads;
     cairn.isa = hello.isa;
     return cairn;
   }

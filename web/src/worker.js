@@ -3,20 +3,38 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
+import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
+
 const params = new URL(self.location.href).searchParams;
 const wasmBase = params.get('wasm') ?? '../pkg/';
 
-// Backend selection: wasm SIMD when the engine validates a simd128 module, else scalar.
-// (A module holding one `v128.const` and nothing else.)
+// Backend selection (docs/adr/0019): the threaded build where this worker is cross-origin
+// isolated with shared wasm memory and more than one thread is wanted; else wasm SIMD when
+// the engine validates a simd128 module; else scalar. `backend=simd|scalar` forces one
+// (for testing, or to work around a browser bug); `threads=N` sets the thread count
+// (default: navigator.hardwareConcurrency, capped at THREAD_CAP).
+// (SIMD_PROBE: a module holding one `v128.const` and nothing else.)
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
-// `backend=scalar` forces the scalar build (for testing it, or to work around a browser bug).
-const backend = params.get('backend') === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar' : 'simd';
+const forced = params.get('backend');
+const threads = threadCount(params.get('threads'));
+let backend = forced === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar'
+  : forced !== 'simd' && threads > 1 && threadsAvailable(self) ? 'threads' : 'simd';
 let wasmMemory = null; // the module's linear memory, for writing downloads into it
-const wasmReady = (async () => {
-  const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
-  wasmMemory = (await mod.default()).memory;
+async function instantiate(build) {
+  const pkgUrl = new URL(`${build}/cairn_web.js`, new URL(wasmBase, self.location.href)).href;
+  const mod = await import(pkgUrl);
+  const exports = await mod.default();
+  wasmMemory = exports.memory ?? mod.wasmMemory(); // the threaded build imports its (shared) memory
+  if (build === 'threads') await startThreadPool(mod, pkgUrl, threads);
   return mod;
-})();
+}
+const wasmReady = instantiate(backend).catch((e) => {
+  if (backend !== 'threads') throw e;
+  // Isolated, but the pool could not start (no nested workers, memory refused): one thread.
+  console.warn(`Cairn: the threaded build failed to start (${e.message}); running single-threaded`);
+  backend = 'simd';
+  return instantiate(backend);
+});
 
 const SHARD_ATTEMPTS = 3;
 const MAX_TEXT_BYTES = 1 << 20; // as cairn_text::MAX_TEXT_BYTES
@@ -370,7 +388,7 @@ self.onmessage = async ({ data: msg }) => {
   }
   switch (msg.type) {
     case 'hello':
-      return post({ type: 'hello', id: msg.id, backend, isa: wasm.kernelIsa() });
+      return post({ type: 'hello', id: msg.id, backend, threads: wasm.kernelThreads(), isa: wasm.kernelIsa() });
     case 'load': {
       const controller = new AbortController();
       loads.set(msg.id, controller);

@@ -10,8 +10,12 @@ const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'a
 
 /**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
+ * @param {{ isolated?: boolean }} [options] `isolated`: send COOP + COEP, as `cairn serve`
+ *   does, so pages are cross-origin isolated and get Cairn's threaded build. Default: the
+ *   CAIRN_TEST_ISOLATED environment variable (set to run a whole suite on that build).
  */
-export async function startServer(roots) {
+export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_ISOLATED } = {}) {
+  const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const faults = []; // { match, mode, times, released }
   const served = []; // { url, bytes }
   const refused = []; // requests that arrived while `offline`
@@ -34,7 +38,7 @@ export async function startServer(roots) {
       if (fault.mode === 'hold') await fault.released;
     }
     served.push({ url: url.pathname, bytes: body.length });
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store' });
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store', ...isolation });
     res.end(body);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));

@@ -5,6 +5,7 @@
 //! OUT/cairn/                       the page API and the worker (web/src)
 //! OUT/sw/                          the service worker's modules (web/sw)
 //! OUT/pkg/{simd,scalar}/           the wasm runtime (bench/web/build_wasm.sh)
+//! OUT/pkg/threads/                 its threaded build, when built (docs/adr/0019)
 //! OUT/models/NAME/                 the bundle (cairn pack)
 //! OUT/app-config.json              which model the app loads, and what it is
 //! OUT/sw.js                        the service worker entry, holding the precache list
@@ -57,7 +58,8 @@ pub struct BuildArgs {
     /// The service worker's modules.
     #[arg(long, default_value = "web/sw")]
     sw: PathBuf,
-    /// The wasm-bindgen output, with `simd/` and `scalar/` builds.
+    /// The wasm-bindgen output, with `simd/` and `scalar/` builds (and `threads/`, copied when
+    /// present: cross-origin isolated pages run it; without it they run `simd/`).
     #[arg(long, default_value = "target/web-pkg")]
     wasm: PathBuf,
     /// A full-precision bundle of the same model for the edge server: copied beside the
@@ -132,7 +134,8 @@ fn build(args: BuildArgs) -> Result<()> {
     shell.extend(copy_tree(&args.runtime, &out.join("cairn"), "cairn/", &|p| has_ext(p, &["js"]))?);
     let sw_modules = copy_tree(&args.sw, &out.join("sw"), "sw/", &|p| has_ext(p, &["js"]))?;
     shell.extend(sw_modules);
-    for build in ["simd", "scalar"] {
+    let threads_built = args.wasm.join("threads").join("cairn_web_bg.wasm").is_file();
+    for build in ["simd", "scalar"].into_iter().chain(threads_built.then_some("threads")) {
         shell.extend(copy_tree(&args.wasm.join(build), &out.join("pkg").join(build), &format!("pkg/{build}/"), &|p| {
             has_ext(p, &["js", "wasm"])
         })?);

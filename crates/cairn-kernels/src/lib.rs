@@ -6,6 +6,9 @@
 // Register-level kernels take pointers, strides and tile sizes as plain arguments: bundling
 // them into structs would only move the same eight values through one more indirection.
 #![allow(clippy::too_many_arguments)]
+// The threaded wasm build is compiled with RUSTC_BOOTSTRAP=1 already (it rebuilds std with
+// atomics), and `memory.atomic.wait32` is still unstable in core::arch (docs/adr/0019).
+#![cfg_attr(all(target_arch = "wasm32", target_feature = "atomics"), feature(stdarch_wasm_atomic_wait))]
 
 pub mod activation;
 pub mod depthwise;
@@ -19,6 +22,8 @@ pub mod qdepthwise;
 pub mod qgemm;
 mod simd;
 pub mod vmath;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub mod wasm_pool;
 
 mod generic;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

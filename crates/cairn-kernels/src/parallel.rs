@@ -1,5 +1,6 @@
-//! Threads: rayon on native targets; wasm runs tasks on the calling thread
-//! (browser threads need a separate build with atomics and cross-origin isolation).
+//! Threads: rayon on native targets; the threaded wasm build (`+atomics`, shared memory)
+//! runs tasks on its own pool of Web Workers ([`crate::wasm_pool`]); other wasm builds
+//! run them on the calling thread.
 
 /// A raw pointer that may cross threads; users guarantee disjoint access.
 #[derive(Clone, Copy)]
@@ -15,11 +16,13 @@ impl<T> SendPtr<T> {
 }
 
 /// Threads available to kernels: rayon's current pool (so callers can confine
-/// Cairn with `ThreadPool::install`), 1 on wasm.
+/// Cairn with `ThreadPool::install`); on wasm the worker pool's size, 1 without atomics.
 pub fn threads() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     return rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    return crate::wasm_pool::threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     return 1;
 }
 
@@ -36,6 +39,8 @@ pub(crate) fn for_each_task<T: Sync>(tasks: &[T], f: impl Fn(&T) + Sync + Send) 
         use rayon::prelude::*;
         tasks.par_iter().for_each(f);
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    crate::wasm_pool::run(tasks.len(), &|i| f(&tasks[i]));
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     tasks.iter().for_each(f);
 }

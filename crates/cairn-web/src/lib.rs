@@ -12,6 +12,8 @@ pub mod policy;
 mod scheduler;
 mod text;
 mod typed;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+mod threads;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -58,6 +60,30 @@ impl Model {
         let out = run_session(&self.session, input_name, data, shape)?;
         self.last_output_shape = out.shape;
         Ok(out.data)
+    }
+
+    /// Runs a model whose inputs are int64 tensors of one shape (a text encoder's
+    /// `input_ids`, `attention_mask`, ...): `data` holds them one after another, in the
+    /// order of `input_names`. Returns the first output's values.
+    #[wasm_bindgen(js_name = runInt64)]
+    pub fn run_int64(&mut self, input_names: Vec<String>, data: Vec<i64>, shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
+        let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        let per: usize = shape.iter().product();
+        if per * input_names.len() != data.len() {
+            return Err(JsError::new(&format!(
+                "runInt64: {} values for {} inputs of shape {shape:?} (hint: pass the inputs one after another, each {per} values)",
+                data.len(),
+                input_names.len()
+            )));
+        }
+        let mut inputs = HashMap::new();
+        for (name, values) in input_names.into_iter().zip(data.chunks(per.max(1))) {
+            inputs.insert(name, Tensor::from_i64(shape.clone(), values.to_vec()).map_err(js_err)?);
+        }
+        let outputs = self.session.run(inputs).map_err(js_err)?;
+        let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
+        self.last_output_shape = first.shape().iter().map(|&d| d as u32).collect();
+        Ok(first.f32s().map_err(js_err)?.to_vec())
     }
 
     /// Runs the model on one f32 input; returns its first output with its shape.
@@ -130,6 +156,13 @@ pub fn memory_bytes() -> f64 {
 #[wasm_bindgen(js_name = kernelIsa)]
 pub fn kernel_isa() -> String {
     cairn_core::kernel_isa().to_string()
+}
+
+/// Threads the kernels run on: 1 in the single-threaded builds; in the threaded build
+/// the calling worker plus the pool workers parked in `poolWorkerLoop`.
+#[wasm_bindgen(js_name = kernelThreads)]
+pub fn kernel_threads() -> u32 {
+    cairn_kernels::parallel::threads() as u32
 }
 
 /// Where to run the next request (device or edge) and why: `signals` is the JSON of a
