@@ -2,6 +2,9 @@
 # Fuzzes Cairn's parsers for SECONDS each (default 60) and prints the exec counts:
 #   import_model  ONNX bytes -> import, inference preparation, a run
 #   load_bundle   manifest JSON + a shard -> checks, loader, weight placement, graph
+#   subgraph_sequence  Loop/If/Scan bodies and sequence/optional values -> import, eager run
+#   import_tfjs   TF.js model.json, NUL, one weight shard -> import, inference preparation, a run
+#   import_tflite .tflite bytes -> verified import, inference preparation, a run
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]. Installs cargo-fuzz if missing. The machine
 # has only a stable toolchain; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 set -euo pipefail
@@ -9,7 +12,7 @@ cd "$(dirname "$0")"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(import_model load_bundle)
+[ ${#targets[@]} -eq 0 ] && targets=(import_model load_bundle subgraph_sequence import_tfjs import_tflite)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in "${targets[@]}"; do
   corpus=$(mktemp -d)

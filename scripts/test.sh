@@ -21,7 +21,7 @@
 #   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
-#   4. bounded fuzzing runs of the ONNX importer and the bundle loader;
+#   4. bounded fuzzing runs of the ONNX importer, the bundle loader and the TF.js importer;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
 # Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
@@ -84,6 +84,9 @@ PY
 # Optimizer (issue 4): pruning keeps residual groups consistent on the real models (checked
 # by onnx's strict shape inference and onnxruntime, tools/check_pruned.py); sensitivity-guided
 # pruning loses less than uniform pruning; entropy (KL) calibration meets the decisive bar.
+step "com.microsoft operators vs onnxruntime (single-op graphs; its transformer optimizer's rewrite of the MiniLM encoder)"
+python3 tools/compare_ms_ops.py --cairn target/release/cairn
+
 step "optimize: pruning through residual groups, sensitivity-guided pruning, entropy calibration"
 mkdir -p target/optimize
 # (a glob, not `ls | head -1`: with pipefail, ls dying of SIGPIPE after head exits fails the step at random)
@@ -150,7 +153,7 @@ step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md
 diff -u SUPPORTED_OPS.md target/SUPPORTED_OPS.md || { echo "SUPPORTED_OPS.md is stale: run 'target/release/cairn ops --markdown > SUPPORTED_OPS.md'"; exit 1; }
 
-step "fuzzing the ONNX importer and the bundle loader, ${CAIRN_FUZZ_SECONDS:-45} s each"
+step "fuzzing the ONNX importer, the bundle loader and the TF.js importer, ${CAIRN_FUZZ_SECONDS:-45} s each"
 fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-45}"
 
 step "all tests passed"

@@ -22,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
     }
     // The same preparation every loader runs (folding, fusion, prepacking), then a run.
     let Ok((graph, _)) = cairn_core::passes::prepare_for_inference(model.graph) else { return };
-    let session = Session::with_limits(graph, PlanLimits { max_arena_bytes: 64 << 20 });
+    let session = Session::with_limits(graph, PlanLimits { max_arena_bytes: 64 << 20, max_loop_iterations: 256 });
     let _ = session.run(inputs);
 });

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::load::Loader;
 use crate::manifest::Manifest;
 use crate::pack::Packed;
+use crate::text_task::TOKENIZER_PATH;
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -58,6 +59,9 @@ pub fn write_bundle(dir: &Path, packed: &Packed, mut on_shard: impl FnMut(usize)
         }
         on_shard(i);
     }
+    if let Some(tokenizer) = &packed.tokenizer {
+        write_atomically(&dir.join(TOKENIZER_PATH), tokenizer)?;
+    }
     write_atomically(&dir.join(MANIFEST_FILE), packed.manifest.to_json().as_bytes())?;
     let named: std::collections::HashSet<PathBuf> = packed.manifest.shards.iter().map(|s| dir.join(&s.path)).collect();
     for entry in std::fs::read_dir(&shard_dir).map_err(io(format!("cannot list {}", shard_dir.display())))?.flatten() {
@@ -105,7 +109,35 @@ pub fn check_dir(dir: &Path, max_weight_bytes: u64, mut on_shard: impl FnMut(usi
         }
         on_shard(i);
     }
+    if loader.manifest().text.is_some() {
+        if let Err(e) = read_tokenizer(dir, loader.manifest()) {
+            problems.push(e);
+        }
+    }
     Ok(Checked { loader, problems })
+}
+
+/// Reads the bundle's tokenizer.json and checks it against the manifest's size and hash.
+pub fn read_tokenizer(dir: &Path, manifest: &Manifest) -> Result<Vec<u8>> {
+    let text = manifest.text.as_ref().ok_or_else(|| {
+        Error::Manifest(format!("{} has no tokenizer: pack it with --tokenizer tokenizer.json --task ...", dir.display()))
+    })?;
+    let path = dir.join(&text.tokenizer.path);
+    let bytes = std::fs::read(&path).map_err(io(format!("cannot read the bundle's tokenizer {}", path.display())))?;
+    verify_tokenizer(manifest, &bytes)?;
+    Ok(bytes)
+}
+
+/// Checks tokenizer bytes (from disk or the network) against the manifest's size and hash.
+pub fn verify_tokenizer(manifest: &Manifest, bytes: &[u8]) -> Result<()> {
+    let Some(text) = &manifest.text else { return Err(Error::Manifest("the bundle has no text task".into())) };
+    if bytes.len() as u64 != text.tokenizer.bytes || crate::shard::sha256_hex(bytes) != text.tokenizer.sha256 {
+        return Err(Error::Manifest(format!(
+            "{} does not match the manifest ({} bytes, sha256 {}): re-pack the bundle or fetch it again",
+            text.tokenizer.path, text.tokenizer.bytes, text.tokenizer.sha256
+        )));
+    }
+    Ok(())
 }
 
 /// Loads a bundle directory completely, failing on the first problem.

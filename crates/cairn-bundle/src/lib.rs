@@ -18,9 +18,10 @@ mod manifest;
 mod pack;
 mod preprocess;
 mod shard;
+pub mod text_task;
 mod update;
 
-pub use dir::{check_dir, load_dir, read_manifest, write_bundle, Checked, WriteReport, MANIFEST_FILE};
+pub use dir::{check_dir, load_dir, read_manifest, read_tokenizer, verify_tokenizer, write_bundle, Checked, WriteReport, MANIFEST_FILE};
 pub use error::{Error, Result};
 pub use graph_doc::{DimDoc, NodeDoc};
 pub use levels::split_f32;

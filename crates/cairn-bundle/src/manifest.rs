@@ -29,6 +29,9 @@ pub struct Manifest {
     pub levels: Vec<Level>,
     /// Level 0's shards first, each level's in execution order: fetch in this order.
     pub shards: Vec<ShardEntry>,
+    /// Set for text models: the tokenizer file the bundle carries and the task it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<crate::text_task::TextTask>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -154,7 +157,7 @@ pub struct ShardEntry {
 }
 
 pub fn parse_dtype(name: &str) -> Option<DType> {
-    [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == name)
+    DType::from_name(name)
 }
 
 impl Manifest {
@@ -204,6 +207,9 @@ impl Manifest {
         }
         if self.levels.is_empty() {
             return Err(manifest_err("no levels"));
+        }
+        if let Some(text) = &self.text {
+            text.check().map_err(manifest_err)?;
         }
         for (i, shard) in self.shards.iter().enumerate() {
             if shard.level >= self.levels.len() {

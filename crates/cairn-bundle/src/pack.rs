@@ -10,6 +10,7 @@ use crate::graph_doc::describe;
 use crate::levels::encode;
 use crate::manifest::{Encoding, Level, Manifest, Part, ShardEntry, TensorEntry, FORMAT};
 use crate::shard::{sha256_hex, stored_dtype, write_shard, ShardEntryData};
+use crate::text_task::{TextTask, TokenizerFile, TOKENIZER_PATH};
 use cairn_core::{DType, Graph, Tensor};
 use std::collections::HashSet;
 
@@ -24,11 +25,14 @@ pub struct PackOptions {
     pub progressive: bool,
     /// Weights smaller than this many elements stay whole in level 0.
     pub min_split_elements: usize,
+    /// A text model's task and the bytes of its tokenizer.json (the task's `tokenizer`
+    /// field is filled in by `pack` from those bytes).
+    pub text: Option<(TextTask, Vec<u8>)>,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { name: "model".into(), version: None, shard_bytes: 2 << 20, progressive: true, min_split_elements: 4096 }
+        PackOptions { name: "model".into(), version: None, shard_bytes: 2 << 20, progressive: true, min_split_elements: 4096, text: None }
     }
 }
 
@@ -36,6 +40,8 @@ impl Default for PackOptions {
 pub struct Packed {
     pub manifest: Manifest,
     pub shards: Vec<Vec<u8>>,
+    /// The tokenizer.json named by `manifest.text`, if any.
+    pub tokenizer: Option<Vec<u8>>,
 }
 
 /// One level's worth of one weight, before it is cut into shards.
@@ -112,13 +118,20 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
         tensors,
         levels,
         shards: writer.entries,
+        text: None,
     };
+    let mut tokenizer = None;
+    if let Some((task, bytes)) = &opts.text {
+        let file = TokenizerFile { path: TOKENIZER_PATH.into(), sha256: sha256_hex(bytes), bytes: bytes.len() as u64 };
+        manifest.text = Some(TextTask { tokenizer: file, ..task.clone() });
+        tokenizer = Some(bytes.clone());
+    }
     manifest.version = match &opts.version {
         Some(v) => v.clone(),
         None => sha256_hex(manifest.to_json().as_bytes())[..16].to_string(),
     };
     manifest.check()?;
-    Ok(Packed { manifest, shards: writer.shards })
+    Ok(Packed { manifest, shards: writer.shards, tokenizer })
 }
 
 /// Initializers the graph reads (or outputs), in the order nodes first read them.

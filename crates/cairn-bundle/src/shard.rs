@@ -28,6 +28,12 @@ pub fn stored_dtype(encoding: Encoding, dtype: DType) -> Dtype {
             DType::I32 => Dtype::I32,
             DType::I64 => Dtype::I64,
             DType::Bool => Dtype::BOOL,
+            DType::BF16 => Dtype::BF16,
+            DType::F64 => Dtype::F64,
+            DType::I16 => Dtype::I16,
+            DType::U16 => Dtype::U16,
+            DType::U32 => Dtype::U32,
+            DType::U64 => Dtype::U64,
         },
     }
 }

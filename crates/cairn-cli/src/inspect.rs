@@ -1,5 +1,6 @@
 //! `cairn inspect`: what a model needs and what it costs.
 
+use crate::missing_ops;
 use crate::model::{self, human_bytes, human_count};
 use anyhow::Result;
 use clap::Args;
@@ -78,7 +79,10 @@ fn io_report(v: &cairn_core::ValueInfo) -> IoReport {
 }
 
 pub fn main(args: InspectArgs) -> Result<()> {
-    let loaded = model::load(&args.model)?;
+    let loaded = match model::load(&args.model) {
+        Ok(loaded) => loaded,
+        Err(err) => return missing_ops::report_or(err, &args.model, args.json),
+    };
     let graph = loaded.session.graph();
     let mut bound = model::parse_dims(&args.dims)?;
     for input in graph.runtime_inputs() {

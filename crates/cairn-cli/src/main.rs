@@ -8,6 +8,7 @@ mod fsutil;
 mod import;
 mod inputs_dir;
 mod inspect;
+mod missing_ops;
 mod model;
 mod npy;
 mod optimize;
@@ -18,6 +19,7 @@ mod report;
 mod run;
 mod sensitivity;
 mod serve;
+mod text;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -49,8 +51,12 @@ enum Command {
     /// Build a web app around a model bundle (`cairn app build --model DIR -o dist`).
     App(app::AppArgs),
     Serve(serve::ServeArgs),
+    /// Fold, prune or quantize a model to int8 and write the smaller ONNX file (`cairn optimize m.onnx -o m.int8.onnx --quantize int8 --calibrate DIR`)
     Optimize(optimize::OptimizeArgs),
+    /// Measure how closely an optimized model follows its original on real inputs: top-1 agreement, KL, per-layer error
     Eval(eval::EvalArgs),
+    Tokenize(text::TokenizeArgs),
+    Embed(text::EmbedArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Optimize(args) => optimize::main(args),
         Command::Eval(args) => eval::main(args),
+        Command::Tokenize(args) => text::tokenize_main(args),
+        Command::Embed(args) => text::embed_main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

@@ -38,9 +38,10 @@ pub fn load(path: &Path) -> Result<Loaded> {
     })
 }
 
-/// A bundle directory (or its manifest.json) rather than an .onnx file.
+/// A bundle directory (or its manifest.json) rather than a model file (a directory holding a
+/// TF.js model.json and no manifest.json is a TF.js model, not a bundle).
 pub fn is_bundle(path: &Path) -> bool {
-    path.is_dir() || path.file_name().is_some_and(|n| n == cairn_bundle::MANIFEST_FILE)
+    (path.is_dir() && !crate::import::is_tfjs(path)) || path.file_name().is_some_and(|n| n == cairn_bundle::MANIFEST_FILE)
 }
 
 /// Loads every shard of a bundle (verified) into a graph, described like an imported model.

@@ -90,6 +90,12 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         DType::Bool => "|b1",
         DType::I32 => "<i4",
         DType::I64 => "<i8",
+        DType::F64 => "<f8",
+        DType::I16 => "<i2",
+        DType::U16 => "<u2",
+        DType::U32 => "<u4",
+        DType::U64 => "<u8",
+        DType::BF16 => bail!("{}: .npy has no bfloat16 type (cast the output to f32 first)", path.display()),
     };
     let shape = match t.shape() {
         [] => "()".to_string(),
@@ -113,6 +119,8 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         TensorData::U8(v) | TensorData::Bool(v) => out.extend_from_slice(v),
         TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        // Tensor bytes are little-endian, as `descr` says.
+        _ => out.extend_from_slice(t.bytes()),
     }
     crate::fsutil::write_atomically(path, |f| f.write_all(&out).map_err(Into::into))
 }

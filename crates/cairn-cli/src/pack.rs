@@ -25,7 +25,7 @@ use std::path::PathBuf;
 /// not change (`cairn diff` shows what a client must fetch) and removes the rest.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  cairn pack mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --labels imagenet.txt\n  cairn pack encoder.onnx -o dist/models/encoder --no-progressive --json"
+    after_help = "Examples:\n  cairn pack mobilenetv2.onnx -o dist/models/mobilenetv2 --image-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --labels imagenet.txt\n  cairn pack encoder.onnx -o dist/models/encoder --no-progressive --json\n  cairn pack minilm.onnx -o dist/models/minilm --tokenizer tokenizer.json --task feature-extraction --max-length 256 --pooling mean"
 )]
 pub struct PackArgs {
     /// The .onnx model file.
@@ -67,6 +67,8 @@ pub struct PackArgs {
     /// Without it, 32 seeded random inputs are used and the manifest says so.
     #[arg(long, value_name = "DIR")]
     fidelity_inputs: Option<PathBuf>,
+    #[command(flatten)]
+    text: crate::text::TextPackArgs,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
@@ -95,12 +97,16 @@ pub fn main(args: PackArgs) -> Result<()> {
         version: args.version.clone(),
         shard_bytes: (args.shard_size * (1 << 20) as f64) as usize,
         progressive: !args.no_progressive,
+        text: args.text.task(read_labels(&args)?)?,
         ..PackOptions::default()
     };
     let mut packed = pack(&graph, &opts)?;
     describe_io(&mut packed.manifest, &args)?;
 
-    let fidelity_inputs = fidelity_inputs(&graph, &packed.manifest, &args)?;
+    let fidelity_inputs = match (&opts.text, &args.fidelity_inputs) {
+        (Some((task, tokenizer)), None) => crate::text::fidelity_inputs(&graph, tokenizer, task.max_length)?,
+        _ => fidelity_inputs(&graph, &packed.manifest, &args)?,
+    };
     measure_levels(&mut packed, graph, &fidelity_inputs.0, &fidelity_inputs.1)?;
     if args.version.is_none() {
         packed.manifest.version = content_version(&packed.manifest);
@@ -199,13 +205,7 @@ fn describe_io(manifest: &mut Manifest, args: &PackArgs) -> Result<()> {
             bail!("--std must not contain 0");
         }
     }
-    if let Some(path) = &args.labels {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels from {}", path.display()))?;
-        let labels: Vec<String> = if text.trim_start().starts_with('[') {
-            serde_json::from_str(&text).with_context(|| format!("{} looks like JSON but is not an array of strings", path.display()))?
-        } else {
-            text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
-        };
+    if let (Some(path), Some(labels)) = (&args.labels, read_labels(args)?) {
         let output = manifest.outputs.first_mut().context("the model has no outputs to label")?;
         if let Some(cairn_bundle::DimDoc::Known(n)) = output.dims.as_ref().and_then(|d| d.last()) {
             if *n != labels.len() {
@@ -215,6 +215,18 @@ fn describe_io(manifest: &mut Manifest, args: &PackArgs) -> Result<()> {
         output.labels = Some(labels);
     }
     Ok(())
+}
+
+/// The class names of --labels: a text file with one per line, or a JSON array.
+fn read_labels(args: &PackArgs) -> Result<Option<Vec<String>>> {
+    let Some(path) = &args.labels else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels from {}", path.display()))?;
+    let labels = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).with_context(|| format!("{} looks like JSON but is not an array of strings", path.display()))?
+    } else {
+        text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    Ok(Some(labels))
 }
 
 fn parse_size(s: &str) -> Result<[u32; 2]> {

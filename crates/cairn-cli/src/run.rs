@@ -2,7 +2,7 @@
 
 use crate::model::{self, human_bytes};
 use crate::npy;
-use crate::random::{random_tensor, XorShift};
+use crate::random::{choose_fill, XorShift};
 use anyhow::{bail, Context, Result};
 use cairn_core::{DType, Tensor};
 use clap::Args;
@@ -14,8 +14,11 @@ use std::time::Instant;
 /// Run a model on inputs from .npy files (or random ones) and print outputs and timing.
 ///
 /// Inputs are `--input NAME=FILE.npy` (or just `--input FILE.npy` when the model has
-/// one input). `--random` fills every input not given: floats uniform in [0, 1),
-/// integers in [0, 10), booleans at random; symbolic dims are 1 unless set by `--dim`.
+/// one input). `--random` fills every input not given and says what it chose: floats
+/// uniform in [0, 1); integer ids that a Gather reads from a table, within that table's
+/// rows; inputs named like `attention_mask` all ones, `token_type_ids`/`segment_ids` all
+/// zeros; other integers in [0, 10), booleans at random. Symbolic dims are 1 unless set by
+/// `--dim`.
 #[derive(Args)]
 pub struct RunArgs {
     /// The .onnx model file, or a bundle directory written by `cairn pack`.
@@ -211,7 +214,10 @@ fn gather_inputs(args: &RunArgs, graph: &cairn_core::Graph) -> Result<HashMap<St
         if !defaulted.is_empty() && !args.json {
             eprintln!("note: symbolic dims {} set to 1 (use --dim NAME=SIZE)", defaulted.join(", "));
         }
-        inputs.insert(info.name.clone(), random_tensor(info.dtype, shape, &mut rng)?);
+        let fill = choose_fill(graph, info);
+        // On stderr, so that --json output stays machine-readable.
+        eprintln!("--random {}: {} {:?}, {}", info.name, info.dtype, shape, fill.describe(info.dtype));
+        inputs.insert(info.name.clone(), fill.tensor(info.dtype, shape, &mut rng)?);
     }
     Ok(inputs)
 }

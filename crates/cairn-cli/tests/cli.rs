@@ -88,7 +88,7 @@ fn errors_are_one_line_with_a_hint() {
     assert_clean_failure(&cairn(&["run", m]), "input 'x' was not given");
     assert_clean_failure(&cairn(&["run", "/nonexistent/model.onnx", "--random"]), "does not exist");
     assert_clean_failure(&cairn(&["inspect", data("x.npy").to_str().unwrap()]), "cannot load");
-    assert_clean_failure(&cairn(&["inspect", data("unsupported.onnx").to_str().unwrap()]), "NonZero");
+    assert_clean_failure(&cairn(&["run", data("missing_ops.onnx").to_str().unwrap(), "--random"]), "Frobnicate");
     assert_clean_failure(&cairn(&["run", m, "--input", "y=/dev/null"]), "");
     let wrong_shape = format!("x={}", data("x.npy").display());
     assert_clean_failure(&cairn(&["run", data("unsupported.onnx").to_str().unwrap(), "--input", &wrong_shape]), "NonZero");
@@ -96,11 +96,69 @@ fn errors_are_one_line_with_a_hint() {
 }
 
 #[test]
-fn unsupported_op_error_names_node_op_and_opset() {
-    let o = cairn(&["inspect", data("unsupported.onnx").to_str().unwrap()]);
+fn unsupported_op_error_names_each_op_with_its_domain_and_opset() {
+    let o = cairn(&["run", data("missing_ops.onnx").to_str().unwrap(), "--random"]);
     let (_, err) = text(&o);
-    assert!(err.contains("find_nonzero") && err.contains("NonZero") && err.contains("13"), "{err}");
-    assert!(err.contains("hint: `cairn ops`"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for expected in [
+        "3 operator(s)",
+        "Frobnicate (com.example opset 3) x2",
+        "Twiddle (com.example opset 3) x1",
+        "NoSuchFusion (com.microsoft opset 1) x1",
+        "first at node 'frob1'",
+        "hint: `cairn ops`",
+    ] {
+        assert!(err.contains(expected), "expected '{expected}' in: {err}");
+    }
+}
+
+#[test]
+fn inspect_lists_every_missing_op_at_once_with_counts() {
+    let model = data("missing_ops.onnx");
+    let o = cairn(&["inspect", model.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "inspecting an unrunnable model is still an inspection: {err}");
+    assert!(out.contains("3 operator(s) it lacks, used by 4 of 5 nodes"), "{out}");
+    let row =
+        |op: &str| out.lines().find(|l| l.trim_start().starts_with(op)).unwrap_or_else(|| panic!("no row for {op}: {out}")).to_string();
+    let words = |l: String| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(words(row("Frobnicate")), ["Frobnicate", "com.example", "3", "2"]);
+    assert_eq!(words(row("Twiddle")), ["Twiddle", "com.example", "3", "1"]);
+    assert_eq!(words(row("NoSuchFusion")), ["NoSuchFusion", "com.microsoft", "1", "1"]);
+
+    let o = cairn(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["loadable"], false);
+    assert_eq!(v["inputs"], serde_json::json!(["x"]));
+    let missing = v["missing_ops"].as_array().unwrap();
+    assert_eq!(missing.len(), 3);
+    assert_eq!(missing[0], serde_json::json!({"domain": "com.example", "op_type": "Frobnicate", "opset": 3, "nodes": 2}));
+    assert_eq!(v["ops"]["com.example.Frobnicate"], 2);
+    assert_eq!(v["ops"]["Relu"], 1);
+}
+
+#[test]
+fn run_random_fills_ids_masks_and_type_ids_by_name_and_range() {
+    let o = cairn(&["run", data("bert_like.onnx").to_str().unwrap(), "--random", "--dim", "sequence=64", "--json", "--seed", "3"]);
+    let (out, err) = text(&o);
+    // With ids in [0, 10) the 2-row token type table would be indexed out of range.
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("input_ids: i64 [1, 64], ids in [0, 30) (rows of 'word'"), "{err}");
+    assert!(err.contains("token_type_ids: i64 [1, 64], all zeros"), "{err}");
+    assert!(err.contains("attention_mask: i64 [1, 64], all ones"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout stays JSON");
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 64, 4]));
+}
+
+#[test]
+fn help_describes_every_subcommand() {
+    let (out, _) = text(&cairn(&["--help"]));
+    let commands: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("Commands:")).skip(1).take_while(|l| l.starts_with("  ")).collect();
+    assert!(commands.len() >= 10, "{out}");
+    for line in commands {
+        assert!(line.split_whitespace().count() >= 3, "subcommand without a description: '{line}'");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! every name read; any attribute a builder never looked at is reported as
 //! unsupported, so a model never runs with an attribute silently ignored.
 
-use crate::{Error, Tensor};
+use crate::{Error, Subgraph, Tensor};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -16,8 +16,10 @@ pub enum Attr {
     Ints(Vec<i64>),
     Floats(Vec<f32>),
     Strs(Vec<String>),
-    /// A subgraph (If/Loop/Scan bodies). Kept only so the error can name it: Cairn runs no control flow yet.
-    Graph,
+    /// A subgraph (If/Loop/Scan/SequenceMap bodies), imported, with its outer-scope captures.
+    Graph(Subgraph),
+    /// A type (the `type` of `Optional`), as ONNX writes it: "tensor(float)", "seq(tensor(int64))".
+    Type(String),
 }
 
 impl Attr {
@@ -30,7 +32,8 @@ impl Attr {
             Attr::Ints(_) => "ints",
             Attr::Floats(_) => "floats",
             Attr::Strs(_) => "strings",
-            Attr::Graph => "graph",
+            Attr::Graph(_) => "graph",
+            Attr::Type(_) => "type",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The executor: binds inputs, picks (or builds) a plan, runs its steps over one arena.
 
+use crate::eager::{run_graph, EvalBudget, NodeTimes};
 use crate::plan::{InputBinding, Location, Plan, PlanLimits, ARENA_ALIGN};
-use crate::{DType, DataMut, DataRef, Dim, Error, Graph, Result, Tensor, TensorMut, TensorRef};
+use crate::{DType, DataMut, DataRef, Dim, Error, Graph, Result, Tensor, TensorMut, TensorRef, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -44,11 +45,51 @@ struct PlanKey {
 }
 
 /// A loaded model ready to run; cheap to share between threads.
+///
+/// Static graphs run on a cached plan over one arena. Graphs with control flow, sequences
+/// or optionals, and input shapes whose plan fails because a shape depends on a value
+/// computed at run time, run on the eager interpreter (docs/adr/0010).
 pub struct Session {
     graph: Arc<Graph>,
     limits: PlanLimits,
+    /// Some op needs the eager interpreter: every run takes it.
+    eager_graph: bool,
     plans: Mutex<Vec<(PlanKey, Arc<Plan>)>>,
+    /// Input shapes whose plan failed on a run-time value: they run eagerly without re-planning.
+    eager_shapes: Mutex<Vec<Vec<Vec<usize>>>>,
     arenas: Mutex<Vec<Arena>>,
+}
+
+/// What a graph input may be checked against: a dtype (none for an empty optional) and a
+/// shape (none for sequences, whose tensors may differ).
+trait Bindable {
+    fn dtype_shape(&self) -> Option<(DType, Option<&[usize]>)>;
+}
+
+impl Bindable for Tensor {
+    fn dtype_shape(&self) -> Option<(DType, Option<&[usize]>)> {
+        Some((self.dtype(), Some(self.shape())))
+    }
+}
+
+impl Bindable for Value {
+    fn dtype_shape(&self) -> Option<(DType, Option<&[usize]>)> {
+        match self {
+            Value::Tensor(t) => t.dtype_shape(),
+            Value::Sequence(s) => Some((s.elem, None)),
+            Value::Optional(v) => v.as_ref().and_then(|v| v.dtype_shape()),
+        }
+    }
+}
+
+/// True for plan errors the eager interpreter may get past: a shape that depends on a
+/// value known only at run time. Bad inputs and memory limits fail either way.
+fn may_run_eagerly(e: &Error) -> bool {
+    match e {
+        Error::AtNode { source, .. } => may_run_eagerly(source),
+        Error::Input(_) | Error::TooLarge(_) | Error::UnsupportedOp { .. } | Error::UnsupportedAttr { .. } => false,
+        _ => true,
+    }
 }
 
 /// Timing and memory of one run, for the CLI and benchmarks.
@@ -74,7 +115,15 @@ impl Session {
     }
 
     pub fn with_limits(graph: Graph, limits: PlanLimits) -> Session {
-        Session { graph: Arc::new(graph), limits, plans: Mutex::new(Vec::new()), arenas: Mutex::new(Vec::new()) }
+        let eager_graph = graph.runs_eagerly();
+        Session {
+            graph: Arc::new(graph),
+            limits,
+            eager_graph,
+            plans: Mutex::new(Vec::new()),
+            eager_shapes: Mutex::new(Vec::new()),
+            arenas: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn graph(&self) -> &Graph {
@@ -82,7 +131,7 @@ impl Session {
     }
 
     /// Checks the given inputs against the graph's declared inputs and binds symbolic dims.
-    fn bind(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, DType, Vec<usize>)>> {
+    fn bind<T: Bindable>(&self, inputs: &HashMap<String, T>) -> Result<Vec<(String, DType, Vec<usize>)>> {
         for name in inputs.keys() {
             if !self.graph.inputs.iter().any(|i| &i.name == name) {
                 let known: Vec<&str> = self.graph.runtime_inputs().map(|i| i.name.as_str()).collect();
@@ -98,21 +147,23 @@ impl Session {
                 }
                 return Err(Error::Input(format!("missing input '{}'", info.name)));
             };
-            if t.dtype() != info.dtype {
-                return Err(Error::Input(format!("input '{}' must be {}, got {}", info.name, info.dtype, t.dtype())));
+            let Some((dtype, shape)) = t.dtype_shape() else { continue };
+            if dtype != info.dtype {
+                return Err(Error::Input(format!("input '{}' must be {}, got {}", info.name, info.dtype, dtype)));
             }
+            let Some(shape) = shape else { continue };
             if let Some(dims) = &info.dims {
-                let ok = dims.len() == t.rank()
-                    && dims.iter().zip(t.shape()).all(|(d, &n)| match d {
+                let ok = dims.len() == shape.len()
+                    && dims.iter().zip(shape).all(|(d, &n)| match d {
                         Dim::Known(k) => *k == n,
                         Dim::Sym(s) => *symbols.entry(s.as_str()).or_insert(n) == n,
                     });
                 if !ok {
                     let want: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-                    return Err(Error::Input(format!("input '{}' must have shape [{}], got {:?}", info.name, want.join(", "), t.shape())));
+                    return Err(Error::Input(format!("input '{}' must have shape [{}], got {:?}", info.name, want.join(", "), shape)));
                 }
             }
-            out.push((info.name.clone(), info.dtype, t.shape().to_vec()));
+            out.push((info.name.clone(), info.dtype, shape.to_vec()));
         }
         Ok(out)
     }
@@ -196,8 +247,82 @@ impl Session {
         self.run_inner(inputs, true)
     }
 
+    /// Runs a model whose inputs or outputs may be sequences or optionals (any model works).
+    pub fn run_values(&self, inputs: HashMap<String, Value>) -> Result<Vec<(String, Value)>> {
+        if !self.eager_graph && inputs.values().all(|v| matches!(v, Value::Tensor(_))) {
+            let tensors = inputs.into_iter().map(|(k, v)| (k, crate::eager::into_tensor("input", v).expect("checked above"))).collect();
+            return Ok(self.run(tensors)?.into_iter().map(|(n, t)| (n, Value::tensor(t))).collect());
+        }
+        self.bind(&inputs)?;
+        let (outputs, _) = self.run_eager(inputs.into_iter().collect(), None)?;
+        Ok(self.graph.outputs.iter().map(|o| o.name.clone()).zip(outputs).collect())
+    }
+
+    /// The eager interpreter over the whole graph; returns the outputs and the peak bytes.
+    fn run_eager(&self, inputs: Vec<(String, Value)>, times: Option<&mut NodeTimes>) -> Result<(Vec<Value>, usize)> {
+        let budget = EvalBudget::default();
+        let outputs = run_graph(&self.graph, inputs, &budget.context(&self.limits), times)?;
+        Ok((outputs, budget.peak_bytes()))
+    }
+
+    fn run_eager_tensors(&self, inputs: HashMap<String, Tensor>, profile: bool) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        self.bind(&inputs)?;
+        let mut times = Vec::new();
+        let values = inputs.into_iter().map(|(k, t)| (k, Value::tensor(t))).collect();
+        let (outputs, peak) = self.run_eager(values, profile.then_some(&mut times))?;
+        let mut named = Vec::with_capacity(outputs.len());
+        for (info, v) in self.graph.outputs.iter().zip(outputs) {
+            let t = match v {
+                Value::Tensor(t) => Arc::unwrap_or_clone(t),
+                other => {
+                    return Err(Error::Input(format!(
+                        "output '{}' is a {} ({}): use Session::run_values for models with sequence or optional outputs",
+                        info.name,
+                        other.kind(),
+                        other.describe()
+                    )))
+                }
+            };
+            named.push((info.name.clone(), t));
+        }
+        let profile = times
+            .into_iter()
+            .map(|(i, seconds)| {
+                let node = &self.graph.nodes[i];
+                StepTime { node: node.name.clone(), op_type: format!("{}{}", node.op_type, node.op.fused()), seconds }
+            })
+            .collect();
+        Ok((named, RunStats { arena_bytes: peak, steps: self.graph.nodes.len(), profile }))
+    }
+
+    /// True if these input shapes already failed to plan on a run-time value.
+    fn known_eager(&self, inputs: &HashMap<String, Tensor>) -> bool {
+        let eager = self.eager_shapes.lock().unwrap_or_else(|e| e.into_inner());
+        !eager.is_empty() && eager.contains(&self.input_shapes(inputs))
+    }
+
+    fn input_shapes(&self, inputs: &HashMap<String, Tensor>) -> Vec<Vec<usize>> {
+        self.graph.inputs.iter().filter_map(|i| inputs.get(&i.name).map(|t| t.shape().to_vec())).collect()
+    }
+
     fn run_inner(&self, inputs: HashMap<String, Tensor>, profile: bool) -> Result<(Vec<(String, Tensor)>, RunStats)> {
-        let plan = self.plan(&inputs)?;
+        if self.eager_graph || self.known_eager(&inputs) {
+            return self.run_eager_tensors(inputs, profile);
+        }
+        let plan = match self.plan(&inputs) {
+            Ok(plan) => plan,
+            Err(e) if may_run_eagerly(&e) => {
+                let shapes = self.input_shapes(&inputs);
+                let mut eager = self.eager_shapes.lock().unwrap_or_else(|e| e.into_inner());
+                if eager.len() >= PLAN_CACHE_CAPACITY {
+                    eager.remove(0);
+                }
+                eager.push(shapes);
+                drop(eager);
+                return self.run_eager_tensors(inputs, profile);
+            }
+            Err(e) => return Err(e),
+        };
         let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         arena.ensure(plan.arena_bytes);
         let mut times = Vec::new();
@@ -284,6 +409,12 @@ macro_rules! arena_slice {
             DType::I32 => $ty::I32(std::slice::$from($ptr as _, $n)),
             DType::I64 => $ty::I64(std::slice::$from($ptr as _, $n)),
             DType::Bool => $ty::Bool(std::slice::$from($ptr as _, $n)),
+            DType::BF16 => $ty::BF16(std::slice::$from($ptr as _, $n)),
+            DType::F64 => $ty::F64(std::slice::$from($ptr as _, $n)),
+            DType::I16 => $ty::I16(std::slice::$from($ptr as _, $n)),
+            DType::U16 => $ty::U16(std::slice::$from($ptr as _, $n)),
+            DType::U32 => $ty::U32(std::slice::$from($ptr as _, $n)),
+            DType::U64 => $ty::U64(std::slice::$from($ptr as _, $n)),
         }
     };
 }

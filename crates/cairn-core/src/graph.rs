@@ -57,6 +57,29 @@ pub struct Graph {
     pub opset: i64,
 }
 
+/// A graph attribute (the body of If, Loop, Scan, SequenceMap) with the outer-scope values it reads.
+///
+/// The importer appends `captures` to the node's inputs (after its own inputs, in this order),
+/// so ordering and dead-code passes see the dependency; the op binds the trailing inputs to
+/// these names *by position*, which keeps working if a pass renames the outer values.
+/// See docs/adr/0010-control-flow-and-dynamic-shapes.md.
+#[derive(Clone, Debug)]
+pub struct Subgraph {
+    pub graph: Arc<Graph>,
+    /// Names read by the body (or a body nested in it) that the body does not define.
+    pub captures: Vec<String>,
+}
+
+impl PartialEq for Subgraph {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.graph, &other.graph) && self.captures == other.captures
+    }
+}
+
+/// How deeply subgraphs may nest (graph levels, the main graph being 1). Real exporters nest
+/// two or three levels; the bound keeps hostile files from exhausting the stack.
+pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+
 /// A node as an importer describes it, before its op is built.
 pub struct NodeSpec {
     pub name: String,
@@ -88,13 +111,19 @@ impl Graph {
     ///
     /// Errors on: a value defined twice, an input no one defines, a graph output
     /// no one defines, and cycles. Never panics on malformed graphs.
-    pub fn validated(mut self) -> Result<Graph> {
+    pub fn validated(self) -> Result<Graph> {
+        self.validated_in_scope(&[])
+    }
+
+    /// [`Graph::validated`] for a subgraph, which may also read the outer-scope names in `outer`.
+    pub fn validated_in_scope(mut self, outer: &[String]) -> Result<Graph> {
         let mut defined: HashSet<&str> = HashSet::new();
         for i in &self.inputs {
             if !defined.insert(&i.name) {
                 return Err(Error::Graph(format!("input '{}' declared twice", i.name)));
             }
         }
+        defined.extend(outer.iter().map(String::as_str));
         for name in self.initializers.keys() {
             // ONNX allows an initializer to double as an input's default; the input wins.
             defined.insert(name);
@@ -156,6 +185,22 @@ impl Graph {
             self.nodes = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
         }
         Ok(self)
+    }
+
+    /// Names the graph reads (node inputs, graph outputs) without defining them (as an input,
+    /// initializer or node output), in order of first use: a subgraph's outer-scope values.
+    pub fn free_names(&self) -> Vec<String> {
+        let mut defined: HashSet<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        defined.extend(self.initializers.keys().map(String::as_str));
+        defined.extend(self.nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)));
+        let mut seen = HashSet::new();
+        let reads = self.nodes.iter().flat_map(|n| n.inputs.iter().flatten()).chain(self.outputs.iter().map(|o| &o.name));
+        reads.filter(|name| !name.is_empty() && !defined.contains(name.as_str()) && seen.insert(name.as_str())).cloned().collect()
+    }
+
+    /// True if any node needs the eager interpreter (control flow, sequences, optionals).
+    pub fn runs_eagerly(&self) -> bool {
+        self.nodes.iter().any(|n| n.op.runs_eagerly())
     }
 
     /// Total parameter count and bytes: initializers, plus weights fused ops hold

@@ -11,6 +11,7 @@ compile_error!("Cairn supports little-endian targets only");
 
 mod attrs;
 mod dtype;
+pub mod eager;
 mod error;
 pub mod exec;
 mod graph;
@@ -20,15 +21,17 @@ pub mod passes;
 pub mod plan;
 mod registry;
 mod tensor;
+mod value;
 
 pub use attrs::{Attr, Attrs};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use exec::{RunStats, Session, StepTime};
-pub use graph::{Dim, Graph, Node, NodeSpec, ValueInfo};
+pub use graph::{Dim, Graph, Node, NodeSpec, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
 pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};
 pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};
+pub use value::{Sequence, Value};
 
 /// The instruction set the kernels use in this process (e.g. "x86_64-avx2-fma").
 pub fn kernel_isa() -> &'static str {

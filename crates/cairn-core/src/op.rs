@@ -1,7 +1,8 @@
 //! The operator interface every kernel family implements, and what shape inference knows.
 
 use crate::attrs::{missing, wrong_kind};
-use crate::{Attr, Attrs, DType, Error, Result, Tensor, TensorMut, TensorRef};
+use crate::eager::EvalContext;
+use crate::{Attr, Attrs, DType, Error, Result, Subgraph, Tensor, TensorMut, TensorRef, Value};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -89,6 +90,20 @@ pub trait Op: Send + Sync + Debug {
         ""
     }
 
+    /// True for ops the planned arena cannot run: they take or produce sequences or
+    /// optionals, or run subgraphs. A graph with one of them runs on the eager interpreter
+    /// (docs/adr/0010-control-flow-and-dynamic-shapes.md).
+    fn runs_eagerly(&self) -> bool {
+        false
+    }
+
+    /// Evaluates the op on owned values (the eager interpreter's entry point). The default
+    /// takes tensors only and runs `infer` + `run`, so every tensor op works eagerly as is;
+    /// ops on sequences, optionals or subgraphs override it.
+    fn eval(&self, inputs: &[Option<Value>], cx: &EvalContext) -> Result<Vec<Value>> {
+        crate::eager::eval_tensors(self, inputs, cx)
+    }
+
     /// True for ops a graph pass built (fused, prepacked): their node's attributes and
     /// inputs no longer describe a standard operator, so such a graph cannot be saved.
     fn built_by_pass(&self) -> bool {
@@ -174,6 +189,24 @@ impl<'a> OpContext<'a> {
             None => Ok(None),
             Some(Attr::Floats(v)) => Ok(Some(v.clone())),
             Some(other) => Err(wrong_kind(name, "floats", other)),
+        }
+    }
+    pub fn graph_opt(&self, name: &str) -> Result<Option<Subgraph>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attr::Graph(g)) => Ok(Some(g.clone())),
+            Some(other) => Err(wrong_kind(name, "graph", other)),
+        }
+    }
+    pub fn graph_req(&self, name: &str) -> Result<Subgraph> {
+        self.graph_opt(name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attr::Strs(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(wrong_kind(name, "strings", other)),
         }
     }
     pub fn tensor_opt(&self, name: &str) -> Result<Option<Tensor>> {

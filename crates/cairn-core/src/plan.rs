@@ -84,22 +84,43 @@ pub struct Plan {
 #[derive(Clone, Debug)]
 pub struct PlanLimits {
     pub max_arena_bytes: usize,
+    /// Iterations one `Loop` (or `Scan`, `SequenceMap`) may run before the run fails: a
+    /// hostile trip count such as `i64::MAX` with a condition that never turns false ends
+    /// with an error instead of a hang (docs/adr/0010).
+    pub max_loop_iterations: u64,
 }
+
+/// The default of [`PlanLimits::max_loop_iterations`]: far more than decoders and beam
+/// searches run (hundreds to thousands), and a few seconds of a trivial body at most.
+pub const DEFAULT_MAX_LOOP_ITERATIONS: u64 = 1 << 20;
 
 impl Default for PlanLimits {
     fn default() -> Self {
         // 4 GiB: more than any model Cairn targets, far less than a hostile shape asks for.
         // 4 GiB natively; on 32-bit targets (wasm32) half the address space, since
         // `4 << 30` does not fit a 32-bit usize.
-        PlanLimits { max_arena_bytes: (4u64 << 30).min(usize::MAX as u64 / 2) as usize }
+        PlanLimits { max_arena_bytes: (4u64 << 30).min(usize::MAX as u64 / 2) as usize, max_loop_iterations: DEFAULT_MAX_LOOP_ITERATIONS }
     }
 }
 
 /// Runs `op` on owned tensors: the path for folding (at load and at plan time).
 pub fn run_owned(op: &dyn Op, inputs: &[Option<Arc<Tensor>>]) -> Result<Vec<Tensor>> {
+    let out_facts = infer_owned(op, inputs)?;
+    Ok(run_inferred(op, inputs, out_facts)?.into_iter().map(Arc::unwrap_or_clone).collect())
+}
+
+/// `op.infer` on the facts of known tensors (their values included).
+pub(crate) fn infer_owned<O: Op + ?Sized>(op: &O, inputs: &[Option<Arc<Tensor>>]) -> Result<Vec<Fact>> {
     let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.clone().map(Fact::from_tensor)).collect();
     let fact_refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
-    let out_facts = op.infer(&fact_refs)?;
+    op.infer(&fact_refs)
+}
+
+/// Produces the outputs `infer` described: the values it computed, the rest by `op.run`.
+pub(crate) fn run_inferred<O: Op + ?Sized>(op: &O, inputs: &[Option<Arc<Tensor>>], out_facts: Vec<Fact>) -> Result<Vec<Arc<Tensor>>> {
+    if out_facts.iter().all(|f| f.value.is_some()) {
+        return Ok(out_facts.into_iter().filter_map(|f| f.value).collect());
+    }
     let mut outputs = Vec::with_capacity(out_facts.len());
     for f in &out_facts {
         match &f.value {
@@ -107,12 +128,10 @@ pub fn run_owned(op: &dyn Op, inputs: &[Option<Arc<Tensor>>]) -> Result<Vec<Tens
             None => outputs.push(Tensor::zeros(f.dtype, f.shape.clone())?),
         }
     }
-    if out_facts.iter().any(|f| f.value.is_none()) {
-        let views: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| t.view())).collect();
-        let mut outs: Vec<_> = outputs.iter_mut().map(|t| t.view_mut()).collect();
-        op.run(&views, &mut outs)?;
-    }
-    Ok(outputs)
+    let views: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| t.view())).collect();
+    let mut outs: Vec<_> = outputs.iter_mut().map(|t| t.view_mut()).collect();
+    op.run(&views, &mut outs)?;
+    Ok(outputs.into_iter().map(Arc::new).collect())
 }
 
 struct Planner<'g> {

@@ -5,7 +5,7 @@
 //! [`TensorMut`]s, which may point into the executor's shared arena.
 
 use crate::{DType, Error, Result};
-use half::f16;
+use half::{bf16, f16};
 
 /// Typed storage of an owned tensor. `Bool` holds bytes that are 0 or 1.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +17,12 @@ pub enum TensorData {
     I32(Vec<i32>),
     I64(Vec<i64>),
     Bool(Vec<u8>),
+    BF16(Vec<bf16>),
+    F64(Vec<f64>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
 }
 
 /// Borrowed typed slice, read-only.
@@ -29,6 +35,12 @@ pub enum DataRef<'a> {
     I32(&'a [i32]),
     I64(&'a [i64]),
     Bool(&'a [u8]),
+    BF16(&'a [bf16]),
+    F64(&'a [f64]),
+    I16(&'a [i16]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
 }
 
 /// Borrowed typed slice, writable.
@@ -41,6 +53,12 @@ pub enum DataMut<'a> {
     I32(&'a mut [i32]),
     I64(&'a mut [i64]),
     Bool(&'a mut [u8]),
+    BF16(&'a mut [bf16]),
+    F64(&'a mut [f64]),
+    I16(&'a mut [i16]),
+    U16(&'a mut [u16]),
+    U32(&'a mut [u32]),
+    U64(&'a mut [u64]),
 }
 
 /// Applies `$body` to the typed slice inside any of the data enums, binding it to `$v`.
@@ -56,6 +74,12 @@ macro_rules! dispatch_data {
             $enum::I32($v) => $body,
             $enum::I64($v) => $body,
             $enum::Bool($v) => $body,
+            $enum::BF16($v) => $body,
+            $enum::F64($v) => $body,
+            $enum::I16($v) => $body,
+            $enum::U16($v) => $body,
+            $enum::U32($v) => $body,
+            $enum::U64($v) => $body,
         }
     };
 }
@@ -74,6 +98,12 @@ macro_rules! with_same_dtype {
             ($crate::DataRef::I32($s), $crate::DataMut::I32($d)) => Ok($body),
             ($crate::DataRef::I64($s), $crate::DataMut::I64($d)) => Ok($body),
             ($crate::DataRef::Bool($s), $crate::DataMut::Bool($d)) => Ok($body),
+            ($crate::DataRef::BF16($s), $crate::DataMut::BF16($d)) => Ok($body),
+            ($crate::DataRef::F64($s), $crate::DataMut::F64($d)) => Ok($body),
+            ($crate::DataRef::I16($s), $crate::DataMut::I16($d)) => Ok($body),
+            ($crate::DataRef::U16($s), $crate::DataMut::U16($d)) => Ok($body),
+            ($crate::DataRef::U32($s), $crate::DataMut::U32($d)) => Ok($body),
+            ($crate::DataRef::U64($s), $crate::DataMut::U64($d)) => Ok($body),
             (s, d) => Err($crate::Error::DType { expected: d.dtype(), got: s.dtype(), context: "copy between tensors".into() }),
         }
     };
@@ -89,6 +119,12 @@ impl TensorData {
             TensorData::I32(_) => DType::I32,
             TensorData::I64(_) => DType::I64,
             TensorData::Bool(_) => DType::Bool,
+            TensorData::BF16(_) => DType::BF16,
+            TensorData::F64(_) => DType::F64,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::U32(_) => DType::U32,
+            TensorData::U64(_) => DType::U64,
         }
     }
 
@@ -110,6 +146,12 @@ impl TensorData {
             DType::I32 => TensorData::I32(vec![0; len]),
             DType::I64 => TensorData::I64(vec![0; len]),
             DType::Bool => TensorData::Bool(vec![0; len]),
+            DType::BF16 => TensorData::BF16(vec![bf16::ZERO; len]),
+            DType::F64 => TensorData::F64(vec![0.0; len]),
+            DType::I16 => TensorData::I16(vec![0; len]),
+            DType::U16 => TensorData::U16(vec![0; len]),
+            DType::U32 => TensorData::U32(vec![0; len]),
+            DType::U64 => TensorData::U64(vec![0; len]),
         }
     }
 
@@ -122,6 +164,12 @@ impl TensorData {
             TensorData::I32(v) => DataRef::I32(v),
             TensorData::I64(v) => DataRef::I64(v),
             TensorData::Bool(v) => DataRef::Bool(v),
+            TensorData::BF16(v) => DataRef::BF16(v),
+            TensorData::F64(v) => DataRef::F64(v),
+            TensorData::I16(v) => DataRef::I16(v),
+            TensorData::U16(v) => DataRef::U16(v),
+            TensorData::U32(v) => DataRef::U32(v),
+            TensorData::U64(v) => DataRef::U64(v),
         }
     }
 
@@ -134,6 +182,12 @@ impl TensorData {
             TensorData::I32(v) => DataMut::I32(v),
             TensorData::I64(v) => DataMut::I64(v),
             TensorData::Bool(v) => DataMut::Bool(v),
+            TensorData::BF16(v) => DataMut::BF16(v),
+            TensorData::F64(v) => DataMut::F64(v),
+            TensorData::I16(v) => DataMut::I16(v),
+            TensorData::U16(v) => DataMut::U16(v),
+            TensorData::U32(v) => DataMut::U32(v),
+            TensorData::U64(v) => DataMut::U64(v),
         }
     }
 }
@@ -148,6 +202,12 @@ impl DataRef<'_> {
             DataRef::I32(_) => DType::I32,
             DataRef::I64(_) => DType::I64,
             DataRef::Bool(_) => DType::Bool,
+            DataRef::BF16(_) => DType::BF16,
+            DataRef::F64(_) => DType::F64,
+            DataRef::I16(_) => DType::I16,
+            DataRef::U16(_) => DType::U16,
+            DataRef::U32(_) => DType::U32,
+            DataRef::U64(_) => DType::U64,
         }
     }
 
@@ -168,6 +228,12 @@ impl DataRef<'_> {
             DataRef::I32(v) => TensorData::I32(v.to_vec()),
             DataRef::I64(v) => TensorData::I64(v.to_vec()),
             DataRef::Bool(v) => TensorData::Bool(v.to_vec()),
+            DataRef::BF16(v) => TensorData::BF16(v.to_vec()),
+            DataRef::F64(v) => TensorData::F64(v.to_vec()),
+            DataRef::I16(v) => TensorData::I16(v.to_vec()),
+            DataRef::U16(v) => TensorData::U16(v.to_vec()),
+            DataRef::U32(v) => TensorData::U32(v.to_vec()),
+            DataRef::U64(v) => TensorData::U64(v.to_vec()),
         }
     }
 }
@@ -182,6 +248,12 @@ impl DataMut<'_> {
             DataMut::I32(_) => DType::I32,
             DataMut::I64(_) => DType::I64,
             DataMut::Bool(_) => DType::Bool,
+            DataMut::BF16(_) => DType::BF16,
+            DataMut::F64(_) => DType::F64,
+            DataMut::I16(_) => DType::I16,
+            DataMut::U16(_) => DType::U16,
+            DataMut::U32(_) => DType::U32,
+            DataMut::U64(_) => DType::U64,
         }
     }
 
@@ -191,6 +263,25 @@ impl DataMut<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// An owned copy of the elements.
+    pub fn to_owned(&self) -> TensorData {
+        match self {
+            DataMut::F32(v) => TensorData::F32(v.to_vec()),
+            DataMut::F16(v) => TensorData::F16(v.to_vec()),
+            DataMut::I8(v) => TensorData::I8(v.to_vec()),
+            DataMut::U8(v) => TensorData::U8(v.to_vec()),
+            DataMut::I32(v) => TensorData::I32(v.to_vec()),
+            DataMut::I64(v) => TensorData::I64(v.to_vec()),
+            DataMut::Bool(v) => TensorData::Bool(v.to_vec()),
+            DataMut::BF16(v) => TensorData::BF16(v.to_vec()),
+            DataMut::F64(v) => TensorData::F64(v.to_vec()),
+            DataMut::I16(v) => TensorData::I16(v.to_vec()),
+            DataMut::U16(v) => TensorData::U16(v.to_vec()),
+            DataMut::U32(v) => TensorData::U32(v.to_vec()),
+            DataMut::U64(v) => TensorData::U64(v.to_vec()),
+        }
     }
 
     /// Copies `src` in; dtypes and lengths must match.
@@ -260,6 +351,12 @@ typed_accessors! {
     i32s, i32s_mut, I32, i32;
     i64s, i64s_mut, I64, i64;
     bools, bools_mut, Bool, u8;
+    bf16s, bf16s_mut, BF16, bf16;
+    f64s, f64s_mut, F64, f64;
+    i16s, i16s_mut, I16, i16;
+    u16s, u16s_mut, U16, u16;
+    u32s, u32s_mut, U32, u32;
+    u64s, u64s_mut, U64, u64;
 }
 
 impl TensorRef<'_> {
@@ -288,6 +385,19 @@ impl TensorRef<'_> {
         }
     }
 
+    /// Reads a numeric tensor as f64s: exact for every dtype but the widest integers
+    /// (|x| > 2^53), which kernels working in f64 accept as onnx's reference does.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self.data {
+            DataRef::F64(v) => v.to_vec(),
+            DataRef::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            DataRef::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            DataRef::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            DataRef::U32(v) => v.iter().map(|&x| x as f64).collect(),
+            _ => self.to_f32_vec().into_iter().map(f64::from).collect(),
+        }
+    }
+
     /// Reads a numeric tensor as f32s (for scalars like Clip bounds or Pad values).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self.data {
@@ -297,6 +407,12 @@ impl TensorRef<'_> {
             DataRef::U8(v) | DataRef::Bool(v) => v.iter().map(|&x| x as f32).collect(),
             DataRef::I32(v) => v.iter().map(|&x| x as f32).collect(),
             DataRef::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            DataRef::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::I16(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::U16(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::U32(v) => v.iter().map(|&x| x as f32).collect(),
+            DataRef::U64(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
 }
@@ -390,6 +506,13 @@ impl Tensor {
     /// A writable view; the shape stays fixed.
     pub fn view_mut(&mut self) -> TensorMut<'_> {
         TensorMut { shape: &self.shape, data: self.data.as_mut() }
+    }
+
+    /// The same values in another dtype, converted as ONNX's `Cast` does.
+    pub fn cast(&self, dtype: DType) -> Result<Tensor> {
+        let mut out = Tensor::zeros(dtype, self.shape.clone())?;
+        crate::ops::convert(self.data.as_ref(), &mut out.data.as_mut())?;
+        Ok(out)
     }
 
     /// Same data, new shape of equal element count.

@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod depthwise;
 pub mod gemm;
+pub mod gemv;
 pub mod isa;
 pub mod math;
 pub mod parallel;

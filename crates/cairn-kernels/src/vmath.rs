@@ -9,7 +9,7 @@
 //! The bodies use `for` loops, not `for_each` closures: a closure is a separate generic
 //! function that LLVM may leave un-inlined, compiled for the baseline instead of the wrapper's ISA.
 
-use crate::math::{erf_fast, exp_fast};
+use crate::math::{erf_fast, exp_fast, sigmoid_fast, tanh_fast};
 
 /// Defines `pub fn $name(args)` whose `$body` is compiled for AVX-512, AVX2+FMA and the
 /// build's baseline, called through the one the process uses.
@@ -49,6 +49,27 @@ per_isa! {
         #[allow(unreachable_code)]
         for x in xs.iter_mut() {
             *x = exp_fast(*x);
+        }
+    }
+}
+
+/// The dispatch wrapper, for other slice kernels of the crate (e.g. [`crate::gemv`]).
+pub(crate) use per_isa;
+
+per_isa! {
+    /// `x = 1 / (1 + e^-x)` for every element (see [`sigmoid_fast`]): the gates of LSTM and GRU.
+    pub fn sigmoid_in_place(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x = sigmoid_fast(*x);
+        }
+    }
+}
+
+per_isa! {
+    /// `x = tanh(x)` for every element (see [`tanh_fast`]).
+    pub fn tanh_in_place(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x = tanh_fast(*x);
         }
     }
 }
@@ -291,6 +312,13 @@ mod tests {
         for (i, &v) in x.iter().enumerate() {
             assert_eq!(e[i].to_bits(), exp_fast(v).to_bits(), "exp({v})");
             assert!(r[i].to_bits() == erf_fast(v).to_bits() || (r[i].is_nan() && v.is_nan()), "erf({v}): {} vs {}", r[i], erf_fast(v));
+        }
+        let (mut s, mut t) = (x.clone(), x.clone());
+        sigmoid_in_place(&mut s);
+        tanh_in_place(&mut t);
+        for (i, &v) in x.iter().enumerate() {
+            assert!(s[i].to_bits() == sigmoid_fast(v).to_bits() || (s[i].is_nan() && v.is_nan()), "sigmoid({v})");
+            assert!(t[i].to_bits() == tanh_fast(v).to_bits() || (t[i].is_nan() && v.is_nan()), "tanh({v})");
         }
         let mut g = x.clone();
         gelu_in_place(&mut g);

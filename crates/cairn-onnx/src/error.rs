@@ -14,7 +14,7 @@ pub enum Error {
     Tensor { name: String, detail: String },
 
     #[error(
-        "tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, int8, uint8, int32, int64, bool)"
+        "tensor '{name}' has dtype {dtype}, which Cairn does not support (it supports float32, float16, bfloat16, double, int8/16/32/64, uint8/16/32/64, bool)"
     )]
     UnsupportedDType { name: String, dtype: &'static str },
 
@@ -24,14 +24,39 @@ pub enum Error {
     #[error("the model imports opset {version} of the default domain; Cairn supports opsets {min} to {max}")]
     Opset { version: i64, min: i64, max: i64 },
 
-    #[error("the model uses operators Cairn does not implement: {list}; first at {first}")]
-    UnsupportedOps { list: String, first: Box<cairn_core::Error> },
+    #[error("the model uses {} operator(s) Cairn does not implement: {}; first at node '{}'", ops.len(), MissingOp::list(ops), first_node(first))]
+    UnsupportedOps { ops: Vec<MissingOp>, first: Box<cairn_core::Error> },
 
     #[error("{0}")]
     Model(String),
 
     #[error(transparent)]
     Core(#[from] cairn_core::Error),
+}
+
+/// One operator a model uses that Cairn lacks, with the opset of its domain the model imports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingOp {
+    /// `ai.onnx` for the default domain.
+    pub domain: String,
+    pub op_type: String,
+    pub opset: i64,
+    /// How many nodes use it.
+    pub count: usize,
+}
+
+impl MissingOp {
+    /// `LSTM (ai.onnx opset 16) x1, DynamicQuantizeLSTM (com.microsoft opset 1) x3`.
+    pub fn list(ops: &[MissingOp]) -> String {
+        ops.iter().map(|m| format!("{} ({} opset {}) x{}", m.op_type, m.domain, m.opset, m.count)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn first_node(e: &cairn_core::Error) -> &str {
+    match e {
+        cairn_core::Error::UnsupportedOp { node, .. } => node,
+        _ => "?",
+    }
 }
 
 impl Error {

@@ -71,6 +71,12 @@ fn code(d: DType) -> i32 {
         DType::I32 => dt::INT32,
         DType::I64 => dt::INT64,
         DType::Bool => dt::BOOL,
+        DType::BF16 => dt::BFLOAT16,
+        DType::F64 => dt::DOUBLE,
+        DType::I16 => dt::INT16,
+        DType::U16 => dt::UINT16,
+        DType::U32 => dt::UINT32,
+        DType::U64 => dt::UINT64,
     }
 }
 
@@ -117,7 +123,8 @@ fn attribute(name: &str, a: &Attr) -> Result<AttributeProto, Error> {
         Attr::Ints(v) => (p.r#type, p.ints) = (at::INTS, v.clone()),
         Attr::Floats(v) => (p.r#type, p.floats) = (at::FLOATS, v.clone()),
         Attr::Strs(v) => (p.r#type, p.strings) = (at::STRINGS, v.iter().map(|s| s.as_bytes().to_vec()).collect()),
-        Attr::Graph => return Err(Error::Model(format!("attribute '{name}' holds a subgraph, which Cairn cannot save"))),
+        Attr::Graph(_) => return Err(Error::Model(format!("attribute '{name}' holds a subgraph, which Cairn cannot save"))),
+        Attr::Type(_) => return Err(Error::Model(format!("attribute '{name}' holds a type, which Cairn cannot save"))),
     }
     Ok(p)
 }

@@ -2,23 +2,16 @@
 
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::tensor::{convert, dtype_of, MAX_DIM};
-use crate::{Error, Model, ModelMeta};
-use cairn_core::{Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Tensor, ValueInfo, MAX_OPSET, MIN_OPSET};
+use crate::{Error, MissingOp, Model, ModelMeta};
+use cairn_core::{
+    Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Error> {
-    let opset =
-        proto.opset_import.iter().filter(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).max().ok_or_else(|| {
-            let domains: Vec<String> = proto.opset_import.iter().map(|o| format!("{} v{}", o.domain, o.version)).collect();
-            let first =
-                cairn_core::Error::UnsupportedOp { node: String::new(), op_type: format!("domain {}", domains.join(", ")), opset: 0 };
-            Error::UnsupportedOps { list: format!("only non-default domains ({})", domains.join(", ")), first: Box::new(first) }
-        })?;
-    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
-        return Err(Error::Opset { version: opset, min: MIN_OPSET, max: MAX_OPSET });
-    }
+    let opsets = DomainOpsets::of(&proto)?;
     let meta = ModelMeta {
         ir_version: proto.ir_version,
         producer_name: proto.producer_name,
@@ -27,10 +20,79 @@ pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Er
         doc_string: proto.doc_string,
     };
     let graph = proto.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
-    Ok(Model { graph: import_graph(graph, opset, external_dir)?, meta })
+    Ok(Model { graph: import_graph(graph, &opsets, external_dir, 1)?.validated()?, meta })
 }
 
-fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> Result<Graph, Error> {
+/// The opset version the model imports for each domain: a node is built against the
+/// version of its own domain (a `com.microsoft` node against `com.microsoft`'s, not the
+/// default domain's).
+pub(crate) struct DomainOpsets {
+    default: i64,
+    others: HashMap<String, i64>,
+}
+
+impl DomainOpsets {
+    pub(crate) fn of(proto: &ModelProto) -> Result<DomainOpsets, Error> {
+        let Some(default) = proto.opset_import.iter().filter(|o| is_default_domain(&o.domain)).map(|o| o.version).max() else {
+            return Err(only_other_domains(proto));
+        };
+        if !(MIN_OPSET..=MAX_OPSET).contains(&default) {
+            return Err(Error::Opset { version: default, min: MIN_OPSET, max: MAX_OPSET });
+        }
+        let mut others = HashMap::new();
+        for o in proto.opset_import.iter().filter(|o| !is_default_domain(&o.domain)) {
+            let v = others.entry(o.domain.clone()).or_insert(o.version);
+            *v = (*v).max(o.version);
+        }
+        Ok(DomainOpsets { default, others })
+    }
+
+    /// The version for `domain`; a domain the model never imports counts as version 1
+    /// (onnxruntime loads such files from old exporters the same way).
+    pub(crate) fn version(&self, domain: &str) -> i64 {
+        if is_default_domain(domain) {
+            self.default
+        } else {
+            self.others.get(domain).copied().unwrap_or(1)
+        }
+    }
+}
+
+/// A model that imports no default-domain opset uses only operators of other domains
+/// (`ai.onnx.ml`, ...), none of which Cairn implements: each domain is reported with its node count.
+fn only_other_domains(proto: &ModelProto) -> Error {
+    let nodes = proto.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+    let ops: Vec<MissingOp> = proto
+        .opset_import
+        .iter()
+        .map(|o| MissingOp {
+            domain: o.domain.clone(),
+            op_type: "(every operator of the domain)".into(),
+            opset: o.version,
+            count: nodes.iter().filter(|n| n.domain == o.domain).count(),
+        })
+        .collect();
+    let first = cairn_core::Error::UnsupportedOp {
+        node: nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
+        op_type: "a model without the default ONNX domain".into(),
+        opset: 0,
+    };
+    Error::UnsupportedOps { ops, first: Box::new(first) }
+}
+
+fn is_default_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx"
+}
+
+/// Imports a graph at nesting `depth` (1 for the main graph). Not yet validated: the main
+/// graph is validated as is, a subgraph in the scope of the outer names it reads.
+fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&Path>, depth: usize) -> Result<Graph, Error> {
+    if depth > MAX_SUBGRAPH_DEPTH {
+        return Err(Error::Model(format!(
+            "subgraphs nest more than {MAX_SUBGRAPH_DEPTH} levels deep (graph '{}'); Cairn refuses deeper nesting",
+            g.name
+        )));
+    }
     if let Some(s) = g.sparse_initializer.first() {
         let name = s.values.as_ref().map_or("?", |v| v.name.as_str());
         return Err(Error::tensor(name, "sparse initializers are not supported"));
@@ -45,57 +107,89 @@ fn import_graph(mut g: GraphProto, opset: i64, external_dir: Option<&Path>) -> R
         let tensor = convert(&t, external_dir)?;
         initializers.insert(t.name, Arc::new(tensor));
     }
-    let inputs = g.input.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
-    let outputs = g.output.iter().map(value_info).collect::<Result<Vec<_>, _>>()?;
+    let inputs = g.input.iter().map(|v| value_info(v, depth)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = g.output.iter().map(|v| value_info(v, depth)).collect::<Result<Vec<_>, _>>()?;
 
     let registry = Registry::global();
     let mut nodes = Vec::with_capacity(g.node.len());
-    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
-    let mut first_unsupported = None;
+    let mut missing = MissingOps::default();
     for (index, n) in g.node.into_iter().enumerate() {
         let name = if n.name.is_empty() { format!("{}_{index}", n.op_type) } else { n.name.clone() };
-        if n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx") {
+        if n.op_type == "Constant" && is_default_domain(&n.domain) {
             let (out, value) = constant(&n, &name)?;
             initializers.insert(out, Arc::new(value));
             continue;
         }
-        let spec = NodeSpec {
-            name,
-            domain: n.domain.clone(),
-            op_type: n.op_type.clone(),
-            attrs: attributes(&n)?,
-            inputs: n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect(),
-            outputs: n.output.clone(),
-        };
+        let opset = opsets.version(&n.domain);
+        let (attrs, captures) = attributes(&n, opsets, external_dir, depth)?;
+        let mut inputs: Vec<Option<String>> = n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect();
+        inputs.extend(captures.into_iter().map(Some));
+        let spec = NodeSpec { name, domain: n.domain.clone(), op_type: n.op_type.clone(), attrs, inputs, outputs: n.output.clone() };
         match Node::build(spec, opset, registry) {
             Ok(node) => nodes.push(node),
             // Collect every unsupported op so the user learns the whole list at once.
-            Err(e @ cairn_core::Error::UnsupportedOp { .. }) => {
-                let key = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type } else { format!("{}.{}", n.domain, n.op_type) };
-                *unsupported.entry(key).or_insert(0) += 1;
-                first_unsupported.get_or_insert(e);
-            }
+            Err(e @ cairn_core::Error::UnsupportedOp { .. }) => missing.add(&n.domain, &n.op_type, opset, e),
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(first) = first_unsupported {
-        if unsupported.len() == 1 && unsupported.values().all(|&c| c == 1) {
-            return Err(first.into());
-        }
-        let list = unsupported.iter().map(|(op, n)| format!("{op} (x{n})")).collect::<Vec<_>>().join(", ");
-        return Err(Error::UnsupportedOps { list, first: Box::new(first) });
-    }
-    let graph = Graph { inputs, outputs, initializers, nodes, opset };
-    Ok(graph.validated()?)
+    missing.into_result()?;
+    Ok(Graph { inputs, outputs, initializers, nodes, opset: opsets.default })
 }
 
-fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
-    let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => {
-            return Err(Error::Model(format!("'{}' is a sequence, map, optional or sparse value; Cairn only handles tensors", v.name)))
+/// Unsupported operators met while importing, counted per (domain, op, opset).
+#[derive(Default)]
+struct MissingOps {
+    counts: BTreeMap<(String, String, i64), usize>,
+    first: Option<cairn_core::Error>,
+}
+
+impl MissingOps {
+    fn add(&mut self, domain: &str, op_type: &str, opset: i64, error: cairn_core::Error) {
+        let domain = if is_default_domain(domain) { "ai.onnx" } else { domain };
+        *self.counts.entry((domain.to_string(), op_type.to_string(), opset)).or_insert(0) += 1;
+        self.first.get_or_insert(error);
+    }
+
+    fn into_result(self) -> Result<(), Error> {
+        let Some(first) = self.first else { return Ok(()) };
+        let ops = self.counts.into_iter().map(|((domain, op_type, opset), count)| MissingOp { domain, op_type, opset, count }).collect();
+        Err(Error::UnsupportedOps { ops, first: Box::new(first) })
+    }
+}
+
+/// A graph attribute: the body, validated in the scope of the outer names it reads.
+fn subgraph(g: &GraphProto, opsets: &DomainOpsets, external_dir: Option<&Path>, depth: usize) -> Result<Subgraph, Error> {
+    let body = import_graph(g.clone(), opsets, external_dir, depth + 1)?;
+    let captures = body.free_names();
+    let body = body.validated_in_scope(&captures).map_err(|e| Error::Model(format!("subgraph '{}': {e}", g.name)))?;
+    Ok(Subgraph { graph: Arc::new(body), captures })
+}
+
+/// The tensor type a value declares. Sequences and optionals of tensors are declared by
+/// their element type (docs/adr/0010); a subgraph's input may omit its type (old exporters
+/// write Loop bodies so), which the eager interpreter never relies on.
+fn tensor_type(v: &ValueInfoProto, depth: usize) -> Result<Option<&crate::proto::type_proto::Tensor>, Error> {
+    let mut ty = v.r#type.as_ref();
+    // Unwrap sequence/optional nesting (bounded by protobuf's recursion limit at decode).
+    loop {
+        match ty.and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(t)) => return Ok(Some(t)),
+            Some(type_proto::Value::SequenceType(n) | type_proto::Value::OptionalType(n)) => ty = n.elem_type.as_deref(),
+            Some(_) => {
+                return Err(Error::Model(format!(
+                    "'{}' is a map or sparse value; of the sequence, map, optional and sparse types Cairn handles sequences and optionals of tensors",
+                    v.name
+                )))
+            }
+            None if depth > 1 => return Ok(None),
+            None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
         }
-        None => return Err(Error::Model(format!("'{}' declares no type", v.name))),
+    }
+}
+
+fn value_info(v: &ValueInfoProto, depth: usize) -> Result<ValueInfo, Error> {
+    let Some(tensor) = tensor_type(v, depth)? else {
+        return Ok(ValueInfo { name: v.name.clone(), dtype: cairn_core::DType::F32, dims: None });
     };
     let dtype = dtype_of(tensor.elem_type, &v.name)?;
     let dims = tensor.shape.as_ref().map(|s| {
@@ -106,8 +200,14 @@ fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
                 use crate::proto::tensor_shape_proto::dimension::Value;
                 match &d.value {
                     Some(Value::DimValue(n)) if (0..=MAX_DIM).contains(n) => Ok(Dim::Known(*n as usize)),
-                    Some(Value::DimValue(n)) => Err(Error::Model(format!("'{}' declares an invalid dimension {n}", v.name))),
-                    Some(Value::DimParam(p)) if !p.is_empty() => Ok(Dim::Sym(p.clone())),
+                    // Negative sizes (exporters write -1) mean "unknown", as onnxruntime reads them.
+                    Some(Value::DimValue(n)) if *n < 0 => Ok(Dim::Sym(format!("{}_dim{i}", v.name))),
+                    Some(Value::DimValue(n)) => {
+                        Err(Error::Model(format!("'{}' declares a dimension {n} above Cairn's limit {MAX_DIM}", v.name)))
+                    }
+                    // paddle2onnx writes "?" for every unknown dim: a placeholder, not a name that
+                    // ties two dims together (onnxruntime runs [?, ?] inputs at 48x192).
+                    Some(Value::DimParam(p)) if !p.is_empty() && p != "?" => Ok(Dim::Sym(p.clone())),
                     // An unnamed unknown dim: give it a name of its own so it binds independently.
                     _ => Ok(Dim::Sym(format!("{}_dim{i}", v.name))),
                 }
@@ -117,12 +217,45 @@ fn value_info(v: &ValueInfoProto) -> Result<ValueInfo, Error> {
     Ok(ValueInfo { name: v.name.clone(), dtype, dims: dims.transpose()? })
 }
 
-fn attributes(n: &NodeProto) -> Result<Attrs, Error> {
+/// A node's attributes, and the outer-scope names its subgraphs read (the union over its
+/// graph attributes, in first-use order; every subgraph gets the whole list so that the
+/// node's trailing inputs line up with each body's captures).
+fn attributes(n: &NodeProto, opsets: &DomainOpsets, external_dir: Option<&Path>, depth: usize) -> Result<(Attrs, Vec<String>), Error> {
     let mut attrs = Attrs::new();
+    let mut captures: Vec<String> = Vec::new();
     for a in &n.attribute {
-        attrs.insert(a.name.clone(), attribute(a, n)?);
+        let attr = match (a.r#type, a.g.as_deref()) {
+            (at::GRAPH, Some(g)) | (0, Some(g)) => {
+                let sub = subgraph(g, opsets, external_dir, depth).map_err(|e| match e {
+                    Error::Model(m) => Error::Model(format!("attribute '{}' of node '{}' ({}): {m}", a.name, n.name, n.op_type)),
+                    e => e,
+                })?;
+                captures.extend(sub.captures.iter().filter(|c| !captures.contains(c)).cloned().collect::<Vec<_>>());
+                Attr::Graph(sub)
+            }
+            (at::GRAPH, None) => return Err(Error::Model(format!("attribute '{}' of node '{}' has no graph", a.name, n.name))),
+            _ => attribute(a, n)?,
+        };
+        attrs.insert(a.name.clone(), attr);
     }
-    Ok(attrs)
+    for attr in attrs.values_mut() {
+        if let Attr::Graph(sub) = attr {
+            sub.captures = captures.clone();
+        }
+    }
+    Ok((attrs, captures))
+}
+
+/// ONNX's text form of a type: "tensor(float)", "seq(tensor(int64))", "optional(...)".
+fn type_text(t: Option<&crate::proto::TypeProto>) -> String {
+    match t.and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => format!("tensor({})", crate::proto::data_type::name(t.elem_type).to_lowercase()),
+        Some(type_proto::Value::SequenceType(n)) => format!("seq({})", type_text(n.elem_type.as_deref())),
+        Some(type_proto::Value::OptionalType(n)) => format!("optional({})", type_text(n.elem_type.as_deref())),
+        Some(type_proto::Value::MapType(_)) => "map".into(),
+        Some(type_proto::Value::SparseTensorType(_)) => "sparse_tensor".into(),
+        None => "undefined".into(),
+    }
 }
 
 fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
@@ -138,8 +271,8 @@ fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
         at::FLOATS => Attr::Floats(a.floats.clone()),
         at::INTS => Attr::Ints(a.ints.clone()),
         at::STRINGS => Attr::Strs(a.strings.iter().map(|s| text(s)).collect()),
-        at::GRAPH | at::GRAPHS => Attr::Graph,
-        at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTO | at::TYPE_PROTOS => {
+        at::TYPE_PROTO => Attr::Type(type_text(a.tp.as_ref())),
+        at::GRAPH | at::GRAPHS | at::TENSORS | at::SPARSE_TENSOR | at::SPARSE_TENSORS | at::TYPE_PROTOS => {
             return Err(Error::Model(format!(
                 "attribute '{}' of node '{}' ({}) has a kind Cairn does not support",
                 a.name, n.name, n.op_type

@@ -8,9 +8,11 @@ mod export;
 mod import;
 pub mod proto;
 mod tensor;
+mod value;
 
-pub use error::Error;
+pub use error::{Error, MissingOp};
 pub use export::save_bytes;
+pub use value::value_from_bytes;
 
 use prost::Message;
 use std::path::Path;

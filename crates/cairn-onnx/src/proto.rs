@@ -132,6 +132,8 @@ pub struct AttributeProto {
     pub tensors: Vec<TensorProto>,
     #[prost(message, repeated, tag = "11")]
     pub graphs: Vec<GraphProto>,
+    #[prost(message, optional, tag = "14")]
+    pub tp: Option<TypeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -161,7 +163,7 @@ pub mod type_proto {
         pub shape: Option<super::TensorShapeProto>,
     }
 
-    /// Sequence, Optional: only their presence matters to Cairn (it rejects them).
+    /// The element type of a Sequence or an Optional.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Nested {
         #[prost(message, optional, boxed, tag = "1")]
@@ -303,6 +305,44 @@ pub mod tensor_proto {
     }
 
     pub const DATA_LOCATION_EXTERNAL: i32 = 1;
+}
+
+/// `SequenceProto` (the `.pb` files of ONNX test data for sequence values).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SequenceProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, repeated, tag = "3")]
+    pub tensor_values: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "5")]
+    pub sequence_values: Vec<SequenceProto>,
+    #[prost(message, repeated, tag = "7")]
+    pub optional_values: Vec<OptionalProto>,
+}
+
+/// `OptionalProto`; `elem_type` 0 (UNDEFINED) is the empty optional.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OptionalProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, optional, tag = "3")]
+    pub tensor_value: Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "5")]
+    pub sequence_value: Option<Box<SequenceProto>>,
+    #[prost(message, optional, boxed, tag = "7")]
+    pub optional_value: Option<Box<OptionalProto>>,
+}
+
+/// `SequenceProto.DataType` / `OptionalProto.DataType`.
+pub mod value_elem_type {
+    pub const UNDEFINED: i32 = 0;
+    pub const TENSOR: i32 = 1;
+    pub const SEQUENCE: i32 = 3;
+    pub const OPTIONAL: i32 = 5;
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -3,7 +3,7 @@
 use crate::proto::{data_type as dt, tensor_proto::DATA_LOCATION_EXTERNAL, TensorProto};
 use crate::Error;
 use cairn_core::{checked_numel, DType, Tensor, TensorData};
-use half::f16;
+use half::{bf16, f16};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
@@ -19,6 +19,12 @@ pub fn dtype_of(code: i32, name: &str) -> Result<DType, Error> {
         dt::INT32 => DType::I32,
         dt::INT64 => DType::I64,
         dt::BOOL => DType::Bool,
+        dt::DOUBLE => DType::F64,
+        dt::BFLOAT16 => DType::BF16,
+        dt::INT16 => DType::I16,
+        dt::UINT16 => DType::U16,
+        dt::UINT32 => DType::U32,
+        dt::UINT64 => DType::U64,
         other => return Err(Error::UnsupportedDType { name: name.to_string(), dtype: dt::name(other) }),
     })
 }
@@ -83,6 +89,12 @@ fn from_raw(bytes: &[u8], dtype: DType, numel: usize, name: &str) -> Result<Tens
         DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
         DType::U8 => TensorData::U8(bytes.to_vec()),
         DType::Bool => TensorData::Bool(bytes.iter().map(|&b| (b != 0) as u8).collect()),
+        DType::BF16 => TensorData::BF16(le(bytes, bf16::from_le_bytes)),
+        DType::F64 => TensorData::F64(le(bytes, f64::from_le_bytes)),
+        DType::I16 => TensorData::I16(le(bytes, i16::from_le_bytes)),
+        DType::U16 => TensorData::U16(le(bytes, u16::from_le_bytes)),
+        DType::U32 => TensorData::U32(le(bytes, u32::from_le_bytes)),
+        DType::U64 => TensorData::U64(le(bytes, u64::from_le_bytes)),
     })
 }
 
@@ -123,6 +135,31 @@ fn from_typed(t: &TensorProto, dtype: DType, numel: usize, name: &str) -> Result
         DType::F16 => {
             check(t.int32_data.len(), "int32_data")?;
             TensorData::F16(t.int32_data.iter().map(|&v| f16::from_bits(v as u16)).collect())
+        }
+        DType::BF16 => {
+            check(t.int32_data.len(), "int32_data")?;
+            TensorData::BF16(t.int32_data.iter().map(|&v| bf16::from_bits(v as u16)).collect())
+        }
+        DType::I16 => {
+            check(t.int32_data.len(), "int32_data")?;
+            TensorData::I16(t.int32_data.iter().map(|&v| v as i16).collect())
+        }
+        DType::U16 => {
+            check(t.int32_data.len(), "int32_data")?;
+            TensorData::U16(t.int32_data.iter().map(|&v| v as u16).collect())
+        }
+        DType::F64 => {
+            check(t.double_data.len(), "double_data")?;
+            TensorData::F64(t.double_data.clone())
+        }
+        // uint32 and uint64 live in uint64_data.
+        DType::U32 => {
+            check(t.uint64_data.len(), "uint64_data")?;
+            TensorData::U32(t.uint64_data.iter().map(|&v| v as u32).collect())
+        }
+        DType::U64 => {
+            check(t.uint64_data.len(), "uint64_data")?;
+            TensorData::U64(t.uint64_data.clone())
         }
     })
 }

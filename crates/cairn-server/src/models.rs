@@ -163,7 +163,7 @@ pub fn parse_dtype(name: &str) -> Option<DType> {
         "int64" => "i64",
         other => other,
     };
-    [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == canonical)
+    DType::from_name(canonical)
 }
 
 /// Runs one row of zeros through the model, so its first real request does not

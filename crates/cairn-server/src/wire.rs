@@ -99,6 +99,12 @@ fn json_values(dtype: DType, v: &[f64]) -> Result<TensorData, String> {
         DType::I32 => ints(i32::MIN as f64, i32::MAX as f64).map(|_| TensorData::I32(v.iter().map(|&x| x as i32).collect()))?,
         DType::I64 => ints(-(2f64.powi(53)), 2f64.powi(53)).map(|_| TensorData::I64(v.iter().map(|&x| x as i64).collect()))?,
         DType::Bool => ints(0.0, 1.0).map(|_| TensorData::Bool(v.iter().map(|&x| x as u8).collect()))?,
+        DType::F64 => TensorData::F64(v.to_vec()),
+        DType::BF16 => TensorData::BF16(v.iter().map(|&x| half::bf16::from_f64(x)).collect()),
+        DType::I16 => ints(i16::MIN as f64, i16::MAX as f64).map(|_| TensorData::I16(v.iter().map(|&x| x as i16).collect()))?,
+        DType::U16 => ints(0.0, u16::MAX as f64).map(|_| TensorData::U16(v.iter().map(|&x| x as u16).collect()))?,
+        DType::U32 => ints(0.0, u32::MAX as f64).map(|_| TensorData::U32(v.iter().map(|&x| x as u32).collect()))?,
+        DType::U64 => ints(0.0, 2f64.powi(53)).map(|_| TensorData::U64(v.iter().map(|&x| x as u64).collect()))?,
     })
 }
 
@@ -234,6 +240,12 @@ pub fn tensor_json(t: &Tensor) -> serde_json::Value {
         TensorData::I32(v) => serde_json::json!(v),
         TensorData::I64(v) => serde_json::json!(v),
         TensorData::Bool(v) => serde_json::json!(v),
+        TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>().into(),
+        TensorData::F64(v) => serde_json::json!(v),
+        TensorData::I16(v) => serde_json::json!(v),
+        TensorData::U16(v) => serde_json::json!(v),
+        TensorData::U32(v) => serde_json::json!(v),
+        TensorData::U64(v) => serde_json::json!(v),
     };
     serde_json::json!({ "dtype": t.dtype().name(), "shape": t.shape(), "data": data })
 }

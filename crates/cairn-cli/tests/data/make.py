@@ -111,3 +111,37 @@ def blocks():
         [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
 
 save(blocks(), "blocks.onnx", opset=13)
+
+# Operators no lane implements, in three domains: `inspect` must list them all with counts.
+def save_with(graph, name, opsets):
+    model = helper.make_model(graph, producer_name="cairn-tests", opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    onnx.save(model, name)
+
+save_with(helper.make_graph(
+    [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+     helper.make_node("Frobnicate", ["r"], ["f1"], name="frob1", domain="com.example"),
+     helper.make_node("Frobnicate", ["f1"], ["f2"], name="frob2", domain="com.example"),
+     helper.make_node("Twiddle", ["f2"], ["t"], name="twiddle", domain="com.example"),
+     helper.make_node("NoSuchFusion", ["t"], ["y"], name="fusion", domain="com.microsoft")],
+    "missing",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+), "missing_ops.onnx", [("", 17), ("com.example", 3), ("com.microsoft", 1)])
+
+# BERT-shaped inputs for `run --random`: token ids index a 30-row table, token type ids a
+# 2-row table, and the attention mask multiplies; out-of-range ids would fail the Gathers.
+rng = np.random.default_rng(5)
+save(helper.make_graph(
+    [helper.make_node("Gather", ["word", "input_ids"], ["w"], name="word_lookup"),
+     helper.make_node("Gather", ["types", "token_type_ids"], ["t"], name="type_lookup"),
+     helper.make_node("Add", ["w", "t"], ["e"], name="sum"),
+     helper.make_node("Cast", ["attention_mask"], ["m"], name="mask_cast", to=TensorProto.FLOAT),
+     helper.make_node("Unsqueeze", ["m", "axes"], ["m3"], name="mask_axes"),
+     helper.make_node("Mul", ["e", "m3"], ["y"], name="masked")],
+    "bert_like",
+    [helper.make_tensor_value_info(n, TensorProto.INT64, [1, "sequence"]) for n in ("input_ids", "token_type_ids", "attention_mask")],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "sequence", 4])],
+    [onnx.numpy_helper.from_array(rng.standard_normal((30, 4)).astype(np.float32), "word"),
+     onnx.numpy_helper.from_array(rng.standard_normal((2, 4)).astype(np.float32), "types"),
+     onnx.numpy_helper.from_array(np.array([2], np.int64), "axes")],
+), "bert_like.onnx")

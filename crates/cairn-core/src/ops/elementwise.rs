@@ -119,43 +119,49 @@ trait Arith: Copy + PartialOrd {
     fn arith(kind: BinKind, a: Self, b: Self) -> Self;
 }
 
-impl Arith for f32 {
-    #[inline(always)]
-    fn arith(kind: BinKind, a: f32, b: f32) -> f32 {
-        match kind {
-            BinKind::Add => a + b,
-            BinKind::Sub => a - b,
-            BinKind::Mul => a * b,
-            BinKind::Div => a / b,
-            BinKind::Pow => a.powf(b),
-            BinKind::Min => {
-                if a.is_nan() || a < b {
-                    a
-                } else {
-                    b
+macro_rules! float_arith {
+    ($t:ty) => {
+        impl Arith for $t {
+            #[inline(always)]
+            fn arith(kind: BinKind, a: $t, b: $t) -> $t {
+                match kind {
+                    BinKind::Add => a + b,
+                    BinKind::Sub => a - b,
+                    BinKind::Mul => a * b,
+                    BinKind::Div => a / b,
+                    BinKind::Pow => a.powf(b),
+                    BinKind::Min => {
+                        if a.is_nan() || a < b {
+                            a
+                        } else {
+                            b
+                        }
+                    }
+                    BinKind::Max => {
+                        if a.is_nan() || a > b {
+                            a
+                        } else {
+                            b
+                        }
+                    }
+                    BinKind::FMod => a % b,
+                    // Python-style: the result takes the divisor's sign.
+                    BinKind::Mod => {
+                        let r = a % b;
+                        if r != 0.0 && ((r < 0.0) != (b < 0.0)) {
+                            r + b
+                        } else {
+                            r
+                        }
+                    }
+                    _ => <$t>::NAN,
                 }
             }
-            BinKind::Max => {
-                if a.is_nan() || a > b {
-                    a
-                } else {
-                    b
-                }
-            }
-            BinKind::FMod => a % b,
-            // Python-style: the result takes the divisor's sign.
-            BinKind::Mod => {
-                let r = a % b;
-                if r != 0.0 && ((r < 0.0) != (b < 0.0)) {
-                    r + b
-                } else {
-                    r
-                }
-            }
-            _ => f32::NAN,
         }
-    }
+    };
 }
+float_arith!(f32);
+float_arith!(f64);
 
 macro_rules! int_arith {
     ($t:ty) => {
@@ -208,6 +214,10 @@ int_arith!(i64);
 int_arith!(i32);
 int_arith!(i8);
 int_arith!(u8);
+int_arith!(i16);
+int_arith!(u16);
+int_arith!(u32);
+int_arith!(u64);
 
 #[inline(always)]
 fn compare<T: PartialOrd>(kind: BinKind, a: T, b: T) -> u8 {
@@ -258,6 +268,11 @@ fn run_binary(kind: BinKind, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) 
         (DataMut::I32(o), DataRef::I32(x), DataRef::I32(y)) => map2(x, ash, y, bsh, o, osh, |x, y| i32::arith(kind, x, y)),
         (DataMut::I8(o), DataRef::I8(x), DataRef::I8(y)) => map2(x, ash, y, bsh, o, osh, |x, y| i8::arith(kind, x, y)),
         (DataMut::U8(o), DataRef::U8(x), DataRef::U8(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u8::arith(kind, x, y)),
+        (DataMut::I16(o), DataRef::I16(x), DataRef::I16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| i16::arith(kind, x, y)),
+        (DataMut::U16(o), DataRef::U16(x), DataRef::U16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u16::arith(kind, x, y)),
+        (DataMut::U32(o), DataRef::U32(x), DataRef::U32(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u32::arith(kind, x, y)),
+        (DataMut::U64(o), DataRef::U64(x), DataRef::U64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u64::arith(kind, x, y)),
+        (DataMut::F64(o), DataRef::F64(x), DataRef::F64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| f64::arith(kind, x, y)),
         (DataMut::I64(o), DataRef::I64(x), y) if kind == BinKind::Pow => {
             let y: Vec<f32> = TensorRef { shape: bsh, data: y }.to_f32_vec();
             map2(x, ash, &y, bsh, o, osh, |x, y| (x as f64).powf(y as f64) as i64)
@@ -276,6 +291,12 @@ fn run_binary(kind: BinKind, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) 
         (DataMut::Bool(o), DataRef::Bool(x), DataRef::Bool(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (DataMut::Bool(o), DataRef::U8(x), DataRef::U8(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (DataMut::Bool(o), DataRef::I8(x), DataRef::I8(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::I16(x), DataRef::I16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::U16(x), DataRef::U16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::U32(x), DataRef::U32(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::U64(x), DataRef::U64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::F64(x), DataRef::F64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::F16(x), DataRef::F16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (_, x, _) => bail_shape!(op, "is not implemented for {}", x.dtype()),
     }
     Ok(())
@@ -324,6 +345,11 @@ impl Op for Binary {
             (DataMut::I32(o), DataRef::I32(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i32::arith(kind, x, y)),
             (DataMut::I8(o), DataRef::I8(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i8::arith(kind, x, y)),
             (DataMut::U8(o), DataRef::U8(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u8::arith(kind, x, y)),
+            (DataMut::I16(o), DataRef::I16(y)) => map2_in_place(o, osh, y, b.shape, |x, y| i16::arith(kind, x, y)),
+            (DataMut::U16(o), DataRef::U16(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u16::arith(kind, x, y)),
+            (DataMut::U32(o), DataRef::U32(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u32::arith(kind, x, y)),
+            (DataMut::U64(o), DataRef::U64(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u64::arith(kind, x, y)),
+            (DataMut::F64(o), DataRef::F64(y)) => map2_in_place(o, osh, y, b.shape, |x, y| f64::arith(kind, x, y)),
             (_, y) => bail_shape!(self.op_type(), "is not implemented for {}", y.dtype()),
         }
         Ok(())
@@ -374,15 +400,7 @@ impl Op for Variadic {
 }
 
 fn out_as_ref_copy(out: &TensorMut) -> crate::TensorData {
-    match &out.data {
-        DataMut::F32(v) => crate::TensorData::F32(v.to_vec()),
-        DataMut::F16(v) => crate::TensorData::F16(v.to_vec()),
-        DataMut::I8(v) => crate::TensorData::I8(v.to_vec()),
-        DataMut::U8(v) => crate::TensorData::U8(v.to_vec()),
-        DataMut::I32(v) => crate::TensorData::I32(v.to_vec()),
-        DataMut::I64(v) => crate::TensorData::I64(v.to_vec()),
-        DataMut::Bool(v) => crate::TensorData::Bool(v.to_vec()),
-    }
+    out.data.to_owned()
 }
 
 /// Copies `x` broadcast to `out_shape` into `out` (any dtype).
@@ -429,6 +447,12 @@ impl Op for Where {
             (DataRef::I32(a), DataRef::I32(b), DataMut::I32(d)) => go!(a, b, d),
             (DataRef::I64(a), DataRef::I64(b), DataMut::I64(d)) => go!(a, b, d),
             (DataRef::Bool(a), DataRef::Bool(b), DataMut::Bool(d)) => go!(a, b, d),
+            (DataRef::BF16(a), DataRef::BF16(b), DataMut::BF16(d)) => go!(a, b, d),
+            (DataRef::F64(a), DataRef::F64(b), DataMut::F64(d)) => go!(a, b, d),
+            (DataRef::I16(a), DataRef::I16(b), DataMut::I16(d)) => go!(a, b, d),
+            (DataRef::U16(a), DataRef::U16(b), DataMut::U16(d)) => go!(a, b, d),
+            (DataRef::U32(a), DataRef::U32(b), DataMut::U32(d)) => go!(a, b, d),
+            (DataRef::U64(a), DataRef::U64(b), DataMut::U64(d)) => go!(a, b, d),
             _ => bail_shape!("Where", "branch dtypes differ"),
         }
         Ok(())

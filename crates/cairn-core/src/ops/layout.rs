@@ -195,6 +195,13 @@ impl Op for View {
     fn op_type(&self) -> &str {
         self.name()
     }
+    /// Identity also passes sequences and optionals through (opsets 14 and 16).
+    fn eval(&self, inputs: &[Option<crate::Value>], cx: &crate::eager::EvalContext) -> Result<Vec<crate::Value>> {
+        match (self, inputs.first()) {
+            (View::Identity, Some(Some(v))) if !matches!(v, crate::Value::Tensor(_)) => Ok(vec![v.clone()]),
+            _ => crate::eager::eval_tensors(self, inputs, cx),
+        }
+    }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name())?;
         let shape = self.out_shape(inputs)?;

@@ -1,0 +1,319 @@
+//! Text models in the CLI: `cairn pack --tokenizer/--task`, `cairn tokenize`, `cairn embed`.
+
+use crate::fidelity::Inputs;
+use crate::{npy, progress};
+use anyhow::{bail, Context, Result};
+use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile, TOKENIZER_PATH};
+use cairn_core::{DType, Graph, Tensor, TensorData};
+use cairn_text::{EmbedOptions, TextModel, TextTokenizer};
+use clap::Args;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// The text-model flags of `cairn pack`.
+#[derive(Args, Clone, Default)]
+pub struct TextPackArgs {
+    /// A Hugging Face tokenizer.json to ship in the bundle (makes it a text model).
+    #[arg(long, value_name = "FILE", requires = "task")]
+    tokenizer: Option<PathBuf>,
+    /// The text task: feature-extraction, text-classification or token-classification.
+    #[arg(long, requires = "tokenizer")]
+    task: Option<String>,
+    /// Texts longer than this many tokens (special tokens included) are truncated.
+    #[arg(long, value_name = "TOKENS", default_value_t = 256)]
+    max_length: usize,
+    /// How feature-extraction pools token states: mean, cls or max.
+    #[arg(long, default_value = "mean")]
+    pooling: String,
+    /// Do not L2-normalize embeddings (normalized by default).
+    #[arg(long)]
+    no_normalize: bool,
+}
+
+impl TextPackArgs {
+    /// The task and tokenizer bytes to pack, if this is a text model (labels come from `--labels`).
+    pub fn task(&self, labels: Option<Vec<String>>) -> Result<Option<(TextTask, Vec<u8>)>> {
+        let (Some(path), Some(task)) = (&self.tokenizer, &self.task) else { return Ok(None) };
+        let task = TaskKind::parse(task).with_context(|| format!("--task '{task}' must be one of {}", TaskKind::NAMES.join(", ")))?;
+        let pooling = Pooling::parse(&self.pooling)
+            .with_context(|| format!("--pooling '{}' must be one of {}", self.pooling, Pooling::NAMES.join(", ")))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read the tokenizer {}", path.display()))?;
+        // Refuse a file the runtime could not read now, not when a browser first loads it.
+        TextTokenizer::from_json(&bytes, Some(self.max_length)).with_context(|| path.display().to_string())?;
+        let text = TextTask {
+            task,
+            tokenizer: TokenizerFile { path: TOKENIZER_PATH.into(), sha256: String::new(), bytes: 0 },
+            max_length: self.max_length,
+            pooling,
+            normalize: !self.no_normalize,
+            output: None,
+            labels,
+        };
+        if text.task != TaskKind::FeatureExtraction && text.labels.is_none() {
+            bail!("--task {} needs --labels FILE (one class name per line, in logit order)", TaskKind::NAMES[text.task as usize]);
+        }
+        Ok(Some((text, bytes)))
+    }
+}
+
+/// Sentences a text bundle's levels are scored on when no --fidelity-inputs are given.
+const FIDELITY_TEXTS: [&str; 8] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "How do I reset my password?",
+    "Offline web apps keep working without a network connection.",
+    "Café crème, déjà vu, naïve façade.",
+    "東京は日本の首都です。",
+    "The meeting moved to 14:30 on Friday, room 4B.",
+    "I love pizza 🍕 and sushi!",
+    "",
+];
+
+/// Tokenized sentences as model inputs, for the levels' fidelity measurement.
+pub fn fidelity_inputs(graph: &Graph, tokenizer: &[u8], max_length: usize) -> Result<(Vec<Inputs>, String)> {
+    let tok = TextTokenizer::from_json(tokenizer, Some(max_length))?;
+    let sets = FIDELITY_TEXTS
+        .iter()
+        .map(|text| {
+            let b = tok.encode_batch(&[text])?;
+            let mut inputs = Inputs::new();
+            for info in graph.runtime_inputs() {
+                let values = if info.name.contains("attention_mask") {
+                    b.attention_mask.clone()
+                } else if info.name.contains("token_type_ids") {
+                    b.type_ids.clone()
+                } else {
+                    b.ids.clone()
+                };
+                let data = if info.dtype == DType::I32 {
+                    TensorData::I32(values.iter().map(|&v| v as i32).collect())
+                } else {
+                    TensorData::I64(values)
+                };
+                inputs.insert(info.name.clone(), Tensor::new(vec![1, b.seq_len], data)?);
+            }
+            Ok(inputs)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((sets, format!("{} built-in sentences, tokenized", FIDELITY_TEXTS.len())))
+}
+
+/// Tokenize text with a bundle's tokenizer or a tokenizer.json: ids, attention mask, offsets.
+///
+/// Offsets are [start, end) in Unicode characters of the text; special tokens have [0, 0].
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  cairn tokenize dist/models/minilm --text \"Offline search, on the device\"\n  cairn tokenize tokenizer.json --text \"déjà vu 🍕\" --max-length 16 --json"
+)]
+pub struct TokenizeArgs {
+    /// A text bundle directory, or a tokenizer.json file.
+    source: PathBuf,
+    /// The text to tokenize (repeat for several).
+    #[arg(long, required = true)]
+    text: Vec<String>,
+    /// Truncate to this many tokens (default: the bundle's max length, or the file's truncation).
+    #[arg(long, value_name = "TOKENS")]
+    max_length: Option<usize>,
+    /// Print JSON (one object per text) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn tokenize_main(args: TokenizeArgs) -> Result<()> {
+    let tok = open_tokenizer(&args.source, args.max_length)?;
+    let mut all = Vec::new();
+    for text in &args.text {
+        let e = tok.encode(text)?;
+        if args.json {
+            all.push(serde_json::json!({
+                "text": text, "ids": e.ids, "attention_mask": e.attention_mask, "type_ids": e.type_ids,
+                "offsets": e.offsets, "tokens": e.tokens, "truncated": e.truncated,
+            }));
+            continue;
+        }
+        let cut = if e.truncated { format!(" (truncated to {})", e.ids.len()) } else { String::new() };
+        println!("{:?}: {} tokens{cut}", text, e.ids.len());
+        for ((id, token), (start, end)) in e.ids.iter().zip(&e.tokens).zip(&e.offsets) {
+            println!("  {id:>7}  {token:<20} {start}..{end}");
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    Ok(())
+}
+
+/// A tokenizer from a text bundle (its max length applies) or from a tokenizer.json.
+fn open_tokenizer(source: &Path, max_length: Option<usize>) -> Result<TextTokenizer> {
+    if crate::model::is_bundle(source) {
+        let dir = bundle_dir(source);
+        let manifest = cairn_bundle::read_manifest(dir)?;
+        let bytes = cairn_bundle::read_tokenizer(dir, &manifest)?;
+        let max = max_length.or(manifest.text.as_ref().map(|t| t.max_length));
+        return Ok(TextTokenizer::from_json(&bytes, max)?);
+    }
+    let bytes =
+        std::fs::read(source).with_context(|| format!("cannot read {} (give a text bundle or a tokenizer.json)", source.display()))?;
+    TextTokenizer::from_json(&bytes, max_length).with_context(|| source.display().to_string())
+}
+
+fn bundle_dir(path: &Path) -> &Path {
+    if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Loads a text bundle: its graph (every shard verified), tokenizer and task.
+pub fn load_text_model(path: &Path) -> Result<TextModel> {
+    if !crate::model::is_bundle(path) {
+        bail!(
+            "{} is not a bundle directory: pack the model first (cairn pack MODEL --tokenizer tokenizer.json --task ...)",
+            path.display()
+        );
+    }
+    let dir = bundle_dir(path);
+    let manifest = cairn_bundle::read_manifest(dir)?;
+    let task = manifest.text.clone().with_context(|| {
+        format!("the bundle in {} has no text task: pack it with --tokenizer tokenizer.json --task feature-extraction", dir.display())
+    })?;
+    let tokenizer = TextTokenizer::from_json(&cairn_bundle::read_tokenizer(dir, &manifest)?, Some(task.max_length))?;
+    let loaded = crate::model::load(dir)?;
+    Ok(TextModel::new(loaded.session, tokenizer, task)?)
+}
+
+/// Embed texts with a feature-extraction bundle: one vector per text.
+///
+/// Texts come from --text (repeatable) or --input (JSON lines: a string or {"text": ...} per
+/// line, or plain text, one per line). With -o the embeddings go to an .npy file of shape
+/// [texts, dim] (f32); without it they are printed as JSON.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  cairn embed dist/models/minilm --text \"where is my invoice\" --text \"billing\"\n  cairn embed dist/models/minilm --input notes.jsonl -o embeddings.npy --batch-size 16"
+)]
+pub struct EmbedArgs {
+    /// A feature-extraction bundle (cairn pack ... --task feature-extraction).
+    bundle: PathBuf,
+    #[arg(long, conflicts_with = "input")]
+    text: Vec<String>,
+    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Write the embeddings as .npy [texts, dim].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Texts per model run.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Override the bundle's pooling: mean, cls or max.
+    #[arg(long)]
+    pooling: Option<String>,
+    /// Do not L2-normalize (overrides the bundle).
+    #[arg(long)]
+    no_normalize: bool,
+    /// Print a JSON summary (with -o) or the embeddings (without).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn embed_main(args: EmbedArgs) -> Result<()> {
+    let texts = match &args.input {
+        Some(path) => read_texts(path)?,
+        None => args.text.clone(),
+    };
+    if texts.is_empty() {
+        bail!("no texts: give --text \"...\" or --input texts.jsonl");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let model = load_text_model(&args.bundle)?;
+    let mut opts = model.default_embed_options();
+    if let Some(p) = &args.pooling {
+        opts.pooling = Pooling::parse(p).with_context(|| format!("--pooling '{p}' must be one of {}", Pooling::NAMES.join(", ")))?;
+    }
+    opts.normalize &= !args.no_normalize;
+    let (data, dim, truncated) = embed_all(&model, &texts, args.batch_size, opts)?;
+    if !truncated.is_empty() {
+        eprintln!(
+            "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
+            truncated.len(),
+            texts.len(),
+            model.task().max_length,
+            truncated[0]
+        );
+    }
+    match &args.output {
+        Some(path) => {
+            npy::write(path, &Tensor::from_f32(vec![texts.len(), dim], data)?)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"output": path.display().to_string(), "texts": texts.len(), "dim": dim, "truncated": truncated})
+                );
+            } else {
+                println!("wrote {} embeddings of dimension {dim} to {}", texts.len(), path.display());
+            }
+        }
+        None => {
+            let rows: Vec<&[f32]> = data.chunks_exact(dim).collect();
+            println!("{}", serde_json::to_string(&serde_json::json!({"dim": dim, "embeddings": rows, "truncated": truncated}))?);
+        }
+    }
+    Ok(())
+}
+
+/// Embeds texts in batches (with a progress bar for a corpus).
+fn embed_all(model: &TextModel, texts: &[String], batch_size: usize, opts: EmbedOptions) -> Result<(Vec<f32>, usize, Vec<usize>)> {
+    let bar = progress::bar(texts.len() as u64, "embedding");
+    let (mut data, mut dim, mut truncated) = (Vec::new(), 0, Vec::new());
+    for (b, chunk) in texts.chunks(batch_size).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let e =
+            model.embed(&refs, opts).with_context(|| format!("embedding texts {}..{}", b * batch_size, b * batch_size + chunk.len()))?;
+        dim = e.dim;
+        data.extend(e.data);
+        truncated.extend(e.truncated.iter().map(|i| b * batch_size + i));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok((data, dim, truncated))
+}
+
+/// Texts from a file: JSON lines (a string or an object with "text") or plain lines.
+fn read_texts(path: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut texts = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{} line {}: not UTF-8 text", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let text = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(serde_json::Value::String(s)) => s,
+            Ok(serde_json::Value::Object(o)) => match o.get("text") {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                _ => bail!("{} line {}: a JSON object needs a \"text\" string", path.display(), n + 1),
+            },
+            _ => line,
+        };
+        texts.push(text);
+    }
+    Ok(texts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_json_lines_objects_and_plain_lines() {
+        let dir = std::env::temp_dir().join(format!("cairn-texts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.jsonl");
+        std::fs::write(&path, "\"a string\"\n{\"text\": \"an object\", \"id\": 3}\n\nplain line\n").unwrap();
+        assert_eq!(read_texts(&path).unwrap(), ["a string", "an object", "plain line"]);
+        std::fs::write(&path, "{\"id\": 3}\n").unwrap();
+        assert!(read_texts(&path).unwrap_err().to_string().contains("\"text\""));
+    }
+}

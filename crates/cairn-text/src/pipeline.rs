@@ -1,0 +1,205 @@
+//! The text pipelines over a Cairn session: texts -> tokenizer -> the model's integer inputs
+//! (in the dtypes the model declares) -> run -> pooled embeddings or labels.
+
+use crate::error::{Error, Result};
+use crate::pooling::{normalize_rows, pool, Pooling};
+use crate::tokenizer::{Batch, TextTokenizer};
+use cairn_bundle::text_task::{TaskKind, TextTask};
+use cairn_core::{DType, Session, Tensor, TensorData};
+use std::collections::HashMap;
+
+/// How `embed` pools and whether it normalizes (defaults: the bundle's task config).
+#[derive(Clone, Copy, Debug)]
+pub struct EmbedOptions {
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+/// Embeddings of a batch of texts: `data` is `[texts, dim]`, row-major.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Embeddings {
+    pub data: Vec<f32>,
+    pub dim: usize,
+    /// Indices of texts cut to the maximum length.
+    pub truncated: Vec<usize>,
+}
+
+/// One text's (or token's) predicted label.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Label {
+    pub label: String,
+    pub index: usize,
+    pub score: f32,
+}
+
+/// The classification of one text: its best label and every label's probability.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Classification {
+    #[serde(flatten)]
+    pub best: Label,
+    pub scores: Vec<f32>,
+    /// Token classification only: one label per non-special token with its character span.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<(Label, (usize, usize))>,
+    pub truncated: bool,
+}
+
+/// Which tokenizer array feeds a model input.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    Ids,
+    Mask,
+    TypeIds,
+    Positions,
+}
+
+pub struct TextModel {
+    session: Session,
+    tokenizer: TextTokenizer,
+    task: TextTask,
+    feeds: Vec<(String, Feed, DType)>,
+}
+
+impl TextModel {
+    pub fn new(session: Session, tokenizer: TextTokenizer, task: TextTask) -> Result<TextModel> {
+        let mut feeds = Vec::new();
+        for input in session.graph().runtime_inputs() {
+            let feed = match input.name.as_str() {
+                n if n.contains("input_ids") => Feed::Ids,
+                n if n.contains("attention_mask") => Feed::Mask,
+                n if n.contains("token_type_ids") => Feed::TypeIds,
+                n if n.contains("position_ids") => Feed::Positions,
+                other => return Err(Error::UnknownInput(other.to_string())),
+            };
+            feeds.push((input.name.clone(), feed, input.dtype));
+        }
+        if !feeds.iter().any(|(_, f, _)| matches!(f, Feed::Ids)) {
+            let names: Vec<&str> = feeds.iter().map(|(n, _, _)| n.as_str()).collect();
+            return Err(Error::NoInputIds(names.join(", ")));
+        }
+        Ok(TextModel { session, tokenizer, task, feeds })
+    }
+
+    pub fn task(&self) -> &TextTask {
+        &self.task
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn default_embed_options(&self) -> EmbedOptions {
+        EmbedOptions { pooling: self.task.pooling, normalize: self.task.normalize }
+    }
+
+    /// Embeds `texts` as one padded batch.
+    pub fn embed(&self, texts: &[&str], opts: EmbedOptions) -> Result<Embeddings> {
+        self.expect_task(TaskKind::FeatureExtraction, "embed")?;
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let (shape, hidden) = self.run(&batch)?;
+        let (mut data, dim) = match shape[..] {
+            // Token states: pool them.
+            [b, n, d] if b == batch.batch && n == batch.seq_len => (pool(&hidden, &batch.attention_mask, b, n, d, opts.pooling), d),
+            // The model pools itself.
+            [b, d] if b == batch.batch => (hidden, d),
+            _ => return Err(self.shape_err(shape, "embed", "[batch, tokens, dim] or [batch, dim]")),
+        };
+        if opts.normalize {
+            normalize_rows(&mut data, dim);
+        }
+        Ok(Embeddings { data, dim, truncated: batch.truncated })
+    }
+
+    /// Classifies each text (text-classification) or each of its tokens (token-classification).
+    pub fn classify(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        let labels = self.task.labels.clone().unwrap_or_default();
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let (shape, logits) = self.run(&batch)?;
+        let label_of = |scores: &[f32]| -> Label {
+            let (index, &score) = scores.iter().enumerate().fold((0, &f32::MIN), |best, x| if x.1 > best.1 { x } else { best });
+            Label { label: labels.get(index).cloned().unwrap_or_else(|| format!("LABEL_{index}")), index, score }
+        };
+        match (self.task.task, &shape[..]) {
+            (TaskKind::TextClassification, &[b, k]) if b == batch.batch && k == labels.len() => Ok(logits
+                .chunks_exact(k)
+                .enumerate()
+                .map(|(i, row)| {
+                    let scores = softmax(row);
+                    Classification { best: label_of(&scores), scores, tokens: Vec::new(), truncated: batch.truncated.contains(&i) }
+                })
+                .collect()),
+            (TaskKind::TokenClassification, &[b, n, k]) if b == batch.batch && n == batch.seq_len && k == labels.len() => Ok((0..b)
+                .map(|i| {
+                    let tokens = (0..n)
+                        .filter(|&t| batch.attention_mask[i * n + t] != 0 && batch.offsets[i][t] != (0, 0))
+                        .map(|t| (label_of(&softmax(&logits[(i * n + t) * k..(i * n + t + 1) * k])), batch.offsets[i][t]))
+                        .collect::<Vec<_>>();
+                    let best = tokens.first().map(|t| t.0.clone()).unwrap_or(Label { label: String::new(), index: 0, score: 0.0 });
+                    Classification { best, scores: Vec::new(), tokens, truncated: batch.truncated.contains(&i) }
+                })
+                .collect()),
+            (TaskKind::FeatureExtraction, _) => {
+                Err(Error::WrongTask { have: "feature-extraction", want: "classify", need: "text-classification or token-classification" })
+            }
+            _ => {
+                Err(self.shape_err(shape, "classify", "[batch, labels] (text) or [batch, tokens, labels] (token), labels as in the bundle"))
+            }
+        }
+    }
+
+    /// Runs the model on a tokenized batch; returns the task's output shape and values.
+    fn run(&self, batch: &Batch) -> Result<(Vec<usize>, Vec<f32>)> {
+        let shape = vec![batch.batch, batch.seq_len];
+        let mut inputs = HashMap::new();
+        for (name, feed, dtype) in &self.feeds {
+            let values = match feed {
+                Feed::Ids => batch.ids.clone(),
+                Feed::Mask => batch.attention_mask.clone(),
+                Feed::TypeIds => batch.type_ids.clone(),
+                Feed::Positions => (0..batch.batch).flat_map(|_| 0..batch.seq_len as i64).collect(),
+            };
+            inputs.insert(name.clone(), integer_tensor(shape.clone(), values, *dtype)?);
+        }
+        let outputs = self.session.run(inputs)?;
+        let (_, tensor) = match &self.task.output {
+            Some(want) => outputs.into_iter().find(|(n, _)| n == want).ok_or_else(|| Error::NoOutput(want.clone()))?,
+            None => outputs.into_iter().next().ok_or_else(|| Error::NoOutput("(first output)".into()))?,
+        };
+        Ok((tensor.shape().to_vec(), tensor.view().to_f32_vec()))
+    }
+
+    fn expect_task(&self, want: TaskKind, call: &'static str) -> Result<()> {
+        if self.task.task == want {
+            return Ok(());
+        }
+        Err(Error::WrongTask { have: task_name(self.task.task), want: call, need: task_name(want) })
+    }
+
+    fn shape_err(&self, shape: Vec<usize>, task: &'static str, needs: &'static str) -> Error {
+        Error::OutputShape { name: self.task.output.clone().unwrap_or_else(|| "(first output)".into()), shape, task, needs }
+    }
+}
+
+fn task_name(t: TaskKind) -> &'static str {
+    match t {
+        TaskKind::FeatureExtraction => "feature-extraction",
+        TaskKind::TextClassification => "text-classification",
+        TaskKind::TokenClassification => "token-classification",
+    }
+}
+
+/// Token ids and masks in the integer type the model declares (int64 for most exports).
+fn integer_tensor(shape: Vec<usize>, values: Vec<i64>, dtype: DType) -> Result<Tensor> {
+    let data = match dtype {
+        DType::I32 => TensorData::I32(values.into_iter().map(|v| v as i32).collect()),
+        _ => TensorData::I64(values),
+    };
+    Ok(Tensor::new(shape, data)?)
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}

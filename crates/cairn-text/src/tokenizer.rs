@@ -1,0 +1,161 @@
+//! A Hugging Face `tokenizer.json` (any model the `tokenizers` crate reads: WordPiece, BPE
+//! incl. byte-level, Unigram, WordLevel; with its normalizer, pre-tokenizer, post-processor)
+//! behind a small interface: single texts and padded batches with masks and offsets.
+
+use crate::error::{Error, Result};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// One text may have at most this many bytes: tokenizing is linear but not free, and a
+/// page that posts a whole book by mistake should get an error, not a frozen worker.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+}
+
+/// One tokenized text. Offsets are `[start, end)` in Unicode characters of the input
+/// (as Python's tokenizers reports them); special tokens have `(0, 0)`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub offsets: Vec<(usize, usize)>,
+    pub tokens: Vec<String>,
+    /// Whether the text was cut to the maximum length.
+    pub truncated: bool,
+}
+
+/// Texts tokenized and padded to the longest: row-major `[batch, seq_len]` arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    pub offsets: Vec<Vec<(usize, usize)>>,
+    /// Indices of the texts cut to the maximum length.
+    pub truncated: Vec<usize>,
+}
+
+impl TextTokenizer {
+    /// Reads a tokenizer.json. `max_length` (special tokens included) replaces the file's
+    /// truncation length; without it the file's truncation, if any, applies.
+    pub fn from_json(json: &[u8], max_length: Option<usize>) -> Result<TextTokenizer> {
+        let mut inner = Tokenizer::from_bytes(json).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        if let Some(max_length) = max_length {
+            let params = TruncationParams { max_length, ..inner.get_truncation().cloned().unwrap_or_default() };
+            inner.with_truncation(Some(params)).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        }
+        // Single texts are never padded; batches pad to their longest text (see `encode_batch`).
+        let padding = inner.get_padding().cloned().map(|p| PaddingParams { strategy: PaddingStrategy::BatchLongest, ..p });
+        let pad = padding.unwrap_or_else(|| {
+            let (pad_token, pad_id) = ["[PAD]", "<pad>", "<|endoftext|>"]
+                .iter()
+                .find_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)))
+                .unwrap_or(("[PAD]".into(), 0));
+            PaddingParams { pad_id, pad_token, ..PaddingParams::default() }
+        });
+        inner.with_padding(Some(pad));
+        Ok(TextTokenizer { inner })
+    }
+
+    /// The truncation length in force, if any.
+    pub fn max_length(&self) -> Option<usize> {
+        self.inner.get_truncation().map(|t| t.max_length)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        check_size(text)?;
+        let mut single = self.inner.clone();
+        single.with_padding(None);
+        let e = single.encode_char_offsets(text, true).map_err(|e| Error::Encode(e.to_string()))?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            attention_mask: e.get_attention_mask().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+            tokens: e.get_tokens().to_vec(),
+            truncated: !e.get_overflowing().is_empty(),
+        })
+    }
+
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Batch> {
+        texts.iter().try_for_each(|t| check_size(t))?;
+        let encodings = self.inner.encode_batch_char_offsets(texts.to_vec(), true).map_err(|e| Error::Encode(e.to_string()))?;
+        let seq_len = encodings.first().map_or(0, |e| e.len());
+        let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+        Ok(Batch {
+            batch: encodings.len(),
+            seq_len,
+            ids: encodings.iter().flat_map(|e| widen(e.get_ids())).collect(),
+            type_ids: encodings.iter().flat_map(|e| widen(e.get_type_ids())).collect(),
+            attention_mask: encodings.iter().flat_map(|e| widen(e.get_attention_mask())).collect(),
+            offsets: encodings.iter().map(|e| e.get_offsets().to_vec()).collect(),
+            truncated: encodings.iter().enumerate().filter(|(_, e)| !e.get_overflowing().is_empty()).map(|(i, _)| i).collect(),
+        })
+    }
+}
+
+fn check_size(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(Error::TextTooLarge { bytes: text.len(), max: MAX_TEXT_BYTES });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINILM: &[u8] = include_bytes!("../tests/fixtures/minilm.tokenizer.json");
+
+    #[test]
+    fn malformed_and_foreign_files_are_clear_errors() {
+        for bad in [&b""[..], b"{", b"not json", b"{\"version\":\"1.0\"}", b"[1,2,3]", b"[CLS]\n[SEP]\nhello\n"] {
+            let err = TextTokenizer::from_json(bad, None).err().expect("must fail");
+            assert!(err.to_string().contains("tokenizer.json"), "{err}");
+        }
+    }
+
+    #[test]
+    fn truncates_to_the_given_length_keeping_the_final_sep_and_says_so() {
+        let tok = TextTokenizer::from_json(MINILM, Some(16)).unwrap();
+        let e = tok.encode(&"word ".repeat(100)).unwrap();
+        assert_eq!(e.ids.len(), 16);
+        assert_eq!(e.tokens.last().map(String::as_str), Some("[SEP]"));
+        assert!(e.truncated);
+        assert!(!tok.encode("short").unwrap().truncated);
+    }
+
+    #[test]
+    fn empty_text_is_just_the_special_tokens() {
+        let tok = TextTokenizer::from_json(MINILM, Some(128)).unwrap();
+        let e = tok.encode("").unwrap();
+        assert_eq!(e.tokens, ["[CLS]", "[SEP]"]);
+        assert_eq!(e.attention_mask, [1, 1]);
+    }
+
+    #[test]
+    fn batches_pad_to_the_longest_with_a_zero_mask() {
+        let tok = TextTokenizer::from_json(MINILM, Some(128)).unwrap();
+        let b = tok.encode_batch(&["a", "a much longer sentence here"]).unwrap();
+        assert_eq!(b.batch, 2);
+        assert_eq!(b.ids.len(), 2 * b.seq_len);
+        let first_mask = &b.attention_mask[..b.seq_len];
+        assert_eq!(first_mask.iter().filter(|&&m| m == 1).count(), 3);
+        assert!(b.attention_mask[b.seq_len..].iter().all(|&m| m == 1));
+    }
+
+    #[test]
+    fn oversized_text_is_refused_before_tokenizing() {
+        let tok = TextTokenizer::from_json(MINILM, None).unwrap();
+        let err = tok.encode(&"x".repeat(MAX_TEXT_BYTES + 1)).unwrap_err();
+        assert!(matches!(err, Error::TextTooLarge { .. }), "{err}");
+    }
+}
