@@ -26,7 +26,8 @@ import argparse, json, os, shutil, signal, socket, subprocess, sys, time, urllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "target/scale")
-CAIRN = os.path.join(ROOT, "target/release/cairn")
+# CAIRN_BIN: another build of cairn (e.g. target/debug/cairn, whose profile is optimized too).
+CAIRN = os.environ.get("CAIRN_BIN") or os.path.join(ROOT, "target/release/cairn")
 LOAD = os.path.join(ROOT, "bench/load/target/release/cairn-load")
 API_KEY = "ck_scale_test_5d1c0e9a"
 
