@@ -54,6 +54,17 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 fi
 
+# The edge tier's test (deploy/test/scale.py): Redis (shared idempotency store), HAProxy
+# (the load balancer), yamllint (the Kubernetes manifests in deploy/k8s). Debian packages.
+missing=()
+for tool in redis-server:redis-server haproxy:haproxy yamllint:yamllint; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get install ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+fi
+
 # npm packages of the browser side (playwright-core drives Chromium in the tests).
 if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
   step "npm ci (web/)"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial text threads edge (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -73,4 +73,14 @@ fi
 if wants threads; then
   (cd web && CAIRN_TEST_ISOLATED=1 npm run test:runtime && CAIRN_TEST_ISOLATED=1 npm run test:pwa)
   bench/threads.sh
+fi
+
+# edge: the edge tier at full size (deploy/test/scale.py; issue 18): Redis + 3 `cairn serve`
+# replicas + HAProxy on this machine, 64 closed-loop clients from bench/load with
+# Idempotency-Keys and retries, 30 s phases: 1 replica vs 3, kill -9 of a replica and a Redis
+# crash mid-run, a rolling SIGTERM restart, a live model update. Fails on any failed request,
+# any 5xx but 503 + Retry-After, any key computed twice, or a replica's RSS over its bound.
+# Results: target/scale/results.json. (scripts/test.sh runs the same with --quick.)
+if wants edge; then
+  python3 deploy/test/scale.py --clients 64 --seconds 30
 fi

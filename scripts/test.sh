@@ -14,6 +14,8 @@
 #       less than uniform; entropy (KL) calibration meets the decisive bar;
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
+#   3b'. the edge tier: Redis + 3 replicas + HAProxy under load, with a replica killed, Redis
+#       crashed, a rolling restart and a live model update (deploy/test/scale.py --quick);
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn; text bundles
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
@@ -149,6 +151,15 @@ for _ in range(150):
 python3 tools/explain_photo.py http://127.0.0.1:18471 efficientnet_lite0 coffee.png target/explain-coffee.png --box 40,30,190,150 \
   || { kill "$serve_pid"; cat target/serve-explain.log; exit 1; }
 kill "$serve_pid"; wait "$serve_pid" || true
+
+# Edge tier (issue 18): deploy/ manifests and HAProxy config lint offline; then Redis + 3
+# replicas + HAProxy on this machine under closed-loop load (16 clients, short phases):
+# scale-out, kill -9 of a replica, a Redis crash, a rolling restart, a live model update;
+# no failed request, no 5xx but 503 + Retry-After, every key computed exactly once.
+# (The long version, 64 clients: scripts/test-extra.sh.)
+step "edge tier: deploy/ lint; 3 replicas + HAProxy + Redis under load (deploy/test/scale.py --quick)"
+deploy/test/lint.sh
+python3 deploy/test/scale.py --quick
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh

@@ -18,8 +18,14 @@ function keyOf(request) {
   return request.headers.get('idempotency-key') || crypto.randomUUID();
 }
 
+// The key `cairn app build --edge-api-key` configured, sent as `Authorization: Bearer`
+// with every edge request (queued ones are stored without it, so a new key applies to them).
+let edgeApiKey = null;
+export function setEdgeApiKey(key) { edgeApiKey = key || null; }
+
 async function send(entry) {
-  return fetch(entry.url, { method: entry.method, headers: { ...entry.headers, 'idempotency-key': entry.key }, body: entry.body });
+  const auth = edgeApiKey && !entry.headers.authorization ? { authorization: `Bearer ${edgeApiKey}` } : {};
+  return fetch(entry.url, { method: entry.method, headers: { ...entry.headers, ...auth, 'idempotency-key': entry.key }, body: entry.body });
 }
 
 async function store(entry) {

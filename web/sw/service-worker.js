@@ -18,13 +18,14 @@ import { Precache, PRECACHE } from './precache.js';
 import { CacheFirst, NetworkFirst, StaleWhileRevalidate } from './strategies.js';
 import { SHARD_CACHE, isShard, shardVerification } from './shards.js';
 import { MANIFEST_CACHE, isManifest, recordVersion, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
-import { SYNC_TAG, isEdgeRequest, edgeQueueHandler, replay, queued, resultOf } from './edge-queue.js';
+import { SYNC_TAG, isEdgeRequest, edgeQueueHandler, replay, queued, resultOf, setEdgeApiKey } from './edge-queue.js';
 import { announce } from './broadcast.js';
 
 const ASSET_CACHE = 'cairn-assets-v1';
 const OUR_CACHES = new Set([PRECACHE, SHARD_CACHE, MANIFEST_CACHE, ASSET_CACHE]);
 
-export function startServiceWorker({ precache: entries, manifestTimeoutMs = 3000 }) {
+export function startServiceWorker({ precache: entries, manifestTimeoutMs = 3000, edgeApiKey = null }) {
+  setEdgeApiKey(edgeApiKey);
   const precache = new Precache(entries);
   const router = new Router()
     .register(({ url }) => precache.keyFor(url.href), precache.handler())

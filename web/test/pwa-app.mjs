@@ -35,8 +35,8 @@ export function packEfficientNetForEdge(dir) {
 }
 
 /** `cairn app build`; returns its JSON summary. */
-export function buildApp(model, out, { app = path.join(root, 'web/app'), edgeModel } = {}) {
-  const edge = edgeModel ? ['--edge-model', edgeModel] : [];
+export function buildApp(model, out, { app = path.join(root, 'web/app'), edgeModel, edgeApiKey } = {}) {
+  const edge = [...(edgeModel ? ['--edge-model', edgeModel] : []), ...(edgeApiKey ? ['--edge-api-key', edgeApiKey] : [])];
   return JSON.parse(cairn('app', 'build', '--model', model, ...edge, '-o', out, '--app', app, '--runtime', path.join(root, 'web/src'),
     '--sw', path.join(root, 'web/sw'), '--wasm', path.join(root, 'target/web-pkg'), '--json'));
 }

@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -18,6 +19,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
 const profile = path.join(work, 'profile');
 let serve, relay, origin, edge, serveLog = '';
+const EDGE_KEY = 'ck_pwa_test_0b6f2d';
 
 /**
  * A TCP relay between the browser and the edge: the browser's network. Cutting it is the
@@ -48,10 +50,12 @@ before(async () => {
   packEfficientNet(model);
   const edgeModel = path.join(work, 'efficientnet_lite0_f32');
   packEfficientNetForEdge(edgeModel);
-  buildApp(model, dist, { edgeModel });
+  // The edge wants an API key (stored as its SHA-256); the service worker sends the one it was built with.
+  buildApp(model, dist, { edgeModel, edgeApiKey: EDGE_KEY });
   const port = await freePort();
   edge = `http://127.0.0.1:${port}`;
-  serve = spawn(cairnBin, ['serve', dist, '--addr', `127.0.0.1:${port}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keys = `pwa ${createHash('sha256').update(EDGE_KEY).digest('hex')}`;
+  serve = spawn(cairnBin, ['serve', dist, '--addr', `127.0.0.1:${port}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_API_KEYS: keys } });
   serve.stdout.on('data', (d) => { serveLog += d; });
   serve.stderr.on('data', (d) => { serveLog += d; });
   for (let i = 0; ; i++) {
@@ -59,6 +63,8 @@ before(async () => {
     if (i > 200 || serve.exitCode !== null) throw new Error(`cairn serve did not start: ${serveLog}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  assert.equal((await fetch(`${edge}/v1/models`)).status, 401, 'the edge API needs the key');
+  assert.equal((await fetch(`${edge}/v1/models`, { headers: { authorization: `Bearer ${EDGE_KEY}` } })).status, 200);
   relay = await startRelay(port);
   origin = `http://127.0.0.1:${relay.port}`;
   fs.mkdirSync(profile);

@@ -1,11 +1,12 @@
-//! The `/v1` API: list models, infer (batched, idempotent), explain; health and metrics.
+//! The `/v1` API: list models, infer (batched, idempotent), explain; health, readiness
+//! and metrics.
 
-use crate::batcher::SubmitError;
+use crate::batcher::{Answer, SubmitError};
 use crate::error::ApiError;
 use crate::explain::{self, ExplainParams};
-use crate::idempotency::{IdempotencyStore, Outcome, Stored};
-use crate::metrics::Gauge;
+use crate::idempotency::{self, Outcome, Stored};
 use crate::models::{dims_json, ServedModel};
+use crate::request_log::InferLog;
 use crate::wire;
 use crate::App;
 use axum::body::Bytes;
@@ -15,13 +16,24 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Pins a request to a model version (the manifest's `version`), e.g. a client that
+/// loaded the previous bundle and has not reloaded yet; `?version=` does the same.
+pub const VERSION_HEADER: &str = "cairn-model-version";
 
 pub async fn list_models(State(app): State<Arc<App>>) -> Response {
-    let models: Vec<serde_json::Value> = app.models.values().map(|m| describe(m)).collect();
+    let set = app.models();
+    let now = Instant::now();
+    let mut models: Vec<serde_json::Value> = set.current.values().map(|m| describe(m)).collect();
+    for r in set.retiring.iter().filter(|r| r.until > now) {
+        let mut d = describe(&r.model);
+        d["status"] = "retiring".into();
+        d["retiring_in_s"] = (r.until - now).as_secs_f64().into();
+        models.push(d);
+    }
     json_response(StatusCode::OK, &serde_json::json!({ "models": models }))
 }
 
@@ -48,6 +60,7 @@ fn describe(m: &ServedModel) -> serde_json::Value {
         "levels": m.manifest.levels.iter().map(|l| &l.name).collect::<Vec<_>>(),
         "weight_bytes": m.manifest.weight_bytes(),
         "precision": "full",
+        "status": "current",
         "batching": {
             "enabled": m.batchable && cfg.max_batch > 1,
             "max_batch": cfg.max_batch,
@@ -61,6 +74,26 @@ fn describe(m: &ServedModel) -> serde_json::Value {
 pub struct InferQuery {
     /// Classes to list per row for outputs with labels.
     top: Option<usize>,
+    /// The model version the client was built against (see `VERSION_HEADER`).
+    version: Option<String>,
+}
+
+/// The version a request pins, from the header or the query.
+fn pinned<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()).or(query)
+}
+
+/// The model a request names (in the version it pins) and its body, or the error answer.
+pub fn model_and_body(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Arc<ServedModel>, Bytes), Response> {
+    let model = app.models().find(name, pinned(headers, version)).map_err(IntoResponse::into_response)?;
+    let body = body.map_err(|e| body_error(e, app.config.max_body_bytes).into_response())?;
+    Ok((model, body))
 }
 
 pub async fn infer(
@@ -70,44 +103,64 @@ pub async fn infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let model = match find(&app, &name) {
-        Ok(m) => m,
-        Err(e) => return e.into_response(),
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_error(e, app.config.max_body_bytes).into_response(),
+    let (model, body) = match model_and_body(&app, &name, &headers, q.version.as_deref(), body) {
+        Ok(found) => found,
+        Err(res) => return res,
     };
     let top = q.top.unwrap_or(5).min(100);
+    let log = std::sync::Mutex::new(InferLog { model: model.name.clone(), version: model.manifest.version.clone(), ..Default::default() });
     let compute = async {
         let inputs = wire::parse(&model, &headers, &body)?;
         let answer = model.batcher.infer(inputs.tensors, inputs.rows).await.map_err(submit_error)?;
-        let mut outputs = serde_json::Map::new();
-        let mut top_rows = Vec::new();
-        for (out_name, t) in &answer.outputs {
-            if let Some(labels) = model.labels(out_name) {
-                for row in 0..t.shape().first().copied().unwrap_or(0) {
-                    if let Some(p) = wire::probabilities(t, row) {
-                        top_rows.push(wire::top_k(&p, top, Some(labels)));
-                    }
-                }
-            }
-            outputs.insert(out_name.clone(), wire::tensor_json(t));
+        if let Ok(mut l) = log.lock() {
+            (l.batch_rows, l.queue_ms, l.compute_ms) = (answer.batch_rows, answer.queue_ms, answer.compute_ms);
         }
-        let doc = serde_json::json!({
-            "model": model.name,
-            "version": model.manifest.version,
-            "where": "edge",
-            "level": "full",
-            "outputs": outputs,
-            "top": top_rows,
-            "batch_rows": answer.batch_rows,
-            "timings": { "queue_ms": answer.queue_ms, "compute_ms": answer.compute_ms },
-        });
+        let doc = answer_doc(&model, &answer, top);
         Ok(Stored { body: Arc::new(serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?) })
     };
-    once(&app, &headers, &name, "infer", &format!("top={top}"), &body, compute).await
+    let mut res = once(&app, &headers, &name, "infer", &format!("top={top}"), &body, compute).await;
+    with_log(&mut res, log.into_inner().unwrap_or_default(), &headers);
+    res
 }
+
+/// The JSON answer to one infer request: outputs, top classes of labelled outputs, timings.
+pub fn answer_doc(model: &ServedModel, answer: &Answer, top: usize) -> serde_json::Value {
+    let mut outputs = serde_json::Map::new();
+    let mut top_rows = Vec::new();
+    for (out_name, t) in &answer.outputs {
+        if let Some(labels) = model.labels(out_name) {
+            for row in 0..t.shape().first().copied().unwrap_or(0) {
+                if let Some(p) = wire::probabilities(t, row) {
+                    top_rows.push(wire::top_k(&p, top, Some(labels)));
+                }
+            }
+        }
+        outputs.insert(out_name.clone(), wire::tensor_json(t));
+    }
+    serde_json::json!({
+        "model": model.name,
+        "version": model.manifest.version,
+        "where": "edge",
+        "level": "full",
+        "outputs": outputs,
+        "top": top_rows,
+        "batch_rows": answer.batch_rows,
+        "timings": { "queue_ms": answer.queue_ms, "compute_ms": answer.compute_ms },
+    })
+}
+
+/// Attaches what the request log should say about this answer.
+fn with_log(res: &mut Response, mut log: InferLog, headers: &HeaderMap) {
+    log.idempotency = res.extensions().get::<IdempotencyOutcome>().map(|o| o.0);
+    if log.idempotency.is_some() {
+        log.idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    }
+    res.extensions_mut().insert(log);
+}
+
+/// `computed` or `replayed`, for the log.
+#[derive(Clone, Copy)]
+struct IdempotencyOutcome(&'static str);
 
 pub async fn explain(
     State(app): State<Arc<App>>,
@@ -116,13 +169,9 @@ pub async fn explain(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let model = match find(&app, &name) {
-        Ok(m) => m,
-        Err(e) => return e.into_response(),
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_error(e, app.config.max_body_bytes).into_response(),
+    let (model, body) = match model_and_body(&app, &name, &headers, None, body) {
+        Ok(found) => found,
+        Err(res) => return res,
     };
     let compute = async {
         let inputs = wire::parse(&model, &headers, &body)?;
@@ -141,17 +190,20 @@ pub async fn explain(
             );
         }
         let doc = job.report(&base, target, &drops, started);
-        app.metrics.explanations.fetch_add(1, Ordering::Relaxed);
+        app.metrics.explanation();
         Ok(Stored { body: Arc::new(serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?) })
     };
     let options = serde_json::to_string(&params).unwrap_or_default();
-    once(&app, &headers, &name, "explain", &options, &body, compute).await
+    let mut res = once(&app, &headers, &name, "explain", &options, &body, compute).await;
+    let log = InferLog { model: model.name.clone(), version: model.manifest.version.clone(), ..Default::default() };
+    with_log(&mut res, log, &headers);
+    res
 }
 
 /// Runs `compute` at most once per Idempotency-Key (when the header is present).
 async fn once<F>(app: &App, headers: &HeaderMap, model: &str, action: &str, options: &str, body: &[u8], compute: F) -> Response
 where
-    F: std::future::Future<Output = Result<Stored, ApiError>>,
+    F: std::future::Future<Output = Result<Stored, ApiError>> + Send,
 {
     let Some(key) = headers.get("idempotency-key") else {
         return match compute.await {
@@ -160,15 +212,22 @@ where
         };
     };
     let Ok(key) = key.to_str() else { return ApiError::bad_request("Idempotency-Key must be visible ASCII").into_response() };
-    if let Err(e) = IdempotencyStore::check_key(key) {
+    if let Err(e) = idempotency::check_key(key) {
         return e.into_response();
     }
     let hash = request_hash(headers, model, action, options, body);
-    match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, compute).await {
-        Ok(Outcome::Computed(s)) => stored_response(&s, false),
+    match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, Box::pin(compute)).await {
+        Ok(Outcome::Computed(s)) => {
+            app.metrics.idempotent_computed();
+            let mut res = stored_response(&s, false);
+            res.extensions_mut().insert(IdempotencyOutcome("computed"));
+            res
+        }
         Ok(Outcome::Replayed(s)) => {
-            app.metrics.idempotent_replays.fetch_add(1, Ordering::Relaxed);
-            stored_response(&s, true)
+            app.metrics.idempotent_replay();
+            let mut res = stored_response(&s, true);
+            res.extensions_mut().insert(IdempotencyOutcome("replayed"));
+            res
         }
         Err(e) => e.into_response(),
     }
@@ -198,14 +257,6 @@ fn stored_response(s: &Stored, replayed: bool) -> Response {
     res
 }
 
-pub(crate) fn find(app: &App, name: &str) -> Result<Arc<ServedModel>, ApiError> {
-    app.models.get(name).cloned().ok_or_else(|| {
-        let names: Vec<&str> = app.models.keys().map(String::as_str).collect();
-        ApiError::not_found(format!("there is no model '{name}'"))
-            .hint(format!("models here: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
-    })
-}
-
 fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than this server's limit of {limit} bytes"))
@@ -222,28 +273,31 @@ pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     }
 }
 
+/// Liveness: the process answers.
 pub async fn healthz(State(app): State<Arc<App>>) -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok", "models": app.models.len() }))
+    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok", "models": app.models().current.len() }))
+}
+
+/// Readiness: models loaded and warmed, not draining. Load balancers route on this.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let (status, state) = match (app.is_ready(), app.is_draining()) {
+        (true, _) => (StatusCode::OK, "ready"),
+        (false, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+    };
+    json_response(status, &serde_json::json!({ "status": state, "models": app.model_names(), "idempotency": app.idempotency_backend() }))
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let depth = Gauge {
-        name: "cairn_infer_queue_depth",
-        help: "Requests admitted and waiting for a compute slot, by model.",
-        samples: app.models.values().map(|m| (m.name.clone(), m.batcher.depth() as f64)).collect(),
-    };
-    let capacity = Gauge {
-        name: "cairn_infer_queue_capacity",
-        help: "Most requests that may wait per model before 503s.",
-        samples: app.models.values().map(|m| (m.name.clone(), m.batcher.config().queue_capacity as f64)).collect(),
-    };
-    let text = app.metrics.render(&[depth, capacity]);
+    let queues: Vec<(String, usize, usize)> =
+        app.models().current.values().map(|m| (m.name.clone(), m.batcher.depth(), m.batcher.config().queue_capacity)).collect();
+    let text = app.metrics.render(&queues, app.idempotency.errors(), app.is_ready(), app.budget.in_use_bytes());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], text).into_response()
 }
 
 pub async fn api_not_found() -> Response {
     ApiError::not_found("no such API endpoint")
-        .hint("endpoints: GET /v1/models, POST /v1/models/{name}/infer, POST /v1/models/{name}/explain")
+        .hint("endpoints: GET /v1/models, POST /v1/models/{name}/infer, POST /v1/models/{name}/batch, POST /v1/models/{name}/explain")
         .into_response()
 }
 

@@ -250,7 +250,7 @@ fn run_batch(session: &Session, jobs: Vec<Job>, metrics: &Metrics, model: &str) 
     }
 }
 
-fn session_run(session: &Session, tensors: &[Tensor]) -> Result<Vec<(String, Tensor)>, String> {
+pub fn session_run(session: &Session, tensors: &[Tensor]) -> Result<Vec<(String, Tensor)>, String> {
     let inputs = session.graph().runtime_inputs().map(|i| i.name.clone()).zip(tensors.iter().cloned()).collect();
     session.run(inputs).map_err(|e| e.to_string())
 }

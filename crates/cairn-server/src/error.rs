@@ -10,7 +10,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub hint: Option<String>,
-    /// Seconds, for 503s: when the client may try again.
+    /// Seconds, for 503s and 429s: when the client may try again.
     pub retry_after: Option<u32>,
 }
 
@@ -35,8 +35,18 @@ impl ApiError {
     }
 
     pub fn busy(retry_after: u32) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the inference queue is full") }
+        ApiError::unavailable("the inference queue is full", retry_after)
             .hint("retry after the number of seconds in Retry-After, or run the model on the device")
+    }
+
+    /// 503 + Retry-After: a condition that passes (a full queue, a store that is down).
+    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+    }
+
+    /// 429 + Retry-After: this caller asked too often or too much at once.
+    pub fn too_many(message: impl Into<String>, retry_after: u32) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message) }
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {

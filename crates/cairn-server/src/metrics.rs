@@ -1,127 +1,126 @@
-//! Prometheus text exposition (format 0.0.4) of what the server does: request counts by
-//! route and status, latency and batch-size histograms, queue depth, idempotent replays.
-//! Hand-written: a dozen series do not need a metrics framework.
+//! Prometheus metrics of what the server does, rendered by `metrics-exporter-prometheus`:
+//! request counts and latency by route and status, batch sizes and compute time by model,
+//! queue depth, idempotency (computed, replayed, store errors), access refusals.
+//!
+//! Each server owns its recorder instead of installing a process-wide one: tests (and an
+//! embedding app) run several servers in one process, and each must count only its own.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-/// Request latency buckets, seconds.
+/// Request latency and compute buckets, seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Rows per executed batch.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+const REQUESTS: &str = "cairn_http_requests_total";
+const LATENCY: &str = "cairn_http_request_duration_seconds";
+const BATCH_SIZE: &str = "cairn_infer_batch_size";
+const COMPUTE: &str = "cairn_infer_compute_seconds";
+const COMPUTED: &str = "cairn_idempotent_computed_total";
+const REPLAYS: &str = "cairn_idempotent_replays_total";
+const STORE_ERRORS: &str = "cairn_idempotency_store_errors_total";
+const EXPLANATIONS: &str = "cairn_explanations_total";
+const REFUSED: &str = "cairn_access_refused_total";
+const QUEUE_DEPTH: &str = "cairn_infer_queue_depth";
+const QUEUE_CAPACITY: &str = "cairn_infer_queue_capacity";
+const READY: &str = "cairn_ready";
+const BODY_BYTES: &str = "cairn_inflight_body_bytes";
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
-    }
+const HELP: &[(&str, &str)] = &[
+    (REQUESTS, "HTTP requests answered, by route and status."),
+    (LATENCY, "Time from request to response head, by route."),
+    (BATCH_SIZE, "Requests (rows) per executed batch, by model."),
+    (COMPUTE, "Compute time per executed batch, by model."),
+    (COMPUTED, "Requests with an Idempotency-Key computed here (the first answer for their key)."),
+    (REPLAYS, "Requests answered from the idempotency store without computing."),
+    (STORE_ERRORS, "Times the idempotency store could not be reached (those requests got 503)."),
+    (EXPLANATIONS, "Occlusion heatmaps computed."),
+    (REFUSED, "/v1 requests refused, by reason (origin, key, rate, concurrency; memory: the body budget is full)."),
+    (QUEUE_DEPTH, "Requests admitted and waiting for a compute slot, by model."),
+    (QUEUE_CAPACITY, "Most requests that may wait per model before 503s."),
+    (READY, "1 when models are loaded and warmed and the server is not draining."),
+    (BODY_BYTES, "Bytes reserved by /v1 request bodies (and their tensors) now, of --max-inflight-bytes."),
+];
 
-    fn observe(&mut self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c;
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
-}
-
-#[derive(Default)]
 pub struct Metrics {
-    /// (route, status) -> count.
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// route -> latency histogram.
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    /// model -> rows per batch.
-    batches: Mutex<BTreeMap<String, Histogram>>,
-    /// model -> seconds of compute per batch.
-    compute: Mutex<BTreeMap<String, Histogram>>,
-    pub idempotent_replays: AtomicU64,
-    pub explanations: AtomicU64,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
 }
 
-/// A gauge value read when /metrics is scraped.
-pub struct Gauge {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub samples: Vec<(String, f64)>,
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.into()), LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMPUTE.into()), LATENCY_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS))
+            .expect("bucket lists are constant and non-empty");
+        let recorder = builder.build_recorder();
+        for (name, help) in HELP {
+            recorder.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        }
+        let handle = recorder.handle();
+        Metrics { recorder, handle }
+    }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    Key::from_parts(name, labels.iter().map(|(k, v)| Label::new(*k, v.to_string())).collect::<Vec<_>>())
 }
 
 impl Metrics {
+    fn count(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        self.recorder.register_counter(&key(name, labels), &META).increment(1);
+    }
+
+    fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+        self.recorder.register_histogram(&key(name, labels), &META).record(v);
+    }
+
+    /// Sets a gauge (values read when /metrics is scraped).
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+        self.recorder.register_gauge(&key(name, labels), &META).set(v);
+    }
+
     pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
-        *lock(&self.requests).entry((route.to_string(), status)).or_default() += 1;
-        lock(&self.latency).entry(route.to_string()).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(seconds);
+        self.count(REQUESTS, &[("route", route), ("status", &status.to_string())]);
+        self.observe(LATENCY, &[("route", route)], seconds);
     }
 
     pub fn record_batch(&self, model: &str, rows: usize, seconds: f64) {
-        lock(&self.batches).entry(model.to_string()).or_insert_with(|| Histogram::new(BATCH_BUCKETS)).observe(rows as f64);
-        lock(&self.compute).entry(model.to_string()).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(seconds);
+        self.observe(BATCH_SIZE, &[("model", model)], rows as f64);
+        self.observe(COMPUTE, &[("model", model)], seconds);
     }
 
-    pub fn render(&self, gauges: &[Gauge]) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP cairn_http_requests_total HTTP requests answered, by route and status.\n# TYPE cairn_http_requests_total counter\n",
-        );
-        for ((route, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(out, "cairn_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
-        }
-        out.push_str("# HELP cairn_http_request_duration_seconds Time from request to response head, by route.\n# TYPE cairn_http_request_duration_seconds histogram\n");
-        for (route, h) in lock(&self.latency).iter() {
-            h.render(&mut out, "cairn_http_request_duration_seconds", &format!("route=\"{}\"", escape(route)));
-        }
-        out.push_str(
-            "# HELP cairn_infer_batch_size Requests (rows) per executed batch, by model.\n# TYPE cairn_infer_batch_size histogram\n",
-        );
-        for (model, h) in lock(&self.batches).iter() {
-            h.render(&mut out, "cairn_infer_batch_size", &format!("model=\"{}\"", escape(model)));
-        }
-        out.push_str(
-            "# HELP cairn_infer_compute_seconds Compute time per executed batch, by model.\n# TYPE cairn_infer_compute_seconds histogram\n",
-        );
-        for (model, h) in lock(&self.compute).iter() {
-            h.render(&mut out, "cairn_infer_compute_seconds", &format!("model=\"{}\"", escape(model)));
-        }
-        let replays = self.idempotent_replays.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP cairn_idempotent_replays_total Requests answered from the idempotency store without computing.\n# TYPE cairn_idempotent_replays_total counter\ncairn_idempotent_replays_total {replays}");
-        let explained = self.explanations.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP cairn_explanations_total Occlusion heatmaps computed.\n# TYPE cairn_explanations_total counter\ncairn_explanations_total {explained}");
-        for g in gauges {
-            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", g.name, g.help, g.name);
-            for (model, v) in &g.samples {
-                let _ = writeln!(out, "{}{{model=\"{}\"}} {v}", g.name, escape(model));
-            }
-        }
-        out
+    pub fn idempotent_computed(&self) {
+        self.count(COMPUTED, &[]);
     }
-}
 
-/// Label values escape backslash, quote and newline.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    pub fn idempotent_replay(&self) {
+        self.count(REPLAYS, &[]);
+    }
+
+    pub fn explanation(&self) {
+        self.count(EXPLANATIONS, &[]);
+    }
+
+    pub fn access_refused(&self, reason: &str) {
+        self.count(REFUSED, &[("reason", reason)]);
+    }
+
+    /// The Prometheus text, after setting the gauges read at scrape time.
+    pub fn render(&self, queues: &[(String, usize, usize)], store_errors: u64, ready: bool, body_bytes: usize) -> String {
+        for (model, depth, capacity) in queues {
+            self.gauge(QUEUE_DEPTH, &[("model", model)], *depth as f64);
+            self.gauge(QUEUE_CAPACITY, &[("model", model)], *capacity as f64);
+        }
+        self.recorder.register_counter(&key(STORE_ERRORS, &[]), &META).absolute(store_errors);
+        self.gauge(READY, &[], if ready { 1.0 } else { 0.0 });
+        self.gauge(BODY_BYTES, &[], body_bytes as f64);
+        self.handle.render()
+    }
 }
 
 #[cfg(test)]
@@ -134,12 +133,25 @@ mod tests {
         m.record_request("/v1/models", 200, 0.002);
         m.record_request("/v1/models", 200, 0.3);
         m.record_batch("tiny", 3, 0.01);
-        let text = m.render(&[Gauge { name: "cairn_infer_queue_depth", help: "waiting", samples: vec![("tiny".into(), 2.0)] }]);
+        m.access_refused("key");
+        let text = m.render(&[("tiny".into(), 2, 256)], 3, true, 4096);
         assert!(text.contains("cairn_http_requests_total{route=\"/v1/models\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("cairn_http_request_duration_seconds_bucket{route=\"/v1/models\",le=\"0.0025\"} 1"), "{text}");
         assert!(text.contains("cairn_http_request_duration_seconds_bucket{route=\"/v1/models\",le=\"0.5\"} 2"), "{text}");
         assert!(text.contains("cairn_infer_batch_size_bucket{model=\"tiny\",le=\"2\"} 0"), "{text}");
         assert!(text.contains("cairn_infer_batch_size_bucket{model=\"tiny\",le=\"4\"} 1"), "{text}");
         assert!(text.contains("cairn_infer_queue_depth{model=\"tiny\"} 2"), "{text}");
+        assert!(text.contains("cairn_access_refused_total{reason=\"key\"} 1"), "{text}");
+        assert!(text.contains("cairn_idempotency_store_errors_total 3"), "{text}");
+        assert!(text.contains("cairn_inflight_body_bytes 4096"), "{text}");
+        assert!(text.contains("# HELP cairn_http_requests_total HTTP requests answered"), "{text}");
+    }
+
+    #[test]
+    fn two_servers_count_apart() {
+        let (a, b) = (Metrics::default(), Metrics::default());
+        a.explanation();
+        assert!(a.render(&[], 0, true, 0).contains("cairn_explanations_total 1"));
+        assert!(!b.render(&[], 0, true, 0).contains("cairn_explanations_total"));
     }
 }

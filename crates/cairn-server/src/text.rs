@@ -2,7 +2,7 @@
 //! `POST /v1/models/{name}/classify`, with a JSON body `{"texts": ["...", ...]}` (or `"text"`).
 //! Tokenizing and the model run happen on a compute slot, like every other inference.
 
-use crate::api::{find, json_response, submit_error};
+use crate::api::{json_response, submit_error};
 use crate::error::ApiError;
 use crate::models::ServedModel;
 use crate::App;
@@ -92,7 +92,7 @@ async fn run(
     body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
     task: Task,
 ) -> Result<Response, ApiError> {
-    let model = find(&app, &name)?;
+    let model = app.models().find(&name, None)?;
     let Json(req) = body.map_err(|e| {
         ApiError::bad_request(format!("the body is not a text request: {}", e.body_text()))
             .hint("send {\"texts\": [\"...\"]} as application/json")

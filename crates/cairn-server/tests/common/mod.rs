@@ -107,13 +107,7 @@ pub fn app_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&base);
     let root = base.join("app");
     std::fs::create_dir_all(&root).unwrap();
-    let mut packed =
-        pack(&classifier(), &PackOptions { name: "tiny".into(), shard_bytes: 1024, min_split_elements: 64, ..PackOptions::default() })
-            .unwrap();
-    packed.manifest.inputs[0].preprocess =
-        Some(Preprocess { size: [SIDE as u32, SIDE as u32], layout: "nchw".into(), color: "rgb".into(), mean: [0.5; 3], std: [0.5; 3] });
-    packed.manifest.outputs[0].labels = Some((0..CLASSES).map(|i| format!("class {i}")).collect());
-    write_bundle(&root.join("models/tiny"), &packed, |_| {}).unwrap();
+    pack_tiny(&root, None);
     std::fs::write(root.join("index.html"), "<!doctype html><title>Cairn</title><p>offline-first</p>\n").unwrap();
     std::fs::write(root.join("sw.js"), "self.addEventListener('fetch', () => {});\n").unwrap();
     let js: String = (0..400).map(|i| format!("export const value{i} = {i} * 2; // repeated text compresses\n")).collect();
@@ -123,6 +117,23 @@ pub fn app_dir(tag: &str) -> PathBuf {
     #[cfg(unix)]
     std::os::unix::fs::symlink(base.join("secret.txt"), root.join("link.txt")).unwrap();
     root
+}
+
+/// Packs the classifier into `root/models/tiny` (over what is there), as `version`
+/// (default: the bundle's content hash).
+pub fn pack_tiny(root: &Path, version: Option<&str>) {
+    let options = PackOptions {
+        name: "tiny".into(),
+        version: version.map(str::to_string),
+        shard_bytes: 1024,
+        min_split_elements: 64,
+        ..PackOptions::default()
+    };
+    let mut packed = pack(&classifier(), &options).unwrap();
+    packed.manifest.inputs[0].preprocess =
+        Some(Preprocess { size: [SIDE as u32, SIDE as u32], layout: "nchw".into(), color: "rgb".into(), mean: [0.5; 3], std: [0.5; 3] });
+    packed.manifest.outputs[0].labels = Some((0..CLASSES).map(|i| format!("class {i}")).collect());
+    write_bundle(&root.join("models/tiny"), &packed, |_| {}).unwrap();
 }
 
 pub struct Server {
@@ -136,6 +147,7 @@ impl Server {
     pub async fn start(config: Config) -> Server {
         let (app, problems) = App::load(config).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
+        assert!(app.warm_up().await.is_empty());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -158,6 +170,10 @@ impl Server {
 
     pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
         send(self.addr, Method::POST, path, headers, body).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        send(self.addr, method, path, headers, Vec::new()).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -208,4 +224,67 @@ pub fn metric(text: &str, series: &str) -> f64 {
 pub fn shard_path(root: &Path) -> String {
     let manifest = cairn_bundle::read_manifest(&root.join("models/tiny")).unwrap();
     format!("/models/tiny/{}", manifest.shards[0].path)
+}
+
+/// A real `redis-server` (Debian's package, installed by scripts/setup.sh) on a free port,
+/// with an append-only file so a restart keeps its keys; stopped on drop.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    pub fn start(tag: &str) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("cairn-redis-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Redis { port, dir, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it with scripts/setup.sh (Debian package redis-server)"));
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG")) {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not answer on port {}", self.port);
+    }
+
+    /// Kills the server at once (no shutdown save: what a crash looks like).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
