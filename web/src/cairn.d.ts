@@ -82,11 +82,27 @@ export interface Model {
   unload(): Promise<unknown>;
 }
 
+export type Backend = 'simd' | 'relaxed' | 'scalar';
+
+export interface StartOptions {
+  /** The worker script; default: the package's `worker.js` (next to this module). */
+  workerUrl?: string | URL;
+  /** Where the wasm builds are; default: next to the worker. */
+  wasmBase?: string | URL;
+  queueBound?: number;
+  backend?: 'auto' | 'relaxed' | 'scalar';
+  /** Bytes of live heap past which idle models are unloaded, least recently used first. */
+  memoryBudget?: number;
+  /** The origin of a `cairn serve` that runs the same bundles. */
+  edge?: string;
+  edgeTimeoutMs?: number;
+}
+
 export class Cairn {
-  /** `backend: 'scalar'` forces the build without wasm SIMD; by default SIMD is used where the browser validates it. */
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'scalar'; memoryBudget?: number; edge?: string; edgeTimeoutMs?: number }): Promise<Cairn>;
-  /** 'simd' or 'scalar': the wasm build chosen for this browser. */
-  readonly backend: 'simd' | 'scalar';
+  /** `backend: 'scalar'` forces the build without wasm SIMD; 'relaxed' asks for the relaxed-SIMD build where the browser has it; by default SIMD is used where the browser validates it. */
+  static start(options?: StartOptions): Promise<Cairn>;
+  /** The wasm build chosen for this browser. */
+  readonly backend: Backend;
   readonly isa: string;
   /** Called after each run with the queue's length and its high-water mark. */
   onQueue?: (q: { length: number; highWater: number }) => void;

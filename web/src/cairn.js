@@ -27,25 +27,27 @@ export class Cairn {
   #worker;
   #nextId = 1;
   #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
-  /** 'simd' or 'scalar': which wasm build the worker runs. */
+  /** 'simd', 'relaxed' or 'scalar': which wasm build the worker runs. */
   backend = null;
   /** The kernels' instruction set, e.g. 'wasm32-simd128'. */
   isa = null;
 
   /**
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
-   * `backend: 'scalar'` forces the build without SIMD (otherwise chosen by feature detection).
+   * `backend: 'scalar'` forces the build without SIMD; 'relaxed' asks for the relaxed-SIMD build
+   * where the engine validates it; 'auto' (default): simd128 where validated, else scalar.
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
    * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
    * places each request on the device or the edge (see `run`'s `prefer`).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'scalar', memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'relaxed'|'scalar', memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
     const cairn = new Cairn();
-    const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
-    if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
-    if (options.backend === 'scalar') workerUrl.searchParams.set('backend', 'scalar');
-    cairn.#worker = new Worker(workerUrl, { type: 'module', name: 'cairn' });
+    // The literal `new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })` is
+    // the form Vite, webpack and Parcel recognize: they bundle the worker and its wasm assets.
+    cairn.#worker = options.workerUrl
+      ? new Worker(new URL(options.workerUrl, import.meta.url), { type: 'module', name: 'cairn' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'cairn' });
     cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
     cairn.#worker.onerror = (e) => {
       for (const [, w] of cairn.#waiting) w.reject(new CairnError('runtime', `the Cairn worker failed: ${e.message}`));
@@ -57,7 +59,8 @@ export class Cairn {
     cairn.edgeTimeoutMs = options.edgeTimeoutMs ?? 3000;
     cairn.battery = null;
     navigator.getBattery?.().then((b) => { cairn.battery = b; }, () => {});
-    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget });
+    const wasmBase = options.wasmBase ? new URL(options.wasmBase, location.href).href : undefined;
+    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget, backend: options.backend, wasmBase });
     cairn.backend = hello.backend;
     cairn.isa = hello.isa;
     return cairn;

@@ -3,20 +3,18 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
-const params = new URL(self.location.href).searchParams;
-const wasmBase = params.get('wasm') ?? '../pkg/';
+import { pickBackend, loadWasm } from './wasm.js';
 
-// Backend selection: wasm SIMD when the engine validates a simd128 module, else scalar.
-// (A module holding one `v128.const` and nothing else.)
-const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
-// `backend=scalar` forces the scalar build (for testing it, or to work around a browser bug).
-const backend = params.get('backend') === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar' : 'simd';
+// The wasm build (simd/relaxed/scalar) and where it lives come with the page's first message
+// (`hello`: `backend`, `wasmBase`), so the page can start this worker with a plain
+// `new Worker(new URL('./worker.js', import.meta.url))` that bundlers recognize.
+let backend = null;
 let wasmMemory = null; // the module's linear memory, for writing downloads into it
-const wasmReady = (async () => {
-  const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
-  wasmMemory = (await mod.default()).memory;
-  return mod;
-})();
+let wasmReady = null;
+function startWasm({ backend: wanted, wasmBase } = {}) {
+  backend = pickBackend(wanted);
+  return loadWasm(backend, wasmBase ?? undefined).then(({ wasm, memory }) => { wasmMemory = memory; return wasm; });
+}
 
 const SHARD_ATTEMPTS = 3;
 const MAX_BATCH = 8;
@@ -249,6 +247,7 @@ function drain() {
 }
 
 self.onmessage = async ({ data: msg }) => {
+  wasmReady ??= startWasm(msg);
   const wasm = await wasmReady;
   if (!scheduler) {
     scheduler = new wasm.Scheduler(msg.queueBound ?? 16);

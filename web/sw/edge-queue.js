@@ -28,19 +28,30 @@ async function store(entry) {
   try { await self.registration.sync?.register(SYNC_TAG); } catch { /* no Background Sync: start/online replay it */ }
 }
 
-/** Route handler for edge API writes: the network if it answers, else the queue. */
-export const edgeQueueHandler = {
-  async handle({ request }) {
-    const headers = Object.fromEntries(request.headers.entries());
-    const entry = { key: keyOf(request), url: request.url, method: request.method, headers, body: await request.arrayBuffer(), queuedAt: Date.now() };
-    try {
-      const response = await send(entry);
-      if (!RETRYABLE(response.status)) return response;
-    } catch { /* offline or unreachable: queue it */ }
-    await store(entry);
-    return new Response(JSON.stringify({ queued: true, key: entry.key }), { status: 202, headers: { 'content-type': 'application/json', 'x-cairn-queued': '1' } });
-  },
-};
+/**
+ * A Workbox route handler for edge API writes: the network if it answers, else the queue.
+ * `apiKey` (sent as `Authorization: Bearer`) and `headers` are added to every attempt and
+ * kept with a queued request, so its replay carries them too.
+ * @param {{ apiKey?: string, headers?: Record<string, string> }} [options]
+ */
+export function edgeQueue({ apiKey, headers: extra = {} } = {}) {
+  const added = { ...extra, ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
+  return {
+    async handle({ request }) {
+      const headers = { ...Object.fromEntries(request.headers.entries()), ...added };
+      const entry = { key: keyOf(request), url: request.url, method: request.method, headers, body: await request.arrayBuffer(), queuedAt: Date.now() };
+      try {
+        const response = await send(entry);
+        if (!RETRYABLE(response.status)) return response;
+      } catch { /* offline or unreachable: queue it */ }
+      await store(entry);
+      return new Response(JSON.stringify({ queued: true, key: entry.key }), { status: 202, headers: { 'content-type': 'application/json', 'x-cairn-queued': '1' } });
+    },
+  };
+}
+
+/** The handler without extra headers. */
+export const edgeQueueHandler = edgeQueue();
 
 let replaying = null;
 /** Sends queued requests oldest first; stops at the first that still cannot get through. */

@@ -1,0 +1,13 @@
+// How the worker loads Cairn's wasm build. This file is
+// the repository's layout (wasm-bindgen output in `<wasmBase><build>/cairn_web.js`, as
+// bench/web/build_wasm.sh writes it); the npm package replaces it with one whose wasm files
+// are assets a bundler can see (web/package/wasm-assets.js).
+
+export { pickBackend } from './backend.js';
+
+/** Loads and instantiates `backend`; resolves with the module's exports and its linear memory. */
+export async function loadWasm(backend, wasmBase = '../pkg/') {
+  const mod = await import(new URL(`${backend}/cairn_web.js`, new URL(wasmBase, self.location.href)).href);
+  const { memory } = await mod.default();
+  return { wasm: mod, memory };
+}
