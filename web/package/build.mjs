@@ -65,6 +65,13 @@ const packageWasm = (glue) => ({
     b.onResolve({ filter: /^\.\/wasm\.js$/ }, (a) => (a.importer.endsWith(path.join('web', 'src', 'worker.js')) ? { path: path.join(here, 'wasm-assets.js') } : undefined));
     b.onResolve({ filter: /^\.\/backend\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: path.join(root, 'web/src/backend.js') } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: glue } : undefined));
+    // The glue's fallback, `new URL('cairn_web_bg.wasm', import.meta.url)`, names a file the
+    // package does not ship (a bundler would look for it): the loader always passes the URL.
+    b.onLoad({ filter: /cairn_web\.js$/ }, (a) => {
+      const source = fs.readFileSync(a.path, 'utf8');
+      const fallback = "new URL('cairn_web_bg.wasm', import.meta.url)";
+      return { contents: source.replace(fallback, "(() => { throw new Error('@cairn-ml/web: the wasm URL must be given'); })()"), loader: 'js' };
+    });
   },
 });
 
