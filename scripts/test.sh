@@ -16,7 +16,9 @@
 #       the occlusion heatmap lands on the object;
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn;
-#   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
+#       the Vite example built from its tarball, offline in headless Chromium;
+#   3d. the demo PWA (web/app consuming the package, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs);
 #   4. bounded fuzzing runs of the ONNX importer, the bundle loader and the TF.js importer;
@@ -131,6 +133,17 @@ kill "$serve_pid"; wait "$serve_pid" || true
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh
 (cd web && npm run test:runtime)
+
+# The npm package (issue 19): built from web/src, web/sw and the wasm builds; its tarball's
+# contents, sizes and exports checked; tsc --noEmit of a typed consumer; installed into
+# web/node_modules, where the PWA below consumes it. Then the Vite example built from the
+# tarball with `vite build`, offline in headless Chromium, an edge request replayed once.
+step "npm package @cairn-ml/web: build, npm pack contents and size, tsc --noEmit of a typed consumer"
+scripts/build-npm.sh
+node --test web/package/test/
+
+step "Vite example (examples/vite-app) from the packed tarball: vite build, offline in headless Chromium, edge queue"
+examples/vite-app/test.sh
 
 step "PWA tests in headless Chromium (demo app built by cairn app build: offline, edge queue, damaged shards, updates, installability)"
 (cd web && npm run test:pwa)

@@ -13,7 +13,13 @@ node -e '
 const fs = require("fs"); const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
 const e = lock.packages["node_modules/@cairn-ml/web"];
 if (e && e.integrity) { delete e.integrity; fs.writeFileSync("package-lock.json", JSON.stringify(lock, null, 2) + "\n"); }'
-npm ci --no-audit --no-fund --silent
+# Third-party packages once (again when the lockfile changes); the Cairn package every time,
+# from the tarball, exactly as npm unpacks it.
+if [ ! -d node_modules/vite ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent
+fi
+rm -rf node_modules/@cairn-ml/web && mkdir -p node_modules/@cairn-ml/web
+tar -xzf "$root/target/npm/cairn-ml-web.tgz" -C node_modules/@cairn-ml/web --strip-components 1
 if [ ! -f public/models/efficientnet_lite0/manifest.json ]; then
   "$root/target/release/cairn" pack "$root/target/models/efficientnet_lite0.onnx" -o public/models/efficientnet_lite0 --name efficientnet_lite0 \
     --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels "$root/target/models/imagenet_labels.txt" >/dev/null

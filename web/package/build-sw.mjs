@@ -27,6 +27,8 @@ export async function buildServiceWorker({ swSource, appDir, dest = 'sw.js', ign
   try {
     const bundled = path.join(tmp, 'sw.js');
     await build({
+      // Bare imports resolve from the app's node_modules, else from where this package is installed.
+      nodePaths: installedIn(),
       entryPoints: [swSource], bundle: true, format: 'esm', outfile: bundled, minify: true, legalComments: 'none', logLevel: 'warning',
       // Workbox's modules log in development builds; this is a production service worker.
       define: { 'process.env.NODE_ENV': '"production"' },
@@ -49,6 +51,13 @@ export async function buildServiceWorker({ swSource, appDir, dest = 'sw.js', ign
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The node_modules directory this package is installed in, if it is. */
+function installedIn() {
+  const parts = path.dirname(fs.realpathSync(new URL(import.meta.url).pathname)).split(path.sep);
+  const at = parts.lastIndexOf('node_modules');
+  return at < 0 ? [] : [parts.slice(0, at + 1).join(path.sep)];
 }
 
 async function importPeer(name) {

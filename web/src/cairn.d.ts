@@ -63,6 +63,8 @@ export interface Placement {
 }
 
 export interface Model {
+  /** The manifest's URL (absolute): what to tell the service worker in `model-active`. */
+  readonly url: URL;
   readonly name: string;
   readonly version: string;
   readonly manifest: Manifest;
