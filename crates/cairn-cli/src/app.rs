@@ -194,11 +194,7 @@ fn build_service_worker(tool: &Path, sw_src: &Path, out: &Path) -> Result<Precac
         .output()
         .context("cannot run `node` to build the service worker; hint: install Node.js 18 or later")?;
     if !output.status.success() {
-        bail!(
-            "building the service worker failed ({}):\n{}hint: {PACKAGE_HINT}",
-            tool.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("building the service worker failed ({}):\n{}hint: {PACKAGE_HINT}", tool.display(), String::from_utf8_lossy(&output.stderr));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();

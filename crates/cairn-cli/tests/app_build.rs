@@ -43,7 +43,9 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
     let package = dir.join("package");
     std::fs::create_dir_all(package.join("dist/sw")).unwrap();
     std::fs::create_dir_all(package.join("bin")).unwrap();
-    for file in ["cairn.js", "worker.js", "cairn_web_simd.wasm", "cairn_web_relaxed.wasm", "cairn_web_scalar.wasm", "cairn.d.ts", "sw/models.js"] {
+    for file in
+        ["cairn.js", "worker.js", "cairn_web_simd.wasm", "cairn_web_relaxed.wasm", "cairn_web_scalar.wasm", "cairn.d.ts", "sw/models.js"]
+    {
         std::fs::write(package.join("dist").join(file), format!("// {file} of the package")).unwrap();
     }
     std::fs::copy(repo("web/package/build-sw.mjs"), package.join("bin/cairn-web-sw.mjs")).unwrap();
@@ -61,7 +63,8 @@ fn app_copy(dir: &Path, name: &str) -> PathBuf {
             std::fs::copy(&p, app.join(p.strip_prefix(repo("web/app")).unwrap())).unwrap();
         }
     }
-    std::fs::write(app.join("sw.js"), "import { precacheAndRoute } from 'workbox-precaching';\nprecacheAndRoute(self.__WB_MANIFEST);\n").unwrap();
+    std::fs::write(app.join("sw.js"), "import { precacheAndRoute } from 'workbox-precaching';\nprecacheAndRoute(self.__WB_MANIFEST);\n")
+        .unwrap();
     app
 }
 
@@ -123,7 +126,10 @@ fn app_build_injects_a_precache_list_with_revisions_and_integrity() {
         assert!(urls.contains(&want), "{want} missing from {urls:?}");
     }
     // Not the models, the service worker itself, types, or the package's sw modules (bundled).
-    assert!(!urls.iter().any(|u| u.starts_with("models/") || u.ends_with(".d.ts") || *u == "sw.js" || u.starts_with("cairn/sw")), "{urls:?}");
+    assert!(
+        !urls.iter().any(|u| u.starts_with("models/") || u.ends_with(".d.ts") || *u == "sw.js" || u.starts_with("cairn/sw")),
+        "{urls:?}"
+    );
     // Integrity is the SHA-256 of the file as written (the browser checks it when precaching).
     use base64_check::b64;
     for (url, _, integrity) in &list {
@@ -170,7 +176,13 @@ fn app_build_without_the_package_says_how_to_get_it() {
     let o = build(&model, &dir.join("missing-package"), &app, &dir.join("dist"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("error: ") && err.contains("is not the @cairn-ml/web package") && err.contains("web/package/build.mjs") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("is not the @cairn-ml/web package")
+            && err.contains("web/package/build.mjs")
+            && err.lines().count() == 1,
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
