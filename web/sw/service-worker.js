@@ -75,7 +75,7 @@ export function handleCairnMessages() {
   });
 
   self.addEventListener('activate', (event) => {
-    event.waitUntil(replay('activate').then(() => announce('activated')));
+    event.waitUntil(replay('activate').catch(() => []).then((sent) => announce('activated', { replayed: sent.length })));
   });
 
   // A worker start is a chance to replay where Background Sync is missing.
