@@ -190,6 +190,9 @@ fn build_service_worker(tool: &Path, sw_src: &Path, out: &Path) -> Result<Precac
         .arg(tool)
         .arg(sw_src)
         .arg(out)
+        // The relaxed-SIMD build is opt-in (`backend: 'relaxed'`), so the app never loads it
+        // unless asked: it is not precached (a page that asks caches it on first use).
+        .args(["--ignore", "cairn/cairn_web_relaxed.wasm"])
         .arg("--json")
         .output()
         .context("cannot run `node` to build the service worker; hint: install Node.js 18 or later")?;

@@ -125,9 +125,14 @@ fn app_build_injects_a_precache_list_with_revisions_and_integrity() {
     ] {
         assert!(urls.contains(&want), "{want} missing from {urls:?}");
     }
-    // Not the models, the service worker itself, types, or the package's sw modules (bundled).
+    // Not the models, the service worker itself, types, the package's sw modules (bundled), nor
+    // the opt-in relaxed-SIMD build.
     assert!(
-        !urls.iter().any(|u| u.starts_with("models/") || u.ends_with(".d.ts") || *u == "sw.js" || u.starts_with("cairn/sw")),
+        !urls.iter().any(|u| u.starts_with("models/")
+            || u.ends_with(".d.ts")
+            || *u == "sw.js"
+            || u.starts_with("cairn/sw")
+            || u.ends_with("relaxed.wasm")),
         "{urls:?}"
     );
     // Integrity is the SHA-256 of the file as written (the browser checks it when precaching).
