@@ -54,9 +54,18 @@ export function edgeQueue({ apiKey, headers: extra = {} } = {}) {
 export const edgeQueueHandler = edgeQueue();
 
 let replaying = null;
-/** Sends queued requests oldest first; stops at the first that still cannot get through. */
+let rerun = null;
+/**
+ * Sends queued requests oldest first; stops at the first that still cannot get through.
+ * A trigger that arrives during a pass (the network came back while that pass was failing)
+ * gets one more pass after it, never a second pass at the same time.
+ */
 export function replay(trigger) {
-  replaying ??= (async () => {
+  if (replaying) {
+    rerun ??= replaying.catch(() => []).then((first) => { rerun = null; return replay(trigger).then((more) => [...first, ...more]); });
+    return rerun;
+  }
+  replaying = (async () => {
     const sent = [];
     try {
       for (const entry of await getAll(STORES.queue)) {
