@@ -117,12 +117,14 @@ fn build(args: BuildArgs) -> Result<()> {
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     // The app, less what only building it needs; the package's page API, worker and wasm.
-    let sw_name = sw_src.file_name().map(|n| n.to_os_string());
-    copy_tree(&args.app, out, &|p| {
-        let top = p.components().next().map(|c| c.as_os_str().to_os_string());
-        !(top.as_deref() == Some("node_modules".as_ref()) || ["package.json", "package-lock.json"].iter().any(|f| p == Path::new(f)))
-            && !(p.parent() == Some(Path::new("")) && p.file_name().map(|n| n.to_os_string()) == sw_name)
-    })?;
+    let sw_name = sw_src.file_name();
+    let only_for_building = |p: &Path| {
+        let top_level = p.parent() == Some(Path::new(""));
+        p.starts_with("node_modules")
+            || (top_level && matches!(p.to_str(), Some("package.json" | "package-lock.json")))
+            || (top_level && p.file_name() == sw_name)
+    };
+    copy_tree(&args.app, out, &|p| !only_for_building(p))?;
     copy_tree(&dist, &out.join("cairn"), &|p| p.parent() == Some(Path::new("")) && has_ext(p, &["js", "wasm"]))?;
 
     let model_dir = out.join("models").join(&manifest.name);
