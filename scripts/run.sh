@@ -47,6 +47,8 @@ $CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_li
 # precache list, and the model, in dist/; then the edge server serves it all.
 step "building the wasm runtime (bench/web/build_wasm.sh)"
 bench/web/build_wasm.sh
+step "the npm package @cairn-ml/web (scripts/build-npm.sh), installed into web/node_modules"
+scripts/build-npm.sh
 step "cairn app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist"
 $CAIRN app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist
 if [ -z "${CAIRN_NO_SERVE:-}" ]; then

@@ -21,7 +21,9 @@
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
 #       the threaded build on a cross-origin isolated page (bit-identical to SIMD, memory
 #       within 1.3x), the SIMD build on a page that is not isolated (threads.test.mjs);
-#   3d. the demo PWA (web/app, web/sw, built by `cairn app build`) in headless Chromium:
+#   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
+#       the Vite example built from its tarball, offline in headless Chromium;
+#   3d. the demo PWA (web/app consuming the package, built by `cairn app build`) in headless Chromium:
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs); the notes
 #       search demo (examples/notes) offline with the real MiniLM;
@@ -164,6 +166,17 @@ python3 deploy/test/scale.py --quick
 step "browser tests in headless Chromium (bundles, worker, client API)"
 bench/web/build_wasm.sh
 (cd web && npm run test:runtime)
+
+# The npm package (issue 19): built from web/src, web/sw and the wasm builds; its tarball's
+# contents, sizes and exports checked; tsc --noEmit of a typed consumer; installed into
+# web/node_modules, where the PWA below consumes it. Then the Vite example built from the
+# tarball with `vite build`, offline in headless Chromium, an edge request replayed once.
+step "npm package @cairn-ml/web: build, npm pack contents and size, tsc --noEmit of a typed consumer"
+scripts/build-npm.sh
+node --test web/package/test/
+
+step "Vite example (examples/vite-app) from the packed tarball: vite build, offline in headless Chromium, edge queue"
+examples/vite-app/test.sh
 
 step "PWA tests in headless Chromium (demo app built by cairn app build: offline, edge queue, damaged shards, updates, installability)"
 (cd web && npm run test:pwa)

@@ -166,7 +166,7 @@ async function start() {
   $('model-note').textContent = m.weights === 'i8'
     ? 'int8 weights made by cairn optimize.'
     : `${m.weights} weights: the int8 version made by cairn optimize is not in this build yet, so the app downloads the full-precision model.`;
-  const cairn = await Cairn.start({ wasmBase: './pkg/' });
+  const cairn = await Cairn.start();
   const manifestUrl = new URL(m.url, location.href).href;
   const onProgress = (p) => {
     $('load-progress').max = p.totalBytes || 1;

@@ -140,6 +140,8 @@ export interface Placement {
 }
 
 export interface Model {
+  /** The manifest's URL (absolute): what to tell the service worker in `model-active`. */
+  readonly url: URL;
   readonly name: string;
   readonly version: string;
   readonly manifest: Manifest;
@@ -165,15 +167,33 @@ export interface Model {
   unload(): Promise<unknown>;
 }
 
+export type Backend = 'threads' | 'simd' | 'relaxed' | 'scalar';
+
+export interface StartOptions {
+  /** The worker script; default: the package's `worker.js` (next to this module). */
+  workerUrl?: string | URL;
+  /** Where the wasm builds are; default: next to the worker. */
+  wasmBase?: string | URL;
+  queueBound?: number;
+  backend?: 'auto' | 'simd' | 'relaxed' | 'scalar';
+  /** Threads of the threaded build (default: navigator.hardwareConcurrency, at most 4). */
+  threads?: number;
+  /** Bytes of live heap past which idle models are unloaded, least recently used first. */
+  memoryBudget?: number;
+  /** The origin of a `cairn serve` that runs the same bundles. */
+  edge?: string;
+  edgeTimeoutMs?: number;
+}
+
 export class Cairn {
   /**
    * `backend`: 'auto' (default) picks the threaded build on cross-origin isolated pages with shared wasm
-   * memory, else SIMD where the browser validates it, else scalar; 'simd' | 'scalar' force a single-threaded build.
-   * `threads`: threads of the threaded build (default: navigator.hardwareConcurrency, at most 4).
+   * memory, else SIMD where the browser validates it, else scalar; 'simd' | 'scalar' force a single-threaded build;
+   * 'relaxed' asks for the relaxed-SIMD build. `threads`: threads of the threaded build (default: cores, at most 4).
    */
-  static start(options?: { workerUrl?: string | URL; wasmBase?: string | URL; queueBound?: number; backend?: 'auto' | 'simd' | 'scalar'; threads?: number; memoryBudget?: number; edge?: string; edgeTimeoutMs?: number }): Promise<Cairn>;
-  /** 'simd' or 'scalar': the wasm build chosen for this browser. */
-  readonly backend: 'threads' | 'simd' | 'scalar';
+  static start(options?: StartOptions): Promise<Cairn>;
+  /** The wasm build chosen for this browser. */
+  readonly backend: Backend;
   /** Threads the kernels run on (1 unless backend is 'threads'). */
   readonly threads: number;
   readonly isa: string;

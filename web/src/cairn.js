@@ -59,7 +59,7 @@ export class Cairn {
   #worker;
   #nextId = 1;
   #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
-  /** 'threads', 'simd' or 'scalar': which wasm build the worker runs (docs/adr/0019). */
+  /** 'threads', 'simd', 'relaxed' or 'scalar': which wasm build the worker runs (docs/adr/0019). */
   backend = null;
   /** Threads the kernels run on (1 unless `backend` is 'threads'). */
   threads = 1;
@@ -70,26 +70,27 @@ export class Cairn {
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
    * `backend`: 'auto' (default) runs the threaded build where the page is cross-origin
    * isolated (COOP + COEP, as `cairn serve` sends) and shared wasm memory exists, else the
-   * SIMD build, else scalar; 'simd' or 'scalar' forces a single-threaded build.
+   * simd128 build where validated, else scalar; 'simd' or 'scalar' forces a single-threaded
+   * build; 'relaxed' asks for the relaxed-SIMD build where the engine validates it.
    * `threads`: how many threads the threaded build uses (default: the device's cores, at most 4).
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
    * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
    * places each request on the device or the edge (see `run`'s `prefer`).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'simd'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'simd'|'relaxed'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
     if (options.threads != null && !(Number.isInteger(options.threads) && options.threads >= 1)) {
       throw new CairnError('bad-input', `threads must be a whole number >= 1, got ${options.threads}`);
     }
-    if (options.backend != null && !['auto', 'simd', 'scalar'].includes(options.backend)) {
-      throw new CairnError('bad-input', `backend must be 'auto', 'simd' or 'scalar', got '${options.backend}'`);
+    if (options.backend != null && !['auto', 'simd', 'relaxed', 'scalar'].includes(options.backend)) {
+      throw new CairnError('bad-input', `backend must be 'auto', 'simd', 'relaxed' or 'scalar', got '${options.backend}'`);
     }
     const cairn = new Cairn();
-    const workerUrl = new URL(options.workerUrl ?? './worker.js', import.meta.url);
-    if (options.wasmBase) workerUrl.searchParams.set('wasm', new URL(options.wasmBase, location.href).href);
-    if (options.backend === 'scalar' || options.backend === 'simd') workerUrl.searchParams.set('backend', options.backend);
-    if (options.threads != null) workerUrl.searchParams.set('threads', String(options.threads));
-    cairn.#worker = new Worker(workerUrl, { type: 'module', name: 'cairn' });
+    // The literal `new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })` is
+    // the form Vite, webpack and Parcel recognize: they bundle the worker and its wasm assets.
+    cairn.#worker = options.workerUrl
+      ? new Worker(new URL(options.workerUrl, import.meta.url), { type: 'module', name: 'cairn' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'cairn' });
     cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
     cairn.#worker.onerror = (e) => {
       for (const [, w] of cairn.#waiting) w.reject(new CairnError('runtime', `the Cairn worker failed: ${e.message}`));
@@ -101,7 +102,8 @@ export class Cairn {
     cairn.edgeTimeoutMs = options.edgeTimeoutMs ?? 3000;
     cairn.battery = null;
     navigator.getBattery?.().then((b) => { cairn.battery = b; }, () => {});
-    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget });
+    const wasmBase = options.wasmBase ? new URL(options.wasmBase, location.href).href : undefined;
+    const hello = await cairn.#request({ type: 'hello', queueBound: cairn.queueBound, memoryBudget: options.memoryBudget, backend: options.backend, threads: options.threads, wasmBase });
     cairn.backend = hello.backend;
     cairn.threads = hello.threads;
     cairn.isa = hello.isa;

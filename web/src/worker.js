@@ -3,38 +3,36 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
+import { pickBackend, loadWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
 
-const params = new URL(self.location.href).searchParams;
-const wasmBase = params.get('wasm') ?? '../pkg/';
-
-// Backend selection (docs/adr/0019): the threaded build where this worker is cross-origin
-// isolated with shared wasm memory and more than one thread is wanted; else wasm SIMD when
-// the engine validates a simd128 module; else scalar. `backend=simd|scalar` forces one
-// (for testing, or to work around a browser bug); `threads=N` sets the thread count
-// (default: navigator.hardwareConcurrency, capped at THREAD_CAP).
-// (SIMD_PROBE: a module holding one `v128.const` and nothing else.)
-const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11]);
-const forced = params.get('backend');
-const threads = threadCount(params.get('threads'));
-let backend = forced === 'scalar' || !WebAssembly.validate(SIMD_PROBE) ? 'scalar'
-  : forced !== 'simd' && threads > 1 && threadsAvailable(self) ? 'threads' : 'simd';
+// The wasm build and where it lives come with the page's first message (`hello`: `backend`,
+// `threads`, `wasmBase`), so the page can start this worker with a plain
+// `new Worker(new URL('./worker.js', import.meta.url))` that bundlers recognize.
+// Backend selection (docs/adr/0019): 'auto' runs the threaded build where this worker is
+// cross-origin isolated with shared wasm memory and more than one thread is wanted; else
+// pickBackend's single-threaded choice (simd128 where validated, else scalar).
+let backend = null;
 let wasmMemory = null; // the module's linear memory, for writing downloads into it
-async function instantiate(build) {
-  const pkgUrl = new URL(`${build}/cairn_web.js`, new URL(wasmBase, self.location.href)).href;
-  const mod = await import(pkgUrl);
-  const exports = await mod.default();
-  wasmMemory = exports.memory ?? mod.wasmMemory(); // the threaded build imports its (shared) memory
-  if (build === 'threads') await startThreadPool(mod, pkgUrl, threads);
-  return mod;
+let wasmReady = null;
+function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads } = {}) {
+  const threads = threadCount(wantedThreads == null ? null : String(wantedThreads));
+  const single = pickBackend(wanted ?? 'auto');
+  backend = (wanted ?? 'auto') === 'auto' && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? 'threads' : single;
+  const load = async (build) => {
+    const { wasm, memory, pkgUrl } = await loadWasm(build, wasmBase ?? undefined);
+    wasmMemory = memory;
+    if (build === 'threads') await startThreadPool(wasm, pkgUrl, threads);
+    return wasm;
+  };
+  return load(backend).catch((e) => {
+    if (backend !== 'threads') throw e;
+    // Isolated, but the pool could not start (no nested workers, memory refused): one thread.
+    console.warn(`Cairn: the threaded build failed to start (${e.message}); running single-threaded`);
+    backend = 'simd';
+    return load(backend);
+  });
 }
-const wasmReady = instantiate(backend).catch((e) => {
-  if (backend !== 'threads') throw e;
-  // Isolated, but the pool could not start (no nested workers, memory refused): one thread.
-  console.warn(`Cairn: the threaded build failed to start (${e.message}); running single-threaded`);
-  backend = 'simd';
-  return instantiate(backend);
-});
 
 const SHARD_ATTEMPTS = 3;
 const MAX_TEXT_BYTES = 1 << 20; // as cairn_text::MAX_TEXT_BYTES
@@ -381,6 +379,7 @@ function drain() {
 }
 
 self.onmessage = async ({ data: msg }) => {
+  wasmReady ??= startWasm(msg);
   const wasm = await wasmReady;
   if (!scheduler) {
     scheduler = new wasm.Scheduler(msg.queueBound ?? 16);

@@ -18,14 +18,8 @@ function keyOf(request) {
   return request.headers.get('idempotency-key') || crypto.randomUUID();
 }
 
-// The key `cairn app build --edge-api-key` configured, sent as `Authorization: Bearer`
-// with every edge request (queued ones are stored without it, so a new key applies to them).
-let edgeApiKey = null;
-export function setEdgeApiKey(key) { edgeApiKey = key || null; }
-
 async function send(entry) {
-  const auth = edgeApiKey && !entry.headers.authorization ? { authorization: `Bearer ${edgeApiKey}` } : {};
-  return fetch(entry.url, { method: entry.method, headers: { ...entry.headers, ...auth, 'idempotency-key': entry.key }, body: entry.body });
+  return fetch(entry.url, { method: entry.method, headers: { ...entry.headers, 'idempotency-key': entry.key }, body: entry.body });
 }
 
 async function store(entry) {
@@ -34,24 +28,44 @@ async function store(entry) {
   try { await self.registration.sync?.register(SYNC_TAG); } catch { /* no Background Sync: start/online replay it */ }
 }
 
-/** Route handler for edge API writes: the network if it answers, else the queue. */
-export const edgeQueueHandler = {
-  async handle({ request }) {
-    const headers = Object.fromEntries(request.headers.entries());
-    const entry = { key: keyOf(request), url: request.url, method: request.method, headers, body: await request.arrayBuffer(), queuedAt: Date.now() };
-    try {
-      const response = await send(entry);
-      if (!RETRYABLE(response.status)) return response;
-    } catch { /* offline or unreachable: queue it */ }
-    await store(entry);
-    return new Response(JSON.stringify({ queued: true, key: entry.key }), { status: 202, headers: { 'content-type': 'application/json', 'x-cairn-queued': '1' } });
-  },
-};
+/**
+ * A Workbox route handler for edge API writes: the network if it answers, else the queue.
+ * `apiKey` (sent as `Authorization: Bearer`) and `headers` are added to every attempt and
+ * kept with a queued request, so its replay carries them too.
+ * @param {{ apiKey?: string, headers?: Record<string, string> }} [options]
+ */
+export function edgeQueue({ apiKey, headers: extra = {} } = {}) {
+  const added = { ...extra, ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
+  return {
+    async handle({ request }) {
+      const headers = { ...Object.fromEntries(request.headers.entries()), ...added };
+      const entry = { key: keyOf(request), url: request.url, method: request.method, headers, body: await request.arrayBuffer(), queuedAt: Date.now() };
+      try {
+        const response = await send(entry);
+        if (!RETRYABLE(response.status)) return response;
+      } catch { /* offline or unreachable: queue it */ }
+      await store(entry);
+      return new Response(JSON.stringify({ queued: true, key: entry.key }), { status: 202, headers: { 'content-type': 'application/json', 'x-cairn-queued': '1' } });
+    },
+  };
+}
+
+/** The handler without extra headers. */
+export const edgeQueueHandler = edgeQueue();
 
 let replaying = null;
-/** Sends queued requests oldest first; stops at the first that still cannot get through. */
+let rerun = null;
+/**
+ * Sends queued requests oldest first; stops at the first that still cannot get through.
+ * A trigger that arrives during a pass (the network came back while that pass was failing)
+ * gets one more pass after it, never a second pass at the same time.
+ */
 export function replay(trigger) {
-  replaying ??= (async () => {
+  if (replaying) {
+    rerun ??= replaying.catch(() => []).then((first) => { rerun = null; return replay(trigger).then((more) => [...first, ...more]); });
+    return rerun;
+  }
+  replaying = (async () => {
     const sent = [];
     try {
       for (const entry of await getAll(STORES.queue)) {

@@ -11,11 +11,11 @@ import { announce } from './broadcast.js';
 export const MANIFEST_CACHE = 'cairn-manifests-v1';
 export const isManifest = ({ url }) => url.pathname.endsWith('/manifest.json');
 
-/** Plugin for the manifest route: records each version that reaches the cache. */
+/** Workbox plugin for the manifest route: records each version that reaches the cache. */
 export const recordVersion = {
-  async cacheDidUpdate({ request, bytes }) {
+  async cacheDidUpdate({ request, newResponse }) {
     let m;
-    try { m = JSON.parse(new TextDecoder().decode(bytes)); } catch { return; }
+    try { m = JSON.parse(await newResponse.clone().text()); } catch { return; }
     if (!Array.isArray(m?.shards) || typeof m.version !== 'string') return;
     const manifestUrl = request.url;
     await put(STORES.versions, {
@@ -23,6 +23,17 @@ export const recordVersion = {
       shards: m.shards.map((s) => new URL(s.path, manifestUrl).href),
       bytes: m.shards.reduce((n, s) => n + s.bytes, 0), lastUsed: Date.now(),
     });
+  },
+};
+
+/**
+ * Workbox plugin: a 5xx from the server counts as the network failing, so NetworkFirst
+ * answers with the cached manifest (Workbox would pass the error page through).
+ */
+export const serverErrorsAsOffline = {
+  async fetchDidSucceed({ request, response }) {
+    if (response.status >= 500) throw new Error(`${request.url}: HTTP ${response.status}`);
+    return response;
   },
 };
 
@@ -84,13 +95,21 @@ export async function evictForQuota(needBytes = 0, forUrl = null) {
   return false;
 }
 
-/** Plugin for the shard route: a full quota first costs old versions, then (if still full) the page is told. */
+/**
+ * Workbox plugin for every route that stores: before a response is cached, if it would not
+ * fit under the quota, old model versions are evicted (never the one the app runs, nor the
+ * one loading); if it still would not fit, the page is told (`quota-full`) and the response
+ * is served but not stored. (Workbox only reports a failed put after the fact, through
+ * `registerQuotaErrorCallback`, and its ExpirationPlugin would empty the whole shard cache.)
+ */
 export const quotaGuard = {
-  async cachePutFailed({ request, bytes, final }) {
-    if (!final && (await evictForQuota(bytes.length, request.url))) return true;
+  async cacheWillUpdate({ request, response }) {
+    if (!response || response.status !== 200) return null;
+    const needBytes = Number(response.headers.get('content-length')) || (await response.clone().arrayBuffer()).byteLength;
+    if (await evictForQuota(needBytes, request.url)) return response;
     const { usage = 0, quota = 0 } = await navigator.storage.estimate();
-    announce('quota-full', { url: request.url, usage, quota, needBytes: bytes.length });
-    return false;
+    announce('quota-full', { url: request.url, usage, quota, needBytes });
+    return null;
   },
 };
 

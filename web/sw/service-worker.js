@@ -1,65 +1,58 @@
-// Cairn's service worker, assembled from one module per concern. `cairn app build`
-// writes the entry script (sw.js at the app's root), which only calls
-// `startServiceWorker({ precache: [...{ url, revision }] })`.
+// Cairn's parts of a Workbox service worker (the `@cairn-ml/web/sw` entry of the npm
+// package). An app's own service worker adds them in a few lines:
 //
-// Routes, first match wins:
-//   app shell (precached at install)      precache, else network
-//   shards/<sha256>.safetensors           cache-first, stored only after its sha256 checks
-//   */manifest.json                       network-first, 3 s timeout, then the cached copy
-//   POST /v1/*  (the edge API)            network, else queued in IndexedDB and replayed
-//   other same-origin GETs                stale-while-revalidate
+//   import { precacheAndRoute } from 'workbox-precaching';
+//   import { registerCairnRoutes, handleCairnMessages } from '@cairn-ml/web/sw';
+//   precacheAndRoute(self.__WB_MANIFEST);
+//   registerCairnRoutes();      // model shards, manifests, the edge queue
+//   handleCairnMessages();      // the page's requests, Background Sync, replays
 //
-// Lifecycle: install precaches; the new worker then waits until a page asks it to take
-// over ({ type: 'skip-waiting' }, the user's "update" button); activate deletes what the
-// new precache list lacks and caches of older formats, then claims the pages.
+// Routes (workbox-routing; first match wins, so register the app's catch-all routes after):
+//   shards/<sha256>.safetensors   CacheFirst (workbox-strategies), stored only after its sha256
+//                                 checks (shardVerification) and if it fits (quotaGuard)
+//   */manifest.json               NetworkFirst with a timeout, then the cached copy; each version
+//                                 is recorded (recordVersion) for eviction once superseded
+//   POST /v1/*  (the edge API)    network, else queued in IndexedDB with its Idempotency-Key and
+//                                 replayed (edgeQueue)
 
-import { Router } from './router.js';
-import { Precache, PRECACHE } from './precache.js';
-import { CacheFirst, NetworkFirst, StaleWhileRevalidate } from './strategies.js';
-import { SHARD_CACHE, isShard, shardVerification } from './shards.js';
-import { MANIFEST_CACHE, isManifest, recordVersion, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
-import { SYNC_TAG, isEdgeRequest, edgeQueueHandler, replay, queued, resultOf, setEdgeApiKey } from './edge-queue.js';
-import { announce } from './broadcast.js';
+import { registerRoute } from 'workbox-routing';
+import { CacheFirst, NetworkFirst } from 'workbox-strategies';
+import { registerQuotaErrorCallback } from 'workbox-core';
+import { SHARD_CACHE, STORED_BY_SW, isShard, shardVerification } from './shards.js';
+import { MANIFEST_CACHE, isManifest, recordVersion, serverErrorsAsOffline, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
+import { SYNC_TAG, isEdgeRequest, edgeQueue, edgeQueueHandler, replay, queued, resultOf } from './edge-queue.js';
+import { CHANNEL, announce } from './broadcast.js';
 
-const ASSET_CACHE = 'cairn-assets-v1';
-const OUR_CACHES = new Set([PRECACHE, SHARD_CACHE, MANIFEST_CACHE, ASSET_CACHE]);
+export {
+  SHARD_CACHE, STORED_BY_SW, MANIFEST_CACHE, SYNC_TAG, CHANNEL, isShard, isManifest, isEdgeRequest, shardVerification, recordVersion,
+  serverErrorsAsOffline, quotaGuard, edgeQueue, edgeQueueHandler, activate, evictForQuota, listVersions, replay, queued, resultOf, announce,
+};
 
-export function startServiceWorker({ precache: entries, manifestTimeoutMs = 3000, edgeApiKey = null }) {
-  setEdgeApiKey(edgeApiKey);
-  const precache = new Precache(entries);
-  const router = new Router()
-    .register(({ url }) => precache.keyFor(url.href), precache.handler())
-    .register(isShard, new CacheFirst({ cacheName: SHARD_CACHE, plugins: [shardVerification, quotaGuard] }))
-    .register(isManifest, new NetworkFirst({ cacheName: MANIFEST_CACHE, networkTimeoutMs: manifestTimeoutMs, plugins: [recordVersion, quotaGuard] }))
-    .register(isEdgeRequest, edgeQueueHandler, 'POST')
-    .register(({ url }) => url.origin === self.location.origin && !url.pathname.startsWith('/v1/'), new StaleWhileRevalidate({ cacheName: ASSET_CACHE, plugins: [quotaGuard] }));
-
-  self.addEventListener('install', (event) => {
-    event.waitUntil(precache.install((done, total) => announce('precache-progress', { done, total })));
+/**
+ * Registers Cairn's routes with workbox-routing.
+ * @param {{ manifestTimeoutSeconds?: number, apiKey?: string, edgeHeaders?: Record<string, string>, edge?: boolean }} [options]
+ *   `apiKey`/`edgeHeaders`: sent with every edge request, queued or not; `edge: false` leaves
+ *   POST /v1/* alone.
+ */
+export function registerCairnRoutes({ manifestTimeoutSeconds = 3, apiKey, edgeHeaders, edge = true } = {}) {
+  registerRoute(isShard, new CacheFirst({ cacheName: SHARD_CACHE, plugins: [shardVerification, quotaGuard] }));
+  registerRoute(isManifest, new NetworkFirst({
+    cacheName: MANIFEST_CACHE, networkTimeoutSeconds: manifestTimeoutSeconds, plugins: [serverErrorsAsOffline, recordVersion, quotaGuard],
+  }));
+  if (edge) registerRoute(isEdgeRequest, edgeQueue({ apiKey, headers: edgeHeaders }), 'POST');
+  // A put that fails for quota despite quotaGuard's estimate: the page is still told.
+  registerQuotaErrorCallback(async () => {
+    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
+    announce('quota-full', { usage, quota });
   });
+}
 
-  self.addEventListener('activate', (event) => {
-    event.waitUntil((async () => {
-      const removed = await precache.cleanup();
-      for (const name of await caches.keys()) {
-        if (name.startsWith('cairn-') && !OUR_CACHES.has(name)) await caches.delete(name);
-      }
-      await self.clients.claim();
-      announce('activated', { removedEntries: removed });
-      await replay('activate');
-    })());
-  });
-
-  self.addEventListener('fetch', (event) => {
-    const response = router.handle(event);
-    if (response) event.respondWith(response);
-  });
-
-  self.addEventListener('sync', (event) => {
-    if (event.tag === SYNC_TAG) event.waitUntil(replay('sync'));
-  });
-
-  // Pages talk to the worker with { type, ... } and get one answer on the message port.
+/**
+ * Answers the page's requests ({ type, ... } on a MessageChannel: skip-waiting, replay,
+ * model-active, queued, result, versions, evict-for-quota) and replays the edge queue on
+ * Background Sync's `sync`, on activation and on every service-worker start.
+ */
+export function handleCairnMessages() {
   self.addEventListener('message', (event) => {
     const msg = event.data ?? {};
     const answer = (value) => event.ports[0]?.postMessage(value);
@@ -75,6 +68,14 @@ export function startServiceWorker({ precache: entries, manifestTimeoutMs = 3000
       }
     })().catch((e) => answer({ error: String(e?.message ?? e) }));
     event.waitUntil(work);
+  });
+
+  self.addEventListener('sync', (event) => {
+    if (event.tag === SYNC_TAG) event.waitUntil(replay('sync'));
+  });
+
+  self.addEventListener('activate', (event) => {
+    event.waitUntil(replay('activate').catch(() => []).then((sent) => announce('activated', { replayed: sent.length })));
   });
 
   // A worker start is a chance to replay where Background Sync is missing.

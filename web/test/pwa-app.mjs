@@ -1,7 +1,7 @@
 // Shared by the PWA tests: builds the demo app with `cairn app build` around a bundle,
 // and waits for what the app reports in `window.cairnApp.events`.
 //
-// Needs target/release/cairn and target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh).
+// Needs target/release/cairn and @cairn-ml/web installed in web/node_modules (scripts/build-npm.sh).
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,8 +37,8 @@ export function packEfficientNetForEdge(dir) {
 /** `cairn app build`; returns its JSON summary. */
 export function buildApp(model, out, { app = path.join(root, 'web/app'), edgeModel, edgeApiKey } = {}) {
   const edge = [...(edgeModel ? ['--edge-model', edgeModel] : []), ...(edgeApiKey ? ['--edge-api-key', edgeApiKey] : [])];
-  return JSON.parse(cairn('app', 'build', '--model', model, ...edge, '-o', out, '--app', app, '--runtime', path.join(root, 'web/src'),
-    '--sw', path.join(root, 'web/sw'), '--wasm', path.join(root, 'target/web-pkg'), '--json'));
+  // The app consumes @cairn-ml/web installed from its packed tarball (scripts/build-npm.sh).
+  return JSON.parse(cairn('app', 'build', '--model', model, ...edge, '-o', out, '--app', app, '--package', path.join(root, 'web/node_modules/@cairn-ml/web'), '--json'));
 }
 
 /** Resolves with the first app event of `type` after index `from` (events are never removed). */

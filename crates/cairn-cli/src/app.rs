@@ -1,22 +1,22 @@
 //! `cairn app build`: assemble an offline-first web app around a model bundle.
 //!
 //! ```text
-//! OUT/index.html, app.js, …        the app (web/app)
-//! OUT/cairn/                       the page API and the worker (web/src)
-//! OUT/sw/                          the service worker's modules (web/sw)
-//! OUT/pkg/{simd,scalar}/           the wasm runtime (bench/web/build_wasm.sh)
-//! OUT/pkg/threads/                 its threaded build, when built (docs/adr/0019)
+//! OUT/index.html, app.js, …        the app (web/app), but its service-worker source
+//! OUT/cairn/                       the npm package @cairn-ml/web's dist: page API, worker, wasm builds
 //! OUT/models/NAME/                 the bundle (cairn pack)
 //! OUT/app-config.json              which model the app loads, and what it is
-//! OUT/sw.js                        the service worker entry, holding the precache list
-//! OUT/precache-manifest.json       the same list: [{ url, revision = sha256 of the file }]
+//! OUT/sw.js                        the app's service worker (web/app/sw.js: Workbox + the package's
+//!                                  routes) bundled by esbuild, with the precache list injected by
+//!                                  workbox-build (`cairn-web-sw`, the package's own tool)
 //! ```
-//! The bundle is not precached: its manifest is revalidated network-first and its shards
-//! are cached (verified) as the worker streams them, so an update fetches only what changed.
+//! The app consumes the package as any app would: from an installed copy (`--package`, by
+//! default web/node_modules/@cairn-ml/web, installed from the packed tarball). The bundle is
+//! not precached: its manifest is revalidated network-first and its shards are cached
+//! (verified) as the worker streams them, so an update fetches only what changed.
 
 use crate::model::human_bytes;
 use anyhow::{bail, Context, Result};
-use cairn_bundle::{read_manifest, sha256_hex, Manifest};
+use cairn_bundle::{read_manifest, Manifest};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ enum AppCommand {
 /// any static server (or `cairn serve`) can serve.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  cairn app build --model dist/models/efficientnet_lite0 -o dist\n  cairn app build --model dist/models/m --wasm target/web-pkg --app web/app -o site"
+    after_help = "Examples:\n  cairn app build --model dist/models/efficientnet_lite0 -o dist\n  cairn app build --model dist/models/m --package node_modules/@cairn-ml/web --app web/app -o site"
 )]
 pub struct BuildArgs {
     /// The model bundle the app loads (a directory made by `cairn pack`).
@@ -52,16 +52,12 @@ pub struct BuildArgs {
     /// The app's own files (index.html, manifest.webmanifest, icons, scripts).
     #[arg(long, default_value = "web/app")]
     app: PathBuf,
-    /// Cairn's page API and worker.
-    #[arg(long, default_value = "web/src")]
-    runtime: PathBuf,
-    /// The service worker's modules.
-    #[arg(long, default_value = "web/sw")]
-    sw: PathBuf,
-    /// The wasm-bindgen output, with `simd/` and `scalar/` builds (and `threads/`, copied when
-    /// present: cross-origin isolated pages run it; without it they run `simd/`).
-    #[arg(long, default_value = "target/web-pkg")]
-    wasm: PathBuf,
+    /// The npm package @cairn-ml/web, installed (its `dist/` and `bin/cairn-web-sw.mjs` are used).
+    #[arg(long, default_value = "web/node_modules/@cairn-ml/web")]
+    package: PathBuf,
+    /// The app's service-worker source (default: APP/sw.js), bundled into OUT/sw.js.
+    #[arg(long, value_name = "FILE")]
+    sw_src: Option<PathBuf>,
     /// A full-precision bundle of the same model for the edge server: copied beside the
     /// app's model (`cairn serve OUT` runs it); the page sends its edge requests to it and
     /// never downloads it.
@@ -75,12 +71,6 @@ pub struct BuildArgs {
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Serialize)]
-struct PrecacheEntry {
-    url: String,
-    revision: String,
 }
 
 /// What the page needs to know about its model before it loads it. (Not its version:
@@ -110,41 +100,37 @@ pub fn main(args: AppArgs) -> Result<()> {
     }
 }
 
+const PACKAGE_HINT: &str =
+    "build the npm package and install it: node web/package/build.mjs && (cd web && npm install --no-save ../target/npm/cairn-ml-web.tgz)";
+
 fn build(args: BuildArgs) -> Result<()> {
-    for (dir, what, hint) in [
-        (&args.app, "app", "pass --app DIR (the repository's demo is web/app)"),
-        (&args.runtime, "runtime", "pass --runtime DIR (the repository's is web/src)"),
-        (&args.sw, "service worker", "pass --sw DIR (the repository's is web/sw)"),
-    ] {
-        if !dir.join(if what == "app" { "index.html" } else { "" }).exists() {
-            bail!("the {what} directory {} is missing or incomplete; hint: {hint}", dir.display());
-        }
+    if !args.app.join("index.html").is_file() {
+        bail!("the app directory {} has no index.html; hint: pass --app DIR (the repository's demo is web/app)", args.app.display());
     }
-    for build in ["simd", "scalar"] {
-        if !args.wasm.join(build).join("cairn_web_bg.wasm").is_file() {
-            bail!(
-                "no wasm module at {}; hint: run bench/web/build_wasm.sh (it builds target/web-pkg/simd and /scalar)",
-                args.wasm.join(build).join("cairn_web_bg.wasm").display()
-            );
-        }
+    let sw_src = args.sw_src.clone().unwrap_or_else(|| args.app.join("sw.js"));
+    if !sw_src.is_file() {
+        bail!("no service-worker source at {}; hint: pass --sw-src FILE (a Workbox service worker, e.g. web/app/sw.js)", sw_src.display());
+    }
+    let dist = args.package.join("dist");
+    let sw_tool = args.package.join("bin").join("cairn-web-sw.mjs");
+    if !dist.join("cairn.js").is_file() || !sw_tool.is_file() {
+        bail!("{} is not the @cairn-ml/web package; hint: {PACKAGE_HINT}", args.package.display());
     }
     let manifest = read_manifest(&args.model)
         .with_context(|| format!("{} is not a model bundle (hint: make one with `cairn pack model.onnx -o DIR`)", args.model.display()))?;
     let out = &args.out;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
-    // The app shell: everything but the model, each file listed with its hash.
-    let mut shell = Vec::new();
-    shell.extend(copy_tree(&args.app, out, "", &|_| true)?);
-    shell.extend(copy_tree(&args.runtime, &out.join("cairn"), "cairn/", &|p| has_ext(p, &["js"]))?);
-    let sw_modules = copy_tree(&args.sw, &out.join("sw"), "sw/", &|p| has_ext(p, &["js"]))?;
-    shell.extend(sw_modules);
-    let threads_built = args.wasm.join("threads").join("cairn_web_bg.wasm").is_file();
-    for build in ["simd", "scalar"].into_iter().chain(threads_built.then_some("threads")) {
-        shell.extend(copy_tree(&args.wasm.join(build), &out.join("pkg").join(build), &format!("pkg/{build}/"), &|p| {
-            has_ext(p, &["js", "wasm"])
-        })?);
-    }
+    // The app, less what only building it needs; the package's page API, worker and wasm.
+    let sw_name = sw_src.file_name();
+    let only_for_building = |p: &Path| {
+        let top_level = p.parent() == Some(Path::new(""));
+        p.starts_with("node_modules")
+            || (top_level && matches!(p.to_str(), Some("package.json" | "package-lock.json")))
+            || (top_level && p.file_name() == sw_name)
+    };
+    copy_tree(&args.app, out, &|p| !only_for_building(p))?;
+    copy_tree(&dist, &out.join("cairn"), &|p| p.parent() == Some(Path::new("")) && has_ext(p, &["js", "wasm"]))?;
 
     let model_dir = out.join("models").join(&manifest.name);
     copy_bundle(&args.model, &model_dir, &manifest)?;
@@ -166,37 +152,30 @@ fn build(args: BuildArgs) -> Result<()> {
     };
     let config = AppConfig { model: model_config(&manifest), edge_model };
     fs::write(out.join("app-config.json"), serde_json::to_string_pretty(&config)?)?;
-    shell.push(("app-config.json".into(), out.join("app-config.json")));
-
-    shell.sort();
-    let mut precache = Vec::with_capacity(shell.len());
-    let mut shell_bytes = 0u64;
-    for (url, path) in &shell {
-        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        shell_bytes += bytes.len() as u64;
-        precache.push(PrecacheEntry { url: url.clone(), revision: sha256_hex(&bytes) });
+    // The precache list is injected last, over every file now in OUT but the models: any
+    // change to any of them changes sw.js, which is what makes the browser install the update.
+    let precache = build_service_worker(&sw_tool, &sw_src, out)?;
+    if let Some(key) = &args.edge_api_key {
+        // The app's service worker reads it (web/app/sw.js) and sends it to the edge.
+        let sw_path = out.join("sw.js");
+        let sw = fs::read_to_string(&sw_path).with_context(|| format!("cannot read {}", sw_path.display()))?;
+        let config = serde_json::json!({ "edgeApiKey": key });
+        fs::write(&sw_path, format!("self.__CAIRN_APP__ = {config};\n{sw}"))?;
     }
-    let list = serde_json::to_string_pretty(&precache)?;
-    fs::write(out.join("precache-manifest.json"), &list)?;
-    // The entry script holds the list itself: any change to any shell file changes sw.js,
-    // which is what makes the browser install the new version.
-    fs::write(
-        out.join("sw.js"),
-        format!(
-            "// Generated by `cairn app build`; do not edit. The modules are in sw/.\nimport {{ startServiceWorker }} from './sw/service-worker.js';\n\nstartServiceWorker({{ precache: {list}{} }});\n",
-            args.edge_api_key.as_ref().map_or(String::new(), |k| format!(", edgeApiKey: {}", serde_json::Value::from(k.as_str())))
-        ),
-    )?;
 
     let m = &config.model;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "out": out.display().to_string(), "precache": precache.len(), "precache_bytes": shell_bytes, "model": m })
+            serde_json::json!({ "out": out.display().to_string(), "precache": precache.count, "precache_bytes": precache.size, "model": m })
         );
     } else {
         println!("app built in {}", out.display());
-        println!("  app shell  {} files, {} (precached by sw.js with sha256 revisions)", precache.len(), human_bytes(shell_bytes as usize));
+        println!(
+            "  app shell  {} files, {} (precached by sw.js: Workbox, revisions and SHA-256 integrity)",
+            precache.count,
+            human_bytes(precache.size as usize)
+        );
         println!(
             "  model      {} {} ({} weights, levels {}, {}, {} classes) at {}",
             m.name,
@@ -210,6 +189,33 @@ fn build(args: BuildArgs) -> Result<()> {
         println!("  serve it   cairn serve {}   (or any static server; the service worker needs http://localhost or https)", out.display());
     }
     Ok(())
+}
+
+/// What `cairn-web-sw --json` reports.
+#[derive(serde::Deserialize)]
+struct PrecacheSummary {
+    count: u64,
+    size: u64,
+}
+
+/// Runs the package's `cairn-web-sw` (Node): esbuild bundles `sw_src`, workbox-build injects the precache list.
+fn build_service_worker(tool: &Path, sw_src: &Path, out: &Path) -> Result<PrecacheSummary> {
+    let output = std::process::Command::new("node")
+        .arg(tool)
+        .arg(sw_src)
+        .arg(out)
+        // The relaxed-SIMD build is opt-in (`backend: 'relaxed'`), so the app never loads it
+        // unless asked: it is not precached (a page that asks caches it on first use).
+        .args(["--ignore", "cairn/cairn_web_relaxed.wasm"])
+        .arg("--json")
+        .output()
+        .context("cannot run `node` to build the service worker; hint: install Node.js 18 or later")?;
+    if !output.status.success() {
+        bail!("building the service worker failed ({}):\n{}hint: {PACKAGE_HINT}", tool.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("unexpected output from {}: {stdout}", tool.display()))
 }
 
 fn model_config(manifest: &Manifest) -> ModelConfig {
@@ -232,9 +238,8 @@ fn has_ext(path: &Path, exts: &[&str]) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e))
 }
 
-/// Copies the files under `src` that `keep` accepts into `dst`; returns (URL, copied path) pairs.
-fn copy_tree(src: &Path, dst: &Path, url_prefix: &str, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<(String, PathBuf)>> {
-    let mut copied = Vec::new();
+/// Copies the files under `src` that `keep` accepts (given their path relative to `src`) into `dst`.
+fn copy_tree(src: &Path, dst: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<()> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = src.join(&rel);
@@ -246,17 +251,17 @@ fn copy_tree(src: &Path, dst: &Path, url_prefix: &str, keep: &dyn Fn(&Path) -> b
             }
             let rel = rel.join(&name);
             if entry.file_type()?.is_dir() {
-                stack.push(rel);
+                if keep(&rel.join("")) {
+                    stack.push(rel);
+                }
             } else if keep(&rel) {
                 let to = dst.join(&rel);
                 fs::create_dir_all(to.parent().unwrap_or(dst))?;
                 fs::copy(entry.path(), &to).with_context(|| format!("cannot copy {} to {}", entry.path().display(), to.display()))?;
-                let url = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                copied.push((format!("{url_prefix}{url}"), to));
             }
         }
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Puts the bundle at `dst` (manifest + the shards it names), unless it is already there.

@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// Builds the npm package of Cairn's browser side, @cairn-ml/web, from the repository's
+// sources (nothing is moved: web/src, web/sw and the wasm builds stay where they are):
+//
+//   dist/cairn.js, cairn.d.ts         the page API (web/src), types
+//   dist/worker.js                    the worker (web/src/worker.js) bundled by esbuild with
+//                                     the wasm-bindgen glue; each wasm build is an asset it
+//                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
+//   dist/cairn_web_{simd,relaxed,scalar}.wasm
+//   dist/sw/*.js, dist/sw.d.ts        Cairn's Workbox routes and plugins (web/sw), as ES modules
+//                                     importing workbox-* by name (the app's bundler dedupes them)
+//   bin/cairn-web-sw.mjs              bundles an app's service worker, injects the precache list
+//   README.md, package.json           version = the Rust workspace's
+//
+// then `npm pack` into target/npm/. Prints the tarball's path, files and sizes.
+//
+//   node web/package/build.mjs [--wasm target/web-pkg] [--out target/npm]
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? path.resolve(process.argv[i + 1]) : fallback; };
+const wasmDir = arg('--wasm', path.join(root, 'target/web-pkg'));
+const outDir = arg('--out', path.join(root, 'target/npm'));
+const stage = path.join(outDir, 'package');
+
+export const NAME = '@cairn-ml/web';
+export const WASM_BUILDS = ['simd', 'relaxed', 'scalar'];
+const WORKBOX = '^7.4.1';
+
+function fail(message) {
+  console.error(`error: ${message}`);
+  process.exit(1);
+}
+
+function workspaceVersion() {
+  const toml = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8');
+  const m = toml.match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/);
+  if (!m) fail('no [workspace.package] version in Cargo.toml');
+  return m[1];
+}
+
+/** The wasm-bindgen glue, which must be the same for every build (one copy ships). */
+function sharedGlue() {
+  const glues = WASM_BUILDS.map((b) => {
+    const file = path.join(wasmDir, b, 'cairn_web.js');
+    if (!fs.existsSync(file) || !fs.existsSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'))) {
+      fail(`no ${b} build at ${path.dirname(file)}; hint: run bench/web/build_wasm.sh (it builds simd, relaxed and scalar)`);
+    }
+    return fs.readFileSync(file, 'utf8');
+  });
+  if (glues.some((g) => g !== glues[0])) fail(`the wasm-bindgen glue differs between the builds in ${wasmDir}: rebuild them from one commit (bench/web/build_wasm.sh)`);
+  return path.join(wasmDir, WASM_BUILDS[0], 'cairn_web.js');
+}
+
+/** esbuild plugin: the worker's './wasm.js' becomes the package's asset loader, its './cairn_web.js' the shared glue. */
+const packageWasm = (glue) => ({
+  name: 'cairn-package-wasm',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/wasm\.js$/ }, (a) => (a.importer.endsWith(path.join('web', 'src', 'worker.js')) ? { path: path.join(here, 'wasm-assets.js') } : undefined));
+    b.onResolve({ filter: /^\.\/backend\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: path.join(root, 'web/src/backend.js') } : undefined));
+    b.onResolve({ filter: /^\.\/cairn_web\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: glue } : undefined));
+    // The glue's fallback, `new URL('cairn_web_bg.wasm', import.meta.url)`, names a file the
+    // package does not ship (a bundler would look for it): the loader always passes the URL.
+    b.onLoad({ filter: /cairn_web\.js$/ }, (a) => {
+      const source = fs.readFileSync(a.path, 'utf8');
+      const fallback = "new URL('cairn_web_bg.wasm', import.meta.url)";
+      return { contents: source.replace(fallback, "(() => { throw new Error('@cairn-ml/web: the wasm URL must be given'); })()"), loader: 'js' };
+    });
+  },
+});
+
+function packageJson(version) {
+  return {
+    name: NAME,
+    version,
+    description: "Cairn's browser runtime: run ONNX models packed by `cairn pack` in a Web Worker (WebAssembly), offline-first with Workbox.",
+    license: 'Apache-2.0',
+    type: 'module',
+    main: './dist/cairn.js',
+    types: './dist/cairn.d.ts',
+    exports: {
+      '.': { types: './dist/cairn.d.ts', default: './dist/cairn.js' },
+      './worker': './dist/worker.js',
+      './sw': { types: './dist/sw.d.ts', default: './dist/sw/service-worker.js' },
+      './build-sw': { types: './dist/build-sw.d.ts', default: './bin/cairn-web-sw.mjs' },
+      './wasm/*': './dist/cairn_web_*.wasm',
+      './package.json': './package.json',
+    },
+    bin: { 'cairn-web-sw': 'bin/cairn-web-sw.mjs' },
+    files: ['dist', 'bin'],
+    // Importing the page API starts nothing; the service-worker modules open a
+    // BroadcastChannel when loaded, which a bundler must keep.
+    sideEffects: ['./dist/sw/*.js'],
+    dependencies: { 'workbox-core': WORKBOX, 'workbox-routing': WORKBOX, 'workbox-strategies': WORKBOX },
+    peerDependencies: { esbuild: '>=0.20', 'workbox-build': WORKBOX },
+    peerDependenciesMeta: { esbuild: { optional: true }, 'workbox-build': { optional: true } },
+    keywords: ['onnx', 'webassembly', 'wasm', 'inference', 'pwa', 'offline', 'workbox', 'service-worker'],
+    engines: { node: '>=18' },
+  };
+}
+
+async function main() {
+  const version = workspaceVersion();
+  const glue = sharedGlue();
+  fs.rmSync(stage, { recursive: true, force: true });
+  const dist = path.join(stage, 'dist');
+  fs.mkdirSync(path.join(dist, 'sw'), { recursive: true });
+  fs.mkdirSync(path.join(stage, 'bin'), { recursive: true });
+
+  fs.copyFileSync(path.join(root, 'web/src/cairn.js'), path.join(dist, 'cairn.js'));
+  fs.copyFileSync(path.join(root, 'web/src/cairn.d.ts'), path.join(dist, 'cairn.d.ts'));
+  await build({
+    entryPoints: [path.join(root, 'web/src/worker.js')], bundle: true, format: 'esm', outfile: path.join(dist, 'worker.js'),
+    plugins: [packageWasm(glue)], legalComments: 'none', logLevel: 'warning', target: 'es2022',
+    banner: { js: `// @cairn-ml/web ${version}: Cairn's Web Worker with the wasm-bindgen glue (built by web/package/build.mjs).` },
+  });
+  for (const b of WASM_BUILDS) fs.copyFileSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${b}.wasm`));
+  for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
+    fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));
+  }
+  fs.copyFileSync(path.join(here, 'sw.d.ts'), path.join(dist, 'sw.d.ts'));
+  fs.copyFileSync(path.join(here, 'build-sw.d.ts'), path.join(dist, 'build-sw.d.ts'));
+  fs.copyFileSync(path.join(here, 'build-sw.mjs'), path.join(stage, 'bin/cairn-web-sw.mjs'));
+  fs.chmodSync(path.join(stage, 'bin/cairn-web-sw.mjs'), 0o755);
+  fs.copyFileSync(path.join(here, 'README.md'), path.join(stage, 'README.md'));
+  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(packageJson(version), null, 2)}\n`);
+
+  const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', outDir], { cwd: stage, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
+  const tarball = path.join(outDir, packed.filename);
+  // A stable name for scripts and examples to install from.
+  fs.copyFileSync(tarball, path.join(outDir, 'cairn-ml-web.tgz'));
+  const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+  console.log(`${NAME}@${version}: ${tarball} (${kib(packed.size)} packed, ${kib(packed.unpackedSize)} unpacked, ${packed.files.length} files)`);
+  for (const f of packed.files) console.log(`  ${f.path.padEnd(34)} ${kib(f.size).padStart(11)}`);
+}
+
+await main();

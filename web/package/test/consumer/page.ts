@@ -1,0 +1,20 @@
+// A small typed consumer of @cairn-ml/web, page side: `tsc --noEmit` checks the package's
+// declarations (resolved through its `exports` map) against real use.
+import { Cairn, CairnError, type LoadProgress, type Model, type RunResult, type Backend } from '@cairn-ml/web';
+
+export async function classify(image: ImageBitmap): Promise<string> {
+  const cairn: Cairn = await Cairn.start({ backend: 'auto', memoryBudget: 64 << 20 });
+  const backend: Backend = cairn.backend;
+  const seen: LoadProgress[] = [];
+  const model: Model = await cairn.load('/models/m/manifest.json', { onProgress: (p) => seen.push(p) });
+  const result: RunResult = await model.run(image, { priority: 1, prefer: 'device' });
+  const tensor = await model.run({ data: new Float32Array(3 * 224 * 224), shape: [1, 3, 224, 224] });
+  const first: number = tensor.outputs[0].data[0];
+  await model.complete;
+  return `${backend} ${result.top?.[0].label ?? '?'} ${result.level} ${result.where} ${first} ${seen.length}`;
+}
+
+export function isCorrupt(e: unknown): boolean {
+  return e instanceof CairnError && e.code === 'shard-corrupt';
+}
+

@@ -1,0 +1,113 @@
+// The packed @cairn-ml/web tarball (web/package/build.mjs): exactly the files it should hold,
+// sizes within bounds, an exports map whose targets exist, a worker whose wasm builds are
+// bundler-visible assets, service-worker modules that import only Workbox and each other,
+// and declarations that type-check a typed consumer (tsc --noEmit).
+//
+//   node web/package/build.mjs && node --test web/package/test/
+
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const version = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8').match(/\[workspace\.package\][^[]*?\nversion\s*=\s*"([^"]+)"/)[1];
+const tarball = path.join(root, `target/npm/cairn-ml-web-${version}.tgz`);
+const BUILDS = ['simd', 'relaxed', 'scalar'];
+const EXPECTED = [
+  'package/README.md', 'package/package.json', 'package/bin/cairn-web-sw.mjs',
+  'package/dist/cairn.js', 'package/dist/cairn.d.ts', 'package/dist/worker.js', 'package/dist/sw.d.ts', 'package/dist/build-sw.d.ts',
+  ...BUILDS.map((b) => `package/dist/cairn_web_${b}.wasm`),
+  ...fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js')).map((f) => `package/dist/sw/${f}`),
+].sort();
+// Bounds: each wasm build is ~850 KiB gzipped (2.8 MiB raw), so three, or four with a threaded
+// build, fit under 4 MiB; text files are small.
+const MAX_TARBALL = 4 * 1024 * 1024;
+const MAX_TEXT_FILE = 64 * 1024;
+
+let unpacked;
+before(() => {
+  assert.ok(fs.existsSync(tarball), `${tarball} is missing: run node web/package/build.mjs`);
+  unpacked = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-npm-pack-'));
+  execFileSync('tar', ['-xzf', tarball, '-C', unpacked]);
+});
+
+const read = (rel) => fs.readFileSync(path.join(unpacked, 'package', rel), 'utf8');
+
+test('the tarball holds exactly the package files, within size bounds', () => {
+  const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n').sort();
+  assert.deepEqual(files, EXPECTED, 'no stray files, none missing');
+  const size = fs.statSync(tarball).size;
+  assert.ok(size < MAX_TARBALL, `tarball ${size} bytes >= ${MAX_TARBALL}`);
+  for (const f of files.filter((f) => !f.endsWith('.wasm'))) {
+    const bytes = fs.statSync(path.join(unpacked, f)).size;
+    assert.ok(bytes < MAX_TEXT_FILE, `${f}: ${bytes} bytes`);
+  }
+  for (const b of BUILDS) {
+    const wasm = fs.readFileSync(path.join(unpacked, `package/dist/cairn_web_${b}.wasm`));
+    assert.deepEqual([...wasm.subarray(0, 4)], [0, 0x61, 0x73, 0x6d], `${b}: a wasm module`);
+    assert.ok(wasm.length > 100_000, `${b}: the engine, not a placeholder (${wasm.length} bytes)`);
+    const built = path.join(root, `target/web-pkg/${b}/cairn_web_bg.wasm`);
+    if (fs.existsSync(built)) assert.ok(wasm.equals(fs.readFileSync(built)), `${b}: the build in target/web-pkg`);
+  }
+  console.log(`tarball ${(size / 1024).toFixed(1)} KiB, ${files.length} files`);
+});
+
+test('package.json: name, the Rust crates\' version, ES modules, an exports map whose targets exist', () => {
+  const pkg = JSON.parse(read('package.json'));
+  assert.equal(pkg.name, '@cairn-ml/web');
+  assert.equal(pkg.version, version);
+  assert.equal(pkg.type, 'module');
+  const targets = [];
+  for (const [key, value] of Object.entries(pkg.exports)) {
+    for (const t of typeof value === 'string' ? [value] : Object.values(value)) {
+      if (key.includes('*')) BUILDS.forEach((b) => targets.push(t.replace('*', b)));
+      else targets.push(t);
+    }
+  }
+  for (const t of targets) assert.ok(fs.existsSync(path.join(unpacked, 'package', t)), `exports target ${t}`);
+  assert.deepEqual(Object.keys(pkg.exports).sort(), ['.', './build-sw', './package.json', './sw', './wasm/*', './worker'].sort());
+  assert.ok(fs.existsSync(path.join(unpacked, 'package', pkg.bin['cairn-web-sw'])));
+});
+
+test('the worker bundles its glue and names every wasm build as an asset: new URL(literal, import.meta.url)', () => {
+  const worker = read('dist/worker.js');
+  for (const b of BUILDS) assert.ok(worker.includes(`new URL("./cairn_web_${b}.wasm", import.meta.url)`), `${b} is a bundler-visible asset`);
+  assert.ok(!/^\s*import\s/m.test(worker), 'self-contained: no imports left');
+  assert.ok(!worker.includes('cairn_web_bg.wasm'), 'no reference to a file the package does not ship');
+  const page = read('dist/cairn.js');
+  assert.ok(page.includes("new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'cairn' })"), 'the worker pattern bundlers recognize');
+});
+
+test('the service-worker modules import only each other and the Workbox packages the package depends on', () => {
+  const pkg = JSON.parse(read('package.json'));
+  const dir = path.join(unpacked, 'package/dist/sw');
+  for (const f of fs.readdirSync(dir)) {
+    for (const [, spec] of fs.readFileSync(path.join(dir, f), 'utf8').matchAll(/^import .* from '([^']+)';$/gm)) {
+      if (spec.startsWith('./')) assert.ok(fs.existsSync(path.join(dir, spec)), `${f}: ${spec}`);
+      else assert.ok(pkg.dependencies[spec], `${f} imports ${spec}, which is not a dependency`);
+    }
+  }
+});
+
+test('tsc --noEmit: the declarations type-check a typed consumer (page API, Workbox plugins, build tool)', () => {
+  const consumer = path.join(here, 'consumer');
+  const link = path.join(consumer, 'node_modules/@cairn-ml/web');
+  fs.rmSync(link, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(link), { recursive: true });
+  fs.symlinkSync(path.join(unpacked, 'package'), link);
+  const tsc = path.join(root, 'web/node_modules/typescript/bin/tsc');
+  // Two programs, as in an app: the page (lib DOM) and the service worker (lib WebWorker).
+  for (const project of ['tsconfig.json', 'tsconfig.sw.json']) {
+    try {
+      const out = execFileSync(process.execPath, [tsc, '--noEmit', '-p', path.join(consumer, project)], { encoding: 'utf8' });
+      assert.equal(out.trim(), '');
+    } catch (e) {
+      assert.fail(`tsc --noEmit -p ${project} failed:\n${e.stdout}${e.stderr}`);
+    }
+  }
+});

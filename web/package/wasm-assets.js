@@ -1,0 +1,25 @@
+// The npm package's wasm loader (web/package/build.mjs puts it in place of web/src/wasm.js
+// when it bundles the worker). Each build is named by a literal
+// `new URL('./cairn_web_<build>.wasm', import.meta.url)`, the form Vite, webpack, Parcel and
+// esbuild's users rely on: the app's bundler copies the wasm files as assets and rewrites
+// the URLs. One wasm-bindgen glue serves every build (the build script checks they match).
+// A fourth, threaded build would add one line to WASM.
+
+import init, * as wasm from './cairn_web.js';
+export { pickBackend } from './backend.js';
+
+const WASM = {
+  simd: new URL('./cairn_web_simd.wasm', import.meta.url),
+  relaxed: new URL('./cairn_web_relaxed.wasm', import.meta.url),
+  scalar: new URL('./cairn_web_scalar.wasm', import.meta.url),
+};
+
+/**
+ * Instantiates `backend`; `wasmBase`, if given, is a directory holding the
+ * `cairn_web_<build>.wasm` files (e.g. a CDN), instead of the bundled assets.
+ */
+export async function loadWasm(backend, wasmBase) {
+  const url = wasmBase ? new URL(`cairn_web_${backend}.wasm`, wasmBase) : WASM[backend];
+  const { memory } = await init({ module_or_path: url });
+  return { wasm, memory };
+}
