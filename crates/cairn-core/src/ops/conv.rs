@@ -64,12 +64,21 @@ pub(crate) struct Geometry {
     pub ow: usize,
 }
 
-impl Geometry {
-    /// Resolves the window over `spatial` (1 or 2 dims) with kernel `kernel`.
-    pub fn new(op: &str, a: &WindowAttrs, spatial: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Geometry> {
+/// A window resolved over any number of spatial dims: strides, dilations, pads
+/// (begin values then end values, auto_pad applied) and the output dims.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Window {
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub out: Vec<usize>,
+}
+
+impl Window {
+    pub fn new(op: &str, a: &WindowAttrs, spatial: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Window> {
         let r = spatial.len();
-        if !(1..=2).contains(&r) || kernel.len() != r {
-            bail_shape!(op, "supports 1-D and 2-D windows; got input spatial dims {spatial:?} and kernel {kernel:?}");
+        if r == 0 || kernel.len() != r {
+            bail_shape!(op, "needs a kernel per spatial dim; got input spatial dims {spatial:?} and kernel {kernel:?}");
         }
         let get = |v: &Option<Vec<usize>>, n: usize, default: usize| -> Result<Vec<usize>> {
             match v {
@@ -114,6 +123,18 @@ impl Geometry {
                 }
             }
         }
+        Ok(Window { strides, dilations: dil, pads, out })
+    }
+}
+
+impl Geometry {
+    /// Resolves the window over `spatial` (1 or 2 dims) with kernel `kernel`.
+    pub fn new(op: &str, a: &WindowAttrs, spatial: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Geometry> {
+        let r = spatial.len();
+        if !(1..=2).contains(&r) || kernel.len() != r {
+            bail_shape!(op, "supports 1-D and 2-D windows; got input spatial dims {spatial:?} and kernel {kernel:?}");
+        }
+        let Window { strides, dilations: dil, pads, out } = Window::new(op, a, spatial, kernel, ceil_mode)?;
         let two = |v: &[usize], d: usize| if r == 1 { (d, v[0]) } else { (v[0], v[1]) };
         let (ih, iw) = two(spatial, 1);
         let (kh, kw) = two(kernel, 1);
