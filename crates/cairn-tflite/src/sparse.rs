@@ -82,14 +82,14 @@ pub(crate) fn densify(p: &tflite::SparsityParameters, values: &[u8], dtype: DTyp
         .collect::<Result<_, _>>()?;
     let mut extent: Vec<usize> = shape.to_vec();
     for (k, &d) in block_map.iter().enumerate() {
-        if shape[d] % block_size[k] != 0 {
+        if !shape[d].is_multiple_of(block_size[k]) {
             return Err(format!("block size {} does not divide dimension {d} ({})", block_size[k], shape[d]));
         }
         extent[d] = shape[d] / block_size[k];
         extent.push(block_size[k]);
     }
     let size = dtype.size();
-    if values.len() % size != 0 {
+    if !values.len().is_multiple_of(size) {
         return Err(format!("{} bytes of values are not whole {dtype} elements", values.len()));
     }
     let numel: usize = shape.iter().product();

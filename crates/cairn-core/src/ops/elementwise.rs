@@ -541,6 +541,41 @@ static UNARY_FNS: [(&str, fn(f32) -> f32); 19] = [
     ("Abs", f32::abs),
 ];
 
+/// The f64 form of every op of [`UNARY_FNS`] (computed in f64, as onnx's reference does).
+fn unary_f64(name: &str, x: f64) -> Option<f64> {
+    Some(match name {
+        "Sqrt" => x.sqrt(),
+        "Exp" => x.exp(),
+        "Log" => x.ln(),
+        "Reciprocal" => 1.0 / x,
+        "Floor" => x.floor(),
+        "Ceil" => x.ceil(),
+        "Round" => x.round_ties_even(),
+        "Sin" => x.sin(),
+        "Cos" => x.cos(),
+        "Tan" => x.tan(),
+        "Asin" => x.asin(),
+        "Acos" => x.acos(),
+        "Atan" => x.atan(),
+        "Sinh" => x.sinh(),
+        "Cosh" => x.cosh(),
+        // f32's erf is accurate to 2e-7, within the tolerance f64 outputs are compared with.
+        "Erf" => erf(x as f32) as f64,
+        "Sign" => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        "Neg" => -x,
+        "Abs" => x.abs(),
+        _ => return None,
+    })
+}
+
 impl Op for Unary {
     fn op_type(&self) -> &str {
         self.name
@@ -548,8 +583,8 @@ impl Op for Unary {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name)?;
         let int_ok = matches!(self.name, "Neg" | "Abs" | "Sign") && matches!(x.dtype, DType::I64 | DType::I32 | DType::I8);
-        if x.dtype != DType::F32 && !int_ok {
-            bail_shape!(self.name, "is implemented for f32, got {}", x.dtype);
+        if !matches!(x.dtype, DType::F32 | DType::F64) && !int_ok {
+            bail_shape!(self.name, "is implemented for f32 and f64, got {}", x.dtype);
         }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
@@ -575,6 +610,11 @@ impl Op for Unary {
                 }
                 None => o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)),
             },
+            (DataRef::F64(x), DataMut::F64(o)) => {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = unary_f64(self.name, v).ok_or_else(|| Error::shape(self.name, "has no f64 kernel"))?;
+                }
+            }
             (DataRef::I64(x), DataMut::I64(o)) => int!(x, o),
             (DataRef::I32(x), DataMut::I32(o)) => int!(x, o),
             (DataRef::I8(x), DataMut::I8(o)) => int!(x, o),
@@ -588,6 +628,13 @@ impl Op for Unary {
     }
     fn run_in_place(&self, _inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let kernel = self.slice_kernel.ok_or_else(|| Error::shape(self.name, "cannot run in place"))?;
+        // The planner asks before it knows the dtype: f64 values are transformed here too.
+        if let DataMut::F64(o) = &mut outputs[0].data {
+            for v in o.iter_mut() {
+                *v = unary_f64(self.name, *v).ok_or_else(|| Error::shape(self.name, "has no f64 kernel"))?;
+            }
+            return Ok(());
+        }
         kernel(outputs[0].f32s_mut()?);
         Ok(())
     }
