@@ -49,8 +49,11 @@ HALF = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
 
 
 def ocr_page(model):
-    # The scanned page of scikit-image (`data.text()`), padded to multiples of 32 as RapidOCR's detector wants.
-    page = _rgb(_resize(_image("text"), 160, 448))
+    # The scanned page of scikit-image (`data.text()`), enlarged as RapidOCR enlarges small pages
+    # (it scales the short side up towards 736) to multiples of 32. At the page's own size
+    # (160 x 448) the glyphs are too small: the probability map stays below 1e-6 everywhere and
+    # a relative comparison would measure only f32 noise; at 480 x 1248 it finds the text lines.
+    page = _rgb(_resize(_image("text"), 480, 1248))
     return {_first_input(model)[0]: _nchw(page, *IMAGENET)}
 
 
