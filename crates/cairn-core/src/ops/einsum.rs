@@ -148,7 +148,8 @@ impl Op for Einsum {
         let sizes = Einsum::sizes(&plan, &facts.iter().map(|f| f.shape.as_slice()).collect::<Vec<_>>())?;
         let shape: Vec<usize> = plan.output.iter().map(|l| sizes[l]).collect();
         crate::checked_numel(&shape)?;
-        let work = sizes.values().try_fold(1usize, |a, &d| a.checked_mul(d));
+        // Counted in u64: on wasm32 a usize cannot even hold the 2^34 limit.
+        let work = sizes.values().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
         if work.is_none_or(|w| w > 1 << 34) {
             return Err(Error::TooLarge(format!("Einsum '{}' would take more than 2^34 steps", self.equation)));
         }
