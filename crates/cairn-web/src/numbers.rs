@@ -14,10 +14,10 @@ pub fn input_tensor(session: &Session, name: &str, data: Vec<f32>, shape: Vec<us
     if dtype == DType::F32 {
         return Ok(tensor);
     }
-    let (lo, hi) = integer_range(dtype).ok_or_else(|| {
-        JsError::new(&format!("input '{name}' is {dtype:?}: only f32 and integer inputs can be given as numbers"))
-    })?;
-    if let Some(bad) = tensor.f32s().map_err(crate::js_err)?.iter().find(|v| v.fract() != 0.0 || f64::from(**v) < lo || f64::from(**v) > hi) {
+    let (lo, hi) = integer_range(dtype)
+        .ok_or_else(|| JsError::new(&format!("input '{name}' is {dtype:?}: only f32 and integer inputs can be given as numbers")))?;
+    if let Some(bad) = tensor.f32s().map_err(crate::js_err)?.iter().find(|v| v.fract() != 0.0 || f64::from(**v) < lo || f64::from(**v) > hi)
+    {
         return Err(JsError::new(&format!(
             "input '{name}' is {dtype:?}: every value must be a whole number in {lo}..={hi} (found {bad}); \
              quantize with the input's scale and zero point first"
