@@ -131,11 +131,14 @@ pub struct RunOutput {
 pub(crate) fn run_session(session: &Session, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {
     let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     // `data` arrives as a Vec the module owns (one copy from JS): an f32 input takes it as is.
-    let tensor = numbers::input_tensor(session, input_name, data, shape)?;
+    let tensor = numbers::input_tensor(session, input_name, data, shape).map_err(|e| JsError::new(&e))?;
     let inputs = HashMap::from([(input_name.to_string(), tensor)]);
     let outputs = session.run(inputs).map_err(js_err)?;
     let (_, first) = outputs.into_iter().next().ok_or_else(|| JsError::new("the model has no outputs"))?;
-    Ok(RunOutput { shape: first.shape().iter().map(|&d| d as u32).collect(), data: numbers::output_values(&first)? })
+    Ok(RunOutput {
+        shape: first.shape().iter().map(|&d| d as u32).collect(),
+        data: numbers::output_values(&first).map_err(|e| JsError::new(&e))?,
+    })
 }
 
 pub(crate) fn js_err(e: impl std::fmt::Display) -> JsError {

@@ -1,35 +1,36 @@
 //! JS numbers at the wasm boundary: inputs arrive and outputs leave as f32 arrays, whatever the
 //! model's own dtypes. A model with integer I/O (a full-integer TFLite model takes and returns
 //! uint8) gets its input values checked and converted exactly, and its outputs as the integers'
-//! values, so the page API stays `{ data: Float32Array, shape }` for every model.
+//! values, so the page API stays `{ data: Float32Array, shape }` for every model. Errors are
+//! plain strings (a `JsError` cannot be made outside wasm, where these are tested).
 
 use cairn_core::{DType, Session, Tensor};
-use wasm_bindgen::JsError;
 
 /// `data` as the tensor the model's input `name` takes: f32 as is; for an integer input every
 /// value must be a whole number within that dtype's range (no silent rounding or clamping).
-pub fn input_tensor(session: &Session, name: &str, data: Vec<f32>, shape: Vec<usize>) -> Result<Tensor, JsError> {
+pub fn input_tensor(session: &Session, name: &str, data: Vec<f32>, shape: Vec<usize>) -> Result<Tensor, String> {
     let dtype = session.graph().runtime_inputs().find(|i| i.name == name).map_or(DType::F32, |i| i.dtype);
-    let tensor = Tensor::from_f32(shape, data).map_err(crate::js_err)?;
+    let tensor = Tensor::from_f32(shape, data).map_err(|e| e.to_string())?;
     if dtype == DType::F32 {
         return Ok(tensor);
     }
-    let (lo, hi) = integer_range(dtype).ok_or_else(|| {
-        JsError::new(&format!("input '{name}' is {dtype:?}: only f32 and integer inputs can be given as numbers"))
-    })?;
-    if let Some(bad) = tensor.f32s().map_err(crate::js_err)?.iter().find(|v| v.fract() != 0.0 || f64::from(**v) < lo || f64::from(**v) > hi) {
-        return Err(JsError::new(&format!(
+    let (lo, hi) =
+        integer_range(dtype).ok_or_else(|| format!("input '{name}' is {dtype:?}: only f32 and integer inputs can be given as numbers"))?;
+    if let Some(bad) =
+        tensor.f32s().map_err(|e| e.to_string())?.iter().find(|v| v.fract() != 0.0 || f64::from(**v) < lo || f64::from(**v) > hi)
+    {
+        return Err(format!(
             "input '{name}' is {dtype:?}: every value must be a whole number in {lo}..={hi} (found {bad}); \
              quantize with the input's scale and zero point first"
-        )));
+        ));
     }
-    tensor.cast(dtype).map_err(crate::js_err)
+    tensor.cast(dtype).map_err(|e| e.to_string())
 }
 
 /// An output's values as f32 (integers up to 2^24 are exact, which covers 8- and 16-bit outputs).
-pub fn output_values(tensor: &Tensor) -> Result<Vec<f32>, JsError> {
+pub fn output_values(tensor: &Tensor) -> Result<Vec<f32>, String> {
     match tensor.dtype() {
-        DType::F32 => Ok(tensor.f32s().map_err(crate::js_err)?.to_vec()),
+        DType::F32 => Ok(tensor.f32s().map_err(|e| e.to_string())?.to_vec()),
         _ => Ok(tensor.view().to_f32_vec()),
     }
 }
