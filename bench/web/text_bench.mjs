@@ -130,8 +130,8 @@ async function transformersJs(dtype) {
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
   tjs.env.localModelPath = transformersModelDir() + '/';
-  // (With an injected onnxruntime it lists no devices; no `device` means the wasm EP.)
-  const extractor = await tjs.pipeline('feature-extraction', 'minilm', { dtype, local_files_only: true, session_options: { graphOptimizationLevel: 'basic' } });
+  // (With an injected onnxruntime it lists no devices: 'auto' gives it no EP list, so onnxruntime-web's default, wasm.)
+  const extractor = await tjs.pipeline('feature-extraction', 'minilm', { dtype, device: 'auto', local_files_only: true, session_options: { graphOptimizationLevel: 'basic' } });
   return { embed: async (texts) => (await extractor(texts, { pooling: 'mean', normalize: true })).data, version: `${tjs.env.version} on onnxruntime-web ${ort.env.versions?.web}` };
 }
 
