@@ -42,17 +42,35 @@ async function reembedStale(model) {
   log('notes-reembedded', { count: stale.length });
 }
 
-/** Embeds and stores notes (one padded batch per group the worker's scheduler forms). */
-async function add(texts) {
-  const model = await ready;
-  const { embeddings, truncated } = await model.embed(texts);
-  const notes = texts.map((text, i) => ({ text, embedding: embeddings[i].slice(), model: model.version }));
-  const ids = await addNotes(notes);
-  notes.forEach((n, i) => { n.id = ids[i]; });
-  app.notes.push(...notes);
-  $('count').textContent = app.notes.length;
-  log('notes-added', { count: texts.length, total: app.notes.length, truncated });
-  return ids;
+/** Embeds and stores notes. Notes added in the same task (a paste of many, an import) are
+ *  embedded together: one `embed` call, which the worker runs as padded batches, instead of
+ *  one request per note filling the worker's bounded queue. */
+let waitingAdds = [];
+function add(texts) {
+  return new Promise((resolve, reject) => {
+    if (waitingAdds.length === 0) setTimeout(flushAdds, 0);
+    waitingAdds.push({ texts, resolve, reject });
+  });
+}
+
+async function flushAdds() {
+  const batch = waitingAdds;
+  waitingAdds = [];
+  try {
+    const model = await ready;
+    const texts = batch.flatMap((b) => b.texts);
+    const { embeddings, truncated } = await model.embed(texts);
+    const notes = texts.map((text, i) => ({ text, embedding: embeddings[i].slice(), model: model.version }));
+    const ids = await addNotes(notes);
+    notes.forEach((n, i) => { n.id = ids[i]; });
+    app.notes.push(...notes);
+    $('count').textContent = app.notes.length;
+    log('notes-added', { count: texts.length, total: app.notes.length, truncated });
+    let at = 0;
+    for (const b of batch) { b.resolve(ids.slice(at, at + b.texts.length)); at += b.texts.length; }
+  } catch (e) {
+    for (const b of batch) b.reject(e);
+  }
 }
 
 /** The `k` notes closest in meaning to `query` (embeddings are unit vectors: cosine = dot). */
@@ -102,7 +120,7 @@ const ready = (async () => {
   app.notes = await allNotes();
   $('count').textContent = app.notes.length;
   status(`Loading the ${config.model.name} model…`);
-  const cairn = await Cairn.start({ workerUrl: './cairn/worker.js', wasmBase: './pkg/' });
+  const cairn = await Cairn.start({ wasmBase: './pkg/' });
   const model = await (await cairn.load(config.model.url)).complete;
   app.model = model;
   await reembedStale(model);

@@ -93,7 +93,8 @@ export class Cairn {
       : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'cairn' });
     cairn.#worker.onmessage = ({ data }) => cairn.#dispatch(data);
     cairn.#worker.onerror = (e) => {
-      for (const [, w] of cairn.#waiting) w.reject(new CairnError('runtime', `the Cairn worker failed: ${e.message}`));
+      // Every waiting request fails with the reason (handlers take worker messages).
+      for (const [, w] of cairn.#waiting) w.onMessage({ type: 'error', code: 'runtime', message: `the Cairn worker failed: ${e.message}` });
       cairn.#waiting.clear();
     };
     cairn.queueBound = options.queueBound ?? 16;
@@ -403,8 +404,9 @@ class Model {
     // Named inputs of any dtype: { input_ids: { data: BigInt64Array, shape }, attention_mask: ... },
     // or one typed tensor that is not f32 ({ data: Int32Array, shape, dtype? }).
     const single = ArrayBuffer.isView(input?.data) && !(input.data instanceof Float32Array && !input.dtype);
-    const named = !single && input && !ArrayBuffer.isView(input.data) && Object.values(input).length > 0
-      && Object.values(input).every((t) => ArrayBuffer.isView(t?.data));
+    // (A plain object of { data, shape } entries; a wrong `data` then gets typedTensor's error.)
+    const named = !single && input?.constructor === Object && !('data' in input) && Object.values(input).length > 0
+      && Object.values(input).every((t) => Array.isArray(t?.shape));
     if (single || named) {
       const entries = single ? [[this.manifest.inputs[0]?.name, input]] : Object.entries(input);
       const tensors = entries.map(([name, t]) => typedTensor(name, t));
