@@ -3,6 +3,7 @@
 mod app;
 mod diff;
 mod eval;
+mod eval_widths;
 mod fidelity;
 mod fsutil;
 mod import;
@@ -20,6 +21,7 @@ mod run;
 mod sensitivity;
 mod serve;
 mod verify;
+mod widths;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
