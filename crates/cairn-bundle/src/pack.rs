@@ -35,7 +35,15 @@ pub struct PackOptions {
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { name: "model".into(), version: None, shard_bytes: 2 << 20, progressive: true, min_split_elements: 4096, text: None, widths: None }
+        PackOptions {
+            name: "model".into(),
+            version: None,
+            shard_bytes: 2 << 20,
+            progressive: true,
+            min_split_elements: 4096,
+            text: None,
+            widths: None,
+        }
     }
 }
 

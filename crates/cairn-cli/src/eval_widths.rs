@@ -59,7 +59,10 @@ pub fn report(original: &Graph, model: &Graph, plan: &WidthPlan, inputs: &Inputs
         return Ok(());
     }
     println!("{} inputs; latency: median of {} runs, {} thread(s)", inputs.len(), latency_runs.max(1), rayon::current_num_threads());
-    println!("{:>6} {:>10} {:>7} {:>10} {:>8} {:>8} {:>14} {:>9}", "width", "MACs", "of full", "latency", "of full", "top-1", "decisive top-1", "mean KL");
+    println!(
+        "{:>6} {:>10} {:>7} {:>10} {:>8} {:>8} {:>14} {:>9}",
+        "width", "MACs", "of full", "latency", "of full", "top-1", "decisive top-1", "mean KL"
+    );
     for (f, macs, ms, a) in &rows {
         println!(
             "{f:>6} {:>10} {:>6.1}% {:>8.2}ms {:>7.1}% {:>7.1}% {:>8.1}% ({:>3}) {:>9.4}",

@@ -80,7 +80,12 @@ pub fn main(args: PackArgs) -> Result<()> {
     // fusion and prepacking happen at load, for the loading machine's kernels.
     let widths = crate::widths::plan_of(&model.meta)?;
     // Folding drops initializers no node reads: keep the widths' compensation tensors.
-    let compensation: Vec<_> = widths.iter().flat_map(|p| p.tensors()).filter_map(|n| model.graph.initializers.get_key_value(n)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let compensation: Vec<_> = widths
+        .iter()
+        .flat_map(|p| p.tensors())
+        .filter_map(|n| model.graph.initializers.get_key_value(n))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let (mut graph, _) = fold::fold_constants_for_storage(model.graph).context("constant folding failed")?;
     cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?;
     cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;

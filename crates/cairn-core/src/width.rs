@@ -88,7 +88,9 @@ impl WidthPlan {
             for s in &b.slices {
                 match graph.initializers.get(&s.tensor) {
                     Some(t) if t.shape().get(s.axis) == Some(&b.hidden) => {}
-                    Some(t) => return bad(format!("tensor '{}' has shape {:?}, not {} along axis {}", s.tensor, t.shape(), b.hidden, s.axis)),
+                    Some(t) => {
+                        return bad(format!("tensor '{}' has shape {:?}, not {} along axis {}", s.tensor, t.shape(), b.hidden, s.axis))
+                    }
                     None => return bad(format!("block {i} names tensor '{}', which the model does not have", s.tensor)),
                 }
             }
@@ -125,7 +127,8 @@ impl WidthPlan {
 /// shared with `graph` where nothing is cut; cut ones are new (smaller) tensors.
 pub fn narrow(graph: &Graph, plan: &WidthPlan, index: usize) -> Result<Graph> {
     plan.check(graph)?;
-    let width = plan.widths.get(index).ok_or_else(|| Error::Input(format!("width {index} does not exist ({} widths)", plan.widths.len())))?;
+    let width =
+        plan.widths.get(index).ok_or_else(|| Error::Input(format!("width {index} does not exist ({} widths)", plan.widths.len())))?;
     let mut g = graph.clone();
     for ((block, &keep), bias) in plan.blocks.iter().zip(&width.keep).zip(&width.bias) {
         if keep == block.hidden {

@@ -56,7 +56,11 @@ pub fn save_bytes(graph: &Graph, meta: &ModelMeta) -> Result<Vec<u8>, Error> {
         producer_name: "cairn".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: meta.doc_string.clone(),
-        metadata_props: meta.metadata.iter().map(|(key, value)| StringStringEntryProto { key: key.clone(), value: value.clone() }).collect(),
+        metadata_props: meta
+            .metadata
+            .iter()
+            .map(|(key, value)| StringStringEntryProto { key: key.clone(), value: value.clone() })
+            .collect(),
         graph: Some(g),
         ..Default::default()
     };

@@ -51,7 +51,11 @@ pub fn measure(graph: &Graph, inputs: &[HashMap<String, Tensor>], on_input: &dyn
                 Some([j]) if graph.nodes[*j].op_type == "Add" => graph.nodes[*j].outputs[0].clone(),
                 _ => out.clone(),
             };
-            (p.inputs[0].clone().expect("a conv has an input"), graph.nodes[b.expand].inputs[0].clone().expect("a conv has an input"), stream)
+            (
+                p.inputs[0].clone().expect("a conv has an input"),
+                graph.nodes[b.expand].inputs[0].clone().expect("a conv has an input"),
+                stream,
+            )
         })
         .collect();
     let mut g = graph.clone();
@@ -143,7 +147,8 @@ pub fn order_channels(graph: &mut Graph, stats: &mut [BlockStats]) -> Result<()>
     for (b, s) in bs.iter().zip(stats.iter_mut()) {
         let mut order: Vec<usize> = (0..s.cost.len()).collect();
         order.sort_by(|&x, &y| s.cost[y].total_cmp(&s.cost[x]));
-        for (node, k, cols) in [(b.expand, 1, false), (b.expand, 2, false), (b.depthwise, 1, false), (b.depthwise, 2, false), (b.project, 1, true)]
+        for (node, k, cols) in
+            [(b.expand, 1, false), (b.expand, 2, false), (b.depthwise, 1, false), (b.depthwise, 2, false), (b.project, 1, true)]
         {
             let Some(n) = input_name(graph, node, k) else { continue };
             let t = graph.initializers[&n].clone();
@@ -315,4 +320,88 @@ pub fn prune_compensated(graph: &Graph, stats: &[BlockStats], ratio_of: &dyn Fn(
     // One width holding exactly these channels; its cut graph is the pruned model.
     let plan = plan(&mut g, &stats, &[(0.5, keep)])?;
     Ok(narrow(&g, &plan, 0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::{Attr, Attrs, Dim, Node, NodeSpec, Registry};
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: Attrs) -> Node {
+        let spec = NodeSpec {
+            name: output.into(),
+            domain: String::new(),
+            op_type: op.into(),
+            attrs,
+            inputs: inputs.iter().map(|s| Some(s.to_string())).collect(),
+            outputs: vec![output.into()],
+        };
+        Node::build(spec, 13, Registry::global()).unwrap()
+    }
+
+    /// expand (6 hidden channels, the odd ones dead: zero filters, nonzero bias, so their
+    /// activation is a constant) -> Relu -> depthwise 3x3 -> Relu -> project.
+    fn block() -> Graph {
+        let t = |shape: Vec<usize>, v: Vec<f32>| Arc::new(Tensor::from_f32(shape, v).unwrap());
+        let mut init = HashMap::new();
+        let we: Vec<f32> = (0..6 * 3).map(|i| if (i / 3) % 2 == 1 { 0.0 } else { 0.2 + 0.1 * i as f32 }).collect();
+        init.insert("we".to_string(), t(vec![6, 3, 1, 1], we));
+        init.insert("be".to_string(), t(vec![6], vec![0.1, 0.7, -0.2, 0.4, 0.3, 0.9]));
+        init.insert("wd".to_string(), t(vec![6, 1, 3, 3], (0..54).map(|i| ((i * 5 % 7) as f32 - 3.0) * 0.2).collect()));
+        init.insert("bd".to_string(), t(vec![6], vec![0.05, 0.5, -0.1, 0.2, 0.3, 0.6]));
+        init.insert("wp".to_string(), t(vec![2, 6, 1, 1], (0..12).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect()));
+        let mut group = Attrs::new();
+        group.insert("group".into(), Attr::Int(6));
+        Graph {
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                dtype: DType::F32,
+                dims: Some(vec![Dim::Known(1), Dim::Known(3), Dim::Known(6), Dim::Known(6)]),
+            }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
+            initializers: init,
+            nodes: vec![
+                node("Conv", &["x", "we", "be"], "e", Attrs::new()),
+                node("Relu", &["e"], "e1", Attrs::new()),
+                node("Conv", &["e1", "wd", "bd"], "d", group),
+                node("Relu", &["d"], "d1", Attrs::new()),
+                node("Conv", &["d1", "wp"], "y", Attrs::new()),
+            ],
+            opset: 13,
+        }
+    }
+
+    fn input(seed: f32) -> HashMap<String, Tensor> {
+        let x = Tensor::from_f32(vec![1, 3, 6, 6], (0..108).map(|i| (i as f32 * 0.31 + seed).sin()).collect()).unwrap();
+        HashMap::from([("x".to_string(), x)])
+    }
+
+    fn run(g: &Graph, set: &HashMap<String, Tensor>) -> Vec<f32> {
+        Session::new(g.clone()).run(set.clone()).unwrap()[0].1.f32s().unwrap().to_vec()
+    }
+
+    /// Reordering is exact; the dead channels cost nothing, go last, and a width without
+    /// them computes the same output through its compensated bias.
+    #[test]
+    fn order_is_exact_and_dead_channels_compensate_exactly() {
+        let mut graph = block();
+        let sets: Vec<_> = (0..4).map(|i| input(i as f32)).collect();
+        let want: Vec<Vec<f32>> = sets.iter().map(|s| run(&graph, s)).collect();
+        let mut stats = measure(&graph, &sets, &|| {}).unwrap();
+        assert_eq!(stats.len(), 1);
+        assert_eq!(stats[0].cost.iter().filter(|&&c| c == 0.0).count(), 3, "{:?}", stats[0].cost);
+        order_channels(&mut graph, &mut stats).unwrap();
+        assert!(stats[0].cost[..3].iter().all(|&c| c > 0.0) && stats[0].cost[3..].iter().all(|&c| c == 0.0));
+        for (s, w) in sets.iter().zip(&want) {
+            run(&graph, s).iter().zip(w).for_each(|(a, b)| assert!((a - b).abs() < 1e-5, "{a} vs {b}"));
+        }
+        let plan = plan(&mut graph, &stats, &[(0.6, vec![3])]).unwrap();
+        assert_eq!(plan.widths[0].keep, vec![3]);
+        let narrow_graph = narrow(&graph, &plan, 0).unwrap();
+        assert_eq!(narrow_graph.initializers["wp"].shape(), &[2, 3, 1, 1]);
+        for (s, w) in sets.iter().zip(&want) {
+            run(&narrow_graph, s).iter().zip(w).for_each(|(a, b)| assert!((a - b).abs() < 1e-4, "{a} vs {b}"));
+        }
+        assert!(plan.widths[0].macs > 0);
+    }
 }
