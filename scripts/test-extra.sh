@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads edge (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial text threads edge adaptive (further lanes append theirs below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -83,4 +83,15 @@ fi
 # Results: target/scale/results.json. (scripts/test.sh runs the same with --quick.)
 if wants edge; then
   python3 deploy/test/scale.py --clients 64 --seconds 30
+fi
+
+# adaptive (issue 17): the whole width curve of EfficientNet-Lite0 on all real-photo inputs,
+# single-threaded latency (median of 20 runs per width): the table the README's "Run-time
+# widths" reports. Assumes scripts/test.sh ran (models, calibration and real-photo inputs).
+if wants adaptive; then
+  mkdir -p target/adaptive
+  target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/adaptive/effnet_curve.onnx \
+    --widths 0.95,0.9,0.85,0.8,0.7,0.6 --calibrate target/calib-inputs --max-inputs 96
+  target/release/cairn eval target/models/efficientnet_lite0.onnx target/adaptive/effnet_curve.onnx --inputs target/real-inputs \
+    --widths --latency-runs 20
 fi

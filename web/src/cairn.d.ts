@@ -128,6 +128,9 @@ export interface RunResult {
   timings: { queueMs: number; preprocessMs?: number; runMs: number; edgeMs?: number; batch?: number };
   /** With an edge configured: where the policy placed the request and why (rule 'edge-error': the edge failed and the device answered). */
   placement: Placement | null;
+  /** The run-time width that ran (share of the full model's MACs; 1 = full) and why. */
+  width?: number;
+  widthReason?: string;
 }
 
 /** A decision of the placement policy (crates/cairn-web/src/policy.rs). */
@@ -155,7 +158,8 @@ export interface Model {
   /** Bytes Rust had allocated when the load completed, and the most it held during the load. */
   loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
   /** `prefer`: 'auto' (the policy decides; needs `edge` in `Cairn.start`), 'device' or 'edge'. */
-  run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<RunResult>;
+  /** `width`: run-time width (share of the full MACs) for bundles packed with widths; the nearest one runs. */
+  run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge'; width?: number }): Promise<RunResult>;
   /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
   preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */

@@ -262,9 +262,12 @@ class Model {
    * `prefer`: 'auto' (the placement policy decides, when an edge is configured), 'device' or
    * 'edge'. An edge error or timeout falls back to the device; `where` says where it ran and
    * `placement` why ({ where, rule, reason }).
-   * @param {{ priority?: number, stream?: string, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge' }} [options]
+   * `width`: a run-time width, the share of the full model's MACs to spend (bundles packed
+   * with widths, `cairn optimize --widths`); the nearest width the model has runs, and the
+   * result's `width` and `widthReason` say which and why. Default 1 (the full model).
+   * @param {{ priority?: number, stream?: string, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge', width?: number }} [options]
    */
-  async run(input, { priority = 0, stream = '', signal, prefer = 'auto' } = {}) {
+  async run(input, { priority = 0, stream = '', signal, prefer = 'auto', width = 1 } = {}) {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
     // The edge's /v1 infer takes f32 tensors and images: other dtypes run on the device.
     const typed = ArrayBuffer.isView(input?.data) ? !(input.data instanceof Float32Array && !input.dtype) : input && !ArrayBuffer.isView(input.data) && Object.values(input).some((t) => ArrayBuffer.isView(t?.data));
@@ -283,11 +286,11 @@ class Model {
     }
     const t0 = performance.now();
     const { payload, transfer } = await this.#prepare(input);
-    const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, transfer }, signal);
+    const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, width, transfer }, signal);
     this.#placement.deviceMs = ewma(this.#placement.deviceMs, performance.now() - t0);
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings, placement: fallback ?? placement };
+    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings, placement: fallback ?? placement, width: msg.width, widthReason: msg.widthReason };
   }
 
   /**

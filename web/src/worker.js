@@ -233,7 +233,10 @@ async function runBatch(ids) {
     shape[0] = reqs.length;
   }
   const t1 = performance.now();
-  const out = entry.final ? entry.final.runOutput(entry.inputName, data, Uint32Array.from(shape)) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape));
+  const asked = reqs[0].width ?? 1; // batches share a width (batchGroup)
+  const out = entry.final ? entry.final.runOutputAt(entry.inputName, data, Uint32Array.from(shape), asked) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape));
+  const width = out.width;
+  const widthReason = widthReasonOf(entry, asked, width);
   const t2 = performance.now();
   const outShape = Array.from(out.shape);
   const all = out.data;
@@ -242,7 +245,7 @@ async function runBatch(ids) {
   reqs.forEach((r, i) => {
     const result = { name: entry.manifest.outputs[0].name, shape: reqs.length > 1 ? [1, ...outShape.slice(1)] : outShape, data: all.slice(i * per, (i + 1) * per) };
     post({
-      type: 'result', id: r.id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device',
+      type: 'result', id: r.id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device', width, widthReason,
       timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length },
     }, [result.data.buffer]);
   });
@@ -337,6 +340,13 @@ function wellFormedTexts(texts) {
   return { texts: out, replaced };
 }
 
+function widthReasonOf(entry, asked, ran) {
+  if (asked >= 1) return 'full width (none asked for)';
+  if (!entry.final) return `full width: width ${asked} was asked for, but narrower widths run once every level has arrived`;
+  if (!entry.manifest.widths) return `full width: width ${asked} was asked for, but this model has no run-time widths`;
+  return ran === asked ? `width ${ran} as asked` : `width ${ran}: the model's nearest to the ${asked} asked for`;
+}
+
 // Memory budget: when Rust's live heap exceeds it, idle models are unloaded, least
 // recently used first (never `keep`, the one just loaded). The page is told which.
 let memoryBudget = Infinity;
@@ -356,7 +366,7 @@ function batchGroup(msg) {
   if (!entry || msg.stream || typeof entry.manifest.inputs[0]?.dims[0] !== 'string') return '';
   const image = msg.input.rgba || msg.input.bitmap;
   const shape = image ? 'image' : msg.input.shape.join('x');
-  return image || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}` : '';
+  return image || msg.input.shape[0] === 1 ? `${msg.handle}:${shape}:${msg.width ?? 1}` : '';
 }
 
 // Runs waiting requests one per macrotask, so that messages that arrived during a
@@ -397,7 +407,7 @@ self.onmessage = async ({ data: msg }) => {
       return;
     }
     case 'run': {
-      pending.set(msg.id, { handle: msg.handle, input: msg.input, queued: performance.now() });
+      pending.set(msg.id, { handle: msg.handle, input: msg.input, width: msg.width ?? 1, queued: performance.now() });
       scheduler.push(msg.id, msg.priority ?? 0, msg.stream ?? '', msg.input.tensors ? '' : batchGroup(msg));
       return drain();
     }

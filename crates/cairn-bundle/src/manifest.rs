@@ -32,6 +32,11 @@ pub struct Manifest {
     /// Set for text models: the tokenizer file the bundle carries and the task it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<crate::text_task::TextTask>,
+    /// Run-time widths (docs/adr/0018-run-time-widths.md): hidden channels stored in
+    /// importance order and, per narrower width, the channels kept and the compensation
+    /// tensors (listed in `tensors` like any weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widths: Option<cairn_core::WidthPlan>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -191,6 +196,10 @@ impl Manifest {
         self.inputs.shrink_to_fit();
         self.outputs.shrink_to_fit();
         self.levels.shrink_to_fit();
+        if let Some(w) = &mut self.widths {
+            w.blocks.shrink_to_fit();
+            w.widths.shrink_to_fit();
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -265,6 +274,12 @@ impl Manifest {
                     "tensor '{}': its parts do not cover its {} elements exactly once per level",
                     t.name, numel
                 )));
+            }
+        }
+        if let Some(plan) = &self.widths {
+            let slices = plan.blocks.iter().flat_map(|b| b.slices.iter().map(|s| s.tensor.as_str()));
+            if let Some(missing) = slices.chain(plan.tensors()).find(|n| !names.contains(n)) {
+                return Err(manifest_err(format!("the width plan names tensor '{missing}', which the bundle does not hold")));
             }
         }
         for (i, (shard, need)) in self.shards.iter().zip(&payload).enumerate() {

@@ -28,11 +28,22 @@ pub struct PackOptions {
     /// A text model's task and the bytes of its tokenizer.json (the task's `tokenizer`
     /// field is filled in by `pack` from those bytes).
     pub text: Option<(TextTask, Vec<u8>)>,
+    /// Run-time widths: the plan goes into the manifest and its compensation tensors
+    /// (initializers no node reads) into the shards, after the weights.
+    pub widths: Option<cairn_core::WidthPlan>,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { name: "model".into(), version: None, shard_bytes: 2 << 20, progressive: true, min_split_elements: 4096, text: None }
+        PackOptions {
+            name: "model".into(),
+            version: None,
+            shard_bytes: 2 << 20,
+            progressive: true,
+            min_split_elements: 4096,
+            text: None,
+            widths: None,
+        }
     }
 }
 
@@ -62,7 +73,14 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
         )));
     }
     let (graph_doc, inputs, outputs) = describe(graph)?;
-    let order = weights_in_first_use_order(graph);
+    let mut order = weights_in_first_use_order(graph);
+    if let Some(plan) = &opts.widths {
+        plan.check(graph).map_err(|e| manifest_err(e.to_string()))?;
+        for name in plan.tensors() {
+            let (key, t) = graph.initializers.get_key_value(name).expect("checked by the plan");
+            order.push((key.as_str(), t.as_ref()));
+        }
+    }
 
     let split = |t: &Tensor| opts.progressive && t.dtype() == DType::F32 && t.len() >= opts.min_split_elements;
     let any_split = order.iter().any(|(_, t)| split(t));
@@ -119,6 +137,7 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
         levels,
         shards: writer.entries,
         text: None,
+        widths: opts.widths.clone(),
     };
     let mut tokenizer = None;
     if let Some((task, bytes)) = &opts.text {

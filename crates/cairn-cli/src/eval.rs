@@ -39,6 +39,13 @@ pub struct EvalArgs {
     /// Print the whole report as JSON.
     #[arg(long)]
     json: bool,
+    /// The optimized model has run-time widths (`cairn optimize --widths`): report every
+    /// width's MACs, latency and agreement with the original.
+    #[arg(long)]
+    widths: bool,
+    /// With --widths: timed runs per width (on the first input, after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    latency_runs: usize,
 }
 
 /// A quantized activation of the optimized model: (original tensor, quantized value, scale, zero point).
@@ -80,8 +87,14 @@ fn with_outputs(mut g: Graph, extra: &[(String, DType)]) -> Result<Session> {
 pub fn main(args: EvalArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let load = |p: &PathBuf| crate::import::import_model(p);
-    let (orig, opt) = (load(&args.original)?.graph, load(&args.optimized)?.graph);
+    let optimized = load(&args.optimized)?;
+    let (orig, opt) = (load(&args.original)?.graph, optimized.graph);
     let inputs = inputs_dir::read(&args.inputs, &orig, args.max_inputs, norm)?;
+    if args.widths {
+        let plan = crate::widths::plan_of(&optimized.meta)?
+            .context("--widths: the optimized model has no run-time widths (make them with `cairn optimize --widths`)")?;
+        return crate::eval_widths::report(&orig, &opt, &plan, &inputs, args.latency_runs, args.json);
+    }
     let labels: HashMap<String, usize> = match &args.labels {
         None => HashMap::new(),
         Some(p) => std::fs::read_to_string(p)

@@ -3,6 +3,7 @@
 mod app;
 mod diff;
 mod eval;
+mod eval_widths;
 mod fidelity;
 mod fsutil;
 mod import;
@@ -21,6 +22,7 @@ mod sensitivity;
 mod serve;
 mod text;
 mod verify;
+mod widths;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

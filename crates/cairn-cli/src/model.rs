@@ -17,10 +17,18 @@ pub struct Loaded {
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
+    Ok(load_at_width(path, 1.0)?.0)
+}
+
+/// Loads a model cut to a run-time width (1: the full model); returns the width that runs.
+pub fn load_at_width(path: &Path, width: f32) -> Result<(Loaded, f32)> {
     if !path.exists() {
         bail!("model file {} does not exist", path.display());
     }
-    let model = if is_bundle(path) { load_bundle(path)? } else { crate::import::import_model(path)? };
+    let mut model = if is_bundle(path) { load_bundle(path)? } else { crate::import::import_model(path)? };
+    let plan = crate::widths::plan_of(&model.meta)?;
+    let (graph, ran) = crate::widths::at_width(&model.graph, plan.as_ref(), width)?;
+    model.graph = graph;
     let imported_nodes = model.graph.nodes.len();
     let mut op_histogram = BTreeMap::new();
     for node in &model.graph.nodes {
@@ -28,14 +36,15 @@ pub fn load(path: &Path) -> Result<Loaded> {
         *op_histogram.entry(name).or_insert(0) += 1;
     }
     let (graph, stats) = prepare_for_inference(model.graph).context("preparing the graph for inference failed")?;
-    Ok(Loaded {
+    let loaded = Loaded {
         meta: model.meta,
         imported_nodes,
         op_histogram,
         session: Session::new(graph),
         folded_at_load: stats.fold.folded_nodes,
         fuse: stats.fuse,
-    })
+    };
+    Ok((loaded, ran))
 }
 
 /// A bundle directory (or its manifest.json) rather than a model file (a directory holding a
@@ -49,12 +58,15 @@ fn load_bundle(path: &Path) -> Result<cairn_onnx::Model> {
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let loader = cairn_bundle::load_dir(dir, u64::MAX).with_context(|| format!("cannot load the bundle in {}", dir.display()))?;
     let m = loader.manifest();
-    let meta = cairn_onnx::ModelMeta {
+    let mut meta = cairn_onnx::ModelMeta {
         producer_name: format!("cairn bundle '{}'", m.name),
         producer_version: m.version.clone(),
         opsets: vec![(String::new(), m.graph.opset)],
         ..Default::default()
     };
+    if let Some(plan) = &m.widths {
+        crate::widths::set_plan(&mut meta, plan)?;
+    }
     Ok(cairn_onnx::Model { meta, graph: loader.into_graph()? })
 }
 

@@ -77,8 +77,15 @@ pub struct OptimizeArgs {
     /// Structured pruning: remove this fraction of the hidden channels of every
     /// inverted-residual block (expand -> depthwise -> project), lowest L1 filter norm
     /// first (with --sensitivity: this fraction overall, per-block ratios by sensitivity).
+    /// With --calibrate, channels are ranked by what dropping them costs on the calibration
+    /// activations and their mean contribution is folded into the next layer's bias.
     #[arg(long, value_name = "RATIO")]
     prune: Option<f32>,
+    /// Run-time widths: store hidden channels in importance order (measured on --calibrate
+    /// inputs) with compensation terms for each width, given as shares of the full model's
+    /// MACs (e.g. 0.85,0.7); `cairn run --width` and the web runtime pick one per request.
+    #[arg(long, value_name = "LIST")]
+    widths: Option<String>,
     /// Photos in the input directory: per-channel mean of `value / 255` (1 or 3 values).
     #[arg(long, default_value = "0")]
     mean: String,
@@ -94,7 +101,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let method = Method::parse(&args.calibration)
         .with_context(|| format!("--calibration '{}' is not one of minmax, percentile, mse, entropy", args.calibration))?;
-    let model = crate::import::import_model(&args.model)?;
+    let mut model = crate::import::import_model(&args.model)?;
     let original = model.graph.clone();
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
     let bn = cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?; // the pass `cairn pack` runs too
@@ -112,7 +119,10 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     if args.sensitivity && !static_int8 && args.prune.is_none() {
         bail!("--sensitivity measures layers for --quantize int8 or --prune; give one of them");
     }
-    let wants_inputs = args.quantize.is_some() || args.report || (args.prune.is_some() && args.sensitivity);
+    let wants_inputs = args.quantize.is_some() || args.report || args.prune.is_some() || args.widths.is_some();
+    if args.widths.is_some() && (args.calibrate.is_none() || args.prune.is_some() || args.quantize.is_some()) {
+        bail!("--widths needs --calibrate DIR, and goes without --prune and --quantize (widths of int8 models are not supported yet)");
+    }
     let inputs = match (&args.calibrate, wants_inputs) {
         (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
         _ => Vec::new(),
@@ -143,8 +153,11 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             let ratios = measure::allocate_prune_ratios(&curves, ratio)?;
             sensitivity::print_pruning(&curves, &ratios, probe.len());
             tables.insert("pruning".into(), sensitivity::pruning_json(&curves, &ratios));
-            cairn_quant::prune::prune_blocks(&mut graph, &|name| ratios.get(name).copied().unwrap_or(0.0))?
+            prune(&mut graph, &inputs, &|name| ratios.get(name).copied().unwrap_or(0.0))?
+        } else if !inputs.is_empty() {
+            prune(&mut graph, &inputs, &|_| ratio)?
         } else {
+            eprintln!("note: without --calibrate, pruning ranks channels by weight norm and cannot compensate what they carried");
             cairn_quant::prune::prune_hidden_channels(&mut graph, ratio)?
         };
         if p.blocks == 0 {
@@ -157,6 +170,10 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             p.hidden_after,
             100.0 * (1.0 - p.hidden_after as f64 / p.hidden_before as f64)
         );
+    }
+    if let Some(list) = &args.widths {
+        let plan = make_widths(&mut graph, &inputs, &crate::widths::parse(list)?)?;
+        crate::widths::set_plan(&mut model.meta, &plan)?;
     }
     match args.quantize.as_deref() {
         None => {}
@@ -283,4 +300,52 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Compensated pruning: channels ranked on the calibration activations, their mean
+/// contribution folded into the project biases.
+fn prune(graph: &mut cairn_core::Graph, inputs: &Inputs, ratio_of: &dyn Fn(&str) -> f32) -> Result<cairn_quant::prune::PruneStats> {
+    let sets: Vec<_> = inputs.iter().map(|(_, s)| s.clone()).collect();
+    let bar = progress::bar(sets.len() as u64, "measuring channels");
+    let stats = cairn_quant::widths::measure(graph, &sets, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let before: usize = stats.iter().map(|s| s.mean.len()).sum();
+    *graph = cairn_quant::widths::prune_compensated(graph, &stats, ratio_of)?;
+    let after: usize = cairn_quant::prune::prunable_blocks(graph).iter().map(|b| b.hidden).sum();
+    Ok(cairn_quant::prune::PruneStats { blocks: stats.len(), hidden_before: before, hidden_after: after })
+}
+
+type Inputs = [(String, std::collections::HashMap<String, cairn_core::Tensor>)];
+
+/// Orders channels by importance and plans `fractions` (shares of the model's MACs).
+fn make_widths(graph: &mut cairn_core::Graph, inputs: &Inputs, fractions: &[f32]) -> Result<cairn_core::WidthPlan> {
+    use cairn_quant::widths as w;
+    let sets: Vec<_> = inputs.iter().map(|(_, s)| s.clone()).collect();
+    let bar = progress::bar(sets.len() as u64, "measuring channels");
+    let mut stats = w::measure(graph, &sets, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if stats.is_empty() {
+        bail!("--widths found no inverted-residual block (1x1 conv -> depthwise conv -> 1x1 conv) to narrow");
+    }
+    w::order_channels(graph, &mut stats)?;
+    let probes: Vec<_> = sets.iter().step_by((sets.len() / 16).max(1)).take(16).cloned().collect();
+    let bar = progress::bar(stats.len() as u64, "block sensitivity");
+    w::calibrate_costs(graph, &mut stats, &probes, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let total = w::macs(graph)?;
+    let keeps: Vec<(f32, Vec<usize>)> = fractions.iter().map(|&f| (f, w::keep_for(&stats, total, f))).collect();
+    let plan = w::plan(graph, &stats, &keeps)?;
+    let hidden: usize = stats.iter().map(|s| s.mean.len()).sum();
+    for width in &plan.widths {
+        eprintln!(
+            "width {}: {} of {} hidden channels, {} MACs ({:.1}% of {})",
+            width.fraction,
+            width.keep.iter().sum::<usize>(),
+            hidden,
+            model::human_count(width.macs),
+            100.0 * width.macs as f64 / total as f64,
+            model::human_count(total)
+        );
+    }
+    Ok(plan)
 }

@@ -80,9 +80,18 @@ pub fn main(args: PackArgs) -> Result<()> {
     // laid out as the kernels read them in place and BatchNorm statistics folded into
     // the filters (fewer bytes; the coarse level runs lighter before fusion); the rest of
     // fusion and prepacking happen at load, for the loading machine's kernels.
+    let widths = crate::widths::plan_of(&model.meta)?;
+    // Folding drops initializers no node reads: keep the widths' compensation tensors.
+    let compensation: Vec<_> = widths
+        .iter()
+        .flat_map(|p| p.tensors())
+        .filter_map(|n| model.graph.initializers.get_key_value(n))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let (mut graph, _) = fold::fold_constants_for_storage(model.graph).context("constant folding failed")?;
     cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?;
     cairn_core::passes::storage::gemm_weights_row_major(&mut graph)?;
+    graph.initializers.extend(compensation);
 
     let name = match &args.name {
         Some(n) => n.clone(),
@@ -98,6 +107,7 @@ pub fn main(args: PackArgs) -> Result<()> {
         shard_bytes: (args.shard_size * (1 << 20) as f64) as usize,
         progressive: !args.no_progressive,
         text: args.text.task(read_labels(&args)?)?,
+        widths,
         ..PackOptions::default()
     };
     let mut packed = pack(&graph, &opts)?;

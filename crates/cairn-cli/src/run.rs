@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Time every step and print where the time goes, by operator and by node.
     #[arg(long)]
     profile: bool,
+    /// Run-time width: the share of the full model's MACs to run (the model's nearest
+    /// width is taken; see `cairn optimize --widths`). 1 runs the full model.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
 }
 
 #[derive(Serialize)]
@@ -97,7 +101,10 @@ pub fn main(args: RunArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot start the thread pool")?;
     }
     let t0 = Instant::now();
-    let loaded = model::load(&args.model)?;
+    let (loaded, width) = model::load_at_width(&args.model, args.width)?;
+    if args.width < 1.0 {
+        eprintln!("running at width {width} (the model's nearest to --width {})", args.width);
+    }
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let graph = loaded.session.graph();
     let inputs = gather_inputs(&args, graph)?;

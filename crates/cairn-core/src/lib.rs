@@ -23,6 +23,7 @@ pub mod plan;
 mod registry;
 mod tensor;
 mod value;
+pub mod width;
 
 pub use attrs::{Attr, Attrs};
 pub use dtype::DType;
@@ -33,6 +34,7 @@ pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
 pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};
 pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};
 pub use value::{Sequence, Value};
+pub use width::{narrow, WidthPlan, WidthSessions};
 
 /// The instruction set the kernels use in this process (e.g. "x86_64-avx2-fma").
 pub fn kernel_isa() -> &'static str {

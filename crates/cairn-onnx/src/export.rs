@@ -3,7 +3,7 @@
 
 use crate::proto::{
     attribute_type as at, data_type as dt, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::{Error, ModelMeta};
 use cairn_core::{Attr, DType, Dim, Graph, Tensor, ValueInfo};
@@ -56,6 +56,11 @@ pub fn save_bytes(graph: &Graph, meta: &ModelMeta) -> Result<Vec<u8>, Error> {
         producer_name: "cairn".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: meta.doc_string.clone(),
+        metadata_props: meta
+            .metadata
+            .iter()
+            .map(|(key, value)| StringStringEntryProto { key: key.clone(), value: value.clone() })
+            .collect(),
         graph: Some(g),
         ..Default::default()
     };

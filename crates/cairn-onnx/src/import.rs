@@ -18,6 +18,7 @@ pub fn model(proto: ModelProto, external_dir: Option<&Path>) -> Result<Model, Er
         producer_version: proto.producer_version,
         opsets: proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect(),
         doc_string: proto.doc_string,
+        metadata: proto.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect(),
     };
     let graph = proto.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
     Ok(Model { graph: import_graph(graph, &opsets, external_dir, 1)?.validated()?, meta })

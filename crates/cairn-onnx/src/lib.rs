@@ -32,6 +32,9 @@ pub struct ModelMeta {
     /// (domain, version) of every opset the model imports.
     pub opsets: Vec<(String, i64)>,
     pub doc_string: String,
+    /// The model's `metadata_props` (key, value), in file order; Cairn keeps its run-time
+    /// width plan here (`cairn_core::width::ONNX_METADATA_KEY`).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Loads a model file; external data is resolved relative to its directory.

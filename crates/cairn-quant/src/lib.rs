@@ -8,6 +8,8 @@
 //! - [`dynamic`]: MatMul weights int8, activations quantized at run time (transformers);
 //! - [`prune`]: structured channel pruning of inverted-residual blocks;
 //! - [`sensitivity`]: per-layer sensitivity to quantization and pruning, and its uses;
+//! - [`widths`]: hidden channels in importance order with compensation, for widths
+//!   chosen at run time (and compensated offline pruning);
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
 pub mod calibrate;
@@ -18,5 +20,6 @@ pub mod fidelity;
 pub mod prune;
 pub mod quantize;
 pub mod sensitivity;
+pub mod widths;
 
 pub use error::{Error, Result};

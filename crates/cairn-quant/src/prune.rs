@@ -24,10 +24,10 @@ pub struct PruneStats {
     pub hidden_after: usize,
 }
 
-struct Block {
-    expand: usize,
-    depthwise: usize,
-    project: usize,
+pub(crate) struct Block {
+    pub(crate) expand: usize,
+    pub(crate) depthwise: usize,
+    pub(crate) project: usize,
     /// The activations after expand and after depthwise, as (lo, hi) clamps.
     act1: (f32, f32),
     act2: (f32, f32),
@@ -76,7 +76,7 @@ fn group(n: &Node) -> i64 {
     }
 }
 
-fn blocks(graph: &Graph) -> Vec<Block> {
+pub(crate) fn blocks(graph: &Graph) -> Vec<Block> {
     let r = readers(graph);
     let outputs: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
     // The one reader of `v`, stepping over one Relu/Clip.
@@ -121,7 +121,7 @@ fn blocks(graph: &Graph) -> Vec<Block> {
 }
 
 /// Rows `keep` of a tensor's first axis.
-fn take_rows(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
+pub(crate) fn take_rows(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
     let v = t.f32s()?;
     let per = t.len() / t.shape()[0].max(1);
     let mut shape = t.shape().to_vec();
@@ -130,7 +130,7 @@ fn take_rows(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
 }
 
 /// Columns `keep` of axis 1 of a `[m, c, ...]` tensor.
-fn take_cols(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
+pub(crate) fn take_cols(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
     let v = t.f32s()?;
     let s = t.shape();
     let (m, c) = (s[0], s[1]);
@@ -252,7 +252,7 @@ pub fn prune_blocks(graph: &mut Graph, ratio_of: &dyn Fn(&str) -> f32) -> Result
     Ok(stats)
 }
 
-fn input_name(graph: &Graph, node: usize, k: usize) -> Option<String> {
+pub(crate) fn input_name(graph: &Graph, node: usize, k: usize) -> Option<String> {
     graph.nodes[node].inputs.get(k).cloned().flatten()
 }
 

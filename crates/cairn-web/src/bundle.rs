@@ -117,9 +117,15 @@ impl BundleLoad {
         let loader = self.loader.take().expect("checked above");
         let manifest = loader.manifest().clone();
         let graph = loader.into_graph().map_err(js_err)?;
+        // With run-time widths the unprepared weights stay: narrower widths are cut from them.
+        let widths = match &manifest.widths {
+            Some(plan) => Some(cairn_core::WidthSessions::new(graph.clone(), plan.clone()).map_err(js_err)?),
+            None => None,
+        };
         let (graph, _) = prepare_for_inference(graph).map_err(js_err)?;
         let mut model = Model::from_graph(graph);
         model.manifest = Some(manifest);
+        model.widths = widths;
         Ok(model)
     }
 }

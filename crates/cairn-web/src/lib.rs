@@ -11,9 +11,9 @@ mod numbers;
 pub mod policy;
 mod scheduler;
 mod text;
-mod typed;
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
 mod threads;
+mod typed;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -24,7 +24,7 @@ pub use scheduler::Scheduler;
 pub use text::{EmbedOutput, Tokenizer};
 pub use typed::TypedOutputs;
 
-use cairn_core::{passes::prepare_for_inference, Graph, Session};
+use cairn_core::{passes::prepare_for_inference, Graph, Session, Tensor};
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 
@@ -38,6 +38,8 @@ pub struct Model {
     last_output_shape: Vec<u32>,
     /// A text bundle's pipeline, once its tokenizer.json is set.
     text: Option<cairn_text::TextPipeline>,
+    /// Set for bundles with run-time widths: every width, from the same weights.
+    widths: Option<cairn_core::WidthSessions>,
 }
 
 #[wasm_bindgen]
@@ -99,6 +101,30 @@ impl Model {
         typed::run(&self.session, spec, buffer)
     }
 
+    /// Runs at a run-time width (a share of the full model's MACs; 1 = full): the model's
+    /// nearest width runs, and `width` of the result says which. Models without widths run
+    /// in full. Switching widths reloads nothing: a narrower width is cut from the weights
+    /// in memory on its first use and kept.
+    #[wasm_bindgen(js_name = runOutputAt)]
+    pub fn run_output_at(&mut self, input_name: &str, data: Vec<f32>, shape: Vec<u32>, width: f32) -> Result<RunOutput, JsError> {
+        match &mut self.widths {
+            Some(w) if width < 1.0 => {
+                let (session, ran) = w.session(width).map_err(js_err)?;
+                let mut out = run_session(session, input_name, data, shape)?;
+                out.width = ran;
+                Ok(out)
+            }
+            _ => run_session(&self.session, input_name, data, shape),
+        }
+    }
+
+    /// The run-time widths this model offers (shares of the full MACs), widest first; the
+    /// full width (1) is always there and not listed.
+    #[wasm_bindgen(js_name = widthFractions)]
+    pub fn width_fractions(&self) -> Vec<f32> {
+        self.widths.as_ref().map_or_else(Vec::new, |w| w.plan().widths.iter().map(|x| x.fraction).collect())
+    }
+
     /// RGBA pixels (resized to the input's size) to the input tensor, per the bundle's manifest.
     #[wasm_bindgen(js_name = imageToInput)]
     pub fn image_to_input(&self, input_name: &str, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, JsError> {
@@ -117,7 +143,7 @@ impl Model {
 impl Model {
     pub(crate) fn from_graph(graph: Graph) -> Model {
         let input_names = graph.runtime_inputs().map(|i| i.name.clone()).collect();
-        Model { session: Session::new(graph), manifest: None, input_names, last_output_shape: Vec::new(), text: None }
+        Model { session: Session::new(graph), manifest: None, input_names, last_output_shape: Vec::new(), text: None, widths: None }
     }
 }
 
@@ -126,6 +152,8 @@ impl Model {
 pub struct RunOutput {
     pub data: Vec<f32>,
     pub shape: Vec<u32>,
+    /// The run-time width that ran (1: the full model).
+    pub width: f32,
 }
 
 pub(crate) fn run_session(session: &Session, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<RunOutput, JsError> {
@@ -138,6 +166,7 @@ pub(crate) fn run_session(session: &Session, input_name: &str, data: Vec<f32>, s
     Ok(RunOutput {
         shape: first.shape().iter().map(|&d| d as u32).collect(),
         data: numbers::output_values(&first).map_err(|e| JsError::new(&e))?,
+        width: 1.0,
     })
 }
 
