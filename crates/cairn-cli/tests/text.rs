@@ -111,7 +111,7 @@ fn text_commands_fail_with_hints_on_bad_input() {
 
     // A bundle whose tokenizer.json was swapped after packing is refused.
     let bundle = text_bundle(&dir, "16");
-    std::fs::write(Path::new(&bundle).join("tokenizer.json"), std::fs::read(tokenizer()).unwrap().repeat(1)[1..].to_vec()).unwrap();
+    std::fs::write(Path::new(&bundle).join("tokenizer.json"), &std::fs::read(tokenizer()).unwrap()[1..]).unwrap();
     let o = cairn(&["embed", &bundle, "--text", "x"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("does not match the manifest"));
     // An image bundle has no text task.
