@@ -147,7 +147,9 @@ async fn concurrency_limit_per_key_and_infer_logs() {
     let line: serde_json::Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["route"] == "/v1/models/{name}/infer" && v["method"] == "POST" && v["status"] == 200)
+        // The log sink is shared by the tests of this file, which run in parallel: this test's
+        // requests are the ones made with the key named "app".
+        .find(|v| v["route"] == "/v1/models/{name}/infer" && v["method"] == "POST" && v["status"] == 200 && v["caller"] == "app")
         .unwrap_or_else(|| panic!("no infer log line: {text}"));
     assert_eq!(line["model"], "tiny", "{line}");
     assert_eq!(line["batch_rows"], 2, "{line}");
