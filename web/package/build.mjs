@@ -118,6 +118,8 @@ async function main() {
   await build({
     entryPoints: [path.join(root, 'web/src/worker.js')], bundle: true, format: 'esm', outfile: path.join(dist, 'worker.js'),
     plugins: [packageWasm(glue)], legalComments: 'none', logLevel: 'warning', target: 'es2022',
+    // thread-pool.js imports worker_threads only when it runs in Node; browsers never reach it.
+    external: ['node:worker_threads'],
     banner: { js: `// @cairn-ml/web ${version}: Cairn's Web Worker with the wasm-bindgen glue (built by web/package/build.mjs).` },
   });
   for (const b of WASM_BUILDS) fs.copyFileSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${b}.wasm`));

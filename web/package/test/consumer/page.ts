@@ -9,7 +9,8 @@ export async function classify(image: ImageBitmap): Promise<string> {
   const model: Model = await cairn.load('/models/m/manifest.json', { onProgress: (p) => seen.push(p) });
   const result: RunResult = await model.run(image, { priority: 1, prefer: 'device' });
   const tensor = await model.run({ data: new Float32Array(3 * 224 * 224), shape: [1, 3, 224, 224] });
-  const first: number = tensor.outputs[0].data[0];
+  // Outputs carry their dtype: an int64 output's data is a BigInt64Array, so an element may be a bigint.
+  const first: number = Number(tensor.outputs[0].data[0]);
   await model.complete;
   return `${backend} ${result.top?.[0].label ?? '?'} ${result.level} ${result.where} ${first} ${seen.length}`;
 }
