@@ -26,7 +26,10 @@ const EXPECTED = [
 ].sort();
 // Bounds: each wasm build is ~850 KiB gzipped (2.8 MiB raw), so three, or four with a threaded
 // build, fit under 4 MiB; text files are small.
-const MAX_TARBALL = 4 * 1024 * 1024;
+// 6 MiB: since the text pipelines (issue 15) every wasm build links the tokenizers crate
+// (~2.7 MB raw each, 5.4 MB tarball on 2026-12-04, was 2.5 MB). A regression to undo by giving
+// text its own wasm build or a cargo feature; this bound only stops further growth.
+const MAX_TARBALL = 6 * 1024 * 1024;
 const MAX_TEXT_FILE = 64 * 1024;
 
 let unpacked;
