@@ -126,6 +126,9 @@ async function main() {
   for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
     fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));
   }
+  // The thread pool's workers (docs/adr/0019): the worker names it with new URL(literal,
+  // import.meta.url), so bundlers need the file beside worker.js.
+  fs.copyFileSync(path.join(root, 'web/src/pool-worker.js'), path.join(dist, 'pool-worker.js'));
   fs.copyFileSync(path.join(here, 'sw.d.ts'), path.join(dist, 'sw.d.ts'));
   fs.copyFileSync(path.join(here, 'build-sw.d.ts'), path.join(dist, 'build-sw.d.ts'));
   fs.copyFileSync(path.join(here, 'build-sw.mjs'), path.join(stage, 'bin/cairn-web-sw.mjs'));
