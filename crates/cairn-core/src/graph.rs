@@ -152,34 +152,17 @@ impl Graph {
             }
         }
 
-        // Kahn's algorithm, stable: keeps the file's order where it is already valid.
-        let n = self.nodes.len();
-        let mut indegree = vec![0usize; n];
-        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+        // Stable: keeps the file's order where it is already valid.
+        let mut reads = Vec::new();
         for (idx, node) in self.nodes.iter().enumerate() {
             let mut deps: Vec<usize> = node.inputs.iter().flatten().filter_map(|i| producer.get(i.as_str()).copied()).collect();
             deps.sort_unstable();
             deps.dedup();
-            indegree[idx] = deps.len();
-            for d in deps {
-                users[d].push(idx);
-            }
+            reads.extend(deps.into_iter().map(|d| (idx, d)));
         }
-        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
-            order.push(i);
-            for &u in &users[i] {
-                indegree[u] -= 1;
-                if indegree[u] == 0 {
-                    ready.insert(u);
-                }
-            }
-        }
-        if order.len() != n {
-            let stuck = (0..n).find(|&i| indegree[i] > 0).map(|i| self.nodes[i].name.clone()).unwrap_or_default();
-            return Err(Error::Graph(format!("the graph has a cycle (through node '{stuck}')")));
-        }
+        let order = crate::run_order(self.nodes.len(), reads).map_err(|stuck| {
+            Error::Graph(format!("the graph has a cycle (through node '{}')", self.nodes.get(stuck).map_or("", |n| n.name.as_str())))
+        })?;
         if order.iter().enumerate().any(|(pos, &i)| pos != i) {
             let mut slots: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
             self.nodes = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();

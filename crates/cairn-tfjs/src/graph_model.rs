@@ -187,7 +187,7 @@ fn run_order(nodes: &[NodeDef]) -> Result<Vec<usize>, Error> {
             reads.push((i, p));
         }
     }
-    crate::run_order::run_order(nodes.len(), reads).map_err(|stuck| {
+    cairn_core::run_order(nodes.len(), reads).map_err(|stuck| {
         Error::Model(format!("the graph has a cycle (through node '{}'); TF v1 control flow is not supported", nodes[stuck].name))
     })
 }

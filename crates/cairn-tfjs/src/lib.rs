@@ -13,7 +13,6 @@ mod graph_def;
 mod graph_model;
 mod layers;
 pub mod manifest;
-mod run_order;
 mod topology;
 pub mod weights;
 

@@ -168,7 +168,7 @@ fn run_order(calls: Vec<Call>, layers: &[Layer]) -> Result<Vec<Call>, Error> {
             }
         }
     }
-    let order = crate::run_order::run_order(calls.len(), reads).map_err(|stuck| {
+    let order = cairn_core::run_order(calls.len(), reads).map_err(|stuck| {
         Error::Json(format!("the layers' inbound nodes form a cycle (through layer '{}')", layers[calls[stuck].layer].name))
     })?;
     let mut slots: Vec<Option<Call>> = calls.into_iter().map(Some).collect();

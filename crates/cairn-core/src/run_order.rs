@@ -1,4 +1,4 @@
-//! Kahn's algorithm over "item i reads item p" edges: the order both importers run things in.
+//! Kahn's algorithm over "item i reads item p" edges: the order the graph and the importers run things in.
 
 use std::collections::BTreeSet;
 
