@@ -36,7 +36,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+# Each step prints how long the previous one took and the running total, so a slow step
+# shows up in CI's log (the suite must stay under 30 minutes on a 2-core machine).
+step_started=$SECONDS
+step() {
+  printf '\033[1m== %s\033[0m  (previous step %d s, total %d s)\n' "$*" $((SECONDS - step_started)) "$SECONDS"
+  step_started=$SECONDS
+}
 
 step "cargo fmt --check and cargo clippy (warnings are errors)"
 cargo fmt --all -- --check
