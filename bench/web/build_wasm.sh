@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Cairn's browser module four times — with wasm SIMD (simd128), with SIMD plus
+# Builds Cairn's browser module four times (and its tokenizer module once: `text`) — with wasm SIMD (simd128), with SIMD plus
 # relaxed SIMD (fused multiply-add; Chromium 114+, picked when the engine validates it),
 # without SIMD for browsers that lack it, and with SIMD plus threads (shared memory and
 # atomics, for cross-origin isolated pages; docs/adr/0019) — and runs wasm-bindgen on
@@ -22,7 +22,7 @@ build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 variants=("$@")
-[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads)
+[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads text)
 for v in "${variants[@]}"; do
   case $v in
     simd) build simd "-C target-feature=+simd128" ;;
@@ -37,13 +37,18 @@ for v in "${variants[@]}"; do
     threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std -- \
       -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
       -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base ;;
-    *) echo "unknown build '$v' (simd, relaxed, scalar, threads)" >&2; exit 2 ;;
+    # The tokenizer module (crates/cairn-web-text): fetched only for text bundles, one build
+    # for every browser (tokenizing gains nothing from SIMD); docs/adr/0026.
+    text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text
+      wasm-bindgen --target web --out-dir target/web-pkg/text target/wasm-text/wasm32-unknown-unknown/wasm-release/cairn_web_text.wasm ;;
+    *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text)" >&2; exit 2 ;;
   esac
 done
 node -e '
 const fs = require("fs"), zlib = require("zlib");
 for (const v of process.argv.slice(1)) {
-  const b = fs.readFileSync(`target/web-pkg/${v}/cairn_web_bg.wasm`);
+  const name = v === "text" ? "cairn_web_text" : "cairn_web";
+  const b = fs.readFileSync(`target/web-pkg/${v}/${name}_bg.wasm`);
   const kib = (n) => (n / 1024).toFixed(0) + " KiB";
-  console.log(`cairn_web.wasm (${v}): ${kib(b.length)} raw, ${kib(zlib.gzipSync(b, { level: 9 }).length)} gzip, ${kib(zlib.brotliCompressSync(b).length)} brotli`);
+  console.log(`${name}.wasm (${v}): ${kib(b.length)} raw, ${kib(zlib.gzipSync(b, { level: 9 }).length)} gzip, ${kib(zlib.brotliCompressSync(b).length)} brotli`);
 }' "${variants[@]}"

@@ -50,6 +50,10 @@ function inputs(batch) {
 async function cairnWasm() {
   const pkg = await import(pathToFileURL(path.join(root, 'target/web-pkg/simd/cairn_web.js')).href);
   await pkg.default({ module_or_path: fs.readFileSync(path.join(root, 'target/web-pkg/simd/cairn_web_bg.wasm')) });
+  // The tokenizer is its own module (crates/cairn-web-text), as in the worker.
+  const text = await import(pathToFileURL(path.join(root, 'target/web-pkg/text/cairn_web_text.js')).href);
+  await text.default({ module_or_path: fs.readFileSync(path.join(root, 'target/web-pkg/text/cairn_web_text_bg.wasm')) });
+  pkg.text = text;
   return pkg;
 }
 
@@ -83,8 +87,20 @@ function cairnBundle(pkg, dir) {
   const load = new pkg.BundleLoad(manifestBytes);
   for (const i of load.missing()) load.accept(i, fs.readFileSync(path.join(dir, manifest.shards[i].path)));
   const model = load.finish();
-  model.setTokenizer(fs.readFileSync(path.join(dir, 'tokenizer.json')));
-  return model;
+  model.enableText();
+  const tokenizer = new pkg.text.Tokenizer(fs.readFileSync(path.join(dir, 'tokenizer.json')), manifest.text.max_length);
+  // The worker's path: tokenize in the tokenizer module, embed the batch in the engine.
+  const embed = (texts) => {
+    const b = tokenizer.encodeBatch(JSON.stringify(texts));
+    const input = new pkg.TokenBatchInput(b.batch, b.seqLen, b.ids, b.typeIds, b.attentionMask, b.offsets, b.truncated);
+    b.free();
+    const o = model.embed(input, undefined, undefined);
+    input.free();
+    const d = o.data;
+    o.free();
+    return d;
+  };
+  return { embed, tokenize: (texts) => tokenizer.encode(texts) };
 }
 
 async function ortWeb(file) {
@@ -166,7 +182,7 @@ async function main() {
     while (count(words.slice(0, n).join(' ')) > SEQ) n--;
     const text = words.slice(0, n).join(' ');
     results.endToEnd.tokens = count(text);
-    const cairnEmbed = () => { const o = model.embed(JSON.stringify([text]), undefined, undefined); const d = o.data; o.free(); return d; };
+    const cairnEmbed = () => model.embed([text]);
     const tc = await time(cairnEmbed);
     const row = { cairn: tc };
     if (!process.argv.includes('--no-transformers')) {

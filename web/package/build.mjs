@@ -7,6 +7,7 @@
 //                                     the wasm-bindgen glue; each wasm build is an asset it
 //                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
 //   dist/cairn_web_{simd,relaxed,scalar}.wasm
+//   dist/cairn_web_text.wasm          the tokenizer module, fetched only for text bundles (ADR 0026)
 //   dist/sw/*.js, dist/sw.d.ts        Cairn's Workbox routes and plugins (web/sw), as ES modules
 //                                     importing workbox-* by name (the app's bundler dedupes them)
 //   bin/cairn-web-sw.mjs              bundles an app's service worker, injects the precache list
@@ -58,18 +59,28 @@ function sharedGlue() {
   return path.join(wasmDir, WASM_BUILDS[0], 'cairn_web.js');
 }
 
+/** The tokenizer module's glue (crates/cairn-web-text; one build). */
+function textGlue() {
+  const file = path.join(wasmDir, 'text', 'cairn_web_text.js');
+  if (!fs.existsSync(file) || !fs.existsSync(path.join(wasmDir, 'text', 'cairn_web_text_bg.wasm'))) {
+    fail(`no tokenizer build at ${path.dirname(file)}; hint: run bench/web/build_wasm.sh (it builds it with the others)`);
+  }
+  return file;
+}
+
 /** esbuild plugin: the worker's './wasm.js' becomes the package's asset loader, its './cairn_web.js' the shared glue. */
-const packageWasm = (glue) => ({
+const packageWasm = (glue, text) => ({
   name: 'cairn-package-wasm',
   setup(b) {
     b.onResolve({ filter: /^\.\/wasm\.js$/ }, (a) => (a.importer.endsWith(path.join('web', 'src', 'worker.js')) ? { path: path.join(here, 'wasm-assets.js') } : undefined));
     b.onResolve({ filter: /^\.\/backend\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: path.join(root, 'web/src/backend.js') } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: glue } : undefined));
-    // The glue's fallback, `new URL('cairn_web_bg.wasm', import.meta.url)`, names a file the
+    b.onResolve({ filter: /^\.\/cairn_web_text\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: text } : undefined));
+    // The glues' fallback, `new URL('<name>_bg.wasm', import.meta.url)`, names a file the
     // package does not ship (a bundler would look for it): the loader always passes the URL.
-    b.onLoad({ filter: /cairn_web\.js$/ }, (a) => {
+    b.onLoad({ filter: /cairn_web(_text)?\.js$/ }, (a) => {
       const source = fs.readFileSync(a.path, 'utf8');
-      const fallback = "new URL('cairn_web_bg.wasm', import.meta.url)";
+      const fallback = `new URL('${path.basename(a.path, '.js')}_bg.wasm', import.meta.url)`;
       return { contents: source.replace(fallback, "(() => { throw new Error('@cairn-ml/web: the wasm URL must be given'); })()"), loader: 'js' };
     });
   },
@@ -108,6 +119,7 @@ function packageJson(version) {
 async function main() {
   const version = workspaceVersion();
   const glue = sharedGlue();
+  const text = textGlue();
   fs.rmSync(stage, { recursive: true, force: true });
   const dist = path.join(stage, 'dist');
   fs.mkdirSync(path.join(dist, 'sw'), { recursive: true });
@@ -117,12 +129,13 @@ async function main() {
   fs.copyFileSync(path.join(root, 'web/src/cairn.d.ts'), path.join(dist, 'cairn.d.ts'));
   await build({
     entryPoints: [path.join(root, 'web/src/worker.js')], bundle: true, format: 'esm', outfile: path.join(dist, 'worker.js'),
-    plugins: [packageWasm(glue)], legalComments: 'none', logLevel: 'warning', target: 'es2022',
+    plugins: [packageWasm(glue, text)], legalComments: 'none', logLevel: 'warning', target: 'es2022',
     // thread-pool.js imports worker_threads only when it runs in Node; browsers never reach it.
     external: ['node:worker_threads'],
     banner: { js: `// @cairn-ml/web ${version}: Cairn's Web Worker with the wasm-bindgen glue (built by web/package/build.mjs).` },
   });
   for (const b of WASM_BUILDS) fs.copyFileSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${b}.wasm`));
+  fs.copyFileSync(path.join(wasmDir, 'text', 'cairn_web_text_bg.wasm'), path.join(dist, 'cairn_web_text.wasm'));
   for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
     fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));
   }

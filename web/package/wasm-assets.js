@@ -6,6 +6,7 @@
 // A fourth, threaded build would add one line to WASM.
 
 import init, * as wasm from './cairn_web.js';
+import initText, * as text from './cairn_web_text.js';
 export { pickBackend } from './backend.js';
 
 const WASM = {
@@ -22,4 +23,11 @@ export async function loadWasm(backend, wasmBase) {
   const url = wasmBase ? new URL(`cairn_web_${backend}.wasm`, wasmBase) : WASM[backend];
   const { memory } = await init({ module_or_path: url });
   return { wasm, memory };
+}
+
+/** Instantiates the tokenizer module (text bundles only; docs/adr/0026). */
+export async function loadTextWasm(wasmBase) {
+  const url = wasmBase ? new URL('cairn_web_text.wasm', wasmBase) : new URL('./cairn_web_text.wasm', import.meta.url);
+  await initText({ module_or_path: url });
+  return text;
 }

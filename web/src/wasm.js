@@ -13,3 +13,10 @@ export async function loadWasm(backend, wasmBase = '../pkg/') {
   // The threaded build imports its (shared) memory rather than exporting it.
   return { wasm: mod, memory: exports.memory ?? mod.wasmMemory(), pkgUrl };
 }
+
+/** Loads the tokenizer module (crates/cairn-web-text; one build for every browser). */
+export async function loadTextWasm(wasmBase = '../pkg/') {
+  const mod = await import(new URL('text/cairn_web_text.js', new URL(wasmBase, self.location.href)).href);
+  await mod.default();
+  return mod;
+}

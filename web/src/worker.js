@@ -3,7 +3,7 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
-import { pickBackend, loadWasm } from './wasm.js';
+import { pickBackend, loadWasm, loadTextWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
 
 // The wasm build and where it lives come with the page's first message (`hello`: `backend`,
@@ -14,14 +14,25 @@ import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js
 // pickBackend's single-threaded choice (simd128 where validated, else scalar).
 let backend = null;
 let wasmMemory = null; // the module's linear memory, for writing downloads into it
+let engine = null; // the engine module's exports, once started
 let wasmReady = null;
+let wasmBaseUrl; // the page's `wasmBase`, if any (the tokenizer module lives beside the builds)
+// The tokenizer module (crates/cairn-web-text), loaded the first time a text bundle is, so
+// an app without text models never downloads it (docs/adr/0026).
+let textWasm = null;
+const tokenizerModule = () => (textWasm ??= loadTextWasm(wasmBaseUrl).catch((e) => {
+  textWasm = null; // a later load may retry (the network may be back)
+  throw Object.assign(new Error(`the tokenizer module could not be loaded: ${e.message ?? e}`), { code: 'network' });
+}));
 function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads } = {}) {
+  wasmBaseUrl = wasmBase ?? undefined;
   const threads = threadCount(wantedThreads == null ? null : String(wantedThreads));
   const single = pickBackend(wanted ?? 'auto');
   backend = (wanted ?? 'auto') === 'auto' && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? 'threads' : single;
   const load = async (build) => {
     const { wasm, memory, pkgUrl } = await loadWasm(build, wasmBase ?? undefined);
     wasmMemory = memory;
+    engine = wasm;
     if (build === 'threads') await startThreadPool(wasm, pkgUrl, threads);
     return wasm;
   };
@@ -107,9 +118,10 @@ async function load(id, url, signal) {
   wasm.resetHeapPeak();
   // A text bundle's tokenizer.json comes first: a missing or damaged one fails the load
   // before any shard is downloaded (checked against the manifest's sha256 in Rust).
-  const tokenizer = manifest.text ? await fetchTokenizer(bundle, manifest, manifestUrl, signal) : null;
+  const tokenizerJson = manifest.text ? await fetchTokenizer(bundle, manifest, manifestUrl, signal) : null;
+  const tokenizer = tokenizerJson ? await makeTokenizer(tokenizerJson, manifest.text.max_length) : null;
   const handle = nextHandle++;
-  const entry = { load: bundle, final: null, manifest, level: -1, inputName: manifest.inputs[0]?.name };
+  const entry = { load: bundle, final: null, manifest, level: -1, inputName: manifest.inputs[0]?.name, tokenizer };
   const totalBytes = manifest.shards.reduce((n, s) => n + s.bytes, 0);
   let bytes = 0;
   const progress = (extra = {}) => post({ type: 'progress', id, bytes, totalBytes, level: entry.level, levelName: manifest.levels[entry.level]?.name ?? null, ...extra });
@@ -168,7 +180,7 @@ async function load(id, url, signal) {
   entry.final = bundle.finish();
   bundle.free();
   if (tokenizer) {
-    try { entry.final.setTokenizer(tokenizer); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
+    try { entry.final.enableText(); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
   }
   entry.load = null;
   entry.level = manifest.levels.length - 1;
@@ -179,6 +191,20 @@ async function load(id, url, signal) {
   enforceBudget(wasm, handle);
   const [liveAfterLoad, peakDuringLoad] = wasm.heapStats();
   post({ type: 'complete', id, handle, memoryBytes: wasm.memoryBytes(), heap: { liveAtStart, liveAfterLoad, peakDuringLoad, liveBeforeFinish, peakBeforeFinish } });
+}
+
+/// A tokenizer (the separate tokenizer module) for a bundle's verified tokenizer.json.
+async function makeTokenizer(json, maxLength) {
+  const text = await tokenizerModule();
+  try { return new text.Tokenizer(json, maxLength); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
+}
+
+/// Tokenizes texts with the bundle's tokenizer into the engine's batch input.
+function tokenBatch(entry, texts) {
+  const b = entry.tokenizer.encodeBatch(JSON.stringify(texts));
+  try {
+    return new engine.TokenBatchInput(b.batch, b.seqLen, b.ids, b.typeIds, b.attentionMask, b.offsets, b.truncated);
+  } finally { b.free(); }
 }
 
 /// The bundle's tokenizer.json, verified against the manifest.
@@ -301,8 +327,10 @@ function runText(entry, reqs) {
   const timings = (r, t1) => ({ queueMs: t0 - r.queued, runMs: t1 - t0, batch: reqs.length, texts: all.length });
   const maxLength = entry.final.maxLength();
   let at = 0;
+  const batch = tokenBatch(entry, all);
   if (kind === 'embed') {
-    const out = entry.final.embed(JSON.stringify(all), pooling ?? undefined, normalize ?? undefined);
+    let out;
+    try { out = entry.final.embed(batch, pooling ?? undefined, normalize ?? undefined); } finally { batch.free(); }
     const t1 = performance.now();
     const { dim, seqLen } = out;
     const data = out.data;
@@ -316,7 +344,8 @@ function runText(entry, reqs) {
       at += n;
     }
   } else {
-    const results = JSON.parse(entry.final.classify(JSON.stringify(all)));
+    let results;
+    try { results = JSON.parse(entry.final.classify(batch)); } finally { batch.free(); }
     const t1 = performance.now();
     for (const r of reqs) {
       const n = r.text.texts.length;
@@ -355,6 +384,7 @@ function enforceBudget(wasm, keep) {
   for (const [handle, entry] of idle) {
     if (wasm.heapStats()[0] <= memoryBudget) break;
     entry.final.free();
+    entry.tokenizer?.free();
     models.delete(handle);
     post({ type: 'evicted', handle, reason: `memory budget of ${memoryBudget} bytes exceeded` });
   }
@@ -426,7 +456,7 @@ self.onmessage = async ({ data: msg }) => {
       if (!entry?.final?.maxLength()) return fail(msg.id, 'bad-input', 'this model has no tokenizer (not a text bundle, or not loaded yet)');
       try {
         const { texts, replaced } = wellFormedTexts(msg.texts);
-        return post({ type: 'tokens', id: msg.id, encodings: JSON.parse(entry.final.tokenize(JSON.stringify(texts))), replaced });
+        return post({ type: 'tokens', id: msg.id, encodings: JSON.parse(entry.tokenizer.encode(JSON.stringify(texts))), replaced });
       } catch (e) { return fail(msg.id, e.code ?? errorCode(e), String(e.message ?? e)); }
     }
     case 'preprocess': {
@@ -449,6 +479,7 @@ self.onmessage = async ({ data: msg }) => {
       const entry = models.get(msg.handle);
       entry?.final?.free();
       entry?.load?.free();
+      entry?.tokenizer?.free();
       models.delete(msg.handle);
       return post({ type: 'unloaded', id: msg.id, memoryBytes: wasm.memoryBytes() });
     }

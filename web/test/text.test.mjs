@@ -74,7 +74,8 @@ after(async () => {
 
 test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (ids, type ids, masks, offsets, truncation)', async () => {
   const report = await page.evaluate(async () => {
-    const wasm = await import('/pkg/simd/cairn_web.js');
+    // The tokenizer module the worker loads for text bundles (crates/cairn-web-text).
+    const wasm = await import('/pkg/text/cairn_web_text.js');
     await wasm.default();
     const out = {};
     for (const name of ['minilm', 'bpe', 'unigram']) {

@@ -7,12 +7,23 @@
 //! `tests/tokenizer_parity.rs`; what Cairn adds is the glue: truncation and padding from the
 //! bundle's task, the model's integer input dtypes, pooling and normalization.
 
+//!
+//! The `tokenizer` feature (on by default) brings in the `tokenizers` crate; without it the
+//! crate still runs text models on batches tokenized elsewhere ([`TextModel`], [`Batch`]),
+//! which is how the browser engine stays small for apps that have no text model.
+
+mod batch;
 mod error;
 mod pipeline;
 pub mod pooling;
+#[cfg(feature = "tokenizer")]
 mod tokenizer;
 
+pub use batch::Batch;
 pub use cairn_bundle::text_task::{Pooling, TaskKind, TextTask};
 pub use error::{Error, Result};
-pub use pipeline::{Classification, EmbedOptions, Embeddings, Label, TextPipeline};
-pub use tokenizer::{Batch, Encoded, TextTokenizer, MAX_TEXT_BYTES};
+#[cfg(feature = "tokenizer")]
+pub use pipeline::TextPipeline;
+pub use pipeline::{Classification, EmbedOptions, Embeddings, Label, TextModel};
+#[cfg(feature = "tokenizer")]
+pub use tokenizer::{Encoded, TextTokenizer, MAX_TEXT_BYTES};

@@ -1,9 +1,15 @@
 //! The text pipelines over a Cairn session: texts -> tokenizer -> the model's integer inputs
 //! (in the dtypes the model declares) -> run -> pooled embeddings or labels.
+//!
+//! [`TextModel`] is the part after the tokenizer (a [`Batch`] in, embeddings or labels out);
+//! [`TextPipeline`] puts the tokenizer in front of it. The browser engine uses `TextModel`
+//! alone: its tokenizer is a separate wasm module that only text apps download.
 
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::pooling::{normalize_rows, pool, Pooling};
-use crate::tokenizer::{Batch, TextTokenizer};
+#[cfg(feature = "tokenizer")]
+use crate::tokenizer::TextTokenizer;
 use cairn_bundle::text_task::{TaskKind, TextTask};
 use cairn_core::{DType, Graph, Session, Tensor, TensorData};
 use std::collections::HashMap;
@@ -55,16 +61,16 @@ enum Feed {
     Positions,
 }
 
-/// A text task over a model: built once per model from its graph's inputs; each call runs on
-/// a session of that graph (the caller owns it, so a server can share it between tasks).
-pub struct TextPipeline {
-    tokenizer: TextTokenizer,
+/// A text task over a model, after tokenization: built once per model from its graph's
+/// inputs; each call runs on a session of that graph (the caller owns it, so a server can
+/// share it between tasks).
+pub struct TextModel {
     task: TextTask,
     feeds: Vec<(String, Feed, DType)>,
 }
 
-impl TextPipeline {
-    pub fn new(graph: &Graph, tokenizer: TextTokenizer, task: TextTask) -> Result<TextPipeline> {
+impl TextModel {
+    pub fn new(graph: &Graph, task: TextTask) -> Result<TextModel> {
         let mut feeds = Vec::new();
         for input in graph.runtime_inputs() {
             let feed = match input.name.as_str() {
@@ -80,26 +86,21 @@ impl TextPipeline {
             let names: Vec<&str> = feeds.iter().map(|(n, _, _)| n.as_str()).collect();
             return Err(Error::NoInputIds(names.join(", ")));
         }
-        Ok(TextPipeline { tokenizer, task, feeds })
+        Ok(TextModel { task, feeds })
     }
 
     pub fn task(&self) -> &TextTask {
         &self.task
     }
 
-    pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
-    }
-
     pub fn default_embed_options(&self) -> EmbedOptions {
         EmbedOptions { pooling: self.task.pooling, normalize: self.task.normalize }
     }
 
-    /// Embeds `texts` as one padded batch.
-    pub fn embed(&self, session: &Session, texts: &[&str], opts: EmbedOptions) -> Result<Embeddings> {
+    /// Embeds a tokenized batch.
+    pub fn embed_batch(&self, session: &Session, batch: &Batch, opts: EmbedOptions) -> Result<Embeddings> {
         self.expect_task(TaskKind::FeatureExtraction, "embed")?;
-        let batch = self.tokenizer.encode_batch(texts)?;
-        let (shape, hidden) = self.run(session, &batch)?;
+        let (shape, hidden) = self.run(session, batch)?;
         let (mut data, dim) = match shape[..] {
             // Token states: pool them.
             [b, n, d] if b == batch.batch && n == batch.seq_len => (pool(&hidden, &batch.attention_mask, b, n, d, opts.pooling), d),
@@ -110,14 +111,14 @@ impl TextPipeline {
         if opts.normalize {
             normalize_rows(&mut data, dim);
         }
-        Ok(Embeddings { data, dim, truncated: batch.truncated, seq_len: batch.seq_len })
+        Ok(Embeddings { data, dim, truncated: batch.truncated.clone(), seq_len: batch.seq_len })
     }
 
-    /// Classifies each text (text-classification) or each of its tokens (token-classification).
-    pub fn classify(&self, session: &Session, texts: &[&str]) -> Result<Vec<Classification>> {
+    /// Classifies each text (text-classification) or each of its tokens (token-classification)
+    /// of a tokenized batch.
+    pub fn classify_batch(&self, session: &Session, batch: &Batch) -> Result<Vec<Classification>> {
         let labels = self.task.labels.clone().unwrap_or_default();
-        let batch = self.tokenizer.encode_batch(texts)?;
-        let (shape, logits) = self.run(session, &batch)?;
+        let (shape, logits) = self.run(session, batch)?;
         let label_of = |scores: &[f32]| -> Label {
             let (index, &score) = scores.iter().enumerate().fold((0, &f32::MIN), |best, x| if x.1 > best.1 { x } else { best });
             Label { label: labels.get(index).cloned().unwrap_or_else(|| format!("LABEL_{index}")), index, score }
@@ -180,6 +181,45 @@ impl TextPipeline {
 
     fn shape_err(&self, shape: Vec<usize>, task: &'static str, needs: &'static str) -> Error {
         Error::OutputShape { name: self.task.output.clone().unwrap_or_else(|| "(first output)".into()), shape, task, needs }
+    }
+}
+
+/// A tokenizer in front of a [`TextModel`]: texts in, embeddings or labels out (the CLI and
+/// the edge server).
+#[cfg(feature = "tokenizer")]
+pub struct TextPipeline {
+    tokenizer: TextTokenizer,
+    model: TextModel,
+}
+
+#[cfg(feature = "tokenizer")]
+impl TextPipeline {
+    pub fn new(graph: &Graph, tokenizer: TextTokenizer, task: TextTask) -> Result<TextPipeline> {
+        Ok(TextPipeline { tokenizer, model: TextModel::new(graph, task)? })
+    }
+
+    pub fn task(&self) -> &TextTask {
+        self.model.task()
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn default_embed_options(&self) -> EmbedOptions {
+        self.model.default_embed_options()
+    }
+
+    /// Embeds `texts` as one padded batch.
+    pub fn embed(&self, session: &Session, texts: &[&str], opts: EmbedOptions) -> Result<Embeddings> {
+        // The task is checked before tokenizing: a wrong-task call costs nothing.
+        self.model.expect_task(TaskKind::FeatureExtraction, "embed")?;
+        self.model.embed_batch(session, &self.tokenizer.encode_batch(texts)?, opts)
+    }
+
+    /// Classifies each text (text-classification) or each of its tokens (token-classification).
+    pub fn classify(&self, session: &Session, texts: &[&str]) -> Result<Vec<Classification>> {
+        self.model.classify_batch(session, &self.tokenizer.encode_batch(texts)?)
     }
 }
 

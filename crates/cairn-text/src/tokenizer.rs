@@ -2,6 +2,7 @@
 //! incl. byte-level, Unigram, WordLevel; with its normalizer, pre-tokenizer, post-processor)
 //! behind a small interface: single texts and padded batches with masks and offsets.
 
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -24,19 +25,6 @@ pub struct Encoded {
     pub tokens: Vec<String>,
     /// Whether the text was cut to the maximum length.
     pub truncated: bool,
-}
-
-/// Texts tokenized and padded to the longest: row-major `[batch, seq_len]` arrays.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
-    pub batch: usize,
-    pub seq_len: usize,
-    pub ids: Vec<i64>,
-    pub type_ids: Vec<i64>,
-    pub attention_mask: Vec<i64>,
-    pub offsets: Vec<Vec<(usize, usize)>>,
-    /// Indices of the texts cut to the maximum length.
-    pub truncated: Vec<usize>,
 }
 
 impl TextTokenizer {

@@ -1,7 +1,8 @@
 //! The wasm side of Cairn, loaded by the Web Worker: models from ONNX bytes or
 //! streamed from a bundle ([`bundle::BundleLoad`]), run on tensors of any dtype
 //! ([`typed`]) or on f32 numbers (integer inputs, e.g. a uint8 TFLite model's, converted
-//! exactly: [`numbers`]), and text bundles' tokenizers and pipelines ([`text`]).
+//! exactly: [`numbers`]), and text bundles' embedding/classification of tokenized batches ([`text`]; the
+//! tokenizer is its own wasm module, crates/cairn-web-text).
 
 mod bundle;
 // The counting allocator is installed only in the wasm build (native tests use the system one).
@@ -21,7 +22,7 @@ static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 pub use bundle::BundleLoad;
 pub use scheduler::Scheduler;
-pub use text::{EmbedOutput, Tokenizer};
+pub use text::{EmbedOutput, TokenBatchInput};
 pub use typed::TypedOutputs;
 
 use cairn_core::{passes::prepare_for_inference, Graph, Session, Tensor};
@@ -36,8 +37,9 @@ pub struct Model {
     manifest: Option<cairn_bundle::Manifest>,
     input_names: Vec<String>,
     last_output_shape: Vec<u32>,
-    /// A text bundle's pipeline, once its tokenizer.json is set.
-    text: Option<cairn_text::TextPipeline>,
+    /// A text bundle's task over this model, once `enableText` ran (tokenizing happens in
+    /// the separate tokenizer module).
+    text: Option<cairn_text::TextModel>,
     /// Set for bundles with run-time widths: every width, from the same weights.
     widths: Option<cairn_core::WidthSessions>,
 }

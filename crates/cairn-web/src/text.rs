@@ -1,15 +1,12 @@
-//! Text models in the worker: the bundle's tokenizer.json (checked against the manifest)
-//! and the same embedding/classification pipelines the CLI and the edge server run
-//! (`cairn-text`). Texts cross the boundary as a JSON array of strings; the worker has
-//! already replaced lone UTF-16 surrogates (which have no UTF-8 form) and says which.
+//! Text models in the worker: the embedding and classification pipelines the CLI and the
+//! edge server run (`cairn-text`), after tokenization. The tokenizer itself is a separate
+//! wasm module (crates/cairn-web-text) that the worker loads only for text bundles, so apps
+//! without a text model do not download the `tokenizers` crate (docs/adr/0026). Its
+//! batches cross into this module as flat typed arrays and are checked like any input.
 
 use crate::{js_err, Model};
-use cairn_text::{EmbedOptions, Pooling, TextPipeline, TextTokenizer};
+use cairn_text::{Batch, Pooling, TextModel};
 use wasm_bindgen::prelude::*;
-
-/// Most texts one call may carry: a batch is padded to its longest text, so a huge batch
-/// is a huge tensor; the page should send a corpus in pieces.
-const MAX_TEXTS: usize = 256;
 
 /// One embedding per text, row-major `[texts, dim]`.
 #[wasm_bindgen(getter_with_clone)]
@@ -23,44 +20,74 @@ pub struct EmbedOutput {
     pub seq_len: u32,
 }
 
-fn texts(texts_json: &str) -> Result<Vec<String>, JsError> {
-    let texts: Vec<String> =
-        serde_json::from_str(texts_json).map_err(|e| JsError::new(&format!("texts must be a JSON array of strings: {e}")))?;
-    if texts.is_empty() || texts.len() > MAX_TEXTS {
-        return Err(JsError::new(&format!("{} texts; one call takes 1 to {MAX_TEXTS} (send a corpus in batches)", texts.len())));
+/// A tokenized batch as the tokenizer module hands it over: `[batch, seq_len]` row-major
+/// arrays, `offsets` as `(start, end)` pairs per token, `truncated` as text indices.
+#[wasm_bindgen]
+pub struct TokenBatchInput {
+    batch: Batch,
+}
+
+#[wasm_bindgen]
+impl TokenBatchInput {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        batch: u32,
+        seq_len: u32,
+        ids: &[u32],
+        type_ids: &[u32],
+        attention_mask: &[u32],
+        offsets: &[u32],
+        truncated: &[u32],
+    ) -> Result<TokenBatchInput, JsError> {
+        let (b, n) = (batch as usize, seq_len as usize);
+        let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+        if offsets.len() != 2 * b * n {
+            return Err(JsError::new(&format!("offsets has {} values; {b} x {n} tokens need {}", offsets.len(), 2 * b * n)));
+        }
+        let pairs: Vec<(usize, usize)> = offsets.chunks_exact(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+        let batch = Batch {
+            batch: b,
+            seq_len: n,
+            ids: widen(ids),
+            type_ids: widen(type_ids),
+            attention_mask: widen(attention_mask),
+            offsets: if n == 0 { vec![Vec::new(); b] } else { pairs.chunks_exact(n).map(<[_]>::to_vec).collect() },
+            truncated: truncated.iter().map(|&i| i as usize).collect(),
+        };
+        batch.check().map_err(|e| JsError::new(&format!("token batch: {e}")))?;
+        if b == 0 {
+            return Err(JsError::new("token batch: no texts"));
+        }
+        Ok(TokenBatchInput { batch })
     }
-    Ok(texts)
 }
 
 #[wasm_bindgen]
 impl Model {
-    /// Gives a bundle's model its tokenizer.json (fetched beside manifest.json): checked
-    /// against the manifest's size and sha256, parsed, and wired to the model's inputs.
-    #[wasm_bindgen(js_name = setTokenizer)]
-    pub fn set_tokenizer(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+    /// Makes a text bundle's model ready for `embed`/`classify`: its task config (from the
+    /// manifest) wired to the model's inputs. The worker calls it once the bundle's
+    /// tokenizer.json has been fetched and checked against the manifest.
+    #[wasm_bindgen(js_name = enableText)]
+    pub fn enable_text(&mut self) -> Result<(), JsError> {
         let manifest = self.manifest.as_ref().ok_or_else(|| JsError::new("only a bundle's model has a text task"))?;
         let task = manifest.text.clone().ok_or_else(|| {
             JsError::new("this bundle has no text task (hint: pack it with --tokenizer tokenizer.json --task feature-extraction)")
         })?;
-        cairn_bundle::verify_tokenizer(manifest, bytes).map_err(js_err)?;
-        let tokenizer = TextTokenizer::from_json(bytes, Some(task.max_length)).map_err(js_err)?;
-        self.text = Some(TextPipeline::new(self.session.graph(), tokenizer, task).map_err(js_err)?);
+        self.text = Some(TextModel::new(self.session.graph(), task).map_err(js_err)?);
         Ok(())
     }
 
-    /// Embeds texts (a JSON array of strings) as one padded batch. `pooling` ("mean", "cls",
-    /// "max") and `normalize` override the bundle's task config.
-    pub fn embed(&self, texts_json: &str, pooling: Option<String>, normalize: Option<bool>) -> Result<EmbedOutput, JsError> {
-        let pipeline = self.pipeline()?;
-        let mut opts = EmbedOptions { pooling: pipeline.task().pooling, normalize: pipeline.task().normalize };
+    /// Embeds a tokenized batch. `pooling` ("mean", "cls", "max") and `normalize` override
+    /// the bundle's task config.
+    pub fn embed(&self, batch: &TokenBatchInput, pooling: Option<String>, normalize: Option<bool>) -> Result<EmbedOutput, JsError> {
+        let text = self.text_model()?;
+        let mut opts = text.default_embed_options();
         if let Some(p) = pooling {
             opts.pooling =
                 Pooling::parse(&p).ok_or_else(|| JsError::new(&format!("pooling '{p}' is not one of {}", Pooling::NAMES.join(", "))))?;
         }
         opts.normalize = normalize.unwrap_or(opts.normalize);
-        let texts = texts(texts_json)?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let e = pipeline.embed(&self.session, &refs, opts).map_err(js_err)?;
+        let e = text.embed_batch(&self.session, &batch.batch, opts).map_err(js_err)?;
         Ok(EmbedOutput {
             data: e.data,
             dim: e.dim as u32,
@@ -69,61 +96,24 @@ impl Model {
         })
     }
 
-    /// Classifies texts (a JSON array of strings); the answer is the JSON of
-    /// `cairn_text::Classification` per text.
-    pub fn classify(&self, texts_json: &str) -> Result<String, JsError> {
-        let texts = texts(texts_json)?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let c = self.pipeline()?.classify(&self.session, &refs).map_err(js_err)?;
+    /// Classifies a tokenized batch; the answer is the JSON of `cairn_text::Classification`
+    /// per text.
+    pub fn classify(&self, batch: &TokenBatchInput) -> Result<String, JsError> {
+        let c = self.text_model()?.classify_batch(&self.session, &batch.batch).map_err(js_err)?;
         serde_json::to_string(&c).map_err(js_err)
-    }
-
-    /// Tokenizes texts as the model sees them (its max length applies): JSON, one
-    /// `{ids, type_ids, attention_mask, offsets, tokens, truncated}` per text.
-    pub fn tokenize(&self, texts_json: &str) -> Result<String, JsError> {
-        encode_all(self.pipeline()?.tokenizer(), texts_json)
     }
 
     /// The bundle's max length in tokens (0 for a model without a text task).
     #[wasm_bindgen(js_name = maxLength)]
     pub fn max_length(&self) -> u32 {
-        self.text.as_ref().map_or(0, |p| p.task().max_length as u32)
+        self.text.as_ref().map_or(0, |m| m.task().max_length as u32)
     }
 }
 
 impl Model {
-    fn pipeline(&self) -> Result<&TextPipeline, JsError> {
-        self.text
-            .as_ref()
-            .ok_or_else(|| JsError::new("this model has no tokenizer: it is not a text bundle, or its tokenizer.json was not loaded"))
+    fn text_model(&self) -> Result<&TextModel, JsError> {
+        self.text.as_ref().ok_or_else(|| {
+            JsError::new("this model has no text task enabled: it is not a text bundle, or its tokenizer.json was not loaded")
+        })
     }
-}
-
-/// A tokenizer.json on its own (no model): for tokenizing in the page's worker, and for
-/// checking Cairn's wasm tokenization against Python's.
-#[wasm_bindgen]
-pub struct Tokenizer {
-    inner: TextTokenizer,
-}
-
-#[wasm_bindgen]
-impl Tokenizer {
-    /// `max_length`: truncate to this many tokens (0: the file's own truncation, if any).
-    #[wasm_bindgen(constructor)]
-    pub fn new(json: &[u8], max_length: u32) -> Result<Tokenizer, JsError> {
-        let max = (max_length > 0).then_some(max_length as usize);
-        Ok(Tokenizer { inner: TextTokenizer::from_json(json, max).map_err(js_err)? })
-    }
-
-    /// Like `Model.tokenize`.
-    pub fn encode(&self, texts_json: &str) -> Result<String, JsError> {
-        encode_all(&self.inner, texts_json)
-    }
-}
-
-fn encode_all(tokenizer: &TextTokenizer, texts_json: &str) -> Result<String, JsError> {
-    let texts: Vec<String> =
-        serde_json::from_str(texts_json).map_err(|e| JsError::new(&format!("texts must be a JSON array of strings: {e}")))?;
-    let encoded = texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
-    serde_json::to_string(&encoded).map_err(js_err)
 }
