@@ -9,9 +9,7 @@
 #   3a'. int8: onnxruntime-quantized MobileNetV2 and EfficientNet-Lite0 (QDQ, QOperator,
 #       dynamic) and the MiniLM encoder (dynamic) on Cairn's int8 kernels vs onnxruntime; `cairn optimize --quantize int8` of the
 #       pretrained EfficientNet-Lite0 agrees with f32 on >= 99% of decisive real-photo inputs;
-#   3a''. optimize: pruning keeps residual groups consistent on MobileNetV2 and EfficientNet-Lite0
-#       (onnx strict shape inference, onnxruntime runs them); sensitivity-guided pruning loses
-#       less than uniform; entropy (KL) calibration meets the decisive bar;
+#   (the optimizer's pruning/calibration checks: scripts/test-extra.sh optimize;)
 #   3a'''. adaptive: run-time widths (importance order, compensation) and their bundle size;
 #   3b. the edge server (`cairn serve`) explains a real photo with the pretrained model and
 #       the occlusion heatmap lands on the object;
@@ -20,8 +18,7 @@
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn; text bundles
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
-#       the threaded build on a cross-origin isolated page (bit-identical to SIMD, memory
-#       within 1.3x), the SIMD build on a page that is not isolated (threads.test.mjs);
+#       (the threaded build and its tests: scripts/test-extra.sh threads;)
 #   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
 #       the Vite example built from its tarball, offline in headless Chromium;
 #   3d. the demo PWA (web/app consuming the package, built by `cairn app build`) in headless Chromium:
@@ -31,7 +28,7 @@
 #   4. bounded fuzzing runs of the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader;
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
-# Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 45).
+# Set CAIRN_FUZZ_SECONDS to change the fuzzing budget per target (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -54,7 +51,8 @@ python3 tools/gen_onnx_node_tests.py target/onnx-node-tests
 step "cargo test --workspace"
 cargo test --workspace
 
-for variant in simd128 relaxed scalar; do
+# (The relaxed-SIMD variant runs in scripts/test-extra.sh, section "suite-extra".)
+for variant in simd128 scalar; do
   step "kernel tests as wasm32 ($variant) in Node"
   flags=""; node_flags=""
   [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
@@ -109,41 +107,11 @@ print(f"int8 EfficientNet-Lite0: top-1 agreement {r['top1_agreement']:.1%} on {r
       f"{r['decisive_top1_agreement']:.1%} on the {r['decisive_inputs']} decisive ones, mean KL {r['mean_kl']:.4f}")
 PY
 
-# Optimizer (issue 4): pruning keeps residual groups consistent on the real models (checked
-# by onnx's strict shape inference and onnxruntime, tools/check_pruned.py); sensitivity-guided
-# pruning loses less than uniform pruning; entropy (KL) calibration meets the decisive bar.
 step "com.microsoft operators vs onnxruntime (single-op graphs; its transformer optimizer's rewrite of the MiniLM encoder)"
 python3 tools/compare_ms_ops.py --cairn target/release/cairn
 
-step "optimize: pruning through residual groups, sensitivity-guided pruning, entropy calibration"
-mkdir -p target/optimize
-# (a glob, not `ls | head -1`: with pipefail, ls dying of SIGPIPE after head exits fails the step at random)
-real_inputs=(target/real-inputs/*.npy)
-one_input=${real_inputs[0]}
-target/release/cairn optimize target/models/mobilenetv2.onnx -o target/optimize/mobilenetv2_p30.onnx --prune 0.3
-target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30.onnx --prune 0.3
-target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_p30s.onnx --prune 0.3 \
-  --sensitivity --sensitivity-inputs 8 --calibrate target/calib-inputs --sensitivity-json target/optimize/prune-sensitivity.json
-python3 tools/check_pruned.py target/models/mobilenetv2.onnx target/optimize/mobilenetv2_p30.onnx "$one_input"
-for m in p30 p30s; do
-  python3 tools/check_pruned.py target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_$m.onnx "$one_input"
-  target/release/cairn eval target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_$m.onnx \
-    --inputs target/real-inputs --layer-inputs 0 --json > target/optimize/eval-$m.json
-done
-target/release/cairn optimize target/models/efficientnet_lite0.onnx -o target/optimize/efficientnet_lite0_int8_entropy.onnx \
-  --quantize int8 --calibrate target/calib-inputs --calibration entropy
-target/release/cairn eval target/models/efficientnet_lite0.onnx target/optimize/efficientnet_lite0_int8_entropy.onnx \
-  --inputs target/real-inputs --layer-inputs 0 --json > target/optimize/eval-entropy.json
-python3 - <<'PY'
-import json
-u, s, e = (json.load(open(f"target/optimize/eval-{m}.json")) for m in ("p30", "p30s", "entropy"))
-print(f"EfficientNet-Lite0 pruned 30%: uniform top-1 agreement {u['top1_agreement']:.1%}, mean KL {u['mean_kl']:.3f}; "
-      f"sensitivity-guided {s['top1_agreement']:.1%}, mean KL {s['mean_kl']:.3f} (no fine-tuning)")
-assert s["mean_kl"] < 0.5 * u["mean_kl"], "sensitivity-guided pruning should lose far less than uniform pruning"
-print(f"int8 EfficientNet-Lite0, entropy calibration: top-1 agreement {e['top1_agreement']:.1%}, "
-      f"{e['decisive_top1_agreement']:.1%} of {e['decisive_inputs']} decisive, mean KL {e['mean_kl']:.4f}")
-assert e["inputs"] >= 300 and e["decisive_top1_agreement"] >= 0.99, e
-PY
+# The optimizer's pruning and calibration checks (issue 4) run in scripts/test-extra.sh,
+# section "optimize" (they evaluate three pruned/quantized models on 320 photos each).
 
 # Run-time widths (issue 17, docs/adr/0018-run-time-widths.md): hidden channels in importance
 # order measured on the calibration photos, mean compensation per width; checks that the
@@ -213,7 +181,9 @@ deploy/test/lint.sh
 python3 deploy/test/scale.py --quick
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
-bench/web/build_wasm.sh
+# The threaded build (std rebuilt with atomics) and its tests run in scripts/test-extra.sh,
+# section "threads" (with threads.test.mjs).
+bench/web/build_wasm.sh simd relaxed scalar text
 (cd web && npm run test:runtime)
 
 # The npm package (issue 19): built from web/src, web/sw and the wasm builds; its tarball's
@@ -234,7 +204,8 @@ step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md
 diff -u SUPPORTED_OPS.md target/SUPPORTED_OPS.md || { echo "SUPPORTED_OPS.md is stale: run 'target/release/cairn ops --markdown > SUPPORTED_OPS.md'"; exit 1; }
 
-step "fuzzing the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader, ${CAIRN_FUZZ_SECONDS:-45} s each"
-fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-45}"
+step "fuzzing the ONNX, TF.js and TFLite importers, subgraphs and the bundle loader, ${CAIRN_FUZZ_SECONDS:-20} s each"
+# (scripts/test-extra.sh fuzz: 120 s each.)
+fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-20}"
 
 step "all tests passed"
