@@ -115,7 +115,7 @@ fn expected(texts: &[&str]) -> Expected {
     let mut embeddings = Vec::new();
     let mut scores = Vec::new();
     for i in 0..n {
-        let mut sum = vec![0f32; DIM];
+        let mut sum = [0f32; DIM];
         let mut count = 0f32;
         for t in 0..s {
             if batch.attention_mask[i * s + t] == 1 {
