@@ -315,3 +315,40 @@ async fn bad_typed_bodies_get_400_with_the_input_named() {
     let r = server.post("/v1/models/typed/infer", &[("content-type", "application/octet-stream"), ("cairn-tensors", &spec)], body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_binds_the_tensor_list_too() {
+    let root = app("idempotent");
+    let server = Server::start(Config::new(&root)).await;
+    let (body, spec) = packed(&inputs());
+    let headers = |spec: &str| {
+        [("content-type", "application/octet-stream"), ("cairn-tensors", spec), ("idempotency-key", "typed-1")]
+            .map(|(k, v)| (k, v.to_string()))
+    };
+    let send = |spec: String, body: Vec<u8>| {
+        let s = &server;
+        async move {
+            let h = headers(&spec);
+            let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            s.post("/v1/models/typed/infer", &refs, body).await
+        }
+    };
+    let first = send(spec.clone(), body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let again = send(spec.clone(), body.clone()).await;
+    assert_eq!((again.status, again.header(cairn_server::REPLAYED_HEADER)), (StatusCode::OK, "true"));
+    assert_eq!(again.body, first.body);
+    // The same bytes described as other tensors (ids read from big's bytes and back, one row)
+    // are another request: the key reused for it is refused, not answered with the first
+    // request's outputs (Cairn-Tensors is part of what the key is bound to).
+    let mut specs: Vec<serde_json::Value> = serde_json::from_str(&spec).unwrap();
+    let (ids_at, big_at) = (specs[0]["offset"].clone(), specs[1]["offset"].clone());
+    specs[1]["offset"] = ids_at;
+    specs[0]["offset"] = big_at;
+    specs[0]["bytes"] = 32.into();
+    specs[0]["shape"] = serde_json::json!([1, 4]);
+    specs[1]["shape"] = serde_json::json!([1, 2]);
+    specs[1]["bytes"] = 16.into();
+    let other = send(serde_json::to_string(&specs).unwrap(), body).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", other.text());
+}
