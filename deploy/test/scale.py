@@ -98,6 +98,7 @@ class Replica:
         self.port = free_port()
         self.proc = None
         self.peak_rss = 0.0
+        self.phase_peak_rss = 0.0  # since the current phase began: where the memory goes
         self.log = os.path.join(OUT, f"replica-{n}.log")
 
     @property
@@ -116,7 +117,9 @@ class Replica:
 
     def sample(self):
         if self.proc and self.proc.poll() is None:
-            self.peak_rss = max(self.peak_rss, rss_mib(self.proc.pid) or 0)
+            rss = rss_mib(self.proc.pid) or 0
+            self.peak_rss = max(self.peak_rss, rss)
+            self.phase_peak_rss = max(self.phase_peak_rss, rss)
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -213,8 +216,15 @@ def main():
             failures.append(msg)
             log(f"CHECK FAILED: {msg}")
 
+    def phase_rss():
+        peaks = {f"replica_{r.n}": round(r.phase_peak_rss, 1) for r in replicas}
+        for r in replicas:
+            r.phase_peak_rss = 0.0
+        return peaks
+
     def run(label, secs, during=None):
         log(f"phase {label}: {clients} clients")
+        phase_rss()
         load = Load(label, lb, clients, secs)
         events = during(load) if during else {}
         while load.proc.poll() is None:
@@ -223,6 +233,8 @@ def main():
             time.sleep(0.2)
         res = load.finish()
         res["events"] = events
+        res["peak_rss_mib"] = phase_rss()
+        log(f"  peak RSS MiB in {label}: {res['peak_rss_mib']}")
         bad = {s: n for s, n in res["statuses"].items() if s.startswith("5") and s != "503"}
         check(res["failed"] == 0, f"{label}: {res['failed']} requests failed")
         check(not bad, f"{label}: 5xx other than 503 seen: {bad}")
@@ -286,9 +298,12 @@ def main():
             return ev, load_res
 
         log(f"phase rolling-restart: {clients} clients")
+        phase_rss()
         load = Load("rolling-restart", lb, clients, 600)
         ev, res = rolling(load)
         res["events"] = ev
+        res["peak_rss_mib"] = phase_rss()
+        log(f"  peak RSS MiB in rolling-restart: {res['peak_rss_mib']}")
         bad = {s: n for s, n in res["statuses"].items() if s.startswith("5") and s != "503"}
         check(res["failed"] == 0, f"rolling-restart: {res['failed']} requests failed")
         check(not bad, f"rolling-restart: 5xx other than 503 seen: {bad}")

@@ -1,6 +1,6 @@
 // Type declarations for cairn.js, Cairn's page-side API.
 
-export type ErrorCode = 'shard-corrupt' | 'bad-manifest' | 'bad-tokenizer' | 'network' | 'dropped' | 'aborted' | 'not-loaded' | 'bad-input' | 'runtime';
+export type ErrorCode = 'shard-corrupt' | 'bad-manifest' | 'bad-tokenizer' | 'network' | 'dropped' | 'aborted' | 'not-loaded' | 'bad-input' | 'bad-output' | 'runtime';
 
 /** Every failure: `code` for programs, `message` for people. */
 export class CairnError extends Error {
@@ -70,6 +70,23 @@ export interface TypedOutput {
   shape: number[];
   data: TypedArray;
 }
+
+/** One output of an edge answer as its JSON says it (int64 past 2^53 and NaN/Infinity as strings). */
+export interface EdgeJsonTensor {
+  dtype: DType;
+  shape: number[];
+  data: (number | string | boolean)[];
+}
+
+/**
+ * Typed tensors as the body and headers of a `POST /v1/models/NAME/infer` (the packed binary
+ * form, `Cairn-Tensors`): what `model.run` sends to the edge for typed inputs, for callers
+ * that talk to the edge directly.
+ */
+export function edgeRequest(tensors: { name: string; dtype: DType; shape: number[]; data: TypedArray }[]): { body: Uint8Array; headers: Record<string, string> };
+
+/** An edge answer's `outputs` as typed arrays (int64 as BigInt64Array, exact; f16 as bits; bool as 0/1). */
+export function edgeOutputs(outputs: Record<string, EdgeJsonTensor>): TypedOutput[];
 
 export interface EmbedResult {
   /** Row-major `[texts, dim]`. */

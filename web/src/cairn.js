@@ -55,6 +55,72 @@ function typedTensor(name, t) {
   return { name, dtype, shape: t.shape, data: data.slice() };
 }
 
+// The edge's typed arrays by dtype (f16/bf16 as their 16-bit patterns, as the worker gives them).
+const EDGE_ARRAYS = {
+  f32: Float32Array, f64: Float64Array, f16: Uint16Array, bf16: Uint16Array, i8: Int8Array, u8: Uint8Array, i16: Int16Array,
+  u16: Uint16Array, i32: Int32Array, u32: Uint32Array, i64: BigInt64Array, u64: BigUint64Array, bool: Uint8Array,
+};
+
+/**
+ * Typed tensors as the body of a `/v1/models/NAME/infer` request (the packed binary form:
+ * every tensor's bytes at an 8-byte offset, described by the `Cairn-Tensors` header), so
+ * int64 ids and the rest reach the edge exactly, as they are.
+ * @param {{ name: string, dtype: string, shape: number[], data: ArrayBufferView }[]} tensors
+ * @returns {{ body: Uint8Array, headers: Record<string, string> }}
+ */
+export function edgeRequest(tensors) {
+  const specs = [];
+  let size = 0;
+  for (const t of tensors) {
+    size = Math.ceil(size / 8) * 8;
+    specs.push({ name: t.name, dtype: t.dtype, shape: t.shape, offset: size, bytes: t.data.byteLength });
+    size += t.data.byteLength;
+  }
+  const body = new Uint8Array(size);
+  tensors.forEach((t, i) => body.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
+  return { body, headers: { 'content-type': 'application/octet-stream', 'cairn-tensors': JSON.stringify(specs) } };
+}
+
+/**
+ * The `outputs` of an edge answer (`{ NAME: { dtype, shape, data } }`, JSON) as typed arrays,
+ * the way a run on the device gives them: int64 as BigInt64Array (the edge writes values past
+ * 2^53 as decimal strings, so none is rounded), bool as 0/1 bytes, f16/bf16 as bit patterns,
+ * NaN and the infinities (strings in JSON) as themselves.
+ * @returns {{ name: string, dtype: string, shape: number[], data: ArrayBufferView }[]}
+ */
+export function edgeOutputs(outputs) {
+  return Object.entries(outputs).map(([name, o]) => {
+    const Array = EDGE_ARRAYS[o.dtype];
+    if (!Array) throw new CairnError('bad-output', `the edge answered output '${name}' with dtype '${o.dtype}', which has no typed array here`);
+    let read = Number;
+    if (o.dtype === 'i64' || o.dtype === 'u64') read = BigInt;
+    else if (o.dtype === 'bool') read = (x) => (x === true || x === 1 ? 1 : 0);
+    else if (o.dtype === 'f16') read = (x) => f16Bits(Number(x));
+    else if (o.dtype === 'bf16') read = (x) => new Uint32Array(new Float32Array([Number(x)]).buffer)[0] >>> 16;
+    return { name, dtype: o.dtype, shape: o.shape, data: Array.from(o.data, read) };
+  });
+}
+
+/** The f16 bit pattern nearest to `x` (round half to even), for browsers without Float16Array. */
+function f16Bits(x) {
+  if (typeof Float16Array !== 'undefined') return new Uint16Array(new Float16Array([x]).buffer)[0];
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  const mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 112; // rebias 127 -> 15
+  if (e >= 0x1f) return sign | 0x7c00;
+  // Normal: keep 10 of 23 mantissa bits; subnormal: shift the implicit 1 in as well.
+  const [m, shift, base] = e > 0 ? [mant, 13, e << 10] : [mant | 0x800000, 14 - e, 0];
+  if (shift > 24) return sign;
+  let h = base | (m >>> shift);
+  const rem = m & ((1 << shift) - 1);
+  const mid = 1 << (shift - 1);
+  if (rem > mid || (rem === mid && (h & 1))) h++; // a carry into the exponent is right
+  return sign | h;
+}
+
 export class Cairn {
   #worker;
   #nextId = 1;
@@ -269,9 +335,7 @@ class Model {
    */
   async run(input, { priority = 0, stream = '', signal, prefer = 'auto', width = 1 } = {}) {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
-    // The edge's /v1 infer takes f32 tensors and images: other dtypes run on the device.
-    const typed = ArrayBuffer.isView(input?.data) ? !(input.data instanceof Float32Array && !input.dtype) : input && !ArrayBuffer.isView(input.data) && Object.values(input).some((t) => ArrayBuffer.isView(t?.data));
-    const placement = this.cairn.edge && !typed ? await this.#decide(prefer) : null;
+    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
     let fallback = null;
     if (placement?.where === 'edge') {
       try {
@@ -364,26 +428,54 @@ class Model {
     return (await this.cairn._post({ type: 'decide', signals })).decision;
   }
 
-  /** POSTs the input tensor to the edge's /v1/models/NAME/infer (NAME: the bundle's directory). */
+  /**
+   * POSTs the input to the edge's /v1/models/NAME/infer (NAME: the bundle's directory):
+   * typed tensors in the packed binary form (every output comes back with its dtype), f32
+   * tensors and images (preprocessed by the worker's Rust code, exactly as for a run on the
+   * device) as the raw f32 bytes.
+   */
   async #runOnEdge(input, placement, signal) {
     const t0 = performance.now();
-    // Images are preprocessed by the worker's Rust code, exactly as for a run on the device.
-    const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
+    const typed = this.#typedTensors(input);
+    let request;
+    if (typed) {
+      request = edgeRequest(typed);
+    } else {
+      const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
+      request = { body: data, headers: { 'content-type': 'application/octet-stream', 'cairn-shape': shape.join(',') } };
+    }
     const name = this.url.pathname.split('/').slice(-2)[0];
     const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
     const res = await fetch(new URL(`/v1/models/${encodeURIComponent(name)}/infer`, this.cairn.edge), {
-      method: 'POST', body: data, signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      headers: { 'content-type': 'application/octet-stream', 'cairn-shape': shape.join(',') },
+      method: 'POST', body: request.body, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, headers: request.headers,
     });
     const answer = await res.json();
     if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
-    const [outName, out] = Object.entries(answer.outputs)[0];
-    const outputs = [{ name: outName, shape: out.shape, data: Float32Array.from(out.data) }];
+    let outputs;
+    if (typed) {
+      outputs = edgeOutputs(answer.outputs);
+    } else {
+      const [outName, out] = Object.entries(answer.outputs)[0];
+      outputs = [{ name: outName, shape: out.shape, data: Float32Array.from(out.data, Number) }];
+    }
     const ms = performance.now() - t0;
     this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
     this.#placement.edgeFailures = 0;
-    const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
+    const top = !typed && this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
+  }
+
+  /** Typed inputs (`{ data: BigInt64Array, shape }` or named ones) as checked tensors; null for images and plain f32. */
+  #typedTensors(input) {
+    // Named inputs of any dtype: { input_ids: { data: BigInt64Array, shape }, attention_mask: ... },
+    // or one typed tensor that is not f32 ({ data: Int32Array, shape, dtype? }).
+    const single = ArrayBuffer.isView(input?.data) && !(input.data instanceof Float32Array && !input.dtype);
+    // (A plain object of { data, shape } entries; a wrong `data` then gets typedTensor's error.)
+    const named = !single && input?.constructor === Object && !('data' in input) && Object.values(input).length > 0
+      && Object.values(input).every((t) => Array.isArray(t?.shape));
+    if (!single && !named) return null;
+    const entries = single ? [[this.manifest.inputs[0]?.name, input]] : Object.entries(input);
+    return entries.map(([name, t]) => typedTensor(name, t));
   }
 
   /**
@@ -404,17 +496,8 @@ class Model {
   }
 
   async #prepare(input) {
-    // Named inputs of any dtype: { input_ids: { data: BigInt64Array, shape }, attention_mask: ... },
-    // or one typed tensor that is not f32 ({ data: Int32Array, shape, dtype? }).
-    const single = ArrayBuffer.isView(input?.data) && !(input.data instanceof Float32Array && !input.dtype);
-    // (A plain object of { data, shape } entries; a wrong `data` then gets typedTensor's error.)
-    const named = !single && input?.constructor === Object && !('data' in input) && Object.values(input).length > 0
-      && Object.values(input).every((t) => Array.isArray(t?.shape));
-    if (single || named) {
-      const entries = single ? [[this.manifest.inputs[0]?.name, input]] : Object.entries(input);
-      const tensors = entries.map(([name, t]) => typedTensor(name, t));
-      return { payload: { tensors }, transfer: tensors.map((t) => t.data.buffer) };
-    }
+    const tensors = this.#typedTensors(input);
+    if (tensors) return { payload: { tensors }, transfer: tensors.map((t) => t.data.buffer) };
     if (input && input.data instanceof Float32Array && Array.isArray(input.shape)) {
       const data = input.data.slice();
       return { payload: { data, shape: input.shape }, transfer: [data.buffer] };

@@ -124,7 +124,17 @@ impl Access {
             return None;
         }
         let origins: Vec<HeaderValue> = self.origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-        let allowed = ["authorization", "content-type", "idempotency-key", "cairn-shape", "cairn-dtype", "cairn-input", "x-request-id"];
+        let allowed = [
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "cairn-shape",
+            "cairn-dtype",
+            "cairn-input",
+            "cairn-tensors",
+            crate::api::VERSION_HEADER,
+            "x-request-id",
+        ];
         let exposed = ["x-request-id", "idempotent-replayed", "retry-after"];
         Some(
             CorsLayer::new()

@@ -242,7 +242,7 @@ fn request_hash(headers: &HeaderMap, model: &str, action: &str, options: &str, b
         h.update(part.as_bytes());
         h.update([0]);
     }
-    for name in [header::CONTENT_TYPE.as_str(), "cairn-shape", "cairn-dtype", "cairn-input"] {
+    for name in [header::CONTENT_TYPE.as_str(), "cairn-shape", "cairn-dtype", "cairn-input", crate::wire::TENSORS_HEADER] {
         h.update(headers.get(name).map(|v| v.as_bytes()).unwrap_or(b""));
         h.update([0]);
     }

@@ -23,6 +23,7 @@ mod calibrate;
 mod error;
 mod explain;
 pub mod idempotency;
+mod json_tensor;
 mod live;
 mod metrics;
 mod models;

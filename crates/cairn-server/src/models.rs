@@ -161,6 +161,12 @@ pub fn parse_dtype(name: &str) -> Option<DType> {
         "uint8" => "u8",
         "int32" => "i32",
         "int64" => "i64",
+        "float64" => "f64",
+        "bfloat16" => "bf16",
+        "int16" => "i16",
+        "uint16" => "u16",
+        "uint32" => "u32",
+        "uint64" => "u64",
         other => other,
     };
     DType::from_name(canonical)

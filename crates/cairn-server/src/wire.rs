@@ -1,17 +1,22 @@
 //! Tensors on the wire: request bodies (JSON or raw little-endian bytes) checked
 //! against the model's declared inputs, and outputs as JSON.
 //!
-//! JSON: `{"inputs": {"x": {"dtype": "f32", "shape": [1, 3, 224, 224], "data": [...]}}}`
-//! (`dtype` may be left out; a single-input model also takes the tensor object alone).
-//! Binary (`Content-Type: application/octet-stream`): the bytes of the model's single
-//! input (or the one named by `Cairn-Input`), shape from `Cairn-Shape: 1,3,224,224`
-//! or, when only the first dim is free, from the body length; `Cairn-Dtype` if given
-//! must match.
+//! JSON: `{"inputs": {"ids": {"dtype": "i64", "shape": [1, 8], "data": [101, "9007199254740993", ...]}}}`
+//! (`dtype` may be left out; a single-input model also takes the tensor object alone). Element
+//! forms (exact int64 as numbers or decimal strings, NaN/Infinity as strings, bools): see
+//! [`crate::json_tensor`].
+//! Binary (`Content-Type: application/octet-stream`), one tensor: the bytes of the model's
+//! single input (or the one named by `Cairn-Input`), shape from `Cairn-Shape: 1,3,224,224`
+//! or, when only the first dim is free, from the body length; `Cairn-Dtype` if given must
+//! match. Several tensors: `Cairn-Tensors: [{"name", "dtype", "shape", "offset", "bytes"}, ...]`
+//! describes each one's byte range of the body, the packed form the browser worker uses
+//! (ADR 0015), so a page sends its `BigInt64Array`s as they are.
 
 use crate::error::ApiError;
+use crate::json_tensor::{self, Data};
 use crate::models::{parse_dtype, ServedModel};
 use axum::http::HeaderMap;
-use cairn_core::{DType, Dim, Tensor, TensorData, ValueInfo};
+use cairn_core::{DType, Dim, Tensor, ValueInfo};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -27,14 +32,37 @@ struct JsonTensor {
     #[serde(default)]
     dtype: Option<String>,
     shape: Vec<usize>,
-    data: Vec<f64>,
+    data: Data,
 }
 
+/// One tensor of a packed binary body (`Cairn-Tensors`): its bytes are `[offset, offset + bytes)`.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonBody {
-    Named { inputs: HashMap<String, JsonTensor> },
-    Single(JsonTensor),
+#[serde(deny_unknown_fields)]
+struct PackedSpec {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+    offset: usize,
+    bytes: usize,
+}
+
+/// The header naming the tensors of a packed binary body.
+pub const TENSORS_HEADER: &str = "cairn-tensors";
+
+/// Either `{"inputs": {NAME: tensor, ...}}` or one tensor's fields at the top. One struct
+/// rather than an untagged enum: serde's error for a bad element (which one, why) then reaches
+/// the client, and the body is not buffered twice.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBody {
+    #[serde(default)]
+    inputs: Option<HashMap<String, JsonTensor>>,
+    #[serde(default)]
+    dtype: Option<String>,
+    #[serde(default)]
+    shape: Option<Vec<usize>>,
+    #[serde(default)]
+    data: Option<Data>,
 }
 
 pub fn parse(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<Inputs, ApiError> {
@@ -42,6 +70,7 @@ pub fn parse(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<In
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let tensors: HashMap<String, Tensor> = match media.as_str() {
         "application/json" | "" => parse_json(model, body)?,
+        "application/octet-stream" if headers.contains_key(TENSORS_HEADER) => parse_packed(model, headers, body)?,
         "application/octet-stream" => parse_binary(model, headers, body)?,
         other => {
             return Err(ApiError::new(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("cannot read a '{other}' body"))
@@ -54,59 +83,40 @@ pub fn parse(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<In
 fn parse_json(model: &ServedModel, body: &[u8]) -> Result<HashMap<String, Tensor>, ApiError> {
     let parsed: JsonBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("the JSON body is not a tensor request: {e}"))
-            .hint("expected {\"inputs\": {\"NAME\": {\"shape\": [...], \"data\": [...]}}}")
+            .hint("expected {\"inputs\": {\"NAME\": {\"dtype\": \"i64\", \"shape\": [...], \"data\": [...]}}}; int64 past 2^53 as decimal strings")
     })?;
     let named = match parsed {
-        JsonBody::Named { inputs } => inputs,
-        JsonBody::Single(t) => match model.inputs.as_slice() {
-            [only] => HashMap::from([(only.name.clone(), t)]),
+        JsonBody { inputs: Some(inputs), dtype: None, shape: None, data: None } => inputs,
+        JsonBody { inputs: None, dtype, shape: Some(shape), data: Some(data) } => match model.inputs.as_slice() {
+            [only] => HashMap::from([(only.name.clone(), JsonTensor { dtype, shape, data })]),
             _ => return Err(ApiError::bad_request(format!("the model has {} inputs: name each under \"inputs\"", model.inputs.len()))),
         },
+        _ => {
+            return Err(ApiError::bad_request(
+                "the JSON body is not a tensor request: it needs \"inputs\", or \"shape\" and \"data\" of one tensor",
+            )
+            .hint("expected {\"inputs\": {\"NAME\": {\"dtype\": \"i64\", \"shape\": [...], \"data\": [...]}}}"))
+        }
     };
     let mut out = HashMap::new();
     for (name, t) in named {
         let info = find_input(model, &name)?;
         let dtype = match &t.dtype {
-            Some(d) => parse_dtype(d).ok_or_else(|| ApiError::bad_request(format!("input '{name}': unknown dtype '{d}'")))?,
+            Some(d) => dtype_named(&name, d)?,
             None => info.dtype,
         };
         let numel = checked_count(&t.shape, &name)?;
-        if numel != t.data.len() {
+        if numel != t.data.0.len() {
             return Err(ApiError::bad_request(format!(
                 "input '{name}': shape {:?} holds {numel} values but data has {}",
                 t.shape,
-                t.data.len()
+                t.data.0.len()
             )));
         }
-        let data = json_values(dtype, &t.data).map_err(|e| ApiError::bad_request(format!("input '{name}': {e}")))?;
+        let data = json_tensor::to_tensor_data(dtype, &t.data.0).map_err(|e| ApiError::bad_request(format!("input '{name}': {e}")))?;
         out.insert(name, Tensor::new(t.shape, data).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
     Ok(out)
-}
-
-fn json_values(dtype: DType, v: &[f64]) -> Result<TensorData, String> {
-    let ints = |lo: f64, hi: f64| -> Result<(), String> {
-        match v.iter().find(|x| x.fract() != 0.0 || **x < lo || **x > hi) {
-            Some(bad) => Err(format!("{bad} is not a {} value", dtype.name())),
-            None => Ok(()),
-        }
-    };
-    Ok(match dtype {
-        DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
-        DType::F16 => TensorData::F16(v.iter().map(|&x| half::f16::from_f64(x)).collect()),
-        DType::I8 => ints(-128.0, 127.0).map(|_| TensorData::I8(v.iter().map(|&x| x as i8).collect()))?,
-        DType::U8 => ints(0.0, 255.0).map(|_| TensorData::U8(v.iter().map(|&x| x as u8).collect()))?,
-        DType::I32 => ints(i32::MIN as f64, i32::MAX as f64).map(|_| TensorData::I32(v.iter().map(|&x| x as i32).collect()))?,
-        DType::I64 => ints(-(2f64.powi(53)), 2f64.powi(53)).map(|_| TensorData::I64(v.iter().map(|&x| x as i64).collect()))?,
-        DType::Bool => ints(0.0, 1.0).map(|_| TensorData::Bool(v.iter().map(|&x| x as u8).collect()))?,
-        DType::F64 => TensorData::F64(v.to_vec()),
-        DType::BF16 => TensorData::BF16(v.iter().map(|&x| half::bf16::from_f64(x)).collect()),
-        DType::I16 => ints(i16::MIN as f64, i16::MAX as f64).map(|_| TensorData::I16(v.iter().map(|&x| x as i16).collect()))?,
-        DType::U16 => ints(0.0, u16::MAX as f64).map(|_| TensorData::U16(v.iter().map(|&x| x as u16).collect()))?,
-        DType::U32 => ints(0.0, u32::MAX as f64).map(|_| TensorData::U32(v.iter().map(|&x| x as u32).collect()))?,
-        DType::U64 => ints(0.0, 2f64.powi(53)).map(|_| TensorData::U64(v.iter().map(|&x| x as u64).collect()))?,
-        narrow => return Err(format!("{narrow} inputs are not accepted as JSON numbers (send f32 and cast in the model)")),
-    })
 }
 
 fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Tensor>, ApiError> {
@@ -125,7 +135,7 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
         return Err(ApiError::bad_request("a binary body carries one tensor but the model has several inputs").hint("send JSON instead"));
     }
     if let Some(d) = header("cairn-dtype") {
-        let dtype = parse_dtype(d).ok_or_else(|| ApiError::bad_request(format!("Cairn-Dtype: unknown dtype '{d}'")))?;
+        let dtype = dtype_named("Cairn-Dtype", d)?;
         if dtype != info.dtype {
             return Err(ApiError::bad_request(format!("input '{}' must be {}, got {}", info.name, info.dtype.name(), dtype.name())));
         }
@@ -156,10 +166,67 @@ fn parse_binary(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result
             body.len()
         )));
     }
+    Ok(HashMap::from([(info.name.clone(), from_bytes(&info.name, info.dtype, shape, body)?)]))
+}
+
+/// Several tensors in one body, each described in `Cairn-Tensors` (the worker's packed form).
+fn parse_packed(model: &ServedModel, headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Tensor>, ApiError> {
+    let spec = headers.get(TENSORS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let specs: Vec<PackedSpec> = serde_json::from_str(spec).map_err(|e| {
+        ApiError::bad_request(format!("Cairn-Tensors is not a tensor list: {e}"))
+            .hint("Cairn-Tensors: [{\"name\": \"ids\", \"dtype\": \"i64\", \"shape\": [1, 8], \"offset\": 0, \"bytes\": 64}]")
+    })?;
+    let mut out = HashMap::with_capacity(specs.len());
+    for s in specs {
+        let info = find_input(model, &s.name)?;
+        let dtype = dtype_named(&s.name, &s.dtype)?;
+        if dtype != info.dtype {
+            return Err(ApiError::bad_request(format!("input '{}' must be {}, got {}", info.name, info.dtype.name(), dtype.name())));
+        }
+        let want = checked_count(&s.shape, &s.name)?.checked_mul(dtype.size());
+        let end = s.offset.checked_add(s.bytes).filter(|&e| e <= body.len());
+        let (Some(end), true) = (end, want == Some(s.bytes)) else {
+            return Err(ApiError::bad_request(format!(
+                "input '{}': shape {:?} of {} needs {} bytes; Cairn-Tensors gives {} at offset {} of a {}-byte body",
+                s.name,
+                s.shape,
+                dtype.name(),
+                want.map_or("too many".to_string(), |w| w.to_string()),
+                s.bytes,
+                s.offset,
+                body.len()
+            )));
+        };
+        let t = from_bytes(&s.name, dtype, s.shape, &body[s.offset..end])?;
+        if out.insert(s.name.clone(), t).is_some() {
+            return Err(ApiError::bad_request(format!("input '{}' is given twice in Cairn-Tensors", s.name)));
+        }
+    }
+    Ok(out)
+}
+
+/// A tensor holding `bytes` (little-endian, as many as `shape` needs); bools must be 0 or 1.
+fn from_bytes(name: &str, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, ApiError> {
+    if dtype.is_narrow() {
+        return Err(ApiError::bad_request(format!("input '{name}': {dtype} inputs are not accepted (send f32 and cast in the model)")));
+    }
+    if dtype == DType::Bool {
+        if let Some(i) = bytes.iter().position(|&b| b > 1) {
+            return Err(ApiError::bad_request(format!("input '{name}': byte {i} is {}, but a bool tensor holds only 0 and 1", bytes[i])));
+        }
+    }
     // Tensor bytes are native-endian, and every target Cairn builds for is little-endian.
-    let mut t = Tensor::new(shape, TensorData::zeros(info.dtype, numel)).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    t.bytes_mut().copy_from_slice(body);
-    Ok(HashMap::from([(info.name.clone(), t)]))
+    let mut t = Tensor::zeros(dtype, shape).map_err(|e| ApiError::bad_request(format!("input '{name}': {e}")))?;
+    t.bytes_mut().copy_from_slice(bytes);
+    Ok(t)
+}
+
+/// A dtype by any name the API accepts (Cairn's `i64` or NumPy's `int64`), or a 400 listing them.
+fn dtype_named(what: &str, name: &str) -> Result<DType, ApiError> {
+    parse_dtype(name).ok_or_else(|| {
+        ApiError::bad_request(format!("{what}: unknown dtype '{name}'"))
+            .hint("dtypes: f32, f16, bf16, f64, i8, u8, i16, u16, i32, u32, i64, u64, bool (or NumPy names: float32, int64, ...)")
+    })
 }
 
 /// With no Cairn-Shape: every dim but the first must be known; the first is what the length says.
@@ -231,25 +298,9 @@ fn check(declared: &[ValueInfo], mut given: HashMap<String, Tensor>) -> Result<I
     Ok(Inputs { tensors, rows })
 }
 
-/// One output tensor as JSON.
+/// One output tensor as JSON (exact: see [`crate::json_tensor`]).
 pub fn tensor_json(t: &Tensor) -> serde_json::Value {
-    let data: serde_json::Value = match t.data() {
-        TensorData::F32(v) => serde_json::json!(v),
-        TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>().into(),
-        TensorData::I8(v) => serde_json::json!(v),
-        TensorData::U8(v) => serde_json::json!(v),
-        TensorData::I32(v) => serde_json::json!(v),
-        TensorData::I64(v) => serde_json::json!(v),
-        TensorData::Bool(v) => serde_json::json!(v),
-        TensorData::BF16(v) => v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>().into(),
-        TensorData::F64(v) => serde_json::json!(v),
-        TensorData::I16(v) => serde_json::json!(v),
-        TensorData::U16(v) => serde_json::json!(v),
-        TensorData::U32(v) => serde_json::json!(v),
-        TensorData::U64(v) => serde_json::json!(v),
-        TensorData::Narrow(d, v) => v.iter().map(|&b| cairn_core::narrow::decode(*d, b)).collect::<Vec<f64>>().into(),
-    };
-    serde_json::json!({ "dtype": t.dtype().name(), "shape": t.shape(), "data": data })
+    json_tensor::tensor_json(t)
 }
 
 /// Softmax over the last axis of row `row` of a [rows, classes] float output.

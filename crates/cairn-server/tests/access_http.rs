@@ -78,12 +78,15 @@ async fn keys_origins_and_rate_limits() {
             &[
                 ("origin", "https://app.example"),
                 ("access-control-request-method", "POST"),
-                ("access-control-request-headers", "authorization,idempotency-key"),
+                ("access-control-request-headers", "authorization,idempotency-key,cairn-tensors,cairn-model-version"),
             ],
         )
         .await;
     assert!(preflight.status.is_success(), "{}", preflight.status);
-    assert!(preflight.header("access-control-allow-headers").contains("authorization"), "{:?}", preflight.headers);
+    // Typed inputs (Cairn-Tensors) and version-pinned clients (Cairn-Model-Version) may call cross-origin.
+    for h in ["authorization", "idempotency-key", "cairn-tensors", "cairn-model-version"] {
+        assert!(preflight.header("access-control-allow-headers").contains(h), "{h}: {:?}", preflight.headers);
+    }
 
     // Static files and bundles stay public.
     assert_eq!(server.get("/index.html", &[]).await.status, StatusCode::OK);
