@@ -8,8 +8,11 @@
 //! (tokio workers, `spawn_blocking` threads, rayon) may get its own arena, up to 8 per core, each
 //! keeping its own holes. Fixing the threshold (which also turns the dynamic raise off) sends
 //! every large block to its own mapping, returned on free; capping the arenas bounds what small
-//! allocations can strand. `MALLOC_*` environment variables set by an operator still win: glibc
-//! reads them before `main`, and we only call `mallopt` for those not set.
+//! allocations can strand. Measured: the fixed threshold is what matters (one replica under 64
+//! clients peaked at 197 MiB with it alone, 197 with both, 243 with neither); the arena cap made
+//! no measurable difference there and is kept as a cheap bound. `MALLOC_*` environment variables
+//! set by an operator still win: glibc reads them before `main`, and we only call `mallopt` for
+//! those not set.
 
 /// Blocks at least this large get their own mapping (glibc's initial default, kept fixed).
 const MMAP_THRESHOLD: i32 = 128 * 1024;
