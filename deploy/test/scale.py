@@ -12,8 +12,9 @@ Then, from the replicas' JSON request logs: every key answered 200 must have bee
 exactly once across all replicas (a replayed answer is not a computation).
 
 Checks: no failed request in any phase (a request fails when it never gets a 200 within its
-retries); no 5xx other than 503 + Retry-After; no key computed twice; every replica's peak RSS
-under --rss-bound-mib; the live update reached every replica and old-version pinned clients
+retries); no 5xx other than 503 + Retry-After; no key computed twice; in every phase, every
+replica's peak RSS under --rss-base-mib + --rss-per-model-mib x the model versions it holds (1;
+2 in the live update, where v1 stays loaded for pinned clients); the live update reached every replica and old-version pinned clients
 were answered. Exit status 1 when a check fails.
 
   python3 deploy/test/scale.py [--quick] [--clients N] [--seconds S]
@@ -109,7 +110,10 @@ class Replica:
         self.proc = subprocess.Popen(
             [CAIRN, "serve", self.app, "--addr", f"127.0.0.1:{self.port}", "--threads", str(self.threads),
              "--idempotency", self.redis_url, "--api-keys", self.keys_file, "--log-format", "json",
-             "--drain-seconds", "1.5", "--reload-seconds", "0.5", "--reload-grace", "60", "--max-batch", "8"],
+             "--drain-seconds", "1.5", "--reload-seconds", "0.5", "--reload-grace", "60", "--max-batch", "8",
+             # Bodies + their tensors held at once: 80 MiB covers 64 clients' 602 KB images (73.5 MiB)
+             # and is the part of --rss-base-mib that grows with load; more clients get 503s.
+             "--max-inflight-bytes", str(80 << 20)],
             stdout=open(self.log + ".out", "a"), stderr=open(self.log, "a"))
 
     def ready(self):
@@ -176,7 +180,12 @@ def main():
     ap.add_argument("--clients", type=int)
     ap.add_argument("--seconds", type=float, help="length of the baseline, scale-out and live-update runs")
     ap.add_argument("--threads", type=int, default=2, help="kernel threads per replica")
-    ap.add_argument("--rss-bound-mib", type=float, default=250, help="each replica's peak RSS must stay under this")
+    # Measured on this branch (BENCHMARKS.md, edge tier): base = runtime + 64 clients' bodies in
+    # flight; per model = weights, prepacked operands and the batch-8 arena.
+    ap.add_argument("--rss-base-mib", type=float, default=130,
+                    help="peak RSS a replica may use besides its models (runtime, request bodies in flight)")
+    ap.add_argument("--rss-per-model-mib", type=float, default=80,
+                    help="peak RSS each loaded model version may add")
     args = ap.parse_args()
     clients = args.clients or (16 if args.quick else 64)
     seconds = args.seconds or (8 if args.quick else 30)
@@ -222,6 +231,12 @@ def main():
             r.phase_peak_rss = 0.0
         return peaks
 
+    def check_rss(label, peaks, models):
+        bound = args.rss_base_mib + args.rss_per_model_mib * models
+        for name, mib in peaks.items():
+            check(mib < bound, f"{label}: {name} peak RSS {mib:.0f} MiB >= {bound:.0f} MiB "
+                               f"({args.rss_base_mib:.0f} base + {models} x {args.rss_per_model_mib:.0f} per model)")
+
     def run(label, secs, during=None):
         log(f"phase {label}: {clients} clients")
         phase_rss()
@@ -235,6 +250,7 @@ def main():
         res["events"] = events
         res["peak_rss_mib"] = phase_rss()
         log(f"  peak RSS MiB in {label}: {res['peak_rss_mib']}")
+        check_rss(label, res["peak_rss_mib"], 2 if label == "live-update" else 1)
         bad = {s: n for s, n in res["statuses"].items() if s.startswith("5") and s != "503"}
         check(res["failed"] == 0, f"{label}: {res['failed']} requests failed")
         check(not bad, f"{label}: 5xx other than 503 seen: {bad}")
@@ -304,6 +320,7 @@ def main():
         res["events"] = ev
         res["peak_rss_mib"] = phase_rss()
         log(f"  peak RSS MiB in rolling-restart: {res['peak_rss_mib']}")
+        check_rss("rolling-restart", res["peak_rss_mib"], 1)
         bad = {s: n for s, n in res["statuses"].items() if s.startswith("5") and s != "503"}
         check(res["failed"] == 0, f"rolling-restart: {res['failed']} requests failed")
         check(not bad, f"rolling-restart: 5xx other than 503 seen: {bad}")
@@ -355,8 +372,6 @@ def main():
         check(once["computed_twice_or_more"] == 0, f"keys computed more than once: {once}")
         check(once["no_compute_line"] == 0, f"answered keys without a compute record: {once}")
         results["peak_rss_mib"] = {f"replica_{r.n}": round(r.peak_rss, 1) for r in replicas}
-        for r in replicas:
-            check(r.peak_rss < args.rss_bound_mib, f"replica {r.n} peak RSS {r.peak_rss:.0f} MiB >= {args.rss_bound_mib} MiB")
     finally:
         for r in replicas:
             if r.proc and r.proc.poll() is None:

@@ -9,6 +9,7 @@ mod fsutil;
 mod import;
 mod inputs_dir;
 mod inspect;
+mod malloc_tuning;
 mod missing_ops;
 mod model;
 mod npy;

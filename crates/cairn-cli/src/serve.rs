@@ -131,6 +131,8 @@ fn access_config(args: &ServeArgs) -> Result<AccessConfig> {
 }
 
 pub fn main(args: ServeArgs) -> Result<()> {
+    // Before any thread starts: arenas are assigned as threads first allocate.
+    crate::malloc_tuning::apply();
     if args.max_batch == 0 || args.queue == 0 || args.workers == 0 {
         bail!("--max-batch, --queue and --workers must be at least 1");
     }
