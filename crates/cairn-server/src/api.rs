@@ -220,6 +220,10 @@ where
     let hash = request_hash(headers, model, action, options, body);
     match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, Box::pin(compute)).await {
         Ok(Outcome::Computed(s)) => {
+            // Logged the moment the answer is stored, not with the request log line at the
+            // end of the response: a replica killed while sending the answer has still
+            // computed it once, and the exactly-once audit (deploy/test/scale.py) counts these.
+            tracing::info!(idempotency_stored = key, "idempotent answer stored");
             app.metrics.idempotent_computed();
             let mut res = stored_response(&s, false);
             res.extensions_mut().insert(IdempotencyOutcome("computed"));
