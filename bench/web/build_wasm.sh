@@ -25,7 +25,9 @@ variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads)
 for v in "${variants[@]}"; do
   case $v in
-    simd) build simd "-C target-feature=+simd128" ;;
+    # The simd build also carries the WebGPU backend (docs/adr/0022): the browser's own
+    # WebGPU through wgpu, no wgpu-core or shader compiler, so it adds little.
+    simd) build simd "-C target-feature=+simd128" --features webgpu ;;
     relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
     scalar) build scalar "" ;;
     # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object

@@ -9,7 +9,9 @@ use crate::GpuError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A device and queue with Cairn's error and loss bookkeeping.
+/// A device and queue with Cairn's error and loss bookkeeping. Clones share the device (a
+/// page keeps one to destroy it from a test hook while a run holds the session).
+#[derive(Clone)]
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,

@@ -171,7 +171,6 @@ impl Program {
                 }
             }
         }
-        drop(weight);
         built_bytes += weight_bytes;
         Program { plan, cmds, buffers, on_gpu, fallback: lowered.fallback, dispatches, built_bytes }
     }
