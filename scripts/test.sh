@@ -22,6 +22,8 @@
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
 #       the threaded build on a cross-origin isolated page (bit-identical to SIMD, memory
 #       within 1.3x), the SIMD build on a page that is not isolated (threads.test.mjs);
+#       MobileNetV2 on WebGPU (SwiftShader) matching wasm, and a device loss falling back
+#       to wasm (webgpu.test.mjs);
 #   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
 #       the Vite example built from its tarball, offline in headless Chromium;
 #   3d. the demo PWA (web/app consuming the package, built by `cairn app build`) in headless Chromium:
