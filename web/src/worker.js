@@ -446,7 +446,10 @@ function drain() {
 
 self.onmessage = async ({ data: msg }) => {
   wasmReady ??= startWasm(msg);
-  const wasm = await wasmReady;
+  let wasm;
+  // A build that cannot start (e.g. backend 'webgpu' without an adapter) fails the request
+  // with its reason instead of leaving it unanswered.
+  try { wasm = await wasmReady; } catch (e) { return fail(msg.id, e.code ?? 'bad-input', String(e.message ?? e)); }
   if (!scheduler) {
     scheduler = new wasm.Scheduler(msg.queueBound ?? 16);
     memoryBudget = msg.memoryBudget ?? Infinity;
