@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz (further lanes append theirs below).
+# Sections: zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu (further lanes append theirs below).
 # Sections threads, adaptive, optimize and relaxed assume scripts/test.sh ran (models, inputs, builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -148,4 +148,13 @@ fi
 # fuzz: the importers, subgraphs and the bundle loader, 120 s per target (scripts/test.sh: 20 s).
 if wants fuzz; then
   fuzz/run.sh "${CAIRN_FUZZ_SECONDS:-120}"
+fi
+
+# webgpu (issue 16, docs/adr/0022): the webgpu build (simd + GpuModel) and
+# web/test/webgpu.test.mjs in headless Chromium with --enable-unsafe-webgpu (SwiftShader):
+# MobileNetV2 on the GPU path matching wasm, dispatch/byte counters, a forced device loss
+# falling back to wasm. (The native kernel and model tests on lavapipe run in cargo test.)
+if wants webgpu; then
+  bench/web/build_wasm.sh webgpu
+  (cd web && npm run test:webgpu)
 fi

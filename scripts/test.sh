@@ -19,6 +19,8 @@
 #       into the worker, verified, run coarse then full, matching native Cairn; text bundles
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
 #       (the threaded build and its tests: scripts/test-extra.sh threads;)
+#       (MobileNetV2 on WebGPU and a device loss falling back to wasm, webgpu.test.mjs:
+#       scripts/test-extra.sh webgpu;)
 #   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
 #       the Vite example built from its tarball, offline in headless Chromium;
 #   3d. the demo PWA (web/app consuming the package, built by `cairn app build`) in headless Chromium:

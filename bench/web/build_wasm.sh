@@ -22,10 +22,14 @@ build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 variants=("$@")
-[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads text)
+[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads text webgpu)
 for v in "${variants[@]}"; do
   case $v in
     simd) build simd "-C target-feature=+simd128" ;;
+    # The WebGPU backend (docs/adr/0022): the simd build plus GpuModel (wgpu over the
+    # browser's own WebGPU). Its own build because wgpu adds ~0.5 MB gzip that an app
+    # without a GPU path should not download; the worker loads it only when an adapter exists.
+    webgpu) build webgpu "-C target-feature=+simd128" --features webgpu ;;
     relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
     scalar) build scalar "" ;;
     # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
@@ -41,7 +45,7 @@ for v in "${variants[@]}"; do
     # for every browser (tokenizing gains nothing from SIMD); docs/adr/0026.
     text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text
       wasm-bindgen --target web --out-dir target/web-pkg/text target/wasm-text/wasm32-unknown-unknown/wasm-release/cairn_web_text.wasm ;;
-    *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text)" >&2; exit 2 ;;
+    *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text, webgpu)" >&2; exit 2 ;;
   esac
 done
 node -e '

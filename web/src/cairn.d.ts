@@ -133,6 +133,18 @@ export type RunInput =
   /** Named inputs, e.g. `{ input_ids: { data: BigInt64Array, shape: [1, 8] }, attention_mask: ... }`. */
   | Record<string, TypedTensor>;
 
+/** What one GPU run did (docs/adr/0022). */
+export interface GpuRunStats {
+  dispatches: number;
+  bytesUploaded: number;
+  bytesReadBack: number;
+  readBacks: number;
+  /** Weights and parameter blocks uploaded for this input shape (non-zero on its first run only). */
+  bytesUploadedAtBuild: number;
+  /** "node (OpType)" of each operator that ran on the CPU kernels instead. */
+  fallbackOps: string[];
+}
+
 export interface RunResult {
   /** f32 for image and f32 inputs; with typed inputs every output, each with its `dtype`. */
   outputs: ({ name: string; shape: number[]; data: Float32Array } | TypedOutput)[];
@@ -141,6 +153,9 @@ export interface RunResult {
   /** The level the weights were at: 'coarse' or 'full'. */
   level: string;
   where: 'device' | 'edge';
+  /** On the device: whether the GPU ran it, and then its counters (the operators that fell back to the CPU kernels included). */
+  backend?: 'webgpu' | 'wasm';
+  gpu?: GpuRunStats | null;
   /** On the edge: `edgeMs` is the round trip, `queueMs`/`runMs` the server's side. */
   timings: { queueMs: number; preprocessMs?: number; runMs: number; edgeMs?: number; batch?: number };
   /** With an edge configured: where the policy placed the request and why (rule 'edge-error': the edge failed and the device answered). */
@@ -188,7 +203,7 @@ export interface Model {
   unload(): Promise<unknown>;
 }
 
-export type Backend = 'threads' | 'simd' | 'relaxed' | 'scalar';
+export type Backend = 'webgpu' | 'threads' | 'simd' | 'relaxed' | 'scalar';
 
 export interface StartOptions {
   /** The worker script; default: the package's `worker.js` (next to this module). */
@@ -196,7 +211,8 @@ export interface StartOptions {
   /** Where the wasm builds are; default: next to the worker. */
   wasmBase?: string | URL;
   queueBound?: number;
-  backend?: 'auto' | 'simd' | 'relaxed' | 'scalar';
+  /** 'webgpu' runs models on the GPU (an error without an adapter); 'auto' does where `navigator.gpu` gives an adapter; 'wasm' never does. */
+  backend?: 'auto' | 'webgpu' | 'wasm' | 'simd' | 'relaxed' | 'scalar';
   /** Threads of the threaded build (default: navigator.hardwareConcurrency, at most 4). */
   threads?: number;
   /** Bytes of live heap past which idle models are unloaded, least recently used first. */
@@ -213,8 +229,12 @@ export class Cairn {
    * 'relaxed' asks for the relaxed-SIMD build. `threads`: threads of the threaded build (default: cores, at most 4).
    */
   static start(options?: StartOptions): Promise<Cairn>;
-  /** The wasm build chosen for this browser. */
+  /** 'webgpu', or the wasm build chosen for this browser; a lost GPU device switches it to 'simd'. */
   readonly backend: Backend;
+  /** Called when the backend changes (a lost GPU device: `reason` says why). */
+  onBackendChange?: (b: { backend: Backend; reason: string }) => void;
+  /** Test hook: destroys every model's GPU device; resolves to how many were destroyed. */
+  _loseGpuForTest(): Promise<number>;
   /** Threads the kernels run on (1 unless backend is 'threads'). */
   readonly threads: number;
   readonly isa: string;

@@ -125,7 +125,7 @@ export class Cairn {
   #worker;
   #nextId = 1;
   #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
-  /** 'threads', 'simd', 'relaxed' or 'scalar': which wasm build the worker runs (docs/adr/0019). */
+  /** 'webgpu' (models run on the GPU; docs/adr/0022), or the wasm build the worker runs: 'threads', 'simd', 'relaxed' or 'scalar' (docs/adr/0019). A lost GPU device switches it to 'simd'. */
   backend = null;
   /** Threads the kernels run on (1 unless `backend` is 'threads'). */
   threads = 1;
@@ -138,18 +138,21 @@ export class Cairn {
    * isolated (COOP + COEP, as `cairn serve` sends) and shared wasm memory exists, else the
    * simd128 build where validated, else scalar; 'simd' or 'scalar' forces a single-threaded
    * build; 'relaxed' asks for the relaxed-SIMD build where the engine validates it.
+   * 'webgpu' runs models on the GPU (an error where `navigator.gpu` gives no adapter); 'auto'
+   * does too where it gives one; 'wasm' never does. A GPU lost mid-session (device loss)
+   * falls back to the simd build without failing the request in flight.
    * `threads`: how many threads the threaded build uses (default: the device's cores, at most 4).
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
    * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
    * places each request on the device or the edge (see `run`'s `prefer`).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'simd'|'relaxed'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'webgpu'|'wasm'|'simd'|'relaxed'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
     if (options.threads != null && !(Number.isInteger(options.threads) && options.threads >= 1)) {
       throw new CairnError('bad-input', `threads must be a whole number >= 1, got ${options.threads}`);
     }
-    if (options.backend != null && !['auto', 'simd', 'relaxed', 'scalar'].includes(options.backend)) {
-      throw new CairnError('bad-input', `backend must be 'auto', 'simd', 'relaxed' or 'scalar', got '${options.backend}'`);
+    if (options.backend != null && !['auto', 'webgpu', 'wasm', 'simd', 'relaxed', 'scalar'].includes(options.backend)) {
+      throw new CairnError('bad-input', `backend must be 'auto', 'webgpu', 'wasm', 'simd', 'relaxed' or 'scalar', got '${options.backend}'`);
     }
     const cairn = new Cairn();
     // The literal `new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })` is
@@ -225,6 +228,11 @@ export class Cairn {
    * started, or since the last call with `resetPeak`, which starts a new peak measurement).
    * @param {{ resetPeak?: boolean }} [options]
    */
+  /** Test hook: destroys the GPU device of every model, as a driver reset would; resolves to how many. */
+  async _loseGpuForTest() {
+    return (await this.#request({ type: 'debug-lose-gpu' })).destroyed;
+  }
+
   async memory(options = {}) {
     const m = await this.#request({ type: 'memory', resetPeak: !!options.resetPeak });
     return { memoryBytes: m.memoryBytes, heapLive: m.heapLive, heapPeak: m.heapPeak };
@@ -282,6 +290,7 @@ export class Cairn {
   #dispatch(msg) {
     if (msg.type === 'queue') { this.onQueue?.(msg); return; }
     if (msg.type === 'evicted') { this.onEvicted?.(msg); return; }
+    if (msg.type === 'backend') { this.backend = msg.backend; this.onBackendChange?.(msg); return; }
     const handler = this.#waiting.get(msg.id);
     if (handler && handler.onMessage(msg)) this.#waiting.delete(msg.id);
   }

@@ -24,11 +24,22 @@ const tokenizerModule = () => (textWasm ??= loadTextWasm(wasmBaseUrl).catch((e) 
   textWasm = null; // a later load may retry (the network may be back)
   throw Object.assign(new Error(`the tokenizer module could not be loaded: ${e.message ?? e}`), { code: 'network' });
 }));
+// The WebGPU backend (docs/adr/0022) is its own build, `webgpu` (the simd build plus
+// GpuModel; kept apart so apps that never use a GPU do not download wgpu). `webgpu` is true
+// while models run on the GPU; a lost device sets it false for good and the worker goes on
+// with the simd build it already runs.
+let webgpu = false;
+async function gpuAdapter() {
+  try { return !!(self.navigator?.gpu && await navigator.gpu.requestAdapter()); } catch { return false; }
+}
 function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads } = {}) {
   wasmBaseUrl = wasmBase ?? undefined;
+  wanted = wanted ?? 'auto';
   const threads = threadCount(wantedThreads == null ? null : String(wantedThreads));
-  const single = pickBackend(wanted ?? 'auto');
-  backend = (wanted ?? 'auto') === 'auto' && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? 'threads' : single;
+  // 'webgpu' and 'wasm' leave the CPU build to the automatic choice.
+  const cpuWanted = wanted === 'webgpu' || wanted === 'wasm' ? 'auto' : wanted;
+  const single = pickBackend(cpuWanted);
+  backend = cpuWanted === 'auto' && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? 'threads' : single;
   const load = async (build) => {
     const { wasm, memory, pkgUrl } = await loadWasm(build, wasmBase ?? undefined);
     wasmMemory = memory;
@@ -36,13 +47,39 @@ function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads 
     if (build === 'threads') await startThreadPool(wasm, pkgUrl, threads);
     return wasm;
   };
-  return load(backend).catch((e) => {
+  const cpu = () => load(backend).catch((e) => {
     if (backend !== 'threads') throw e;
     // Isolated, but the pool could not start (no nested workers, memory refused): one thread.
     console.warn(`Cairn: the threaded build failed to start (${e.message}); running single-threaded`);
     backend = 'simd';
     return load(backend);
   });
+  if (wanted !== 'webgpu' && wanted !== 'auto') return cpu();
+  return (async () => {
+    if (await gpuAdapter()) {
+      // Where the webgpu build is missing (the npm package does not ship it yet), 'auto'
+      // goes on with the CPU builds.
+      const wasm = await load('webgpu').catch((e) => {
+        if (wanted === 'webgpu') throw new Error(`backend 'webgpu': the webgpu build could not be loaded (bench/web/build_wasm.sh webgpu builds it): ${e.message ?? e}`);
+        return null;
+      });
+      if (wasm?.GpuModel) { webgpu = true; backend = 'webgpu'; return wasm; }
+      if (wanted === 'webgpu') throw new Error("backend 'webgpu': this build of Cairn has no WebGPU backend (bench/web/build_wasm.sh webgpu builds it)");
+      return cpu();
+    }
+    if (wanted === 'webgpu') throw new Error("backend 'webgpu': no WebGPU adapter here (navigator.gpu.requestAdapter() gave none; WebGPU needs a secure context and a supported GPU)");
+    return cpu();
+  })();
+}
+
+/// The GPU is gone (device lost): every model drops its GPU copy and runs on the simd build.
+function loseGpu(reason) {
+  if (!webgpu) return;
+  webgpu = false;
+  backend = 'simd';
+  for (const entry of models.values()) { entry.gpu?.free(); entry.gpu = null; }
+  console.warn(`Cairn: ${reason}; running on the CPU build from now on`);
+  post({ type: 'backend', backend, reason });
 }
 
 const SHARD_ATTEMPTS = 3;
@@ -177,8 +214,17 @@ async function load(id, url, signal) {
     }
   }
   const [liveBeforeFinish, peakBeforeFinish] = wasm.heapStats();
+  if (webgpu) bundle.keepGpuGraph();
   entry.final = bundle.finish();
+  const gpuGraph = webgpu ? bundle.takeGpuGraph() : undefined;
   bundle.free();
+  if (gpuGraph) {
+    // A model the GPU cannot take (no device, a planning error) runs on the CPU build.
+    try { entry.gpu = await wasm.GpuModel.create(gpuGraph); } catch (e) {
+      console.warn(`Cairn: ${manifest.name} stays on the CPU build: ${e.message ?? e}`);
+      if (/device-lost|lost/.test(String(e.message ?? e))) loseGpu(String(e.message ?? e));
+    }
+  }
   if (tokenizer) {
     try { entry.final.enableText(); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
   }
@@ -260,7 +306,21 @@ async function runBatch(ids) {
   }
   const t1 = performance.now();
   const asked = reqs[0].width ?? 1; // batches share a width (batchGroup)
-  const out = entry.final ? entry.final.runOutputAt(entry.inputName, data, Uint32Array.from(shape), asked) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape));
+  const cpuRun = () => (entry.final ? entry.final.runOutputAt(entry.inputName, data, Uint32Array.from(shape), asked) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape)));
+  let out = null;
+  let gpu = null;
+  if (entry.gpu && asked >= 1) {
+    try {
+      const values = await entry.gpu.run(entry.inputName, data, Uint32Array.from(shape));
+      out = { data: values, shape: entry.gpu.outputShape(), width: 1, free() {} };
+      gpu = JSON.parse(entry.gpu.statsJson());
+    } catch (e) {
+      const message = String(e.message ?? e);
+      if (!message.startsWith('device-lost')) throw e;
+      loseGpu(message); // this request runs again on the CPU build: it does not fail
+    }
+  }
+  out ??= cpuRun();
   const width = out.width;
   const widthReason = widthReasonOf(entry, asked, width);
   const t2 = performance.now();
@@ -272,6 +332,7 @@ async function runBatch(ids) {
     const result = { name: entry.manifest.outputs[0].name, shape: reqs.length > 1 ? [1, ...outShape.slice(1)] : outShape, data: all.slice(i * per, (i + 1) * per) };
     post({
       type: 'result', id: r.id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device', width, widthReason,
+      backend: gpu ? 'webgpu' : 'wasm', gpu,
       timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length },
     }, [result.data.buffer]);
   });
@@ -420,7 +481,10 @@ function drain() {
 
 self.onmessage = async ({ data: msg }) => {
   wasmReady ??= startWasm(msg);
-  const wasm = await wasmReady;
+  let wasm;
+  // A build that cannot start (e.g. backend 'webgpu' without an adapter) fails the request
+  // with its reason instead of leaving it unanswered.
+  try { wasm = await wasmReady; } catch (e) { return fail(msg.id, e.code ?? 'bad-input', String(e.message ?? e)); }
   if (!scheduler) {
     scheduler = new wasm.Scheduler(msg.queueBound ?? 16);
     memoryBudget = msg.memoryBudget ?? Infinity;
@@ -485,6 +549,11 @@ self.onmessage = async ({ data: msg }) => {
     }
     case 'decide': // where to run: the placement policy (crates/cairn-web/src/policy.rs)
       return post({ type: 'decision', id: msg.id, decision: JSON.parse(wasm.decidePlacement(JSON.stringify(msg.signals))) });
+    case 'debug-lose-gpu': { // test hook: destroys the GPU device as a driver reset would
+      let destroyed = 0;
+      for (const entry of models.values()) if (entry.gpu) { entry.gpu.destroyDevice(); destroyed++; }
+      return post({ type: 'debug', id: msg.id, destroyed });
+    }
     case 'memory': {
       const [live, peak] = wasm.heapStats();
       if (msg.resetPeak) wasm.resetHeapPeak();

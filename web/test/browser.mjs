@@ -5,11 +5,15 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-/** `profileDir`: reuse a profile (to reopen the browser with what it stored); default a fresh one. */
-export async function launch(profileDir) {
+/**
+ * `profileDir`: reuse a profile (to reopen the browser with what it stored); default a fresh one.
+ * `extraArgs`: more Chromium flags (webgpu.test.mjs adds `--enable-unsafe-webgpu`, which gives
+ * headless Chromium a SwiftShader WebGPU adapter; without it `requestAdapter()` gives none).
+ */
+export async function launch(profileDir, extraArgs = []) {
   return chromium.launchPersistentContext(profileDir ?? await mkdtemp(path.join(tmpdir(), 'cairn-test-chromium-')), {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
 }

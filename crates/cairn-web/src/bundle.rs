@@ -25,6 +25,12 @@ pub struct BundleLoad {
     staging: Vec<u8>,
     /// The interim session over the weights received so far; rebuilt lazily.
     interim: Option<Session>,
+    /// Set by `keepGpuGraph`: `finish` then also keeps the unprepared graph for the GPU
+    /// backend (its own lowering reads plain operators; weights are shared, not copied).
+    #[cfg(feature = "webgpu")]
+    pub(crate) keep_gpu_graph: bool,
+    #[cfg(feature = "webgpu")]
+    pub(crate) gpu_graph: Option<cairn_core::Graph>,
 }
 
 #[wasm_bindgen]
@@ -34,7 +40,15 @@ impl BundleLoad {
     pub fn new(manifest_json: &[u8]) -> Result<BundleLoad, JsError> {
         let manifest = Manifest::parse(manifest_json).map_err(js_err)?;
         let loader = Loader::new(manifest, MAX_WEIGHT_BYTES).map_err(js_err)?;
-        Ok(BundleLoad { loader: Some(loader), staging: Vec::new(), interim: None })
+        Ok(BundleLoad {
+            loader: Some(loader),
+            staging: Vec::new(),
+            interim: None,
+            #[cfg(feature = "webgpu")]
+            keep_gpu_graph: false,
+            #[cfg(feature = "webgpu")]
+            gpu_graph: None,
+        })
     }
 
     /// The manifest, as JSON (the page reads preprocessing, labels and the shard list from it).
@@ -122,6 +136,10 @@ impl BundleLoad {
             Some(plan) => Some(cairn_core::WidthSessions::new(graph.clone(), plan.clone()).map_err(js_err)?),
             None => None,
         };
+        #[cfg(feature = "webgpu")]
+        if self.keep_gpu_graph {
+            self.gpu_graph = Some(graph.clone());
+        }
         let (graph, _) = prepare_for_inference(graph).map_err(js_err)?;
         let mut model = Model::from_graph(graph);
         model.manifest = Some(manifest);

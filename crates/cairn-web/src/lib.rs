@@ -5,6 +5,8 @@
 //! tokenizer is its own wasm module, crates/cairn-web-text).
 
 mod bundle;
+#[cfg(feature = "webgpu")]
+mod gpu;
 // The counting allocator is installed only in the wasm build (native tests use the system one).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod heap;

@@ -1,0 +1,244 @@
+//! Each GPU kernel against Cairn's CPU engine on small graphs (1e-4 relative), with the
+//! dispatch counts the fusions promise and the transfers a CPU fallback costs.
+
+mod common;
+
+use cairn_core::{Attr, Tensor};
+use common::{compare, gpu, ints, tensor, G};
+use std::collections::HashMap;
+
+const TOL: f64 = 1e-4;
+
+fn feed(pairs: &[(&str, Tensor)]) -> HashMap<String, Tensor> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+#[test]
+fn conv_with_bias_and_relu_is_one_fused_dispatch() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("x", &[2, 3, 17, 19])
+        .init("w", tensor(&[8, 3, 3, 3], 1))
+        .init("b", tensor(&[8], 2))
+        .node("Conv", &["x", "w", "b"], &["c"], &[("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))])
+        .node("Relu", &["c"], &["y"], &[])
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[2, 3, 17, 19], 3))]), TOL);
+    assert_eq!(stats.counters.dispatches, 1, "{stats:?}");
+    assert!(stats.fallback.is_empty());
+    assert_eq!(stats.counters.bytes_uploaded, 2 * 3 * 17 * 19 * 4, "the input, once");
+    assert_eq!(stats.counters.bytes_read_back, 2 * 8 * 9 * 10 * 4, "the output, once");
+    assert_eq!(stats.counters.read_backs, 1);
+}
+
+#[test]
+fn grouped_dilated_conv_and_same_padding() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("x", &[1, 4, 13, 11])
+        .init("w", tensor(&[6, 2, 3, 2], 4))
+        .node(
+            "Conv",
+            &["x", "w"],
+            &["c"],
+            &[("group", Attr::Int(2)), ("dilations", ints(&[2, 1])), ("auto_pad", Attr::Str("SAME_UPPER".into()))],
+        )
+        .node("Conv", &["c", "w2"], &["y"], &[("strides", ints(&[1, 2]))])
+        .init("w2", tensor(&[5, 6, 1, 1], 5))
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[1, 4, 13, 11], 6))]), TOL);
+    assert_eq!(stats.counters.dispatches, 2);
+    assert!(stats.fallback.is_empty());
+}
+
+#[test]
+fn depthwise_with_batchnorm_and_relu6_folds_into_one_dispatch() {
+    let Some(gpu) = gpu() else { return };
+    let pos = |n, seed| Tensor::from_f32(vec![n], common::values(n, seed).iter().map(|v| v.abs() + 0.5).collect()).unwrap();
+    let g = G::new(13)
+        .input("x", &[1, 16, 14, 14])
+        .init("w", tensor(&[16, 1, 3, 3], 7))
+        .init("s", pos(16, 8))
+        .init("b", tensor(&[16], 9))
+        .init("m", tensor(&[16], 10))
+        .init("v", pos(16, 11))
+        .init("lo", Tensor::scalar_f32(0.0))
+        .init("hi", Tensor::scalar_f32(6.0))
+        .node("Conv", &["x", "w"], &["c"], &[("group", Attr::Int(16)), ("pads", ints(&[1, 1, 1, 1])), ("strides", ints(&[2, 2]))])
+        .node("BatchNormalization", &["c", "s", "b", "m", "v"], &["bn"], &[("epsilon", Attr::Float(1e-3))])
+        .node("Clip", &["bn", "lo", "hi"], &["y"], &[])
+        .build(&["y"]);
+    let x = Tensor::from_f32(vec![1, 16, 14, 14], common::values(16 * 196, 12).iter().map(|v| v * 8.0).collect()).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("x", x)]), TOL);
+    assert_eq!(stats.counters.dispatches, 1, "Conv+BatchNormalization+Clip is one kernel");
+    assert!(stats.fallback.is_empty());
+}
+
+#[test]
+fn pointwise_conv_takes_the_residual_add() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("x", &[2, 24, 7, 9])
+        .init("w", tensor(&[24, 24, 1, 1], 13))
+        .init("b", tensor(&[24], 14))
+        .node("Conv", &["x", "w", "b"], &["c"], &[])
+        .node("Add", &["x", "c"], &["y"], &[])
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[2, 24, 7, 9], 15))]), TOL);
+    assert_eq!(stats.counters.dispatches, 1, "Conv+Add is one GEMM with a residual epilogue");
+}
+
+#[test]
+fn gemm_transposes_bias_and_scales() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("a", &[70, 33])
+        .init("b", tensor(&[65, 70], 16))
+        .init("c", tensor(&[65], 17))
+        .node(
+            "Gemm",
+            &["a", "b", "c"],
+            &["y"],
+            &[("transA", Attr::Int(1)), ("transB", Attr::Int(1)), ("alpha", Attr::Float(0.5)), ("beta", Attr::Float(2.0))],
+        )
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("a", tensor(&[70, 33], 18))]), TOL);
+    assert_eq!(stats.counters.dispatches, 1);
+}
+
+#[test]
+fn batched_matmul_with_bias_and_gelu() {
+    let Some(gpu) = gpu() else { return };
+    // MiniLM's shapes in small: [batch, heads, seq, dim] x [batch, heads, dim, seq], and the
+    // feed-forward [batch, seq, hidden] x [hidden, 4 hidden] + bias, then Gelu (opset 20).
+    let g = G::new(20)
+        .input("q", &[2, 3, 9, 16])
+        .input("k", &[2, 3, 16, 9])
+        .input("h", &[2, 9, 32])
+        .init("w", tensor(&[32, 67], 19))
+        .init("bias", tensor(&[67], 20))
+        .node("MatMul", &["q", "k"], &["s"], &[])
+        .node("MatMul", &["h", "w"], &["f"], &[])
+        .node("Add", &["f", "bias"], &["fb"], &[])
+        .node("Gelu", &["fb"], &["y"], &[])
+        .build(&["s", "y"]);
+    let inputs = feed(&[("q", tensor(&[2, 3, 9, 16], 21)), ("k", tensor(&[2, 3, 16, 9], 22)), ("h", tensor(&[2, 9, 32], 23))]);
+    let (stats, _) = compare(gpu, g, inputs, TOL);
+    assert_eq!(stats.counters.dispatches, 2, "MatMul+Add+Gelu is one GEMM");
+    assert!(stats.fallback.is_empty());
+}
+
+#[test]
+fn pools() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("x", &[2, 5, 15, 12])
+        .node("GlobalAveragePool", &["x"], &["ga"], &[])
+        .node("GlobalMaxPool", &["x"], &["gm"], &[])
+        .node("AveragePool", &["x"], &["ap"], &[("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))])
+        .node(
+            "AveragePool",
+            &["x"],
+            &["api"],
+            &[
+                ("kernel_shape", ints(&[3, 2])),
+                ("strides", ints(&[2, 2])),
+                ("pads", ints(&[1, 0, 1, 1])),
+                ("count_include_pad", Attr::Int(1)),
+            ],
+        )
+        .node("MaxPool", &["x"], &["mp"], &[("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2])), ("ceil_mode", Attr::Int(1))])
+        .build(&["ga", "gm", "ap", "api", "mp"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[2, 5, 15, 12], 24))]), TOL);
+    assert_eq!(stats.counters.dispatches, 5);
+    assert!(stats.fallback.is_empty());
+}
+
+#[test]
+fn elementwise_broadcast_and_activations() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13)
+        .input("x", &[2, 3, 4, 5])
+        .init("c", tensor(&[3, 1, 1], 25))
+        .init("r", tensor(&[5], 26))
+        .init("lo", Tensor::scalar_f32(-0.3))
+        .init("hi", Tensor::scalar_f32(0.4))
+        .node("Add", &["x", "c"], &["a"], &[])
+        .node("Mul", &["a", "r"], &["m"], &[])
+        .node("Sub", &["c", "m"], &["s"], &[])
+        .node("Sigmoid", &["s"], &["sg"], &[])
+        .node("Div", &["x", "sg"], &["d"], &[])
+        .node("HardSwish", &["d"], &["hs"], &[])
+        .node("Clip", &["hs", "lo", "hi"], &["cl"], &[])
+        .node("Relu", &["s"], &["re"], &[])
+        .node("Add", &["cl", "re"], &["y"], &[])
+        .build(&["y", "d"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[2, 3, 4, 5], 27))]), TOL);
+    assert!(stats.fallback.is_empty());
+    // One dispatch per node: activations fuse only into the binary op or matrix product that
+    // alone feeds them, and here Sub's and Div's outputs have two readers each (HardSwish and
+    // Clip are unary after unary, which stays unfused).
+    assert_eq!(stats.counters.dispatches, 9, "{stats:?}");
+}
+
+#[test]
+fn softmax_layernorm_transpose_concat_reshape() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(17)
+        .input("x", &[2, 6, 100])
+        .init("gamma", tensor(&[100], 28))
+        .init("beta", tensor(&[100], 29))
+        .init("shape", Tensor::from_i64(vec![2], vec![12, 100]).unwrap())
+        .node("Softmax", &["x"], &["sm"], &[])
+        .node("Softmax", &["x"], &["sm1"], &[("axis", Attr::Int(1))])
+        .node("LogSoftmax", &["x"], &["lsm"], &[])
+        .node("LayerNormalization", &["x", "gamma", "beta"], &["ln"], &[("epsilon", Attr::Float(1e-5))])
+        .node("Transpose", &["ln"], &["t"], &[("perm", ints(&[2, 0, 1]))])
+        .node("Concat", &["sm", "sm1", "lsm"], &["cat"], &[("axis", Attr::Int(1))])
+        .node("Reshape", &["cat", "shape2"], &["r"], &[])
+        .init("shape2", Tensor::from_i64(vec![2], vec![36, 100]).unwrap())
+        .node("Reshape", &["x", "shape"], &["xr"], &[])
+        .node("Flatten", &["t"], &["fl"], &[("axis", Attr::Int(2))])
+        .build(&["r", "fl", "xr"]);
+    let x = Tensor::from_f32(vec![2, 6, 100], common::values(1200, 30).iter().map(|v| v * 5.0).collect()).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("x", x)]), TOL);
+    assert!(stats.fallback.is_empty(), "{:?}", stats.fallback);
+    // 3 softmaxes + layer norm + transpose + 3 concat copies; the reshapes are views.
+    assert_eq!(stats.counters.dispatches, 8);
+}
+
+#[test]
+fn an_op_without_a_kernel_falls_back_with_the_fewest_transfers() {
+    let Some(gpu) = gpu() else { return };
+    // Cos has no GPU kernel: Relu's output is read back once, Cos runs on the CPU, its output
+    // is uploaded once for Sigmoid, and the result is read back at the end.
+    let g = G::new(13)
+        .input("x", &[1000])
+        .node("Relu", &["x"], &["r"], &[])
+        .node("Cos", &["r"], &["c"], &[])
+        .node("Sigmoid", &["c"], &["y"], &[])
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[1000], 31))]), TOL);
+    assert_eq!(stats.fallback, vec!["n1_Cos (Cos)".to_string()]);
+    assert_eq!(stats.counters.dispatches, 2);
+    assert_eq!(stats.counters.read_backs, 2);
+    assert_eq!(stats.counters.bytes_uploaded, 2 * 4000, "the input and Cos's output");
+    assert_eq!(stats.counters.bytes_read_back, 2 * 4000, "Relu's output and the result");
+}
+
+#[test]
+fn weights_upload_once_and_a_lost_device_fails_the_run_cleanly() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13).input("x", &[4, 8]).init("w", tensor(&[8, 3], 32)).node("MatMul", &["x", "w"], &["y"], &[]).build(&["y"]);
+    let x = feed(&[("x", tensor(&[4, 8], 33))]);
+    let (first, mut session) = compare(gpu, g, x.clone(), TOL);
+    assert!(first.bytes_uploaded_at_build >= 8 * 3 * 4, "the weights, at the first run");
+    let (_, second) = pollster::block_on(session.run(x.clone())).unwrap();
+    assert_eq!(second.bytes_uploaded_at_build, 0, "nothing more on the next run");
+    assert_eq!(second.counters.bytes_uploaded, 4 * 8 * 4, "only the input");
+    session.gpu().destroy();
+    match pollster::block_on(session.run(x)) {
+        Err(cairn_gpu::GpuError::DeviceLost(msg)) => eprintln!("after destroy: {msg}"),
+        other => panic!("expected DeviceLost, got {other:?}"),
+    }
+}
