@@ -4,7 +4,7 @@
 //! per-batch valid KV lengths (`nonpad_kv_seqlen`), softcap and the optional
 //! `qk_matmul_output`.
 //!
-//! A reference kernel in f32 (f16 inputs are widened, outputs narrowed; statistics
+//! A reference kernel in f32 (f16 and bf16 inputs are widened, outputs narrowed; statistics
 //! are f32 whatever `softmax_precision` says, which only asks for at least that much)
 //! following onnx's reference `onnx/reference/ops/op_attention.py`, including its
 //! choices where the spec text is loose: modes 0 and 1 of `qk_matmul_output` both
@@ -88,8 +88,8 @@ impl Attention {
     fn dims(&self, inputs: &[Option<&Fact>]) -> Result<Dims> {
         let op = "Attention";
         let (q, k, v) = (required(inputs, 0, op)?, required(inputs, 1, op)?, required(inputs, 2, op)?);
-        if !matches!(q.dtype, DType::F32 | DType::F16) || k.dtype != q.dtype || v.dtype != q.dtype {
-            bail_shape!(op, "is implemented for f32 and f16 Q, K, V of one dtype, got {}, {}, {}", q.dtype, k.dtype, v.dtype);
+        if !matches!(q.dtype, DType::F32 | DType::F16 | DType::BF16) || k.dtype != q.dtype || v.dtype != q.dtype {
+            bail_shape!(op, "is implemented for f32, f16 and bf16 Q, K, V of one dtype, got {}, {}, {}", q.dtype, k.dtype, v.dtype);
         }
         if q.rank() != k.rank() || q.rank() != v.rank() || !(q.rank() == 3 || q.rank() == 4) {
             bail_shape!(op, "Q, K, V must all be 3-D or all 4-D, got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape);

@@ -4,9 +4,12 @@
 pub mod broadcast;
 
 mod activation;
+mod affine_grid;
 mod attention;
 mod bitwise;
 mod cast;
+mod causal_conv;
+mod col2im;
 mod contrib;
 mod control;
 pub(crate) mod conv;
@@ -20,6 +23,7 @@ mod float_io;
 mod grid_sample;
 mod indexing;
 mod layout;
+mod linear_attention;
 mod loss;
 mod math;
 mod matmul;
@@ -36,10 +40,13 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod roi_align;
+mod rotary;
 mod sequence;
 mod signal;
 mod space_depth;
+mod tensor_scatter;
 mod topk;
+mod unpool;
 mod vector_norm;
 
 pub(crate) use cast::convert;
@@ -88,4 +95,11 @@ pub fn register_all(r: &mut Registry) {
     signal::register(r);
     crop::register(r);
     einsum::register(r);
+    causal_conv::register(r);
+    linear_attention::register(r);
+    rotary::register(r);
+    tensor_scatter::register(r);
+    affine_grid::register(r);
+    col2im::register(r);
+    unpool::register(r);
 }
