@@ -286,6 +286,12 @@ impl Op for Attention {
         let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.map(|t| Fact::new(t.dtype(), t.shape.to_vec()))).collect();
         let d = self.dims(&facts.iter().map(|f| f.as_ref()).collect::<Vec<_>>())?;
         let (q, k, v) = (required(inputs, 0, "Attention")?, required(inputs, 1, "Attention")?, required(inputs, 2, "Attention")?);
+        // bf16 keeps 8 bits of mantissa: there the reference's roundings to the input dtype
+        // (Q and K each scaled by sqrt(scale), the scores, the biased scores, the softmax
+        // steps) move results by more than the comparison tolerance, so they are repeated
+        // here. f16 and f32 results agree with one final rounding.
+        let bf = q.dtype() == DType::BF16;
+        let r = |x: f32| if bf { half::bf16::from_f32(x).to_f32() } else { x };
         let q = heads_first(&q, d.packed, d.q_heads);
         let past_k = opt(inputs, 4).map(|t| t.to_f32_vec());
         let past_v = opt(inputs, 5).map(|t| t.to_f32_vec());
@@ -311,15 +317,20 @@ impl Op for Attention {
                     let qrow = &q[row..row + d.head];
                     let mut row_max_bias = f32::NEG_INFINITY;
                     for j in 0..t {
-                        let dot: f32 = qrow.iter().zip(&kmat[j * d.head..(j + 1) * d.head]).map(|(a, b)| a * b).sum();
-                        let mut s = dot * scale;
+                        let krow = &kmat[j * d.head..(j + 1) * d.head];
+                        let mut s = if bf {
+                            let root = r(scale.sqrt());
+                            r(qrow.iter().zip(krow).map(|(a, b)| r(a * root) * r(b * root)).sum())
+                        } else {
+                            qrow.iter().zip(krow).map(|(a, b)| a * b).sum::<f32>() * scale
+                        };
                         if self.softcap > 0.0 {
                             s = self.softcap * (s / self.softcap).tanh();
                         }
                         let bias = self.bias(&d, mask.as_ref(), nonpad.as_deref(), b, h, i, j);
                         row_max_bias = row_max_bias.max(bias);
                         scores[j] = s;
-                        biased[j] = s + bias;
+                        biased[j] = r(s + bias);
                     }
                     // Softmax; a row whose bias masks every key attends to nothing (zeros).
                     if row_max_bias == f32::NEG_INFINITY {
@@ -329,11 +340,16 @@ impl Op for Attention {
                         let max = if max == f32::NEG_INFINITY { 0.0 } else { max };
                         let mut sum = 0.0;
                         for p in biased.iter_mut() {
-                            *p = (*p - max).exp();
+                            *p = r(r(*p - max).exp());
                             sum += *p;
                         }
-                        let inv = if sum == 0.0 { 1.0 } else { 1.0 / sum };
-                        biased.iter_mut().for_each(|p| *p *= inv);
+                        if bf {
+                            let sum = r(sum);
+                            biased.iter_mut().for_each(|p| *p = r(*p / sum));
+                        } else {
+                            let inv = if sum == 0.0 { 1.0 } else { 1.0 / sum };
+                            biased.iter_mut().for_each(|p| *p *= inv);
+                        }
                     }
                     let out_row = ((b * d.q_heads + h) * d.q_len + i) * t;
                     let qk_row = &mut qk_out[out_row..out_row + t];
