@@ -31,6 +31,7 @@ mod loss;
 mod math;
 mod matmul;
 mod matrix;
+mod ml;
 mod norm;
 mod pieces;
 mod pool;
@@ -110,4 +111,5 @@ pub fn register_all(r: &mut Registry) {
     group_norm::register(r);
     tfidf::register(r);
     deform_conv::register(r);
+    ml::register(r);
 }
