@@ -31,7 +31,7 @@ const GN: &str = "GroupNormalization";
 
 impl GroupNorm {
     fn check(&self, x: &[usize], scale: &[usize], bias: &[usize]) -> Result<()> {
-        if x.len() < 2 || x[1] % self.groups != 0 {
+        if x.len() < 2 || !x[1].is_multiple_of(self.groups) {
             bail_shape!(GN, "X must be [N, C, ...] with C divisible by num_groups {}, got {x:?}", self.groups);
         }
         let want = if self.per_group { self.groups } else { x[1] };

@@ -147,7 +147,7 @@ impl TreeEnsemble {
         let n = splits.len();
         let same =
             [features.len(), true_ids.len(), false_ids.len(), true_leafs.len(), false_leafs.len(), modes.len()].iter().all(|&l| l == n)
-                && !missing.as_ref().is_some_and(|m| m.len() != n);
+                && missing.as_ref().is_none_or(|m| m.len() == n);
         if !same || leaf_targets.len() != leaf_weights.len() {
             return Err(invalid("nodes_splits", "the nodes_* attributes, and the leaf_* attributes, must have one length each".into()));
         }

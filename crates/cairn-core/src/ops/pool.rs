@@ -325,7 +325,7 @@ fn max_pool_indexed(w: &Window, x_shape: &[usize], x: &[f64], kernel: &[usize], 
             i /= dims[d];
         }
     };
-    let planes = if in_px == 0 { 0 } else { x.len() / in_px };
+    let planes = x.len().checked_div(in_px).unwrap_or(0);
     let (mut values, mut indices) = (Vec::with_capacity(planes * out_px), Vec::with_capacity(planes * out_px));
     let (mut o_idx, mut k_idx, mut pos) = (vec![0usize; r], vec![0usize; r], vec![0usize; r]);
     for (plane, src) in x.chunks_exact(in_px.max(1)).enumerate().take(planes) {
