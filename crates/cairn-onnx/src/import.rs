@@ -34,8 +34,20 @@ pub(crate) struct DomainOpsets {
 
 impl DomainOpsets {
     pub(crate) fn of(proto: &ModelProto) -> Result<DomainOpsets, Error> {
-        let Some(default) = proto.opset_import.iter().filter(|o| is_default_domain(&o.domain)).map(|o| o.version).max() else {
-            return Err(only_other_domains(proto));
+        let default = match proto.opset_import.iter().filter(|o| is_default_domain(&o.domain)).map(|o| o.version).max() {
+            Some(v) => v,
+            // A model of other domains only (an `ai.onnx.ml` pipeline): no node may then
+            // use the default domain; its ops are built (or reported missing) per domain.
+            None => {
+                let nodes = proto.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+                if let Some(n) = nodes.iter().find(|n| is_default_domain(&n.domain)) {
+                    return Err(Error::Model(format!(
+                        "node '{}' ({}) is in the default ONNX domain, which the model does not import (add an opset_import for it)",
+                        n.name, n.op_type
+                    )));
+                }
+                MAX_OPSET
+            }
         };
         if !(MIN_OPSET..=MAX_OPSET).contains(&default) {
             return Err(Error::Opset { version: default, min: MIN_OPSET, max: MAX_OPSET });
@@ -57,28 +69,6 @@ impl DomainOpsets {
             self.others.get(domain).copied().unwrap_or(1)
         }
     }
-}
-
-/// A model that imports no default-domain opset uses only operators of other domains
-/// (`ai.onnx.ml`, ...), none of which Cairn implements: each domain is reported with its node count.
-fn only_other_domains(proto: &ModelProto) -> Error {
-    let nodes = proto.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
-    let ops: Vec<MissingOp> = proto
-        .opset_import
-        .iter()
-        .map(|o| MissingOp {
-            domain: o.domain.clone(),
-            op_type: "(every operator of the domain)".into(),
-            opset: o.version,
-            count: nodes.iter().filter(|n| n.domain == o.domain).count(),
-        })
-        .collect();
-    let first = cairn_core::Error::UnsupportedOp {
-        node: nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
-        op_type: "a model without the default ONNX domain".into(),
-        opset: 0,
-    };
-    Error::UnsupportedOps { ops, first: Box::new(first) }
 }
 
 fn is_default_domain(domain: &str) -> bool {

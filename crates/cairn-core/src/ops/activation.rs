@@ -1,6 +1,7 @@
 //! Activations: elementwise nonlinearities and the softmax family.
 
 use super::broadcast::map2;
+use super::float_io::{f32_values, is_half, write_f32};
 use crate::{
     bail_shape, normalize_axis, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef,
 };
@@ -141,25 +142,30 @@ impl Op for Act {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name())?;
-        if x.dtype != DType::F32 {
-            bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
+        if x.dtype != DType::F32 && !is_half(x.dtype) {
+            bail_shape!(self.name(), "is implemented for f32, f16 and bf16, got {}", x.dtype);
         }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
-        let x = required(inputs, 0, self.name())?.f32s()?;
+        let x = f32_values(&required(inputs, 0, self.name())?, self.name())?;
         let act = *self;
-        for (y, &x) in outputs[0].f32s_mut()?.iter_mut().zip(x) {
-            *y = act.apply(x);
-        }
-        Ok(())
+        write_f32(&mut outputs[0], self.name(), |y| {
+            y.iter_mut().zip(x.iter()).for_each(|(y, &x)| *y = act.apply(x));
+            Ok(())
+        })
     }
     fn in_place_input(&self) -> Option<usize> {
         Some(0)
     }
     fn run_in_place(&self, _inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let act = *self;
-        outputs[0].f32s_mut()?.iter_mut().for_each(|y| *y = act.apply(*y));
+        match &mut outputs[0].data {
+            DataMut::F16(y) => y.iter_mut().for_each(|y| *y = half::f16::from_f32(act.apply(y.to_f32()))),
+            DataMut::BF16(y) => y.iter_mut().for_each(|y| *y = half::bf16::from_f32(act.apply(y.to_f32()))),
+            DataMut::F32(y) => y.iter_mut().for_each(|y| *y = act.apply(*y)),
+            other => bail_shape!(self.name(), "is implemented for f32, f16 and bf16, got {}", other.dtype()),
+        }
         Ok(())
     }
 }
@@ -191,8 +197,7 @@ impl Op for ClipInputs {
                 let act = Act::Clip(lo.map_or(f32::MIN, |v| v as f32), hi.map_or(f32::MAX, |v| v as f32));
                 y.iter_mut().zip(x).for_each(|(y, &v)| *y = act.apply(v));
             }
-            (DataRef::I64(x), DataMut::I64(y)) => y.copy_from_slice(x),
-            (DataRef::I32(x), DataMut::I32(y)) => y.copy_from_slice(x),
+            (x, _) if is_integer(x.dtype()) => crate::with_same_dtype!(x, &mut outputs[0].data, |s, d| d.copy_from_slice(s))?,
             (other, _) => bail_shape!("Clip", "is not implemented for {}", other.dtype()),
         }
         clip_integers(&mut outputs[0].data, lo, hi);
@@ -208,7 +213,7 @@ impl Op for ClipInputs {
                 let act = Act::Clip(lo.map_or(f32::MIN, |v| v as f32), hi.map_or(f32::MAX, |v| v as f32));
                 y.iter_mut().for_each(|y| *y = act.apply(*y));
             }
-            DataMut::I64(_) | DataMut::I32(_) => clip_integers(&mut outputs[0].data, lo, hi),
+            y if is_integer(y.dtype()) => clip_integers(&mut outputs[0].data, lo, hi),
             other => bail_shape!("Clip", "is not implemented for {}", other.dtype()),
         }
         Ok(())
@@ -231,17 +236,29 @@ fn clip_bounds(inputs: &[Option<TensorRef>]) -> Result<(Option<f64>, Option<f64>
     Ok((bound(1)?, bound(2)?))
 }
 
-/// Clips integer data in place (float data is clipped by [`Act::Clip`]).
+fn is_integer(dtype: DType) -> bool {
+    matches!(dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64)
+}
+
+/// Clips integer data in place (float data is clipped by [`Act::Clip`]). A missing bound
+/// is the type's own limit; bounds come as f64 (exact for every type but 64-bit extremes,
+/// which `clip_bounds` reads exactly for i64).
 fn clip_integers(data: &mut DataMut, lo: Option<f64>, hi: Option<f64>) {
+    macro_rules! clip {
+        ($y:expr, $t:ty) => {{
+            let (lo, hi) = (lo.map_or(<$t>::MIN, |v| v as $t), hi.map_or(<$t>::MAX, |v| v as $t));
+            $y.iter_mut().for_each(|v| *v = (*v).max(lo).min(hi));
+        }};
+    }
     match data {
-        DataMut::I64(y) => {
-            let (lo, hi) = (lo.map_or(i64::MIN, |v| v as i64), hi.map_or(i64::MAX, |v| v as i64));
-            y.iter_mut().for_each(|v| *v = (*v).max(lo).min(hi));
-        }
-        DataMut::I32(y) => {
-            let (lo, hi) = (lo.map_or(i32::MIN, |v| v as i32), hi.map_or(i32::MAX, |v| v as i32));
-            y.iter_mut().for_each(|v| *v = (*v).max(lo).min(hi));
-        }
+        DataMut::I64(y) => clip!(y, i64),
+        DataMut::I32(y) => clip!(y, i32),
+        DataMut::I16(y) => clip!(y, i16),
+        DataMut::I8(y) => clip!(y, i8),
+        DataMut::U64(y) => clip!(y, u64),
+        DataMut::U32(y) => clip!(y, u32),
+        DataMut::U16(y) => clip!(y, u16),
+        DataMut::U8(y) => clip!(y, u8),
         _ => {}
     }
 }
@@ -311,8 +328,8 @@ impl Op for Softmax {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name())?;
-        if x.dtype != DType::F32 {
-            bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
+        if !x.dtype.is_float() {
+            bail_shape!(self.name(), "is implemented for f32, f64, f16 and bf16, got {}", x.dtype);
         }
         normalize_axis(self.axis, x.rank().max(1), self.name())?;
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
@@ -329,31 +346,48 @@ impl Op for Softmax {
         } else {
             (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
         };
-        let x = x.f32s()?;
-        let y = outputs[0].f32s_mut()?;
-        if inner == 1 && self.kind == SoftmaxKind::Softmax {
-            // The common case (attention scores, classifier heads): contiguous runs.
-            y[..outer * n].copy_from_slice(&x[..outer * n]);
-            if n > 0 {
-                cairn_kernels::vmath::softmax_rows(&mut y[..outer * n], n);
+        if let (DataRef::F64(x), DataMut::F64(y)) = (x.data, &mut outputs[0].data) {
+            // f64 is normalized in f64 (onnx's reference precision).
+            let mut buf = vec![0.0f64; n];
+            for o in 0..outer {
+                for i in 0..inner {
+                    let base = o * n * inner + i;
+                    buf.iter_mut().enumerate().for_each(|(k, b)| *b = x[base + k * inner]);
+                    normalize_f64(&mut buf, self.kind);
+                    buf.iter().enumerate().for_each(|(k, b)| y[base + k * inner] = *b);
+                }
             }
             return Ok(());
         }
-        let mut buf = vec![0.0f32; n];
-        for o in 0..outer {
-            for i in 0..inner {
-                let base = o * n * inner + i;
-                for (k, b) in buf.iter_mut().enumerate() {
-                    *b = x[base + k * inner];
-                }
-                normalize(&mut buf, self.kind);
-                for (k, b) in buf.iter().enumerate() {
-                    y[base + k * inner] = *b;
-                }
+        let x = f32_values(&x, self.name())?;
+        let kind = self.kind;
+        write_f32(&mut outputs[0], self.name(), |y| softmax_f32(&x, y, (outer, n, inner), kind))
+    }
+}
+
+fn softmax_f32(x: &[f32], y: &mut [f32], (outer, n, inner): (usize, usize, usize), kind: SoftmaxKind) -> Result<()> {
+    if inner == 1 && kind == SoftmaxKind::Softmax {
+        // The common case (attention scores, classifier heads): contiguous runs.
+        y[..outer * n].copy_from_slice(&x[..outer * n]);
+        if n > 0 {
+            cairn_kernels::vmath::softmax_rows(&mut y[..outer * n], n);
+        }
+        return Ok(());
+    }
+    let mut buf = vec![0.0f32; n];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            for (k, b) in buf.iter_mut().enumerate() {
+                *b = x[base + k * inner];
+            }
+            normalize(&mut buf, kind);
+            for (k, b) in buf.iter().enumerate() {
+                y[base + k * inner] = *b;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn normalize(v: &mut [f32], kind: SoftmaxKind) {
@@ -376,6 +410,25 @@ fn normalize(v: &mut [f32], kind: SoftmaxKind) {
         SoftmaxKind::LogSoftmax => {
             let sum: f32 = v.iter().map(|&x| (x - max).exp()).sum();
             let log = sum.ln();
+            v.iter_mut().for_each(|x| *x = *x - max - log);
+        }
+    }
+}
+
+fn normalize_f64(v: &mut [f64], kind: SoftmaxKind) {
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match kind {
+        SoftmaxKind::Hardmax => {
+            let first = v.iter().position(|&x| x == max);
+            v.iter_mut().enumerate().for_each(|(i, x)| *x = (Some(i) == first) as u8 as f64);
+        }
+        SoftmaxKind::Softmax => {
+            v.iter_mut().for_each(|x| *x = (*x - max).exp());
+            let sum: f64 = v.iter().sum();
+            v.iter_mut().for_each(|x| *x /= sum);
+        }
+        SoftmaxKind::LogSoftmax => {
+            let log = v.iter().map(|&x| (x - max).exp()).sum::<f64>().ln();
             v.iter_mut().for_each(|x| *x = *x - max - log);
         }
     }

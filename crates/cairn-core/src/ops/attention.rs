@@ -4,7 +4,7 @@
 //! per-batch valid KV lengths (`nonpad_kv_seqlen`), softcap and the optional
 //! `qk_matmul_output`.
 //!
-//! A reference kernel in f32 (f16 inputs are widened, outputs narrowed; statistics
+//! A reference kernel in f32 (f16 and bf16 inputs are widened, outputs narrowed; statistics
 //! are f32 whatever `softmax_precision` says, which only asks for at least that much)
 //! following onnx's reference `onnx/reference/ops/op_attention.py`, including its
 //! choices where the spec text is loose: modes 0 and 1 of `qk_matmul_output` both
@@ -88,8 +88,8 @@ impl Attention {
     fn dims(&self, inputs: &[Option<&Fact>]) -> Result<Dims> {
         let op = "Attention";
         let (q, k, v) = (required(inputs, 0, op)?, required(inputs, 1, op)?, required(inputs, 2, op)?);
-        if !matches!(q.dtype, DType::F32 | DType::F16) || k.dtype != q.dtype || v.dtype != q.dtype {
-            bail_shape!(op, "is implemented for f32 and f16 Q, K, V of one dtype, got {}, {}, {}", q.dtype, k.dtype, v.dtype);
+        if !matches!(q.dtype, DType::F32 | DType::F16 | DType::BF16) || k.dtype != q.dtype || v.dtype != q.dtype {
+            bail_shape!(op, "is implemented for f32, f16 and bf16 Q, K, V of one dtype, got {}, {}, {}", q.dtype, k.dtype, v.dtype);
         }
         if q.rank() != k.rank() || q.rank() != v.rank() || !(q.rank() == 3 || q.rank() == 4) {
             bail_shape!(op, "Q, K, V must all be 3-D or all 4-D, got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape);
@@ -286,6 +286,12 @@ impl Op for Attention {
         let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.map(|t| Fact::new(t.dtype(), t.shape.to_vec()))).collect();
         let d = self.dims(&facts.iter().map(|f| f.as_ref()).collect::<Vec<_>>())?;
         let (q, k, v) = (required(inputs, 0, "Attention")?, required(inputs, 1, "Attention")?, required(inputs, 2, "Attention")?);
+        // bf16 keeps 8 bits of mantissa: there the reference's roundings to the input dtype
+        // (Q and K each scaled by sqrt(scale), the scores, the biased scores, the softmax
+        // steps) move results by more than the comparison tolerance, so they are repeated
+        // here. f16 and f32 results agree with one final rounding.
+        let bf = q.dtype() == DType::BF16;
+        let r = |x: f32| if bf { half::bf16::from_f32(x).to_f32() } else { x };
         let q = heads_first(&q, d.packed, d.q_heads);
         let past_k = opt(inputs, 4).map(|t| t.to_f32_vec());
         let past_v = opt(inputs, 5).map(|t| t.to_f32_vec());
@@ -311,15 +317,20 @@ impl Op for Attention {
                     let qrow = &q[row..row + d.head];
                     let mut row_max_bias = f32::NEG_INFINITY;
                     for j in 0..t {
-                        let dot: f32 = qrow.iter().zip(&kmat[j * d.head..(j + 1) * d.head]).map(|(a, b)| a * b).sum();
-                        let mut s = dot * scale;
+                        let krow = &kmat[j * d.head..(j + 1) * d.head];
+                        let mut s = if bf {
+                            let root = r(scale.sqrt());
+                            r(qrow.iter().zip(krow).map(|(a, b)| r(a * root) * r(b * root)).sum())
+                        } else {
+                            qrow.iter().zip(krow).map(|(a, b)| a * b).sum::<f32>() * scale
+                        };
                         if self.softcap > 0.0 {
                             s = self.softcap * (s / self.softcap).tanh();
                         }
                         let bias = self.bias(&d, mask.as_ref(), nonpad.as_deref(), b, h, i, j);
                         row_max_bias = row_max_bias.max(bias);
                         scores[j] = s;
-                        biased[j] = s + bias;
+                        biased[j] = r(s + bias);
                     }
                     // Softmax; a row whose bias masks every key attends to nothing (zeros).
                     if row_max_bias == f32::NEG_INFINITY {
@@ -329,11 +340,16 @@ impl Op for Attention {
                         let max = if max == f32::NEG_INFINITY { 0.0 } else { max };
                         let mut sum = 0.0;
                         for p in biased.iter_mut() {
-                            *p = (*p - max).exp();
+                            *p = r(r(*p - max).exp());
                             sum += *p;
                         }
-                        let inv = if sum == 0.0 { 1.0 } else { 1.0 / sum };
-                        biased.iter_mut().for_each(|p| *p *= inv);
+                        if bf {
+                            let sum = r(sum);
+                            biased.iter_mut().for_each(|p| *p = r(*p / sum));
+                        } else {
+                            let inv = if sum == 0.0 { 1.0 } else { 1.0 / sum };
+                            biased.iter_mut().for_each(|p| *p *= inv);
+                        }
                     }
                     let out_row = ((b * d.q_heads + h) * d.q_len + i) * t;
                     let qk_row = &mut qk_out[out_row..out_row + t];

@@ -9,6 +9,7 @@
 //! copy of the input, read in place by the GEMM for every tap (9x less copying and
 //! memory than im2col); the rest im2col + GEMM.
 
+use super::float_io::{f32_values, write_f32};
 use crate::{bail_shape, required, DType, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
 use cairn_kernels::gemm::copy_short;
@@ -190,13 +191,15 @@ impl ConvAttrs {
     }
 
     fn infer(&self, x: &Fact, w_dtype: DType, w_shape: &[usize]) -> Result<Fact> {
-        if x.dtype != DType::F32 || w_dtype != DType::F32 {
-            bail_shape!("Conv", "is implemented for f32, got {} and {}", x.dtype, w_dtype);
+        // f16 and bf16 run through f32 (docs/adr/0014-f16-compute.md).
+        let float = |d: DType| d == DType::F32 || super::float_io::is_half(d);
+        if x.dtype != w_dtype || !float(x.dtype) {
+            bail_shape!("Conv", "is implemented for f32, f16 and bf16 inputs of one dtype, got {} and {}", x.dtype, w_dtype);
         }
         let g = self.geometry(&x.shape, w_shape)?;
         let mut shape = vec![x.shape[0], w_shape[0]];
         shape.extend(g.out_spatial(x.rank() - 2));
-        Ok(Fact::new(DType::F32, shape))
+        Ok(Fact::new(x.dtype, shape))
     }
 }
 
@@ -235,22 +238,14 @@ impl Op for Conv {
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, "Conv")?;
         let w = required(inputs, 1, "Conv")?;
-        let bias = inputs.get(2).copied().flatten().map(|b| b.f32s()).transpose()?;
+        let bias = inputs.get(2).copied().flatten().map(|b| f32_values(&b, "Conv")).transpose()?;
         let g = self.attrs.geometry(x.shape, w.shape)?;
-        let filters = Filters::Raw(w.f32s()?);
-        conv_forward(
-            &g,
-            self.attrs.group,
-            x.shape,
-            x.f32s()?,
-            w.shape[0],
-            &filters,
-            bias,
-            Activation::Identity,
-            None,
-            outputs[0].f32s_mut()?,
-        );
-        Ok(())
+        let (xs, ws) = (f32_values(&x, "Conv")?, f32_values(&w, "Conv")?);
+        let filters = Filters::Raw(&ws);
+        write_f32(&mut outputs[0], "Conv", |y| {
+            conv_forward(&g, self.attrs.group, x.shape, &xs, w.shape[0], &filters, bias.as_deref(), Activation::Identity, None, y);
+            Ok(())
+        })
     }
 }
 

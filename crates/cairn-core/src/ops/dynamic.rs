@@ -160,7 +160,7 @@ impl Compute for Unique {
             .map(|i| {
                 let s = narrow(Self::NAME, &x, axis, i, 1)?;
                 Ok(match s.dtype() {
-                    DType::F32 | DType::F16 => Key::Float(s.view().to_f32_vec().into_iter().map(f64::from).collect()),
+                    DType::F32 | DType::F16 | DType::BF16 | DType::F64 => Key::Float(s.view().to_f64_vec()),
                     DType::Bool | DType::U8 => Key::Int(s.view().to_f32_vec().into_iter().map(|v| v as i64).collect()),
                     DType::I8 => Key::Int(s.i8s()?.iter().map(|&v| v as i64).collect()),
                     _ => Key::Int(s.view().to_i64_vec()?),

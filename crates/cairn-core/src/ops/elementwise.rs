@@ -4,6 +4,7 @@
 use super::broadcast::{broadcast_shapes, broadcast_strides, for_each_offset, map2, map2_in_place};
 use crate::{bail_shape, required, DType, DataMut, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 use cairn_kernels::math::erf;
+use half::{bf16, f16};
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
@@ -273,9 +274,30 @@ fn run_binary(kind: BinKind, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) 
         (DataMut::U32(o), DataRef::U32(x), DataRef::U32(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u32::arith(kind, x, y)),
         (DataMut::U64(o), DataRef::U64(x), DataRef::U64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| u64::arith(kind, x, y)),
         (DataMut::F64(o), DataRef::F64(x), DataRef::F64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| f64::arith(kind, x, y)),
+        // Half precision: each element is computed in f32 and rounded once, as
+        // onnxruntime's Cast-wrapped f16 nodes do (docs/adr/0014-f16-compute.md).
+        (DataMut::F16(o), DataRef::F16(x), DataRef::F16(y)) => {
+            map2(x, ash, y, bsh, o, osh, |x, y| f16::from_f32(f32::arith(kind, x.to_f32(), y.to_f32())))
+        }
+        (DataMut::BF16(o), DataRef::BF16(x), DataRef::BF16(y)) => {
+            map2(x, ash, y, bsh, o, osh, |x, y| bf16::from_f32(f32::arith(kind, x.to_f32(), y.to_f32())))
+        }
+        // Pow's exponent may have another numeric type than the base (T1, T2 in the spec).
+        (DataMut::F64(o), DataRef::F64(x), y) if kind == BinKind::Pow => {
+            let y = TensorRef { shape: bsh, data: y }.to_f64_vec();
+            map2(x, ash, &y, bsh, o, osh, f64::powf)
+        }
+        (DataMut::F16(o), DataRef::F16(x), y) if kind == BinKind::Pow => {
+            let y = TensorRef { shape: bsh, data: y }.to_f32_vec();
+            map2(x, ash, &y, bsh, o, osh, |x, y| f16::from_f32(x.to_f32().powf(y)))
+        }
         (DataMut::I64(o), DataRef::I64(x), y) if kind == BinKind::Pow => {
-            let y: Vec<f32> = TensorRef { shape: bsh, data: y }.to_f32_vec();
-            map2(x, ash, &y, bsh, o, osh, |x, y| (x as f64).powf(y as f64) as i64)
+            let y = TensorRef { shape: bsh, data: y }.to_f64_vec();
+            map2(x, ash, &y, bsh, o, osh, |x, y| (x as f64).powf(y) as i64)
+        }
+        (DataMut::I32(o), DataRef::I32(x), y) if kind == BinKind::Pow => {
+            let y = TensorRef { shape: bsh, data: y }.to_f64_vec();
+            map2(x, ash, &y, bsh, o, osh, |x, y| (x as f64).powf(y) as i32)
         }
         (DataMut::Bool(o), x, y) if kind.is_logic() => {
             let (x, y) = (bools(x, op)?, bools(y, op)?);
@@ -297,6 +319,7 @@ fn run_binary(kind: BinKind, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) 
         (DataMut::Bool(o), DataRef::U64(x), DataRef::U64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (DataMut::Bool(o), DataRef::F64(x), DataRef::F64(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (DataMut::Bool(o), DataRef::F16(x), DataRef::F16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
+        (DataMut::Bool(o), DataRef::BF16(x), DataRef::BF16(y)) => map2(x, ash, y, bsh, o, osh, |x, y| compare(kind, x, y)),
         (_, x, _) => bail_shape!(op, "is not implemented for {}", x.dtype()),
     }
     Ok(())
@@ -350,6 +373,12 @@ impl Op for Binary {
             (DataMut::U32(o), DataRef::U32(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u32::arith(kind, x, y)),
             (DataMut::U64(o), DataRef::U64(y)) => map2_in_place(o, osh, y, b.shape, |x, y| u64::arith(kind, x, y)),
             (DataMut::F64(o), DataRef::F64(y)) => map2_in_place(o, osh, y, b.shape, |x, y| f64::arith(kind, x, y)),
+            (DataMut::F16(o), DataRef::F16(y)) => {
+                map2_in_place(o, osh, y, b.shape, |x, y| f16::from_f32(f32::arith(kind, x.to_f32(), y.to_f32())))
+            }
+            (DataMut::BF16(o), DataRef::BF16(y)) => {
+                map2_in_place(o, osh, y, b.shape, |x, y| bf16::from_f32(f32::arith(kind, x.to_f32(), y.to_f32())))
+            }
             (_, y) => bail_shape!(self.op_type(), "is not implemented for {}", y.dtype()),
         }
         Ok(())
@@ -392,8 +421,14 @@ impl Op for Variadic {
             run_binary(self.kind, &acc_ref, x, out)?;
         }
         if self.mean {
-            let n = ins.len() as f32;
-            out.f32s_mut()?.iter_mut().for_each(|v| *v /= n);
+            let n = ins.len() as f64;
+            match &mut out.data {
+                DataMut::F32(o) => o.iter_mut().for_each(|v| *v /= n as f32),
+                DataMut::F64(o) => o.iter_mut().for_each(|v| *v /= n),
+                DataMut::F16(o) => o.iter_mut().for_each(|v| *v = f16::from_f32(v.to_f32() / n as f32)),
+                DataMut::BF16(o) => o.iter_mut().for_each(|v| *v = bf16::from_f32(v.to_f32() / n as f32)),
+                other => bail_shape!("Mean", "is implemented for float dtypes, got {}", other.dtype()),
+            }
         }
         Ok(())
     }

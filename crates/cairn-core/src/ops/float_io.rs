@@ -3,7 +3,7 @@
 //! are borrowed, never copied.
 
 use crate::{DType, DataMut, DataRef, Error, Result, TensorMut, TensorRef};
-use half::f16;
+use half::{bf16, f16};
 use std::borrow::Cow;
 
 /// A float tensor's values as f32: borrowed for f32, widened for f16.
@@ -11,7 +11,8 @@ pub(crate) fn f32_values<'a>(t: &TensorRef<'a>, op: &str) -> Result<Cow<'a, [f32
     match t.data {
         DataRef::F32(v) => Ok(Cow::Borrowed(v)),
         DataRef::F16(v) => Ok(Cow::Owned(v.iter().map(|x| x.to_f32()).collect())),
-        other => Err(Error::shape(op, format!("expects f32 or f16 tensors, got {}", other.dtype()))),
+        DataRef::BF16(v) => Ok(Cow::Owned(v.iter().map(|x| x.to_f32()).collect())),
+        other => Err(Error::shape(op, format!("expects f32, f16 or bf16 tensors, got {}", other.dtype()))),
     }
 }
 
@@ -26,8 +27,19 @@ pub(crate) fn write_f32(out: &mut TensorMut, op: &str, compute: impl FnOnce(&mut
             v.iter_mut().zip(&wide).for_each(|(d, &s)| *d = f16::from_f32(s));
             Ok(())
         }
-        other => Err(Error::shape(op, format!("writes f32 or f16 tensors, got {}", other.dtype()))),
+        DataMut::BF16(v) => {
+            let mut wide = vec![0.0f32; v.len()];
+            compute(&mut wide)?;
+            v.iter_mut().zip(&wide).for_each(|(d, &s)| *d = bf16::from_f32(s));
+            Ok(())
+        }
+        other => Err(Error::shape(op, format!("writes f32, f16 or bf16 tensors, got {}", other.dtype()))),
     }
+}
+
+/// True for the half-precision dtypes this path widens (f16, bf16).
+pub(crate) fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
 }
 
 /// Checks that a dtype is one the f16-through-f32 path handles.

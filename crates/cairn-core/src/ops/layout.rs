@@ -650,7 +650,7 @@ impl Range {
             dtype = Some(f.dtype);
             match &f.value {
                 None => return Ok(None),
-                Some(t) => *slot = t.view().to_f32_vec().first().copied().unwrap_or(0.0) as f64,
+                Some(t) => *slot = t.view().to_f64_vec().first().copied().unwrap_or(0.0),
             }
             if let Some(t) = &f.value {
                 if let Ok(ints) = t.view().to_i64_vec() {
@@ -682,7 +682,11 @@ impl Op for Range {
         let t = match dtype {
             DType::I64 => Tensor::from_i64(vec![n], values.iter().map(|&v| v as i64).collect())?,
             DType::I32 => Tensor::new(vec![n], crate::TensorData::I32(values.iter().map(|&v| v as i32).collect()))?,
+            DType::I16 => Tensor::new(vec![n], crate::TensorData::I16(values.iter().map(|&v| v as i16).collect()))?,
             DType::F32 => Tensor::from_f32(vec![n], values.iter().map(|&v| v as f32).collect())?,
+            DType::F64 => Tensor::new(vec![n], crate::TensorData::F64(values))?,
+            DType::F16 => Tensor::new(vec![n], crate::TensorData::F16(values.iter().map(|&v| half::f16::from_f64(v)).collect()))?,
+            DType::BF16 => Tensor::new(vec![n], crate::TensorData::BF16(values.iter().map(|&v| half::bf16::from_f64(v)).collect()))?,
             other => bail_shape!("Range", "is not implemented for {other}"),
         };
         Ok(vec![Fact::from_tensor(std::sync::Arc::new(t))])

@@ -1,6 +1,7 @@
 //! MatMul (numpy semantics, batched with broadcasting) and Gemm.
 
 use super::broadcast::broadcast_shapes;
+use super::float_io::{f32_values, write_f32};
 use crate::{bail_shape, required, DType, Fact, Op, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::{gemm, sgemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedB, RhsOperand, Transpose};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub fn register(r: &mut Registry) {
 struct MatMul;
 
 /// Shapes of a MatMul after 1-D promotion: (batch shape, m, k, n, output shape).
-fn matmul_shapes(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
+pub(crate) fn matmul_shapes(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
     if a.is_empty() || b.is_empty() {
         bail_shape!("MatMul", "inputs must have rank >= 1, got {a:?} and {b:?}");
     }
@@ -53,10 +54,11 @@ impl Op for MatMul {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let a = required(inputs, 0, "MatMul")?;
         let b = required(inputs, 1, "MatMul")?;
-        if a.dtype != DType::F32 || b.dtype != DType::F32 {
-            bail_shape!("MatMul", "is implemented for f32, got {} and {}", a.dtype, b.dtype);
+        // f16 and bf16 run through the f32 GEMM, f64 on its own f64 loop.
+        if a.dtype != b.dtype || !a.dtype.is_float() {
+            bail_shape!("MatMul", "is implemented for f32, f64, f16 and bf16 inputs of one dtype, got {} and {}", a.dtype, b.dtype);
         }
-        Ok(vec![Fact::new(DType::F32, matmul_shapes(&a.shape, &b.shape)?.4)])
+        Ok(vec![Fact::new(a.dtype, matmul_shapes(&a.shape, &b.shape)?.4)])
     }
     fn macs(&self, inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
         let k = inputs[0].and_then(|a| a.shape.last().copied()).unwrap_or(0);
@@ -66,8 +68,6 @@ impl Op for MatMul {
         let a = required(inputs, 0, "MatMul")?;
         let b = required(inputs, 1, "MatMul")?;
         let (batch, m, k, n, _) = matmul_shapes(a.shape, b.shape)?;
-        let (av, bv) = (a.f32s()?, b.f32s()?);
-        let y = outputs[0].f32s_mut()?;
         let a_batch = &a.shape[..a.shape.len().saturating_sub(2)];
         let b_batch = &b.shape[..b.shape.len().saturating_sub(2)];
         let sa = super::broadcast::broadcast_strides(a_batch, &batch);
@@ -76,25 +76,44 @@ impl Op for MatMul {
         if nb == 0 {
             return Ok(());
         }
-        super::broadcast::for_each_offset(&batch, [&sa, &sb], |i, [ia, ib]| {
-            sgemm(
-                m,
-                n,
-                k,
-                1.0,
-                &av[ia * m * k..][..m * k],
-                k,
-                Transpose::No,
-                &bv[ib * k * n..][..k * n],
-                n,
-                Transpose::No,
-                0.0,
-                &mut y[i * m * n..][..m * n],
-                n,
-            );
-        });
-        Ok(())
+        if let (crate::DataRef::F64(av), crate::DataRef::F64(bv), crate::DataMut::F64(y)) = (a.data, b.data, &mut outputs[0].data) {
+            super::broadcast::for_each_offset(&batch, [&sa, &sb], |i, [ia, ib]| {
+                let (a, b, y) = (&av[ia * m * k..][..m * k], &bv[ib * k * n..][..k * n], &mut y[i * m * n..][..m * n]);
+                for r in 0..m {
+                    for c in 0..n {
+                        y[r * n + c] = (0..k).map(|t| a[r * k + t] * b[t * n + c]).sum();
+                    }
+                }
+            });
+            return Ok(());
+        }
+        let (av, bv) = (f32_values(&a, "MatMul")?, f32_values(&b, "MatMul")?);
+        write_f32(&mut outputs[0], "MatMul", |y| {
+            matmul_f32(&batch, (&sa, &sb), (m, k, n), &av, &bv, y);
+            Ok(())
+        })
     }
+}
+
+/// Batched f32 GEMM over broadcast batch strides.
+fn matmul_f32(batch: &[usize], (sa, sb): (&[usize], &[usize]), (m, k, n): (usize, usize, usize), av: &[f32], bv: &[f32], y: &mut [f32]) {
+    super::broadcast::for_each_offset(batch, [sa, sb], |i, [ia, ib]| {
+        sgemm(
+            m,
+            n,
+            k,
+            1.0,
+            &av[ia * m * k..][..m * k],
+            k,
+            Transpose::No,
+            &bv[ib * k * n..][..k * n],
+            n,
+            Transpose::No,
+            0.0,
+            &mut y[i * m * n..][..m * n],
+            n,
+        );
+    });
 }
 
 #[derive(Debug)]

@@ -1,9 +1,11 @@
-//! Matrix-structure operators on the last two dims: Trilu and EyeLike. Every dtype.
+//! Matrix operators on the last two dims: Trilu and EyeLike (every dtype) and Det
+//! (float dtypes).
 
 use super::cast::onnx_dtype;
 use crate::{bail_shape, required, DType, DataMut, Fact, Op, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
+    r.register("Det", |_| Ok(Box::new(Det)));
     r.register("Trilu", |ctx| Ok(Box::new(Trilu { upper: ctx.int("upper", 1)? != 0 })));
     r.register("EyeLike", |ctx| {
         let dtype = match ctx.int_opt("dtype")? {
@@ -127,5 +129,70 @@ mod tests {
         let mut y = Tensor::zeros(DType::F32, vec![2, 3]).unwrap();
         EyeLike { dtype: None, k: -1 }.run(&[], &mut [y.view_mut()]).unwrap();
         assert_eq!(y.f32s().unwrap(), &[0., 0., 0., 1., 0., 0.]);
+    }
+}
+
+/// Determinant of each trailing `[M, M]` matrix, by LU decomposition with partial
+/// pivoting in f64 (the accuracy numpy's reference has), rounded once to the dtype.
+#[derive(Debug)]
+struct Det;
+
+impl Op for Det {
+    fn op_type(&self) -> &str {
+        "Det"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let x = required(inputs, 0, "Det")?;
+        let r = x.rank();
+        if r < 2 || x.shape[r - 1] != x.shape[r - 2] || !x.dtype.is_float() {
+            bail_shape!("Det", "needs a float [..., M, M] tensor, got {} {:?}", x.dtype, x.shape);
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape[..r - 2].to_vec())])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, "Det")?;
+        let m = x.shape[x.rank() - 1];
+        let values = x.to_f64_vec();
+        let dets: Vec<f64> =
+            if m == 0 { vec![1.0; outputs[0].data.len()] } else { values.chunks_exact(m * m).map(|a| det(a.to_vec(), m)).collect() };
+        super::cast::convert(crate::DataRef::F64(&dets), &mut outputs[0].data)
+    }
+}
+
+fn det(mut a: Vec<f64>, m: usize) -> f64 {
+    let mut det = 1.0;
+    for col in 0..m {
+        let pivot = (col..m).max_by(|&i, &j| a[i * m + col].abs().total_cmp(&a[j * m + col].abs())).unwrap_or(col);
+        if a[pivot * m + col] == 0.0 {
+            return 0.0;
+        }
+        if pivot != col {
+            for k in 0..m {
+                a.swap(pivot * m + k, col * m + k);
+            }
+            det = -det;
+        }
+        let p = a[col * m + col];
+        det *= p;
+        for row in col + 1..m {
+            let f = a[row * m + col] / p;
+            for k in col..m {
+                a[row * m + k] -= f * a[col * m + k];
+            }
+        }
+    }
+    det
+}
+
+#[cfg(test)]
+mod det_tests {
+    use super::det;
+
+    #[test]
+    fn determinants_with_pivoting() {
+        assert_eq!(det(vec![1., 2., 3., 4.], 2), -2.0);
+        // A zero first pivot needs a row swap (which flips the sign).
+        assert_eq!(det(vec![0., 1., 1., 0.], 2), -1.0);
+        assert!((det(vec![2., 0., 1., 1., 3., 2., 1., 1., 2.], 3) - 6.0).abs() < 1e-12);
     }
 }

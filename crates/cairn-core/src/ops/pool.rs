@@ -38,14 +38,10 @@ fn build(ctx: &OpContext, kind: Kind) -> Result<Box<dyn Op>> {
     if window.kernel_shape.is_none() {
         return Err(crate::Error::InvalidAttr { attr: "kernel_shape".into(), detail: "required".into() });
     }
-    if max && ctx.int("storage_order", 0)? != 0 {
-        return Err(ctx.unsupported("storage_order", "column-major indices are not implemented"));
-    }
-    if max && ctx.n_outputs > 1 {
-        return Err(ctx.unsupported("Indices", "the Indices output of MaxPool is not implemented"));
-    }
+    let column_major = max && ctx.int("storage_order", 0)? == 1;
+    let indices = max && ctx.n_outputs > 1;
     let count_include_pad = if kind == Kind::Average { ctx.int("count_include_pad", 0)? == 1 } else { false };
-    Ok(Box::new(Pool { window, max, kind, ceil_mode: ctx.int("ceil_mode", 0)? == 1, count_include_pad }))
+    Ok(Box::new(Pool { window, max, kind, ceil_mode: ctx.int("ceil_mode", 0)? == 1, count_include_pad, indices, column_major }))
 }
 
 #[derive(Debug)]
@@ -55,6 +51,10 @@ struct Pool {
     kind: Kind,
     ceil_mode: bool,
     count_include_pad: bool,
+    /// MaxPool's second output: the flat index of each maximum in X.
+    indices: bool,
+    /// `storage_order = 1`: those indices count the spatial dims column-major.
+    column_major: bool,
 }
 
 impl Pool {
@@ -69,6 +69,11 @@ impl Pool {
     /// 3-D windows and LpPool run on the N-D loop.
     fn n_d(&self, x: &[usize]) -> bool {
         x.len() > 4 || matches!(self.kind, Kind::Lp(_))
+    }
+
+    /// MaxPool on any dtype but f32, or with its Indices output: the reference loop.
+    fn general_max(&self, dtype: DType) -> bool {
+        self.max && (dtype != DType::F32 || self.indices)
     }
 
     fn window(&self, x: &[usize]) -> Result<Window> {
@@ -91,6 +96,18 @@ impl Op for Pool {
     }
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name())?;
+        if self.general_max(x.dtype) {
+            if !(x.dtype.is_float() || matches!(x.dtype, DType::I8 | DType::U8)) {
+                bail_shape!("MaxPool", "is defined for float, int8 and uint8 inputs, got {}", x.dtype);
+            }
+            let mut shape = x.shape[..2].to_vec();
+            shape.extend(self.window(&x.shape)?.out);
+            let mut out = vec![Fact::new(x.dtype, shape.clone())];
+            if self.indices {
+                out.push(Fact::new(DType::I64, shape));
+            }
+            return Ok(out);
+        }
         if x.dtype != DType::F32 {
             bail_shape!(self.name(), "is implemented for f32, got {}", x.dtype);
         }
@@ -106,6 +123,16 @@ impl Op for Pool {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.name())?;
+        if self.general_max(x.dtype()) {
+            let w = self.window(x.shape)?;
+            let (values, idx) =
+                max_pool_indexed(&w, x.shape, &x.to_f64_vec(), self.window.kernel_shape.as_deref().unwrap_or(&[]), self.column_major);
+            super::cast::convert(crate::DataRef::F64(&values), &mut outputs[0].data)?;
+            if let Some(out) = outputs.get_mut(1) {
+                out.i64s_mut()?.copy_from_slice(&idx);
+            }
+            return Ok(());
+        }
         if self.n_d(x.shape) {
             let w = self.window(x.shape)?;
             nd_pool(self, &w, x.shape, x.f32s()?, outputs[0].f32s_mut()?);
@@ -282,4 +309,55 @@ fn nd_pool(pool: &Pool, w: &Window, x_shape: &[usize], x: &[f32], y: &mut [f32])
             };
         }
     }
+}
+
+/// Max pooling over any number of spatial dims in f64 (exact for every dtype MaxPool
+/// takes), with the flat index of each maximum in X: the first one in window order,
+/// counting the spatial dims row-major, or column-major with `storage_order = 1`.
+fn max_pool_indexed(w: &Window, x_shape: &[usize], x: &[f64], kernel: &[usize], column_major: bool) -> (Vec<f64>, Vec<i64>) {
+    let spatial = &x_shape[2..];
+    let r = spatial.len();
+    let (in_px, out_px): (usize, usize) = (spatial.iter().product(), w.out.iter().product());
+    let taps: usize = kernel.iter().product();
+    let unravel = |mut i: usize, dims: &[usize], out: &mut [usize]| {
+        for d in (0..dims.len()).rev() {
+            out[d] = i % dims[d];
+            i /= dims[d];
+        }
+    };
+    let planes = x.len().checked_div(in_px).unwrap_or(0);
+    let (mut values, mut indices) = (Vec::with_capacity(planes * out_px), Vec::with_capacity(planes * out_px));
+    let (mut o_idx, mut k_idx, mut pos) = (vec![0usize; r], vec![0usize; r], vec![0usize; r]);
+    for (plane, src) in x.chunks_exact(in_px.max(1)).enumerate().take(planes) {
+        for o in 0..out_px {
+            unravel(o, &w.out, &mut o_idx);
+            let (mut best, mut best_at) = (f64::NEG_INFINITY, None::<usize>);
+            'taps: for t in 0..taps {
+                unravel(t, kernel, &mut k_idx);
+                for d in 0..r {
+                    let p = (o_idx[d] * w.strides[d] + k_idx[d] * w.dil[d]) as isize - w.pads[d] as isize;
+                    if p < 0 || p >= spatial[d] as isize {
+                        continue 'taps;
+                    }
+                    pos[d] = p as usize;
+                }
+                let flat = pos.iter().zip(spatial).fold(0, |acc, (&p, &n)| acc * n + p);
+                if best_at.is_none() || src[flat] > best {
+                    best = src[flat];
+                    best_at = Some(flat);
+                }
+            }
+            let at = best_at.unwrap_or(0);
+            let index = if column_major {
+                // The same position, counted with the first spatial dim fastest.
+                unravel(at, spatial, &mut pos);
+                pos.iter().zip(spatial).rev().fold(0, |acc, (&p, &n)| acc * n + p)
+            } else {
+                at
+            };
+            values.push(best);
+            indices.push((plane * in_px + index) as i64);
+        }
+    }
+    (values, indices)
 }

@@ -155,6 +155,10 @@ impl Op for QMatMul {
             (Some(p), _) => (p.k, p.n),
             (None, form) => {
                 let b = required(inputs, if form == Form::Integer { 1 } else { 3 }, op)?;
+                if form == Form::QLinear && b.rank() > 2 {
+                    let shape = super::matmul::matmul_shapes(&a.shape, &b.shape)?.4;
+                    return Ok(vec![Fact::new(self.out_dtype(inputs), shape)]);
+                }
                 if b.rank() != 2 {
                     bail_shape!(op, "B must be 2-D (batched B is not implemented), got {:?}", b.shape);
                 }
@@ -190,6 +194,9 @@ impl Op for QMatMul {
 
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let op = self.op_type();
+        if self.prepared.is_none() && self.form == Form::QLinear && required(inputs, 3, op)?.rank() > 2 {
+            return qlinear_batched(inputs, &mut outputs[0]);
+        }
         let owned;
         let p = match &self.prepared {
             Some(p) => p,
@@ -223,4 +230,50 @@ impl Op for QMatMul {
         qgemm(n, m, k, &p.packed, QRhs { data: ad, zero: a_zero, k_stride: 1, n_stride: k }, out, 1, n, &epi);
         Ok(())
     }
+}
+
+/// QLinearMatMul with a batched B (`[..., k, n]`, broadcast against A's batch), the
+/// reference way: integer products accumulated in i32, scaled by
+/// `a_scale * b_scale / y_scale` (computed in the scales' dtype, as onnx's reference
+/// does), rounded half to even and saturated. Per-tensor quantization only.
+fn qlinear_batched(inputs: &[Option<TensorRef>], out: &mut TensorMut) -> Result<()> {
+    let op = "QLinearMatMul";
+    let (a, b) = (required(inputs, 0, op)?, required(inputs, 3, op)?);
+    let (batch, m, k, n, _) = super::matmul::matmul_shapes(a.shape, b.shape)?;
+    let zero = |i: usize| inputs.get(i).copied().flatten().map(|z| scalar_i32(z, op)).transpose().map(|z| z.unwrap_or(0));
+    let (za, zb, zy) = (zero(2)?, zero(5)?, zero(7)?);
+    let scale_t = required(inputs, 1, op)?;
+    let (sa, sb, sy) = (scalar_f32(scale_t, op)?, scalar_f32(required(inputs, 4, op)?, op)?, scalar_f32(required(inputs, 6, op)?, op)?);
+    let in_dtype = |v: f32| match scale_t.dtype() {
+        DType::F16 => half::f16::from_f32(v).to_f32(),
+        DType::BF16 => half::bf16::from_f32(v).to_f32(),
+        _ => v,
+    };
+    let multiplier = in_dtype(in_dtype(sa * sb) / sy) as f64;
+    let ints = |t: TensorRef| -> Result<Vec<i32>> {
+        Ok(match q8(t, op)? {
+            cairn_kernels::qgemm::Q8::U8(v) => v.iter().map(|&x| x as i32).collect(),
+            cairn_kernels::qgemm::Q8::I8(v) => v.iter().map(|&x| x as i32).collect(),
+        })
+    };
+    let (av, bv) = (ints(a)?, ints(b)?);
+    let a_batch = &a.shape[..a.rank().saturating_sub(2)];
+    let b_batch = &b.shape[..b.rank() - 2];
+    let (stride_a, stride_b) = (super::broadcast::broadcast_strides(a_batch, &batch), super::broadcast::broadcast_strides(b_batch, &batch));
+    let mut acc = vec![0f64; batch.iter().product::<usize>() * m * n];
+    super::broadcast::for_each_offset(&batch, [&stride_a, &stride_b], |i, [ia, ib]| {
+        let (a, b) = (&av[ia * m * k..][..m * k], &bv[ib * k * n..][..k * n]);
+        for r in 0..m {
+            for c in 0..n {
+                let dot: i32 = (0..k).map(|t| (a[r * k + t] - za) * (b[t * n + c] - zb)).sum();
+                acc[(i * m + r) * n + c] = (dot as f64 * multiplier + zy as f64).round_ties_even();
+            }
+        }
+    });
+    match &mut out.data {
+        crate::DataMut::U8(y) => y.iter_mut().zip(&acc).for_each(|(y, &v)| *y = v.clamp(0.0, 255.0) as u8),
+        crate::DataMut::I8(y) => y.iter_mut().zip(&acc).for_each(|(y, &v)| *y = v.clamp(-128.0, 127.0) as i8),
+        other => bail_shape!(op, "writes u8 or i8, got {}", other.dtype()),
+    }
+    Ok(())
 }

@@ -105,10 +105,14 @@ impl Op for Reduce {
         let axes_fact = inputs.get(1).copied().flatten().map(|t| Fact::from_tensor(std::sync::Arc::new(t.to_tensor())));
         let axes = self.axes(x.rank(), axes_fact.as_ref())?;
         let vals = x.to_f64_vec();
-        let out = match axes {
+        let mut out = match axes {
             None => vals,
             Some(axes) => reduce(&vals, x.shape, &axes, self.kind),
         };
+        if x.dtype() == DType::Bool {
+            // An empty bool Max is false and an empty Min true (the ±inf identities, clamped).
+            out.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        }
         super::cast::convert(crate::DataRef::F64(&out), &mut outputs[0].data)
     }
 }
