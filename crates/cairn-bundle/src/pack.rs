@@ -110,7 +110,9 @@ pub fn pack(graph: &Graph, opts: &PackOptions) -> Result<Packed> {
             shape: t.shape().to_vec(),
             parts: Vec::new(),
             coarse_values: match split(name, t) {
-                Some((Encoding::I8High4, _)) => Some(crate::nibbles::coarse_values(&t.bytes().iter().map(|&b| b as i8).collect::<Vec<_>>())),
+                Some((Encoding::I8High4, _)) => {
+                    Some(crate::nibbles::coarse_values(&t.bytes().iter().map(|&b| b as i8).collect::<Vec<_>>()))
+                }
                 _ => None,
             },
         })

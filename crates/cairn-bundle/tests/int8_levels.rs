@@ -2,7 +2,9 @@
 //! nibbles (refinement), restored exactly whatever order the shards arrive in.
 
 use cairn_bundle::{pack, Encoding, Error, Loader, Manifest, PackOptions, Packed};
-use cairn_core::{passes::prepare_for_inference, Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Session, Tensor, TensorData, ValueInfo};
+use cairn_core::{
+    passes::prepare_for_inference, Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Session, Tensor, TensorData, ValueInfo,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -118,13 +120,15 @@ fn int8_weights_are_split_into_nibble_levels_except_grouped_convs() {
     let p = packed(1, &options());
     let m = &p.manifest;
     assert_eq!(m.levels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["coarse", "full"]);
-    let encodings = |name: &str| -> Vec<Encoding> { m.tensors.iter().find(|t| t.name == name).unwrap().parts.iter().map(|p| p.encoding).collect() };
+    let encodings =
+        |name: &str| -> Vec<Encoding> { m.tensors.iter().find(|t| t.name == name).unwrap().parts.iter().map(|p| p.encoding).collect() };
     assert!(encodings("w1").contains(&Encoding::I8High4) && encodings("w1").contains(&Encoding::I8Low4));
     assert!(encodings("w2").contains(&Encoding::I8High4) && encodings("w2").contains(&Encoding::I8Low4));
     assert!(encodings("wd").iter().all(|e| *e == Encoding::Raw), "the depthwise filter goes whole into level 0");
     // Nibbles take half a byte each: level 0 holds the raw depthwise filter plus half of the rest.
     let split_elements = 24 * 8 + 17 * 24;
-    let nibble_bytes: u64 = m.tensors.iter().flat_map(|t| &t.parts).filter(|p| p.encoding == Encoding::I8High4).map(|p| p.len.div_ceil(2) as u64).sum();
+    let nibble_bytes: u64 =
+        m.tensors.iter().flat_map(|t| &t.parts).filter(|p| p.encoding == Encoding::I8High4).map(|p| p.len.div_ceil(2) as u64).sum();
     assert!(nibble_bytes >= split_elements as u64 / 2 && nibble_bytes <= split_elements as u64 / 2 + 4, "{nibble_bytes}");
     let with_grouped = packed(1, &PackOptions { split_grouped_int8: true, ..options() });
     assert!(with_grouped.manifest.tensors.iter().find(|t| t.name == "wd").unwrap().parts.iter().any(|p| p.encoding == Encoding::I8High4));
@@ -227,39 +231,60 @@ fn hostile_int8_manifests_are_refused() {
     let cases: Vec<(&str, Corrupt)> = vec![
         ("coarse value outside its bucket", Box::new(move |v| v["tensors"][w1]["coarse_values"][0] = 16.into())),
         ("coarse value not a byte", Box::new(move |v| v["tensors"][w1]["coarse_values"][3] = 300.into())),
-        ("15 coarse values", Box::new(move |v| {
-            v["tensors"][w1]["coarse_values"].as_array_mut().unwrap().pop();
-        })),
-        ("no coarse values", Box::new(move |v| {
-            v["tensors"][w1].as_object_mut().unwrap().remove("coarse_values");
-        })),
+        (
+            "15 coarse values",
+            Box::new(move |v| {
+                v["tensors"][w1]["coarse_values"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        (
+            "no coarse values",
+            Box::new(move |v| {
+                v["tensors"][w1].as_object_mut().unwrap().remove("coarse_values");
+            }),
+        ),
         ("coarse values on a raw tensor", Box::new(move |v| v["tensors"][s1]["coarse_values"] = v["tensors"][w1]["coarse_values"].clone())),
         ("nibbles of an f32 tensor", Box::new(move |v| v["tensors"][s1]["parts"][0]["encoding"] = "i8-high4".into())),
-        ("nibbles mixed with bf16", Box::new(move |v| {
-            let i = hi_part(v);
-            v["tensors"][w1]["parts"][i]["encoding"] = "f32-bf16".into();
-        })),
-        ("refinement missing", Box::new(move |v| {
-            let parts = v["tensors"][w1]["parts"].as_array_mut().unwrap();
-            parts.retain(|p| p["encoding"] != "i8-low4");
-        })),
-        ("coarse part too long", Box::new(move |v| {
-            let i = hi_part(v);
-            let len = v["tensors"][w1]["parts"][i]["len"].as_u64().unwrap();
-            v["tensors"][w1]["parts"][i]["len"] = (len + 1).into();
-        })),
-        ("refinement in level 0", Box::new(move |v| {
-            let parts = v["tensors"][w1]["parts"].as_array_mut().unwrap();
-            for p in parts.iter_mut().filter(|p| p["encoding"] == "i8-low4") {
-                p["level"] = 0.into();
-            }
-        })),
-        ("raw part beside nibbles", Box::new(move |v| {
-            let i = hi_part(v);
-            let mut p = v["tensors"][w1]["parts"][i].clone();
-            p["encoding"] = "raw".into();
-            v["tensors"][w1]["parts"].as_array_mut().unwrap().push(p);
-        })),
+        (
+            "nibbles mixed with bf16",
+            Box::new(move |v| {
+                let i = hi_part(v);
+                v["tensors"][w1]["parts"][i]["encoding"] = "f32-bf16".into();
+            }),
+        ),
+        (
+            "refinement missing",
+            Box::new(move |v| {
+                let parts = v["tensors"][w1]["parts"].as_array_mut().unwrap();
+                parts.retain(|p| p["encoding"] != "i8-low4");
+            }),
+        ),
+        (
+            "coarse part too long",
+            Box::new(move |v| {
+                let i = hi_part(v);
+                let len = v["tensors"][w1]["parts"][i]["len"].as_u64().unwrap();
+                v["tensors"][w1]["parts"][i]["len"] = (len + 1).into();
+            }),
+        ),
+        (
+            "refinement in level 0",
+            Box::new(move |v| {
+                let parts = v["tensors"][w1]["parts"].as_array_mut().unwrap();
+                for p in parts.iter_mut().filter(|p| p["encoding"] == "i8-low4") {
+                    p["level"] = 0.into();
+                }
+            }),
+        ),
+        (
+            "raw part beside nibbles",
+            Box::new(move |v| {
+                let i = hi_part(v);
+                let mut p = v["tensors"][w1]["parts"][i].clone();
+                p["encoding"] = "raw".into();
+                v["tensors"][w1]["parts"].as_array_mut().unwrap().push(p);
+            }),
+        ),
     ];
     for (what, f) in cases {
         assert!(matches!(tamper(&*f), Err(Error::Manifest(_))), "{what} should be refused");

@@ -105,7 +105,8 @@ impl BundleLoad {
         if self.interim.is_none() {
             let loader = self.loader()?;
             let graph = loader.graph().map_err(js_err)?;
-            let graph = if cairn_bundle::has_int8_levels(loader.manifest()) { prepare_for_inference(graph).map_err(js_err)?.0 } else { graph };
+            let graph =
+                if cairn_bundle::has_int8_levels(loader.manifest()) { prepare_for_inference(graph).map_err(js_err)?.0 } else { graph };
             self.interim = Some(Session::new(graph));
         }
         crate::run_session(self.interim.as_ref().expect("built above"), input_name, data, shape)
