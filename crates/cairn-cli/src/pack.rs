@@ -122,7 +122,6 @@ pub fn main(args: PackArgs) -> Result<()> {
         min_split_elements: args.min_split_elements,
         text: args.text.task(read_labels(&args)?)?,
         widths,
-        ..PackOptions::default()
     };
     let mut packed = pack(&graph, &opts)?;
     describe_io(&mut packed.manifest, &args)?;
