@@ -64,7 +64,11 @@ function showTop(top, { level, where, ms }) {
   }));
   const int8 = app.config?.model.weights === 'i8' && (where === 'device' || !app.config.edgeModel);
   const levelText = level === 'full' ? (int8 ? 'int8 model' : 'full precision') : `${level} level (refining)`;
-  $('meta').innerHTML = `<span class="tag">${where === 'edge' ? 'on the edge server' : 'on this device'}</span> <span class="tag">${levelText}</span>${ms ? ` in ${ms.toFixed(0)} ms` : ''}`;
+  // How far a coarse level's answers can be trusted: its agreement with the full model,
+  // measured by `cairn pack` on real photos and stored in the manifest.
+  const fidelity = level !== 'full' && where === 'device' ? app.model?.manifest.levels.find((l) => l.name === level)?.fidelity : null;
+  const agree = fidelity ? ` <span class="tag">agrees with the full model on ${(100 * (fidelity.decisive_top1_agreement ?? fidelity.top1_agreement)).toFixed(0)}% of ${fidelity.decisive_top1_agreement != null ? 'clear-cut ' : ''}test images</span>` : '';
+  $('meta').innerHTML = `<span class="tag">${where === 'edge' ? 'on the edge server' : 'on this device'}</span> <span class="tag">${levelText}</span>${agree}${ms ? ` in ${ms.toFixed(0)} ms` : ''}`;
 }
 
 let lastImage = null;

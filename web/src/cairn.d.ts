@@ -34,7 +34,7 @@ export interface Manifest {
   version: string;
   inputs: { name: string; dtype: string; dims: (number | string)[]; preprocess?: Preprocess }[];
   outputs: { name: string; dtype: string; dims?: (number | string)[]; labels?: string[] }[];
-  levels: { name: string; bytes: number; fidelity?: { top1_agreement: number; max_relative_error: number; inputs: number; input_source: string } }[];
+  levels: { name: string; bytes: number; fidelity?: { top1_agreement: number; max_relative_error: number; inputs: number; input_source: string; decisive_inputs?: number; decisive_top1_agreement?: number; mean_kl?: number } }[];
   shards: { path: string; sha256: string; bytes: number; level: number }[];
   /** Text bundles (`cairn pack --tokenizer ... --task ...`): the tokenizer file and task config. */
   text?: TextTask;

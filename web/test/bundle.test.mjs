@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer } from './server.mjs';
 import { launch } from './browser.mjs';
 import { writeNpy, readNpy } from './npy.mjs';
+import { packEfficientNet } from './pwa-app.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cairnBin = path.join(root, 'target/release/cairn');
@@ -37,6 +38,13 @@ function relativeError(got, want) {
   let diff = 0, scale = 0;
   for (let i = 0; i < want.length; i++) { diff = Math.max(diff, Math.abs(got[i] - want[i])); scale = Math.max(scale, Math.abs(want[i])); }
   return diff / scale;
+}
+
+/** One real-photo input of the suite's set (tools/make_image_inputs.py), made if missing. */
+function realPhotoInput() {
+  const dir = path.join(root, 'target/real-inputs');
+  if (!fs.existsSync(dir)) execFileSync('python3', [path.join(root, 'tools/make_image_inputs.py'), dir, '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5'], { stdio: 'inherit' });
+  return path.join(dir, fs.readdirSync(dir).filter((f) => f.endsWith('.npy')).sort()[0]);
 }
 
 const argmax = (v) => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
@@ -281,31 +289,78 @@ test('an update that changes one layer downloads only the changed shards', async
   console.log(`update: fetched ${fetched.length} shards (${plan.fetch_bytes} bytes), reused ${plan.reuse.length} (${plan.reuse_bytes} bytes)`);
 });
 
+/**
+ * Loads bundle `name` with DevTools throttling the network to 1.6 Mbps down, 150 ms RTT,
+ * and times from `cairn.load` to the first prediction; also sums the bytes that crossed
+ * the network per level (the test server compresses as `cairn serve` does).
+ */
+async function timeToFirstPrediction(name, data, shape) {
+  await freshPage();
+  const cdp = await browser.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 150, downloadThroughput: 1.6e6 / 8, uploadThroughput: 0.75e6 / 8 });
+  const servedFrom = server.served.length;
+  const r = await page.evaluate(async ({ url, input, shape }) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
+    const t0 = performance.now();
+    const model = await cairn.load(url);
+    const result = await model.run({ data: new Float32Array(input), shape });
+    const ms = performance.now() - t0;
+    await model.complete;
+    const full = await model.run({ data: new Float32Array(input), shape });
+    const top = (out) => out.outputs[0].data.indexOf(Math.max(...out.outputs[0].data));
+    cairn.terminate();
+    return { ms, level: result.level, top: top(result), fullTop: top(full) };
+  }, { url: `${server.origin}/models/${name}/manifest.json`, input: Array.from(data), shape });
+  await cdp.detach();
+  const manifest = JSON.parse(fs.readFileSync(path.join(work, 'models', name, 'manifest.json'), 'utf8'));
+  const levelOf = new Map(manifest.shards.map((s) => [s.path.split('/').pop(), s.level]));
+  const wire = manifest.levels.map(() => 0);
+  const stored = manifest.levels.map(() => 0);
+  for (const s of server.served.slice(servedFrom).filter((s) => s.url.includes('/shards/'))) {
+    const level = levelOf.get(s.url.split('/').pop());
+    wire[level] += s.wireBytes;
+    stored[level] += s.bytes;
+  }
+  return { ...r, wire, stored };
+}
+
+const mib = (n) => `${(n / (1 << 20)).toFixed(2)} MiB`;
+
 test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in at most 55% of the time of a one-level bundle', async () => {
   const whole = path.join(work, 'models/mobilenetv2-whole');
   execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', whole, '--no-progressive', '--json']);
-  const timeToFirstPrediction = async (name) => {
-    await freshPage();
-    const cdp = await browser.newCDPSession(page);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 150, downloadThroughput: 1.6e6 / 8, uploadThroughput: 0.75e6 / 8 });
-    const r = await page.evaluate(async ({ url, input, shape }) => {
-      const cairn = await window.Cairn.start({ wasmBase: '/pkg/' });
-      const t0 = performance.now();
-      const model = await cairn.load(url);
-      const result = await model.run({ data: new Float32Array(input), shape });
-      return { ms: performance.now() - t0, level: result.level, top: result.outputs[0].data.indexOf(Math.max(...result.outputs[0].data)) };
-    }, { url: `${server.origin}/models/${name}/manifest.json`, input: Array.from(input), shape: INPUT_SHAPE });
-    await cdp.detach();
-    return r;
-  };
-  const progressive = await timeToFirstPrediction('mobilenetv2');
-  const oneLevel = await timeToFirstPrediction('mobilenetv2-whole');
+  const progressive = await timeToFirstPrediction('mobilenetv2', input, INPUT_SHAPE);
+  const oneLevel = await timeToFirstPrediction('mobilenetv2-whole', input, INPUT_SHAPE);
   const ratio = progressive.ms / oneLevel.ms;
   console.log(`throttled time to first prediction: progressive ${(progressive.ms / 1000).toFixed(1)} s (level ${progressive.level}), one level ${(oneLevel.ms / 1000).toFixed(1)} s (level ${oneLevel.level}): ratio ${ratio.toFixed(2)}; same top-1: ${progressive.top === oneLevel.top}`);
   assert.equal(progressive.level, 'coarse');
   assert.equal(oneLevel.level, 'full');
   assert.ok(ratio <= 0.55, `ratio ${ratio}`);
+});
+
+// Issue 17 asks for <= 0.35x. Measured: 0.51x (level 0, the high nibbles plus the whole
+// depthwise filters, is 49% of the brotli wire bytes: these int8 weights are spread wide, 3.25
+// bits of entropy in the high nibble), so that target is missed; docs/adr/0023 has the numbers.
+// The bound checked here is what this split delivers, with room for a loaded machine.
+test('on the same throttled network the demo\'s int8 EfficientNet-Lite0 answers from its coarse level in at most 60% of the time of a one-level bundle', async () => {
+  // The demo's model as scripts/run.sh makes it (int8 by `cairn optimize`, packed
+  // progressive by default), and the same int8 model packed as one level.
+  const progressiveDir = path.join(work, 'models/effnet-int8');
+  const manifest = packEfficientNet(progressiveDir);
+  assert.deepEqual(manifest.levels.map((l) => l.name), ['coarse', 'full']);
+  assert.ok(manifest.tensors.some((t) => t.parts.some((p) => p.encoding === 'i8-high4')), 'int8 weights are sent as nibbles');
+  execFileSync(cairnBin, ['pack', path.join(work, 'models/efficientnet_lite0_int8.onnx'), '-o', path.join(work, 'models/effnet-int8-whole'), '--no-progressive', '--json']);
+  const photo = readNpy(realPhotoInput());
+  const progressive = await timeToFirstPrediction('effnet-int8', photo.data, photo.shape);
+  const oneLevel = await timeToFirstPrediction('effnet-int8-whole', photo.data, photo.shape);
+  const ratio = progressive.ms / oneLevel.ms;
+  const levels = progressive.wire.map((w, i) => `level ${i} ${mib(progressive.stored[i])} stored, ${mib(w)} on the wire`).join('; ');
+  console.log(`int8 EfficientNet-Lite0, throttled time to first prediction: progressive ${(progressive.ms / 1000).toFixed(2)} s (level ${progressive.level}; ${levels}), one level ${(oneLevel.ms / 1000).toFixed(2)} s (${mib(oneLevel.stored[0])} stored, ${mib(oneLevel.wire[0])} on the wire): ratio ${ratio.toFixed(3)}; coarse top-1 ${progressive.top} vs full ${oneLevel.top}`);
+  assert.equal(progressive.level, 'coarse');
+  assert.equal(oneLevel.level, 'full');
+  assert.equal(progressive.fullTop, oneLevel.top, 'once refined, the progressive bundle is the same int8 model');
+  assert.ok(ratio <= 0.6, `ratio ${ratio} (issue 17's target is 0.35)`);
 });
 
 test('the scalar build (for browsers without wasm SIMD) loads the same bundle and matches native Cairn; cancellation works', async () => {

@@ -14,7 +14,7 @@ export const cairn = (...args) => execFileSync(cairnBin, args, { encoding: 'utf8
 
 /**
  * The demo's model as scripts/run.sh makes it: the real pretrained EfficientNet-Lite0,
- * int8-quantized by `cairn optimize`, packed into `dir`.
+ * int8-quantized by `cairn optimize`, packed progressive into `dir`.
  */
 export function packEfficientNet(dir) {
   const onnx = path.join(root, 'target/models/efficientnet_lite0.onnx');
@@ -23,7 +23,11 @@ export function packEfficientNet(dir) {
   if (!fs.existsSync(calibration)) execFileSync('python3', [path.join(root, 'tools/make_calibration_inputs.py'), calibration], { stdio: 'inherit' });
   const int8 = path.join(path.dirname(dir), 'efficientnet_lite0_int8.onnx');
   cairn('optimize', onnx, '-o', int8, '--quantize', 'int8', '--calibrate', calibration);
-  cairn('pack', int8, '-o', dir, '--name', 'efficientnet_lite0', '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'));
+  // Packed progressive (the default for int8: high nibbles first), each level's fidelity
+  // measured on real photos disjoint from the calibration set.
+  const photos = path.join(root, 'target/real-inputs');
+  if (!fs.existsSync(photos)) execFileSync('python3', [path.join(root, 'tools/make_image_inputs.py'), photos, '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5'], { stdio: 'inherit' });
+  cairn('pack', int8, '-o', dir, '--name', 'efficientnet_lite0', '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--labels', path.join(root, 'target/models/imagenet_labels.txt'), '--fidelity-inputs', photos);
   return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
 }
 

@@ -1,20 +1,24 @@
 // A static file server for the browser tests, with fault injection: it can corrupt,
 // truncate or hold back the responses for a path, and counts the bytes it served.
 // (The product's server is `cairn serve`; this one exists to break things on purpose.)
+// Like `cairn serve` and any CDN, it compresses what the browser accepts (brotli or gzip),
+// shards included: an int8 bundle's coarse level (high nibbles) shrinks to a fraction.
 
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream', '.css': 'text/css', '.png': 'image/png', '.webmanifest': 'application/manifest+json' };
 
 /**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
- * @param {{ isolated?: boolean }} [options] `isolated`: send COOP + COEP, as `cairn serve`
- *   does, so pages are cross-origin isolated and get Cairn's threaded build. Default: the
- *   CAIRN_TEST_ISOLATED environment variable (set to run a whole suite on that build).
+ * @param {{ isolated?: boolean, compression?: boolean }} [options] `isolated`: send COOP +
+ *   COEP, as `cairn serve` does, so pages are cross-origin isolated and get Cairn's threaded
+ *   build. Default: the CAIRN_TEST_ISOLATED environment variable (set to run a whole suite
+ *   on that build). `compression` (default on): brotli or gzip per Accept-Encoding.
  */
-export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_ISOLATED } = {}) {
+export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_ISOLATED, compression = true } = {}) {
   const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const faults = []; // { match, mode, times, released }
   const served = []; // { url, bytes }
@@ -37,9 +41,12 @@ export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_I
       if (fault.mode === 'truncate') body = body.subarray(0, body.length - 100);
       if (fault.mode === 'hold') await fault.released;
     }
-    served.push({ url: url.pathname, bytes: body.length });
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store', ...isolation });
-    res.end(body);
+    // `bytes`: the file's bytes (what a client gets); `wireBytes`: what crossed the network.
+    const { wire, encoding } = compress(body, req.headers['accept-encoding'] ?? '', compression);
+    served.push({ url: url.pathname, bytes: body.length, wireBytes: wire.length, encoding });
+    const encodingHeaders = encoding ? { 'content-encoding': encoding, vary: 'accept-encoding' } : {};
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': wire.length, 'cache-control': 'no-store', ...encodingHeaders, ...isolation });
+    res.end(wire);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -62,4 +69,24 @@ export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_I
     clearFaults() { for (const f of faults) f.release?.(); faults.length = 0; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
+}
+
+/**
+ * The body as sent: brotli (quality 5, as `cairn serve`) or gzip when the client accepts
+ * it and it saves at least 1/16, else as is. Bodies under 256 bytes are sent as is.
+ */
+function compress(body, acceptEncoding, enabled) {
+  const accepts = (name) => acceptEncoding.split(',').some((e) => e.trim().split(';')[0] === name);
+  if (!enabled || body.length < 256) return { wire: body, encoding: null };
+  let wire = null;
+  let encoding = null;
+  if (accepts('br')) {
+    wire = zlib.brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: body.length } });
+    encoding = 'br';
+  } else if (accepts('gzip')) {
+    wire = zlib.gzipSync(body, { level: 6 });
+    encoding = 'gzip';
+  }
+  if (!wire || wire.length > body.length - (body.length >> 4)) return { wire: body, encoding: null };
+  return { wire, encoding };
 }

@@ -8,6 +8,7 @@
 //! bits, so they commute and a loader never needs the halves side by side.
 
 use crate::manifest::Encoding;
+use crate::nibbles::CoarseValues;
 
 /// Splits f32 bits into (bf16 rounded to nearest, residual): `(hi << 16) + residual == bits`.
 pub fn split_f32(bits: u32) -> (u16, i16) {
@@ -20,6 +21,8 @@ pub fn split_f32(bits: u32) -> (u16, i16) {
 pub fn encode(encoding: Encoding, raw: &[u8]) -> Vec<u8> {
     match encoding {
         Encoding::Raw => raw.to_vec(),
+        Encoding::I8High4 => crate::nibbles::encode_high(raw),
+        Encoding::I8Low4 => crate::nibbles::encode_low(raw),
         Encoding::F32Bf16 | Encoding::F32Residual16 => raw
             .chunks_exact(4)
             .flat_map(|c| {
@@ -34,10 +37,19 @@ pub fn encode(encoding: Encoding, raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// What placing coarse int8 nibbles needs besides the bytes: the tensor's coarse values
+/// and which of the part's elements the refinement has already completed.
+pub struct CoarseContext<'a> {
+    pub values: &'a CoarseValues,
+    pub refined: &'a dyn Fn(usize) -> bool,
+}
+
 /// Places a part's stored bytes into the destination weight bytes (already sized to the part).
-pub fn apply(encoding: Encoding, src: &[u8], dst: &mut [u8]) {
+pub fn apply(encoding: Encoding, src: &[u8], dst: &mut [u8], coarse: &CoarseContext) {
     match encoding {
         Encoding::Raw => dst.copy_from_slice(src),
+        Encoding::I8Low4 => crate::nibbles::apply_low(src, dst),
+        Encoding::I8High4 => crate::nibbles::apply_high(src, dst, coarse.values, coarse.refined),
         Encoding::F32Bf16 | Encoding::F32Residual16 => {
             for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
                 let half = u16::from_le_bytes([s[0], s[1]]);
@@ -53,6 +65,8 @@ pub fn apply(encoding: Encoding, src: &[u8], dst: &mut [u8]) {
 mod tests {
     use super::*;
 
+    const NO_TABLE: CoarseContext = CoarseContext { values: &[0; 16], refined: &|_| false };
+
     #[test]
     fn halves_restore_every_bit_pattern_class() {
         let samples = [0.0f32, -0.0, 1.0, -1.0, 0.1, -3.7e-5, 1.0e30, f32::MAX, f32::MIN_POSITIVE, 1e-45, f32::INFINITY, f32::NAN];
@@ -62,8 +76,8 @@ mod tests {
             let raw = b.to_le_bytes();
             let mut dst = [0u8; 4];
             // Either order: the two additions commute.
-            apply(Encoding::F32Residual16, &encode(Encoding::F32Residual16, &raw), &mut dst);
-            apply(Encoding::F32Bf16, &encode(Encoding::F32Bf16, &raw), &mut dst);
+            apply(Encoding::F32Residual16, &encode(Encoding::F32Residual16, &raw), &mut dst, &NO_TABLE);
+            apply(Encoding::F32Bf16, &encode(Encoding::F32Bf16, &raw), &mut dst, &NO_TABLE);
             assert_eq!(u32::from_le_bytes(dst), b, "bits {b:#x}");
         }
     }
@@ -73,7 +87,7 @@ mod tests {
         #[allow(clippy::approx_constant)] // arbitrary values, not the constants
         for &v in &[0.1f32, 3.14159, -2.71828, 123456.0, 1e-3] {
             let mut dst = [0u8; 4];
-            apply(Encoding::F32Bf16, &encode(Encoding::F32Bf16, &v.to_le_bytes()), &mut dst);
+            apply(Encoding::F32Bf16, &encode(Encoding::F32Bf16, &v.to_le_bytes()), &mut dst, &NO_TABLE);
             let coarse = f32::from_le_bytes(dst);
             assert!(((coarse - v) / v).abs() <= 1.0 / 256.0, "{v} -> {coarse}");
         }

@@ -15,6 +15,7 @@ mod graph_doc;
 mod levels;
 mod load;
 mod manifest;
+mod nibbles;
 mod pack;
 mod preprocess;
 mod shard;
@@ -25,7 +26,7 @@ pub use dir::{check_dir, load_dir, read_manifest, read_tokenizer, verify_tokeniz
 pub use error::{Error, Result};
 pub use graph_doc::{DimDoc, NodeDoc};
 pub use levels::split_f32;
-pub use load::{is_progressive, Loader};
+pub use load::{has_int8_levels, is_progressive, Loader};
 pub use manifest::{
     Encoding, Fidelity, GraphDoc, InputDoc, Level, Manifest, OutputDoc, Part, Preprocess, ShardEntry, TensorEntry, FORMAT,
     MAX_MANIFEST_BYTES,

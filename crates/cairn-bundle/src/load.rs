@@ -7,12 +7,16 @@
 
 use crate::error::{Error, Result};
 use crate::graph_doc::build_graph;
-use crate::levels::apply;
+use crate::levels::{apply, CoarseContext};
 use crate::manifest::{parse_dtype, Encoding, Manifest};
 use crate::shard::{stored_dtype, ShardReader};
 use cairn_core::{DType, Graph, Tensor, TensorData};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Coarse values for a nibble-split tensor without a table (`Manifest::check` refuses
+/// that; this only keeps placement total): each bucket's middle.
+const MIDPOINTS: crate::nibbles::CoarseValues = [8, 24, 40, 56, 72, 88, 104, 120, -120, -104, -88, -72, -56, -40, -24, -8];
 
 pub struct Loader {
     manifest: Manifest,
@@ -64,7 +68,7 @@ impl Loader {
             let tensor = &self.manifest.tensors[t];
             let part = &tensor.parts[p];
             let dtype = self.weights[t].dtype();
-            let src = reader.part(&part.key, stored_dtype(part.encoding, dtype), part.len)?;
+            let src = reader.part(&part.key, stored_dtype(part.encoding, dtype), part.encoding.stored_len(part.len))?;
             if dtype == DType::Bool && src.iter().any(|&b| b > 1) {
                 return Err(Error::ShardContent {
                     path: entry.path.clone(),
@@ -74,9 +78,23 @@ impl Loader {
             sources.push((t, part.encoding, part.start, part.len, src));
         }
         for (t, encoding, start, len, src) in sources {
+            // Coarse nibbles keep the low nibble of elements already refined (levels may
+            // arrive in any order): those are the received refinement parts' ranges.
+            let refined: Vec<(usize, usize)> = match encoding {
+                Encoding::I8High4 => self.manifest.tensors[t]
+                    .parts
+                    .iter()
+                    .filter(|p| p.encoding == Encoding::I8Low4 && self.received[p.shard])
+                    .map(|p| (p.start.saturating_sub(start), (p.start + p.len).saturating_sub(start)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let values = self.manifest.tensors[t].coarse_values.unwrap_or(MIDPOINTS);
+            let is_refined = |i: usize| refined.iter().any(|&(s, e)| s <= i && i < e);
+            let coarse = CoarseContext { values: &values, refined: &is_refined };
             let weight = Arc::make_mut(&mut self.weights[t]);
             let size = weight.dtype().size();
-            apply(encoding, src, &mut weight.bytes_mut()[start * size..(start + len) * size]);
+            apply(encoding, src, &mut weight.bytes_mut()[start * size..(start + len) * size], &coarse);
         }
         self.received[index] = true;
         Ok(())
@@ -123,4 +141,10 @@ impl Loader {
 /// Whether any part of the bundle is sent in more than one level.
 pub fn is_progressive(manifest: &Manifest) -> bool {
     manifest.tensors.iter().any(|t| t.parts.iter().any(|p| p.encoding != Encoding::Raw))
+}
+
+/// Whether int8 weights are sent as nibbles in two levels (the coarse level then runs
+/// best prepared, on the int8 kernels).
+pub fn has_int8_levels(manifest: &Manifest) -> bool {
+    manifest.tensors.iter().any(|t| t.parts.iter().any(|p| p.encoding == Encoding::I8High4))
 }

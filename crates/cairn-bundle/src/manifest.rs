@@ -86,6 +86,11 @@ pub struct TensorEntry {
     pub dtype: String,
     pub shape: Vec<usize>,
     pub parts: Vec<Part>,
+    /// For int8 weights sent as nibbles: the value each high nibble (as unsigned, 0..=15)
+    /// stands for until the refinement arrives. Each lies in its own bucket
+    /// (`value >> 4 == nibble`), which the refinement relies on (checked by `parse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse_values: Option<crate::nibbles::CoarseValues>,
 }
 
 /// How a part's bytes become tensor elements.
@@ -99,14 +104,47 @@ pub enum Encoding {
     /// The signed 16-bit difference between the f32 bits and the bf16 rounding's:
     /// adding it to the coarse weight restores the exact f32, so no byte is sent twice.
     F32Residual16,
+    /// The high nibble (`w >> 4`) of each int8 weight, two per byte: the coarse level.
+    /// The loader fills each weight with the tensor's `coarse_values` entry for it.
+    I8High4,
+    /// The low nibble (`w & 15`) of each int8 weight, two per byte: completes it exactly.
+    I8Low4,
 }
 
 impl Encoding {
-    /// Bytes per element in a shard.
-    pub fn element_bytes(self, dtype: DType) -> usize {
+    /// Elements a part of `len` tensor elements is stored as (in `stored_dtype`).
+    pub fn stored_len(self, len: usize) -> usize {
         match self {
+            Encoding::I8High4 | Encoding::I8Low4 => crate::nibbles::packed_len(len),
+            _ => len,
+        }
+    }
+
+    /// Bytes a part of `len` elements of `dtype` takes in a shard.
+    pub fn stored_bytes(self, dtype: DType, len: usize) -> u64 {
+        let element = match self {
             Encoding::Raw => dtype.size(),
             Encoding::F32Bf16 | Encoding::F32Residual16 => 2,
+            Encoding::I8High4 | Encoding::I8Low4 => 1,
+        };
+        (self.stored_len(len) as u64).saturating_mul(element as u64)
+    }
+
+    /// The dtype this encoding applies to (`None`: any).
+    fn applies_to(self) -> Option<DType> {
+        match self {
+            Encoding::Raw => None,
+            Encoding::F32Bf16 | Encoding::F32Residual16 => Some(DType::F32),
+            Encoding::I8High4 | Encoding::I8Low4 => Some(DType::I8),
+        }
+    }
+
+    /// The (coarse, refinement) pair this encoding belongs to; `None` for raw.
+    fn family(self) -> Option<(Encoding, Encoding)> {
+        match self {
+            Encoding::Raw => None,
+            Encoding::F32Bf16 | Encoding::F32Residual16 => Some((Encoding::F32Bf16, Encoding::F32Residual16)),
+            Encoding::I8High4 | Encoding::I8Low4 => Some((Encoding::I8High4, Encoding::I8Low4)),
         }
     }
 }
@@ -252,28 +290,44 @@ impl Manifest {
                         t.name, p.level, shard.level
                     )));
                 }
-                if p.encoding != Encoding::Raw && dtype != DType::F32 {
-                    return Err(manifest_err(format!("tensor '{}': encoding {:?} applies to f32 only", t.name, p.encoding)));
+                if p.encoding.applies_to().is_some_and(|d| d != dtype) {
+                    return Err(manifest_err(format!("tensor '{}': encoding {:?} does not apply to {}", t.name, p.encoding, t.dtype)));
                 }
-                payload[p.shard] = payload[p.shard].saturating_add((p.len as u64).saturating_mul(p.encoding.element_bytes(dtype) as u64));
+                payload[p.shard] = payload[p.shard].saturating_add(p.encoding.stored_bytes(dtype, p.len));
             }
-            // Either raw parts cover every element once, or bf16 parts do and residual
-            // parts, all in later levels, do too.
+            // Either raw parts cover every element once, or the coarse parts of one split
+            // do and its refinement parts, all in later levels, do too.
             let family = |e: Encoding| -> Vec<&Part> { t.parts.iter().filter(|p| p.encoding == e).collect() };
-            let (raw, hi, lo) = (family(Encoding::Raw), family(Encoding::F32Bf16), family(Encoding::F32Residual16));
-            let complete = if hi.is_empty() && lo.is_empty() {
-                tiles_exactly(&raw, numel)
-            } else {
-                raw.is_empty()
-                    && tiles_exactly(&hi, numel)
-                    && tiles_exactly(&lo, numel)
-                    && hi.iter().map(|p| p.level).max() < lo.iter().map(|p| p.level).min()
+            let split = t.parts.iter().find_map(|p| p.encoding.family());
+            let complete = match split {
+                None => tiles_exactly(&family(Encoding::Raw), numel),
+                Some((coarse, fine)) => {
+                    let (hi, lo) = (family(coarse), family(fine));
+                    hi.len() + lo.len() == t.parts.len()
+                        && tiles_exactly(&hi, numel)
+                        && tiles_exactly(&lo, numel)
+                        && hi.iter().map(|p| p.level).max() < lo.iter().map(|p| p.level).min()
+                }
             };
             if !complete {
                 return Err(manifest_err(format!(
                     "tensor '{}': its parts do not cover its {} elements exactly once per level",
                     t.name, numel
                 )));
+            }
+            let nibbles = split == Some((Encoding::I8High4, Encoding::I8Low4));
+            match &t.coarse_values {
+                Some(v) if !nibbles => {
+                    return Err(manifest_err(format!("tensor '{}' has coarse values but is not sent as nibbles ({v:?})", t.name)))
+                }
+                Some(v) if !crate::nibbles::coarse_values_valid(v) => {
+                    return Err(manifest_err(format!(
+                        "tensor '{}': coarse value k must lie in [16k, 16k + 15] (as a signed nibble), got {v:?}",
+                        t.name
+                    )))
+                }
+                None if nibbles => return Err(manifest_err(format!("tensor '{}' is sent as nibbles but has no coarse values", t.name))),
+                _ => {}
             }
         }
         if let Some(plan) = &self.widths {

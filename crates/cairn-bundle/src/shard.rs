@@ -20,6 +20,7 @@ pub fn stored_dtype(encoding: Encoding, dtype: DType) -> Dtype {
     match encoding {
         Encoding::F32Bf16 => Dtype::BF16,
         Encoding::F32Residual16 => Dtype::I16,
+        Encoding::I8High4 | Encoding::I8Low4 => Dtype::U8,
         Encoding::Raw => match dtype {
             DType::F32 => Dtype::F32,
             DType::F16 => Dtype::F16,

@@ -85,9 +85,12 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Worth compressing on the fly: text formats and wasm (which shrinks ~3x).
+/// Worth compressing on the fly: text formats, wasm (which shrinks ~3x) and bundle shards
+/// (`application/octet-stream`): an int8 bundle's coarse level holds the high nibbles of
+/// weights that are mostly near 0, which brotli shrinks to about half (docs/adr/0023).
 pub fn is_compressible(content_type: &str) -> bool {
     content_type.starts_with("text/")
+        || content_type.starts_with("application/octet-stream")
         || content_type.starts_with("application/json")
         || content_type.starts_with("application/manifest+json")
         || content_type.starts_with("application/wasm")
@@ -100,7 +103,7 @@ fn etag(path: &Path, meta: &std::fs::Metadata, compressible: bool) -> String {
     if is_content_addressed(path) {
         let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("").split('.').next().unwrap_or("");
         if stem.len() == 64 {
-            return format!("\"{stem}\"");
+            return if compressible { format!("W/\"{stem}\"") } else { format!("\"{stem}\"") };
         }
     }
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());

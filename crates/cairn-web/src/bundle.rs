@@ -6,7 +6,10 @@
 //! has arrived (the coarse level, refined weight by weight). That interim session
 //! shares the loader's weight buffers and runs the standard operators unprepacked;
 //! it is dropped before each refinement is written in place (so nothing is copied)
-//! and rebuilt on the next run. When every level is in, the weights are handed to
+//! and rebuilt on the next run. An int8 bundle's interim session is prepared like the
+//! final one, so the coarse level runs on the int8 kernels (unprepared, its weights
+//! would be dequantized to f32 on every run): that holds the packed copy of a model a
+//! quarter of f32's size while refinements arrive. When every level is in, the weights are handed to
 //! the usual preparation (fusion, prepacking) and the buffers freed as it goes.
 
 use crate::{js_err, Model};
@@ -114,7 +117,10 @@ impl BundleLoad {
     #[wasm_bindgen(js_name = runInterim)]
     pub fn run_interim(&mut self, input_name: &str, data: Vec<f32>, shape: Vec<u32>) -> Result<crate::RunOutput, JsError> {
         if self.interim.is_none() {
-            let graph = self.loader()?.graph().map_err(js_err)?;
+            let loader = self.loader()?;
+            let graph = loader.graph().map_err(js_err)?;
+            let graph =
+                if cairn_bundle::has_int8_levels(loader.manifest()) { prepare_for_inference(graph).map_err(js_err)?.0 } else { graph };
             self.interim = Some(Session::new(graph));
         }
         crate::run_session(self.interim.as_ref().expect("built above"), input_name, data, shape)
