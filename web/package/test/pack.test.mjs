@@ -26,12 +26,13 @@ const EXPECTED = [
   'package/dist/cairn_web_text.wasm',
   ...fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js')).map((f) => `package/dist/sw/${f}`),
 ].sort();
-// Bounds: each engine build is ~850 KiB gzipped; the tokenizer module (fetched only for text
-// bundles, docs/adr/0026) ~1 MiB gzipped; all of it fits under 4 MiB. (On 2026-12-04 every
-// engine build linked the tokenizers crate and the tarball was 5.4 MB.) An image app's first
-// prediction loads one engine build and no tokenizer: see the size test below.
-const MAX_TARBALL = 4 * 1024 * 1024;
-const MAX_ENGINE_GZIP = 1024 * 1024;
+// Bounds: each engine build is ~1.0 MiB gzipped (3.4 MiB raw on 2026-12-05, grown with the
+// operators of issue 13); the tokenizer module (fetched only for text bundles, docs/adr/0026)
+// ~0.9 MiB gzipped; all of it fits under 5 MiB. (On 2026-12-04 every engine build also linked
+// the tokenizers crate: +2.7 MB raw each.) An image app's first prediction loads one engine
+// build and no tokenizer.
+const MAX_TARBALL = 5 * 1024 * 1024;
+const MAX_ENGINE_GZIP = 1.25 * 1024 * 1024;
 const MAX_TEXT_FILE = 64 * 1024;
 
 let unpacked;
