@@ -120,7 +120,8 @@ const ready = (async () => {
   app.notes = await allNotes();
   $('count').textContent = app.notes.length;
   status(`Loading the ${config.model.name} model…`);
-  const cairn = await Cairn.start({ wasmBase: './pkg/' });
+  // The package's worker finds its wasm builds beside itself (./cairn/, copied by `cairn app build`).
+  const cairn = await Cairn.start();
   const model = await (await cairn.load(config.model.url)).complete;
   app.model = model;
   await reembedStale(model);

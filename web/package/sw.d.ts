@@ -30,6 +30,8 @@ export function handleCairnMessages(): void;
 
 export const isShard: RouteMatchCallback;
 export const isManifest: RouteMatchCallback;
+/** A text bundle's tokenizer.json (cached with the manifests by registerCairnRoutes). */
+export const isTokenizer: RouteMatchCallback;
 export const isEdgeRequest: RouteMatchCallback;
 
 /** Marks shard responses and stores a shard only if its bytes hash to its name. */

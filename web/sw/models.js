@@ -10,6 +10,8 @@ import { announce } from './broadcast.js';
 
 export const MANIFEST_CACHE = 'cairn-manifests-v1';
 export const isManifest = ({ url }) => url.pathname.endsWith('/manifest.json');
+/** A text bundle's tokenizer.json (beside its manifest; the worker checks its sha256 against it). */
+export const isTokenizer = ({ url }) => url.pathname.endsWith('/tokenizer.json');
 
 /** Workbox plugin for the manifest route: records each version that reaches the cache. */
 export const recordVersion = {

@@ -19,12 +19,12 @@ import { registerRoute } from 'workbox-routing';
 import { CacheFirst, NetworkFirst } from 'workbox-strategies';
 import { registerQuotaErrorCallback } from 'workbox-core';
 import { SHARD_CACHE, STORED_BY_SW, isShard, shardVerification } from './shards.js';
-import { MANIFEST_CACHE, isManifest, recordVersion, serverErrorsAsOffline, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
+import { MANIFEST_CACHE, isManifest, isTokenizer, recordVersion, serverErrorsAsOffline, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
 import { SYNC_TAG, isEdgeRequest, edgeQueue, edgeQueueHandler, replay, queued, resultOf } from './edge-queue.js';
 import { CHANNEL, announce } from './broadcast.js';
 
 export {
-  SHARD_CACHE, STORED_BY_SW, MANIFEST_CACHE, SYNC_TAG, CHANNEL, isShard, isManifest, isEdgeRequest, shardVerification, recordVersion,
+  SHARD_CACHE, STORED_BY_SW, MANIFEST_CACHE, SYNC_TAG, CHANNEL, isShard, isManifest, isTokenizer, isEdgeRequest, shardVerification, recordVersion,
   serverErrorsAsOffline, quotaGuard, edgeQueue, edgeQueueHandler, activate, evictForQuota, listVersions, replay, queued, resultOf, announce,
 };
 
@@ -38,6 +38,11 @@ export function registerCairnRoutes({ manifestTimeoutSeconds = 3, apiKey, edgeHe
   registerRoute(isShard, new CacheFirst({ cacheName: SHARD_CACHE, plugins: [shardVerification, quotaGuard] }));
   registerRoute(isManifest, new NetworkFirst({
     cacheName: MANIFEST_CACHE, networkTimeoutSeconds: manifestTimeoutSeconds, plugins: [serverErrorsAsOffline, recordVersion, quotaGuard],
+  }));
+  // A text bundle's tokenizer is part of the model: kept like its manifest, so a text app
+  // loads offline (the worker verifies it against the manifest's sha256 either way).
+  registerRoute(isTokenizer, new NetworkFirst({
+    cacheName: MANIFEST_CACHE, networkTimeoutSeconds: manifestTimeoutSeconds, plugins: [serverErrorsAsOffline, quotaGuard],
   }));
   if (edge) registerRoute(isEdgeRequest, edgeQueue({ apiKey, headers: edgeHeaders }), 'POST');
   // A put that fails for quota despite quotaGuard's estimate: the page is still told.
