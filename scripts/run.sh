@@ -49,8 +49,9 @@ $CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_li
 
 # The demo PWA (web/app): the wasm runtime, the app shell with its service worker and
 # precache list, and the model, in dist/; then the edge server serves it all.
-step "building the wasm runtime (bench/web/build_wasm.sh)"
-bench/web/build_wasm.sh
+# The builds the npm package ships (the threaded and webgpu builds are not in it yet).
+step "building the wasm runtime (bench/web/build_wasm.sh simd relaxed scalar text)"
+bench/web/build_wasm.sh simd relaxed scalar text
 step "the npm package @cairn-ml/web (scripts/build-npm.sh), installed into web/node_modules"
 scripts/build-npm.sh
 step "cairn app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist"
