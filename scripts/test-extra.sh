@@ -62,7 +62,7 @@ if wants text; then
     target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
       --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
   done
-  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
+  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] && [ -f target/web-pkg/text/cairn_web_text_bg.wasm ] || bench/web/build_wasm.sh simd text
   (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
   node bench/web/text_bench.mjs --runs 20
 fi
