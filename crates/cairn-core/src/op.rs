@@ -184,6 +184,12 @@ impl<'a> OpContext<'a> {
             Some(other) => Err(wrong_kind(name, "ints", other)),
         }
     }
+    /// An ints attribute of sizes, strides or pads: every value must be >= 0.
+    pub fn usizes_opt(&self, name: &str) -> Result<Option<Vec<usize>>> {
+        let non_negative =
+            |x: i64| usize::try_from(x).map_err(|_| Error::InvalidAttr { attr: name.into(), detail: format!("{x} must not be negative") });
+        self.ints_opt(name)?.map(|v| v.into_iter().map(non_negative).collect()).transpose()
+    }
     pub fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>> {
         match self.get(name) {
             None => Ok(None),

@@ -6,18 +6,7 @@ use crate::{bail_shape, required, Error, Fact, Op, OpContext, Registry, Result, 
 
 pub fn register(r: &mut Registry) {
     r.register("Col2Im", |ctx: &OpContext| {
-        let read = |name: &str| -> Result<Option<Vec<usize>>> {
-            ctx.ints_opt(name)?
-                .map(|v| {
-                    v.iter()
-                        .map(|&x| {
-                            usize::try_from(x)
-                                .map_err(|_| Error::InvalidAttr { attr: name.into(), detail: format!("{x} must not be negative") })
-                        })
-                        .collect()
-                })
-                .transpose()
-        };
+        let read = |name: &str| ctx.usizes_opt(name);
         Ok(Box::new(Col2Im { strides: read("strides")?, dilations: read("dilations")?, pads: read("pads")? }))
     });
 }

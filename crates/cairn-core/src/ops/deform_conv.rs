@@ -8,18 +8,7 @@ use crate::{bail_shape, required, Error, Fact, Op, OpContext, Registry, Result, 
 
 pub fn register(r: &mut Registry) {
     r.register("DeformConv", |ctx: &OpContext| {
-        let read = |name: &str| -> Result<Option<Vec<usize>>> {
-            ctx.ints_opt(name)?
-                .map(|v| {
-                    v.iter()
-                        .map(|&x| {
-                            usize::try_from(x)
-                                .map_err(|_| Error::InvalidAttr { attr: name.into(), detail: format!("{x} must not be negative") })
-                        })
-                        .collect()
-                })
-                .transpose()
-        };
+        let read = |name: &str| ctx.usizes_opt(name);
         let positive = |name: &str, v: i64| -> Result<usize> {
             usize::try_from(v)
                 .ok()

@@ -7,18 +7,7 @@ use crate::{bail_shape, required, DType, Error, Fact, Op, OpContext, Registry, R
 
 pub fn register(r: &mut Registry) {
     r.register("MaxUnpool", |ctx: &OpContext| {
-        let read = |name: &str| -> Result<Option<Vec<usize>>> {
-            ctx.ints_opt(name)?
-                .map(|v| {
-                    v.iter()
-                        .map(|&x| {
-                            usize::try_from(x)
-                                .map_err(|_| Error::InvalidAttr { attr: name.into(), detail: format!("{x} must not be negative") })
-                        })
-                        .collect()
-                })
-                .transpose()
-        };
+        let read = |name: &str| ctx.usizes_opt(name);
         let kernel = read("kernel_shape")?.ok_or_else(|| Error::InvalidAttr { attr: "kernel_shape".into(), detail: "required".into() })?;
         Ok(Box::new(MaxUnpool { strides: read("strides")?, pads: read("pads")?, kernel }))
     });
