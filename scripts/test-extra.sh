@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu (further lanes append theirs below).
-# Sections threads, adaptive, optimize and relaxed assume scripts/test.sh ran (models, inputs, builds).
+# Sections: zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu throttled (further lanes append theirs below).
+# Sections threads, adaptive, optimize, relaxed and throttled assume scripts/test.sh ran (models, inputs, builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu throttled)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -160,4 +160,11 @@ fi
 if wants webgpu; then
   bench/web/build_wasm.sh webgpu
   (cd web && npm run test:webgpu)
+fi
+
+# throttled (issues 5 and 17): time to first prediction on a DevTools-throttled network
+# (1.6 Mbps, 150 ms RTT), progressive vs one-level bundles: MobileNetV2 f32 and the demo's
+# int8 EfficientNet-Lite0 (web/test/bundle.test.mjs; ~4 minutes of network time).
+if wants throttled; then
+  CAIRN_THROTTLED=1 node --test --test-name-pattern=throttled web/test/bundle.test.mjs
 fi

@@ -18,12 +18,14 @@ fi
 build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   local name=$1 flags=$2
   shift 2
-  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@"
-  wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
+  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@" &&
+    wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads text webgpu)
-for v in "${variants[@]}"; do
+# (Each step is chained with &&: a variant runs in the background where errexit is off.)
+build_variant() { # one of the names below
+  local v=$1
   case $v in
     simd) build simd "-C target-feature=+simd128" ;;
     # The WebGPU backend (docs/adr/0022): the simd build plus GpuModel (wgpu over the
@@ -43,11 +45,33 @@ for v in "${variants[@]}"; do
       -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base ;;
     # The tokenizer module (crates/cairn-web-text): fetched only for text bundles, one build
     # for every browser (tokenizing gains nothing from SIMD); docs/adr/0026.
-    text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text
-      wasm-bindgen --target web --out-dir target/web-pkg/text target/wasm-text/wasm32-unknown-unknown/wasm-release/cairn_web_text.wasm ;;
+    text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text &&
+        wasm-bindgen --target web --out-dir target/web-pkg/text target/wasm-text/wasm32-unknown-unknown/wasm-release/cairn_web_text.wasm ;;
     *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text, webgpu)" >&2; exit 2 ;;
   esac
+}
+for v in "${variants[@]}"; do
+  case $v in simd|webgpu|relaxed|scalar|threads|text) ;; *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text, webgpu)" >&2; exit 2 ;; esac
 done
+# Two builds side by side (CAIRN_WASM_JOBS): an LTO build with codegen-units = 1 spends most
+# of its time in single-threaded optimisation of the big crates, so one build alone leaves
+# the second core idle; each variant has its own target directory, so they do not contend.
+mkdir -p target/web-pkg
+jobs_max=${CAIRN_WASM_JOBS:-2}
+for v in "${variants[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  echo "building the $v module"
+  rm -f "target/web-pkg/build-$v.rc"
+  { build_variant "$v" > "target/web-pkg/build-$v.log" 2>&1 && echo 0 > "target/web-pkg/build-$v.rc" || echo 1 > "target/web-pkg/build-$v.rc"; } &
+done
+wait
+failed=0
+for v in "${variants[@]}"; do
+  if [ "$(cat "target/web-pkg/build-$v.rc" 2>/dev/null)" != 0 ]; then
+    echo "the $v module failed to build:" >&2; cat "target/web-pkg/build-$v.log" >&2; failed=1
+  fi
+done
+[ "$failed" = 0 ] || exit 1
 node -e '
 const fs = require("fs"), zlib = require("zlib");
 for (const v of process.argv.slice(1)) {

@@ -327,7 +327,12 @@ async function timeToFirstPrediction(name, data, shape) {
 
 const mib = (n) => `${(n / (1 << 20)).toFixed(2)} MiB`;
 
-test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in at most 55% of the time of a one-level bundle', async () => {
+// The throttled-network measurements take ~4 minutes of real network time, so the suite
+// (scripts/test.sh, under 30 minutes on 2 cores) leaves them to `scripts/test-extra.sh
+// throttled`, which sets CAIRN_THROTTLED=1. They are timings: a benchmark, run on purpose.
+const throttled = { skip: process.env.CAIRN_THROTTLED === '1' ? false : 'throttled: scripts/test-extra.sh throttled' };
+
+test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in at most 55% of the time of a one-level bundle', throttled, async () => {
   const whole = path.join(work, 'models/mobilenetv2-whole');
   execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', whole, '--no-progressive', '--json']);
   const progressive = await timeToFirstPrediction('mobilenetv2', input, INPUT_SHAPE);
@@ -343,7 +348,7 @@ test('on a throttled network (1.6 Mbps, 150 ms RTT) the coarse level answers in 
 // depthwise filters, is 49% of the brotli wire bytes: these int8 weights are spread wide, 3.25
 // bits of entropy in the high nibble), so that target is missed; docs/adr/0023 has the numbers.
 // The bound checked here is what this split delivers, with room for a loaded machine.
-test('on the same throttled network the demo\'s int8 EfficientNet-Lite0 answers from its coarse level in at most 60% of the time of a one-level bundle', async () => {
+test('on the same throttled network the demo\'s int8 EfficientNet-Lite0 answers from its coarse level in at most 60% of the time of a one-level bundle', throttled, async () => {
   // The demo's model as scripts/run.sh makes it (int8 by `cairn optimize`, packed
   // progressive by default), and the same int8 model packed as one level.
   const progressiveDir = path.join(work, 'models/effnet-int8');

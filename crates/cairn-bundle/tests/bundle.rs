@@ -3,35 +3,17 @@
 //! and plan updates.
 
 use cairn_bundle::{pack, Encoding, Error, Loader, Manifest, PackOptions, Packed, UpdatePlan};
-use cairn_core::{passes::prepare_for_inference, Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Session, Tensor, ValueInfo};
+mod common;
+
+use cairn_core::{passes::prepare_for_inference, Attr, DType, Dim, Graph, Session, Tensor, ValueInfo};
+use common::{node, stream, LIMIT};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const LIMIT: u64 = 1 << 30;
-
 /// Deterministic pseudo-random values in [-scale, scale].
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, Attr)>) -> Node {
-    let spec = NodeSpec {
-        name: name.into(),
-        domain: String::new(),
-        op_type: op.into(),
-        attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        inputs: inputs.iter().map(|i| Some(i.to_string())).collect(),
-        outputs: vec![output.into()],
-    };
-    Node::build(spec, 17, Registry::global()).unwrap()
+    let mut next = stream(seed);
+    (0..n).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale).collect()
 }
 
 /// x[1,3,8,8] -> Conv 3x3 (8) -> Relu -> Conv 1x1 (16) -> GlobalAveragePool -> Flatten -> Gemm (10).

@@ -2,24 +2,12 @@
 //! nibbles (refinement), restored exactly whatever order the shards arrive in.
 
 use cairn_bundle::{pack, Encoding, Error, Loader, Manifest, PackOptions, Packed};
-use cairn_core::{
-    passes::prepare_for_inference, Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Session, Tensor, TensorData, ValueInfo,
-};
+mod common;
+
+use cairn_core::{passes::prepare_for_inference, Attr, DType, Dim, Graph, Session, Tensor, TensorData, ValueInfo};
+use common::{node, stream, LIMIT};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-const LIMIT: u64 = 1 << 30;
-
-/// Deterministic pseudo-random numbers (xorshift).
-fn stream(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    }
-}
 
 /// Int8 weights shaped like a trained layer's: most near 0, a few at the ends of the range.
 fn int8_weights(shape: Vec<usize>, seed: u64) -> Arc<Tensor> {
@@ -39,18 +27,6 @@ fn int8_weights(shape: Vec<usize>, seed: u64) -> Arc<Tensor> {
 fn f32s(shape: Vec<usize>, value: f32) -> Arc<Tensor> {
     let n = shape.iter().product();
     Arc::new(Tensor::from_f32(shape, vec![value; n]).unwrap())
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, Attr)>) -> Node {
-    let spec = NodeSpec {
-        name: name.into(),
-        domain: String::new(),
-        op_type: op.into(),
-        attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        inputs: inputs.iter().map(|i| Some(i.to_string())).collect(),
-        outputs: vec![output.into()],
-    };
-    Node::build(spec, 17, Registry::global()).unwrap()
 }
 
 /// QDQ weights as `cairn optimize` writes them: x[1,8,6,6] -> Conv 1x1 (24, int8) -> Relu

@@ -4,7 +4,7 @@
 //! the same arithmetic done by hand on the tokenizer's ids, and the text model also answers
 //! typed `/infer` with its int64 ids. Bad bodies get 400 with a hint.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile};
@@ -12,7 +12,7 @@ use cairn_bundle::{pack, write_bundle, PackOptions};
 use cairn_core::{Attr, DType, Dim, Graph, Tensor, TensorData, ValueInfo};
 use cairn_server::Config;
 use cairn_text::TextTokenizer;
-use common::{node, values, Server};
+use crate::common::{node, values, Server};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 //! live model updates (a new bundle version swapped in under load with no failed request,
 //! pinned clients answered by the old version until the grace period ends).
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use cairn_server::{App, Config, VERSION_HEADER};
-use common::{app_dir, f32_bytes, image, pack_tiny, send, Server};
+use crate::common::{app_dir, f32_bytes, image, pack_tiny, send, Server};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

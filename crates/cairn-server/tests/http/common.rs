@@ -3,8 +3,6 @@
 //! that sends paths exactly as written (no `..` normalization), so traversal attempts
 //! reach the server as an attacker would send them.
 
-#![allow(dead_code)]
-
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cairn_bundle::{pack, write_bundle, PackOptions, Preprocess};
 use cairn_core::{Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Tensor, ValueInfo};

@@ -2,11 +2,11 @@
 //! validation (400/404/413/415), batching, the bounded queue (503 + Retry-After),
 //! idempotency keys, explanations, metrics, and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use cairn_server::{Config, REPLAYED_HEADER};
-use common::{app_dir, f32_bytes, image, metric, reference_logits, Server, CLASSES, SIDE};
+use crate::common::{app_dir, f32_bytes, image, metric, reference_logits, Server, CLASSES, SIDE};
 use std::time::Duration;
 
 fn binary(image: &[f32]) -> (Vec<u8>, [(&'static str, &'static str); 1]) {
