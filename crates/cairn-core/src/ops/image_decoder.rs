@@ -70,7 +70,7 @@ const FORMATS: [ImageFormat; 6] =
 
 fn decode(bytes: &[u8], pixel_format: PixelFormat) -> Result<Tensor> {
     if is_jpeg2000(bytes) {
-        // No maintained pure-Rust JPEG 2000 decoder is in the `image` crate; see ADR 0024.
+        // The `image` crate has no JPEG 2000 codec; why Cairn does not add one: ADR 0027.
         return Err(Error::shape(
             NAME,
             "the bytes are a JPEG 2000 image, which Cairn does not decode (it decodes BMP, JPEG, PNG, PNM, TIFF and WebP); convert the image to PNG first",
