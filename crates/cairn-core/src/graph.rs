@@ -104,6 +104,15 @@ impl Node {
             op: Arc::from(op),
         })
     }
+
+    /// True for a BatchNormalization that normalizes with its constant running statistics
+    /// (inference form), which passes may fold into a convolution. `training_mode = 1`
+    /// normalizes with the batch's own statistics instead and must not be folded.
+    pub fn is_inference_batch_norm(&self) -> bool {
+        self.op_type == "BatchNormalization"
+            && (self.domain.is_empty() || self.domain == "ai.onnx")
+            && !matches!(self.attrs.get("training_mode"), Some(crate::Attr::Int(t)) if *t != 0)
+    }
 }
 
 impl Graph {

@@ -32,7 +32,7 @@ pub use error::{Error, Result};
 pub use exec::{RunStats, Session, StepTime};
 pub use graph::{Dim, Graph, Node, NodeSpec, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
-pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN};
+pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN, PER_OP_BELOW_OPSET};
 pub use run_order::run_order;
 pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};
 pub use value::{Sequence, Value};

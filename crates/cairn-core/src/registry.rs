@@ -10,9 +10,14 @@ pub const ONNX_DOMAIN: &str = "";
 
 /// Lowest and highest default-domain opsets the importer accepts. Opsets above 21
 /// are accepted because for the ops Cairn implements they only widened type lists
-/// (bfloat16, float8, int4), which Cairn rejects by dtype, not by opset.
-pub const MIN_OPSET: i64 = 7;
+/// (bfloat16, float8, int4), which Cairn rejects by dtype, not by opset. Opsets below
+/// [`PER_OP_BELOW_OPSET`] are accepted per operator (docs/adr/0027-opsets-below-7-and-image-decoder.md).
+pub const MIN_OPSET: i64 = 1;
 pub const MAX_OPSET: i64 = 28;
+/// Cairn implements every default-domain operator as defined from opset 7 on. A model
+/// importing an older opset loads when each of its operators still had that definition
+/// (the importer checks each node against the onnx schemas' `since_version`).
+pub const PER_OP_BELOW_OPSET: i64 = 7;
 
 #[derive(Default)]
 pub struct Registry {

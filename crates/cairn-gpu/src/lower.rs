@@ -604,7 +604,7 @@ impl<'a> Lowerer<'a> {
     /// Filters and bias with the BatchNormalization at step `bn` (reading `v`) folded in.
     fn fold_bn(&self, bn: usize, v: usize, w: &[f32], bias: Option<usize>, cout: usize) -> Option<(Vec<f32>, Vec<f32>)> {
         let node = self.node(bn);
-        if node.op_type != "BatchNormalization" || self.input(bn, 0) != Some(v) || self.sole_output(bn).is_none() {
+        if !node.is_inference_batch_norm() || self.input(bn, 0) != Some(v) || self.sole_output(bn).is_none() {
             return None;
         }
         let stat = |k: usize| self.const_f32s(self.input(bn, k)?).filter(|s| s.len() == cout);

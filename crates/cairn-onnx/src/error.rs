@@ -24,6 +24,12 @@ pub enum Error {
     #[error("the model imports opset {version} of the default domain; Cairn supports opsets {min} to {max}")]
     Opset { version: i64, min: i64, max: i64 },
 
+    #[error(
+        "the model imports opset {opset} of the default domain, and Cairn implements these operators only as defined from a later opset: {}",
+        LegacyNode::list(nodes)
+    )]
+    LegacyOpset { opset: i64, nodes: Vec<LegacyNode> },
+
     #[error("the model uses {} operator(s) Cairn does not implement: {}; first at node '{}'", ops.len(), MissingOp::list(ops), first_node(first))]
     UnsupportedOps { ops: Vec<MissingOp>, first: Box<cairn_core::Error> },
 
@@ -49,6 +55,29 @@ impl MissingOp {
     /// `LSTM (ai.onnx opset 16) x1, DynamicQuantizeLSTM (com.microsoft opset 1) x3`.
     pub fn list(ops: &[MissingOp]) -> String {
         ops.iter().map(|m| format!("{} ({} opset {}) x{}", m.op_type, m.domain, m.opset, m.count)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A node of a model importing a default-domain opset below 7 whose operator's definition
+/// at that opset differs from the one Cairn implements (or that the opset does not define).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyNode {
+    pub node: String,
+    pub op_type: String,
+    /// The opset from which the definition Cairn implements applies.
+    pub since: i64,
+    /// How many nodes use the operator (`node` is the first).
+    pub count: usize,
+}
+
+impl LegacyNode {
+    /// `Gemm at node 'fc' (x2; Cairn's definition applies from opset 7)`.
+    pub fn list(nodes: &[LegacyNode]) -> String {
+        nodes
+            .iter()
+            .map(|n| format!("{} at node '{}' (x{}; Cairn's definition applies from opset {})", n.op_type, n.node, n.count, n.since))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

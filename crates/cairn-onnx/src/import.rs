@@ -2,9 +2,10 @@
 
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::tensor::{convert, dtype_of, MAX_DIM};
-use crate::{Error, MissingOp, Model, ModelMeta};
+use crate::{Error, LegacyNode, MissingOp, Model, ModelMeta};
 use cairn_core::{
     Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET,
+    PER_OP_BELOW_OPSET,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -71,6 +72,18 @@ impl DomainOpsets {
     }
 }
 
+/// For a default-domain node in a model importing an opset below 7: the opset from which
+/// the definition Cairn implements applies, when that is later than the model's opset
+/// (the operator changed in between, or did not exist yet). `None`: the node is fine.
+fn changed_since(op_type: &str, opset: i64) -> Option<i64> {
+    if opset >= PER_OP_BELOW_OPSET {
+        return None;
+    }
+    let table = crate::opset_floor::DEFINITION_SINCE;
+    let since = table.binary_search_by(|(op, _)| (*op).cmp(op_type)).map_or(1, |i| table[i].1);
+    (since > opset).then_some(since)
+}
+
 fn is_default_domain(domain: &str) -> bool {
     domain.is_empty() || domain == "ai.onnx"
 }
@@ -104,6 +117,7 @@ fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&
     let registry = Registry::global();
     let mut nodes = Vec::with_capacity(g.node.len());
     let mut missing = MissingOps::default();
+    let mut legacy: Vec<LegacyNode> = Vec::new();
     for (index, n) in g.node.into_iter().enumerate() {
         let name = if n.name.is_empty() { format!("{}_{index}", n.op_type) } else { n.name.clone() };
         if n.op_type == "Constant" && is_default_domain(&n.domain) {
@@ -112,6 +126,15 @@ fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&
             continue;
         }
         let opset = opsets.version(&n.domain);
+        // An operator Cairn lacks is reported as missing below, whatever the opset.
+        let known = registry.supports(&n.domain, &n.op_type);
+        if let Some(since) = (known && is_default_domain(&n.domain)).then(|| changed_since(&n.op_type, opset)).flatten() {
+            match legacy.iter_mut().find(|l| l.op_type == n.op_type) {
+                Some(l) => l.count += 1,
+                None => legacy.push(LegacyNode { node: name, op_type: n.op_type.clone(), since, count: 1 }),
+            }
+            continue;
+        }
         let (attrs, captures) = attributes(&n, opsets, external_dir, depth)?;
         let mut inputs: Vec<Option<String>> = n.input.iter().map(|i| (!i.is_empty()).then(|| i.clone())).collect();
         inputs.extend(captures.into_iter().map(Some));
@@ -124,6 +147,9 @@ fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&
         }
     }
     missing.into_result()?;
+    if !legacy.is_empty() {
+        return Err(Error::LegacyOpset { opset: opsets.default, nodes: legacy });
+    }
     Ok(Graph { inputs, outputs, initializers, nodes, opset: opsets.default })
 }
 
@@ -313,4 +339,31 @@ fn constant(n: &NodeProto, name: &str) -> Result<(String, Tensor), Error> {
         }
     };
     Ok((out.clone(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_since;
+
+    #[test]
+    fn the_opset_floor_table_is_sorted_for_binary_search() {
+        let t = crate::opset_floor::DEFINITION_SINCE;
+        assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn old_opsets_are_judged_per_operator() {
+        // Not never changed; Relu dropped `consumed_inputs` at 6; Gemm changed at 6 and 7;
+        // Concat's axis became required at 4.
+        assert_eq!(changed_since("Not", 1), None);
+        assert_eq!(changed_since("Relu", 5), Some(6));
+        assert_eq!(changed_since("Relu", 6), None);
+        assert_eq!(changed_since("Gemm", 6), Some(7));
+        assert_eq!(changed_since("Concat", 3), Some(4));
+        assert_eq!(changed_since("Concat", 4), None);
+        // Introduced after opset 7: not defined at opset 5.
+        assert!(changed_since("Einsum", 5).is_some());
+        // From opset 7 on nothing is refused here.
+        assert_eq!(changed_since("Gemm", 7), None);
+    }
 }

@@ -6,11 +6,12 @@
 mod error;
 mod export;
 mod import;
+mod opset_floor;
 pub mod proto;
 mod tensor;
 mod value;
 
-pub use error::{Error, MissingOp};
+pub use error::{Error, LegacyNode, MissingOp};
 pub use export::save_bytes;
 pub use value::value_from_bytes;
 

@@ -182,3 +182,24 @@ fn fuzz_findings_stay_fixed() {
         let _ = cairn_core::Session::new(graph).run(inputs); // an error is fine, a panic is not
     }
 }
+
+/// Opsets 1 to 6 load node by node (ADR 0027): an operator unchanged since the model's
+/// opset is accepted, changed ones are listed in one error with the opset Cairn follows.
+#[test]
+fn old_opsets_are_accepted_per_operator() {
+    let at = |opset: i64, nodes: Vec<NodeProto>| {
+        let mut m = model(nodes, vec![]);
+        m.opset_import[0].version = opset;
+        cairn_onnx::load_bytes(&m.encode_to_vec(), None)
+    };
+    // Relu and Neg dropped `consumed_inputs` at opset 6; Identity never changed.
+    assert!(at(1, vec![node("Identity", &["x"], &["y"])]).is_ok());
+    assert!(at(6, vec![node("Relu", &["x"], &["y"])]).is_ok());
+    let err = at(5, vec![node("Relu", &["x"], &["r"]), node("Relu", &["r"], &["s"]), node("Neg", &["s"], &["y"])]).unwrap_err();
+    assert!(matches!(err, cairn_onnx::Error::LegacyOpset { opset: 5, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("Relu at node 'Relu_node' (x2; Cairn's definition applies from opset 6)"), "{msg}");
+    assert!(msg.contains("Neg at node"), "{msg}");
+    // Opset 0 does not exist.
+    assert!(matches!(at(0, vec![node("Identity", &["x"], &["y"])]).unwrap_err(), cairn_onnx::Error::Opset { .. }));
+}

@@ -43,7 +43,7 @@ fn workspace() -> PathBuf {
 fn is_clean_refusal(e: &cairn_onnx::Error) -> bool {
     use cairn_onnx::Error as E;
     match e {
-        E::UnsupportedDType { .. } | E::UnsupportedOps { .. } | E::Opset { .. } => true,
+        E::UnsupportedDType { .. } | E::UnsupportedOps { .. } | E::Opset { .. } | E::LegacyOpset { .. } => true,
         E::Core(c) => matches!(c, cairn_core::Error::UnsupportedOp { .. } | cairn_core::Error::UnsupportedAttr { .. }),
         E::Model(m) => m.contains("sequence, map, optional"),
         _ => false,

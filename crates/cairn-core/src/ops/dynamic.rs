@@ -23,14 +23,14 @@ pub fn register(r: &mut Registry) {
     });
 }
 
-/// An op computed from its input values.
-trait Compute: Debug + Send + Sync {
+/// An op computed from its input values (also ImageDecoder's form).
+pub(super) trait Compute: Debug + Send + Sync {
     const NAME: &'static str;
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
 }
 
 #[derive(Debug)]
-struct ValueShaped<C>(C);
+pub(super) struct ValueShaped<C>(pub(super) C);
 
 impl<C: Compute> Op for ValueShaped<C> {
     fn op_type(&self) -> &str {

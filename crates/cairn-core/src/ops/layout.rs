@@ -205,17 +205,10 @@ impl Op for View {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
         let x = required(inputs, 0, self.name())?;
         let shape = self.out_shape(inputs)?;
-        if let (View::Dropout, Some(t)) = (self, inputs.get(2).copied().flatten()) {
-            let training = t.value.as_ref().map(|v| v.view().to_f32_vec().first().copied().unwrap_or(0.0) != 0.0);
-            if training != Some(false) {
-                return Err(Error::UnsupportedAttr {
-                    node: String::new(),
-                    op_type: "Dropout".into(),
-                    opset: 0,
-                    attr: "training_mode".into(),
-                    detail: "Cairn runs inference only; training_mode must be a constant false".into(),
-                });
-            }
+        if let View::Dropout = self {
+            // Known at load time (constants): refuse a random Dropout before running.
+            let scalar = |i: usize| inputs.get(i).copied().flatten().map(|f| f.value.as_ref().map(|v| v.view().to_f32_vec()));
+            dropout_is_deterministic(scalar(1), scalar(2))?;
         }
         let mut out = vec![Fact {
             dtype: x.dtype,
@@ -229,12 +222,53 @@ impl Op for View {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.name())?;
+        if let View::Dropout = self {
+            let scalar = |i: usize| inputs.get(i).copied().flatten().map(|t| Some(t.to_f32_vec()));
+            dropout_is_deterministic(scalar(1), scalar(2))?;
+        }
         copy_all(&x, &mut outputs[0])?;
         if let Some(mask) = outputs.get_mut(1) {
             mask.bools_mut()?.fill(1);
         }
         Ok(())
     }
+}
+
+/// Dropout is the identity (and its mask all true) when `training_mode` (input 2) is false
+/// or absent, or when `ratio` (input 1, default 0.5) is 0: what onnxruntime and the ONNX
+/// reference compute. Training with a ratio above 0 draws random masks, which an inference
+/// engine does not reproduce. Each argument is `None` when the input is omitted,
+/// `Some(None)` when present but not known yet (at load time, for a graph input).
+fn dropout_is_deterministic(ratio: Option<Option<Vec<f32>>>, training: Option<Option<Vec<f32>>>) -> Result<()> {
+    let scalar = |v: &[f32], what: &str| match v {
+        [x] => Ok(*x),
+        _ => Err(Error::shape("Dropout", format!("{what} must be a scalar, got {} values", v.len()))),
+    };
+    let training = match training {
+        None => return Ok(()),
+        Some(None) => return Ok(()),
+        Some(Some(t)) => scalar(&t, "training_mode")? != 0.0,
+    };
+    if !training {
+        return Ok(());
+    }
+    let ratio = match ratio {
+        None => 0.5,
+        Some(None) => return Ok(()),
+        Some(Some(r)) => scalar(&r, "ratio")?,
+    };
+    if !(0.0..1.0).contains(&ratio) {
+        return Err(Error::shape("Dropout", format!("ratio must be in [0, 1), got {ratio}")));
+    }
+    if ratio != 0.0 {
+        return Err(Error::shape(
+            "Dropout",
+            format!(
+                "training_mode is true with ratio {ratio}: that drops random elements, which Cairn (an inference engine) does not do; export the model in eval mode (training_mode false) or set ratio to 0"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Copies `out_shape` elements from `src` starting at `base`, walking `strides`
@@ -896,5 +930,55 @@ impl Op for Pad {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod dropout_tests {
+    use super::*;
+
+    fn run(ratio: Option<f32>, training: Option<bool>) -> Result<Vec<Tensor>> {
+        let x = Tensor::from_f32(vec![2, 2], vec![1.0, -2.0, 3.0, 4.0])?;
+        let r = ratio.map(Tensor::scalar_f32);
+        let t = training.map(|b| Tensor::new(vec![], TensorData::Bool(vec![b as u8])).unwrap());
+        let inputs = [Some(x.view()), r.as_ref().map(|r| r.view()), t.as_ref().map(|t| t.view())];
+        let mut y = Tensor::zeros(DType::F32, vec![2, 2])?;
+        let mut mask = Tensor::zeros(DType::Bool, vec![2, 2])?;
+        View::Dropout.run(&inputs, &mut [y.view_mut(), mask.view_mut()])?;
+        Ok(vec![y, mask])
+    }
+
+    #[test]
+    fn training_with_ratio_zero_is_identity_with_a_full_mask() {
+        let out = run(Some(0.0), Some(true)).unwrap();
+        assert_eq!(out[0].view().to_f32_vec(), [1.0, -2.0, 3.0, 4.0]);
+        assert_eq!(out[1].data(), &TensorData::Bool(vec![1; 4]));
+    }
+
+    #[test]
+    fn inference_ignores_the_ratio() {
+        assert!(run(Some(0.7), Some(false)).is_ok());
+        assert!(run(Some(0.7), None).is_ok());
+        assert!(run(None, None).is_ok());
+    }
+
+    #[test]
+    fn training_with_a_positive_ratio_is_refused_clearly() {
+        let e = run(Some(0.5), Some(true)).unwrap_err().to_string();
+        assert!(e.contains("training_mode is true with ratio 0.5") && e.contains("eval mode"), "{e}");
+        // The default ratio (0.5) applies when the input is omitted.
+        assert!(run(None, Some(true)).is_err());
+        assert!(run(Some(1.5), Some(true)).unwrap_err().to_string().contains("[0, 1)"));
+    }
+
+    #[test]
+    fn a_known_random_dropout_is_refused_at_plan_time() {
+        let x = Fact::new(DType::F32, vec![2]);
+        let r = Fact::from_tensor(Arc::new(Tensor::scalar_f32(0.3)));
+        let t = Fact::from_tensor(Arc::new(Tensor::new(vec![], TensorData::Bool(vec![1])).unwrap()));
+        assert!(View::Dropout.infer(&[Some(&x), Some(&r), Some(&t)]).is_err());
+        // Unknown until run time: planned, checked when it runs.
+        let t = Fact::new(DType::Bool, vec![]);
+        assert_eq!(View::Dropout.infer(&[Some(&x), Some(&r), Some(&t)]).unwrap().len(), 2);
     }
 }

@@ -24,6 +24,8 @@ mod flex_attention;
 mod float_io;
 mod grid_sample;
 mod group_norm;
+#[cfg(feature = "image-decoder")]
+mod image_decoder;
 mod indexing;
 mod layout;
 mod linear_attention;
@@ -112,4 +114,6 @@ pub fn register_all(r: &mut Registry) {
     tfidf::register(r);
     deform_conv::register(r);
     ml::register(r);
+    #[cfg(feature = "image-decoder")]
+    image_decoder::register(r);
 }

@@ -5,15 +5,21 @@ use crate::{bail_shape, normalize_axis, required, DType, Fact, Op, OpContext, Re
 
 pub fn register(r: &mut Registry) {
     r.register("BatchNormalization", |ctx: &OpContext| {
-        ctx.ignore("momentum");
-        if ctx.int("training_mode", 0)? != 0 {
-            return Err(ctx.unsupported("training_mode", "training mode is not supported"));
-        }
         if ctx.int("spatial", 1)? != 1 {
             return Err(ctx.unsupported("spatial", "spatial=0 is not supported"));
         }
         ctx.ignore("is_test");
         ctx.ignore("consumed_inputs");
+        // Opset 14+: training_mode = 1 normalizes with the batch's statistics and also
+        // outputs the updated running mean and variance. Deterministic, so Cairn runs it.
+        if ctx.int("training_mode", 0)? != 0 {
+            if ctx.n_outputs > 3 {
+                return Err(ctx.unsupported("outputs", format!("training mode has at most 3 outputs, the node declares {}", ctx.n_outputs)));
+            }
+            let momentum = ctx.float("momentum", 0.9)?;
+            return Ok(Box::new(BatchNormTraining { epsilon: ctx.float("epsilon", 1e-5)?, momentum }));
+        }
+        ctx.ignore("momentum");
         if ctx.n_outputs > 1 {
             return Err(ctx.unsupported("outputs", "running mean/var outputs exist only in training mode"));
         }
@@ -119,6 +125,72 @@ impl BatchNorm {
     fn affine(&self, scale: f32, bias: f32, mean: f32, var: f32) -> (f32, f32) {
         let k = scale / (var + self.epsilon).sqrt();
         (k, bias - mean * k)
+    }
+}
+
+/// BatchNormalization with `training_mode = 1` (opset 14+), as the spec defines it:
+/// `Y` normalized with the per-channel mean and (population) variance of this batch,
+/// `running_mean = mean * momentum + batch_mean * (1 - momentum)`, and the same for the
+/// variance. Statistics accumulate in f64 so a large batch keeps f32 precision.
+#[derive(Debug)]
+struct BatchNormTraining {
+    epsilon: f32,
+    momentum: f32,
+}
+
+impl Op for BatchNormTraining {
+    fn op_type(&self) -> &str {
+        "BatchNormalization"
+    }
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+        let y = same_as_input("BatchNormalization", inputs, 2)?;
+        let c = y.shape[1];
+        Ok(vec![y, Fact::new(DType::F32, vec![c]), Fact::new(DType::F32, vec![c])])
+    }
+    fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
+        let x = required(inputs, 0, self.op_type())?;
+        let (n, c) = (x.shape[0], x.shape[1]);
+        let plane: usize = x.shape[2..].iter().product();
+        let scale = channel_vector(inputs, 1, c, self.op_type())?;
+        let bias = channel_vector(inputs, 2, c, self.op_type())?;
+        let running_mean = channel_vector(inputs, 3, c, self.op_type())?;
+        let running_var = channel_vector(inputs, 4, c, self.op_type())?;
+        let xs = x.f32s()?;
+        let count = (n * plane) as f64;
+        if count == 0.0 {
+            bail_shape!(self.op_type(), "training mode needs at least one element per channel, got shape {:?}", x.shape);
+        }
+        let channel = |ch: usize| (0..n).flat_map(move |b| xs[(b * c + ch) * plane..(b * c + ch + 1) * plane].iter().map(|&v| v as f64));
+        let mut stats = Vec::with_capacity(c);
+        for ch in 0..c {
+            let mean = channel(ch).sum::<f64>() / count;
+            let var = channel(ch).map(|v| (v - mean) * (v - mean)).sum::<f64>() / count;
+            stats.push((mean, var));
+        }
+        let y = outputs[0].f32s_mut()?;
+        for b in 0..n {
+            for (ch, &(mean, var)) in stats.iter().enumerate() {
+                let k = scale[ch] as f64 / (var + self.epsilon as f64).sqrt();
+                let base = (b * c + ch) * plane;
+                for (o, &v) in y[base..base + plane].iter_mut().zip(&xs[base..base + plane]) {
+                    *o = ((v as f64 - mean) * k + bias[ch] as f64) as f32;
+                }
+            }
+        }
+        let m = self.momentum as f64;
+        let update = |old: &[f32], batch: &dyn Fn(usize) -> f64, out: &mut TensorMut| -> Result<()> {
+            for (ch, o) in out.f32s_mut()?.iter_mut().enumerate() {
+                *o = (old[ch] as f64 * m + batch(ch) * (1.0 - m)) as f32;
+            }
+            Ok(())
+        };
+        if let Some(out) = outputs.get_mut(1) {
+            update(running_mean, &|ch| stats[ch].0, out)?;
+        }
+        if let Some(out) = outputs.get_mut(2) {
+            update(running_var, &|ch| stats[ch].1, out)?;
+        }
+        Ok(())
     }
 }
 
@@ -259,5 +331,71 @@ impl Op for Lrn {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod training_tests {
+    use super::*;
+    use crate::{Attr, Attrs, Tensor};
+
+    fn build(training: i64, n_outputs: usize) -> Result<Box<dyn Op>> {
+        let mut r = Registry::default();
+        register(&mut r);
+        let attrs: Attrs =
+            [("training_mode".to_string(), Attr::Int(training)), ("momentum".to_string(), Attr::Float(0.9))].into_iter().collect();
+        r.build("bn", "", "BatchNormalization", 15, &attrs, 5, n_outputs)
+    }
+
+    #[test]
+    fn training_mode_uses_batch_statistics_and_updates_the_running_ones() {
+        let op = build(1, 3).unwrap();
+        // Two channels; channel 0 holds 1, 2, 3, 4 (mean 2.5, variance 1.25), channel 1 all 7.
+        let x = Tensor::from_f32(vec![2, 2, 2], vec![1.0, 2.0, 7.0, 7.0, 3.0, 4.0, 7.0, 7.0]).unwrap();
+        let scale = Tensor::from_f32(vec![2], vec![2.0, 1.0]).unwrap();
+        let bias = Tensor::from_f32(vec![2], vec![0.5, -1.0]).unwrap();
+        let mean = Tensor::from_f32(vec![2], vec![0.0, 10.0]).unwrap();
+        let var = Tensor::from_f32(vec![2], vec![1.0, 2.0]).unwrap();
+        let facts: Vec<Fact> = [&x, &scale, &bias, &mean, &var].iter().map(|t| Fact::new(t.dtype(), t.shape().to_vec())).collect();
+        let out_facts = op.infer(&facts.iter().map(Some).collect::<Vec<_>>()).unwrap();
+        assert_eq!(out_facts.iter().map(|f| f.shape.clone()).collect::<Vec<_>>(), [vec![2, 2, 2], vec![2], vec![2]]);
+        let mut outs: Vec<Tensor> = out_facts.iter().map(|f| Tensor::zeros(f.dtype, f.shape.clone()).unwrap()).collect();
+        let inputs: Vec<Option<TensorRef>> = [&x, &scale, &bias, &mean, &var].iter().map(|t| Some(t.view())).collect();
+        let mut views: Vec<TensorMut> = outs.iter_mut().map(|t| t.view_mut()).collect();
+        op.run(&inputs, &mut views).unwrap();
+        let k = 2.0 / (1.25f32 + 1e-5).sqrt();
+        let y = outs[0].view().to_f32_vec();
+        for (got, want) in y.iter().zip([(1.0 - 2.5) * k + 0.5, (2.0 - 2.5) * k + 0.5, -1.0, -1.0, (3.0 - 2.5) * k + 0.5]) {
+            assert!((got - want).abs() < 1e-5, "{y:?}");
+        }
+        let rm = outs[1].view().to_f32_vec();
+        let rv = outs[2].view().to_f32_vec();
+        assert!((rm[0] - 0.25).abs() < 1e-6 && (rm[1] - 9.7).abs() < 1e-5, "{rm:?}");
+        assert!((rv[0] - 1.025).abs() < 1e-6 && (rv[1] - 1.8).abs() < 1e-5, "{rv:?}");
+    }
+
+    #[test]
+    fn bad_training_nodes_are_errors() {
+        assert!(build(1, 4).unwrap_err().to_string().contains("at most 3 outputs"));
+        // Inference form: the running statistics are not outputs.
+        assert!(build(0, 3).is_err());
+        let op = build(1, 3).unwrap();
+        let x = Fact::new(DType::F32, vec![0, 2, 3]);
+        let v = Fact::new(DType::F32, vec![2]);
+        let facts = [Some(&x), Some(&v), Some(&v), Some(&v), Some(&v)];
+        let out = op.infer(&facts).unwrap();
+        let xt = Tensor::zeros(DType::F32, vec![0, 2, 3]).unwrap();
+        let vt = Tensor::zeros(DType::F32, vec![2]).unwrap();
+        let mut outs: Vec<Tensor> = out.iter().map(|f| Tensor::zeros(f.dtype, f.shape.clone()).unwrap()).collect();
+        let mut views: Vec<TensorMut> = outs.iter_mut().map(|t| t.view_mut()).collect();
+        let inputs = [Some(xt.view()), Some(vt.view()), Some(vt.view()), Some(vt.view()), Some(vt.view())];
+        assert!(op.run(&inputs, &mut views).unwrap_err().to_string().contains("at least one element"));
+        // A statistics vector of the wrong length.
+        let short = Tensor::zeros(DType::F32, vec![1]).unwrap();
+        let x2 = Tensor::zeros(DType::F32, vec![1, 2, 1]).unwrap();
+        let inputs = [Some(x2.view()), Some(short.view()), Some(vt.view()), Some(vt.view()), Some(vt.view())];
+        let mut outs: Vec<Tensor> = [vec![1, 2, 1], vec![2], vec![2]].into_iter().map(|s| Tensor::zeros(DType::F32, s).unwrap()).collect();
+        let mut views: Vec<TensorMut> = outs.iter_mut().map(|t| t.view_mut()).collect();
+        assert!(op.run(&inputs, &mut views).is_err());
     }
 }

@@ -343,7 +343,7 @@ fn fuse_conv(
     // BatchNormalization (inference form, constant statistics) folds into filters and bias.
     if let Some(j) = uses.sole_reader(&out) {
         let bn = &graph.nodes[j];
-        if is(bn, "BatchNormalization") && bn.inputs.len() == 5 {
+        if is(bn, "BatchNormalization") && bn.is_inference_batch_norm() && bn.inputs.len() == 5 {
             let p: Option<Vec<Vec<f32>>> =
                 bn.inputs[1..].iter().map(|n| n.as_deref().and_then(|n| constant_f32s(graph, n)).filter(|v| v.len() == m)).collect();
             if let Some(p) = p {

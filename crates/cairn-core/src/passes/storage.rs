@@ -68,7 +68,7 @@ pub fn fold_batchnorm_into_conv(graph: &mut Graph) -> Result<usize> {
         let [j] = readers[..] else { continue };
         let bn = &graph.nodes[j];
         let observed = |name: &str| graph.outputs.iter().any(|o| o.name == name) || graph.inputs.iter().any(|x| x.name == name);
-        if bn.op_type != "BatchNormalization" || !bn.domain.is_empty() || bn.inputs.len() != 5 || bn.outputs.len() != 1 || observed(out) {
+        if !bn.is_inference_batch_norm() || bn.inputs.len() != 5 || bn.outputs.len() != 1 || observed(out) {
             continue;
         }
         let Some(Some(w_name)) = conv.inputs.get(1) else { continue };
