@@ -155,9 +155,13 @@ fi
 
 # webgpu (issue 16, docs/adr/0022): the webgpu build (simd + GpuModel) and
 # web/test/webgpu.test.mjs in headless Chromium with --enable-unsafe-webgpu (SwiftShader):
-# MobileNetV2 on the GPU path matching wasm, dispatch/byte counters, a forced device loss
-# falling back to wasm. (The native kernel and model tests on lavapipe run in cargo test.)
+# MobileNetV2, EfficientNet-Lite0 and the MiniLM-L6 encoder on the GPU path matching the simd
+# build, their dispatch/byte counters as a table, a forced device loss falling back to wasm,
+# and a page without an adapter never fetching the webgpu build. (The native kernel and
+# model tests on lavapipe run in cargo test.) Assumes scripts/test.sh ran (models, simd build).
 if wants webgpu; then
+  [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
+  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh simd
   bench/web/build_wasm.sh webgpu
   (cd web && npm run test:webgpu)
 fi

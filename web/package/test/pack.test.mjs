@@ -23,6 +23,7 @@ const EXPECTED = [
   'package/README.md', 'package/package.json', 'package/bin/cairn-web-sw.mjs',
   'package/dist/cairn.js', 'package/dist/cairn.d.ts', 'package/dist/worker.js', 'package/dist/pool-worker.js', 'package/dist/sw.d.ts', 'package/dist/build-sw.d.ts',
   ...BUILDS.map((b) => `package/dist/cairn_web_${b}.wasm`),
+  'package/dist/cairn_web_webgpu.wasm', 'package/dist/cairn_web_webgpu.js',
   'package/dist/cairn_web_text.wasm',
   ...fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js')).map((f) => `package/dist/sw/${f}`),
 ].sort();
