@@ -48,6 +48,10 @@ pub struct GpuModel {
 }
 
 /// Runs the session once and records the run's counters for `statsJson`.
+// The borrow is held across the read-back on purpose: it is what refuses a second run on the
+// same session (try_borrow_mut fails cleanly); the device's loss check and destroy hook live
+// outside the RefCell, so nothing the worker does during a run waits on it.
+#[allow(clippy::await_holding_refcell_ref)]
 async fn run_session(state: &Rc<RefCell<State>>, inputs: HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, JsValue> {
     // The worker runs one request at a time; a second run while one awaits is refused.
     let mut st = state.try_borrow_mut().map_err(|_| JsValue::from(JsError::new("the GPU model is busy with another run")))?;
