@@ -157,11 +157,12 @@ fi
 # web/test/webgpu.test.mjs in headless Chromium with --enable-unsafe-webgpu (SwiftShader):
 # MobileNetV2, EfficientNet-Lite0 and the MiniLM-L6 encoder on the GPU path matching the simd
 # build, their dispatch/byte counters as a table, a forced device loss falling back to wasm,
-# and a page without an adapter never fetching the webgpu build. (The native kernel and
-# model tests on lavapipe run in cargo test.) Assumes scripts/test.sh ran (models, simd build).
+# a page without an adapter never fetching the webgpu build, and the same from the npm
+# package's own files. (The native kernel and model tests on lavapipe run in cargo test.)
+# Assumes scripts/test.sh ran (models; the simd, relaxed, scalar and text builds the package needs).
 if wants webgpu; then
   [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
-  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh simd
   bench/web/build_wasm.sh webgpu
+  scripts/build-npm.sh
   (cd web && npm run test:webgpu)
 fi

@@ -5,11 +5,13 @@
 // the wasm build's within 1e-4 (largest error over the largest |output|); every run reports
 // its dispatches and bytes (printed as a table); and a GPU device destroyed mid-session (the
 // test hook) leaves the request in flight answered, `cairn.backend` at 'simd' and the next
-// runs of every model working on the wasm build.
+// runs of every model working on the wasm build. Without an adapter, 'auto' never fetches the
+// webgpu build; the npm package's own files (its dynamically imported WebGPU glue) do the same.
 //
 // Needs: target/release/cairn, target/web-pkg/{simd,webgpu} (bench/web/build_wasm.sh simd
-// webgpu), target/models/{mobilenetv2,efficientnet_lite0}.onnx (tools/build_mobilenetv2.py,
-// scripts/test.sh) and target/text-model/minilm_l6.onnx (tools/convert_minilm.py).
+// webgpu), target/npm/package (scripts/build-npm.sh), target/models/{mobilenetv2,
+// efficientnet_lite0}.onnx (tools/build_mobilenetv2.py, scripts/test.sh) and
+// target/text-model/minilm_l6.onnx (tools/convert_minilm.py).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +39,11 @@ before(async () => {
   for (const [name, [source, args]] of Object.entries(MODELS)) {
     execFileSync(path.join(root, 'target/release/cairn'), ['pack', path.join(root, source), '-o', path.join(work, 'models', name), ...args], { stdio: 'inherit' });
   }
-  server = await startServer({ '/web/': path.join(root, 'web'), '/pkg/': path.join(root, 'target/web-pkg'), '/models/': path.join(work, 'models') }, { isolated: false });
+  server = await startServer({
+    '/web/': path.join(root, 'web'), '/pkg/': path.join(root, 'target/web-pkg'), '/models/': path.join(work, 'models'),
+    // The npm package as built by scripts/build-npm.sh: its worker and wasm assets as an app serves them.
+    '/npm/': path.join(root, 'target/npm/package/dist'),
+  }, { isolated: false });
   browser = await launch(undefined, ['--enable-unsafe-webgpu']);
 });
 
@@ -52,7 +58,7 @@ after(async () => {
  * (in the page): 'run:NAME' runs one model on its seeded input, 'lose-during-run:NAME' runs
  * it while the test hook destroys the GPU device.
  */
-async function session(options, steps, { on = browser, names = Object.keys(MODELS) } = {}) {
+async function session(options, steps, { on = browser, names = Object.keys(MODELS), api = null } = {}) {
   const page = await on.newPage();
   const errors = [];
   const requested = [];
@@ -65,8 +71,9 @@ async function session(options, steps, { on = browser, names = Object.keys(MODEL
   try {
     await page.goto(`${server.origin}/web/test/fixture.html`);
     await page.waitForFunction(() => window.fixtureReady);
-    const r = await page.evaluate(async ({ options, models, steps }) => {
-      const cairn = await window.Cairn.start({ wasmBase: '/pkg/', ...options });
+    const r = await page.evaluate(async ({ options, models, steps, api }) => {
+      // `api`: the npm package's page module (its worker and wasm files beside it), else the repository's.
+      const cairn = api ? await (await import(api)).Cairn.start(options) : await window.Cairn.start({ wasmBase: '/pkg/', ...options });
       const started = cairn.backend;
       const changes = [];
       cairn.onBackendChange = (b) => changes.push(b);
@@ -109,7 +116,7 @@ async function session(options, steps, { on = browser, names = Object.keys(MODEL
         }
       }
       return { started, backendAfter: cairn.backend, runs, changes };
-    }, { options, models: Object.fromEntries(names.map((k) => [k, MODELS[k][2]])), steps });
+    }, { options, models: Object.fromEntries(names.map((k) => [k, MODELS[k][2]])), steps, api });
     return { ...r, errors, requested };
   } finally {
     on.off('request', onContext);
@@ -194,6 +201,31 @@ test("without an adapter 'auto' runs the simd build and never fetches the webgpu
     assert.equal(r.runs[0].backend, 'wasm');
     assert.ok(r.requested.some((p) => p.startsWith('/pkg/simd/')), 'the simd build was loaded');
     assert.deepEqual(r.requested.filter((p) => p.includes('webgpu')), [], 'an image app without a GPU does not download the webgpu build');
+  } finally {
+    await plain.close();
+  }
+});
+
+test("the npm package: 'webgpu' runs on the GPU from the package's own files; without an adapter 'auto' fetches none of them", async () => {
+  const dist = path.join(root, 'target/npm/package/dist');
+  assert.ok(fs.existsSync(path.join(dist, 'cairn_web_webgpu.wasm')), `${dist} lacks the webgpu build: run scripts/build-npm.sh`);
+  const gpu = await session({ backend: 'webgpu' }, ['run:mobilenetv2'], { names: ['mobilenetv2'], api: '/npm/cairn.js' });
+  assert.deepEqual(gpu.errors, []);
+  assert.equal(gpu.started, 'webgpu');
+  assert.equal(gpu.runs[0].backend, 'webgpu');
+  assert.deepEqual(gpu.runs[0].gpu.fallbackOps, []);
+  assert.ok(gpu.requested.includes('/npm/cairn_web_webgpu.js') && gpu.requested.includes('/npm/cairn_web_webgpu.wasm'), 'the package loaded its webgpu glue and wasm');
+  assert.ok(!gpu.requested.some((p) => p.startsWith('/pkg/')), 'nothing from the repository build');
+
+  const plain = await launch();
+  try {
+    const cpu = await session({ backend: 'auto' }, ['run:mobilenetv2'], { on: plain, names: ['mobilenetv2'], api: '/npm/cairn.js' });
+    assert.deepEqual(cpu.errors, []);
+    assert.equal(cpu.started, 'simd');
+    assert.equal(cpu.runs[0].backend, 'wasm');
+    assert.deepEqual(scaledError(cpu.runs[0].out, gpu.runs[0].out) <= 1e-4, true, 'the package gives the same answer on either build');
+    assert.ok(cpu.requested.includes('/npm/cairn_web_simd.wasm'), 'the small simd build was loaded');
+    assert.deepEqual(cpu.requested.filter((p) => p.includes('webgpu')), [], 'an image app without a GPU does not download the webgpu build');
   } finally {
     await plain.close();
   }
