@@ -155,10 +155,15 @@ fi
 
 # webgpu (issue 16, docs/adr/0022): the webgpu build (simd + GpuModel) and
 # web/test/webgpu.test.mjs in headless Chromium with --enable-unsafe-webgpu (SwiftShader):
-# MobileNetV2 on the GPU path matching wasm, dispatch/byte counters, a forced device loss
-# falling back to wasm. (The native kernel and model tests on lavapipe run in cargo test.)
+# MobileNetV2, EfficientNet-Lite0 and the MiniLM-L6 encoder on the GPU path matching the simd
+# build, their dispatch/byte counters as a table, a forced device loss falling back to wasm,
+# a page without an adapter never fetching the webgpu build, and the same from the npm
+# package's own files. (The native kernel and model tests on lavapipe run in cargo test.)
+# Assumes scripts/test.sh ran (models; the simd, relaxed, scalar and text builds the package needs).
 if wants webgpu; then
+  [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
   bench/web/build_wasm.sh webgpu
+  scripts/build-npm.sh
   (cd web && npm run test:webgpu)
 fi
 

@@ -205,8 +205,9 @@ python3 deploy/test/scale.py --quick
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
 # The threaded build (std rebuilt with atomics) and its tests run in scripts/test-extra.sh,
-# section "threads" (with threads.test.mjs).
-bench/web/build_wasm.sh simd relaxed scalar text
+# section "threads" (with threads.test.mjs). The webgpu build is here because the npm package
+# ships it (its browser test, webgpu.test.mjs, runs in test-extra.sh, section "webgpu").
+bench/web/build_wasm.sh simd relaxed scalar text webgpu
 (cd web && npm run test:runtime)
 
 # The npm package (issue 19): built from web/src, web/sw and the wasm builds; its tarball's

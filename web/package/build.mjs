@@ -7,6 +7,8 @@
 //                                     the wasm-bindgen glue; each wasm build is an asset it
 //                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
 //   dist/cairn_web_{simd,relaxed,scalar}.wasm
+//   dist/cairn_web_webgpu.{js,wasm}   the WebGPU build (docs/adr/0022) with its own glue, which the
+//                                     worker imports only where navigator.gpu gives an adapter
 //   dist/cairn_web_text.wasm          the tokenizer module, fetched only for text bundles (ADR 0026)
 //   dist/sw/*.js, dist/sw.d.ts        Cairn's Workbox routes and plugins (web/sw), as ES modules
 //                                     importing workbox-* by name (the app's bundler dedupes them)
@@ -21,7 +23,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, transform } from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -32,6 +34,9 @@ const stage = path.join(outDir, 'package');
 
 export const NAME = '@cairn-ml/web';
 export const WASM_BUILDS = ['simd', 'relaxed', 'scalar'];
+// The WebGPU build exports GpuModel and imports the browser's WebGPU API, so its glue differs
+// from the CPU builds' one and ships beside it, loaded on demand (a separate file, not in worker.js).
+export const GPU_BUILD = 'webgpu';
 const WORKBOX = '^7.4.1';
 
 function fail(message) {
@@ -59,6 +64,23 @@ function sharedGlue() {
   return path.join(wasmDir, WASM_BUILDS[0], 'cairn_web.js');
 }
 
+/** The WebGPU build's glue (its own: GpuModel and the WebGPU bindings). */
+function gpuGlue() {
+  const file = path.join(wasmDir, GPU_BUILD, 'cairn_web.js');
+  if (!fs.existsSync(file) || !fs.existsSync(path.join(wasmDir, GPU_BUILD, 'cairn_web_bg.wasm'))) {
+    fail(`no ${GPU_BUILD} build at ${path.dirname(file)}; hint: run bench/web/build_wasm.sh webgpu`);
+  }
+  return file;
+}
+
+/** A glue with its `new URL('<name>_bg.wasm', import.meta.url)` fallback, which names a file the package does not ship (a bundler would look for it), replaced by an error: the loader always passes the URL. */
+function withoutWasmFallback(file) {
+  const source = fs.readFileSync(file, 'utf8');
+  const fallback = `new URL('${path.basename(file, '.js')}_bg.wasm', import.meta.url)`;
+  if (!source.includes(fallback)) fail(`${file} has no ${fallback}: the wasm-bindgen glue changed; update web/package/build.mjs`);
+  return source.replace(fallback, "(() => { throw new Error('@cairn-ml/web: the wasm URL must be given'); })()");
+}
+
 /** The tokenizer module's glue (crates/cairn-web-text; one build). */
 function textGlue() {
   const file = path.join(wasmDir, 'text', 'cairn_web_text.js');
@@ -76,13 +98,9 @@ const packageWasm = (glue, text) => ({
     b.onResolve({ filter: /^\.\/backend\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: path.join(root, 'web/src/backend.js') } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: glue } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web_text\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: text } : undefined));
-    // The glues' fallback, `new URL('<name>_bg.wasm', import.meta.url)`, names a file the
-    // package does not ship (a bundler would look for it): the loader always passes the URL.
-    b.onLoad({ filter: /cairn_web(_text)?\.js$/ }, (a) => {
-      const source = fs.readFileSync(a.path, 'utf8');
-      const fallback = `new URL('${path.basename(a.path, '.js')}_bg.wasm', import.meta.url)`;
-      return { contents: source.replace(fallback, "(() => { throw new Error('@cairn-ml/web: the wasm URL must be given'); })()"), loader: 'js' };
-    });
+    // The WebGPU glue stays a file of its own (dist/cairn_web_webgpu.js), imported on demand.
+    b.onResolve({ filter: /^\.\/cairn_web_webgpu\.js$/ }, () => ({ path: './cairn_web_webgpu.js', external: true }));
+    b.onLoad({ filter: /cairn_web(_text)?\.js$/ }, (a) => ({ contents: withoutWasmFallback(a.path), loader: 'js' }));
   },
 });
 
@@ -120,6 +138,7 @@ async function main() {
   const version = workspaceVersion();
   const glue = sharedGlue();
   const text = textGlue();
+  const gpu = gpuGlue();
   fs.rmSync(stage, { recursive: true, force: true });
   const dist = path.join(stage, 'dist');
   fs.mkdirSync(path.join(dist, 'sw'), { recursive: true });
@@ -135,6 +154,10 @@ async function main() {
     banner: { js: `// @cairn-ml/web ${version}: Cairn's Web Worker with the wasm-bindgen glue (built by web/package/build.mjs).` },
   });
   for (const b of WASM_BUILDS) fs.copyFileSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${b}.wasm`));
+  fs.copyFileSync(path.join(wasmDir, GPU_BUILD, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${GPU_BUILD}.wasm`));
+  // Minified (74 KiB of glue -> 31 KiB on 2026-12-06): a GPU start fetches it on its own.
+  const gpuJs = await transform(withoutWasmFallback(gpu), { format: 'esm', minify: true, legalComments: 'none', target: 'es2022' });
+  fs.writeFileSync(path.join(dist, `cairn_web_${GPU_BUILD}.js`), `// @cairn-ml/web ${version}: the wasm-bindgen glue of the WebGPU build (built by web/package/build.mjs).\n${gpuJs.code}`);
   fs.copyFileSync(path.join(wasmDir, 'text', 'cairn_web_text_bg.wasm'), path.join(dist, 'cairn_web_text.wasm'));
   for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
     fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));

@@ -3,7 +3,9 @@
 // `new URL('./cairn_web_<build>.wasm', import.meta.url)`, the form Vite, webpack, Parcel and
 // esbuild's users rely on: the app's bundler copies the wasm files as assets and rewrites
 // the URLs. One wasm-bindgen glue serves every build (the build script checks they match).
-// A fourth, threaded build would add one line to WASM.
+// A fourth, threaded build would add one line to WASM. The WebGPU build (docs/adr/0022) has
+// its own glue, a separate file imported only when the worker picks that build (an adapter
+// exists), so an app on a machine without a GPU downloads neither it nor its wasm.
 
 import init, * as wasm from './cairn_web.js';
 import initText, * as text from './cairn_web_text.js';
@@ -13,6 +15,7 @@ const WASM = {
   simd: new URL('./cairn_web_simd.wasm', import.meta.url),
   relaxed: new URL('./cairn_web_relaxed.wasm', import.meta.url),
   scalar: new URL('./cairn_web_scalar.wasm', import.meta.url),
+  webgpu: new URL('./cairn_web_webgpu.wasm', import.meta.url),
 };
 
 /**
@@ -21,6 +24,12 @@ const WASM = {
  */
 export async function loadWasm(backend, wasmBase) {
   const url = wasmBase ? new URL(`cairn_web_${backend}.wasm`, wasmBase) : WASM[backend];
+  if (!url) throw new Error(`@cairn-ml/web has no '${backend}' build (it ships ${Object.keys(WASM).join(', ')})`);
+  if (backend === 'webgpu') {
+    const gpu = await import('./cairn_web_webgpu.js');
+    const { memory } = await gpu.default({ module_or_path: url });
+    return { wasm: gpu, memory };
+  }
   const { memory } = await init({ module_or_path: url });
   return { wasm, memory };
 }

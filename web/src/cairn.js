@@ -363,7 +363,7 @@ class Model {
     this.#placement.deviceMs = ewma(this.#placement.deviceMs, performance.now() - t0);
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: msg.level, where: msg.where, timings: msg.timings, placement: fallback ?? placement, width: msg.width, widthReason: msg.widthReason };
+    return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, timings: msg.timings, placement: fallback ?? placement, width: msg.width, widthReason: msg.widthReason };
   }
 
   /**

@@ -345,8 +345,9 @@ const ARRAYS = {
 };
 
 /// One request with named inputs of any dtype: packed into one buffer (each tensor's bytes
-/// as they are), run, and every output sent back as a view of one transferred buffer.
-function runTyped(entry, req) {
+/// as they are), run (on the GPU when the model has a GPU copy), and every output sent back
+/// as a view of one transferred buffer.
+async function runTyped(entry, req) {
   if (!entry.final) return fail(req.id, 'not-loaded', 'tensor inputs need the complete model: wait for `model.complete`');
   const t0 = performance.now();
   entry.lastUsed = t0;
@@ -359,7 +360,20 @@ function runTyped(entry, req) {
   const buffer = new Uint8Array(size);
   req.input.tensors.forEach((t, i) => buffer.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
   const t1 = performance.now();
-  const out = entry.final.runTensors(JSON.stringify(specs), buffer);
+  const spec = JSON.stringify(specs);
+  let out = null;
+  let gpu = null;
+  if (entry.gpu) {
+    try {
+      out = await entry.gpu.runTensors(spec, buffer);
+      gpu = JSON.parse(entry.gpu.statsJson());
+    } catch (e) {
+      const message = String(e.message ?? e);
+      if (!message.startsWith('device-lost')) throw e;
+      loseGpu(message); // this request runs again on the CPU build: it does not fail
+    }
+  }
+  out ??= entry.final.runTensors(spec, buffer);
   const t2 = performance.now();
   const bytes = out.bytes;
   const outSpecs = JSON.parse(out.spec);
@@ -370,6 +384,7 @@ function runTyped(entry, req) {
   });
   post({
     type: 'result', id: req.id, outputs, level: entry.manifest.levels[entry.level].name, where: 'device',
+    backend: gpu ? 'webgpu' : 'wasm', gpu,
     timings: { queueMs: t0 - req.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: 1 },
   }, [bytes.buffer]);
 }

@@ -207,6 +207,10 @@ fn build_service_worker(tool: &Path, sw_src: &Path, out: &Path) -> Result<Precac
         // The relaxed-SIMD build is opt-in (`backend: 'relaxed'`), so the app never loads it
         // unless asked: it is not precached (a page that asks caches it on first use).
         .args(["--ignore", "cairn/cairn_web_relaxed.wasm"])
+        // Nor the WebGPU build: a device without an adapter must not download it. Where the
+        // GPU is used it is fetched online; offline without it, 'auto' runs the precached
+        // simd build (web/src/worker.js falls back when the webgpu build cannot load).
+        .args(["--ignore", "cairn/cairn_web_webgpu.wasm", "--ignore", "cairn/cairn_web_webgpu.js"])
         .arg("--json")
         .output()
         .context("cannot run `node` to build the service worker; hint: install Node.js 18 or later")?;

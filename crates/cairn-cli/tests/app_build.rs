@@ -43,9 +43,17 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
     let package = dir.join("package");
     std::fs::create_dir_all(package.join("dist/sw")).unwrap();
     std::fs::create_dir_all(package.join("bin")).unwrap();
-    for file in
-        ["cairn.js", "worker.js", "cairn_web_simd.wasm", "cairn_web_relaxed.wasm", "cairn_web_scalar.wasm", "cairn.d.ts", "sw/models.js"]
-    {
+    for file in [
+        "cairn.js",
+        "worker.js",
+        "cairn_web_simd.wasm",
+        "cairn_web_relaxed.wasm",
+        "cairn_web_scalar.wasm",
+        "cairn_web_webgpu.wasm",
+        "cairn_web_webgpu.js",
+        "cairn.d.ts",
+        "sw/models.js",
+    ] {
         std::fs::write(package.join("dist").join(file), format!("// {file} of the package")).unwrap();
     }
     std::fs::copy(repo("web/package/build-sw.mjs"), package.join("bin/cairn-web-sw.mjs")).unwrap();
@@ -126,13 +134,14 @@ fn app_build_injects_a_precache_list_with_revisions_and_integrity() {
         assert!(urls.contains(&want), "{want} missing from {urls:?}");
     }
     // Not the models, the service worker itself, types, the package's sw modules (bundled), nor
-    // the opt-in relaxed-SIMD build.
+    // the opt-in relaxed-SIMD build, nor the WebGPU build (fetched only where an adapter exists).
     assert!(
         !urls.iter().any(|u| u.starts_with("models/")
             || u.ends_with(".d.ts")
             || *u == "sw.js"
             || u.starts_with("cairn/sw")
-            || u.ends_with("relaxed.wasm")),
+            || u.ends_with("relaxed.wasm")
+            || u.contains("webgpu")),
         "{urls:?}"
     );
     // Integrity is the SHA-256 of the file as written (the browser checks it when precaching).

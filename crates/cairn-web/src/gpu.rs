@@ -5,7 +5,7 @@
 //! lost, the same request runs on the CPU build and later requests stay there.
 
 use crate::bundle::BundleLoad;
-use crate::js_err;
+use crate::{js_err, typed};
 use cairn_core::Tensor;
 use cairn_gpu::{Gpu, GpuError, GpuSession};
 use std::cell::RefCell;
@@ -47,6 +47,31 @@ pub struct GpuModel {
     gpu: Gpu,
 }
 
+/// Runs the session once and records the run's counters for `statsJson`.
+// The borrow is held across the read-back on purpose: it is what refuses a second run on the
+// same session (try_borrow_mut fails cleanly); the device's loss check and destroy hook live
+// outside the RefCell, so nothing the worker does during a run waits on it.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn run_session(state: &Rc<RefCell<State>>, inputs: HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, JsValue> {
+    // The worker runs one request at a time; a second run while one awaits is refused.
+    let mut st = state.try_borrow_mut().map_err(|_| JsValue::from(JsError::new("the GPU model is busy with another run")))?;
+    let result = st.session.run(inputs).await;
+    let (outputs, stats) = result.map_err(|e| {
+        let lost = matches!(e, GpuError::DeviceLost(_)) || st.session.gpu().is_lost();
+        JsValue::from(JsError::new(&if lost { format!("device-lost: {e}") } else { e.to_string() }))
+    })?;
+    st.last_stats = serde_json::json!({
+        "dispatches": stats.counters.dispatches,
+        "bytesUploaded": stats.counters.bytes_uploaded,
+        "bytesReadBack": stats.counters.bytes_read_back,
+        "readBacks": stats.counters.read_backs,
+        "bytesUploadedAtBuild": stats.bytes_uploaded_at_build,
+        "fallbackOps": stats.fallback,
+    })
+    .to_string();
+    Ok(outputs)
+}
+
 #[wasm_bindgen]
 impl GpuModel {
     /// Acquires the GPU and prepares `graph`; rejects when there is no adapter or device.
@@ -63,26 +88,24 @@ impl GpuModel {
         wasm_bindgen_futures::future_to_promise(async move {
             let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
             let input = Tensor::from_f32(shape, data).map_err(|e| JsValue::from(js_err(e)))?;
-            // The worker runs one request at a time; a second run while one awaits is refused.
-            let mut st = state.try_borrow_mut().map_err(|_| JsValue::from(JsError::new("the GPU model is busy with another run")))?;
-            let result = st.session.run(HashMap::from([(input_name, input)])).await;
-            let (outputs, stats) = result.map_err(|e| {
-                let lost = matches!(e, GpuError::DeviceLost(_)) || st.session.gpu().is_lost();
-                JsValue::from(JsError::new(&if lost { format!("device-lost: {e}") } else { e.to_string() }))
-            })?;
+            let outputs = run_session(&state, HashMap::from([(input_name, input)])).await?;
             let (_, first) = outputs.into_iter().next().ok_or_else(|| JsValue::from(JsError::new("the model has no outputs")))?;
-            st.last_shape = first.shape().iter().map(|&d| d as u32).collect();
-            st.last_stats = serde_json::json!({
-                "dispatches": stats.counters.dispatches,
-                "bytesUploaded": stats.counters.bytes_uploaded,
-                "bytesReadBack": stats.counters.bytes_read_back,
-                "readBacks": stats.counters.read_backs,
-                "bytesUploadedAtBuild": stats.bytes_uploaded_at_build,
-                "fallbackOps": stats.fallback,
-            })
-            .to_string();
+            state.borrow_mut().last_shape = first.shape().iter().map(|&d| d as u32).collect();
             let values = first.f32s().map_err(|e| JsValue::from(js_err(e)))?;
             Ok(js_sys::Float32Array::from(values).into())
+        })
+    }
+
+    /// Runs on named inputs of any dtype, packed as `Model.runTensors` takes them (a text
+    /// encoder's int64 ids and mask); resolves to every output packed the same way
+    /// (`TypedOutputs`). Rejections as for `run`.
+    #[wasm_bindgen(js_name = runTensors)]
+    pub fn run_tensors(&self, spec: String, buffer: Vec<u8>) -> js_sys::Promise {
+        let state = self.state.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let inputs = typed::unpack(&spec, &buffer).map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let outputs = run_session(&state, inputs).await?;
+            Ok(typed::pack(outputs).into())
         })
     }
 

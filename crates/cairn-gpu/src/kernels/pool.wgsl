@@ -14,7 +14,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let oy = (i / ow) % oh;
     let plane = i / (ow * oh);
     let base = plane * u32(h) * u32(w);
-    var acc = select(0.0, -3.4028235e38, mode == 2u);
+    // -FLT_MAX written exactly: Tint (Chromium) rejects a literal that rounds past it.
+    var acc = select(0.0, -3.4028234663852886e38, mode == 2u);
     var inside = 0u;
     var padded = 0u;
     for (var ky = 0u; ky < pu(6u); ky = ky + 1u) {

@@ -50,7 +50,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         }
         return;
     }
-    var m = -3.4028235e38;
+    // -FLT_MAX written exactly: Tint (Chromium) rejects a literal that rounds past it.
+    var m = -3.4028234663852886e38;
     for (var j = lid; j < len; j = j + 64u) { m = max(m, x[base + j * inner]); }
     m = reduce(m, lid, true);
     if (mode == 1u) {
