@@ -2,11 +2,9 @@
 //! over the rate or concurrency limit (429 + Retry-After), CORS for allowed origins,
 //! public static files; request ids echoed; keys never in the logs.
 
-use crate::common;
-
+use crate::common::{app_dir, f32_bytes, image, metric, Server};
 use axum::http::StatusCode;
 use cairn_server::{hash_key, parse_keys, AccessConfig, Config, REQUEST_ID};
-use crate::common::{app_dir, f32_bytes, image, metric, Server};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

@@ -4,9 +4,9 @@
 
 use crate::common;
 
+use crate::common::{app_dir, f32_bytes, image, metric, reference_logits, Server, CLASSES, SIDE};
 use axum::http::StatusCode;
 use cairn_server::{Config, REPLAYED_HEADER};
-use crate::common::{app_dir, f32_bytes, image, metric, reference_logits, Server, CLASSES, SIDE};
 use std::time::Duration;
 
 fn binary(image: &[f32]) -> (Vec<u8>, [(&'static str, &'static str); 1]) {

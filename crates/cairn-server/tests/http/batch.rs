@@ -2,11 +2,9 @@
 //! finish (several chunks, not one document at the end), every input answered once with
 //! the logits native Cairn computes, a bad line reported on its own line.
 
-use crate::common;
-
+use crate::common::{app_dir, image, reference_logits, Server, CLASSES, SIDE};
 use axum::http::StatusCode;
 use cairn_server::Config;
-use crate::common::{app_dir, image, reference_logits, Server, CLASSES, SIDE};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;

@@ -136,7 +136,6 @@ pub fn pack_tiny(root: &Path, version: Option<&str>) {
 
 pub struct Server {
     pub addr: SocketAddr,
-    pub app: Arc<App>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -157,10 +156,10 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(cairn_server::serve(listener, app.clone(), async move {
+        let task = tokio::spawn(cairn_server::serve(listener, app, async move {
             let _ = stopped.await;
         }));
-        Server { addr, app, stop: Some(stop), task: Some(task) }
+        Server { addr, stop: Some(stop), task: Some(task) }
     }
 
     /// Asks for a graceful shutdown; the server task ends once requests in flight are answered.

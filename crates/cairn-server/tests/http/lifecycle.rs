@@ -5,9 +5,9 @@
 
 use crate::common;
 
+use crate::common::{app_dir, f32_bytes, image, pack_tiny, send, Server};
 use axum::http::StatusCode;
 use cairn_server::{App, Config, VERSION_HEADER};
-use crate::common::{app_dir, f32_bytes, image, pack_tiny, send, Server};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,12 +4,10 @@
 //! the key go after one lease; Redis down is a 503 + Retry-After for requests with a key
 //! (requests without a key are still answered).
 
-use crate::common;
-
+use crate::common::{app_dir, f32_bytes, image, metric, Redis, Server};
 use axum::http::StatusCode;
 use cairn_server::idempotency::{Compute, IdempotencyStore, Outcome, RedisStore, Stored};
 use cairn_server::{Config, REPLAYED_HEADER};
-use crate::common::{app_dir, f32_bytes, image, metric, Redis, Server};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,11 +1,9 @@
 //! Static serving over real HTTP: caching headers by file kind, ETags and 304s,
 //! compression of text only, isolation headers, and traversal attempts.
 
-use crate::common;
-
+use crate::common::{app_dir, shard_path, Server};
 use axum::http::StatusCode;
 use cairn_server::{Config, IMMUTABLE, REVALIDATE};
-use crate::common::{app_dir, shard_path, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_headers_by_kind_of_file() {

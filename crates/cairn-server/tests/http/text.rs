@@ -4,15 +4,13 @@
 //! the same arithmetic done by hand on the tokenizer's ids, and the text model also answers
 //! typed `/infer` with its int64 ids. Bad bodies get 400 with a hint.
 
-use crate::common;
-
+use crate::common::{node, values, Server};
 use axum::http::StatusCode;
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile};
 use cairn_bundle::{pack, write_bundle, PackOptions};
 use cairn_core::{Attr, DType, Dim, Graph, Tensor, TensorData, ValueInfo};
 use cairn_server::Config;
 use cairn_text::TextTokenizer;
-use crate::common::{node, values, Server};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,13 +4,11 @@
 //! Cairn; and bodies with a wrong dtype, shape, size or value answered 400 with a message
 //! that names the input (the server keeps answering after each).
 
-use crate::common;
-
+use crate::common::{node, values, Server};
 use axum::http::StatusCode;
 use cairn_bundle::{pack, write_bundle, PackOptions};
 use cairn_core::{Attr, DType, Dim, Graph, Session, Tensor, TensorData, ValueInfo};
 use cairn_server::Config;
-use crate::common::{node, values, Server};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
