@@ -211,7 +211,7 @@ export interface StartOptions {
   /** Where the wasm builds are; default: next to the worker. */
   wasmBase?: string | URL;
   queueBound?: number;
-  /** 'webgpu' runs models on the GPU (an error without an adapter); 'auto' does where `navigator.gpu` gives an adapter; 'wasm' never does. */
+  /** 'webgpu' runs models on the GPU (an error without an adapter); 'auto' does where `navigator.gpu` gives a hardware adapter (a software one, `isFallbackAdapter`, is slower than wasm); 'wasm' never does. */
   backend?: 'auto' | 'webgpu' | 'wasm' | 'simd' | 'relaxed' | 'scalar';
   /** Threads of the threaded build (default: navigator.hardwareConcurrency, at most 4). */
   threads?: number;

@@ -29,8 +29,16 @@ const tokenizerModule = () => (textWasm ??= loadTextWasm(wasmBaseUrl).catch((e) 
 // while models run on the GPU; a lost device sets it false for good and the worker goes on
 // with the simd build it already runs.
 let webgpu = false;
-async function gpuAdapter() {
-  try { return !!(self.navigator?.gpu && await navigator.gpu.requestAdapter()); } catch { return false; }
+// 'auto' takes only a hardware adapter: a software one (SwiftShader, WARP: the adapter's
+// `isFallbackAdapter`) runs every kernel on the CPU through a GPU emulator, slower than the wasm
+// builds. 'webgpu' takes whatever adapter there is (tests run on SwiftShader on purpose).
+async function gpuAdapter(wanted) {
+  try {
+    const adapter = self.navigator?.gpu && await navigator.gpu.requestAdapter();
+    if (!adapter) return false;
+    const software = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+    return wanted === 'webgpu' || !software;
+  } catch { return false; }
 }
 function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads } = {}) {
   wasmBaseUrl = wasmBase ?? undefined;
@@ -56,7 +64,7 @@ function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads 
   });
   if (wanted !== 'webgpu' && wanted !== 'auto') return cpu();
   return (async () => {
-    if (await gpuAdapter()) {
+    if (await gpuAdapter(wanted)) {
       // Where the webgpu build is missing (the npm package does not ship it yet), 'auto'
       // goes on with the CPU builds.
       const wasm = await load('webgpu').catch((e) => {

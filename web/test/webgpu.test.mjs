@@ -5,8 +5,8 @@
 // the wasm build's within 1e-4 (largest error over the largest |output|); every run reports
 // its dispatches and bytes (printed as a table); and a GPU device destroyed mid-session (the
 // test hook) leaves the request in flight answered, `cairn.backend` at 'simd' and the next
-// runs of every model working on the wasm build. Without an adapter, 'auto' never fetches the
-// webgpu build; the npm package's own files (its dynamically imported WebGPU glue) do the same.
+// runs of every model working on the wasm build. Without a hardware adapter, 'auto' never fetches
+// the webgpu build; the npm package's own files (its dynamically imported WebGPU glue) do the same.
 //
 // Needs: target/release/cairn, target/web-pkg/{simd,webgpu} (bench/web/build_wasm.sh simd
 // webgpu), target/npm/package (scripts/build-npm.sh), target/models/{mobilenetv2,
@@ -143,9 +143,9 @@ test('MobileNetV2, EfficientNet-Lite0 and MiniLM-L6 on WebGPU match the wasm bui
   // Each model twice (the second run shows the weights stayed on the GPU), then MobileNetV2
   // while the device is destroyed, then every model again.
   const steps = [...NAMES.flatMap((n) => [`run:${n}`, `run:${n}`]), 'lose-during-run:mobilenetv2', ...NAMES.map((n) => `run:${n}`)];
-  const gpu = await session({ backend: 'auto' }, steps);
+  const gpu = await session({ backend: 'webgpu' }, steps);
   assert.deepEqual(gpu.errors, []);
-  assert.equal(gpu.started, 'webgpu', "'auto' picks WebGPU where navigator.gpu gives an adapter");
+  assert.equal(gpu.started, 'webgpu', "'webgpu' runs on whatever adapter navigator.gpu gives");
   const firsts = NAMES.map((n) => gpu.runs.find((r) => r.name === n));
   const seconds = NAMES.map((n) => gpu.runs.filter((r) => r.name === n)[1]);
   const lostAt = gpu.runs.findIndex((r) => r.lost);
@@ -190,6 +190,25 @@ test('MobileNetV2, EfficientNet-Lite0 and MiniLM-L6 on WebGPU match the wasm bui
   assert.equal(gpu.backendAfter, 'simd');
   assert.deepEqual(gpu.changes.map((c) => c.backend), ['simd'], 'the page is told once');
   console.log(`the page was told: ${gpu.changes[0].reason}`);
+});
+
+test("'auto' takes a hardware adapter only: on a software one (SwiftShader) it runs the wasm build", async () => {
+  const page = await browser.newPage();
+  let software;
+  try {
+    await page.goto(`${server.origin}/web/test/fixture.html`);
+    software = await page.evaluate(async () => {
+      const a = await navigator.gpu.requestAdapter();
+      return a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false;
+    });
+  } finally {
+    await page.close();
+  }
+  const r = await session({ backend: 'auto' }, ['run:mobilenetv2'], { names: ['mobilenetv2'] });
+  assert.deepEqual(r.errors, []);
+  console.log(`this adapter is ${software ? 'a software (fallback) adapter' : 'a hardware adapter'}: 'auto' started ${r.started}`);
+  assert.equal(r.started, software ? 'simd' : 'webgpu');
+  if (software) assert.ok(!r.requested.some((p) => p.includes('webgpu')), r.requested.join(' '));
 });
 
 test("without an adapter 'auto' runs the simd build and never fetches the webgpu build", async () => {
