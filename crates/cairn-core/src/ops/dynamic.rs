@@ -122,6 +122,8 @@ impl Compute for Compress {
             return Err(Error::shape(Self::NAME, format!("condition must be 1-D, got shape {:?}", cond.shape())));
         }
         let (x, axis) = match self.axis {
+            // A scalar has no axis to compress along (found by fuzz/import_model).
+            Some(_) if x.rank() == 0 => return Err(Error::shape(Self::NAME, "input is a scalar; `axis` needs at least one dimension")),
             Some(a) => (x.clone(), normalize_axis(a, x.rank(), Self::NAME)?),
             None => (flat(x)?, 0),
         };
@@ -152,6 +154,8 @@ impl Compute for Unique {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(Self::NAME, inputs, 0)?;
         let (x, axis) = match self.axis {
+            // A scalar has no axis to compress along (found by fuzz/import_model).
+            Some(_) if x.rank() == 0 => return Err(Error::shape(Self::NAME, "input is a scalar; `axis` needs at least one dimension")),
             Some(a) => (x.clone(), normalize_axis(a, x.rank(), Self::NAME)?),
             None => (flat(x)?, 0),
         };
@@ -291,5 +295,21 @@ impl Compute for Nms {
         }
         let rows = selected.len() / 3;
         Ok(vec![Tensor::new(vec![rows, 3], TensorData::I64(selected))?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compress_of_a_scalar_along_an_axis_is_an_error_not_a_panic() {
+        let x = Tensor::from_f32(vec![], vec![1.0]).unwrap();
+        let cond = Tensor::from_f32(vec![1], vec![1.0]).unwrap();
+        let err = Compress { axis: Some(0) }.compute(&[Some(&x), Some(&cond)]).unwrap_err();
+        assert!(err.to_string().contains("scalar"), "{err}");
+        // Without `axis` the scalar is flattened to one element and compresses normally.
+        let out = Compress { axis: None }.compute(&[Some(&x), Some(&cond)]).unwrap();
+        assert_eq!(out[0].shape(), &[1]);
     }
 }
