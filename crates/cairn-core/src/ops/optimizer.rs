@@ -147,7 +147,11 @@ impl Update {
         let n = variadic / per_tensor;
         let want_outputs = n * (1 + rule.states());
         if ctx.n_outputs != want_outputs {
-            bail_shape!(op, "updates {n} tensor(s), so it has {want_outputs} outputs (new tensors, then new states), got {}", ctx.n_outputs);
+            bail_shape!(
+                op,
+                "updates {n} tensor(s), so it has {want_outputs} outputs (new tensors, then new states), got {}",
+                ctx.n_outputs
+            );
         }
         Ok(Box::new(Update { rule, n }))
     }
@@ -201,8 +205,7 @@ impl Op for Update {
                 }
             }
             // Outputs: X_new, then each state's new value, all shaped like X.
-            facts[0].push(Fact::new(x.dtype, x.shape.clone()));
-            for group in facts.iter_mut().skip(1) {
+            for group in facts.iter_mut() {
                 group.push(Fact::new(x.dtype, x.shape.clone()));
             }
         }
@@ -220,9 +223,7 @@ impl Op for Update {
         for i in 0..self.n {
             let mut x = required(inputs, self.input(0, i), op)?.to_f64_vec();
             let g = required(inputs, self.input(1, i), op)?.to_f64_vec();
-            let mut s = (0..states)
-                .map(|k| Ok(required(inputs, self.input(2 + k, i), op)?.to_f64_vec()))
-                .collect::<Result<Vec<_>>>()?;
+            let mut s = (0..states).map(|k| Ok(required(inputs, self.input(2 + k, i), op)?.to_f64_vec())).collect::<Result<Vec<_>>>()?;
             self.rule.apply(r, t, &mut x, &g, &mut s);
             convert(DataRef::F64(&x), &mut outputs[i].data)?;
             for (k, state) in s.iter().enumerate() {
