@@ -136,7 +136,7 @@ impl Update {
         let op = rule.name();
         let per_tensor = 2 + rule.states();
         let variadic = ctx.n_inputs.saturating_sub(2);
-        if ctx.n_inputs < 2 + per_tensor || variadic % per_tensor != 0 {
+        if ctx.n_inputs < 2 + per_tensor || !variadic.is_multiple_of(per_tensor) {
             bail_shape!(
                 op,
                 "takes R, T, then n tensors, n gradients and n of each of its {} state(s) ({per_tensor} inputs per tensor after R and T), got {} inputs",
