@@ -319,6 +319,18 @@ mod tests {
     }
 
     #[test]
+    fn double_tensors_stay_double() {
+        let op = build("Adagrad", &[("epsilon", Attr::Float(0.0))], 5, 2).unwrap();
+        let f64s = |v: Vec<f64>| Some(Arc::new(Tensor::new(vec![v.len()], crate::TensorData::F64(v)).unwrap()));
+        let r = Some(Arc::new(Tensor::new(vec![], crate::TensorData::F64(vec![0.5])).unwrap()));
+        let t = Some(Arc::new(Tensor::from_i64(vec![], vec![0]).unwrap()));
+        // h = 0 + 3^2; x = 1 - 0.5 * 3 / 3: exact in f64, and the outputs keep the dtype.
+        let out = crate::plan::run_owned(op.as_ref(), &[r, t, f64s(vec![1.0]), f64s(vec![3.0]), f64s(vec![0.0])]).unwrap();
+        assert_eq!(out[0].f64s().unwrap(), &[0.5]);
+        assert_eq!(out[1].f64s().unwrap(), &[9.0]);
+    }
+
+    #[test]
     fn bad_nodes_are_errors() {
         let momentum = |mode: &str| {
             [
