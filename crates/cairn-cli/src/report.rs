@@ -96,7 +96,10 @@ pub fn print_ops(markdown: bool) -> anyhow::Result<()> {
             cairn_core::PER_OP_BELOW_OPSET,
             cairn_core::PER_OP_BELOW_OPSET
         );
-        println!("ImageDecoder is native-only: the CLI and the server carry it, the browser engine (cairn-web) does not.\n");
+        println!("ImageDecoder is native-only: the CLI and the server carry it, the browser engine (cairn-web) does not.");
+        println!(
+            "The ai.onnx.preview.training operators (Adagrad, Adam, Momentum) are there for completeness: deterministic optimizer-update formulas that onnxruntime ships in its training build only.\n"
+        );
         println!("| domain | operator |\n| --- | --- |");
         for (domain, op) in &ops {
             println!("| {} | {} |", if domain.is_empty() { "ai.onnx" } else { domain }, op);

@@ -165,6 +165,9 @@ impl<'a> OpContext<'a> {
     pub fn float(&self, name: &str, default: f32) -> Result<f32> {
         Ok(self.float_opt(name)?.unwrap_or(default))
     }
+    pub fn float_req(&self, name: &str) -> Result<f32> {
+        self.float_opt(name)?.ok_or_else(|| missing(name))
+    }
 
     pub fn string_opt(&self, name: &str) -> Result<Option<String>> {
         match self.get(name) {
@@ -175,6 +178,9 @@ impl<'a> OpContext<'a> {
     }
     pub fn string(&self, name: &str, default: &str) -> Result<String> {
         Ok(self.string_opt(name)?.unwrap_or_else(|| default.to_string()))
+    }
+    pub fn string_req(&self, name: &str) -> Result<String> {
+        self.string_opt(name)?.ok_or_else(|| missing(name))
     }
 
     pub fn ints_opt(&self, name: &str) -> Result<Option<Vec<i64>>> {

@@ -35,6 +35,7 @@ mod matmul;
 mod matrix;
 mod ml;
 mod norm;
+mod optimizer;
 mod pieces;
 mod pool;
 mod qconv;
@@ -114,6 +115,7 @@ pub fn register_all(r: &mut Registry) {
     tfidf::register(r);
     deform_conv::register(r);
     ml::register(r);
+    optimizer::register(r);
     #[cfg(feature = "image-decoder")]
     image_decoder::register(r);
 }
