@@ -20,7 +20,9 @@ for target in "${targets[@]}"; do
   log=$(mktemp)
   status=0
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || status=$?
-  execs=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#')
+  # (No "#N" lines when the target did not build: `|| true` keeps pipefail from ending the
+  # script before the log is shown.)
+  execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"
     echo "fuzz $target: CRASH after ${execs:-?} execs (artifact: $(grep -oE 'artifacts/[^ ]+' "$log" | tail -1))"

@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
         inputs.insert(info.name.clone(), t);
     }
     let Ok((graph, _)) = cairn_core::passes::prepare_for_inference(model.graph) else { return };
-    let session = Session::with_limits(graph, PlanLimits { max_arena_bytes: 64 << 20 });
+    let session = Session::with_limits(graph, PlanLimits { max_arena_bytes: 64 << 20, max_loop_iterations: 256 });
     let _ = session.run(inputs);
 });
