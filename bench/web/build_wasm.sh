@@ -21,8 +21,9 @@ build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
   RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@" &&
     wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
+known=(simd relaxed scalar threads text webgpu)
 variants=("$@")
-[ ${#variants[@]} -eq 0 ] && variants=(simd relaxed scalar threads text webgpu)
+[ ${#variants[@]} -eq 0 ] && variants=("${known[@]}")
 # (Each step is chained with &&: a variant runs in the background where errexit is off.)
 build_variant() { # one of the names below
   local v=$1
@@ -47,11 +48,10 @@ build_variant() { # one of the names below
     # for every browser (tokenizing gains nothing from SIMD); docs/adr/0026.
     text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text &&
         wasm-bindgen --target web --out-dir target/web-pkg/text target/wasm-text/wasm32-unknown-unknown/wasm-release/cairn_web_text.wasm ;;
-    *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text, webgpu)" >&2; exit 2 ;;
   esac
 }
 for v in "${variants[@]}"; do
-  case $v in simd|webgpu|relaxed|scalar|threads|text) ;; *) echo "unknown build '$v' (simd, relaxed, scalar, threads, text, webgpu)" >&2; exit 2 ;; esac
+  [[ " ${known[*]} " == *" $v "* ]] || { echo "unknown build '$v' (${known[*]})" >&2; exit 2; }
 done
 # Two builds side by side (CAIRN_WASM_JOBS): an LTO build with codegen-units = 1 spends most
 # of its time in single-threaded optimisation of the big crates, so one build alone leaves

@@ -2,6 +2,7 @@
 //! `[N, C * prod(block), L]` holds one sliding block; overlapping taps are summed into
 //! `[N, C, image...]`. Any number of spatial dims; computed in f64 for every float dtype.
 
+use super::unravel;
 use crate::{bail_shape, required, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
@@ -80,14 +81,6 @@ fn known(inputs: &[Option<&Fact>], i: usize) -> Result<Vec<i64>> {
     required(inputs, i, OP)?
         .known_i64s()
         .ok_or_else(|| Error::shape(OP, "image_shape and block_shape set the output shape; they must be known before running"))
-}
-
-/// Row-major multi-index of `i` over `dims`.
-fn unravel(mut i: usize, dims: &[usize], out: &mut [usize]) {
-    for d in (0..dims.len()).rev() {
-        out[d] = i % dims[d];
-        i /= dims[d];
-    }
 }
 
 impl Op for Col2Im {

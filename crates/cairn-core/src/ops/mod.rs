@@ -119,3 +119,12 @@ pub fn register_all(r: &mut Registry) {
     #[cfg(feature = "image-decoder")]
     image_decoder::register(r);
 }
+
+/// Writes the row-major multi-index of flat position `i` in a tensor of shape `dims` to `out`
+/// (the window and block walks of pooling and Col2Im).
+pub(crate) fn unravel(mut i: usize, dims: &[usize], out: &mut [usize]) {
+    for d in (0..dims.len()).rev() {
+        out[d] = i % dims[d];
+        i /= dims[d];
+    }
+}

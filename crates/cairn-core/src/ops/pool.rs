@@ -3,6 +3,7 @@
 //! the 2-D kernels; 3-D windows and LpPool on the N-D reference loop ([`nd_pool`]).
 
 use super::conv::{Geometry, Window, WindowAttrs};
+use super::unravel;
 use crate::{bail_shape, required, DType, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 
 pub fn register(r: &mut Registry) {
@@ -252,12 +253,6 @@ fn nd_pool(pool: &Pool, w: &Window, x_shape: &[usize], x: &[f32], y: &mut [f32])
     let kernel = pool.window.kernel_shape.as_deref().unwrap_or(&[]);
     let (in_px, out_px): (usize, usize) = (spatial.iter().product(), w.out.iter().product());
     let taps: usize = kernel.iter().product();
-    let unravel = |mut i: usize, dims: &[usize], out: &mut [usize]| {
-        for d in (0..dims.len()).rev() {
-            out[d] = i % dims[d];
-            i /= dims[d];
-        }
-    };
     let (mut o_idx, mut k_idx) = (vec![0usize; r], vec![0usize; r]);
     for (src, dst) in x.chunks_exact(in_px).zip(y.chunks_exact_mut(out_px)) {
         for (o, out) in dst.iter_mut().enumerate() {
@@ -319,12 +314,6 @@ fn max_pool_indexed(w: &Window, x_shape: &[usize], x: &[f64], kernel: &[usize], 
     let r = spatial.len();
     let (in_px, out_px): (usize, usize) = (spatial.iter().product(), w.out.iter().product());
     let taps: usize = kernel.iter().product();
-    let unravel = |mut i: usize, dims: &[usize], out: &mut [usize]| {
-        for d in (0..dims.len()).rev() {
-            out[d] = i % dims[d];
-            i /= dims[d];
-        }
-    };
     let planes = x.len().checked_div(in_px).unwrap_or(0);
     let (mut values, mut indices) = (Vec::with_capacity(planes * out_px), Vec::with_capacity(planes * out_px));
     let (mut o_idx, mut k_idx, mut pos) = (vec![0usize; r], vec![0usize; r], vec![0usize; r]);
