@@ -350,29 +350,37 @@ def main():
         check(pinned == "v1", f"a v1-pinned client got version {pinned}")
         results["pinned_client_version"] = pinned
 
-        # Exactly once: "answer stored" log lines per key, over every replica's log.
-        computed = {}
+        # Exactly once: "answer computed" log lines per key, over every replica's log.
+        computed = {}  # key -> replica numbers that computed it
         for r in replicas:
             for line in open(r.log):
                 try:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                # Written when the answer is stored (api.rs), so a replica killed while
-                # sending an answer it computed still has its record.
-                if "idempotency_stored" in ev:
-                    computed[ev["idempotency_stored"]] = computed.get(ev["idempotency_stored"], 0) + 1
+                # Written when the computation finishes, before the answer is stored
+                # (api.rs), so every stored answer has its record even if the replica is
+                # killed or the handler cancelled while storing or sending it.
+                if "idempotency_computed" in ev:
+                    computed.setdefault(ev["idempotency_computed"], []).append(r.n)
                 check(API_KEY not in line, f"the API key appears in replica {r.n}'s log")
         answered = []
         for label in ("one-replica", "three-replicas", "chaos", "rolling-restart", "live-update"):
             answered += open(os.path.join(OUT, f"{label}.keys")).read().split()
-        counts = [computed.get(k, 0) for k in answered]
-        once = {"keys_answered": len(answered), "computed_once": counts.count(1),
-                "computed_twice_or_more": sum(1 for c in counts if c > 1),
-                "no_compute_line": counts.count(0)}
+        by_key = [computed.get(k, []) for k in answered]
+        # A replica killed with SIGKILL after computing but before storing loses that answer;
+        # the client's retry computes it again elsewhere. Unavoidable without a transaction
+        # around compute and store, so counted apart; any other repeat is a defect.
+        killed = replicas[1].n
+        after_kill = [c for c in by_key if len(c) == 2 and killed in c and c.count(killed) == 1]
+        once = {"keys_answered": len(answered), "computed_once": sum(1 for c in by_key if len(c) == 1),
+                "recomputed_after_kill": len(after_kill),
+                "computed_twice_or_more": sum(1 for c in by_key if len(c) > 1) - len(after_kill),
+                "no_compute_line": sum(1 for c in by_key if not c)}
         results["exactly_once"] = once
         check(once["computed_twice_or_more"] == 0, f"keys computed more than once: {once}")
         check(once["no_compute_line"] == 0, f"answered keys without a compute record: {once}")
+        check(once["recomputed_after_kill"] <= clients, f"more keys recomputed after the kill than requests in flight: {once}")
         results["peak_rss_mib"] = {f"replica_{r.n}": round(r.peak_rss, 1) for r in replicas}
     finally:
         for r in replicas:

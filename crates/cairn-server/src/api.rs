@@ -218,12 +218,20 @@ where
         return e.into_response();
     }
     let hash = request_hash(headers, model, action, options, body);
-    match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, Box::pin(compute)).await {
+    // Recorded the moment the computation finishes, before the store is awaited: a handler
+    // cancelled (client gone) or a replica killed while the answer is being stored or sent
+    // has still computed it, and the exactly-once audit (deploy/test/scale.py) counts these
+    // records. Logging after the store left a stored answer without a record when the
+    // handler was dropped inside the store's await.
+    let recorded = async {
+        let result = compute.await;
+        if result.is_ok() {
+            tracing::info!(idempotency_computed = key, "idempotent answer computed");
+        }
+        result
+    };
+    match app.idempotency.run(&format!("{model}/{action}/{key}"), hash, Box::pin(recorded)).await {
         Ok(Outcome::Computed(s)) => {
-            // Logged the moment the answer is stored, not with the request log line at the
-            // end of the response: a replica killed while sending the answer has still
-            // computed it once, and the exactly-once audit (deploy/test/scale.py) counts these.
-            tracing::info!(idempotency_stored = key, "idempotent answer stored");
             app.metrics.idempotent_computed();
             let mut res = stored_response(&s, false);
             res.extensions_mut().insert(IdempotencyOutcome("computed"));
