@@ -301,7 +301,10 @@ const EWMA = 0.3;
 const ewma = (avg, x) => (avg == null ? x : avg + EWMA * (x - avg));
 
 class Model {
-  #placement = { deviceMs: null, edgeMs: null, edgeFailures: 0, lastEdgeFailure: null };
+  // The device's latency is kept per backend (a lost GPU falls back to wasm, whose times
+  // differ), with each backend's first run apart: it compiles GPU pipelines and uploads
+  // weights (or JIT-compiles the wasm), and says nothing of the runs after it.
+  #placement = { device: {}, lastBuild: null, edgeMs: null, edgeFailures: 0, lastEdgeFailure: null };
 
   constructor(cairn, loaded, url) {
     this.url = url;
@@ -360,7 +363,7 @@ class Model {
     const t0 = performance.now();
     const { payload, transfer } = await this.#prepare(input);
     const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, width, transfer }, signal);
-    this.#placement.deviceMs = ewma(this.#placement.deviceMs, performance.now() - t0);
+    this.#measured(msg.backend === 'webgpu' ? 'webgpu' : this.#cpuBuild(), performance.now() - t0);
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, timings: msg.timings, placement: fallback ?? placement, width: msg.width, widthReason: msg.widthReason };
@@ -422,15 +425,34 @@ class Model {
     return { encodings: m.encodings, replaced: m.replaced };
   }
 
+  /** The wasm build a CPU run uses (the webgpu build's CPU side is the simd engine). */
+  #cpuBuild() {
+    const b = this.cairn.backend;
+    return b === 'webgpu' ? 'simd' : b;
+  }
+
+  /** One device run's time, into the running average of the build it ran on. */
+  #measured(build, ms) {
+    this.#placement.lastBuild = build;
+    const d = (this.#placement.device[build] ??= { warmupMs: null, ms: null });
+    if (d.warmupMs == null) d.warmupMs = ms;
+    else d.ms = ewma(d.ms, ms);
+  }
+
   /** Where the next run goes, by the Rust policy in the worker, from what the browser tells. */
   async #decide(prefer) {
     const c = navigator.connection;
     const b = this.cairn.battery;
     const p = this.#placement;
+    // The build the next device run would use: on a GPU session, this model's last run
+    // says whether it runs on the GPU; a lost device makes cairn.backend a wasm build.
+    const backend = this.cairn.backend === 'webgpu' ? (p.lastBuild ?? 'webgpu') : this.cairn.backend;
+    const dev = p.device[backend] ?? {};
     const signals = {
       online: navigator.onLine, edgeAvailable: true, effectiveType: c?.effectiveType, rtt: c?.rtt, downlink: c?.downlink,
       saveData: c?.saveData ?? false, batteryLevel: b?.level, charging: b?.charging, deviceMemory: navigator.deviceMemory,
-      hardwareConcurrency: navigator.hardwareConcurrency, cachedLevel: this.level, deviceMs: p.deviceMs ?? undefined,
+      hardwareConcurrency: navigator.hardwareConcurrency, cachedLevel: this.level, backend,
+      deviceMs: dev.ms ?? undefined, deviceWarmupMs: dev.warmupMs ?? undefined,
       edgeMs: p.edgeMs ?? undefined, edgeFailures: p.edgeFailures,
       sinceEdgeFailureMs: p.lastEdgeFailure == null ? undefined : performance.now() - p.lastEdgeFailure, prefer,
     };

@@ -13,8 +13,16 @@
 //! 6. Save-Data: device (no uploads);
 //! 7. battery at or under 20% and not charging: edge (the radio costs less than the CPU);
 //! 8. the edge much faster (under half the device's time, round trip included): edge;
-//! 9. a weak device (under 2 GB of memory or under 4 cores) with no latency measured yet: edge;
+//! 9. a weak device (under 2 GB of memory, under 4 cores, or a browser without wasm SIMD
+//!    running the scalar build) with no latency measured yet: edge — unless the device runs
+//!    the model on a GPU (WebGPU), which does not depend on the CPU's cores;
 //! 10. otherwise: device (private, offline-capable, no network cost).
+//!
+//! The device's latency is the one measured on the backend it runs now (`backend`: a device
+//! lost mid-session falls back from webgpu to wasm, and the GPU's numbers no longer apply),
+//! and its first run there is kept apart (`device_warmup_ms`): a GPU's first run compiles its
+//! pipelines and uploads the weights, so it says nothing of the runs after it, and must not
+//! send the next requests to the edge (rule 8).
 
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +84,13 @@ pub struct Signals {
     pub device_memory: Option<f64>,
     pub hardware_concurrency: Option<u32>,
     pub cached_level: CachedLevel,
-    /// Running average of runs on the device, ms.
+    /// The engine build the device runs the model on: "webgpu", "threads", "relaxed",
+    /// "simd" or "scalar" (`cairn.backend`).
+    pub backend: Option<String>,
+    /// Running average of the device's runs on `backend` after its first, ms.
     pub device_ms: Option<f64>,
+    /// The device's first run on `backend` (pipeline compilation, weight upload, JIT), ms.
+    pub device_warmup_ms: Option<f64>,
     /// Running average of edge round trips, ms.
     pub edge_ms: Option<f64>,
     /// Edge failures (errors or timeouts) in a row.
@@ -101,7 +114,9 @@ impl Default for Signals {
             device_memory: None,
             hardware_concurrency: None,
             cached_level: CachedLevel::None,
+            backend: None,
             device_ms: None,
+            device_warmup_ms: None,
             edge_ms: None,
             edge_failures: 0,
             since_edge_failure_ms: None,
@@ -143,11 +158,20 @@ impl Signals {
     }
 
     fn weak_device(&self) -> Option<String> {
-        match (self.device_memory, self.hardware_concurrency) {
-            (Some(m), _) if m < 2.0 => Some(format!("this device has {m} GB of memory")),
-            (_, Some(c)) if c < 4 => Some(format!("this device has {c} cores")),
+        if self.backend.as_deref() == Some("webgpu") {
+            return None; // the GPU runs the model, whatever the CPU
+        }
+        match (self.device_memory, self.hardware_concurrency, self.backend.as_deref()) {
+            (Some(m), _, _) if m < 2.0 => Some(format!("this device has {m} GB of memory")),
+            (_, Some(c), _) if c < 4 => Some(format!("this device has {c} cores")),
+            (_, _, Some("scalar")) => Some("this browser runs WebAssembly without SIMD (the scalar build)".to_string()),
             _ => None,
         }
+    }
+
+    /// " (webgpu)": which backend a latency was measured on, for the reasons.
+    fn on_backend(&self) -> String {
+        self.backend.as_deref().map(|b| format!(" ({b})")).unwrap_or_default()
     }
 }
 
@@ -200,15 +224,20 @@ pub fn decide(s: &Signals) -> Decision {
     }
     if let (Some(dev), Some(edge)) = (s.device_ms, s.edge_ms) {
         if edge * EDGE_SPEEDUP < dev {
-            return decision(Place::Edge, "edge-faster", format!("the edge answers in {edge:.0} ms, this device in {dev:.0} ms"));
+            let on = s.on_backend();
+            return decision(Place::Edge, "edge-faster", format!("the edge answers in {edge:.0} ms, this device{on} in {dev:.0} ms"));
         }
     }
-    if s.device_ms.is_none() {
+    if s.device_ms.is_none() && s.device_warmup_ms.is_none() {
         if let Some(why) = s.weak_device() {
             return decision(Place::Edge, "weak-device", format!("{why}: the edge runs the model until this device has been measured"));
         }
     }
-    let timing = s.device_ms.map(|d| format!(" in {d:.0} ms")).unwrap_or_default();
+    let timing = match (s.device_ms, s.device_warmup_ms) {
+        (Some(d), _) => format!(" in {d:.0} ms{}", s.on_backend()),
+        (None, Some(w)) => format!(" (its first run{} took {w:.0} ms, warm-up included)", s.on_backend()),
+        (None, None) => s.backend.as_deref().map(|b| format!(" on {b}")).unwrap_or_default(),
+    };
     decision(Place::Device, "device", format!("the model is on this device and runs{timing} without the network"))
 }
 
@@ -319,6 +348,46 @@ mod tests {
         check(Signals { device_memory: Some(1.0), device_ms: None, ..phone() }, Place::Edge, "weak-device");
         check(Signals { hardware_concurrency: Some(2), device_ms: None, ..phone() }, Place::Edge, "weak-device");
         check(Signals { device_memory: Some(1.0), ..phone() }, Place::Device, "device");
+    }
+
+    #[test]
+    fn the_latency_of_the_backend_in_use_decides_and_a_warm_up_run_does_not() {
+        // A GPU's first run (pipelines compiled, weights uploaded) is slower than the edge:
+        // not a reason to leave the device.
+        let gpu_warming =
+            Signals { backend: Some("webgpu".into()), device_ms: None, device_warmup_ms: Some(900.0), edge_ms: Some(80.0), ..phone() };
+        let d = check(gpu_warming.clone(), Place::Device, "device");
+        assert!(d.reason.contains("first run (webgpu) took 900 ms"), "{}", d.reason);
+        // Measured after warm-up: fast, stays.
+        let d = check(Signals { device_ms: Some(12.0), ..gpu_warming.clone() }, Place::Device, "device");
+        assert!(d.reason.contains("12 ms (webgpu)"), "{}", d.reason);
+        // The device lost its GPU and runs the scalar build; measured slow there: the edge.
+        let d = check(
+            Signals { backend: Some("scalar".into()), device_ms: Some(400.0), device_warmup_ms: Some(450.0), ..gpu_warming },
+            Place::Edge,
+            "edge-faster",
+        );
+        assert!(d.reason.contains("this device (scalar) in 400 ms"), "{}", d.reason);
+    }
+
+    #[test]
+    fn weakness_depends_on_the_backend() {
+        // Two cores but a GPU: the device runs it.
+        check(
+            Signals { hardware_concurrency: Some(2), device_ms: None, backend: Some("webgpu".into()), ..phone() },
+            Place::Device,
+            "device",
+        );
+        // Eight cores but no wasm SIMD: the edge until measured.
+        let d = check(Signals { device_ms: None, backend: Some("scalar".into()), ..phone() }, Place::Edge, "weak-device");
+        assert!(d.reason.contains("without SIMD"), "{}", d.reason);
+        check(Signals { device_ms: None, backend: Some("threads".into()), ..phone() }, Place::Device, "device");
+        // A first run counts as measured.
+        check(
+            Signals { device_ms: None, device_warmup_ms: Some(90.0), backend: Some("scalar".into()), ..phone() },
+            Place::Device,
+            "device",
+        );
     }
 
     #[test]
