@@ -11,7 +11,7 @@
 // recovers, every width's estimate moves with it, and the runtime steps down or probes back up.
 
 const ALPHA = 0.3; // weight of the newest sample in the averages
-const SHIFT = 0.25; // a change of speed past this share is a new speed, not jitter
+const SHIFT = 1.35; // a change of speed by more than this factor may be a new speed, not jitter
 const JITTER_PRIOR = 0.1; // relative jitter assumed before any run (10% of the estimate)
 // How many standard-ish deviations of headroom a width must leave under the deadline: the mean
 // absolute deviation of the residuals times this covers ~90% of runs for a normal spread.
@@ -38,12 +38,12 @@ export class WidthPolicy {
       const macs = widths.find((x) => x.width === w)?.macs;
       return [w, w === 1 ? 1 : (fullMacs && macs ? macs / fullMacs : w)];
     }));
-    this.measured = new Set(); // widths whose cost came from a run, not from MACs
     this.speed = null; // ms the full width's run would take now
     this.overhead = null; // ms a request spends outside the run (preprocessing, messages)
     this.deviation = null; // ms: average |total - predicted total|
     this.lastWidth = null; // the width of the last run
     this.lastSample = null; // { width, runMs, typical } of the last run learned from
+    this.outOfLine = 0; // the last run was far above (1) or below (-1) the estimate, or not (0)
     this.runs = 0;
     this.cap = null; // { width, until, missed: { width, totalMs } } after a miss
     this.probeEvery = probeEvery;
@@ -104,7 +104,7 @@ export class WidthPolicy {
    * @param {{ width: number, runMs: number, totalMs: number, deadlineMs?: number, first?: boolean }} run
    */
   record({ width, runMs, totalMs, deadlineMs, first = false }) {
-    if (!this.cost.has(width) || !(runMs >= 0) || !(totalMs >= runMs)) return;
+    if (!this.cost.has(width) || !(runMs > 0) || !(totalMs >= runMs) || !Number.isFinite(totalMs)) return;
     this.runs++;
     this.lastWidth = width;
     if (first) return;
@@ -112,33 +112,43 @@ export class WidthPolicy {
     const residual = before ? Math.abs(totalMs - before.totalMs) : 0;
     // Typical: within the jitter seen so far (a run at a new CPU speed, or a stall, is not).
     const typical = !before || residual <= Math.max(3 * (this.deviation ?? 0), JITTER_PRIOR * before.totalMs);
-    // A run right after a typical run of another width tells this width's cost relative to
+    // A typical run right after a typical run of another width tells this width's cost relative to
     // that one (the full width's cost is 1 by definition). Two neighbouring runs, not the
     // averaged speed, so that a change of CPU speed at the same moment is not taken for a cost.
     const prev = this.lastSample;
     this.lastSample = { width, runMs, typical };
-    if (prev?.typical && prev.width !== width && width !== 1) {
+    if (prev?.typical && typical && prev.width !== width && width !== 1) {
       const observed = (this.cost.get(prev.width) * runMs) / prev.runMs;
       const c = this.cost.get(width);
-      this.cost.set(width, this.measured.has(width) ? c + ALPHA * (observed - c) : observed);
-      this.measured.add(width);
+      this.cost.set(width, c + ALPHA * (observed - c)); // one pair is noisy: a step, not a jump
     }
     const fullEquivalent = runMs / this.cost.get(width);
-    // A jump of the speed (a throttled or recovered CPU: more than a quarter, and past the
-    // jitter seen) is taken at once; otherwise the average moves a step towards the sample.
-    const jump = this.speed != null && Math.abs(fullEquivalent - this.speed) > Math.max(SHIFT * this.speed, 3 * (this.deviation ?? 0) * (this.speed / before.totalMs));
+    // A change of speed by a factor past SHIFT and past twice the jitter seen (a throttled or
+    // recovered CPU: a factor, whatever the width) is taken at once, but only when a second
+    // run confirms it: one run out of line may be a stall or a lucky slice of CPU, and is then
+    // left out of the averages.
+    const far = this.speed != null && Math.abs(Math.log(fullEquivalent / this.speed)) > Math.max(Math.log(SHIFT), 2 * (this.deviation ?? 0) / before.totalMs);
+    const out = far ? Math.sign(fullEquivalent - this.speed) : 0;
+    const jump = out !== 0 && out === this.outOfLine;
+    this.outOfLine = jump ? 0 : out;
     if (jump) {
-      // The jitter scales with the new speed; the jump itself is not jitter (taken for it,
-      // it would keep every width but the narrowest out for many runs).
-      if (this.deviation != null) this.deviation *= fullEquivalent / this.speed;
+      // The jitter and the work around the run (preprocessing, messages: CPU work too) scale
+      // with the new speed; the jump itself is not jitter (taken for it, it would keep every
+      // width but the narrowest out for many runs).
+      const ratio = fullEquivalent / this.speed;
+      if (this.deviation != null) this.deviation *= ratio;
+      if (this.overhead != null) this.overhead *= ratio;
       // A miss at the old speed says nothing once the CPU got faster: wider widths may run again.
       if (fullEquivalent < this.speed) this.cap = null;
-    } else if (before) {
-      this.deviation = this.deviation == null ? residual : this.deviation + ALPHA * (residual - this.deviation);
+      this.speed = fullEquivalent;
+    } else if (!far) {
+      if (before) this.deviation = this.deviation == null ? residual : this.deviation + ALPHA * (residual - this.deviation);
+      this.speed = this.speed == null ? fullEquivalent : this.speed + ALPHA * (fullEquivalent - this.speed);
     }
-    this.speed = this.speed == null || jump ? fullEquivalent : this.speed + ALPHA * (fullEquivalent - this.speed);
-    const over = totalMs - runMs;
-    this.overhead = this.overhead == null ? over : this.overhead + ALPHA * (over - this.overhead);
+    if (!far || jump) {
+      const over = totalMs - runMs;
+      this.overhead = this.overhead == null ? over : this.overhead + ALPHA * (over - this.overhead);
+    }
     if (deadlineMs != null && totalMs > deadlineMs) {
       // Missed: nothing at this width or wider until `probeEvery` runs have passed.
       const narrower = this.widths.find((w) => w < width) ?? width;

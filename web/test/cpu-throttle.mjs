@@ -12,7 +12,7 @@ import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const PERIOD_MS = 20; // one stop/run cycle; a model run (~100 ms and up) spans several
+const PERIOD_MS = 8; // one stop/run cycle: short, so that a run (tens of ms of CPU) spans many
 
 /** Pids of the renderer processes of the Chromium whose profile is `profileDir`. */
 export function rendererPids(profileDir) {

@@ -91,16 +91,17 @@ test('the CPU slows 3x: the width steps down and meets the deadline; it comes ba
   assert.ok(last(recovered, 10).every((f) => f.width === 1));
 });
 
-test('after a slowdown the CPU recovers: the next run is at full width (the jump is not taken for jitter)', () => {
+test('after a slowdown the CPU recovers: full width again once a second run confirms the speed (the jump is not taken for jitter)', () => {
   const dev = device({ jitter: 0.02 });
   const p = new WidthPolicy(WIDTHS);
   stream(p, dev, 10, 250);
   dev.fullMs = 300;
   stream(p, dev, 20, 250);
   dev.fullMs = 100;
-  const back = stream(p, dev, 3, 250);
-  assert.equal(back[1].width, 1, JSON.stringify(back));
-  assert.match(back[1].reason, /probing up from 0\.8/);
+  const back = stream(p, dev, 4, 250);
+  // The first fast run may be a lucky slice of CPU; the second confirms the new speed.
+  assert.deepEqual(back.map((f) => f.width), [0.8, 0.8, 1, 1], JSON.stringify(back));
+  assert.match(back[2].reason, /probing up from 0\.8/);
 });
 
 test('a miss caps the width below the one that missed; after `probeEvery` runs a wider one runs again if its estimate fits', () => {
@@ -122,12 +123,12 @@ test('a width costs what it measures, not only its MACs share', () => {
   // 0.8 of the MACs takes 0.95 of the time here (memory-bound kernels, say).
   const p = new WidthPolicy(WIDTHS);
   const dev = device({ trueCost: { 1: 1, 0.95: 0.99, 0.9: 0.97, 0.8: 0.95 }, jitter: 0 });
-  for (let i = 0; i < 5; i++) { const r = dev.run(1); p.record({ width: 1, ...r }); }
-  for (let i = 0; i < 3; i++) { const r = dev.run(0.8); p.record({ width: 0.8, ...r }); }
-  for (let i = 0; i < 3; i++) { const r = dev.run(1); p.record({ width: 1, ...r }); }
-  const r = dev.run(0.8);
-  p.record({ width: 0.8, ...r });
-  assert.ok(Math.abs(p.cost.get(0.8) - 0.95) < 0.02, `learned cost ${p.cost.get(0.8)}`);
+  for (let round = 0; round < 12; round++) {
+    for (let i = 0; i < 2; i++) { const r = dev.run(1); p.record({ width: 1, ...r }); }
+    for (let i = 0; i < 2; i++) { const r = dev.run(0.8); p.record({ width: 0.8, ...r }); }
+  }
+  assert.ok(Math.abs(p.cost.get(0.8) - 0.95) < 0.01, `learned cost ${p.cost.get(0.8)}`);
+  assert.ok(Math.abs(p.estimate(0.8).runMs - 95) < 1, JSON.stringify(p.estimate(0.8)));
 });
 
 test('low battery, not charging: the narrowest width; charging: the deadline decides', () => {
@@ -148,6 +149,15 @@ test('little memory: only the full and the narrowest widths (each width used is 
   assert.equal(c.width, 0.8);
   assert.match(c.reason, /memory low \(1 GB\): only widths 1 and 0\.8/);
   assert.equal(p.choose({ deadlineMs: 98, deviceMemory: 8 }).width, 0.95);
+});
+
+test('one stalled run is not a new speed', () => {
+  const p = new WidthPolicy(WIDTHS);
+  for (let i = 0; i < 6; i++) p.record({ width: 1, runMs: 100, totalMs: 100 });
+  p.record({ width: 1, runMs: 400, totalMs: 400 });
+  assert.equal(Math.round(p.speed), 100);
+  p.record({ width: 1, runMs: 100, totalMs: 100 });
+  assert.equal(p.choose({ deadlineMs: 120 }).width, 1);
 });
 
 test('none fits: the narrowest width, and the reason says so', () => {
