@@ -8,8 +8,7 @@
 // the test measures and prints what it does to the worker). So the test slows the whole
 // renderer process instead, stopping and continuing it as DevTools' throttler does to the main
 // thread (cpu-throttle.mjs). Every time here is measured in the run, none is assumed: the
-// deadline sits between the narrowest and the full width's measured throttled times (halfway,
-// or at the narrowest's 90th percentile if that is higher).
+// deadline sits halfway between the narrowest and the full width's measured throttled times.
 //
 // Needs: target/release/cairn, target/web-pkg/simd (bench/web/build_wasm.sh simd),
 // target/models/efficientnet_lite0.onnx (tools/build_bench_models.py); builds the bundle.
@@ -131,14 +130,8 @@ function stats(frames, deadlineMs) {
   return { frames: frames.length, met: met / frames.length, histogram };
 }
 
-test('under a slowed CPU the runtime settles on a width that meets a per-frame deadline the full width misses, and returns to full when the CPU recovers', async () => {
-  const widths = await page.evaluate(() => window.model.widths);
-  assert.deepEqual(widths, [1, ...WIDTHS.split(',').map(Number)]);
-  const narrowest = widths.at(-1);
-  // Every width once, so that each has prepared its weights before anything is timed.
-  for (const w of widths) await page.evaluate((w) => window.sequential(w, 1), w);
-
-  // 1. What DevTools' CPU throttling does here: the page's main thread and the worker's runs.
+/** What DevTools' CPU throttling slows here: the page's main thread, and the worker's model runs. */
+async function devtoolsThrottling() {
   const busyLoop = () => page.evaluate(() => { const t0 = performance.now(); let x = 0; for (let i = 0; i < 2e7; i++) x += Math.sqrt(i); return performance.now() - t0 + x * 0; });
   const workerRuns = async () => median((await page.evaluate(() => window.sequential(1, 5))).map((r) => r.runMs));
   const plain = { main: median([await busyLoop(), await busyLoop(), await busyLoop()]), worker: await workerRuns() };
@@ -147,24 +140,30 @@ test('under a slowed CPU the runtime settles on a width that meets a per-frame d
   const devtools = { main: median([await busyLoop(), await busyLoop(), await busyLoop()]), worker: await workerRuns() };
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
   const workerTarget = (await cdp.send('Target.getTargets')).targetInfos.find((t) => t.type === 'worker');
-  let workerRefusal = 'no worker target listed';
+  let onWorker = 'no worker target listed';
   if (workerTarget) {
     // Asked of the worker's own target (a non-flat session: Playwright's sessions are per page).
     const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: workerTarget.targetId, flatten: false });
     const answer = new Promise((resolve) => cdp.on('Target.receivedMessageFromTarget', (e) => { const m = JSON.parse(e.message); if (m.id === 1) resolve(m); }));
     await cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id: 1, method: 'Emulation.setCPUThrottlingRate', params: { rate: RATE } }) });
     const m = await answer;
-    workerRefusal = m.error ? `refused: ${m.error.message}` : 'accepted';
+    onWorker = m.error ? `refused: ${m.error.message}` : 'accepted';
     if (!m.error) await cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id: 2, method: 'Emulation.setCPUThrottlingRate', params: { rate: 1 } }) });
     await cdp.send('Target.detachFromTarget', { sessionId });
   }
   await cdp.detach();
-  console.log(`DevTools CPU throttling ${RATE}x: page main thread ${(devtools.main / plain.main).toFixed(2)}x slower, the worker's model runs ${(devtools.worker / plain.worker).toFixed(2)}x (median run ${round(plain.worker)} -> ${round(devtools.worker)} ms); on the worker's own target: ${workerRefusal}. Slowing the renderer process ${RATE}x instead (SIGSTOP/SIGCONT, cpu-throttle.mjs).`);
+  return { main: devtools.main / plain.main, worker: devtools.worker / plain.worker, workerMs: [plain.worker, devtools.worker], onWorker };
+}
 
-  // 2. Throttled: each width's time from frame to answer, one frame at a time; then the
+/**
+ * One run of the scenario, throttling `pids`: measure, set the deadline, stream. Returns the
+ * deadline, the table's rows and the frames.
+ */
+async function scenario(widths, pids) {
+  const narrowest = widths.at(-1);
+  // Throttled: each width's time from frame to answer, one frame at a time; then the
   // narrowest and the full width as a camera stream (a frame every 1.5 full-width runs, so
   // none waits), which is what the deadline is held to.
-  const pids = rendererPids(profile);
   stopThrottle = await throttle(pids, RATE);
   const throttled = {};
   for (const w of widths) throttled[w] = (await page.evaluate((w) => window.sequential(w, 5), w)).map((r) => r.totalMs);
@@ -178,17 +177,15 @@ test('under a slowed CPU the runtime settles on a width that meets a per-frame d
   const fullMs = median(fullStream);
   const narrowMs = median(narrowStream);
   console.log(`throttled ${RATE}x, camera stream, frame to answer (median/p90 of ${fullStream.length}): full ${round(fullMs)}/${round(quantile(fullStream, 0.9))} ms, narrowest (${narrowest}) ${round(narrowMs)}/${round(quantile(narrowStream, 0.9))} ms`);
-  // Halfway, or the narrowest width's 90th percentile if that is higher (>= 90% of frames
-  // in time must be possible at all); below the full width's median either way.
-  const deadlineMs = round(Math.max((narrowMs + fullMs) / 2, quantile(narrowStream, 0.9)));
-  assert.ok(deadlineMs < fullMs, `this machine is too loaded to tell the widths apart: the narrowest width's p90 (${round(quantile(narrowStream, 0.9))} ms) is not below the full width's median (${round(fullMs)} ms)`);
+  assert.ok(narrowMs < 0.85 * fullMs, `this machine is too loaded to tell the widths apart: the narrowest width's median (${round(narrowMs)} ms) is not clearly below the full width's (${round(fullMs)} ms)`);
+  const deadlineMs = round((narrowMs + fullMs) / 2); // halfway
 
-  // 3. The full width alone against that deadline, a frame every deadline.
+  // The full width alone against that deadline, a frame every deadline.
   await page.evaluate(({ deadlineMs }) => window.startCamera({ intervalMs: deadlineMs, widths: [1] }), { deadlineMs });
   await framesAtLeast(20);
   const fullAlone = stats(await page.evaluate(() => window.stopCamera()), deadlineMs);
 
-  // 4. The runtime choosing: 8 frames at full speed, 50 throttled, 30 at full speed again.
+  // The runtime choosing: 8 frames at full speed, 50 throttled, 30 at full speed again.
   await stopThrottle();
   stopThrottle = null;
   await page.evaluate(({ deadlineMs }) => window.startCamera({ intervalMs: deadlineMs, options: { deadlineMs } }), { deadlineMs });
@@ -203,22 +200,50 @@ test('under a slowed CPU the runtime settles on a width that meets a per-frame d
   const frames = await page.evaluate(() => window.stopCamera());
 
   const of = (phase) => frames.filter((f) => f.phase === phase);
-  const SETTLE = 10; // frames the runtime may take to see the slowdown and step down
+  const settledFrames = of('throttled').slice(SETTLE);
   const rows = [
     ['full width alone, throttled', fullAlone],
     ['deadline, before throttling', stats(of('start'), deadlineMs)],
     [`deadline, throttled: first ${SETTLE} frames`, stats(of('throttled').slice(0, SETTLE), deadlineMs)],
-    ['deadline, throttled: settled', stats(of('throttled').slice(SETTLE), deadlineMs)],
+    ['deadline, throttled: settled', stats(settledFrames, deadlineMs)],
     ['deadline, throttling ended', stats(of('recovered'), deadlineMs)],
   ];
   console.log(`per-frame deadline ${deadlineMs} ms (between the narrowest width's ${round(narrowMs)} ms and the full width's ${round(fullMs)} ms, throttled), a frame every ${deadlineMs} ms:`);
   console.log(`  ${'run'.padEnd(40)} ${'frames'.padStart(6)} ${'met'.padStart(6)}  widths`);
-  for (const [label, s] of rows) console.log(`  ${label.padEnd(40)} ${String(s.frames).padStart(6)} ${(s.met * 100).toFixed(0).padStart(5)}%  ${JSON.stringify(s.histogram)}`);
+  for (const [label, st] of rows) console.log(`  ${label.padEnd(40)} ${String(st.frames).padStart(6)} ${(st.met * 100).toFixed(0).padStart(5)}%  ${JSON.stringify(st.histogram)}`);
   if (process.env.CAIRN_ADAPTIVE_REASONS) for (const f of frames) console.log(f.phase, f.width, round(f.ms), f.reason);
   for (const phase of ['start', 'throttled', 'recovered']) console.log(`  ${phase}: ${of(phase).map((f) => (f.dropped ? 'dropped' : `${f.width}@${round(f.ms)}${f.first ? '(first)' : ''}`)).join(' ')}`);
-  const settled = rows[3][1];
   const recovered = of('recovered').filter((f) => !f.dropped);
   for (const f of [of('throttled')[SETTLE], of('throttled').at(-1), recovered.at(-1)]) console.log(`  e.g. width ${f?.width}: '${f?.reason}'`);
+  // Frames at the narrowest width that missed: no width choice could have met those, so many
+  // of them mean the machine itself slowed past what the deadline was measured against.
+  const atNarrowest = settledFrames.filter((f) => !f.dropped && f.width === narrowest);
+  const narrowestMissed = atNarrowest.filter((f) => f.ms > deadlineMs).length;
+  return { deadlineMs, fullAlone, settled: rows[3][1], frames, recovered, narrowestMissed, atNarrowest: atNarrowest.length };
+}
+
+const SETTLE = 10; // frames the runtime may take to see the slowdown and step down
+
+test('under a slowed CPU the runtime settles on a width that meets a per-frame deadline the full width misses, and returns to full when the CPU recovers', async () => {
+  const widths = await page.evaluate(() => window.model.widths);
+  assert.deepEqual(widths, [1, ...WIDTHS.split(',').map(Number)]);
+  // Every width once, so that each has prepared its weights before anything is timed.
+  for (const w of widths) await page.evaluate((w) => window.sequential(w, 1), w);
+
+  const d = await devtoolsThrottling();
+  console.log(`DevTools CPU throttling ${RATE}x: page main thread ${d.main.toFixed(2)}x slower, the worker's model runs ${d.worker.toFixed(2)}x (median run ${round(d.workerMs[0])} -> ${round(d.workerMs[1])} ms); on the worker's own target: ${d.onWorker}. Slowing the renderer process ${RATE}x instead (SIGSTOP/SIGCONT, cpu-throttle.mjs).`);
+  assert.ok(d.main > 1.5, `DevTools throttling slows the page's main thread: ${d.main.toFixed(2)}x`);
+
+  const pids = rendererPids(profile);
+  let r = await scenario(widths, pids);
+  // One more go when the machine itself slowed past what the deadline was measured against
+  // (the narrowest width missed it on more than 10% of its settled frames): the 2 cores are
+  // shared, and no width choice meets a deadline the narrowest cannot.
+  if (r.settled.met < 0.9 && r.atNarrowest >= 5 && r.narrowestMissed > 0.1 * r.atNarrowest) {
+    console.log(`the narrowest width itself missed ${r.narrowestMissed} of its ${r.atNarrowest} settled frames: the machine slowed past the measured times; measuring and streaming again`);
+    r = await scenario(widths, pids);
+  }
+  const { fullAlone, settled, frames, recovered } = r;
 
   assert.deepEqual(frames.filter((f) => f.error), [], 'no frame failed (dropped frames are counted as missed)');
   for (const f of frames.filter((f) => !f.dropped)) {
