@@ -353,7 +353,8 @@ class Model {
   #chooseWidth(width, deadlineMs) {
     if (width != null) {
       if (!(typeof width === 'number' && width > 0 && width <= 1)) throw new CairnError('bad-input', `width must be a number in (0, 1], got ${width}`);
-      return { width, reason: null }; // the worker says which it ran ('width 0.9 as asked')
+      // The worker says which it ran ('width 0.9 as asked', or why not).
+      return { width, reason: width >= 1 ? 'full width as asked' : null };
     }
     if (deadlineMs == null) return { width: 1, reason: null };
     if (!this.#widthPolicy) return { width: 1, reason: `deadline ${Math.round(deadlineMs)} ms: full width, this model has no run-time widths (cairn optimize --widths)` };

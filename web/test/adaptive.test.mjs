@@ -77,7 +77,7 @@ before(async () => {
       const out = [];
       for (let i = 0; i < n; i++) {
         const r = await window.model.run(window.frame(performance.now()), { width });
-        out.push({ width: r.width, totalMs: r.timings.totalMs, runMs: r.timings.runMs, first: r.timings.firstAtWidth });
+        out.push({ width: r.width, reason: r.widthReason, totalMs: r.timings.totalMs, runMs: r.timings.runMs, first: r.timings.firstAtWidth });
       }
       return out;
     };
@@ -227,8 +227,12 @@ const SETTLE = 10; // frames the runtime may take to see the slowdown and step d
 test('under a slowed CPU the runtime settles on a width that meets a per-frame deadline the full width misses, and returns to full when the CPU recovers', async () => {
   const widths = await page.evaluate(() => window.model.widths);
   assert.deepEqual(widths, [1, ...WIDTHS.split(',').map(Number)]);
-  // Every width once, so that each has prepared its weights before anything is timed.
-  for (const w of widths) await page.evaluate((w) => window.sequential(w, 1), w);
+  // Every width once, so that each has prepared its weights before anything is timed; an
+  // asked width runs as asked, and says so.
+  for (const w of widths) {
+    const [r] = await page.evaluate((w) => window.sequential(w, 1), w);
+    assert.deepEqual([r.width, r.reason, r.first], [w, w === 1 ? 'full width as asked' : `width ${w} as asked`, true]);
+  }
 
   const d = await devtoolsThrottling();
   console.log(`DevTools CPU throttling ${RATE}x: page main thread ${d.main.toFixed(2)}x slower, the worker's model runs ${d.worker.toFixed(2)}x (median run ${round(d.workerMs[0])} -> ${round(d.workerMs[1])} ms); on the worker's own target: ${d.onWorker}. Slowing the renderer process ${RATE}x instead (SIGSTOP/SIGCONT, cpu-throttle.mjs).`);
