@@ -8,7 +8,8 @@
 // the test measures and prints what it does to the worker). So the test slows the whole
 // renderer process instead, stopping and continuing it as DevTools' throttler does to the main
 // thread (cpu-throttle.mjs). Every time here is measured in the run, none is assumed: the
-// deadline sits halfway between the narrowest and the full width's measured throttled times.
+// deadline sits between the narrowest and the full width's measured throttled times (70% of
+// the way to the full width's).
 //
 // Needs: target/release/cairn, target/web-pkg/simd (bench/web/build_wasm.sh simd),
 // target/models/efficientnet_lite0.onnx (tools/build_bench_models.py); builds the bundle.
@@ -37,16 +38,21 @@ const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-adaptive-chromium-'
 
 let server, browser, page, stopThrottle = null;
 
-/** The bundle with widths, built as scripts/test.sh's "adaptive" step builds its own (reused when its widths match). */
+/**
+ * The bundle with widths, built as scripts/test.sh's "adaptive" step builds its own; reused
+ * when its widths match and it is newer than the `cairn` binary and the model it comes from.
+ */
 function buildBundle() {
   const manifest = path.join(bundleDir, 'manifest.json');
+  const model = path.join(root, 'target/models/efficientnet_lite0.onnx');
   const widthsOf = (m) => m.widths?.widths.map((w) => w.fraction).join(',');
-  if (fs.existsSync(manifest) && widthsOf(JSON.parse(fs.readFileSync(manifest, 'utf8'))) === WIDTHS) return;
+  const fresh = fs.existsSync(manifest) && [cairnBin, model].every((f) => fs.statSync(f).mtimeMs < fs.statSync(manifest).mtimeMs);
+  if (fresh && widthsOf(JSON.parse(fs.readFileSync(manifest, 'utf8'))) === WIDTHS) return;
   const calib = path.join(root, 'target/calib-inputs');
   if (!fs.existsSync(calib)) execFileSync('python3', [path.join(root, 'tools/make_calibration_inputs.py'), calib], { stdio: 'inherit' });
   const onnx = path.join(adaptiveDir, 'effnet_deadline.onnx');
   fs.mkdirSync(adaptiveDir, { recursive: true });
-  execFileSync(cairnBin, ['optimize', path.join(root, 'target/models/efficientnet_lite0.onnx'), '-o', onnx, '--widths', WIDTHS, '--calibrate', calib], { stdio: 'inherit' });
+  execFileSync(cairnBin, ['optimize', model, '-o', onnx, '--widths', WIDTHS, '--calibrate', calib], { stdio: 'inherit' });
   fs.rmSync(bundleDir, { recursive: true, force: true });
   execFileSync(cairnBin, ['pack', onnx, '-o', bundleDir, '--image-size', '224', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5'], { stdio: 'inherit' });
 }
@@ -178,7 +184,9 @@ async function scenario(widths, pids) {
   const narrowMs = median(narrowStream);
   console.log(`throttled ${RATE}x, camera stream, frame to answer (median/p90 of ${fullStream.length}): full ${round(fullMs)}/${round(quantile(fullStream, 0.9))} ms, narrowest (${narrowest}) ${round(narrowMs)}/${round(quantile(narrowStream, 0.9))} ms`);
   assert.ok(narrowMs < 0.85 * fullMs, `this machine is too loaded to tell the widths apart: the narrowest width's median (${round(narrowMs)} ms) is not clearly below the full width's (${round(fullMs)} ms)`);
-  const deadlineMs = round((narrowMs + fullMs) / 2); // halfway
+  // Between the two, nearer the full width's: the bar is a high share of frames in time, so
+  // the narrowest width needs room for its slow tail (on a shared machine, tens of percent).
+  const deadlineMs = round(narrowMs + DEADLINE_AT * (fullMs - narrowMs));
 
   // The full width alone against that deadline, a frame every deadline.
   await page.evaluate(({ deadlineMs }) => window.startCamera({ intervalMs: deadlineMs, widths: [1] }), { deadlineMs });
@@ -223,6 +231,8 @@ async function scenario(widths, pids) {
 }
 
 const SETTLE = 10; // frames the runtime may take to see the slowdown and step down
+const DEADLINE_AT = 0.7; // where the deadline sits from the narrowest width's time (0) to the full one's (1)
+const ATTEMPTS = 3; // goes, when the machine itself slowed past the measured times (see below)
 
 test('under a slowed CPU the runtime settles on a width that meets a per-frame deadline the full width misses, and returns to full when the CPU recovers', async () => {
   const widths = await page.evaluate(() => window.model.widths);
@@ -239,12 +249,14 @@ test('under a slowed CPU the runtime settles on a width that meets a per-frame d
   assert.ok(d.main > 1.5, `DevTools throttling slows the page's main thread: ${d.main.toFixed(2)}x`);
 
   const pids = rendererPids(profile);
+  // Another go (at most ATTEMPTS in all) only when the frames missed at the narrowest width
+  // are what kept the share below 90%: no width choice meets a deadline the narrowest cannot,
+  // so those misses say the shared machine slowed past what the deadline was measured against,
+  // not that the runtime chose badly.
   let r = await scenario(widths, pids);
-  // One more go when the machine itself slowed past what the deadline was measured against
-  // (the narrowest width missed it on more than 10% of its settled frames): the 2 cores are
-  // shared, and no width choice meets a deadline the narrowest cannot.
-  if (r.settled.met < 0.9 && r.atNarrowest >= 5 && r.narrowestMissed > 0.1 * r.atNarrowest) {
-    console.log(`the narrowest width itself missed ${r.narrowestMissed} of its ${r.atNarrowest} settled frames: the machine slowed past the measured times; measuring and streaming again`);
+  const machineSlowed = ({ settled, narrowestMissed }) => settled.met < 0.9 && settled.met + narrowestMissed / settled.frames >= 0.9;
+  for (let attempt = 2; attempt <= ATTEMPTS && machineSlowed(r); attempt++) {
+    console.log(`the narrowest width itself missed ${r.narrowestMissed} of its ${r.atNarrowest} settled frames (of ${r.settled.frames}): the machine slowed past the measured times; measuring and streaming again (go ${attempt} of ${ATTEMPTS})`);
     r = await scenario(widths, pids);
   }
   const { fullAlone, settled, frames, recovered } = r;
