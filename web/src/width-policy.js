@@ -132,17 +132,21 @@ export class WidthPolicy {
     const jump = out !== 0 && out === this.outOfLine;
     this.outOfLine = jump ? 0 : out;
     if (jump) {
-      // The jitter and the work around the run (preprocessing, messages: CPU work too) scale
-      // with the new speed; the jump itself is not jitter (taken for it, it would keep every
-      // width but the narrowest out for many runs).
+      // The work around the run (preprocessing, messages: CPU work too) scales with the new
+      // speed. The jitter seen at the old speed is another regime's (a loaded machine's spikes,
+      // say): it starts again from the prior. Neither the jump nor the old jitter is taken for
+      // the new jitter: either would keep every width but the narrowest out for many runs.
       const ratio = fullEquivalent / this.speed;
-      if (this.deviation != null) this.deviation *= ratio;
       if (this.overhead != null) this.overhead *= ratio;
+      this.deviation = null;
       // A miss at the old speed says nothing once the CPU got faster: wider widths may run again.
       if (fullEquivalent < this.speed) this.cap = null;
       this.speed = fullEquivalent;
     } else if (!far) {
-      if (before) this.deviation = this.deviation == null ? residual : this.deviation + ALPHA * (residual - this.deviation);
+      if (before) {
+        const d = this.deviation ?? JITTER_PRIOR * before.totalMs; // the prior counts as a first sample
+        this.deviation = d + ALPHA * (residual - d);
+      }
       this.speed = this.speed == null ? fullEquivalent : this.speed + ALPHA * (fullEquivalent - this.speed);
     }
     if (!far || jump) {

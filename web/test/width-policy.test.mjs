@@ -143,7 +143,7 @@ test('low battery, not charging: the narrowest width; charging: the deadline dec
 
 test('little memory: only the full and the narrowest widths (each width used is a prepared copy)', () => {
   const p = new WidthPolicy(WIDTHS);
-  for (let i = 0; i < 5; i++) p.record({ width: 1, runMs: 100, totalMs: 100 });
+  for (let i = 0; i < 15; i++) p.record({ width: 1, runMs: 100, totalMs: 100 }); // steady: the jitter falls from its 10% prior
   // 0.95 (~95 ms) would fit 98 ms, but it is not allowed: 0.8.
   const c = p.choose({ deadlineMs: 98, deviceMemory: 1 });
   assert.equal(c.width, 0.8);
