@@ -11,7 +11,8 @@
 // recovers, every width's estimate moves with it, and the runtime steps down or probes back up.
 
 const ALPHA = 0.3; // weight of the newest sample in the averages
-const SHIFT = 1.35; // a change of speed by more than this factor may be a new speed, not jitter
+const COST_ALPHA = 0.1; // weight of one neighbouring pair in a width's learned cost
+const SHIFT = 1.6; // a change of speed by more than this factor may be a new speed (runs on a loaded machine vary by up to ~1.5x)
 const JITTER_PRIOR = 0.1; // relative jitter assumed before any run (10% of the estimate)
 // How many standard-ish deviations of headroom a width must leave under the deadline: the mean
 // absolute deviation of the residuals times this covers ~90% of runs for a normal spread.
@@ -34,10 +35,12 @@ export class WidthPolicy {
     const withMacs = widths.filter((w) => w.macs > 0 && w.width > 0);
     const fullMacs = withMacs.length ? withMacs.reduce((n, w) => n + w.macs / w.width, 0) / withMacs.length : null;
     this.widths = [1, ...widths.map((w) => w.width).filter((w) => w > 0 && w < 1)].sort((a, b) => b - a);
-    this.cost = new Map(this.widths.map((w) => {
+    /** Each width's share of the full model's MACs (the fraction where the manifest has no MACs). */
+    this.macsShare = new Map(this.widths.map((w) => {
       const macs = widths.find((x) => x.width === w)?.macs;
       return [w, w === 1 ? 1 : (fullMacs && macs ? macs / fullMacs : w)];
     }));
+    this.cost = new Map(this.macsShare);
     this.speed = null; // ms the full width's run would take now
     this.overhead = null; // ms a request spends outside the run (preprocessing, messages)
     this.deviation = null; // ms: average |total - predicted total|
@@ -120,7 +123,12 @@ export class WidthPolicy {
     if (prev?.typical && typical && prev.width !== width && width !== 1) {
       const observed = (this.cost.get(prev.width) * runMs) / prev.runMs;
       const c = this.cost.get(width);
-      this.cost.set(width, c + ALPHA * (observed - c)); // one pair is noisy: a step, not a jump
+      // One pair is noisy (on a loaded machine a narrower width may even measure slower): a
+      // small step, kept between the width's MACs share (less is not plausible) and 1; and a
+      // wider width never costs less than a narrower one.
+      const learned = Math.min(1, Math.max(this.macsShare.get(width), c + COST_ALPHA * (observed - c)));
+      this.cost.set(width, learned);
+      for (const w of this.widths) if (w > width && this.cost.get(w) < learned) this.cost.set(w, learned);
     }
     const fullEquivalent = runMs / this.cost.get(width);
     // A change of speed by a factor past SHIFT and past twice the jitter seen (a throttled or

@@ -123,12 +123,28 @@ test('a width costs what it measures, not only its MACs share', () => {
   // 0.8 of the MACs takes 0.95 of the time here (memory-bound kernels, say).
   const p = new WidthPolicy(WIDTHS);
   const dev = device({ trueCost: { 1: 1, 0.95: 0.99, 0.9: 0.97, 0.8: 0.95 }, jitter: 0 });
-  for (let round = 0; round < 12; round++) {
+  for (let round = 0; round < 40; round++) {
     for (let i = 0; i < 2; i++) { const r = dev.run(1); p.record({ width: 1, ...r }); }
     for (let i = 0; i < 2; i++) { const r = dev.run(0.8); p.record({ width: 0.8, ...r }); }
   }
   assert.ok(Math.abs(p.cost.get(0.8) - 0.95) < 0.01, `learned cost ${p.cost.get(0.8)}`);
   assert.ok(Math.abs(p.estimate(0.8).runMs - 95) < 1, JSON.stringify(p.estimate(0.8)));
+});
+
+test('a learned cost stays between the width\'s MACs share and the next wider width\'s cost', () => {
+  const p = new WidthPolicy(WIDTHS);
+  // Noise: 0.8 measures slower than the full width, then far faster than its MACs allow.
+  for (let round = 0; round < 30; round++) {
+    p.record({ width: 1, runMs: 100, totalMs: 100 });
+    p.record({ width: 0.8, runMs: 130, totalMs: 130 });
+  }
+  assert.ok(p.cost.get(0.8) <= p.cost.get(0.9) && p.cost.get(0.9) <= p.cost.get(0.95) && p.cost.get(0.95) <= 1, JSON.stringify([...p.cost]));
+  const q = new WidthPolicy(WIDTHS);
+  for (let round = 0; round < 30; round++) {
+    q.record({ width: 1, runMs: 100, totalMs: 100 });
+    q.record({ width: 0.8, runMs: 40, totalMs: 40 });
+  }
+  assert.ok(Math.abs(q.cost.get(0.8) - 308141814 / 385186000) < 0.01, `${q.cost.get(0.8)}`);
 });
 
 test('low battery, not charging: the narrowest width; charging: the deadline decides', () => {
