@@ -250,14 +250,15 @@ test('under a slowed CPU the runtime settles on a width that meets a per-frame d
   assert.ok(d.main > 1.5, `DevTools throttling slows the page's main thread: ${d.main.toFixed(2)}x`);
 
   const pids = rendererPids(profile);
-  // Another go (at most ATTEMPTS in all) only when the frames missed at the narrowest width
-  // are what kept the share below 90%: no width choice meets a deadline the narrowest cannot,
-  // so those misses say the shared machine slowed past what the deadline was measured against,
-  // not that the runtime chose badly.
+  // Another go (at most ATTEMPTS in all) only when the shared machine's speed moved away from
+  // what the deadline was measured against: the frames missed at the narrowest width (which no
+  // width choice could have met) are what kept the share below 90%, or the full width alone got
+  // fast enough to meet the deadline on more than 30% of its frames. Either says the other load
+  // on the 2 cores changed, not that the runtime chose badly.
   let r = await scenario(widths, pids);
-  const machineSlowed = ({ settled, narrowestMissed }) => settled.met < 0.9 && settled.met + narrowestMissed / settled.frames >= 0.9;
-  for (let attempt = 2; attempt <= ATTEMPTS && machineSlowed(r); attempt++) {
-    console.log(`the narrowest width itself missed ${r.narrowestMissed} of its ${r.atNarrowest} settled frames (of ${r.settled.frames}): the machine slowed past the measured times; measuring and streaming again (go ${attempt} of ${ATTEMPTS})`);
+  const machineChanged = ({ settled, narrowestMissed, fullAlone }) => (settled.met < 0.9 && settled.met + narrowestMissed / settled.frames >= 0.9) || fullAlone.met > 0.3;
+  for (let attempt = 2; attempt <= ATTEMPTS && machineChanged(r); attempt++) {
+    console.log(`the machine's speed moved from the measured times (the narrowest width missed ${r.narrowestMissed} of its ${r.atNarrowest} settled frames, of ${r.settled.frames}; the full width alone met the deadline on ${(r.fullAlone.met * 100).toFixed(0)}%): measuring and streaming again (go ${attempt} of ${ATTEMPTS})`);
     r = await scenario(widths, pids);
   }
   const { fullAlone, settled, frames, recovered } = r;
