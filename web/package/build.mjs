@@ -3,6 +3,7 @@
 // sources (nothing is moved: web/src, web/sw and the wasm builds stay where they are):
 //
 //   dist/cairn.js, cairn.d.ts         the page API (web/src), types
+//   dist/width-policy.js              the page API's deadline policy, which cairn.js imports
 //   dist/worker.js                    the worker (web/src/worker.js) bundled by esbuild with
 //                                     the wasm-bindgen glue; each wasm build is an asset it
 //                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
@@ -146,6 +147,8 @@ async function main() {
 
   fs.copyFileSync(path.join(root, 'web/src/cairn.js'), path.join(dist, 'cairn.js'));
   fs.copyFileSync(path.join(root, 'web/src/cairn.d.ts'), path.join(dist, 'cairn.d.ts'));
+  // cairn.js imports the deadline policy (docs/adr/0029) by its relative name.
+  fs.copyFileSync(path.join(root, 'web/src/width-policy.js'), path.join(dist, 'width-policy.js'));
   await build({
     entryPoints: [path.join(root, 'web/src/worker.js')], bundle: true, format: 'esm', outfile: path.join(dist, 'worker.js'),
     plugins: [packageWasm(glue, text)], legalComments: 'none', logLevel: 'warning', target: 'es2022',

@@ -157,11 +157,18 @@ export interface RunResult {
   backend?: 'webgpu' | 'wasm';
   gpu?: GpuRunStats | null;
   /** On the edge: `edgeMs` is the round trip, `queueMs`/`runMs` the server's side. */
-  timings: { queueMs: number; preprocessMs?: number; runMs: number; edgeMs?: number; batch?: number };
+  timings: {
+    queueMs: number; preprocessMs?: number; runMs: number; edgeMs?: number; batch?: number;
+    /** On the device: from the call to the answer on the page (what a deadline is held to). */
+    totalMs?: number;
+    /** On the device: the first run at this width in the worker (it prepared the width's weights). */
+    firstAtWidth?: boolean;
+  };
   /** With an edge configured: where the policy placed the request and why (rule 'edge-error': the edge failed and the device answered). */
   placement: Placement | null;
   /** The run-time width that ran (share of the full model's MACs; 1 = full) and why. */
   width?: number;
+  /** e.g. 'width 0.9 as asked', 'deadline 40 ms: 0.9 estimated 35 ms', 'battery low (15%, not charging): ...'. */
   widthReason?: string;
 }
 
@@ -172,6 +179,18 @@ export interface Placement {
   rule: string;
   /** A sentence a person can read. */
   reason: string;
+}
+
+export interface RunOptions {
+  priority?: number;
+  /** A latest-wins stream (camera frames): a newer frame replaces a waiting one ('dropped'). */
+  stream?: string;
+  signal?: AbortSignal;
+  prefer?: 'auto' | 'device' | 'edge';
+  /** A run-time width to run (the nearest the bundle has); overrides any deadline. */
+  width?: number;
+  /** Answer within this many ms: the runtime picks the width (docs/adr/0029). */
+  deadlineMs?: number;
 }
 
 export interface Model {
@@ -191,7 +210,14 @@ export interface Model {
   loadHeap?: { liveAtStart: number; liveAfterLoad: number; peakDuringLoad: number; liveBeforeFinish: number; peakBeforeFinish: number };
   /** `prefer`: 'auto' (the policy decides; needs `edge` in `Cairn.start`), 'device' or 'edge'. */
   /** `width`: run-time width (share of the full MACs) for bundles packed with widths; the nearest one runs. */
-  run(input: RunInput, options?: { priority?: number; stream?: string; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge'; width?: number }): Promise<RunResult>;
+  /** `deadlineMs` (default: `setDeadline`'s): without `width`, the widest width expected to answer within it, from measured run times. */
+  run(input: RunInput, options?: RunOptions): Promise<RunResult>;
+  /** The run-time widths the bundle offers, widest first (1 = the full model). */
+  readonly widths: number[];
+  /** The deadline every run without its own `deadlineMs` is held to, or null. */
+  readonly deadlineMs: number | null;
+  /** Sets (or, with null, clears) the model's default deadline per run, in ms. */
+  setDeadline(ms: number | null): void;
   /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
   preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */
@@ -242,7 +268,8 @@ export class Cairn {
   onQueue?: (q: { length: number; highWater: number }) => void;
   /** Called when the memory budget made the worker unload an idle model (its runs then fail with 'not-loaded'). */
   onEvicted?: (e: { handle: number; reason: string }) => void;
-  load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<Model>;
+  /** `deadlineMs`: the model's default deadline per run (`model.setDeadline`). */
+  load(manifestUrl: string | URL, options?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal; deadlineMs?: number }): Promise<Model>;
   memoryBytes(): Promise<number>;
   /** `resetPeak` starts a new peak measurement after reading this one. */
   memory(options?: { resetPeak?: boolean }): Promise<{ memoryBytes: number; heapLive: number; heapPeak: number }>;

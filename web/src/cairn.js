@@ -8,6 +8,8 @@
 //   const text = await cairn.load('/models/minilm/manifest.json');   // a bundle with a tokenizer
 //   const { embeddings, dim } = await text.embed(['offline notes', 'where is my invoice']);
 
+import { WidthPolicy } from './width-policy.js';
+
 /** An error with a `code` a program can switch on and a message a person can read. */
 export class CairnError extends Error {
   constructor(code, message) {
@@ -186,7 +188,8 @@ export class Cairn {
    * @param {string|URL} manifestUrl
    * @param {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} [options]
    */
-  load(manifestUrl, { onProgress, signal } = {}) {
+  load(manifestUrl, { onProgress, signal, deadlineMs } = {}) {
+    if (deadlineMs != null) checkDeadline(deadlineMs);
     return new Promise((resolve, reject) => {
       let model = null;
       let completeResolve, completeReject;
@@ -196,7 +199,11 @@ export class Cairn {
         onMessage: (msg) => {
           if (msg.type === 'progress') onProgress?.(msg);
           if (msg.type === 'loaded') {
-            if (!model) { model = new Model(this, msg, new URL(manifestUrl, location.href)); resolve(model); }
+            if (!model) {
+              model = new Model(this, msg, new URL(manifestUrl, location.href));
+              if (deadlineMs != null) model.setDeadline(deadlineMs);
+              resolve(model);
+            }
             model.level = msg.manifest.levels[msg.level].name;
           }
           if (msg.type === 'complete') { model.memoryBytes = msg.memoryBytes; model.loadHeap = msg.heap; completeResolve(model); return true; }
@@ -300,11 +307,22 @@ export class Cairn {
 const EWMA = 0.3;
 const ewma = (avg, x) => (avg == null ? x : avg + EWMA * (x - avg));
 
+/** A deadline must be a positive number of milliseconds. */
+function checkDeadline(ms) {
+  if (!(typeof ms === 'number' && ms > 0 && Number.isFinite(ms))) {
+    throw new CairnError('bad-input', `deadlineMs must be a positive number of milliseconds, got ${ms}`);
+  }
+}
+
 class Model {
   // The device's latency is kept per backend (a lost GPU falls back to wasm, whose times
   // differ), with each backend's first run apart: it compiles GPU pipelines and uploads
   // weights (or JIT-compiles the wasm), and says nothing of the runs after it.
   #placement = { device: {}, lastBuild: null, edgeMs: null, edgeFailures: 0, lastEdgeFailure: null };
+  /** Chooses widths under a deadline from measured run times (null: the bundle has no widths). */
+  #widthPolicy = null;
+  /** The model's default deadline per run (ms), or null: `setDeadline`. */
+  deadlineMs = null;
 
   constructor(cairn, loaded, url) {
     this.url = url;
@@ -318,6 +336,33 @@ class Model {
     /** The level the model runs at now ('coarse' until the rest arrives, then 'full'). */
     this.level = loaded.manifest.levels[loaded.level].name;
     this.labels = loaded.manifest.outputs[0]?.labels ?? null;
+    const widths = loaded.manifest.widths?.widths ?? [];
+    /** The run-time widths this model offers, widest first (1 = the full model). */
+    this.widths = [1, ...widths.map((w) => w.fraction)];
+    if (widths.length) this.#widthPolicy = new WidthPolicy(widths.map((w) => ({ width: w.fraction, macs: w.macs })));
+  }
+
+  /**
+   * A deadline for every run that does not set its own (`run`'s `deadlineMs`), or null for
+   * none: the runtime then picks the widest width expected to answer within it.
+   * @param {number | null} ms
+   */
+  setDeadline(ms) {
+    if (ms != null) checkDeadline(ms);
+    this.deadlineMs = ms ?? null;
+  }
+
+  /** The width to ask the worker for, and why: asked, or the deadline policy's choice. */
+  #chooseWidth(width, deadlineMs) {
+    if (width != null) {
+      if (!(typeof width === 'number' && width > 0 && width <= 1)) throw new CairnError('bad-input', `width must be a number in (0, 1], got ${width}`);
+      // The worker says which it ran ('width 0.9 as asked', or why not).
+      return { width, reason: width >= 1 ? 'full width as asked' : null };
+    }
+    if (deadlineMs == null) return { width: 1, reason: null };
+    if (!this.#widthPolicy) return { width: 1, reason: `deadline ${Math.round(deadlineMs)} ms: full width, this model has no run-time widths (cairn optimize --widths)` };
+    const b = this.cairn.battery;
+    return this.#widthPolicy.choose({ deadlineMs, battery: b ? { level: b.level, charging: b.charging } : undefined, deviceMemory: navigator.deviceMemory });
   }
 
   /** Resolves when every level has arrived (the model then runs at full precision). */
@@ -343,10 +388,18 @@ class Model {
    * `width`: a run-time width, the share of the full model's MACs to spend (bundles packed
    * with widths, `cairn optimize --widths`); the nearest width the model has runs, and the
    * result's `width` and `widthReason` say which and why. Default 1 (the full model).
-   * @param {{ priority?: number, stream?: string, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge', width?: number }} [options]
+   * `deadlineMs` (default: the model's, `setDeadline`): without `width`, the runtime runs the
+   * widest width expected to answer within it, from the run times it measured (per width,
+   * following the CPU's speed as it changes), stepping down after a miss and back up when a
+   * wider width fits again; a low battery (not charging) runs the narrowest width, a device
+   * with little memory (navigator.deviceMemory <= 1) only the full and the narrowest.
+   * `widthReason` then says why, e.g. 'deadline 40 ms: 0.9 estimated 35 ms'.
+   * @param {{ priority?: number, stream?: string, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge', width?: number, deadlineMs?: number }} [options]
    */
-  async run(input, { priority = 0, stream = '', signal, prefer = 'auto', width = 1 } = {}) {
+  async run(input, { priority = 0, stream = '', signal, prefer = 'auto', width, deadlineMs } = {}) {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
+    if (deadlineMs != null) checkDeadline(deadlineMs);
+    const deadline = deadlineMs ?? this.deadlineMs;
     const placement = this.cairn.edge ? await this.#decide(prefer) : null;
     let fallback = null;
     if (placement?.where === 'edge') {
@@ -361,12 +414,20 @@ class Model {
       }
     }
     const t0 = performance.now();
+    const chosen = this.#chooseWidth(width, deadline);
     const { payload, transfer } = await this.#prepare(input);
-    const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, width, transfer }, signal);
-    this.#measured(msg.backend === 'webgpu' ? 'webgpu' : this.#cpuBuild(), performance.now() - t0);
+    const msg = await this.cairn._run({ type: 'run', handle: this.handle, input: payload, priority, stream, width: chosen.width, transfer }, signal);
+    const totalMs = performance.now() - t0;
+    this.#measured(msg.backend === 'webgpu' ? 'webgpu' : this.#cpuBuild(), totalMs);
+    if (msg.width != null) {
+      this.#widthPolicy?.record({ width: msg.width, runMs: msg.timings.runMs, totalMs, deadlineMs: deadline ?? undefined, first: msg.timings.firstAtWidth });
+    }
+    // The policy's reason when its width ran; else the worker's (e.g. widths run only once
+    // every level has arrived).
+    const widthReason = chosen.reason && msg.width === chosen.width ? chosen.reason : msg.widthReason;
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, timings: msg.timings, placement: fallback ?? placement, width: msg.width, widthReason: msg.widthReason };
+    return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, placement: fallback ?? placement, width: msg.width, widthReason, timings: { ...msg.timings, totalMs } };
   }
 
   /**

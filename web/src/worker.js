@@ -329,7 +329,14 @@ async function runBatch(ids) {
     }
   }
   out ??= cpuRun();
-  const width = out.width;
+  // The wasm side answers in f32: give the manifest's own number (0.9, not 0.8999999761581421).
+  const width = entry.manifest.widths?.widths.find((w) => Math.fround(w.fraction) === Math.fround(out.width))?.fraction ?? out.width;
+  // A width's first run prepares its weights (docs/adr/0018): the deadline policy must not
+  // take that time for the width's speed.
+  const ranAs = gpu ? 'gpu' : entry.final ? `w${width}` : 'interim';
+  entry.ranAs ??= new Set();
+  const firstAtWidth = !entry.ranAs.has(ranAs);
+  entry.ranAs.add(ranAs);
   const widthReason = widthReasonOf(entry, asked, width);
   const t2 = performance.now();
   const outShape = Array.from(out.shape);
@@ -341,7 +348,7 @@ async function runBatch(ids) {
     post({
       type: 'result', id: r.id, outputs: [result], level: entry.manifest.levels[entry.level].name, where: 'device', width, widthReason,
       backend: gpu ? 'webgpu' : 'wasm', gpu,
-      timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length },
+      timings: { queueMs: t0 - r.queued, preprocessMs: t1 - t0, runMs: t2 - t1, batch: reqs.length, firstAtWidth },
     }, [result.data.buffer]);
   });
 }

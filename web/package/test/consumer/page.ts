@@ -12,7 +12,12 @@ export async function classify(image: ImageBitmap): Promise<string> {
   // Outputs carry their dtype: an int64 output's data is a BigInt64Array, so an element may be a bigint.
   const first: number = Number(tensor.outputs[0].data[0]);
   await model.complete;
-  return `${backend} ${result.top?.[0].label ?? '?'} ${result.level} ${result.where} ${first} ${seen.length}`;
+  // Deadline-driven widths (docs/adr/0029): the runtime picks the width and says why.
+  model.setDeadline(40);
+  const framed: RunResult = await model.run(image, { stream: 'camera', deadlineMs: model.deadlineMs ?? 40 });
+  const widths: number[] = model.widths;
+  const why = `${framed.width ?? 1} of ${widths.join(',')}: ${framed.widthReason ?? ''} in ${framed.timings.totalMs ?? 0} ms`;
+  return `${backend} ${result.top?.[0].label ?? '?'} ${result.level} ${result.where} ${first} ${seen.length} ${why}`;
 }
 
 export function isCorrupt(e: unknown): boolean {
