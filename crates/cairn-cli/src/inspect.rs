@@ -49,6 +49,8 @@ struct Report {
     /// and activations (their weights are then prepacked inside the node).
     fused_convs: usize,
     fused_matmuls: usize,
+    /// LSTM, GRU and RNN nodes whose constant W and R are prepacked inside the node.
+    recurrent_packed: usize,
     /// Nodes absorbed into them: BatchNormalization, Add, and activation nodes.
     absorbed_nodes: usize,
     /// Symbolic dims and the sizes the cost figures assume.
@@ -110,6 +112,7 @@ pub fn main(args: InspectArgs) -> Result<()> {
         folded_at_load: loaded.folded_at_load,
         fused_convs: loaded.fuse.fused_convs,
         fused_matmuls: loaded.fuse.fused_matmuls,
+        recurrent_packed: loaded.fuse.recurrent_packed,
         absorbed_nodes: loaded.imported_nodes.saturating_sub(loaded.folded_at_load + graph.nodes.len()),
         bound_dims: bound,
         macs: plan.as_ref().ok().map(|p| p.macs),
@@ -150,7 +153,7 @@ fn print_text(r: &Report) {
     for o in &r.outputs {
         println!("  {:<24} {:<5} {}", o.name, o.dtype, shape_text(o));
     }
-    let packed = r.fused_convs + r.fused_matmuls;
+    let packed = r.fused_convs + r.fused_matmuls + r.recurrent_packed;
     println!(
         "parameters: {} ({}): {} tensors, {} prepacked in fused nodes",
         human_count(r.parameters as u64),

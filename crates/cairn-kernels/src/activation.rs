@@ -2,6 +2,7 @@
 //! still in cache, instead of as a separate pass over memory.
 
 use crate::math::exp_fast;
+use crate::vmath::per_isa;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Activation {
@@ -45,19 +46,16 @@ impl Activation {
             Activation::LeakyRelu { alpha } => xs.iter_mut().for_each(|x| *x = if *x < 0.0 { alpha * *x } else { *x }),
             Activation::HardSigmoid { alpha, beta } => xs.iter_mut().for_each(|x| *x = clip(alpha * *x + beta, 0.0, 1.0)),
             Activation::HardSwish => xs.iter_mut().for_each(|x| *x *= clip(*x * (1.0 / 6.0) + 0.5, 0.0, 1.0)),
-            Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = sigmoid(*x)),
-            Activation::Silu => xs.iter_mut().for_each(|x| *x *= sigmoid(*x)),
-            Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
+            Activation::Sigmoid | Activation::Silu | Activation::Tanh | Activation::GeluTanh => apply_costly(self, xs),
             Activation::Gelu => crate::vmath::gelu_in_place(xs),
-            Activation::GeluTanh => xs.iter_mut().for_each(|x| {
-                let v = *x;
-                *x = 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh());
-            }),
         }
     }
 
     #[inline(always)]
     pub fn apply_one(self, x: f32) -> f32 {
+        if matches!(self, Activation::Sigmoid | Activation::Silu | Activation::Tanh | Activation::GeluTanh) {
+            return costly(self, x); // one value: not worth a dispatch
+        }
         let mut v = [x];
         self.apply(&mut v);
         v[0]
@@ -73,6 +71,35 @@ fn clip(x: f32, min: f32, max: f32) -> f32 {
         max
     } else {
         x
+    }
+}
+
+per_isa! {
+    /// The activations that cost more than a compare per element, compiled for the CPU's
+    /// widest ISA: `apply` inlines into callers compiled for the baseline (the GEMM
+    /// driver's edge and row epilogues), where `exp_fast` ran on 4 SSE lanes instead of 16.
+    /// Same formulas, so the same bits on every ISA.
+    pub fn apply_costly(act: Activation, xs: &mut [f32]) {
+        // One loop per function, so that each vectorizes on its own.
+        match act {
+            Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = costly(Activation::Sigmoid, *x)),
+            Activation::Silu => xs.iter_mut().for_each(|x| *x = costly(Activation::Silu, *x)),
+            Activation::Tanh => xs.iter_mut().for_each(|x| *x = costly(Activation::Tanh, *x)),
+            Activation::GeluTanh => xs.iter_mut().for_each(|x| *x = costly(Activation::GeluTanh, *x)),
+            cheap => cheap.apply(xs),
+        }
+    }
+}
+
+/// One value through one of [`apply_costly`]'s functions (others pass unchanged).
+#[inline(always)]
+fn costly(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::Sigmoid => sigmoid(v),
+        Activation::Silu => v * sigmoid(v),
+        Activation::Tanh => v.tanh(),
+        Activation::GeluTanh => 0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
+        _ => v,
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) use qconv::{QConv, QConvWeights};
 pub(crate) use qelementwise::MS_DOMAIN;
 pub(crate) use qmatmul::{QMatMul, QMatMulWeights};
 pub(crate) use qparams::{Bias as QBias, QOutSpec};
+pub(crate) use recurrent::prepacked as prepacked_recurrent;
 
 use crate::Registry;
 

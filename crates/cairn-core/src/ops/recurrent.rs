@@ -5,15 +5,21 @@
 //!
 //! Algorithm (as onnxruntime's CPU kernels): the input projection `X W^T + biases` of all
 //! time steps is one GEMM per direction; each step then adds the recurrent product
-//! `H R^T` (a matrix-vector product at batch 1, which needs no packing; a GEMM for larger
-//! batches) and applies the gate equations on whole gate rows with the vectorized
-//! activations. f16 tensors are computed in f32 (docs/adr/0014-f16-compute.md).
+//! `H R^T` (a vector-matrix product at batch 1, a GEMM for larger batches) and applies the
+//! gate equations on whole gate rows with the vectorized activations. f16 tensors are
+//! computed in f32 (docs/adr/0014-f16-compute.md).
+//!
+//! W and R are used as GEMM operands packed for this machine ([`PackedB`]): constant ones
+//! once at load by the `fuse` pass ([`prepacked`], like MatMul and Conv weights), computed
+//! ones at each run. The batch-1 recurrent product streams the packed R panel by panel
+//! ([`gemv_packed`]); see docs/adr/0028-recurrent-prepacked-weights.md.
 
 use super::float_io::{check_float, f32_values, write_f32};
-use crate::{bail_shape, required, DType, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
-use cairn_kernels::gemv::gemv;
+use crate::{bail_shape, required, DType, Error, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
+use cairn_kernels::gemv::gemv_packed;
 use cairn_kernels::vmath::{sigmoid_in_place, tanh_in_place};
-use cairn_kernels::{gemm, Bias, Epilogue, LhsOperand, MatRef, RhsOperand, Transpose};
+use cairn_kernels::{gemm, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedB, RhsOperand, Transpose};
+use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
     r.register("LSTM", |ctx| Ok(Box::new(Recurrent::read(ctx, Cell::Lstm)?)));
@@ -149,6 +155,64 @@ struct Recurrent {
     linear_before_reset: bool,
     /// 0: X is [seq, batch, input]; 1: [batch, seq, input] (and the outputs likewise).
     batch_major: bool,
+    /// Constant W and R, packed at load (the node's W and R inputs are then omitted).
+    packed: Option<Prepacked>,
+}
+
+/// W and R packed once, with the shapes they had (checked against X like inputs).
+#[derive(Debug)]
+struct Prepacked {
+    w_shape: Vec<usize>,
+    r_shape: Vec<usize>,
+    dirs: Vec<PackedDir>,
+}
+
+/// One direction's W and R as GEMM right-hand sides.
+#[derive(Debug)]
+struct PackedDir {
+    /// `W^T`, `[I, G*H]`: the input projection of every step is one GEMM.
+    w: PackedB,
+    /// `R^T` of the rows multiplied by H at each step, `[H, G*H]` (`[H, 2H]` for a GRU
+    /// without `linear_before_reset`, whose `R_h` waits for the reset gate).
+    r: PackedB,
+    /// That GRU's `R_h^T`, `[H, H]`, multiplied by `r ⊙ H`.
+    r_h: Option<PackedB>,
+}
+
+impl PackedDir {
+    fn bytes(&self) -> usize {
+        self.w.bytes() + self.r.bytes() + self.r_h.as_ref().map_or(0, PackedB::bytes)
+    }
+}
+
+/// The `fuse` pass's entry: node `node` (LSTM, GRU or RNN) with its constant f32 `w` and
+/// `r` packed once here instead of at every run. `None` when their shapes do not fit the
+/// node's attributes: the unchanged node then reports that when it is planned.
+pub(crate) fn prepacked(node: &Node, opset: i64, w: &Tensor, r: &Tensor) -> Result<Option<Node>> {
+    let cell = match node.op_type.as_str() {
+        "LSTM" => Cell::Lstm,
+        "GRU" => Cell::Gru,
+        "RNN" => Cell::Rnn,
+        _ => return Ok(None),
+    };
+    if w.dtype() != DType::F32 || r.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let ctx = OpContext::new(&node.op_type, opset, &node.attrs, node.inputs.len(), node.outputs.len());
+    let mut op = Recurrent::read(&ctx, cell).map_err(|e| e.at_node(&node.name, &node.op_type))?;
+    let (ws, rs) = (w.shape(), r.shape());
+    let (g, dirs) = (cell.gates(), op.direction.count());
+    let hidden = op.hidden.unwrap_or(rs.get(2).copied().unwrap_or(0));
+    if ws.len() != 3 || rs.len() != 3 || ws[..2] != [dirs, g * hidden] || rs != [dirs, g * hidden, hidden] {
+        return Ok(None);
+    }
+    let dims = Dims { seq: 0, batch: 0, input: ws[2], hidden, dirs };
+    let packed = op.pack(w.f32s()?, r.f32s()?, dims);
+    op.packed = Some(Prepacked { w_shape: ws.to_vec(), r_shape: rs.to_vec(), dirs: packed });
+    let mut inputs = node.inputs.clone();
+    inputs[1] = None;
+    inputs[2] = None;
+    Ok(Some(Node { inputs, op: Arc::new(op), ..node.clone() }))
 }
 
 /// The sizes every input and output is checked against.
@@ -213,7 +277,7 @@ impl Recurrent {
         if ctx.n_outputs > if cell == Cell::Lstm { 3 } else { 2 } {
             bail_shape!(op, "has at most {} outputs, the node declares {}", if cell == Cell::Lstm { 3 } else { 2 }, ctx.n_outputs);
         }
-        Ok(Recurrent { cell, hidden, direction, funcs, clip, input_forget, linear_before_reset, batch_major })
+        Ok(Recurrent { cell, hidden, direction, funcs, clip, input_forget, linear_before_reset, batch_major, packed: None })
     }
 
     fn op(&self) -> &'static str {
@@ -225,8 +289,13 @@ impl Recurrent {
         let op = self.op();
         let shape = |i: usize| shapes.get(i).copied().flatten();
         let x = shape(0).ok_or_else(|| Error::shape(op, "input 0 (X) is required"))?;
-        let w = shape(1).ok_or_else(|| Error::shape(op, "input 1 (W) is required"))?;
-        let r = shape(2).ok_or_else(|| Error::shape(op, "input 2 (R) is required"))?;
+        let (w, r) = match &self.packed {
+            Some(p) => (p.w_shape.as_slice(), p.r_shape.as_slice()),
+            None => (
+                shape(1).ok_or_else(|| Error::shape(op, "input 1 (W) is required"))?,
+                shape(2).ok_or_else(|| Error::shape(op, "input 2 (R) is required"))?,
+            ),
+        };
         if x.len() != 3 || w.len() != 3 || r.len() != 3 {
             bail_shape!(op, "X, W and R must be 3-D, got {x:?}, {w:?}, {r:?}");
         }
@@ -279,6 +348,9 @@ impl Op for Recurrent {
         let op = self.op();
         let x = required(inputs, 0, op)?;
         check_float(x.dtype, op)?;
+        if self.packed.is_some() && x.dtype != DType::F32 {
+            bail_shape!(op, "input 0 must be f32 like its W and R, got {}", x.dtype);
+        }
         for (i, f) in inputs.iter().enumerate() {
             if let Some(f) = f {
                 let want_int = i == 4;
@@ -299,13 +371,32 @@ impl Op for Recurrent {
         self.dims(&shapes).map_or(0, |d| (d.dirs * d.seq * d.batch * self.cell.gates() * d.hidden * (d.input + d.hidden)) as u64)
     }
 
+    fn built_by_pass(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    fn owned_parameters(&self) -> (usize, usize) {
+        self.packed.as_ref().map_or((0, 0), |p| {
+            let count = p.w_shape.iter().product::<usize>() + p.r_shape.iter().product::<usize>();
+            (count, p.dirs.iter().map(PackedDir::bytes).sum())
+        })
+    }
+
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let op = self.op();
         let shapes: Vec<Option<&[usize]>> = inputs.iter().map(|t| t.map(|t| t.shape)).collect();
         let dims = self.dims(&shapes)?;
         let values = |i: usize| inputs.get(i).copied().flatten().map(|t| f32_values(&t, op)).transpose();
         let x = f32_values(&required(inputs, 0, op)?, op)?;
-        let (w, r) = (values(1)?.unwrap_or_default(), values(2)?.unwrap_or_default());
+        let packed_now;
+        let packed = match &self.packed {
+            Some(p) => p.dirs.as_slice(),
+            None => {
+                let (w, r) = (values(1)?.unwrap_or_default(), values(2)?.unwrap_or_default());
+                packed_now = self.pack(&w, &r, dims);
+                packed_now.as_slice()
+            }
+        };
         let (b, h0, c0, p) = (values(3)?, values(5)?, values(6)?, values(7)?);
         let lens = match inputs.get(4).copied().flatten() {
             None => vec![dims.seq; dims.batch],
@@ -327,8 +418,7 @@ impl Op for Recurrent {
         let mut scratch = Scratch::default();
         for d in 0..dims.dirs {
             let weights = Weights {
-                w: &w[d * g * hd * dims.input..][..g * hd * dims.input],
-                r: &r[d * g * hd * hd..][..g * hd * hd],
+                packed: &packed[d],
                 b: b.as_deref().map(|b| &b[d * 2 * g * hd..][..2 * g * hd]),
                 p: p.as_deref().map(|p| &p[d * 3 * hd..][..3 * hd]),
             };
@@ -365,6 +455,28 @@ impl Op for Recurrent {
 }
 
 impl Recurrent {
+    /// Packs every direction's W and R (`[dirs, G*H, I]` and `[dirs, G*H, H]`, checked
+    /// by `dims`) as the GEMM's right-hand sides `W^T` and `R^T`.
+    fn pack(&self, w: &[f32], r: &[f32], dims: Dims) -> Vec<PackedDir> {
+        let (hd, input, isa) = (dims.hidden, dims.input, Isa::current());
+        let gh = self.cell.gates() * hd;
+        // The GRU without linear_before_reset multiplies R_h after the reset gate is known.
+        let split_rh = self.cell == Cell::Gru && !self.linear_before_reset;
+        let rec_rows = if split_rh { 2 * hd } else { gh };
+        let transposed =
+            |rows: &[f32], ld: usize, k: usize, n: usize| PackedB::new(isa, MatRef::new(rows, ld.max(1), Transpose::Yes), k, n);
+        (0..dims.dirs)
+            .map(|d| {
+                let r_d = &r[d * gh * hd..][..gh * hd];
+                PackedDir {
+                    w: transposed(&w[d * gh * input..][..gh * input], input, input, gh),
+                    r: transposed(&r_d[..rec_rows * hd], hd, hd, rec_rows),
+                    r_h: split_rh.then(|| transposed(&r_d[2 * hd * hd..], hd, hd, hd)),
+                }
+            })
+            .collect()
+    }
+
     /// Where batch row `b` of direction `d` sits in initial_h/initial_c/Y_h/Y_c.
     fn state_offset(&self, dims: Dims, d: usize, b: usize) -> usize {
         let block = if self.batch_major { b * dims.dirs + d } else { d * dims.batch + b };
@@ -387,10 +499,9 @@ impl Recurrent {
     }
 }
 
-/// One direction's weights: W `[G*H, I]`, R `[G*H, H]`, B `[2*G*H]`, P `[3*H]`.
+/// One direction's weights: W and R packed, B `[2*G*H]`, P `[3*H]`.
 struct Weights<'a> {
-    w: &'a [f32],
-    r: &'a [f32],
+    packed: &'a PackedDir,
     b: Option<&'a [f32]>,
     p: Option<&'a [f32]>,
 }
@@ -436,7 +547,7 @@ impl DirectionRun<'_> {
             gh,
             input,
             LhsOperand::Strided { mat: MatRef::new(x, input, Transpose::No), alpha: 1.0 },
-            RhsOperand::Strided(MatRef::new(self.weights.w, input, Transpose::Yes)),
+            RhsOperand::Packed(&self.weights.packed.w),
             &mut s.xw,
             gh,
             false,
@@ -449,11 +560,9 @@ impl DirectionRun<'_> {
         }
         let reversed = self.op.direction.reversed(self.d);
         let funcs = &self.op.funcs[self.d.min(self.op.funcs.len() - 1)];
-        // The GRU without linear_before_reset multiplies R_h after the reset gate is known.
-        let split_rh = cell == Cell::Gru && !self.op.linear_before_reset;
-        let rec_rows = if split_rh { 2 * hd } else { gh };
+        let split_rh = self.weights.packed.r_h.as_ref();
         for step in 0..seq {
-            recurrent_product(&self.weights.r[..rec_rows * hd], hd, h, batch, gh, &mut s.rec);
+            recurrent_product(&self.weights.packed.r, h, batch, gh, &mut s.rec);
             for b in 0..batch {
                 let len = self.lens[b];
                 if step >= len {
@@ -471,7 +580,7 @@ impl DirectionRun<'_> {
                         hb.copy_from_slice(gates);
                     }
                     Cell::Lstm => self.lstm_step(funcs, gates, hb, &mut c[b * hd..][..hd]),
-                    Cell::Gru if !split_rh => {
+                    Cell::Gru if split_rh.is_none() => {
                         let r_bh = self.weights.b.map(|bias| &bias[gh + 2 * hd..][..hd]);
                         let (zr, hg) = gates.split_at_mut(2 * hd);
                         self.clip(zr);
@@ -493,9 +602,9 @@ impl DirectionRun<'_> {
                     }
                 }
             }
-            if split_rh {
+            if let Some(r_h) = split_rh {
                 // (r ⊙ H) R_h^T for the rows that are still running, then the h gate.
-                recurrent_product(&self.weights.r[2 * hd * hd..][..hd * hd], hd, &s.reset_h, batch, hd, &mut s.reset_rec);
+                recurrent_product(r_h, &s.reset_h, batch, hd, &mut s.reset_rec);
                 for b in 0..batch {
                     let len = self.lens[b];
                     if step >= len {
@@ -571,24 +680,108 @@ fn gru_finish(run: &DirectionRun, funcs: &[Func], zr: &[f32], hg: &mut [f32], h:
     h.iter_mut().zip(z).zip(hg.iter()).for_each(|((h, z), n)| *h = (1.0 - z) * n + z * *h);
 }
 
-/// `out[b] = h[b] R^T` for every batch row: R is `[rows, hd]`; `out` has row stride `ld`.
-fn recurrent_product(r: &[f32], hd: usize, h: &[f32], batch: usize, ld: usize, out: &mut [f32]) {
-    let rows = r.len() / hd.max(1);
-    if batch == 1 || hd == 0 {
-        for b in 0..batch {
-            gemv(r, hd, &h[b * hd..], &mut out[b * ld..][..rows], false);
-        }
+/// `out[b] = h[b] R^T` for every batch row: `r` is `R^T` packed (`[H, rows]`); `out` has
+/// row stride `ld`. At batch 1 a vector-matrix product that reads R once, streaming.
+fn recurrent_product(r: &PackedB, h: &[f32], batch: usize, ld: usize, out: &mut [f32]) {
+    let (hd, rows) = (r.rows(), r.cols());
+    if batch == 1 {
+        gemv_packed(r, &h[..hd], &mut out[..rows], false);
         return;
     }
     gemm(
         batch,
         rows,
         hd,
-        LhsOperand::Strided { mat: MatRef::new(h, hd, Transpose::No), alpha: 1.0 },
-        RhsOperand::Strided(MatRef::new(r, hd, Transpose::Yes)),
+        LhsOperand::Strided { mat: MatRef::new(h, hd.max(1), Transpose::No), alpha: 1.0 },
+        RhsOperand::Packed(r),
         out,
         ld,
         false,
         &Epilogue::default(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::passes::fuse::fuse;
+    use crate::{Attr, DType, Dim, Graph, Node, NodeSpec, Registry, Session, Tensor, ValueInfo};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    fn tensor(shape: Vec<usize>, seed: f32) -> Arc<Tensor> {
+        let n = shape.iter().product();
+        Arc::new(Tensor::from_f32(shape, (0..n).map(|i| 0.4 * (i as f32 * 0.37 + seed).sin()).collect()).unwrap())
+    }
+
+    /// One recurrent node over `x` [seq, batch, input] with W, R, B and initial_h constant.
+    fn graph(op: &str, gates: usize, batch: usize, attrs: Vec<(&str, Attr)>) -> Graph {
+        let (seq, input, hidden, dirs) = (5, 7, 40, 2);
+        let initializers = HashMap::from([
+            ("w".to_string(), tensor(vec![dirs, gates * hidden, input], 0.1)),
+            ("r".to_string(), tensor(vec![dirs, gates * hidden, hidden], 0.2)),
+            ("b".to_string(), tensor(vec![dirs, 2 * gates * hidden], 0.3)),
+            ("h0".to_string(), tensor(vec![dirs, batch, hidden], 0.4)),
+        ]);
+        let mut attrs: Vec<(String, Attr)> = attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        attrs.push(("hidden_size".into(), Attr::Int(hidden as i64)));
+        attrs.push(("direction".into(), Attr::Str("bidirectional".into())));
+        let spec = NodeSpec {
+            name: "rec".into(),
+            domain: String::new(),
+            op_type: op.into(),
+            attrs: attrs.into_iter().collect(),
+            inputs: ["x", "w", "r", "b", "", "h0"].iter().map(|i| (!i.is_empty()).then(|| i.to_string())).collect(),
+            outputs: vec!["y".into(), "y_h".into()],
+        };
+        let node = Node::build(spec, 14, Registry::global()).unwrap();
+        let value = |name: &str, dims: Option<Vec<Dim>>| ValueInfo { name: name.into(), dtype: DType::F32, dims };
+        let x_dims = [seq, batch, input].map(Dim::Known).to_vec();
+        Graph {
+            inputs: vec![value("x", Some(x_dims))],
+            outputs: vec![value("y", None), value("y_h", None)],
+            initializers,
+            nodes: vec![node],
+            opset: 14,
+        }
+        .validated()
+        .unwrap()
+    }
+
+    /// The fuse pass packs constant W and R into the node (dropping those initializers, keeping
+    /// B and initial_h that the node still reads), and the results match the unpacked node's,
+    /// at batch 1 (the vector-matrix product) and batch 3 (the GEMM), for the GRU that
+    /// multiplies R_h separately too.
+    #[test]
+    fn prepacked_weights_give_the_same_results() {
+        let cases = [
+            ("LSTM", 4, vec![]),
+            ("GRU", 3, vec![("linear_before_reset", Attr::Int(0))]),
+            ("GRU", 3, vec![("linear_before_reset", Attr::Int(1))]),
+            ("RNN", 1, vec![]),
+        ];
+        for (op, gates, attrs) in cases {
+            for batch in [1, 3] {
+                let original = graph(op, gates, batch, attrs.clone());
+                let (packed, stats) = fuse(original.clone()).unwrap();
+                assert_eq!(stats.recurrent_packed, 1, "{op}");
+                assert!(
+                    !packed.initializers.contains_key("w") && !packed.initializers.contains_key("r"),
+                    "{op}: W and R now live in the node"
+                );
+                assert!(
+                    packed.initializers.contains_key("b") && packed.initializers.contains_key("h0"),
+                    "{op}: B and initial_h are still read"
+                );
+                assert!(packed.nodes[0].op.built_by_pass() && packed.nodes[0].op.owned_parameters().1 > 0);
+                let n = 5 * batch * 7;
+                let x = Tensor::from_f32(vec![5, batch, 7], (0..n).map(|i| (i as f32 * 0.11).cos()).collect()).unwrap();
+                let run = |g: Graph| Session::new(g.validated().unwrap()).run(HashMap::from([("x".to_string(), x.clone())])).unwrap();
+                for ((name, want), (_, got)) in run(original).into_iter().zip(run(packed)) {
+                    for (a, b) in want.f32s().unwrap().iter().zip(got.f32s().unwrap()) {
+                        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{op} batch {batch} {name}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
 }

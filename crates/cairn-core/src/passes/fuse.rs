@@ -20,6 +20,8 @@ pub struct FuseStats {
     pub bias_adds: usize,
     pub residual_adds: usize,
     pub activations: usize,
+    /// LSTM, GRU and RNN nodes whose constant W and R were packed here.
+    pub recurrent_packed: usize,
 }
 
 /// Runs the fusion over the whole graph.
@@ -47,6 +49,7 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
                 fused
             }
             "MatMul" | "Gemm" => fuse_matmul(&graph, &uses, i, &mut stats)?,
+            "LSTM" | "GRU" | "RNN" => prepack_recurrent(&graph, i, &mut stats)?,
             _ => None,
         };
         if let Some((node, absorbed)) = fused {
@@ -54,11 +57,13 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
             absorbed.iter().for_each(|&j| removed[j] = true);
             uses.claimed.extend(absorbed.iter().copied());
             // Weights the fused op copied (filters, BatchNorm statistics, biases) are freed
-            // now, not at the end, unless another node still reads them: the original and
-            // the packed copy of the whole model are never alive together.
+            // now, not at the end, unless another node (or the fused one) still reads them:
+            // the original and the packed copy of the whole model are never alive together.
+            let still_read: HashSet<&String> = node.inputs.iter().flatten().collect();
             for j in std::iter::once(i).chain(absorbed.iter().copied()) {
                 for name in graph.nodes[j].inputs.iter().flatten() {
                     if graph.initializers.contains_key(name)
+                        && !still_read.contains(name)
                         && uses.readers(name).iter().all(|&r| removed[r])
                         && !uses.graph_outputs.contains(name)
                         && !graph_inputs.contains(name)
@@ -399,6 +404,18 @@ fn fuse_conv(
     inputs.extend(residual.map(Some));
     stats.fused_convs += 1;
     Ok((Some((Node { inputs, outputs: vec![out], op: Arc::new(op), ..conv.clone() }, absorbed)), None))
+}
+
+/// LSTM, GRU or RNN node `i` with constant W and R: the same node holding them packed
+/// for the GEMM (the input projection and the recurrent product) instead of packing them
+/// at every run.
+fn prepack_recurrent(graph: &Graph, i: usize, stats: &mut FuseStats) -> Result<Fused> {
+    let node = &graph.nodes[i];
+    let (Some(Some(w)), Some(Some(r))) = (node.inputs.get(1), node.inputs.get(2)) else { return Ok(None) };
+    let (Some(w), Some(r)) = (constant(graph, w), constant(graph, r)) else { return Ok(None) };
+    let Some(packed) = crate::ops::prepacked_recurrent(node, graph.opset, w, r)? else { return Ok(None) };
+    stats.recurrent_packed += 1;
+    Ok(Some((packed, Vec::new())))
 }
 
 fn fuse_matmul(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Result<Fused> {

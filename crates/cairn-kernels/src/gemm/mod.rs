@@ -15,6 +15,8 @@ pub use driver::{gemm, gemm_on};
 
 #[cfg(test)]
 mod tests;
+/// The K block of packed operands (the packed-B vector product walks the same blocks).
+pub(crate) use pack::KC;
 pub use pack::{copy_short, PackedA, PackedB};
 
 use crate::{Activation, Isa};

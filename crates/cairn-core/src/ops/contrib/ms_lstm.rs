@@ -10,6 +10,7 @@
 
 use super::MS_DOMAIN;
 use crate::{bail_shape, required, DType, DataRef, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
+use cairn_kernels::gemv::gemv_i32_accumulate;
 
 pub fn register(r: &mut Registry) {
     r.register_in(MS_DOMAIN, "DynamicQuantizeLSTM", build);
@@ -95,19 +96,13 @@ impl QuantWeights {
         let w = &self.values[d * self.rows * self.cols..(d + 1) * self.rows * self.cols];
         let m = a.len() / self.rows.max(1);
         let mut acc = vec![0i32; self.cols];
+        let mut centered = vec![0i32; self.rows];
         for r in 0..m {
             acc.iter_mut().for_each(|x| *x = 0);
-            for (k, &q) in qa[r * self.rows..(r + 1) * self.rows].iter().enumerate() {
-                let qa = q - za;
-                if qa == 0 {
-                    continue;
-                }
-                for (x, &wv) in acc.iter_mut().zip(&w[k * self.cols..(k + 1) * self.cols]) {
-                    *x += qa * wv;
-                }
-            }
+            centered.iter_mut().zip(&qa[r * self.rows..(r + 1) * self.rows]).for_each(|(c, &q)| *c = q - za);
+            gemv_i32_accumulate(&centered, w, &mut acc);
             // sum (qa - za)(w - zw) = sum (qa - za) w - zw sum (qa - za)
-            let row_sum: i32 = qa[r * self.rows..(r + 1) * self.rows].iter().map(|&q| q - za).sum();
+            let row_sum: i32 = centered.iter().sum();
             for (j, o) in out[r * self.cols..(r + 1) * self.cols].iter_mut().enumerate() {
                 let (sw, zw) = self.column(d, j);
                 *o += (acc[j] - zw * row_sum) as f32 * sa * sw;
