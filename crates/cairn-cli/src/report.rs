@@ -13,6 +13,21 @@ pub fn print_error(err: &anyhow::Error) {
     }
 }
 
+/// What to do about a tensor type Cairn does not compute on (float64 and the integer types
+/// are supported; these are what remains).
+fn dtype_hint(dtype: &str) -> Option<&'static str> {
+    Some(match dtype.to_ascii_uppercase().as_str() {
+        "STRING" => {
+            "Cairn computes on numbers: keep string pre/post-processing (tokenizing, label lookup) out of the graph and export the model from token ids; a text bundle (`cairn pack --tokenizer tokenizer.json`) tokenizes in the runtime"
+        }
+        d if d.starts_with("COMPLEX") => "export complex values as a float tensor with a trailing dimension of 2 (real, imaginary), the layout ONNX's DFT uses",
+        "FLOAT8" | "UINT4" | "INT4" | "FLOAT4E2M1" => {
+            "8-bit float and 4-bit tensors are not supported: export in float32, or quantize to int8 (`cairn optimize --quantize int8`)"
+        }
+        _ => "the file declares an undefined or unknown element type; check it with onnx.checker.check_model",
+    })
+}
+
 fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
     for cause in err.chain() {
         if let Some(onnx) = cause.downcast_ref::<cairn_onnx::Error>() {
@@ -28,9 +43,7 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
                 cairn_onnx::Error::LegacyOpset { .. } => {
                     Some("convert the model to a newer opset with onnx.version_converter.convert_version(model, 17), or re-export it")
                 }
-                cairn_onnx::Error::UnsupportedDType { .. } => {
-                    Some("convert the model's float64 parts to float32 before export (e.g. model.float() in PyTorch)")
-                }
+                cairn_onnx::Error::UnsupportedDType { dtype, .. } => dtype_hint(dtype),
                 cairn_onnx::Error::ExternalData { .. } => {
                     Some("keep the external data files next to the .onnx file, as the exporter wrote them")
                 }

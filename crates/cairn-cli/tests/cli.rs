@@ -114,6 +114,15 @@ fn unsupported_op_error_names_each_op_with_its_domain_and_opset() {
 }
 
 #[test]
+fn a_string_model_gets_a_hint_about_strings_not_float64() {
+    let o = cairn(&["run", data("string_io.onnx").to_str().unwrap(), "--random"]);
+    assert_clean_failure(&o, "STRING");
+    let (_, err) = text(&o);
+    assert!(err.contains("hint: Cairn computes on numbers") && err.contains("token ids"), "{err}");
+    assert!(!err.contains("float64"), "float64 is supported; the hint must not blame it: {err}");
+}
+
+#[test]
 fn inspect_lists_every_missing_op_at_once_with_counts() {
     let model = data("missing_ops.onnx");
     let o = cairn(&["inspect", model.to_str().unwrap()]);

@@ -163,3 +163,12 @@ save(helper.make_graph(
     [onnx.numpy_helper.from_array(np.random.default_rng(15).standard_normal((800, 8)).astype(np.float32), "emb"),
      onnx.numpy_helper.from_array(np.array([2], np.int64), "ax")],
 ), "tiny_text_encoder.onnx")
+
+# A text-processing graph on strings (Cairn computes on numbers): the load error's hint says
+# to keep string processing outside the model.
+save(helper.make_graph(
+    [helper.make_node("StringNormalizer", ["text"], ["normalized"], case_change_action="LOWER")],
+    "strings",
+    [helper.make_tensor_value_info("text", TensorProto.STRING, [2])],
+    [helper.make_tensor_value_info("normalized", TensorProto.STRING, [2])],
+), "string_io.onnx")
