@@ -273,16 +273,14 @@ mod tests {
         close(out[1].f32s().unwrap(), &[25.0, 25.0]);
     }
 
+    /// Momentum's four attributes (alpha 0.5, no norm term).
+    fn momentum_attrs(beta: f32, mode: &str) -> [(&'static str, Attr); 4] {
+        [("alpha", Attr::Float(0.5)), ("beta", Attr::Float(beta)), ("norm_coefficient", Attr::Float(0.0)), ("mode", Attr::Str(mode.into()))]
+    }
+
     #[test]
     fn momentum_takes_the_whole_gradient_at_step_zero_then_beta() {
-        let attrs = |mode: &str| {
-            [
-                ("alpha", Attr::Float(0.5)),
-                ("beta", Attr::Float(0.25)),
-                ("norm_coefficient", Attr::Float(0.0)),
-                ("mode", Attr::Str(mode.into())),
-            ]
-        };
+        let attrs = |mode: &str| momentum_attrs(0.25, mode);
         for (mode, t, want_v, want_x) in [
             // v = 0.5 * 2 + 1 * 4 = 5; x = 10 - 0.1 * 5.
             ("standard", 0, 5.0, 9.5),
@@ -332,14 +330,7 @@ mod tests {
 
     #[test]
     fn bad_nodes_are_errors() {
-        let momentum = |mode: &str| {
-            [
-                ("alpha", Attr::Float(0.5)),
-                ("beta", Attr::Float(0.5)),
-                ("norm_coefficient", Attr::Float(0.0)),
-                ("mode", Attr::Str(mode.into())),
-            ]
-        };
+        let momentum = |mode: &str| momentum_attrs(0.5, mode);
         assert!(build("Momentum", &momentum("heavy-ball"), 5, 2).unwrap_err().to_string().contains("nesterov"));
         assert!(build("Momentum", &momentum("standard")[..3], 5, 2).unwrap_err().to_string().contains("mode"));
         // Adam needs 4 inputs per tensor: 7 inputs cannot be split.
