@@ -80,6 +80,22 @@ function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads 
   })();
 }
 
+/// `run(entry.gpu)` when the model has a GPU copy: `{ out, gpu }` (the GPU's counters), or
+/// null when it has none or the device was lost during the run — the caller then runs the
+/// request on the CPU build, so a device loss does not fail it. Other errors are thrown.
+async function runOnGpu(entry, run) {
+  if (!entry.gpu) return null;
+  try {
+    const out = await run(entry.gpu);
+    return { out, gpu: JSON.parse(entry.gpu.statsJson()) };
+  } catch (e) {
+    const message = String(e.message ?? e);
+    if (!message.startsWith('device-lost')) throw e;
+    loseGpu(message);
+    return null;
+  }
+}
+
 /// The GPU is gone (device lost): every model drops its GPU copy and runs on the simd build.
 function loseGpu(reason) {
   if (!webgpu) return;
@@ -315,20 +331,12 @@ async function runBatch(ids) {
   const t1 = performance.now();
   const asked = reqs[0].width ?? 1; // batches share a width (batchGroup)
   const cpuRun = () => (entry.final ? entry.final.runOutputAt(entry.inputName, data, Uint32Array.from(shape), asked) : entry.load.runInterim(entry.inputName, data, Uint32Array.from(shape)));
-  let out = null;
-  let gpu = null;
-  if (entry.gpu && asked >= 1) {
-    try {
-      const values = await entry.gpu.run(entry.inputName, data, Uint32Array.from(shape));
-      out = { data: values, shape: entry.gpu.outputShape(), width: 1, free() {} };
-      gpu = JSON.parse(entry.gpu.statsJson());
-    } catch (e) {
-      const message = String(e.message ?? e);
-      if (!message.startsWith('device-lost')) throw e;
-      loseGpu(message); // this request runs again on the CPU build: it does not fail
-    }
-  }
-  out ??= cpuRun();
+  const onGpu = asked >= 1 ? await runOnGpu(entry, async (g) => {
+    const values = await g.run(entry.inputName, data, Uint32Array.from(shape));
+    return { data: values, shape: g.outputShape(), width: 1, free() {} };
+  }) : null;
+  const gpu = onGpu?.gpu ?? null;
+  const out = onGpu?.out ?? cpuRun();
   // The wasm side answers in f32: give the manifest's own number (0.9, not 0.8999999761581421).
   const width = entry.manifest.widths?.widths.find((w) => Math.fround(w.fraction) === Math.fround(out.width))?.fraction ?? out.width;
   // A width's first run prepares its weights (docs/adr/0018): the deadline policy must not
@@ -376,19 +384,9 @@ async function runTyped(entry, req) {
   req.input.tensors.forEach((t, i) => buffer.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
   const t1 = performance.now();
   const spec = JSON.stringify(specs);
-  let out = null;
-  let gpu = null;
-  if (entry.gpu) {
-    try {
-      out = await entry.gpu.runTensors(spec, buffer);
-      gpu = JSON.parse(entry.gpu.statsJson());
-    } catch (e) {
-      const message = String(e.message ?? e);
-      if (!message.startsWith('device-lost')) throw e;
-      loseGpu(message); // this request runs again on the CPU build: it does not fail
-    }
-  }
-  out ??= entry.final.runTensors(spec, buffer);
+  const onGpu = await runOnGpu(entry, (g) => g.runTensors(spec, buffer));
+  const gpu = onGpu?.gpu ?? null;
+  const out = onGpu?.out ?? entry.final.runTensors(spec, buffer);
   const t2 = performance.now();
   const bytes = out.bytes;
   const outSpecs = JSON.parse(out.spec);
