@@ -27,7 +27,8 @@
 #       offline after one visit, queued edge requests replayed once, damaged cached shards
 #       repaired, model and app updates, installability (web/test/pwa*.test.mjs); the notes
 #       search demo (examples/notes) offline with the real MiniLM;
-#   4. (fuzzing: scripts/test-extra.sh fuzz; step 1 replays the fuzz seeds and fixed crashes);
+#   4. fuzzing: step 1 replays the fuzz seeds and fixed crashes and fuzzes every target's code
+#      for a few seconds with mutations of its corpus (coverage-guided: scripts/test-extra.sh fuzz);
 #   5. generated files are up to date (SUPPORTED_OPS.md).
 #   0. formatting (rustfmt.toml) and clippy with warnings as errors run first.
 set -euo pipefail
@@ -42,6 +43,16 @@ step() {
   step_started=$SECONDS
 }
 
+# The browser modules (five LTO wasm builds, ~9 minutes of both cores when built alone) build in
+# the background from the start, at low priority: they take the CPU the foreground leaves idle
+# (single-threaded links and test runs, Python steps) instead of adding their own minutes before
+# the browser tests, which wait for them. setsid gives them a process group to stop on exit.
+mkdir -p target
+rm -f target/wasm-builds.rc
+setsid -w bash -c 'nice -n 10 bench/web/build_wasm.sh simd relaxed scalar text webgpu > target/wasm-builds.log 2>&1; echo $? > target/wasm-builds.rc' &
+wasm_builds=$!
+trap 'kill -- -"$wasm_builds" 2>/dev/null || true' EXIT
+
 step "cargo fmt --check and cargo clippy (warnings are errors)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -53,7 +64,10 @@ python3 tools/gen_onnx_node_tests.py target/onnx-node-tests
 # later steps run (cargo builds it for the CLI's integration tests, into target/release/cairn);
 # a separate debug build of the workspace cost CI ~15 minutes of its 30.
 step "cargo test --release --workspace"
+rm -f target/fuzz-mutation.txt
 cargo test --release --workspace
+# The mutational fuzzing inside cargo test (crates/cairn-cli/tests/fuzz_corpus.rs) wrote its exec counts here.
+cat target/fuzz-mutation.txt
 
 # (The relaxed-SIMD variant runs in scripts/test-extra.sh, section "suite-extra".)
 for variant in simd128 scalar; do
@@ -206,7 +220,9 @@ step "browser tests in headless Chromium (bundles, worker, client API)"
 # The threaded build (std rebuilt with atomics) and its tests run in scripts/test-extra.sh,
 # section "threads" (with threads.test.mjs). The webgpu build is here because the npm package
 # ships it (its browser test, webgpu.test.mjs, runs in test-extra.sh, section "webgpu").
-bench/web/build_wasm.sh simd relaxed scalar text webgpu
+wait "$wasm_builds" || true
+cat target/wasm-builds.log
+[ "$(cat target/wasm-builds.rc 2>/dev/null)" = 0 ] || { echo "the wasm builds failed (log above)" >&2; exit 1; }
 (cd web && npm run test:runtime)
 
 # The npm package (issue 19): built from web/src, web/sw and the wasm builds; its tarball's
@@ -227,9 +243,10 @@ step "SUPPORTED_OPS.md is up to date"
 target/release/cairn ops --markdown > target/SUPPORTED_OPS.md
 diff -u SUPPORTED_OPS.md target/SUPPORTED_OPS.md || { echo "SUPPORTED_OPS.md is stale: run 'target/release/cairn ops --markdown > SUPPORTED_OPS.md'"; exit 1; }
 
-# Fuzzing (new inputs for the ONNX, TF.js and TFLite importers, subgraphs and the bundle
-# loader; a sanitizer build of the importers plus installing cargo-fuzz, several minutes on a fresh 2-core machine) runs in
-# scripts/test-extra.sh, section "fuzz". cargo test above replays the fuzzers' seeds and every
-# fixed crash through the same code (crates/cairn-cli/tests/fuzz_corpus.rs).
+# Fuzzing: cargo test above replays the fuzzers' seeds and every fixed crash through the fuzz
+# targets' code and fuzzes each target for 3 s with blind byte-level mutations of that corpus
+# (crates/cairn-cli/tests/fuzz_corpus.rs; exec counts printed after cargo test). The
+# coverage-guided fuzzing (cargo-fuzz and a sanitizer build of the importers, several minutes
+# on a fresh 2-core machine) runs in scripts/test-extra.sh, section "fuzz".
 
 step "all tests passed"

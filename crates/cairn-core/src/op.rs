@@ -257,10 +257,12 @@ pub fn required<T: Copy>(inputs: &[Option<T>], i: usize, op_type: &str) -> Resul
     inputs.get(i).copied().flatten().ok_or_else(|| Error::shape(op_type, format!("input {i} is required")))
 }
 
-/// Resolves a possibly negative axis against `rank` (ONNX allows `-rank..rank`).
+/// Resolves a possibly negative axis against `rank` (ONNX allows `-rank..rank`). The result
+/// indexes a dimension, so a scalar has no valid axis (this once let axis 0 through for rank
+/// 0, and CumSum and Scan of a scalar indexed an empty shape: found by fuzzing).
 pub fn normalize_axis(axis: i64, rank: usize, op_type: &str) -> Result<usize> {
     let r = rank as i64;
-    if axis < -r || axis >= r.max(1) && axis >= r {
+    if axis < -r || axis >= r {
         return Err(Error::shape(op_type, format!("axis {axis} is out of range for rank {rank}")));
     }
     Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })

@@ -72,6 +72,10 @@ impl Op for Cumulative {
         if !(x.dtype.is_float() || x.dtype.is_integer()) {
             bail_shape!(self.name(), "needs a numeric input, got {}", x.dtype);
         }
+        // As in onnxruntime: there is no axis to accumulate along in a scalar.
+        if x.rank() == 0 {
+            bail_shape!(self.name(), "the input must have rank >= 1, got a scalar");
+        }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {

@@ -101,6 +101,9 @@ impl GridSample {
     /// The input index tap `i` reads on `axis`, or None where zero padding reads 0.
     fn tap_index(&self, i: i64, axis: Axis) -> Option<usize> {
         let last = axis.len as i64 - 1;
+        if last < 0 {
+            return None; // an empty axis has nothing to read, whatever the padding (found by fuzzing)
+        }
         match self.padding {
             Padding::Zeros => (0..=last).contains(&i).then_some(i as usize),
             Padding::Border => Some(i.clamp(0, last) as usize),
