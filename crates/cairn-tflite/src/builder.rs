@@ -309,8 +309,13 @@ pub(crate) fn permuted(t: &Tensor, perm: &[usize]) -> Tensor {
 pub(crate) fn import(model: tflite::Model) -> Result<Model, Error> {
     let subgraphs = model.subgraphs().ok_or_else(|| Error::Model("the model has no subgraphs".into()))?;
     let sg = subgraphs.get(0);
-    let tensors = reader::tensors(&model, &sg)?;
+    let mut tensors = reader::tensors(&model, &sg)?;
     let n = tensors.len();
+    // The graph's own inputs and outputs keep the file's dtypes; inner int8 activations
+    // are carried as uint8 (see `unsigned`).
+    let boundary: std::collections::HashSet<usize> =
+        sg.inputs().iter().flatten().chain(sg.outputs().iter().flatten()).filter_map(|v| usize::try_from(v).ok()).collect();
+    crate::unsigned::relabel(&mut tensors, &boundary);
     let index = |v: i32, what: &str| -> Result<usize, Error> {
         usize::try_from(v)
             .ok()
