@@ -84,6 +84,24 @@ fn inner_int8_activations_and_the_mean_stay_on_integer_kernels() {
 }
 
 #[test]
+fn quantized_pad_fills_with_the_zero_point_on_stored_bytes() {
+    let m = cairn_tflite::load_bytes(&int8_pad_model()).unwrap();
+    let (graph, _) = cairn_core::passes::prepare_for_inference(m.graph).unwrap();
+    // The inner PAD (h1 -> h2, both carried as uint8) moves bytes; the two at the int8
+    // graph input and output go through real values.
+    let dq = graph.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").count();
+    assert_eq!(dq, 2, "only the PADs at the graph's int8 boundary may dequantize");
+    let s = Session::new(graph);
+    let x = Tensor::new(vec![1, 2, 2, 1], TensorData::I8(vec![5, -7, 127, -128])).unwrap();
+    let y = s.run([("x".to_string(), x)].into()).unwrap().remove(0).1;
+    assert_eq!(y.shape(), &[1, 5, 2, 1]);
+    match y.data() {
+        TensorData::I8(got) => assert_eq!(got, &[-1, -1, -1, -1, -1, -1, 5, -7, 127, -128]),
+        other => panic!("expected i8 output, got {}", other.dtype()),
+    }
+}
+
+#[test]
 fn every_truncation_is_an_error_not_a_panic() {
     let bytes = conv_model();
     for len in 0..bytes.len() {

@@ -225,3 +225,17 @@ pub fn int8_conv_mean_model() -> Vec<u8> {
     ];
     model(&[x, w, b, h, axes, y], &ops, &[0], &[5], 0)
 }
+
+/// Three PADs of an int8 tensor (scale 0.5, zero point -1), one row on top each:
+/// x [1, 2, 2, 1] -> h1 -> h2 -> y [1, 5, 2, 1]; h1 and h2 are inner tensors.
+pub fn int8_pad_model() -> Vec<u8> {
+    let q = |name: &'static str, h: i32| {
+        let mut v = t(name, &[1, h, 2, 1], TensorType::INT8);
+        v.quant = Some((vec![0.5], vec![-1], 0));
+        v
+    };
+    let mut pads = t("pads", &[4, 2], TensorType::INT32);
+    pads.data = Some(i32s(&[0, 0, 1, 0, 0, 0, 0, 0]));
+    let pad = |from: i32, to: i32| Op { code: BuiltinOperator::PAD, inputs: vec![from, 4], outputs: vec![to], options: Opts::None };
+    model(&[q("x", 2), q("h1", 3), q("h2", 4), q("y", 5), pads], &[pad(0, 1), pad(1, 2), pad(2, 3)], &[0], &[3], 0)
+}
