@@ -211,17 +211,8 @@ impl Builder {
     pub fn finish(&mut self, i: usize, layout: Layout, real: String) -> Result<(), Error> {
         let layout = if self.rank(i) == 4 { layout } else { Layout::File };
         if self.is_quantized(i) {
-            let q = self.tensors[i].quant.clone().expect("quantized");
-            if q.scale.len() != 1 {
-                return Err(Error::Tensor {
-                    index: i,
-                    name: self.tensors[i].name.clone(),
-                    detail: "per-channel quantization of an activation is not supported".into(),
-                });
-            }
-            let (scale, zero) = self.qparams(i, &q)?;
             let name = self.name(i, layout, "");
-            self.node("QuantizeLinear", vec![Some(real), Some(scale), Some(zero)], vec![name], Attrs::new());
+            self.quantize_into(i, real, name)?;
         } else if self.tensors[i].dtype == DType::F16 {
             return Err(Error::Tensor {
                 index: i,
@@ -235,6 +226,28 @@ impl Builder {
             }
         }
         self.primary[i] = Some(layout);
+        Ok(())
+    }
+
+    /// `real` quantized with tensor `i`'s (per-tensor) parameters into a new value, for an
+    /// operator that moves the stored bytes afterwards; returns the value's name.
+    pub fn quantized(&mut self, i: usize, real: &str) -> Result<String, Error> {
+        let name = self.temp(&format!("{}#q", self.tensors[i].name));
+        self.quantize_into(i, real.to_string(), name.clone())?;
+        Ok(name)
+    }
+
+    fn quantize_into(&mut self, i: usize, real: String, name: String) -> Result<(), Error> {
+        let q = self.tensors[i].quant.clone().expect("quantized");
+        if q.scale.len() != 1 {
+            return Err(Error::Tensor {
+                index: i,
+                name: self.tensors[i].name.clone(),
+                detail: "per-channel quantization of an activation is not supported".into(),
+            });
+        }
+        let (scale, zero) = self.qparams(i, &q)?;
+        self.node("QuantizeLinear", vec![Some(real), Some(scale), Some(zero)], vec![name], Attrs::new());
         Ok(())
     }
 
@@ -309,8 +322,13 @@ pub(crate) fn permuted(t: &Tensor, perm: &[usize]) -> Tensor {
 pub(crate) fn import(model: tflite::Model) -> Result<Model, Error> {
     let subgraphs = model.subgraphs().ok_or_else(|| Error::Model("the model has no subgraphs".into()))?;
     let sg = subgraphs.get(0);
-    let tensors = reader::tensors(&model, &sg)?;
+    let mut tensors = reader::tensors(&model, &sg)?;
     let n = tensors.len();
+    // The graph's own inputs and outputs keep the file's dtypes; inner int8 activations
+    // are carried as uint8 (see `unsigned`).
+    let boundary: std::collections::HashSet<usize> =
+        sg.inputs().iter().flatten().chain(sg.outputs().iter().flatten()).filter_map(|v| usize::try_from(v).ok()).collect();
+    crate::unsigned::relabel(&mut tensors, &boundary);
     let index = |v: i32, what: &str| -> Result<usize, Error> {
         usize::try_from(v)
             .ok()

@@ -10,6 +10,8 @@
 //! - Quantized tensors become standard QDQ (`DequantizeLinear`/`QuantizeLinear` around the
 //!   float operator), which `cairn_core::passes::qdq` fuses onto the int8 kernels at load:
 //!   convolutions, fully connected layers and adds run on integers (see docs/adr/0007).
+//!   int8 activations inside the graph are carried as uint8 (zero point + 128, the same
+//!   values), the form Cairn's int8 kernels take the direct way (see [`unsigned`]).
 
 mod builder;
 mod error;
@@ -17,6 +19,7 @@ mod layout;
 mod ops;
 mod reader;
 mod sparse;
+mod unsigned;
 #[allow(clippy::all, clippy::pedantic, unused_imports, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #[allow(unsafe_op_in_unsafe_fn, mismatched_lifetime_syntaxes)]
 #[rustfmt::skip]

@@ -47,6 +47,61 @@ fn the_int8_model_runs_on_the_int8_kernels_with_the_same_answer() {
 }
 
 #[test]
+fn inner_int8_activations_and_the_mean_stay_on_integer_kernels() {
+    let m = cairn_tflite::load_bytes(&int8_conv_mean_model()).unwrap();
+    let (graph, stats) = cairn_core::passes::prepare_for_inference(m.graph).unwrap();
+    assert_eq!((stats.qdq.int8_convs, stats.qdq.int8_pools), (1, 1), "the conv and the MEAN must run on stored bytes");
+    let float_ops: Vec<&str> = graph
+        .nodes
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .filter(|op| matches!(*op, "DequantizeLinear" | "QuantizeLinear" | "ReduceMean"))
+        .collect();
+    assert!(float_ops.is_empty(), "no dequantize round trip may remain, found {float_ops:?}");
+    let xq: Vec<i8> = (0..18).map(|v| (v * 3 - 20) as i8).collect();
+    let s = Session::new(graph);
+    let y = s.run([("x".to_string(), Tensor::new(vec![1, 3, 3, 2], TensorData::I8(xq.clone())).unwrap())].into()).unwrap().remove(0).1;
+    // The inner tensor as int8 (as in the test above), then its mean requantized to (0.25, 3).
+    let real = |q: i8| (q as f32 + 1.0) * 0.5;
+    let h: Vec<[i32; 2]> = xq
+        .chunks(2)
+        .map(|p| {
+            let (a, b) = (real(p[0]), real(p[1]));
+            [(a - b + 0.5).max(0.0), (2.0 * b).max(0.0)].map(|v| ((v / 0.5).round_ties_even() - 1.0).clamp(-128.0, 127.0) as i32)
+        })
+        .collect();
+    let want: Vec<i8> = (0..2)
+        .map(|c| {
+            let mean = h.iter().map(|p| (p[c] + 1) as f64 * 0.5).sum::<f64>() / 9.0;
+            ((mean / 0.25).round_ties_even() + 3.0).clamp(-128.0, 127.0) as i8
+        })
+        .collect();
+    assert_eq!(y.shape(), &[1, 2]);
+    match y.data() {
+        TensorData::I8(got) => assert_eq!(got, &want),
+        other => panic!("expected i8 output, got {}", other.dtype()),
+    }
+}
+
+#[test]
+fn quantized_pad_fills_with_the_zero_point_on_stored_bytes() {
+    let m = cairn_tflite::load_bytes(&int8_pad_model()).unwrap();
+    let (graph, _) = cairn_core::passes::prepare_for_inference(m.graph).unwrap();
+    // The inner PAD (h1 -> h2, both carried as uint8) moves bytes; the two at the int8
+    // graph input and output go through real values.
+    let dq = graph.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").count();
+    assert_eq!(dq, 2, "only the PADs at the graph's int8 boundary may dequantize");
+    let s = Session::new(graph);
+    let x = Tensor::new(vec![1, 2, 2, 1], TensorData::I8(vec![5, -7, 127, -128])).unwrap();
+    let y = s.run([("x".to_string(), x)].into()).unwrap().remove(0).1;
+    assert_eq!(y.shape(), &[1, 5, 2, 1]);
+    match y.data() {
+        TensorData::I8(got) => assert_eq!(got, &[-1, -1, -1, -1, -1, -1, 5, -7, 127, -128]),
+        other => panic!("expected i8 output, got {}", other.dtype()),
+    }
+}
+
+#[test]
 fn every_truncation_is_an_error_not_a_panic() {
     let bytes = conv_model();
     for len in 0..bytes.len() {

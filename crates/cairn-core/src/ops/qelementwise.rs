@@ -115,8 +115,15 @@ impl Op for QLinearGlobalAveragePool {
         let (sy, zy) = (scalar_f32(required(inputs, 3, op)?, op)?, zero(4)?);
         let planes = x.shape[0] * x.shape[1];
         let size: usize = x.shape[2..].iter().product();
-        let real = dequantized(x, sx, zx, op)?;
-        let means = (0..planes).map(|p| if size == 0 { 0.0 } else { real[p * size..][..size].iter().sum::<f32>() / size as f32 });
+        // Each plane's sum of stored values is exact in i64; the zero point and the scale are
+        // applied once per plane, so the only rounding is the final quantization's.
+        let sums: Vec<i64> = match x.data {
+            DataRef::U8(v) => v.chunks(size.max(1)).take(planes).map(|p| p.iter().map(|&q| q as i64).sum()).collect(),
+            DataRef::I8(v) => v.chunks(size.max(1)).take(planes).map(|p| p.iter().map(|&q| q as i64).sum()).collect(),
+            other => bail_shape!(op, "expects u8 or i8, got {}", other.dtype()),
+        };
+        let k = sx as f64 / size.max(1) as f64;
+        let means = sums.into_iter().map(|s| if size == 0 { 0.0 } else { ((s - zx as i64 * size as i64) as f64 * k) as f32 });
         store(&mut outputs[0], means, sy, zy, op)
     }
 }

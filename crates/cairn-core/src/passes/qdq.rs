@@ -5,7 +5,8 @@
 //!   `DequantizeLinear(x) -> Conv|Gemm|MatMul(·, DequantizeLinear(w), bias) -> [Relu|Clip] -> [QuantizeLinear]`
 //!   becomes one int8 op reading the quantized `x` (weights prepacked, bias and activation
 //!   fused into the requantization; f32 output when no QuantizeLinear follows), and
-//!   `DequantizeLinear(a) + DequantizeLinear(b) -> QuantizeLinear` becomes `QLinearAdd`;
+//!   `DequantizeLinear(a) + DequantizeLinear(b) -> QuantizeLinear` becomes `QLinearAdd`, and
+//!   `DequantizeLinear -> GlobalAveragePool -> QuantizeLinear` `QLinearGlobalAveragePool`;
 //! - QOperator ops with constant weights (`QLinearConv`, `ConvInteger`,
 //!   `QLinearMatMul`, `MatMulInteger`, `com.microsoft.QGemm`) get their weights
 //!   prepacked once instead of on every run.
@@ -24,6 +25,7 @@ pub struct QdqStats {
     pub int8_convs: usize,
     pub int8_matmuls: usize,
     pub int8_adds: usize,
+    pub int8_pools: usize,
     pub prepacked: usize,
 }
 
@@ -42,6 +44,7 @@ pub fn quantized_to_int8(mut graph: Graph) -> Result<(Graph, QdqStats)> {
             ("", "Conv") => ctx.qdq_conv(&graph, i, &removed)?.inspect(|_| stats.int8_convs += 1),
             ("", "Gemm" | "MatMul") => ctx.qdq_matmul(&graph, i, &removed)?.inspect(|_| stats.int8_matmuls += 1),
             ("", "Add") => ctx.qdq_add(&graph, i, &removed)?.inspect(|_| stats.int8_adds += 1),
+            ("", "GlobalAveragePool") => ctx.qdq_global_pool(&graph, i, &removed)?.inspect(|_| stats.int8_pools += 1),
             // A dynamically quantized MatMul absorbs its dequantization (see `qdynamic`); other ones are prepacked.
             ("", "MatMulInteger") => match ctx.dynamic_matmul(&graph, i, &removed)? {
                 Some(found) => Some(found).inspect(|_| stats.int8_matmuls += 1),
@@ -316,6 +319,27 @@ impl Ctx {
             name: node.name.clone(),
             domain: MS_DOMAIN.into(),
             op_type: "QLinearAdd".into(),
+            attrs: Attrs::new(),
+            inputs,
+            outputs: vec![y],
+        };
+        Ok(Some((Node::build(spec, graph.opset, Registry::global())?, absorbed)))
+    }
+
+    /// `DequantizeLinear -> GlobalAveragePool -> QuantizeLinear`: the mean of the stored
+    /// bytes (an exact integer sum per plane), requantized once per channel.
+    fn qdq_global_pool(&self, graph: &Graph, i: usize, removed: &HashSet<usize>) -> Result<Found> {
+        let node = &graph.nodes[i];
+        let [Some(x)] = node.inputs.as_slice() else { return Ok(None) };
+        let Some(dx) = self.activation_dq(graph, x) else { return Ok(None) };
+        let (act, out, y, absorbed) = self.output_side(graph, &node.outputs[0], removed);
+        let (QOutSpec::Q { .. }, Activation::Identity) = (&out, act) else { return Ok(None) };
+        let q = &graph.nodes[*absorbed.last().expect("a QuantizeLinear was absorbed")];
+        let inputs = vec![Some(dx.q), Some(dx.scale), dx.zero, q.inputs[1].clone(), q.inputs.get(2).cloned().flatten()];
+        let spec = NodeSpec {
+            name: node.name.clone(),
+            domain: MS_DOMAIN.into(),
+            op_type: "QLinearGlobalAveragePool".into(),
             attrs: Attrs::new(),
             inputs,
             outputs: vec![y],

@@ -34,6 +34,9 @@ pub(super) fn reduce(b: &mut Builder, c: &Call, code: B) -> OpResult {
         .collect::<OpResult<_>>()?;
     axes.sort_unstable();
     axes.dedup();
+    if code == B::MEAN && rank == 4 && axes == [1, 2] && b.is_quantized(x) && b.is_quantized(out) {
+        return spatial_mean(b, c, x, out, keep);
+    }
     // NCHW keeps the result's axis order when the dims kept are in the same order either way.
     let same_order = keep || axes.contains(&3) || (axes.contains(&1) && axes.contains(&2));
     let layout = if rank == 4 && same_order { Layout::Nchw } else { Layout::File };
@@ -103,4 +106,22 @@ pub(super) fn resize(b: &mut Builder, c: &Call, bilinear: bool) -> OpResult {
         ("nearest_mode", Attr::Str(nearest.into())),
     ]);
     emit(b, c, out, Layout::Nchw, "Resize", vec![Some(xf), None, None, Some(sizes)], attrs, Act::NONE)
+}
+
+/// A quantized MEAN over H and W (global average pooling, as Keras writes it): ONNX's
+/// `GlobalAveragePool` between `DequantizeLinear` and `QuantizeLinear`, which
+/// `passes::qdq` runs on the stored bytes (`QLinearGlobalAveragePool`); without `keep_dims`
+/// the quantized `[N, C, 1, 1]` is then reshaped to `[N, C]` as stored bytes.
+fn spatial_mean(b: &mut Builder, c: &Call, x: usize, out: usize, keep: bool) -> OpResult {
+    let xf = b.real(x, Layout::Nchw)?;
+    if keep {
+        return emit(b, c, out, Layout::Nchw, "GlobalAveragePool", vec![Some(xf)], Attrs::new(), Act::NONE);
+    }
+    let pooled = b.apply("GlobalAveragePool", &[&xf], Attrs::new());
+    let q = b.quantized(out, &pooled)?;
+    let dims: Vec<i64> = b.tensors[out].shape.iter().map(|&d| d as i64).collect();
+    let shape = b.ints("mean_shape", &dims);
+    let y = b.define_raw(out, Layout::File);
+    b.node("Reshape", vec![Some(q), Some(shape)], vec![y], Attrs::new());
+    Ok(())
 }

@@ -6,7 +6,7 @@ use super::{at, const_ints, emit, Call, OpResult};
 use crate::builder::Builder;
 use crate::layout::{file_axis, nchw_axis, Layout};
 use crate::schema_generated::tflite::{ActivationFunctionType as Act, BuiltinOperator as B};
-use cairn_core::{Attr, Attrs};
+use cairn_core::{Attr, Attrs, DType, Tensor, TensorData};
 
 /// Emits `op_type(x, extra...)` producing `out` in `layout`, on stored values when it can.
 #[allow(clippy::too_many_arguments)]
@@ -76,10 +76,25 @@ pub(super) fn pad(b: &mut Builder, c: &Call) -> OpResult {
             let v = b.real(v, Layout::File)?;
             emit(b, c, out, layout, "Pad", vec![Some(xf), Some(pads), Some(v)], Attrs::new(), Act::NONE)
         }
-        // Quantized PAD pads with the zero point, i.e. real zero: on stored values only if that is 0.
+        // Quantized PAD pads with the zero point, i.e. real zero: on stored values, with the
+        // zero point as the constant (int8 activations are carried as uint8, zero point + 128).
         None if b.is_quantized(x) && b.tensors[x].quant.as_ref().is_some_and(|q| q.zero.iter().any(|&z| z != 0)) => {
-            let xf = b.real(x, layout)?;
-            emit(b, c, out, layout, "Pad", vec![Some(xf), Some(pads)], Attrs::new(), Act::NONE)
+            let zero = b.tensors[x].quant.as_ref().and_then(|q| q.zero.first().copied()).unwrap_or(0);
+            let value = match b.tensors[x].dtype {
+                DType::U8 => Some(TensorData::U8(vec![zero as u8])),
+                DType::I8 => Some(TensorData::I8(vec![zero as i8])),
+                _ => None,
+            };
+            match value.filter(|_| b.stored_alike(x, out) && b.tensors[x].quant.as_ref().is_some_and(|q| q.zero.len() == 1)) {
+                Some(v) => {
+                    let v = b.init("pad_zero", Tensor::new(vec![], v)?);
+                    movement(b, c, x, out, layout, "Pad", vec![Some(pads), Some(v)], Attrs::new())
+                }
+                None => {
+                    let xf = b.real(x, layout)?;
+                    emit(b, c, out, layout, "Pad", vec![Some(xf), Some(pads)], Attrs::new(), Act::NONE)
+                }
+            }
         }
         None => movement(b, c, x, out, layout, "Pad", vec![Some(pads)], Attrs::new()),
     }

@@ -196,3 +196,46 @@ pub fn int8_conv_model() -> Vec<u8> {
     }];
     model(&[x, w, b, y], &ops, &[0], &[3], 0)
 }
+
+/// `int8_conv_model`'s convolution into an inner int8 tensor, then MEAN over H and W
+/// (no keep_dims) to y [1, 2], int8 (scale 0.25, zero point 3): a global average pool.
+pub fn int8_conv_mean_model() -> Vec<u8> {
+    let mut x = t("x", &[1, 3, 3, 2], TensorType::INT8);
+    x.quant = Some((vec![0.5], vec![-1], 0));
+    let mut w = t("w", &[2, 1, 1, 2], TensorType::INT8);
+    w.data = Some([64i8, -64, 0, 127].iter().map(|&v| v as u8).collect());
+    w.quant = Some((vec![1.0 / 64.0, 2.0 / 127.0], vec![0, 0], 0));
+    let mut b = t("b", &[2], TensorType::INT32);
+    b.data = Some(i32s(&[64, 0]));
+    b.quant = Some((vec![0.5 / 64.0, 1.0 / 127.0], vec![0, 0], 0));
+    let mut h = t("h", &[1, 3, 3, 2], TensorType::INT8);
+    h.quant = Some((vec![0.5], vec![-1], 0));
+    let mut axes = t("axes", &[2], TensorType::INT32);
+    axes.data = Some(i32s(&[1, 2]));
+    let mut y = t("y", &[1, 2], TensorType::INT8);
+    y.quant = Some((vec![0.25], vec![3], 0));
+    let ops = [
+        Op {
+            code: BuiltinOperator::CONV_2D,
+            inputs: vec![0, 1, 2],
+            outputs: vec![3],
+            options: Opts::Conv { act: ActivationFunctionType::RELU },
+        },
+        Op { code: BuiltinOperator::MEAN, inputs: vec![3, 4], outputs: vec![5], options: Opts::None },
+    ];
+    model(&[x, w, b, h, axes, y], &ops, &[0], &[5], 0)
+}
+
+/// Three PADs of an int8 tensor (scale 0.5, zero point -1), one row on top each:
+/// x [1, 2, 2, 1] -> h1 -> h2 -> y [1, 5, 2, 1]; h1 and h2 are inner tensors.
+pub fn int8_pad_model() -> Vec<u8> {
+    let q = |name: &'static str, h: i32| {
+        let mut v = t(name, &[1, h, 2, 1], TensorType::INT8);
+        v.quant = Some((vec![0.5], vec![-1], 0));
+        v
+    };
+    let mut pads = t("pads", &[4, 2], TensorType::INT32);
+    pads.data = Some(i32s(&[0, 0, 1, 0, 0, 0, 0, 0]));
+    let pad = |from: i32, to: i32| Op { code: BuiltinOperator::PAD, inputs: vec![from, 4], outputs: vec![to], options: Opts::None };
+    model(&[q("x", 2), q("h1", 3), q("h2", 4), q("y", 5), pads], &[pad(0, 1), pad(1, 2), pad(2, 3)], &[0], &[3], 0)
+}
