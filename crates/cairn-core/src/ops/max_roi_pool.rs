@@ -136,9 +136,10 @@ mod tests {
         let rois = Tensor::new(vec![1, 5], TensorData::F32(vec![0.0, 0.0, 0.0, 3.0, 3.0])).unwrap();
         let y = run(&*op(1.0), &x, &rois).unwrap();
         assert_eq!(y.data(), &TensorData::F32(vec![5.0, 7.0, 13.0, 15.0]));
-        // Half scale: corners (0,0)-(2,2) rounded from 1.5, region 2x2, one pixel per bin.
+        // Half scale: corners (0,0)-(2,2) (1.5 rounds away from zero), a 3x3 region, bins of
+        // 1.5 pixels: rows/columns floor(0)..ceil(1.5) = 0..2 and floor(1.5)..ceil(3) = 1..3.
         let y = run(&*op(0.5), &x, &rois).unwrap();
-        assert_eq!(y.data(), &TensorData::F32(vec![0.0, 1.0, 4.0, 5.0]));
+        assert_eq!(y.data(), &TensorData::F32(vec![5.0, 6.0, 9.0, 10.0]));
     }
 
     #[test]
