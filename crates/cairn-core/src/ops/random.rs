@@ -14,7 +14,7 @@ use super::cast::{convert, onnx_dtype};
 use crate::{required, DType, DataRef, Error, Fact, Op, OpContext, Registry, Result, TensorMut, TensorRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -120,9 +120,8 @@ fn generator(seed: Option<f32>) -> StdRng {
         Some(s) => StdRng::seed_from_u64(u64::from(s.to_bits())),
         None => {
             static NODES: AtomicU64 = AtomicU64::new(0);
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            NODES.fetch_add(1, Ordering::Relaxed).hash(&mut h);
-            StdRng::seed_from_u64(h.finish())
+            let keys = std::collections::hash_map::RandomState::new();
+            StdRng::seed_from_u64(keys.hash_one(NODES.fetch_add(1, Ordering::Relaxed)))
         }
     }
 }
