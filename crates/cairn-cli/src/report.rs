@@ -116,6 +116,7 @@ pub fn print_ops(markdown: bool) -> anyhow::Result<()> {
             cairn_core::PER_OP_BELOW_OPSET
         );
         println!("ImageDecoder is native-only: the CLI and the server carry it, the browser engine (cairn-web) does not.");
+        println!("String tensors (StringConcat, StringSplit, StringNormalizer, RegexFullMatch, Cast, Equal and data movement on strings) run in the library and the CLI's inspect; bundles, the browser engine and the server refuse string models; RegexFullMatch needs cairn-core's `regex` feature (docs/adr/0031).");
         println!(
             "The ai.onnx.preview.training operators (Adagrad, Adam, Momentum) are there for completeness: deterministic optimizer-update formulas that onnxruntime ships in its training build only.\n"
         );
