@@ -66,7 +66,6 @@ impl RandomFill {
         match self {
             RandomFill::Uniform if dtype.is_float() => "uniform in [0, 1)".into(),
             RandomFill::Uniform if dtype == DType::Bool => "random booleans".into(),
-            RandomFill::Uniform if dtype == DType::Str => "strings, which `cairn run` cannot fill".into(),
             RandomFill::Uniform => "integers in [0, 10)".into(),
             RandomFill::IdsBelow { rows, table } => format!("ids in [0, {rows}) (rows of '{table}', which a Gather reads them from)"),
             RandomFill::Ones => "all ones (a mask, by its name)".into(),
