@@ -60,6 +60,7 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
                 | cairn_bundle::Error::ShardContent { .. } => {
                     Some("`cairn verify DIR` lists every bad shard; re-run `cairn pack` (or copy the bundle again) to restore them")
                 }
+                cairn_bundle::Error::Manifest(m) if m.contains("string tensors") => Some(STRING_HINT),
                 cairn_bundle::Error::Manifest(_) => {
                     Some("DIR must hold a manifest.json written by `cairn pack`; re-pack the model with this Cairn")
                 }
