@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use cairn_bundle::{Loader, Manifest};
-use cairn_core::{plan::PlanLimits, Dim, Graph, Session, Tensor};
+use cairn_core::{plan::PlanLimits, DType, Dim, Graph, Session, StringTensor, Tensor, Value};
 use cairn_onnx::proto::{
     attribute_type, data_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto,
     ValueInfoProto,
@@ -59,11 +59,19 @@ fn prepare_and_run(graph: Graph) {
         if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > 1 << 16) {
             return; // keep each execution fast
         }
-        let Ok(t) = Tensor::zeros(info.dtype, shape) else { return };
-        inputs.insert(info.name.clone(), t);
+        // String inputs (docs/adr/0031) get short non-empty strings, so that string ops run.
+        let v = if info.dtype == DType::Str {
+            let n = shape.iter().product();
+            let Ok(s) = StringTensor::new(shape, vec!["a B".to_string(); n]) else { return };
+            Value::Strings(s.into())
+        } else {
+            let Ok(t) = Tensor::zeros(info.dtype, shape) else { return };
+            Value::tensor(t)
+        };
+        inputs.insert(info.name.clone(), v);
     }
     let Ok((graph, _)) = cairn_core::passes::prepare_for_inference(graph) else { return };
-    let _ = Session::with_limits(graph, LIMITS).run(inputs);
+    let _ = Session::with_limits(graph, LIMITS).run_values(inputs);
 }
 
 /// The bundle loader: a manifest and one shard, split at a 2-byte length prefix. So that

@@ -99,6 +99,24 @@ def conv_transpose_cases(rng):
     return cases
 
 
+def max_roi_pool_cases(rng):
+    """Random regions over random feature maps: corners that fall outside the image, regions
+    smaller than the bins (empty bins), reversed corners, fractional scales."""
+    cases = []
+    for k, (n, c, h, w, r, pooled, scale) in enumerate([
+        (2, 8, 24, 31, 12, [7, 7], 0.25),
+        (1, 3, 9, 9, 20, [3, 2], 1.0),
+        (3, 16, 14, 10, 9, [5, 4], 0.5),
+        (1, 2, 5, 6, 10, [6, 6], 1.0),
+    ]):
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        b = rng.integers(0, n, (r, 1)).astype(np.float32)
+        xy = rng.uniform(-3, max(h, w) / scale + 3, (r, 4)).astype(np.float32)
+        ins = [("X", x), ("rois", np.concatenate([b, xy], axis=1))]
+        cases.append((f"MaxRoiPool_{k}", "MaxRoiPool", ins, {"pooled_shape": pooled, "spatial_scale": scale}, 1))
+    return cases
+
+
 def run_cairn(cairn, path, feeds, n_out, tmp):
     outs = [os.path.join(tmp, f"out{i}.npy") for i in range(n_out)]
     args = [cairn, "run", path] + [x for o in outs for x in ("--output", o)]
@@ -134,7 +152,7 @@ def main():
     a = ap.parse_args()
     rng = np.random.default_rng(13)
     bad = 0
-    cases = [case + ((),) for case in recurrent_cases(rng) + conv_transpose_cases(rng)]
+    cases = [case + ((),) for case in recurrent_cases(rng) + conv_transpose_cases(rng) + max_roi_pool_cases(rng)]
     # Constant weights take another path in Cairn (packed once at load): every f32 recurrent
     # case again with W, R, B and initial_h as initializers.
     cases += [(name + "_const", op, ins, attrs, n_out, ("W", "R", "B", "initial_h")) for name, op, ins, attrs, n_out, _ in cases

@@ -49,6 +49,28 @@ def main():
                                            exclude_outside=1, antialias=1)],
          [vi("x", [1, 1, 4, 4])], [vi("y", None)],
          {"roi": np.array([0, 0, 0.1, 0.2, 1, 1, 0.9, 1.2], np.float32), "scales": np.array([1, 1, 0.6, 1.5], np.float32)}, 19)
+    # Issue 13's last default-domain ops: MaxRoiPool, the random generators, string tensors.
+    save("max_roi_pool", [helper.make_node("MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[2, 2], spatial_scale=0.5)],
+         [vi("x", [1, 2, 4, 4])], [vi("y", None)], {"rois": np.array([[0, 0, 0, 6, 5], [0, -2, 1, 9, 9]], np.float32)}, 17)
+    save("random_uniform", [helper.make_node("RandomUniform", [], ["y"], shape=[2, 3], low=-1.0, high=2.0, seed=3.0, dtype=TensorProto.DOUBLE)],
+         [], [vi("y", None, TensorProto.DOUBLE)], {}, 17)
+    save("random_normal_like", [helper.make_node("RandomNormalLike", ["x"], ["y"], mean=1.0, scale=2.0, dtype=TensorProto.FLOAT)],
+         [vi("x", [2, 2], TensorProto.INT64)], [vi("y", None)], {}, 17)
+    save("bernoulli", [helper.make_node("Bernoulli", ["p"], ["y"], seed=1.0, dtype=TensorProto.BOOL)],
+         [], [vi("y", None, TensorProto.BOOL)], {"p": np.array([0.0, 0.5, 1.0], np.float32)}, 22)
+    save("multinomial", [helper.make_node("Multinomial", ["x"], ["y"], sample_size=5, seed=2.0, dtype=TensorProto.INT64)],
+         [], [vi("y", None, TensorProto.INT64)], {"x": np.log(np.array([[0.2, 0.8], [0.5, 0.5]], np.float32))}, 17)
+    strings = lambda *v: np.array(v, dtype=object)
+    save("string_normalizer", [helper.make_node("StringNormalizer", ["x"], ["y"], case_change_action="UPPER", stopwords=["the"])],
+         [], [vi("y", None, TensorProto.STRING)], {"x": strings("The", "quick", "fox")}, 17)
+    save("string_concat", [helper.make_node("StringConcat", ["x", "s"], ["y"])],
+         [vi("x", [2], TensorProto.STRING)], [vi("y", None, TensorProto.STRING)], {"s": strings("!")}, 20)
+    save("string_split", [helper.make_node("StringSplit", ["x"], ["y", "n"], delimiter=",", maxsplit=2)],
+         [], [vi("y", None, TensorProto.STRING), vi("n", None, TensorProto.INT64)], {"x": strings("a,b,,c", "")}, 20)
+    save("regex_full_match", [helper.make_node("RegexFullMatch", ["x"], ["y"], pattern=r"[a-z]+@(yahoo|gmail)\.com")],
+         [vi("x", [2], TensorProto.STRING)], [vi("y", None, TensorProto.BOOL)], {}, 20)
+    save("string_gather_equal", [helper.make_node("Gather", ["x", "i"], ["g"]), helper.make_node("Equal", ["g", "x"], ["y"])],
+         [], [vi("y", None, TensorProto.BOOL)], {"x": strings("a", "b"), "i": np.array([1, 1], np.int64)}, 17)
 
 
 if __name__ == "__main__":

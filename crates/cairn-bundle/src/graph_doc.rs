@@ -175,6 +175,11 @@ fn attr_from_doc(doc: &AttrDoc, context: &str) -> Result<Attr> {
 
 /// The graph's nodes and declared inputs/outputs as manifest documents.
 pub fn describe(graph: &Graph) -> Result<(crate::manifest::GraphDoc, Vec<InputDoc>, Vec<OutputDoc>)> {
+    if graph.uses_strings() {
+        return Err(manifest_err(
+            "the model uses string tensors, which bundles (and the browser runtime and server that load them) do not carry; keep string processing outside the model (docs/adr/0031)",
+        ));
+    }
     let nodes = graph
         .nodes
         .iter()

@@ -94,7 +94,12 @@ pub fn main(args: InspectArgs) -> Result<()> {
             }
         }
     }
-    let plan = model::zero_inputs(graph, &bound).and_then(|inputs| Ok(loaded.session.plan(&inputs)?));
+    // String graphs run on the eager interpreter only (docs/adr/0031): there is no plan to cost.
+    let plan = if graph.uses_strings() {
+        Err(anyhow::anyhow!("the model uses string tensors, which run on the eager interpreter without a memory plan"))
+    } else {
+        model::zero_inputs(graph, &bound).and_then(|inputs| Ok(loaded.session.plan(&inputs)?))
+    };
     let (params, param_bytes) = graph.parameter_stats();
     let meta = &loaded.meta;
     let report = Report {

@@ -23,6 +23,9 @@ impl XorShift {
 }
 
 pub fn random_tensor(dtype: DType, shape: Vec<usize>, rng: &mut XorShift) -> Result<Tensor> {
+    if dtype == DType::Str {
+        anyhow::bail!("the model takes a string tensor, which `cairn run` does not feed (it reads numeric .npy files and draws numbers)");
+    }
     let n = cairn_core::checked_numel(&shape)?;
     let data = match dtype {
         DType::F32 => TensorData::F32((0..n).map(|_| rng.unit()).collect()),

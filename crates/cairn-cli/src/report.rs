@@ -13,14 +13,17 @@ pub fn print_error(err: &anyhow::Error) {
     }
 }
 
+/// String tensors run in the library's eager interpreter only (docs/adr/0031).
+const STRING_HINT: &str = "string tensors run through the library (cairn_onnx::load, then Session::run_values); `cairn run`, bundles, the browser runtime and the server compute on numbers: keep string pre/post-processing (tokenizing, label lookup) out of the graph and export the model from token ids; a text bundle (`cairn pack --tokenizer tokenizer.json`) tokenizes in the runtime";
+
 /// What to do about a tensor type Cairn does not compute on (float64 and the integer types
 /// are supported; these are what remains).
 fn dtype_hint(dtype: &str) -> Option<&'static str> {
     Some(match dtype.to_ascii_uppercase().as_str() {
-        "STRING" => {
-            "Cairn computes on numbers: keep string pre/post-processing (tokenizing, label lookup) out of the graph and export the model from token ids; a text bundle (`cairn pack --tokenizer tokenizer.json`) tokenizes in the runtime"
+        "STRING" => STRING_HINT,
+        d if d.starts_with("COMPLEX") => {
+            "export complex values as a float tensor with a trailing dimension of 2 (real, imaginary), the layout ONNX's DFT uses"
         }
-        d if d.starts_with("COMPLEX") => "export complex values as a float tensor with a trailing dimension of 2 (real, imaginary), the layout ONNX's DFT uses",
         "FLOAT8" | "UINT4" | "INT4" | "FLOAT4E2M1" => {
             "8-bit float and 4-bit tensors are not supported: export in float32, or quantize to int8 (`cairn optimize --quantize int8`)"
         }
@@ -57,6 +60,7 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
                 | cairn_bundle::Error::ShardContent { .. } => {
                     Some("`cairn verify DIR` lists every bad shard; re-run `cairn pack` (or copy the bundle again) to restore them")
                 }
+                cairn_bundle::Error::Manifest(m) if m.contains("string tensors") => Some(STRING_HINT),
                 cairn_bundle::Error::Manifest(_) => {
                     Some("DIR must hold a manifest.json written by `cairn pack`; re-pack the model with this Cairn")
                 }
@@ -75,6 +79,9 @@ fn hint_for(err: &anyhow::Error, line: &str) -> Option<&'static str> {
                 return Some("check the path");
             }
         }
+    }
+    if line.contains("string tensor") {
+        return Some(STRING_HINT);
     }
     if line.contains("does not exist") {
         return Some("check the path");
@@ -110,6 +117,7 @@ pub fn print_ops(markdown: bool) -> anyhow::Result<()> {
             cairn_core::PER_OP_BELOW_OPSET
         );
         println!("ImageDecoder is native-only: the CLI and the server carry it, the browser engine (cairn-web) does not.");
+        println!("String tensors (StringConcat, StringSplit, StringNormalizer, RegexFullMatch, Cast, Equal and data movement on strings) run in the library and the CLI's inspect; bundles, the browser engine and the server refuse string models; RegexFullMatch needs cairn-core's `regex` feature (docs/adr/0031).");
         println!(
             "The ai.onnx.preview.training operators (Adagrad, Adam, Momentum) are there for completeness: deterministic optimizer-update formulas that onnxruntime ships in its training build only.\n"
         );

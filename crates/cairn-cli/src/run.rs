@@ -213,6 +213,12 @@ fn gather_inputs(args: &RunArgs, graph: &cairn_core::Graph) -> Result<HashMap<St
         if inputs.contains_key(&info.name) {
             continue;
         }
+        if info.dtype == DType::Str {
+            bail!(
+                "input '{}' is a string tensor, which `cairn run` does not feed (it reads numeric .npy files and draws numbers)",
+                info.name
+            );
+        }
         if !args.random {
             bail!("input '{}' was not given (pass --input {}=FILE.npy, or --random)", info.name, info.name);
         }

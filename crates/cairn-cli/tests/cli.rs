@@ -116,10 +116,22 @@ fn unsupported_op_error_names_each_op_with_its_domain_and_opset() {
 #[test]
 fn a_string_model_gets_a_hint_about_strings_not_float64() {
     let o = cairn(&["run", data("string_io.onnx").to_str().unwrap(), "--random"]);
-    assert_clean_failure(&o, "STRING");
+    // String models load (docs/adr/0031) but `cairn run` feeds numbers only: a clean refusal.
+    assert_clean_failure(&o, "string tensor");
     let (_, err) = text(&o);
-    assert!(err.contains("hint: Cairn computes on numbers") && err.contains("token ids"), "{err}");
+    assert!(err.contains("hint: string tensors run through the library") && err.contains("token ids"), "{err}");
     assert!(!err.contains("float64"), "float64 is supported; the hint must not blame it: {err}");
+}
+
+#[test]
+fn inspect_lists_a_string_models_ops_and_io() {
+    let o = cairn(&["inspect", data("string_io.onnx").to_str().unwrap(), "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(out.as_bytes()).expect("valid JSON");
+    assert_eq!(v["inputs"][0]["name"], "text", "{out}");
+    assert_eq!(v["inputs"][0]["dtype"], "string", "{out}");
+    assert_eq!(v["ops"]["StringNormalizer"], 1, "{out}");
 }
 
 #[test]

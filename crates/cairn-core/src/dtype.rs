@@ -32,6 +32,10 @@ pub enum DType {
     U4,
     I2,
     U2,
+    /// ONNX `string`: never in a numeric buffer; string tensors are [`crate::StringTensor`]s
+    /// on the eager interpreter (docs/adr/0031-string-tensors.md). Not in [`DType::ALL`],
+    /// which lists the numeric dtypes.
+    Str,
 }
 
 impl DType {
@@ -76,6 +80,7 @@ impl DType {
             DType::I64 | DType::F64 | DType::U64 => 8,
             DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::U32 => 4,
+            DType::Str => std::mem::size_of::<String>(),
             // Narrow types: one byte per element, sub-byte ones unpacked.
             _ => 1,
         }
@@ -107,6 +112,7 @@ impl DType {
             DType::U4 => "u4",
             DType::I2 => "i2",
             DType::U2 => "u2",
+            DType::Str => "string",
         }
     }
 
@@ -136,6 +142,7 @@ impl DType {
             DType::U4 => 21,
             DType::I2 => 26,
             DType::U2 => 25,
+            DType::Str => 8,
         }
     }
 

@@ -132,7 +132,13 @@ pub fn run_graph(graph: &Graph, bound: Vec<(String, Value)>, cx: &EvalContext, m
                 .collect::<Result<Vec<_>>>()
                 .map_err(located)?;
             let start = times.is_some().then(std::time::Instant::now);
-            let outputs = node.op.eval(&inputs, cx).map_err(located)?;
+            let strings = inputs.iter().flatten().any(|v| matches!(v, Value::Strings(_)));
+            let outputs = if strings && !node.op.takes_strings() {
+                crate::eval_interned(node.op.as_ref(), &inputs, node.outputs.len(), cx)
+            } else {
+                node.op.eval(&inputs, cx)
+            }
+            .map_err(located)?;
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
                 times.push((i, start.elapsed().as_secs_f64()));
             }

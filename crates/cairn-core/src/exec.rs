@@ -78,6 +78,7 @@ impl Bindable for Value {
             Value::Tensor(t) => t.dtype_shape(),
             Value::Sequence(s) => Some((s.elem, None)),
             Value::Optional(v) => v.as_ref().and_then(|v| v.dtype_shape()),
+            Value::Strings(s) => Some((DType::Str, Some(s.shape()))),
         }
     }
 }

@@ -191,8 +191,17 @@ impl Graph {
     }
 
     /// True if any node needs the eager interpreter (control flow, sequences, optionals).
+    /// True if the graph takes, makes or returns string tensors (docs/adr/0031): bundles,
+    /// the browser engine and the server refuse such graphs by this test.
+    pub fn uses_strings(&self) -> bool {
+        let strings = |v: &ValueInfo| v.dtype == DType::Str;
+        self.inputs.iter().any(strings) || self.outputs.iter().any(strings) || self.nodes.iter().any(|n| n.op.takes_strings())
+    }
+
+    /// Strings always do (docs/adr/0031): a string input, output or op.
     pub fn runs_eagerly(&self) -> bool {
-        self.nodes.iter().any(|n| n.op.runs_eagerly())
+        let strings = |v: &ValueInfo| v.dtype == DType::Str;
+        self.inputs.iter().any(strings) || self.outputs.iter().any(strings) || self.nodes.iter().any(|n| n.op.runs_eagerly())
     }
 
     /// Total parameter count and bytes: initializers, plus weights fused ops hold

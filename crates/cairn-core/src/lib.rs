@@ -22,6 +22,7 @@ pub mod passes;
 pub mod plan;
 mod registry;
 mod run_order;
+mod strings;
 mod tensor;
 mod value;
 pub mod width;
@@ -34,6 +35,7 @@ pub use graph::{Dim, Graph, Node, NodeSpec, Subgraph, ValueInfo, MAX_SUBGRAPH_DE
 pub use op::{normalize_axis, required, Fact, Op, OpBuilder, OpContext};
 pub use registry::{Registry, MAX_OPSET, MIN_OPSET, ONNX_DOMAIN, PER_OP_BELOW_OPSET};
 pub use run_order::run_order;
+pub use strings::{eval_interned, StringTensor};
 pub use tensor::{checked_numel, DataMut, DataRef, Tensor, TensorData, TensorMut, TensorRef};
 pub use value::{Sequence, Value};
 pub use width::{narrow, WidthPlan, WidthSessions};

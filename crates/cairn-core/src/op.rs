@@ -104,6 +104,18 @@ pub trait Op: Send + Sync + Debug {
         crate::eager::eval_tensors(self, inputs, cx)
     }
 
+    /// True for ops whose `eval` takes string tensors itself (the string ops, Cast). The
+    /// eager interpreter runs the others on strings through [`crate::eval_interned`].
+    fn takes_strings(&self) -> bool {
+        false
+    }
+
+    /// True for ops whose outputs differ from run to run (the random generators): no pass
+    /// folds them into a constant, even when every input is known.
+    fn is_random(&self) -> bool {
+        false
+    }
+
     /// True for ops a graph pass built (fused, prepacked): their node's attributes and
     /// inputs no longer describe a standard operator, so such a graph cannot be saved.
     fn built_by_pass(&self) -> bool {

@@ -204,7 +204,7 @@ impl Plan {
 
             let inputs_known = in_facts.iter().all(|f| f.is_none_or(|f| f.value.is_some()));
             let outputs_known = out_facts.iter().all(|f| f.value.is_some());
-            if outputs_known || (inputs_known && out_elements <= PLAN_FOLD_MAX_ELEMENTS) {
+            if !node.op.is_random() && (outputs_known || (inputs_known && out_elements <= PLAN_FOLD_MAX_ELEMENTS)) {
                 if !outputs_known {
                     let in_values: Vec<Option<Arc<Tensor>>> = in_facts.iter().map(|f| f.and_then(|f| f.value.clone())).collect();
                     let computed = run_owned(node.op.as_ref(), &in_values).map_err(located)?;

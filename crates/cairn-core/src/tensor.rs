@@ -452,9 +452,20 @@ pub struct Tensor {
     data: TensorData,
 }
 
+/// Numeric tensors never hold strings: those are [`crate::StringTensor`]s (docs/adr/0031).
+fn no_strings(dtype: DType) -> Result<()> {
+    if dtype == DType::Str {
+        return Err(Error::Input(
+            "a string tensor cannot be a numeric Tensor: string tensors are StringTensor values (Value::Strings)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Tensor {
     /// Builds a tensor, checking that the data length equals the product of the shape.
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor> {
+        no_strings(data.dtype())?;
         let expected = checked_numel(&shape)?;
         if expected != data.len() {
             return Err(Error::Input(format!("tensor of shape {:?} needs {} elements, got {}", shape, expected, data.len())));
@@ -463,6 +474,7 @@ impl Tensor {
     }
 
     pub fn zeros(dtype: DType, shape: Vec<usize>) -> Result<Tensor> {
+        no_strings(dtype)?;
         let n = checked_numel(&shape)?;
         Ok(Tensor { data: TensorData::zeros(dtype, n), shape })
     }

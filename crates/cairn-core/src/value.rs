@@ -2,7 +2,7 @@
 //! optional types the planned arena cannot hold (their length or presence changes per run).
 //! See docs/adr/0010-control-flow-and-dynamic-shapes.md.
 
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, StringTensor, Tensor};
 use std::sync::Arc;
 
 /// An ordered list of tensors of one element type (ONNX `seq(tensor(T))`).
@@ -42,6 +42,8 @@ pub enum Value {
     Sequence(Sequence),
     /// An ONNX optional: `None` is the empty optional.
     Optional(Option<Box<Value>>),
+    /// A tensor of strings (docs/adr/0031-string-tensors.md).
+    Strings(Arc<StringTensor>),
 }
 
 impl Value {
@@ -55,6 +57,7 @@ impl Value {
             Value::Tensor(_) => "tensor",
             Value::Sequence(_) => "sequence",
             Value::Optional(_) => "optional",
+            Value::Strings(_) => "string tensor",
         }
     }
 
@@ -79,6 +82,7 @@ impl Value {
             Value::Tensor(t) => t.byte_len(),
             Value::Sequence(s) => s.items.iter().map(|t| t.byte_len()).sum(),
             Value::Optional(v) => v.as_ref().map_or(0, |v| v.byte_len()),
+            Value::Strings(s) => s.byte_len(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Value {
             Value::Sequence(s) => format!("sequence of {} {} tensors", s.items.len(), s.elem),
             Value::Optional(None) => "empty optional".into(),
             Value::Optional(Some(v)) => format!("optional holding {}", v.describe()),
+            Value::Strings(s) => format!("string tensor {:?}", s.shape()),
         }
     }
 }

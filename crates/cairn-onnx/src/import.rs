@@ -1,7 +1,7 @@
 //! `ModelProto` → Cairn `Graph`.
 
 use crate::proto::{attribute_type as at, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
-use crate::tensor::{convert, dtype_of, MAX_DIM};
+use crate::tensor::{convert, convert_strings, dtype_of, MAX_DIM};
 use crate::{Error, LegacyNode, MissingOp, Model, ModelMeta};
 use cairn_core::{
     Attr, Attrs, Dim, Graph, Node, NodeSpec, Registry, Subgraph, Tensor, ValueInfo, MAX_OPSET, MAX_SUBGRAPH_DEPTH, MIN_OPSET,
@@ -102,11 +102,17 @@ fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&
         return Err(Error::tensor(name, "sparse initializers are not supported"));
     }
     let mut initializers = HashMap::with_capacity(g.initializer.len());
+    // String initializers and Constants become nodes yielding string tensors (docs/adr/0031).
+    let mut nodes = Vec::with_capacity(g.node.len());
     // Each TensorProto is dropped as soon as it is converted, so the protobuf's copy
     // of the weights shrinks while Cairn's grows: peak memory is one copy, not two.
     for t in std::mem::take(&mut g.initializer) {
         if t.name.is_empty() {
             return Err(Error::Model("an initializer has no name".into()));
+        }
+        if t.data_type == crate::proto::data_type::STRING {
+            nodes.push(cairn_core::ops::string_constant_node(&t.name, &t.name, convert_strings(&t)?));
+            continue;
         }
         let tensor = convert(&t, external_dir)?;
         initializers.insert(t.name, Arc::new(tensor));
@@ -115,12 +121,16 @@ fn import_graph(mut g: GraphProto, opsets: &DomainOpsets, external_dir: Option<&
     let outputs = g.output.iter().map(|v| value_info(v, depth)).collect::<Result<Vec<_>, _>>()?;
 
     let registry = Registry::global();
-    let mut nodes = Vec::with_capacity(g.node.len());
     let mut missing = MissingOps::default();
     let mut legacy: Vec<LegacyNode> = Vec::new();
     for (index, n) in g.node.into_iter().enumerate() {
         let name = if n.name.is_empty() { format!("{}_{index}", n.op_type) } else { n.name.clone() };
         if n.op_type == "Constant" && is_default_domain(&n.domain) {
+            if let Some(strings) = string_constant(&n)? {
+                let out = n.output.first().cloned().unwrap_or_default();
+                nodes.push(cairn_core::ops::string_constant_node(&name, &out, strings));
+                continue;
+            }
             let (out, value) = constant(&n, &name)?;
             initializers.insert(out, Arc::new(value));
             continue;
@@ -313,6 +323,28 @@ fn attribute(a: &AttributeProto, n: &NodeProto) -> Result<Attr, Error> {
                 Attr::Int(a.i)
             }
         }
+    })
+}
+
+/// The value of a `Constant` node that holds strings (`value` of type string,
+/// `value_string`, `value_strings`); `None` for a numeric one.
+fn string_constant(n: &NodeProto) -> Result<Option<cairn_core::StringTensor>, Error> {
+    let Some(a) = n.attribute.first() else { return Ok(None) };
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec()).map_err(|_| Error::Model(format!("Constant node '{}' holds a string that is not UTF-8", n.name)))
+    };
+    let bad = |e: cairn_core::Error| Error::Model(format!("Constant node '{}': {e}", n.name));
+    Ok(match a.name.as_str() {
+        "value" => match a.t.as_ref() {
+            Some(t) if t.data_type == crate::proto::data_type::STRING => Some(convert_strings(t)?),
+            _ => None,
+        },
+        "value_string" => Some(cairn_core::StringTensor::new(vec![], vec![utf8(&a.s)?]).map_err(bad)?),
+        "value_strings" => {
+            let v = a.strings.iter().map(|s| utf8(s)).collect::<Result<Vec<_>, _>>()?;
+            Some(cairn_core::StringTensor::new(vec![v.len()], v).map_err(bad)?)
+        }
+        _ => None,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use crate::proto::{data_type as dt, tensor_proto::DATA_LOCATION_EXTERNAL, TensorProto};
 use crate::Error;
-use cairn_core::{checked_numel, narrow, DType, Tensor, TensorData};
+use cairn_core::{checked_numel, narrow, DType, StringTensor, Tensor, TensorData};
 use half::{bf16, f16};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
@@ -25,6 +25,8 @@ pub fn dtype_of(code: i32, name: &str) -> Result<DType, Error> {
         dt::UINT16 => DType::U16,
         dt::UINT32 => DType::U32,
         dt::UINT64 => DType::U64,
+        // Held as StringTensors, not Tensors (docs/adr/0031): see `convert_strings`.
+        dt::STRING => DType::Str,
         // float8, float4, 2/4-bit integers (docs/adr/0021).
         narrow if DType::ALL.iter().any(|d| d.is_narrow() && d.onnx_code() == narrow as i64) => {
             DType::ALL.into_iter().find(|d| d.is_narrow() && d.onnx_code() == narrow as i64).expect("found above")
@@ -55,6 +57,14 @@ pub fn convert(t: &TensorProto, external_dir: Option<&Path>) -> Result<Tensor, E
         return Err(Error::tensor(name, "segmented tensors are not supported"));
     }
     let dtype = dtype_of(t.data_type, name)?;
+    if dtype == DType::Str {
+        // A string tensor where only numbers go (an attribute, a sequence item): a refusal.
+        return Err(Error::UnsupportedDType {
+            name: name.to_string(),
+            dtype:
+                "STRING here (string tensors are taken as graph inputs, initializers and Constants, not as attributes or sequence items)",
+        });
+    }
     let shape = dims_of(&t.dims, name)?;
     let numel = checked_numel(&shape)?;
     let external;
@@ -71,6 +81,33 @@ pub fn convert(t: &TensorProto, external_dir: Option<&Path>) -> Result<Tensor, E
         None => from_typed(t, dtype, numel, name)?,
     };
     Tensor::new(shape, data).map_err(|e| Error::tensor(name, e.to_string()))
+}
+
+/// Converts a `tensor(string)`: one UTF-8 string per element, from `string_data`; a count
+/// that differs from the dims, external data or bytes that are not UTF-8 are errors.
+pub fn convert_strings(t: &TensorProto) -> Result<StringTensor, Error> {
+    let name = t.name.as_str();
+    if t.segment.is_some() || t.data_location == DATA_LOCATION_EXTERNAL {
+        return Err(Error::tensor(name, "segmented or external string tensors are not supported"));
+    }
+    let shape = dims_of(&t.dims, name)?;
+    let numel = checked_numel(&shape)?;
+    if t.string_data.len() != numel {
+        return Err(Error::tensor(
+            name,
+            format!("dims {:?} promise {numel} strings but string_data holds {}", t.dims, t.string_data.len()),
+        ));
+    }
+    let data = t
+        .string_data
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            String::from_utf8(b.clone())
+                .map_err(|_| Error::tensor(name, format!("string {i} is not valid UTF-8 (Cairn's string tensors hold UTF-8 text)")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    StringTensor::new(shape, data).map_err(|e| Error::tensor(name, e.to_string()))
 }
 
 /// Bytes `numel` elements take in a file: sub-byte types are packed there.

@@ -2,7 +2,7 @@
 //! the `.pb` files ONNX test data uses for inputs and outputs that are not tensors.
 
 use crate::proto::{type_proto, value_elem_type as vt, OptionalProto, SequenceProto, TensorProto, TypeProto};
-use crate::tensor::{convert, dtype_of};
+use crate::tensor::{convert, convert_strings, dtype_of};
 use crate::Error;
 use cairn_core::{Sequence, Value};
 use prost::Message;
@@ -22,6 +22,9 @@ pub fn value_from_bytes(bytes: &[u8], declared: Option<&TypeProto>) -> Result<Va
         }
         _ => {
             let t = TensorProto::decode(bytes).map_err(|e| Error::Decode(format!("not a TensorProto: {e}")))?;
+            if t.data_type == crate::proto::data_type::STRING {
+                return Ok(Value::Strings(Arc::new(convert_strings(&t)?)));
+            }
             Ok(Value::tensor(convert(&t, None)?))
         }
     }

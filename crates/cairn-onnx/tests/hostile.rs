@@ -203,3 +203,55 @@ fn old_opsets_are_accepted_per_operator() {
     // Opset 0 does not exist.
     assert!(matches!(at(0, vec![node("Identity", &["x"], &["y"])]).unwrap_err(), cairn_onnx::Error::Opset { .. }));
 }
+
+/// Issue 13's string and random operators on hostile files (docs/adr/0031).
+#[test]
+fn lying_string_tensors_bad_patterns_and_huge_samples_are_errors() {
+    let strings = |dims: Vec<i64>, data: Vec<&[u8]>| TensorProto {
+        name: "s".into(),
+        dims,
+        data_type: data_type::STRING,
+        string_data: data.into_iter().map(|b| b.to_vec()).collect(),
+        ..Default::default()
+    };
+    let load = |nodes: Vec<NodeProto>, inits: Vec<TensorProto>| {
+        let mut m = model(nodes, inits);
+        let g = m.graph.as_mut().unwrap();
+        g.input.clear();
+        // Outputs of any shape (the string and sampling ops decide theirs).
+        if let Some(type_proto::Value::TensorType(t)) = g.output[0].r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape = None;
+        }
+        m.opset_import[0].version = 20;
+        cairn_onnx::load_bytes(&m.encode_to_vec(), None)
+    };
+    let concat = || vec![node("StringConcat", &["s", "s"], &["y"])];
+    // Declared [1000000] but 1 string; a huge declared count; bytes that are not UTF-8.
+    let err = load(concat(), vec![strings(vec![1_000_000], vec![b"a"])]).unwrap_err().to_string();
+    assert!(err.contains("promise 1000000 strings but string_data holds 1"), "{err}");
+    assert!(load(concat(), vec![strings(vec![1 << 40, 1 << 40, 1 << 40], vec![])]).is_err());
+    let err = load(concat(), vec![strings(vec![1], vec![b"\xff\xfe"])]).unwrap_err().to_string();
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    // The honest one loads and runs.
+    let ok = load(concat(), vec![strings(vec![2], vec![b"a", b"b"])]).unwrap();
+    let out = cairn_core::Session::new(ok.graph).run_values(Default::default()).unwrap();
+    assert_eq!(
+        out[0].1,
+        cairn_core::Value::Strings(cairn_core::StringTensor::new(vec![2], vec!["aa".into(), "bb".into()]).unwrap().into())
+    );
+
+    // A regex that does not compile: a load error naming the pattern.
+    let mut re = node("RegexFullMatch", &["s"], &["y"]);
+    re.attribute.push(AttributeProto { name: "pattern".into(), r#type: attribute_type::STRING, s: b"(a|".to_vec(), ..Default::default() });
+    let err = load(vec![re], vec![strings(vec![1], vec![b"a"])]).unwrap_err().to_string();
+    assert!(err.contains("does not compile"), "{err}");
+
+    // Multinomial asked for 2^40 samples per row: refused by the memory limit, not allocated.
+    let mut mn = node("Multinomial", &["p"], &["y"]);
+    mn.attribute.push(AttributeProto { name: "sample_size".into(), r#type: attribute_type::INT, i: 1 << 40, ..Default::default() });
+    let p =
+        TensorProto { name: "p".into(), dims: vec![1, 2], data_type: data_type::FLOAT, float_data: vec![0.0, 0.0], ..Default::default() };
+    let m = load(vec![mn], vec![p]).unwrap();
+    let err = cairn_core::Session::new(m.graph).run(Default::default()).unwrap_err().to_string();
+    assert!(err.contains("too large") || err.contains("memory"), "{err}");
+}

@@ -52,6 +52,11 @@ impl Model {
     #[wasm_bindgen(constructor)]
     pub fn new(onnx_bytes: Vec<u8>) -> Result<Model, JsError> {
         let model = cairn_onnx::load_owned(onnx_bytes, None).map_err(js_err)?;
+        if model.graph.uses_strings() {
+            return Err(JsError::new(
+                "the model uses string tensors, which Cairn's browser runtime does not run (docs/adr/0031): keep string processing (tokenizing, label lookup) outside the model",
+            ));
+        }
         let (graph, _) = prepare_for_inference(model.graph).map_err(js_err)?;
         Ok(Model::from_graph(graph))
     }

@@ -7,6 +7,9 @@ use half::{bf16, f16};
 pub fn register(r: &mut Registry) {
     r.register("Cast", |ctx: &OpContext| {
         let to = ctx.int_req("to")?;
+        if to == DType::Str.onnx_code() {
+            return Ok(super::string_ops::cast_to_string());
+        }
         let to = onnx_dtype(to).ok_or_else(|| ctx.unsupported("to", format!("ONNX data type {to} is not supported")))?;
         Ok(Box::new(Cast { to: Some(to), narrow: narrow_options(ctx)? }))
     });
@@ -83,6 +86,21 @@ impl Op for Cast {
             None => required(inputs, 1, "CastLike")?.dtype,
         };
         Ok(vec![Fact::new(to, x.shape.clone())])
+    }
+    /// Cast from strings parses them (docs/adr/0031).
+    fn takes_strings(&self) -> bool {
+        true
+    }
+    fn eval(&self, inputs: &[Option<crate::Value>], cx: &crate::eager::EvalContext) -> Result<Vec<crate::Value>> {
+        match (inputs.first(), self.to) {
+            (Some(Some(crate::Value::Strings(s))), Some(to)) => {
+                super::string_ops::parse_strings(s, to).map(|t| vec![crate::Value::tensor(t)])
+            }
+            _ if inputs.iter().flatten().any(|v| matches!(v, crate::Value::Strings(_))) => {
+                Err(Error::shape("CastLike", "CastLike to or from strings is not implemented; use Cast with `to`"))
+            }
+            _ => crate::eager::eval_tensors(self, inputs, cx),
+        }
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.op_type())?;

@@ -50,6 +50,7 @@ fn fold(mut graph: Graph, keep_int8_weights: bool) -> Result<(Graph, FoldStats)>
                 .and_then(|n| graph.initializers.get(n))
                 .is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
         let foldable = !int8_weights
+            && !node.op.is_random()
             && !node.outputs.is_empty()
             && node.outputs.iter().all(|o| !o.is_empty())
             && node.inputs.iter().flatten().filter(|n| !n.is_empty()).all(constant_input);
