@@ -15,7 +15,7 @@ RUNS=${RUNS:-30}
 [ -f target/release/cairn ] || cargo build --release -p cairn-cli
 [ -f $M/mobilenetv2_int8.onnx ] || target/release/cairn optimize $M/mobilenetv2.onnx -o $M/mobilenetv2_int8.onnx --quantize int8 --calibrate target/calib-inputs
 [ -f target/web-pkg/simd/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
-(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
+(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --ignore-scripts; })  # (onnxruntime-node's install script needs nuget.org)
 mkdir -p target/bench
 web() { # engine model -> "median min"
   node bench/web/node_bench.mjs --engines "$1" --model "$2" --runs "$RUNS" >/dev/null

@@ -14,7 +14,7 @@ mkdir -p target/models
 python3 tools/build_bench_models.py target/models
 step "building Cairn for wasm (simd128, relaxed SIMD, scalar, threads)"
 bench/web/build_wasm.sh
-(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
+(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --ignore-scripts; })  # (onnxruntime-node's install script needs nuget.org)
 command -v chromium >/dev/null || { step "apt-get install chromium"; apt-get install -y chromium chromium-driver >/dev/null; }
 step "web: Node $(node --version)"
 node bench/web/node_bench.mjs "$@"

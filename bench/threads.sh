@@ -18,7 +18,7 @@ THREADS=${THREADS:-2}
 [ -d target/calib-inputs ] || python3 tools/make_calibration_inputs.py target/calib-inputs
 [ -f $M/mobilenetv2_ort_qdq.onnx ] || python3 tools/quantize_with_ort.py $M/mobilenetv2.onnx target/calib-inputs $M/mobilenetv2_ort --formats qdq,qop
 [ -f target/web-pkg/threads/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
-(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
+(cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --ignore-scripts; })  # (onnxruntime-node's install script needs nuget.org)
 mkdir -p target/bench
 common=(--runs "$RUNS" --threads "$THREADS")
 for where in node chromium; do

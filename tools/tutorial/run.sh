@@ -18,9 +18,10 @@ step() { printf '\033[1m== %s\033[0m\n' "$*"; }
 step "setup"
 tools/tfjs/setup.sh
 python3 -c "import ai_edge_litert" 2>/dev/null || bash scripts/setup-tflite.sh
-for dir in web bench/web; do
-  [ -d "$dir/node_modules" ] || (cd "$dir" && npm ci --no-audit --no-fund --silent)
-done
+[ -d web/node_modules ] || (cd web && npm ci --no-audit --no-fund --silent)
+# --ignore-scripts: onnxruntime-node's install script fetches extra binaries from nuget.org,
+# which a machine limited to the package registries cannot reach; its CPU binary ships in the package.
+[ -d bench/web/node_modules ] || (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
 cargo build --release -p cairn-cli
 bash bench/web/build_wasm.sh simd
 cairn=target/release/cairn
