@@ -175,9 +175,9 @@ pub fn conv_model() -> Vec<u8> {
     model(&tensors, &ops, &[0], &[3], 0)
 }
 
-/// The same convolution, full-integer: int8 input/output (scale 0.5, zero point -1),
-/// per-channel int8 filter, int32 bias.
-pub fn int8_conv_model() -> Vec<u8> {
+/// The full-integer convolution's input x [1, 3, 3, 2] (int8, scale 0.5, zero point -1),
+/// per-channel int8 filter w and int32 bias b, shared by the int8 conv models below.
+fn int8_conv_operands() -> [T; 3] {
     let mut x = t("x", &[1, 3, 3, 2], TensorType::INT8);
     x.quant = Some((vec![0.5], vec![-1], 0));
     let mut w = t("w", &[2, 1, 1, 2], TensorType::INT8);
@@ -186,6 +186,13 @@ pub fn int8_conv_model() -> Vec<u8> {
     let mut b = t("b", &[2], TensorType::INT32);
     b.data = Some(i32s(&[64, 0]));
     b.quant = Some((vec![0.5 / 64.0, 1.0 / 127.0], vec![0, 0], 0));
+    [x, w, b]
+}
+
+/// The same convolution, full-integer: int8 input/output (scale 0.5, zero point -1),
+/// per-channel int8 filter, int32 bias.
+pub fn int8_conv_model() -> Vec<u8> {
+    let [x, w, b] = int8_conv_operands();
     let mut y = t("y", &[1, 3, 3, 2], TensorType::INT8);
     y.quant = Some((vec![0.5], vec![-1], 0));
     let ops = [Op {
@@ -200,14 +207,7 @@ pub fn int8_conv_model() -> Vec<u8> {
 /// `int8_conv_model`'s convolution into an inner int8 tensor, then MEAN over H and W
 /// (no keep_dims) to y [1, 2], int8 (scale 0.25, zero point 3): a global average pool.
 pub fn int8_conv_mean_model() -> Vec<u8> {
-    let mut x = t("x", &[1, 3, 3, 2], TensorType::INT8);
-    x.quant = Some((vec![0.5], vec![-1], 0));
-    let mut w = t("w", &[2, 1, 1, 2], TensorType::INT8);
-    w.data = Some([64i8, -64, 0, 127].iter().map(|&v| v as u8).collect());
-    w.quant = Some((vec![1.0 / 64.0, 2.0 / 127.0], vec![0, 0], 0));
-    let mut b = t("b", &[2], TensorType::INT32);
-    b.data = Some(i32s(&[64, 0]));
-    b.quant = Some((vec![0.5 / 64.0, 1.0 / 127.0], vec![0, 0], 0));
+    let [x, w, b] = int8_conv_operands();
     let mut h = t("h", &[1, 3, 3, 2], TensorType::INT8);
     h.quant = Some((vec![0.5], vec![-1], 0));
     let mut axes = t("axes", &[2], TensorType::INT32);
