@@ -190,14 +190,14 @@ impl Graph {
         reads.filter(|name| !name.is_empty() && !defined.contains(name.as_str()) && seen.insert(name.as_str())).cloned().collect()
     }
 
-    /// True if any node needs the eager interpreter (control flow, sequences, optionals).
     /// True if the graph takes, makes or returns string tensors (docs/adr/0031): bundles,
     /// the browser engine and the server refuse such graphs by this test.
     pub fn uses_strings(&self) -> bool {
         let strings = |v: &ValueInfo| v.dtype == DType::Str;
-        self.inputs.iter().any(strings) || self.outputs.iter().any(strings) || self.nodes.iter().any(|n| n.op.takes_strings())
+        self.inputs.iter().any(strings) || self.outputs.iter().any(strings) || self.nodes.iter().any(|n| n.op.makes_strings())
     }
 
+    /// True if any node needs the eager interpreter (control flow, sequences, optionals).
     /// Strings always do (docs/adr/0031): a string input, output or op.
     pub fn runs_eagerly(&self) -> bool {
         let strings = |v: &ValueInfo| v.dtype == DType::Str;

@@ -110,6 +110,14 @@ pub trait Op: Send + Sync + Debug {
         false
     }
 
+    /// True for ops that can bring string tensors into a graph that has no string input: a
+    /// string constant, the string ops, Cast to string. By default the ops that take strings;
+    /// Cast takes them (to parse) but makes them only when its target is string, so a plain
+    /// numeric Cast does not mark a model as a string model.
+    fn makes_strings(&self) -> bool {
+        self.takes_strings()
+    }
+
     /// True for ops whose outputs differ from run to run (the random generators): no pass
     /// folds them into a constant, even when every input is known.
     fn is_random(&self) -> bool {

@@ -91,6 +91,11 @@ impl Op for Cast {
     fn takes_strings(&self) -> bool {
         true
     }
+    /// Only a Cast to string makes strings (CastLike's target is a second input, which is a
+    /// string only if something upstream made it one).
+    fn makes_strings(&self) -> bool {
+        self.to == Some(DType::Str)
+    }
     fn eval(&self, inputs: &[Option<crate::Value>], cx: &crate::eager::EvalContext) -> Result<Vec<crate::Value>> {
         match (inputs.first(), self.to) {
             (Some(Some(crate::Value::Strings(s))), Some(to)) => {
