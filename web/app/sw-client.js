@@ -12,27 +12,62 @@ export class ServiceWorkerClient {
 
   get supported() { return 'serviceWorker' in navigator; }
 
+  /**
+   * Registers the service worker and watches for new versions. With a worker already in
+   * charge this returns at once: `register()` queues behind any install under way (a new
+   * version downloading its precache, possibly megabytes on a slow network), and the app
+   * must not wait for that to load its model. On a first visit it waits for the register.
+   */
   async register(url = './sw.js') {
     if (!this.supported) return null;
-    // `updateViaCache: 'none'`: the sw.js and module checks always reach the server.
-    const registration = await navigator.serviceWorker.register(url, { type: 'module', updateViaCache: 'none' });
-    this.registration = registration;
-    const offer = (worker) => this.onUpdateWaiting(() => worker.postMessage({ type: 'skip-waiting' }));
-    // A worker already waiting from an earlier visit, or one that finishes installing now.
-    if (registration.waiting && navigator.serviceWorker.controller) offer(registration.waiting);
-    registration.addEventListener('updatefound', () => {
-      const installing = registration.installing;
-      installing?.addEventListener('statechange', () => {
-        if (installing.state === 'installed' && navigator.serviceWorker.controller) offer(installing);
-      });
-    });
     // The new worker took over (the user's word): reload once so page and worker match.
     let reloading = false;
     const hadController = Boolean(navigator.serviceWorker.controller);
     navigator.serviceWorker.addEventListener('controllerchange', () => {
       if (hadController && !reloading) { reloading = true; location.reload(); }
     });
-    return registration;
+    const existing = await navigator.serviceWorker.getRegistration();
+    if (existing) this.#watchUpdates(existing);
+    // `updateViaCache: 'none'`: the sw.js and module checks always reach the server.
+    const registering = navigator.serviceWorker.register(url, { type: 'module', updateViaCache: 'none' })
+      .then((registration) => { if (!existing) this.#watchUpdates(registration); return registration; });
+    if (existing && hadController) {
+      registering.catch((e) => console.warn('service worker update check failed:', e));
+      return existing;
+    }
+    return registering;
+  }
+
+  /**
+   * Offers each new version once it has installed, and sends "Update now" to the newest:
+   * when a newer build installs, the worker that was waiting becomes redundant and a
+   * skip-waiting sent to it is lost (the page would wait for a reload that never comes).
+   * So a worker still installing finishes first, the one waiting then is told, and one
+   * that finishes installing after the user said yes is told too.
+   */
+  #watchUpdates(registration) {
+    this.registration = registration;
+    let userSaidYes = false;
+    const apply = async () => {
+      userSaidYes = true;
+      const installing = registration.installing;
+      if (installing) await new Promise((resolve) => {
+        const settled = () => installing.state !== 'installing' && (installing.removeEventListener('statechange', settled), resolve());
+        installing.addEventListener('statechange', settled);
+        settled();
+      });
+      registration.waiting?.postMessage({ type: 'skip-waiting' });
+    };
+    const installed = (worker) => {
+      if (!navigator.serviceWorker.controller) return; // a first install: nothing to update
+      if (userSaidYes) worker.postMessage({ type: 'skip-waiting' });
+      else this.onUpdateWaiting(apply);
+    };
+    const follow = (worker) => worker?.addEventListener('statechange', () => { if (worker.state === 'installed') installed(worker); });
+    // A worker already waiting from an earlier visit, one installing now, or one found later.
+    if (registration.waiting) installed(registration.waiting);
+    follow(registration.installing);
+    registration.addEventListener('updatefound', () => follow(registration.installing));
   }
 
   /**
