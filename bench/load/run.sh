@@ -19,8 +19,8 @@ OUT=target/load
 mkdir -p "$OUT"
 
 cargo build --release --quiet -p cairn-cli
-(cd bench/load && cargo build --release --quiet)
-LOAD=bench/load/target/release/cairn-load
+cargo build --release --quiet -p cairn-load
+LOAD=target/release/cairn-load
 mkdir -p target/models
 [ -f target/models/mobilenetv2.onnx ] || python3 tools/build_mobilenetv2.py target/models/mobilenetv2.onnx
 [ -f target/models/minilm.onnx ] || python3 tools/build_bench_models.py target/models

@@ -15,11 +15,11 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet
 fi
-build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]
-  local name=$1 flags=$2
+build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]; CAIRN_WASM_DIR: target dir name
+  local name=$1 flags=$2 dir=${CAIRN_WASM_DIR:-$1}
   shift 2
-  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$name" "$@" &&
-    wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$name/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
+  RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$dir" "$@" &&
+    wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$dir/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
 known=(simd relaxed scalar threads text webgpu)
 variants=("$@")
@@ -32,7 +32,10 @@ build_variant() { # one of the names below
     # The WebGPU backend (docs/adr/0022): the simd build plus GpuModel (wgpu over the
     # browser's own WebGPU). Its own build because wgpu adds ~0.5 MB gzip that an app
     # without a GPU path should not download; the worker loads it only when an adapter exists.
-    webgpu) build webgpu "-C target-feature=+simd128" --features webgpu ;;
+    # It shares the simd build's target directory (same flags, same features of every shared
+    # dependency: the workspace asks bytemuck for the features wgpu adds), so only the wgpu
+    # stack, cairn-gpu and cairn-web compile again; the loop below never runs the two at once.
+    webgpu) CAIRN_WASM_DIR=simd build webgpu "-C target-feature=+simd128" --features webgpu ;;
     relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
     scalar) build scalar "" ;;
     # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
@@ -58,11 +61,21 @@ done
 # the second core idle; each variant has its own target directory, so they do not contend.
 mkdir -p target/web-pkg
 jobs_max=${CAIRN_WASM_JOBS:-2}
+build_logged() { # variant: its log and exit code in target/web-pkg
+  echo "building the $1 module"
+  rm -f "target/web-pkg/build-$1.rc"
+  build_variant "$1" > "target/web-pkg/build-$1.log" 2>&1 && echo 0 > "target/web-pkg/build-$1.rc" || echo 1 > "target/web-pkg/build-$1.rc"
+}
+wants() { [[ " ${variants[*]} " == *" $1 "* ]]; }
 for v in "${variants[@]}"; do
+  # webgpu runs after simd in the same job (one target directory, one cairn_web.wasm path).
+  [ "$v" = webgpu ] && wants simd && continue
   while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
-  echo "building the $v module"
-  rm -f "target/web-pkg/build-$v.rc"
-  { build_variant "$v" > "target/web-pkg/build-$v.log" 2>&1 && echo 0 > "target/web-pkg/build-$v.rc" || echo 1 > "target/web-pkg/build-$v.rc"; } &
+  if [ "$v" = simd ] && wants webgpu; then
+    { build_logged simd; build_logged webgpu; } &
+  else
+    build_logged "$v" &
+  fi
 done
 wait
 failed=0

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OUT = os.path.join(ROOT, "target/scale")
 # CAIRN_BIN: another build of cairn (e.g. target/debug/cairn, whose profile is optimized too).
 CAIRN = os.environ.get("CAIRN_BIN") or os.path.join(ROOT, "target/release/cairn")
-LOAD = os.path.join(ROOT, "bench/load/target/release/cairn-load")
+LOAD = os.path.join(ROOT, "target/release/cairn-load")
 API_KEY = "ck_scale_test_5d1c0e9a"
 
 
@@ -201,7 +201,12 @@ def main():
         subprocess.run([sys.executable, os.path.join(ROOT, "tools/build_mobilenetv2.py"), model], check=True)
     if not os.path.exists(CAIRN):
         subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "cairn-cli"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=os.path.join(ROOT, "bench/load"), check=True)
+    # The suite's `cargo test --release --workspace` built it (bench/load/tests); building it
+    # again alone would recompile tokio and hyper with a narrower feature set. Rebuild only
+    # when it is missing or older than its sources.
+    load_sources = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(ROOT, "bench/load")) for f in fs]
+    if not os.path.exists(LOAD) or max(map(os.path.getmtime, load_sources)) > os.path.getmtime(LOAD):
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "cairn-load"], cwd=ROOT, check=True)
     app = os.path.join(OUT, "app")
     os.makedirs(os.path.join(app, "models"))
     open(os.path.join(app, "index.html"), "w").write("<!doctype html><title>scale</title>\n")

@@ -107,10 +107,7 @@ impl Attempt {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -128,11 +125,8 @@ async fn main() -> Result<()> {
     }
     let body: Option<Bytes> = match &args.shape {
         Some(s) => {
-            let shape: Vec<usize> = s
-                .split(',')
-                .map(|d| d.trim().parse())
-                .collect::<Result<_, _>>()
-                .context("--shape must be sizes separated by commas")?;
+            let shape: Vec<usize> =
+                s.split(',').map(|d| d.trim().parse()).collect::<Result<_, _>>().context("--shape must be sizes separated by commas")?;
             let n: usize = shape.iter().product();
             // Deterministic values in [-1, 1): a typical normalized image.
             let mut x = 0x9E37_79B9u32;
@@ -152,10 +146,16 @@ async fn main() -> Result<()> {
         },
     };
     let content_type = if args.json.is_some() { "application/json" } else { "application/octet-stream" };
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.clients)
-        .build_http();
-    let uri: hyper::Uri = args.url.parse().context("bad URL")?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.clients).build_http();
+    // hyper parses "notaurl" as a bare path: every request would then fail as a transport
+    // error, which reads like a dead server. Say so before sending anything.
+    let uri = match args.url.parse::<hyper::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
+        _ => bail!(
+            "bad URL {:?}: give an http:// URL with a host, e.g. http://127.0.0.1:8080/v1/models/NAME/infer (https is not supported)",
+            args.url
+        ),
+    };
     let tally = Arc::new(Mutex::new(Tally::default()));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.seconds);
@@ -277,10 +277,7 @@ async fn main() -> Result<()> {
     if let Some(s) = sampler {
         s.abort();
     }
-    let mut t = Arc::try_unwrap(tally)
-        .map_err(|_| anyhow::anyhow!("clients still running"))?
-        .into_inner()
-        .unwrap();
+    let mut t = Arc::try_unwrap(tally).map_err(|_| anyhow::anyhow!("clients still running"))?.into_inner().unwrap();
     t.ok_latencies_ms.sort_by(f64::total_cmp);
     if let Some(path) = &args.keys_out {
         std::fs::write(path, t.ok_keys.iter().map(|k| format!("{k}\n")).collect::<String>())
@@ -290,10 +287,7 @@ async fn main() -> Result<()> {
     let rss = rss_samples.lock().unwrap().clone();
     // Memory: compare the second half of the run with the first (after warm-up).
     let half = rss.len() / 2;
-    let (first_max, second_max) = (
-        rss[..half.max(1).min(rss.len())].iter().max().copied(),
-        rss[half..].iter().max().copied(),
-    );
+    let (first_max, second_max) = (rss[..half.max(1).min(rss.len())].iter().max().copied(), rss[half..].iter().max().copied());
     let summary = serde_json::json!({
         "label": args.label,
         "url": args.url,
