@@ -86,6 +86,11 @@ test('a new app version waits for the user: "Update now" activates it and drops 
     fs.appendFileSync(path.join(app, 'app.css'), `\n${css}\n`);
     buildApp(path.join(work, 'classifier_v2', 'classifier'), dist, { app });
   };
+  // A second tab of the app stays open throughout: a reload of the first then never leaves
+  // the active worker without a page, which would let a waiting worker activate on its own.
+  const otherTab = await context.newPage();
+  await otherTab.goto(`${server.origin}/`);
+  t.after(() => otherTab.close());
   // Build 2 installs and waits (the prompt shows; the user does not answer yet).
   buildAppVersion('v1.5', '/* v1.5 */ h1 { letter-spacing: .005em; }');
   await page.reload();
