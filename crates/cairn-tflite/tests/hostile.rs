@@ -23,6 +23,18 @@ fn the_valid_model_imports_and_runs_in_nhwc() {
     assert_eq!(y.f32s().unwrap(), want.as_slice());
 }
 
+/// The quantized CONV_2D of `int8_conv_model` in real arithmetic, per pixel: x = (q + 1) / 2;
+/// y0 = relu(x0 - x1 + 0.5), y1 = relu(2 x1); q = round(y / 0.5) - 1 (int8 range).
+fn int8_conv_reference(xq: &[i8]) -> Vec<[i32; 2]> {
+    let real = |q: i8| (q as f32 + 1.0) * 0.5;
+    xq.chunks(2)
+        .map(|p| {
+            let (a, b) = (real(p[0]), real(p[1]));
+            [(a - b + 0.5).max(0.0), (2.0 * b).max(0.0)].map(|v| ((v / 0.5).round_ties_even() - 1.0).clamp(-128.0, 127.0) as i32)
+        })
+        .collect()
+}
+
 #[test]
 fn the_int8_model_runs_on_the_int8_kernels_with_the_same_answer() {
     let m = cairn_tflite::load_bytes(&int8_conv_model()).unwrap();
@@ -31,15 +43,7 @@ fn the_int8_model_runs_on_the_int8_kernels_with_the_same_answer() {
     let xq: Vec<i8> = (0..18).map(|v| (v * 3 - 20) as i8).collect();
     let s = Session::new(graph);
     let y = s.run([("x".to_string(), Tensor::new(vec![1, 3, 3, 2], TensorData::I8(xq.clone())).unwrap())].into()).unwrap().remove(0).1;
-    // Real arithmetic: x = (q + 1) / 2; y0 = relu(x0 - x1 + 0.5), y1 = relu(2 x1); q = round(y / 0.5) - 1.
-    let real = |q: i8| (q as f32 + 1.0) * 0.5;
-    let want: Vec<i8> = xq
-        .chunks(2)
-        .flat_map(|p| {
-            let (a, b) = (real(p[0]), real(p[1]));
-            [(a - b + 0.5).max(0.0), (2.0 * b).max(0.0)].map(|v| ((v / 0.5).round_ties_even() - 1.0).clamp(-128.0, 127.0) as i8)
-        })
-        .collect();
+    let want: Vec<i8> = int8_conv_reference(&xq).into_iter().flatten().map(|q| q as i8).collect();
     match y.data() {
         TensorData::I8(got) => assert_eq!(got, &want),
         other => panic!("expected i8 output, got {}", other.dtype()),
@@ -62,14 +66,7 @@ fn inner_int8_activations_and_the_mean_stay_on_integer_kernels() {
     let s = Session::new(graph);
     let y = s.run([("x".to_string(), Tensor::new(vec![1, 3, 3, 2], TensorData::I8(xq.clone())).unwrap())].into()).unwrap().remove(0).1;
     // The inner tensor as int8 (as in the test above), then its mean requantized to (0.25, 3).
-    let real = |q: i8| (q as f32 + 1.0) * 0.5;
-    let h: Vec<[i32; 2]> = xq
-        .chunks(2)
-        .map(|p| {
-            let (a, b) = (real(p[0]), real(p[1]));
-            [(a - b + 0.5).max(0.0), (2.0 * b).max(0.0)].map(|v| ((v / 0.5).round_ties_even() - 1.0).clamp(-128.0, 127.0) as i32)
-        })
-        .collect();
+    let h = int8_conv_reference(&xq);
     let want: Vec<i8> = (0..2)
         .map(|c| {
             let mean = h.iter().map(|p| (p[c] + 1) as f64 * 0.5).sum::<f64>() / 9.0;

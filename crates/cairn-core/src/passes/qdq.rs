@@ -315,15 +315,7 @@ impl Ctx {
             q.inputs[1].clone(),
             q.inputs.get(2).cloned().flatten(),
         ];
-        let spec = NodeSpec {
-            name: node.name.clone(),
-            domain: MS_DOMAIN.into(),
-            op_type: "QLinearAdd".into(),
-            attrs: Attrs::new(),
-            inputs,
-            outputs: vec![y],
-        };
-        Ok(Some((Node::build(spec, graph.opset, Registry::global())?, absorbed)))
+        Ok(Some((ms_node(graph, node, "QLinearAdd", inputs, y)?, absorbed)))
     }
 
     /// `DequantizeLinear -> GlobalAveragePool -> QuantizeLinear`: the mean of the stored
@@ -336,15 +328,7 @@ impl Ctx {
         let (QOutSpec::Q { .. }, Activation::Identity) = (&out, act) else { return Ok(None) };
         let q = &graph.nodes[*absorbed.last().expect("a QuantizeLinear was absorbed")];
         let inputs = vec![Some(dx.q), Some(dx.scale), dx.zero, q.inputs[1].clone(), q.inputs.get(2).cloned().flatten()];
-        let spec = NodeSpec {
-            name: node.name.clone(),
-            domain: MS_DOMAIN.into(),
-            op_type: "QLinearGlobalAveragePool".into(),
-            attrs: Attrs::new(),
-            inputs,
-            outputs: vec![y],
-        };
-        Ok(Some((Node::build(spec, graph.opset, Registry::global())?, absorbed)))
+        Ok(Some((ms_node(graph, node, "QLinearGlobalAveragePool", inputs, y)?, absorbed)))
     }
 
     /// QOperator ops whose weights are constants: prepack them once.
@@ -483,6 +467,20 @@ pub(super) fn fused_label(graph: &Graph, absorbed: &[usize]) -> String {
         s.push_str(&graph.nodes[j].op_type);
     }
     s
+}
+
+/// A com.microsoft QOperator node (`op_type`, no attributes) replacing `base`, built through
+/// the registry so that it is prepared like an imported one; it keeps `base`'s name.
+fn ms_node(graph: &Graph, base: &Node, op_type: &str, inputs: Vec<Option<String>>, output: String) -> Result<Node> {
+    let spec = NodeSpec {
+        name: base.name.clone(),
+        domain: MS_DOMAIN.into(),
+        op_type: op_type.into(),
+        attrs: Attrs::new(),
+        inputs,
+        outputs: vec![output],
+    };
+    Node::build(spec, graph.opset, Registry::global())
 }
 
 /// The int8 node replacing `base` (keeps its name, op type and attributes for messages).
