@@ -58,7 +58,8 @@ for v in "${variants[@]}"; do
 done
 # Two builds side by side (CAIRN_WASM_JOBS): an LTO build with codegen-units = 1 spends most
 # of its time in single-threaded optimisation of the big crates, so one build alone leaves
-# the second core idle; each variant has its own target directory, so they do not contend.
+# the second core idle; each variant has its own target directory (webgpu shares simd's and
+# runs after it in the same job), so no two jobs contend for one.
 mkdir -p target/web-pkg
 jobs_max=${CAIRN_WASM_JOBS:-2}
 build_logged() { # variant: its log and exit code in target/web-pkg
