@@ -62,10 +62,12 @@ done
 # runs after it in the same job), so no two jobs contend for one.
 mkdir -p target/web-pkg
 jobs_max=${CAIRN_WASM_JOBS:-2}
-build_logged() { # variant: its log and exit code in target/web-pkg
+build_logged() { # variant: its log and exit code in target/web-pkg, its time on stdout
+  local started=$SECONDS
   echo "building the $1 module"
   rm -f "target/web-pkg/build-$1.rc"
   build_variant "$1" > "target/web-pkg/build-$1.log" 2>&1 && echo 0 > "target/web-pkg/build-$1.rc" || echo 1 > "target/web-pkg/build-$1.rc"
+  echo "the $1 module: done in $((SECONDS - started)) s (exit $(cat "target/web-pkg/build-$1.rc"))"
 }
 wants() { [[ " ${variants[*]} " == *" $1 "* ]]; }
 for v in "${variants[@]}"; do
