@@ -49,6 +49,7 @@ fn main() {
             let epi = QEpilogue {
                 scale: &scale,
                 bias: Some(&bias),
+                acc_bias: None,
                 activation: Activation::Clip { min: 0.0, max: 6.0 },
                 out_scale: 6.0 / 255.0,
                 out_zero: 0,

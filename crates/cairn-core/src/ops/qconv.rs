@@ -249,7 +249,7 @@ fn conv_q(
         bail_shape!(op, "reduction of {} values per output is too long for i32 accumulation", cg * ksz);
     }
     let scale: Vec<f32> = p.w_scale.iter().map(|w| w * x_scale).collect();
-    let bias = p.bias.as_ref().map(|b| b.real(&scale));
+    let (bias, acc_bias) = p.bias.as_ref().map_or((None, None), |b| b.parts());
     let (out_scale, out_zero) = p.out.scale_zero();
     let xd = q8(x, op)?;
     let pointwise = ksz == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw;
@@ -258,22 +258,23 @@ fn conv_q(
         let xb = slice_q8(xd, b * c * isz, c * isz);
         match &p.filters {
             Filters::Depthwise(w) => {
-                let epi = QEpilogue { scale: &scale, bias: bias.as_deref(), activation: act, out_scale, out_zero };
+                let epi = QEpilogue { scale: &scale, bias, acc_bias, activation: act, out_scale, out_zero };
                 qdepthwise_conv2d_packed(&g.kernel(), c, xb, x_zero, w, &epi, q8_out(&mut y.data, b * m * osz, m * osz, op)?);
             }
             Filters::Gemm(packed) => {
                 for (grp, pa) in packed.iter().enumerate() {
                     let xg = slice_q8(xb, grp * cg * isz, cg * isz);
-                    let pick = |v: &[f32]| -> std::ops::Range<usize> {
-                        if v.len() == 1 {
+                    let pick = |len: usize| -> std::ops::Range<usize> {
+                        if len == 1 {
                             0..1
                         } else {
                             grp * mg..(grp + 1) * mg
                         }
                     };
                     let epi = QEpilogue {
-                        scale: &scale[pick(&scale)],
-                        bias: bias.as_deref().map(|v| &v[pick(v)]),
+                        scale: &scale[pick(scale.len())],
+                        bias: bias.map(|v| &v[pick(v.len())]),
+                        acc_bias: acc_bias.map(|v| &v[pick(v.len())]),
                         activation: act,
                         out_scale,
                         out_zero,

@@ -219,9 +219,9 @@ impl Op for QMatMul {
         let (k, n) = (p.k, p.n);
         let m = a.len().checked_div(k).unwrap_or(0);
         let scale: Vec<f32> = p.w_scale.iter().map(|w| w * a_scale).collect();
-        let bias = p.bias.as_ref().map(|b| b.real(&scale));
+        let (bias, acc_bias) = p.bias.as_ref().map_or((None, None), |b| b.parts());
         let (out_scale, out_zero) = p.out.scale_zero();
-        let epi = QEpilogue { scale: &scale, bias: bias.as_deref(), activation: self.activation, out_scale, out_zero };
+        let epi = QEpilogue { scale: &scale, bias, acc_bias, activation: self.activation, out_scale, out_zero };
         let out = q8_out(&mut outputs[0].data, 0, m * n, op)?;
         if m == 0 || n == 0 {
             return Ok(());

@@ -47,11 +47,14 @@ impl Bias {
             Bias::Real(v) => v.len(),
         }
     }
-    /// Real values, given the accumulator scale of each channel (or one for all).
-    pub fn real(&self, scale: &[f32]) -> Vec<f32> {
+    /// The bias as the int8 epilogue takes it (`QEpilogue::bias`, `QEpilogue::acc_bias`): an
+    /// integer bias stays in accumulator units and is added to the i32 accumulator exactly,
+    /// as XNNPACK (the TFLite interpreter's default kernels) and the ONNX reference add it;
+    /// a real one is scaled in f32.
+    pub fn parts(&self) -> (Option<&[f32]>, Option<&[i32]>) {
         match self {
-            Bias::Real(v) => v.clone(),
-            Bias::Int(v) => v.iter().enumerate().map(|(c, &b)| b as f32 * if scale.len() == 1 { scale[0] } else { scale[c] }).collect(),
+            Bias::Real(v) => (Some(v), None),
+            Bias::Int(v) => (None, Some(v)),
         }
     }
 }

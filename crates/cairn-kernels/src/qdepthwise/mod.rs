@@ -1,5 +1,6 @@
 //! int8 depthwise 2-D convolution on NCHW planes, i32 accumulation, with the
-//! requantizing epilogue of [`crate::qgemm`] (per-channel scale, bias, activation).
+//! requantizing epilogue of [`crate::qgemm`] (per-channel scale, bias, activation; the
+//! rule of [`crate::qgemm::rule`]).
 //!
 //! Two paths give the same bits:
 //! - `tuples` (the common case: column stride 1 or 2, no column dilation, weights
@@ -74,8 +75,7 @@ pub fn qdepthwise_conv2d_packed_on(
         g.kw
     );
     assert!(x.len() >= channels * isz && y.len() >= channels * osz, "qdepthwise: buffers too small");
-    assert!(epi.scale.len() == 1 || epi.scale.len() >= channels, "qdepthwise: scale must be 1 or one per channel");
-    assert!(epi.bias.is_none_or(|b| b.len() == 1 || b.len() >= channels), "qdepthwise: bias must be 1 or one per channel");
+    epi.check(channels, "qdepthwise");
     assert!(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "qdepthwise: strides and dilations must be positive");
     assert!(isa.is_available(), "qdepthwise: {isa:?} is not available here");
     if osz == 0 || channels == 0 {

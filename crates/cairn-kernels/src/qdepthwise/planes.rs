@@ -72,17 +72,29 @@ fn channels_body<S: F32Simd>(g: &ConvGeometry, chans: std::ops::Range<usize>, x:
         }
         let wc = &w[ch * ksz..][..ksz];
         wts.iter_mut().zip(wc).for_each(|(f, &v)| *f = v as f32);
-        let sb = rq.row(ch);
+        let bias = epi.acc_bias.map(|_| epi.acc_bias_at(ch));
         for oy in 0..g.oh {
-            // SAFETY (both stores): row `oy` of channel `ch` lies inside y (checked by the
+            let at = ch * osz + oy * g.ow;
+            // SAFETY (all stores): row `oy` of channel `ch` lies inside y (checked by the
             // caller); tasks write disjoint channels.
             if ksz <= MAX_F32_TAPS {
                 row_taps::<S>(&plane, oy * g.sh * layout.row_len, &starts, &wts, &mut acc);
-                unsafe { store_row(dst, &rq, sb, &acc, ch * osz + oy * g.ow) };
+                match bias {
+                    // The integer bias joins in i32: f32 holds the taps' sum exactly, not
+                    // necessarily the sum with a large bias.
+                    Some(b) => {
+                        acc_i.clear();
+                        acc_i.extend(acc.iter().map(|&v| (v as i32).wrapping_add(b)));
+                        unsafe { store_row(dst, &rq, ch, &acc_i, at) };
+                    }
+                    None => unsafe { store_row(dst, &rq, ch, &acc, at) },
+                }
             } else {
                 acc_i.resize(g.ow, 0i32);
                 row_taps_long(g, &layout, &plane, wc, oy, &mut acc_i);
-                unsafe { store_row(dst, &rq, sb, &acc_i, ch * osz + oy * g.ow) };
+                let b = bias.unwrap_or(0);
+                acc_i.iter_mut().for_each(|v| *v = v.wrapping_add(b));
+                unsafe { store_row(dst, &rq, ch, &acc_i, at) };
             }
         }
     }

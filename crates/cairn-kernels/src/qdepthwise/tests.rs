@@ -72,7 +72,7 @@ fn every_isa_requantizes_to_the_same_bits() {
         let bias: Vec<f32> = (0..channels).map(|_| rng.f32()).collect();
         let activation = [Activation::Clip { min: 0.0, max: 6.0 }, Activation::Identity, Activation::Relu, Activation::Sigmoid][case % 4];
         let out_zero = if case % 3 == 0 { 0 } else { rng.below(200) as i32 };
-        let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation, out_scale: 6.0 / 255.0, out_zero };
+        let epi = QEpilogue { scale: &scale, bias: Some(&bias), acc_bias: None, activation, out_scale: 6.0 / 255.0, out_zero };
         let x = if case % 2 == 0 { Q8::U8(&xs) } else { Q8::I8(&xi) };
         let zero = if case % 2 == 0 { zero } else { zero - 128 };
         let n = channels * g.oh * g.ow;
@@ -120,6 +120,7 @@ fn mobilenet_layers_match_on_every_isa() {
         let epi = QEpilogue {
             scale: &scale,
             bias: Some(&bias),
+            acc_bias: None,
             activation: Activation::Clip { min: 0.0, max: 6.0 },
             out_scale: 6.0 / 255.0,
             out_zero: 0,
@@ -132,4 +133,81 @@ fn mobilenet_layers_match_on_every_isa() {
             assert!(got == want, "{channels}x{side} stride {s} on {isa:?}");
         }
     }
+}
+
+/// XNNPACK's fp32 requantization, bit for bit, on every ISA and both paths (tap tuples:
+/// 3x3 at strides 1 and 2; planes: dilated columns): an integer bias per channel in the
+/// accumulator, `scale / out_scale`, the zero point added after rounding. Each channel's
+/// plane is mostly one value (the padding is the zero point), so most inner outputs share
+/// one accumulator, which its scale makes a near tie.
+#[test]
+fn every_isa_requantizes_like_xnnpack_on_near_ties() {
+    use crate::qgemm::xnnpack_rule::{near_tie_scale, old_requantize, xnn_bounds, xnn_requantize};
+    let mut rng = Rng(32);
+    let (mut ties, mut flips) = (0, 0);
+    for case in 0..24 {
+        let (s, d) = [(1, 1), (2, 1), (1, 2)][case % 3];
+        let (ih, iw) = (5 + rng.below(12), 5 + rng.below(30));
+        let (eh, ew) = (3, 2 * d + 1);
+        let (oh, ow) = ((ih + 2 - eh) / s + 1, (iw + 2 - ew) / s + 1);
+        let g = ConvGeometry { ih, iw, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: d, pt: 1, pl: 1, oh, ow };
+        let channels = 1 + rng.below(40);
+        let signed = case % 4 == 3;
+        let activation = [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }][case % 3];
+        let z = if signed { -128 + rng.below(40) as i32 } else { 128 + rng.below(100) as i32 };
+        let x_zero = 100 + rng.below(40) as i32;
+        let w: Vec<i16> = (0..channels * 9).map(|_| rng.below(61) as i16 - 30).collect();
+        let mut x = vec![0u8; channels * ih * iw];
+        for ch in 0..channels {
+            let v = (x_zero + 1 + rng.below(30) as i32) as u8;
+            for p in &mut x[ch * ih * iw..][..ih * iw] {
+                *p = if rng.below(8) == 0 { (x_zero + rng.below(21) as i32 - 10) as u8 } else { v };
+            }
+        }
+        let acc = qdepthwise_reference_i32(&g, channels, Q8::U8(&x), x_zero, &w);
+        let out_scale = 0.02 + rng.f32().abs() * 0.1;
+        let bounds = xnn_bounds(activation, out_scale, z, signed);
+        let osz = oh * ow;
+        let (mut scale, mut bias) = (vec![0f32; channels], vec![0i32; channels]);
+        // The most common accumulator of each channel is the one made a near tie.
+        let mut common = vec![0i32; channels];
+        for ch in 0..channels {
+            let plane = &acc[ch * osz..][..osz];
+            common[ch] = *plane.iter().max_by_key(|&&v| plane.iter().filter(|&&u| u == v).count()).unwrap();
+            let t = 20_000 + rng.below(2_000_000) as i32;
+            let neg = matches!(activation, Activation::Identity) && rng.below(2) == 0;
+            scale[ch] = near_tie_scale(if neg { -t } else { t }, 1.5 + rng.below(20) as f64, out_scale);
+            bias[ch] = if neg { -t } else { t } - common[ch];
+        }
+        let epi = QEpilogue { scale: &scale, bias: None, acc_bias: Some(&bias), activation, out_scale, out_zero: z };
+        let want: Vec<i32> =
+            (0..channels * osz).map(|i| xnn_requantize(acc[i], bias[i / osz], scale[i / osz], out_scale, z, bounds)).collect();
+        for (i, &a) in acc.iter().enumerate() {
+            if a == common[i / osz] {
+                ties += 1;
+                let ch = i / osz;
+                flips += (old_requantize(a, bias[ch], scale[ch], out_scale, z, activation, signed) != want[i]) as usize;
+            }
+        }
+        for isa in Isa::all_available() {
+            let what = format!("case {case}: {g:?} x{channels} {isa:?} {activation:?} zero {z}");
+            let got: Vec<i32> = if signed {
+                let mut y = vec![0i8; want.len()];
+                qdepthwise_conv2d_on(isa, &g, channels, Q8::U8(&x), x_zero, &w, &epi, QOut::I8(&mut y));
+                y.iter().map(|&v| v as i32).collect()
+            } else {
+                let mut y = vec![0u8; want.len()];
+                qdepthwise_conv2d_on(isa, &g, channels, Q8::U8(&x), x_zero, &w, &epi, QOut::U8(&mut y));
+                y.iter().map(|&v| v as i32).collect()
+            };
+            if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
+                panic!("{what}: output {i} is {}, XNNPACK's rule gives {}", got[i], want[i]);
+            }
+            // i32 output: the accumulator with its bias.
+            let mut y32 = vec![0i32; want.len()];
+            qdepthwise_conv2d_on(isa, &g, channels, Q8::U8(&x), x_zero, &w, &epi, QOut::I32(&mut y32));
+            assert!(y32.iter().zip(&acc).enumerate().all(|(i, (&y, &a))| y == a + bias[i / osz]), "i32 {what}");
+        }
+    }
+    assert!(flips * 10 > ties, "only {flips} of {ties} near ties differ from the old rule");
 }

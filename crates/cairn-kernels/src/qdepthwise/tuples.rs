@@ -20,8 +20,7 @@ use super::filters::QDwFilters;
 use crate::depthwise::ConvGeometry;
 use crate::parallel::{for_each_task, SendPtr};
 use crate::qgemm::driver::{store_row, RawOut, Requant};
-use crate::qgemm::{QEpilogue, QOut, Q8};
-use crate::Activation;
+use crate::qgemm::{rule, QEpilogue, QOut, Q8};
 use std::cell::RefCell;
 
 /// Fewest channels per task when spreading over threads (a task sets up its plane).
@@ -77,14 +76,18 @@ pub(super) trait Taps: Copy {
     }
 }
 
-/// Per channel: `q = round_half_even(clamp(acc * si + bi, qlo, qhi))`, the formula of
-/// `qgemm`'s epilogue (`Acc::requantize`), so both paths give the same bits.
+/// Per channel: `q = round_half_even(clamp(acc * si + bi, qlo, qhi)) + zero`, the rule of
+/// `qgemm::rule` (as `qgemm`'s epilogue), so both paths give the same bits; the integer
+/// bias is in the accumulators' start value.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct QConsts {
     pub si: f32,
     pub bi: f32,
+    /// The quantized bounds minus the zero point.
     pub qlo: f32,
     pub qhi: f32,
+    /// `rule::magic_minus_zero(zero)`: rounding by `bits(f + MAGIC) - zero_bits`.
+    pub zero_bits: i32,
     pub signed: bool,
     /// False when the clamp is the saturation of the narrowing to 8 bits and the
     /// channel's values are small enough (|v| < 2^21) for every rounding trick.
@@ -110,12 +113,11 @@ pub(super) struct Job<'a> {
     zu: u8,
     f: &'a QDwFilters,
     epi: &'a QEpilogue<'a>,
-    /// Output bytes, when the epilogue requantizes in registers: (base, signed, qlo, qhi).
+    /// Output bytes, when the epilogue requantizes in registers: (base, signed, qlo, qhi),
+    /// the bounds minus the zero point as `Requant` has them.
     fast: Option<(SendPtr<u8>, bool, f32, f32)>,
     dst: RawOut,
     rq: Requant<'a>,
-    /// `1 / out_scale`, as `Requant` has it.
-    inv: f32,
 }
 
 impl<'a> Job<'a> {
@@ -127,27 +129,13 @@ impl<'a> Job<'a> {
         let osz = g.oh * g.ow;
         let dst = RawOut::new(y, osz, 1);
         let rq = Requant::new(epi, dst);
-        // The bounds of clamping activations in the quantized domain, as `Requant` has them.
-        let bounds = match epi.activation {
-            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
-            Activation::Relu => Some((0.0, f32::INFINITY)),
-            Activation::Clip { min, max } => Some((min, max)),
+        // Clamping activations: the bounds of the quantized domain (`Requant`'s).
+        let fast = match (y, rq.fast) {
+            (QOut::U8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr()), false, lo, hi)),
+            (QOut::I8(v), Some((lo, hi))) => Some((SendPtr(v.as_mut_ptr() as *mut u8), true, lo, hi)),
             _ => None,
         };
-        let (inv, z) = (1.0 / epi.out_scale, epi.out_zero as f32);
-        let fast = match (y, bounds) {
-            (QOut::U8(v), Some((lo, hi))) => {
-                Some((SendPtr(v.as_mut_ptr()), false, ((lo * inv).max(-1e9) + z).max(0.0), ((hi * inv).min(1e9) + z).min(255.0)))
-            }
-            (QOut::I8(v), Some((lo, hi))) => Some((
-                SendPtr(v.as_mut_ptr() as *mut u8),
-                true,
-                ((lo * inv).max(-1e9) + z).max(-128.0),
-                ((hi * inv).min(1e9) + z).min(127.0),
-            )),
-            _ => None,
-        };
-        Job { g: *g, x, zu: zu as u8, f, epi, fast, dst, rq, inv }
+        Job { g: *g, x, zu: zu as u8, f, epi, fast, dst, rq }
     }
 
     /// The epilogue of channel `ch` with filter sums `sum` and `sum_abs`, when it
@@ -155,15 +143,16 @@ impl<'a> Job<'a> {
     #[inline(always)]
     fn consts(&self, ch: usize, sum: i32, sum_abs: i32) -> Option<QConsts> {
         let (_, signed, qlo, qhi) = self.fast?;
-        let (s, b) = self.rq.row(ch);
-        let (si, bi) = (s * self.inv, b * self.inv + self.epi.out_zero as f32);
+        let (si, bi) = self.rq.consts(ch);
+        let zero = self.epi.out_zero;
         let limits = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
-        // |acc| <= sum |w| * 255 + |zu * sum w|; in f64, with room for the f32 roundings.
-        let bound = (sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs()) * (si as f64).abs() + (bi as f64).abs();
+        // |acc| <= sum |w| * 255 + |zu * sum w| + |bias|; in f64, with room for the f32 roundings.
+        let acc = sum_abs as f64 * 255.0 + (self.zu as f64 * sum as f64).abs() + (self.epi.acc_bias_at(ch) as f64).abs();
+        let bound = acc * (si as f64).abs() + (bi as f64).abs();
         // Written negated so that a NaN bound (never expected) keeps the clamp.
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        let clamp = (qlo, qhi) != limits || !(bound < (1 << 21) as f64);
-        Some(QConsts { si, bi, qlo, qhi, signed, clamp })
+        let clamp = (qlo + zero as f32, qhi + zero as f32) != limits || !(bound < (1 << 21) as f64);
+        Some(QConsts { si, bi, qlo, qhi, zero_bits: rule::magic_minus_zero(zero), signed, clamp })
     }
 }
 
@@ -324,7 +313,8 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
             }
         }
         let [sum, sum_abs] = job.f.sums[ch];
-        let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg());
+        // The input zero point's correction and the integer bias (as `qgemm`'s `init`).
+        let init = K::splat((job.zu as i32).wrapping_mul(sum).wrapping_neg().wrapping_add(job.epi.acc_bias_at(ch)));
         let q = job.consts(ch, sum, sum_abs).map(|c| K::q_consts(&c));
         let (out8, out32) = (s.out8.as_mut_ptr(), s.out32.as_mut_ptr());
         compute::<K, NV>(g, p, s.plane.as_ptr(), &wv[..nw], kh, nt, init, &q, out8, out32);
@@ -348,7 +338,7 @@ unsafe fn channels_k<K: Taps, const NV: usize, const KH: usize, const NT: usize,
                         copy_bytes(out8.add(from), y.get().add(to), g.ow)
                     }
                 }
-                None => store_row(job.dst, &job.rq, job.rq.row(ch), std::slice::from_raw_parts(out32.add(from), g.ow), to),
+                None => store_row(job.dst, &job.rq, ch, std::slice::from_raw_parts(out32.add(from), g.ow), to),
             }
         }
     }

@@ -8,10 +8,6 @@ use core::arch::wasm32::*;
 #[derive(Clone, Copy)]
 pub(super) struct Simd128Pairs;
 
-/// `(v + MAGIC) - MAGIC` rounds half to even for |v| < 2^22; as bits, the low mantissa
-/// bits of `v + MAGIC` are the rounded integer.
-const MAGIC: f32 = 12_582_912.0;
-
 impl Taps for Simd128Pairs {
     const L: usize = 4;
     const T: usize = 2;
@@ -19,7 +15,7 @@ impl Taps for Simd128Pairs {
     type A = v128;
     type W = v128;
     type X = v128;
-    type Q = ([v128; 4], bool, bool);
+    type Q = ([v128; 4], v128, bool, bool);
 
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> v128 {
@@ -39,18 +35,18 @@ impl Taps for Simd128Pairs {
     }
     #[inline(always)]
     unsafe fn q_consts(c: &QConsts) -> Self::Q {
-        ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], c.signed, c.clamp)
+        ([f32x4_splat(c.si), f32x4_splat(c.bi), f32x4_splat(c.qlo), f32x4_splat(c.qhi)], i32x4_splat(c.zero_bits), c.signed, c.clamp)
     }
     #[inline(always)]
     unsafe fn store_q8<const NV: usize>(
         acc: &[[v128; NV]; 2],
         steps: usize,
         interleaved: bool,
-        (q, signed, clamp): &Self::Q,
+        (q, zero_bits, signed, clamp): &Self::Q,
         out: *mut u8,
     ) {
         assert!(NV == 2, "simd128 pairs store two accumulators per step");
-        let r = |s: usize, v: usize| round(acc[s][v], q, *clamp);
+        let r = |s: usize, v: usize| round(acc[s][v], q, *zero_bits, *clamp);
         if steps == 1 {
             let (r0, r1) = (r(0, 0), r(0, 1));
             let (a, b) = if interleaved { (i32x4_shuffle::<0, 4, 1, 5>(r0, r1), i32x4_shuffle::<2, 6, 3, 7>(r0, r1)) } else { (r0, r1) };
@@ -71,17 +67,17 @@ impl Taps for Simd128Pairs {
     }
 }
 
-/// `round_half_even(clamp(acc * si + bi, qlo, qhi))` as i32 lanes (no fused multiply-add,
-/// as in the scalar epilogue).
+/// `round_half_even(clamp(acc * si + bi, qlo, qhi)) + zero` as i32 lanes (`qgemm::rule`; no
+/// fused multiply-add, as in the scalar epilogue).
 #[inline(always)]
-unsafe fn round(acc: v128, q: &[v128; 4], clamp: bool) -> v128 {
+unsafe fn round(acc: v128, q: &[v128; 4], zero_bits: v128, clamp: bool) -> v128 {
     let mut v = f32x4_add(f32x4_mul(f32x4_convert_i32x4(acc), q[0]), q[1]);
     // pmax/pmin are single instructions in V8 (the clamp bounds are never NaN). Without
     // the clamp, the narrows saturate to the same bounds (rounding is monotonic).
     if clamp {
         v = f32x4_pmin(f32x4_pmax(v, q[2]), q[3]);
     }
-    i32x4_sub(f32x4_add(v, f32x4_splat(MAGIC)), i32x4_splat(MAGIC.to_bits() as i32))
+    crate::wasm32::qgemm::round_plus_zero(v, zero_bits)
 }
 
 /// The simd128 task body.

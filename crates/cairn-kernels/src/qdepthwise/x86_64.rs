@@ -6,6 +6,7 @@
 //!   instruction with the accumulation fused; a 3-tap filter row is one quad.
 
 use super::tuples::{channels, Job, QConsts, Scratch, Taps};
+use crate::qgemm::rule;
 use std::arch::x86_64::*;
 
 /// Whether this CPU has the instructions of the VNNI kernel (checked per call: cheap).
@@ -22,7 +23,7 @@ impl Taps for Avx2Pairs {
     type A = __m256i;
     type W = __m256i;
     type X = __m256i;
-    type Q = ([__m256; 4], bool, bool);
+    type Q = ([__m256; 4], __m256i, bool, bool);
 
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> __m256i {
@@ -42,19 +43,20 @@ impl Taps for Avx2Pairs {
     }
     #[inline(always)]
     unsafe fn q_consts(c: &QConsts) -> Self::Q {
-        ([_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)], c.signed, c.clamp)
+        let f = [_mm256_set1_ps(c.si), _mm256_set1_ps(c.bi), _mm256_set1_ps(c.qlo), _mm256_set1_ps(c.qhi)];
+        (f, _mm256_set1_epi32(c.zero_bits), c.signed, c.clamp)
     }
     #[inline(always)]
     unsafe fn store_q8<const NV: usize>(
         acc: &[[__m256i; NV]; 2],
         _steps: usize,
         interleaved: bool,
-        (q, signed, clamp): &Self::Q,
+        (q, zero_bits, signed, clamp): &Self::Q,
         out: *mut u8,
     ) {
         let acc = &acc[0];
         assert!(NV == 2, "AVX2 pairs store two accumulators");
-        let (r0, r1) = (round_avx2(acc[0], q, *clamp), round_avx2(acc[1], q, *clamp));
+        let (r0, r1) = (round_avx2(acc[0], q, *zero_bits, *clamp), round_avx2(acc[1], q, *zero_bits, *clamp));
         // Values are within [-128, 255] after the clamp: the packs do not saturate.
         let ordered = if interleaved {
             // Lanes (0..4 | 8..12) and (4..8 | 12..16): the packs put 0..8 | 8..16 in order.
@@ -73,13 +75,15 @@ impl Taps for Avx2Pairs {
     }
 }
 
-/// `round_half_even(clamp(acc * si + bi, qlo, qhi))` as i32 lanes (no fused
-/// multiply-add, as in the scalar epilogue; `cvtps` rounds half to even by default).
+/// `round_half_even(clamp(acc * si + bi, qlo, qhi)) + zero` as i32 lanes (`qgemm::rule`; no
+/// fused multiply-add, as in the scalar epilogue).
 #[inline(always)]
-unsafe fn round_avx2(a: __m256i, q: &[__m256; 4], clamp: bool) -> __m256i {
+unsafe fn round_avx2(a: __m256i, q: &[__m256; 4], zero_bits: __m256i, clamp: bool) -> __m256i {
     let v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), q[0]), q[1]);
-    // Without the clamp the packs saturate to the same bounds (rounding is monotonic).
-    _mm256_cvtps_epi32(if clamp { _mm256_min_ps(_mm256_max_ps(v, q[2]), q[3]) } else { v })
+    // Without the clamp the packs saturate to the same bounds (rounding is monotonic), and
+    // |v| < 2^21 (checked with the constants), inside the rounding trick's range.
+    let v = if clamp { _mm256_min_ps(_mm256_max_ps(v, q[2]), q[3]) } else { v };
+    _mm256_sub_epi32(_mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(rule::MAGIC))), zero_bits)
 }
 
 #[inline(always)]
@@ -100,7 +104,7 @@ impl Taps for VnniQuads {
     type A = __m512i;
     type W = __m512i;
     type X = __m512i;
-    type Q = [__m512; 4];
+    type Q = ([__m512; 4], __m512i);
 
     #[inline(always)]
     unsafe fn splat_w(bits: i32) -> __m512i {
@@ -120,17 +124,25 @@ impl Taps for VnniQuads {
     }
     #[inline(always)]
     unsafe fn q_consts(c: &QConsts) -> Self::Q {
-        [_mm512_set1_ps(c.si), _mm512_set1_ps(c.bi), _mm512_set1_ps(c.qlo), _mm512_set1_ps(c.qhi)]
+        ([_mm512_set1_ps(c.si), _mm512_set1_ps(c.bi), _mm512_set1_ps(c.qlo), _mm512_set1_ps(c.qhi)], _mm512_set1_epi32(c.zero_bits))
     }
     #[inline(always)]
-    unsafe fn store_q8<const NV: usize>(acc: &[[__m512i; NV]; 2], _steps: usize, interleaved: bool, q: &Self::Q, out: *mut u8) {
+    unsafe fn store_q8<const NV: usize>(
+        acc: &[[__m512i; NV]; 2],
+        _steps: usize,
+        interleaved: bool,
+        (q, zero_bits): &Self::Q,
+        out: *mut u8,
+    ) {
         let acc = &acc[0];
         assert!(interleaved && (NV == 2 || NV == 4), "VNNI quads store 2 or 4 interleaved accumulators");
-        // Rounded to i32 within [-128, 255], then their low bytes (the i8 or u8 value).
-        let mut b = [_mm_setzero_si128(); NV];
+        // Rounded to i32 within [-128, 255] with the zero point (`qgemm::rule`), then their
+        // low bytes (the i8 or u8 value).
+        let (mut b, magic) = ([_mm_setzero_si128(); NV], _mm512_set1_ps(rule::MAGIC));
         for (b, &a) in b.iter_mut().zip(acc) {
             let x = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), q[0]), q[1]);
-            *b = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(x, q[2]), q[3])));
+            let x = _mm512_min_ps(_mm512_max_ps(x, q[2]), q[3]);
+            *b = _mm512_cvtepi32_epi8(_mm512_sub_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), *zero_bits));
         }
         let o = out as *mut __m128i;
         if NV == 2 {

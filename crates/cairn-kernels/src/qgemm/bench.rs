@@ -68,6 +68,7 @@ fn qbench_mobilenetv2_shapes() {
         let epi = QEpilogue {
             scale: &scale,
             bias: None,
+            acc_bias: None,
             activation: crate::Activation::Clip { min: 0.0, max: 6.0 },
             out_scale: 0.05,
             out_zero: 0,
@@ -103,6 +104,7 @@ fn qbench_mobilenetv2_shapes() {
         let epi = QEpilogue {
             scale: &scale,
             bias: None,
+            acc_bias: None,
             activation: crate::Activation::Clip { min: 0.0, max: 6.0 },
             out_scale: 0.05,
             out_zero: 0,

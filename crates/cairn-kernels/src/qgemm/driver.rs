@@ -3,7 +3,7 @@
 //! are spread over threads. Each i32 tile goes straight through the epilogue.
 
 use super::pack::{pack_b, PackedQA, QRhs};
-use super::{quantize, QEpilogue, QOut};
+use super::{quantize, rule, QEpilogue, QOut};
 use crate::parallel::{for_each_task, threads, SendPtr};
 use crate::Activation;
 use std::cell::RefCell;
@@ -38,16 +38,18 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
     if k > 0 {
         assert!((k - 1) * b.k_stride + (n - 1) * b.n_stride < b.data.len(), "qgemm: B too short");
     }
-    assert!(epi.scale.len() == 1 || epi.scale.len() >= m, "qgemm: scale must be 1 or m values");
-    assert!(epi.bias.is_none_or(|v| v.len() == 1 || v.len() >= m), "qgemm: bias must be 1 or m values");
+    epi.check(m, "qgemm");
     let dst = RawOut::new(&mut out, row_stride, col_stride);
     let rq = Requant::new(epi, dst).with_rows(m).with_depth(k);
     let (nr, kp) = (a.kernel.nr, a.kp);
-    // Where each accumulator row starts: the byte layout's zero-point correction.
+    // Where each accumulator row starts: the byte layout's zero-point correction plus the
+    // integer bias (i32 lanes wrap, as XNNPACK's; the exact sum is what matters).
     let zb = b.quad_zero();
     let mut init = vec![0i32; m.div_ceil(a.kernel.mr) * a.kernel.mr];
-    for (i, &s) in init.iter_mut().zip(&a.rowsum) {
-        *i = s.wrapping_mul(zb).wrapping_neg();
+    // (`rowsum` is empty for the pairs layout, whose operands have their zero points subtracted.)
+    for (r, i) in init.iter_mut().enumerate().take(m) {
+        let s = a.rowsum.get(r).copied().unwrap_or(0);
+        *i = s.wrapping_mul(zb).wrapping_neg().wrapping_add(epi.acc_bias_at(r));
     }
     let init = &init[..];
     if n <= GEMV_MAX_N {
@@ -101,7 +103,7 @@ fn gemv(m: usize, n: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst:
                 for (r, v) in acc[..mr.min(m - r0)].iter().enumerate() {
                     let row = r0 + r;
                     // SAFETY: (row, j) is inside C; each task writes only its own rows.
-                    unsafe { store_row(dst, rq, rq.row(row), std::slice::from_ref(v), row * dst.rs + j * dst.cs) };
+                    unsafe { store_row(dst, rq, row, std::slice::from_ref(v), row * dst.rs + j * dst.cs) };
                 }
             }
         });
@@ -175,10 +177,9 @@ fn column_block(
             unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), init, tile.as_mut_ptr()) };
             for r in 0..rows {
                 let row = r0 + r;
-                let sb = rq.row(row);
                 // SAFETY: rows/cols are inside C (checked by the caller), and each task
                 // writes only its own columns.
-                unsafe { store_row(dst, rq, sb, &tile[r * nr..][..nr.min(n_end - c0)], row * dst.rs + c0 * dst.cs) };
+                unsafe { store_row(dst, rq, row, &tile[r * nr..][..nr.min(n_end - c0)], row * dst.rs + c0 * dst.cs) };
             }
         }
     }
@@ -210,17 +211,18 @@ impl RawOut {
 }
 
 /// The epilogue's constants, computed once per call: the output kind and, for clamping
-/// activations, the bounds in the quantized domain.
+/// activations, the bounds of [`rule`] (quantized, minus the zero point).
 #[derive(Clone)]
 pub(crate) struct Requant<'a> {
     epi: &'a QEpilogue<'a>,
     kind: Kind,
     inv: f32,
-    /// (qlo, qhi) when the activation is a clamp (or identity) and the store contiguous.
-    fast: Option<(f32, f32)>,
+    /// (qmin - zero, qmax - zero) when the activation is a clamp (or identity) and the
+    /// store contiguous.
+    pub(crate) fast: Option<(f32, f32)>,
     lo: i32,
     hi: i32,
-    /// Per row, for the fused kernels: scale / out_scale and bias / out_scale + zero.
+    /// Per row, for the fused kernels: `rule::row_scale` and `rule::row_bias`.
     si: Vec<f32>,
     bi: Vec<f32>,
     /// Whether the fused kernels must clamp (see [`super::Q8Tile::clamp`]).
@@ -231,7 +233,6 @@ impl<'a> Requant<'a> {
     pub(crate) fn new(epi: &'a QEpilogue<'a>, dst: RawOut) -> Requant<'a> {
         let (lo, hi) = if let Kind::I8 = dst.kind { (-128, 127) } else { (0, 255) };
         let inv = 1.0 / epi.out_scale;
-        let z = epi.out_zero as f32;
         let bounds = match epi.activation {
             Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
             Activation::Relu => Some((0.0, f32::INFINITY)),
@@ -240,30 +241,44 @@ impl<'a> Requant<'a> {
         };
         let fast = bounds
             .filter(|_| dst.cs == 1)
-            .map(|(alo, ahi)| (((alo * inv).max(-1e9) + z).max(lo as f32), ((ahi * inv).min(1e9) + z).min(hi as f32)));
+            .map(|(amin, amax)| rule::shifted_bounds(rule::bounds(amin, amax, epi.out_scale, epi.out_zero, lo, hi), epi.out_zero));
         Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new(), clamp: true }
     }
 
     /// Prepares the per-row constants of `rows` rows for the fused kernels.
     fn with_rows(mut self, rows: usize) -> Self {
         if self.fast.is_some() && matches!(self.kind, Kind::U8 | Kind::I8) {
-            let z = self.epi.out_zero as f32;
-            (self.si, self.bi) = (0..rows).map(|r| self.row(r)).map(|(s, b)| (s * self.inv, b * self.inv + z)).unzip();
+            (self.si, self.bi) = (0..rows).map(|r| self.consts(r)).unzip();
         }
         self
     }
 
     /// Decides [`Requant::clamp`] for a reduction of length `k`: every accumulator is a sum
-    /// of `k` products of operands that are at most 255 in magnitude after their zero points.
+    /// of `k` products of operands that are at most 255 in magnitude after their zero points,
+    /// plus its integer bias.
     fn with_depth(mut self, k: usize) -> Self {
         if let Some((qlo, qhi)) = self.fast {
-            let whole_range = qlo <= self.lo as f32 && qhi >= self.hi as f32;
+            let z = self.epi.out_zero as f32;
+            let whole_range = qlo + z <= self.lo as f32 && qhi + z >= self.hi as f32;
             let max_acc = k as f32 * 255.0 * 255.0;
-            let largest = self.si.iter().zip(&self.bi).fold(0f32, |m, (s, b)| m.max(s.abs() * max_acc + b.abs()));
+            let largest = (0..self.si.len()).fold(0f32, |m, r| {
+                let acc = max_acc + self.epi.acc_bias_at(r).unsigned_abs() as f32;
+                m.max(self.si[r].abs() * acc + self.bi[r].abs())
+            });
             // NaN scales or biases fail the comparison and keep the clamp.
             self.clamp = !(whole_range && largest < 4_000_000.0);
         }
         self
+    }
+
+    /// Row `row`'s multiplier and bias in output steps (no zero point), per [`rule`].
+    #[inline(always)]
+    pub(crate) fn consts(&self, row: usize) -> (f32, f32) {
+        if let (Some(&s), Some(&b)) = (self.si.get(row), self.bi.get(row)) {
+            return (s, b);
+        }
+        let (s, b) = self.row(row);
+        (rule::row_scale(s, self.epi.out_scale), rule::row_bias(b, self.epi.out_scale))
     }
 
     /// Where a fused kernel stores the full tile(s) from row `r0`, column `c0` on; the
@@ -275,6 +290,7 @@ impl<'a> Requant<'a> {
             bi: self.bi[r0..].as_ptr(),
             qlo,
             qhi,
+            zero_bits: rule::magic_minus_zero(self.epi.out_zero),
             // Only computes the address; writes happen in the kernel, inside C.
             out: dst.ptr.get().wrapping_add(r0 * dst.rs + c0),
             ldc: dst.rs,
@@ -283,7 +299,7 @@ impl<'a> Requant<'a> {
         }
     }
 
-    /// Scale and bias of output row `row`.
+    /// Scale and real bias of output row `row` (the integer bias is in the accumulator).
     #[inline(always)]
     pub(crate) fn row(&self, row: usize) -> (f32, f32) {
         let e = self.epi;
@@ -291,13 +307,14 @@ impl<'a> Requant<'a> {
     }
 }
 
-/// The epilogue for accumulators of one output row with scale `s` and bias `b`, stored
+/// The epilogue for accumulators of output row `row` (their integer bias included), stored
 /// from element index `base` on, `dst.cs` apart.
 ///
 /// # Safety
 /// `base + (acc.len() - 1) * dst.cs` is inside the output, and no one else writes there.
 #[inline(always)]
-pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, f32), acc: &[T], base: usize) {
+pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, row: usize, acc: &[T], base: usize) {
+    let (s, b) = rq.row(row);
     match rq.kind {
         Kind::I32 => {
             let p = dst.ptr.get() as *mut i32;
@@ -336,11 +353,11 @@ pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, (s, b): (f32, 
         Kind::U8 | Kind::I8 => {
             let z = rq.epi.out_zero;
             let p = dst.ptr.get();
-            if let Some((qlo, qhi)) = rq.fast {
+            if let Some(bounds) = rq.fast {
                 // Clamping activations are bounds in the quantized domain.
-                let (si, bi) = (s * rq.inv, b * rq.inv + z as f32);
+                let (si, bi) = rq.consts(row);
                 let out = std::slice::from_raw_parts_mut(p.add(base), acc.len());
-                T::requantize(acc, si, bi, qlo, qhi, matches!(rq.kind, Kind::I8), out);
+                T::requantize(acc, si, bi, bounds, z, matches!(rq.kind, Kind::I8), out);
             } else {
                 let act = rq.epi.activation;
                 for (c, &v) in acc.iter().enumerate() {
@@ -357,13 +374,12 @@ pub(crate) trait Acc: Copy {
     fn to_f32(self) -> f32;
     fn to_i32(self) -> i32;
 
-    /// `out[j] = round_half_even(clamp(acc[j] * si + bi, qlo, qhi))` as 8-bit.
+    /// `out[j] = rule::requantize(acc[j], ..)` as 8-bit (its low byte: the value is within
+    /// the type's range after the clamp).
     #[inline(always)]
-    fn requantize(acc: &[Self], si: f32, bi: f32, qlo: f32, qhi: f32, _signed: bool, out: &mut [u8]) {
+    fn requantize(acc: &[Self], si: f32, bi: f32, bounds: (f32, f32), zero: i32, _signed: bool, out: &mut [u8]) {
         for (o, &v) in out.iter_mut().zip(acc) {
-            let q = super::round_half_even((v.to_f32() * si + bi).clamp(qlo, qhi));
-            // SAFETY: q is finite and within [-128, 255] after the clamp.
-            *o = unsafe { q.to_int_unchecked::<i32>() } as u8;
+            *o = rule::requantize(v.to_f32(), si, bi, bounds, zero) as u8;
         }
     }
 }
@@ -392,20 +408,21 @@ impl Acc for f32 {
     /// simd128: four lanes per step, rounding half to even, saturating narrows.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     #[inline(always)]
-    fn requantize(acc: &[f32], si: f32, bi: f32, qlo: f32, qhi: f32, signed: bool, out: &mut [u8]) {
+    fn requantize(acc: &[f32], si: f32, bi: f32, (qlo, qhi): (f32, f32), zero: i32, signed: bool, out: &mut [u8]) {
         use core::arch::wasm32::*;
         let n = acc.len().min(out.len());
         let (s, b, lo, hi) = (f32x4_splat(si), f32x4_splat(bi), f32x4_splat(qlo), f32x4_splat(qhi));
+        let zb = i32x4_splat(rule::magic_minus_zero(zero));
         let mut j = 0;
         // SAFETY: loads and stores stay below n (8 at a time, then the scalar tail).
         unsafe {
             while j + 8 <= n {
                 // pmin/pmax and the mantissa rounding: see the simd128 GEMM kernel's epilogue.
                 let q = |p: *const f32| {
-                    crate::wasm32::qgemm::round_clamped(f32x4_pmin(
-                        f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo),
-                        hi,
-                    ))
+                    crate::wasm32::qgemm::round_plus_zero(
+                        f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(v128_load(p as *const v128), s), b), lo), hi),
+                        zb,
+                    )
                 };
                 let h = i16x8_narrow_i32x4(q(acc.as_ptr().add(j)), q(acc.as_ptr().add(j + 4)));
                 let bytes = if signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
@@ -414,8 +431,7 @@ impl Acc for f32 {
             }
         }
         for (o, &v) in out[j..n].iter_mut().zip(&acc[j..n]) {
-            let q = super::round_half_even((v * si + bi).clamp(qlo, qhi));
-            *o = q as i32 as u8;
+            *o = rule::requantize(v, si, bi, (qlo, qhi), zero) as u8;
         }
     }
 }

@@ -25,16 +25,20 @@
 //! two consecutive-k i16 values (pairs) or four consecutive-k bytes (quads), the unit
 //! every dot instruction consumes.
 //! The epilogue turns each i32 tile into i32, f32, or requantized u8/i8 output,
-//! with per-row scale, bias and activation (see [`QEpilogue`]).
+//! with per-row scale, bias and activation (see [`QEpilogue`]); 8-bit output follows
+//! XNNPACK's fp32 requantization ([`rule`]).
 
 pub(crate) mod driver;
 mod pack;
 pub mod reference;
+pub mod rule;
 
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod xnnpack_rule;
 
 pub use driver::{qgemm, qgemm_on};
 pub use pack::{PackedQA, QRhs};
@@ -92,14 +96,21 @@ impl QOut<'_> {
     }
 }
 
-/// What the epilogue does to an accumulator `acc` of row `r` (ignored for i32 output):
-/// `v = act(acc * scale[r] + bias[r])` in real units, then for 8-bit output
-/// `q = clamp(round_half_even(v / out_scale) + out_zero)`.
-/// `scale` and `bias` hold one value per row, or a single value for all rows.
+/// What the epilogue does to an accumulator `acc` of row `r`: first `acc += acc_bias[r]`
+/// (exact, in i32, for every output kind), then for f32 output `act(acc * scale[r] + bias[r])`,
+/// and for 8-bit output with a clamping activation (identity, ReLU, clip) the rule of
+/// [`rule`]: `q = round_half_even(clamp(acc * (scale[r] / out_scale) + bias[r] / out_scale,
+/// qmin - out_zero, qmax - out_zero)) + out_zero` (XNNPACK's fp32 requantization). Other
+/// activations apply in real units: `q = clamp(round_half_even(act(v) / out_scale) + out_zero)`.
+/// `scale`, `bias` and `acc_bias` hold one value per row, or a single value for all rows.
 #[derive(Clone, Copy, Debug)]
 pub struct QEpilogue<'a> {
     pub scale: &'a [f32],
+    /// A bias in real units (models whose bias is a float).
     pub bias: Option<&'a [f32]>,
+    /// A bias in accumulator units (scale `scale[r]`), as QLinearConv, TFLite and XNNPACK
+    /// keep it: added to the i32 accumulator exactly. At most one of `bias`, `acc_bias`.
+    pub acc_bias: Option<&'a [i32]>,
     pub activation: Activation,
     pub out_scale: f32,
     pub out_zero: i32,
@@ -107,7 +118,23 @@ pub struct QEpilogue<'a> {
 
 impl Default for QEpilogue<'_> {
     fn default() -> Self {
-        QEpilogue { scale: &[1.0], bias: None, activation: Activation::Identity, out_scale: 1.0, out_zero: 0 }
+        QEpilogue { scale: &[1.0], bias: None, acc_bias: None, activation: Activation::Identity, out_scale: 1.0, out_zero: 0 }
+    }
+}
+
+impl QEpilogue<'_> {
+    /// The accumulator bias of row `r` (0 without one).
+    #[inline(always)]
+    pub(crate) fn acc_bias_at(&self, r: usize) -> i32 {
+        self.acc_bias.map_or(0, |v| if v.len() == 1 { v[0] } else { v[r] })
+    }
+
+    /// Panics with `what` when a bias has the wrong length for `rows` rows, or both are given.
+    pub(crate) fn check(&self, rows: usize, what: &str) {
+        assert!(self.scale.len() == 1 || self.scale.len() >= rows, "{what}: scale must be 1 or {rows} values");
+        assert!(self.bias.is_none_or(|v| v.len() == 1 || v.len() >= rows), "{what}: bias must be 1 or {rows} values");
+        assert!(self.acc_bias.is_none_or(|v| v.len() == 1 || v.len() >= rows), "{what}: acc_bias must be 1 or {rows} values");
+        assert!(self.bias.is_none() || self.acc_bias.is_none(), "{what}: a real bias and an accumulator bias at once");
     }
 }
 
@@ -178,19 +205,23 @@ pub struct QKernel {
 }
 
 /// Where and how a fused kernel stores a full 8-bit tile: for row i,
-/// `out[i * ldc + j] = round_half_even(clamp(acc[i][j] * si[i] + bi[i], qlo, qhi))`.
+/// `out[i * ldc + j] = round_half_even(clamp(acc[i][j] * si[i] + bi[i], qlo, qhi)) + zero`,
+/// computed as `bits(clamp(..) + rule::MAGIC) - zero_bits` (see [`rule`]).
 // Only the SIMD kernels read it (the portable build has none).
 #[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
 pub(crate) struct Q8Tile {
     pub si: *const f32,
     pub bi: *const f32,
+    /// The clamp before rounding: the quantized bounds minus the zero point.
     pub qlo: f32,
     pub qhi: f32,
+    /// `rule::magic_minus_zero(zero)`.
+    pub zero_bits: i32,
     pub out: *mut u8,
     pub ldc: usize,
     pub signed: bool,
-    /// False when the clamp cannot change any result: `[qlo, qhi]` is the whole 8-bit range
-    /// (the narrowing instructions saturate to it) and every `acc * si + bi` is provably
+    /// False when the clamp cannot change any result: `[qlo, qhi] + zero` is the whole 8-bit
+    /// range (the narrowing instructions saturate to it) and every `acc * si + bi` is provably
     /// below 2^22 in magnitude (so the rounding trick is exact without a bound). Kernels may
     /// then skip the two clamp instructions per vector; they may also ignore it (the x86
     /// kernels do: their clamps are a small part of a tile there).

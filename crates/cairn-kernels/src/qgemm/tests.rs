@@ -158,7 +158,7 @@ fn every_kernel_requantizes_like_the_reference() {
             let activation =
                 [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }, Activation::HardSwish][case % 4];
             let out_zero = [0, 128, 17, -5][case % 4];
-            let epi = QEpilogue { scale: &scale, bias: Some(&bias), activation, out_scale: 0.02, out_zero };
+            let epi = QEpilogue { scale: &scale, bias: Some(&bias), acc_bias: None, activation, out_scale: 0.02, out_zero };
             let real = real_reference(&acc, m, n, &epi);
             // f32 output
             let mut f = vec![0f32; m * n];
@@ -193,4 +193,111 @@ fn rounding_is_half_to_even() {
     }
     assert_eq!(quantize(f32::NAN, 1.0, 7, 0, 255), 7);
     assert_eq!(quantize(1e30, 1.0, 7, 0, 255), 255);
+}
+
+/// XNNPACK's fp32 requantization, bit for bit, on every kernel and every store path (fused
+/// full tiles, partial tiles, matrix-vector columns): an integer bias in the accumulator,
+/// `scale / out_scale`, the zero point added after rounding. Each row's scale makes column 0
+/// (and every third column, a copy of it) a near tie, where adding the zero point before
+/// rounding (Cairn's rule before) gives the other neighbour.
+#[test]
+fn every_kernel_requantizes_like_xnnpack_on_near_ties() {
+    use super::xnnpack_rule::{near_tie_scale, old_requantize, xnn_bounds, xnn_requantize};
+    let mut rng = Rng(14);
+    let (mut ties, mut flips) = (0, 0);
+    for kernel in QKernel::all_available() {
+        for case in 0..24 {
+            let (m, k) = (1 + rng.below(40), 1 + rng.below(40));
+            let n = [1, 2, 37, 70, 16, 5][case % 6];
+            let signed = case % 4 == 3;
+            let activation = [Activation::Identity, Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }][case % 3];
+            let z = if signed { -128 + rng.below(40) as i32 } else { 128 + rng.below(100) as i32 };
+            // Small weights (symmetric s8) and activations near their zero point keep the
+            // other columns near column 0, mostly inside the output range.
+            let a: Vec<u8> = (0..m * k).map(|_| (rng.below(41) as i32 - 20) as i8 as u8).collect();
+            let zb = 100 + rng.below(50) as i32;
+            let mut b: Vec<u8> = (0..k * n).map(|_| (zb + rng.below(41) as i32 - 20) as u8).collect();
+            for kk in 0..k {
+                for j in (3..n).step_by(3) {
+                    b[kk * n + j] = b[kk * n];
+                }
+            }
+            let acc = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &[0], Q8::U8(&b), n, zb);
+            let out_scale = 0.02 + rng.f32().abs() * 0.1;
+            let bounds = xnn_bounds(activation, out_scale, z, signed);
+            let (mut scale, mut bias) = (vec![0f32; m], vec![0i32; m]);
+            for r in 0..m {
+                // Column 0 lands at f = ±(n + 0.5) plus a few ulps, inside the bounds.
+                let t = 20_000 + rng.below(2_000_000) as i32;
+                let mag = 1.0 + rng.below(20) as f64 + 0.5;
+                let neg = matches!(activation, Activation::Identity) && rng.below(2) == 0;
+                scale[r] = near_tie_scale(if neg { -t } else { t }, mag, out_scale);
+                bias[r] = t - acc[r * n];
+                if neg {
+                    // f = (-t) * s < 0: the accumulator with its bias is -t.
+                    bias[r] = -t - acc[r * n];
+                }
+            }
+            let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &[0]);
+            let rhs = QRhs { data: Q8::U8(&b), zero: zb, k_stride: n, n_stride: 1 };
+            let epi = QEpilogue { scale: &scale, bias: None, acc_bias: Some(&bias), activation, out_scale, out_zero: z };
+            let (mut qu, mut qi) = (vec![0u8; m * n], vec![0i8; m * n]);
+            let got: Vec<i32> = if signed {
+                qgemm(m, n, k, &packed, rhs, QOut::I8(&mut qi), n, 1, &epi);
+                qi.iter().map(|&v| v as i32).collect()
+            } else {
+                qgemm(m, n, k, &packed, rhs, QOut::U8(&mut qu), n, 1, &epi);
+                qu.iter().map(|&v| v as i32).collect()
+            };
+            for r in 0..m {
+                for j in 0..n {
+                    let i = r * n + j;
+                    let want = xnn_requantize(acc[i], bias[r], scale[r], out_scale, z, bounds);
+                    assert_eq!(got[i], want, "{kernel:?} case {case} {m}x{n}x{k} row {r} col {j} ({activation:?}, zero {z})");
+                    if j % 3 == 0 {
+                        ties += 1;
+                        flips += (old_requantize(acc[i], bias[r], scale[r], out_scale, z, activation, signed) != want) as usize;
+                    }
+                }
+            }
+        }
+    }
+    // The cases must tell the rules apart, or this test could not fail on the old one.
+    assert!(flips * 10 > ties, "only {flips} of {ties} near ties differ from the old rule");
+}
+
+/// An int32 bias that f32 cannot hold (2^24 + d), cancelled by the accumulator: exact in
+/// integers (XNNPACK), lost by a real bias added in f32.
+#[test]
+fn an_integer_bias_is_added_exactly() {
+    use super::xnnpack_rule::{old_requantize, xnn_bounds, xnn_requantize};
+    let (m, n, k) = (12, 20, 520);
+    // -128 * 255 * 520 = -16,972,800 in every accumulator.
+    let a = vec![0x80u8; m * k];
+    let b = vec![255u8; k * n];
+    let acc = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &[0], Q8::U8(&b), n, 0);
+    assert!(acc.iter().all(|&v| v == -16_972_800));
+    let bias: Vec<i32> = (0..m as i32).map(|r| 16_972_800 + 3 * r - 15).collect();
+    let scale: Vec<f32> = (0..m).map(|r| 0.05 + r as f32 * 0.013).collect();
+    let (out_scale, z) = (0.1, 131);
+    let bounds = xnn_bounds(Activation::Identity, out_scale, z, false);
+    let mut differ = 0;
+    for kernel in QKernel::all_available() {
+        let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &[0]);
+        let rhs = QRhs { data: Q8::U8(&b), zero: 0, k_stride: n, n_stride: 1 };
+        let epi = QEpilogue { scale: &scale, bias: None, acc_bias: Some(&bias), activation: Activation::Identity, out_scale, out_zero: z };
+        let mut q = vec![0u8; m * n];
+        qgemm(m, n, k, &packed, rhs, QOut::U8(&mut q), n, 1, &epi);
+        for (i, &g) in q.iter().enumerate() {
+            let r = i / n;
+            let want = xnn_requantize(acc[i], bias[r], scale[r], out_scale, z, bounds);
+            assert_eq!(g as i32, want, "{kernel:?} element {i}");
+            differ += (old_requantize(acc[i], bias[r], scale[r], out_scale, z, Activation::Identity, false) != want) as usize;
+        }
+        // i32 output: the accumulator with its bias.
+        let mut q32 = vec![0i32; m * n];
+        qgemm(m, n, k, &packed, rhs, QOut::I32(&mut q32), n, 1, &epi);
+        assert!(q32.iter().enumerate().all(|(i, &v)| v == 3 * (i / n) as i32 - 15), "{kernel:?} i32");
+    }
+    assert!(differ > 0, "the real-bias rule gave the same bytes");
 }

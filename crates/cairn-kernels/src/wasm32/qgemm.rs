@@ -3,7 +3,7 @@
 //! pair into an i32 lane (8 products per instruction). Eight accumulators, two B
 //! vectors and one splat: the 4x8 shape the f32 kernel found V8 keeps in registers.
 
-use crate::qgemm::{Layout, Q8Tile, QKernel};
+use crate::qgemm::{rule, Layout, Q8Tile, QKernel};
 use core::arch::wasm32::*;
 
 const MR: usize = 4;
@@ -31,7 +31,7 @@ unsafe fn kernel_4x8(kp: usize, a: *const i32, b: *const i32, init: *const i32, 
 }
 
 /// The tile requantized in registers: f32 scale and bias per row, clamp, round half to
-/// even, then narrows to 8 bytes per row. Written with the instructions V8 lowers to
+/// even, zero point (`qgemm::rule`), then narrows to 8 bytes per row. Written with the instructions V8 lowers to
 /// one x86 instruction each: `pmin`/`pmax` (the accumulators are never NaN, so
 /// `min`/`max`'s NaN fix-ups are dead weight), and rounding by adding 1.5 * 2^23 and
 /// reading the integer from the mantissa (exact for the clamped range; `nearest` +
@@ -61,14 +61,15 @@ pub(crate) unsafe fn sweep_q8(kp: usize, a: *const i32, bpanels: *const i32, til
 #[inline(always)]
 unsafe fn store_q8(acc: [[v128; 2]; MR], t: &Q8Tile, out: *mut u8) {
     let (lo, hi) = (f32x4_splat(t.qlo), f32x4_splat(t.qhi));
+    let zb = i32x4_splat(t.zero_bits);
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (f32x4_splat(*t.si.add(i)), f32x4_splat(*t.bi.add(i)));
         let h = if t.clamp {
-            let q = |v: v128| round_clamped(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), lo), hi));
+            let q = |v: v128| round_plus_zero(f32x4_pmin(f32x4_pmax(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), lo), hi), zb);
             i16x8_narrow_i32x4(q(row[0]), q(row[1]))
         } else {
             // The saturating narrows below clamp to the 8-bit range (see `Q8Tile::clamp`).
-            let q = |v: v128| round_clamped(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias));
+            let q = |v: v128| round_plus_zero(f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), s), bias), zb);
             i16x8_narrow_i32x4(q(row[0]), q(row[1]))
         };
         let bytes = if t.signed { i8x16_narrow_i16x8(h, h) } else { u8x16_narrow_i16x8(h, h) };
@@ -80,8 +81,14 @@ unsafe fn store_q8(acc: [[v128; 2]; MR], t: &Q8Tile, out: *mut u8) {
 /// rounds in the FPU's default mode and leaves the integer in the low mantissa bits.
 #[inline(always)]
 pub(crate) fn round_clamped(v: v128) -> v128 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    i32x4_sub(f32x4_add(v, f32x4_splat(MAGIC)), i32x4_splat(MAGIC.to_bits() as i32))
+    round_plus_zero(v, i32x4_splat(rule::magic_minus_zero(0)))
+}
+
+/// `round_half_even(v) + zero` for lanes within [-2^22, 2^22], `zero_bits` holding
+/// `rule::magic_minus_zero(zero)`: the zero point costs nothing (one subtraction either way).
+#[inline(always)]
+pub(crate) fn round_plus_zero(v: v128, zero_bits: v128) -> v128 {
+    i32x4_sub(f32x4_add(v, f32x4_splat(rule::MAGIC)), zero_bits)
 }
 
 #[inline(always)]

@@ -10,7 +10,7 @@
 //!   per lane, twice the pairs kernel's), the A word broadcast from memory: sixteen
 //!   accumulators, two B vectors.
 
-use crate::qgemm::{Layout, Q8Tile, QKernel};
+use crate::qgemm::{rule, Layout, Q8Tile, QKernel};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
@@ -88,8 +88,8 @@ unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i3
     kernel_6x16_avx2_q8(kp, a, b, init, t)
 }
 
-/// The tile requantized in registers (scale, bias, clamp, round half to even) and
-/// narrowed with saturating packs to 16 bytes per row.
+/// The tile requantized in registers (scale, bias, clamp, round half to even, zero point:
+/// `qgemm::rule`) and narrowed with saturating packs to 16 bytes per row.
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
     store_q8_ymm(&tile_avx2(kp, a, b, init), t)
@@ -98,11 +98,13 @@ unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *co
 #[inline(always)]
 unsafe fn store_q8_ymm(acc: &[[__m256i; 2]; MR], t: &Q8Tile) {
     let (lo, hi) = (_mm256_set1_ps(t.qlo), _mm256_set1_ps(t.qhi));
+    let (magic, zero_bits) = (_mm256_set1_ps(rule::MAGIC), _mm256_set1_epi32(t.zero_bits));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm256_set1_ps(*t.si.add(i)), _mm256_set1_ps(*t.bi.add(i)));
         let q = |v: __m256i| {
             let f = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), s), bias), lo), hi);
-            _mm256_cvtps_epi32(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f))
+            // round_half_even(f) + zero (see `qgemm::rule`).
+            _mm256_sub_epi32(_mm256_castps_si256(_mm256_add_ps(f, magic)), zero_bits)
         };
         // packs interleaves 128-bit lanes: [r0 0..4, r1 0..4, r0 4..8, r1 4..8]; restore order.
         let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(q(row[0]), q(row[1])));
@@ -211,12 +213,13 @@ unsafe fn vnni_i32<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, 
 unsafe fn vnni_q8<const R: usize, const QUADS: bool>(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
     let acc = tile_vnni::<R, QUADS>(kp, a, b, init);
     let (lo, hi) = (_mm512_set1_ps(t.qlo), _mm512_set1_ps(t.qhi));
+    let (magic, zero_bits) = (_mm512_set1_ps(rule::MAGIC), _mm512_set1_epi32(t.zero_bits));
     for (i, row) in acc.iter().enumerate() {
         let (s, bias) = (_mm512_set1_ps(*t.si.add(i)), _mm512_set1_ps(*t.bi.add(i)));
         for (h, &v) in row.iter().enumerate() {
             let f = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), s), bias), lo), hi);
-            // Default MXCSR rounding is to nearest, ties to even.
-            let q = _mm512_cvtps_epi32(f);
+            // round_half_even(f) + zero (see `qgemm::rule`).
+            let q = _mm512_sub_epi32(_mm512_castps_si512(_mm512_add_ps(f, magic)), zero_bits);
             let bytes = if t.signed { _mm512_cvtsepi32_epi8(q) } else { _mm512_cvtusepi32_epi8(q) };
             _mm_storeu_si128(t.out.add(i * t.ldc + 16 * h) as *mut __m128i, bytes);
         }
