@@ -235,6 +235,32 @@ impl Ctx {
         (s.len() == 1 || s.len() == q.len()).then(|| q.iter().enumerate().map(|(i, &b)| (b - at(&z, i)) * at(&s, i)).collect())
     }
 
+    /// The bias as an int32 in accumulator units, when it is one: `DequantizeLinear` of an
+    /// int32 constant with zero point 0 and scale `x_scale * w_scale[c]` (within 1e-6, as
+    /// TFLite's converter and ONNX quantizers write it). The kernels then add it to the i32
+    /// accumulator exactly, as XNNPACK (the TFLite interpreter's default) does (ADR 0032).
+    fn acc_bias(&self, graph: &Graph, value: &str, x_scale: &str, w_scale: &[f32]) -> Option<Vec<i32>> {
+        let dq = self.dq_of(graph, value)?;
+        let q = self.constant(graph, &dq.q)?.i32s().ok()?.to_vec();
+        let s = self.constant(graph, &dq.scale)?.view().to_f32_vec();
+        let xs = self.constant(graph, x_scale)?.view().to_f32_vec();
+        if let Some(z) = dq.zero.as_deref() {
+            if self.constant(graph, z)?.view().to_f32_vec().iter().any(|&v| v != 0.0) {
+                return None;
+            }
+        }
+        let at = |v: &[f32], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+        let fits = |v: &[f32]| v.len() == 1 || v.len() == q.len();
+        if xs.len() != 1 || !fits(&s) || !fits(w_scale) {
+            return None;
+        }
+        let same = (0..q.len()).all(|i| {
+            let want = xs[0] * at(w_scale, i);
+            (at(&s, i) - want).abs() <= 1e-6 * want.abs()
+        });
+        same.then_some(q)
+    }
+
     fn qdq_conv(&self, graph: &Graph, i: usize, removed: &HashSet<usize>) -> Result<Found> {
         let conv = &graph.nodes[i];
         let name = |k: usize| conv.inputs.get(k).cloned().flatten().filter(|s| !s.is_empty());
@@ -243,9 +269,10 @@ impl Ctx {
         let Some((wq, w_scale, w_zero)) = self.weight_dq(graph, &w, 0) else { return Ok(None) };
         let bias = match name(2) {
             None => None,
-            Some(b) => match self.bias(graph, &b) {
-                Some(v) => Some(QBias::Real(v)),
-                None => return Ok(None),
+            Some(b) => match (self.acc_bias(graph, &b, &xdq.scale, &w_scale), self.bias(graph, &b)) {
+                (Some(v), _) => Some(QBias::Int(v)),
+                (None, Some(v)) => Some(QBias::Real(v)),
+                (None, None) => return Ok(None),
             },
         };
         let (act, out, y, absorbed) = self.output_side(graph, &conv.outputs[0], removed);
@@ -283,11 +310,17 @@ impl Ctx {
         }
         let n = if trans_b { wq.shape()[0] } else { wq.shape()[1] };
         let alpha = if gemm { float("alpha") } else { 1.0 };
+        let unscaled = alpha == 1.0 && float("beta") == 1.0;
         let bias = match name(2).filter(|_| gemm) {
             None => None,
-            Some(c) => match self.bias(graph, &c) {
-                Some(v) if v.len() == n || v.len() == 1 => Some(QBias::Real(v.iter().map(|x| x * float("beta")).cycle().take(n).collect())),
-                _ => return Ok(None),
+            Some(c) => match self.acc_bias(graph, &c, &adq.scale, &w_scale).filter(|v| unscaled && (v.len() == n || v.len() == 1)) {
+                Some(v) => Some(QBias::Int(v.iter().copied().cycle().take(n).collect())),
+                None => match self.bias(graph, &c) {
+                    Some(v) if v.len() == n || v.len() == 1 => {
+                        Some(QBias::Real(v.iter().map(|x| x * float("beta")).cycle().take(n).collect()))
+                    }
+                    _ => return Ok(None),
+                },
             },
         };
         let (act, out, y, absorbed) = self.output_side(graph, &node.outputs[0], removed);
