@@ -12,7 +12,7 @@ use common::*;
 // Found by a search over scales and biases: at x = -78 the sum (acc + bias) * scale is
 // -37.49999964 in f64 and exactly -37.5 in f32 (a tie, to even: -38), while the real-bias
 // path computes -37.50000x and rounds away from it.
-const SX: f32 = 0.022_501_910;
+const SX: f32 = 0.022_501_91;
 const ZX: i32 = 3;
 const SW: f32 = 0.000_665_411_4;
 const W: i8 = 123;
