@@ -520,3 +520,108 @@ fn ms_node(graph: &Graph, base: &Node, op_type: &str, inputs: Vec<Option<String>
 pub(super) fn int8_node(base: &Node, op: impl crate::Op + 'static, inputs: Vec<Option<String>>, output: String) -> Node {
     Node { inputs, outputs: vec![output], op: Arc::new(op), ..base.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dim, Session, TensorData, ValueInfo};
+
+    // A near tie (found by a search): at x = -78, (acc + bias) * scale is -37.49999964 in f64
+    // and exactly -37.5 in f32, so XNNPACK's rule gives -38 + zero point; a bias made real
+    // first (`bias * bias_scale / out_scale` added to `acc * scale`) rounds to -37.
+    const SX: f32 = 0.022_501_91;
+    const ZX: i8 = 3;
+    const SW: f32 = 0.000_665_411_4;
+    const W: i8 = 123;
+    const BIAS: i32 = -199_867;
+    const SY: f32 = 0.083_781_08;
+    const ZY: i8 = -5;
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, Attr)>) -> Node {
+        let spec = NodeSpec {
+            name: output.into(),
+            domain: String::new(),
+            op_type: op.into(),
+            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            inputs: inputs.iter().map(|i| Some(i.to_string())).collect(),
+            outputs: vec![output.into()],
+        };
+        Node::build(spec, 17, Registry::global()).unwrap()
+    }
+
+    /// The QDQ form of a Gemm as ONNX quantizers write it: int8 x [256, 1], int8 weight
+    /// [1, 1], int32 bias with scale `x_scale * w_scale`, output quantized to int8; `alpha`
+    /// scales the product (the bias must then stay real).
+    fn gemm(alpha: f32) -> Graph {
+        let t = |shape: Vec<usize>, data: TensorData| Arc::new(Tensor::new(shape, data).unwrap());
+        let initializers = HashMap::from([
+            ("sx".to_string(), t(vec![], TensorData::F32(vec![SX]))),
+            ("zx".to_string(), t(vec![], TensorData::I8(vec![ZX]))),
+            ("wq".to_string(), t(vec![1, 1], TensorData::I8(vec![W]))),
+            ("sw".to_string(), t(vec![], TensorData::F32(vec![SW]))),
+            ("zw".to_string(), t(vec![], TensorData::I8(vec![0]))),
+            ("bq".to_string(), t(vec![1], TensorData::I32(vec![BIAS]))),
+            ("sb".to_string(), t(vec![], TensorData::F32(vec![SX * SW]))),
+            ("zb".to_string(), t(vec![], TensorData::I32(vec![0]))),
+            ("sy".to_string(), t(vec![], TensorData::F32(vec![SY]))),
+            ("zy".to_string(), t(vec![], TensorData::I8(vec![ZY]))),
+        ]);
+        let nodes = vec![
+            node("DequantizeLinear", &["xq", "sx", "zx"], "x", vec![]),
+            node("DequantizeLinear", &["wq", "sw", "zw"], "w", vec![]),
+            node("DequantizeLinear", &["bq", "sb", "zb"], "b", vec![]),
+            node("Gemm", &["x", "w", "b"], "y", vec![("alpha", Attr::Float(alpha))]),
+            node("QuantizeLinear", &["y", "sy", "zy"], "yq", vec![]),
+        ];
+        Graph {
+            inputs: vec![ValueInfo { name: "xq".into(), dtype: DType::I8, dims: Some(vec![Dim::Known(256), Dim::Known(1)]) }],
+            outputs: vec![ValueInfo { name: "yq".into(), dtype: DType::I8, dims: None }],
+            initializers,
+            nodes,
+            opset: 17,
+        }
+        .validated()
+        .unwrap()
+    }
+
+    /// XNNPACK's fp32 rule written out: integer sum with the bias, one f32 product with
+    /// `x_scale * w_scale * alpha / y_scale`, round half to even, the zero point added after.
+    fn xnnpack(x: i8, alpha: f32) -> i8 {
+        let acc = W as i64 * (x as i64 - ZX as i64) + BIAS as i64;
+        let f = (acc as f32 * (SX * (SW * alpha) / SY)).clamp((-128 - ZY as i32) as f32, (127 - ZY as i32) as f32);
+        (f.round_ties_even() as i32 + ZY as i32) as i8
+    }
+
+    fn run(graph: Graph) -> (QdqStats, Vec<i8>) {
+        let (graph, stats) = quantized_to_int8(graph).unwrap();
+        let x = Tensor::new(vec![256, 1], TensorData::I8((-128..=127).collect())).unwrap();
+        let y = Session::new(graph.validated().unwrap()).run(HashMap::from([("xq".to_string(), x)])).unwrap().remove(0).1;
+        match y.data() {
+            TensorData::I8(v) => (stats, v.clone()),
+            other => panic!("expected i8 output, got {}", other.dtype()),
+        }
+    }
+
+    #[test]
+    fn an_int32_bias_of_a_qdq_gemm_is_added_to_the_accumulator() {
+        let (stats, got) = run(gemm(1.0));
+        assert_eq!(stats.int8_matmuls, 1, "the QDQ Gemm must become one int8 matmul");
+        let want: Vec<i8> = (-128..=127).map(|x| xnnpack(x, 1.0)).collect();
+        assert_eq!(want[(-78i32 + 128) as usize], -43, "the near tie this test is built on");
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_scaled_gemm_keeps_its_bias_real_and_still_runs_on_int8() {
+        // alpha = 2: the bias is no longer in the product's units, so it stays a real value;
+        // the outputs then follow the rule to within one step.
+        let (stats, got) = run(gemm(2.0));
+        assert_eq!(stats.int8_matmuls, 1);
+        for (x, g) in (-128..=127i8).zip(got) {
+            let acc = W as f64 * (x as f64 - ZX as f64);
+            let real = (acc * SX as f64 * SW as f64 * 2.0 + BIAS as f64 * SX as f64 * SW as f64) / SY as f64;
+            let want = (real.round() + ZY as f64).clamp(-128.0, 127.0);
+            assert!((g as f64 - want).abs() <= 1.0, "x = {x}: {g} vs {want}");
+        }
+    }
+}
