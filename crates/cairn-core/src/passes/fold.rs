@@ -30,26 +30,29 @@ pub fn fold_constants(graph: Graph) -> Result<(Graph, FoldStats)> {
 /// [`fold_constants`] for a graph that is stored rather than run (bundles, `cairn optimize`
 /// output): `DequantizeLinear` of 8-bit initializers stays, since folding it would store the
 /// weights 4x larger; the loader's `qdq` pass reads them as int8 (and folds what it leaves).
+/// So does `DequantizeLinear` of int32 ones (the biases of quantized convolutions and Gemms):
+/// folded, they would be f32 of the same size, and the `qdq` pass could no longer add them to
+/// the accumulator as integers, as XNNPACK and the ONNX reference do (docs/adr/0032).
 pub fn fold_constants_for_storage(graph: Graph) -> Result<(Graph, FoldStats)> {
     fold(graph, true)
 }
 
-fn fold(mut graph: Graph, keep_int8_weights: bool) -> Result<(Graph, FoldStats)> {
+fn fold(mut graph: Graph, keep_quantized: bool) -> Result<(Graph, FoldStats)> {
     let mut stats = FoldStats::default();
     let graph_inputs: HashSet<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
     let mut kept = Vec::with_capacity(graph.nodes.len());
     for node in std::mem::take(&mut graph.nodes) {
         // An initializer that is also a graph input may be overridden by the caller: not constant.
         let constant_input = |name: &String| !graph_inputs.contains(name) && graph.initializers.contains_key(name);
-        let int8_weights = keep_int8_weights
+        let quantized_constant = keep_quantized
             && node.op_type == "DequantizeLinear"
             && node
                 .inputs
                 .first()
                 .and_then(|n| n.as_ref())
                 .and_then(|n| graph.initializers.get(n))
-                .is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8));
-        let foldable = !int8_weights
+                .is_some_and(|t| matches!(t.dtype(), crate::DType::I8 | crate::DType::U8 | crate::DType::I32));
+        let foldable = !quantized_constant
             && !node.op.is_random()
             && !node.outputs.is_empty()
             && node.outputs.iter().all(|o| !o.is_empty())
