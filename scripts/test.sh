@@ -100,8 +100,9 @@ for variant in simd128 scalar; do
   [ "$variant" = simd128 ] && flags="-C target-feature=+simd128"
   # Node 20 runs relaxed SIMD behind a flag (Chromium ships it).
   [ "$variant" = relaxed ] && flags="-C target-feature=+simd128,+relaxed-simd" && node_flags="--experimental-wasm-relaxed-simd"
+  # Linted by clippy as step 1 is: the kernels' wasm32 paths (cfg'd out of the native build).
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $node_flags $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
-    cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
+    env "${clippy_env[@]}" cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
 done
 
 # (Tokenizer parity as wasm32-wasip1 in Node: scripts/test-extra.sh text. The native parity

@@ -56,6 +56,8 @@ impl Isa {
         FOUND.get_or_init(Isa::detect)
     }
 
+    // Which pushes exist depends on the target (cfg), so the list cannot be a `vec![]` literal.
+    #[allow(clippy::vec_init_then_push)]
     fn detect() -> Vec<Isa> {
         let mut found = Vec::new();
         #[cfg(target_arch = "x86_64")]

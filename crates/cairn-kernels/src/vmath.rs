@@ -197,7 +197,7 @@ mod simd128 {
         for c in [-1.0 / 1320.0, 1.0 / 216.0, -1.0 / 42.0, 1.0 / 10.0, -1.0 / 3.0] {
             series = f32x4_add(splat(c), f32x4_mul(z, series));
         }
-        let series = f32x4_mul(f32x4_mul(splat(1.128_379_2), a), f32x4_add(splat(1.0), f32x4_mul(z, series)));
+        let series = f32x4_mul(f32x4_mul(splat(std::f32::consts::FRAC_2_SQRT_PI), a), f32x4_add(splat(1.0), f32x4_mul(z, series)));
         let r = v128_bitselect(series, far, f32x4_lt(a, splat(0.5)));
         // The sign of x (0 and -0 stay themselves; NaN stays NaN through `far`).
         v128_or(r, v128_and(x, splat(-0.0)))

@@ -254,8 +254,9 @@ impl QKernel {
     }
 
     /// Every kernel this process can run, best first (tests compare them all to the reference).
+    // Which pushes exist depends on the target (cfg), so the list cannot be a `vec![]` literal.
+    #[allow(unused_mut, clippy::vec_init_then_push)]
     pub fn all_available() -> Vec<QKernel> {
-        #[allow(unused_mut)]
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
