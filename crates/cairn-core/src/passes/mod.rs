@@ -5,6 +5,8 @@ pub mod fuse;
 pub mod qdq;
 mod qdynamic;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use crate::{Graph, Result};
 

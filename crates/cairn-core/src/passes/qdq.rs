@@ -524,6 +524,7 @@ pub(super) fn int8_node(base: &Node, op: impl crate::Op + 'static, inputs: Vec<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passes::test_support::node;
     use crate::{Dim, Session, TensorData, ValueInfo};
 
     // A near tie (found by a search): at x = -78, (acc + bias) * scale is -37.49999964 in f64
@@ -536,18 +537,6 @@ mod tests {
     const BIAS: i32 = -199_867;
     const SY: f32 = 0.083_781_08;
     const ZY: i8 = -5;
-
-    fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, Attr)>) -> Node {
-        let spec = NodeSpec {
-            name: output.into(),
-            domain: String::new(),
-            op_type: op.into(),
-            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            inputs: inputs.iter().map(|i| Some(i.to_string())).collect(),
-            outputs: vec![output.into()],
-        };
-        Node::build(spec, 17, Registry::global()).unwrap()
-    }
 
     /// The QDQ form of a Gemm as ONNX quantizers write it: int8 x [256, 1], int8 weight
     /// [1, 1], int32 bias with scale `x_scale * w_scale`, output quantized to int8; `alpha`
@@ -567,11 +556,11 @@ mod tests {
             ("zy".to_string(), t(vec![], TensorData::I8(vec![ZY]))),
         ]);
         let nodes = vec![
-            node("DequantizeLinear", &["xq", "sx", "zx"], "x", vec![]),
-            node("DequantizeLinear", &["wq", "sw", "zw"], "w", vec![]),
-            node("DequantizeLinear", &["bq", "sb", "zb"], "b", vec![]),
-            node("Gemm", &["x", "w", "b"], "y", vec![("alpha", Attr::Float(alpha))]),
-            node("QuantizeLinear", &["y", "sy", "zy"], "yq", vec![]),
+            node("x", "DequantizeLinear", &["xq", "sx", "zx"], "x", vec![]),
+            node("w", "DequantizeLinear", &["wq", "sw", "zw"], "w", vec![]),
+            node("b", "DequantizeLinear", &["bq", "sb", "zb"], "b", vec![]),
+            node("y", "Gemm", &["x", "w", "b"], "y", vec![("alpha", Attr::Float(alpha))]),
+            node("yq", "QuantizeLinear", &["y", "sy", "zy"], "yq", vec![]),
         ];
         Graph {
             inputs: vec![ValueInfo { name: "xq".into(), dtype: DType::I8, dims: Some(vec![Dim::Known(256), Dim::Known(1)]) }],

@@ -150,20 +150,9 @@ fn unused_name(graph: &Graph, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passes::test_support::node;
     use crate::{Dim, Session, ValueInfo};
     use std::collections::HashMap;
-
-    fn node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, Attr)>) -> Node {
-        let spec = NodeSpec {
-            name: name.into(),
-            domain: String::new(),
-            op_type: op.into(),
-            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            inputs: inputs.iter().map(|i| Some(i.to_string())).collect(),
-            outputs: vec![output.into()],
-        };
-        Node::build(spec, 17, Registry::global()).unwrap()
-    }
 
     fn tensor(shape: Vec<usize>, seed: f32) -> Arc<Tensor> {
         let n = shape.iter().product();
