@@ -13,7 +13,6 @@ may differ slightly from the unmodified model's.
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -24,7 +23,7 @@ from ai_edge_litert import schema_py_generated as schema
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..'))
-from compare import interpreter, photo  # noqa: E402  (tools/tflite/compare.py)
+from compare import interpreter, photo, run_cairn  # noqa: E402  (tools/tflite/compare.py)
 
 
 def expose(src, dst):
@@ -41,21 +40,6 @@ def expose(src, dst):
     with open(dst, 'wb') as f:
         f.write(b.Output())
     return written
-
-
-def cairn_outputs(cairn, path, details, inputs, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [cairn, 'run', path, '--threads', '1']
-        for j, (d, x) in enumerate(zip(details, inputs)):
-            np.save(os.path.join(tmp, f'in{j}.npy'), x)
-            args += ['--input', f"{d['name']}={os.path.join(tmp, f'in{j}.npy')}"]
-        files = [os.path.join(tmp, f'out{j}.npy') for j in range(n)]
-        for f in files:
-            args += ['--output', f]
-        r = subprocess.run(args, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f'cairn run failed: {r.stderr.strip()}')
-        return [np.load(f) for f in files]
 
 
 def main():
@@ -76,7 +60,7 @@ def main():
             for d, x in zip(ins, xs):
                 it.set_tensor(d['index'], x)
             it.invoke()
-            got = cairn_outputs(args.cairn, path, ins, xs, len(outs))
+            got = run_cairn(args.cairn, path, [d['name'] for d in ins], xs, len(outs))
             print(f'image {image}: {len(order)} tensors, in operator order')
             first = None
             for t in order:
