@@ -53,8 +53,8 @@ async function cairnWasm() {
   // The tokenizer is its own module (crates/cairn-web-text), as in the worker.
   const text = await import(pathToFileURL(path.join(root, 'target/web-pkg/text/cairn_web_text.js')).href);
   await text.default({ module_or_path: fs.readFileSync(path.join(root, 'target/web-pkg/text/cairn_web_text_bg.wasm')) });
-  pkg.text = text;
-  return pkg;
+  // (An ES module namespace is not extensible: hand back a plain object with both.)
+  return { ...pkg, text };
 }
 
 /** Cairn's model on packed int64 inputs (the worker's path: runTensors). */
