@@ -51,6 +51,17 @@ impl Activation {
         }
     }
 
+    /// The bounds of a clamping activation (identity, ReLU, Clip), which a kernel applies
+    /// in registers; `None` for the others, which need a pass over stored values.
+    pub fn clamp_bounds(self) -> Option<(f32, f32)> {
+        match self {
+            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     pub fn apply_one(self, x: f32) -> f32 {
         if matches!(self, Activation::Sigmoid | Activation::Silu | Activation::Tanh | Activation::GeluTanh) {

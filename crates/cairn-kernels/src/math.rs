@@ -86,29 +86,31 @@ pub fn exp_fast(x: f32) -> f32 {
     }
 }
 
-/// erf(x) in f32 without branches on the data path, to 1e-6 relative everywhere:
-/// the Maclaurin series (7 terms, truncation < 1e-9 relative) for |x| < 0.5, where an
-/// absolute-error formula would lose the small values, and Abramowitz & Stegun 7.1.26
-/// (absolute error <= 1.5e-7, erf >= 0.52 there) beyond. Both are computed and one selected.
+/// Numerator coefficients of [`erf_fast`]'s rational form, highest power of x² first.
+pub(crate) const ERF_P: [f32; 7] =
+    [-2.726_142_4e-10, 2.770_681_5e-8, -2.101_024e-6, -5.692_506_2e-5, -7.349_906_4e-4, -2.954_6e-3, -1.609_603_3e-2];
+/// Denominator coefficients, highest power first.
+pub(crate) const ERF_Q: [f32; 5] = [-1.456_607_15e-5, -2.133_740_5e-4, -1.682_827e-3, -7.373_329_3e-3, -1.426_473_9e-2];
+
+/// erf(x) in f32 without branches: `x * P(x²) / Q(x²)` on x clamped to [-4, 4] (the
+/// rational approximation Eigen and XNNPACK use; at 4 it rounds to exactly 1). Measured
+/// against libm over [-6, 6] in steps of 6e-6: within 4.5e-7 relative everywhere, odd
+/// (so 0, -0 and tiny values keep their sign and size), NaN stays NaN. Half the work of
+/// a series-plus-exp form: no exp, one division, which GELU in transformers spends on
+/// every element of the feed-forward layer.
 #[inline(always)]
 pub fn erf_fast(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let far = 1.0 - poly * exp_fast(-a * a);
-    // 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320 + x^13/9360)
-    let z = a * a;
-    let series = std::f32::consts::FRAC_2_SQRT_PI
-        * a
-        * (1.0 + z * (-1.0 / 3.0 + z * (1.0 / 10.0 + z * (-1.0 / 42.0 + z * (1.0 / 216.0 + z * (-1.0 / 1320.0 + z * (1.0 / 9360.0)))))));
-    let r = if a < 0.5 { series } else { far };
-    if x < 0.0 {
-        -r
-    } else if x > 0.0 {
-        r
-    } else {
-        x // 0, -0 and NaN
+    let x = x.clamp(-4.0, 4.0);
+    let z = x * x;
+    let mut p = ERF_P[0];
+    for c in &ERF_P[1..] {
+        p = p * z + c;
     }
+    let mut q = ERF_Q[0];
+    for c in &ERF_Q[1..] {
+        q = q * z + c;
+    }
+    x * p / q
 }
 
 /// The logistic function 1 / (1 + e^-x) through [`exp_fast`] (relative error ~3e-7);
@@ -148,14 +150,16 @@ mod tests {
             let (got, want) = (exp_fast(x), (x as f64).exp());
             assert!(((got as f64 - want) / want).abs() < 5e-7, "exp({x}) = {got}, want {want}");
             let (got, want) = (erf_fast(x), erf(x));
-            assert!((got - want).abs() <= 1e-6 * want.abs(), "erf({x}) = {got}, want {want}");
+            assert!((got - want).abs() <= 5e-7 * want.abs(), "erf({x}) = {got}, want {want}");
             x += 0.0137;
         }
-        // Small arguments keep their relative accuracy (the series branch).
-        for x in [1e-30f32, -3e-8, 1e-4, 0.01, -0.2, 0.4999, 0.5, 0.5001] {
+        // Small arguments keep their relative accuracy (the form is x times a ratio).
+        for x in [1e-30f32, -3e-8, 1e-4, 0.01, -0.2, 0.4999, 0.5, 0.5001, 3.999, 4.0, 4.001, -1e30] {
             let (got, want) = (erf_fast(x), erf(x));
-            assert!((got - want).abs() <= 1e-6 * want.abs(), "erf({x}) = {got}, want {want}");
+            assert!((got - want).abs() <= 5e-7 * want.abs(), "erf({x}) = {got}, want {want}");
         }
+        assert_eq!((erf_fast(f32::INFINITY), erf_fast(f32::NEG_INFINITY)), (1.0, -1.0));
+        assert!(erf_fast(-0.0).is_sign_negative());
         assert!(erf_fast(f32::NAN).is_nan());
         assert_eq!(erf_fast(0.0), 0.0);
         assert_eq!(exp_fast(-100.0), 0.0);

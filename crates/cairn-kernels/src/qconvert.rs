@@ -41,6 +41,46 @@ pub fn quantize(x: &[f32], scale: f32, zero: i32, range: Q8Range, out: &mut [u8]
     quantize_portable(x, scale, zero, range, out)
 }
 
+/// `(min(0, x), max(0, x))` over the finite values of `x`: the range DynamicQuantizeLinear
+/// quantizes (non-finite values count as 0). Kept in eight lanes, so that the compares
+/// vectorize without reassociating (`f32::min` is a libm call in wasm and does not).
+pub fn finite_range(x: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: AVX2 was detected.
+        return unsafe { finite_range_avx2(x) };
+    }
+    finite_range_portable(x)
+}
+
+#[inline(always)]
+fn finite_range_portable(x: &[f32]) -> (f32, f32) {
+    const LANES: usize = 8;
+    let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            // `abs < inf` is false for infinities and NaN: both count as 0.
+            let v = if c[i].abs() < f32::INFINITY { c[i] } else { 0.0 };
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+        }
+    }
+    for (i, &v) in tail.iter().enumerate() {
+        let v = if v.abs() < f32::INFINITY { v } else { 0.0 };
+        lo[i] = if v < lo[i] { v } else { lo[i] };
+        hi[i] = if v > hi[i] { v } else { hi[i] };
+    }
+    (lo.iter().fold(0f32, |a, &b| a.min(b)), hi.iter().fold(0f32, |a, &b| a.max(b)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn finite_range_avx2(x: &[f32]) -> (f32, f32) {
+    finite_range_portable(x)
+}
+
 /// `out[i] = (x[i] - zero) * scale`, `x` holding u8 or (two's-complement) i8 bytes.
 pub fn dequantize(x: &[u8], range: Q8Range, zero: i32, scale: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "dequantize: input and output lengths differ");
@@ -268,6 +308,18 @@ mod simd128 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finite_range_ignores_non_finite_and_includes_zero() {
+        assert_eq!(super::finite_range(&[]), (0.0, 0.0));
+        assert_eq!(super::finite_range(&[3.0, 5.0]), (0.0, 5.0));
+        let mut x: Vec<f32> = (0..37).map(|i| (i as f32 - 20.0) * 0.5).collect();
+        x[3] = f32::INFINITY;
+        x[11] = f32::NEG_INFINITY;
+        x[36] = f32::NAN;
+        x[35] = 99.0; // in the tail, past the last whole chunk of eight
+        assert_eq!(super::finite_range(&x), (-10.0, 99.0));
+    }
+
     use super::*;
     use crate::testutil::Rng;
 

@@ -160,6 +160,7 @@ fn softmax_row(v: &mut [f32]) {
 /// scalar functions, so results are bit-identical to them.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
+    use crate::math::{ERF_P, ERF_Q};
     use core::arch::wasm32::*;
 
     /// [`crate::math::exp_fast`] on four lanes.
@@ -183,24 +184,18 @@ mod simd128 {
     /// [`crate::math::erf_fast`] on four lanes.
     #[inline(always)]
     pub(super) fn erf(x: v128) -> v128 {
-        let splat = f32x4_splat;
-        let a = f32x4_abs(x);
-        let t = f32x4_div(splat(1.0), f32x4_add(splat(1.0), f32x4_mul(splat(0.327_591_1), a)));
-        let mut poly = splat(1.061_405_4);
-        for c in [-1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
-            poly = f32x4_add(splat(c), f32x4_mul(t, poly));
+        // `x.clamp(-4, 4)` as `f32::clamp` compares (NaN passes), then the same Horner steps.
+        let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(-4.0)), f32x4_splat(4.0));
+        let z = f32x4_mul(x, x);
+        let mut p = f32x4_splat(ERF_P[0]);
+        for &c in &ERF_P[1..] {
+            p = f32x4_add(f32x4_mul(p, z), f32x4_splat(c));
         }
-        let poly = f32x4_mul(t, poly);
-        let far = f32x4_sub(splat(1.0), f32x4_mul(poly, exp(f32x4_neg(f32x4_mul(a, a)))));
-        let z = f32x4_mul(a, a);
-        let mut series = splat(1.0 / 9360.0);
-        for c in [-1.0 / 1320.0, 1.0 / 216.0, -1.0 / 42.0, 1.0 / 10.0, -1.0 / 3.0] {
-            series = f32x4_add(splat(c), f32x4_mul(z, series));
+        let mut q = f32x4_splat(ERF_Q[0]);
+        for &c in &ERF_Q[1..] {
+            q = f32x4_add(f32x4_mul(q, z), f32x4_splat(c));
         }
-        let series = f32x4_mul(f32x4_mul(splat(std::f32::consts::FRAC_2_SQRT_PI), a), f32x4_add(splat(1.0), f32x4_mul(z, series)));
-        let r = v128_bitselect(series, far, f32x4_lt(a, splat(0.5)));
-        // The sign of x (0 and -0 stay themselves; NaN stays NaN through `far`).
-        v128_or(r, v128_and(x, splat(-0.0)))
+        f32x4_div(f32x4_mul(x, p), q)
     }
 
     /// [`super::gelu`] on four lanes.

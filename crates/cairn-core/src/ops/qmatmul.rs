@@ -221,13 +221,21 @@ impl Op for QMatMul {
         let scale: Vec<f32> = p.w_scale.iter().map(|w| w * a_scale).collect();
         let (bias, acc_bias) = p.bias.as_ref().map_or((None, None), |b| b.parts());
         let (out_scale, out_zero) = p.out.scale_zero();
-        let epi = QEpilogue { scale: &scale, bias, acc_bias, activation: self.activation, out_scale, out_zero };
+        // A real-valued output whose activation is not a clamp (GELU after a dynamically
+        // quantized MatMul) gets it in one vectorized pass over the finished output: the
+        // GEMM stores Cᵀ column by column, where only a per-element activation fits.
+        let after = matches!(outputs[0].data, crate::DataMut::F32(_)) && self.activation.clamp_bounds().is_none();
+        let activation = if after { Activation::Identity } else { self.activation };
+        let epi = QEpilogue { scale: &scale, bias, acc_bias, activation, out_scale, out_zero };
         let out = q8_out(&mut outputs[0].data, 0, m * n, op)?;
         if m == 0 || n == 0 {
             return Ok(());
         }
         // All rows of A (every batch) form one GEMM: Cᵀ[n x m] = Bᵀ · Aᵀ.
         qgemm(n, m, k, &p.packed, QRhs { data: ad, zero: a_zero, k_stride: 1, n_stride: k }, out, 1, n, &epi);
+        if let (true, crate::DataMut::F32(y)) = (after, &mut outputs[0].data) {
+            self.activation.apply(&mut y[..m * n]);
+        }
         Ok(())
     }
 }

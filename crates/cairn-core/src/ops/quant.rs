@@ -28,19 +28,13 @@ impl Op for DynamicQuantizeLinear {
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let x = required(inputs, 0, self.op_type())?.f32s()?;
-        // Branch-free (vectorizes): non-finite values count as 0 for the range.
-        let (lo, hi) = x.iter().map(|&v| if v.is_finite() { v } else { 0.0 }).fold((0f32, 0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = qconvert::finite_range(x);
         let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let zero = cairn_kernels::qgemm::round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
         let (y, rest) = outputs.split_at_mut(1);
-        // Divide, as the spec does: a multiply by 1/scale rounds some ties the other way.
-        let (z, lo, hi) = (zero as f32, -(zero as f32), 255.0 - zero as f32);
-        for (o, &v) in y[0].u8s_mut()?.iter_mut().zip(x) {
-            let q = v / scale;
-            // Clamped first, so the fast half-to-even rounding is exact; NaN maps to the zero point.
-            let q = if q.is_nan() { 0.0 } else { q.clamp(lo, hi) };
-            *o = (cairn_kernels::qgemm::round_half_even(q) + z) as u8;
-        }
+        // Divides, as the spec does (a multiply by 1/scale rounds some ties the other way);
+        // NaN maps to the zero point.
+        qconvert::quantize(x, scale, zero, Q8Range::U8, y[0].u8s_mut()?);
         rest[0].f32s_mut()?[0] = scale;
         rest[1].u8s_mut()?[0] = zero as u8;
         Ok(())

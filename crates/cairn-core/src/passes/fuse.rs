@@ -88,7 +88,7 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
 }
 
 /// Who reads each value.
-struct Uses {
+pub(super) struct Uses {
     readers: HashMap<String, Vec<usize>>,
     graph_outputs: HashSet<String>,
     /// Nodes already absorbed by an earlier fusion: no one else may take them.
@@ -96,7 +96,7 @@ struct Uses {
 }
 
 impl Uses {
-    fn of(graph: &Graph) -> Uses {
+    pub(super) fn of(graph: &Graph) -> Uses {
         let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             for name in node.inputs.iter().flatten().filter(|n| !n.is_empty()) {
@@ -104,6 +104,12 @@ impl Uses {
             }
         }
         Uses { readers, graph_outputs: graph.outputs.iter().map(|o| o.name.clone()).collect(), claimed: HashSet::new() }
+    }
+
+    /// The same, with `nodes` already taken by another pass's fusions.
+    pub(super) fn claiming(mut self, nodes: &HashSet<usize>) -> Uses {
+        self.claimed.extend(nodes.iter().copied());
+        self
     }
 
     fn readers(&self, value: &str) -> &[usize] {
@@ -156,14 +162,14 @@ fn float_attr(node: &Node, name: &str, default: f32) -> f32 {
 
 /// What follows a producer: the activation it can apply, the nodes that computes it,
 /// and the value the fused node then writes.
-struct Absorbed {
-    nodes: Vec<usize>,
-    output: String,
-    label: String,
+pub(super) struct Absorbed {
+    pub(super) nodes: Vec<usize>,
+    pub(super) output: String,
+    pub(super) label: String,
 }
 
 /// An activation applied to `value`, in one node or a known multi-node pattern.
-fn match_activation(graph: &Graph, uses: &Uses, value: &str) -> Option<(Activation, Absorbed)> {
+pub(super) fn match_activation(graph: &Graph, uses: &Uses, value: &str) -> Option<(Activation, Absorbed)> {
     if let Some(found) = match_silu(graph, uses, value).or_else(|| match_gelu(graph, uses, value)) {
         return Some(found);
     }

@@ -204,12 +204,7 @@ impl Epilogue<'_> {
     /// The bounds a clamping activation applies in registers; `None` for the others,
     /// which run over the stored tile.
     pub(crate) fn clamp(&self) -> Option<(f32, f32)> {
-        match self.activation {
-            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
-            Activation::Relu => Some((0.0, f32::INFINITY)),
-            Activation::Clip { min, max } => Some((min, max)),
-            _ => None,
-        }
+        self.activation.clamp_bounds()
     }
 
     /// The tile epilogue for the full tile at (`row`, `col`).

@@ -175,12 +175,69 @@ fn column_block(
             // SAFETY: panels hold kp*mr and kp*nr words; the tile has room for mr*nr
             // (checked against MAX_TILE below); the kernel's ISA was detected when chosen.
             unsafe { (a.kernel.run)(kp, panel.as_ptr(), bpanel.as_ptr(), init, tile.as_mut_ptr()) };
+            if let Some(bounds) = rq.real_by_columns(dst) {
+                // SAFETY: as for `store_row` below, for the tile's rows and columns.
+                unsafe { store_real_tile_by_columns(dst, rq, bounds, &tile, nr, r0, rows, c0, nr.min(n_end - c0)) };
+                continue;
+            }
             for r in 0..rows {
                 let row = r0 + r;
                 // SAFETY: rows/cols are inside C (checked by the caller), and each task
                 // writes only its own columns.
                 unsafe { store_row(dst, rq, row, &tile[r * nr..][..nr.min(n_end - c0)], row * dst.rs + c0 * dst.cs) };
             }
+        }
+    }
+}
+
+/// A real-valued tile of C whose rows are adjacent in memory (`dst.rs == 1`): C is the
+/// transposed product, as a dynamically quantized MatMul computes `Cᵀ = Wᵀ · Xᵀ` into a
+/// row-major output. Written column by column, so that each column's `rows` values are one
+/// contiguous run (the row-by-row store wrote one float per cache line of a 1.5-6 KiB stride).
+///
+/// # Safety
+/// Rows `r0 .. r0 + rows` and columns `c0 .. c0 + cols` are inside C and written by no one else.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_real_tile_by_columns(
+    dst: RawOut,
+    rq: &Requant,
+    (lo, hi): (f32, f32),
+    tile: &[i32],
+    nr: usize,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    cols: usize,
+) {
+    const MAX_MR: usize = MAX_TILE / 8;
+    let (mut s, mut b) = ([0f32; MAX_MR], [0f32; MAX_MR]);
+    for r in 0..rows {
+        (s[r], b[r]) = rq.row(r0 + r);
+    }
+    let p = dst.ptr.get() as *mut f32;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if rows == 4 && cols == 8 && nr == 8 {
+        return crate::wasm32::qgemm::store_real_4x8_by_columns(
+            tile.as_ptr(),
+            s.as_ptr(),
+            b.as_ptr(),
+            (lo, hi),
+            p.add(r0 + c0 * dst.cs),
+            dst.cs,
+        );
+    }
+    for c in 0..cols {
+        let out = std::slice::from_raw_parts_mut(p.add(r0 + (c0 + c) * dst.cs), rows);
+        for (r, o) in out.iter_mut().enumerate() {
+            let x = tile[r * nr + c] as f32 * s[r] + b[r];
+            *o = if x < lo {
+                lo
+            } else if x > hi {
+                hi
+            } else {
+                x
+            };
         }
     }
 }
@@ -233,13 +290,9 @@ impl<'a> Requant<'a> {
     pub(crate) fn new(epi: &'a QEpilogue<'a>, dst: RawOut) -> Requant<'a> {
         let (lo, hi) = if let Kind::I8 = dst.kind { (-128, 127) } else { (0, 255) };
         let inv = 1.0 / epi.out_scale;
-        let bounds = match epi.activation {
-            Activation::Identity => Some((f32::NEG_INFINITY, f32::INFINITY)),
-            Activation::Relu => Some((0.0, f32::INFINITY)),
-            Activation::Clip { min, max } => Some((min, max)),
-            _ => None,
-        };
-        let fast = bounds
+        let fast = epi
+            .activation
+            .clamp_bounds()
             .filter(|_| dst.cs == 1)
             .map(|(amin, amax)| rule::shifted_bounds(rule::bounds(amin, amax, epi.out_scale, epi.out_zero, lo, hi), epi.out_zero));
         Requant { epi, kind: dst.kind, inv, fast, lo, hi, si: Vec::new(), bi: Vec::new(), clamp: true }
@@ -296,6 +349,16 @@ impl<'a> Requant<'a> {
             ldc: dst.rs,
             signed: matches!(self.kind, Kind::I8),
             clamp: self.clamp,
+        }
+    }
+
+    /// The activation's bounds when C is real-valued, stored with its rows adjacent
+    /// (`rs == 1`) and the activation a clamp: the case [`store_real_tile_by_columns`] serves.
+    #[inline(always)]
+    fn real_by_columns(&self, dst: RawOut) -> Option<(f32, f32)> {
+        match self.kind {
+            Kind::F32 if dst.rs == 1 && dst.cs != 1 => self.epi.activation.clamp_bounds(),
+            _ => None,
         }
     }
 

@@ -164,6 +164,14 @@ fn every_kernel_requantizes_like_the_reference() {
             let mut f = vec![0f32; m * n];
             qgemm(m, n, k, &packed, rhs, QOut::F32(&mut f), n, 1, &epi);
             crate::testutil::assert_close(&f, &real, 1e-5, &format!("{kernel:?} f32 {m}x{n}x{k}"));
+            // f32 output stored transposed (rows adjacent, as a dynamic-int8 MatMul writes
+            // Cᵀ): the same values, bit for bit.
+            let mut ft = vec![0f32; m * n];
+            qgemm(m, n, k, &packed, rhs, QOut::F32(&mut ft), 1, m, &epi);
+            for (i, &v) in f.iter().enumerate() {
+                let t = ft[(i % n) * m + i / n];
+                assert!(t.to_bits() == v.to_bits(), "{kernel:?} {activation:?} transposed f32 {m}x{n}x{k} element {i}: {t} vs {v}");
+            }
             // u8 or i8 output: within one step of exact rounding (f32 vs f64 epilogue).
             let signed = case % 2 == 1;
             let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };

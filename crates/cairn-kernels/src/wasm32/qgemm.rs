@@ -77,6 +77,49 @@ unsafe fn store_q8(acc: [[v128; 2]; MR], t: &Q8Tile, out: *mut u8) {
     }
 }
 
+/// A full 4x8 real-valued tile (`tile` row-major, 8 wide) stored by columns: column `c`'s
+/// four rows go to `out + c * cs` as one vector, `x * s[r] + b[r]` clamped to `[lo, hi]`
+/// (NaN passes, as in `store_row`). Two 4x4 transposes in registers instead of 32 scalar
+/// stores: the store of a dynamically quantized MatMul's Cᵀ.
+///
+/// # Safety
+/// `tile` holds 32 words, `s` and `b` 4 floats, and `out + c * cs` 4 writable floats for
+/// each `c < 8`.
+#[inline(always)]
+pub(crate) unsafe fn store_real_4x8_by_columns(
+    tile: *const i32,
+    s: *const f32,
+    b: *const f32,
+    (lo, hi): (f32, f32),
+    out: *mut f32,
+    cs: usize,
+) {
+    let (sv, bv) = (v128_load(s as *const v128), v128_load(b as *const v128));
+    let clamp = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
+    let (lov, hiv) = (f32x4_splat(lo), f32x4_splat(hi));
+    for half in 0..2 {
+        let r: [v128; 4] = std::array::from_fn(|i| v128_load(tile.add(i * NR + 4 * half) as *const v128));
+        // 4x4 transpose: column c of these four rows becomes vector c.
+        let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
+        let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
+        let cols = [
+            i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
+            i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
+            i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
+            i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
+        ];
+        for (c, v) in cols.into_iter().enumerate() {
+            let mut x = f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), sv), bv);
+            if clamp {
+                // `lt`/`gt` select like `store_row`'s compares: a NaN lane stays NaN.
+                x = v128_bitselect(lov, x, f32x4_lt(x, lov));
+                x = v128_bitselect(hiv, x, f32x4_gt(x, hiv));
+            }
+            v128_store(out.add((4 * half + c) * cs) as *mut v128, x);
+        }
+    }
+}
+
 /// Rounds lanes within [-2^22, 2^22] half to even and converts them to i32: the add
 /// rounds in the FPU's default mode and leaves the integer in the low mantissa bits.
 #[inline(always)]
