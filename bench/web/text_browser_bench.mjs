@@ -18,6 +18,10 @@ const models = opts.endToEnd && opts.transformers ? transformersModelDir(opts.fi
 const chromium = await startChromium();
 try {
   const page = await chromium.browser.newPage();
+  // Local files only: any request off the loopback server is refused and named (none is expected).
+  const remote = [];
+  await page.route((url) => url.origin !== chromium.origin, (route) => { remote.push(route.request().url()); return route.abort(); });
+  page.on('response', (r) => r.status() >= 400 && console.error(`HTTP ${r.status()} ${r.url()}`));
   page.on('pageerror', (e) => console.error(`[page] ${e.message}`));
   page.on('console', (m) => (m.type() === 'error' || m.type() === 'warning' ? console.error : console.log)(m.text()));
   await page.goto(`${chromium.origin}/bench/web/text_bench.html`);
@@ -26,6 +30,8 @@ try {
   const results = await page.evaluate((o) => window.runTextBench(o), {
     ...opts, files: map(opts.files), bundles: map(opts.bundles), transformersModels: models && `${urlOf(models)}/`, where: `headless Chromium ${chromium.version}`,
   });
+  results.remoteRequests = remote;
+  if (remote.length) console.error(`refused requests off 127.0.0.1: ${remote.join(', ')}`);
   finish(results, opts.out);
 } finally {
   await chromium.close();
