@@ -45,7 +45,9 @@ function inputs(batch) {
  */
 async function cairnWasm(host, forced) {
   const build = forced || pickBackend('relaxed');
-  const pkg = await import(host.moduleUrl(`target/web-pkg/${build}/cairn_web.js`));
+  const pkg = await import(host.moduleUrl(`target/web-pkg/${build}/cairn_web.js`)).catch((e) => {
+    throw new Error(`Cairn's ${build} build could not be loaded (bench/web/build_wasm.sh ${build} text builds it): ${e.message}`);
+  });
   await pkg.default({ module_or_path: await host.readBytes(`target/web-pkg/${build}/cairn_web_bg.wasm`) });
   // The tokenizer is its own module (crates/cairn-web-text), as in the worker.
   const text = await import(host.moduleUrl('target/web-pkg/text/cairn_web_text.js'));
