@@ -7,6 +7,7 @@
 //
 //   node bench/web/text_browser_bench.mjs [--runs N] [--int8 FILE] [--encoder-only | --e2e-only]
 //     [--no-transformers] [--out target/bench/text-chromium.json]
+// (--int8 FILE: inside the repository, e.g. under target/: the page reads files from the server.)
 //
 // Needs what text_bench.mjs needs (target/web-pkg/{relaxed,simd,text}, target/text-model,
 // `npm ci --ignore-scripts` in bench/web) and Chromium (/usr/bin/chromium, or CHROMIUM=PATH).
@@ -14,6 +15,13 @@ import { startChromium, urlOf } from './chromium.mjs';
 import { options, transformersModelDir, finish } from './text_setup.mjs';
 
 const opts = options('target/bench/text-chromium.json');
+// The page reads every file from the server, which serves only the repository.
+for (const f of [...Object.values(opts.files), ...Object.values(opts.bundles)]) {
+  if (urlOf(f).startsWith('/..')) {
+    console.error(`${f} is outside the repository, which is all the page's server serves; copy it under target/`);
+    process.exit(2);
+  }
+}
 const models = opts.endToEnd && opts.transformers ? transformersModelDir(opts.files) : null;
 const chromium = await startChromium();
 try {
