@@ -51,9 +51,11 @@ if wants tutorial; then
 fi
 
 # text: the pretrained all-MiniLM-L6-v2 (PyPI) in wasm vs onnxruntime-web (same ONNX files, f32
-# and int8-dynamic, 128 tokens, batch 1 and 8, Node, 1 thread) and end to end (text ->
-# normalized embedding) vs Transformers.js 4.3.2 on onnxruntime-web's wasm backend, local files
-# (bench/web/text_bench.mjs; tables in BENCHMARKS.md). Needs the wasm build (bench/web/build_wasm.sh).
+# and int8-dynamic, 128 tokens, batch 1 and 8, 1 thread) and end to end (text -> normalized
+# embedding) vs Transformers.js 4.3.2 on onnxruntime-web's wasm backend, local files, in Node
+# (bench/web/text_bench.mjs) and in headless Chromium (bench/web/text_browser_bench.mjs); tables
+# in BENCHMARKS.md. Cairn runs the relaxed-SIMD build where the engine validates it: Node 20 only
+# with --experimental-wasm-relaxed-simd (Node >= 22 by default). Needs the wasm builds (bench/web/build_wasm.sh).
 if wants text; then
   [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
   target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
@@ -62,9 +64,14 @@ if wants text; then
     target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
       --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
   done
-  [ -f target/web-pkg/simd/cairn_web_bg.wasm ] && [ -f target/web-pkg/text/cairn_web_text_bg.wasm ] || bench/web/build_wasm.sh simd text
+  missing=()
+  for b in simd relaxed; do [ -f target/web-pkg/$b/cairn_web_bg.wasm ] || missing+=("$b"); done
+  [ -f target/web-pkg/text/cairn_web_text_bg.wasm ] || missing+=(text)
+  [ ${#missing[@]} -eq 0 ] || bench/web/build_wasm.sh "${missing[@]}"
   (cd bench/web && npm ci --no-audit --no-fund --silent --ignore-scripts)
-  node bench/web/text_bench.mjs --runs 20
+  relaxed_flag=$(node -p 'Number(process.versions.node.split(".")[0]) < 22 ? "--experimental-wasm-relaxed-simd" : ""')
+  node $relaxed_flag bench/web/text_bench.mjs --runs 20
+  node bench/web/text_browser_bench.mjs --runs 20
   # The tokenizer's parity with Python tokenizers again as wasm32-wasip1 in Node's V8.
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="-C target-feature=+simd128" \
     cargo test --release --quiet -p cairn-text --target wasm32-wasip1 --target-dir target/wasi-simd128

@@ -6,16 +6,12 @@
 //     [--engines cairn,cairn-threads,ort-web,tfjs-wasm] [--threads 2] [--ort-model FILE] [--out NAME]
 // Cairn runs its relaxed-SIMD build where Chromium validates it; CAIRN_WASM=simd forces
 // the plain SIMD one.
-import http from 'node:http';
-import { readFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// (The server and the browser launch are chromium.mjs's, shared with text_browser_bench.mjs.)
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { report } from './report.mjs';
+import { root, startChromium, urlOf } from './chromium.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
@@ -25,31 +21,10 @@ const runs = Number(arg('runs', 30));
 const engines = arg('engines', 'cairn,ort-web,tfjs-wasm').split(',');
 const threads = Number(arg('threads', 1));
 const ortModel = arg('ort-model', null);
-const urlOf = (file) => '/' + path.relative(root, path.resolve(file)).split(path.sep).join('/');
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.onnx': 'application/octet-stream', '.json': 'application/json' };
 
-const server = http.createServer(async (req, res) => {
-  const url = new URL(req.url, 'http://x');
-  const file = path.join(root, path.normalize(decodeURIComponent(url.pathname)));
-  if (!file.startsWith(root + path.sep)) return res.writeHead(403).end();
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp', 'Cache-Control': 'no-store' });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const origin = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launchPersistentContext(await mkdtemp(path.join(tmpdir(), 'cairn-chromium-')), {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-precise-memory-info', ...(process.env.CHROMIUM_FLAGS ? process.env.CHROMIUM_FLAGS.split(' ') : [])],
-});
+const chromium = await startChromium();
+const { browser, origin, version } = chromium;
 const results = [];
-const version = browser.browser()?.version() ?? 'Chromium';
 try {
   for (const name of engines) {
     const page = await browser.newPage();
@@ -61,8 +36,7 @@ try {
     await page.close();
   }
 } finally {
-  await browser.close();
-  server.close();
+  await chromium.close();
 }
 const out = report(`headless Chromium ${version}`, model, results, { sameFile: !ortModel });
 console.log(out.table);
