@@ -524,7 +524,7 @@ pub(super) fn int8_node(base: &Node, op: impl crate::Op + 'static, inputs: Vec<O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::test_support::node;
+    use crate::passes::test_support::{graph, node};
     use crate::{Dim, Session, TensorData, ValueInfo};
 
     // A near tie (found by a search): at x = -78, (acc + bias) * scale is -37.49999964 in f64
@@ -562,15 +562,8 @@ mod tests {
             node("y", "Gemm", &["x", "w", "b"], "y", vec![("alpha", Attr::Float(alpha))]),
             node("yq", "QuantizeLinear", &["y", "sy", "zy"], "yq", vec![]),
         ];
-        Graph {
-            inputs: vec![ValueInfo { name: "xq".into(), dtype: DType::I8, dims: Some(vec![Dim::Known(256), Dim::Known(1)]) }],
-            outputs: vec![ValueInfo { name: "yq".into(), dtype: DType::I8, dims: None }],
-            initializers,
-            nodes,
-            opset: 17,
-        }
-        .validated()
-        .unwrap()
+        let i8_value = |name: &str, dims| ValueInfo { name: name.into(), dtype: DType::I8, dims };
+        graph(vec![i8_value("xq", Some(vec![Dim::Known(256), Dim::Known(1)]))], vec![i8_value("yq", None)], initializers, nodes)
     }
 
     /// XNNPACK's fp32 rule written out: integer sum with the bias, one f32 product with

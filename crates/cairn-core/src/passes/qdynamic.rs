@@ -131,7 +131,7 @@ struct DynamicMatMul<'g> {
 
 #[cfg(test)]
 mod tests {
-    use crate::passes::test_support::node;
+    use crate::passes::test_support::{graph, node, node_with_outputs};
     use crate::{Attr, DType, Dim, Graph, Session, Tensor, TensorData, ValueInfo};
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -150,16 +150,8 @@ mod tests {
             ("one".to_string(), t(vec![], TensorData::F32(vec![1.0]))),
             ("half".to_string(), t(vec![], TensorData::F32(vec![0.5]))),
         ]);
-        let dql = crate::NodeSpec {
-            name: "dql".into(),
-            domain: String::new(),
-            op_type: "DynamicQuantizeLinear".into(),
-            attrs: Default::default(),
-            inputs: vec![Some("x".into())],
-            outputs: vec!["xq".into(), "xs".into(), "xz".into()],
-        };
         let nodes = vec![
-            crate::Node::build(dql, 17, crate::Registry::global()).unwrap(),
+            node_with_outputs("dql", "DynamicQuantizeLinear", &["x"], &["xq", "xs", "xz"], vec![]),
             node("mm", "MatMulInteger", &["xq", "w", "xz", "wz"], "acc", vec![]),
             node("cast", "Cast", &["acc"], "accf", vec![("to", Attr::Int(1))]),
             node("scale", "Mul", &["xs", "ws"], "s", vec![]),
@@ -171,15 +163,8 @@ mod tests {
             node("times", "Mul", &["y1", "g2"], "g3", vec![]),
             node("halve", "Mul", &["g3", "half"], "y", vec![]),
         ];
-        Graph {
-            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: Some(vec![Dim::Known(3), Dim::Known(8)]) }],
-            outputs: vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
-            initializers,
-            nodes,
-            opset: 17,
-        }
-        .validated()
-        .unwrap()
+        let f32_value = |name: &str, dims| ValueInfo { name: name.into(), dtype: DType::F32, dims };
+        graph(vec![f32_value("x", Some(vec![Dim::Known(3), Dim::Known(8)]))], vec![f32_value("y", None)], initializers, nodes)
     }
 
     #[test]

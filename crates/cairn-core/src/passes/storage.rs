@@ -150,7 +150,7 @@ fn unused_name(graph: &Graph, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::test_support::node;
+    use crate::passes::test_support::{self, node};
     use crate::{Dim, Session, ValueInfo};
     use std::collections::HashMap;
 
@@ -180,15 +180,8 @@ mod tests {
             node("bn2", "BatchNormalization", &["c2", "scale", "shift", "mean", "var"], "y2", vec![]),
         ];
         let f32_value = |name: &str, dims: Option<Vec<Dim>>| ValueInfo { name: name.into(), dtype: DType::F32, dims };
-        Graph {
-            inputs: vec![f32_value("x", Some(vec![Dim::Known(1), Dim::Known(3), Dim::Known(5), Dim::Known(5)]))],
-            outputs: vec![f32_value("y", None), f32_value("y2", None), f32_value("c2", None)],
-            initializers,
-            nodes,
-            opset: 17,
-        }
-        .validated()
-        .unwrap()
+        let inputs = vec![f32_value("x", Some(vec![Dim::Known(1), Dim::Known(3), Dim::Known(5), Dim::Known(5)]))];
+        test_support::graph(inputs, vec![f32_value("y", None), f32_value("y2", None), f32_value("c2", None)], initializers, nodes)
     }
 
     #[test]
