@@ -75,7 +75,7 @@ impl Activation {
 
 /// Clamps like ONNX Clip: NaN stays NaN.
 #[inline(always)]
-fn clip(x: f32, min: f32, max: f32) -> f32 {
+pub(crate) fn clip(x: f32, min: f32, max: f32) -> f32 {
     if x < min {
         min
     } else if x > max {

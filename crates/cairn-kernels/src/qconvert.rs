@@ -59,18 +59,20 @@ fn finite_range_portable(x: &[f32]) -> (f32, f32) {
     let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
+    // Widens lane `i`'s range to `v`; `abs < inf` is false for infinities and NaN: both count as 0.
+    #[inline(always)]
+    fn include(lo: &mut f32, hi: &mut f32, v: f32) {
+        let v = if v.abs() < f32::INFINITY { v } else { 0.0 };
+        *lo = if v < *lo { v } else { *lo };
+        *hi = if v > *hi { v } else { *hi };
+    }
     for c in chunks {
         for i in 0..LANES {
-            // `abs < inf` is false for infinities and NaN: both count as 0.
-            let v = if c[i].abs() < f32::INFINITY { c[i] } else { 0.0 };
-            lo[i] = if v < lo[i] { v } else { lo[i] };
-            hi[i] = if v > hi[i] { v } else { hi[i] };
+            include(&mut lo[i], &mut hi[i], c[i]);
         }
     }
     for (i, &v) in tail.iter().enumerate() {
-        let v = if v.abs() < f32::INFINITY { v } else { 0.0 };
-        lo[i] = if v < lo[i] { v } else { lo[i] };
-        hi[i] = if v > hi[i] { v } else { hi[i] };
+        include(&mut lo[i], &mut hi[i], v);
     }
     (lo.iter().fold(0f32, |a, &b| a.min(b)), hi.iter().fold(0f32, |a, &b| a.max(b)))
 }

@@ -4,6 +4,7 @@
 
 use super::pack::{pack_b, PackedQA, QRhs};
 use super::{quantize, rule, QEpilogue, QOut};
+use crate::activation::clip;
 use crate::parallel::{for_each_task, threads, SendPtr};
 use crate::Activation;
 use std::cell::RefCell;
@@ -230,14 +231,7 @@ unsafe fn store_real_tile_by_columns(
     for c in 0..cols {
         let out = std::slice::from_raw_parts_mut(p.add(r0 + (c0 + c) * dst.cs), rows);
         for (r, o) in out.iter_mut().enumerate() {
-            let x = tile[r * nr + c] as f32 * s[r] + b[r];
-            *o = if x < lo {
-                lo
-            } else if x > hi {
-                hi
-            } else {
-                x
-            };
+            *o = clip(tile[r * nr + c] as f32 * s[r] + b[r], lo, hi);
         }
     }
 }
@@ -396,14 +390,7 @@ pub(crate) unsafe fn store_row<T: Acc>(dst: RawOut, rq: &Requant, row: usize, ac
                         _ => (f32::NEG_INFINITY, f32::INFINITY),
                     };
                     for (c, &v) in acc.iter().enumerate() {
-                        let x = v.to_f32() * s + b;
-                        *p.add(base + c * dst.cs) = if x < lo {
-                            lo
-                        } else if x > hi {
-                            hi
-                        } else {
-                            x
-                        };
+                        *p.add(base + c * dst.cs) = clip(v.to_f32() * s + b, lo, hi);
                     }
                 }
                 _ => {
