@@ -17,16 +17,24 @@ THREADS=${THREADS:-2}
 [ -f $M/minilm.onnx ] || python3 tools/build_bench_models.py $M
 [ -d target/calib-inputs ] || python3 tools/make_calibration_inputs.py target/calib-inputs
 [ -f $M/mobilenetv2_ort_qdq.onnx ] || python3 tools/quantize_with_ort.py $M/mobilenetv2.onnx target/calib-inputs $M/mobilenetv2_ort --formats qdq,qop
-[ -f target/web-pkg/threads/cairn_web_bg.wasm ] || bench/web/build_wasm.sh
+for b in simd relaxed threads threads-relaxed; do [ -f target/web-pkg/$b/cairn_web_bg.wasm ] || bench/web/build_wasm.sh $b; done
+# Cairn runs its fastest builds, as the runtime's 'auto' does (docs/adr/0034): relaxed SIMD
+# and its threaded twin where the engine validates relaxed SIMD. Node 20 needs a flag for it
+# (Node >= 22 validates it by default; the peers' wasm does not change with it).
+node_flags=()
+relaxed_here() { node "$@" --input-type=module -e "import { relaxedSimd } from './web/src/backend.js'; process.exit(relaxedSimd() ? 0 : 1)" 2>/dev/null; }
+relaxed_here || { relaxed_here --experimental-wasm-relaxed-simd && node_flags=(--experimental-wasm-relaxed-simd); }
 (cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --ignore-scripts; })  # (onnxruntime-node's install script needs nuget.org)
 mkdir -p target/bench
 common=(--runs "$RUNS" --threads "$THREADS")
 for where in node chromium; do
   script=bench/web/node_bench.mjs
   [ $where = chromium ] && script=bench/web/browser_bench.mjs
-  node $script --model $M/mobilenetv2.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-f32"
-  node $script --model $M/mobilenetv2_ort_qdq.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-int8"
-  node $script --model $M/minilm.onnx --engines cairn,cairn-threads,ort-web "${common[@]}" --out "threads-$where-minilm"
+  flags=("${node_flags[@]}")
+  [ $where = chromium ] && flags=()
+  node "${flags[@]}" $script --model $M/mobilenetv2.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-f32"
+  node "${flags[@]}" $script --model $M/mobilenetv2_ort_qdq.onnx --engines cairn,cairn-threads,ort-web,tfjs-wasm "${common[@]}" --out "threads-$where-int8"
+  node "${flags[@]}" $script --model $M/minilm.onnx --engines cairn,cairn-threads,ort-web "${common[@]}" --out "threads-$where-minilm"
 done
 THREADS=$THREADS python3 - <<'PY'
 import json, os

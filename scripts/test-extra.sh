@@ -77,15 +77,15 @@ if wants text; then
     cargo test --release --quiet -p cairn-text --target wasm32-wasip1 --target-dir target/wasi-simd128
 fi
 
-# threads (issue 16, docs/adr/0019): the threaded build (std rebuilt with atomics: the
-# slowest wasm build, kept out of scripts/test.sh for time) and threads.test.mjs (an isolated
-# page runs it, outputs identical to SIMD, memory within 1.3x; threads: 1 and a page that is not
-# isolated get the SIMD build); the runtime and PWA suites again with every test server
-# sending COOP + COEP, so every page is cross-origin isolated and auto-selects the threaded
-# build; then the threads benchmark (Node and headless Chromium, Cairn vs onnxruntime-web and
+# threads (issue 16, docs/adr/0019, 0034): the threaded builds, simd128 and relaxed SIMD (std
+# rebuilt with atomics: the slowest wasm builds, kept out of scripts/test.sh for time) and
+# threads.test.mjs (an isolated page runs each, outputs identical to its single-threaded twin,
+# memory within 1.3x; threads: 1 and a page that is not isolated get the single-threaded
+# build); the runtime and PWA suites again with every test server sending COOP + COEP, so
+# every page is cross-origin isolated and auto-selects the threaded build; then the threads benchmark (Node and headless Chromium, Cairn vs onnxruntime-web and
 # TF.js on 2 threads). Assumes scripts/test.sh ran (models and the other wasm builds exist).
 if wants threads; then
-  bench/web/build_wasm.sh threads
+  bench/web/build_wasm.sh threads threads-relaxed
   (cd web && npm run test:threads && CAIRN_TEST_ISOLATED=1 npm run test:runtime && CAIRN_TEST_ISOLATED=1 npm run test:pwa)
   bench/threads.sh
 fi

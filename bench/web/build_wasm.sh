@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds Cairn's browser module four times (and its tokenizer module once: `text`) — with wasm SIMD (simd128), with SIMD plus
-# relaxed SIMD (fused multiply-add; Chromium 114+, picked when the engine validates it),
-# without SIMD for browsers that lack it, and with SIMD plus threads (shared memory and
-# atomics, for cross-origin isolated pages; docs/adr/0019) — and runs wasm-bindgen on
+# Builds Cairn's browser module five times (and its tokenizer module once: `text`; the
+# WebGPU build: `webgpu`) — with wasm SIMD (simd128), with SIMD plus relaxed SIMD (fused
+# multiply-add; Chromium 114+, picked when the engine validates it), without SIMD for
+# browsers that lack it, and with simd128 or relaxed SIMD plus threads (shared memory and
+# atomics, for cross-origin isolated pages; docs/adr/0019, 0034) — and runs wasm-bindgen on
 # each. Prints raw/gzip/brotli sizes. `build_wasm.sh simd threads` builds only the named variants.
 # Idempotent: installs the wasm32 target, rust-src (the threaded build compiles std with
 # atomics) and the wasm-bindgen CLI matching Cargo.lock.
@@ -21,7 +22,18 @@ build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]; C
   RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$dir" "$@" &&
     wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$dir/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"
 }
-known=(simd relaxed scalar threads text webgpu)
+# std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
+# built with them, so std is rebuilt (-Z build-std). RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain take that flag: no nightly to install or pin on a fresh machine. The linker
+# makes the memory shared and imported (pool workers instantiate the module on it) and
+# exports the TLS symbols wasm-bindgen's thread start-up needs; those flags go to the
+# final link only, so they do not invalidate the compiled dependencies.
+threaded() { # name simd-features
+  RUSTC_BOOTSTRAP=1 build "$1" "-C target-feature=+atomics,+bulk-memory,+mutable-globals,$2" -Z build-std=panic_abort,std -- \
+    -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
+    -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
+}
+known=(simd relaxed scalar threads threads-relaxed text webgpu)
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=("${known[@]}")
 # (Each step is chained with &&: a variant runs in the background where errexit is off.)
@@ -38,15 +50,11 @@ build_variant() { # one of the names below
     webgpu) CAIRN_WASM_DIR=simd build webgpu "-C target-feature=+simd128" --features webgpu ;;
     relaxed) build relaxed "-C target-feature=+simd128,+relaxed-simd" ;;
     scalar) build scalar "" ;;
-    # std's prebuilt wasm32 library has no atomics, and a shared memory needs every object
-    # built with them, so std is rebuilt (-Z build-std). RUSTC_BOOTSTRAP=1 lets the stable
-    # toolchain take that flag: no nightly to install or pin on a fresh machine. The linker
-    # makes the memory shared and imported (pool workers instantiate the module on it) and
-    # exports the TLS symbols wasm-bindgen's thread start-up needs; those flags go to the
-    # final link only, so they do not invalidate the compiled dependencies.
-    threads) RUSTC_BOOTSTRAP=1 build threads "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" -Z build-std=panic_abort,std -- \
-      -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
-      -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base ;;
+    # Threads: shared memory and atomics, for cross-origin isolated pages (docs/adr/0019).
+    threads) threaded threads "+simd128" ;;
+    # The same with relaxed SIMD (docs/adr/0034): what 'auto' runs on isolated pages of
+    # engines that validate relaxed SIMD, as the single-threaded relaxed build elsewhere.
+    threads-relaxed) threaded threads-relaxed "+simd128,+relaxed-simd" ;;
     # The tokenizer module (crates/cairn-web-text): fetched only for text bundles, one build
     # for every browser (tokenizing gains nothing from SIMD); docs/adr/0026.
     text) RUSTFLAGS="" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web-text --target-dir target/wasm-text &&

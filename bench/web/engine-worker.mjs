@@ -5,9 +5,10 @@ import { ENGINES } from './engines.mjs';
 
 let engine = null;
 const ops = {
-  async start({ name, model, threads }) {
+  async start({ name, model, threads, cairnBuild }) {
     engine = await ENGINES[name]({
       threads,
+      cairnBuild,
       readBytes: async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer()),
       paths: {
         model,

@@ -12,9 +12,11 @@
 //
 // Threads (docs/adr/0019): `env.threads` (default 1) is what onnxruntime-web and TF.js
 // are given; `cairn` is always Cairn's single-threaded build, `cairn-threads` its
-// threaded build on `env.threads` threads.
+// threaded build of the same SIMD flavour (threads-relaxed beside relaxed, threads beside
+// simd: what the runtime's 'auto' picks, docs/adr/0034) on `env.threads` threads.
 
 import { startThreadPool, spawnNodeWorker, spawnWebWorker } from '../../web/src/thread-pool.js';
+import { threadedBuild } from '../../web/src/backend.js';
 
 export const INPUT_SHAPE_NCHW = [1, 3, 224, 224];
 export const TEXT_SEQUENCE = 128;
@@ -35,7 +37,7 @@ async function cairnEngine(env, build) {
   const pkgUrl = env.paths.cairnJsOf(build);
   const pkg = await import(pkgUrl);
   const wasm = await env.readBytes(env.paths.cairnWasmOf(build));
-  const threads = build === 'threads' ? env.threads ?? 1 : 1;
+  const threads = build.startsWith('threads') ? env.threads ?? 1 : 1;
   let model;
   return {
     async load() {
@@ -80,7 +82,7 @@ function workerEngine(name, env) {
   let info = {};
   return {
     async load() {
-      await call('start', { name, model: env.paths.model, threads: env.threads });
+      await call('start', { name, model: env.paths.model, threads: env.threads, cairnBuild: env.cairnBuild });
       await call('load');
       info = await call('info');
     },
@@ -106,7 +108,8 @@ export const ENGINES = {
   },
 
   async 'cairn-threads'(env) {
-    return inBrowserPage ? workerEngine('cairn-threads', env) : cairnEngine(env, 'threads');
+    if (inBrowserPage) return workerEngine('cairn-threads', env);
+    return cairnEngine(env, threadedBuild(await cairnBuild(env, env.cairnBuild)));
   },
 
   async 'ort-web'(env) {

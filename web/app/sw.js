@@ -10,10 +10,11 @@ import { precacheAndRoute } from 'workbox-precaching';
 import { registerRoute } from 'workbox-routing';
 import { StaleWhileRevalidate } from 'workbox-strategies';
 import { ExpirationPlugin } from 'workbox-expiration';
-import { registerCairnRoutes, handleCairnMessages, quotaGuard } from '@cairn-ml/web/sw';
+import { registerCairnRoutes, handleCairnMessages, quotaGuard, withoutUnusedBuilds } from '@cairn-ml/web/sw';
 
 setCacheNameDetails({ prefix: 'cairn', precache: 'precache', suffix: 'v1' });
-precacheAndRoute(self.__WB_MANIFEST);
+// The app ships every CPU build of the engine; this browser precaches the one it runs.
+precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST));
 // `cairn app build --edge-api-key KEY` prepends `self.__CAIRN_APP__ = { edgeApiKey }` to sw.js.
 registerCairnRoutes({ apiKey: self.__CAIRN_APP__?.edgeApiKey });
 handleCairnMessages();

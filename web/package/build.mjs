@@ -165,6 +165,13 @@ async function main() {
   for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
     fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));
   }
+  // builds.js picks builds as the worker does (web/src/backend.js): in the package the two
+  // share dist/sw/backend.js, so its import is renamed to the file beside it.
+  const builds = path.join(dist, 'sw', 'builds.js');
+  const buildsSource = fs.readFileSync(builds, 'utf8');
+  if (!buildsSource.includes("from '../src/backend.js'")) fail("web/sw/builds.js no longer imports '../src/backend.js': update web/package/build.mjs");
+  fs.writeFileSync(builds, buildsSource.replace("from '../src/backend.js'", "from './backend.js'"));
+  fs.copyFileSync(path.join(root, 'web/src/backend.js'), path.join(dist, 'sw', 'backend.js'));
   // The thread pool's workers (docs/adr/0019): the worker names it with new URL(literal,
   // import.meta.url), so bundlers need the file beside worker.js.
   fs.copyFileSync(path.join(root, 'web/src/pool-worker.js'), path.join(dist, 'pool-worker.js'));

@@ -23,6 +23,11 @@ export interface CairnRouteOptions {
   edge?: boolean;
 }
 
+/** The CPU wasm builds this browser's worker can start with `backend: 'auto'` (the single-threaded one the engine validates, and its threaded twin). */
+export function buildsForThisBrowser(): Array<'relaxed' | 'simd' | 'scalar' | 'threads' | 'threads-relaxed'>;
+/** Precache entries (or URLs) without the `cairn_web_<build>.wasm` files this browser never picks: `precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST))`. */
+export function withoutUnusedBuilds<T extends string | { url: string }>(manifest: T[], builds?: string[]): T[];
+
 /** Registers the shard, manifest and edge routes with workbox-routing. */
 export function registerCairnRoutes(options?: CairnRouteOptions): void;
 /** The page's requests (skip-waiting, replay, model-active, queued, result, versions, evict-for-quota), Background Sync, replays on start. */

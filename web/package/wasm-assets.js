@@ -9,7 +9,7 @@
 
 import init, * as wasm from './cairn_web.js';
 import initText, * as text from './cairn_web_text.js';
-export { pickBackend } from './backend.js';
+export { pickBackend, threadedBuild, singleThreadedBuild } from './backend.js';
 
 const WASM = {
   simd: new URL('./cairn_web_simd.wasm', import.meta.url),

@@ -8,13 +8,29 @@ const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 
   253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 133, 2, 11]);
 
+/** True where this engine validates relaxed SIMD (Chromium 114+, Node >= 22; Node 20 with `--experimental-wasm-relaxed-simd`). */
+export function relaxedSimd() {
+  return WebAssembly.validate(RELAXED_PROBE);
+}
+
 /**
- * The build to run: `wanted` 'scalar' forces the build without SIMD (for testing it, or to work
- * around a browser bug); 'relaxed' asks for the relaxed-SIMD build where the engine has it;
- * otherwise ('auto') the simd128 build where the engine validates it, else scalar.
+ * The single-threaded build to run. 'auto' (the default) takes the fastest the engine
+ * validates: relaxed SIMD (fused multiply-add in the f32 kernels), else simd128, else scalar
+ * (docs/adr/0034). 'relaxed' asks for relaxed SIMD (simd128 where the engine lacks it);
+ * 'simd' and 'scalar' force those builds (for testing, or to work around a browser bug).
  */
 export function pickBackend(wanted = 'auto') {
   if (wanted === 'scalar' || !WebAssembly.validate(SIMD_PROBE)) return 'scalar';
-  if (wanted === 'relaxed' && WebAssembly.validate(RELAXED_PROBE)) return 'relaxed';
-  return 'simd';
+  if (wanted === 'simd') return 'simd';
+  return relaxedSimd() ? 'relaxed' : 'simd';
+}
+
+/** The threaded build of the same SIMD flavour as the single-threaded `build` (docs/adr/0019, 0034). */
+export function threadedBuild(build) {
+  return build === 'relaxed' ? 'threads-relaxed' : 'threads';
+}
+
+/** The single-threaded build a threaded `build` falls back to when its pool cannot start. */
+export function singleThreadedBuild(build) {
+  return build === 'threads-relaxed' ? 'relaxed' : build === 'threads' ? 'simd' : build;
 }

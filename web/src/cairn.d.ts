@@ -229,7 +229,8 @@ export interface Model {
   unload(): Promise<unknown>;
 }
 
-export type Backend = 'webgpu' | 'threads' | 'simd' | 'relaxed' | 'scalar';
+/** The build models run on (docs/adr/0019, 0022, 0034): the GPU, a threaded wasm build, or a single-threaded one. */
+export type Backend = 'webgpu' | 'threads-relaxed' | 'threads' | 'relaxed' | 'simd' | 'scalar';
 
 export interface StartOptions {
   /** The worker script; default: the package's `worker.js` (next to this module). */
@@ -238,7 +239,7 @@ export interface StartOptions {
   wasmBase?: string | URL;
   queueBound?: number;
   /** 'webgpu' runs models on the GPU (an error without an adapter); 'auto' does where `navigator.gpu` gives a hardware adapter (a software one, `isFallbackAdapter`, is slower than wasm); 'wasm' never does. */
-  backend?: 'auto' | 'webgpu' | 'wasm' | 'simd' | 'relaxed' | 'scalar';
+  backend?: 'auto' | 'webgpu' | 'wasm' | Exclude<Backend, 'webgpu'>;
   /** Threads of the threaded build (default: navigator.hardwareConcurrency, at most 4). */
   threads?: number;
   /** Bytes of live heap past which idle models are unloaded, least recently used first. */
@@ -250,9 +251,11 @@ export interface StartOptions {
 
 export class Cairn {
   /**
-   * `backend`: 'auto' (default) picks the threaded build on cross-origin isolated pages with shared wasm
-   * memory, else SIMD where the browser validates it, else scalar; 'simd' | 'scalar' force a single-threaded build;
-   * 'relaxed' asks for the relaxed-SIMD build. `threads`: threads of the threaded build (default: cores, at most 4).
+   * `backend`: 'auto' (default) picks a threaded build on cross-origin isolated pages with shared wasm
+   * memory, else relaxed SIMD where the browser validates it, else SIMD, else scalar (the threaded build has
+   * the same SIMD flavour); 'relaxed' | 'simd' | 'scalar' force a single-threaded build, 'threads-relaxed' |
+   * 'threads' a threaded one (its single-threaded twin where the page cannot run threads).
+   * `threads`: threads of the threaded build (default: cores, at most 4).
    */
   static start(options?: StartOptions): Promise<Cairn>;
   /** 'webgpu', or the wasm build chosen for this browser; a lost GPU device switches it to 'simd'. */
@@ -261,7 +264,7 @@ export class Cairn {
   onBackendChange?: (b: { backend: Backend; reason: string }) => void;
   /** Test hook: destroys every model's GPU device; resolves to how many were destroyed. */
   _loseGpuForTest(): Promise<number>;
-  /** Threads the kernels run on (1 unless backend is 'threads'). */
+  /** Threads the kernels run on (1 unless backend is a threaded build). */
   readonly threads: number;
   readonly isa: string;
   /** Called after each run with the queue's length and its high-water mark. */

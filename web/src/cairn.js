@@ -123,23 +123,29 @@ function f16Bits(x) {
   return sign | h;
 }
 
+/** What `Cairn.start`'s `backend` accepts (docs/adr/0019, 0022, 0034). */
+const BACKEND_OPTIONS = ['auto', 'webgpu', 'wasm', 'threads-relaxed', 'threads', 'relaxed', 'simd', 'scalar'];
+
 export class Cairn {
   #worker;
   #nextId = 1;
   #waiting = new Map(); // id -> { resolve, reject, onProgress, onMessage }
-  /** 'webgpu' (models run on the GPU; docs/adr/0022), or the wasm build the worker runs: 'threads', 'simd', 'relaxed' or 'scalar' (docs/adr/0019). A lost GPU device switches it to 'simd'. */
+  /** 'webgpu' (models run on the GPU; docs/adr/0022), or the wasm build the worker runs: 'threads-relaxed', 'threads', 'relaxed', 'simd' or 'scalar' (docs/adr/0019, 0034). A lost GPU device switches it to 'simd'. */
   backend = null;
-  /** Threads the kernels run on (1 unless `backend` is 'threads'). */
+  /** Threads the kernels run on (1 unless `backend` is a threaded build). */
   threads = 1;
   /** The kernels' instruction set, e.g. 'wasm32-simd128'. */
   isa = null;
 
   /**
    * Starts the worker. `workerUrl` and `wasmBase` default to the files next to this module.
-   * `backend`: 'auto' (default) runs the threaded build where the page is cross-origin
-   * isolated (COOP + COEP, as `cairn serve` sends) and shared wasm memory exists, else the
-   * simd128 build where validated, else scalar; 'simd' or 'scalar' forces a single-threaded
-   * build; 'relaxed' asks for the relaxed-SIMD build where the engine validates it.
+   * `backend`: 'auto' (default) runs a threaded build where the page is cross-origin
+   * isolated (COOP + COEP, as `cairn serve` sends) and shared wasm memory exists, else a
+   * single-threaded one: relaxed SIMD where the engine validates it, else simd128, else
+   * scalar (the threaded build has the same SIMD flavour: 'threads-relaxed' or 'threads');
+   * 'relaxed', 'simd' or 'scalar' forces that single-threaded build ('relaxed' runs simd128
+   * where the engine lacks relaxed SIMD); 'threads-relaxed' or 'threads' that threaded build
+   * (its single-threaded twin where the page cannot run threads).
    * 'webgpu' runs models on the GPU (an error where `navigator.gpu` gives no adapter); 'auto'
    * does too where it gives one; 'wasm' never does. A GPU lost mid-session (device loss)
    * falls back to the simd build without failing the request in flight.
@@ -147,14 +153,14 @@ export class Cairn {
    * `memoryBudget` (bytes): past it, idle models are unloaded, least recently used first.
    * `edge`: the origin of a `cairn serve` that runs the same bundles; `model.run` then
    * places each request on the device or the edge (see `run`'s `prefer`).
-   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'webgpu'|'wasm'|'simd'|'relaxed'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
+   * @param {{ workerUrl?: string|URL, wasmBase?: string|URL, queueBound?: number, backend?: 'auto'|'webgpu'|'wasm'|'threads-relaxed'|'threads'|'relaxed'|'simd'|'scalar', threads?: number, memoryBudget?: number, edge?: string, edgeTimeoutMs?: number }} [options]
    */
   static async start(options = {}) {
     if (options.threads != null && !(Number.isInteger(options.threads) && options.threads >= 1)) {
       throw new CairnError('bad-input', `threads must be a whole number >= 1, got ${options.threads}`);
     }
-    if (options.backend != null && !['auto', 'webgpu', 'wasm', 'simd', 'relaxed', 'scalar'].includes(options.backend)) {
-      throw new CairnError('bad-input', `backend must be 'auto', 'webgpu', 'wasm', 'simd', 'relaxed' or 'scalar', got '${options.backend}'`);
+    if (options.backend != null && !BACKEND_OPTIONS.includes(options.backend)) {
+      throw new CairnError('bad-input', `backend must be one of ${BACKEND_OPTIONS.map((b) => `'${b}'`).join(', ')}; got '${options.backend}'`);
     }
     const cairn = new Cairn();
     // The literal `new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })` is

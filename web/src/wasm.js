@@ -3,7 +3,7 @@
 // bench/web/build_wasm.sh writes it); the npm package replaces it with one whose wasm files
 // are assets a bundler can see (web/package/wasm-assets.js).
 
-export { pickBackend } from './backend.js';
+export { pickBackend, threadedBuild, singleThreadedBuild } from './backend.js';
 
 /** Loads and instantiates `backend`; resolves with the module's exports and its linear memory. */
 export async function loadWasm(backend, wasmBase = '../pkg/') {

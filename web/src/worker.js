@@ -3,15 +3,17 @@
 // preprocessing, inference, queueing decisions) happens in Rust; this file moves
 // bytes and messages.
 
-import { pickBackend, loadWasm, loadTextWasm } from './wasm.js';
+import { pickBackend, threadedBuild, singleThreadedBuild, loadWasm, loadTextWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
 
 // The wasm build and where it lives come with the page's first message (`hello`: `backend`,
 // `threads`, `wasmBase`), so the page can start this worker with a plain
 // `new Worker(new URL('./worker.js', import.meta.url))` that bundlers recognize.
-// Backend selection (docs/adr/0019): 'auto' runs the threaded build where this worker is
+// Backend selection (docs/adr/0019, 0034): 'auto' runs a threaded build where this worker is
 // cross-origin isolated with shared wasm memory and more than one thread is wanted; else
-// pickBackend's single-threaded choice (simd128 where validated, else scalar).
+// pickBackend's single-threaded choice (relaxed SIMD where validated, else simd128, else
+// scalar). The threaded build has the single-threaded choice's SIMD flavour: 'threads-relaxed'
+// or 'threads'.
 let backend = null;
 let wasmMemory = null; // the module's linear memory, for writing downloads into it
 let engine = null; // the engine module's exports, once started
@@ -44,22 +46,26 @@ function startWasm({ backend: wanted = 'auto', wasmBase, threads: wantedThreads 
   wasmBaseUrl = wasmBase ?? undefined;
   wanted = wanted ?? 'auto';
   const threads = threadCount(wantedThreads == null ? null : String(wantedThreads));
-  // 'webgpu' and 'wasm' leave the CPU build to the automatic choice.
+  // 'webgpu' and 'wasm' leave the CPU build to the automatic choice; 'threads' and
+  // 'threads-relaxed' ask for that threaded build (its single-threaded twin where the page
+  // cannot run threads, simd128 where the engine lacks relaxed SIMD).
   const cpuWanted = wanted === 'webgpu' || wanted === 'wasm' ? 'auto' : wanted;
-  const single = pickBackend(cpuWanted);
-  backend = cpuWanted === 'auto' && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? 'threads' : single;
+  const threadedWanted = cpuWanted === 'auto' || cpuWanted !== singleThreadedBuild(cpuWanted);
+  const single = pickBackend(singleThreadedBuild(cpuWanted));
+  backend = threadedWanted && single !== 'scalar' && threads > 1 && threadsAvailable(self) ? threadedBuild(single) : single;
   const load = async (build) => {
     const { wasm, memory, pkgUrl } = await loadWasm(build, wasmBase ?? undefined);
     wasmMemory = memory;
     engine = wasm;
-    if (build === 'threads') await startThreadPool(wasm, pkgUrl, threads);
+    if (build !== singleThreadedBuild(build)) await startThreadPool(wasm, pkgUrl, threads);
     return wasm;
   };
   const cpu = () => load(backend).catch((e) => {
-    if (backend !== 'threads') throw e;
-    // Isolated, but the pool could not start (no nested workers, memory refused): one thread.
+    if (backend === singleThreadedBuild(backend)) throw e;
+    // Isolated, but the pool could not start (no nested workers, memory refused, the build
+    // not served): one thread, same SIMD flavour (the build a service worker precached).
     console.warn(`Cairn: the threaded build failed to start (${e.message}); running single-threaded`);
-    backend = 'simd';
+    backend = singleThreadedBuild(backend);
     return load(backend);
   });
   if (wanted !== 'webgpu' && wanted !== 'auto') return cpu();

@@ -2,8 +2,8 @@
 // package). An app's own service worker adds them in a few lines:
 //
 //   import { precacheAndRoute } from 'workbox-precaching';
-//   import { registerCairnRoutes, handleCairnMessages } from '@cairn-ml/web/sw';
-//   precacheAndRoute(self.__WB_MANIFEST);
+//   import { registerCairnRoutes, handleCairnMessages, withoutUnusedBuilds } from '@cairn-ml/web/sw';
+//   precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST));  // only the wasm build this browser runs
 //   registerCairnRoutes();      // model shards, manifests, the edge queue
 //   handleCairnMessages();      // the page's requests, Background Sync, replays
 //
@@ -22,10 +22,12 @@ import { SHARD_CACHE, STORED_BY_SW, isShard, shardVerification } from './shards.
 import { MANIFEST_CACHE, isManifest, isTokenizer, recordVersion, serverErrorsAsOffline, quotaGuard, activate, listVersions, evictForQuota } from './models.js';
 import { SYNC_TAG, isEdgeRequest, edgeQueue, edgeQueueHandler, replay, queued, resultOf } from './edge-queue.js';
 import { CHANNEL, announce } from './broadcast.js';
+import { buildsForThisBrowser, withoutUnusedBuilds } from './builds.js';
 
 export {
   SHARD_CACHE, STORED_BY_SW, MANIFEST_CACHE, SYNC_TAG, CHANNEL, isShard, isManifest, isTokenizer, isEdgeRequest, shardVerification, recordVersion,
   serverErrorsAsOffline, quotaGuard, edgeQueue, edgeQueueHandler, activate, evictForQuota, listVersions, replay, queued, resultOf, announce,
+  buildsForThisBrowser, withoutUnusedBuilds,
 };
 
 /**

@@ -2,7 +2,7 @@
 // verifies every shard, runs the coarse level before the rest arrives, and matches
 // native Cairn. Damaged shards are rejected (and never run), then fetched again.
 //
-// Needs: target/release/cairn, target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh)
+// Needs: target/release/cairn, target/web-pkg/{relaxed,simd,scalar} (bench/web/build_wasm.sh)
 // and target/models/mobilenetv2.onnx (tools/build_bench_models.py). web/test/run.sh
 // builds them.
 
@@ -110,8 +110,9 @@ test('a packed MobileNetV2 streams into the worker, runs coarse first, then matc
   const holds = manifest.shards.filter((s) => s.level > 0).map((s) => server.fault(s.sha256, 'hold'));
   const loaded = await loadInPage({ runCoarse: true });
   assert.ok(loaded.ok, loaded.message);
-  // Auto-selected: threads on a cross-origin isolated page (CAIRN_TEST_ISOLATED), else SIMD.
-  assert.equal(loaded.backend, process.env.CAIRN_TEST_ISOLATED ? 'threads' : 'simd');
+  // Auto-selected (docs/adr/0034): relaxed SIMD, which headless Chromium validates; its threaded
+  // twin on a cross-origin isolated page (CAIRN_TEST_ISOLATED).
+  assert.equal(loaded.backend, process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed');
   assert.equal(loaded.levelAtLoad, 'coarse');
   assert.equal(loaded.first.level, 'coarse');
   const coarseError = relativeError(loaded.first.data, native);

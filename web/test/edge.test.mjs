@@ -3,7 +3,7 @@
 // headers), requests forced to the edge run there, and when the edge is stopped mid-session
 // inference continues on the device: only `where` and `placement` change.
 //
-// Needs: target/release/cairn, target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh),
+// Needs: target/release/cairn, target/web-pkg/{relaxed,simd,scalar} (bench/web/build_wasm.sh),
 // target/models/mobilenetv2.onnx.
 
 import { test, before, after } from 'node:test';

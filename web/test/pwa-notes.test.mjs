@@ -4,7 +4,7 @@
 // task over 50 ms), then offline (browser context offline and the server dropping every
 // connection), reload, and 10 scripted queries each find their note in the top 3.
 //
-// Needs target/release/cairn, target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh) and
+// Needs target/release/cairn, target/web-pkg/{relaxed,simd,scalar} (bench/web/build_wasm.sh) and
 // target/text-model/minilm_l6.onnx + tokenizer.json (python3 tools/convert_minilm.py target/text-model).
 
 import { test, before, after } from 'node:test';

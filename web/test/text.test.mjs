@@ -8,7 +8,7 @@
 //     ill-formed UTF-16 texts) gives clear errors or the documented behaviour, and the
 //     worker keeps working.
 //
-// Needs target/release/cairn and target/web-pkg/{simd,scalar} (bench/web/build_wasm.sh).
+// Needs target/release/cairn and target/web-pkg/{relaxed,simd,scalar} (bench/web/build_wasm.sh).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

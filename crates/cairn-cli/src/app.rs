@@ -204,10 +204,8 @@ fn build_service_worker(tool: &Path, sw_src: &Path, out: &Path) -> Result<Precac
         .arg(tool)
         .arg(sw_src)
         .arg(out)
-        // The relaxed-SIMD build is opt-in (`backend: 'relaxed'`), so the app never loads it
-        // unless asked: it is not precached (a page that asks caches it on first use).
-        .args(["--ignore", "cairn/cairn_web_relaxed.wasm"])
-        // Nor the WebGPU build: a device without an adapter must not download it. Where the
+        // Every CPU build is listed: the service worker keeps the one this browser runs
+        // (`withoutUnusedBuilds`, docs/adr/0034). Not the WebGPU build: a device without an adapter must not download it. Where the
         // GPU is used it is fetched online; offline without it, 'auto' runs the precached
         // simd build (web/src/worker.js falls back when the webgpu build cannot load).
         .args(["--ignore", "cairn/cairn_web_webgpu.wasm", "--ignore", "cairn/cairn_web_webgpu.js"])

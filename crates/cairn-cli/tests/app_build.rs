@@ -128,19 +128,20 @@ fn app_build_injects_a_precache_list_with_revisions_and_integrity() {
         "cairn/cairn.js",
         "cairn/worker.js",
         "cairn/cairn_web_simd.wasm",
+        "cairn/cairn_web_relaxed.wasm",
         "cairn/cairn_web_scalar.wasm",
         "icons/icon-512.png",
     ] {
         assert!(urls.contains(&want), "{want} missing from {urls:?}");
     }
     // Not the models, the service worker itself, types, the package's sw modules (bundled), nor
-    // the opt-in relaxed-SIMD build, nor the WebGPU build (fetched only where an adapter exists).
+    // the WebGPU build (fetched only where an adapter exists). Every CPU build is listed; the
+    // service worker keeps the one the browser runs (web/sw/builds.js).
     assert!(
         !urls.iter().any(|u| u.starts_with("models/")
             || u.ends_with(".d.ts")
             || *u == "sw.js"
             || u.starts_with("cairn/sw")
-            || u.ends_with("relaxed.wasm")
             || u.contains("webgpu")),
         "{urls:?}"
     );

@@ -84,8 +84,8 @@ pub struct Signals {
     pub device_memory: Option<f64>,
     pub hardware_concurrency: Option<u32>,
     pub cached_level: CachedLevel,
-    /// The engine build the device runs the model on: "webgpu", "threads", "relaxed",
-    /// "simd" or "scalar" (`cairn.backend`).
+    /// The engine build the device runs the model on: "webgpu", "threads-relaxed", "threads",
+    /// "relaxed", "simd" or "scalar" (`cairn.backend`).
     pub backend: Option<String>,
     /// Running average of the device's runs on `backend` after its first, ms.
     pub device_ms: Option<f64>,

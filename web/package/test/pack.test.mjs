@@ -28,6 +28,8 @@ const EXPECTED = [
   'package/dist/cairn_web_webgpu.wasm', 'package/dist/cairn_web_webgpu.js',
   'package/dist/cairn_web_text.wasm',
   ...fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js')).map((f) => `package/dist/sw/${f}`),
+  // web/src/backend.js, beside web/sw/builds.js which picks builds as the worker does.
+  'package/dist/sw/backend.js',
 ].sort();
 // Bounds: each engine build is ~1.0 MiB gzipped (3.4 MiB raw on 2026-12-05, grown with the
 // operators of issue 13); the tokenizer module (fetched only for text bundles, docs/adr/0026)

@@ -11,7 +11,9 @@ export function serviceWorker(): void {
   const plugins: WorkboxPlugin[] = [sw.shardVerification, sw.quotaGuard, sw.recordVersion, sw.serverErrorsAsOffline];
   const handler: RouteHandlerObject = sw.edgeQueue({ headers: { 'x-app': 'demo' } });
   const name: 'cairn-shards-v1' = sw.SHARD_CACHE;
-  void [plugins, handler, name];
+  const precache: Array<{ url: string; revision: string | null }> = sw.withoutUnusedBuilds([{ url: 'cairn/cairn_web_simd.wasm', revision: null }]);
+  const builds: string[] = sw.buildsForThisBrowser();
+  void [plugins, handler, name, precache, builds];
 }
 
 export async function replayed(): Promise<number> {
