@@ -48,6 +48,25 @@ pub struct Lowered {
     pub items: Vec<Item>,
     /// "node (OpType)" of every step that falls back to the CPU.
     pub fallback: Vec<String>,
+    /// Integer values a GPU Gather reads as indices: checked on the host when uploaded.
+    pub index_checks: Vec<IndexCheck>,
+}
+
+/// Indices a Gather kernel reads must lie in [-dim, dim): the kernel cannot report an error,
+/// so the host checks them where they are uploaded (a run-time input or a CPU step's output;
+/// no GPU kernel computes integers, views only rename them).
+#[derive(Clone, Debug)]
+pub struct IndexCheck {
+    pub value: usize,
+    pub dim: i64,
+    /// "node (Gather)", for the error.
+    pub node: String,
+}
+
+/// Bytes a value of this many elements takes on the GPU: every value the GPU holds is 32-bit
+/// (f32, i32, and int64 narrowed to i32 at upload; docs/adr/0022).
+pub fn gpu_bytes(numel: usize) -> u64 {
+    numel as u64 * 4
 }
 
 /// Activation codes of `act()` in common.wgsl.
@@ -127,6 +146,7 @@ struct Lowerer<'a> {
     done: Vec<bool>,
     /// The largest buffer a kernel may bind (the device's storage binding limit).
     max_binding: u64,
+    index_checks: Vec<IndexCheck>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -141,6 +161,13 @@ impl<'a> Lowerer<'a> {
     }
     fn is_f32(&self, v: usize) -> bool {
         self.plan.values[v].dtype == DType::F32 && (self.plan.values[v].bytes() as u64) <= self.max_binding
+    }
+    /// An integer value the GPU can hold (as i32; int64 narrowed, checked, at upload).
+    fn is_int(&self, v: usize) -> bool {
+        matches!(self.plan.values[v].dtype, DType::I32 | DType::I64) && gpu_bytes(self.plan.values[v].numel()) <= self.max_binding
+    }
+    fn on_gpu_as(&self, v: usize, dtype: DType) -> bool {
+        self.plan.values[v].dtype == dtype && (self.is_f32(v) || self.is_int(v))
     }
     fn constant(&self, v: usize) -> Option<&'a Arc<Tensor>> {
         match &self.plan.values[v].location {
@@ -272,18 +299,20 @@ impl<'a> Lowerer<'a> {
     fn lower_step(&mut self, step: usize) -> Option<Vec<Item>> {
         let node = self.node(step);
         let out = self.sole_output(step)?;
-        if !self.is_f32(out) {
-            return None;
-        }
         let x = self.input(step, 0);
+        let out_dtype = self.plan.values[out].dtype;
         match node.op_type.as_str() {
+            // Views keep the dtype: f32 and integer values alike.
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => {
-                let x = x.filter(|&x| self.is_f32(x))?;
+                let x = x.filter(|&x| self.on_gpu_as(x, out_dtype) && self.on_gpu_as(out, out_dtype))?;
                 if node.op_type == "Dropout" && self.input(step, 2).is_some() {
                     return None; // training_mode given: not an identity in general
                 }
                 Some(vec![Item::Alias { out, of: x }])
             }
+            "Cast" => self.cast(x?, out),
+            "Gather" => self.gather(step, out),
+            _ if !self.is_f32(out) => None,
             "Conv" => self.conv(step),
             "Gemm" => self.gemm(step),
             "MatMul" => self.matmul(step),
@@ -399,6 +428,65 @@ impl<'a> Lowerer<'a> {
                 })])
             }
         }
+    }
+
+    /// Cast to the same dtype is a view; integer -> f32 a kernel; others fall back.
+    fn cast(&self, x: usize, out: usize) -> Option<Vec<Item>> {
+        let to = self.plan.values[out].dtype;
+        if self.on_gpu_as(x, to) && self.on_gpu_as(out, to) {
+            return Some(vec![Item::Alias { out, of: x }]);
+        }
+        if !(self.is_int(x) && self.is_f32(out)) {
+            return None;
+        }
+        let n = self.plan.values[out].numel();
+        let params = Params::new().u(0, n);
+        Some(vec![Item::Gpu(Call { kernel: Kernel::IntToF32, params: params.0, reads: vec![Src::Value(x)], out, groups: groups_1d(n) })])
+    }
+
+    /// Gather of f32 data by integer indices along any axis. Constant indices are checked
+    /// here (out of range: the CPU kernel runs and reports it); others where they are uploaded.
+    fn gather(&mut self, step: usize, out: usize) -> Option<Vec<Item>> {
+        let node = self.node(step);
+        let data = self.input(step, 0).filter(|&v| self.is_f32(v))?;
+        let idx = self.input(step, 1).filter(|&v| self.is_int(v))?;
+        if !self.is_f32(out) {
+            return None;
+        }
+        let shape = self.shape(data);
+        let rank = shape.len() as i64;
+        let axis = self.int(node, "axis", 0);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&axis) {
+            return None;
+        }
+        let axis = axis as usize;
+        let dim = shape[axis] as i64;
+        if dim > i32::MAX as i64 {
+            return None;
+        }
+        let in_range = |i: i64| (-dim..dim).contains(&i);
+        match self.constant(idx) {
+            Some(t) => {
+                let ok = match t.dtype() {
+                    DType::I64 => t.i64s().ok()?.iter().all(|&i| in_range(i)),
+                    _ => t.i32s().ok()?.iter().all(|&i| in_range(i as i64)),
+                };
+                if !ok {
+                    return None;
+                }
+            }
+            None => self.index_checks.push(IndexCheck { value: idx, dim, node: format!("{} (Gather)", node.name) }),
+        }
+        let inner: usize = shape[axis + 1..].iter().product();
+        let n_idx = self.plan.values[idx].numel();
+        let n = self.plan.values[out].numel();
+        if n == 0 {
+            return None;
+        }
+        let params = Params::new().u(0, n).u(1, n_idx).u(2, inner).i(3, dim);
+        let reads = vec![Src::Value(data), Src::Value(idx)];
+        Some(vec![Item::Gpu(Call { kernel: Kernel::Gather, params: params.0, reads, out, groups: groups_1d(n) })])
     }
 
     fn reduce_rows(&self, params: Params, x: usize, scale: Option<usize>, shift: Option<usize>, out: usize, rows: usize) -> Item {
@@ -731,7 +819,8 @@ pub fn lower(graph: &Graph, plan: &Plan, max_binding: u64) -> Lowered {
     for &o in &plan.outputs {
         uses[o] += 1;
     }
-    let mut l = Lowerer { graph, plan, uses, readers, producer, done: vec![false; plan.steps.len()], max_binding };
+    let mut l =
+        Lowerer { graph, plan, uses, readers, producer, done: vec![false; plan.steps.len()], max_binding, index_checks: Vec::new() };
     let mut items = Vec::new();
     let mut fallback = Vec::new();
     for step in 0..plan.steps.len() {
@@ -748,5 +837,5 @@ pub fn lower(graph: &Graph, plan: &Plan, max_binding: u64) -> Lowered {
             }
         }
     }
-    Lowered { items, fallback }
+    Lowered { items, fallback, index_checks: l.index_checks }
 }

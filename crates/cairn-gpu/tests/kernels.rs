@@ -3,7 +3,7 @@
 
 mod common;
 
-use cairn_core::{Attr, Tensor};
+use cairn_core::{Attr, DType, Tensor, TensorData};
 use common::{compare, gpu, ints, tensor, G};
 use std::collections::HashMap;
 
@@ -241,4 +241,97 @@ fn weights_upload_once_and_a_lost_device_fails_the_run_cleanly() {
         Err(cairn_gpu::GpuError::DeviceLost(msg)) => eprintln!("after destroy: {msg}"),
         other => panic!("expected DeviceLost, got {other:?}"),
     }
+}
+
+/// Indices in [-dim, dim): negative ones count from the end.
+fn indices(n: usize, dim: usize, seed: u64) -> Vec<i64> {
+    common::values(n, seed).iter().map(|v| ((v + 1.0) * dim as f32).floor() as i64 - dim as i64).collect()
+}
+
+#[test]
+fn gather_by_int64_and_int32_indices_on_any_axis() {
+    let Some(gpu) = gpu() else { return };
+    let cases: [(i64, &[usize], &[usize]); 5] =
+        [(0, &[50, 7], &[2, 3]), (1, &[3, 9, 4], &[5]), (-1, &[2, 3, 6], &[2, 2]), (2, &[2, 3, 5, 4], &[7]), (0, &[6], &[])];
+    for (k, (axis, dshape, ishape)) in cases.into_iter().enumerate() {
+        let rank = dshape.len() as i64;
+        let dim = dshape[if axis < 0 { axis + rank } else { axis } as usize];
+        let n: usize = ishape.iter().product();
+        let idx = indices(n, dim, 20 + k as u64);
+        for dtype in [DType::I64, DType::I32] {
+            let idx_t = match dtype {
+                DType::I64 => Tensor::from_i64(ishape.to_vec(), idx.clone()).unwrap(),
+                _ => Tensor::new(ishape.to_vec(), TensorData::I32(idx.iter().map(|&i| i as i32).collect())).unwrap(),
+            };
+            // Data computed on the GPU (x * 2) and data that is a weight, gathered by the same ids.
+            let g = G::new(13)
+                .input("x", dshape)
+                .input_of("i", dtype, ishape)
+                .init("two", Tensor::scalar_f32(2.0))
+                .init("w", tensor(dshape, 30 + k as u64))
+                .node("Mul", &["x", "two"], &["x2"], &[])
+                .node("Gather", &["x2", "i"], &["y"], &[("axis", Attr::Int(axis))])
+                .node("Gather", &["w", "i"], &["z"], &[("axis", Attr::Int(axis))])
+                .build(&["y", "z"]);
+            let (stats, _) = compare(gpu.clone(), g, feed(&[("x", tensor(dshape, 40 + k as u64)), ("i", idx_t)]), TOL);
+            assert!(stats.fallback.is_empty(), "case {k} {dtype}: {:?}", stats.fallback);
+            assert_eq!(stats.counters.dispatches, 3);
+        }
+    }
+}
+
+#[test]
+fn an_int64_mask_is_unsqueezed_and_cast_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    // BERT's additive attention mask: (1 - float(mask[:, None, None, :])) * -10000.
+    let g = G::new(13)
+        .input_of("mask", DType::I64, &[2, 5])
+        .init("axes", Tensor::from_i64(vec![2], vec![1, 2]).unwrap())
+        .init("one", Tensor::scalar_f32(1.0))
+        .init("big", Tensor::scalar_f32(-10000.0))
+        .node("Unsqueeze", &["mask", "axes"], &["m4"], &[])
+        .node("Cast", &["m4"], &["mf"], &[("to", Attr::Int(1))])
+        .node("Sub", &["one", "mf"], &["inv"], &[])
+        .node("Mul", &["inv", "big"], &["y"], &[])
+        .build(&["y"]);
+    let mask = Tensor::from_i64(vec![2, 5], vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1]).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("mask", mask)]), TOL);
+    assert!(stats.fallback.is_empty(), "{:?}", stats.fallback);
+    // Cast, then Sub and Mul (the Unsqueeze is a view); the mask goes up as 10 i32s.
+    assert_eq!(stats.counters.dispatches, 3);
+    assert_eq!(stats.counters.bytes_uploaded, 10 * 4);
+}
+
+#[test]
+fn integers_cross_between_the_gpu_and_a_cpu_fallback() {
+    let Some(gpu) = gpu() else { return };
+    // Neg of an int64 has no GPU kernel: the Unsqueezed ids come down (widened back to int64),
+    // the CPU negates them and the result goes up (narrowed) for the Gather and the Cast.
+    let g = G::new(13)
+        .input_of("ids", DType::I64, &[3, 4])
+        .init("axes", Tensor::from_i64(vec![1], vec![0]).unwrap())
+        .init("w", tensor(&[9, 6], 50))
+        .node("Unsqueeze", &["ids", "axes"], &["u"], &[])
+        .node("Neg", &["u"], &["n"], &[])
+        .node("Gather", &["w", "n"], &["y"], &[])
+        .node("Cast", &["n"], &["z"], &[("to", Attr::Int(1))])
+        .build(&["y", "z"]);
+    let ids = Tensor::from_i64(vec![3, 4], vec![0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -8, 3]).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("ids", ids)]), TOL);
+    assert_eq!(stats.fallback, vec!["n1_Neg (Neg)".to_string()]);
+    assert_eq!(stats.counters.dispatches, 2);
+    assert_eq!(stats.counters.read_backs, 2, "the ids for the CPU step, then the outputs");
+    assert_eq!(stats.counters.bytes_uploaded, 2 * 12 * 4, "the ids, then the negated ids, as i32");
+}
+
+#[test]
+fn int64_values_that_do_not_fit_32_bits_are_a_clear_error() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13).input_of("m", DType::I64, &[4]).node("Cast", &["m"], &["y"], &[("to", Attr::Int(1))]).build(&["y"]);
+    let mut session = cairn_gpu::GpuSession::new(gpu, g).unwrap();
+    let big = Tensor::from_i64(vec![4], vec![0, 1, 3_000_000_000, 2]).unwrap();
+    let Err(err) = pollster::block_on(session.run(feed(&[("m", big)]))) else { panic!("the run fails") };
+    let msg = err.to_string();
+    assert!(matches!(err, cairn_gpu::GpuError::Input(_)), "{msg}");
+    assert!(msg.contains("3000000000") && msg.contains("32-bit"), "{msg}");
 }

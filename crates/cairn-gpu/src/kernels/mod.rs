@@ -20,9 +20,11 @@ pub enum Kernel {
     Depthwise,
     Pool,
     ReduceRows,
+    Gather,
+    IntToF32,
 }
 
-/// Invocations per workgroup of the 1-D kernels (unary, binary, copy, depthwise, pool).
+/// Invocations per workgroup of the 1-D kernels (all but the tiled ones and ReduceRows).
 pub const GROUP_1D: u32 = 64;
 /// The output tile of the tiled kernels (gemm, conv): 64 x 64 per workgroup.
 pub const TILE: u32 = 64;
@@ -38,6 +40,8 @@ impl Kernel {
             Kernel::Depthwise => include_str!("depthwise.wgsl").to_string(),
             Kernel::Pool => include_str!("pool.wgsl").to_string(),
             Kernel::ReduceRows => include_str!("reduce_rows.wgsl").to_string(),
+            Kernel::Gather => include_str!("gather.wgsl").to_string(),
+            Kernel::IntToF32 => include_str!("int_to_f32.wgsl").to_string(),
         };
         format!("{COMMON}\n{own}")
     }
