@@ -433,6 +433,9 @@ fn kernel_label(k: Kernel) -> &'static str {
         Kernel::ReduceRows => "reduce_rows",
         Kernel::Gather => "gather",
         Kernel::IntToF32 => "int_to_f32",
+        Kernel::Reduce => "reduce",
+        Kernel::Pad => "pad",
+        Kernel::Resize => "resize",
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Kernel {
     ReduceRows,
     Gather,
     IntToF32,
+    Reduce,
+    Pad,
+    Resize,
 }
 
 /// Invocations per workgroup of the 1-D kernels (all but the tiled ones and ReduceRows).
@@ -42,6 +45,9 @@ impl Kernel {
             Kernel::ReduceRows => include_str!("reduce_rows.wgsl").to_string(),
             Kernel::Gather => include_str!("gather.wgsl").to_string(),
             Kernel::IntToF32 => include_str!("int_to_f32.wgsl").to_string(),
+            Kernel::Reduce => include_str!("reduce.wgsl").to_string(),
+            Kernel::Pad => include_str!("pad.wgsl").to_string(),
+            Kernel::Resize => include_str!("resize.wgsl").to_string(),
         };
         format!("{COMMON}\n{own}")
     }
