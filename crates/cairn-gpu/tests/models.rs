@@ -114,6 +114,17 @@ fn minilm_encoder_runs_fully_on_the_gpu_at_64_and_128_tokens() {
     let Some(gpu) = gpu() else { return };
     let graph = cairn_onnx::load(&minilm()).unwrap().graph;
     for seq in [64, 128] {
+        // The CPU engine's own spread (plain folded operators against the fused path), for
+        // the element-by-element error of hidden states near zero.
+        let (plain, _) = cairn_core::passes::fold::fold_constants(graph.clone()).unwrap();
+        let (fused, _) = cairn_core::passes::prepare_for_inference(graph.clone()).unwrap();
+        let a = cairn_core::Session::new(plain).run(text_inputs(2, seq)).unwrap();
+        let b = cairn_core::Session::new(fused).run(text_inputs(2, seq)).unwrap();
+        eprintln!(
+            "{seq} tokens, CPU plain vs CPU fused: max relative error {:.2e}, max error / max |value| {:.2e}",
+            common::max_rel_err(&a[0].1, &b[0].1),
+            common::scaled_err(&a[0].1, &b[0].1)
+        );
         let (stats, _) = compare_by(gpu.clone(), graph.clone(), text_inputs(2, seq), 1e-4, Metric::OutputScale);
         eprintln!(
             "MiniLM-L6 on the GPU, 2 x {seq} tokens: {} dispatches, {} bytes uploaded, {} read back, {} read-backs; fell back: {:?}; value buffers {} bytes pooled, {} unpooled",
