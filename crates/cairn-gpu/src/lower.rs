@@ -126,6 +126,12 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// An ONNX axis (negative counts from the end) as an index below `rank`.
+fn axis_index(a: i64, rank: usize) -> Option<usize> {
+    let a = if a < 0 { a + rank as i64 } else { a };
+    usize::try_from(a).ok().filter(|&a| a < rank)
+}
+
 /// Left-pads `v` to rank 6 with `fill`.
 fn pad6<T: Copy>(v: &[T], fill: T) -> Option<[T; 6]> {
     if v.len() > 6 {
@@ -410,13 +416,7 @@ impl<'a> Lowerer<'a> {
             }
             "Concat" => {
                 let shape = self.shape(out);
-                let rank = shape.len() as i64;
-                let axis = self.int(node, "axis", 0);
-                let axis = if axis < 0 { axis + rank } else { axis };
-                if !(0..rank).contains(&axis) {
-                    return None;
-                }
-                let axis = axis as usize;
+                let axis = axis_index(self.int(node, "axis", 0), shape.len())?;
                 let dst: Vec<i64> = contiguous_strides(shape).iter().map(|&s| s as i64).collect();
                 let mut items = Vec::new();
                 let mut offset = 0usize;
@@ -476,8 +476,7 @@ impl<'a> Lowerer<'a> {
         let mut begin = vec![0i64; rank];
         let mut stride = vec![1i64; rank];
         for ((&a, &st), &k) in axes.iter().zip(&starts).zip(&steps) {
-            let a = if a < 0 { a + rank as i64 } else { a };
-            let a = usize::try_from(a).ok().filter(|&a| a < rank)?;
+            let a = axis_index(a, rank)?;
             let dim = shape[a] as i64;
             let st = if st < 0 { st.saturating_add(dim) } else { st };
             begin[a] = if k > 0 { st.clamp(0, dim) } else { st.clamp(0, dim - 1) };
@@ -523,8 +522,7 @@ impl<'a> Lowerer<'a> {
             reduced.iter_mut().for_each(|r| *r = true);
         }
         for &a in &axes {
-            let a = if a < 0 { a + rank as i64 } else { a };
-            reduced[usize::try_from(a).ok().filter(|&a| a < rank)?] = true;
+            reduced[axis_index(a, rank)?] = true;
         }
         let n: usize = shape.iter().zip(&reduced).filter(|(_, &r)| r).map(|(&d, _)| d).product();
         let count = self.plan.values[out].numel();
@@ -569,8 +567,7 @@ impl<'a> Lowerer<'a> {
             None if raw.len() == 2 * rank => before.copy_from_slice(&raw[..rank]),
             Some(axes) if raw.len() == 2 * axes.len() => {
                 for (k, &a) in axes.iter().enumerate() {
-                    let a = if a < 0 { a + rank as i64 } else { a };
-                    before[usize::try_from(a).ok().filter(|&a| a < rank)?] = raw[k];
+                    before[axis_index(a, rank)?] = raw[k];
                 }
             }
             _ => return None,
@@ -687,13 +684,7 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         let shape = self.shape(data);
-        let rank = shape.len() as i64;
-        let axis = self.int(node, "axis", 0);
-        let axis = if axis < 0 { axis + rank } else { axis };
-        if !(0..rank).contains(&axis) {
-            return None;
-        }
-        let axis = axis as usize;
+        let axis = axis_index(self.int(node, "axis", 0), shape.len())?;
         let dim = shape[axis] as i64;
         if dim > i32::MAX as i64 {
             return None;
