@@ -465,3 +465,28 @@ fn resize_nearest_and_linear_in_the_modes_models_use() {
     let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[1, 3, 4, 4], 110))]), TOL);
     assert_eq!(stats.fallback, vec!["n0_Resize (Resize)".to_string()]);
 }
+
+#[test]
+fn gather_by_constant_indices_narrows_them_once_and_leaves_bad_ones_to_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    // In range (negative too): the indices go up with the weights, as i32.
+    let g = G::new(13)
+        .input("x", &[4, 6])
+        .init("i", Tensor::from_i64(vec![2, 2], vec![3, -1, 0, -4]).unwrap())
+        .node("Relu", &["x"], &["r"], &[])
+        .node("Gather", &["r", "i"], &["y"], &[("axis", Attr::Int(1))])
+        .build(&["y"]);
+    let (stats, _) = compare(gpu.clone(), g, feed(&[("x", tensor(&[4, 6], 120))]), TOL);
+    assert!(stats.fallback.is_empty(), "{:?}", stats.fallback);
+    assert_eq!(stats.counters.dispatches, 2);
+    // Out of range: the CPU kernel runs it and reports the index, as without a GPU.
+    let g = G::new(13)
+        .input("x", &[4, 6])
+        .init("i", Tensor::from_i64(vec![1], vec![6]).unwrap())
+        .node("Gather", &["x", "i"], &["y"], &[("axis", Attr::Int(1))])
+        .build(&["y"]);
+    let mut session = cairn_gpu::GpuSession::new(gpu, g).unwrap();
+    let Err(err) = pollster::block_on(session.run(feed(&[("x", tensor(&[4, 6], 121))]))) else { panic!("index 6 of 6 fails") };
+    let msg = err.to_string();
+    assert!(msg.contains("index 6 is out of range"), "{msg}");
+}
