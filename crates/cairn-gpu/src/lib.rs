@@ -9,6 +9,7 @@
 
 mod device;
 mod kernels;
+mod liveness;
 mod lower;
 mod program;
 
@@ -48,6 +49,10 @@ pub struct GpuRunStats {
     /// Bytes uploaded while preparing this run's program (weights new to the device,
     /// parameter blocks): non-zero on the first run of an input shape only.
     pub bytes_uploaded_at_build: u64,
+    /// GPU memory the program holds for run-time values (inputs, intermediates, outputs), its
+    /// buffers pooled by liveness; and what one buffer per value would take.
+    pub value_bytes: u64,
+    pub value_bytes_unpooled: u64,
 }
 
 /// A model on the GPU: its graph (folded, not CPU-fused) and a program per input shapes.
@@ -118,7 +123,7 @@ impl GpuSession {
             return Ok((program, 0));
         }
         let plan = Arc::new(Plan::build(&self.graph, &bindings, &self.limits)?);
-        let program = Arc::new(Program::build(&self.gpu, &mut self.pipelines, &mut self.weights, &self.graph, plan));
+        let program = Arc::new(Program::build(&self.gpu, &mut self.pipelines, &mut self.weights, &self.graph, plan)?);
         self.gpu.check()?;
         if self.programs.len() >= PROGRAM_CACHE {
             self.programs.remove(0);
@@ -137,6 +142,13 @@ impl GpuSession {
         let (program, built) = self.program(&inputs)?;
         let (outputs, counters) = program.run(&self.gpu, &self.graph, &inputs).await?;
         debug_assert_eq!(counters.dispatches, program.dispatches);
-        Ok((outputs, GpuRunStats { counters, fallback: program.fallback.clone(), bytes_uploaded_at_build: built }))
+        let stats = GpuRunStats {
+            counters,
+            fallback: program.fallback.clone(),
+            bytes_uploaded_at_build: built,
+            value_bytes: program.value_bytes,
+            value_bytes_unpooled: program.value_bytes_unpooled,
+        };
+        Ok((outputs, stats))
     }
 }

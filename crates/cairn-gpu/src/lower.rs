@@ -10,6 +10,8 @@ use cairn_core::plan::{Location, Plan};
 use cairn_core::{Attr, DType, Graph, Node, Tensor};
 use std::sync::Arc;
 
+mod data_movement;
+
 /// What a kernel reads at one binding.
 #[derive(Clone, Debug)]
 pub enum Src {
@@ -48,6 +50,25 @@ pub struct Lowered {
     pub items: Vec<Item>,
     /// "node (OpType)" of every step that falls back to the CPU.
     pub fallback: Vec<String>,
+    /// Integer values a GPU Gather reads as indices: checked on the host when uploaded.
+    pub index_checks: Vec<IndexCheck>,
+}
+
+/// Indices a Gather kernel reads must lie in [-dim, dim): the kernel cannot report an error,
+/// so the host checks them where they are uploaded (a run-time input or a CPU step's output;
+/// no GPU kernel computes integers, views only rename them).
+#[derive(Clone, Debug)]
+pub struct IndexCheck {
+    pub value: usize,
+    pub dim: i64,
+    /// "node (Gather)", for the error.
+    pub node: String,
+}
+
+/// Bytes a value of this many elements takes on the GPU: every value the GPU holds is 32-bit
+/// (f32, i32, and int64 narrowed to i32 at upload; docs/adr/0022).
+pub fn gpu_bytes(numel: usize) -> u64 {
+    numel as u64 * 4
 }
 
 /// Activation codes of `act()` in common.wgsl.
@@ -107,6 +128,12 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// An ONNX axis (negative counts from the end) as an index below `rank`.
+fn axis_index(a: i64, rank: usize) -> Option<usize> {
+    let a = if a < 0 { a + rank as i64 } else { a };
+    usize::try_from(a).ok().filter(|&a| a < rank)
+}
+
 /// Left-pads `v` to rank 6 with `fill`.
 fn pad6<T: Copy>(v: &[T], fill: T) -> Option<[T; 6]> {
     if v.len() > 6 {
@@ -127,6 +154,7 @@ struct Lowerer<'a> {
     done: Vec<bool>,
     /// The largest buffer a kernel may bind (the device's storage binding limit).
     max_binding: u64,
+    index_checks: Vec<IndexCheck>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -141,6 +169,13 @@ impl<'a> Lowerer<'a> {
     }
     fn is_f32(&self, v: usize) -> bool {
         self.plan.values[v].dtype == DType::F32 && (self.plan.values[v].bytes() as u64) <= self.max_binding
+    }
+    /// An integer value the GPU can hold (as i32; int64 narrowed, checked, at upload).
+    fn is_int(&self, v: usize) -> bool {
+        matches!(self.plan.values[v].dtype, DType::I32 | DType::I64) && gpu_bytes(self.plan.values[v].numel()) <= self.max_binding
+    }
+    fn on_gpu_as(&self, v: usize, dtype: DType) -> bool {
+        self.plan.values[v].dtype == dtype && (self.is_f32(v) || self.is_int(v))
     }
     fn constant(&self, v: usize) -> Option<&'a Arc<Tensor>> {
         match &self.plan.values[v].location {
@@ -272,18 +307,20 @@ impl<'a> Lowerer<'a> {
     fn lower_step(&mut self, step: usize) -> Option<Vec<Item>> {
         let node = self.node(step);
         let out = self.sole_output(step)?;
-        if !self.is_f32(out) {
-            return None;
-        }
         let x = self.input(step, 0);
+        let out_dtype = self.plan.values[out].dtype;
         match node.op_type.as_str() {
+            // Views keep the dtype: f32 and integer values alike.
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => {
-                let x = x.filter(|&x| self.is_f32(x))?;
+                let x = x.filter(|&x| self.on_gpu_as(x, out_dtype) && self.on_gpu_as(out, out_dtype))?;
                 if node.op_type == "Dropout" && self.input(step, 2).is_some() {
                     return None; // training_mode given: not an identity in general
                 }
                 Some(vec![Item::Alias { out, of: x }])
             }
+            "Cast" => self.cast(x?, out),
+            "Gather" => self.gather(step, out),
+            _ if !self.is_f32(out) => None,
             "Conv" => self.conv(step),
             "Gemm" => self.gemm(step),
             "MatMul" => self.matmul(step),
@@ -349,6 +386,23 @@ impl<'a> Lowerer<'a> {
                 Some(vec![self.reduce_rows(params, x, Some(scale), bias, out, rows)])
             }
             "AveragePool" | "MaxPool" => self.pool(step),
+            "Slice" => self.slice(step, out),
+            "Expand" => {
+                let x = x.filter(|&x| self.is_f32(x))?;
+                let (xs, os) = (self.shape(x), self.shape(out));
+                if xs.len() > os.len() {
+                    return None;
+                }
+                let padded = pad6(xs, 1)?;
+                let cs = contiguous_strides(&padded);
+                let full = pad6(os, 1)?;
+                let src: Vec<i64> = (0..6).map(|d| if padded[d] == 1 && full[d] != 1 { 0 } else { cs[d] as i64 }).collect();
+                let dst: Vec<i64> = contiguous_strides(&full).iter().map(|&s| s as i64).collect();
+                Some(vec![self.copy(x, out, &full, 0, 0, &src, &dst)?])
+            }
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => self.reduce(step, out),
+            "Pad" => self.pad(step, out),
+            "Resize" => self.resize(step, out),
             "Transpose" => {
                 let x = x.filter(|&x| self.is_f32(x))?;
                 let shape = self.shape(x);
@@ -364,13 +418,7 @@ impl<'a> Lowerer<'a> {
             }
             "Concat" => {
                 let shape = self.shape(out);
-                let rank = shape.len() as i64;
-                let axis = self.int(node, "axis", 0);
-                let axis = if axis < 0 { axis + rank } else { axis };
-                if !(0..rank).contains(&axis) {
-                    return None;
-                }
-                let axis = axis as usize;
+                let axis = axis_index(self.int(node, "axis", 0), shape.len())?;
                 let dst: Vec<i64> = contiguous_strides(shape).iter().map(|&s| s as i64).collect();
                 let mut items = Vec::new();
                 let mut offset = 0usize;
@@ -731,7 +779,8 @@ pub fn lower(graph: &Graph, plan: &Plan, max_binding: u64) -> Lowered {
     for &o in &plan.outputs {
         uses[o] += 1;
     }
-    let mut l = Lowerer { graph, plan, uses, readers, producer, done: vec![false; plan.steps.len()], max_binding };
+    let mut l =
+        Lowerer { graph, plan, uses, readers, producer, done: vec![false; plan.steps.len()], max_binding, index_checks: Vec::new() };
     let mut items = Vec::new();
     let mut fallback = Vec::new();
     for step in 0..plan.steps.len() {
@@ -748,5 +797,5 @@ pub fn lower(graph: &Graph, plan: &Plan, max_binding: u64) -> Lowered {
             }
         }
     }
-    Lowered { items, fallback }
+    Lowered { items, fallback, index_checks: l.index_checks }
 }

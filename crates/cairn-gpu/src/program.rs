@@ -9,10 +9,12 @@
 
 use crate::device::Gpu;
 use crate::kernels::{Kernel, Pipelines};
-use crate::lower::{lower, Item, Src};
+use crate::liveness::{self, Access};
+use crate::lower::{gpu_bytes, lower, IndexCheck, Item, Src};
 use crate::GpuError;
 use cairn_core::plan::{Location, Plan};
-use cairn_core::{DType, Graph, Tensor, TensorMut};
+use cairn_core::{DType, Graph, Tensor, TensorData, TensorMut};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
@@ -33,9 +35,15 @@ pub(crate) struct Program {
     /// True for values computed on the GPU (their host copy needs a read-back).
     on_gpu: Vec<bool>,
     pub fallback: Vec<String>,
+    /// Gather indices to check on upload, by the uploaded value (the root of any views).
+    index_checks: Vec<IndexCheck>,
     pub dispatches: usize,
     /// Bytes this program uploaded when built (new weights and parameter blocks).
     pub built_bytes: u64,
+    /// GPU memory for run-time values (inputs, intermediates, outputs; weights not counted):
+    /// the pooled buffers this program holds, and what one buffer per value would take.
+    pub value_bytes: u64,
+    pub value_bytes_unpooled: u64,
 }
 
 /// What one run did on the device.
@@ -48,18 +56,75 @@ pub struct RunCounters {
     pub read_backs: usize,
 }
 
+/// The buffer of every GPU value (views share their root's), pooled by liveness (see
+/// liveness.rs), with the bytes one buffer per value would take and the bytes the pool takes.
+fn pooled_buffers(
+    device: &wgpu::Device,
+    plan: &Plan,
+    items: &[Item],
+    alias_of: &[usize],
+    needs: &[Option<u64>],
+) -> (Vec<Option<Arc<wgpu::Buffer>>>, u64, u64) {
+    let nv = plan.values.len();
+    let root = |v: usize| alias_of[v];
+    let mut pinned = vec![false; nv];
+    for (_, v) in &plan.inputs {
+        pinned[root(*v)] = true;
+    }
+    let mut to_end = vec![false; nv];
+    for &v in &plan.outputs {
+        to_end[root(v)] = true;
+    }
+    let mut commands = Vec::new();
+    for item in items {
+        match item {
+            Item::Gpu(call) => {
+                let reads = call.reads.iter().filter_map(|r| if let Src::Value(v) = r { Some(root(*v)) } else { None });
+                commands.push(Access { writes: vec![root(call.out)], reads: reads.filter(|&v| needs[v].is_some()).collect() });
+            }
+            Item::Alias { .. } => {}
+            Item::Cpu(step) => {
+                let s = &plan.steps[*step];
+                for &o in &s.outputs {
+                    pinned[root(o)] = true; // uploaded with write_buffer
+                }
+                let reads = s.inputs.iter().flatten().map(|&v| root(v)).filter(|&v| needs[v].is_some()).collect();
+                commands.push(Access { writes: Vec::new(), reads });
+            }
+        }
+    }
+    let slots = liveness::assign(&commands, needs, &pinned, &to_end);
+    let made: Vec<Arc<wgpu::Buffer>> =
+        slots.slot_bytes.iter().enumerate().map(|(k, &b)| Arc::new(storage(device, &format!("cairn value slot {k}"), b))).collect();
+    let buffers = (0..nv).map(|v| slots.slot_of[root(v)].map(|k| made[k].clone())).collect();
+    let unpooled = needs.iter().flatten().map(|&b| padded(b)).sum();
+    let pooled = slots.slot_bytes.iter().map(|&b| padded(b)).sum();
+    (buffers, unpooled, pooled)
+}
+
+/// A storage buffer's size for `bytes`: binding sizes must be non-zero multiples of 4.
+fn padded(bytes: u64) -> u64 {
+    bytes.max(16).next_multiple_of(4)
+}
+
 fn storage(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         // Binding sizes must be non-zero and multiples of 4.
-        size: bytes.max(16).next_multiple_of(4),
+        size: padded(bytes),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
 }
 
 impl Program {
-    pub fn build(gpu: &Gpu, pipelines: &mut Pipelines, weights: &mut WeightCache, graph: &Graph, plan: Arc<Plan>) -> Program {
+    pub fn build(
+        gpu: &Gpu,
+        pipelines: &mut Pipelines,
+        weights: &mut WeightCache,
+        graph: &Graph,
+        plan: Arc<Plan>,
+    ) -> Result<Program, GpuError> {
         let device = &gpu.device;
         let max_binding = device.limits().max_storage_buffer_binding_size;
         let lowered = lower(graph, &plan, max_binding as u64);
@@ -89,32 +154,25 @@ impl Program {
             }
         }
         let is_const = |v: usize| matches!(plan.values[v].location, Location::Const(_));
-        let mut buffers: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; nv];
-        for v in 0..nv {
-            if alias_of[v] == v && (on_gpu[v] || gpu_reads[v]) && !is_const(v) {
-                buffers[v] = Some(Arc::new(storage(device, &plan.values[v].name, plan.values[v].bytes() as u64)));
-            }
-        }
-        for v in 0..nv {
-            if alias_of[v] != v {
-                buffers[v] = buffers[alias_of[v]].clone();
-            }
-        }
+        let needs: Vec<Option<u64>> = (0..nv)
+            .map(|v| (alias_of[v] == v && (on_gpu[v] || gpu_reads[v]) && !is_const(v)).then(|| gpu_bytes(plan.values[v].numel())))
+            .collect();
+        let (buffers, unpooled_bytes, pooled_bytes) = pooled_buffers(device, &plan, &lowered.items, &alias_of, &needs);
         let mut weight_bytes = 0u64;
-        let mut weight = |key: &str, t: &Tensor| -> Arc<wgpu::Buffer> {
-            weights
-                .entry(key.to_string())
-                .or_insert_with(|| {
-                    weight_bytes += t.byte_len() as u64;
-                    let mut bytes = t.bytes().to_vec();
-                    bytes.resize(bytes.len().max(16).next_multiple_of(4), 0);
-                    Arc::new(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(key),
-                        contents: &bytes,
-                        usage: wgpu::BufferUsages::STORAGE,
-                    }))
-                })
-                .clone()
+        let mut weight = |key: &str, t: &Tensor| -> Result<Arc<wgpu::Buffer>, GpuError> {
+            if let Some(b) = weights.get(key) {
+                return Ok(b.clone());
+            }
+            let mut bytes = gpu_layout(t, key)?.into_owned();
+            weight_bytes += bytes.len() as u64;
+            bytes.resize(bytes.len().max(16).next_multiple_of(4), 0);
+            let buffer = Arc::new(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(key),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            }));
+            weights.insert(key.to_string(), buffer.clone());
+            Ok(buffer)
         };
         let dummy = storage(device, "cairn unused binding", 16);
 
@@ -129,10 +187,10 @@ impl Program {
                     for (k, r) in call.reads.iter().enumerate() {
                         match r {
                             Src::Value(v) => match &plan.values[*v].location {
-                                Location::Const(t) => bound.push(weight(&plan.values[*v].name, t)),
+                                Location::Const(t) => bound.push(weight(&plan.values[*v].name, t)?),
                                 Location::Arena(_) => bound.push(buffers[*v].clone().expect("GPU-read values have buffers")),
                             },
-                            Src::Derived(key, t) => bound.push(weight(key, t)),
+                            Src::Derived(key, t) => bound.push(weight(key, t)?),
                             Src::Dummy => dummy_at.push(k),
                         }
                     }
@@ -172,7 +230,19 @@ impl Program {
             }
         }
         built_bytes += weight_bytes;
-        Program { plan, cmds, buffers, on_gpu, fallback: lowered.fallback, dispatches, built_bytes }
+        let index_checks = lowered.index_checks.into_iter().map(|c| IndexCheck { value: alias_of[c.value], ..c }).collect();
+        Ok(Program {
+            plan,
+            cmds,
+            buffers,
+            on_gpu,
+            fallback: lowered.fallback,
+            index_checks,
+            dispatches,
+            built_bytes,
+            value_bytes: pooled_bytes,
+            value_bytes_unpooled: unpooled_bytes,
+        })
     }
 
     /// Runs the program: outputs in graph order.
@@ -189,9 +259,8 @@ impl Program {
         let mut host: HashMap<usize, Tensor> = HashMap::new();
         for (name, v) in &plan.inputs {
             let t = inputs.get(name).ok_or_else(|| GpuError::Input(format!("missing input '{name}'")))?;
-            if let Some(buf) = &self.buffers[*v] {
-                gpu.queue.write_buffer(buf, 0, t.bytes());
-                counters.bytes_uploaded += t.byte_len() as u64;
+            if self.buffers[*v].is_some() {
+                self.upload(gpu, *v, t, &mut counters)?;
             }
             host.insert(*v, t.clone());
         }
@@ -242,9 +311,7 @@ impl Program {
                     drop(ins);
                     for (&o, t) in s.outputs.iter().zip(outs) {
                         if upload.contains(&o) {
-                            let buf = self.buffers[o].as_ref().expect("GPU-read values have buffers");
-                            gpu.queue.write_buffer(buf, 0, t.bytes());
-                            counters.bytes_uploaded += t.byte_len() as u64;
+                            self.upload(gpu, o, &t, &mut counters)?;
                         }
                         host.insert(o, t);
                     }
@@ -280,6 +347,29 @@ impl Program {
         Ok((outputs, counters))
     }
 
+    /// Writes a host value into its buffer in the GPU layout, after checking any Gather
+    /// indices it holds (the kernel itself cannot fail).
+    fn upload(&self, gpu: &Gpu, v: usize, t: &Tensor, counters: &mut RunCounters) -> Result<(), GpuError> {
+        for check in self.index_checks.iter().filter(|c| c.value == v) {
+            let bad = match t.data() {
+                TensorData::I64(d) => d.iter().copied().find(|i| !(-check.dim..check.dim).contains(i)),
+                TensorData::I32(d) => d.iter().map(|&i| i as i64).find(|i| !(-check.dim..check.dim).contains(i)),
+                _ => None,
+            };
+            if let Some(i) = bad {
+                return Err(GpuError::Input(format!(
+                    "{}: index {i} in '{}' is out of range for an axis of size {}",
+                    check.node, self.plan.values[v].name, check.dim
+                )));
+            }
+        }
+        let bytes = gpu_layout(t, &self.plan.values[v].name)?;
+        let buf = self.buffers[v].as_ref().expect("GPU-read values have buffers");
+        gpu.queue.write_buffer(buf, 0, &bytes);
+        counters.bytes_uploaded += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Submits `encoder` plus copies of `values` into one staging buffer and reads them back.
     async fn read_back(
         &self,
@@ -292,7 +382,7 @@ impl Program {
         let mut total = 0u64;
         for &v in values {
             offsets.push(total);
-            total += (self.plan.values[v].bytes() as u64).next_multiple_of(4);
+            total += gpu_bytes(self.plan.values[v].numel());
         }
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("cairn read-back"),
@@ -301,7 +391,7 @@ impl Program {
             mapped_at_creation: false,
         });
         for (&v, &off) in values.iter().zip(&offsets) {
-            let bytes = self.plan.values[v].bytes() as u64;
+            let bytes = gpu_bytes(self.plan.values[v].numel());
             if bytes > 0 {
                 let buf = self.buffers[v].as_ref().expect("GPU values have buffers");
                 encoder.copy_buffer_to_buffer(buf, 0, &staging, off, bytes);
@@ -315,10 +405,17 @@ impl Program {
             .zip(&offsets)
             .map(|(&v, &off)| {
                 let pv = &self.plan.values[v];
-                debug_assert_eq!(pv.dtype, DType::F32, "only f32 values live on the GPU");
-                let bytes = &data[off as usize..off as usize + pv.bytes()];
-                let floats: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
-                Ok((v, Tensor::from_f32(pv.shape.clone(), floats)?))
+                let bytes = &data[off as usize..(off + gpu_bytes(pv.numel())) as usize];
+                let t = match pv.dtype {
+                    DType::F32 => Tensor::from_f32(pv.shape.clone(), bytemuck::pod_collect_to_vec(bytes))?,
+                    DType::I32 => Tensor::new(pv.shape.clone(), TensorData::I32(bytemuck::pod_collect_to_vec(bytes)))?,
+                    DType::I64 => {
+                        let narrow: Vec<i32> = bytemuck::pod_collect_to_vec(bytes);
+                        Tensor::from_i64(pv.shape.clone(), narrow.into_iter().map(i64::from).collect())?
+                    }
+                    other => return Err(GpuError::Device(format!("a {other} value cannot be read back from the GPU"))),
+                };
+                Ok((v, t))
             })
             .collect()
     }
@@ -334,5 +431,33 @@ fn kernel_label(k: Kernel) -> &'static str {
         Kernel::Depthwise => "depthwise",
         Kernel::Pool => "pool",
         Kernel::ReduceRows => "reduce_rows",
+        Kernel::Gather => "gather",
+        Kernel::IntToF32 => "int_to_f32",
+        Kernel::Reduce => "reduce",
+        Kernel::Pad => "pad",
+        Kernel::Resize => "resize",
+    }
+}
+
+/// A tensor's bytes as the GPU holds them: f32 and i32 as they are, int64 narrowed to i32
+/// (every integer the GPU kernels read is an index or a mask; ADR 0022), with a clear error
+/// for a value that does not fit.
+fn gpu_layout<'t>(t: &'t Tensor, name: &str) -> Result<Cow<'t, [u8]>, GpuError> {
+    match t.data() {
+        TensorData::I64(d) => {
+            let narrow: Vec<i32> = d
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| {
+                    i32::try_from(x).map_err(|_| {
+                        GpuError::Input(format!(
+                            "'{name}' holds {x} at element {k}, which does not fit the GPU's 32-bit integers (hint: use the CPU build for such values)"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Cow::Owned(bytemuck::cast_slice(&narrow).to_vec()))
+        }
+        _ => Ok(Cow::Borrowed(t.bytes())),
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cairn_core::{Attr, Tensor};
+use cairn_core::{Attr, DType, Tensor, TensorData};
 use common::{compare, gpu, ints, tensor, G};
 use std::collections::HashMap;
 
@@ -241,4 +241,252 @@ fn weights_upload_once_and_a_lost_device_fails_the_run_cleanly() {
         Err(cairn_gpu::GpuError::DeviceLost(msg)) => eprintln!("after destroy: {msg}"),
         other => panic!("expected DeviceLost, got {other:?}"),
     }
+}
+
+/// Indices in [-dim, dim): negative ones count from the end.
+fn indices(n: usize, dim: usize, seed: u64) -> Vec<i64> {
+    common::values(n, seed).iter().map(|v| ((v + 1.0) * dim as f32).floor() as i64 - dim as i64).collect()
+}
+
+#[test]
+fn gather_by_int64_and_int32_indices_on_any_axis() {
+    let Some(gpu) = gpu() else { return };
+    let cases: [(i64, &[usize], &[usize]); 5] =
+        [(0, &[50, 7], &[2, 3]), (1, &[3, 9, 4], &[5]), (-1, &[2, 3, 6], &[2, 2]), (2, &[2, 3, 5, 4], &[7]), (0, &[6], &[])];
+    for (k, (axis, dshape, ishape)) in cases.into_iter().enumerate() {
+        let rank = dshape.len() as i64;
+        let dim = dshape[if axis < 0 { axis + rank } else { axis } as usize];
+        let n: usize = ishape.iter().product();
+        let idx = indices(n, dim, 20 + k as u64);
+        for dtype in [DType::I64, DType::I32] {
+            let idx_t = match dtype {
+                DType::I64 => Tensor::from_i64(ishape.to_vec(), idx.clone()).unwrap(),
+                _ => Tensor::new(ishape.to_vec(), TensorData::I32(idx.iter().map(|&i| i as i32).collect())).unwrap(),
+            };
+            // Data computed on the GPU (x * 2) and data that is a weight, gathered by the same ids.
+            let g = G::new(13)
+                .input("x", dshape)
+                .input_of("i", dtype, ishape)
+                .init("two", Tensor::scalar_f32(2.0))
+                .init("w", tensor(dshape, 30 + k as u64))
+                .node("Mul", &["x", "two"], &["x2"], &[])
+                .node("Gather", &["x2", "i"], &["y"], &[("axis", Attr::Int(axis))])
+                .node("Gather", &["w", "i"], &["z"], &[("axis", Attr::Int(axis))])
+                .build(&["y", "z"]);
+            let (stats, _) = compare(gpu.clone(), g, feed(&[("x", tensor(dshape, 40 + k as u64)), ("i", idx_t)]), TOL);
+            assert!(stats.fallback.is_empty(), "case {k} {dtype}: {:?}", stats.fallback);
+            assert_eq!(stats.counters.dispatches, 3);
+        }
+    }
+}
+
+#[test]
+fn an_int64_mask_is_unsqueezed_and_cast_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    // BERT's additive attention mask: (1 - float(mask[:, None, None, :])) * -10000.
+    let g = G::new(13)
+        .input_of("mask", DType::I64, &[2, 5])
+        .init("axes", Tensor::from_i64(vec![2], vec![1, 2]).unwrap())
+        .init("one", Tensor::scalar_f32(1.0))
+        .init("big", Tensor::scalar_f32(-10000.0))
+        .node("Unsqueeze", &["mask", "axes"], &["m4"], &[])
+        .node("Cast", &["m4"], &["mf"], &[("to", Attr::Int(1))])
+        .node("Sub", &["one", "mf"], &["inv"], &[])
+        .node("Mul", &["inv", "big"], &["y"], &[])
+        .build(&["y"]);
+    let mask = Tensor::from_i64(vec![2, 5], vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1]).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("mask", mask)]), TOL);
+    assert!(stats.fallback.is_empty(), "{:?}", stats.fallback);
+    // Cast, then Sub and Mul (the Unsqueeze is a view); the mask goes up as 10 i32s.
+    assert_eq!(stats.counters.dispatches, 3);
+    assert_eq!(stats.counters.bytes_uploaded, 10 * 4);
+}
+
+#[test]
+fn integers_cross_between_the_gpu_and_a_cpu_fallback() {
+    let Some(gpu) = gpu() else { return };
+    // Neg of an int64 has no GPU kernel: the Unsqueezed ids come down (widened back to int64),
+    // the CPU negates them and the result goes up (narrowed) for the Gather and the Cast.
+    let g = G::new(13)
+        .input_of("ids", DType::I64, &[3, 4])
+        .init("axes", Tensor::from_i64(vec![1], vec![0]).unwrap())
+        .init("w", tensor(&[9, 6], 50))
+        .node("Unsqueeze", &["ids", "axes"], &["u"], &[])
+        .node("Neg", &["u"], &["n"], &[])
+        .node("Gather", &["w", "n"], &["y"], &[])
+        .node("Cast", &["n"], &["z"], &[("to", Attr::Int(1))])
+        .build(&["y", "z"]);
+    let ids = Tensor::from_i64(vec![3, 4], vec![0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -8, 3]).unwrap();
+    let (stats, _) = compare(gpu, g, feed(&[("ids", ids)]), TOL);
+    assert_eq!(stats.fallback, vec!["n1_Neg (Neg)".to_string()]);
+    assert_eq!(stats.counters.dispatches, 2);
+    assert_eq!(stats.counters.read_backs, 2, "the ids for the CPU step, then the outputs");
+    assert_eq!(stats.counters.bytes_uploaded, 2 * 12 * 4, "the ids, then the negated ids, as i32");
+}
+
+#[test]
+fn int64_values_that_do_not_fit_32_bits_are_a_clear_error() {
+    let Some(gpu) = gpu() else { return };
+    let g = G::new(13).input_of("m", DType::I64, &[4]).node("Cast", &["m"], &["y"], &[("to", Attr::Int(1))]).build(&["y"]);
+    let mut session = cairn_gpu::GpuSession::new(gpu, g).unwrap();
+    let big = Tensor::from_i64(vec![4], vec![0, 1, 3_000_000_000, 2]).unwrap();
+    let Err(err) = pollster::block_on(session.run(feed(&[("m", big)]))) else { panic!("the run fails") };
+    let msg = err.to_string();
+    assert!(matches!(err, cairn_gpu::GpuError::Input(_)), "{msg}");
+    assert!(msg.contains("3000000000") && msg.contains("32-bit"), "{msg}");
+}
+
+fn i64s(v: &[i64]) -> Tensor {
+    Tensor::from_i64(vec![v.len()], v.to_vec()).unwrap()
+}
+
+/// One single-input f32 op on the GPU against the CPU: no fallback, one dispatch.
+fn one_op(gpu: &cairn_gpu::Gpu, opset: i64, shape: &[usize], op: &str, consts: &[(&str, Tensor)], attrs: &[(&str, Attr)], seed: u64) {
+    let mut g = G::new(opset);
+    g.input("x", shape);
+    let mut ins = vec!["x"];
+    for (name, t) in consts {
+        g.init(name, t.clone());
+        ins.push(name);
+    }
+    let g = g.node(op, &ins, &["y"], attrs).build(&["y"]);
+    let (stats, _) = compare(gpu.clone(), g, feed(&[("x", tensor(shape, seed))]), TOL);
+    assert!(stats.fallback.is_empty(), "{op} {shape:?} {attrs:?}: fell back {:?}", stats.fallback);
+    assert_eq!(stats.counters.dispatches, 1, "{op} {shape:?}");
+}
+
+#[test]
+fn slice_with_steps_negative_indices_and_axes() {
+    let Some(gpu) = gpu() else { return };
+    let cases: [(&[usize], &[i64], &[i64], &[i64], &[i64]); 4] = [
+        (&[4, 10], &[1, 2], &[3, 9], &[0, 1], &[1, 3]),
+        (&[2, 6, 7], &[-1, 5], &[-100, 0], &[2, 1], &[-2, -1]),
+        (&[3, 5, 8], &[1], &[i64::MAX], &[-1], &[1]),
+        (&[1, 3, 16, 16], &[0, 0], &[8, 16], &[2, 3], &[1, 2]),
+    ];
+    for (k, (shape, starts, ends, axes, steps)) in cases.into_iter().enumerate() {
+        let consts = [("s", i64s(starts)), ("e", i64s(ends)), ("a", i64s(axes)), ("k", i64s(steps))];
+        one_op(&gpu, 13, shape, "Slice", &consts, &[], 60 + k as u64);
+    }
+    // Opset 9: starts, ends and axes as attributes.
+    one_op(&gpu, 9, &[5, 6], "Slice", &[], &[("starts", ints(&[1, -4])), ("ends", ints(&[4, 100])), ("axes", ints(&[0, 1]))], 64);
+}
+
+#[test]
+fn expand_broadcasts_to_a_larger_shape() {
+    let Some(gpu) = gpu() else { return };
+    one_op(&gpu, 13, &[3, 1], "Expand", &[("s", i64s(&[2, 3, 4]))], &[], 70);
+    one_op(&gpu, 13, &[1, 4, 1, 5], "Expand", &[("s", i64s(&[2, 1, 3, 1]))], &[], 71);
+    one_op(&gpu, 13, &[6], "Expand", &[("s", i64s(&[6]))], &[], 72);
+}
+
+#[test]
+fn reduce_mean_sum_max_min_over_any_axes() {
+    let Some(gpu) = gpu() else { return };
+    let cases: [(&[usize], &[i64], i64); 5] =
+        [(&[2, 3, 4, 5], &[2, 3], 1), (&[2, 3, 4, 5], &[1], 0), (&[7, 9], &[-1], 1), (&[4, 6, 3], &[0, 2], 0), (&[3, 4], &[], 1)];
+    for (k, (shape, axes, keep)) in cases.into_iter().enumerate() {
+        let seed = 80 + k as u64;
+        let keepdims = ("keepdims", Attr::Int(keep));
+        // Opset 13: axes an attribute except for ReduceSum; opset 18: an input for all.
+        for op in ["ReduceMean", "ReduceMax", "ReduceMin"] {
+            let attrs = if axes.is_empty() { vec![keepdims.clone()] } else { vec![keepdims.clone(), ("axes", ints(axes))] };
+            one_op(&gpu, 13, shape, op, &[], &attrs, seed);
+            let consts = if axes.is_empty() { vec![] } else { vec![("axes", i64s(axes))] };
+            one_op(&gpu, 18, shape, op, &consts, std::slice::from_ref(&keepdims), seed);
+        }
+        let consts = if axes.is_empty() { vec![] } else { vec![("axes", i64s(axes))] };
+        one_op(&gpu, 13, shape, "ReduceSum", &consts, std::slice::from_ref(&keepdims), seed);
+    }
+}
+
+#[test]
+fn pad_constant_reflect_edge_and_wrap() {
+    let Some(gpu) = gpu() else { return };
+    let cases: [(&[usize], &[i64]); 3] =
+        [(&[1, 3, 5, 6], &[0, 0, 1, 2, 0, 0, 2, 1]), (&[4, 7], &[2, 0, 3, 5]), (&[2, 3, 4], &[0, 1, 3, 1, 2, 0])];
+    for (k, (shape, pads)) in cases.into_iter().enumerate() {
+        for mode in ["constant", "reflect", "edge", "wrap"] {
+            let mut consts = vec![("p", i64s(pads))];
+            if mode == "constant" {
+                consts.push(("v", Tensor::scalar_f32(-1.5)));
+            }
+            one_op(&gpu, 19, shape, "Pad", &consts, &[("mode", Attr::Str(mode.into()))], 90 + k as u64);
+        }
+    }
+    // Pads on chosen axes (opset 18) and the opset-2 attribute form.
+    one_op(&gpu, 18, &[2, 5, 6], "Pad", &[("p", i64s(&[1, 2, 3, 0])), ("v", Tensor::scalar_f32(0.0)), ("a", i64s(&[-1, 1]))], &[], 95);
+    one_op(&gpu, 2, &[3, 4], "Pad", &[], &[("pads", ints(&[1, 0, 0, 2])), ("value", Attr::Float(2.0))], 96);
+}
+
+#[test]
+fn resize_nearest_and_linear_in_the_modes_models_use() {
+    let Some(gpu) = gpu() else { return };
+    let empty = || Tensor::from_f32(vec![0], vec![]).unwrap();
+    let scales = |s: &[f32]| Tensor::from_f32(vec![s.len()], s.to_vec()).unwrap();
+    let cases: [(&str, &str, &str); 8] = [
+        ("nearest", "asymmetric", "floor"),
+        ("nearest", "half_pixel", "round_prefer_floor"),
+        ("nearest", "tf_half_pixel_for_nn", "round_prefer_floor"),
+        ("nearest", "align_corners", "round_prefer_ceil"),
+        ("linear", "half_pixel", "round_prefer_floor"),
+        ("linear", "pytorch_half_pixel", "round_prefer_floor"),
+        ("linear", "align_corners", "round_prefer_floor"),
+        ("linear", "asymmetric", "round_prefer_floor"),
+    ];
+    for (k, (mode, coord, nearest)) in cases.into_iter().enumerate() {
+        let attrs = [
+            ("mode", Attr::Str(mode.into())),
+            ("coordinate_transformation_mode", Attr::Str(coord.into())),
+            ("nearest_mode", Attr::Str(nearest.into())),
+        ];
+        let seed = 100 + k as u64;
+        // Upsampling by scales (2x, and a non-integer 1.5x by 3x), downsampling by sizes.
+        one_op(&gpu, 13, &[1, 3, 5, 7], "Resize", &[("roi", empty()), ("sc", scales(&[1.0, 1.0, 2.0, 2.0]))], &attrs, seed);
+        one_op(&gpu, 13, &[2, 2, 6, 4], "Resize", &[("roi", empty()), ("sc", scales(&[1.0, 1.0, 1.5, 3.0]))], &attrs, seed);
+        let sizes = [("roi", empty()), ("sc", empty()), ("sz", i64s(&[1, 4, 5, 3]))];
+        one_op(&gpu, 13, &[1, 4, 11, 8], "Resize", &sizes, &attrs, seed);
+    }
+    // tf_half_pixel_for_nn rounding up moves even the unscaled channel axis: the CPU runs it.
+    let g = G::new(13)
+        .input("x", &[1, 3, 4, 4])
+        .init("roi", empty())
+        .init("sc", scales(&[1.0, 1.0, 2.0, 2.0]))
+        .node(
+            "Resize",
+            &["x", "roi", "sc"],
+            &["y"],
+            &[
+                ("coordinate_transformation_mode", Attr::Str("tf_half_pixel_for_nn".into())),
+                ("nearest_mode", Attr::Str("round_prefer_ceil".into())),
+            ],
+        )
+        .build(&["y"]);
+    let (stats, _) = compare(gpu, g, feed(&[("x", tensor(&[1, 3, 4, 4], 110))]), TOL);
+    assert_eq!(stats.fallback, vec!["n0_Resize (Resize)".to_string()]);
+}
+
+#[test]
+fn gather_by_constant_indices_narrows_them_once_and_leaves_bad_ones_to_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    // In range (negative too): the indices go up with the weights, as i32.
+    let g = G::new(13)
+        .input("x", &[4, 6])
+        .init("i", Tensor::from_i64(vec![2, 2], vec![3, -1, 0, -4]).unwrap())
+        .node("Relu", &["x"], &["r"], &[])
+        .node("Gather", &["r", "i"], &["y"], &[("axis", Attr::Int(1))])
+        .build(&["y"]);
+    let (stats, _) = compare(gpu.clone(), g, feed(&[("x", tensor(&[4, 6], 120))]), TOL);
+    assert!(stats.fallback.is_empty(), "{:?}", stats.fallback);
+    assert_eq!(stats.counters.dispatches, 2);
+    // Out of range: the CPU kernel runs it and reports the index, as without a GPU.
+    let g = G::new(13)
+        .input("x", &[4, 6])
+        .init("i", Tensor::from_i64(vec![1], vec![6]).unwrap())
+        .node("Gather", &["x", "i"], &["y"], &[("axis", Attr::Int(1))])
+        .build(&["y"]);
+    let mut session = cairn_gpu::GpuSession::new(gpu, g).unwrap();
+    let Err(err) = pollster::block_on(session.run(feed(&[("x", tensor(&[4, 6], 121))]))) else { panic!("index 6 of 6 fails") };
+    let msg = err.to_string();
+    assert!(msg.contains("index 6 is out of range"), "{msg}");
 }

@@ -66,6 +66,8 @@ async fn run_session(state: &Rc<RefCell<State>>, inputs: HashMap<String, Tensor>
         "bytesReadBack": stats.counters.bytes_read_back,
         "readBacks": stats.counters.read_backs,
         "bytesUploadedAtBuild": stats.bytes_uploaded_at_build,
+        "valueBytes": stats.value_bytes,
+        "valueBytesUnpooled": stats.value_bytes_unpooled,
         "fallbackOps": stats.fallback,
     })
     .to_string();

@@ -20,9 +20,14 @@ pub enum Kernel {
     Depthwise,
     Pool,
     ReduceRows,
+    Gather,
+    IntToF32,
+    Reduce,
+    Pad,
+    Resize,
 }
 
-/// Invocations per workgroup of the 1-D kernels (unary, binary, copy, depthwise, pool).
+/// Invocations per workgroup of the 1-D kernels (all but the tiled ones and ReduceRows).
 pub const GROUP_1D: u32 = 64;
 /// The output tile of the tiled kernels (gemm, conv): 64 x 64 per workgroup.
 pub const TILE: u32 = 64;
@@ -38,6 +43,11 @@ impl Kernel {
             Kernel::Depthwise => include_str!("depthwise.wgsl").to_string(),
             Kernel::Pool => include_str!("pool.wgsl").to_string(),
             Kernel::ReduceRows => include_str!("reduce_rows.wgsl").to_string(),
+            Kernel::Gather => include_str!("gather.wgsl").to_string(),
+            Kernel::IntToF32 => include_str!("int_to_f32.wgsl").to_string(),
+            Kernel::Reduce => include_str!("reduce.wgsl").to_string(),
+            Kernel::Pad => include_str!("pad.wgsl").to_string(),
+            Kernel::Resize => include_str!("resize.wgsl").to_string(),
         };
         format!("{COMMON}\n{own}")
     }

@@ -55,8 +55,11 @@ impl G {
         G { inputs: Vec::new(), inits: HashMap::new(), nodes: Vec::new(), opset }
     }
     pub fn input(&mut self, name: &str, shape: &[usize]) -> &mut G {
+        self.input_of(name, DType::F32, shape)
+    }
+    pub fn input_of(&mut self, name: &str, dtype: DType, shape: &[usize]) -> &mut G {
         let dims = Some(shape.iter().map(|&d| Dim::Known(d)).collect());
-        self.inputs.push(ValueInfo { name: name.into(), dtype: DType::F32, dims });
+        self.inputs.push(ValueInfo { name: name.into(), dtype, dims });
         self
     }
     pub fn init(&mut self, name: &str, t: Tensor) -> &mut G {
