@@ -7,10 +7,11 @@
 
 import { clientsClaim, setCacheNameDetails } from 'workbox-core';
 import { precacheAndRoute } from 'workbox-precaching';
-import { registerCairnRoutes, handleCairnMessages } from '@cairn-ml/web/sw';
+import { registerCairnRoutes, handleCairnMessages, withoutUnusedBuilds } from '@cairn-ml/web/sw';
 
 setCacheNameDetails({ prefix: 'cairn-notes', precache: 'precache', suffix: 'v1' });
-precacheAndRoute(self.__WB_MANIFEST);
+// The engine's wasm builds: only the one this browser runs (docs/adr/0034).
+precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST));
 registerCairnRoutes();
 handleCairnMessages();
 // A new version takes over at once: the notes are in IndexedDB, and notes.js embeds again

@@ -11,7 +11,9 @@
 
 import { pickBackend, threadedBuild } from '../src/backend.js';
 
-const CPU_BUILD = /(?:^|\/)cairn_web_(simd|relaxed|scalar|threads|threads-relaxed)\.wasm$/;
+// `cairn_web_<build>.wasm`, or as a bundler names the asset: `cairn_web_<build>-<hash>.wasm`
+// (Vite). 'threads-relaxed' is tried before 'threads', whose name it extends.
+const CPU_BUILD = /(?:^|\/)cairn_web_(threads-relaxed|threads|relaxed|simd|scalar)(?:-[\w-]+)?\.wasm$/;
 
 /** The CPU builds this engine's worker can start with `backend: 'auto'`. */
 export function buildsForThisBrowser() {

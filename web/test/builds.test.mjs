@@ -36,6 +36,10 @@ test('the precache list keeps the builds this browser picks and every other file
   assert.deepEqual(urls(['relaxed', 'threads-relaxed']), [...others, 'cairn/cairn_web_relaxed.wasm', 'cairn/cairn_web_threads-relaxed.wasm']);
   assert.deepEqual(urls(['simd', 'threads']), [...others, 'cairn/cairn_web_simd.wasm', 'cairn/cairn_web_threads.wasm']);
   assert.deepEqual(urls(['scalar']), [...others, 'cairn/cairn_web_scalar.wasm']);
+  // Names a bundler gave the assets (Vite: `<name>-<hash>.wasm`).
+  const hashed = ['assets/cairn_web_simd-DpG3q7S8.wasm', 'assets/cairn_web_relaxed-Dpvo_B-F.wasm', 'assets/cairn_web_threads-relaxed-x1.wasm', 'assets/cairn_web_threads-AbC.wasm', 'assets/index-O2.js'];
+  assert.deepEqual(withoutUnusedBuilds(hashed, ['relaxed', 'threads-relaxed']), ['assets/cairn_web_relaxed-Dpvo_B-F.wasm', 'assets/cairn_web_threads-relaxed-x1.wasm', 'assets/index-O2.js']);
+  assert.deepEqual(withoutUnusedBuilds(hashed, ['simd', 'threads']), ['assets/cairn_web_simd-DpG3q7S8.wasm', 'assets/cairn_web_threads-AbC.wasm', 'assets/index-O2.js']);
   // Plain URLs (precacheAndRoute takes them too), with a query string.
   assert.deepEqual(withoutUnusedBuilds(['/a.js', '/cairn_web_scalar.wasm?v=2', '/cairn_web_simd.wasm'], ['simd']), ['/a.js', '/cairn_web_simd.wasm']);
   // This engine's own choice: its single-threaded build and its threaded twin.

@@ -58,6 +58,8 @@ const waitEvent = async (page, type, from = 0) => {
 
 test('50 notes added online, then offline and reloaded: 10 queries find their note in the top 3; no long task while embedding', async () => {
   const page = await context.newPage();
+  // What failed to load says why a step failed offline (a file the precache lacks, a wrong URL).
+  page.on('requestfailed', (r) => console.log(`request failed: ${r.url()} (${r.failure()?.errorText})`));
   page.on('pageerror', (e) => console.error('page error:', e));
   // Long tasks of the page's main thread, from the first script on.
   await page.addInitScript(() => {
