@@ -117,8 +117,9 @@ fn check_operands(isa: Isa, m: usize, n: usize, k: usize, lhs: &LhsOperand, rhs:
     }
 }
 
-/// Cuts C into one rectangle per thread along the dimension with more tiles,
-/// on tile boundaries so prepacked panels line up.
+/// Cuts C into two rectangles per thread along the dimension with more tiles, on tile
+/// boundaries so prepacked panels line up. Threads claim them as they finish, so a thread
+/// the OS pauses mid-layer leaves its second rectangle to the others (docs/adr/0019).
 fn split(m: usize, n: usize, k: usize, kernel: MicroKernel) -> Vec<(Range<usize>, Range<usize>)> {
     let threads = crate::parallel::threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
@@ -127,7 +128,7 @@ fn split(m: usize, n: usize, k: usize, kernel: MicroKernel) -> Vec<(Range<usize>
     let (m_tiles, n_tiles) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
     let along_n = n_tiles >= m_tiles;
     let tiles = if along_n { n_tiles } else { m_tiles };
-    let parts = threads.min(tiles);
+    let parts = (2 * threads).min(tiles);
     let (unit, len) = if along_n { (kernel.nr, n) } else { (kernel.mr, m) };
     (0..parts)
         .map(|p| {
