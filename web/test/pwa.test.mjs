@@ -56,6 +56,11 @@ test('first visit online, then offline: after a reload the app shell, the model 
   assert.equal(first.fromCache, 0);
   await appEvent(page, 'model-active');
   assert.equal((await cacheUrls(page, 'cairn-shards-v1')).length, manifest.shards.length, 'every shard is cached once');
+  // The precache holds one engine build, the one this browser runs (docs/adr/0034): relaxed SIMD,
+  // which headless Chromium validates; not simd128 nor scalar, which the app also ships.
+  const builds = (await cacheUrls(page, 'cairn-precache-v1')).map((u) => u.match(/cairn_web_([\w-]+)\.wasm/)?.[1]).filter(Boolean).sort();
+  console.log(`precached engine builds: ${builds.join(', ')} (the app ships ${fs.readdirSync(path.join(dist, 'cairn')).filter((f) => /^cairn_web_.*\.wasm$/.test(f)).join(', ')})`);
+  assert.deepEqual(builds, ['relaxed', 'text']);
 
   await context.setOffline(true);
   server.setOffline(true);
