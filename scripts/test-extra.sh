@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu throttled (further lanes append theirs below).
-# Sections threads, adaptive, optimize, relaxed and throttled assume scripts/test.sh ran (models, inputs, builds).
+# Sections: zoo tflite tfjs tutorial text threads builds edge adaptive optimize relaxed fuzz webgpu throttled (further lanes append theirs below).
+# Sections threads, builds, adaptive, optimize, relaxed and throttled assume scripts/test.sh ran (models, inputs, builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads edge adaptive optimize relaxed fuzz webgpu throttled)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads builds edge adaptive optimize relaxed fuzz webgpu throttled)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -88,6 +88,14 @@ if wants threads; then
   bench/web/build_wasm.sh threads threads-relaxed
   (cd web && npm run test:threads && CAIRN_TEST_ISOLATED=1 npm run test:runtime && CAIRN_TEST_ISOLATED=1 npm run test:pwa)
   bench/threads.sh
+fi
+
+# builds (issue 16, docs/adr/0034): the runtime suite again on each single-threaded build that
+# 'auto' does not pick in headless Chromium (which validates relaxed SIMD): every test page's
+# Cairn.start takes CAIRN_TEST_BACKEND unless a test names a build (web/test/server.mjs).
+# The default run (scripts/test.sh) covers relaxed, the threads section the threaded builds.
+if wants builds; then
+  (cd web && CAIRN_TEST_BACKEND=simd npm run test:runtime && CAIRN_TEST_BACKEND=scalar npm run test:runtime)
 fi
 
 # edge: the edge tier at full size (deploy/test/scale.py; issue 18): Redis + 3 `cairn serve`

@@ -111,8 +111,8 @@ test('a packed MobileNetV2 streams into the worker, runs coarse first, then matc
   const loaded = await loadInPage({ runCoarse: true });
   assert.ok(loaded.ok, loaded.message);
   // Auto-selected (docs/adr/0034): relaxed SIMD, which headless Chromium validates; its threaded
-  // twin on a cross-origin isolated page (CAIRN_TEST_ISOLATED).
-  assert.equal(loaded.backend, process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed');
+  // twin on a cross-origin isolated page (CAIRN_TEST_ISOLATED); or the build a suite run forces.
+  assert.equal(loaded.backend, process.env.CAIRN_TEST_BACKEND ?? (process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed'));
   assert.equal(loaded.levelAtLoad, 'coarse');
   assert.equal(loaded.first.level, 'coarse');
   const coarseError = relativeError(loaded.first.data, native);

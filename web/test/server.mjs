@@ -12,6 +12,15 @@ import zlib from 'node:zlib';
 const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html', '.safetensors': 'application/octet-stream', '.css': 'text/css', '.png': 'image/png', '.webmanifest': 'application/manifest+json' };
 
 /**
+ * CAIRN_TEST_BACKEND (a whole suite on one wasm build: `simd`, `scalar`, ...): every page names
+ * it as `window.cairnTestBackend`, which the test fixtures pass to `Cairn.start` unless a test
+ * asks for a build itself.
+ */
+function withForcedBackend(html, backend) {
+  return Buffer.from(`<script>window.cairnTestBackend = ${JSON.stringify(backend)};</script>\n${html}`);
+}
+
+/**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
  * @param {{ isolated?: boolean, compression?: boolean }} [options] `isolated`: send COOP +
  *   COEP, as `cairn serve` does, so pages are cross-origin isolated and get Cairn's threaded
@@ -34,6 +43,7 @@ export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_I
     if (!file.startsWith(path.resolve(roots[prefix]))) return res.writeHead(403).end();
     let body;
     try { body = fs.readFileSync(file); } catch { return res.writeHead(404).end(); }
+    if (process.env.CAIRN_TEST_BACKEND && path.extname(file) === '.html') body = withForcedBackend(body, process.env.CAIRN_TEST_BACKEND);
     const fault = faults.find((f) => f.times !== 0 && url.pathname.includes(f.match));
     if (fault) {
       if (fault.times > 0) fault.times--;
