@@ -1,14 +1,14 @@
 //! Times the kernels on the shapes MobileNetV2-1.0 (224) gives them, one line per
 //! shape with GMAC/s, to see which layers a kernel change helps. Single thread.
 //!
-//!   cargo run --release -p cairn-kernels --example kernel_bench [-- ISA]
+//!   [SHAPES=resnet|taps|transformer] cargo run --release -p cairn-kernels --example kernel_bench [-- ISA]
 //!
 //! ISA is `generic`, `avx2` or the best one (default); set `CAIRN_ISA` the same way to
 //! pick the ISA of the depthwise kernel (it follows the process's choice).
 
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
 use cairn_kernels::gemm::gemm_on;
-use cairn_kernels::{Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
+use cairn_kernels::{Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, PackedB, RhsOperand, TapsRef, Transpose};
 use std::time::Instant;
 
 /// Pointwise convolutions as GEMMs: (output channels M, input channels K, plane side).
@@ -50,6 +50,9 @@ const RESNET: &[(usize, usize, usize)] = &[
     (2048, 512, 7),
     (512, 2048, 7),
 ];
+
+/// A transformer encoder's dense layers (MiniLM-L6, 128 tokens): (tokens M, K, N).
+const TRANSFORMER: &[(usize, usize, usize)] = &[(128, 384, 384), (128, 384, 1536), (128, 1536, 384)];
 
 /// Depthwise 3x3 layers: (channels, input side, stride).
 const DEPTHWISE: &[(usize, usize, usize)] = &[
@@ -136,6 +139,22 @@ fn bench(print: bool) {
             let t2 = time(|| gemm_on(isa, ch, nv, k, LhsOperand::Packed(&pa), RhsOperand::Taps(taps), &mut cv, nv, false, &epi));
             say(format!("3x3 {ch:>4} ch {side:>3}^2: im2col GEMM {:.3} ms, taps GEMM {:.3} ms", t1 * 1e3, t2 * 1e3));
         }
+        return;
+    }
+    if which == "transformer" {
+        // MiniLM-L6's dense layers at 128 tokens, as cairn-core runs them: activations [128, K]
+        // packed per call, weights [K, N] prepacked, a bias per column.
+        for &(m, k, n) in TRANSFORMER {
+            let (a, b, bias) = (fill(m * k), fill(k * n), fill(n));
+            let pb = PackedB::new(isa, MatRef::new(&b, n, Transpose::No), k, n);
+            let epi = Epilogue { bias: Bias::PerCol(&bias), residual: None, activation: Activation::Identity };
+            let mut c = vec![0.0f32; m * n];
+            let lhs = || LhsOperand::Strided { mat: MatRef::new(&a, k, Transpose::No), alpha: 1.0 };
+            let t = time(|| gemm_on(isa, m, n, k, lhs(), RhsOperand::Packed(&pb), &mut c, n, false, &epi));
+            total += t;
+            say(format!("{m:>5} x {k:>4} x {n:>6}  {:>8.3} ms  {:>6.1} GMAC/s", t * 1e3, (m * k * n) as f64 / t / 1e9));
+        }
+        say(format!("total {:.3} ms", total * 1e3));
         return;
     }
     let shapes = if which == "resnet" { RESNET } else { POINTWISE };

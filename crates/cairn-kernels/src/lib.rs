@@ -16,6 +16,7 @@ pub mod gemm;
 pub mod gemv;
 pub mod isa;
 pub mod math;
+pub mod norm;
 pub mod parallel;
 pub mod qconvert;
 pub mod qdepthwise;

@@ -119,6 +119,22 @@ per_isa! {
     }
 }
 
+per_isa! {
+    /// [`softmax_rows`] of `x` written to `y` (as long as `x`). Each row is copied just
+    /// before it is normalized, while it is in L1: copying the whole tensor first (as the
+    /// Softmax op did) was one more pass over attention scores that outgrow L1.
+    pub fn softmax_rows_into(x: &[f32], y: &mut [f32], n: usize) {
+        assert_eq!(x.len(), y.len(), "softmax_rows_into: lengths differ");
+        for (src, row) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            row.copy_from_slice(src);
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            simd128::softmax_row(row);
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            softmax_row(row);
+        }
+    }
+}
+
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 /// One row: max, exp and sum, scale. Eight partial maxima and sums keep the
 /// reductions in vector registers (a single accumulator would serialize them).
@@ -320,6 +336,16 @@ mod tests {
         for (i, &v) in x.iter().enumerate() {
             assert!(g[i].to_bits() == gelu(v).to_bits() || (g[i].is_nan() && v.is_nan()), "gelu({v})");
         }
+    }
+
+    #[test]
+    fn softmax_into_equals_softmax_in_place() {
+        let x: Vec<f32> = (0..3 * 131).map(|i| ((i as f32) * 0.61).cos() * 6.0).collect();
+        let mut in_place = x.clone();
+        softmax_rows(&mut in_place, 131);
+        let mut into = vec![f32::NAN; x.len()];
+        softmax_rows_into(&x, &mut into, 131);
+        assert_eq!(in_place, into);
     }
 
     #[test]

@@ -368,9 +368,8 @@ impl Op for Softmax {
 fn softmax_f32(x: &[f32], y: &mut [f32], (outer, n, inner): (usize, usize, usize), kind: SoftmaxKind) -> Result<()> {
     if inner == 1 && kind == SoftmaxKind::Softmax {
         // The common case (attention scores, classifier heads): contiguous runs.
-        y[..outer * n].copy_from_slice(&x[..outer * n]);
         if n > 0 {
-            cairn_kernels::vmath::softmax_rows(&mut y[..outer * n], n);
+            cairn_kernels::vmath::softmax_rows_into(&x[..outer * n], &mut y[..outer * n], n);
         }
         return Ok(());
     }

@@ -7,7 +7,7 @@ use cairn_kernels::{gemm, sgemm, Activation, Bias, Epilogue, Isa, LhsOperand, Ma
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.register("MatMul", |_| Ok(Box::new(MatMul)));
+    r.register("MatMul", |_| Ok(Box::new(MatMul { alpha: 1.0, min_rank: 0, fused: String::new() })));
     r.register("Gemm", |ctx| {
         if ctx.opset < 7 {
             ctx.ignore("broadcast");
@@ -21,8 +21,24 @@ pub fn register(r: &mut Registry) {
     });
 }
 
+/// MatMul; the fusion pass folds a following scalar Div or Mul into `alpha` (attention's
+/// `Q K^T / sqrt(d)`: the GEMM scales A while it packs it, instead of a pass over the scores).
 #[derive(Debug)]
-struct MatMul;
+pub(crate) struct MatMul {
+    alpha: f32,
+    /// The absorbed scale's rank: the output gets leading ones up to it, as its broadcast did.
+    min_rank: usize,
+    /// What the fusion pass folded in ("+Div(scale)"), empty for the plain operator.
+    fused: String,
+}
+
+impl MatMul {
+    /// `alpha * (A B)` with at least `min_rank` dimensions, built by the fusion pass;
+    /// `fused` names what it absorbed.
+    pub(crate) fn scaled(alpha: f32, min_rank: usize, fused: String) -> MatMul {
+        MatMul { alpha, min_rank, fused }
+    }
+}
 
 /// Shapes of a MatMul after 1-D promotion: (batch shape, m, k, n, output shape).
 pub(crate) fn matmul_shapes(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
@@ -58,11 +74,21 @@ impl Op for MatMul {
         if a.dtype != b.dtype || !a.dtype.is_float() {
             bail_shape!("MatMul", "is implemented for f32, f64, f16 and bf16 inputs of one dtype, got {} and {}", a.dtype, b.dtype);
         }
-        Ok(vec![Fact::new(a.dtype, matmul_shapes(&a.shape, &b.shape)?.4)])
+        let mut shape = matmul_shapes(&a.shape, &b.shape)?.4;
+        while shape.len() < self.min_rank {
+            shape.insert(0, 1);
+        }
+        Ok(vec![Fact::new(a.dtype, shape)])
     }
     fn macs(&self, inputs: &[Option<&Fact>], outputs: &[Fact]) -> u64 {
         let k = inputs[0].and_then(|a| a.shape.last().copied()).unwrap_or(0);
         (outputs[0].numel() * k) as u64
+    }
+    fn fused(&self) -> &str {
+        &self.fused
+    }
+    fn built_by_pass(&self) -> bool {
+        !self.fused.is_empty()
     }
     fn run(&self, inputs: &[Option<TensorRef>], outputs: &mut [TensorMut]) -> Result<()> {
         let a = required(inputs, 0, "MatMul")?;
@@ -81,7 +107,7 @@ impl Op for MatMul {
                 let (a, b, y) = (&av[ia * m * k..][..m * k], &bv[ib * k * n..][..k * n], &mut y[i * m * n..][..m * n]);
                 for r in 0..m {
                     for c in 0..n {
-                        y[r * n + c] = (0..k).map(|t| a[r * k + t] * b[t * n + c]).sum();
+                        y[r * n + c] = (0..k).map(|t| a[r * k + t] * b[t * n + c]).sum::<f64>() * self.alpha as f64;
                     }
                 }
             });
@@ -89,20 +115,27 @@ impl Op for MatMul {
         }
         let (av, bv) = (f32_values(&a, "MatMul")?, f32_values(&b, "MatMul")?);
         write_f32(&mut outputs[0], "MatMul", |y| {
-            matmul_f32(&batch, (&sa, &sb), (m, k, n), &av, &bv, y);
+            matmul_f32(&batch, (&sa, &sb), (m, k, n), self.alpha, (&av, &bv), y);
             Ok(())
         })
     }
 }
 
 /// Batched f32 GEMM over broadcast batch strides.
-fn matmul_f32(batch: &[usize], (sa, sb): (&[usize], &[usize]), (m, k, n): (usize, usize, usize), av: &[f32], bv: &[f32], y: &mut [f32]) {
+fn matmul_f32(
+    batch: &[usize],
+    (sa, sb): (&[usize], &[usize]),
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    (av, bv): (&[f32], &[f32]),
+    y: &mut [f32],
+) {
     super::broadcast::for_each_offset(batch, [sa, sb], |i, [ia, ib]| {
         sgemm(
             m,
             n,
             k,
-            1.0,
+            alpha,
             &av[ia * m * k..][..m * k],
             k,
             Transpose::No,

@@ -62,7 +62,7 @@ mod vector_norm;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
-pub(crate) use matmul::{FusedMatMul, MatMulForm};
+pub(crate) use matmul::{FusedMatMul, MatMul, MatMulForm};
 pub(crate) use qconv::{QConv, QConvWeights};
 pub(crate) use qelementwise::MS_DOMAIN;
 pub(crate) use qmatmul::{QMatMul, QMatMulWeights};

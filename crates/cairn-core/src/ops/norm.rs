@@ -217,37 +217,22 @@ impl Op for InstanceNorm {
         for b in 0..n {
             for ch in 0..c {
                 let base = (b * c + ch) * plane;
-                normalize_run(&xs[base..base + plane], &mut y[base..base + plane], self.epsilon, Affine::Uniform(scale[ch], bias[ch]));
+                normalize_run(&xs[base..base + plane], &mut y[base..base + plane], self.epsilon, (scale[ch], bias[ch]));
             }
         }
         Ok(())
     }
 }
 
-/// The affine step after normalizing a run: one scale and bias for the whole run
-/// (InstanceNormalization's channel), or one per element (LayerNormalization's block).
-#[derive(Clone, Copy)]
-enum Affine<'a> {
-    Uniform(f32, f32),
-    PerElement(&'a [f32], Option<&'a [f32]>),
-}
-
-/// y = (x - mean) / sqrt(var + eps) * scale + bias over one run; returns (mean, inv_std).
-/// Each case is its own zipped loop, so that it vectorizes (an indexing closure per
-/// element kept its bounds checks and did not).
-fn normalize_run(x: &[f32], y: &mut [f32], eps: f32, affine: Affine) -> (f32, f32) {
+/// y = (x - mean) / sqrt(var + eps) * scale + bias over one run (InstanceNormalization's
+/// channel plane, one scale and bias), in f64; returns (mean, inv_std). LayerNormalization's
+/// per-element affine runs in `cairn_kernels::norm`.
+fn normalize_run(x: &[f32], y: &mut [f32], eps: f32, (s, b): (f32, f32)) -> (f32, f32) {
     let n = x.len().max(1) as f64;
     let mean = sum_f64(x, |v| v) / n;
     let var = sum_f64(x, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps as f64).sqrt();
-    let norm = |v: f32| ((v as f64 - mean) * inv) as f32;
-    match affine {
-        Affine::Uniform(s, b) => y.iter_mut().zip(x).for_each(|(o, &v)| *o = norm(v) * s + b),
-        Affine::PerElement(scale, None) => y.iter_mut().zip(x).zip(scale).for_each(|((o, &v), &s)| *o = norm(v) * s + 0.0),
-        Affine::PerElement(scale, Some(bias)) => {
-            y.iter_mut().zip(x).zip(scale).zip(bias).for_each(|(((o, &v), &s), &b)| *o = norm(v) * s + b)
-        }
-    }
+    y.iter_mut().zip(x).for_each(|(o, &v)| *o = ((v as f64 - mean) * inv) as f32 * s + b);
     (mean as f32, inv as f32)
 }
 
@@ -310,7 +295,9 @@ impl Op for LayerNorm {
             let y = outputs[0].f32s_mut()?;
             for (o, st) in stats.iter_mut().enumerate() {
                 let r = o * inner..(o + 1) * inner;
-                *st = normalize_run(&xs[r.clone()], &mut y[r], self.epsilon, Affine::PerElement(&scale, bias.as_deref()));
+                // f32 lanes (f64 across blocks) in the kernels crate, compiled per ISA: the
+                // f64-per-element `normalize_run` was a sixth of MiniLM's non-GEMM time.
+                cairn_kernels::norm::layer_norm_row(&xs[r.clone()], &mut y[r], &scale, bias.as_deref(), self.epsilon, st);
             }
         }
         if let Some(mean) = outputs.get_mut(1) {

@@ -6,7 +6,7 @@
 //! A node is absorbed only when its input is read by nothing else and is not a
 //! graph output, so no intermediate that someone observes disappears.
 
-use crate::ops::{FusedConv, FusedMatMul, MatMulForm};
+use crate::ops::{FusedConv, FusedMatMul, MatMul, MatMulForm};
 use crate::{Attr, DType, Graph, Node, Result, Tensor};
 use cairn_kernels::Activation;
 use std::collections::{HashMap, HashSet};
@@ -22,6 +22,8 @@ pub struct FuseStats {
     pub activations: usize,
     /// LSTM, GRU and RNN nodes whose constant W and R were packed here.
     pub recurrent_packed: usize,
+    /// MatMuls of two computed values (attention's `Q K^T`) that took the scalar Div or Mul after them.
+    pub scaled_matmuls: usize,
 }
 
 /// Runs the fusion over the whole graph.
@@ -48,7 +50,10 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
                 }
                 fused
             }
-            "MatMul" | "Gemm" => fuse_matmul(&graph, &uses, i, &mut stats)?,
+            "MatMul" | "Gemm" => match fuse_matmul(&graph, &uses, i, &mut stats)? {
+                Some(fused) => Some(fused),
+                None => fuse_matmul_scale(&graph, &uses, i, &mut stats),
+            },
             "LSTM" | "GRU" | "RNN" => prepack_recurrent(&graph, i, &mut stats)?,
             _ => None,
         };
@@ -497,4 +502,101 @@ fn fuse_matmul(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> R
     inputs.extend(residual.map(Some));
     stats.fused_matmuls += 1;
     Ok(Some((Node { inputs, outputs: vec![out], op: Arc::new(op), ..node.clone() }, absorbed)))
+}
+
+/// A MatMul without constant weights followed by a Div or Mul by a constant scalar (the
+/// attention scores' `/ sqrt(head size)`): the scale becomes the GEMM's alpha, applied as
+/// A is packed, and the pass over the scores (1-2% of a transformer encoder) is gone.
+fn fuse_matmul_scale(graph: &Graph, uses: &Uses, i: usize, stats: &mut FuseStats) -> Fused {
+    let node = &graph.nodes[i];
+    if node.op_type != "MatMul" || node.outputs.len() != 1 {
+        return None;
+    }
+    let out = &node.outputs[0];
+    let j = uses.sole_reader(out)?;
+    let next = &graph.nodes[j];
+    // Only `MatMul(..) / c` or `MatMul(..) * c` (either side): `c / MatMul(..)` is no scale.
+    let (c, divide) = match next.inputs.as_slice() {
+        [Some(x), Some(c)] if is(next, "Div") && x == out && c != out => (c, true),
+        [Some(x), Some(c)] | [Some(c), Some(x)] if is(next, "Mul") && x == out && c != out => (c, false),
+        _ => return None,
+    };
+    // A one-element constant of rank r broadcasts the product up to rank r (ones in front).
+    let rank = constant(graph, c)?.rank();
+    let c = constant_scalar(graph, c)?;
+    let alpha = if divide { 1.0 / c } else { c };
+    if !alpha.is_finite() {
+        return None;
+    }
+    stats.scaled_matmuls += 1;
+    let op = MatMul::scaled(alpha, rank, format!("+{}(scale)", next.op_type));
+    Some((Node { outputs: next.outputs.clone(), op: Arc::new(op), ..node.clone() }, vec![j]))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::passes::test_support::{graph, node};
+    use crate::{DType, Dim, Graph, Session, Tensor, TensorData, ValueInfo};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// Attention scores as exporters write them: `MatMul(q, k) / c`, with `c` of shape `c_shape`,
+    /// then `* m` when `mul` (a second scale the MatMul cannot take twice).
+    fn scores(c_shape: Vec<usize>, mul: bool) -> Graph {
+        let t = |shape: Vec<usize>, v: f32| Arc::new(Tensor::new(shape, TensorData::F32(vec![v])).unwrap());
+        let initializers = HashMap::from([("c".to_string(), t(c_shape, 5.656_854)), ("m".to_string(), t(vec![], 0.5))]);
+        let mut nodes = vec![node("qk", "MatMul", &["q", "k"], "s", vec![]), node("scale", "Div", &["s", "c"], "y0", vec![])];
+        nodes.push(if mul { node("again", "Mul", &["m", "y0"], "y", vec![]) } else { node("id", "Identity", &["y0"], "y", vec![]) });
+        let value = |name: &str, dims: &[usize]| ValueInfo {
+            name: name.into(),
+            dtype: DType::F32,
+            dims: Some(dims.iter().map(|&d| Dim::Known(d)).collect()),
+        };
+        graph(
+            vec![value("q", &[2, 3, 4]), value("k", &[2, 4, 5])],
+            vec![ValueInfo { name: "y".into(), dtype: DType::F32, dims: None }],
+            initializers,
+            nodes,
+        )
+    }
+
+    fn run(g: Graph) -> Tensor {
+        let input = |shape: Vec<usize>, f: f32| {
+            let n = shape.iter().product::<usize>();
+            Tensor::new(shape, TensorData::F32((0..n).map(|i| (i as f32 * f).sin() * 2.0).collect())).unwrap()
+        };
+        let inputs = HashMap::from([("q".to_string(), input(vec![2, 3, 4], 0.7)), ("k".to_string(), input(vec![2, 4, 5], 0.3))]);
+        Session::new(g).run(inputs).unwrap().remove(0).1
+    }
+
+    #[test]
+    fn a_scalar_division_after_a_matmul_of_computed_values_becomes_its_alpha() {
+        for (c_shape, rank) in [(vec![], 3), (vec![1], 3), (vec![1, 1, 1, 1], 4)] {
+            let want = run(scores(c_shape.clone(), false));
+            let (fused, stats) = super::fuse(scores(c_shape.clone(), false)).unwrap();
+            assert_eq!(stats.scaled_matmuls, 1);
+            let labels: Vec<String> = fused.nodes.iter().map(|n| format!("{}{}", n.op_type, n.op.fused())).collect();
+            assert_eq!(labels, ["MatMul+Div(scale)", "Identity"]);
+            let got = run(fused.validated().unwrap());
+            assert_eq!(got.shape().len(), rank, "{c_shape:?}");
+            assert_eq!(got.shape(), want.shape());
+            for (g, w) in got.f32s().unwrap().iter().zip(want.f32s().unwrap()) {
+                // Multiplying by 1/c instead of dividing by c: within an ulp or two.
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_first_scale_is_absorbed() {
+        let (fused, stats) = super::fuse(scores(vec![], true)).unwrap();
+        assert_eq!(stats.scaled_matmuls, 1);
+        let labels: Vec<String> = fused.nodes.iter().map(|n| format!("{}{}", n.op_type, n.op.fused())).collect();
+        assert_eq!(labels, ["MatMul+Div(scale)", "Mul"]);
+        let want = run(scores(vec![], true));
+        let got = run(fused.validated().unwrap());
+        for (g, w) in got.f32s().unwrap().iter().zip(want.f32s().unwrap()) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{g} vs {w}");
+        }
+    }
 }
