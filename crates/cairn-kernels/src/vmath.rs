@@ -110,12 +110,7 @@ per_isa! {
     /// Softmax of every contiguous run of `n` elements of `xs`, in place, with each
     /// run's max subtracted for range. `xs.len()` must be a multiple of `n` (`n > 0`).
     pub fn softmax_rows(xs: &mut [f32], n: usize) {
-        for row in xs.chunks_exact_mut(n) {
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            simd128::softmax_row(row);
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-            softmax_row(row);
-        }
+        xs.chunks_exact_mut(n).for_each(softmax_row_for_target);
     }
 }
 
@@ -127,12 +122,19 @@ per_isa! {
         assert_eq!(x.len(), y.len(), "softmax_rows_into: lengths differ");
         for (src, row) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
             row.copy_from_slice(src);
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            simd128::softmax_row(row);
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-            softmax_row(row);
+            softmax_row_for_target(row);
         }
     }
+}
+
+/// One row's softmax with the target's kernel: simd128 in wasm, else the portable one
+/// (which `per_isa!` compiles for each x86 ISA). Inlined into both row loops above.
+#[inline(always)]
+fn softmax_row_for_target(row: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::softmax_row(row);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    softmax_row(row);
 }
 
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
