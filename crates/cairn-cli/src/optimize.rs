@@ -9,6 +9,7 @@ use crate::{fsutil, inputs_dir, model, model::human_bytes, progress, sensitivity
 use anyhow::{bail, Context, Result};
 use cairn_core::passes::fold::fold_constants_for_storage;
 use cairn_core::Session;
+use cairn_quant::bn_prior::Priors;
 use cairn_quant::calibrate::{calibrate, Method};
 use cairn_quant::fidelity::Agreement;
 use cairn_quant::quantize::{plan, quantize, Options};
@@ -104,6 +105,9 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     let mut model = crate::import::import_model(&args.model)?;
     let original = model.graph.clone();
     let (mut graph, fold) = fold_constants_for_storage(model.graph).context("constant folding failed")?;
+    // Read before folding: what the BatchNormalizations say of the training data ranks and
+    // compensates pruned channels better than a few calibration photos (docs/adr/0018).
+    let priors = cairn_quant::bn_prior::batchnorm_priors(&graph);
     let bn = cairn_core::passes::storage::fold_batchnorm_into_conv(&mut graph)?; // the pass `cairn pack` runs too
     eprintln!("folded {} constant nodes and {bn} BatchNormalizations", fold.folded_nodes);
     if args.sensitivity_json.is_some() && !args.sensitivity && args.keep_sensitive == 0 {
@@ -153,9 +157,9 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             let ratios = measure::allocate_prune_ratios(&curves, ratio)?;
             sensitivity::print_pruning(&curves, &ratios, probe.len());
             tables.insert("pruning".into(), sensitivity::pruning_json(&curves, &ratios));
-            prune(&mut graph, &inputs, &|name| ratios.get(name).copied().unwrap_or(0.0))?
+            prune(&mut graph, &inputs, &priors, &|name| ratios.get(name).copied().unwrap_or(0.0))?
         } else if !inputs.is_empty() {
-            prune(&mut graph, &inputs, &|_| ratio)?
+            prune(&mut graph, &inputs, &priors, &|_| ratio)?
         } else {
             eprintln!("note: without --calibrate, pruning ranks channels by weight norm and cannot compensate what they carried");
             cairn_quant::prune::prune_hidden_channels(&mut graph, ratio)?
@@ -172,7 +176,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         );
     }
     if let Some(list) = &args.widths {
-        let plan = make_widths(&mut graph, &inputs, &crate::widths::parse(list)?)?;
+        let plan = make_widths(&mut graph, &inputs, &priors, &crate::widths::parse(list)?)?;
         crate::widths::set_plan(&mut model.meta, &plan)?;
     }
     match args.quantize.as_deref() {
@@ -302,13 +306,20 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Compensated pruning: channels ranked on the calibration activations, their mean
-/// contribution folded into the project biases.
-fn prune(graph: &mut cairn_core::Graph, inputs: &Inputs, ratio_of: &dyn Fn(&str) -> f32) -> Result<cairn_quant::prune::PruneStats> {
+/// Compensated pruning: channels ranked by their BatchNormalization priors where the model
+/// has them (else on the calibration activations), their mean contribution folded into the
+/// project biases.
+fn prune(
+    graph: &mut cairn_core::Graph,
+    inputs: &Inputs,
+    priors: &Priors,
+    ratio_of: &dyn Fn(&str) -> f32,
+) -> Result<cairn_quant::prune::PruneStats> {
     let sets: Vec<_> = inputs.iter().map(|(_, s)| s.clone()).collect();
     let bar = progress::bar(sets.len() as u64, "measuring channels");
-    let stats = cairn_quant::widths::measure(graph, &sets, &|| bar.inc(1))?;
+    let stats = cairn_quant::widths::measure(graph, &sets, priors, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    report_priors(graph, priors);
     let before: usize = stats.iter().map(|s| s.mean.len()).sum();
     *graph = cairn_quant::widths::prune_compensated(graph, &stats, ratio_of)?;
     let after: usize = cairn_quant::prune::prunable_blocks(graph).iter().map(|b| b.hidden).sum();
@@ -317,13 +328,26 @@ fn prune(graph: &mut cairn_core::Graph, inputs: &Inputs, ratio_of: &dyn Fn(&str)
 
 type Inputs = [(String, std::collections::HashMap<String, cairn_core::Tensor>)];
 
+/// Says where the channel statistics came from (they decide which channels go).
+fn report_priors(graph: &cairn_core::Graph, priors: &Priors) {
+    let (with, all) = cairn_quant::widths::blocks_with_priors(graph, priors);
+    if with == all {
+        eprintln!("channel statistics of all {all} blocks from the model's BatchNormalizations (its training data)");
+    } else {
+        eprintln!(
+            "channel statistics: {with} of {all} blocks from the model's BatchNormalizations, the others from the --calibrate inputs"
+        );
+    }
+}
+
 /// Orders channels by importance and plans `fractions` (shares of the model's MACs).
-fn make_widths(graph: &mut cairn_core::Graph, inputs: &Inputs, fractions: &[f32]) -> Result<cairn_core::WidthPlan> {
+fn make_widths(graph: &mut cairn_core::Graph, inputs: &Inputs, priors: &Priors, fractions: &[f32]) -> Result<cairn_core::WidthPlan> {
     use cairn_quant::widths as w;
     let sets: Vec<_> = inputs.iter().map(|(_, s)| s.clone()).collect();
     let bar = progress::bar(sets.len() as u64, "measuring channels");
-    let mut stats = w::measure(graph, &sets, &|| bar.inc(1))?;
+    let mut stats = w::measure(graph, &sets, priors, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    report_priors(graph, priors);
     if stats.is_empty() {
         bail!("--widths found no inverted-residual block (1x1 conv -> depthwise conv -> 1x1 conv) to narrow");
     }

@@ -10,8 +10,10 @@
 //! - [`sensitivity`]: per-layer sensitivity to quantization and pruning, and its uses;
 //! - [`widths`]: hidden channels in importance order with compensation, for widths
 //!   chosen at run time (and compensated offline pruning);
+//! - [`bn_prior`]: the training-data statistics BatchNormalizations carry (for widths);
 //! - [`fidelity`]: how closely a model's outputs follow a reference's.
 
+pub mod bn_prior;
 pub mod calibrate;
 pub mod dynamic;
 mod entropy;

@@ -30,7 +30,7 @@ pub(crate) struct Block {
     pub(crate) project: usize,
     /// The activations after expand and after depthwise, as (lo, hi) clamps.
     act1: (f32, f32),
-    act2: (f32, f32),
+    pub(crate) act2: (f32, f32),
 }
 
 /// The clamp a Relu/Clip node between two convs applies (none: unbounded).

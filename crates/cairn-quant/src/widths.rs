@@ -14,6 +14,7 @@
 //! the network computes the same function), so every width keeps a prefix, and per width
 //! and block one bias vector (the project conv's output channels) holds the compensation.
 
+use crate::bn_prior::{clamped_normal_moments, Priors};
 use crate::prune::{blocks, input_name, take_cols, take_rows, Block};
 use crate::{Error, Result};
 use cairn_core::passes::prepare_for_inference;
@@ -34,8 +35,13 @@ pub struct BlockStats {
     pub macs_per_channel: u64,
 }
 
-/// Channel statistics of every prunable block of `graph` on calibration `inputs`.
-pub fn measure(graph: &Graph, inputs: &[HashMap<String, Tensor>], on_input: &dyn Fn()) -> Result<Vec<BlockStats>> {
+/// Channel statistics of every prunable block of `graph` on calibration `inputs`. Where
+/// `priors` (from [`crate::bn_prior::batchnorm_priors`] of the graph before its
+/// BatchNormalizations were folded) describe a block's depthwise output, a hidden channel's
+/// mean and variance come from that training-data prior carried through the activation;
+/// the calibration inputs still give the energy of the stream each block writes into (a
+/// per-block scale) and, for blocks without a prior, the channel statistics themselves.
+pub fn measure(graph: &Graph, inputs: &[HashMap<String, Tensor>], priors: &Priors, on_input: &dyn Fn()) -> Result<Vec<BlockStats>> {
     if inputs.is_empty() {
         return Err(Error::Model("measuring channel importance needs calibration inputs (--calibrate DIR)".into()));
     }
@@ -98,12 +104,23 @@ pub fn measure(graph: &Graph, inputs: &[HashMap<String, Tensor>], on_input: &dyn
             let wpv = wp.f32s()?;
             let n = n as f64;
             let per_position_energy = energy / inputs.len() as f64;
-            let mean: Vec<f64> = s1.iter().map(|s| s / n).collect();
+            let prior = priors.get(&graph.nodes[b.depthwise].outputs[0]).filter(|p| p.mean.len() == c && p.std.len() == c);
+            let (mean, var): (Vec<f64>, Vec<f64>) = match prior {
+                Some(p) => {
+                    let (lo, hi) = (b.act2.0 as f64, b.act2.1 as f64);
+                    (0..c).map(|ch| clamped_normal_moments(p.mean[ch], p.std[ch], lo, hi)).unzip()
+                }
+                None => (0..c)
+                    .map(|ch| {
+                        let mean = s1[ch] / n;
+                        (mean, (s2[ch] / n - mean * mean).max(0.0))
+                    })
+                    .unzip(),
+            };
             let cost = (0..c)
                 .map(|ch| {
-                    let var = (s2[ch] / n - mean[ch] * mean[ch]).max(0.0);
                     let norm: f64 = (0..m).map(|o| (wpv[o * c + ch] as f64).powi(2)).sum();
-                    norm * var / per_position_energy.max(1e-30)
+                    norm * var[ch] / per_position_energy.max(1e-30)
                 })
                 .collect();
             let k: usize = wd.shape()[2..].iter().product();
@@ -111,6 +128,13 @@ pub fn measure(graph: &Graph, inputs: &[HashMap<String, Tensor>], on_input: &dyn
             Ok(BlockStats { mean, cost, macs_per_channel })
         })
         .collect()
+}
+
+/// How many of `graph`'s prunable blocks `priors` describe, of how many.
+pub fn blocks_with_priors(graph: &Graph, priors: &Priors) -> (usize, usize) {
+    let bs = blocks(graph);
+    let with = bs.iter().filter(|b| priors.contains_key(&graph.nodes[b.depthwise].outputs[0])).count();
+    (with, bs.len())
 }
 
 /// `(channels, positions per channel)` of an NCHW activation of batch 1.
@@ -380,6 +404,31 @@ mod tests {
         Session::new(g.clone()).run(set.clone()).unwrap()[0].1.f32s().unwrap().to_vec()
     }
 
+    /// A prior for the depthwise output replaces the calibration statistics: each hidden
+    /// channel's mean is the prior carried through the Relu, its cost the prior's variance
+    /// (a channel the prior calls constant costs nothing, whatever calibration saw); blocks
+    /// are still found and ordered the same way.
+    #[test]
+    fn batchnorm_priors_replace_calibration_statistics() {
+        let graph = block();
+        let sets: Vec<_> = (0..2).map(|i| input(i as f32)).collect();
+        let prior = crate::bn_prior::ChannelPrior { mean: vec![0.5, -1.0, 2.0, 0.0, 1.0, 3.0], std: vec![1.0, 0.0, 0.5, 2.0, 0.0, 1.0] };
+        let priors = Priors::from([("d".to_string(), prior.clone())]);
+        assert_eq!(blocks_with_priors(&graph, &priors), (1, 1));
+        let stats = measure(&graph, &sets, &priors, &|| {}).unwrap();
+        for ch in 0..6 {
+            let (m, v) = clamped_normal_moments(prior.mean[ch], prior.std[ch], 0.0, f64::INFINITY);
+            assert!((stats[0].mean[ch] - m).abs() < 1e-12, "channel {ch}");
+            assert_eq!(stats[0].cost[ch] == 0.0, v == 0.0, "channel {ch}: cost {} with variance {v}", stats[0].cost[ch]);
+        }
+        // Channel 1 (mean -1, no spread) is off after the Relu; channel 4 is constant 1.
+        assert_eq!(stats[0].mean[1], 0.0);
+        assert!((stats[0].mean[4] - 1.0).abs() < 1e-12);
+        let without = measure(&graph, &sets, &Priors::new(), &|| {}).unwrap();
+        assert_ne!(without[0].mean, stats[0].mean);
+        assert_eq!(blocks_with_priors(&graph, &Priors::new()), (0, 1));
+    }
+
     /// Reordering is exact; the dead channels cost nothing, go last, and a width without
     /// them computes the same output through its compensated bias.
     #[test]
@@ -387,7 +436,7 @@ mod tests {
         let mut graph = block();
         let sets: Vec<_> = (0..4).map(|i| input(i as f32)).collect();
         let want: Vec<Vec<f32>> = sets.iter().map(|s| run(&graph, s)).collect();
-        let mut stats = measure(&graph, &sets, &|| {}).unwrap();
+        let mut stats = measure(&graph, &sets, &Priors::new(), &|| {}).unwrap();
         assert_eq!(stats.len(), 1);
         assert_eq!(stats[0].cost.iter().filter(|&&c| c == 0.0).count(), 3, "{:?}", stats[0].cost);
         order_channels(&mut graph, &mut stats).unwrap();
