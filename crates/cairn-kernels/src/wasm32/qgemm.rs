@@ -133,8 +133,9 @@ unsafe fn store_real_by_columns(acc: [[v128; 2]; MR], s: *const f32, b: *const f
     let (sv, bv) = (v128_load(s as *const v128), v128_load(b as *const v128));
     let clamp = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
     let (lov, hiv) = (f32x4_splat(lo), f32x4_splat(hi));
-    for half in 0..2 {
-        let r: [v128; 4] = std::array::from_fn(|i| acc[i][half]);
+    // The tile's left and right four columns, each as its four rows.
+    let halves: [[v128; MR]; 2] = std::array::from_fn(|h| std::array::from_fn(|i| acc[i][h]));
+    for (half, r) in halves.into_iter().enumerate() {
         // 4x4 transpose: column c of these four rows becomes vector c.
         let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
         let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
