@@ -306,15 +306,8 @@ fn pairs_k_contiguous_simd128<T: Byte>(d: &[T], b: &QRhs, k: usize, c0: usize, c
                 i16x8_sub(if T::SIGNED { i16x8_extend_low_i8x16(v) } else { u16x8_extend_low_u8x16(v) }, zv)
             };
             let r = [col(0), col(1), col(2), col(3)];
-            // 4x4 transpose of words: word q of column i becomes lane i of vector q.
-            let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
-            let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
-            let rows = [
-                i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
-                i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
-                i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
-                i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
-            ];
+            // Word q of column i becomes lane i of vector q.
+            let rows = crate::wasm32::transpose4(r);
             for (j, v) in rows.into_iter().enumerate() {
                 let at = (s / 2 + j) * nr + c;
                 // SAFETY: panel[at .. at + 4] is in bounds (asserted at the top).

@@ -136,15 +136,8 @@ unsafe fn store_real_by_columns(acc: [[v128; 2]; MR], s: *const f32, b: *const f
     // The tile's left and right four columns, each as its four rows.
     let halves: [[v128; MR]; 2] = std::array::from_fn(|h| std::array::from_fn(|i| acc[i][h]));
     for (half, r) in halves.into_iter().enumerate() {
-        // 4x4 transpose: column c of these four rows becomes vector c.
-        let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
-        let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
-        let cols = [
-            i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
-            i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
-            i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
-            i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
-        ];
+        // Column c of these four rows becomes vector c.
+        let cols = super::transpose4(r);
         for (c, v) in cols.into_iter().enumerate() {
             let mut x = f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), sv), bv);
             if clamp {
