@@ -20,7 +20,7 @@ const TEXT = Array.from({ length: 126 }, (_, i) => WORDS[i % WORDS.length]).join
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
 // Two engines timed in alternation (a, b, a, b, ...) after 3 warm-up runs each: on a shared,
 // loaded machine a burst of load then falls on both sides instead of on whichever ran second.
-async function timeBoth(a, b, runs) {
+export async function timeBoth(a, b, runs) {
   for (let i = 0; i < 3; i++) { await a(); await b(); }
   const ms = [[], []];
   for (let i = 0; i < runs; i++) {
@@ -30,7 +30,7 @@ async function timeBoth(a, b, runs) {
 }
 async function time(fn, runs) { return (await timeBoth(fn, async () => {}, runs))[0]; }
 
-function inputs(batch) {
+export function inputs(batch) {
   const ids = new BigInt64Array(batch * SEQ);
   let s = 7;
   for (let i = 0; i < ids.length; i++) { s = (s * 1103515245 + 12345) >>> 0; ids[i] = BigInt(1000 + (s % 28000)); }
@@ -57,7 +57,7 @@ async function cairnWasm(host, forced) {
 }
 
 /** Cairn's model on packed int64 inputs (the worker's path: runTensors). */
-function cairnEncoder(pkg, bytes) {
+export function cairnEncoder(pkg, bytes) {
   const model = new pkg.Model(bytes);
   const run = (feeds, batch) => {
     const specs = [];

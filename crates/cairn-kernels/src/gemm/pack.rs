@@ -22,6 +22,9 @@ pub(crate) fn pack_a(a: &MatRef, alpha: f32, i0: usize, mc: usize, p0: usize, kc
             // unrolls (the generic loop below was a tenth of MiniLM's native time).
             let src = &a.data[(i0 + r0) * a.ld + p0..];
             match mr {
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                4 => simd128::row_major_panel_4(src, a.ld, kc, alpha, dst),
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                 4 => row_major_panel::<4>(src, a.ld, kc, alpha, dst),
                 6 => row_major_panel::<6>(src, a.ld, kc, alpha, dst),
                 12 => row_major_panel::<12>(src, a.ld, kc, alpha, dst),
@@ -88,6 +91,14 @@ pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr:
                     row[cols..].fill(0.0);
                 }
             }
+            // simd128, a whole panel of a transposed B (attention's Kᵀ): four columns at a time.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Transpose::Yes if cols == nr && nr.is_multiple_of(4) => {
+                for j in (0..nr).step_by(4) {
+                    let start = (j0 + c0 + j) * b.ld + p0;
+                    simd128::transposed_columns_4(&b.data[start..], b.ld, kc, &mut dst[j..], nr);
+                }
+            }
             Transpose::Yes => {
                 for j in 0..nr {
                     if j >= cols {
@@ -101,6 +112,52 @@ pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr:
                 }
             }
         }
+    }
+}
+
+/// simd128 forms of the packing loops (LLVM leaves their scalar transposes scalar for wasm):
+/// the same copies and products, four lanes and a 4x4 transpose at a time.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use crate::wasm32::transpose4;
+    use core::arch::wasm32::*;
+
+    /// Four rows of `kc` floats (`ld` apart from `src`), transposed into `dst[p * nr + i]`
+    /// (`i < 4`, `p < kc`), times `alpha` unless it is 1 (as the scalar panel).
+    #[inline(always)]
+    fn transpose_rows_4(src: &[f32], ld: usize, kc: usize, alpha: f32, dst: &mut [f32], nr: usize) {
+        let rows: [&[f32]; 4] = std::array::from_fn(|i| &src[i * ld..][..kc]);
+        let last = (kc.max(1) - 1) * nr + 4;
+        let dst = &mut dst[..last];
+        let scale = f32x4_splat(alpha);
+        let full = kc / 4 * 4;
+        for p in (0..full).step_by(4) {
+            // SAFETY: p + 4 <= kc, the length of each row.
+            let r: [v128; 4] = std::array::from_fn(|i| unsafe { v128_load(rows[i].as_ptr().add(p) as *const v128) });
+            for (q, mut v) in transpose4(r).into_iter().enumerate() {
+                if alpha != 1.0 {
+                    v = f32x4_mul(scale, v);
+                }
+                // SAFETY: (p + q) * nr + 4 <= (kc - 1) * nr + 4, the length of `dst`.
+                unsafe { v128_store(dst.as_mut_ptr().add((p + q) * nr) as *mut v128, v) };
+            }
+        }
+        for p in full..kc {
+            for (i, row) in rows.iter().enumerate() {
+                dst[p * nr + i] = if alpha != 1.0 { alpha * row[p] } else { row[p] };
+            }
+        }
+    }
+
+    /// [`super::row_major_panel`] for `MR = 4`.
+    pub(super) fn row_major_panel_4(src: &[f32], ld: usize, kc: usize, alpha: f32, dst: &mut [f32]) {
+        transpose_rows_4(src, ld, kc, alpha, dst, 4)
+    }
+
+    /// Columns `j .. j + 4` of a panel of a transposed B (each column `kc` floats, `ld` apart
+    /// from `src`) into `dst[p * nr + i]`.
+    pub(super) fn transposed_columns_4(src: &[f32], ld: usize, kc: usize, dst: &mut [f32], nr: usize) {
+        transpose_rows_4(src, ld, kc, 1.0, dst, nr)
     }
 }
 

@@ -164,6 +164,35 @@ fn column_block(
             // SAFETY: `pb` holds the block's panels of kp*nr words; as for `run_q8` per tile.
             unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &rq.q8_tile(dst, r0, j0, qlo, qhi)) };
         }
+        // simd128, a real-valued Cᵀ (dynamically quantized MatMul): the same with the store by columns.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let (0, Some(bounds), true, true) =
+            (first, rq.real_by_columns(dst), a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rows == mr)
+        {
+            first = cols / nr;
+            // (That kernel's mr is 4.)
+            let (mut s, mut b) = ([0f32; 4], [0f32; 4]);
+            for r in 0..4 {
+                (s[r], b[r]) = rq.row(r0 + r);
+            }
+            let out = (dst.ptr.get() as *mut f32).wrapping_add(r0 + j0 * dst.cs);
+            // SAFETY: `pb` holds the block's panels of kp*nr words, `s` and `b` 4 floats; the
+            // tiles' columns j0 .. j0 + first * nr and rows r0 .. r0 + mr are inside C.
+            unsafe {
+                crate::wasm32::qgemm::sweep_real_by_columns(
+                    kp,
+                    panel.as_ptr(),
+                    pb.as_ptr(),
+                    first,
+                    init,
+                    s.as_ptr(),
+                    b.as_ptr(),
+                    bounds,
+                    out,
+                    dst.cs,
+                )
+            };
+        }
         for (ti, bpanel) in pb.chunks_exact((kp * nr).max(1)).enumerate().take(cols.div_ceil(nr)).skip(first) {
             let c0 = j0 + ti * nr;
             if let (Some(run_q8), Some((qlo, qhi)), true, true) =

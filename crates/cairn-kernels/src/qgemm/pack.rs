@@ -232,7 +232,28 @@ fn pack_b_typed<T: Byte>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr
     for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
         let c0 = j0 + p * nr;
         let w = nr.min(j0 + cols - c0);
+        // simd128, each column's K contiguous (a dynamically quantized MatMul's activations,
+        // B = Xᵀ): the block of whole 8-k steps and 4-column groups, the rest below.
+        #[allow(unused_mut)] // only simd128 builds fill a block here
+        let (mut q_done, mut c_done) = (0, 0);
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if b.k_stride == 1 && b.n_stride != 1 {
+            (q_done, c_done) = (k / 8 * 4, w / 4 * 4);
+            pairs_k_contiguous_simd128(d, b, k, c0, c_done, nr, panel);
+        }
         for q in 0..kp {
+            if q < q_done && c_done == w {
+                continue;
+            }
+            if q < q_done {
+                // (Only the k-contiguous layout gets here: the generic branch below.)
+                let r0 = 2 * q;
+                for (c, o) in panel[q * nr..][..w].iter_mut().enumerate().skip(c_done) {
+                    let i = (c0 + c) * b.n_stride;
+                    *o = pair(d[r0 + i].into() - z, d[r0 + 1 + i].into() - z);
+                }
+                continue;
+            }
             let dst = &mut panel[q * nr..][..w];
             let r0 = 2 * q * b.k_stride + c0 * b.n_stride;
             if 2 * q + 1 < k {
@@ -257,6 +278,40 @@ fn pack_b_typed<T: Byte>(d: &[T], b: &QRhs, k: usize, j0: usize, cols: usize, nr
                 for (c, o) in dst.iter_mut().enumerate() {
                     *o = pair(d[r0 + c * b.n_stride].into() - z, 0);
                 }
+            }
+        }
+    }
+}
+
+/// The pairs of columns `c0 .. c0 + cols` (`cols` a multiple of 4) of a B whose columns
+/// each hold K contiguous values (`k_stride == 1`), for the K steps `0 .. k / 8 * 8`, into
+/// `panel` (`nr` words per k-pair): per four columns and eight k, four 8-byte loads widened
+/// to i16 minus the zero point (four pair words each), then a 4x4 transpose of words so that
+/// each k-pair's four columns are one store (the scalar form gathered every byte `n_stride`
+/// apart).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn pairs_k_contiguous_simd128<T: Byte>(d: &[T], b: &QRhs, k: usize, c0: usize, cols: usize, nr: usize, panel: &mut [i32]) {
+    use core::arch::wasm32::*;
+    // Every store below ends by word (k / 8 * 4 - 1) * nr + cols.
+    assert!(cols.is_multiple_of(4) && cols <= nr && k / 8 * 4 * nr <= panel.len(), "qgemm: B panel too small");
+    let zv = i16x8_splat(b.zero as i16);
+    for c in (0..cols).step_by(4) {
+        let starts: [usize; 4] = std::array::from_fn(|i| (c0 + c + i) * b.n_stride);
+        // Bounds once per column group: each column's k values are read up to k / 8 * 8.
+        assert!(starts[3] + k / 8 * 8 <= d.len(), "qgemm: B too short");
+        for s in (0..k / 8 * 8).step_by(8) {
+            let col = |i: usize| {
+                // SAFETY: starts[i] + s + 8 <= starts[3] + k / 8 * 8 <= d.len() (asserted above; starts ascend).
+                let v = unsafe { v128_load64_zero(d.as_ptr().add(starts[i] + s) as *const u64) };
+                i16x8_sub(if T::SIGNED { i16x8_extend_low_i8x16(v) } else { u16x8_extend_low_u8x16(v) }, zv)
+            };
+            let r = [col(0), col(1), col(2), col(3)];
+            // Word q of column i becomes lane i of vector q.
+            let rows = crate::wasm32::transpose4(r);
+            for (j, v) in rows.into_iter().enumerate() {
+                let at = (s / 2 + j) * nr + c;
+                // SAFETY: panel[at .. at + 4] is in bounds (asserted at the top).
+                unsafe { v128_store(panel.as_mut_ptr().add(at) as *mut v128, v) };
             }
         }
     }

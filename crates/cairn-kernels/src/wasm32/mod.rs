@@ -17,3 +17,16 @@ pub(crate) fn madd(a: v128, b: v128, c: v128) -> v128 {
     #[cfg(not(target_feature = "relaxed-simd"))]
     return f32x4_add(f32x4_mul(a, b), c);
 }
+
+/// The 4x4 transpose of 32-bit lanes: lane `j` of row `i` becomes lane `i` of row `j`.
+#[inline(always)]
+pub(crate) fn transpose4(r: [v128; 4]) -> [v128; 4] {
+    let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
+    let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
+        i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
+        i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
+        i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
+    ]
+}

@@ -90,24 +90,54 @@ pub(crate) unsafe fn store_real_4x8_by_columns(
     tile: *const i32,
     s: *const f32,
     b: *const f32,
-    (lo, hi): (f32, f32),
+    bounds: (f32, f32),
     out: *mut f32,
     cs: usize,
 ) {
+    let acc: [[v128; 2]; MR] =
+        std::array::from_fn(|i| [v128_load(tile.add(i * NR) as *const v128), v128_load(tile.add(i * NR + 4) as *const v128)]);
+    store_real_by_columns(acc, s, b, bounds, out, cs)
+}
+
+/// Every full tile of one A panel against a packed column block (`tiles` panels of B, `kp *
+/// NR` words each), each stored by columns as [`store_real_4x8_by_columns`] does, from
+/// `out` on, `NR * cs` floats apart: the dynamically quantized MatMul's loop with the tile
+/// inlined, its accumulators going to the store in registers (through the kernel table, each
+/// tile was an indirect call, 32 stores and 32 loads).
+///
+/// # Safety
+/// As for [`QKernel::run`] per tile, and as for [`store_real_4x8_by_columns`] at
+/// `out + t * NR * cs` for each tile `t`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sweep_real_by_columns(
+    kp: usize,
+    a: *const i32,
+    bpanels: *const i32,
+    tiles: usize,
+    init: *const i32,
+    s: *const f32,
+    b: *const f32,
+    bounds: (f32, f32),
+    out: *mut f32,
+    cs: usize,
+) {
+    for ti in 0..tiles {
+        store_real_by_columns(tile(kp, a, bpanels.add(ti * kp * NR), init), s, b, bounds, out.add(ti * NR * cs), cs);
+    }
+}
+
+/// The store of [`store_real_4x8_by_columns`] from accumulators in registers.
+#[inline(always)]
+unsafe fn store_real_by_columns(acc: [[v128; 2]; MR], s: *const f32, b: *const f32, (lo, hi): (f32, f32), out: *mut f32, cs: usize) {
     let (sv, bv) = (v128_load(s as *const v128), v128_load(b as *const v128));
     let clamp = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
     let (lov, hiv) = (f32x4_splat(lo), f32x4_splat(hi));
-    for half in 0..2 {
-        let r: [v128; 4] = std::array::from_fn(|i| v128_load(tile.add(i * NR + 4 * half) as *const v128));
-        // 4x4 transpose: column c of these four rows becomes vector c.
-        let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]), i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]));
-        let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]), i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]));
-        let cols = [
-            i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
-            i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
-            i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
-            i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
-        ];
+    // The tile's left and right four columns, each as its four rows.
+    let halves: [[v128; MR]; 2] = std::array::from_fn(|h| std::array::from_fn(|i| acc[i][h]));
+    for (half, r) in halves.into_iter().enumerate() {
+        // Column c of these four rows becomes vector c.
+        let cols = super::transpose4(r);
         for (c, v) in cols.into_iter().enumerate() {
             let mut x = f32x4_add(f32x4_mul(f32x4_convert_i32x4(v), sv), bv);
             if clamp {
