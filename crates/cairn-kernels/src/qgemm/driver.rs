@@ -1,6 +1,7 @@
 //! The blocked int8 GEMM: B is packed one column block at a time (sized to stay in
-//! L2 for the whole K), then every A panel sweeps it tile by tile; column blocks
-//! are spread over threads. Each i32 tile goes straight through the epilogue.
+//! L2 for the whole K), then every A panel sweeps it tile by tile; column blocks (and,
+//! for narrow products, A panel ranges) are the threads' tasks ([`split`]). Each i32 tile
+//! goes straight through the epilogue.
 
 use super::pack::{pack_b, PackedQA, QRhs};
 use super::{quantize, rule, QEpilogue, QOut};
@@ -57,28 +58,71 @@ pub fn qgemm_on(m: usize, n: usize, k: usize, a: &PackedQA, b: QRhs, mut out: QO
         return gemv(m, n, k, a, &b, init, dst, &rq);
     }
     assert!(a.kernel.mr * nr <= MAX_TILE, "qgemm: kernel tile too large");
-    let per_col = (kp * 4).max(1);
-    let mut nc = (B_BLOCK_BYTES / per_col / nr).max(1) * nr;
-    let t = threads();
-    if t > 1 {
-        nc = nc.min(n.div_ceil(t).div_ceil(nr) * nr);
-    }
-    let blocks: Vec<usize> = (0..n).step_by(nc).collect();
+    let threads = if m * n * k >= PARALLEL_MIN_MACS { threads() } else { 1 };
+    let tasks = split(m.div_ceil(a.kernel.mr), n, nr, kp, threads);
     thread_local! {
         static PACKED_B: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     }
-    for_each_task(&blocks, |&j0| {
-        let cols = nc.min(n - j0);
+    for_each_task(&tasks, |task| {
         PACKED_B.with(|buf| {
             let mut pb = buf.borrow_mut();
             #[cfg(target_arch = "x86_64")]
             if matches!(crate::Isa::current(), crate::Isa::Avx2Fma | crate::Isa::Avx512) {
                 // SAFETY: AVX2 was detected when the ISA was chosen.
-                return unsafe { column_block_avx2(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb) };
+                return unsafe { column_block_avx2(m, k, a, &b, init, dst, &rq, task, &mut pb) };
             }
-            column_block(m, k, a, &b, init, dst, &rq, j0, cols, &mut pb)
+            column_block(m, k, a, &b, init, dst, &rq, task, &mut pb)
         });
     });
+}
+
+/// One task of the GEMM: A panels `panels` (of `mr` rows each) over columns `cols`.
+#[derive(Clone, Debug, PartialEq)]
+struct Task {
+    panels: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+/// Below this many multiply-adds a GEMM runs on one thread: a fork-join costs a few
+/// microseconds, the int8 tile does ~30 MACs per nanosecond (wasm), so 2^19 is ~15 us.
+const PARALLEL_MIN_MACS: usize = 1 << 19;
+
+/// Cuts the GEMM (`panels` A panels, `n` columns in tiles of `nr`, `kp` packed words per
+/// column) into tasks for `threads` threads. Columns come in blocks of at most
+/// `B_BLOCK_BYTES` of packed B (each task packs its own block, so column blocks cost
+/// nothing extra); with threads, the work is dealt into at least two parts per thread,
+/// which the threads claim as they finish (a thread the OS pauses mid-layer leaves its
+/// second part to the others): column tiles evenly into blocks where there are many, else
+/// (a 7x7 layer has 7 tiles of 8, which two threads would share 4:3) the A panels, at the
+/// price of packing the (small) B block once per part.
+fn split(panels: usize, n: usize, nr: usize, kp: usize, threads: usize) -> Vec<Task> {
+    let col_tiles = n.div_ceil(nr);
+    let tiles_per_block = (B_BLOCK_BYTES / (kp * 4).max(1) / nr).max(1);
+    let mut blocks = col_tiles.div_ceil(tiles_per_block);
+    let mut row_parts = 1;
+    if threads > 1 {
+        // Two parts per thread at least; by columns where whole tiles share out within a few
+        // percent (eight tiles per thread or more), else by A panels.
+        let wanted = 2 * threads;
+        if col_tiles >= 8 * threads {
+            blocks = blocks.max(wanted).div_ceil(threads) * threads;
+        } else {
+            row_parts = wanted.min(panels);
+        }
+    }
+    let blocks = blocks.min(col_tiles);
+    let cuts = |total: usize, parts: usize, p: usize| total * p / parts;
+    let mut tasks = Vec::with_capacity(blocks * row_parts);
+    for r in 0..row_parts {
+        for c in 0..blocks {
+            let cols = (cuts(col_tiles, blocks, c) * nr)..(cuts(col_tiles, blocks, c + 1) * nr).min(n);
+            let panels = cuts(panels, row_parts, r)..cuts(panels, row_parts, r + 1);
+            if !cols.is_empty() && !panels.is_empty() {
+                tasks.push(Task { panels, cols });
+            }
+        }
+    }
+    tasks
 }
 
 /// Up to this many columns, each column is a matrix-vector product ([`QKernel::run_gemv`]):
@@ -123,14 +167,13 @@ unsafe fn column_block_avx2(
     init: &[i32],
     dst: RawOut,
     rq: &Requant,
-    j0: usize,
-    cols: usize,
+    task: &Task,
     pb: &mut Vec<i32>,
 ) {
-    column_block(m, k, a, b, init, dst, rq, j0, cols, pb)
+    column_block(m, k, a, b, init, dst, rq, task, pb)
 }
 
-/// Packs columns `j0 .. j0 + cols` of B, then sweeps every A panel over them.
+/// Packs the task's columns of B, then sweeps the task's A panels over them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn column_block(
@@ -141,15 +184,16 @@ fn column_block(
     init: &[i32],
     dst: RawOut,
     rq: &Requant,
-    j0: usize,
-    cols: usize,
+    task: &Task,
     pb: &mut Vec<i32>,
 ) {
     let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
-    let n_end = j0 + cols;
+    let (j0, n_end) = (task.cols.start, task.cols.end);
+    let cols = n_end - j0;
     pack_b(b, k, j0, cols, nr, a.kernel.layout, pb);
     let mut tile = [0i32; MAX_TILE];
-    for (pi, panel) in a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr)) {
+    let panels = a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr));
+    for (pi, panel) in panels.skip(task.panels.start).take(task.panels.len()) {
         let r0 = pi * mr;
         let rows = mr.min(m - r0);
         let init = init[r0..].as_ptr();
@@ -512,5 +556,55 @@ impl Acc for f32 {
         for (o, &v) in out[j..n].iter_mut().zip(&acc[j..n]) {
             *o = rule::requantize(v, si, bi, (qlo, qhi), zero) as u8;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{split, Task};
+
+    /// Every (panel, column) is in exactly one task.
+    fn covers(tasks: &[Task], panels: usize, n: usize) -> bool {
+        let mut seen = vec![0u8; panels * n];
+        for t in tasks {
+            for p in t.panels.clone() {
+                for j in t.cols.clone() {
+                    seen[p * n + j] += 1;
+                }
+            }
+        }
+        seen.iter().all(|&c| c == 1)
+    }
+
+    #[test]
+    fn one_thread_takes_column_blocks_sized_for_the_cache() {
+        let tasks = split(16, 3136, 8, 36, 1);
+        assert!(covers(&tasks, 16, 3136));
+        // 96 KiB of packed B per block, 144 bytes per column: at most 672 columns.
+        assert!(tasks.iter().all(|t| t.cols.len() <= 672 && t.panels == (0..16)), "{tasks:?}");
+        assert_eq!(split(16, 3136, 8, 36, 1).len(), 5);
+    }
+
+    #[test]
+    fn threads_get_at_least_two_even_column_blocks_each() {
+        for n in [196, 784, 3136, 12544] {
+            let tasks = split(40, n, 8, 96, 2);
+            assert!(covers(&tasks, 40, n), "n = {n}");
+            assert!(tasks.len() >= 4 && tasks.len().is_multiple_of(2), "n = {n}: {} tasks", tasks.len());
+            let (lo, hi) = tasks.iter().fold((usize::MAX, 0), |(lo, hi), t| (lo.min(t.cols.len()), hi.max(t.cols.len())));
+            assert!(hi - lo <= 8, "n = {n}: blocks of {lo}..{hi} columns");
+        }
+    }
+
+    #[test]
+    fn too_few_column_tiles_split_the_panels_too() {
+        // A 7x7 layer: 7 column tiles of 8 for 2 threads.
+        let tasks = split(80, 49, 8, 240, 2);
+        assert!(covers(&tasks, 80, 49));
+        assert_eq!(tasks.iter().map(|t| t.panels.clone()).collect::<Vec<_>>(), [0..20, 20..40, 40..60, 60..80]);
+        // More threads than panels: one part per panel.
+        let tasks = split(1, 8, 8, 8, 4);
+        assert!(covers(&tasks, 1, 8));
+        assert_eq!(tasks.len(), 1);
     }
 }
