@@ -49,10 +49,10 @@ $CAIRN pack target/models/efficientnet_lite0.onnx -o dist/models/efficientnet_li
 
 # The demo PWA (web/app): the wasm runtime, the app shell with its service worker and
 # precache list, and the model, in dist/; then the edge server serves it all.
-# The builds the npm package ships (the threaded build is not in it yet; the webgpu build is
-# fetched only where the browser gives a WebGPU adapter).
-step "building the wasm runtime (bench/web/build_wasm.sh simd relaxed scalar text webgpu)"
-bench/web/build_wasm.sh simd relaxed scalar text webgpu
+# The builds the npm package ships: the threaded ones run only on cross-origin isolated pages,
+# the webgpu build only where the browser gives a WebGPU adapter.
+step "building the wasm runtime (bench/web/build_wasm.sh simd relaxed scalar threads threads-relaxed text webgpu)"
+bench/web/build_wasm.sh simd relaxed scalar threads threads-relaxed text webgpu
 step "the npm package @cairn-ml/web (scripts/build-npm.sh), installed into web/node_modules"
 scripts/build-npm.sh
 step "cairn app build --model dist/models/efficientnet_lite0 --edge-model dist/models/efficientnet_lite0_f32 -o dist"

@@ -96,6 +96,8 @@ fi
 # The default run (scripts/test.sh) covers relaxed, the threads section the threaded builds.
 if wants builds; then
   (cd web && CAIRN_TEST_BACKEND=simd npm run test:runtime && CAIRN_TEST_BACKEND=scalar npm run test:runtime)
+  # The demo PWA on each of them too (web/app takes `?backend=`; web/test/pwa-app.mjs appPath).
+  (cd web && CAIRN_TEST_BACKEND=simd npm run test:pwa && CAIRN_TEST_BACKEND=scalar npm run test:pwa)
 fi
 
 # edge: the edge tier at full size (deploy/test/scale.py; issue 18): Redis + 3 `cairn serve`

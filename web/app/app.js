@@ -170,7 +170,14 @@ async function start() {
   $('model-note').textContent = m.weights === 'i8'
     ? 'int8 weights made by cairn optimize.'
     : `${m.weights} weights: the int8 version made by cairn optimize is not in this build yet, so the app downloads the full-precision model.`;
-  const cairn = await Cairn.start();
+  // `?backend=simd` (or scalar, relaxed, threads, threads-relaxed, webgpu) runs the demo on
+  // that engine build instead of the one this browser would pick: to compare them, or to
+  // check a build on a browser that supports more. The service worker precaches only the
+  // picked build; another one is cached at run time when first fetched, so it works offline too.
+  const forced = new URLSearchParams(location.search).get('backend');
+  const cairn = await Cairn.start(forced ? { backend: forced } : {});
+  log('engine', { backend: cairn.backend, forced: forced ?? null });
+  $('engine').textContent = `Engine: ${cairn.backend}${forced ? ' (asked for in the address)' : ''}`;
   const manifestUrl = new URL(m.url, location.href).href;
   const onProgress = (p) => {
     $('load-progress').max = p.totalBytes || 1;

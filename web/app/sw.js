@@ -14,7 +14,9 @@ import { registerCairnRoutes, handleCairnMessages, quotaGuard, withoutUnusedBuil
 
 setCacheNameDetails({ prefix: 'cairn', precache: 'precache', suffix: 'v1' });
 // The app ships every CPU build of the engine; this browser precaches the one it runs.
-precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST));
+// `?backend=` (app.js: run another engine build) names the same page: offline, `/?backend=simd`
+// is the precached index.html (Workbox's default ignores only utm_* and fbclid).
+precacheAndRoute(withoutUnusedBuilds(self.__WB_MANIFEST), { ignoreURLParametersMatching: [/^utm_/, /^fbclid$/, /^backend$/] });
 // `cairn app build --edge-api-key KEY` prepends `self.__CAIRN_APP__ = { edgeApiKey }` to sw.js.
 registerCairnRoutes({ apiKey: self.__CAIRN_APP__?.edgeApiKey });
 handleCairnMessages();

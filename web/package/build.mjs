@@ -8,6 +8,10 @@
 //                                     the wasm-bindgen glue; each wasm build is an asset it
 //                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
 //   dist/cairn_web_{simd,relaxed,scalar}.wasm
+//   dist/cairn_web_threads{,-relaxed}.wasm, cairn_web_threads.js, pool-worker.js
+//                                     the threaded builds (docs/adr/0019, 0034) with their own glue
+//                                     (shared memory is imported), loaded only on cross-origin
+//                                     isolated pages, and the pool's worker, which imports that glue
 //   dist/cairn_web_webgpu.{js,wasm}   the WebGPU build (docs/adr/0022) with its own glue, which the
 //                                     worker imports only where navigator.gpu gives an adapter
 //   dist/cairn_web_text.wasm          the tokenizer module, fetched only for text bundles (ADR 0026)
@@ -38,6 +42,9 @@ export const WASM_BUILDS = ['simd', 'relaxed', 'scalar'];
 // The WebGPU build exports GpuModel and imports the browser's WebGPU API, so its glue differs
 // from the CPU builds' one and ships beside it, loaded on demand (a separate file, not in worker.js).
 export const GPU_BUILD = 'webgpu';
+// The threaded builds import a shared memory and export the pool's entry points, so their glue
+// differs from the single-threaded one; the two threaded builds share one (checked).
+export const THREADED_BUILDS = ['threads', 'threads-relaxed'];
 const WORKBOX = '^7.4.1';
 
 function fail(message) {
@@ -74,6 +81,19 @@ function gpuGlue() {
   return file;
 }
 
+/** The threaded builds' wasm-bindgen glue, the same for both (one copy ships). */
+function threadedGlue() {
+  const glues = THREADED_BUILDS.map((b) => {
+    const file = path.join(wasmDir, b, 'cairn_web.js');
+    if (!fs.existsSync(file) || !fs.existsSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'))) {
+      fail(`no ${b} build at ${path.dirname(file)}; hint: run bench/web/build_wasm.sh threads threads-relaxed`);
+    }
+    return fs.readFileSync(file, 'utf8');
+  });
+  if (glues.some((g) => g !== glues[0])) fail(`the wasm-bindgen glue differs between the threaded builds in ${wasmDir}: rebuild them from one commit (bench/web/build_wasm.sh threads threads-relaxed)`);
+  return path.join(wasmDir, THREADED_BUILDS[0], 'cairn_web.js');
+}
+
 /** A glue with its `new URL('<name>_bg.wasm', import.meta.url)` fallback, which names a file the package does not ship (a bundler would look for it), replaced by an error: the loader always passes the URL. */
 function withoutWasmFallback(file) {
   const source = fs.readFileSync(file, 'utf8');
@@ -99,8 +119,9 @@ const packageWasm = (glue, text) => ({
     b.onResolve({ filter: /^\.\/backend\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: path.join(root, 'web/src/backend.js') } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: glue } : undefined));
     b.onResolve({ filter: /^\.\/cairn_web_text\.js$/ }, (a) => (a.importer === path.join(here, 'wasm-assets.js') ? { path: text } : undefined));
-    // The WebGPU glue stays a file of its own (dist/cairn_web_webgpu.js), imported on demand.
-    b.onResolve({ filter: /^\.\/cairn_web_webgpu\.js$/ }, () => ({ path: './cairn_web_webgpu.js', external: true }));
+    // The WebGPU and threaded glues stay files of their own (dist/cairn_web_webgpu.js,
+    // dist/cairn_web_threads.js), imported on demand.
+    b.onResolve({ filter: /^\.\/cairn_web_(webgpu|threads)\.js$/ }, (a) => ({ path: a.path, external: true }));
     b.onLoad({ filter: /cairn_web(_text)?\.js$/ }, (a) => ({ contents: withoutWasmFallback(a.path), loader: 'js' }));
   },
 });
@@ -140,6 +161,7 @@ async function main() {
   const glue = sharedGlue();
   const text = textGlue();
   const gpu = gpuGlue();
+  const threaded = threadedGlue();
   fs.rmSync(stage, { recursive: true, force: true });
   const dist = path.join(stage, 'dist');
   fs.mkdirSync(path.join(dist, 'sw'), { recursive: true });
@@ -161,6 +183,9 @@ async function main() {
   // Minified (74 KiB of glue -> 31 KiB on 2026-12-06): a GPU start fetches it on its own.
   const gpuJs = await transform(withoutWasmFallback(gpu), { format: 'esm', minify: true, legalComments: 'none', target: 'es2022' });
   fs.writeFileSync(path.join(dist, `cairn_web_${GPU_BUILD}.js`), `// @cairn-ml/web ${version}: the wasm-bindgen glue of the WebGPU build (built by web/package/build.mjs).\n${gpuJs.code}`);
+  for (const b of THREADED_BUILDS) fs.copyFileSync(path.join(wasmDir, b, 'cairn_web_bg.wasm'), path.join(dist, `cairn_web_${b}.wasm`));
+  const threadedJs = await transform(withoutWasmFallback(threaded), { format: 'esm', minify: true, legalComments: 'none', target: 'es2022' });
+  fs.writeFileSync(path.join(dist, 'cairn_web_threads.js'), `// @cairn-ml/web ${version}: the wasm-bindgen glue of the threaded builds (built by web/package/build.mjs).\n${threadedJs.code}`);
   fs.copyFileSync(path.join(wasmDir, 'text', 'cairn_web_text_bg.wasm'), path.join(dist, 'cairn_web_text.wasm'));
   for (const f of fs.readdirSync(path.join(root, 'web/sw')).filter((f) => f.endsWith('.js'))) {
     fs.copyFileSync(path.join(root, 'web/sw', f), path.join(dist, 'sw', f));
@@ -174,7 +199,12 @@ async function main() {
   fs.copyFileSync(path.join(root, 'web/src/backend.js'), path.join(dist, 'sw', 'backend.js'));
   // The thread pool's workers (docs/adr/0019): the worker names it with new URL(literal,
   // import.meta.url), so bundlers need the file beside worker.js.
-  fs.copyFileSync(path.join(root, 'web/src/pool-worker.js'), path.join(dist, 'pool-worker.js'));
+  // In the repository a pool worker imports the glue by the URL it is sent; in the package
+  // it imports the threaded glue beside it by name, which bundlers follow.
+  const poolWorker = fs.readFileSync(path.join(root, 'web/src/pool-worker.js'), 'utf8');
+  const byUrl = 'const pkg = await import(pkgUrl);';
+  if (!poolWorker.includes(byUrl)) fail(`web/src/pool-worker.js no longer has '${byUrl}': update web/package/build.mjs`);
+  fs.writeFileSync(path.join(dist, 'pool-worker.js'), poolWorker.replace(byUrl, "const pkg = await import('./cairn_web_threads.js');"));
   fs.copyFileSync(path.join(here, 'sw.d.ts'), path.join(dist, 'sw.d.ts'));
   fs.copyFileSync(path.join(here, 'build-sw.d.ts'), path.join(dist, 'build-sw.d.ts'));
   fs.copyFileSync(path.join(here, 'build-sw.mjs'), path.join(stage, 'bin/cairn-web-sw.mjs'));

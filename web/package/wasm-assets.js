@@ -3,9 +3,9 @@
 // `new URL('./cairn_web_<build>.wasm', import.meta.url)`, the form Vite, webpack, Parcel and
 // esbuild's users rely on: the app's bundler copies the wasm files as assets and rewrites
 // the URLs. One wasm-bindgen glue serves every build (the build script checks they match).
-// A fourth, threaded build would add one line to WASM. The WebGPU build (docs/adr/0022) has
-// its own glue, a separate file imported only when the worker picks that build (an adapter
-// exists), so an app on a machine without a GPU downloads neither it nor its wasm.
+// The WebGPU build (docs/adr/0022) and the two threaded builds (docs/adr/0019, 0034) have their
+// own glues, separate files imported only when the worker picks such a build (an adapter
+// exists; a cross-origin isolated page), so other apps download neither glue nor wasm.
 
 import init, * as wasm from './cairn_web.js';
 import initText, * as text from './cairn_web_text.js';
@@ -16,6 +16,8 @@ const WASM = {
   relaxed: new URL('./cairn_web_relaxed.wasm', import.meta.url),
   scalar: new URL('./cairn_web_scalar.wasm', import.meta.url),
   webgpu: new URL('./cairn_web_webgpu.wasm', import.meta.url),
+  threads: new URL('./cairn_web_threads.wasm', import.meta.url),
+  'threads-relaxed': new URL('./cairn_web_threads-relaxed.wasm', import.meta.url),
 };
 
 /**
@@ -29,6 +31,12 @@ export async function loadWasm(backend, wasmBase) {
     const gpu = await import('./cairn_web_webgpu.js');
     const { memory } = await gpu.default({ module_or_path: url });
     return { wasm: gpu, memory };
+  }
+  if (backend.startsWith('threads')) {
+    // The pool's workers import this same glue themselves (dist/pool-worker.js): no URL to send.
+    const threaded = await import('./cairn_web_threads.js');
+    await threaded.default({ module_or_path: url });
+    return { wasm: threaded, memory: threaded.wasmMemory(), pkgUrl: null };
   }
   const { memory } = await init({ module_or_path: url });
   return { wasm, memory };

@@ -34,3 +34,13 @@ export function threadedBuild(build) {
 export function singleThreadedBuild(build) {
   return build === 'threads-relaxed' ? 'relaxed' : build === 'threads' ? 'simd' : build;
 }
+
+/** True where a threaded build can run: a cross-origin isolated context with shared wasm memory. */
+export function threadsAvailable(scope = globalThis) {
+  if (scope.crossOriginIsolated === false || typeof SharedArrayBuffer !== 'function') return false;
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}

@@ -1,18 +1,11 @@
 // Threads for Cairn's threaded wasm build (docs/adr/0019): which build a context can run,
 // how many threads to use, and starting the pool workers that share the module's memory.
 
+// (Defined beside the build choice, which a service worker shares without this module's Node paths.)
+export { threadsAvailable } from './backend.js';
+
 /** Default cap on threads: past 4, a MobileNet-sized model gains little and phones heat up. */
 export const THREAD_CAP = 4;
-
-/** True where a threaded build can run: a cross-origin isolated context with shared wasm memory. */
-export function threadsAvailable(scope = globalThis) {
-  if (scope.crossOriginIsolated === false || typeof SharedArrayBuffer !== 'function') return false;
-  try {
-    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
-  } catch {
-    return false;
-  }
-}
 
 /** Threads to run on: `requested` if given, else the machine's cores up to THREAD_CAP. */
 export function threadCount(requested, cores = globalThis.navigator?.hardwareConcurrency ?? 1) {
@@ -47,10 +40,11 @@ export async function spawnNodeWorker(init) {
 
 /**
  * Starts `threads - 1` pool workers for an initialised threaded build (`pkg`, loaded from
- * `pkgUrl`): the calling thread is the pool's first thread. Resolves with the workers.
+ * `pkgUrl`; null where the pool worker imports its glue by name, as in the npm package): the
+ * calling thread is the pool's first thread. Resolves with the workers.
  */
 export async function startThreadPool(pkg, pkgUrl, threads, spawn = spawnWebWorker) {
-  const init = { pkgUrl: String(pkgUrl), module: pkg.wasmModule(), memory: pkg.wasmMemory() };
+  const init = { pkgUrl: pkgUrl == null ? null : String(pkgUrl), module: pkg.wasmModule(), memory: pkg.wasmMemory() };
   const workers = await Promise.all(Array.from({ length: threads - 1 }, () => spawn(init)));
   // 'ready' is posted just before a worker enters the pool: wait until all have, so the
   // first run already splits its work over every thread.

@@ -9,16 +9,21 @@
 //
 // A build asked for by name (`backend: 'simd'`) is fetched when first used.
 
-import { pickBackend, threadedBuild } from '../src/backend.js';
+import { pickBackend, threadedBuild, threadsAvailable } from '../src/backend.js';
 
 // `cairn_web_<build>.wasm`, or as a bundler names the asset: `cairn_web_<build>-<hash>.wasm`
 // (Vite). 'threads-relaxed' is tried before 'threads', whose name it extends.
 const CPU_BUILD = /(?:^|\/)cairn_web_(threads-relaxed|threads|relaxed|simd|scalar)(?:-[\w-]+)?\.wasm$/;
 
-/** The CPU builds this engine's worker can start with `backend: 'auto'`. */
-export function buildsForThisBrowser() {
+/**
+ * The CPU builds this engine's worker can start with `backend: 'auto'`: the threaded twin only
+ * where the service worker itself is cross-origin isolated (its script served with the COEP
+ * header the pages get), since pages of an origin that is not isolated never run it. If an
+ * isolated page runs it anyway, the app's runtime route caches it on first use.
+ */
+export function buildsForThisBrowser(scope = globalThis) {
   const single = pickBackend('auto');
-  return single === 'scalar' ? [single] : [single, threadedBuild(single)];
+  return single === 'scalar' || !threadsAvailable(scope) ? [single] : [single, threadedBuild(single)];
 }
 
 /** `manifest` (Workbox's precache entries, or URLs) without the CPU builds this browser never picks. */

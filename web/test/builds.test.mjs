@@ -42,7 +42,8 @@ test('the precache list keeps the builds this browser picks and every other file
   assert.deepEqual(withoutUnusedBuilds(hashed, ['simd', 'threads']), ['assets/cairn_web_simd-DpG3q7S8.wasm', 'assets/cairn_web_threads-AbC.wasm', 'assets/index-O2.js']);
   // Plain URLs (precacheAndRoute takes them too), with a query string.
   assert.deepEqual(withoutUnusedBuilds(['/a.js', '/cairn_web_scalar.wasm?v=2', '/cairn_web_simd.wasm'], ['simd']), ['/a.js', '/cairn_web_simd.wasm']);
-  // This engine's own choice: its single-threaded build and its threaded twin.
+  // This engine's own choice: its single-threaded build, and its threaded twin where threads can run.
   const single = pickBackend();
   assert.deepEqual(buildsForThisBrowser(), [single, threadedBuild(single)]);
+  assert.deepEqual(buildsForThisBrowser({ crossOriginIsolated: false }), [single]);
 });

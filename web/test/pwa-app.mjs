@@ -16,6 +16,16 @@ export const cairn = (...args) => execFileSync(cairnBin, args, { encoding: 'utf8
  * The demo's model as scripts/run.sh makes it: the real pretrained EfficientNet-Lite0,
  * int8-quantized by `cairn optimize`, packed progressive into `dir`.
  */
+/**
+ * The demo's address: `/`, or `/?backend=X` when the suite runs on one engine build
+ * (CAIRN_TEST_BACKEND, as for the runtime tests: scripts/test-extra.sh's `builds`), which the
+ * app passes to Cairn.start (web/app/app.js).
+ */
+export const appPath = process.env.CAIRN_TEST_BACKEND ? `/?backend=${encodeURIComponent(process.env.CAIRN_TEST_BACKEND)}` : '/';
+
+/** The engine build the demo should report: the forced one, else what 'auto' picks in headless Chromium. */
+export const expectedBackend = process.env.CAIRN_TEST_BACKEND ?? (process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed');
+
 export function packEfficientNet(dir) {
   const onnx = path.join(root, 'target/models/efficientnet_lite0.onnx');
   if (!fs.existsSync(onnx)) throw new Error(`${onnx} is missing: run python3 tools/convert_efficientnet_lite0.py ${onnx} --labels target/models/imagenet_labels.txt`);

@@ -13,7 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { launch } from './browser.mjs';
-import { root, cairnBin, packEfficientNet, packEfficientNetForEdge, buildApp, appEvent, eventCount, photo } from './pwa-app.mjs';
+import { root, cairnBin, packEfficientNet, packEfficientNetForEdge, buildApp, appEvent, eventCount, photo, appPath } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-edge-'));
 const dist = path.join(work, 'dist');
@@ -96,7 +96,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
   context = await launch(profile);
   let page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${origin}/`);
+  await page.goto(`${origin}${appPath}`);
   await appEvent(page, 'model-active');
   await page.setInputFiles('#file', photo('chelsea.png'));
   const onDevice = await appEvent(page, 'classified');
@@ -118,7 +118,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
   context = await launch(profile);
   await context.setOffline(true);
   page = await context.newPage();
-  await page.goto(`${origin}/`);
+  await page.goto(`${origin}${appPath}`);
   await appEvent(page, 'sw-controlled');
   assert.deepEqual((await askSw(page, { type: 'queued' })).queued.map((q) => q.key), [asked.key], 'the queue survived the restart');
 
@@ -149,7 +149,7 @@ test('an edge request made offline is queued, survives a browser restart, and is
 test('Background Sync: a request queued while the edge is unreachable is replayed by the sync event', async () => {
   context = await launch(profile);
   const page = await context.newPage();
-  await page.goto(`${origin}/`);
+  await page.goto(`${origin}${appPath}`);
   await appEvent(page, 'model-active');
   await page.setInputFiles('#file', photo('coffee.png'));
   await appEvent(page, 'classified');
@@ -182,7 +182,7 @@ test('explain: online the edge heatmap is drawn over the image; offline the requ
   context = await launch(profile);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${origin}/`);
+  await page.goto(`${origin}${appPath}`);
   await appEvent(page, 'model-active');
   await page.setInputFiles('#file', photo('coffee.png'));
   const onDevice = await appEvent(page, 'classified');

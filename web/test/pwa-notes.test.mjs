@@ -35,7 +35,7 @@ function packMiniLm(dir) {
 before(async () => {
   packMiniLm(path.join(work, 'minilm'));
   buildApp(path.join(work, 'minilm'), dist, { app: path.join(root, 'examples/notes') });
-  server = await startServer({ '/': dist });
+  server = await startServer({ '/': dist }, { forcedBackend: null }); // its precache pins index.html's SHA-256
   context = await launch();
 });
 

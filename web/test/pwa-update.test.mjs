@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer } from './server.mjs';
 import { launch } from './browser.mjs';
-import { root, cairn, buildApp, appEvent, cacheUrls } from './pwa-app.mjs';
+import { root, cairn, buildApp, appEvent, cacheUrls, appPath } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-update-'));
 const dist = path.join(work, 'dist');
@@ -26,7 +26,7 @@ function packClassifier(file) {
 }
 
 before(async () => {
-  server = await startServer({ '/': dist });
+  server = await startServer({ '/': dist }, { forcedBackend: null }); // the app takes its build from appPath
   context = await launch();
 });
 
@@ -43,7 +43,7 @@ test('a model update that changes one layer fetches only the changed shards; the
   buildApp(v1.dir, dist);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   assert.equal((await appEvent(page, 'model-complete')).version, v1.manifest.version);
   await appEvent(page, 'model-active');
   const shardUrl = (s) => `${server.origin}/models/classifier/${s.path}`;
@@ -76,7 +76,7 @@ test('a model update that changes one layer fetches only the changed shards; the
 
 test('a new app version waits for the user: "Update now" activates it and drops the old precache entries', async () => {
   const page = await context.newPage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'model-active');
   const oldKeys = await cacheUrls(page, 'cairn-precache-v1');
   // A new app build: one file changed.
@@ -123,7 +123,7 @@ test('when the quota is short, other model versions are evicted least recently u
     cairn('pack', path.join(data, file), '-o', path.join(dist, 'models', name), '--shard-size', '0.004');
   }
   const page = await context.newPage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'model-active');
   const running = await cacheUrls(page, 'cairn-shards-v1');
   const fetchBundle = (name) => page.evaluate(async (name) => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer } from './server.mjs';
 import { launch } from './browser.mjs';
-import { root, packEfficientNet, buildApp, appEvent, cacheUrls, photo } from './pwa-app.mjs';
+import { root, packEfficientNet, buildApp, appEvent, cacheUrls, photo, appPath, expectedBackend } from './pwa-app.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pwa-test-'));
 const dist = path.join(work, 'dist');
@@ -20,7 +20,7 @@ before(async () => {
   manifest = packEfficientNet(path.join(work, 'efficientnet_lite0'));
   build = buildApp(path.join(work, 'efficientnet_lite0'), dist);
   fs.mkdirSync(shots, { recursive: true });
-  server = await startServer({ '/': dist });
+  server = await startServer({ '/': dist }, { forcedBackend: null }); // the app takes its build from appPath
   context = await launch();
 });
 
@@ -44,9 +44,10 @@ test('first visit online, then offline: after a reload the app shell, the model 
   page.on('pageerror', (e) => console.error('page error:', e));
   // Hold back the last shard a moment, to see the page while the model streams in.
   const holds = manifest.shards.slice(-1).map((s) => server.fault(s.sha256, 'hold'));
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   const controlled = await appEvent(page, 'sw-controlled');
   assert.equal(controlled.controlled, true, 'the service worker controls the page before the model loads');
+  assert.equal((await appEvent(page, 'engine')).backend, expectedBackend);
   await page.waitForFunction(() => /MB of .* MB/.test(document.getElementById('load-text').textContent));
   await page.screenshot({ path: path.join(shots, 'first-visit-loading.png'), fullPage: true });
   for (const h of holds) h.release();
@@ -57,10 +58,11 @@ test('first visit online, then offline: after a reload the app shell, the model 
   await appEvent(page, 'model-active');
   assert.equal((await cacheUrls(page, 'cairn-shards-v1')).length, manifest.shards.length, 'every shard is cached once');
   // The precache holds one engine build, the one this browser runs (docs/adr/0034): relaxed SIMD,
-  // which headless Chromium validates; not simd128 nor scalar, which the app also ships.
+  // which headless Chromium validates; not simd128 nor scalar, which the app also ships; and
+  // on a cross-origin isolated origin (the service worker too) its threaded twin.
   const builds = (await cacheUrls(page, 'cairn-precache-v1')).map((u) => u.match(/cairn_web_([\w-]+)\.wasm/)?.[1]).filter(Boolean).sort();
   console.log(`precached engine builds: ${builds.join(', ')} (the app ships ${fs.readdirSync(path.join(dist, 'cairn')).filter((f) => /^cairn_web_.*\.wasm$/.test(f)).join(', ')})`);
-  assert.deepEqual(builds, ['relaxed', 'text']);
+  assert.deepEqual(builds, process.env.CAIRN_TEST_ISOLATED ? ['relaxed', 'text', 'threads-relaxed'] : ['relaxed', 'text']);
 
   await context.setOffline(true);
   server.setOffline(true);
@@ -117,7 +119,7 @@ async function cachedShardIsSound(page, url) {
 
 test('a corrupted cached shard is detected, evicted and refetched online; offline the app says so clearly', async () => {
   const page = await onlinePage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'model-active');
   const victim = manifest.shards[2];
   const url = `${server.origin}/models/${manifest.name}/${victim.path}`;
@@ -161,7 +163,7 @@ test('a corrupted cached shard is detected, evicted and refetched online; offlin
 
 test('a shard damaged on the wire is never stored: the service worker checks its sha256 first', async () => {
   const page = await onlinePage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'model-active');
   const victim = manifest.shards.at(-1);
   const url = `${server.origin}/models/${manifest.name}/${victim.path}`;
@@ -181,7 +183,7 @@ test('a shard damaged on the wire is never stored: the service worker checks its
 
 test('installability basics: manifest fields, icons, a service worker controlling the page, an offline start URL', async () => {
   const page = await onlinePage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'sw-controlled');
   const manifestUrl = await page.evaluate(() => document.querySelector('link[rel=manifest]')?.href);
   assert.ok(manifestUrl, 'the page links a web app manifest');
@@ -232,7 +234,7 @@ test('a full storage quota: the user is told clearly, and the app still loads th
     const page = await small.newPage();
     const cdp = await small.newCDPSession(page);
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 6e6 });
-    await page.goto(`${server.origin}/`);
+    await page.goto(`${server.origin}${appPath}`);
     const full = await appEvent(page, 'sw:quota-full');
     await appEvent(page, 'model-complete');
     await page.setInputFiles('#file', photo('chelsea.png'));
@@ -250,7 +252,7 @@ test('a full storage quota: the user is told clearly, and the app still loads th
 
 test('keyboard and screen readers: named controls, a skip link, the drop zone opens the file picker with Enter, text contrast >= 4.5:1', async () => {
   const page = await onlinePage();
-  await page.goto(`${server.origin}/`);
+  await page.goto(`${server.origin}${appPath}`);
   await appEvent(page, 'sw-controlled');
   const unnamed = await page.evaluate(() => [...document.querySelectorAll('button, [role=button], input, a, progress, meter, video')]
     .filter((el) => el.getClientRects().length > 0 || el.type === 'file')

@@ -22,12 +22,15 @@ function withForcedBackend(html, backend) {
 
 /**
  * @param {Record<string, string>} roots URL prefix -> directory, e.g. { '/web/': 'web' }
- * @param {{ isolated?: boolean, compression?: boolean }} [options] `isolated`: send COOP +
- *   COEP, as `cairn serve` does, so pages are cross-origin isolated and get Cairn's threaded
- *   build. Default: the CAIRN_TEST_ISOLATED environment variable (set to run a whole suite
- *   on that build). `compression` (default on): brotli or gzip per Accept-Encoding.
+ * @param {{ isolated?: boolean, compression?: boolean, forcedBackend?: string | null }} [options]
+ *   `isolated`: send COOP + COEP, as `cairn serve` does, so pages are cross-origin isolated and
+ *   get Cairn's threaded build. Default: the CAIRN_TEST_ISOLATED environment variable (set to
+ *   run a whole suite on that build). `compression` (default on): brotli or gzip per
+ *   Accept-Encoding. `forcedBackend` (default CAIRN_TEST_BACKEND): named in every .html served;
+ *   null for an app whose precache list pins each file's SHA-256 (the demo PWA takes its
+ *   build from its address instead: web/test/pwa-app.mjs appPath).
  */
-export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_ISOLATED, compression = true } = {}) {
+export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_ISOLATED, compression = true, forcedBackend = process.env.CAIRN_TEST_BACKEND ?? null } = {}) {
   const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const faults = []; // { match, mode, times, released }
   const served = []; // { url, bytes }
@@ -43,7 +46,7 @@ export async function startServer(roots, { isolated = !!process.env.CAIRN_TEST_I
     if (!file.startsWith(path.resolve(roots[prefix]))) return res.writeHead(403).end();
     let body;
     try { body = fs.readFileSync(file); } catch { return res.writeHead(404).end(); }
-    if (process.env.CAIRN_TEST_BACKEND && path.extname(file) === '.html') body = withForcedBackend(body, process.env.CAIRN_TEST_BACKEND);
+    if (forcedBackend && path.extname(file) === '.html') body = withForcedBackend(body, forcedBackend);
     const fault = faults.find((f) => f.times !== 0 && url.pathname.includes(f.match));
     if (fault) {
       if (fault.times > 0) fault.times--;

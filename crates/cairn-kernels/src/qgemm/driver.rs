@@ -176,17 +176,7 @@ unsafe fn column_block_avx2(
 /// Packs the task's columns of B, then sweeps the task's A panels over them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn column_block(
-    m: usize,
-    k: usize,
-    a: &PackedQA,
-    b: &QRhs,
-    init: &[i32],
-    dst: RawOut,
-    rq: &Requant,
-    task: &Task,
-    pb: &mut Vec<i32>,
-) {
+fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: RawOut, rq: &Requant, task: &Task, pb: &mut Vec<i32>) {
     let (mr, nr, kp) = (a.kernel.mr, a.kernel.nr, a.kp);
     let (j0, n_end) = (task.cols.start, task.cols.end);
     let cols = n_end - j0;
