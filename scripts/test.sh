@@ -18,7 +18,7 @@
 #   3c. browser tests in real headless Chromium (web/test): a packed bundle streamed
 #       into the worker, verified, run coarse then full, matching native Cairn; text bundles
 #       (wasm tokenizer = Python tokenizers, embed = native, typed tensors, bad input);
-#       (the threaded build and its tests: scripts/test-extra.sh threads;)
+#       (the threaded builds are built here for the npm package; their tests: scripts/test-extra.sh threads;)
 #       (MobileNetV2 on WebGPU and a device loss falling back to wasm, webgpu.test.mjs:
 #       scripts/test-extra.sh webgpu;)
 #   3c'. the npm package @cairn-ml/web (npm pack contents, sizes, tsc of a typed consumer) and
@@ -44,7 +44,7 @@ step() {
   step_started=$SECONDS
 }
 
-# The browser modules (five LTO wasm builds, ~9 minutes of both cores when built alone) build in
+# The browser modules (seven LTO wasm builds, ~12 minutes of both cores when built alone) build in
 # the background from the start, at low priority: they take the CPU the foreground leaves idle
 # (single-threaded links and test runs, Python steps) instead of adding their own minutes before
 # the browser tests, which wait for them. Job control (set -m) gives them a process group to
@@ -54,7 +54,7 @@ mkdir -p target
 rm -f target/wasm-builds.rc
 set -m
 wasm_started=$(date +%s)
-nice -n 10 bash -c 'bench/web/build_wasm.sh simd relaxed scalar text webgpu > target/wasm-builds.log 2>&1; rc=$?
+nice -n 10 bash -c 'bench/web/build_wasm.sh simd relaxed scalar threads threads-relaxed text webgpu > target/wasm-builds.log 2>&1; rc=$?
   echo "all wasm builds done $(($(date +%s) - '"$wasm_started"')) s after they started" >> target/wasm-builds.log; echo $rc > target/wasm-builds.rc' &
 wasm_builds=$!
 set +m
@@ -242,9 +242,10 @@ deploy/test/lint.sh
 python3 deploy/test/scale.py --quick
 
 step "browser tests in headless Chromium (bundles, worker, client API)"
-# The threaded build (std rebuilt with atomics) and its tests run in scripts/test-extra.sh,
-# section "threads" (with threads.test.mjs). The webgpu build is here because the npm package
-# ships it (its browser test, webgpu.test.mjs, runs in test-extra.sh, section "webgpu").
+# The threaded builds (std rebuilt with atomics) are built here because the npm package ships
+# them (docs/adr/0035); their browser tests run in scripts/test-extra.sh, section "threads"
+# (threads.test.mjs, the runtime and PWA suites isolated). The webgpu build is here for the
+# same reason (its browser test, webgpu.test.mjs, runs in test-extra.sh, section "webgpu").
 waited=$SECONDS
 wait "$wasm_builds" || true
 echo "waited $((SECONDS - waited)) s for the wasm builds (started with the suite, $SECONDS s ago)"
