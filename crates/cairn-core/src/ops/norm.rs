@@ -290,14 +290,27 @@ impl Op for LayerNorm {
         let scale = expand(1)?.ok_or_else(|| crate::Error::shape("LayerNormalization", "Scale is required"))?;
         let bias = expand(2)?;
         let xs = x.f32s()?;
+        let eps = self.epsilon;
+        // f32 lanes (f64 across blocks) in the kernels crate, compiled per ISA: the
+        // f64-per-element `normalize_run` was a sixth of MiniLM's non-GEMM time.
+        let row = |o: usize, y: &mut [f32], st: &mut (f32, f32)| {
+            cairn_kernels::norm::layer_norm_row(&xs[o * inner..(o + 1) * inner], y, &scale, bias.as_deref(), eps, st)
+        };
+        if outputs.len() == 1 {
+            // Inference (no mean / inverse std wanted): blocks of rows on every thread.
+            let y = outputs[0].f32s_mut()?;
+            cairn_kernels::parallel::for_row_blocks(y, inner, |r0, block| {
+                for (k, y) in block.chunks_exact_mut(inner.max(1)).enumerate() {
+                    row(r0 + k, y, &mut (0.0, 0.0));
+                }
+            });
+            return Ok(());
+        }
         let mut stats = vec![(0.0f32, 0.0f32); outer];
         {
             let y = outputs[0].f32s_mut()?;
             for (o, st) in stats.iter_mut().enumerate() {
-                let r = o * inner..(o + 1) * inner;
-                // f32 lanes (f64 across blocks) in the kernels crate, compiled per ISA: the
-                // f64-per-element `normalize_run` was a sixth of MiniLM's non-GEMM time.
-                cairn_kernels::norm::layer_norm_row(&xs[r.clone()], &mut y[r], &scale, bias.as_deref(), self.epsilon, st);
+                row(o, &mut y[o * inner..(o + 1) * inner], st);
             }
         }
         if let Some(mean) = outputs.get_mut(1) {
@@ -415,5 +428,39 @@ mod training_tests {
         let mut outs: Vec<Tensor> = [vec![1, 2, 1], vec![2], vec![2]].into_iter().map(|s| Tensor::zeros(DType::F32, s).unwrap()).collect();
         let mut views: Vec<TensorMut> = outs.iter_mut().map(|t| t.view_mut()).collect();
         assert!(op.run(&inputs, &mut views).is_err());
+    }
+}
+
+#[cfg(test)]
+mod layer_norm_tests {
+    use super::*;
+    use crate::{Attrs, Tensor};
+
+    /// Inference (one output) splits rows over the threads; with the mean and inverse std
+    /// asked for it runs on one thread. Y is the same either way, to the bit, on a tensor large
+    /// enough to be split (an encoder's 128 tokens x 384).
+    #[test]
+    fn rows_on_threads_equal_rows_on_one_thread() {
+        let (rows, d) = (128usize, 384usize);
+        let x =
+            Tensor::from_f32(vec![1, rows, d], (0..rows * d).map(|i| ((i as f32) * 0.37).sin() * 3.0 + (i % 7) as f32).collect()).unwrap();
+        let scale = Tensor::from_f32(vec![d], (0..d).map(|i| 0.5 + (i as f32) * 0.01).collect()).unwrap();
+        let bias = Tensor::from_f32(vec![d], (0..d).map(|i| (i as f32) * -0.003).collect()).unwrap();
+        let run = |n_outputs: usize| {
+            let mut r = Registry::default();
+            register(&mut r);
+            let op = r.build("ln", "", "LayerNormalization", 17, &Attrs::new(), 3, n_outputs).unwrap();
+            let facts: Vec<Fact> = [&x, &scale, &bias].iter().map(|t| Fact::new(t.dtype(), t.shape().to_vec())).collect();
+            let out_facts = op.infer(&facts.iter().map(Some).collect::<Vec<_>>()).unwrap();
+            let mut outs: Vec<Tensor> =
+                out_facts.iter().take(n_outputs).map(|f| Tensor::zeros(f.dtype, f.shape.clone()).unwrap()).collect();
+            let inputs: Vec<Option<TensorRef>> = [&x, &scale, &bias].iter().map(|t| Some(t.view())).collect();
+            let mut views: Vec<TensorMut> = outs.iter_mut().map(|t| t.view_mut()).collect();
+            op.run(&inputs, &mut views).unwrap();
+            outs.swap_remove(0).view().to_f32_vec()
+        };
+        let (split, whole) = (run(1), run(3));
+        assert!(split.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(split.iter().all(|v| v.is_finite()));
     }
 }
