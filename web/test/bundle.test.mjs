@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer } from './server.mjs';
 import { launch } from './browser.mjs';
 import { writeNpy, readNpy } from './npy.mjs';
-import { packEfficientNet } from './pwa-app.mjs';
+import { packEfficientNet, expectedBackend } from './pwa-app.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cairnBin = path.join(root, 'target/release/cairn');
@@ -112,7 +112,7 @@ test('a packed MobileNetV2 streams into the worker, runs coarse first, then matc
   assert.ok(loaded.ok, loaded.message);
   // Auto-selected (docs/adr/0034): relaxed SIMD, which headless Chromium validates; its threaded
   // twin on a cross-origin isolated page (CAIRN_TEST_ISOLATED); or the build a suite run forces.
-  assert.equal(loaded.backend, process.env.CAIRN_TEST_BACKEND ?? (process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed'));
+  assert.equal(loaded.backend, expectedBackend);
   assert.equal(loaded.levelAtLoad, 'coarse');
   assert.equal(loaded.first.level, 'coarse');
   const coarseError = relativeError(loaded.first.data, native);

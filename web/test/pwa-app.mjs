@@ -23,7 +23,7 @@ export const cairn = (...args) => execFileSync(cairnBin, args, { encoding: 'utf8
  */
 export const appPath = process.env.CAIRN_TEST_BACKEND ? `/?backend=${encodeURIComponent(process.env.CAIRN_TEST_BACKEND)}` : '/';
 
-/** The engine build the demo should report: the forced one, else what 'auto' picks in headless Chromium. */
+/** The engine build a test page (the demo, or the runtime tests' fixture) should report: the forced one, else what 'auto' picks in headless Chromium. */
 export const expectedBackend = process.env.CAIRN_TEST_BACKEND ?? (process.env.CAIRN_TEST_ISOLATED ? 'threads-relaxed' : 'relaxed');
 
 export function packEfficientNet(dir) {
