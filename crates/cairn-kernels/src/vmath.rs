@@ -110,7 +110,11 @@ per_isa! {
     /// Softmax of every contiguous run of `n` elements of `xs`, in place, with each
     /// run's max subtracted for range. `xs.len()` must be a multiple of `n` (`n > 0`).
     pub fn softmax_rows(xs: &mut [f32], n: usize) {
-        xs.chunks_exact_mut(n).for_each(softmax_row_for_target);
+        // A `for` loop (see the module's note): `for_each` left the row kernel compiled for
+        // the baseline, 40% of a fused attention step natively.
+        for row in xs.chunks_exact_mut(n) {
+            softmax_row_for_target(row);
+        }
     }
 }
 

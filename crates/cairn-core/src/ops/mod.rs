@@ -22,6 +22,7 @@ mod einsum;
 mod elementwise;
 mod flex_attention;
 mod float_io;
+mod fused_attention;
 mod grid_sample;
 mod group_norm;
 #[cfg(feature = "image-decoder")]
@@ -62,6 +63,7 @@ mod vector_norm;
 
 pub(crate) use cast::convert;
 pub(crate) use conv::FusedConv;
+pub(crate) use fused_attention::{FusedAttention, SeqDim};
 pub(crate) use matmul::{FusedMatMul, MatMul, MatMulForm};
 pub(crate) use qconv::{QConv, QConvWeights};
 pub(crate) use qelementwise::MS_DOMAIN;

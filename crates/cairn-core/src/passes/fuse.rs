@@ -24,11 +24,14 @@ pub struct FuseStats {
     pub recurrent_packed: usize,
     /// MatMuls of two computed values (attention's `Q K^T`) that took the scalar Div or Mul after them.
     pub scaled_matmuls: usize,
+    /// Multi-head attention blocks replaced by one fused op (`passes::attention`).
+    pub attentions: usize,
 }
 
 /// Runs the fusion over the whole graph.
 pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
-    let mut stats = FuseStats::default();
+    // Attention first: its pattern is made of the plain operators (the scale is still a Div).
+    let mut stats = FuseStats { attentions: super::attention::fuse_attention(&mut graph), ..FuseStats::default() };
     let mut uses = Uses::of(&graph);
     let graph_inputs: HashSet<String> = graph.inputs.iter().map(|v| v.name.clone()).collect();
     let mut removed = vec![false; graph.nodes.len()];
@@ -117,12 +120,12 @@ impl Uses {
         self
     }
 
-    fn readers(&self, value: &str) -> &[usize] {
+    pub(super) fn readers(&self, value: &str) -> &[usize] {
         self.readers.get(value).map_or(&[], |v| v.as_slice())
     }
 
     /// The one node that reads `value` (once), if the value is otherwise unobserved.
-    fn sole_reader(&self, value: &str) -> Option<usize> {
+    pub(super) fn sole_reader(&self, value: &str) -> Option<usize> {
         match self.readers(value) {
             [only] if !self.graph_outputs.contains(value) && !self.claimed.contains(only) => Some(*only),
             _ => None,
@@ -130,7 +133,7 @@ impl Uses {
     }
 }
 
-fn constant<'g>(graph: &'g Graph, name: &str) -> Option<&'g Arc<Tensor>> {
+pub(super) fn constant<'g>(graph: &'g Graph, name: &str) -> Option<&'g Arc<Tensor>> {
     if graph.inputs.iter().any(|i| i.name == name) {
         return None; // an initializer that is also an input can be overridden
     }
@@ -141,7 +144,7 @@ fn constant_f32s(graph: &Graph, name: &str) -> Option<Vec<f32>> {
     constant(graph, name).filter(|t| t.dtype() == DType::F32).and_then(|t| t.f32s().ok().map(|v| v.to_vec()))
 }
 
-fn constant_scalar(graph: &Graph, name: &str) -> Option<f32> {
+pub(super) fn constant_scalar(graph: &Graph, name: &str) -> Option<f32> {
     constant_f32s(graph, name).filter(|v| v.len() == 1).map(|v| v[0])
 }
 
@@ -154,7 +157,7 @@ fn other_input<'n>(node: &'n Node, value: &str) -> Option<&'n str> {
     }
 }
 
-fn is(node: &Node, op_type: &str) -> bool {
+pub(super) fn is(node: &Node, op_type: &str) -> bool {
     node.domain.is_empty() && node.op_type == op_type && node.outputs.len() == 1
 }
 

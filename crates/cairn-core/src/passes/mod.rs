@@ -1,5 +1,6 @@
 //! Graph-to-graph rewrites, each a named pass that can run on its own.
 
+mod attention;
 pub mod fold;
 pub mod fuse;
 pub mod qdq;
