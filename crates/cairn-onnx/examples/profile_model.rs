@@ -1,5 +1,5 @@
 //! Per-operator profile of a model on synthetic inputs (f32 in [0, 1); integer inputs are
-//! token ids in [1, 1000), or ones when named like a mask; symbolic dims 1 unless bound by
+//! token ids in [1, 1000), ones when named like a mask, zeros for token types; symbolic dims 1 unless bound by
 //! NAME=SIZE arguments, e.g. `sequence=128`), for
 //! builds where the CLI does not run: `--target wasm32-wasip1` with `tools/wasi-run.mjs`
 //! as the runner shows where wasm time goes, e.g.
@@ -35,7 +35,12 @@ fn main() {
             })
             .collect();
         let len = shape.iter().product();
-        let ids = (0..len).map(|i| if vi.name.contains("mask") { 1 } else { 1 + (i * 7919) % 999 });
+        // Masks all ones and token types all zeros (as `cairn run --random` fills them).
+        let ids = (0..len).map(|i| match vi.name.as_str() {
+            n if n.contains("mask") => 1,
+            n if n.contains("token_type") || n.contains("segment") => 0,
+            _ => 1 + (i * 7919) % 999,
+        });
         let data = match vi.dtype {
             DType::I64 => TensorData::I64(ids.map(|v| v as i64).collect()),
             DType::I32 => TensorData::I32(ids.map(|v| v as i32).collect()),
