@@ -37,17 +37,17 @@ pub(crate) enum SeqDim {
 
 #[derive(Debug)]
 pub(crate) struct FusedAttention {
-    heads: usize,
+    pub(crate) heads: usize,
     /// Head width of Q and K (they must agree for `Q K^T`).
-    head_dim: usize,
+    pub(crate) head_dim: usize,
     /// Head width of V, which may differ.
-    value_dim: usize,
+    pub(crate) value_dim: usize,
     /// How Q, K and V were split into heads.
-    seq: [SeqDim; 3],
+    pub(crate) seq: [SeqDim; 3],
     /// The scale the scores were divided or multiplied by (1 without one).
-    alpha: f32,
-    has_mask: bool,
-    fused: String,
+    pub(crate) alpha: f32,
+    pub(crate) has_mask: bool,
+    pub(crate) fused: String,
 }
 
 /// Batch and sequence length of one of Q, K, V after its head split.
@@ -72,18 +72,6 @@ struct Dims {
 }
 
 impl FusedAttention {
-    pub(crate) fn new(
-        heads: usize,
-        head_dim: usize,
-        value_dim: usize,
-        seq: [SeqDim; 3],
-        alpha: f32,
-        has_mask: bool,
-        fused: String,
-    ) -> Self {
-        FusedAttention { heads, head_dim, value_dim, seq, alpha, has_mask, fused }
-    }
-
     fn dims(&self, q: &[usize], k: &[usize], v: &[usize], mask: Option<&[usize]>) -> Result<Dims> {
         let (b, sq) = split_heads(q, self.seq[0], self.heads * self.head_dim, "Q")?;
         let (bk, sk) = split_heads(k, self.seq[1], self.heads * self.head_dim, "K")?;

@@ -193,7 +193,15 @@ impl Matcher<'_> {
             if alpha != 1.0 { "+scale" } else { "" },
             if has_mask { "+Add(mask)" } else { "" }
         );
-        let op = FusedAttention::new(q.heads, q.head_dim, v.head_dim, [q.seq, k.seq, v.seq], alpha, has_mask, label);
+        let op = FusedAttention {
+            heads: q.heads,
+            head_dim: q.head_dim,
+            value_dim: v.head_dim,
+            seq: [q.seq, k.seq, v.seq],
+            alpha,
+            has_mask,
+            fused: label,
+        };
         let out = self.node(out_t);
         let mut inputs = vec![Some(q.value), Some(k.value), Some(v.value)];
         inputs.extend(mask.map(Some));
