@@ -179,6 +179,8 @@ unsafe fn gemm_block(
     };
     let mut edge = vec![0.0f32; mr * nr];
     let taps_packed = matches!(rhs, RhsOperand::Taps(t) if t.per_tap < TAPS_PACK_BELOW);
+    // Clamping activations are applied by the kernels in registers; the others after each block.
+    let deferred_activation = epi.clamp().is_none();
     let mut panel = if taps_packed { vec![0.0f32; kc_max * nr] } else { Vec::new() };
     for jc in cols.clone().step_by(nc_max) {
         let nc = nc_max.min(cols.end - jc);
@@ -265,11 +267,6 @@ unsafe fn gemm_block(
                                 if last_k && !epi.is_identity() {
                                     let tile_epi = epi.tile(ic + ir, jc + jr);
                                     run(ks, ap, bp, ldb, tile, ldc, acc, Some(&tile_epi));
-                                    if epi.clamp().is_none() {
-                                        for i in 0..mr {
-                                            epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), nr));
-                                        }
-                                    }
                                 } else {
                                     run(ks, ap, bp, ldb, tile, ldc, acc, None);
                                 }
@@ -278,11 +275,6 @@ unsafe fn gemm_block(
                             if let Some(edge_kernel) = kernel.edge {
                                 let tile_epi = (last_k && !epi.is_identity()).then(|| epi.tile(ic + ir, jc + jr));
                                 edge_kernel(ks, ap, bp, ldb, tile, ldc, nrows, ncols, acc, tile_epi.as_ref());
-                                if last_k && epi.clamp().is_none() {
-                                    for i in 0..nrows {
-                                        epi.activation.apply(std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols));
-                                    }
-                                }
                                 continue;
                             }
                             // Edge tile: run the full kernel on a scratch tile, copy the valid
@@ -299,10 +291,22 @@ unsafe fn gemm_block(
                             if last_k && !epi.is_identity() {
                                 for i in 0..nrows {
                                     let row = std::slice::from_raw_parts_mut(tile.add(i * ldc), ncols);
-                                    epi.apply_row(ic + ir + i, jc + jr, row);
+                                    epi.apply_row_linear(ic + ir + i, jc + jr, row);
+                                    if !deferred_activation {
+                                        epi.activation.apply(row);
+                                    }
                                 }
                             }
                         }
+                    }
+                }
+                // An activation the kernels cannot apply in registers (GELU, sigmoid, ...)
+                // runs once per row of the finished block, while it is still in L2: per
+                // 8-wide tile row it cost a call and a loop setup for every 8 values (in wasm
+                // about as much as the GELU itself).
+                if last_k && deferred_activation {
+                    for i in 0..mc {
+                        epi.activation.apply(std::slice::from_raw_parts_mut(c.add((ic + i) * ldc + jc), nc));
                     }
                 }
             }

@@ -126,6 +126,13 @@ impl Epilogue<'_> {
     /// given as a row slice accessor.
     #[inline]
     pub(crate) fn apply_row(&self, row: usize, col0: usize, out: &mut [f32]) {
+        self.apply_row_linear(row, col0, out);
+        self.activation.apply(out);
+    }
+
+    /// [`Epilogue::apply_row`] without the activation: the bias and the residual.
+    #[inline]
+    pub(crate) fn apply_row_linear(&self, row: usize, col0: usize, out: &mut [f32]) {
         let len = out.len();
         match self.bias {
             Bias::None => {}
@@ -138,7 +145,6 @@ impl Epilogue<'_> {
         if let Some((r, ld)) = self.residual {
             out.iter_mut().zip(&r[row * ld + col0..][..len]).for_each(|(x, v)| *x += v);
         }
-        self.activation.apply(out);
     }
 }
 

@@ -32,12 +32,20 @@ fn blocked_matches_reference_on_odd_shapes() {
     }
 }
 
-/// Random shapes, every ISA, prepacked and strided operands, with a full epilogue.
+/// Random shapes, every ISA, prepacked and strided operands, with a full epilogue: a clamp
+/// (applied by the kernels in registers) and activations applied after each block (GELU,
+/// sigmoid), on shapes that also span several row and column blocks.
 #[test]
 fn every_isa_and_operand_form_matches_reference_with_epilogue() {
     let mut rng = Rng(42);
-    for case in 0..60 {
-        let (m, n, k) = (1 + rng.below(70), 1 + rng.below(300), 1 + rng.below(600));
+    let activations = [Activation::Clip { min: 0.0, max: 6.0 }, Activation::Gelu, Activation::Sigmoid];
+    for case in 0..63 {
+        let (m, n, k) = if case >= 60 {
+            (150 + rng.below(100), 520 + rng.below(600), 1 + rng.below(300))
+        } else {
+            (1 + rng.below(70), 1 + rng.below(300), 1 + rng.below(600))
+        };
+        let activation = activations[case % activations.len()];
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let row_bias = rng.vec(m);
@@ -49,13 +57,13 @@ fn every_isa_and_operand_form_matches_reference_with_epilogue() {
         for i in 0..m {
             for j in 0..n {
                 let v = want[i * n + j] + if use_row_bias { row_bias[i] } else { col_bias[j] } + residual[i * n + j];
-                want[i * n + j] = v.clamp(0.0, 6.0);
+                want[i * n + j] = activation.apply_one(v);
             }
         }
         let epi = Epilogue {
             bias: if use_row_bias { Bias::PerRow(&row_bias) } else { Bias::PerCol(&col_bias) },
             residual: Some((&residual, n)),
-            activation: Activation::Clip { min: 0.0, max: 6.0 },
+            activation,
         };
         for isa in Isa::all_available() {
             let pa = PackedA::new(isa, MatRef::new(&a, k, Transpose::No), m, k, 1.0);
@@ -69,7 +77,7 @@ fn every_isa_and_operand_form_matches_reference_with_epilogue() {
             ] {
                 let mut got = vec![f32::NAN; m * n];
                 gemm_on(isa, m, n, k, lhs, rhs, &mut got, n, false, &epi);
-                assert_close(&got, &want, 1e-4, &format!("case {case} {m}x{n}x{k} {isa:?} {form}"));
+                assert_close(&got, &want, 1e-4, &format!("case {case} {m}x{n}x{k} {isa:?} {form} {activation:?}"));
             }
         }
     }
