@@ -4,7 +4,6 @@
 //! give the same bytes: explicit simd128 on wasm, the portable loop compiled for AVX2
 //! on x86_64 (LLVM vectorizes it 8-wide), plain Rust elsewhere.
 
-use crate::parallel::for_row_blocks;
 use crate::qgemm::round_half_even;
 
 /// 8-bit output range: `(lo, hi)` is `(0, 255)` for u8, `(-128, 127)` for i8 (stored as
@@ -25,15 +24,9 @@ impl Q8Range {
 }
 
 /// `out[i] = clamp(round_half_even(x[i] / scale) + zero)`; NaN maps to `zero`. Divides,
-/// as ONNX does (a multiply by `1 / scale` rounds some ties the other way). Large tensors
-/// (a model's input) are converted in blocks on the threads: each element's bytes are the
-/// same whichever loop (SIMD or portable) converts it, so the split changes nothing.
+/// as ONNX does (a multiply by `1 / scale` rounds some ties the other way).
 pub fn quantize(x: &[f32], scale: f32, zero: i32, range: Q8Range, out: &mut [u8]) {
     assert_eq!(x.len(), out.len(), "quantize: input and output lengths differ");
-    for_row_blocks(out, 1, |i0, o| quantize_block(&x[i0..i0 + o.len()], scale, zero, range, o));
-}
-
-fn quantize_block(x: &[f32], scale: f32, zero: i32, range: Q8Range, out: &mut [u8]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let done = simd128::quantize(x, scale, zero, range, out);
@@ -90,14 +83,9 @@ unsafe fn finite_range_avx2(x: &[f32]) -> (f32, f32) {
     finite_range_portable(x)
 }
 
-/// `out[i] = (x[i] - zero) * scale`, `x` holding u8 or (two's-complement) i8 bytes; in
-/// blocks on the threads when large, as [`quantize`].
+/// `out[i] = (x[i] - zero) * scale`, `x` holding u8 or (two's-complement) i8 bytes.
 pub fn dequantize(x: &[u8], range: Q8Range, zero: i32, scale: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "dequantize: input and output lengths differ");
-    for_row_blocks(out, 1, |i0, o| dequantize_block(&x[i0..i0 + o.len()], range, zero, scale, o));
-}
-
-fn dequantize_block(x: &[u8], range: Q8Range, zero: i32, scale: f32, out: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let done = simd128::dequantize(x, range, zero, scale, out);
@@ -115,13 +103,8 @@ fn dequantize_block(x: &[u8], range: Q8Range, zero: i32, scale: f32, out: &mut [
 /// The sum of two u8 tensors requantized to u8:
 /// `out[i] = clamp(round_half_even(a[i] * ka + b[i] * kb + k0), 0, 255)`, where
 /// `ka = sa / sc`, `kb = sb / sc`, `k0 = zc - za * ka - zb * kb` fold the scales and zero points.
-/// In blocks on the threads when large, as [`quantize`].
 pub fn add_u8(a: &[u8], b: &[u8], ka: f32, kb: f32, k0: f32, out: &mut [u8]) {
     assert!(a.len() == out.len() && b.len() == out.len(), "add_u8: lengths differ");
-    for_row_blocks(out, 1, |i0, o| add_u8_block(&a[i0..i0 + o.len()], &b[i0..i0 + o.len()], ka, kb, k0, o));
-}
-
-fn add_u8_block(a: &[u8], b: &[u8], ka: f32, kb: f32, k0: f32, out: &mut [u8]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let done = simd128::add_u8(a, b, ka, kb, k0, out);
@@ -402,39 +385,6 @@ mod tests {
         for i in 0..a.len() {
             let want = (a[i] as f32 * ka + b[i] as f32 * kb + k0).clamp(0.0, 255.0).round_ties_even() as u8;
             assert_eq!(out[i], want, "element {i}");
-        }
-    }
-
-    /// Tensors above [`crate::parallel::ROW_BLOCKS_MIN_ELEMENTS`] convert in blocks on the
-    /// threads (block edges fall mid-vector): on three threads every element is still the
-    /// definition's, and the bytes equal one thread's.
-    #[test]
-    fn large_tensors_split_over_threads_give_the_same_bytes() {
-        let on = |threads: usize, f: &(dyn Fn() -> (Vec<u8>, Vec<f32>, Vec<u8>) + Sync)| {
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
-        };
-        let n = 3 * crate::parallel::ROW_BLOCKS_MIN_ELEMENTS + 13;
-        let mut rng = Rng(5);
-        let x: Vec<f32> = (0..n).map(|_| rng.f32() * 8.0).collect();
-        let a: Vec<u8> = (0..n).map(|_| rng.next_u32() as u8).collect();
-        let b: Vec<u8> = (0..n).map(|_| rng.next_u32() as u8).collect();
-        let (scale, zero, (ka, kb, k0)) = (0.037f32, 131, (0.5f32, 1.25f32, -40.0f32));
-        let run = || {
-            let mut q = vec![0u8; n];
-            quantize(&x, scale, zero, Q8Range::U8, &mut q);
-            let mut d = vec![0f32; n];
-            dequantize(&a, Q8Range::I8, -3, 0.25, &mut d);
-            let mut sum = vec![0u8; n];
-            add_u8(&a, &b, ka, kb, k0, &mut sum);
-            (q, d, sum)
-        };
-        let ((q1, d1, s1), (q3, d3, s3)) = (on(1, &run), on(3, &run));
-        assert!(q1 == q3 && s1 == s3 && d1.iter().zip(&d3).all(|(u, v)| u.to_bits() == v.to_bits()));
-        for i in 0..n {
-            assert_eq!(q3[i], quantize_one(x[i], scale, zero, Q8Range::U8), "quantize element {i}");
-            assert_eq!(d3[i], (a[i] as i8 as i32 + 3) as f32 * 0.25, "dequantize element {i}");
-            let want = (a[i] as f32 * ka + b[i] as f32 * kb + k0).clamp(0.0, 255.0).round_ties_even() as u8;
-            assert_eq!(s3[i], want, "add element {i}");
         }
     }
 }
