@@ -13,6 +13,7 @@ use super::float_io::{f32_values, write_f32};
 use crate::{bail_shape, required, DType, Fact, Node, Op, OpContext, Registry, Result, Tensor, TensorMut, TensorRef};
 use cairn_kernels::depthwise::{depthwise_conv2d, ConvGeometry};
 use cairn_kernels::gemm::copy_short;
+use cairn_kernels::parallel::for_row_blocks;
 use cairn_kernels::{gemm, Activation, Bias, Epilogue, Isa, LhsOperand, MatRef, PackedA, RhsOperand, TapsRef, Transpose};
 
 /// Spatial attributes shared by Conv and the pools.
@@ -567,22 +568,31 @@ fn implicit_im2col(g: &Geometry, c: usize, x: &[f32], m: usize, w: &PackedA, bia
         out.resize(m * n_virtual, 0.0);
         let taps = TapsRef { data: &padded, ld: plane, per_tap: c, offsets: &phases.offsets };
         gemm(m, n_virtual, k, LhsOperand::Packed(w), RhsOperand::Taps(taps), &mut out, n_virtual, false, &epilogue);
-        for mi in 0..m {
-            for oy in 0..g.oh {
-                copy_short(&mut y[mi * osz + oy * g.ow..][..g.ow], &out[mi * n_virtual + oy * width..][..g.ow]);
-            }
+        // Copied out filter by filter on the threads (the GEMM's rows are `width` wide).
+        if osz > 0 {
+            for_row_blocks(&mut y[..m * osz], osz, |first, block| {
+                for (i, y_row) in block.chunks_exact_mut(osz).enumerate() {
+                    let src = &out[(first + i) * n_virtual..];
+                    for oy in 0..g.oh {
+                        copy_short(&mut y_row[oy * g.ow..][..g.ow], &src[oy * width..][..g.ow]);
+                    }
+                }
+            });
         }
     } else {
-        // Row (tap, channel) of the im2col matrix is that tap's run of the channel's plane.
+        // Row (tap, channel) of the im2col matrix is that tap's run of the channel's plane;
+        // the rows are written on the threads.
         out.resize(k * osz, 0.0);
-        for (t, &off) in phases.offsets.iter().enumerate() {
-            for ch in 0..c {
-                let src = &padded[off + ch * plane..];
-                let row = &mut out[(t * c + ch) * osz..][..osz];
-                for oy in 0..g.oh {
-                    copy_short(&mut row[oy * g.ow..][..g.ow], &src[oy * width..][..g.ow]);
+        if osz > 0 {
+            for_row_blocks(&mut out, osz, |first, block| {
+                for (i, row) in block.chunks_exact_mut(osz).enumerate() {
+                    let (t, ch) = ((first + i) / c, (first + i) % c);
+                    let src = &padded[phases.offsets[t] + ch * plane..];
+                    for oy in 0..g.oh {
+                        copy_short(&mut row[oy * g.ow..][..g.ow], &src[oy * width..][..g.ow]);
+                    }
                 }
-            }
+            });
         }
         gemm(m, osz, k, LhsOperand::Packed(w), RhsOperand::Strided(MatRef::new(&out, osz, Transpose::No)), y, osz, false, &epilogue);
     }
@@ -607,40 +617,27 @@ impl PhasePlanes {
         // Only the phases some tap reads (a 1x1 stride-2 window reads one).
         let (phase_rows, phase_cols) = (s.min(g.kh), s.min(g.kw));
         let phase_len = c * plane;
-        // Zeroed whole (the padding) plus the floats the last tap's discarded columns read.
-        padded.clear();
-        padded.resize(phase_rows * phase_cols * phase_len + g.kw, 0.0);
-        for py in 0..phase_rows {
-            for px in 0..phase_cols {
-                let base = (py * phase_cols + px) * phase_len;
-                // Phase columns q whose input column q * s + px - pl lies in the image.
-                let q_lo = g.pl.saturating_sub(px).div_ceil(s).min(width);
-                let q_hi = (g.iw + g.pl).saturating_sub(px).div_ceil(s).clamp(q_lo, width);
-                if q_lo == q_hi {
-                    continue;
+        let planes = phase_rows * phase_cols * c;
+        // The planes plus the floats the last tap's discarded columns read (zeros). The
+        // planes are zeroed (their padding) and filled plane by plane on the threads: for a
+        // stem, the whole layer's work besides its GEMM.
+        padded.resize(planes * plane + g.kw, 0.0);
+        padded[planes * plane..].fill(0.0);
+        if plane > 0 {
+            for_row_blocks(&mut padded[..planes * plane], plane, |first, block| {
+                for (i, dst_plane) in block.chunks_exact_mut(plane).enumerate() {
+                    // Plane `first + i` is channel `ch` of phase `(py, px)`.
+                    let (phase, ch) = ((first + i) / c, (first + i) % c);
+                    Self::fill_plane(
+                        g,
+                        (phase / phase_cols, phase % phase_cols),
+                        width,
+                        rows,
+                        &x[ch * g.ih * g.iw..][..g.ih * g.iw],
+                        dst_plane,
+                    );
                 }
-                let ix0 = q_lo * s + px - g.pl;
-                for ch in 0..c {
-                    let src_plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
-                    for r in 0..rows {
-                        let yy = r * s + py;
-                        if yy < g.pt {
-                            continue;
-                        }
-                        let iy = yy - g.pt;
-                        if iy >= g.ih {
-                            break;
-                        }
-                        let src = &src_plane[iy * g.iw..][..g.iw];
-                        let dst = &mut padded[base + ch * plane + r * width..][q_lo..q_hi];
-                        if s == 1 {
-                            copy_short(dst, &src[ix0..]);
-                        } else {
-                            dst.iter_mut().zip(src[ix0..].iter().step_by(s)).for_each(|(d, v)| *d = *v);
-                        }
-                    }
-                }
-            }
+            });
         }
         let offsets = (0..g.kh * g.kw)
             .map(|t| {
@@ -650,47 +647,81 @@ impl PhasePlanes {
             .collect();
         PhasePlanes { width, plane, offsets }
     }
+
+    /// Phase `(py, px)` of one input channel's plane, zero-padded: padded rows `r * s + py`
+    /// and columns `q * s + px` (`rows` x `width`).
+    fn fill_plane(g: &Geometry, (py, px): (usize, usize), width: usize, rows: usize, src_plane: &[f32], dst_plane: &mut [f32]) {
+        let s = g.sh;
+        dst_plane.fill(0.0);
+        // Phase columns q whose input column q * s + px - pl lies in the image.
+        let q_lo = g.pl.saturating_sub(px).div_ceil(s).min(width);
+        let q_hi = (g.iw + g.pl).saturating_sub(px).div_ceil(s).clamp(q_lo, width);
+        if q_lo == q_hi {
+            return;
+        }
+        let ix0 = q_lo * s + px - g.pl;
+        for r in 0..rows {
+            let yy = r * s + py;
+            if yy < g.pt {
+                continue;
+            }
+            let iy = yy - g.pt;
+            if iy >= g.ih {
+                break;
+            }
+            let src = &src_plane[iy * g.iw..][..g.iw];
+            let dst = &mut dst_plane[r * width..][q_lo..q_hi];
+            if s == 1 {
+                copy_short(dst, &src[ix0..]);
+            } else {
+                dst.iter_mut().zip(src[ix0..].iter().step_by(s)).for_each(|(d, v)| *d = *v);
+            }
+        }
+    }
 }
 
 /// Unfolds `channels` planes into a [channels * kh * kw, oh * ow] matrix (zeros where padded),
 /// rows in (channel, tap) order.
 /// Each output row segment is one contiguous copy when the stride is 1.
 fn im2col(x: &[f32], channels: usize, g: &Geometry, col: &mut [f32]) {
-    let osz = g.oh * g.ow;
-    for ch in 0..channels {
-        let plane = &x[ch * g.ih * g.iw..][..g.ih * g.iw];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let r = (ch * g.kh + ki) * g.kw + kj;
-                let row = &mut col[r * osz..][..osz];
-                // Output columns whose input column lies inside the image for this tap.
-                let off = (kj * g.dw) as isize - g.pl as isize;
-                let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) }.min(g.ow);
-                let hi =
-                    if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize }
-                        .max(lo);
-                for oy in 0..g.oh {
-                    let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
-                    let out_row = &mut row[oy * g.ow..][..g.ow];
-                    if iy < 0 || iy >= g.ih as isize {
-                        out_row.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.iw..][..g.iw];
-                    out_row[..lo].fill(0.0);
-                    out_row[hi..].fill(0.0);
-                    if lo == hi {
-                        continue; // this tap reads only padding on every output column
-                    }
-                    let first = (lo as isize * g.sw as isize + off) as usize;
-                    if g.sw == 1 {
-                        out_row[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                    } else {
-                        for (o, v) in out_row[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.sw)) {
-                            *o = *v;
-                        }
-                    }
-                }
+    let (osz, taps) = (g.oh * g.ow, g.kh * g.kw);
+    if osz == 0 || taps == 0 {
+        return;
+    }
+    // Rows are independent: written in blocks on the threads.
+    for_row_blocks(&mut col[..channels * taps * osz], osz, |first, block| {
+        for (i, row) in block.chunks_exact_mut(osz).enumerate() {
+            let (ch, t) = ((first + i) / taps, (first + i) % taps);
+            im2col_row(&x[ch * g.ih * g.iw..][..g.ih * g.iw], g, t / g.kw, t % g.kw, row);
+        }
+    });
+}
+
+/// Row `(ki, kj)` of one channel's `plane` in the im2col matrix.
+fn im2col_row(plane: &[f32], g: &Geometry, ki: usize, kj: usize, row: &mut [f32]) {
+    // Output columns whose input column lies inside the image for this tap.
+    let off = (kj * g.dw) as isize - g.pl as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) }.min(g.ow);
+    let hi = if (g.iw as isize) <= off { 0 } else { (((g.iw as isize - off - 1) / g.sw as isize) + 1).min(g.ow as isize) as usize }.max(lo);
+    for oy in 0..g.oh {
+        let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
+        let out_row = &mut row[oy * g.ow..][..g.ow];
+        if iy < 0 || iy >= g.ih as isize {
+            out_row.fill(0.0);
+            continue;
+        }
+        let src = &plane[iy as usize * g.iw..][..g.iw];
+        out_row[..lo].fill(0.0);
+        out_row[hi..].fill(0.0);
+        if lo == hi {
+            continue; // this tap reads only padding on every output column
+        }
+        let first = (lo as isize * g.sw as isize + off) as usize;
+        if g.sw == 1 {
+            out_row[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+        } else {
+            for (o, v) in out_row[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.sw)) {
+                *o = *v;
             }
         }
     }
@@ -750,6 +781,48 @@ mod tests {
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "c{c} m{m} {ih}x{iw} k{k} s{s} {pads:?}: output {i}: {a} vs {b}");
             }
+        }
+    }
+
+    /// Runs `f` with the kernels on `n` threads.
+    fn on_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(f)
+    }
+
+    /// The copies around the GEMM (im2col rows, phase planes, the written-out and the
+    /// in-place stems' rows) split over the threads on layers this large: the outputs are
+    /// the same to the bit as on one thread.
+    #[test]
+    fn copies_on_threads_equal_one_thread() {
+        let cases: &[(usize, usize, usize, usize, usize, [usize; 4])] = &[
+            // (c, m, ih/iw, k, stride, pads): MobileNetV2's stem (written out), an in-place
+            // stride-1 layer, a 7x7 stem
+            (3, 32, 224, 3, 2, [0, 0, 1, 1]),
+            (32, 16, 56, 3, 1, [1, 1, 1, 1]),
+            (3, 8, 130, 7, 2, [3, 3, 3, 3]),
+        ];
+        for &(c, m, hw, k, s, pads) in cases {
+            let g = Geometry::new("Conv", &window(k, s, pads), &[hw, hw], &[k, k], false).unwrap();
+            let x: Vec<f32> = (0..c * hw * hw).map(|i| ((i as f32) * 0.61).sin()).collect();
+            let w: Vec<f32> = (0..m * c * k * k).map(|i| ((i as f32) * 0.23).cos() * 0.1).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.01).collect();
+            let osz = g.oh * g.ow;
+            assert!(c * k * k * osz >= cairn_kernels::parallel::ROW_BLOCKS_MIN_ELEMENTS, "the case must be large enough to split");
+            let run = |threads: usize| {
+                on_threads(threads, || {
+                    let mut im2col = vec![0.0f32; m * osz];
+                    conv_forward(&g, 1, &[1, c, hw, hw], &x, m, &Filters::Raw(&w), Some(&bias), Activation::Relu, None, &mut im2col);
+                    let packed = pack_tap_major(Isa::current(), &w, &[m, c, k, k]);
+                    let mut implicit = vec![f32::NAN; m * osz];
+                    implicit_im2col(&g, c, &x, m, &packed, Some(&bias), Activation::Relu, &mut implicit);
+                    (im2col, implicit)
+                })
+            };
+            let (one, three) = (run(1), run(3));
+            let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same(&one.0, &three.0), "im2col: c{c} m{m} {hw} k{k} s{s}");
+            assert!(same(&one.1, &three.1), "implicit im2col: c{c} m{m} {hw} k{k} s{s}");
+            assert!(one.1.iter().all(|v| v.is_finite()));
         }
     }
 }

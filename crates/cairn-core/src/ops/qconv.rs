@@ -253,7 +253,12 @@ fn conv_q(
     let (out_scale, out_zero) = p.out.scale_zero();
     let xd = q8(x, op)?;
     let pointwise = ksz == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.ih && g.ow == g.iw;
-    let mut col: Vec<u8> = Vec::new();
+    // The im2col buffer is reused across calls, as the f32 Conv's (a fresh allocation per
+    // call costs page faults on every run).
+    thread_local! {
+        static COL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut col = COL.with(|c| std::mem::take(&mut *c.borrow_mut()));
     for b in 0..n {
         let xb = slice_q8(xd, b * c * isz, c * isz);
         match &p.filters {
@@ -297,6 +302,7 @@ fn conv_q(
             }
         }
     }
+    COL.with(|c| *c.borrow_mut() = col);
     Ok(())
 }
 
@@ -309,44 +315,51 @@ fn slice_q8(x: Q8, off: usize, len: usize) -> Q8 {
 
 /// Unfolds `channels` planes into `[channels * kh * kw, oh * ow]` bytes; padding holds
 /// the zero point (real 0). Bytes are copied as they are (i8 data as its bit pattern).
+/// Rows are independent: written in blocks on the threads.
 fn im2col_q8(x: Q8, channels: usize, g: &super::conv::Geometry, zero: i32, col: &mut Vec<u8>) {
-    let osz = g.oh * g.ow;
-    col.clear();
-    col.resize(channels * g.kh * g.kw * osz, zero as u8);
+    let (osz, taps) = (g.oh * g.ow, g.kh * g.kw);
+    // Every row is filled below, so old contents need not be cleared.
+    col.resize(channels * taps * osz, 0);
+    if osz == 0 {
+        return;
+    }
     let src: &[u8] = match x {
         Q8::U8(v) => v,
         // SAFETY: as above.
         Q8::I8(v) => unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len()) },
     };
-    for ch in 0..channels {
-        let plane = &src[ch * g.ih * g.iw..][..g.ih * g.iw];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = &mut col[((ch * g.kh + ki) * g.kw + kj) * osz..][..osz];
-                for oy in 0..g.oh {
-                    let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
-                    if iy < 0 || iy >= g.ih as isize {
-                        continue;
-                    }
-                    let srow = &plane[iy as usize * g.iw..][..g.iw];
-                    let orow = &mut row[oy * g.ow..][..g.ow];
-                    // Output columns whose input column is inside the row (the rest keep
-                    // the zero point): a copy or a strided gather with no bounds tests.
-                    let (ox0, ox1) = inside_columns(g, kj);
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let first = ox0 * g.sw + kj * g.dw - g.pl;
-                    if g.sw == 1 {
-                        orow[ox0..ox1].copy_from_slice(&srow[first..first + (ox1 - ox0)]);
-                    } else if g.sw == 2 {
-                        cairn_kernels::qconvert::gather_even(&srow[first..], &mut orow[ox0..ox1]);
-                    } else {
-                        for (o, &v) in orow[ox0..ox1].iter_mut().zip(srow[first..].iter().step_by(g.sw)) {
-                            *o = v;
-                        }
-                    }
-                }
+    cairn_kernels::parallel::for_row_blocks(col, osz, |first, block| {
+        for (i, row) in block.chunks_exact_mut(osz).enumerate() {
+            let (ch, t) = ((first + i) / taps, (first + i) % taps);
+            im2col_q8_row(&src[ch * g.ih * g.iw..][..g.ih * g.iw], g, t / g.kw, t % g.kw, zero as u8, row);
+        }
+    });
+}
+
+/// Row `(ki, kj)` of one channel's `plane` in the im2col matrix.
+fn im2col_q8_row(plane: &[u8], g: &super::conv::Geometry, ki: usize, kj: usize, zero: u8, row: &mut [u8]) {
+    row.fill(zero);
+    // Output columns whose input column is inside the row (the rest keep the zero point).
+    let (ox0, ox1) = inside_columns(g, kj);
+    if ox0 == ox1 {
+        return;
+    }
+    let first = ox0 * g.sw + kj * g.dw - g.pl;
+    for oy in 0..g.oh {
+        let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
+        if iy < 0 || iy >= g.ih as isize {
+            continue;
+        }
+        let srow = &plane[iy as usize * g.iw..][..g.iw];
+        let orow = &mut row[oy * g.ow..][..g.ow];
+        // A copy or a strided gather with no bounds tests.
+        if g.sw == 1 {
+            orow[ox0..ox1].copy_from_slice(&srow[first..first + (ox1 - ox0)]);
+        } else if g.sw == 2 {
+            cairn_kernels::qconvert::gather_even(&srow[first..], &mut orow[ox0..ox1]);
+        } else {
+            for (o, &v) in orow[ox0..ox1].iter_mut().zip(srow[first..].iter().step_by(g.sw)) {
+                *o = v;
             }
         }
     }
@@ -361,4 +374,50 @@ fn inside_columns(g: &super::conv::Geometry, kj: usize) -> (usize, usize) {
     // Smallest ox with ox * sw + off >= pl + iw.
     let ox1 = (g.pl + g.iw).saturating_sub(off).div_ceil(g.sw).min(g.ow);
     (ox0, ox1.max(ox0))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Attr, Attrs, Fact, Registry, Tensor, TensorData, TensorMut, TensorRef};
+
+    /// A stride-2 stem (3 channels, 112x112, 3x3) through QLinearConv: its im2col matrix is
+    /// written in blocks on the threads; the output bytes equal one thread's.
+    #[test]
+    fn stem_on_threads_equals_one_thread() {
+        let (c, m, hw) = (3usize, 16usize, 112usize);
+        let mut attrs = Attrs::new();
+        attrs.insert("kernel_shape".into(), Attr::Ints(vec![3, 3]));
+        attrs.insert("strides".into(), Attr::Ints(vec![2, 2]));
+        attrs.insert("pads".into(), Attr::Ints(vec![0, 0, 1, 1]));
+        let u8s = |shape: Vec<usize>, v: Vec<u8>| Tensor::new(shape, TensorData::U8(v)).unwrap();
+        let inputs = [
+            u8s(vec![1, c, hw, hw], (0..c * hw * hw).map(|i| (i * 37 % 251) as u8).collect()),
+            Tensor::scalar_f32(0.02),
+            u8s(vec![], vec![128]),
+            u8s(vec![m, c, 3, 3], (0..m * c * 9).map(|i| (i * 53 % 256) as u8).collect()),
+            Tensor::scalar_f32(0.01),
+            u8s(vec![], vec![120]),
+            Tensor::scalar_f32(0.05),
+            u8s(vec![], vec![10]),
+        ];
+        let mut r = Registry::default();
+        super::register(&mut r);
+        let op = r.build("stem", "", "QLinearConv", 17, &attrs, inputs.len(), 1).unwrap();
+        let facts: Vec<Fact> = inputs.iter().map(|t| Fact::new(t.dtype(), t.shape().to_vec())).collect();
+        let out = op.infer(&facts.iter().map(Some).collect::<Vec<_>>()).unwrap().remove(0);
+        assert_eq!(out.shape, [1, m, hw / 2, hw / 2]);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                let mut y = Tensor::zeros(out.dtype, out.shape.clone()).unwrap();
+                let views: Vec<Option<TensorRef>> = inputs.iter().map(|t| Some(t.view())).collect();
+                let mut outs: Vec<TensorMut> = vec![y.view_mut()];
+                op.run(&views, &mut outs).unwrap();
+                drop(outs);
+                y.bytes().to_vec()
+            })
+        };
+        let (one, three) = (run(1), run(3));
+        assert_eq!(one, three);
+        assert!(one.iter().any(|&b| b != one[0]), "a constant output would not show a misplaced row");
+    }
 }

@@ -60,7 +60,7 @@ pub fn depthwise_conv2d_on(
     planes::<false>(isa, g, channels, x, Some((w, bias)), act, y);
 }
 
-/// Runs the interleaved kernel over every plane, `CHANNELS_PER_TASK` per task:
+/// Runs the interleaved kernel over every plane, up to `CHANNELS_PER_TASK` per task:
 /// a depthwise convolution with `filters = (w, bias)`, or max pooling (`MAX`, no filters).
 fn planes<const MAX: bool>(
     isa: Isa,
@@ -74,10 +74,20 @@ fn planes<const MAX: bool>(
     let (isz, osz, ksz) = (g.ih * g.iw, g.oh * g.ow, g.kh * g.kw);
     assert!(x.len() >= channels * isz && y.len() >= channels * osz, "depthwise: buffers too small");
     assert!(MAX || filters.is_some());
-    let tasks: Vec<usize> = (0..channels).step_by(CHANNELS_PER_TASK).collect();
+    // Fewer channels per task where `CHANNELS_PER_TASK` would leave under four tasks per
+    // thread (MobileNetV2's first depthwise layer, 32 planes of 112x112, was two tasks for
+    // two threads: no slack when one thread starts late), in whole interleaved blocks of
+    // the ISA's vector width so that no lane idles.
+    let lanes = match isa {
+        Isa::Avx512 => 16,
+        Isa::Avx2Fma => 8,
+        _ => 4,
+    };
+    let per = channels.div_ceil(4 * crate::parallel::threads()).next_multiple_of(lanes).clamp(lanes, CHANNELS_PER_TASK.max(lanes));
+    let tasks: Vec<usize> = (0..channels).step_by(per).collect();
     let y_ptr = SendPtr(y.as_mut_ptr());
     for_each_task(&tasks, |&c0| {
-        let n = CHANNELS_PER_TASK.min(channels - c0);
+        let n = per.min(channels - c0);
         // Buffers live on per thread: a fresh multi-100-KiB buffer per call would be
         // mapped and faulted in every time.
         thread_local! {
@@ -209,6 +219,31 @@ mod tests {
 
     /// Every ISA's kernel against the direct loop, on random geometries with odd sizes,
     /// partial channel blocks, strides up to 3 and dilations.
+    /// Few channels are cut into smaller tasks where threads exist (whole vector blocks):
+    /// MobileNetV2's first depthwise layers give the same bits on one thread and on three,
+    /// on every ISA.
+    #[test]
+    fn channel_tasks_on_threads_equal_one_thread() {
+        let mut rng = Rng(12);
+        for (channels, hw, s) in [(32usize, 112usize, 1usize), (36, 57, 2), (20, 30, 1)] {
+            let oh = (hw + 2 - 3) / s + 1;
+            let g = ConvGeometry { ih: hw, iw: hw, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pt: 1, pl: 1, oh, ow: oh };
+            let (x, w, bias) = (rng.vec(channels * hw * hw), rng.vec(channels * 9), rng.vec(channels));
+            for isa in Isa::all_available() {
+                let run = |threads: usize| {
+                    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                        let mut y = vec![f32::NAN; channels * oh * oh];
+                        depthwise_conv2d_on(isa, &g, channels, &x, &w, Some(&bias), Activation::Clip { min: 0.0, max: 6.0 }, &mut y);
+                        y
+                    })
+                };
+                let (one, three) = (run(1), run(3));
+                assert!(one.iter().zip(&three).all(|(a, b)| a.to_bits() == b.to_bits()), "{channels} x {hw} s{s} {isa:?}");
+                assert!(one.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+
     #[test]
     fn fast_paths_match_general_loop() {
         let mut rng = Rng(11);
