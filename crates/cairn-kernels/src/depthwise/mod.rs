@@ -217,8 +217,6 @@ mod tests {
     use super::*;
     use crate::testutil::{assert_close, Rng};
 
-    /// Every ISA's kernel against the direct loop, on random geometries with odd sizes,
-    /// partial channel blocks, strides up to 3 and dilations.
     /// Few channels are cut into smaller tasks where threads exist (whole vector blocks):
     /// MobileNetV2's first depthwise layers give the same bits on one thread and on three,
     /// on every ISA.
@@ -244,6 +242,8 @@ mod tests {
         }
     }
 
+    /// Every ISA's kernel against the direct loop, on random geometries with odd sizes,
+    /// partial channel blocks, strides up to 3 and dilations.
     #[test]
     fn fast_paths_match_general_loop() {
         let mut rng = Rng(11);
