@@ -26,11 +26,11 @@ pub(super) fn fuse_attention(graph: &mut Graph) -> usize {
         graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
     let mut found: Vec<(Node, Vec<usize>)> = Vec::new();
     let mut taken = vec![false; graph.nodes.len()];
+    let m = Matcher { graph, uses: &uses, producer: &producer };
     for i in 0..graph.nodes.len() {
         if !is(&graph.nodes[i], "Softmax") {
             continue;
         }
-        let m = Matcher { graph, uses: &uses, producer: &producer };
         if let Some((node, absorbed)) = m.attention_at(i) {
             if absorbed.iter().any(|&j| taken[j]) {
                 continue;
@@ -46,15 +46,7 @@ pub(super) fn fuse_attention(graph: &mut Graph) -> usize {
     for (node, absorbed) in found {
         replacement.insert(*absorbed.iter().max().expect("a match absorbs nodes"), node);
     }
-    let old = std::mem::take(&mut graph.nodes);
-    graph.nodes = old
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, n)| match replacement.remove(&i) {
-            Some(fused) => Some(fused),
-            None => (!taken[i]).then_some(n),
-        })
-        .collect();
+    super::splice_nodes(graph, replacement, |i| taken[i]);
     count
 }
 

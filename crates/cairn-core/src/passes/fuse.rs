@@ -84,14 +84,7 @@ pub fn fuse(mut graph: Graph) -> Result<(Graph, FuseStats)> {
             replacement.insert(last, node);
         }
     }
-    let old = std::mem::take(&mut graph.nodes);
-    for (i, node) in old.into_iter().enumerate() {
-        if let Some(fused) = replacement.remove(&i) {
-            graph.nodes.push(fused);
-        } else if !removed[i] {
-            graph.nodes.push(node);
-        }
-    }
+    super::splice_nodes(&mut graph, replacement, |i| removed[i]);
     Ok((graph, stats))
 }
 
@@ -120,7 +113,7 @@ impl Uses {
         self
     }
 
-    pub(super) fn readers(&self, value: &str) -> &[usize] {
+    fn readers(&self, value: &str) -> &[usize] {
         self.readers.get(value).map_or(&[], |v| v.as_slice())
     }
 

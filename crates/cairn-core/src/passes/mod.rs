@@ -9,7 +9,8 @@ pub mod storage;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-use crate::{Graph, Result};
+use crate::{Graph, Node, Result};
+use std::collections::HashMap;
 
 /// What `prepare_for_inference` did, for `inspect` and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,4 +30,19 @@ pub fn prepare_for_inference(graph: Graph) -> Result<(Graph, PrepareStats)> {
     let (mut graph, fuse) = fuse::fuse(graph)?;
     fold::remove_dead(&mut graph, &mut fold::FoldStats::default());
     Ok((graph, PrepareStats { fold, fuse, qdq }))
+}
+
+/// Rewrites `graph.nodes` after a fusion pass: node `i` becomes `replacement[i]` where there is
+/// one, is dropped where `absorbed(i)`, and stays otherwise (in order). The caller picks each
+/// fused node's index so that every input it reads is computed before it.
+fn splice_nodes(graph: &mut Graph, mut replacement: HashMap<usize, Node>, absorbed: impl Fn(usize) -> bool) {
+    let old = std::mem::take(&mut graph.nodes);
+    graph.nodes = old
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, node)| match replacement.remove(&i) {
+            Some(fused) => Some(fused),
+            None => (!absorbed(i)).then_some(node),
+        })
+        .collect();
 }

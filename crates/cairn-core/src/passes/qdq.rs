@@ -60,14 +60,7 @@ pub fn quantized_to_int8(mut graph: Graph) -> Result<(Graph, QdqStats)> {
             replaced.insert(i, new);
         }
     }
-    let old = std::mem::take(&mut graph.nodes);
-    for (i, node) in old.into_iter().enumerate() {
-        if let Some(new) = replaced.remove(&i) {
-            graph.nodes.push(new);
-        } else if !removed.contains(&i) {
-            graph.nodes.push(node);
-        }
-    }
+    super::splice_nodes(&mut graph, replaced, |i| removed.contains(&i));
     Ok((graph, stats))
 }
 
