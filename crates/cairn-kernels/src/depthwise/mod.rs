@@ -78,11 +78,7 @@ fn planes<const MAX: bool>(
     // thread (MobileNetV2's first depthwise layer, 32 planes of 112x112, was two tasks for
     // two threads: no slack when one thread starts late), in whole interleaved blocks of
     // the ISA's vector width so that no lane idles.
-    let lanes = match isa {
-        Isa::Avx512 => 16,
-        Isa::Avx2Fma => 8,
-        _ => 4,
-    };
+    let lanes = lanes(isa);
     let per = channels.div_ceil(4 * crate::parallel::threads()).next_multiple_of(lanes).clamp(lanes, CHANNELS_PER_TASK.max(lanes));
     let tasks: Vec<usize> = (0..channels).step_by(per).collect();
     let y_ptr = SendPtr(y.as_mut_ptr());
@@ -115,6 +111,19 @@ fn planes<const MAX: bool>(
         }
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
     });
+}
+
+/// Channels per interleaved block of the kernel `planes` runs on `isa` (the same dispatch).
+fn lanes(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => crate::simd::avx2::Avx2::LANES,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => crate::simd::avx512::Avx512::LANES,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::WasmSimd128 => crate::simd::wasm::Simd128::LANES,
+        _ => Scalar4::LANES,
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
