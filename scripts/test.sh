@@ -93,7 +93,8 @@ env "${clippy_env[@]}" cargo test --release --workspace
 # The mutational fuzzing inside cargo test (crates/cairn-cli/tests/fuzz_corpus.rs) wrote its exec counts here.
 cat target/fuzz-mutation.txt
 
-# (The relaxed-SIMD variant runs in scripts/test-extra.sh, section "suite-extra".)
+# (The relaxed-SIMD variant in Node runs in scripts/test-extra.sh, section "relaxed"; in
+# Chromium, below.)
 for variant in simd128 scalar; do
   step "kernel tests as wasm32 ($variant) in Node"
   flags=""; node_flags=""
@@ -104,6 +105,13 @@ for variant in simd128 scalar; do
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $node_flags $PWD/tools/wasi-run.mjs" RUSTFLAGS="$flags" \
     env "${clippy_env[@]}" cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir "target/wasi-$variant"
 done
+
+# The relaxed build runs in Chromium, whose V8 lowers i32x4.relaxed_dot_i8x16_i7x16_add_s to
+# AVX-VNNI's exact u8 x s8 dot where the CPU has it; the int8 byte-layout kernel is used only
+# where a probe finds that (wasm32/qgemm.rs), so its tests run in the engine that uses it.
+step "kernel tests as wasm32 (relaxed SIMD) in headless Chromium"
+CARGO_TARGET_WASM32_WASIP1_RUNNER="node $PWD/tools/wasi-run-chromium.mjs" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+  env "${clippy_env[@]}" cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir target/wasi-relaxed
 
 # (Tokenizer parity as wasm32-wasip1 in Node: scripts/test-extra.sh text. The native parity
 # test runs in cargo test and the browser's wasm tokenizer is checked in text.test.mjs.)

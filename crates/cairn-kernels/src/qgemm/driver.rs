@@ -191,18 +191,18 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
         let mut first = 0;
         // simd128: the full tiles of the panel in one call with the tile inlined (see `sweep_q8`).
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if let (true, Some((qlo, qhi)), true, true) =
-            (a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rq.fast, rows == mr, !rq.si.is_empty())
-        {
+        let sweep = crate::wasm32::qgemm::sweep_layout(&a.kernel);
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let (Some(quads), Some((qlo, qhi)), true, true) = (sweep, rq.fast, rows == mr, !rq.si.is_empty()) {
             first = cols / nr;
             // SAFETY: `pb` holds the block's panels of kp*nr words; as for `run_q8` per tile.
-            unsafe { crate::wasm32::qgemm::sweep_q8(kp, panel.as_ptr(), pb.as_ptr(), first, init, &rq.q8_tile(dst, r0, j0, qlo, qhi)) };
+            unsafe {
+                crate::wasm32::qgemm::sweep_q8(quads, kp, panel.as_ptr(), pb.as_ptr(), first, init, &rq.q8_tile(dst, r0, j0, qlo, qhi))
+            };
         }
         // simd128, a real-valued Cᵀ (dynamically quantized MatMul): the same with the store by columns.
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if let (0, Some(bounds), true, true) =
-            (first, rq.real_by_columns(dst), a.kernel.name == crate::wasm32::qgemm::KERNEL.name, rows == mr)
-        {
+        if let (0, Some(bounds), Some(quads), true) = (first, rq.real_by_columns(dst), sweep, rows == mr) {
             first = cols / nr;
             // (That kernel's mr is 4.)
             let (mut s, mut b) = ([0f32; 4], [0f32; 4]);
@@ -214,6 +214,7 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
             // tiles' columns j0 .. j0 + first * nr and rows r0 .. r0 + mr are inside C.
             unsafe {
                 crate::wasm32::qgemm::sweep_real_by_columns(
+                    quads,
                     kp,
                     panel.as_ptr(),
                     pb.as_ptr(),

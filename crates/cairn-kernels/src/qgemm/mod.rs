@@ -12,7 +12,8 @@
 //! onnxruntime works around it with 7-bit weights (`reduce_range`), which costs accuracy.
 //!
 //! The byte layout, where the CPU has an exact u8 x s8 dot (AVX-512 VNNI or AVX-VNNI `vpdpbusd`:
-//! four products per i32 lane, no saturation) and the weights are symmetric s8 (zero
+//! four products per i32 lane, no saturation; in wasm, the relaxed build's
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` where the engine lowers it to `vpdpbusd`) and the weights are symmetric s8 (zero
 //! point 0, what `cairn optimize` writes; or u8 with zero point 128, flipped to s8):
 //! weights stay s8 and activations stay raw bytes (i8 activations flipped to u8 by
 //! `xor 0x80`, i.e. +128). The activation zero point `zb` is taken out algebraically:
@@ -275,6 +276,10 @@ impl QKernel {
             if std::arch::is_x86_feature_detected!("avx2") {
                 out.push(crate::x86_64::qgemm::KERNEL_AVX2);
             }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        if crate::wasm32::qgemm::relaxed_dot_is_exact_u8s8() {
+            out.push(crate::wasm32::qgemm::KERNEL_RELAXED_U8S8);
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         out.push(crate::wasm32::qgemm::KERNEL);

@@ -153,8 +153,22 @@ fn pack_b_quads(d: &[u8], flip: u8, b: &QRhs, k: usize, j0: usize, cols: usize, 
     for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
         let c0 = j0 + p * nr;
         let w = nr.min(j0 + cols - c0);
+        // simd128, each column's K contiguous (a dynamically quantized MatMul's activations,
+        // B = Xᵀ): whole 16-k steps of 4-column groups here, the rest below.
+        #[allow(unused_mut)] // only simd128 builds fill a block here
+        let (mut q_done, mut c_done) = (0, 0);
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if b.k_stride == 1 && b.n_stride != 1 {
+            (q_done, c_done) = (k / 16 * 4, w / 4 * 4);
+            quads_k_contiguous_simd128(d, flip, b, k, c0, c_done, nr, panel);
+        }
         for q in 0..kp {
-            let dst = &mut panel[q * nr..][..w];
+            let skip = if q < q_done { c_done } else { 0 };
+            if skip == w {
+                continue;
+            }
+            let dst = &mut panel[q * nr..][skip..w];
+            let c0 = c0 + skip;
             let base = 4 * q * b.k_stride + c0 * b.n_stride;
             let full = 4 * q + 4 <= k;
             #[cfg(target_arch = "x86_64")]
@@ -163,8 +177,14 @@ fn pack_b_quads(d: &[u8], flip: u8, b: &QRhs, k: usize, j0: usize, cols: usize, 
                 unsafe { interleave4_sse2(d, base, b.k_stride, flip, dst) };
                 continue;
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             if full && b.n_stride == 1 {
-                let rows: [&[u8]; 4] = std::array::from_fn(|i| &d[base + i * b.k_stride..][..w]);
+                // SAFETY: as above.
+                unsafe { interleave4_simd128(d, base, b.k_stride, flip, dst) };
+                continue;
+            }
+            if full && b.n_stride == 1 {
+                let rows: [&[u8]; 4] = std::array::from_fn(|i| &d[base + i * b.k_stride..][..dst.len()]);
                 for (c, o) in dst.iter_mut().enumerate() {
                     *o = i32::from_le_bytes([rows[0][c] ^ flip, rows[1][c] ^ flip, rows[2][c] ^ flip, rows[3][c] ^ flip]);
                 }
@@ -210,6 +230,67 @@ unsafe fn interleave4_sse2(d: &[u8], base: usize, stride: usize, flip: u8, dst: 
     for (j, o) in dst.iter_mut().enumerate().skip(c) {
         *o =
             i32::from_le_bytes([*p.add(j) ^ flip, *p.add(stride + j) ^ flip, *p.add(2 * stride + j) ^ flip, *p.add(3 * stride + j) ^ flip]);
+    }
+}
+
+/// [`interleave4_sse2`] in wasm simd128: the same byte and 16-bit interleaves as shuffles.
+///
+/// # Safety
+/// `d[base + i * stride ..][..dst.len()]` is in bounds for i in 0..4.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+unsafe fn interleave4_simd128(d: &[u8], base: usize, stride: usize, flip: u8, dst: &mut [i32]) {
+    use core::arch::wasm32::*;
+    let w = dst.len();
+    debug_assert!(base + 3 * stride + w <= d.len());
+    let p = d.as_ptr().add(base);
+    let f = u8x16_splat(flip);
+    let mut c = 0;
+    while c + 16 <= w {
+        let r = |i: usize| v128_xor(v128_load(p.add(i * stride + c) as *const v128), f);
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        let lo01 = u8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(r0, r1);
+        let hi01 = u8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(r0, r1);
+        let lo23 = u8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(r2, r3);
+        let hi23 = u8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(r2, r3);
+        let o = dst.as_mut_ptr().add(c) as *mut v128;
+        v128_store(o, u16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(lo01, lo23));
+        v128_store(o.add(1), u16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(lo01, lo23));
+        v128_store(o.add(2), u16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi01, hi23));
+        v128_store(o.add(3), u16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(hi01, hi23));
+        c += 16;
+    }
+    for (j, o) in dst.iter_mut().enumerate().skip(c) {
+        *o =
+            i32::from_le_bytes([*p.add(j) ^ flip, *p.add(stride + j) ^ flip, *p.add(2 * stride + j) ^ flip, *p.add(3 * stride + j) ^ flip]);
+    }
+}
+
+/// The quads of columns `c0 .. c0 + cols` (`cols` a multiple of 4) of a B whose columns
+/// each hold K contiguous bytes (`k_stride == 1`), for the K steps `0 .. k / 16 * 16`, into
+/// `panel` (`nr` words per k-quad): a column's four consecutive k are already one word, so per
+/// four columns and sixteen k, four 16-byte loads and a 4x4 transpose of words make four
+/// stores of one k-quad's four columns.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(clippy::too_many_arguments)]
+fn quads_k_contiguous_simd128(d: &[u8], flip: u8, b: &QRhs, k: usize, c0: usize, cols: usize, nr: usize, panel: &mut [i32]) {
+    use core::arch::wasm32::*;
+    // Every store below ends by word (k / 16 * 4 - 1) * nr + cols.
+    assert!(cols.is_multiple_of(4) && cols <= nr && k / 16 * 4 * nr <= panel.len(), "qgemm: B panel too small");
+    let f = u8x16_splat(flip);
+    for c in (0..cols).step_by(4) {
+        let starts: [usize; 4] = std::array::from_fn(|i| (c0 + c + i) * b.n_stride);
+        // Bounds once per column group: each column's k values are read up to k / 16 * 16.
+        assert!(starts[3] + k / 16 * 16 <= d.len(), "qgemm: B too short");
+        for s in (0..k / 16 * 16).step_by(16) {
+            // SAFETY: starts[i] + s + 16 <= starts[3] + k / 16 * 16 <= d.len() (asserted above; starts ascend).
+            let col = |i: usize| v128_xor(unsafe { v128_load(d.as_ptr().add(starts[i] + s) as *const v128) }, f);
+            let rows = crate::wasm32::transpose4([col(0), col(1), col(2), col(3)]);
+            for (j, v) in rows.into_iter().enumerate() {
+                let at = (s / 4 + j) * nr + c;
+                // SAFETY: panel[at .. at + 4] is in bounds (asserted at the top).
+                unsafe { v128_store(panel.as_mut_ptr().add(at) as *mut v128, v) };
+            }
+        }
     }
 }
 

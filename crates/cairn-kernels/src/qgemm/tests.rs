@@ -309,3 +309,27 @@ fn an_integer_bias_is_added_exactly() {
     }
     assert!(differ > 0, "the real-bias rule gave the same bytes");
 }
+
+/// The probe that admits the wasm byte-layout kernel says exactly whether that kernel is
+/// exact on full-range operands in this engine (s8 weights at both ends, u8 activations at
+/// 255: the sums a saturating or signed lowering gets wrong). Where it is (Chromium on an
+/// AVX-VNNI CPU), `all_available` lists the kernel and every test above runs it; Node 20's
+/// lowering saturates (and clobbers a register under pressure), so the kernel stays unused
+/// there. tools/wasi-run-chromium.mjs runs these tests in Chromium.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+#[test]
+fn the_relaxed_probe_predicts_the_byte_kernel_on_full_range_operands() {
+    let (m, n, k) = (4, 8, 64);
+    let a: Vec<u8> = (0..m * k).map(|i| if i % 3 == 0 { 0x7f } else { 0x80 }).collect();
+    let b = vec![255u8; k * n];
+    let want = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&a)), k, &[0], Q8::U8(&b), n, 0);
+    let kernel = crate::wasm32::qgemm::KERNEL_RELAXED_U8S8;
+    let packed = PackedQA::new(kernel, Q8::I8(as_i8(&a)), m, k, k, 1, &[0]);
+    let mut got = vec![0i32; m * n];
+    let rhs = QRhs { data: Q8::U8(&b), zero: 0, k_stride: n, n_stride: 1 };
+    qgemm(m, n, k, &packed, rhs, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+    let exact = crate::wasm32::qgemm::relaxed_dot_is_exact_u8s8();
+    assert_eq!(got == want, exact);
+    assert_eq!(QKernel::all_available().iter().any(|k| k.name == kernel.name), exact);
+    println!("relaxed dot exact for u8 x s8 here: {exact}");
+}
