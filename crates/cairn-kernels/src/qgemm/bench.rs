@@ -123,3 +123,27 @@ fn qbench_mobilenetv2_shapes() {
     }
     println!("total: f32 {tf:.2} ms, int8 {tq:.2} ms, ratio {:.2}", tq / tf);
 }
+
+/// The dynamically quantized products of a MiniLM-class encoder at 128 tokens, as cairn-core
+/// runs them: `Cᵀ = Wᵀ · Xᵀ`, the weights (s8, symmetric) prepacked as A, the u8 activations
+/// read k-contiguous as B (each token's K values adjacent), f32 output stored by columns.
+/// Ignored by default: `cargo test --release -p cairn-kernels qbench_encoder -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn qbench_encoder_shapes() {
+    let mut rng = Rng(2);
+    let kernel = QKernel::current();
+    println!("kernel: {} (fallback {:?})", kernel.name, kernel.fallback.map(|f| f.name));
+    for &(m, k, n) in &[(384, 384, 128), (1536, 384, 128), (384, 1536, 128)] {
+        let w: Vec<i8> = (0..m * k).map(|_| rng.next_u32() as i8).collect();
+        let x: Vec<u8> = (0..k * n).map(|_| rng.next_u32() as u8).collect();
+        let pa = PackedQA::new(kernel, Q8::I8(&w), m, k, k, 1, &[0]);
+        let scale = vec![1e-4; m];
+        let bias = vec![0.5; m];
+        let epi = QEpilogue { scale: &scale, bias: Some(&bias), ..QEpilogue::default() };
+        let mut c = vec![0f32; m * n];
+        let rhs = QRhs { data: Q8::U8(&x), zero: 117, k_stride: 1, n_stride: k };
+        let t = time(10, || qgemm(m, n, k, &pa, rhs, QOut::F32(&mut c), 1, m, &epi));
+        println!("{m:>5} x {k:>5} x {n:>4}  {t:.3} ms  {:.1} GMAC/s  ({})", (m * k * n) as f64 / t / 1e6, pa.kernel().name);
+    }
+}
