@@ -2,7 +2,8 @@
 # The whole test suite. Installs what it needs (scripts/setup.sh), then:
 #   1. unit and integration tests of every crate (release mode), including the ONNX backend
 #      node conformance suite (fails if a case in tests/onnx-node-passing.txt regresses);
-#   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8;
+#   2. the kernel property tests again as wasm (simd128 and scalar builds) in Node's V8, and
+#      the relaxed-SIMD build in headless Chromium's (tools/wasi-run-chromium.mjs; ADR 0037);
 #   3. whole models: Cairn vs onnxruntime on real architectures;
 #   3a. the coarse level of a real pretrained EfficientNet-Lite0 bundle agrees with the full
 #       model on >= 99% of decisive real-photo inputs (320 crops/flips of scikit-image photos);
