@@ -128,17 +128,8 @@ unsafe fn kernel_4x8_q8<const QUADS: bool>(kp: usize, a: *const i32, b: *const i
 /// As for [`QKernel::run_q8`], for each of the `tiles` tiles.
 #[inline(always)]
 pub(crate) unsafe fn sweep_q8(quads: bool, kp: usize, a: *const i32, bpanels: *const i32, tiles: usize, init: *const i32, t: &Q8Tile) {
-    if quads {
-        sweep_q8_in::<true>(kp, a, bpanels, tiles, init, t)
-    } else {
-        sweep_q8_in::<false>(kp, a, bpanels, tiles, init, t)
-    }
-}
-
-#[inline(always)]
-unsafe fn sweep_q8_in<const QUADS: bool>(kp: usize, a: *const i32, bpanels: *const i32, tiles: usize, init: *const i32, t: &Q8Tile) {
     for ti in 0..tiles {
-        store_q8(tile::<QUADS>(kp, a, bpanels.add(ti * kp * NR), init), t, t.out.add(ti * NR));
+        store_q8(tile_of_layout(quads, kp, a, bpanels.add(ti * kp * NR), init), t, t.out.add(ti * NR));
     }
 }
 
@@ -208,29 +199,9 @@ pub(crate) unsafe fn sweep_real_by_columns(
     out: *mut f32,
     cs: usize,
 ) {
-    if quads {
-        sweep_real_by_columns_in::<true>(kp, a, bpanels, tiles, init, s, b, bounds, out, cs)
-    } else {
-        sweep_real_by_columns_in::<false>(kp, a, bpanels, tiles, init, s, b, bounds, out, cs)
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn sweep_real_by_columns_in<const QUADS: bool>(
-    kp: usize,
-    a: *const i32,
-    bpanels: *const i32,
-    tiles: usize,
-    init: *const i32,
-    s: *const f32,
-    b: *const f32,
-    bounds: (f32, f32),
-    out: *mut f32,
-    cs: usize,
-) {
     for ti in 0..tiles {
-        store_real_by_columns(tile::<QUADS>(kp, a, bpanels.add(ti * kp * NR), init), s, b, bounds, out.add(ti * NR * cs), cs);
+        let acc = tile_of_layout(quads, kp, a, bpanels.add(ti * kp * NR), init);
+        store_real_by_columns(acc, s, b, bounds, out.add(ti * NR * cs), cs);
     }
 }
 
@@ -269,6 +240,16 @@ pub(crate) fn round_clamped(v: v128) -> v128 {
 #[inline(always)]
 pub(crate) fn round_plus_zero(v: v128, zero_bits: v128) -> v128 {
     i32x4_sub(f32x4_add(v, f32x4_splat(rule::MAGIC)), zero_bits)
+}
+
+/// [`tile`] of the layout `quads` names (loop-invariant in the sweeps, which LLVM unswitches).
+#[inline(always)]
+unsafe fn tile_of_layout(quads: bool, kp: usize, a: *const i32, b: *const i32, init: *const i32) -> [[v128; 2]; MR] {
+    if quads {
+        tile::<true>(kp, a, b, init)
+    } else {
+        tile::<false>(kp, a, b, init)
+    }
 }
 
 #[inline(always)]
