@@ -131,7 +131,7 @@ pub fn run_graph(graph: &Graph, bound: Vec<(String, Value)>, cx: &EvalContext, m
                 })
                 .collect::<Result<Vec<_>>>()
                 .map_err(located)?;
-            let start = times.is_some().then(std::time::Instant::now);
+            let start = times.is_some().then(crate::clock::now).flatten();
             let strings = inputs.iter().flatten().any(|v| matches!(v, Value::Strings(_)));
             let outputs = if strings && !node.op.takes_strings() {
                 crate::eval_interned(node.op.as_ref(), &inputs, node.outputs.len(), cx)
@@ -140,7 +140,7 @@ pub fn run_graph(graph: &Graph, bound: Vec<(String, Value)>, cx: &EvalContext, m
             }
             .map_err(located)?;
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                times.push((i, start.elapsed().as_secs_f64()));
+                times.push((i, crate::clock::now().unwrap_or(start) - start));
             }
             drop(inputs);
             let declared = node.outputs.iter().filter(|o| !o.is_empty()).count();

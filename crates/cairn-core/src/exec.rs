@@ -243,8 +243,12 @@ impl Session {
         self.run_inner(inputs, false)
     }
 
-    /// Runs and times every step (native only: wasm has no monotonic clock in `std`).
+    /// Runs and times every step. On wasm32-unknown-unknown the embedder first installs a
+    /// clock ([`crate::install_profile_clock`]): std has none there.
     pub fn run_profiled(&self, inputs: HashMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        if crate::clock::now().is_none() {
+            return Err(Error::Graph("a profiled run needs a clock: install one with cairn_core::install_profile_clock".into()));
+        }
         self.run_inner(inputs, true)
     }
 
@@ -389,11 +393,11 @@ impl Session {
                     }
                 })
                 .collect();
-            let start = times.is_some().then(std::time::Instant::now);
+            let start = times.is_some().then(crate::clock::now).flatten();
             let ran = if shared.is_some() { node.op.run_in_place(&ins, &mut outs) } else { node.op.run(&ins, &mut outs) };
             ran.map_err(|e| e.at_node(&node.name, &node.op_type))?;
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                times.push(start.elapsed().as_secs_f64());
+                times.push(crate::clock::now().unwrap_or(start) - start);
             }
         }
         Ok(plan.outputs.iter().zip(&self.graph.outputs).map(|(&v, info)| (info.name.clone(), view(v).to_tensor())).collect())

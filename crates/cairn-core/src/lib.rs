@@ -10,6 +10,7 @@
 compile_error!("Cairn supports little-endian targets only");
 
 mod attrs;
+mod clock;
 mod dtype;
 pub mod eager;
 mod error;
@@ -28,6 +29,7 @@ mod value;
 pub mod width;
 
 pub use attrs::{Attr, Attrs};
+pub use clock::install_profile_clock;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use exec::{RunStats, Session, StepTime};

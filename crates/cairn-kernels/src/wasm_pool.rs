@@ -32,6 +32,39 @@ static WORKERS: AtomicUsize = AtomicUsize::new(0);
 /// Set while a job runs: a second caller (a task that itself splits) runs inline.
 static BUSY: AtomicU32 = AtomicU32::new(0);
 
+/// What the pool did since the last [`take_counters`], for profiles (bench/web/profile_ops.mjs):
+/// how the tasks of split jobs fell between the caller and the workers, and how often a
+/// thread parked in `memory.atomic.wait` (each park costs a wake-up of tens of microseconds).
+/// Relaxed counters bumped once per job or task, never inside a spin loop.
+static COUNTERS: [AtomicU64; Counter::COUNT] = [const { AtomicU64::new(0) }; Counter::COUNT];
+
+/// The pool's counters, in [`take_counters`]' order.
+#[derive(Clone, Copy)]
+pub enum Counter {
+    /// Jobs published to the workers (calls of [`run`] that split).
+    Jobs,
+    /// Tasks of those jobs the calling thread ran.
+    CallerTasks,
+    /// Tasks of those jobs the workers ran.
+    WorkerTasks,
+    /// Times a worker parked between jobs (its spin window ran out).
+    WorkerParks,
+    /// Times the caller parked at a join, waiting for a worker's last task.
+    CallerParks,
+}
+
+impl Counter {
+    pub const COUNT: usize = 5;
+    fn bump(self, by: u64) {
+        COUNTERS[self as usize].fetch_add(by, Relaxed);
+    }
+}
+
+/// The counters ([`Counter`] order) since the last call, and resets them.
+pub fn take_counters() -> [u64; Counter::COUNT] {
+    COUNTERS.each_ref().map(|c| c.swap(0, Relaxed))
+}
+
 type Body<'a> = &'a (dyn Fn(usize) + Sync);
 
 /// Spins before parking, in `spin_loop` hints: consecutive layers publish jobs a few
@@ -60,7 +93,8 @@ pub(crate) fn run(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     WAKE.fetch_add(1, Release);
     // SAFETY: WAKE is a live static; notify only wakes waiters on that address.
     unsafe { memory_atomic_notify(WAKE.as_ptr(), u32::MAX) };
-    work(generation);
+    Counter::Jobs.bump(1);
+    Counter::CallerTasks.bump(work(generation));
     let mut spins = 0u32;
     loop {
         let done = DONE.load(Acquire);
@@ -71,6 +105,9 @@ pub(crate) fn run(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         if spins < SPINS_BEFORE_PARK {
             std::hint::spin_loop();
         } else {
+            if spins == SPINS_BEFORE_PARK {
+                Counter::CallerParks.bump(1);
+            }
             // A worker was descheduled mid-task: sleep until the last task's notify
             // (1 ms timeout as a guard against a lost wake-up).
             // SAFETY: DONE is a live static.
@@ -81,13 +118,15 @@ pub(crate) fn run(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     BUSY.store(0, Release);
 }
 
-/// Claims and runs tasks of job `generation` until none are left or a newer job is out.
-fn work(generation: u64) {
+/// Claims and runs tasks of job `generation` until none are left or a newer job is out;
+/// returns how many it ran.
+fn work(generation: u64) -> u64 {
+    let mut ran = 0;
     loop {
         let state = STATE.load(Acquire);
         let (tasks, next) = ((state >> 20) & FIELD, state & FIELD);
         if state >> 40 != generation || next >= tasks {
-            return;
+            return ran;
         }
         if STATE.compare_exchange_weak(state, state + 1, AcqRel, Relaxed).is_err() {
             continue;
@@ -96,6 +135,7 @@ fn work(generation: u64) {
         // so its caller is still waiting and JOB points at its live body.
         let body = unsafe { *JOB.load(Acquire) };
         body(next as usize);
+        ran += 1;
         if DONE.fetch_add(1, Release) as u64 + 1 == tasks {
             // SAFETY: DONE is a live static.
             unsafe { memory_atomic_notify(DONE.as_ptr(), 1) };
@@ -109,13 +149,16 @@ pub fn worker_loop() -> ! {
     WORKERS.fetch_add(1, Release);
     loop {
         let wake = WAKE.load(Acquire);
-        work(STATE.load(Acquire) >> 40);
+        Counter::WorkerTasks.bump(work(STATE.load(Acquire) >> 40));
         let mut spins = 0u32;
         while WAKE.load(Acquire) == wake {
             spins += 1;
             if spins < SPINS_BEFORE_PARK {
                 std::hint::spin_loop();
             } else {
+                if spins == SPINS_BEFORE_PARK {
+                    Counter::WorkerParks.bump(1);
+                }
                 // SAFETY: WAKE is a live static; returns at once if a job was published since.
                 unsafe { memory_atomic_wait32(WAKE.as_ptr(), wake, -1) };
             }

@@ -110,6 +110,13 @@ impl Model {
         typed::run(&self.session, spec, buffer)
     }
 
+    /// Runs as `runTensors` and times every step: a JSON list of `[node, op type,
+    /// milliseconds]` in run order, outputs dropped (bench/web/profile_ops.mjs).
+    #[wasm_bindgen(js_name = profileTensors)]
+    pub fn profile_tensors(&self, spec: &str, buffer: &[u8]) -> Result<String, JsError> {
+        typed::profile(&self.session, spec, buffer)
+    }
+
     /// Runs at a run-time width (a share of the full model's MACs; 1 = full): the model's
     /// nearest width runs, and `width` of the result says which. Models without widths run
     /// in full. Switching widths reloads nothing: a narrower width is cut from the weights

@@ -27,3 +27,11 @@ pub fn wasm_memory() -> JsValue {
 pub fn fork_join_spin_jobs(jobs: u32, spins: u32, split: bool) {
     cairn_kernels::wasm_pool::spin_jobs(jobs as usize, spins, split)
 }
+
+/// What the pool did since the last call (and resets it): jobs split, tasks run by the
+/// caller, tasks run by the workers, worker parks, caller parks at joins
+/// (bench/web/profile_ops.mjs).
+#[wasm_bindgen(js_name = poolCounters)]
+pub fn pool_counters() -> Vec<f64> {
+    cairn_kernels::wasm_pool::take_counters().map(|c| c as f64).to_vec()
+}

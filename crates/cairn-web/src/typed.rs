@@ -91,9 +91,30 @@ pub(crate) fn run(session: &cairn_core::Session, spec_json: &str, buffer: &[u8])
     Ok(pack(session.run(inputs).map_err(js_err)?))
 }
 
+/// Runs as [`run`] and times every step: a JSON list of `[node, op type, milliseconds]` in
+/// run order (the outputs are dropped). For per-operator profiles of the browser builds
+/// (bench/web/profile_ops.mjs); the clock is the embedder's `performance.now`.
+pub(crate) fn profile(session: &cairn_core::Session, spec_json: &str, buffer: &[u8]) -> Result<String, JsError> {
+    #[cfg(target_arch = "wasm32")]
+    cairn_core::install_profile_clock(|| performance_now() / 1000.0);
+    let inputs = unpack(spec_json, buffer).map_err(|e| JsError::new(&e))?;
+    let (_, stats) = session.run_profiled(inputs).map_err(js_err)?;
+    let steps: Vec<(String, String, f64)> = stats.profile.into_iter().map(|s| (s.node, s.op_type, s.seconds * 1000.0)).collect();
+    serde_json::to_string(&steps).map_err(js_err)
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen]
+extern "C" {
+    /// The page's or worker's monotonic clock, in milliseconds (Node has it as a global too).
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_core::{Attrs, Graph, Node, NodeSpec, Registry, Session, ValueInfo};
 
     fn spec(name: &str, dtype: &str, shape: &[usize], offset: usize, bytes: usize) -> Spec {
         Spec { name: name.into(), dtype: dtype.into(), shape: shape.to_vec(), offset, bytes }
@@ -138,5 +159,34 @@ mod tests {
         let err = unpack(&serde_json::to_string(&[spec("m", "bool", &[2], 0, 2)]).unwrap(), &[1, 2]).unwrap_err();
         assert!(err.contains("only 0 and 1"), "{err}");
         assert!(unpack("{not json", &buffer).unwrap_err().contains("not valid"));
+    }
+
+    /// A profiled run lists every step of the plan in run order, with its op and a time.
+    #[test]
+    fn a_profile_names_every_step_with_its_time() {
+        let node = |name: &str, op: &str, x: &str, y: &str| {
+            let spec = NodeSpec {
+                name: name.into(),
+                domain: String::new(),
+                op_type: op.into(),
+                attrs: Attrs::new(),
+                inputs: vec![Some(x.into())],
+                outputs: vec![y.into()],
+            };
+            Node::build(spec, 17, Registry::global()).unwrap()
+        };
+        let graph = Graph {
+            inputs: vec![ValueInfo { name: "x".into(), dtype: DType::F32, dims: None }],
+            outputs: vec![ValueInfo { name: "z".into(), dtype: DType::F32, dims: None }],
+            initializers: HashMap::new(),
+            nodes: vec![node("first", "Relu", "x", "y"), node("second", "Neg", "y", "z")],
+            opset: 17,
+        };
+        let session = Session::new(graph);
+        let x: Vec<u8> = [1.0f32, -2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let specs = serde_json::to_string(&[spec("x", "f32", &[3], 0, 12)]).unwrap();
+        let steps: Vec<(String, String, f64)> = serde_json::from_str(&profile(&session, &specs, &x).unwrap()).unwrap();
+        assert_eq!(steps.iter().map(|(n, op, _)| (n.as_str(), op.as_str())).collect::<Vec<_>>(), [("first", "Relu"), ("second", "Neg")]);
+        assert!(steps.iter().all(|&(_, _, ms)| ms >= 0.0 && ms.is_finite()));
     }
 }
