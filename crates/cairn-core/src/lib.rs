@@ -25,6 +25,8 @@ mod registry;
 mod run_order;
 mod strings;
 mod tensor;
+#[cfg(test)]
+mod testutil;
 mod value;
 pub mod width;
 

@@ -784,11 +784,6 @@ mod tests {
         }
     }
 
-    /// Runs `f` with the kernels on `n` threads.
-    fn on_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(f)
-    }
-
     /// The copies around the GEMM (im2col rows, phase planes, the written-out and the
     /// in-place stems' rows) split over the threads on layers this large: the outputs are
     /// the same to the bit as on one thread.
@@ -809,7 +804,7 @@ mod tests {
             let osz = g.oh * g.ow;
             assert!(c * k * k * osz >= cairn_kernels::parallel::ROW_BLOCKS_MIN_ELEMENTS, "the case must be large enough to split");
             let run = |threads: usize| {
-                on_threads(threads, || {
+                crate::testutil::on_threads(threads, || {
                     let mut im2col = vec![0.0f32; m * osz];
                     conv_forward(&g, 1, &[1, c, hw, hw], &x, m, &Filters::Raw(&w), Some(&bias), Activation::Relu, None, &mut im2col);
                     let packed = pack_tap_major(Isa::current(), &w, &[m, c, k, k]);

@@ -407,7 +407,7 @@ mod tests {
         let out = op.infer(&facts.iter().map(Some).collect::<Vec<_>>()).unwrap().remove(0);
         assert_eq!(out.shape, [1, m, hw / 2, hw / 2]);
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            crate::testutil::on_threads(threads, || {
                 let mut y = Tensor::zeros(out.dtype, out.shape.clone()).unwrap();
                 let views: Vec<Option<TensorRef>> = inputs.iter().map(|t| Some(t.view())).collect();
                 let mut outs: Vec<TensorMut> = vec![y.view_mut()];

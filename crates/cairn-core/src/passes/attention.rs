@@ -213,6 +213,7 @@ impl Matcher<'_> {
 #[cfg(test)]
 mod tests {
     use crate::passes::test_support::{graph, node};
+    use crate::testutil::on_threads;
     use crate::{Attr, DType, Dim, Graph, Session, Tensor, TensorData, ValueInfo};
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -364,12 +365,12 @@ mod tests {
     fn threads_split_query_rows_with_the_same_result() {
         // 2 x 128 x 4 x 64 output values: above the row-block threshold, so two threads split it.
         let c = Case { b: 2, sq: 128, sk: 128, heads: 4, d: 16, dv: 64, mask: Some(vec![2, 1, 1, 128]), ..BERT };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let (fused, _) = crate::passes::fuse::fuse(block(&c)).unwrap();
         let fused = fused.validated().unwrap();
-        let one = Session::new(fused.clone()).run(feeds(&c)).unwrap();
-        let two = pool.install(|| Session::new(fused).run(feeds(&c)).unwrap());
+        // One thread against two (the process's own pool has as many threads as cores).
+        let one = on_threads(1, || Session::new(fused.clone()).run(feeds(&c)).unwrap());
+        let two = on_threads(2, || Session::new(fused).run(feeds(&c)).unwrap());
         assert_eq!(one[0].1.f32s().unwrap(), two[0].1.f32s().unwrap());
-        pool.install(|| check(&c, 1));
+        on_threads(2, || check(&c, 1));
     }
 }
