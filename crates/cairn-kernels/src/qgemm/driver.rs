@@ -182,6 +182,9 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
     let cols = n_end - j0;
     pack_b(b, k, j0, cols, nr, a.kernel.layout, pb);
     let mut tile = [0i32; MAX_TILE];
+    // simd128: which inlined sweep (if any) fits the kernel, once per block.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let sweep = crate::wasm32::qgemm::sweep_layout(&a.kernel);
     let panels = a.data.chunks_exact((kp * mr).max(1)).enumerate().take(m.div_ceil(mr));
     for (pi, panel) in panels.skip(task.panels.start).take(task.panels.len()) {
         let r0 = pi * mr;
@@ -190,8 +193,6 @@ fn column_block(m: usize, k: usize, a: &PackedQA, b: &QRhs, init: &[i32], dst: R
         #[allow(unused_mut)] // only simd128 builds sweep full tiles first
         let mut first = 0;
         // simd128: the full tiles of the panel in one call with the tile inlined (see `sweep_q8`).
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        let sweep = crate::wasm32::qgemm::sweep_layout(&a.kernel);
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if let (Some(quads), Some((qlo, qhi)), true, true) = (sweep, rq.fast, rows == mr, !rq.si.is_empty()) {
             first = cols / nr;
