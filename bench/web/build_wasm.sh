@@ -16,8 +16,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   echo "installing wasm-bindgen-cli $want (about 3 minutes, once)"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet
 fi
+# Every engine build turns LLVM's loop strength reduction off (docs/adr/0038): it rewrites the
+# kernels' pointer walks without `inbounds`, so the wasm backend can no longer fold constant
+# offsets into the loads' offset immediates, and V8 then spends an `lea` per load (the f32
+# GEMM's 4x8 tile: four of its six loads). Off: MobileNetV2 f32 -6%, the text encoder -2%.
+WASM_LLVM_FLAGS="-C llvm-args=-disable-lsr"
 build() { # name rustflags [cargo args...] [-- rustc args for cairn-web only]; CAIRN_WASM_DIR: target dir name
-  local name=$1 flags=$2 dir=${CAIRN_WASM_DIR:-$1}
+  local name=$1 flags="$2 $WASM_LLVM_FLAGS" dir=${CAIRN_WASM_DIR:-$1}
   shift 2
   RUSTFLAGS="$flags" cargo rustc --lib --quiet --profile wasm-release --target wasm32-unknown-unknown -p cairn-web --target-dir "target/wasm-$dir" "$@" &&
     wasm-bindgen --target web --out-dir "target/web-pkg/$name" "target/wasm-$dir/wasm32-unknown-unknown/wasm-release/cairn_web.wasm"

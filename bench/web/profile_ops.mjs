@@ -6,11 +6,14 @@
 //
 //   node [--experimental-wasm-relaxed-simd] bench/web/profile_ops.mjs --model M.onnx
 //     [--build threads-relaxed] [--threads 2] [--runs 50] [--json out.json]
+// A model whose first input is int64 (a text encoder, e.g. target/text-model/minilm_l6.onnx)
+// gets the text benchmark's 128-token batch of one (text_harness.mjs's `inputs`).
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startThreadPool, spawnNodeWorker } from '../../web/src/thread-pool.js';
 import { makeInput, INPUT_SHAPE_NCHW } from './engines.mjs';
+import { inputs as textInputs, SEQ } from './text_harness.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const arg = (name, dflt) => {
@@ -26,9 +29,17 @@ const pkg = await import(pkgUrl);
 await pkg.default({ module_or_path: await readFile(path.join(root, `target/web-pkg/${build}/cairn_web_bg.wasm`)) });
 if (threads > 1) await startThreadPool(pkg, pkgUrl, threads, spawnNodeWorker);
 const model = new pkg.Model(new Uint8Array(await readFile(modelPath)));
-const x = makeInput();
-const spec = JSON.stringify([{ name: model.inputNames()[0], dtype: 'f32', shape: INPUT_SHAPE_NCHW, offset: 0, bytes: x.byteLength }]);
-const bytes = new Uint8Array(x.buffer);
+const isText = model.inputNames().includes('input_ids');
+const feeds = isText ? Object.entries(textInputs(1)).filter(([n]) => model.inputNames().includes(n)) : [[model.inputNames()[0], makeInput()]];
+const specs = [];
+let offset = 0;
+for (const [name, data] of feeds) {
+  specs.push({ name, dtype: isText ? 'i64' : 'f32', shape: isText ? [1, SEQ] : INPUT_SHAPE_NCHW, offset, bytes: data.byteLength });
+  offset += data.byteLength;
+}
+const spec = JSON.stringify(specs);
+const bytes = new Uint8Array(offset);
+for (const [i, [, data]] of feeds.entries()) bytes.set(new Uint8Array(data.buffer), specs[i].offset);
 
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const perRun = []; // [{ wall, steps: [[node, op, ms]] }]

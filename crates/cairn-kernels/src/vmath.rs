@@ -186,10 +186,15 @@ fn softmax_row(v: &mut [f32]) {
 
 /// simd128 forms, written with intrinsics: LLVM does not vectorize the scalar loops for
 /// wasm (they ran at 4-9 ns an element in V8). Same operations in the same order as the
-/// scalar functions, so results are bit-identical to them.
+/// scalar functions, so the simd128 build's results are bit-identical to them. The relaxed
+/// build fuses each multiply-add of the polynomials ([`madd`]): their multiplies and adds
+/// were the whole cost (V8 runs them on two ports; exp was ~13 cycles a vector), and a
+/// fused step is at least as accurate, so there results may differ from the scalar forms
+/// in the last bit.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use crate::math::{ERF_P, ERF_Q};
+    use crate::wasm32::madd;
     use core::arch::wasm32::*;
 
     /// [`crate::math::exp_fast`] on four lanes.
@@ -199,12 +204,13 @@ mod simd128 {
         let xc = f32x4_pmin(f32x4_pmax(splat(-87.3), x), splat(88.0));
         // pmax(-87.3, NaN) is -87.3, like the scalar comparison.
         let round = splat(12_582_912.0);
-        let shifted = f32x4_add(f32x4_mul(xc, splat(std::f32::consts::LOG2_E)), round);
+        let shifted = madd(xc, splat(std::f32::consts::LOG2_E), round);
         let k = f32x4_sub(shifted, round);
-        let r = f32x4_sub(f32x4_sub(xc, f32x4_mul(k, splat(0.693_145_75))), f32x4_mul(k, splat(1.428_606_8e-6)));
+        // xc - k ln2 in two parts (Cody-Waite), as the scalar form subtracts them.
+        let r = madd(k, splat(-1.428_606_8e-6), madd(k, splat(-0.693_145_75), xc));
         let mut p = splat(1.0 / 720.0);
         for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = f32x4_add(splat(c), f32x4_mul(r, p));
+            p = madd(r, p, splat(c));
         }
         // 2^k from the bits of `shifted` (1.5 * 2^23 + k, k in [-126, 127]): its low bits
         // are k plus those of 1.5 * 2^23, which the shift by 23 pushes out. The integer k the
@@ -233,11 +239,11 @@ mod simd128 {
         let z = f32x4_mul(x, x);
         let mut p = f32x4_splat(ERF_P[0]);
         for &c in &ERF_P[1..] {
-            p = f32x4_add(f32x4_mul(p, z), f32x4_splat(c));
+            p = madd(p, z, f32x4_splat(c));
         }
         let mut q = f32x4_splat(ERF_Q[0]);
         for &c in &ERF_Q[1..] {
-            q = f32x4_add(f32x4_mul(q, z), f32x4_splat(c));
+            q = madd(q, z, f32x4_splat(c));
         }
         f32x4_div(f32x4_mul(x, p), q)
     }
@@ -349,8 +355,8 @@ mod tests {
         exp_in_place(&mut e);
         erf_in_place(&mut r);
         for (i, &v) in x.iter().enumerate() {
-            assert_eq!(e[i].to_bits(), exp_fast(v).to_bits(), "exp({v})");
-            assert!(r[i].to_bits() == erf_fast(v).to_bits() || (r[i].is_nan() && v.is_nan()), "erf({v}): {} vs {}", r[i], erf_fast(v));
+            assert!(same_up_to_fusion(e[i], exp_fast(v), exp_fast(v)), "exp({v}): {} vs {}", e[i], exp_fast(v));
+            assert!(same_up_to_fusion(r[i], erf_fast(v), erf_fast(v)), "erf({v}): {} vs {}", r[i], erf_fast(v));
         }
         let (mut s, mut t) = (x.clone(), x.clone());
         sigmoid_in_place(&mut s);
@@ -362,8 +368,19 @@ mod tests {
         let mut g = x.clone();
         gelu_in_place(&mut g);
         for (i, &v) in x.iter().enumerate() {
-            assert!(g[i].to_bits() == gelu(v).to_bits() || (g[i].is_nan() && v.is_nan()), "gelu({v})");
+            // (GELU's 1 + erf cancels for large negative x: one unit of erf moves it by ~|x| 1e-7.)
+            assert!(same_up_to_fusion(g[i], gelu(v), v), "gelu({v}): {} vs {}", g[i], gelu(v));
         }
+    }
+
+    /// The same bits (both NaN counts), except in the relaxed wasm build, whose polynomial
+    /// steps are fused multiply-adds: there within 1e-6 of `scale`'s magnitude.
+    fn same_up_to_fusion(vector: f32, scalar: f32, scale: f32) -> bool {
+        if vector.to_bits() == scalar.to_bits() || (vector.is_nan() && scalar.is_nan()) {
+            return true;
+        }
+        let fused = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
+        fused && (vector - scalar).abs() <= 1e-6 * scale.abs()
     }
 
     #[test]
