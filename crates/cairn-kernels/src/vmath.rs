@@ -139,20 +139,57 @@ per_isa! {
 }
 
 /// One row's softmax with the target's kernel: simd128 in wasm, else the portable one
-/// (which `per_isa!` compiles for each x86 ISA). Inlined into both row loops above.
+/// (which `per_isa!` compiles for each x86 ISA). Inlined into the row loops above.
 #[inline(always)]
 fn softmax_row_for_target(row: &mut [f32]) {
+    let inv = 1.0 / exp_minus_max_for_target(row);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    simd128::softmax_row(row);
+    simd128::scale_row(row, inv);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    softmax_row(row);
+    scale_row(row, inv);
+}
+
+/// `row = exp(row - max(row))`, returning the sum, with the target's kernel.
+#[inline(always)]
+fn exp_minus_max_for_target(row: &mut [f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::exp_minus_max(row);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    return exp_minus_max(row);
+}
+
+per_isa! {
+    /// Softmax without its last pass: every run of `n` becomes `exp(x - max(run))` and
+    /// `inv_sums[r]` gets `1 / sum` of run `r`, for a caller that scales a smaller product
+    /// instead (attention scales `P V`, `dv` wide, rather than `P`, `Sk` wide).
+    /// `xs.len()` must be `n * inv_sums.len()`.
+    pub fn softmax_rows_unscaled(xs: &mut [f32], n: usize, inv_sums: &mut [f32]) {
+        assert_eq!(xs.len(), n * inv_sums.len(), "softmax_rows_unscaled: {} rows of {n} is not {} values", inv_sums.len(), xs.len());
+        for (row, inv) in xs.chunks_exact_mut(n).zip(inv_sums.iter_mut()) {
+            *inv = 1.0 / exp_minus_max_for_target(row);
+        }
+    }
+}
+
+per_isa! {
+    /// `y[r * ld..][..width] *= scales[r]` for every row `r` of `scales`: the last pass of
+    /// [`softmax_rows_unscaled`], applied to a product of its rows.
+    pub fn scale_rows(y: &mut [f32], ld: usize, width: usize, scales: &[f32]) {
+        for (r, &s) in scales.iter().enumerate() {
+            let row = &mut y[r * ld..r * ld + width];
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            simd128::scale_row(row, s);
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            scale_row(row, s);
+        }
+    }
 }
 
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
-/// One row: max, exp and sum, scale. Eight partial maxima and sums keep the
+/// One row: max, then exp and sum. Sixteen partial maxima and sums keep the
 /// reductions in vector registers (a single accumulator would serialize them).
 #[inline(always)]
-fn softmax_row(v: &mut [f32]) {
+fn exp_minus_max(v: &mut [f32]) -> f32 {
     const W: usize = 16;
     let mut lanes = [f32::NEG_INFINITY; W];
     let mut chunks = v.chunks_exact(W);
@@ -178,9 +215,14 @@ fn softmax_row(v: &mut [f32]) {
         *x = exp_fast(*x - max);
         sum += *x;
     }
-    let inv = 1.0 / sum;
+    sum
+}
+
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+fn scale_row(v: &mut [f32], s: f32) {
     for x in v.iter_mut() {
-        *x *= inv;
+        *x *= s;
     }
 }
 
@@ -269,9 +311,9 @@ mod simd128 {
         }
     }
 
-    /// [`super::softmax_row`] four lanes wide.
+    /// [`super::exp_minus_max`] four lanes wide.
     #[inline(always)]
-    pub(super) fn softmax_row(v: &mut [f32]) {
+    pub(super) fn exp_minus_max(v: &mut [f32]) -> f32 {
         let mut chunks = v.chunks_exact(4);
         let mut m = f32x4_splat(f32::NEG_INFINITY);
         for c in &mut chunks {
@@ -300,15 +342,21 @@ mod simd128 {
             *x = crate::math::exp_fast(*x - max);
             sum += *x;
         }
-        let inv = f32x4_splat(1.0 / sum);
+        sum
+    }
+
+    /// `v *= s`, four lanes at a time.
+    #[inline(always)]
+    pub(super) fn scale_row(v: &mut [f32], s: f32) {
+        let vs = f32x4_splat(s);
         let mut chunks = v.chunks_exact_mut(4);
         for c in &mut chunks {
             let p = c.as_mut_ptr() as *mut v128;
             // SAFETY: `c` holds four f32.
-            unsafe { v128_store(p, f32x4_mul(v128_load(p), inv)) };
+            unsafe { v128_store(p, f32x4_mul(v128_load(p), vs)) };
         }
         for x in chunks.into_remainder() {
-            *x *= 1.0 / sum;
+            *x *= s;
         }
     }
 }
@@ -381,6 +429,27 @@ mod tests {
         }
         let fused = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
         fused && (vector - scalar).abs() <= 1e-6 * scale.abs()
+    }
+
+    #[test]
+    fn unscaled_softmax_then_scale_rows_is_softmax() {
+        let (rows, n) = (5, 131);
+        let x: Vec<f32> = (0..rows * n).map(|i| ((i as f32) * 0.61).cos() * 6.0).collect();
+        let mut want = x.clone();
+        softmax_rows(&mut want, n);
+        let (mut got, mut inv) = (x.clone(), vec![0.0; rows]);
+        softmax_rows_unscaled(&mut got, n, &mut inv);
+        // Scaled in place with a row stride wider than the rows (as attention's output is).
+        let ld = n + 3;
+        let mut strided = vec![-1.0f32; rows * ld];
+        for r in 0..rows {
+            strided[r * ld..r * ld + n].copy_from_slice(&got[r * n..(r + 1) * n]);
+        }
+        scale_rows(&mut strided, ld, n, &inv);
+        for r in 0..rows {
+            assert_eq!(&strided[r * ld..r * ld + n], &want[r * n..(r + 1) * n], "row {r}");
+            assert_eq!(&strided[r * ld + n..(r + 1) * ld], &[-1.0; 3], "row {r}'s gap was written");
+        }
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl FusedAttention {
         cairn_kernels::parallel::for_row_blocks(y, row_len, |r0, block| {
             let rows = block.len() / row_len;
             let mut scores_buf = vec![0.0f32; rows.min(d.sq) * d.sk];
+            let mut inv_sums = vec![0.0f32; rows.min(d.sq)];
             let mut scratch = Vec::new();
             let mut r = r0;
             while r < r0 + rows {
@@ -185,7 +186,9 @@ impl FusedAttention {
                         false,
                         &epilogue,
                     );
-                    vmath::softmax_rows(scores, d.sk);
+                    // Softmax without its scaling pass: the 1 / sum of each row scales the
+                    // row of P V below instead (dv wide rather than Sk).
+                    vmath::softmax_rows_unscaled(scores, d.sk, &mut inv_sums[..m]);
                     let v_at = b * d.sk * h * dv + head * dv;
                     gemm(
                         m,
@@ -198,6 +201,7 @@ impl FusedAttention {
                         false,
                         &Epilogue::default(),
                     );
+                    vmath::scale_rows(&mut out[head * dv..], row_len, dv, &inv_sums[..m]);
                 }
                 r += m;
             }
