@@ -15,6 +15,7 @@ export function report(where, model, results, { sameFile = true } = {}) {
     const ratio = cairn ? (cairn.median_ms / r.median_ms).toFixed(2) : '-';
     const rss = baseline && r.max_rss_bytes ? r.max_rss_bytes - baseline.max_rss_bytes : null;
     lines.push(`${(r.describe ?? r.engine).padEnd(40)} ${r.median_ms.toFixed(2).padStart(10)} ${r.min_ms.toFixed(2).padStart(8)} ${ratio.padStart(13)}  ${mib(rss).padStart(8)} | ${mib(r.engine_memory_bytes)}`);
+    if (r.timed_in === 'worker') lines.push(`  (timed inside its Web Worker; as the page saw it, message round trip included: median ${r.caller_median_ms.toFixed(2)}, min ${r.caller_min_ms.toFixed(2)} ms)`);
   }
   let agreement = null;
   if (cairn && ort) {
