@@ -68,7 +68,7 @@ pub fn gemm_on(
         }
         return;
     }
-    let kernel = isa.gemm_kernel();
+    let kernel = kernel_for(isa, m, k, &lhs);
     let tasks = split(m, n, k, kernel);
     let c_ptr = SendPtr(c.as_mut_ptr());
     for_each_task(&tasks, |(rows, cols)| {
@@ -79,7 +79,14 @@ pub fn gemm_on(
             // a short-K tile's arithmetic.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             if isa == Isa::WasmSimd128 {
-                let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| crate::wasm32::gemm::kernel_4x8(kc, a, b, ldb, c, ldc, acc, epi);
+                #[cfg(target_feature = "relaxed-simd")]
+                if kernel.mr == crate::wasm32::gemm::KERNEL_TALL.mr {
+                    let tile =
+                        |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| crate::wasm32::gemm::kernel_mx8::<5>(kc, a, b, ldb, c, ldc, acc, epi);
+                    return gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue);
+                }
+                let tile =
+                    |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| crate::wasm32::gemm::kernel_mx8::<4>(kc, a, b, ldb, c, ldc, acc, epi);
                 return gemm_block(kernel, tile, rows.clone(), cols.clone(), k, &lhs, &rhs, c_ptr.get(), ldc, accumulate, epilogue);
             }
             let tile = |kc, a, b, ldb, c, ldc, acc, epi: Option<&_>| (kernel.run)(kc, a, b, ldb, c, ldc, acc, epi);
@@ -87,6 +94,27 @@ pub fn gemm_on(
         }
     });
 }
+
+/// The micro-kernel for one product: the ISA's, except that the relaxed wasm build runs its
+/// 5-row tile where A is packed here (activations, not prepacked weights, whose panels are
+/// the 4-row kernel's) and the product is large enough to fill it: the encoder's products
+/// (128 tokens x K >= 384) gain ~5% in Chromium, MobileNetV2's convolutions (prepacked, few
+/// rows per output channel group) would lose to the partial tiles (docs/adr/0038).
+#[allow(unused_variables)]
+fn kernel_for(isa: Isa, m: usize, k: usize, lhs: &LhsOperand) -> MicroKernel {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if isa == Isa::WasmSimd128 && matches!(lhs, LhsOperand::Strided { .. }) && m >= TALL_MIN_ROWS && k >= TALL_MIN_K {
+        return crate::wasm32::gemm::KERNEL_TALL;
+    }
+    isa.gemm_kernel()
+}
+
+/// Smallest product the tall wasm tile takes: four full tiles of rows, and a K long enough
+/// that its tiles' set-up (accumulators, epilogue) is a small part of their time.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+const TALL_MIN_ROWS: usize = 20;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+const TALL_MIN_K: usize = 64;
 
 fn check_operands(isa: Isa, m: usize, n: usize, k: usize, lhs: &LhsOperand, rhs: &RhsOperand, epi: &Epilogue) {
     match lhs {

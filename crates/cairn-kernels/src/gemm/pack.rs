@@ -26,6 +26,7 @@ pub(crate) fn pack_a(a: &MatRef, alpha: f32, i0: usize, mc: usize, p0: usize, kc
                 4 => simd128::row_major_panel_4(src, a.ld, kc, alpha, dst),
                 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                 4 => row_major_panel::<4>(src, a.ld, kc, alpha, dst),
+                5 => row_major_panel::<5>(src, a.ld, kc, alpha, dst),
                 6 => row_major_panel::<6>(src, a.ld, kc, alpha, dst),
                 12 => row_major_panel::<12>(src, a.ld, kc, alpha, dst),
                 _ => generic_panel(a, alpha, i0 + r0, rows, mr, p0, kc, dst),

@@ -1,22 +1,30 @@
-//! simd128 micro-kernel, 4x8: eight v128 accumulators, two for the B row and one
-//! splat of A. V8 maps wasm values onto the 16 xmm registers of x86_64; 6x8 (15 live
-//! vectors) looked like a fit on paper but measured ~25% slower in Node 20 on
-//! MobileNetV2 (min 43 ms vs 34 ms; 5x8: 48 ms): TurboFan's allocator spills it.
-//! Without relaxed-simd there is no fused multiply-add: each step is a mul and an add;
-//! the relaxed build fuses them (`super::madd`).
+//! simd128 micro-kernels, 4x8 and (relaxed build) 5x8: a row of C is two v128
+//! accumulators. V8 maps wasm values onto the 16 xmm registers of x86_64 (15 allocatable).
+//! TurboFan keeps the wasm order of loads (each may trap) and sinks the pure arithmetic after
+//! them, so every broadcast of A loaded as its own splat is live at once: 4x8 fits (4 splats +
+//! 2 B + 8 accumulators), 6x8 does not (Node 20: 25% slower, ~1.35x on MobileNetV2; Chromium
+//! 156 allocates it better, -8% on the text encoder). The 5x8 tile loads rows 0-3 of A as one
+//! vector and broadcasts lanes with shuffles next to their use (2 A vectors + a shuffle + 2 B +
+//! 10 accumulators): Chromium -5% on the encoder's products, Node 20 the same as 4x8. Without
+//! relaxed-simd there is no fused multiply-add (each step is a mul and an add, one more live
+//! temporary), so that build has 4x8 only; the relaxed build fuses them (`super::madd`).
 
 use crate::gemm::{MicroKernel, TileEpilogue};
 use core::arch::wasm32::*;
 
-const MR: usize = 4;
 const NR: usize = 8;
 
-pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: MR, nr: NR, run: kernel_4x8, edge: None };
+pub(crate) const KERNEL: MicroKernel = MicroKernel { mr: 4, nr: NR, run: kernel_mx8::<4>, edge: None };
+
+/// The tall tile, for products whose A is packed per call (activations) and has rows enough
+/// for it ([`crate::gemm::driver`] decides); prepacked weights keep [`KERNEL`]'s panels.
+#[cfg(target_feature = "relaxed-simd")]
+pub(crate) const KERNEL_TALL: MicroKernel = MicroKernel { mr: 5, nr: NR, run: kernel_mx8::<5>, edge: None };
 
 /// # Safety
 /// See [`MicroKernel::run`].
 #[inline(always)]
-pub(crate) unsafe fn kernel_4x8(
+pub(crate) unsafe fn kernel_mx8<const MR: usize>(
     kc: usize,
     mut a: *const f32,
     mut b: *const f32,
@@ -36,8 +44,16 @@ pub(crate) unsafe fn kernel_4x8(
     for _ in 0..kc {
         let b0 = v128_load(b as *const v128);
         let b1 = v128_load(b.add(4) as *const v128);
+        // The 5-row tile: rows 0-3 of A in one vector (see the module note).
+        let a4 = if MR > 4 { v128_load(a as *const v128) } else { f32x4_splat(0.0) };
         for (i, row) in acc.iter_mut().enumerate() {
-            let av = v128_load32_splat(a.add(i) as *const u32);
+            let av = match i {
+                _ if MR == 4 || i >= 4 => v128_load32_splat(a.add(i) as *const u32),
+                0 => i32x4_shuffle::<0, 0, 0, 0>(a4, a4),
+                1 => i32x4_shuffle::<1, 1, 1, 1>(a4, a4),
+                2 => i32x4_shuffle::<2, 2, 2, 2>(a4, a4),
+                _ => i32x4_shuffle::<3, 3, 3, 3>(a4, a4),
+            };
             row[0] = super::madd(av, b0, row[0]);
             row[1] = super::madd(av, b1, row[1]);
         }
