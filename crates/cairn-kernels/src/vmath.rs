@@ -143,10 +143,7 @@ per_isa! {
 #[inline(always)]
 fn softmax_row_for_target(row: &mut [f32]) {
     let inv = 1.0 / exp_minus_max_for_target(row);
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    simd128::scale_row(row, inv);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    scale_row(row, inv);
+    scale_row_for_target(row, inv);
 }
 
 /// `row = exp(row - max(row))`, returning the sum, with the target's kernel.
@@ -156,6 +153,15 @@ fn exp_minus_max_for_target(row: &mut [f32]) -> f32 {
     return simd128::exp_minus_max(row);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     return exp_minus_max(row);
+}
+
+/// `row *= s` with the target's kernel.
+#[inline(always)]
+fn scale_row_for_target(row: &mut [f32], s: f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::scale_row(row, s);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    scale_row(row, s);
 }
 
 per_isa! {
@@ -176,11 +182,7 @@ per_isa! {
     /// [`softmax_rows_unscaled`], applied to a product of its rows.
     pub fn scale_rows(y: &mut [f32], ld: usize, width: usize, scales: &[f32]) {
         for (r, &s) in scales.iter().enumerate() {
-            let row = &mut y[r * ld..r * ld + width];
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            simd128::scale_row(row, s);
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-            scale_row(row, s);
+            scale_row_for_target(&mut y[r * ld..r * ld + width], s);
         }
     }
 }
