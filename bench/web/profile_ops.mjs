@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startThreadPool, spawnNodeWorker } from '../../web/src/thread-pool.js';
 import { makeInput, INPUT_SHAPE_NCHW } from './engines.mjs';
-import { inputs as textInputs, SEQ } from './text_harness.mjs';
+import { inputs as textInputs, packTensors, SEQ } from './text_harness.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const arg = (name, dflt) => {
@@ -31,15 +31,7 @@ if (threads > 1) await startThreadPool(pkg, pkgUrl, threads, spawnNodeWorker);
 const model = new pkg.Model(new Uint8Array(await readFile(modelPath)));
 const isText = model.inputNames().includes('input_ids');
 const feeds = isText ? Object.entries(textInputs(1)).filter(([n]) => model.inputNames().includes(n)) : [[model.inputNames()[0], makeInput()]];
-const specs = [];
-let offset = 0;
-for (const [name, data] of feeds) {
-  specs.push({ name, dtype: isText ? 'i64' : 'f32', shape: isText ? [1, SEQ] : INPUT_SHAPE_NCHW, offset, bytes: data.byteLength });
-  offset += data.byteLength;
-}
-const spec = JSON.stringify(specs);
-const bytes = new Uint8Array(offset);
-for (const [i, [, data]] of feeds.entries()) bytes.set(new Uint8Array(data.buffer), specs[i].offset);
+const { spec, buffer: bytes } = packTensors(feeds.map(([name, data]) => ({ name, dtype: isText ? 'i64' : 'f32', shape: isText ? [1, SEQ] : INPUT_SHAPE_NCHW, data })));
 
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const perRun = []; // [{ wall, steps: [[node, op, ms]] }]

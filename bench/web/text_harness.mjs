@@ -57,21 +57,27 @@ async function cairnWasm(host, forced) {
 }
 
 /** Cairn's model on packed int64 inputs (the worker's path: runTensors). */
+/**
+ * Tensors (`[{ name, dtype, shape, data }]`) as `Model.runTensors` takes them: a JSON list of
+ * specs and one buffer holding every tensor's bytes back to back.
+ */
+export function packTensors(tensors) {
+  const specs = [];
+  let offset = 0;
+  for (const { name, dtype, shape, data } of tensors) {
+    specs.push({ name, dtype, shape, offset, bytes: data.byteLength });
+    offset += data.byteLength;
+  }
+  const buffer = new Uint8Array(offset);
+  tensors.forEach(({ data }, i) => buffer.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), specs[i].offset));
+  return { spec: JSON.stringify(specs), buffer };
+}
+
 export function cairnEncoder(pkg, bytes) {
   const model = new pkg.Model(bytes);
   const run = (feeds, batch) => {
-    const specs = [];
-    const parts = [];
-    let offset = 0;
-    for (const [name, data] of Object.entries(feeds)) {
-      specs.push({ name, dtype: 'i64', shape: [batch, SEQ], offset, bytes: data.byteLength });
-      parts.push(new Uint8Array(data.buffer));
-      offset += data.byteLength;
-    }
-    const buffer = new Uint8Array(offset);
-    let at = 0;
-    for (const p of parts) { buffer.set(p, at); at += p.length; }
-    const out = model.runTensors(JSON.stringify(specs), buffer);
+    const { spec: specJson, buffer } = packTensors(Object.entries(feeds).map(([name, data]) => ({ name, dtype: 'i64', shape: [batch, SEQ], data })));
+    const out = model.runTensors(specJson, buffer);
     const { bytes: outBytes, spec } = out;
     out.free();
     const s = JSON.parse(spec)[0];
