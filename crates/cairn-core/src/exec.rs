@@ -311,6 +311,7 @@ impl Session {
     }
 
     fn run_inner(&self, inputs: HashMap<String, Tensor>, profile: bool) -> Result<(Vec<(String, Tensor)>, RunStats)> {
+        cairn_kernels::parallel::wake_pool();
         if self.eager_graph || self.known_eager(&inputs) {
             return self.run_eager_tensors(inputs, profile);
         }

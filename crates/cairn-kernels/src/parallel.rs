@@ -32,6 +32,15 @@ pub fn threads() -> usize {
     return 1;
 }
 
+/// Gets the wasm pool's workers out of `memory.atomic.wait` as a run starts, so that its
+/// first split layer finds them spinning: a wake costs tens of microseconds, about what
+/// binding the inputs and looking up the plan take, and the two now overlap. Natively
+/// (rayon) and in builds without threads it does nothing.
+pub fn wake_pool() {
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    crate::wasm_pool::wake();
+}
+
 /// Runs `f` on every task, in parallel where threads exist.
 pub(crate) fn for_each_task<T: Sync>(tasks: &[T], f: impl Fn(&T) + Sync + Send) {
     // One thread: run here. Handing the tasks to a one-thread pool from outside it

@@ -67,13 +67,28 @@ pub fn take_counters() -> [u64; Counter::COUNT] {
 
 type Body<'a> = &'a (dyn Fn(usize) + Sync);
 
-/// Spins before parking, in `spin_loop` hints: consecutive layers publish jobs a few
-/// microseconds apart, and a wake from `memory.atomic.wait` costs tens of microseconds.
-const SPINS_BEFORE_PARK: u32 = 1 << 14;
+/// Spins before parking, in `spin_loop` hints (no-ops in wasm: an iteration is an atomic
+/// load and a compare, ~1-2 cycles, so this is ~0.1-0.2 ms): consecutive layers publish
+/// jobs a few microseconds apart, and a wake from `memory.atomic.wait` costs tens of
+/// microseconds. With 2^14 (~10 us) MobileNetV2 on 2 threads parked its worker ~8 times and
+/// its caller ~6 times a run (bench/web/profile_ops.mjs counters); with 2^18 about once and
+/// 0.3 times (docs/adr/0019 amendment).
+const SPINS_BEFORE_PARK: u32 = 1 << 18;
 
 /// Threads that run tasks: the caller plus the workers parked in [`worker_loop`].
 pub fn threads() -> usize {
     1 + WORKERS.load(Relaxed)
+}
+
+/// Wakes parked workers without publishing a job: they spin for the next one (up to
+/// [`SPINS_BEFORE_PARK`]). Called as a run starts ([`crate::parallel::wake_pool`]).
+pub fn wake() {
+    if WORKERS.load(Relaxed) == 0 {
+        return;
+    }
+    WAKE.fetch_add(1, Release);
+    // SAFETY: WAKE is a live static; notify only wakes waiters on that address.
+    unsafe { memory_atomic_notify(WAKE.as_ptr(), u32::MAX) };
 }
 
 /// Runs `f(0..tasks)` on the caller and the pool's workers; returns when all are done.
