@@ -249,9 +249,10 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             }
             graph = g;
             eprintln!(
-                "quantized {} MatMuls to int8 with activations quantized at run time ({} distinct inputs); weights {} -> {}",
+                "quantized {} MatMuls to int8 with activations quantized at run time ({} distinct inputs) and {} embedding table(s) to int8 rows; weights {} -> {}",
                 stats.matmuls,
                 stats.activations,
+                stats.tables,
                 human_bytes(stats.weight_bytes_before),
                 human_bytes(stats.weight_bytes_after)
             );

@@ -11,6 +11,17 @@
 //!
 //! Cairn's loader fuses that chain, and a following bias `Add`, into one int8 GEMM whose
 //! epilogue applies the scales (cairn-core `passes/qdynamic.rs`).
+//!
+//! Embedding tables (a `Gather` on axis 0 of a large constant 2-D f32 table: a text model's
+//! word embeddings, ~half of a small encoder's bytes) become int8 with one scale per row,
+//! gathered with the rows (standard ops again, so any ONNX runtime runs it):
+//!
+//! ```text
+//! Gather(Tq, ids) -> Cast(float) -> Mul(·, Gather(row_scale, ids)) -> rows
+//! ```
+//!
+//! onnxruntime's `quantize_dynamic` keeps one scale for the whole table; a scale per row
+//! costs 4 bytes a row and keeps a rare token's small row as precise as a common one's.
 
 use crate::quantize::{build, drop_unread_initializers, quantize_weights};
 use crate::{Error, Result};
@@ -24,6 +35,8 @@ pub struct DynamicStats {
     pub matmuls: usize,
     /// Distinct activations quantized at run time.
     pub activations: usize,
+    /// Embedding tables (Gather) now stored in int8.
+    pub tables: usize,
     pub weight_bytes_before: usize,
     pub weight_bytes_after: usize,
 }
@@ -48,9 +61,13 @@ pub fn weight_matches(pattern: &str, name: &str) -> bool {
     seg(pattern.as_bytes(), name.as_bytes())
 }
 
-/// As [`quantize_matmuls_dynamic`], but MatMuls whose weight matches one of `keep_float`
-/// ([`weight_matches`]) stay f32: inputs with heavy outliers (a GELU's output feeding an FFN's
-/// down projection) lose the most under one run-time scale per tensor.
+/// Tables smaller than this stay f32 (position and token-type embeddings: a few hundred KiB
+/// at most, and every run reads all of their rows).
+const TABLE_MIN_ELEMENTS: usize = 1 << 16;
+
+/// As [`quantize_matmuls_dynamic`], but MatMuls (and embedding tables) whose weight matches
+/// one of `keep_float` ([`weight_matches`]) stay f32: inputs with heavy outliers (a GELU's
+/// output feeding an FFN's down projection) lose the most under one run-time scale per tensor.
 pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String]) -> Result<(Graph, DynamicStats)> {
     if graph.opset < 11 {
         return Err(Error::Model(format!(
@@ -70,6 +87,10 @@ pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String])
             }
             _ => None,
         };
+        if let Some(table) = embedding_table(&graph, &node, &graph_inputs, keep_float) {
+            quantize_gather(&mut graph, node, &table, &mut new_nodes, &mut stats)?;
+            continue;
+        }
         let (Some((w_name, w)), Some(x)) = (w, input(0)) else {
             new_nodes.push(node);
             continue;
@@ -128,6 +149,52 @@ pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String])
     Ok((graph.validated()?, stats))
 }
 
+/// The table of `node` if it is a Gather on axis 0 of a constant 2-D f32 initializer of at
+/// least [`TABLE_MIN_ELEMENTS`] elements that no `keep_float` pattern keeps.
+fn embedding_table(graph: &Graph, node: &cairn_core::Node, graph_inputs: &[String], keep_float: &[String]) -> Option<String> {
+    if !node.domain.is_empty() || node.op_type != "Gather" || !matches!(node.attrs.get("axis"), None | Some(Attr::Int(0))) {
+        return None;
+    }
+    let name = node.inputs.first().cloned().flatten()?;
+    let t = graph.initializers.get(&name)?;
+    let wanted = t.rank() == 2 && t.dtype() == DType::F32 && t.len() >= TABLE_MIN_ELEMENTS;
+    (wanted && !graph_inputs.contains(&name) && !keep_float.iter().any(|p| weight_matches(p, &name))).then_some(name)
+}
+
+/// Rewrites `Gather(table, ids)` as a gather of int8 rows and of their scales (module note).
+fn quantize_gather(
+    graph: &mut Graph,
+    node: cairn_core::Node,
+    table: &str,
+    out: &mut Vec<cairn_core::Node>,
+    stats: &mut DynamicStats,
+) -> Result<()> {
+    // Quantized once, shared by every Gather of the same table.
+    let (tq, ts) = (format!("{table}_quantized"), format!("{table}_row_scale"));
+    if !graph.initializers.contains_key(&tq) {
+        let t = graph.initializers[table].clone();
+        let rows = t.shape()[0];
+        let (q, scales) = quantize_weights(&t, 0)?;
+        stats.weight_bytes_before += t.byte_len();
+        stats.weight_bytes_after += q.len() + 4 * rows;
+        stats.tables += 1;
+        graph.initializers.insert(tq.clone(), Arc::new(Tensor::new(t.shape().to_vec(), TensorData::I8(q))?));
+        graph.initializers.insert(ts.clone(), Arc::new(Tensor::from_f32(vec![rows, 1], scales)?));
+    }
+    let ids = node.inputs.get(1).cloned().flatten();
+    let name = &node.name;
+    let (rows_q, rows_s, rows_f) = (format!("{name}_int8_rows"), format!("{name}_row_scales"), format!("{name}_int8_rows_as_float"));
+    let mut axis0 = Attrs::new();
+    axis0.insert("axis".into(), Attr::Int(0));
+    let mut to_float = Attrs::new();
+    to_float.insert("to".into(), Attr::Int(1));
+    out.push(build(graph, format!("{name}_int8"), "Gather", axis0.clone(), vec![Some(tq.clone()), ids.clone()], vec![rows_q.clone()])?);
+    out.push(build(graph, format!("{name}_scales"), "Gather", axis0, vec![Some(ts.clone()), ids], vec![rows_s.clone()])?);
+    out.push(build(graph, format!("{name}_to_float"), "Cast", to_float, vec![Some(rows_q)], vec![rows_f.clone()])?);
+    out.push(build(graph, name.clone(), "Mul", Attrs::new(), vec![Some(rows_f), Some(rows_s)], node.outputs.clone())?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +209,48 @@ mod tests {
         assert!(!weight_matches(ffn, "encoder.layer.0.output.dense.bias"));
         assert!(weight_matches("*.weight", "w.weight") && !weight_matches("*.weight", "a.b.weight"));
         assert!(weight_matches("layer_*_fc", "layer_12_fc"));
+    }
+
+    /// An embedding table becomes int8 rows with a scale each: gathered rows (negative ids
+    /// too) match f32 to half a step of their own row's scale; `--keep-float` keeps it.
+    #[test]
+    fn embedding_tables_become_int8_rows() {
+        let (vocab, dim) = (300, 256);
+        // Rows of very different magnitudes: one scale per row keeps each one precise.
+        let table: Vec<f32> = (0..vocab * dim).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0 * (1.0 + (i / dim) as f32)).collect();
+        let mut g = Graph {
+            inputs: vec![ValueInfo { name: "ids".into(), dtype: DType::I64, dims: Some(vec![Dim::Known(1), Dim::Known(4)]) }],
+            outputs: vec![ValueInfo { name: "rows".into(), dtype: DType::F32, dims: None }],
+            initializers: Default::default(),
+            nodes: vec![],
+            opset: 17,
+        };
+        g.initializers.insert("emb.weight".into(), Arc::new(Tensor::from_f32(vec![vocab, dim], table.clone()).unwrap()));
+        g.nodes.push(
+            build(&g, "gather".into(), "Gather", Attrs::new(), vec![Some("emb.weight".into()), Some("ids".into())], vec!["rows".into()])
+                .unwrap(),
+        );
+        let g = g.validated().unwrap();
+        let ids = [0i64, 7, 299, -1];
+        let inputs = HashMap::from([("ids".to_string(), Tensor::from_i64(vec![1, 4], ids.to_vec()).unwrap())]);
+        let run =
+            |g: Graph| Session::new(prepare_for_inference(g).unwrap().0).run(inputs.clone()).unwrap().remove(0).1.f32s().unwrap().to_vec();
+        let (q, stats) = quantize_matmuls_dynamic(g.clone()).unwrap();
+        assert_eq!((stats.tables, stats.matmuls), (1, 0));
+        assert_eq!(q.initializers["emb.weight_quantized"].dtype(), DType::I8);
+        assert!(!q.initializers.contains_key("emb.weight"), "the f32 table is gone");
+        let got = run(q);
+        for (j, &id) in ids.iter().enumerate() {
+            let row = if id < 0 { vocab as i64 + id } else { id } as usize;
+            let want = &table[row * dim..][..dim];
+            let half_step = want.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0 / 2.0;
+            for (g, w) in got[j * dim..][..dim].iter().zip(want) {
+                assert!((g - w).abs() <= half_step * 1.001, "row {row}: {g} vs {w}");
+            }
+        }
+        let (kept, stats) = quantize_matmuls_dynamic_keeping(g, &["emb.*".into()]).unwrap();
+        assert_eq!(stats.tables, 0);
+        assert_eq!(kept.initializers["emb.weight"].dtype(), DType::F32);
     }
 
     /// y = x · W + b through the dynamic form matches f32 to int8 precision, and the loader
