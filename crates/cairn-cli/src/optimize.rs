@@ -27,13 +27,19 @@ pub struct OptimizeArgs {
     output: PathBuf,
     /// Quantize: `int8` (weights and activations, calibrated on --calibrate inputs: image
     /// models) or `int8-dynamic` (MatMul weights int8, activations quantized at run time:
-    /// transformer encoders; needs no calibration inputs).
+    /// transformer encoders; needs no calibration inputs, but --keep-sensitive and
+    /// --sensitivity measure layers on them).
     #[arg(long, value_name = "TYPE")]
     quantize: Option<String>,
-    /// Directory of calibration inputs (.npy files, one input set each); keep it
-    /// disjoint from the inputs you evaluate on.
-    #[arg(long, value_name = "DIR")]
+    /// Directory of calibration inputs (.npy files or photos, one input set each; for a
+    /// several-input model one subdirectory per set), or for a text model with --tokenizer a
+    /// file of texts (one per line, plain or JSON lines); keep it disjoint from the inputs
+    /// you evaluate on.
+    #[arg(long, value_name = "DIR|TEXTS")]
     calibrate: Option<PathBuf>,
+    /// The tokenizer.json that turns --calibrate TEXTS into the model's inputs.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
     /// Calibration method: minmax, percentile (99.99th), mse (the clipping minimizing
     /// expected squared error) or entropy (the clipping minimizing the KL divergence
     /// between the observed and the quantized distribution, as TensorRT calibrates; the
@@ -55,7 +61,8 @@ pub struct OptimizeArgs {
     #[arg(long)]
     keep_last: bool,
     /// Keep the N layers most sensitive to quantization in f32 (measured as with
-    /// --sensitivity: each layer alone in int8 on the calibration inputs).
+    /// --sensitivity: each layer alone in int8 on the calibration inputs; with int8-dynamic,
+    /// ranked by the cosine similarity of the first output to f32's).
     #[arg(long, value_name = "N", default_value_t = 0)]
     keep_sensitive: usize,
     /// Per-layer sensitivity analysis on the calibration inputs, printed as a table: with
@@ -117,10 +124,14 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
     if !args.keep_float.is_empty() && args.quantize.as_deref() != Some("int8-dynamic") {
         bail!("--keep-float keeps MatMuls of --quantize int8-dynamic in f32; give --quantize int8-dynamic");
     }
-    if args.keep_sensitive > 0 && !static_int8 {
-        bail!("--keep-sensitive N keeps layers of --quantize int8 in f32; give --quantize int8");
+    let dynamic_int8 = args.quantize.as_deref() == Some("int8-dynamic");
+    if args.keep_sensitive > 0 && !static_int8 && !dynamic_int8 {
+        bail!("--keep-sensitive N keeps layers of --quantize int8 or int8-dynamic in f32; give one of them");
     }
-    if args.sensitivity && !static_int8 && args.prune.is_none() {
+    if dynamic_int8 && (args.keep_sensitive > 0 || args.sensitivity) && args.calibrate.is_none() {
+        bail!("--keep-sensitive and --sensitivity measure each layer on inputs: give --calibrate (for a text model: --calibrate texts.jsonl --tokenizer tokenizer.json)");
+    }
+    if args.sensitivity && !static_int8 && !dynamic_int8 && args.prune.is_none() {
         bail!("--sensitivity measures layers for --quantize int8 or --prune; give one of them");
     }
     let wants_inputs = args.quantize.is_some() || args.report || args.prune.is_some() || args.widths.is_some();
@@ -128,6 +139,13 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
         bail!("--widths needs --calibrate DIR, and goes without --prune and --quantize (widths of int8 models are not supported yet)");
     }
     let inputs = match (&args.calibrate, wants_inputs) {
+        (Some(texts), true) if texts.is_file() => match &args.tokenizer {
+            Some(tokenizer) => crate::text::calibration_inputs(&graph, texts, tokenizer, args.max_inputs)?,
+            None => bail!(
+                "--calibrate {} is a file: give --tokenizer tokenizer.json to read it as texts, or a directory of input sets",
+                texts.display()
+            ),
+        },
         (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
         _ => Vec::new(),
     };
@@ -243,7 +261,27 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
             );
         }
         Some("int8-dynamic") => {
-            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic_keeping(graph, &args.keep_float)?;
+            let mut keep_float = args.keep_float.clone();
+            if args.sensitivity || args.keep_sensitive > 0 {
+                let layers = cairn_quant::dynamic::candidates(&graph, &keep_float).len();
+                let bar = progress::bar(layers as u64, "quantization sensitivity");
+                let ranking = measure::dynamic_quantization(&graph, &keep_float, probe, &|| bar.inc(1))?;
+                bar.finish_and_clear();
+                let kept: std::collections::BTreeSet<String> = measure::most_sensitive(&ranking, args.keep_sensitive).into_iter().collect();
+                if args.sensitivity {
+                    sensitivity::print_quantization(&ranking, &kept, probe.len());
+                }
+                tables.insert("quantization".into(), sensitivity::quantization_json(&ranking, &kept));
+                if !kept.is_empty() {
+                    eprintln!(
+                        "keeping the {} most sensitive weight(s) in f32: {}",
+                        kept.len(),
+                        kept.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                keep_float.extend(kept);
+            }
+            let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic_keeping(graph, &keep_float)?;
             if stats.matmuls == 0 {
                 bail!("nothing to quantize: the model has no MatMul with a constant 2-D f32 weight (for convolutions use --quantize int8 --calibrate DIR)");
             }

@@ -9,10 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 /// Prints the quantization ranking, most sensitive first; `kept` are left in f32.
 pub fn print_quantization(ranking: &[Sensitivity], kept: &BTreeSet<String>, inputs: usize) {
     println!("quantization sensitivity: each layer alone in int8, vs f32 on {inputs} calibration inputs (most sensitive first)");
-    println!("  {:>4} {:>10} {:>7}  {:<6} {:<5} layer", "rank", "mean KL", "top-1", "op", "");
+    println!("  {:>4} {:>10} {:>7} {:>9}  {:<6} {:<5} layer", "rank", "mean KL", "top-1", "cosine", "op", "");
     for (k, s) in ranking.iter().enumerate() {
         let mark = if kept.contains(&s.name) { "f32" } else { "" };
-        println!("  {:>4} {:>10.6} {:>6.1}%  {:<6} {:<5} {}", k + 1, s.kl, 100.0 * s.top1, s.op, mark, s.name);
+        println!("  {:>4} {:>10.6} {:>6.1}% {:>9.6}  {:<6} {:<5} {}", k + 1, s.kl, 100.0 * s.top1, s.cosine, s.op, mark, s.name);
     }
 }
 
@@ -33,7 +33,7 @@ pub fn quantization_json(ranking: &[Sensitivity], kept: &BTreeSet<String>) -> Va
     Value::Array(
         ranking
             .iter()
-            .map(|s| json!({"layer": s.name, "op": s.op, "mean_kl": s.kl, "top1_agreement": s.top1, "kept_f32": kept.contains(&s.name)}))
+            .map(|s| json!({"layer": s.name, "op": s.op, "mean_kl": s.kl, "top1_agreement": s.top1, "mean_cosine": s.cosine, "kept_f32": kept.contains(&s.name)}))
             .collect(),
     )
 }

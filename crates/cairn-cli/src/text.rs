@@ -72,10 +72,31 @@ const FIDELITY_TEXTS: [&str; 8] = [
 /// Tokenized sentences as model inputs, for the levels' fidelity measurement.
 pub fn fidelity_inputs(graph: &Graph, tokenizer: &[u8], max_length: usize) -> Result<(Vec<Inputs>, String)> {
     let tok = TextTokenizer::from_json(tokenizer, Some(max_length))?;
-    let sets = FIDELITY_TEXTS
+    let sets = token_inputs(graph, &tok, &FIDELITY_TEXTS)?;
+    Ok((sets, format!("{} built-in sentences, tokenized", FIDELITY_TEXTS.len())))
+}
+
+/// Calibration inputs of `cairn optimize --calibrate TEXTS --tokenizer FILE`: the lines of
+/// TEXTS (JSON lines or plain, as `cairn embed --input` reads them), one input set each,
+/// truncated as the tokenizer.json says; named `text N` (1-based line of the texts).
+pub fn calibration_inputs(graph: &Graph, path: &Path, tokenizer: &Path, limit: usize) -> Result<Vec<(String, Inputs)>> {
+    let bytes = std::fs::read(tokenizer).with_context(|| format!("cannot read the tokenizer {}", tokenizer.display()))?;
+    let tok = TextTokenizer::from_json(&bytes, None).with_context(|| format!("{} is not a usable tokenizer.json", tokenizer.display()))?;
+    let texts: Vec<String> = read_texts(path)?.into_iter().take(limit).collect();
+    if texts.is_empty() {
+        bail!("{} holds no texts (one per line, plain or JSON lines)", path.display());
+    }
+    let sets = token_inputs(graph, &tok, &texts)?;
+    Ok(sets.into_iter().enumerate().map(|(i, s)| (format!("text {}", i + 1), s)).collect())
+}
+
+/// Each text alone (batch 1) as the model's inputs: ids, attention mask and token type ids
+/// by input name, i64 or i32 as the model declares.
+fn token_inputs(graph: &Graph, tok: &TextTokenizer, texts: &[impl AsRef<str>]) -> Result<Vec<Inputs>> {
+    texts
         .iter()
         .map(|text| {
-            let b = tok.encode_batch(&[text])?;
+            let b = tok.encode_batch(&[text.as_ref()])?;
             let mut inputs = Inputs::new();
             for info in graph.runtime_inputs() {
                 let values = if info.name.contains("attention_mask") {
@@ -94,8 +115,7 @@ pub fn fidelity_inputs(graph: &Graph, tokenizer: &[u8], max_length: usize) -> Re
             }
             Ok(inputs)
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((sets, format!("{} built-in sentences, tokenized", FIDELITY_TEXTS.len())))
+        .collect()
 }
 
 /// Tokenize text with a bundle's tokenizer or a tokenizer.json: ids, attention mask, offsets.

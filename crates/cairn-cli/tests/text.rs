@@ -118,3 +118,73 @@ fn text_commands_fail_with_hints_on_bad_input() {
     let o = cairn(&["embed", &manifest_dir("tests/data"), "--text", "x"]);
     assert!(!o.status.success());
 }
+
+/// `cairn optimize --quantize int8-dynamic --calibrate texts --tokenizer FILE --keep-sensitive 1`:
+/// texts become the model's inputs, each weight is quantized alone and ranked by the cosine
+/// of the output to f32's, and the worst (the MatMul reading a 40x outlier channel) stays f32;
+/// the embedding table becomes int8 rows.
+#[test]
+fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
+    let dir = tmp("dynamic-sensitive");
+    let texts = dir.join("texts.jsonl");
+    std::fs::write(&texts, "\"offline notes on the device\"\n{\"text\": \"search by meaning, not by words\"}\nplain line: déjà vu 🍕\n")
+        .unwrap();
+    let model = manifest_dir("tests/data/tiny_text_mlp.onnx");
+    let (out, table) = (dir.join("int8.onnx"), dir.join("sensitivity.json"));
+    let args = ["--quantize", "int8-dynamic", "--calibrate", texts.to_str().unwrap(), "--tokenizer", &tokenizer()];
+    let o = cairn(&[&["optimize", &model, "-o", out.to_str().unwrap()], &args[..], &["--keep-sensitive", "1", "--sensitivity"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("keeping the 1 most sensitive weight(s) in f32: w_out"), "{err}");
+    assert!(err.contains("quantized 1 MatMuls") && err.contains("1 embedding table(s)"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cosine"));
+    let o = cairn(
+        &[
+            &["optimize", &model, "-o", out.to_str().unwrap()],
+            &args[..],
+            &["--sensitivity-json", table.to_str().unwrap(), "--keep-sensitive", "1"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&table).unwrap()).unwrap();
+    let layers = t["quantization"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["layer"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "w_in, w_out and the table emb: {t}");
+    assert_eq!(names[0], "w_out", "{t}");
+    let cosines: Vec<f64> = layers.iter().map(|l| l["mean_cosine"].as_f64().unwrap()).collect();
+    assert!(cosines.windows(2).all(|w| w[0] <= w[1]) && cosines[0] < 1.0, "least cosine first: {cosines:?}");
+
+    // Texts need their tokenizer; sensitivity needs inputs.
+    let o = cairn(&[
+        "optimize",
+        &model,
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8-dynamic",
+        "--calibrate",
+        texts.to_str().unwrap(),
+        "--keep-sensitive",
+        "1",
+    ]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--tokenizer"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cairn(&["optimize", &model, "-o", out.to_str().unwrap(), "--quantize", "int8-dynamic", "--keep-sensitive", "1"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--calibrate"), "{}", String::from_utf8_lossy(&o.stderr));
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let o = cairn(&[
+        "optimize",
+        &model,
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8-dynamic",
+        "--calibrate",
+        empty.to_str().unwrap(),
+        "--tokenizer",
+        &tokenizer(),
+        "--sensitivity",
+    ]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("holds no texts"), "{}", String::from_utf8_lossy(&o.stderr));
+}

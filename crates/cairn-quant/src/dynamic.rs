@@ -149,6 +149,31 @@ pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String])
     Ok((graph.validated()?, stats))
 }
 
+/// The weights `--quantize int8-dynamic` would quantize, by name, in graph order: MatMul
+/// weights and embedding tables not kept by a `keep_float` pattern (what per-layer
+/// sensitivity measures one at a time).
+pub fn candidates(graph: &Graph, keep_float: &[String]) -> Vec<(String, String)> {
+    let graph_inputs: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for node in &graph.nodes {
+        let weight = if let Some(table) = embedding_table(graph, node, &graph_inputs, keep_float) {
+            Some(table)
+        } else if node.domain.is_empty() && node.op_type == "MatMul" {
+            node.inputs.get(1).cloned().flatten().filter(|w| {
+                !graph_inputs.contains(w)
+                    && !keep_float.iter().any(|p| weight_matches(p, w))
+                    && graph.initializers.get(w).is_some_and(|t| t.rank() == 2 && t.dtype() == DType::F32)
+            })
+        } else {
+            None
+        };
+        if let Some(w) = weight.filter(|w| !out.iter().any(|(n, _)| n == w)) {
+            out.push((w, node.op_type.clone()));
+        }
+    }
+    out
+}
+
 /// The table of `node` if it is a Gather on axis 0 of a constant 2-D f32 initializer of at
 /// least [`TABLE_MIN_ELEMENTS`] elements that no `keep_float` pattern keeps.
 fn embedding_table(graph: &Graph, node: &cairn_core::Node, graph_inputs: &[String], keep_float: &[String]) -> Option<String> {

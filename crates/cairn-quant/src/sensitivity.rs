@@ -10,6 +10,7 @@
 //! onnxruntime's per-layer debugging tools); it costs one model run per layer and input.
 
 use crate::calibrate::Calibration;
+use crate::dynamic;
 use crate::fidelity::Agreement;
 use crate::prune::{prunable_blocks, prune_blocks, PrunableBlock};
 use crate::quantize::{layer_name, plan, quantize, Options};
@@ -31,6 +32,9 @@ pub struct Sensitivity {
     pub kl: f64,
     /// Top-1 agreement with the reference.
     pub top1: f64,
+    /// Mean cosine similarity of the first output to the reference's (what ranks the layers
+    /// of an encoder, whose first output is hidden states rather than logits).
+    pub cosine: f64,
 }
 
 /// The first output of `graph` on every input set: what candidates are measured against.
@@ -56,7 +60,7 @@ fn first_output(session: &Session, name: &str, set: &HashMap<String, Tensor>) ->
 }
 
 fn sensitivity(name: String, op: &str, a: &Agreement) -> Sensitivity {
-    Sensitivity { name, op: op.into(), kl: a.mean_kl(), top1: Agreement::rate(a.top1, a.inputs) }
+    Sensitivity { name, op: op.into(), kl: a.mean_kl(), top1: Agreement::rate(a.top1, a.inputs), cosine: a.mean_cosine() }
 }
 
 /// Quantizes each layer `opts` would quantize alone (its weights, input and output
@@ -78,7 +82,25 @@ pub fn quantization(graph: &Graph, cal: &Calibration, opts: &Options, inputs: &I
     Ok(out)
 }
 
-/// The `n` most sensitive layers of a ranking from [`quantization`].
+/// For `--quantize int8-dynamic`: quantizes each candidate weight ([`dynamic::candidates`])
+/// alone and measures it; least cosine similarity to the f32 output first. Names are the
+/// weights' (what `--keep-float` takes). `progress` is called once per weight.
+pub fn dynamic_quantization(graph: &Graph, keep_float: &[String], inputs: &Inputs, progress: &dyn Fn()) -> Result<Vec<Sensitivity>> {
+    let reference = reference_outputs(graph, inputs)?;
+    let weights = dynamic::candidates(graph, keep_float);
+    let mut out = Vec::with_capacity(weights.len());
+    for (name, op) in &weights {
+        // Every other weight kept by its exact name (a pattern without `*` matches only itself).
+        let keep: Vec<String> = keep_float.iter().cloned().chain(weights.iter().map(|(w, _)| w.clone()).filter(|w| w != name)).collect();
+        let (g, _) = dynamic::quantize_matmuls_dynamic_keeping(graph.clone(), &keep)?;
+        out.push(sensitivity(name.clone(), op, &measure(g, inputs, &reference)?));
+        progress();
+    }
+    out.sort_by(|a, b| a.cosine.total_cmp(&b.cosine).then(b.kl.total_cmp(&a.kl)));
+    Ok(out)
+}
+
+/// The `n` most sensitive layers of a ranking from [`quantization`] or [`dynamic_quantization`].
 pub fn most_sensitive(ranking: &[Sensitivity], n: usize) -> Vec<String> {
     ranking.iter().take(n).map(|s| s.name.clone()).collect()
 }
@@ -179,7 +201,7 @@ mod tests {
         let points = kls
             .iter()
             .enumerate()
-            .map(|(k, &kl)| ((k + 1) as f32 / 10.0, Sensitivity { name: name.into(), op: "block".into(), kl, top1: 1.0 }))
+            .map(|(k, &kl)| ((k + 1) as f32 / 10.0, Sensitivity { name: name.into(), op: "block".into(), kl, top1: 1.0, cosine: 1.0 }))
             .collect();
         PruneCurve { block: PrunableBlock { name: name.into(), hidden }, points }
     }

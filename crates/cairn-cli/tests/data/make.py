@@ -172,3 +172,27 @@ save(helper.make_graph(
     [helper.make_tensor_value_info("text", TensorProto.STRING, [2])],
     [helper.make_tensor_value_info("normalized", TensorProto.STRING, [2])],
 ), "string_io.onnx")
+
+# A tiny text MLP for `cairn optimize --quantize int8-dynamic --keep-sensitive` (tests/text.rs):
+# an embedding table over the BPE fixture's vocabulary (large enough to be quantized by row),
+# then MatMul -> Relu -> a per-channel gain with one channel 40x the others -> MatMul. One
+# run-time scale per tensor resolves the second MatMul's input worst, so it ranks most sensitive.
+rng = np.random.default_rng(21)
+gain = np.ones(32, np.float32)
+gain[5] = 40.0
+save(helper.make_graph(
+    [
+        helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+        helper.make_node("MatMul", ["h", "w_in"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Mul", ["r", "gain"], ["b"]),
+        helper.make_node("MatMul", ["b", "w_out"], ["last_hidden_state"]),
+    ],
+    "tiny_text_mlp",
+    [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+    [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", 16])],
+    [onnx.numpy_helper.from_array(rng.standard_normal((800, 96)).astype(np.float32), "emb"),
+     onnx.numpy_helper.from_array((rng.standard_normal((96, 32)) / 10).astype(np.float32), "w_in"),
+     onnx.numpy_helper.from_array(gain, "gain"),
+     onnx.numpy_helper.from_array((rng.standard_normal((32, 16)) / 6).astype(np.float32), "w_out")],
+), "tiny_text_mlp.onnx")
