@@ -10,6 +10,7 @@
 // Transformers.js on onnxruntime-web's wasm backend, the same two ONNX files).
 
 import { pickBackend } from '../../web/src/backend.js';
+import { packTensors as packWebTensors } from '../../web/src/tensors.js';
 
 export const SEQ = 128;
 
@@ -56,20 +57,9 @@ async function cairnWasm(host, forced) {
   return { ...pkg, text, build };
 }
 
-/** Cairn's model on packed int64 inputs (the worker's path: runTensors). */
-/**
- * Tensors (`[{ name, dtype, shape, data }]`) as `Model.runTensors` takes them: a JSON list of
- * specs and one buffer holding every tensor's bytes back to back.
- */
+/** Tensors as `Model.runTensors` takes them: a JSON list of specs and one buffer (the worker's layout). */
 export function packTensors(tensors) {
-  const specs = [];
-  let offset = 0;
-  for (const { name, dtype, shape, data } of tensors) {
-    specs.push({ name, dtype, shape, offset, bytes: data.byteLength });
-    offset += data.byteLength;
-  }
-  const buffer = new Uint8Array(offset);
-  tensors.forEach(({ data }, i) => buffer.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), specs[i].offset));
+  const { specs, buffer } = packWebTensors(tensors);
   return { spec: JSON.stringify(specs), buffer };
 }
 

@@ -9,6 +9,7 @@
 //   const { embeddings, dim } = await text.embed(['offline notes', 'where is my invoice']);
 
 import { WidthPolicy } from './width-policy.js';
+import { packTensors } from './tensors.js';
 
 /** An error with a `code` a program can switch on and a message a person can read. */
 export class CairnError extends Error {
@@ -71,16 +72,8 @@ const EDGE_ARRAYS = {
  * @returns {{ body: Uint8Array, headers: Record<string, string> }}
  */
 export function edgeRequest(tensors) {
-  const specs = [];
-  let size = 0;
-  for (const t of tensors) {
-    size = Math.ceil(size / 8) * 8;
-    specs.push({ name: t.name, dtype: t.dtype, shape: t.shape, offset: size, bytes: t.data.byteLength });
-    size += t.data.byteLength;
-  }
-  const body = new Uint8Array(size);
-  tensors.forEach((t, i) => body.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
-  return { body, headers: { 'content-type': 'application/octet-stream', 'cairn-tensors': JSON.stringify(specs) } };
+  const { specs, buffer } = packTensors(tensors, 8);
+  return { body: buffer, headers: { 'content-type': 'application/octet-stream', 'cairn-tensors': JSON.stringify(specs) } };
 }
 
 /**

@@ -5,6 +5,7 @@
 
 import { pickBackend, threadedBuild, singleThreadedBuild, loadWasm, loadTextWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
+import { packTensors } from './tensors.js';
 
 // The wasm build and where it lives come with the page's first message (`hello`: `backend`,
 // `threads`, `wasmBase`), so the page can start this worker with a plain
@@ -380,14 +381,7 @@ async function runTyped(entry, req) {
   if (!entry.final) return fail(req.id, 'not-loaded', 'tensor inputs need the complete model: wait for `model.complete`');
   const t0 = performance.now();
   entry.lastUsed = t0;
-  const specs = [];
-  let size = 0;
-  for (const t of req.input.tensors) {
-    specs.push({ name: t.name, dtype: t.dtype, shape: t.shape, offset: size, bytes: t.data.byteLength });
-    size += t.data.byteLength;
-  }
-  const buffer = new Uint8Array(size);
-  req.input.tensors.forEach((t, i) => buffer.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), specs[i].offset));
+  const { specs, buffer } = packTensors(req.input.tensors);
   const t1 = performance.now();
   const spec = JSON.stringify(specs);
   const onGpu = await runOnGpu(entry, (g) => g.runTensors(spec, buffer));
