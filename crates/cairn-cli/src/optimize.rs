@@ -105,6 +105,27 @@ pub struct OptimizeArgs {
     report: bool,
 }
 
+/// The `--keep-sensitive` most sensitive of a quantization ranking (layers of static int8,
+/// weights of int8-dynamic), after printing the table (`--sensitivity`), adding it to the
+/// JSON tables and saying which stay f32.
+fn keep_most_sensitive(
+    ranking: &[measure::Sensitivity],
+    args: &OptimizeArgs,
+    inputs: usize,
+    tables: &mut serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> std::collections::BTreeSet<String> {
+    let kept: std::collections::BTreeSet<String> = measure::most_sensitive(ranking, args.keep_sensitive).into_iter().collect();
+    if args.sensitivity {
+        sensitivity::print_quantization(ranking, &kept, inputs);
+    }
+    tables.insert("quantization".into(), sensitivity::quantization_json(ranking, &kept));
+    if !kept.is_empty() {
+        eprintln!("keeping the {} most sensitive {what}(s) in f32: {}", kept.len(), kept.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    kept
+}
+
 pub fn main(args: OptimizeArgs) -> Result<()> {
     let norm = inputs_dir::Normalize { mean: inputs_dir::parse3("--mean", &args.mean)?, std: inputs_dir::parse3("--std", &args.std)? };
     let method = Method::parse(&args.calibration)
@@ -228,19 +249,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 let bar = progress::bar(layers.len() as u64, "quantization sensitivity");
                 let ranking = measure::quantization(&graph, &cal, &opts, probe, &|| bar.inc(1))?;
                 bar.finish_and_clear();
-                let kept: std::collections::BTreeSet<String> = measure::most_sensitive(&ranking, args.keep_sensitive).into_iter().collect();
-                if args.sensitivity {
-                    sensitivity::print_quantization(&ranking, &kept, probe.len());
-                }
-                tables.insert("quantization".into(), sensitivity::quantization_json(&ranking, &kept));
-                if !kept.is_empty() {
-                    eprintln!(
-                        "keeping the {} most sensitive layer(s) in f32: {}",
-                        kept.len(),
-                        kept.iter().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-                opts.keep.extend(kept);
+                opts.keep.extend(keep_most_sensitive(&ranking, &args, probe.len(), &mut tables, "layer"));
             }
             let (g, stats) = quantize(graph, &cal, &opts)?;
             if stats.corrected_channels > 0 {
@@ -267,19 +276,7 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 let bar = progress::bar(layers as u64, "quantization sensitivity");
                 let ranking = measure::dynamic_quantization(&graph, &keep_float, probe, &|| bar.inc(1))?;
                 bar.finish_and_clear();
-                let kept: std::collections::BTreeSet<String> = measure::most_sensitive(&ranking, args.keep_sensitive).into_iter().collect();
-                if args.sensitivity {
-                    sensitivity::print_quantization(&ranking, &kept, probe.len());
-                }
-                tables.insert("quantization".into(), sensitivity::quantization_json(&ranking, &kept));
-                if !kept.is_empty() {
-                    eprintln!(
-                        "keeping the {} most sensitive weight(s) in f32: {}",
-                        kept.len(),
-                        kept.iter().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-                keep_float.extend(kept);
+                keep_float.extend(keep_most_sensitive(&ranking, &args, probe.len(), &mut tables, "weight"));
             }
             let (g, stats) = cairn_quant::dynamic::quantize_matmuls_dynamic_keeping(graph, &keep_float)?;
             if stats.matmuls == 0 {

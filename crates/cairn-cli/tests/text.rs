@@ -155,36 +155,17 @@ fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
     let cosines: Vec<f64> = layers.iter().map(|l| l["mean_cosine"].as_f64().unwrap()).collect();
     assert!(cosines.windows(2).all(|w| w[0] <= w[1]) && cosines[0] < 1.0, "least cosine first: {cosines:?}");
 
-    // Texts need their tokenizer; sensitivity needs inputs.
-    let o = cairn(&[
-        "optimize",
-        &model,
-        "-o",
-        out.to_str().unwrap(),
-        "--quantize",
-        "int8-dynamic",
-        "--calibrate",
-        texts.to_str().unwrap(),
-        "--keep-sensitive",
-        "1",
-    ]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--tokenizer"), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = cairn(&["optimize", &model, "-o", out.to_str().unwrap(), "--quantize", "int8-dynamic", "--keep-sensitive", "1"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--calibrate"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Texts need their tokenizer; sensitivity needs inputs; an empty texts file is no calibration.
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n\n").unwrap();
-    let o = cairn(&[
-        "optimize",
-        &model,
-        "-o",
-        out.to_str().unwrap(),
-        "--quantize",
-        "int8-dynamic",
-        "--calibrate",
-        empty.to_str().unwrap(),
-        "--tokenizer",
-        &tokenizer(),
-        "--sensitivity",
-    ]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("holds no texts"), "{}", String::from_utf8_lossy(&o.stderr));
+    let base = ["optimize", &model, "-o", out.to_str().unwrap(), "--quantize", "int8-dynamic"];
+    for (extra, expect) in [
+        (vec!["--calibrate", texts.to_str().unwrap(), "--keep-sensitive", "1"], "--tokenizer"),
+        (vec!["--keep-sensitive", "1"], "--calibrate"),
+        (vec!["--calibrate", empty.to_str().unwrap(), "--tokenizer", &tokenizer(), "--sensitivity"], "holds no texts"),
+    ] {
+        let o = cairn(&[&base[..], &extra[..]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(expect), "{extra:?}: {err}");
+    }
 }
