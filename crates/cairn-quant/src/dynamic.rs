@@ -80,18 +80,13 @@ pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String])
     let mut quantized_x: HashMap<String, [String; 3]> = HashMap::new();
     let mut new_nodes = Vec::with_capacity(graph.nodes.len());
     for node in std::mem::take(&mut graph.nodes) {
-        let input = |k: usize| node.inputs.get(k).cloned().flatten().filter(|s| !s.is_empty());
-        let w = match (node.domain.is_empty() && node.op_type == "MatMul", input(1)) {
-            (true, Some(w)) if !graph_inputs.contains(&w) && !keep_float.iter().any(|p| weight_matches(p, &w)) => {
-                graph.initializers.get(&w).filter(|t| t.rank() == 2 && t.dtype() == DType::F32).cloned().map(|t| (w, t))
-            }
-            _ => None,
-        };
         if let Some(table) = embedding_table(&graph, &node, &graph_inputs, keep_float) {
             quantize_gather(&mut graph, node, &table, &mut new_nodes, &mut stats)?;
             continue;
         }
-        let (Some((w_name, w)), Some(x)) = (w, input(0)) else {
+        let w = matmul_weight(&graph, &node, &graph_inputs, keep_float).map(|w| (graph.initializers[&w].clone(), w));
+        let x = node.inputs.first().cloned().flatten().filter(|s| !s.is_empty());
+        let (Some((w, w_name)), Some(x)) = (w, x) else {
             new_nodes.push(node);
             continue;
         };
@@ -156,22 +151,22 @@ pub fn candidates(graph: &Graph, keep_float: &[String]) -> Vec<(String, String)>
     let graph_inputs: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
     let mut out: Vec<(String, String)> = Vec::new();
     for node in &graph.nodes {
-        let weight = if let Some(table) = embedding_table(graph, node, &graph_inputs, keep_float) {
-            Some(table)
-        } else if node.domain.is_empty() && node.op_type == "MatMul" {
-            node.inputs.get(1).cloned().flatten().filter(|w| {
-                !graph_inputs.contains(w)
-                    && !keep_float.iter().any(|p| weight_matches(p, w))
-                    && graph.initializers.get(w).is_some_and(|t| t.rank() == 2 && t.dtype() == DType::F32)
-            })
-        } else {
-            None
-        };
+        let weight =
+            embedding_table(graph, node, &graph_inputs, keep_float).or_else(|| matmul_weight(graph, node, &graph_inputs, keep_float));
         if let Some(w) = weight.filter(|w| !out.iter().any(|(n, _)| n == w)) {
             out.push((w, node.op_type.clone()));
         }
     }
     out
+}
+
+/// The weight of `node` if it is a MatMul by a constant 2-D f32 initializer that no
+/// `keep_float` pattern keeps.
+fn matmul_weight(graph: &Graph, node: &cairn_core::Node, graph_inputs: &[String], keep_float: &[String]) -> Option<String> {
+    if !node.domain.is_empty() || node.op_type != "MatMul" {
+        return None;
+    }
+    constant_2d_f32(graph, node.inputs.get(1).cloned().flatten()?, 0, graph_inputs, keep_float)
 }
 
 /// The table of `node` if it is a Gather on axis 0 of a constant 2-D f32 initializer of at
@@ -180,9 +175,14 @@ fn embedding_table(graph: &Graph, node: &cairn_core::Node, graph_inputs: &[Strin
     if !node.domain.is_empty() || node.op_type != "Gather" || !matches!(node.attrs.get("axis"), None | Some(Attr::Int(0))) {
         return None;
     }
-    let name = node.inputs.first().cloned().flatten()?;
+    constant_2d_f32(graph, node.inputs.first().cloned().flatten()?, TABLE_MIN_ELEMENTS, graph_inputs, keep_float)
+}
+
+/// `name` if it is a 2-D f32 initializer of at least `min_len` values, not a graph input (an
+/// input with a default may change at run time) and not kept f32 by a `keep_float` pattern.
+fn constant_2d_f32(graph: &Graph, name: String, min_len: usize, graph_inputs: &[String], keep_float: &[String]) -> Option<String> {
     let t = graph.initializers.get(&name)?;
-    let wanted = t.rank() == 2 && t.dtype() == DType::F32 && t.len() >= TABLE_MIN_ELEMENTS;
+    let wanted = t.rank() == 2 && t.dtype() == DType::F32 && t.len() >= min_len;
     (wanted && !graph_inputs.contains(&name) && !keep_float.iter().any(|p| weight_matches(p, &name))).then_some(name)
 }
 
