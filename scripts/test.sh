@@ -268,7 +268,7 @@ cat target/wasm-builds.log
 # tarball with `vite build`, offline in headless Chromium, an edge request replayed once.
 step "npm package @cairn-ml/web: build, npm pack contents and size, tsc --noEmit of a typed consumer"
 scripts/build-npm.sh
-node --test web/package/test/
+node --test web/package/test/*.test.mjs
 
 step "Vite example (examples/vite-app) from the packed tarball: vite build, offline in headless Chromium, edge queue"
 examples/vite-app/test.sh

@@ -8,7 +8,8 @@
 //     [--build threads-relaxed] [--threads 2] [--runs 50] [--json out.json]
 // A model whose first input is int64 (a text encoder, e.g. target/text-model/minilm_l6.onnx)
 // gets the text benchmark's 128-token batch of one (text_harness.mjs's `inputs`).
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startThreadPool, spawnNodeWorker } from '../../web/src/thread-pool.js';
@@ -73,5 +74,7 @@ console.log(`${result.build}, ${result.model}, median of ${runs} runs: wall ${wa
 if (counters) console.log(`pool per run: ${Object.entries(result.pool_per_run).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
 for (const [op, ms] of Object.entries(result.by_op).sort((a, b) => b[1] - a[1])) console.log(`${ms.toFixed(3).padStart(9)} ms  ${op}`);
 const out = arg('json', null);
-if (out) await writeFile(out, JSON.stringify(result, null, 1));
+// Synchronously: with the pool's workers alive, the promise form had written an empty file
+// by the time the process exits.
+if (out) writeFileSync(out, JSON.stringify(result, null, 1));
 process.exit(0);

@@ -25,4 +25,4 @@ if [ ! -f public/models/efficientnet_lite0/manifest.json ]; then
     --image-size 224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels "$root/target/models/imagenet_labels.txt" >/dev/null
 fi
 npm run build --silent
-node --test --test-concurrency=1 test/
+node --test --test-concurrency=1 test/*.test.mjs

@@ -1,7 +1,7 @@
 //! Times the kernels on the shapes MobileNetV2-1.0 (224) gives them, one line per
 //! shape with GMAC/s, to see which layers a kernel change helps. Single thread.
 //!
-//!   [SHAPES=resnet|taps|transformer] cargo run --release -p cairn-kernels --example kernel_bench [-- ISA]
+//!   [SHAPES=resnet|taps|transformer [COPIES=8]] cargo run --release -p cairn-kernels --example kernel_bench [-- ISA]
 //!
 //! ISA is `generic`, `avx2` or the best one (default); set `CAIRN_ISA` the same way to
 //! pick the ISA of the depthwise kernel (it follows the process's choice).
@@ -146,11 +146,18 @@ fn bench(print: bool) {
         // packed per call, weights [K, N] prepacked, a bias per column.
         for &(m, k, n) in TRANSFORMER {
             let (a, b, bias) = (fill(m * k), fill(k * n), fill(n));
-            let pb = PackedB::new(isa, MatRef::new(&b, n, Transpose::No), k, n);
+            // COPIES=N: N copies of the weights used in turn, so that each call reads its B from
+            // beyond L2 as in a model, where each layer's weights evict the previous layer's.
+            let copies = std::env::var("COPIES").ok().and_then(|c| c.parse().ok()).unwrap_or(1usize).max(1);
+            let pbs: Vec<PackedB> = (0..copies).map(|_| PackedB::new(isa, MatRef::new(&b, n, Transpose::No), k, n)).collect();
             let epi = Epilogue { bias: Bias::PerCol(&bias), residual: None, activation: Activation::Identity };
             let mut c = vec![0.0f32; m * n];
             let lhs = || LhsOperand::Strided { mat: MatRef::new(&a, k, Transpose::No), alpha: 1.0 };
-            let t = time(|| gemm_on(isa, m, n, k, lhs(), RhsOperand::Packed(&pb), &mut c, n, false, &epi));
+            let mut turn = 0;
+            let t = time(|| {
+                turn = (turn + 1) % copies;
+                gemm_on(isa, m, n, k, lhs(), RhsOperand::Packed(&pbs[turn]), &mut c, n, false, &epi)
+            });
             total += t;
             say(format!("{m:>5} x {k:>4} x {n:>6}  {:>8.3} ms  {:>6.1} GMAC/s", t * 1e3, (m * k * n) as f64 / t / 1e9));
         }

@@ -3,7 +3,7 @@
 // bundler-visible assets, service-worker modules that import only Workbox and each other,
 // and declarations that type-check a typed consumer (tsc --noEmit).
 //
-//   node web/package/build.mjs && node --test web/package/test/
+//   node web/package/build.mjs && node --test web/package/test/*.test.mjs
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
