@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Slower checks kept out of scripts/test.sh (each documented in README.md, "Slower checks").
 # Usage: scripts/test-extra.sh [SECTION...]; with no argument every section runs.
-# Sections: zoo tflite tfjs tutorial text threads builds edge adaptive optimize relaxed fuzz webgpu throttled (further lanes append theirs below).
-# Sections threads, builds, adaptive, optimize, relaxed and throttled assume scripts/test.sh ran (models, inputs, builds).
+# Sections: zoo tflite tfjs tutorial text threads node-lts builds edge adaptive optimize relaxed fuzz webgpu throttled (further lanes append theirs below).
+# Sections threads, node-lts, builds, adaptive, optimize, relaxed and throttled assume scripts/test.sh ran (models, inputs, builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads builds edge adaptive optimize relaxed fuzz webgpu throttled)
+[ ${#sections[@]} -eq 0 ] && sections=(zoo tflite tfjs tutorial text threads node-lts builds edge adaptive optimize relaxed fuzz webgpu throttled)
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 cargo build --release -p cairn-cli
 
@@ -88,6 +88,18 @@ if wants threads; then
   bench/web/build_wasm.sh threads threads-relaxed
   (cd web && npm run test:threads && CAIRN_TEST_ISOLATED=1 npm run test:runtime && CAIRN_TEST_ISOLATED=1 npm run test:pwa)
   bench/threads.sh
+fi
+
+# node-lts: the npm package's test, the runtime suite, the threads test and the Vite example
+# again under the current Node LTS (tools/node-lts.sh installs it from the npm registry into
+# target/node-lts; the rest of the suite uses the machine's Node 20, which reached its end of
+# life in April 2026). Assumes scripts/test.sh ran (builds, models, the npm package).
+if wants node-lts; then
+  lts="$(tools/node-lts.sh)"
+  PATH="$lts:$PATH" node --version
+  PATH="$lts:$PATH" node --test web/package/test/*.test.mjs
+  (cd web && PATH="$lts:$PATH" npm run test:runtime && PATH="$lts:$PATH" npm run test:threads)
+  PATH="$lts:$PATH" bash examples/vite-app/test.sh
 fi
 
 # builds (issue 16, docs/adr/0034): the runtime suite again on each single-threaded build that
