@@ -111,7 +111,8 @@ export interface TextLabel {
 
 export interface Classification extends TextLabel {
   scores: number[];
-  /** Token classification: a label per token with its character span `[start, end)`. */
+  /** Token classification only: a label per non-special token with its character span
+   *  `[start, end)` (an empty array for a text without tokens; absent for text classification). */
   tokens?: [TextLabel, [number, number]][];
   truncated: boolean;
 }

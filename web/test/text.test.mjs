@@ -2,7 +2,8 @@
 //   - Cairn's wasm tokenizer gives the Python `tokenizers` package's ids, type ids, masks,
 //     offsets and truncation on the 233 fixture texts of three tokenizers (WordPiece of the
 //     real all-MiniLM-L6-v2, byte-level BPE, Unigram);
-//   - a text bundle streamed into the worker embeds like native `cairn embed`;
+//   - a text bundle streamed into the worker embeds like native `cairn embed`, and text and
+//     token classifiers label like native `cairn classify`;
 //   - int64 / int32 / bool / f16 / uint8 / int8 tensors in and out of the worker;
 //   - bad input (missing or damaged tokenizer.json, over-long, empty, oversized and
 //     ill-formed UTF-16 texts) gives clear errors or the documented behaviour, and the
@@ -47,9 +48,18 @@ onnx.save(h.make_model(g, opset_imports=[h.make_opsetid('', 17)]), sys.argv[1])
 `, file]);
 }
 
+/** A bundle of one of the CLI tests' tiny classifiers (crates/cairn-cli/tests/data/make.py). */
+function packClassifier(dir, model, task, labels) {
+  const data = path.join(root, 'crates/cairn-cli/tests/data');
+  cairn('pack', path.join(data, `${model}.onnx`), '-o', dir, '--tokenizer', path.join(fixtures, 'bpe.tokenizer.json'), '--task', task,
+    '--labels', path.join(data, labels), '--max-length', String(MAX_LENGTH), '--no-progressive');
+}
+
 before(async () => {
   const models = path.join(work, 'models');
   packTiny(path.join(models, 'tiny'));
+  packClassifier(path.join(models, 'sentiment'), 'tiny_text_classifier', 'text-classification', 'text_labels.txt');
+  packClassifier(path.join(models, 'ner'), 'tiny_token_classifier', 'token-classification', 'token_labels.txt');
   // Copies to break: one without its tokenizer, one whose tokenizer the server damages.
   packTiny(path.join(models, 'no-tokenizer'));
   fs.rmSync(path.join(models, 'no-tokenizer', 'tokenizer.json'));
@@ -125,6 +135,48 @@ test('a text bundle embeds in the worker like native `cairn embed`; batches, tru
   assert.equal(r.maxLength, MAX_LENGTH);
   assert.equal(r.tokens, MAX_LENGTH);
   assert.ok(Math.abs(Math.hypot(...r.rows[2]) - 1) < 1e-5, 'the empty text embeds as its special tokens, normalized');
+});
+
+test('model.classify in the worker labels texts and tokens like native `cairn classify`; concurrent calls, truncation', async () => {
+  const texts = ['I love pizza', 'never again, awful service', '', 'budget music '.repeat(10), 'Lunch in Lyon: déjà vu 🍕'];
+  const args = texts.flatMap((t) => ['--text', t]);
+  const native = {
+    sentiment: JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), ...args, '--json')),
+    ner: JSON.parse(cairn('classify', path.join(work, 'models/ner'), ...args, '--json')),
+  };
+  const r = await page.evaluate(async (texts) => {
+    const sentiment = await window.cairn.load('/models/sentiment/manifest.json');
+    const ner = await window.cairn.load('/models/ner/manifest.json');
+    // Concurrent calls: the scheduler runs them as one padded batch.
+    const [all, ...single] = await Promise.all([sentiment.classify(texts), ...texts.map((t) => sentiment.classify(t))]);
+    let wrongTask = null;
+    try { await (await window.cairn.load('/models/tiny/manifest.json')).classify('x'); } catch (e) { wrongTask = `${e.code}: ${e.message}`; }
+    return { all, single: single.map((s) => s.results[0]), ner: await ner.classify(texts), wrongTask };
+  }, texts);
+  assert.equal(r.all.results.length, texts.length);
+  assert.equal(r.all.maxLength, MAX_LENGTH);
+  const close = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 1e-5);
+  r.all.results.forEach((got, i) => {
+    const want = native.sentiment.results[i];
+    assert.equal(got.label, want.label, `text ${i}`);
+    assert.equal(got.index, want.index);
+    assert.ok(close(got.scores, want.scores), `text ${i}: wasm ${got.scores} vs native ${want.scores}`);
+    assert.ok(close(r.single[i].scores, got.scores), `text ${i}: alone vs in a batch`);
+    assert.equal(got.truncated, native.sentiment.truncated.includes(i));
+  });
+  assert.deepEqual(native.sentiment.truncated, [3, 4].filter((i) => native.sentiment.results[i].truncated));
+  assert.ok(r.all.results[3].truncated, 'the over-long text is said to be truncated');
+  r.ner.results.forEach((got, i) => {
+    const want = native.ner.results[i];
+    assert.equal(got.tokens.length, want.tokens.length, `text ${i}: one label per non-special token`);
+    got.tokens.forEach(([label, span], t) => {
+      assert.deepEqual(span, want.tokens[t][1], `text ${i} token ${t}: span`);
+      assert.equal(label.label, want.tokens[t][0].label);
+      assert.ok(Math.abs(label.score - want.tokens[t][0].score) <= 1e-5);
+    });
+  });
+  assert.ok(r.ner.results[2].tokens.length === 0, 'the empty text has no tokens to label');
+  assert.match(r.wrongTask, /feature-extraction/, 'an embedding model refuses to classify, and says why');
 });
 
 test('tensors of every dtype go through the worker: int64, int32, bool, f16, uint8 -> int8', async () => {

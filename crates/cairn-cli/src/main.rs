@@ -60,6 +60,7 @@ enum Command {
     Eval(eval::EvalArgs),
     Tokenize(text::TokenizeArgs),
     Embed(text::EmbedArgs),
+    Classify(text::ClassifyArgs),
     /// List the operators Cairn implements (`--markdown` writes SUPPORTED_OPS.md's content).
     Ops {
         #[arg(long)]
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::main(args),
         Command::Tokenize(args) => text::tokenize_main(args),
         Command::Embed(args) => text::embed_main(args),
+        Command::Classify(args) => text::classify_main(args),
         Command::Ops { markdown } => report::print_ops(markdown),
     };
     match result {

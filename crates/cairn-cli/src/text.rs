@@ -1,4 +1,5 @@
-//! Text models in the CLI: `cairn pack --tokenizer/--task`, `cairn tokenize`, `cairn embed`.
+//! Text models in the CLI: `cairn pack --tokenizer/--task`, `cairn tokenize`, `cairn embed`,
+//! `cairn classify`.
 
 use crate::fidelity::Inputs;
 use crate::{npy, progress};
@@ -239,16 +240,7 @@ pub struct EmbedArgs {
 }
 
 pub fn embed_main(args: EmbedArgs) -> Result<()> {
-    let texts = match &args.input {
-        Some(path) => read_texts(path)?,
-        None => args.text.clone(),
-    };
-    if texts.is_empty() {
-        bail!("no texts: give --text \"...\" or --input texts.jsonl");
-    }
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
+    let texts = texts_of(&args.text, args.input.as_deref(), args.batch_size)?;
     let (session, model) = load_text_model(&args.bundle)?;
     let mut opts = model.default_embed_options();
     if let Some(p) = &args.pooling {
@@ -293,20 +285,136 @@ fn embed_all(
     batch_size: usize,
     opts: EmbedOptions,
 ) -> Result<(Vec<f32>, usize, Vec<usize>)> {
-    let bar = progress::bar(texts.len() as u64, "embedding");
     let (mut data, mut dim, mut truncated) = (Vec::new(), 0, Vec::new());
-    for (b, chunk) in texts.chunks(batch_size).enumerate() {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let e = model
-            .embed(session, &refs, opts)
-            .with_context(|| format!("embedding texts {}..{}", b * batch_size, b * batch_size + chunk.len()))?;
+    in_batches(texts, batch_size, "embedding", |first, refs| {
+        let e = model.embed(session, refs, opts)?;
         dim = e.dim;
         data.extend(e.data);
-        truncated.extend(e.truncated.iter().map(|i| b * batch_size + i));
+        truncated.extend(e.truncated.iter().map(|i| first + i));
+        Ok(())
+    })?;
+    Ok((data, dim, truncated))
+}
+
+/// Runs `f` on consecutive batches of `texts` (the index of each batch's first text and its
+/// texts), with a progress bar named `verb` for a corpus; an error names the batch's texts.
+fn in_batches(texts: &[String], batch_size: usize, verb: &str, mut f: impl FnMut(usize, &[&str]) -> cairn_text::Result<()>) -> Result<()> {
+    let bar = progress::bar(texts.len() as u64, verb);
+    for (b, chunk) in texts.chunks(batch_size).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let first = b * batch_size;
+        f(first, &refs).with_context(|| format!("{verb} texts {first}..{}", first + chunk.len()))?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    Ok((data, dim, truncated))
+    Ok(())
+}
+
+/// Texts from --text or --input, refused when there are none or the batch size is 0.
+fn texts_of(text: &[String], input: Option<&Path>, batch_size: usize) -> Result<Vec<String>> {
+    let texts = match input {
+        Some(path) => read_texts(path)?,
+        None => text.to_vec(),
+    };
+    if texts.is_empty() {
+        bail!("no texts: give --text \"...\" or --input texts.jsonl");
+    }
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    Ok(texts)
+}
+
+/// Classify texts with a text-classification bundle (a label per text) or a
+/// token-classification bundle (a label per token, with its character span).
+///
+/// Texts come from --text (repeatable) or --input (as `cairn embed` reads them). Prints a
+/// line per text (per token for token classification); --json prints the results as the
+/// browser runtime's `model.classify` returns them; -o writes JSON lines, one per text.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  cairn classify dist/models/sentiment --text \"I love it\" --text \"never again\"\n  cairn classify dist/models/ner --text \"Lunch in Lyon\" --json\n  cairn classify dist/models/sentiment --input reviews.jsonl -o labels.jsonl"
+)]
+pub struct ClassifyArgs {
+    /// A text-classification or token-classification bundle (cairn pack ... --task ... --labels FILE).
+    bundle: PathBuf,
+    #[arg(long, conflicts_with = "input")]
+    text: Vec<String>,
+    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Write one JSON object per line and text ({"text": ..., "label": ..., ...}).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Texts per model run.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Print JSON: {"results": [...], "truncated": [...], "max_length": N}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn classify_main(args: ClassifyArgs) -> Result<()> {
+    let texts = texts_of(&args.text, args.input.as_deref(), args.batch_size)?;
+    let (session, model) = load_text_model(&args.bundle)?;
+    if model.task().task == TaskKind::FeatureExtraction {
+        bail!(
+            "{} is a feature-extraction bundle: it embeds texts (cairn embed), it does not classify them (hint: pack a classifier with --task text-classification --labels FILE)",
+            args.bundle.display()
+        );
+    }
+    let mut results = Vec::with_capacity(texts.len());
+    in_batches(&texts, args.batch_size, "classifying", |_, refs| {
+        results.extend(model.classify(&session, refs)?);
+        Ok(())
+    })?;
+    let truncated: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.truncated).map(|(i, _)| i).collect();
+    if !truncated.is_empty() {
+        eprintln!(
+            "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
+            truncated.len(),
+            texts.len(),
+            model.task().max_length,
+            truncated[0]
+        );
+    }
+    if let Some(path) = &args.output {
+        let mut out = String::new();
+        for (text, r) in texts.iter().zip(&results) {
+            let mut line = serde_json::to_value(r)?;
+            line["text"] = serde_json::Value::String(text.clone());
+            out.push_str(&serde_json::to_string(&line)?);
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        if !args.json {
+            println!("wrote {} classifications to {}", texts.len(), path.display());
+        }
+    }
+    if args.json {
+        let max_length = model.task().max_length;
+        println!("{}", serde_json::to_string(&serde_json::json!({"results": results, "truncated": truncated, "max_length": max_length}))?);
+    } else if args.output.is_none() {
+        for (text, r) in texts.iter().zip(&results) {
+            print_classification(text, r);
+        }
+    }
+    Ok(())
+}
+
+/// A text's label and score, or for token classification each token's.
+fn print_classification(text: &str, r: &cairn_text::Classification) {
+    let cut = if r.truncated { " (truncated)" } else { "" };
+    let Some(tokens) = &r.tokens else {
+        println!("{:?}: {} {:.3}{cut}", text, r.best.label, r.best.score);
+        return;
+    };
+    println!("{:?}:{cut}", text);
+    let chars: Vec<char> = text.chars().collect();
+    for (label, (start, end)) in tokens {
+        let piece: String = chars.get(*start..*end).map(|c| c.iter().collect()).unwrap_or_default();
+        println!("  {start:>4}..{end:<4} {:<16} {:<12} {:.3}", format!("{piece:?}"), label.label, label.score);
+    }
 }
 
 /// Texts from a file: JSON lines (a string or an object with "text") or plain lines.

@@ -169,3 +169,94 @@ fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
         assert!(!o.status.success() && err.contains(expect), "{extra:?}: {err}");
     }
 }
+
+/// A bundle of one of the tiny classifiers (tests/data/make.py) with its labels file.
+fn classifier_bundle(dir: &Path, model: &str, task: &str, labels: &str) -> String {
+    let out = dir.join(model);
+    let o = cairn(&[
+        "pack",
+        &manifest_dir(&format!("tests/data/{model}.onnx")),
+        "-o",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        &tokenizer(),
+        "--task",
+        task,
+        "--labels",
+        &manifest_dir(&format!("tests/data/{labels}")),
+        "--max-length",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.to_str().unwrap().to_string()
+}
+
+/// `cairn classify`: a label per text (scores a softmax over the bundle's labels, the same
+/// alone as in a padded batch), a label per token with spans that are the tokenizer's
+/// offsets of the non-special tokens, truncation said, JSON lines for a corpus, and a
+/// feature-extraction bundle refused with a hint.
+#[test]
+fn classify_labels_texts_and_tokens() {
+    let dir = tmp("classify");
+    let sentiment = classifier_bundle(&dir, "tiny_text_classifier", "text-classification", "text_labels.txt");
+    let long = "budget music ".repeat(10);
+    let texts = ["I love pizza", "never again, awful service", "", &long];
+    let args: Vec<&str> = texts.iter().flat_map(|t| ["--text", *t]).collect();
+    let all = json(&cairn(&[&["classify", &sentiment, "--json"], &args[..]].concat()));
+    let results = all["results"].as_array().unwrap();
+    assert_eq!(results.len(), texts.len());
+    assert_eq!(all["truncated"], serde_json::json!([3]));
+    assert_eq!(all["max_length"], 16);
+    let labels = ["negative", "neutral", "positive"];
+    for (i, r) in results.iter().enumerate() {
+        let scores: Vec<f64> = r["scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+        assert_eq!(scores.len(), 3);
+        assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{scores:?}");
+        let best = (0..3).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
+        assert_eq!(r["index"], best);
+        assert_eq!(r["label"], labels[best]);
+        assert_eq!(r["truncated"], i == 3);
+        // Alone, in a batch of one, the answer is the same (the model masks the padding).
+        let alone = json(&cairn(&["classify", &sentiment, "--text", texts[i], "--json"]));
+        let a: Vec<f64> = alone["results"][0]["scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+        assert!(a.iter().zip(&scores).all(|(x, y)| (x - y).abs() < 1e-6), "text {i}: {a:?} alone vs {scores:?} batched");
+    }
+    let o = cairn(&[&["classify", &sentiment], &args[..]].concat());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"I love pizza\": "), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
+
+    // Token classification: one label per non-special token, spans as `cairn tokenize` gives them.
+    let ner = classifier_bundle(&dir, "tiny_token_classifier", "token-classification", "token_labels.txt");
+    let text = "Lunch in Lyon";
+    let r = json(&cairn(&["classify", &ner, "--text", text, "--json"]));
+    let tokens = r["results"][0]["tokens"].as_array().unwrap();
+    let t = json(&cairn(&["tokenize", &ner, "--text", text, "--json"]));
+    let offsets: Vec<&serde_json::Value> =
+        t[0]["offsets"].as_array().unwrap().iter().filter(|o| *o != &serde_json::json!([0, 0])).collect();
+    assert_eq!(tokens.len(), offsets.len(), "{r}");
+    for (tok, span) in tokens.iter().zip(offsets) {
+        assert_eq!(&tok[1], span);
+        assert!(["O", "PLACE", "FOOD"].contains(&tok[0]["label"].as_str().unwrap()));
+    }
+    let o = cairn(&["classify", &ner, "--text", text]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(table.lines().count(), 1 + tokens.len(), "a line per token under the text's: {table}");
+    assert!(table.contains("\"Lu\"") || table.contains("\"L\""), "each token's piece of the text: {table}");
+
+    // A corpus: JSON lines with the text, a progress bar's worth of texts.
+    let corpus = dir.join("reviews.jsonl");
+    std::fs::write(&corpus, (0..20).map(|i| format!("{{\"text\": \"review {i}: great coffee\"}}\n")).collect::<String>()).unwrap();
+    let out = dir.join("labels.jsonl");
+    let o = cairn(&["classify", &sentiment, "--input", corpus.to_str().unwrap(), "-o", out.to_str().unwrap(), "--batch-size", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines[7]["text"], "review 7: great coffee");
+    assert!(labels.contains(&lines[7]["label"].as_str().unwrap()));
+
+    // An embedding bundle does not classify; no texts is an error.
+    let o = cairn(&["classify", &text_bundle(&dir, "16"), "--text", "x"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cairn embed"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cairn(&["classify", &sentiment]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--text"));
+}

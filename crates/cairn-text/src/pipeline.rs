@@ -46,9 +46,10 @@ pub struct Classification {
     #[serde(flatten)]
     pub best: Label,
     pub scores: Vec<f32>,
-    /// Token classification only: one label per non-special token with its character span.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tokens: Vec<(Label, (usize, usize))>,
+    /// Token classification only: one label per non-special token with its character span
+    /// (empty for a text without tokens, absent for text classification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<(Label, (usize, usize))>>,
     pub truncated: bool,
 }
 
@@ -129,7 +130,7 @@ impl TextModel {
                 .enumerate()
                 .map(|(i, row)| {
                     let scores = softmax(row);
-                    Classification { best: label_of(&scores), scores, tokens: Vec::new(), truncated: batch.truncated.contains(&i) }
+                    Classification { best: label_of(&scores), scores, tokens: None, truncated: batch.truncated.contains(&i) }
                 })
                 .collect()),
             (TaskKind::TokenClassification, &[b, n, k]) if b == batch.batch && n == batch.seq_len && k == labels.len() => Ok((0..b)
@@ -139,7 +140,7 @@ impl TextModel {
                         .map(|t| (label_of(&softmax(&logits[(i * n + t) * k..(i * n + t + 1) * k])), batch.offsets[i][t]))
                         .collect::<Vec<_>>();
                     let best = tokens.first().map(|t| t.0.clone()).unwrap_or(Label { label: String::new(), index: 0, score: 0.0 });
-                    Classification { best, scores: Vec::new(), tokens, truncated: batch.truncated.contains(&i) }
+                    Classification { best, scores: Vec::new(), tokens: Some(tokens), truncated: batch.truncated.contains(&i) }
                 })
                 .collect()),
             (TaskKind::FeatureExtraction, _) => {

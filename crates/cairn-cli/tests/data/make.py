@@ -196,3 +196,47 @@ save(helper.make_graph(
      onnx.numpy_helper.from_array(gain, "gain"),
      onnx.numpy_helper.from_array((rng.standard_normal((32, 16)) / 6).astype(np.float32), "w_out")],
 ), "tiny_text_mlp.onnx")
+
+# Tiny text classifiers over the BPE fixture's vocabulary (tests/text.rs, web/test/text.test.mjs):
+# `tiny_text_classifier` pools the token embeddings under the attention mask (padding does not
+# change a text's answer) and maps them to 3 logits; `tiny_token_classifier` gives every token 3
+# logits. Labels: text_labels.txt and token_labels.txt.
+rng = np.random.default_rng(33)
+save(helper.make_graph(
+    [
+        helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "ax2"], ["m3"]),
+        helper.make_node("Mul", ["h", "m3"], ["hm"]),
+        helper.make_node("ReduceSum", ["hm", "ax1"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["m3", "ax1"], ["count"], keepdims=0),
+        helper.make_node("Max", ["count", "one"], ["count1"]),
+        helper.make_node("Div", ["total", "count1"], ["pooled"]),
+        helper.make_node("Gemm", ["pooled", "w", "b"], ["logits"]),
+    ],
+    "tiny_text_classifier",
+    [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+     helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+    [onnx.numpy_helper.from_array(rng.standard_normal((800, 8)).astype(np.float32), "emb"),
+     onnx.numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+     onnx.numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+     onnx.numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+     onnx.numpy_helper.from_array(rng.standard_normal((8, 3)).astype(np.float32), "w"),
+     onnx.numpy_helper.from_array(np.array([0.1, -0.2, 0.05], np.float32), "b")],
+), "tiny_text_classifier.onnx")
+save(helper.make_graph(
+    [
+        helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+        helper.make_node("MatMul", ["h", "w"], ["logits"]),
+    ],
+    "tiny_token_classifier",
+    [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", 3])],
+    [onnx.numpy_helper.from_array(rng.standard_normal((800, 8)).astype(np.float32), "emb"),
+     onnx.numpy_helper.from_array(rng.standard_normal((8, 3)).astype(np.float32), "w")],
+), "tiny_token_classifier.onnx")
+with open("text_labels.txt", "w") as f:
+    f.write("negative\nneutral\npositive\n")
+with open("token_labels.txt", "w") as f:
+    f.write("O\nPLACE\nFOOD\n")
