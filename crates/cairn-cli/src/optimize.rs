@@ -167,7 +167,15 @@ pub fn main(args: OptimizeArgs) -> Result<()> {
                 texts.display()
             ),
         },
-        (Some(dir), true) => inputs_dir::read(dir, &graph, args.max_inputs, norm)?,
+        (Some(dir), true) => {
+            if args.tokenizer.is_some() {
+                bail!(
+                    "--tokenizer reads --calibrate as a file of texts, but {} is a directory of input sets: drop --tokenizer, or give a texts file",
+                    dir.display()
+                );
+            }
+            inputs_dir::read(dir, &graph, args.max_inputs, norm)?
+        }
         _ => Vec::new(),
     };
     // Sensitivity inputs spread evenly over the calibration set (files sorted by name

@@ -155,6 +155,11 @@ fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
     let cosines: Vec<f64> = layers.iter().map(|l| l["mean_cosine"].as_f64().unwrap()).collect();
     assert!(cosines.windows(2).all(|w| w[0] <= w[1]) && cosines[0] < 1.0, "least cosine first: {cosines:?}");
 
+    // --report measures the optimized model on the texts too.
+    let o = cairn(&[&["optimize", &model, "-o", out.to_str().unwrap()], &args[..], &["--report"]].concat());
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && report.contains("on the 3 --calibrate inputs") && report.contains("cosine"), "{report}");
+
     // Texts need their tokenizer; sensitivity needs inputs; an empty texts file is no calibration.
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n\n").unwrap();
@@ -163,6 +168,7 @@ fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
         (vec!["--calibrate", texts.to_str().unwrap(), "--keep-sensitive", "1"], "--tokenizer"),
         (vec!["--keep-sensitive", "1"], "--calibrate"),
         (vec!["--calibrate", empty.to_str().unwrap(), "--tokenizer", &tokenizer(), "--sensitivity"], "holds no texts"),
+        (vec!["--calibrate", dir.to_str().unwrap(), "--tokenizer", &tokenizer(), "--sensitivity"], "is a directory of input sets"),
     ] {
         let o = cairn(&[&base[..], &extra[..]].concat());
         let err = String::from_utf8_lossy(&o.stderr);
