@@ -26,7 +26,10 @@ relaxed_here() { node "$@" --input-type=module -e "import { relaxedSimd } from '
 relaxed_here || { relaxed_here --experimental-wasm-relaxed-simd && node_flags=(--experimental-wasm-relaxed-simd); }
 (cd bench/web && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --ignore-scripts; })  # (onnxruntime-node's install script needs nuget.org)
 mkdir -p target/bench
-common=(--runs "$RUNS" --threads "$THREADS")
+# The engines take turns ROUNDS times (fresh process or page each turn, RUNS/ROUNDS runs):
+# a burst from the machine's other tenants then lands on every engine, not on one.
+ROUNDS=${ROUNDS:-3}
+common=(--runs "$RUNS" --threads "$THREADS" --rounds "$ROUNDS")
 for where in node chromium; do
   script=bench/web/node_bench.mjs
   [ $where = chromium ] && script=bench/web/browser_bench.mjs

@@ -49,3 +49,25 @@ export function report(where, model, results, { sameFile = true } = {}) {
   };
   return { table: lines.join('\n'), json };
 }
+
+// One result per engine from `rounds` (each an array of per-engine results, engines in the
+// same order every round): the timings pooled over the rounds (median, min and p90 of all
+// runs), memory the largest any round saw, the rest (output, load time) from the first.
+// Engines run in turn within each round, so a burst of load from other tenants of a shared
+// machine falls on every engine instead of spoiling one engine's whole sample.
+export function mergeRounds(rounds) {
+  const sorted = (v) => [...v].sort((a, b) => a - b);
+  return rounds[0].map((first, i) => {
+    const all = rounds.map((round) => round[i]);
+    if (!first.times) return first; // the baseline process: memory only
+    const times = sorted(all.flatMap((r) => r.times));
+    const at = (q) => times[Math.min(times.length - 1, Math.floor(times.length * q))];
+    const merged = { ...first, times, median_ms: at(0.5), min_ms: times[0], p90_ms: at(0.9), rounds: all.length };
+    if (first.caller_median_ms != null) merged.caller_median_ms = sorted(all.map((r) => r.caller_median_ms))[Math.floor(all.length / 2)];
+    if (first.caller_min_ms != null) merged.caller_min_ms = Math.min(...all.map((r) => r.caller_min_ms));
+    for (const key of ['max_rss_bytes', 'engine_memory_bytes', 'js_heap_bytes']) {
+      if (first[key] != null) merged[key] = Math.max(...all.map((r) => r[key] ?? 0));
+    }
+    return merged;
+  });
+}
