@@ -114,7 +114,21 @@ export interface Classification extends TextLabel {
   /** Token classification only: a label per non-special token with its character span
    *  `[start, end)` (an empty array for a text without tokens; absent for text classification). */
   tokens?: [TextLabel, [number, number]][];
+  /** Token classification with `aggregate: 'simple'`: adjacent tokens of one entity type
+   *  merged (a `B-` label starts a new entity; type `O` is dropped). */
+  entities?: Entity[];
   truncated: boolean;
+}
+
+export interface Entity {
+  /** The entity type: the tokens' label without its `B-` / `I-` prefix. */
+  label: string;
+  /** The mean of its tokens' scores. */
+  score: number;
+  /** `[start, end)` in characters (code points) of the text. */
+  start: number;
+  end: number;
+  text: string;
 }
 
 export interface Encoding {
@@ -224,7 +238,7 @@ export interface Model {
   /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */
   embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal }): Promise<EmbedResult>;
   /** Text bundles packed with --task text-classification|token-classification and --labels. */
-  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal }): Promise<{ results: Classification[]; replaced: number[]; maxLength: number; where: 'device' }>;
+  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple' }): Promise<{ results: Classification[]; replaced: number[]; maxLength: number; where: 'device' }>;
   /** The model's tokenization of each text (its max length applies). */
   tokenize(texts: string | string[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
   unload(): Promise<unknown>;

@@ -464,13 +464,14 @@ class Model {
   /**
    * Labels for `texts` (text-classification: one per text; token-classification: one per
    * token with its character span), from a bundle packed with `--task ... --labels`.
+   * `aggregate: 'simple'` also merges a token classifier's labels into `entities`.
    * @param {string | string[]} texts
    */
-  async classify(texts, { priority = 0, signal } = {}) {
+  async classify(texts, { priority = 0, signal, aggregate } = {}) {
     const list = textList(texts);
     await this.complete;
     const parts = await Promise.all(chunks(list, TEXTS_PER_REQUEST).map(({ texts: part }) =>
-      this.cairn._run({ type: 'classify', handle: this.handle, texts: part, priority }, signal)));
+      this.cairn._run({ type: 'classify', handle: this.handle, texts: part, priority, aggregate }, signal)));
     let at = 0;
     const replaced = [];
     for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }

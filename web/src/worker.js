@@ -405,7 +405,7 @@ async function runTyped(entry, req) {
 /// Text requests of one model and task (embed with the same options, or classify), run
 /// as one padded batch: the scheduler grouped them.
 function runText(entry, reqs) {
-  const { kind, pooling, normalize } = reqs[0].text;
+  const { kind, pooling, normalize, aggregate } = reqs[0].text;
   if (!entry.final?.maxLength()) {
     const why = entry.manifest.text ? 'its tokenizer is not loaded yet (wait for `model.complete`)' : 'its bundle has no text task (pack it with --tokenizer tokenizer.json --task ...)';
     return reqs.forEach((r) => fail(r.id, 'bad-input', `this model cannot ${kind}: ${why}`));
@@ -434,7 +434,11 @@ function runText(entry, reqs) {
     }
   } else {
     let results;
-    try { results = JSON.parse(entry.final.classify(batch)); } finally { batch.free(); }
+    try {
+      results = JSON.parse(entry.final.classify(batch, aggregate ?? undefined, aggregate ? JSON.stringify(all) : undefined));
+    } catch (e) {
+      return reqs.forEach((r) => fail(r.id, 'bad-input', String(e.message ?? e)));
+    } finally { batch.free(); }
     const t1 = performance.now();
     for (const r of reqs) {
       const n = r.text.texts.length;
@@ -537,10 +541,10 @@ self.onmessage = async ({ data: msg }) => {
     case 'classify': {
       let texts;
       try { texts = wellFormedTexts(msg.texts); } catch (e) { return fail(msg.id, e.code, e.message); }
-      const text = { kind: msg.type, ...texts, pooling: msg.pooling ?? null, normalize: msg.normalize ?? null };
+      const text = { kind: msg.type, ...texts, pooling: msg.pooling ?? null, normalize: msg.normalize ?? null, aggregate: msg.aggregate ?? null };
       pending.set(msg.id, { handle: msg.handle, text, queued: performance.now() });
       // Same model, task and options: one padded batch.
-      scheduler.push(msg.id, msg.priority ?? 0, '', `${msg.handle}:${msg.type}:${text.pooling}:${text.normalize}`);
+      scheduler.push(msg.id, msg.priority ?? 0, '', `${msg.handle}:${msg.type}:${text.pooling}:${text.normalize}:${text.aggregate}`);
       return drain();
     }
     case 'tokenize': {

@@ -143,6 +143,7 @@ test('model.classify in the worker labels texts and tokens like native `cairn cl
   const native = {
     sentiment: JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), ...args, '--json')),
     ner: JSON.parse(cairn('classify', path.join(work, 'models/ner'), ...args, '--json')),
+    entities: JSON.parse(cairn('classify', path.join(work, 'models/ner'), ...args, '--json', '--aggregate', 'simple')),
   };
   const r = await page.evaluate(async (texts) => {
     const sentiment = await window.cairn.load('/models/sentiment/manifest.json');
@@ -151,7 +152,9 @@ test('model.classify in the worker labels texts and tokens like native `cairn cl
     const [all, ...single] = await Promise.all([sentiment.classify(texts), ...texts.map((t) => sentiment.classify(t))]);
     let wrongTask = null;
     try { await (await window.cairn.load('/models/tiny/manifest.json')).classify('x'); } catch (e) { wrongTask = `${e.code}: ${e.message}`; }
-    return { all, single: single.map((s) => s.results[0]), ner: await ner.classify(texts), wrongTask };
+    let badAggregate = null;
+    try { await ner.classify('x', { aggregate: 'words' }); } catch (e) { badAggregate = `${e.code}: ${e.message}`; }
+    return { all, single: single.map((s) => s.results[0]), ner: await ner.classify(texts), entities: await ner.classify(texts, { aggregate: 'simple' }), wrongTask, badAggregate };
   }, texts);
   assert.equal(r.all.results.length, texts.length);
   assert.equal(r.all.maxLength, MAX_LENGTH);
@@ -176,6 +179,18 @@ test('model.classify in the worker labels texts and tokens like native `cairn cl
     });
   });
   assert.ok(r.ner.results[2].tokens.length === 0, 'the empty text has no tokens to label');
+  // aggregate: 'simple' merges the tokens into entities, with their text, as natively.
+  r.entities.results.forEach((got, i) => {
+    const want = native.entities.results[i].entities;
+    assert.equal(got.entities.length, want.length, `text ${i}: entities`);
+    got.entities.forEach((e, j) => {
+      assert.deepEqual([e.label, e.start, e.end, e.text], [want[j].label, want[j].start, want[j].end, want[j].text]);
+      assert.equal(e.text, Array.from(texts[i]).slice(e.start, e.end).join(''), 'the span of the text, in code points');
+    });
+  });
+  assert.ok(r.entities.results.some((res) => res.entities.length > 0), 'the tiny model finds some entity');
+  assert.equal(r.ner.results[0].entities, undefined, 'no entities unless asked');
+  assert.match(r.badAggregate, /bad-input: .*aggregate 'words'/);
   assert.match(r.wrongTask, /feature-extraction/, 'an embedding model refuses to classify, and says why');
 });
 

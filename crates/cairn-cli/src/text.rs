@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile, TOKENIZER_PATH};
 use cairn_core::Session;
 use cairn_core::{DType, Graph, Tensor, TensorData};
-use cairn_text::{EmbedOptions, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, TextPipeline, TextTokenizer};
 use clap::Args;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -349,6 +349,10 @@ pub struct ClassifyArgs {
     /// Texts per model run.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Token classification: `simple` merges adjacent tokens of one entity type into entities
+    /// (a `B-` label starts a new one, `O` is dropped), as Hugging Face's "simple" aggregation.
+    #[arg(long, default_value = "none", value_name = "none|simple")]
+    aggregate: String,
     /// Print JSON: {"results": [...], "truncated": [...], "max_length": N}.
     #[arg(long)]
     json: bool,
@@ -356,6 +360,8 @@ pub struct ClassifyArgs {
 
 pub fn classify_main(args: ClassifyArgs) -> Result<()> {
     let texts = texts_of(&args.text, args.input.as_deref(), args.batch_size)?;
+    let aggregation = Aggregation::parse(&args.aggregate)
+        .with_context(|| format!("--aggregate '{}' must be one of {}", args.aggregate, Aggregation::NAMES.join(", ")))?;
     let (session, model) = load_text_model(&args.bundle)?;
     if model.task().task == TaskKind::FeatureExtraction {
         bail!(
@@ -365,7 +371,7 @@ pub fn classify_main(args: ClassifyArgs) -> Result<()> {
     }
     let mut results = Vec::with_capacity(texts.len());
     in_batches(&texts, args.batch_size, "classifying", |_, refs| {
-        results.extend(model.classify(&session, refs)?);
+        results.extend(model.classify(&session, refs, aggregation)?);
         Ok(())
     })?;
     let truncated: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.truncated).map(|(i, _)| i).collect();
@@ -410,6 +416,12 @@ fn print_classification(text: &str, r: &cairn_text::Classification) {
         return;
     };
     println!("{:?}:{cut}", text);
+    if let Some(entities) = &r.entities {
+        for e in entities {
+            println!("  {:>4}..{:<4} {:<24} {:<12} {:.3}", e.start, e.end, format!("{:?}", e.text), e.label, e.score);
+        }
+        return;
+    }
     let chars: Vec<char> = text.chars().collect();
     for (label, (start, end)) in tokens {
         let piece: String = chars.get(*start..*end).map(|c| c.iter().collect()).unwrap_or_default();

@@ -242,8 +242,41 @@ fn classify_labels_texts_and_tokens() {
     assert_eq!(tokens.len(), offsets.len(), "{r}");
     for (tok, span) in tokens.iter().zip(offsets) {
         assert_eq!(&tok[1], span);
-        assert!(["O", "PLACE", "FOOD"].contains(&tok[0]["label"].as_str().unwrap()));
+        assert!(["O", "B-PLACE", "I-PLACE"].contains(&tok[0]["label"].as_str().unwrap()));
     }
+    // --aggregate simple: the tokens merged into entities (B- starts one, I- of the same type
+    // continues it, O is dropped), each with its span's text and its tokens' mean score.
+    let text = "Lunch in Lyon, dinner in Paris: déjà vu";
+    let r = json(&cairn(&["classify", &ner, "--text", text, "--json", "--aggregate", "simple"]));
+    let tokens = r["results"][0]["tokens"].as_array().unwrap();
+    let mut want: Vec<(usize, usize, f64, usize)> = Vec::new(); // start, end, score sum, tokens
+    let mut last = "O";
+    for t in tokens {
+        let (label, start, end) = (t[0]["label"].as_str().unwrap(), t[1][0].as_u64().unwrap() as usize, t[1][1].as_u64().unwrap() as usize);
+        let score = t[0]["score"].as_f64().unwrap();
+        match (label, want.last_mut()) {
+            ("I-PLACE", Some(e)) if last != "O" => {
+                e.1 = end;
+                e.2 += score;
+                e.3 += 1;
+            }
+            ("B-PLACE" | "I-PLACE", _) => want.push((start, end, score, 1)),
+            _ => {}
+        }
+        last = label;
+    }
+    let entities = r["results"][0]["entities"].as_array().unwrap();
+    assert!(!want.is_empty(), "the tiny model labels some token PLACE: {r}");
+    assert_eq!(entities.len(), want.len(), "{r}");
+    let chars: Vec<char> = text.chars().collect();
+    for (e, (start, end, sum, n)) in entities.iter().zip(&want) {
+        assert_eq!((e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize), (*start, *end));
+        assert_eq!(e["label"], "PLACE");
+        assert_eq!(e["text"].as_str().unwrap(), chars[*start..*end].iter().collect::<String>());
+        assert!((e["score"].as_f64().unwrap() - sum / *n as f64).abs() < 1e-5);
+    }
+    let o = cairn(&["classify", &ner, "--text", text, "--aggregate", "everything"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("simple"));
     let o = cairn(&["classify", &ner, "--text", text]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert_eq!(table.lines().count(), 1 + tokens.len(), "a line per token under the text's: {table}");

@@ -1,5 +1,6 @@
 //! The text tasks of a text bundle under `/v1`: `POST /v1/models/{name}/embed` and
-//! `POST /v1/models/{name}/classify`, with a JSON body `{"texts": ["...", ...]}` (or `"text"`).
+//! `POST /v1/models/{name}/classify`, with a JSON body `{"texts": ["...", ...]}` (or `"text"`;
+//! `"aggregate": "simple"` merges a token classifier's labels into entities).
 //! Tokenizing and the model run happen on a compute slot, like every other inference.
 
 use crate::api::{json_response, submit_error};
@@ -9,7 +10,7 @@ use crate::App;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_text::{EmbedOptions, Pooling, TaskKind, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, Pooling, TaskKind, TextPipeline, TextTokenizer};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,9 +29,20 @@ pub struct TextRequest {
     pooling: Option<String>,
     #[serde(default)]
     normalize: Option<bool>,
+    /// Token classification: "none" (a label per token) or "simple" (merged into entities).
+    #[serde(default)]
+    aggregate: Option<String>,
 }
 
 impl TextRequest {
+    fn aggregation(&self) -> Result<Aggregation, ApiError> {
+        match &self.aggregate {
+            None => Ok(Aggregation::None),
+            Some(a) => Aggregation::parse(a)
+                .ok_or_else(|| ApiError::bad_request(format!("aggregate '{a}' is not one of {}", Aggregation::NAMES.join(", ")))),
+        }
+    }
+
     fn texts(self) -> Result<(Vec<String>, Option<String>, Option<bool>), ApiError> {
         let texts = match (self.texts, self.text) {
             (Some(t), None) => t,
@@ -97,6 +109,7 @@ async fn run(
         ApiError::bad_request(format!("the body is not a text request: {}", e.body_text()))
             .hint("send {\"texts\": [\"...\"]} as application/json")
     })?;
+    let aggregation = req.aggregation()?;
     let (texts, pooling, normalize) = req.texts()?;
     let pipeline = pipeline(&app, &model)?;
     let kind = pipeline.task().task;
@@ -129,7 +142,7 @@ async fn run(
                     let rows: Vec<&[f32]> = e.data.chunks_exact(e.dim.max(1)).collect();
                     serde_json::json!({"dim": e.dim, "embeddings": rows, "truncated": e.truncated})
                 }),
-                Task::Classify => p.classify(session, &refs).map(|c| serde_json::json!({"results": c})),
+                Task::Classify => p.classify(session, &refs, aggregation).map(|c| serde_json::json!({"results": c})),
             }
             .map_err(|e| e.to_string())
         })

@@ -24,6 +24,6 @@ pub use cairn_bundle::text_task::{Pooling, TaskKind, TextTask};
 pub use error::{Error, Result};
 #[cfg(feature = "tokenizer")]
 pub use pipeline::TextPipeline;
-pub use pipeline::{Classification, EmbedOptions, Embeddings, Label, TextModel};
+pub use pipeline::{Aggregation, Classification, EmbedOptions, Embeddings, Entity, Label, TextModel};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::{Encoded, TextTokenizer, MAX_TEXT_BYTES};

@@ -50,7 +50,85 @@ pub struct Classification {
     /// (empty for a text without tokens, absent for text classification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<(Label, (usize, usize))>>,
+    /// Token classification with [`Aggregation::Simple`]: the tokens merged into entities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Vec<Entity>>,
     pub truncated: bool,
+}
+
+/// Adjacent tokens of one entity type, merged: a name split into word pieces is one entity.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Entity {
+    /// The entity type: the tokens' label without its `B-` / `I-` prefix.
+    pub label: String,
+    /// The mean of the tokens' scores.
+    pub score: f32,
+    /// `[start, end)` in Unicode characters of the text, first token's start to last token's end.
+    pub start: usize,
+    pub end: usize,
+    /// The text's characters in that span.
+    pub text: String,
+}
+
+/// What `classify` returns per token of a token classifier: its label (`None`), or the
+/// labels merged into entities (`Simple`, Hugging Face's "simple" aggregation: a token
+/// starts a new entity when its type differs from the previous token's or its label is
+/// `B-...`; entities of type `O` are dropped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Aggregation {
+    #[default]
+    None,
+    Simple,
+}
+
+impl Aggregation {
+    pub const NAMES: [&'static str; 2] = ["none", "simple"];
+
+    pub fn parse(name: &str) -> Option<Aggregation> {
+        match name {
+            "none" => Some(Aggregation::None),
+            "simple" => Some(Aggregation::Simple),
+            _ => None,
+        }
+    }
+}
+
+impl Classification {
+    /// Merges a token classification's tokens into entities (see [`Aggregation::Simple`]);
+    /// `text` is the classified text (the spans index its characters). Nothing for text
+    /// classification.
+    pub fn group_entities(&mut self, text: &str) {
+        let Some(tokens) = &self.tokens else { return };
+        let chars: Vec<char> = text.chars().collect();
+        let mut entities: Vec<(Entity, usize)> = Vec::new(); // with its token count
+        for (label, (start, end)) in tokens {
+            let (begins, kind) = match label.label.split_once('-') {
+                Some(("B", kind)) => (true, kind),
+                Some(("I", kind)) => (false, kind),
+                _ => (false, label.label.as_str()),
+            };
+            match entities.last_mut() {
+                Some((e, n)) if !begins && e.label == kind => {
+                    e.end = *end;
+                    e.score += label.score;
+                    *n += 1;
+                }
+                _ => entities
+                    .push((Entity { label: kind.to_string(), score: label.score, start: *start, end: *end, text: String::new() }, 1)),
+            }
+        }
+        self.entities = Some(
+            entities
+                .into_iter()
+                .filter(|(e, _)| e.label != "O")
+                .map(|(mut e, n)| {
+                    e.score /= n as f32;
+                    e.text = chars.get(e.start..e.end.min(chars.len())).map(|c| c.iter().collect()).unwrap_or_default();
+                    e
+                })
+                .collect(),
+        );
+    }
 }
 
 /// Which tokenizer array feeds a model input.
@@ -130,7 +208,13 @@ impl TextModel {
                 .enumerate()
                 .map(|(i, row)| {
                     let scores = softmax(row);
-                    Classification { best: label_of(&scores), scores, tokens: None, truncated: batch.truncated.contains(&i) }
+                    Classification {
+                        best: label_of(&scores),
+                        scores,
+                        tokens: None,
+                        entities: None,
+                        truncated: batch.truncated.contains(&i),
+                    }
                 })
                 .collect()),
             (TaskKind::TokenClassification, &[b, n, k]) if b == batch.batch && n == batch.seq_len && k == labels.len() => Ok((0..b)
@@ -140,7 +224,13 @@ impl TextModel {
                         .map(|t| (label_of(&softmax(&logits[(i * n + t) * k..(i * n + t + 1) * k])), batch.offsets[i][t]))
                         .collect::<Vec<_>>();
                     let best = tokens.first().map(|t| t.0.clone()).unwrap_or(Label { label: String::new(), index: 0, score: 0.0 });
-                    Classification { best, scores: Vec::new(), tokens: Some(tokens), truncated: batch.truncated.contains(&i) }
+                    Classification {
+                        best,
+                        scores: Vec::new(),
+                        tokens: Some(tokens),
+                        entities: None,
+                        truncated: batch.truncated.contains(&i),
+                    }
                 })
                 .collect()),
             (TaskKind::FeatureExtraction, _) => {
@@ -218,9 +308,14 @@ impl TextPipeline {
         self.model.embed_batch(session, &self.tokenizer.encode_batch(texts)?, opts)
     }
 
-    /// Classifies each text (text-classification) or each of its tokens (token-classification).
-    pub fn classify(&self, session: &Session, texts: &[&str]) -> Result<Vec<Classification>> {
-        self.model.classify_batch(session, &self.tokenizer.encode_batch(texts)?)
+    /// Classifies each text (text-classification) or each of its tokens (token-classification,
+    /// merged into entities with [`Aggregation::Simple`]).
+    pub fn classify(&self, session: &Session, texts: &[&str], aggregation: Aggregation) -> Result<Vec<Classification>> {
+        let mut results = self.model.classify_batch(session, &self.tokenizer.encode_batch(texts)?)?;
+        if aggregation == Aggregation::Simple {
+            results.iter_mut().zip(texts).for_each(|(r, text)| r.group_entities(text));
+        }
+        Ok(results)
     }
 }
 
@@ -246,4 +341,49 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     let exps: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(label: &str, score: f32, span: (usize, usize)) -> (Label, (usize, usize)) {
+        (Label { label: label.into(), index: 0, score }, span)
+    }
+
+    /// Word pieces of one name become one entity; `B-` starts a new one even of the same
+    /// type; `O` runs are dropped; spans and text are in characters (the accent is one).
+    #[test]
+    fn simple_aggregation_merges_word_pieces_into_entities() {
+        let text = "Zoë met Ann Lee in Lyon";
+        let tokens = vec![
+            token("B-PER", 0.9, (0, 2)),
+            token("I-PER", 0.7, (2, 3)),
+            token("O", 0.99, (3, 7)),
+            token("B-PER", 0.8, (7, 11)),
+            token("B-PER", 0.6, (11, 15)),
+            token("O", 0.95, (15, 18)),
+            token("LOC", 0.5, (18, 20)),
+            token("LOC", 0.7, (20, 23)),
+        ];
+        let mut c =
+            Classification { best: tokens[0].0.clone(), scores: Vec::new(), tokens: Some(tokens), entities: None, truncated: false };
+        c.group_entities(text);
+        let got: Vec<(&str, &str, (usize, usize))> =
+            c.entities.as_ref().unwrap().iter().map(|e| (e.label.as_str(), e.text.as_str(), (e.start, e.end))).collect();
+        assert_eq!(got, [("PER", "Zoë", (0, 3)), ("PER", " Ann", (7, 11)), ("PER", " Lee", (11, 15)), ("LOC", " Lyon", (18, 23))]);
+        let e = c.entities.unwrap();
+        assert!((e[0].score - 0.8).abs() < 1e-6 && (e[3].score - 0.6).abs() < 1e-6, "mean of the tokens' scores");
+
+        // Text classification has no tokens to merge.
+        let mut t = Classification {
+            best: Label { label: "x".into(), index: 0, score: 1.0 },
+            scores: vec![1.0],
+            tokens: None,
+            entities: None,
+            truncated: false,
+        };
+        t.group_entities("anything");
+        assert!(t.entities.is_none());
+    }
 }

@@ -5,7 +5,7 @@
 //! batches cross into this module as flat typed arrays and are checked like any input.
 
 use crate::{js_err, Model};
-use cairn_text::{Batch, Pooling, TextModel};
+use cairn_text::{Aggregation, Batch, Pooling, TextModel};
 use wasm_bindgen::prelude::*;
 
 /// One embedding per text, row-major `[texts, dim]`.
@@ -97,9 +97,22 @@ impl Model {
     }
 
     /// Classifies a tokenized batch; the answer is the JSON of `cairn_text::Classification`
-    /// per text.
-    pub fn classify(&self, batch: &TokenBatchInput) -> Result<String, JsError> {
-        let c = self.text_model()?.classify_batch(&self.session, &batch.batch).map_err(js_err)?;
+    /// per text. `aggregate` "simple" merges a token classifier's labels into entities, whose
+    /// text comes from `texts_json` (the batch's texts, a JSON array of strings).
+    pub fn classify(&self, batch: &TokenBatchInput, aggregate: Option<String>, texts_json: Option<String>) -> Result<String, JsError> {
+        let aggregation = match aggregate.as_deref() {
+            None => Aggregation::None,
+            Some(a) => Aggregation::parse(a)
+                .ok_or_else(|| JsError::new(&format!("aggregate '{a}' is not one of {}", Aggregation::NAMES.join(", "))))?,
+        };
+        let mut c = self.text_model()?.classify_batch(&self.session, &batch.batch).map_err(js_err)?;
+        if aggregation == Aggregation::Simple {
+            let texts: Vec<String> = serde_json::from_str(texts_json.as_deref().unwrap_or("[]")).map_err(js_err)?;
+            if texts.len() != c.len() {
+                return Err(JsError::new(&format!("{} texts for a batch of {}: aggregation needs each text", texts.len(), c.len())));
+            }
+            c.iter_mut().zip(&texts).for_each(|(r, text)| r.group_entities(text));
+        }
         serde_json::to_string(&c).map_err(js_err)
     }
 

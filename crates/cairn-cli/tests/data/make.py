@@ -239,4 +239,4 @@ save(helper.make_graph(
 with open("text_labels.txt", "w") as f:
     f.write("negative\nneutral\npositive\n")
 with open("token_labels.txt", "w") as f:
-    f.write("O\nPLACE\nFOOD\n")
+    f.write("O\nB-PLACE\nI-PLACE\n")

@@ -265,6 +265,11 @@ async fn bad_text_requests_get_400_with_a_hint() {
             "model 'embedder' cannot classify: its task is feature-extraction",
         ),
         ("/v1/models/sentiment/embed", json(serde_json::json!({ "text": "a" })), "model 'sentiment' cannot embed"),
+        (
+            "/v1/models/sentiment/classify",
+            json(serde_json::json!({ "text": "a", "aggregate": "words" })),
+            "aggregate 'words' is not one of none, simple",
+        ),
     ];
     for (path, body, want) in cases {
         let r = post(path, body).await;
