@@ -15,6 +15,7 @@ export function report(where, model, results, { sameFile = true } = {}) {
     const ratio = cairn ? (cairn.median_ms / r.median_ms).toFixed(2) : '-';
     const rss = baseline && r.max_rss_bytes ? r.max_rss_bytes - baseline.max_rss_bytes : null;
     lines.push(`${(r.describe ?? r.engine).padEnd(40)} ${r.median_ms.toFixed(2).padStart(10)} ${r.min_ms.toFixed(2).padStart(8)} ${ratio.padStart(13)}  ${mib(rss).padStart(8)} | ${mib(r.engine_memory_bytes)}`);
+    if (r.round_medians_ms?.length > 1) lines.push(`  (medians of its ${r.round_medians_ms.length} turns: ${r.round_medians_ms.map((m) => m.toFixed(2)).join(', ')} ms)`);
     if (r.timed_in === 'worker') lines.push(`  (timed inside its Web Worker; as the page saw it, message round trip included: median ${r.caller_median_ms.toFixed(2)}, min ${r.caller_min_ms.toFixed(2)} ms)`);
   }
   let agreement = null;
@@ -62,7 +63,8 @@ export function mergeRounds(rounds) {
     if (!first.times) return first; // the baseline process: memory only
     const times = sorted(all.flatMap((r) => r.times));
     const at = (q) => times[Math.min(times.length - 1, Math.floor(times.length * q))];
-    const merged = { ...first, times, median_ms: at(0.5), min_ms: times[0], p90_ms: at(0.9), rounds: all.length };
+    const median = (v) => sorted(v)[Math.floor(v.length / 2)];
+    const merged = { ...first, times, median_ms: at(0.5), min_ms: times[0], p90_ms: at(0.9), rounds: all.length, round_medians_ms: all.map((r) => median(r.times)) };
     if (first.caller_median_ms != null) merged.caller_median_ms = sorted(all.map((r) => r.caller_median_ms))[Math.floor(all.length / 2)];
     if (first.caller_min_ms != null) merged.caller_min_ms = Math.min(...all.map((r) => r.caller_min_ms));
     for (const key of ['max_rss_bytes', 'engine_memory_bytes', 'js_heap_bytes']) {
