@@ -217,17 +217,11 @@ pub fn load_text_model(path: &Path) -> Result<(Session, TextPipeline)> {
 pub struct EmbedArgs {
     /// A feature-extraction bundle (cairn pack ... --task feature-extraction).
     bundle: PathBuf,
-    #[arg(long, conflicts_with = "input")]
-    text: Vec<String>,
-    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
+    #[command(flatten)]
+    texts: TextsArgs,
     /// Write the embeddings as .npy [texts, dim].
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Texts per model run.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
     /// Override the bundle's pooling: mean, cls or max.
     #[arg(long)]
     pooling: Option<String>,
@@ -240,14 +234,14 @@ pub struct EmbedArgs {
 }
 
 pub fn embed_main(args: EmbedArgs) -> Result<()> {
-    let texts = texts_of(&args.text, args.input.as_deref(), args.batch_size)?;
+    let texts = args.texts.read()?;
     let (session, model) = load_text_model(&args.bundle)?;
     let mut opts = model.default_embed_options();
     if let Some(p) = &args.pooling {
         opts.pooling = Pooling::parse(p).with_context(|| format!("--pooling '{p}' must be one of {}", Pooling::NAMES.join(", ")))?;
     }
     opts.normalize &= !args.no_normalize;
-    let (data, dim, truncated) = embed_all(&session, &model, &texts, args.batch_size, opts)?;
+    let (data, dim, truncated) = embed_all(&session, &model, &texts, args.texts.batch_size, opts)?;
     if !truncated.is_empty() {
         eprintln!(
             "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
@@ -310,19 +304,35 @@ fn in_batches(texts: &[String], batch_size: usize, verb: &str, mut f: impl FnMut
     Ok(())
 }
 
-/// Texts from --text or --input, refused when there are none or the batch size is 0.
-fn texts_of(text: &[String], input: Option<&Path>, batch_size: usize) -> Result<Vec<String>> {
-    let texts = match input {
-        Some(path) => read_texts(path)?,
-        None => text.to_vec(),
-    };
-    if texts.is_empty() {
-        bail!("no texts: give --text \"...\" or --input texts.jsonl");
+/// The texts of `cairn embed` and `cairn classify`, and how many run at once.
+#[derive(Args)]
+struct TextsArgs {
+    /// A text (repeat for several).
+    #[arg(long, conflicts_with = "input")]
+    text: Vec<String>,
+    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Texts per model run.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+}
+
+impl TextsArgs {
+    /// The texts from --text or --input, refused when there are none or the batch size is 0.
+    fn read(&self) -> Result<Vec<String>> {
+        let texts = match &self.input {
+            Some(path) => read_texts(path)?,
+            None => self.text.clone(),
+        };
+        if texts.is_empty() {
+            bail!("no texts: give --text \"...\" or --input texts.jsonl");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(texts)
     }
-    if batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    Ok(texts)
 }
 
 /// Classify texts with a text-classification bundle (a label per text) or a
@@ -338,17 +348,11 @@ fn texts_of(text: &[String], input: Option<&Path>, batch_size: usize) -> Result<
 pub struct ClassifyArgs {
     /// A text-classification or token-classification bundle (cairn pack ... --task ... --labels FILE).
     bundle: PathBuf,
-    #[arg(long, conflicts_with = "input")]
-    text: Vec<String>,
-    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
+    #[command(flatten)]
+    texts: TextsArgs,
     /// Write one JSON object per line and text ({"text": ..., "label": ..., ...}).
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Texts per model run.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
     /// Token classification: `simple` merges adjacent tokens of one entity type into entities
     /// (a `B-` label starts a new one, `O` is dropped), as Hugging Face's "simple" aggregation.
     #[arg(long, default_value = "none", value_name = "none|simple")]
@@ -359,7 +363,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify_main(args: ClassifyArgs) -> Result<()> {
-    let texts = texts_of(&args.text, args.input.as_deref(), args.batch_size)?;
+    let texts = args.texts.read()?;
     let aggregation = Aggregation::parse(&args.aggregate)
         .with_context(|| format!("--aggregate '{}' must be one of {}", args.aggregate, Aggregation::NAMES.join(", ")))?;
     let (session, model) = load_text_model(&args.bundle)?;
@@ -370,7 +374,7 @@ pub fn classify_main(args: ClassifyArgs) -> Result<()> {
         );
     }
     let mut results = Vec::with_capacity(texts.len());
-    in_batches(&texts, args.batch_size, "classifying", |_, refs| {
+    in_batches(&texts, args.texts.batch_size, "classifying", |_, refs| {
         results.extend(model.classify(&session, refs, aggregation)?);
         Ok(())
     })?;
