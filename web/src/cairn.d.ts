@@ -99,8 +99,22 @@ export interface EmbedResult {
   /** Indices of the texts whose lone UTF-16 surrogates were replaced by U+FFFD. */
   replaced: number[];
   maxLength: number;
-  where: 'device';
-  timings: { totalMs: number; runMs: number };
+  /** Where it ran: the device (the worker) or the edge (`/v1/models/NAME/embed`). */
+  where: 'device' | 'edge';
+  /** The placement policy's decision (null without an edge). */
+  placement: Placement | null;
+  /** `runMs`: the device's model runs (device only). */
+  timings: { totalMs: number; runMs?: number };
+}
+
+export interface ClassifyResult {
+  results: Classification[];
+  /** Indices of the texts whose lone UTF-16 surrogates were replaced by U+FFFD. */
+  replaced: number[];
+  maxLength: number;
+  where: 'device' | 'edge';
+  placement: Placement | null;
+  timings: { totalMs: number };
 }
 
 export interface TextLabel {
@@ -236,9 +250,9 @@ export interface Model {
   /** The input tensor `run` would use for `input` (preprocessed in the worker as the manifest says). */
   preprocess(input: RunInput): Promise<{ name: string; data: Float32Array; shape: number[] }>;
   /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */
-  embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal }): Promise<EmbedResult>;
+  embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<EmbedResult>;
   /** Text bundles packed with --task text-classification|token-classification and --labels. */
-  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple' }): Promise<{ results: Classification[]; replaced: number[]; maxLength: number; where: 'device' }>;
+  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple'; prefer?: 'auto' | 'device' | 'edge' }): Promise<ClassifyResult>;
   /** The model's tokenization of each text (its max length applies). */
   tokenize(texts: string | string[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
   unload(): Promise<unknown>;

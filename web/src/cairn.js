@@ -399,19 +399,8 @@ class Model {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
     if (deadlineMs != null) checkDeadline(deadlineMs);
     const deadline = deadlineMs ?? this.deadlineMs;
-    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
-    let fallback = null;
-    if (placement?.where === 'edge') {
-      try {
-        return await this.#runOnEdge(input, placement, signal);
-      } catch (e) {
-        if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
-        // Edge errors and timeouts fall back to the device; only `where` (and `placement`) tell.
-        this.#placement.edgeFailures++;
-        this.#placement.lastEdgeFailure = performance.now();
-        fallback = { where: 'device', rule: 'edge-error', reason: `the edge failed (${e.message}): ran on the device` };
-      }
-    }
+    const { result, placement } = await this.#tryEdge(prefer, signal, (p) => this.#runOnEdge(input, p, signal));
+    if (result) return result;
     const t0 = performance.now();
     const chosen = this.#chooseWidth(width, deadline);
     const { payload, transfer } = await this.#prepare(input);
@@ -426,7 +415,7 @@ class Model {
     const widthReason = chosen.reason && msg.width === chosen.width ? chosen.reason : msg.widthReason;
     const outputs = msg.outputs;
     const top = this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
-    return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, placement: fallback ?? placement, width: msg.width, widthReason, timings: { ...msg.timings, totalMs } };
+    return { outputs, top, level: msg.level, where: msg.where, backend: msg.backend, gpu: msg.gpu ?? null, placement, width: msg.width, widthReason, timings: { ...msg.timings, totalMs } };
   }
 
   /**
@@ -437,17 +426,31 @@ class Model {
    * `replaced`: indices of texts with lone UTF-16 surrogates, replaced by U+FFFD.
    * An empty string embeds as the special tokens alone.
    * @param {string | string[]} texts
-   * @param {{ pooling?: 'mean'|'cls'|'max', normalize?: boolean, priority?: number, signal?: AbortSignal }} [options]
+   * `prefer`: 'auto' (the placement policy decides, when an edge is configured), 'device' or
+   * 'edge', as for `run`: on the edge the texts go to its `/v1/models/NAME/embed`; an edge
+   * error falls back to the device, and `where` and `placement` say where it ran and why.
+   * @param {{ pooling?: 'mean'|'cls'|'max', normalize?: boolean, priority?: number, signal?: AbortSignal, prefer?: 'auto'|'device'|'edge' }} [options]
    */
-  async embed(texts, { pooling, normalize, priority = 0, signal } = {}) {
+  async embed(texts, { pooling, normalize, priority = 0, signal, prefer = 'auto' } = {}) {
     const list = textList(texts);
-    await this.complete; // the tokenizer is set when the last level is in
     const t0 = performance.now();
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, async (p) => {
+      const { texts: sent, replaced } = wellFormed(list);
+      const parts = await this.#textsOnEdge('embed', sent, { pooling, normalize }, signal);
+      const dim = parts[0].dim;
+      const embeddings = parts.flatMap((a) => a.embeddings);
+      const data = new Float32Array(list.length * dim);
+      embeddings.forEach((row, i) => data.set(row, i * dim));
+      const truncated = parts.flatMap((a, k) => a.truncated.map((i) => i + k * TEXTS_PER_REQUEST));
+      return this.#embedded(data, dim, { truncated, replaced, maxLength: parts[0].max_length, where: 'edge', placement: p, timings: { totalMs: performance.now() - t0 } });
+    });
+    if (edge) return edge;
+    await this.complete; // the tokenizer is set when the last level is in
     const parts = await Promise.all(chunks(list, TEXTS_PER_REQUEST).map(({ texts: part }) =>
       this.cairn._run({ type: 'embed', handle: this.handle, texts: part, pooling, normalize, priority }, signal)));
     const dim = parts[0].dim;
     const data = new Float32Array(list.length * dim);
-    const result = { data, dim, embeddings: [], truncated: [], replaced: [], maxLength: parts[0].maxLength, where: 'device', timings: { totalMs: 0, runMs: 0 } };
+    const result = this.#embedded(data, dim, { truncated: [], replaced: [], maxLength: parts[0].maxLength, where: 'device', placement, timings: { totalMs: 0, runMs: 0 } });
     let at = 0;
     for (const p of parts) {
       data.set(p.data, at * dim);
@@ -456,26 +459,44 @@ class Model {
       result.timings.runMs += p.timings.runMs;
       at += p.data.length / dim;
     }
-    for (let i = 0; i < list.length; i++) result.embeddings.push(data.subarray(i * dim, (i + 1) * dim));
     result.timings.totalMs = performance.now() - t0;
+    this.#measured(this.#cpuBuild(), result.timings.totalMs);
     return result;
+  }
+
+  /** An embedding result over `data` ([texts, dim]): `embeddings[i]` is a view of row i. */
+  #embedded(data, dim, fields) {
+    const embeddings = [];
+    for (let i = 0; i < data.length / dim; i++) embeddings.push(data.subarray(i * dim, (i + 1) * dim));
+    return { data, dim, embeddings, ...fields };
   }
 
   /**
    * Labels for `texts` (text-classification: one per text; token-classification: one per
    * token with its character span), from a bundle packed with `--task ... --labels`.
    * `aggregate: 'simple'` also merges a token classifier's labels into `entities`.
+   * `prefer`: as for `embed` (the edge's `/v1/models/NAME/classify`).
    * @param {string | string[]} texts
+   * @param {{ priority?: number, signal?: AbortSignal, aggregate?: 'none'|'simple', prefer?: 'auto'|'device'|'edge' }} [options]
    */
-  async classify(texts, { priority = 0, signal, aggregate } = {}) {
+  async classify(texts, { priority = 0, signal, aggregate, prefer = 'auto' } = {}) {
     const list = textList(texts);
+    const t0 = performance.now();
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, async (p) => {
+      const { texts: sent, replaced } = wellFormed(list);
+      const parts = await this.#textsOnEdge('classify', sent, aggregate ? { aggregate } : {}, signal);
+      return { results: parts.flatMap((a) => a.results), replaced, maxLength: parts[0].max_length, where: 'edge', placement: p, timings: { totalMs: performance.now() - t0 } };
+    });
+    if (edge) return edge;
     await this.complete;
     const parts = await Promise.all(chunks(list, TEXTS_PER_REQUEST).map(({ texts: part }) =>
       this.cairn._run({ type: 'classify', handle: this.handle, texts: part, priority, aggregate }, signal)));
     let at = 0;
     const replaced = [];
     for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }
-    return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device' };
+    const totalMs = performance.now() - t0;
+    this.#measured(this.#cpuBuild(), totalMs);
+    return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device', placement, timings: { totalMs } };
   }
 
   /** Token ids, attention mask, offsets (in characters) and tokens of each text, as the model sees it. */
@@ -498,6 +519,57 @@ class Model {
     const d = (this.#placement.device[build] ??= { warmupMs: null, ms: null });
     if (d.warmupMs == null) d.warmupMs = ms;
     else d.ms = ewma(d.ms, ms);
+  }
+
+  /**
+   * Where the policy (or `prefer`) places a request on the edge, runs `onEdge(placement)` there
+   * and returns its `result`. Otherwise, or when the edge fails (an error or a timeout: counted,
+   * so that the policy stops trying a failing edge), returns the `placement` a device run
+   * reports: the policy's decision, or why the edge was left. Without an edge: null.
+   */
+  async #tryEdge(prefer, signal, onEdge) {
+    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
+    if (placement?.where !== 'edge') return { placement };
+    try {
+      return { result: await onEdge(placement) };
+    } catch (e) {
+      if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
+      this.#placement.edgeFailures++;
+      this.#placement.lastEdgeFailure = performance.now();
+      return { placement: { where: 'device', rule: 'edge-error', reason: `the edge failed (${e.message}): ran on the device` } };
+    }
+  }
+
+  /** The bundle's name on the edge: its directory (`/models/NAME/manifest.json`). */
+  #edgeName() {
+    return encodeURIComponent(this.url.pathname.split('/').slice(-2)[0]);
+  }
+
+  /** An edge request's time, into the policy's running average; the edge works again. */
+  #edgeMeasured(ms) {
+    this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
+    this.#placement.edgeFailures = 0;
+  }
+
+  /**
+   * POSTs well-formed `texts` to the edge's `/v1/models/NAME/{task}` (embed or classify) in
+   * requests of `TEXTS_PER_REQUEST`, with `options` in each body; the JSON answers in order.
+   */
+  async #textsOnEdge(task, texts, options, signal) {
+    const t0 = performance.now();
+    const url = new URL(`/v1/models/${this.#edgeName()}/${task}`, this.cairn.edge);
+    const answers = await Promise.all(chunks(texts, TEXTS_PER_REQUEST).map(async ({ texts: part }) => {
+      const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
+      const res = await fetch(url, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ texts: part, ...options }),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      const answer = await res.json();
+      if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
+      return answer;
+    }));
+    this.#edgeMeasured(performance.now() - t0);
+    return answers;
   }
 
   /** Where the next run goes, by the Rust policy in the worker, from what the browser tells. */
@@ -536,9 +608,8 @@ class Model {
       const { data, shape } = input?.data instanceof Float32Array ? input : await this.preprocess(input);
       request = { body: data, headers: { 'content-type': 'application/octet-stream', 'cairn-shape': shape.join(',') } };
     }
-    const name = this.url.pathname.split('/').slice(-2)[0];
     const timeout = AbortSignal.timeout(this.cairn.edgeTimeoutMs);
-    const res = await fetch(new URL(`/v1/models/${encodeURIComponent(name)}/infer`, this.cairn.edge), {
+    const res = await fetch(new URL(`/v1/models/${this.#edgeName()}/infer`, this.cairn.edge), {
       method: 'POST', body: request.body, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, headers: request.headers,
     });
     const answer = await res.json();
@@ -551,8 +622,7 @@ class Model {
       outputs = [{ name: outName, shape: out.shape, data: Float32Array.from(out.data, Number) }];
     }
     const ms = performance.now() - t0;
-    this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
-    this.#placement.edgeFailures = 0;
+    this.#edgeMeasured(ms);
     const top = !typed && this.labels && outputs[0].data.length === this.labels.length ? topK(outputs[0].data, this.labels, 5) : null;
     return { outputs, top, level: answer.level, where: 'edge', timings: { edgeMs: ms, queueMs: answer.timings.queue_ms, runMs: answer.timings.compute_ms, batch: answer.batch_rows }, placement };
   }
@@ -614,6 +684,13 @@ function textList(texts) {
     throw new CairnError('bad-input', 'texts must be a string or a non-empty array of strings');
   }
   return list;
+}
+
+/** `texts` with lone UTF-16 surrogates replaced by U+FFFD (JSON for the edge must be valid
+ *  Unicode), and the indices of those replaced: what the worker does for a device run. */
+function wellFormed(texts) {
+  const replaced = [];
+  return { texts: texts.map((t, i) => (t.isWellFormed() ? t : (replaced.push(i), t.toWellFormed()))), replaced };
 }
 
 function chunks(list, n) {

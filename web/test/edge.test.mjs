@@ -1,7 +1,8 @@
 // Hybrid inference in real headless Chromium against a real `cairn serve`: the page, the
 // worker, the wasm and the bundle all come from the edge server (with its COOP/COEP and CSP
 // headers), requests forced to the edge run there, and when the edge is stopped mid-session
-// inference continues on the device: only `where` and `placement` change.
+// inference continues on the device: only `where` and `placement` change. Text pipelines
+// (`embed`, `classify`) take the same placement (the edge's /embed and /classify).
 //
 // Needs: target/release/cairn, target/web-pkg/{relaxed,simd,scalar} (bench/web/build_wasm.sh),
 // target/models/mobilenetv2.onnx.
@@ -41,6 +42,11 @@ before(async () => {
   fs.writeFileSync(path.join(app, 'index.html'), '<!doctype html><meta charset="utf-8"><title>edge test</title><script type="module" src="/fixture.js"></script>\n');
   fs.writeFileSync(path.join(app, 'fixture.js'), "import { Cairn } from '/web/src/cairn.js';\nwindow.Cairn = Cairn;\nwindow.fixtureReady = true;\n");
   execFileSync(cairnBin, ['pack', path.join(root, 'target/models/mobilenetv2.onnx'), '-o', path.join(app, 'models/mobilenetv2'), '--image-size', '224', '--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225'], { stdio: 'ignore' });
+  // Text bundles: the CLI tests' tiny encoder and token classifier over the BPE fixture.
+  const data = path.join(root, 'crates/cairn-cli/tests/data');
+  const tokenizer = path.join(root, 'crates/cairn-text/tests/fixtures/bpe.tokenizer.json');
+  execFileSync(cairnBin, ['pack', path.join(data, 'tiny_text_encoder.onnx'), '-o', path.join(app, 'models/encoder'), '--tokenizer', tokenizer, '--task', 'feature-extraction', '--max-length', '16'], { stdio: 'ignore' });
+  execFileSync(cairnBin, ['pack', path.join(data, 'tiny_token_classifier.onnx'), '-o', path.join(app, 'models/ner'), '--tokenizer', tokenizer, '--task', 'token-classification', '--labels', path.join(data, 'token_labels.txt'), '--max-length', '16'], { stdio: 'ignore' });
   ({ child: server, origin } = await startEdge());
   browser = await launch();
   page = await browser.newPage();
@@ -88,6 +94,38 @@ test('served by cairn serve, the page is cross-origin isolated and runs on devic
   assert.ok(err < 1e-4, `edge (native) and device (wasm) full-precision outputs agree: ${err}`);
 });
 
+const TEXTS = ['Lunch in Lyon', '', 'budget music '.repeat(10), 'lone \ud800 surrogate'];
+
+test('text pipelines take the same placement: embed and classify on the edge answer as on the device', async () => {
+  const r = await page.evaluate(async (texts) => {
+    const cairn = await window.Cairn.start({ wasmBase: '/pkg/', edge: location.origin });
+    window.encoder = await cairn.load('/models/encoder/manifest.json');
+    window.ner = await cairn.load('/models/ner/manifest.json');
+    const pick = (e) => ({ where: e.where, rule: e.placement?.rule, truncated: e.truncated, replaced: e.replaced, maxLength: e.maxLength });
+    const device = await window.encoder.embed(texts, { prefer: 'device' });
+    const edge = await window.encoder.embed(texts, { prefer: 'edge' });
+    const nerDevice = await window.ner.classify(texts, { prefer: 'device', aggregate: 'simple' });
+    const nerEdge = await window.ner.classify(texts, { prefer: 'edge', aggregate: 'simple' });
+    return {
+      device: { ...pick(device), rows: device.embeddings.map((e) => Array.from(e)) },
+      edge: { ...pick(edge), rows: edge.embeddings.map((e) => Array.from(e)) },
+      nerDevice: { ...pick(nerDevice), results: nerDevice.results },
+      nerEdge: { ...pick(nerEdge), results: nerEdge.results },
+    };
+  }, TEXTS);
+  assert.deepEqual([r.device.where, r.device.rule, r.edge.where, r.edge.rule], ['device', 'forced', 'edge', 'forced']);
+  assert.deepEqual([r.edge.truncated, r.edge.replaced, r.edge.maxLength], [r.device.truncated, r.device.replaced, r.device.maxLength]);
+  assert.deepEqual(r.device.truncated, [2]);
+  assert.deepEqual(r.device.replaced, [3], 'a lone surrogate is replaced on both paths (the edge needs valid Unicode)');
+  r.edge.rows.forEach((row, i) => assert.ok(row.every((x, k) => Math.abs(x - r.device.rows[i][k]) <= 1e-5), `text ${i}: edge vs device`));
+  assert.deepEqual([r.nerDevice.where, r.nerEdge.where], ['device', 'edge']);
+  r.nerEdge.results.forEach((got, i) => {
+    const want = r.nerDevice.results[i];
+    assert.deepEqual(got.tokens.map(([l, span]) => [l.label, span]), want.tokens.map(([l, span]) => [l.label, span]), `text ${i}: token labels`);
+    assert.deepEqual(got.entities.map((e) => [e.label, e.start, e.end, e.text]), want.entities.map((e) => [e.label, e.start, e.end, e.text]), `text ${i}: entities`);
+  });
+});
+
 test('with the edge stopped mid-session, inference continues on the device', async () => {
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
@@ -98,8 +136,13 @@ test('with the edge stopped mid-session, inference continues on the device', asy
       results.push({ prefer, where: out.where, rule: out.placement.rule, reason: out.placement.reason, first: out.outputs[0].data[0] });
     }
     const device = await window.model.run(window.input, { prefer: 'device' });
-    return { results, device: device.outputs[0].data[0] };
+    // Texts too: forced to the stopped edge, they are embedded on the device.
+    const text = await window.encoder.embed('offline notes', { prefer: 'edge' });
+    const textDevice = await window.encoder.embed('offline notes', { prefer: 'device' });
+    return { results, device: device.outputs[0].data[0], text: { where: text.where, rule: text.placement.rule, first: text.embeddings[0][0], device: textDevice.embeddings[0][0] } };
   });
+  assert.deepEqual([r.text.where, r.text.rule], ['device', 'edge-error']);
+  assert.equal(r.text.first, r.text.device);
   // Forced to the edge, the request fails over to the device without an error to the caller.
   assert.deepEqual(r.results.slice(0, 2).map((x) => [x.where, x.rule]), [['device', 'edge-error'], ['device', 'edge-error']]);
   assert.match(r.results[0].reason, /the edge failed/);
