@@ -242,15 +242,7 @@ pub fn embed_main(args: EmbedArgs) -> Result<()> {
     }
     opts.normalize &= !args.no_normalize;
     let (data, dim, truncated) = embed_all(&session, &model, &texts, args.texts.batch_size, opts)?;
-    if !truncated.is_empty() {
-        eprintln!(
-            "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
-            truncated.len(),
-            texts.len(),
-            model.task().max_length,
-            truncated[0]
-        );
-    }
+    note_truncated(&truncated, texts.len(), model.task().max_length);
     match &args.output {
         Some(path) => {
             npy::write(path, &Tensor::from_f32(vec![texts.len(), dim], data)?)?;
@@ -288,6 +280,13 @@ fn embed_all(
         Ok(())
     })?;
     Ok((data, dim, truncated))
+}
+
+/// Says on stderr which texts were cut to the bundle's max length (indices into the texts).
+fn note_truncated(truncated: &[usize], texts: usize, max_length: usize) {
+    if let Some(first) = truncated.first() {
+        eprintln!("note: {} of {texts} texts were longer than {max_length} tokens and were truncated (first: #{first})", truncated.len());
+    }
 }
 
 /// Runs `f` on consecutive batches of `texts` (the index of each batch's first text and its
@@ -379,15 +378,7 @@ pub fn classify_main(args: ClassifyArgs) -> Result<()> {
         Ok(())
     })?;
     let truncated: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.truncated).map(|(i, _)| i).collect();
-    if !truncated.is_empty() {
-        eprintln!(
-            "note: {} of {} texts were longer than {} tokens and were truncated (first: #{})",
-            truncated.len(),
-            texts.len(),
-            model.task().max_length,
-            truncated[0]
-        );
-    }
+    note_truncated(&truncated, texts.len(), model.task().max_length);
     if let Some(path) = &args.output {
         let mut out = String::new();
         for (text, r) in texts.iter().zip(&results) {
