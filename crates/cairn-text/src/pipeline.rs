@@ -91,6 +91,14 @@ impl Aggregation {
             _ => None,
         }
     }
+
+    /// Applies this aggregation to `results`, each the classification of the text at its
+    /// index in `texts` (the spans of its tokens index that text's characters).
+    pub fn apply(self, results: &mut [Classification], texts: &[impl AsRef<str>]) {
+        if self == Aggregation::Simple {
+            results.iter_mut().zip(texts).for_each(|(r, text)| r.group_entities(text.as_ref()));
+        }
+    }
 }
 
 impl Classification {
@@ -312,9 +320,7 @@ impl TextPipeline {
     /// merged into entities with [`Aggregation::Simple`]).
     pub fn classify(&self, session: &Session, texts: &[&str], aggregation: Aggregation) -> Result<Vec<Classification>> {
         let mut results = self.model.classify_batch(session, &self.tokenizer.encode_batch(texts)?)?;
-        if aggregation == Aggregation::Simple {
-            results.iter_mut().zip(texts).for_each(|(r, text)| r.group_entities(text));
-        }
+        aggregation.apply(&mut results, texts);
         Ok(results)
     }
 }

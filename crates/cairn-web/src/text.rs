@@ -111,7 +111,7 @@ impl Model {
             if texts.len() != c.len() {
                 return Err(JsError::new(&format!("{} texts for a batch of {}: aggregation needs each text", texts.len(), c.len())));
             }
-            c.iter_mut().zip(&texts).for_each(|(r, text)| r.group_entities(text));
+            aggregation.apply(&mut c, &texts);
         }
         serde_json::to_string(&c).map_err(js_err)
     }
