@@ -129,7 +129,7 @@ const fail = (id, code, message) => post({ type: 'error', id, code, message });
 function errorCode(e) {
   const m = String(e?.message ?? e);
   if (/tokenizer/.test(m)) return 'bad-tokenizer';
-  if (/^input '|^invalid input: |texts must be|texts; one call|pooling '|more than the \d+ bytes one text/.test(m)) return 'bad-input';
+  if (/^input '|^invalid input: |texts must be|texts; one call|pooling '|aggregate '|more than the \d+ bytes one text/.test(m)) return 'bad-input';
   if (/sha256|bytes, the manifest says|safetensors|has no entry|holds bytes/.test(m)) return 'shard-corrupt';
   if (/manifest/.test(m)) return 'bad-manifest';
   return 'runtime';
@@ -436,8 +436,6 @@ function runText(entry, reqs) {
     let results;
     try {
       results = JSON.parse(entry.final.classify(batch, aggregate ?? undefined, aggregate ? JSON.stringify(all) : undefined));
-    } catch (e) {
-      return reqs.forEach((r) => fail(r.id, 'bad-input', String(e.message ?? e)));
     } finally { batch.free(); }
     const t1 = performance.now();
     for (const r of reqs) {
