@@ -208,6 +208,11 @@ export interface Placement {
   rule: string;
   /** A sentence a person can read. */
   reason: string;
+  /**
+   * The latencies the policy weighed for this request's size (`items`: 1 for a run, the texts
+   * of an embed or classify call), fitted to the recent requests on each side (null: none yet).
+   */
+  estimate: { items: number; deviceMs: number | null; edgeMs: number | null };
 }
 
 export interface RunOptions {

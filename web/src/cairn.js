@@ -9,6 +9,7 @@
 //   const { embeddings, dim } = await text.embed(['offline notes', 'where is my invoice']);
 
 import { WidthPolicy } from './width-policy.js';
+import { Latency } from './latency.js';
 import { packTensors } from './tensors.js';
 
 /** An error with a `code` a program can switch on and a message a person can read. */
@@ -302,10 +303,6 @@ export class Cairn {
   }
 }
 
-// Running averages (exponential, this weight for the newest sample) feeding the placement policy.
-const EWMA = 0.3;
-const ewma = (avg, x) => (avg == null ? x : avg + EWMA * (x - avg));
-
 /** A deadline must be a positive number of milliseconds. */
 function checkDeadline(ms) {
   if (!(typeof ms === 'number' && ms > 0 && Number.isFinite(ms))) {
@@ -316,8 +313,9 @@ function checkDeadline(ms) {
 class Model {
   // The device's latency is kept per backend (a lost GPU falls back to wasm, whose times
   // differ), with each backend's first run apart: it compiles GPU pipelines and uploads
-  // weights (or JIT-compiles the wasm), and says nothing of the runs after it.
-  #placement = { device: {}, lastBuild: null, edgeMs: null, edgeFailures: 0, lastEdgeFailure: null };
+  // weights (or JIT-compiles the wasm), and says nothing of the runs after it. Latencies are
+  // per request size (latency.js): a run is one item, a text call as many as it has texts.
+  #placement = { device: {}, lastBuild: null, edge: new Latency(), edgeFailures: 0, lastEdgeFailure: null };
   /** Chooses widths under a deadline from measured run times (null: the bundle has no widths). */
   #widthPolicy = null;
   /** The model's default deadline per run (ms), or null: `setDeadline`. */
@@ -399,7 +397,7 @@ class Model {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
     if (deadlineMs != null) checkDeadline(deadlineMs);
     const deadline = deadlineMs ?? this.deadlineMs;
-    const { result, placement } = await this.#tryEdge(prefer, signal, (p) => this.#runOnEdge(input, p, signal));
+    const { result, placement } = await this.#tryEdge(prefer, signal, 1, (p) => this.#runOnEdge(input, p, signal));
     if (result) return result;
     const t0 = performance.now();
     const chosen = this.#chooseWidth(width, deadline);
@@ -434,7 +432,7 @@ class Model {
   async embed(texts, { pooling, normalize, priority = 0, signal, prefer = 'auto' } = {}) {
     const list = textList(texts);
     const t0 = performance.now();
-    const { result: edge, placement } = await this.#tryEdge(prefer, signal, async (p) => {
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, list.length, async (p) => {
       const { texts: sent, replaced } = wellFormed(list);
       const parts = await this.#textsOnEdge('embed', sent, { pooling, normalize }, signal);
       const dim = parts[0].dim;
@@ -460,7 +458,7 @@ class Model {
       at += p.data.length / dim;
     }
     result.timings.totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), result.timings.totalMs);
+    this.#measured(this.#cpuBuild(), result.timings.totalMs, list.length);
     return result;
   }
 
@@ -482,7 +480,7 @@ class Model {
   async classify(texts, { priority = 0, signal, aggregate, prefer = 'auto' } = {}) {
     const list = textList(texts);
     const t0 = performance.now();
-    const { result: edge, placement } = await this.#tryEdge(prefer, signal, async (p) => {
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, list.length, async (p) => {
       const { texts: sent, replaced } = wellFormed(list);
       const parts = await this.#textsOnEdge('classify', sent, aggregate ? { aggregate } : {}, signal);
       return { results: parts.flatMap((a) => a.results), replaced, maxLength: parts[0].max_length, where: 'edge', placement: p, timings: { totalMs: performance.now() - t0 } };
@@ -495,7 +493,7 @@ class Model {
     const replaced = [];
     for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }
     const totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), totalMs);
+    this.#measured(this.#cpuBuild(), totalMs, list.length);
     return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device', placement, timings: { totalMs } };
   }
 
@@ -513,12 +511,12 @@ class Model {
     return b === 'webgpu' ? 'simd' : b;
   }
 
-  /** One device run's time, into the running average of the build it ran on. */
-  #measured(build, ms) {
+  /** One device request's time (`items`: 1 for a run, the texts of a text call), into the latency of the build it ran on. */
+  #measured(build, ms, items = 1) {
     this.#placement.lastBuild = build;
-    const d = (this.#placement.device[build] ??= { warmupMs: null, ms: null });
+    const d = (this.#placement.device[build] ??= { warmupMs: null, latency: new Latency() });
     if (d.warmupMs == null) d.warmupMs = ms;
-    else d.ms = ewma(d.ms, ms);
+    else d.latency.record(items, ms);
   }
 
   /**
@@ -526,9 +524,10 @@ class Model {
    * and returns its `result`. Otherwise, or when the edge fails (an error or a timeout: counted,
    * so that the policy stops trying a failing edge), returns the `placement` a device run
    * reports: the policy's decision, or why the edge was left. Without an edge: null.
+   * `items`: the request's size for the latency estimates (1 for a run, the texts of a text call).
    */
-  async #tryEdge(prefer, signal, onEdge) {
-    const placement = this.cairn.edge ? await this.#decide(prefer) : null;
+  async #tryEdge(prefer, signal, items, onEdge) {
+    const placement = this.cairn.edge ? await this.#decide(prefer, items) : null;
     if (placement?.where !== 'edge') return { placement };
     try {
       return { result: await onEdge(placement) };
@@ -536,7 +535,7 @@ class Model {
       if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
       this.#placement.edgeFailures++;
       this.#placement.lastEdgeFailure = performance.now();
-      return { placement: { where: 'device', rule: 'edge-error', reason: `the edge failed (${e.message}): ran on the device` } };
+      return { placement: { where: 'device', rule: 'edge-error', reason: `the edge failed (${e.message}): ran on the device`, estimate: placement.estimate } };
     }
   }
 
@@ -545,9 +544,9 @@ class Model {
     return encodeURIComponent(this.url.pathname.split('/').slice(-2)[0]);
   }
 
-  /** An edge request's time, into the policy's running average; the edge works again. */
-  #edgeMeasured(ms) {
-    this.#placement.edgeMs = ewma(this.#placement.edgeMs, ms);
+  /** An edge request's time (`items` as for #measured), into the edge's latency; the edge works again. */
+  #edgeMeasured(ms, items = 1) {
+    this.#placement.edge.record(items, ms);
     this.#placement.edgeFailures = 0;
   }
 
@@ -568,12 +567,16 @@ class Model {
       if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
       return answer;
     }));
-    this.#edgeMeasured(performance.now() - t0);
+    this.#edgeMeasured(performance.now() - t0, texts.length);
     return answers;
   }
 
-  /** Where the next run goes, by the Rust policy in the worker, from what the browser tells. */
-  async #decide(prefer) {
+  /**
+   * Where the next request (of `items` inputs) goes, by the Rust policy in the worker, from
+   * what the browser tells and the latencies expected for a request of that size; the
+   * decision carries those estimates (`estimate`).
+   */
+  async #decide(prefer, items) {
     const c = navigator.connection;
     const b = this.cairn.battery;
     const p = this.#placement;
@@ -585,11 +588,12 @@ class Model {
       online: navigator.onLine, edgeAvailable: true, effectiveType: c?.effectiveType, rtt: c?.rtt, downlink: c?.downlink,
       saveData: c?.saveData ?? false, batteryLevel: b?.level, charging: b?.charging, deviceMemory: navigator.deviceMemory,
       hardwareConcurrency: navigator.hardwareConcurrency, cachedLevel: this.level, backend,
-      deviceMs: dev.ms ?? undefined, deviceWarmupMs: dev.warmupMs ?? undefined,
-      edgeMs: p.edgeMs ?? undefined, edgeFailures: p.edgeFailures,
+      deviceMs: dev.latency?.estimate(items) ?? undefined, deviceWarmupMs: dev.warmupMs ?? undefined,
+      edgeMs: p.edge.estimate(items) ?? undefined, edgeFailures: p.edgeFailures,
       sinceEdgeFailureMs: p.lastEdgeFailure == null ? undefined : performance.now() - p.lastEdgeFailure, prefer,
     };
-    return (await this.cairn._post({ type: 'decide', signals })).decision;
+    const { decision } = await this.cairn._post({ type: 'decide', signals });
+    return { ...decision, estimate: { items, deviceMs: signals.deviceMs ?? null, edgeMs: signals.edgeMs ?? null } };
   }
 
   /**

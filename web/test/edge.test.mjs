@@ -126,6 +126,48 @@ test('text pipelines take the same placement: embed and classify on the edge ans
   });
 });
 
+
+test("'auto' places a text call by the latencies expected for its number of texts", async () => {
+  const r = await page.evaluate(async () => {
+    const one = ['a note on Lyon'];
+    const many = (n) => Array.from({ length: n }, (_, i) => `note ${i} on budget music`);
+    const forced = [];
+    // Calls of 1 and 24 texts on each side, so each side's fit has two sizes.
+    for (let round = 0; round < 3; round++) {
+      for (const prefer of ['device', 'edge']) {
+        for (const texts of [one, many(24)]) forced.push((await window.encoder.embed(texts, { prefer })).placement);
+      }
+    }
+    const auto = [];
+    for (const texts of [one, many(60)]) {
+      const e = await window.encoder.embed(texts, { prefer: 'auto' });
+      auto.push({ where: e.where, ...e.placement, rows: e.embeddings.length });
+    }
+    const ner = await window.ner.classify(many(5), { prefer: 'auto' });
+    return { forced, auto, ner: { where: ner.where, ...ner.placement } };
+  });
+  // Forced calls carry the estimates too (what 'auto' would have weighed).
+  assert.deepEqual(r.forced.map((p) => p.estimate.items), [1, 24, 1, 24, 1, 24, 1, 24, 1, 24, 1, 24]);
+  const [small, large] = r.auto;
+  assert.deepEqual([small.estimate.items, large.estimate.items, large.rows], [1, 60, 60]);
+  for (const p of r.auto) {
+    assert.ok(p.estimate.deviceMs > 0 && p.estimate.edgeMs > 0, `both sides measured: ${JSON.stringify(p)}`);
+    // The policy's rules (crates/cairn-web/src/policy.rs) for a cached model on a good network:
+    // the edge when it answers in under half the device's time for this many texts (rule 8),
+    // else the device; its reason quotes the estimates for this request.
+    const edgeFaster = p.estimate.edgeMs * 2 < p.estimate.deviceMs;
+    assert.deepEqual([p.where, p.rule], edgeFaster ? ['edge', 'edge-faster'] : ['device', 'device'], JSON.stringify(p));
+    const quoted = [Math.floor(p.estimate.deviceMs), Math.ceil(p.estimate.deviceMs)];
+    assert.ok(quoted.some((ms) => p.reason.includes(`${ms} ms`)), `the reason quotes the device's estimate: ${JSON.stringify(p)}`);
+  }
+  assert.ok(large.estimate.deviceMs > small.estimate.deviceMs, `60 texts are expected to take longer than 1 on the device: ${JSON.stringify(r.auto)}`);
+  assert.ok(large.estimate.edgeMs >= small.estimate.edgeMs, `... and on the edge: ${JSON.stringify(r.auto)}`);
+  // The token classifier ran once on the device (the previous test): a first run is a warm-up
+  // (JIT, weights) and no estimate, so the policy has no device time to weigh and keeps the
+  // model on the device, saying what the first run took.
+  assert.deepEqual([r.ner.estimate.items, r.ner.estimate.deviceMs, r.ner.where, r.ner.rule], [5, null, 'device', 'device'], JSON.stringify(r.ner));
+  assert.match(r.ner.reason, /first run .* took \d+ ms/);
+});
 test('with the edge stopped mid-session, inference continues on the device', async () => {
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
