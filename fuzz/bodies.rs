@@ -205,3 +205,20 @@ fn wrap(mode: u8, body: GraphProto) -> Option<Vec<u8>> {
         .encode_to_vec(),
     )
 }
+
+/// A Hugging Face tokenizer.json, NUL, a text (UTF-8, lossily) -> the tokenizer a text bundle
+/// loads (natively, in the worker's wasm tokenizer module and on the edge: the same
+/// `TextTokenizer`), with the file's own truncation and with the bundle's max length, then
+/// the text alone and in a padded batch. A hostile bundle may ship any tokenizer.json, and a
+/// panic in the browser's wasm would end the worker.
+pub fn load_tokenizer(data: &[u8]) {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (json, rest) = data.split_at(split);
+    let text = String::from_utf8_lossy(rest.get(1..).unwrap_or_default());
+    for max_length in [None, Some(8)] {
+        if let Ok(tokenizer) = cairn_text::TextTokenizer::from_json(json, max_length) {
+            let _ = tokenizer.encode(&text);
+            let _ = tokenizer.encode_batch(&[&text, "", "a b"]);
+        }
+    }
+}

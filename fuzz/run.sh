@@ -5,6 +5,7 @@
 #   subgraph_sequence  Loop/If/Scan bodies and sequence/optional values -> import, eager run
 #   import_tfjs   TF.js model.json, NUL, one weight shard -> import, inference preparation, a run
 #   import_tflite .tflite bytes -> verified import, inference preparation, a run
+#   load_tokenizer tokenizer.json, NUL, a text -> the text bundles' tokenizer, encode, batch
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]. Installs cargo-fuzz if missing. The machine
 # has only a stable toolchain; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(import_model load_bundle subgraph_sequence import_tfjs import_tflite)
+[ ${#targets[@]} -eq 0 ] && targets=(import_model load_bundle subgraph_sequence import_tfjs import_tflite load_tokenizer)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in "${targets[@]}"; do
   corpus=$(mktemp -d)

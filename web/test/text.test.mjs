@@ -104,14 +104,29 @@ test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (i
     }
     // A malformed file is an error with a hint, not a crash.
     try { new wasm.Tokenizer(new TextEncoder().encode('{ not json'), 0); out.malformed = 'accepted'; } catch (e) { out.malformed = String(e.message); }
+    // Files the tokenizers crate itself panicked on (a wasm trap; fuzz target load_tokenizer):
+    // one cut off inside its decoder, one whose template names an undefined special token
+    // (it loaded, and trapped on the first text). Both are errors; the module works on after.
+    const bpe = await (await fetch('/fixtures/bpe.tokenizer.json')).text();
+    const undefinedToken = JSON.parse(bpe);
+    undefinedToken.post_processor.single[0].SpecialToken.id = '<S>';
+    out.hostile = [bpe.slice(0, bpe.indexOf('"decoder"') + 30), JSON.stringify(undefinedToken)].map((file) => {
+      try { new wasm.Tokenizer(new TextEncoder().encode(file), 0).encode('["a"]'); return 'accepted'; } catch (e) { return `${e.constructor.name}: ${e.message}`; }
+    });
+    const after = new wasm.Tokenizer(new TextEncoder().encode(bpe), 0);
+    out.after = JSON.parse(after.encode('["lunch in Lyon"]'))[0].ids.length;
+    after.free();
     return out;
   });
-  for (const [name, r] of Object.entries(report).filter(([n]) => n !== 'malformed')) {
+  for (const [name, r] of Object.entries(report).filter(([n]) => !['malformed', 'hostile', 'after'].includes(n))) {
     console.log(`wasm tokenizer in Chromium, ${name}: ${r.cases - r.diffs.length}/${r.cases} texts equal to Python tokenizers (longest ${r.longest} tokens, ${r.truncated} truncated)`);
     assert.ok(r.cases >= 200, `${name}: ${r.cases} cases`);
     assert.deepEqual(r.diffs, [], name);
   }
   assert.match(report.malformed, /not one the Hugging Face tokenizers library reads.*hint/, report.malformed);
+  assert.match(report.hostile[0], /^Error: .*tokenizer\.json/, 'a file cut off inside its decoder');
+  assert.match(report.hostile[1], /^Error: .*special token "<S>"/, 'a template naming an undefined special token');
+  assert.ok(report.after > 2, 'the tokenizer module works after both');
 });
 
 test('a text bundle embeds in the worker like native `cairn embed`; batches, truncation, empty texts', async () => {

@@ -173,7 +173,7 @@ macro_rules! fuzz_target_tests {
     };
 }
 
-fuzz_target_tests!(import_model, load_bundle, subgraph_sequence, import_tfjs, import_tflite);
+fuzz_target_tests!(import_model, load_bundle, subgraph_sequence, import_tfjs, import_tflite, load_tokenizer);
 
 #[test]
 fn mutations_change_the_input_and_stay_reproducible() {

@@ -18,6 +18,8 @@ mod pipeline;
 pub mod pooling;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
+#[cfg(feature = "tokenizer")]
+mod tokenizer_checks;
 
 pub use batch::Batch;
 pub use cairn_bundle::text_task::{Pooling, TaskKind, TextTask};

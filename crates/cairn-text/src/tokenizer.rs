@@ -31,7 +31,13 @@ impl TextTokenizer {
     /// Reads a tokenizer.json. `max_length` (special tokens included) replaces the file's
     /// truncation length; without it the file's truncation, if any, applies.
     pub fn from_json(json: &[u8], max_length: Option<usize>) -> Result<TextTokenizer> {
-        let mut inner = Tokenizer::from_bytes(json).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        // Parsed to a JSON value first: the tokenizers crate deserializes a decoder through
+        // `.expect()` on buffered input, so a file cut off inside its decoder (a truncated
+        // download) panicked, which in the browser's wasm ends the worker (fuzz target
+        // load_tokenizer). From a value that step cannot fail.
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        crate::tokenizer_checks::check(&value).map_err(Error::InvalidTokenizer)?;
+        let mut inner: Tokenizer = serde_json::from_value(value).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         if let Some(max_length) = max_length {
             let params = TruncationParams { max_length, ..inner.get_truncation().cloned().unwrap_or_default() };
             inner.with_truncation(Some(params)).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
@@ -109,6 +115,42 @@ mod tests {
             let err = TextTokenizer::from_json(bad, None).err().expect("must fail");
             assert!(err.to_string().contains("tokenizer.json"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_file_cut_off_anywhere_is_a_clear_error() {
+        // A truncated download: every cut, the decoder's object included, is an error.
+        let bpe = include_bytes!("../tests/fixtures/bpe.tokenizer.json");
+        for cut in (0..bpe.len() - 1).step_by(37).chain(bpe.len() - 200..bpe.len() - 1) {
+            let err = TextTokenizer::from_json(&bpe[..cut], None).err().unwrap_or_else(|| panic!("cut at {cut} must fail"));
+            assert!(err.to_string().contains("tokenizer.json"), "{err}");
+        }
+    }
+
+    #[test]
+    fn templates_the_tokenizers_crate_would_panic_on_are_clear_errors() {
+        // Each of these passed the crate's reader and panicked on the first text (fuzz target
+        // load_tokenizer; the inputs are in fuzz/regressions/load_tokenizer/).
+        let unigram: serde_json::Value = serde_json::from_slice(include_bytes!("../tests/fixtures/unigram.tokenizer.json")).unwrap();
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut file = unigram.clone();
+            edit(&mut file["post_processor"]);
+            TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), Some(16)).err().map(|e| e.to_string())
+        };
+        assert_eq!(with(&|_| {}), None, "the fixture itself loads");
+        let undefined = with(&|p| p["single"][1]["SpecialToken"]["id"] = "</S>".into()).expect("an undefined special token");
+        assert!(undefined.contains("\"</S>\"") && undefined.contains("tokenizer.json"), "{undefined}");
+        // The crate reads post-processors by their fields, so a misspelt type is no way out.
+        let misspelt = with(&|p| {
+            p["type"] = "TemplatePrkcessing".into();
+            p["pair"][0] = serde_json::json!({ "SpecialToken": { "id": "<cls>", "type_id": 0 } });
+        });
+        assert!(misspelt.expect("an undefined special token in pair").contains("\"<cls>\""));
+        let in_sequence = with(&|p| {
+            *p = serde_json::json!({ "type": "Sequence", "processors": [p.clone(), { "type": "TemplateProcessing",
+            "single": [{ "Sequence": { "id": "B", "type_id": 0 } }], "pair": [], "special_tokens": {} }] })
+        });
+        assert!(in_sequence.expect("sequence B in single").contains("sequence B"));
     }
 
     #[test]
