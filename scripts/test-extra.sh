@@ -182,7 +182,8 @@ if wants relaxed; then
     cargo test --release --quiet -p cairn-kernels --target wasm32-wasip1 --target-dir target/wasi-relaxed
 fi
 
-# fuzz: the importers, subgraphs and the bundle loader, 120 s per target (CAIRN_FUZZ_SECONDS).
+# fuzz: the importers, subgraphs, the bundle loader and the tokenizer.json reader, 120 s per
+# target (CAIRN_FUZZ_SECONDS).
 # scripts/test.sh only replays the committed corpus (crates/cairn-cli/tests/fuzz_corpus.rs):
 # a fuzzing run's sanitizer build and the cargo-fuzz install cost several of its 30 minutes.
 if wants fuzz; then

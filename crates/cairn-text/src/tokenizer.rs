@@ -128,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn templates_the_tokenizers_crate_would_panic_on_are_clear_errors() {
+    fn files_the_tokenizers_crate_would_panic_on_are_clear_errors() {
         // Each of these passed the crate's reader and panicked on the first text (fuzz target
         // load_tokenizer; the inputs are in fuzz/regressions/load_tokenizer/).
         let unigram: serde_json::Value = serde_json::from_slice(include_bytes!("../tests/fixtures/unigram.tokenizer.json")).unwrap();
@@ -151,6 +151,16 @@ mod tests {
             "single": [{ "Sequence": { "id": "B", "type_id": 0 } }], "pair": [], "special_tokens": {} }] })
         });
         assert!(in_sequence.expect("sequence B in single").contains("sequence B"));
+        let mut file = unigram.clone();
+        file["normalizer"] =
+            serde_json::json!({ "type": "Sequence", "normalizers": [{ "type": "Precompiled", "precompiled_charsmap": "AAAA" }] });
+        let charsmap =
+            TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().expect("a damaged character map").to_string();
+        assert!(charsmap.contains("Precompiled character map"), "{charsmap}");
+        file["normalizer"] = serde_json::Value::Null;
+        file["pre_tokenizer"] = serde_json::json!({ "type": "Sequence", "pretokenizers": [{ "type": "FixedLength", "length": 0 }] });
+        let fixed = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().expect("pieces of 0 characters").to_string();
+        assert!(fixed.contains("FixedLength length of 0"), "{fixed}");
     }
 
     #[test]

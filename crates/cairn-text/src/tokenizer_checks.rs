@@ -11,7 +11,34 @@ pub(crate) fn check(file: &Value) -> Result<(), String> {
     if let Some(post) = file.get("post_processor") {
         check_post_processor(post)?;
     }
+    if let Some(normalizer) = file.get("normalizer") {
+        check_normalizer(normalizer)?;
+    }
+    if let Some(pre_tokenizer) = file.get("pre_tokenizer") {
+        check_pre_tokenizer(pre_tokenizer)?;
+    }
     Ok(())
+}
+
+/// A pre-tokenizer, or each of a `Sequence` of them: `FixedLength` cuts the text into
+/// chunks of `length` characters, and a length of 0 panicked (`chunks(0)`). By its field,
+/// as an untyped pre-tokenizer is read by its fields.
+fn check_pre_tokenizer(pre_tokenizer: &Value) -> Result<(), String> {
+    if pre_tokenizer.get("length").and_then(Value::as_u64) == Some(0) {
+        return Err("pre_tokenizer: a FixedLength length of 0 (pieces of at least one character)".into());
+    }
+    pre_tokenizer.get("pretokenizers").and_then(Value::as_array).into_iter().flatten().try_for_each(check_pre_tokenizer)
+}
+
+/// A normalizer, or each of a `Sequence` of them: a `Precompiled` one (SentencePiece's
+/// character map, base64) is read through `.expect()`, so a damaged map panicked; it is read
+/// here first, the same way.
+fn check_normalizer(normalizer: &Value) -> Result<(), String> {
+    if normalizer.get("type").and_then(Value::as_str) == Some("Precompiled") {
+        serde_json::from_value::<tokenizers::normalizers::Precompiled>(normalizer.clone())
+            .map_err(|e| format!("normalizer: the Precompiled character map cannot be read ({e})"))?;
+    }
+    normalizer.get("normalizers").and_then(Value::as_array).into_iter().flatten().try_for_each(check_normalizer)
 }
 
 /// A post-processor, or each of a `Sequence` of them. By its fields, not its `type`: the
