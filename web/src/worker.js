@@ -273,12 +273,23 @@ async function load(id, url, signal) {
 /// A tokenizer (the separate tokenizer module) for a bundle's verified tokenizer.json.
 async function makeTokenizer(json, maxLength) {
   const text = await tokenizerModule();
-  try { return new text.Tokenizer(json, maxLength); } catch (e) { throw Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' }); }
+  try { return new text.Tokenizer(json, maxLength); } catch (e) { throw tokenizerError(e, 'this tokenizer.json'); }
+}
+
+/// A tokenizer module error as a `bad-tokenizer` error. A wasm trap (a panic of the
+/// tokenizers crate on a file Cairn's checks did not foresee: crates/cairn-text's
+/// tokenizer_checks.rs) says so, and the next load instantiates a fresh module: a trap can
+/// leave the old instance's memory half-updated. Models already loaded keep theirs.
+function tokenizerError(e, what) {
+  if (!(e instanceof WebAssembly.RuntimeError)) return Object.assign(new Error(String(e.message ?? e)), { code: 'bad-tokenizer' });
+  textWasm = null;
+  return Object.assign(new Error(`the tokenizer failed on ${what} (a wasm trap: ${e.message}); hint: check the bundle's tokenizer.json with \`cairn tokenize\``), { code: 'bad-tokenizer' });
 }
 
 /// Tokenizes texts with the bundle's tokenizer into the engine's batch input.
 function tokenBatch(entry, texts) {
-  const b = entry.tokenizer.encodeBatch(JSON.stringify(texts));
+  let b;
+  try { b = entry.tokenizer.encodeBatch(JSON.stringify(texts)); } catch (e) { throw e instanceof WebAssembly.RuntimeError ? tokenizerError(e, 'these texts') : e; }
   try {
     return new engine.TokenBatchInput(b.batch, b.seqLen, b.ids, b.typeIds, b.attentionMask, b.offsets, b.truncated);
   } finally { b.free(); }
@@ -551,7 +562,10 @@ self.onmessage = async ({ data: msg }) => {
       try {
         const { texts, replaced } = wellFormedTexts(msg.texts);
         return post({ type: 'tokens', id: msg.id, encodings: JSON.parse(entry.tokenizer.encode(JSON.stringify(texts))), replaced });
-      } catch (e) { return fail(msg.id, e.code ?? errorCode(e), String(e.message ?? e)); }
+      } catch (e) {
+        const err = e instanceof WebAssembly.RuntimeError ? tokenizerError(e, 'these texts') : e;
+        return fail(msg.id, err.code ?? errorCode(err), String(err.message ?? err));
+      }
     }
     case 'preprocess': {
       // The model's input tensor for an image, as the manifest's preprocessing makes it
