@@ -4,7 +4,7 @@
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{PaddingParams, PaddingStrategy, PostProcessor, Tokenizer, TruncationParams};
 
 /// One text may have at most this many bytes: tokenizing is linear but not free, and a
 /// page that posts a whole book by mistake should get an error, not a frozen worker.
@@ -41,6 +41,18 @@ impl TextTokenizer {
         if let Some(max_length) = max_length {
             let params = TruncationParams { max_length, ..inner.get_truncation().cloned().unwrap_or_default() };
             inner.with_truncation(Some(params)).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        }
+        // The crate subtracts the special tokens from the length unchecked: a shorter length
+        // wrapped around (release: no truncation at all, so a long text overran the model's
+        // positions; debug: a panic). Found by the fuzz target load_tokenizer.
+        if let Some(truncation) = inner.get_truncation() {
+            let special = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+            if truncation.max_length < special {
+                return Err(Error::InvalidTokenizer(format!(
+                    "a maximum length of {} tokens leaves no room for the {special} special tokens every text gets",
+                    truncation.max_length
+                )));
+            }
         }
         // Single texts are never padded; batches pad to their longest text (see `encode_batch`).
         let padding = inner.get_padding().cloned().map(|p| PaddingParams { strategy: PaddingStrategy::BatchLongest, ..p });
@@ -171,6 +183,16 @@ mod tests {
         assert_eq!(e.tokens.last().map(String::as_str), Some("[SEP]"));
         assert!(e.truncated);
         assert!(!tok.encode("short").unwrap().truncated);
+    }
+
+    #[test]
+    fn a_length_shorter_than_the_special_tokens_is_refused() {
+        for max_length in [0, 1] {
+            let err = TextTokenizer::from_json(MINILM, Some(max_length)).err().expect("no room for [CLS] and [SEP]").to_string();
+            assert!(err.contains("no room for the 2 special tokens"), "{err}");
+        }
+        let just_specials = TextTokenizer::from_json(MINILM, Some(2)).unwrap().encode("some words").unwrap();
+        assert_eq!((just_specials.tokens.as_slice(), just_specials.truncated), (&["[CLS]".to_string(), "[SEP]".to_string()][..], true));
     }
 
     #[test]
