@@ -4,6 +4,8 @@ use thiserror::Error;
 pub enum Error {
     #[error("the tokenizer file is not one the Hugging Face tokenizers library reads: {0} (hint: pass the tokenizer.json saved with the model, e.g. by `tokenizer.save(\"tokenizer.json\")`; vocab.txt or tokenizer_config.json alone are not enough)")]
     InvalidTokenizer(String),
+    #[error("the tokenizer's maximum length of {max_length} tokens leaves no room for the {special} special tokens every text gets (hint: a maximum length above {special}, e.g. the model's own 128-512: `cairn pack --max-length`)")]
+    MaxLengthTooShort { max_length: usize, special: usize },
     #[error("cannot tokenize: {0}")]
     Encode(String),
     #[error("a text of {bytes} bytes is more than the {max} bytes one text may have (hint: split long documents into passages)")]

@@ -48,10 +48,7 @@ impl TextTokenizer {
         if let Some(truncation) = inner.get_truncation() {
             let special = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
             if truncation.max_length < special {
-                return Err(Error::InvalidTokenizer(format!(
-                    "a maximum length of {} tokens leaves no room for the {special} special tokens every text gets",
-                    truncation.max_length
-                )));
+                return Err(Error::MaxLengthTooShort { max_length: truncation.max_length, special });
             }
         }
         // Single texts are never padded; batches pad to their longest text (see `encode_batch`).
@@ -189,7 +186,7 @@ mod tests {
     fn a_length_shorter_than_the_special_tokens_is_refused() {
         for max_length in [0, 1] {
             let err = TextTokenizer::from_json(MINILM, Some(max_length)).err().expect("no room for [CLS] and [SEP]").to_string();
-            assert!(err.contains("no room for the 2 special tokens"), "{err}");
+            assert!(err.contains("no room for the 2 special tokens") && err.contains("--max-length"), "{err}");
         }
         let just_specials = TextTokenizer::from_json(MINILM, Some(2)).unwrap().encode("some words").unwrap();
         assert_eq!((just_specials.tokens.as_slice(), just_specials.truncated), (&["[CLS]".to_string(), "[SEP]".to_string()][..], true));
