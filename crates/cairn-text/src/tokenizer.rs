@@ -38,18 +38,23 @@ impl TextTokenizer {
         let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         crate::tokenizer_checks::check(&value).map_err(Error::InvalidTokenizer)?;
         let mut inner: Tokenizer = serde_json::from_value(value).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-        if let Some(max_length) = max_length {
-            let params = TruncationParams { max_length, ..inner.get_truncation().cloned().unwrap_or_default() };
-            inner.with_truncation(Some(params)).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-        }
-        // The crate subtracts the special tokens from the length unchecked: a shorter length
-        // wrapped around (release: no truncation at all, so a long text overran the model's
-        // positions; debug: a panic). Found by the fuzz target load_tokenizer.
-        if let Some(truncation) = inner.get_truncation() {
+        // `max_length` replaces the file's length. The crate subtracts the special tokens from
+        // it unchecked: a shorter length wrapped around (release: no truncation at all, so a
+        // long text overran the model's positions; debug: a panic). And only the first window
+        // of a long text is ever used (it is flagged `truncated`, not split), so the stride
+        // between the overflowing windows is 0: a file's stride at or above the room the
+        // special tokens leave made the crate assert. Both found by the fuzz target load_tokenizer.
+        let file_truncation = inner.get_truncation().cloned();
+        if let Some(truncation) =
+            max_length.map(|max_length| TruncationParams { max_length, ..file_truncation.clone().unwrap_or_default() }).or(file_truncation)
+        {
             let special = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
             if truncation.max_length < special {
                 return Err(Error::MaxLengthTooShort { max_length: truncation.max_length, special });
             }
+            inner
+                .with_truncation(Some(TruncationParams { stride: 0, ..truncation }))
+                .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         }
         // Single texts are never padded; batches pad to their longest text (see `encode_batch`).
         let padding = inner.get_padding().cloned().map(|p| PaddingParams { strategy: PaddingStrategy::BatchLongest, ..p });
@@ -190,6 +195,18 @@ mod tests {
         }
         let just_specials = TextTokenizer::from_json(MINILM, Some(2)).unwrap().encode("some words").unwrap();
         assert_eq!((just_specials.tokens.as_slice(), just_specials.truncated), (&["[CLS]".to_string(), "[SEP]".to_string()][..], true));
+    }
+
+    #[test]
+    fn a_file_stride_is_no_way_to_an_assertion() {
+        // The file's own truncation with a stride beyond its length: the crate asserted.
+        let mut file: serde_json::Value = serde_json::from_slice(MINILM).unwrap();
+        file["truncation"]["max_length"] = 12.into();
+        file["truncation"]["stride"] = 100.into();
+        let tok = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).unwrap();
+        let e = tok.encode(&"word ".repeat(40)).unwrap();
+        assert_eq!((e.ids.len(), e.truncated), (12, true));
+        assert_eq!(tok.max_length(), Some(12));
     }
 
     #[test]
