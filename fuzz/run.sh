@@ -20,7 +20,11 @@ for target in "${targets[@]}"; do
   cp seeds/"$target"/* "$corpus"/
   log=$(mktemp)
   status=0
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || status=$?
+  # A target's dictionary (dicts/TARGET.dict: the format's keywords) steers mutations to
+  # other well-formed inputs.
+  dict=()
+  [ -f dicts/"$target".dict ] && dict=(-dict=dicts/"$target".dict)
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 "${dict[@]}" >"$log" 2>&1 || status=$?
   # (No "#N" lines when the target did not build: `|| true` keeps pipefail from ending the
   # script before the log is shown.)
   execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)

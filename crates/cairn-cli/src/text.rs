@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile, TOKENIZER_PATH};
 use cairn_core::Session;
 use cairn_core::{DType, Graph, Tensor, TensorData};
-use cairn_text::{Aggregation, EmbedOptions, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, TextInput, TextPipeline, TextTokenizer};
 use clap::Args;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,8 @@ const FIDELITY_TEXTS: [&str; 8] = [
 /// Tokenized sentences as model inputs, for the levels' fidelity measurement.
 pub fn fidelity_inputs(graph: &Graph, tokenizer: &[u8], max_length: usize) -> Result<(Vec<Inputs>, String)> {
     let tok = TextTokenizer::from_json(tokenizer, Some(max_length))?;
-    let sets = token_inputs(graph, &tok, &FIDELITY_TEXTS)?;
+    let texts: Vec<TextInput> = FIDELITY_TEXTS.iter().map(|t| TextInput::Text(t.to_string())).collect();
+    let sets = token_inputs(graph, &tok, &texts)?;
     Ok((sets, format!("{} built-in sentences, tokenized", FIDELITY_TEXTS.len())))
 }
 
@@ -83,7 +84,8 @@ pub fn fidelity_inputs(graph: &Graph, tokenizer: &[u8], max_length: usize) -> Re
 pub fn calibration_inputs(graph: &Graph, path: &Path, tokenizer: &Path, limit: usize) -> Result<Vec<(String, Inputs)>> {
     let bytes = std::fs::read(tokenizer).with_context(|| format!("cannot read the tokenizer {}", tokenizer.display()))?;
     let tok = TextTokenizer::from_json(&bytes, None).with_context(|| format!("{} is not a usable tokenizer.json", tokenizer.display()))?;
-    let texts: Vec<String> = read_texts(path)?.into_iter().take(limit).collect();
+    // Pairs ({"text", "text_pair"} lines) calibrate a cross-encoder on what it will see.
+    let texts: Vec<TextInput> = read_texts(path)?.into_iter().take(limit).collect();
     if texts.is_empty() {
         bail!("{} holds no texts (one per line, plain or JSON lines)", path.display());
     }
@@ -93,11 +95,11 @@ pub fn calibration_inputs(graph: &Graph, path: &Path, tokenizer: &Path, limit: u
 
 /// Each text alone (batch 1) as the model's inputs: ids, attention mask and token type ids
 /// by input name, i64 or i32 as the model declares.
-fn token_inputs(graph: &Graph, tok: &TextTokenizer, texts: &[impl AsRef<str>]) -> Result<Vec<Inputs>> {
+fn token_inputs(graph: &Graph, tok: &TextTokenizer, texts: &[TextInput]) -> Result<Vec<Inputs>> {
     texts
         .iter()
         .map(|text| {
-            let b = tok.encode_batch(&[text.as_ref()])?;
+            let b = tok.encode_batch_inputs(&[text.as_refs()])?;
             let mut inputs = Inputs::new();
             for info in graph.runtime_inputs() {
                 let values = if info.name.contains("attention_mask") {
@@ -272,8 +274,9 @@ fn embed_all(
     opts: EmbedOptions,
 ) -> Result<(Vec<f32>, usize, Vec<usize>)> {
     let (mut data, mut dim, mut truncated) = (Vec::new(), 0, Vec::new());
-    in_batches(texts, batch_size, "embedding", |first, refs| {
-        let e = model.embed(session, refs, opts)?;
+    in_batches(texts, batch_size, "embedding", |first, chunk| {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let e = model.embed(session, &refs, opts)?;
         dim = e.dim;
         data.extend(e.data);
         truncated.extend(e.truncated.iter().map(|i| first + i));
@@ -291,12 +294,11 @@ fn note_truncated(truncated: &[usize], texts: usize, max_length: usize) {
 
 /// Runs `f` on consecutive batches of `texts` (the index of each batch's first text and its
 /// texts), with a progress bar named `verb` for a corpus; an error names the batch's texts.
-fn in_batches(texts: &[String], batch_size: usize, verb: &str, mut f: impl FnMut(usize, &[&str]) -> cairn_text::Result<()>) -> Result<()> {
+fn in_batches<T>(texts: &[T], batch_size: usize, verb: &str, mut f: impl FnMut(usize, &[T]) -> cairn_text::Result<()>) -> Result<()> {
     let bar = progress::bar(texts.len() as u64, verb);
     for (b, chunk) in texts.chunks(batch_size).enumerate() {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let first = b * batch_size;
-        f(first, &refs).with_context(|| format!("{verb} texts {first}..{}", first + chunk.len()))?;
+        f(first, chunk).with_context(|| format!("{verb} texts {first}..{}", first + chunk.len()))?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -309,7 +311,8 @@ struct TextsArgs {
     /// A text (repeat for several).
     #[arg(long, conflicts_with = "input")]
     text: Vec<String>,
-    /// A file of texts: JSON lines ("..." or {"text": "..."}) or plain lines.
+    /// A file of texts: JSON lines ("..." or {"text": "..."}; for `classify` also
+    /// {"text": "...", "text_pair": "..."}) or plain lines.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Texts per model run.
@@ -318,19 +321,42 @@ struct TextsArgs {
 }
 
 impl TextsArgs {
-    /// The texts from --text or --input, refused when there are none or the batch size is 0.
+    /// The texts from --text or --input, refused when there are none, when one is a pair
+    /// (only `classify` takes pairs: [`TextsArgs::read_inputs`]) or the batch size is 0.
     fn read(&self) -> Result<Vec<String>> {
-        let texts = match &self.input {
-            Some(path) => read_texts(path)?,
-            None => self.text.clone(),
+        self.read_inputs(&[])?
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| match input {
+                TextInput::Item { text_pair: Some(_), .. } => {
+                    bail!("text #{i} has a \"text_pair\": embeddings are of single texts (pairs are for `cairn classify` with a cross-encoder or NLI bundle)")
+                }
+                other => Ok(other.text().to_string()),
+            })
+            .collect()
+    }
+
+    /// The texts from --text (each with its `pairs` entry, when given: one per --text) or
+    /// --input, refused when there are none or the batch size is 0.
+    fn read_inputs(&self, pairs: &[String]) -> Result<Vec<TextInput>> {
+        let inputs = match (&self.input, pairs.is_empty()) {
+            (Some(_), false) => bail!("--pair goes with --text; in an --input file give {{\"text\": ..., \"text_pair\": ...}} lines"),
+            (Some(path), true) => read_texts(path)?,
+            (None, true) => self.text.iter().cloned().map(TextInput::Text).collect(),
+            (None, false) if pairs.len() != self.text.len() => {
+                bail!("{} --pair for {} --text: give one --pair per --text, in order", pairs.len(), self.text.len())
+            }
+            (None, false) => {
+                self.text.iter().zip(pairs).map(|(t, p)| TextInput::Item { text: t.clone(), text_pair: Some(p.clone()) }).collect()
+            }
         };
-        if texts.is_empty() {
+        if inputs.is_empty() {
             bail!("no texts: give --text \"...\" or --input texts.jsonl");
         }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Ok(texts)
+        Ok(inputs)
     }
 }
 
@@ -349,6 +375,10 @@ pub struct ClassifyArgs {
     bundle: PathBuf,
     #[command(flatten)]
     texts: TextsArgs,
+    /// The second text of a pair, one per --text in order (a cross-encoder's passage for a
+    /// query, an NLI hypothesis for a premise): the tokenizer joins them by its pair template.
+    #[arg(long, value_name = "TEXT")]
+    pair: Vec<String>,
     /// Write one JSON object per line and text ({"text": ..., "label": ..., ...}).
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -362,7 +392,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify_main(args: ClassifyArgs) -> Result<()> {
-    let texts = args.texts.read()?;
+    let inputs = args.texts.read_inputs(&args.pair)?;
     let aggregation = Aggregation::parse(&args.aggregate)
         .with_context(|| format!("--aggregate '{}' must be one of {}", args.aggregate, Aggregation::NAMES.join(", ")))?;
     let (session, model) = load_text_model(&args.bundle)?;
@@ -372,42 +402,50 @@ pub fn classify_main(args: ClassifyArgs) -> Result<()> {
             args.bundle.display()
         );
     }
-    let mut results = Vec::with_capacity(texts.len());
-    in_batches(&texts, args.texts.batch_size, "classifying", |_, refs| {
-        results.extend(model.classify(&session, refs, aggregation)?);
+    let mut results = Vec::with_capacity(inputs.len());
+    in_batches(&inputs, args.texts.batch_size, "classifying", |_, chunk| {
+        let refs: Vec<(&str, Option<&str>)> = chunk.iter().map(TextInput::as_refs).collect();
+        results.extend(model.classify_inputs(&session, &refs, aggregation)?);
         Ok(())
     })?;
     let truncated: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.truncated).map(|(i, _)| i).collect();
-    note_truncated(&truncated, texts.len(), model.task().max_length);
+    note_truncated(&truncated, inputs.len(), model.task().max_length);
     if let Some(path) = &args.output {
         let mut out = String::new();
-        for (text, r) in texts.iter().zip(&results) {
+        for (input, r) in inputs.iter().zip(&results) {
             let mut line = serde_json::to_value(r)?;
-            line["text"] = serde_json::Value::String(text.clone());
+            line["text"] = input.text().into();
+            if let Some(pair) = input.pair() {
+                line["text_pair"] = pair.into();
+            }
             out.push_str(&serde_json::to_string(&line)?);
             out.push('\n');
         }
         std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
         if !args.json {
-            println!("wrote {} classifications to {}", texts.len(), path.display());
+            println!("wrote {} classifications to {}", inputs.len(), path.display());
         }
     }
     if args.json {
         let max_length = model.task().max_length;
         println!("{}", serde_json::to_string(&serde_json::json!({"results": results, "truncated": truncated, "max_length": max_length}))?);
     } else if args.output.is_none() {
-        for (text, r) in texts.iter().zip(&results) {
-            print_classification(text, r);
+        for (input, r) in inputs.iter().zip(&results) {
+            print_classification(input, r);
         }
     }
     Ok(())
 }
 
-/// A text's label and score, or for token classification each token's.
-fn print_classification(text: &str, r: &cairn_text::Classification) {
+/// A text's (or pair's) label and score, or for token classification each token's.
+fn print_classification(input: &TextInput, r: &cairn_text::Classification) {
     let cut = if r.truncated { " (truncated)" } else { "" };
+    let text = input.text();
     let Some(tokens) = &r.tokens else {
-        println!("{:?}: {} {:.3}{cut}", text, r.best.label, r.best.score);
+        match input.pair() {
+            Some(pair) => println!("{text:?} / {pair:?}: {} {:.3}{cut}", r.best.label, r.best.score),
+            None => println!("{text:?}: {} {:.3}{cut}", r.best.label, r.best.score),
+        }
         return;
     };
     println!("{:?}:{cut}", text);
@@ -424,8 +462,9 @@ fn print_classification(text: &str, r: &cairn_text::Classification) {
     }
 }
 
-/// Texts from a file: JSON lines (a string or an object with "text") or plain lines.
-fn read_texts(path: &Path) -> Result<Vec<String>> {
+/// Texts from a file: JSON lines (a string, or an object with "text" and maybe "text_pair")
+/// or plain lines.
+fn read_texts(path: &Path) -> Result<Vec<TextInput>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut texts = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -434,12 +473,21 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
             continue;
         }
         let text = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(serde_json::Value::String(s)) => s,
-            Ok(serde_json::Value::Object(o)) => match o.get("text") {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                _ => bail!("{} line {}: a JSON object needs a \"text\" string", path.display(), n + 1),
-            },
-            _ => line,
+            Ok(serde_json::Value::String(s)) => TextInput::Text(s),
+            Ok(object @ serde_json::Value::Object(_)) => {
+                let text = object.get("text").and_then(serde_json::Value::as_str);
+                let pair = object.get("text_pair").filter(|p| !p.is_null());
+                match (text, pair.map(serde_json::Value::as_str)) {
+                    (Some(text), None) => TextInput::Text(text.to_string()),
+                    (Some(text), Some(Some(pair))) => TextInput::Item { text: text.to_string(), text_pair: Some(pair.to_string()) },
+                    _ => bail!(
+                        "{} line {}: a JSON object needs a \"text\" string (and \"text_pair\", if any, a string)",
+                        path.display(),
+                        n + 1
+                    ),
+                }
+            }
+            _ => TextInput::Text(line),
         };
         texts.push(text);
     }
@@ -455,9 +503,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cairn-texts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.jsonl");
-        std::fs::write(&path, "\"a string\"\n{\"text\": \"an object\", \"id\": 3}\n\nplain line\n").unwrap();
-        assert_eq!(read_texts(&path).unwrap(), ["a string", "an object", "plain line"]);
-        std::fs::write(&path, "{\"id\": 3}\n").unwrap();
-        assert!(read_texts(&path).unwrap_err().to_string().contains("\"text\""));
+        std::fs::write(
+            &path,
+            "\"a string\"\n{\"text\": \"an object\", \"id\": 3}\n\nplain line\n{\"text\": \"q\", \"text_pair\": \"p\"}\n",
+        )
+        .unwrap();
+        let read: Vec<_> = read_texts(&path).unwrap();
+        let refs: Vec<_> = read.iter().map(TextInput::as_refs).collect();
+        assert_eq!(refs, [("a string", None), ("an object", None), ("plain line", None), ("q", Some("p"))]);
+        for bad in ["{\"id\": 3}\n", "{\"text\": \"q\", \"text_pair\": 4}\n"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(read_texts(&path).unwrap_err().to_string().contains("\"text\""), "{bad}");
+        }
     }
 }

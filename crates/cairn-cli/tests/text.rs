@@ -299,3 +299,48 @@ fn classify_labels_texts_and_tokens() {
     let o = cairn(&["classify", &sentiment]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--text"));
 }
+
+/// Text pairs (a cross-encoder's query and passage, an NLI premise and hypothesis): `--pair`
+/// per `--text`, or `{"text", "text_pair"}` lines; the pair is the model's input (the answer
+/// differs from the first text's alone), the same alone or in a padded batch with single texts,
+/// and refused where it cannot mean anything (a token classifier, embeddings, a count mismatch).
+#[test]
+fn classify_takes_text_pairs() {
+    let dir = tmp("classify-pairs");
+    let sentiment = classifier_bundle(&dir, "tiny_text_classifier", "text-classification", "text_labels.txt");
+    let scores = |r: &serde_json::Value| -> Vec<f64> { r["scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect() };
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let pair = json(&cairn(&["classify", &sentiment, "--text", "is the pizza good", "--pair", "awful service, never again", "--json"]));
+    let alone = json(&cairn(&["classify", &sentiment, "--text", "is the pizza good", "--json"]));
+    assert!(!close(&scores(&pair["results"][0]), &scores(&alone["results"][0])), "the pair is what the model sees: {pair} vs {alone}");
+    // The same pair from a JSON lines file, between single texts (one padded batch), and -o.
+    let input = dir.join("pairs.jsonl");
+    std::fs::write(
+        &input,
+        "\"I love pizza\"\n{\"text\": \"is the pizza good\", \"text_pair\": \"awful service, never again\"}\n{\"text\": \"rain\"}\n",
+    )
+    .unwrap();
+    let out = dir.join("labels.jsonl");
+    let file = json(&cairn(&["classify", &sentiment, "--input", input.to_str().unwrap(), "--json", "-o", out.to_str().unwrap()]));
+    assert!(close(&scores(&file["results"][1]), &scores(&pair["results"][0])), "{file} vs {pair}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        (lines[1]["text"].as_str(), lines[1]["text_pair"].as_str()),
+        (Some("is the pizza good"), Some("awful service, never again"))
+    );
+    assert!(lines[0].get("text_pair").is_none());
+    let printed = String::from_utf8_lossy(&cairn(&["classify", &sentiment, "--text", "q", "--pair", "p"]).stdout).to_string();
+    assert!(printed.starts_with("\"q\" / \"p\": "), "{printed}");
+    // Refused, with the reason.
+    let fails = |args: &[&str], why: &str| {
+        let o = cairn(args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && err.contains(why), "{args:?}: {err}");
+    };
+    fails(&["classify", &sentiment, "--text", "a", "--pair", "b", "--pair", "c"], "one --pair per --text");
+    fails(&["classify", &sentiment, "--input", input.to_str().unwrap(), "--pair", "b"], "--pair goes with --text");
+    let ner = classifier_bundle(&dir, "tiny_token_classifier", "token-classification", "token_labels.txt");
+    fails(&["classify", &ner, "--text", "a", "--pair", "b"], "needs a text-classification bundle");
+    let encoder = text_bundle(&dir, "16");
+    fails(&["embed", &encoder, "--input", input.to_str().unwrap()], "embeddings are of single texts");
+}

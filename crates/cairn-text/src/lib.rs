@@ -14,6 +14,7 @@
 
 mod batch;
 mod error;
+mod input;
 mod pipeline;
 pub mod pooling;
 #[cfg(feature = "tokenizer")]
@@ -24,6 +25,7 @@ mod tokenizer_checks;
 pub use batch::Batch;
 pub use cairn_bundle::text_task::{Pooling, TaskKind, TextTask};
 pub use error::{Error, Result};
+pub use input::TextInput;
 #[cfg(feature = "tokenizer")]
 pub use pipeline::TextPipeline;
 pub use pipeline::{Aggregation, Classification, EmbedOptions, Embeddings, Entity, Label, TextModel};

@@ -323,6 +323,23 @@ impl TextPipeline {
         aggregation.apply(&mut results, texts);
         Ok(results)
     }
+
+    /// [`TextPipeline::classify`] of texts and text pairs (`(text, Some(pair))`: a query and a
+    /// passage for a cross-encoder, a premise and a hypothesis for NLI). Pairs need a
+    /// text-classification bundle: a token classifier labels the tokens of one text.
+    pub fn classify_inputs(
+        &self,
+        session: &Session,
+        inputs: &[(&str, Option<&str>)],
+        aggregation: Aggregation,
+    ) -> Result<Vec<Classification>> {
+        if inputs.iter().all(|(_, pair)| pair.is_none()) {
+            let texts: Vec<&str> = inputs.iter().map(|(text, _)| *text).collect();
+            return self.classify(session, &texts, aggregation);
+        }
+        self.model.expect_task(TaskKind::TextClassification, "classifying text pairs")?;
+        self.model.classify_batch(session, &self.tokenizer.encode_batch_inputs(inputs)?)
+    }
 }
 
 fn task_name(t: TaskKind) -> &'static str {

@@ -4,7 +4,7 @@
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use tokenizers::{PaddingParams, PaddingStrategy, PostProcessor, Tokenizer, TruncationParams};
+use tokenizers::{EncodeInput, PaddingParams, PaddingStrategy, PostProcessor, Tokenizer, TruncationParams};
 
 /// One text may have at most this many bytes: tokenizing is linear but not free, and a
 /// page that posts a whole book by mistake should get an error, not a frozen worker.
@@ -94,8 +94,24 @@ impl TextTokenizer {
     }
 
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Batch> {
-        texts.iter().try_for_each(|t| check_size(t))?;
-        let encodings = self.inner.encode_batch_char_offsets(texts.to_vec(), true).map_err(|e| Error::Encode(e.to_string()))?;
+        let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|&t| (t, None)).collect();
+        self.encode_batch_inputs(&inputs)
+    }
+
+    /// Texts and text pairs (`(text, Some(pair))`: joined by the file's `pair` template, the
+    /// pair's tokens with type id 1) as one padded batch. A long pair is cut as the file says
+    /// (Hugging Face's default: the longer of the two first). A pair's offsets are in its own
+    /// text's characters.
+    pub fn encode_batch_inputs(&self, inputs: &[(&str, Option<&str>)]) -> Result<Batch> {
+        inputs.iter().try_for_each(|(t, p)| check_size(t).and_then(|()| p.map_or(Ok(()), check_size)))?;
+        let inputs: Vec<EncodeInput> = inputs
+            .iter()
+            .map(|&(text, pair)| match pair {
+                Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
+                None => EncodeInput::Single(text.into()),
+            })
+            .collect();
+        let encodings = self.inner.encode_batch_char_offsets(inputs, true).map_err(|e| Error::Encode(e.to_string()))?;
         let seq_len = encodings.first().map_or(0, |e| e.len());
         let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
         Ok(Batch {
@@ -207,6 +223,18 @@ mod tests {
         let e = tok.encode(&"word ".repeat(40)).unwrap();
         assert_eq!((e.ids.len(), e.truncated), (12, true));
         assert_eq!(tok.max_length(), Some(12));
+    }
+
+    #[test]
+    fn pairs_join_by_the_pair_template_with_type_ids() {
+        let tok = TextTokenizer::from_json(MINILM, Some(128)).unwrap();
+        let b = tok.encode_batch_inputs(&[("is it raining", Some("the sun shines")), ("alone", None)]).unwrap();
+        // [CLS] is it raining [SEP] (type 0) the sun shines [SEP] (type 1); Python's exact ids are
+        // in tests/tokenizer_parity.rs.
+        let (ids, types) = (&b.ids[..b.seq_len], &b.type_ids[..b.seq_len]);
+        assert_eq!((ids[0], ids[4], ids[b.seq_len - 1]), (101, 102, 102));
+        assert!(types[..5].iter().all(|&t| t == 0) && types[5..].iter().all(|&t| t == 1), "{types:?}");
+        assert_eq!(b.attention_mask[b.seq_len..].iter().filter(|&&m| m == 1).count(), 3, "the single text, padded");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Token for token against the Python `tokenizers` package: ids, type ids, attention masks and
 //! offsets of 233 varied texts (accents, CJK, emoji, numbers, markup, > 512 tokens) for the
 //! real all-MiniLM-L6-v2 WordPiece tokenizer, a byte-level BPE and a Unigram, plus one padded
-//! batch each. Fixtures: `tools/gen_tokenizer_cases.py`.
+//! batch each; and 55 text pairs per tokenizer (cross-encoders, NLI), with a batch mixing pairs
+//! and single texts. Fixtures: `tools/gen_tokenizer_cases.py`, `tools/gen_tokenizer_pairs.py`.
 
 use cairn_text::TextTokenizer;
 use serde::Deserialize;
@@ -59,6 +60,67 @@ fn check(name: &str, tokenizer_json: &[u8], cases_json: &str) {
     }
 }
 
+#[derive(Deserialize)]
+struct PairCase {
+    text: String,
+    text_pair: String,
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    mask: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+    overflowing: bool,
+}
+
+#[derive(Deserialize)]
+struct PairBatchEncoding {
+    ids: Vec<i64>,
+    type_ids: Vec<i64>,
+    mask: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct PairBatch {
+    inputs: Vec<cairn_text::TextInput>,
+    encodings: Vec<PairBatchEncoding>,
+}
+
+#[derive(Deserialize)]
+struct PairFixture {
+    max_length: usize,
+    cases: Vec<PairCase>,
+    batch: PairBatch,
+}
+
+/// Text pairs (`tools/gen_tokenizer_pairs.py`): each alone, in a batch of one, and a padded
+/// batch mixing pairs and single texts.
+fn check_pairs(name: &str, tokenizer_json: &[u8], pairs_json: &str) {
+    let fixture: PairFixture = serde_json::from_str(pairs_json).unwrap();
+    let tok = TextTokenizer::from_json(tokenizer_json, Some(fixture.max_length)).unwrap();
+    assert!(fixture.cases.iter().any(|c| c.overflowing), "{name}: no pair exercises truncation");
+    for (i, case) in fixture.cases.iter().enumerate() {
+        let b = tok.encode_batch_inputs(&[(&case.text, Some(&case.text_pair))]).unwrap();
+        let at = format!(
+            "{name} pair {i} {:?} / {:?}",
+            case.text.chars().take(30).collect::<String>(),
+            case.text_pair.chars().take(30).collect::<String>()
+        );
+        let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+        assert_eq!(b.ids, widen(&case.ids), "ids of {at}");
+        assert_eq!(b.type_ids, widen(&case.type_ids), "type ids of {at}");
+        assert_eq!(b.attention_mask, widen(&case.mask), "mask of {at}");
+        assert_eq!(b.offsets[0], case.offsets, "offsets of {at}");
+        assert_eq!(b.truncated == [0], case.overflowing, "truncation flag of {at}");
+    }
+    let inputs: Vec<(&str, Option<&str>)> = fixture.batch.inputs.iter().map(cairn_text::TextInput::as_refs).collect();
+    let batch = tok.encode_batch_inputs(&inputs).unwrap();
+    for (row, want) in fixture.batch.encodings.iter().enumerate() {
+        let span = row * batch.seq_len..(row + 1) * batch.seq_len;
+        assert_eq!(batch.ids[span.clone()], want.ids[..], "{name} mixed batch row {row} ids");
+        assert_eq!(batch.type_ids[span.clone()], want.type_ids[..], "{name} mixed batch row {row} type ids");
+        assert_eq!(batch.attention_mask[span], want.mask[..], "{name} mixed batch row {row} mask");
+    }
+}
+
 macro_rules! parity {
     ($test:ident, $name:literal) => {
         #[test]
@@ -67,6 +129,11 @@ macro_rules! parity {
                 $name,
                 include_bytes!(concat!("fixtures/", $name, ".tokenizer.json")),
                 include_str!(concat!("fixtures/", $name, ".cases.json")),
+            );
+            check_pairs(
+                $name,
+                include_bytes!(concat!("fixtures/", $name, ".tokenizer.json")),
+                include_str!(concat!("fixtures/", $name, ".pairs.json")),
             );
         }
     };
