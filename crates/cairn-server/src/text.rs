@@ -1,6 +1,8 @@
 //! The text tasks of a text bundle under `/v1`: `POST /v1/models/{name}/embed` and
 //! `POST /v1/models/{name}/classify`, with a JSON body `{"texts": ["...", ...]}` (or `"text"`;
-//! `"aggregate": "simple"` merges a token classifier's labels into entities).
+//! `"aggregate": "simple"` merges a token classifier's labels into entities). A text of
+//! `classify` may be a pair, `{"text": "...", "text_pair": "..."}` (a cross-encoder's query and
+//! passage, an NLI premise and hypothesis), for a text-classification bundle.
 //! Tokenizing and the model run happen on a compute slot, like every other inference.
 
 use crate::api::{json_response, submit_error};
@@ -10,7 +12,7 @@ use crate::App;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_text::{Aggregation, EmbedOptions, Pooling, TaskKind, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, Pooling, TaskKind, TextInput, TextPipeline, TextTokenizer};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,7 +24,7 @@ const MAX_TEXTS: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct TextRequest {
     #[serde(default)]
-    texts: Option<Vec<String>>,
+    texts: Option<Vec<TextInput>>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
@@ -43,10 +45,10 @@ impl TextRequest {
         }
     }
 
-    fn texts(self) -> Result<(Vec<String>, Option<String>, Option<bool>), ApiError> {
+    fn texts(self) -> Result<(Vec<TextInput>, Option<String>, Option<bool>), ApiError> {
         let texts = match (self.texts, self.text) {
             (Some(t), None) => t,
-            (None, Some(t)) => vec![t],
+            (None, Some(t)) => vec![TextInput::Text(t)],
             _ => return Err(ApiError::bad_request("give either \"texts\": [...] or \"text\": \"...\"")),
         };
         if texts.is_empty() || texts.len() > MAX_TEXTS {
@@ -117,6 +119,19 @@ async fn run(
         Task::Embed => kind == TaskKind::FeatureExtraction,
         Task::Classify => kind != TaskKind::FeatureExtraction,
     };
+    if let Some(i) =
+        texts.iter().position(|t| t.pair().is_some()).filter(|_| !matches!((&task, kind), (Task::Classify, TaskKind::TextClassification)))
+    {
+        let why = match task {
+            Task::Embed => "embeddings are of single texts".to_string(),
+            Task::Classify => {
+                format!("model '{}' is a {} model, and pairs need a text-classification one", model.name, TaskKind::NAMES[kind as usize])
+            }
+        };
+        return Err(
+            ApiError::bad_request(format!("text {i} is a pair: {why}")).hint("send pairs to a cross-encoder or NLI model's /classify")
+        );
+    }
     if !fits {
         let (want, use_instead) = match task {
             Task::Embed => ("embed", "classify"),
@@ -136,13 +151,14 @@ async fn run(
     let doc = model
         .batcher
         .exclusive(true, move |session, _| {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(TextInput::as_refs).collect();
+            let refs: Vec<&str> = inputs.iter().map(|(text, _)| *text).collect();
             match task {
                 Task::Embed => p.embed(session, &refs, opts).map(|e| {
                     let rows: Vec<&[f32]> = e.data.chunks_exact(e.dim.max(1)).collect();
                     serde_json::json!({"dim": e.dim, "embeddings": rows, "truncated": e.truncated})
                 }),
-                Task::Classify => p.classify(session, &refs, aggregation).map(|c| serde_json::json!({"results": c})),
+                Task::Classify => p.classify_inputs(session, &inputs, aggregation).map(|c| serde_json::json!({"results": c})),
             }
             .map_err(|e| e.to_string())
         })

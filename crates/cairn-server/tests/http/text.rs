@@ -106,8 +106,13 @@ struct Expected {
 }
 
 fn expected(texts: &[&str]) -> Expected {
+    expected_inputs(&texts.iter().map(|&t| (t, None)).collect::<Vec<_>>())
+}
+
+/// [`expected`] of texts and text pairs, tokenized as one batch.
+fn expected_inputs(inputs: &[(&str, Option<&str>)]) -> Expected {
     let tok = TextTokenizer::from_json(&tokenizer_json(), Some(MAX_LENGTH)).unwrap();
-    let batch = tok.encode_batch(texts).unwrap();
+    let batch = tok.encode_batch_inputs(inputs).unwrap();
     let (table, w) = (table(), classifier_weights());
     let (n, s) = (batch.batch, batch.seq_len);
     let mut embeddings = Vec::new();
@@ -207,6 +212,18 @@ async fn embed_and_classify_answer_what_the_models_compute() {
         assert_eq!((res["label"].as_str(), res["index"].as_u64()), (Some(LABELS[best]), Some(best as u64)));
         assert_eq!(res["truncated"], want.truncated.contains(&i));
     }
+
+    // A text pair (a cross-encoder's query and passage) beside a single text: what the model
+    // computes on the pair's tokens, joined by the tokenizer's pair template.
+    let body = serde_json::json!({ "texts": [{ "text": TEXTS[0], "text_pair": TEXTS[1] }, TEXTS[2]] });
+    let r = server.post("/v1/models/sentiment/classify", &[("content-type", "application/json")], serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let want = expected_inputs(&[(TEXTS[0], Some(TEXTS[1])), (TEXTS[2], None)]);
+    let results = r.json()["results"].as_array().unwrap().clone();
+    for (i, res) in results.iter().enumerate() {
+        assert!(close(&floats(&res["scores"]), &want.scores[i]), "input {i}: {res} vs {:?}", want.scores[i]);
+    }
+    assert!(!close(&floats(&results[0]["scores"]), &expected(&[TEXTS[0], TEXTS[2]]).scores[0]), "the pair is what the model saw");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +287,12 @@ async fn bad_text_requests_get_400_with_a_hint() {
             json(serde_json::json!({ "text": "a", "aggregate": "words" })),
             "aggregate 'words' is not one of none, simple",
         ),
+        (
+            "/v1/models/embedder/embed",
+            json(serde_json::json!({ "texts": ["a", { "text": "q", "text_pair": "p" }] })),
+            "text 1 is a pair: embeddings are of single texts",
+        ),
+        ("/v1/models/sentiment/classify", json(serde_json::json!({ "texts": [{ "text_pair": "p" }] })), "the body is not a text request"),
     ];
     for (path, body, want) in cases {
         let r = post(path, body).await;
