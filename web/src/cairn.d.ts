@@ -134,6 +134,13 @@ export interface Classification extends TextLabel {
   truncated: boolean;
 }
 
+/** Two texts classified together by a text-classification bundle (a cross-encoder's query
+ *  and passage, an NLI premise and hypothesis), joined by the tokenizer's pair template. */
+export interface TextPair {
+  text: string;
+  textPair: string;
+}
+
 export interface Entity {
   /** The entity type: the tokens' label without its `B-` / `I-` prefix. */
   label: string;
@@ -257,7 +264,7 @@ export interface Model {
   /** Text bundles: embeddings computed in the worker, batched by its scheduler (waits for `complete`). */
   embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<EmbedResult>;
   /** Text bundles packed with --task text-classification|token-classification and --labels. */
-  classify(texts: string | string[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple'; prefer?: 'auto' | 'device' | 'edge' }): Promise<ClassifyResult>;
+  classify(texts: string | TextPair | (string | TextPair)[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple'; prefer?: 'auto' | 'device' | 'edge' }): Promise<ClassifyResult>;
   /** The model's tokenization of each text (its max length applies). */
   tokenize(texts: string | string[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
   unload(): Promise<unknown>;

@@ -474,11 +474,14 @@ class Model {
    * token with its character span), from a bundle packed with `--task ... --labels`.
    * `aggregate: 'simple'` also merges a token classifier's labels into `entities`.
    * `prefer`: as for `embed` (the edge's `/v1/models/NAME/classify`).
-   * @param {string | string[]} texts
+   * A text may be a pair, `{ text, textPair }` (a query and a passage for a cross-encoder
+   * reranker, a premise and a hypothesis for NLI), for a text-classification bundle: the
+   * tokenizer joins the two by its pair template, as Python's `tokenizer(text, text_pair)`.
+   * @param {string | TextPair | (string | TextPair)[]} texts
    * @param {{ priority?: number, signal?: AbortSignal, aggregate?: 'none'|'simple', prefer?: 'auto'|'device'|'edge' }} [options]
    */
   async classify(texts, { priority = 0, signal, aggregate, prefer = 'auto' } = {}) {
-    const list = textList(texts);
+    const list = textList(texts, { pairs: true });
     const t0 = performance.now();
     const { result: edge, placement } = await this.#tryEdge(prefer, signal, list.length, async (p) => {
       const { texts: sent, replaced } = wellFormed(list);
@@ -682,19 +685,24 @@ class Model {
   }
 }
 
-function textList(texts) {
-  const list = typeof texts === 'string' ? [texts] : texts;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === 'string')) {
-    throw new CairnError('bad-input', 'texts must be a string or a non-empty array of strings');
+/** `texts` as a list; with `pairs`, an item may be a pair `{ text, textPair }` (classify). */
+function textList(texts, { pairs = false } = {}) {
+  const isPair = (t) => pairs && typeof t?.text === 'string' && typeof t?.textPair === 'string';
+  const list = typeof texts === 'string' || isPair(texts) ? [texts] : texts;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === 'string' || isPair(t))) {
+    const what = pairs ? 'a string, a { text, textPair } pair, or a non-empty array of them' : 'a string or a non-empty array of strings (text pairs are for classify)';
+    throw new CairnError('bad-input', `texts must be ${what}`);
   }
   return list;
 }
 
 /** `texts` with lone UTF-16 surrogates replaced by U+FFFD (JSON for the edge must be valid
- *  Unicode), and the indices of those replaced: what the worker does for a device run. */
+ *  Unicode), and the indices of those replaced: what the worker does for a device run.
+ *  Pairs become the edge's `{ text, text_pair }`. */
 function wellFormed(texts) {
   const replaced = [];
-  return { texts: texts.map((t, i) => (t.isWellFormed() ? t : (replaced.push(i), t.toWellFormed()))), replaced };
+  const fix = (t, i) => (t.isWellFormed() ? t : (replaced.includes(i) || replaced.push(i), t.toWellFormed()));
+  return { texts: texts.map((t, i) => (typeof t === 'string' ? fix(t, i) : { text: fix(t.text, i), text_pair: fix(t.textPair, i) })), replaced };
 }
 
 function chunks(list, n) {

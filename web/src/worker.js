@@ -446,7 +446,10 @@ function runText(entry, reqs) {
   } else {
     let results;
     try {
-      results = JSON.parse(entry.final.classify(batch, aggregate ?? undefined, aggregate ? JSON.stringify(all) : undefined));
+      // (Entities group a token classifier's tokens by the text; pairs only reach text
+      // classifiers, which have no tokens, so a pair's first text stands for it.)
+      const texts = aggregate ? JSON.stringify(all.map((t) => (typeof t === 'string' ? t : t.text))) : undefined;
+      results = JSON.parse(entry.final.classify(batch, aggregate ?? undefined, texts));
     } finally { batch.free(); }
     const t1 = performance.now();
     for (const r of reqs) {
@@ -459,16 +462,24 @@ function runText(entry, reqs) {
 
 /// Texts as UTF-8 can carry them: a lone UTF-16 surrogate (a broken emoji from a cut
 /// string, say) has no UTF-8 form, so it becomes U+FFFD and the answer says which texts.
-function wellFormedTexts(texts) {
-  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string')) {
-    throw Object.assign(new Error('texts must be a non-empty array of strings'), { code: 'bad-input' });
+/// `pairs`: a text may also be a pair, `{ text, textPair }` (classify), passed on as the
+/// tokenizer module's `{ text, text_pair }`.
+function wellFormedTexts(texts, { pairs = false } = {}) {
+  const isPair = (t) => pairs && typeof t?.text === 'string' && typeof t?.textPair === 'string';
+  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string' || isPair(t))) {
+    throw Object.assign(new Error(`texts must be a non-empty array of strings${pairs ? ' or { text, textPair } pairs' : ''}`), { code: 'bad-input' });
   }
   const replaced = [];
-  const out = texts.map((t, i) => (t.isWellFormed() ? t : (replaced.push(i), t.toWellFormed())));
+  const sides = texts.map((t) => (typeof t === 'string' ? [t] : [t.text, t.textPair]));
+  const out = sides.map((s, i) => {
+    const fixed = s.map((x) => (x.isWellFormed() ? x : x.toWellFormed()));
+    if (fixed.some((x, k) => x !== s[k])) replaced.push(i);
+    return fixed;
+  });
   // Refused here, not in the batch, so one oversized text fails only its own request.
-  const big = out.findIndex((t) => t.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(t).length > MAX_TEXT_BYTES);
+  const big = out.findIndex((s) => s.some((t) => t.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(t).length > MAX_TEXT_BYTES));
   if (big >= 0) throw Object.assign(new Error(`text ${big} is more than the ${MAX_TEXT_BYTES} bytes (UTF-8) one text may have (hint: split long documents into passages)`), { code: 'bad-input' });
-  return { texts: out, replaced };
+  return { texts: out.map((s) => (s.length === 1 ? s[0] : { text: s[0], text_pair: s[1] })), replaced, pairs: out.some((s) => s.length === 2) };
 }
 
 function widthReasonOf(entry, asked, ran) {
@@ -549,8 +560,12 @@ self.onmessage = async ({ data: msg }) => {
     case 'embed':
     case 'classify': {
       let texts;
-      try { texts = wellFormedTexts(msg.texts); } catch (e) { return fail(msg.id, e.code, e.message); }
-      const text = { kind: msg.type, ...texts, pooling: msg.pooling ?? null, normalize: msg.normalize ?? null, aggregate: msg.aggregate ?? null };
+      try { texts = wellFormedTexts(msg.texts, { pairs: msg.type === 'classify' }); } catch (e) { return fail(msg.id, e.code, e.message); }
+      const task = models.get(msg.handle)?.manifest.text?.task;
+      if (texts.pairs && task !== 'text-classification') {
+        return fail(msg.id, 'bad-input', `text pairs need a text-classification bundle (a cross-encoder or NLI model); this one is ${task ?? 'not a text model'}`);
+      }
+      const text = { kind: msg.type, texts: texts.texts, replaced: texts.replaced, pooling: msg.pooling ?? null, normalize: msg.normalize ?? null, aggregate: msg.aggregate ?? null };
       pending.set(msg.id, { handle: msg.handle, text, queued: performance.now() });
       // Same model, task and options: one padded batch.
       scheduler.push(msg.id, msg.priority ?? 0, '', `${msg.handle}:${msg.type}:${text.pooling}:${text.normalize}:${text.aggregate}`);

@@ -82,7 +82,7 @@ after(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (ids, type ids, masks, offsets, truncation)', async () => {
+test('the wasm tokenizer equals Python tokenizers on 233 texts and 55 pairs x 3 tokenizers (ids, type ids, masks, offsets, truncation)', async () => {
   const report = await page.evaluate(async () => {
     // The tokenizer module the worker loads for text bundles (crates/cairn-web-text).
     const wasm = await import('/pkg/text/cairn_web_text.js');
@@ -100,7 +100,18 @@ test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (i
         const same = JSON.stringify([g.ids, g.type_ids, g.attention_mask, g.offsets, g.truncated]) === JSON.stringify([c.ids, c.type_ids, c.mask, c.offsets, c.overflowing]);
         if (!same) diffs.push({ i, text: c.text.slice(0, 60) });
       });
-      out[name] = { cases: cases.length, diffs, longest: Math.max(...cases.map((c) => c.ids.length)), truncated: cases.filter((c) => c.overflowing).length };
+      // Text pairs (tools/gen_tokenizer_pairs.py), each as a batch of one.
+      const pairs = await (await fetch(`/fixtures/${name}.pairs.json`)).json();
+      const pairTok = new wasm.Tokenizer(json, pairs.max_length);
+      for (const [i, c] of pairs.cases.entries()) {
+        const b = pairTok.encodeBatch(JSON.stringify([{ text: c.text, text_pair: c.text_pair }]));
+        const got = [Array.from(b.ids), Array.from(b.typeIds), Array.from(b.attentionMask), Array.from(b.truncated).length > 0];
+        b.free();
+        if (JSON.stringify(got) !== JSON.stringify([c.ids, c.type_ids, c.mask, c.overflowing])) diffs.push({ pair: i, text: c.text.slice(0, 30) });
+      }
+      pairTok.free();
+      cases.pairs = pairs.cases.length;
+      out[name] = { cases: cases.length, pairs: cases.pairs, diffs, longest: Math.max(...cases.map((c) => c.ids.length)), truncated: cases.filter((c) => c.overflowing).length };
     }
     // A malformed file is an error with a hint, not a crash.
     try { new wasm.Tokenizer(new TextEncoder().encode('{ not json'), 0); out.malformed = 'accepted'; } catch (e) { out.malformed = String(e.message); }
@@ -119,8 +130,8 @@ test('the wasm tokenizer equals Python tokenizers on 233 texts x 3 tokenizers (i
     return out;
   });
   for (const [name, r] of Object.entries(report).filter(([n]) => !['malformed', 'hostile', 'after'].includes(n))) {
-    console.log(`wasm tokenizer in Chromium, ${name}: ${r.cases - r.diffs.length}/${r.cases} texts equal to Python tokenizers (longest ${r.longest} tokens, ${r.truncated} truncated)`);
-    assert.ok(r.cases >= 200, `${name}: ${r.cases} cases`);
+    console.log(`wasm tokenizer in Chromium, ${name}: ${r.cases} texts and ${r.pairs} pairs against Python tokenizers, ${r.diffs.length} differ (longest ${r.longest} tokens, ${r.truncated} truncated)`);
+    assert.ok(r.cases >= 200 && r.pairs >= 50, `${name}: ${r.cases} cases, ${r.pairs} pairs`);
     assert.deepEqual(r.diffs, [], name);
   }
   assert.match(report.malformed, /not one the Hugging Face tokenizers library reads.*hint/, report.malformed);
@@ -207,6 +218,40 @@ test('model.classify in the worker labels texts and tokens like native `cairn cl
   assert.equal(r.ner.results[0].entities, undefined, 'no entities unless asked');
   assert.match(r.badAggregate, /bad-input: .*aggregate 'words'/);
   assert.match(r.wrongTask, /feature-extraction/, 'an embedding model refuses to classify, and says why');
+});
+
+test('model.classify takes text pairs (cross-encoders, NLI) like native `cairn classify --pair`; refused where they mean nothing', async () => {
+  const pairs = [['is the pizza good', 'awful service, never again'], ['rain', 'sun'], ['budget music '.repeat(8), 'a long pair is cut longest first'], ['lone \ud800 half', 'fine']];
+  const args = pairs.flatMap(([t, p]) => ['--text', t.toWellFormed(), '--pair', p]);
+  const native = JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), ...args, '--json'));
+  const single = JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), '--text', pairs[0][0], '--json'));
+  const r = await page.evaluate(async (pairs) => {
+    const sentiment = await window.cairn.load('/models/sentiment/manifest.json');
+    const items = pairs.map(([text, textPair]) => ({ text, textPair }));
+    // A batch mixing pairs and a single text, and each pair alone (concurrent: one padded batch).
+    const [mixed, ...alone] = await Promise.all([sentiment.classify([...items, pairs[0][0]]), ...items.map((p) => sentiment.classify(p))]);
+    const refused = {};
+    const attempt = async (name, f) => { try { await f(); refused[name] = 'accepted'; } catch (e) { refused[name] = `${e.code}: ${e.message}`; } };
+    await attempt('ner', async () => (await window.cairn.load('/models/ner/manifest.json')).classify(items[0]));
+    await attempt('embed', async () => (await window.cairn.load('/models/tiny/manifest.json')).embed(items[0]));
+    await attempt('half', () => sentiment.classify({ text: 'no pair' }));
+    return { mixed, alone: alone.map((a) => a.results[0]), refused, after: (await sentiment.classify('still works')).results.length };
+  }, pairs);
+  const close = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 1e-5);
+  pairs.forEach((_, i) => {
+    const want = native.results[i];
+    assert.ok(close(r.mixed.results[i].scores, want.scores), `pair ${i}: wasm ${r.mixed.results[i].scores} vs native ${want.scores}`);
+    assert.ok(close(r.alone[i].scores, want.scores), `pair ${i} alone`);
+    assert.equal(r.mixed.results[i].truncated, want.truncated, `pair ${i}: truncation`);
+  });
+  assert.ok(native.results[2].truncated, 'the long pair is cut');
+  assert.ok(close(r.mixed.results[4].scores, single.results[0].scores), 'the single text in the same batch is itself');
+  assert.ok(!close(r.mixed.results[0].scores, single.results[0].scores), 'the pair is what the model sees');
+  assert.deepEqual(r.mixed.replaced, [3], 'a lone surrogate in a pair is replaced, and said');
+  assert.match(r.refused.ner, /^bad-input: text pairs need a text-classification bundle/);
+  assert.match(r.refused.embed, /^bad-input: texts must be .*text pairs are for classify/);
+  assert.match(r.refused.half, /^bad-input: texts must be/);
+  assert.equal(r.after, 1, 'the worker keeps working');
 });
 
 test('tensors of every dtype go through the worker: int64, int32, bool, f16, uint8 -> int8', async () => {

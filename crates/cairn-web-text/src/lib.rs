@@ -4,7 +4,7 @@
 //! `TokenBatchInput`), so an image app never downloads the ~2 MiB the tokenizer costs
 //! (docs/adr/0026). One build serves every browser: tokenizing does not use SIMD.
 
-use cairn_text::TextTokenizer;
+use cairn_text::{TextInput, TextTokenizer};
 use wasm_bindgen::prelude::*;
 
 /// Most texts one call may carry: a batch is padded to its longest text, so a huge batch
@@ -46,17 +46,24 @@ impl Tokenizer {
     /// Tokenizes texts (a JSON array of strings) one by one: JSON, one
     /// `{ids, type_ids, attention_mask, offsets, tokens, truncated}` per text.
     pub fn encode(&self, texts_json: &str) -> Result<String, JsError> {
-        let texts = texts(texts_json)?;
-        let encoded = texts.iter().map(|t| self.inner.encode(t)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+        let encoded = texts(texts_json)?
+            .iter()
+            .map(|t| match t.pair() {
+                None => self.inner.encode(t.text()),
+                Some(_) => Err(cairn_text::Error::Encode("texts must be single texts here: tokenize takes no pairs".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
         serde_json::to_string(&encoded).map_err(js_err)
     }
 
-    /// Tokenizes texts (a JSON array of strings) as one batch padded to the longest.
+    /// Tokenizes texts (a JSON array of strings, or `{"text", "text_pair"}` for a pair joined
+    /// by the tokenizer's pair template) as one batch padded to the longest.
     #[wasm_bindgen(js_name = encodeBatch)]
     pub fn encode_batch(&self, texts_json: &str) -> Result<TokenBatch, JsError> {
         let texts = texts(texts_json)?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let b = self.inner.encode_batch(&refs).map_err(js_err)?;
+        let refs: Vec<(&str, Option<&str>)> = texts.iter().map(TextInput::as_refs).collect();
+        let b = self.inner.encode_batch_inputs(&refs).map_err(js_err)?;
         // Token ids, type ids and masks are u32 in the tokenizer; the batch widened them.
         let narrow = |v: &[i64]| v.iter().map(|&x| x as u32).collect::<Vec<_>>();
         Ok(TokenBatch {
@@ -71,9 +78,9 @@ impl Tokenizer {
     }
 }
 
-fn texts(texts_json: &str) -> Result<Vec<String>, JsError> {
-    let texts: Vec<String> =
-        serde_json::from_str(texts_json).map_err(|e| JsError::new(&format!("texts must be a JSON array of strings: {e}")))?;
+fn texts(texts_json: &str) -> Result<Vec<TextInput>, JsError> {
+    let texts: Vec<TextInput> = serde_json::from_str(texts_json)
+        .map_err(|e| JsError::new(&format!("texts must be a JSON array of strings (or {{\"text\", \"text_pair\"}} pairs): {e}")))?;
     if texts.is_empty() || texts.len() > MAX_TEXTS {
         return Err(JsError::new(&format!("{} texts; one call takes 1 to {MAX_TEXTS} (send a corpus in batches)", texts.len())));
     }

@@ -1,6 +1,6 @@
 // A small typed consumer of @cairn-ml/web, page side: `tsc --noEmit` checks the package's
 // declarations (resolved through its `exports` map) against real use.
-import { Cairn, CairnError, type LoadProgress, type Model, type RunResult, type Backend } from '@cairn-ml/web';
+import { Cairn, CairnError, type LoadProgress, type Model, type RunResult, type Backend, type TextPair } from '@cairn-ml/web';
 
 export async function classify(image: ImageBitmap): Promise<string> {
   const cairn: Cairn = await Cairn.start({ backend: 'auto', memoryBudget: 64 << 20 });
@@ -24,3 +24,10 @@ export function isCorrupt(e: unknown): boolean {
   return e instanceof CairnError && e.code === 'shard-corrupt';
 }
 
+
+// Text bundles: a cross-encoder's scores for query/passage pairs, and what the placement weighed.
+export async function rerank(model: Model, query: string, passages: string[]): Promise<{ scores: number[]; deviceMs: number | null }> {
+  const pairs: TextPair[] = passages.map((p) => ({ text: query, textPair: p }));
+  const { results, placement } = await model.classify(pairs, { prefer: 'auto' });
+  return { scores: results.map((r) => r.score), deviceMs: placement?.estimate.deviceMs ?? null };
+}
