@@ -46,6 +46,7 @@ before(async () => {
   const data = path.join(root, 'crates/cairn-cli/tests/data');
   const tokenizer = path.join(root, 'crates/cairn-text/tests/fixtures/bpe.tokenizer.json');
   execFileSync(cairnBin, ['pack', path.join(data, 'tiny_text_encoder.onnx'), '-o', path.join(app, 'models/encoder'), '--tokenizer', tokenizer, '--task', 'feature-extraction', '--max-length', '16'], { stdio: 'ignore' });
+  execFileSync(cairnBin, ['pack', path.join(data, 'tiny_text_classifier.onnx'), '-o', path.join(app, 'models/sentiment'), '--tokenizer', tokenizer, '--task', 'text-classification', '--labels', path.join(data, 'text_labels.txt'), '--max-length', '16'], { stdio: 'ignore' });
   execFileSync(cairnBin, ['pack', path.join(data, 'tiny_token_classifier.onnx'), '-o', path.join(app, 'models/ner'), '--tokenizer', tokenizer, '--task', 'token-classification', '--labels', path.join(data, 'token_labels.txt'), '--max-length', '16'], { stdio: 'ignore' });
   ({ child: server, origin } = await startEdge());
   browser = await launch();
@@ -106,7 +107,13 @@ test('text pipelines take the same placement: embed and classify on the edge ans
     const edge = await window.encoder.embed(texts, { prefer: 'edge' });
     const nerDevice = await window.ner.classify(texts, { prefer: 'device', aggregate: 'simple' });
     const nerEdge = await window.ner.classify(texts, { prefer: 'edge', aggregate: 'simple' });
+    // Text pairs (a cross-encoder's query and passage) go to the edge as { text, text_pair }.
+    const sentiment = await cairn.load('/models/sentiment/manifest.json');
+    const pairs = [{ text: 'is the pizza good', textPair: texts[2] }, texts[0], { text: texts[3], textPair: 'ok' }];
+    const pairsDevice = await sentiment.classify(pairs, { prefer: 'device' });
+    const pairsEdge = await sentiment.classify(pairs, { prefer: 'edge' });
     return {
+      pairs: [pairsDevice, pairsEdge].map((p) => ({ where: p.where, replaced: p.replaced, results: p.results.map((x) => ({ scores: x.scores, truncated: x.truncated })) })),
       device: { ...pick(device), rows: device.embeddings.map((e) => Array.from(e)) },
       edge: { ...pick(edge), rows: edge.embeddings.map((e) => Array.from(e)) },
       nerDevice: { ...pick(nerDevice), results: nerDevice.results },
@@ -119,6 +126,14 @@ test('text pipelines take the same placement: embed and classify on the edge ans
   assert.deepEqual(r.device.replaced, [3], 'a lone surrogate is replaced on both paths (the edge needs valid Unicode)');
   r.edge.rows.forEach((row, i) => assert.ok(row.every((x, k) => Math.abs(x - r.device.rows[i][k]) <= 1e-5), `text ${i}: edge vs device`));
   assert.deepEqual([r.nerDevice.where, r.nerEdge.where], ['device', 'edge']);
+  const [pairsDevice, pairsEdge] = r.pairs;
+  assert.deepEqual([pairsDevice.where, pairsEdge.where, pairsEdge.replaced], ['device', 'edge', pairsDevice.replaced]);
+  assert.deepEqual(pairsDevice.replaced, [2], 'a lone surrogate in a pair, replaced on both paths');
+  pairsEdge.results.forEach((got, i) => {
+    const want = pairsDevice.results[i];
+    assert.ok(got.scores.every((x, k) => Math.abs(x - want.scores[k]) <= 1e-5), `pair ${i}: edge ${got.scores} vs device ${want.scores}`);
+    assert.equal(got.truncated, want.truncated);
+  });
   r.nerEdge.results.forEach((got, i) => {
     const want = r.nerDevice.results[i];
     assert.deepEqual(got.tokens.map(([l, span]) => [l.label, span]), want.tokens.map(([l, span]) => [l.label, span]), `text ${i}: token labels`);
