@@ -7,14 +7,21 @@
 use cairn_text::TextTokenizer;
 use serde::Deserialize;
 
+/// What Python's tokenizers gave for one text or pair.
 #[derive(Deserialize)]
-struct Case {
-    text: String,
+struct Want {
     ids: Vec<u32>,
     type_ids: Vec<u32>,
     mask: Vec<u32>,
     offsets: Vec<(usize, usize)>,
     overflowing: bool,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    #[serde(flatten)]
+    want: Want,
 }
 
 #[derive(Deserialize)]
@@ -40,10 +47,10 @@ fn check(name: &str, tokenizer_json: &[u8], cases_json: &str) {
     let tok = TextTokenizer::from_json(tokenizer_json, None).unwrap();
     let fixture: Fixture = serde_json::from_str(cases_json).unwrap();
     assert!(fixture.cases.len() >= 200, "{name}: only {} cases", fixture.cases.len());
-    assert!(fixture.cases.iter().any(|c| c.overflowing), "{name}: no case exercises truncation");
-    for (i, case) in fixture.cases.iter().enumerate() {
-        let got = tok.encode(&case.text).unwrap();
-        let at = format!("{name} case {i} {:?}", case.text.chars().take(60).collect::<String>());
+    assert!(fixture.cases.iter().any(|c| c.want.overflowing), "{name}: no case exercises truncation");
+    for (i, Case { text, want: case }) in fixture.cases.iter().enumerate() {
+        let got = tok.encode(text).unwrap();
+        let at = format!("{name} case {i} {:?}", text.chars().take(60).collect::<String>());
         assert_eq!(got.ids, case.ids, "ids of {at}");
         assert_eq!(got.type_ids, case.type_ids, "type ids of {at}");
         assert_eq!(got.attention_mask, case.mask, "mask of {at}");
@@ -64,11 +71,8 @@ fn check(name: &str, tokenizer_json: &[u8], cases_json: &str) {
 struct PairCase {
     text: String,
     text_pair: String,
-    ids: Vec<u32>,
-    type_ids: Vec<u32>,
-    mask: Vec<u32>,
-    offsets: Vec<(usize, usize)>,
-    overflowing: bool,
+    #[serde(flatten)]
+    want: Want,
 }
 
 #[derive(Deserialize)]
@@ -96,13 +100,13 @@ struct PairFixture {
 fn check_pairs(name: &str, tokenizer_json: &[u8], pairs_json: &str) {
     let fixture: PairFixture = serde_json::from_str(pairs_json).unwrap();
     let tok = TextTokenizer::from_json(tokenizer_json, Some(fixture.max_length)).unwrap();
-    assert!(fixture.cases.iter().any(|c| c.overflowing), "{name}: no pair exercises truncation");
-    for (i, case) in fixture.cases.iter().enumerate() {
-        let b = tok.encode_batch_inputs(&[(&case.text, Some(&case.text_pair))]).unwrap();
+    assert!(fixture.cases.iter().any(|c| c.want.overflowing), "{name}: no pair exercises truncation");
+    for (i, PairCase { text, text_pair, want: case }) in fixture.cases.iter().enumerate() {
+        let b = tok.encode_batch_inputs(&[(text, Some(text_pair))]).unwrap();
         let at = format!(
             "{name} pair {i} {:?} / {:?}",
-            case.text.chars().take(30).collect::<String>(),
-            case.text_pair.chars().take(30).collect::<String>()
+            text.chars().take(30).collect::<String>(),
+            text_pair.chars().take(30).collect::<String>()
         );
         let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
         assert_eq!(b.ids, widen(&case.ids), "ids of {at}");
