@@ -209,7 +209,7 @@ fn wrap(mode: u8, body: GraphProto) -> Option<Vec<u8>> {
 /// A Hugging Face tokenizer.json, NUL, a text (UTF-8, lossily) -> the tokenizer a text bundle
 /// loads (natively, in the worker's wasm tokenizer module and on the edge: the same
 /// `TextTokenizer`), with the file's own truncation and with the bundle's max length, then
-/// the text alone and in a padded batch. A hostile bundle may ship any tokenizer.json, and a
+/// the text alone, in a padded batch, and in text pairs. A hostile bundle may ship any tokenizer.json, and a
 /// panic in the browser's wasm would end the worker.
 pub fn load_tokenizer(data: &[u8]) {
     let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
@@ -219,6 +219,8 @@ pub fn load_tokenizer(data: &[u8]) {
         if let Ok(tokenizer) = cairn_text::TextTokenizer::from_json(json, max_length) {
             let _ = tokenizer.encode(&text);
             let _ = tokenizer.encode_batch(&[&text, "", "a b"]);
+            // Pairs (cross-encoders, NLI): the pair template and pair truncation.
+            let _ = tokenizer.encode_batch_inputs(&[(&text, Some("a b")), ("", Some(&text)), ("x", None)]);
         }
     }
 }

@@ -191,6 +191,16 @@ mod tests {
         file["pre_tokenizer"] = serde_json::json!({ "type": "Sequence", "pretokenizers": [{ "type": "FixedLength", "length": 0 }] });
         let fixed = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().expect("pieces of 0 characters").to_string();
         assert!(fixed.contains("FixedLength length of 0"), "{fixed}");
+        file["pre_tokenizer"] = serde_json::Value::Null;
+        for (pattern, refused) in
+            [(r#"{"String": ""}"#, true), (r#"{"Regex": "x*"}"#, true), (r#"{"Regex": "(?=l)"}"#, true), (r#"{"Regex": "x+"}"#, false)]
+        {
+            let pattern: serde_json::Value = serde_json::from_str(pattern).unwrap();
+            file["normalizer"] =
+                serde_json::json!({ "type": "Sequence", "normalizers": [{ "type": "Replace", "pattern": pattern, "content": "y" }] });
+            let got = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().map(|e| e.to_string());
+            assert_eq!(got.as_ref().is_some_and(|e| e.contains("can match the empty string")), refused, "{pattern}: {got:?}");
+        }
     }
 
     #[test]
