@@ -201,6 +201,9 @@ mod tests {
             let got = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().map(|e| e.to_string());
             assert_eq!(got.as_ref().is_some_and(|e| e.contains("can match the empty string")), refused, "{pattern}: {got:?}");
         }
+        file["normalizer"] = serde_json::json!({ "type": "Prepend", "prepend": "" });
+        let prepend = TextTokenizer::from_json(&serde_json::to_vec(&file).unwrap(), None).err().expect("an empty Prepend").to_string();
+        assert!(prepend.contains("Prepend of the empty string"), "{prepend}");
     }
 
     #[test]

@@ -64,6 +64,10 @@ fn check_normalizer(normalizer: &Value) -> Result<(), String> {
     if let (Some(pattern), Some(_)) = (normalizer.get("pattern"), normalizer.get("content")) {
         check_replace_pattern(pattern)?;
     }
+    // The same bookkeeping fails on an empty insertion: a Prepend of nothing.
+    if normalizer.get("prepend").and_then(Value::as_str) == Some("") {
+        return Err("normalizer: a Prepend of the empty string (nothing to prepend)".into());
+    }
     if normalizer.get("type").and_then(Value::as_str) == Some("Precompiled") {
         serde_json::from_value::<tokenizers::normalizers::Precompiled>(normalizer.clone())
             .map_err(|e| format!("normalizer: the Precompiled character map cannot be read ({e})"))?;
