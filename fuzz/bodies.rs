@@ -221,6 +221,7 @@ pub fn load_tokenizer(data: &[u8]) {
             let _ = tokenizer.encode_batch(&[&text, "", "a b"]);
             // Pairs (cross-encoders, NLI): the pair template and pair truncation.
             let _ = tokenizer.encode_batch_inputs(&[(&text, Some("a b")), ("", Some(&text)), ("x", None)]);
+            let _ = tokenizer.encode_input("a b", Some(&text));
         }
     }
 }

@@ -2,7 +2,8 @@
 """Writes the text-pair fixtures of crates/cairn-text (`{name}.pairs.json`): pairs of the
 fixtures' own texts (tools/gen_tokenizer_cases.py) encoded by the Python `tokenizers` package
 with each tokenizer.json as saved, so Cairn's pair encoding (cross-encoders, NLI) must equal
-it: ids, type ids, attention mask, offsets and truncation, including pairs longer than the
+it: ids, type ids, attention mask, offsets, sequence ids (which text a token came from),
+tokens and truncation, including pairs longer than the
 maximum length (cut longest first) and one padded batch mixing pairs and single texts.
 
     python3 tools/gen_tokenizer_pairs.py
@@ -31,7 +32,8 @@ def main():
         for a, b in pairs:
             e = single.encode(a, b)
             cases.append({"text": a, "text_pair": b, "ids": e.ids, "type_ids": e.type_ids, "mask": e.attention_mask,
-                          "offsets": [list(o) for o in e.offsets], "overflowing": len(e.overflowing) > 0})
+                          "offsets": [list(o) for o in e.offsets], "sequence_ids": e.sequence_ids, "tokens": e.tokens,
+                          "overflowing": len(e.overflowing) > 0})
         mixed = [(texts[0], texts[1]), texts[2], (texts[4], texts[6]), texts[7]]
         encoded = tok.encode_batch([m if isinstance(m, tuple) else m for m in mixed])
         batch = {"inputs": [{"text": m[0], "text_pair": m[1]} if isinstance(m, tuple) else {"text": m} for m in mixed],

@@ -6,6 +6,7 @@
 //   dist/width-policy.js              the page API's deadline policy, which cairn.js imports
 //   dist/tensors.js                   the packed tensor layout, which cairn.js imports
 //   dist/latency.js                   the placement's latency estimates, which cairn.js imports
+//   dist/texts.js                     the text calls' input checks, which cairn.js imports
 //   dist/worker.js                    the worker (web/src/worker.js) bundled by esbuild with
 //                                     the wasm-bindgen glue; each wasm build is an asset it
 //                                     names by `new URL('./cairn_web_<build>.wasm', import.meta.url)`
@@ -177,6 +178,8 @@ async function main() {
   fs.copyFileSync(path.join(root, 'web/src/tensors.js'), path.join(dist, 'tensors.js'));
   // ... and the placement's latency estimates.
   fs.copyFileSync(path.join(root, 'web/src/latency.js'), path.join(dist, 'latency.js'));
+  // ... and the checks of a text call's texts (the worker bundles its own copy).
+  fs.copyFileSync(path.join(root, 'web/src/texts.js'), path.join(dist, 'texts.js'));
   await build({
     entryPoints: [path.join(root, 'web/src/worker.js')], bundle: true, format: 'esm', outfile: path.join(dist, 'worker.js'),
     plugins: [packageWasm(glue, text)], legalComments: 'none', logLevel: 'warning', target: 'es2022',

@@ -156,9 +156,11 @@ export interface Encoding {
   ids: number[];
   type_ids: number[];
   attention_mask: number[];
-  /** `[start, end)` in characters of the text; special tokens have `[0, 0]`. */
+  /** `[start, end)` in characters of the text the token came from; special tokens have `[0, 0]`. */
   offsets: [number, number][];
   tokens: string[];
+  /** Which text each token came from: 0, or 1 for a pair's second text; null for special tokens. */
+  sequence_ids: (number | null)[];
   truncated: boolean;
 }
 
@@ -217,9 +219,11 @@ export interface Placement {
   reason: string;
   /**
    * The latencies the policy weighed for this request's size (`items`: 1 for a run, the texts
-   * of an embed or classify call), fitted to the recent requests on each side (null: none yet).
+   * of an embed or classify call; `tokens`, text calls only: the tokens its padded batches are
+   * expected to hold, guessed from the characters, which the estimates of a text model scale
+   * with), fitted to the recent requests on each side (null: none yet).
    */
-  estimate: { items: number; deviceMs: number | null; edgeMs: number | null };
+  estimate: { items: number; tokens?: number; deviceMs: number | null; edgeMs: number | null };
 }
 
 export interface RunOptions {
@@ -265,8 +269,8 @@ export interface Model {
   embed(texts: string | string[], options?: { pooling?: 'mean' | 'cls' | 'max'; normalize?: boolean; priority?: number; signal?: AbortSignal; prefer?: 'auto' | 'device' | 'edge' }): Promise<EmbedResult>;
   /** Text bundles packed with --task text-classification|token-classification and --labels. */
   classify(texts: string | TextPair | (string | TextPair)[], options?: { priority?: number; signal?: AbortSignal; aggregate?: 'none' | 'simple'; prefer?: 'auto' | 'device' | 'edge' }): Promise<ClassifyResult>;
-  /** The model's tokenization of each text (its max length applies). */
-  tokenize(texts: string | string[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
+  /** The model's tokenization of each text or pair (its max length applies). */
+  tokenize(texts: string | TextPair | (string | TextPair)[]): Promise<{ encodings: Encoding[]; replaced: number[] }>;
   unload(): Promise<unknown>;
 }
 

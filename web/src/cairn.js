@@ -11,6 +11,7 @@
 import { WidthPolicy } from './width-policy.js';
 import { Latency } from './latency.js';
 import { packTensors } from './tensors.js';
+import { textList as checkedTextList, wellFormed, expectedTokens } from './texts.js';
 
 /** An error with a `code` a program can switch on and a message a person can read. */
 export class CairnError extends Error {
@@ -397,7 +398,7 @@ class Model {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
     if (deadlineMs != null) checkDeadline(deadlineMs);
     const deadline = deadlineMs ?? this.deadlineMs;
-    const { result, placement } = await this.#tryEdge(prefer, signal, 1, (p) => this.#runOnEdge(input, p, signal));
+    const { result, placement } = await this.#tryEdge(prefer, signal, { items: 1, work: 1 }, (p) => this.#runOnEdge(input, p, signal));
     if (result) return result;
     const t0 = performance.now();
     const chosen = this.#chooseWidth(width, deadline);
@@ -431,10 +432,11 @@ class Model {
    */
   async embed(texts, { pooling, normalize, priority = 0, signal, prefer = 'auto' } = {}) {
     const list = textList(texts);
+    const size = this.#textSize(list);
     const t0 = performance.now();
-    const { result: edge, placement } = await this.#tryEdge(prefer, signal, list.length, async (p) => {
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, size, async (p) => {
       const { texts: sent, replaced } = wellFormed(list);
-      const parts = await this.#textsOnEdge('embed', sent, { pooling, normalize }, signal);
+      const parts = await this.#textsOnEdge('embed', sent, { pooling, normalize }, size, signal);
       const dim = parts[0].dim;
       const embeddings = parts.flatMap((a) => a.embeddings);
       const data = new Float32Array(list.length * dim);
@@ -458,7 +460,7 @@ class Model {
       at += p.data.length / dim;
     }
     result.timings.totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), result.timings.totalMs, list.length);
+    this.#measured(this.#cpuBuild(), result.timings.totalMs, size.work);
     return result;
   }
 
@@ -482,10 +484,11 @@ class Model {
    */
   async classify(texts, { priority = 0, signal, aggregate, prefer = 'auto' } = {}) {
     const list = textList(texts, { pairs: true });
+    const size = this.#textSize(list);
     const t0 = performance.now();
-    const { result: edge, placement } = await this.#tryEdge(prefer, signal, list.length, async (p) => {
+    const { result: edge, placement } = await this.#tryEdge(prefer, signal, size, async (p) => {
       const { texts: sent, replaced } = wellFormed(list);
-      const parts = await this.#textsOnEdge('classify', sent, aggregate ? { aggregate } : {}, signal);
+      const parts = await this.#textsOnEdge('classify', sent, aggregate ? { aggregate } : {}, size, signal);
       return { results: parts.flatMap((a) => a.results), replaced, maxLength: parts[0].max_length, where: 'edge', placement: p, timings: { totalMs: performance.now() - t0 } };
     });
     if (edge) return edge;
@@ -496,13 +499,19 @@ class Model {
     const replaced = [];
     for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }
     const totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), totalMs, list.length);
+    this.#measured(this.#cpuBuild(), totalMs, size.work);
     return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device', placement, timings: { totalMs } };
   }
 
-  /** Token ids, attention mask, offsets (in characters) and tokens of each text, as the model sees it. */
+  /**
+   * Token ids, attention mask, offsets (in characters) and tokens of each text, as the model
+   * sees it. A pair `{ text, textPair }` is joined by the tokenizer's pair template, as
+   * `classify` joins it: `sequence_ids` says which text each token came from (0, 1; null for
+   * special tokens), and a token's offsets are in that text.
+   * @param {string | TextPair | (string | TextPair)[]} texts
+   */
   async tokenize(texts) {
-    const list = textList(texts);
+    const list = textList(texts, { pairs: true });
     await this.complete;
     const m = await this.cairn._run({ type: 'tokenize', handle: this.handle, texts: list });
     return { encodings: m.encodings, replaced: m.replaced };
@@ -514,12 +523,22 @@ class Model {
     return b === 'webgpu' ? 'simd' : b;
   }
 
-  /** One device request's time (`items`: 1 for a run, the texts of a text call), into the latency of the build it ran on. */
-  #measured(build, ms, items = 1) {
+  /**
+   * A text call's size for the latency estimates: its texts (`items`) and the tokens its padded
+   * batches are expected to hold (`work`, what the time grows with: a 60-text search and 60
+   * long documents differ, web/src/texts.js).
+   */
+  #textSize(list) {
+    const work = expectedTokens(list, this.manifest.text?.max_length ?? 512, TEXTS_PER_REQUEST);
+    return { items: list.length, work, tokens: work };
+  }
+
+  /** One device request's time (`work`: 1 for a run, a text call's expected tokens), into the latency of the build it ran on. */
+  #measured(build, ms, work = 1) {
     this.#placement.lastBuild = build;
     const d = (this.#placement.device[build] ??= { warmupMs: null, latency: new Latency() });
     if (d.warmupMs == null) d.warmupMs = ms;
-    else d.latency.record(items, ms);
+    else d.latency.record(work, ms);
   }
 
   /**
@@ -527,10 +546,11 @@ class Model {
    * and returns its `result`. Otherwise, or when the edge fails (an error or a timeout: counted,
    * so that the policy stops trying a failing edge), returns the `placement` a device run
    * reports: the policy's decision, or why the edge was left. Without an edge: null.
-   * `items`: the request's size for the latency estimates (1 for a run, the texts of a text call).
+   * `size`: the request's size for the latency estimates (`{ items: 1, work: 1 }` for a run,
+   * `#textSize` for a text call).
    */
-  async #tryEdge(prefer, signal, items, onEdge) {
-    const placement = this.cairn.edge ? await this.#decide(prefer, items) : null;
+  async #tryEdge(prefer, signal, size, onEdge) {
+    const placement = this.cairn.edge ? await this.#decide(prefer, size) : null;
     if (placement?.where !== 'edge') return { placement };
     try {
       return { result: await onEdge(placement) };
@@ -547,17 +567,18 @@ class Model {
     return encodeURIComponent(this.url.pathname.split('/').slice(-2)[0]);
   }
 
-  /** An edge request's time (`items` as for #measured), into the edge's latency; the edge works again. */
-  #edgeMeasured(ms, items = 1) {
-    this.#placement.edge.record(items, ms);
+  /** An edge request's time (`work` as for #measured), into the edge's latency; the edge works again. */
+  #edgeMeasured(ms, work = 1) {
+    this.#placement.edge.record(work, ms);
     this.#placement.edgeFailures = 0;
   }
 
   /**
    * POSTs well-formed `texts` to the edge's `/v1/models/NAME/{task}` (embed or classify) in
    * requests of `TEXTS_PER_REQUEST`, with `options` in each body; the JSON answers in order.
+   * `size`: the call's (`#textSize`), for the edge's latency.
    */
-  async #textsOnEdge(task, texts, options, signal) {
+  async #textsOnEdge(task, texts, options, size, signal) {
     const t0 = performance.now();
     const url = new URL(`/v1/models/${this.#edgeName()}/${task}`, this.cairn.edge);
     const answers = await Promise.all(chunks(texts, TEXTS_PER_REQUEST).map(async ({ texts: part }) => {
@@ -570,16 +591,16 @@ class Model {
       if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
       return answer;
     }));
-    this.#edgeMeasured(performance.now() - t0, texts.length);
+    this.#edgeMeasured(performance.now() - t0, size.work);
     return answers;
   }
 
   /**
-   * Where the next request (of `items` inputs) goes, by the Rust policy in the worker, from
-   * what the browser tells and the latencies expected for a request of that size; the
-   * decision carries those estimates (`estimate`).
+   * Where the next request (of `size`, as for #tryEdge) goes, by the Rust policy in the
+   * worker, from what the browser tells and the latencies expected for a request of that
+   * size; the decision carries those estimates (`estimate`).
    */
-  async #decide(prefer, items) {
+  async #decide(prefer, { items, work, tokens }) {
     const c = navigator.connection;
     const b = this.cairn.battery;
     const p = this.#placement;
@@ -591,12 +612,12 @@ class Model {
       online: navigator.onLine, edgeAvailable: true, effectiveType: c?.effectiveType, rtt: c?.rtt, downlink: c?.downlink,
       saveData: c?.saveData ?? false, batteryLevel: b?.level, charging: b?.charging, deviceMemory: navigator.deviceMemory,
       hardwareConcurrency: navigator.hardwareConcurrency, cachedLevel: this.level, backend,
-      deviceMs: dev.latency?.estimate(items) ?? undefined, deviceWarmupMs: dev.warmupMs ?? undefined,
-      edgeMs: p.edge.estimate(items) ?? undefined, edgeFailures: p.edgeFailures,
+      deviceMs: dev.latency?.estimate(work) ?? undefined, deviceWarmupMs: dev.warmupMs ?? undefined,
+      edgeMs: p.edge.estimate(work) ?? undefined, edgeFailures: p.edgeFailures,
       sinceEdgeFailureMs: p.lastEdgeFailure == null ? undefined : performance.now() - p.lastEdgeFailure, prefer,
     };
     const { decision } = await this.cairn._post({ type: 'decide', signals });
-    return { ...decision, estimate: { items, deviceMs: signals.deviceMs ?? null, edgeMs: signals.edgeMs ?? null } };
+    return { ...decision, estimate: { items, ...(tokens != null && { tokens }), deviceMs: signals.deviceMs ?? null, edgeMs: signals.edgeMs ?? null } };
   }
 
   /**
@@ -685,24 +706,13 @@ class Model {
   }
 }
 
-/** `texts` as a list; with `pairs`, an item may be a pair `{ text, textPair }` (classify). */
-function textList(texts, { pairs = false } = {}) {
-  const isPair = (t) => pairs && typeof t?.text === 'string' && typeof t?.textPair === 'string';
-  const list = typeof texts === 'string' || isPair(texts) ? [texts] : texts;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === 'string' || isPair(t))) {
-    const what = pairs ? 'a string, a { text, textPair } pair, or a non-empty array of them' : 'a string or a non-empty array of strings (text pairs are for classify)';
-    throw new CairnError('bad-input', `texts must be ${what}`);
+/** `texts` as a list (web/src/texts.js), refused as a CairnError. */
+function textList(texts, options) {
+  try {
+    return checkedTextList(texts, options);
+  } catch (e) {
+    throw new CairnError(e.code, e.message);
   }
-  return list;
-}
-
-/** `texts` with lone UTF-16 surrogates replaced by U+FFFD (JSON for the edge must be valid
- *  Unicode), and the indices of those replaced: what the worker does for a device run.
- *  Pairs become the edge's `{ text, text_pair }`. */
-function wellFormed(texts) {
-  const replaced = [];
-  const fix = (t, i) => (t.isWellFormed() ? t : (replaced.includes(i) || replaced.push(i), t.toWellFormed()));
-  return { texts: texts.map((t, i) => (typeof t === 'string' ? fix(t, i) : { text: fix(t.text, i), text_pair: fix(t.textPair, i) })), replaced };
 }
 
 function chunks(list, n) {

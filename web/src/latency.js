@@ -8,7 +8,8 @@
 // request costs `fixed + perItem * items` (fixed: the message or network round trip; per item:
 // the model's run), fitted by least squares over the last WINDOW requests, newer ones
 // weighing more (DECAY per request of age, as the running average's 0.3 for the newest), so
-// the estimate follows a CPU that slows down. An image run is one item; with every request of
+// the estimate follows a CPU that slows down. An image run is one item, a text call's items are
+// the tokens its batches are expected to hold (web/src/texts.js `expectedTokens`); with every request of
 // one size the fit cannot separate the two terms and the time is taken to grow with the items
 // (the larger estimate for a larger request), which for a single size is the weighted average.
 

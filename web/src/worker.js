@@ -6,6 +6,7 @@
 import { pickBackend, threadedBuild, singleThreadedBuild, loadWasm, loadTextWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
 import { packTensors } from './tensors.js';
+import { textList, wellFormed } from './texts.js';
 
 // The wasm build and where it lives come with the page's first message (`hello`: `backend`,
 // `threads`, `wasmBase`), so the page can start this worker with a plain
@@ -460,26 +461,15 @@ function runText(entry, reqs) {
   }
 }
 
-/// Texts as UTF-8 can carry them: a lone UTF-16 surrogate (a broken emoji from a cut
-/// string, say) has no UTF-8 form, so it becomes U+FFFD and the answer says which texts.
-/// `pairs`: a text may also be a pair, `{ text, textPair }` (classify), passed on as the
-/// tokenizer module's `{ text, text_pair }`.
+/// The page's texts (web/src/texts.js: a pair only with `pairs`, lone surrogates replaced),
+/// each at most MAX_TEXT_BYTES of UTF-8. Refused here, not in the batch, so one oversized
+/// text fails only its own request.
 function wellFormedTexts(texts, { pairs = false } = {}) {
-  const isPair = (t) => pairs && typeof t?.text === 'string' && typeof t?.textPair === 'string';
-  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string' || isPair(t))) {
-    throw Object.assign(new Error(`texts must be a non-empty array of strings${pairs ? ' or { text, textPair } pairs' : ''}`), { code: 'bad-input' });
-  }
-  const replaced = [];
-  const sides = texts.map((t) => (typeof t === 'string' ? [t] : [t.text, t.textPair]));
-  const out = sides.map((s, i) => {
-    const fixed = s.map((x) => (x.isWellFormed() ? x : x.toWellFormed()));
-    if (fixed.some((x, k) => x !== s[k])) replaced.push(i);
-    return fixed;
-  });
-  // Refused here, not in the batch, so one oversized text fails only its own request.
-  const big = out.findIndex((s) => s.some((t) => t.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(t).length > MAX_TEXT_BYTES));
+  const out = wellFormed(textList(texts, { pairs }));
+  const sides = (t) => (typeof t === 'string' ? [t] : [t.text, t.text_pair]);
+  const big = out.texts.findIndex((t) => sides(t).some((s) => s.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(s).length > MAX_TEXT_BYTES));
   if (big >= 0) throw Object.assign(new Error(`text ${big} is more than the ${MAX_TEXT_BYTES} bytes (UTF-8) one text may have (hint: split long documents into passages)`), { code: 'bad-input' });
-  return { texts: out.map((s) => (s.length === 1 ? s[0] : { text: s[0], text_pair: s[1] })), replaced, pairs: out.some((s) => s.length === 2) };
+  return out;
 }
 
 function widthReasonOf(entry, asked, ran) {
@@ -575,7 +565,7 @@ self.onmessage = async ({ data: msg }) => {
       const entry = models.get(msg.handle);
       if (!entry?.final?.maxLength()) return fail(msg.id, 'bad-input', 'this model has no tokenizer (not a text bundle, or not loaded yet)');
       try {
-        const { texts, replaced } = wellFormedTexts(msg.texts);
+        const { texts, replaced } = wellFormedTexts(msg.texts, { pairs: true });
         return post({ type: 'tokens', id: msg.id, encodings: JSON.parse(entry.tokenizer.encode(JSON.stringify(texts))), replaced });
       } catch (e) {
         const err = e instanceof WebAssembly.RuntimeError ? tokenizerError(e, 'these texts') : e;

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch } from './browser.mjs';
+import { expectedTokens } from '../src/texts.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cairnBin = path.join(root, 'target/release/cairn');
@@ -142,7 +143,7 @@ test('text pipelines take the same placement: embed and classify on the edge ans
 });
 
 
-test("'auto' places a text call by the latencies expected for its number of texts", async () => {
+test("'auto' places a text call by the latencies expected for its number of texts and their length", async () => {
   const r = await page.evaluate(async () => {
     const one = ['a note on Lyon'];
     const many = (n) => Array.from({ length: n }, (_, i) => `note ${i} on budget music`);
@@ -158,13 +159,24 @@ test("'auto' places a text call by the latencies expected for its number of text
       const e = await window.encoder.embed(texts, { prefer: 'auto' });
       auto.push({ where: e.where, ...e.placement, rows: e.embeddings.length });
     }
+    // As many texts, longer: the size is the tokens expected, not the number of texts.
+    const [short, long] = [Array(4).fill('a'), Array(4).fill('word '.repeat(40))];
+    const lengths = [];
+    for (const texts of [short, long]) lengths.push((await window.encoder.embed(texts, { prefer: 'auto' })).placement);
     const ner = await window.ner.classify(many(5), { prefer: 'auto' });
-    return { forced, auto, ner: { where: ner.where, ...ner.placement } };
+    return { forced, auto, lengths, ner: { where: ner.where, ...ner.placement } };
   });
+  const many = (n) => Array.from({ length: n }, (_, i) => `note ${i} on budget music`);
+  const tokens = (texts) => expectedTokens(texts, 16, 32); // the encoder's max length (16); a request's texts
   // Forced calls carry the estimates too (what 'auto' would have weighed).
   assert.deepEqual(r.forced.map((p) => p.estimate.items), [1, 24, 1, 24, 1, 24, 1, 24, 1, 24, 1, 24]);
   const [small, large] = r.auto;
+  assert.deepEqual(r.forced.map((p) => p.estimate.tokens), [1, 2, 3, 4, 5, 6].flatMap(() => [tokens(['a note on Lyon']), tokens(many(24))]));
   assert.deepEqual([small.estimate.items, large.estimate.items, large.rows], [1, 60, 60]);
+  assert.deepEqual([small.estimate.tokens, large.estimate.tokens], [tokens(['a note on Lyon']), tokens(many(60))]);
+  const [fewTokens, manyTokens] = r.lengths;
+  assert.deepEqual([fewTokens.estimate.items, manyTokens.estimate.items, fewTokens.estimate.tokens, manyTokens.estimate.tokens], [4, 4, 12, 64]);
+  assert.ok(manyTokens.estimate.deviceMs > fewTokens.estimate.deviceMs && manyTokens.estimate.edgeMs >= fewTokens.estimate.edgeMs, `4 long texts are expected to take longer than 4 short ones: ${JSON.stringify(r.lengths)}`);
   for (const p of r.auto) {
     assert.ok(p.estimate.deviceMs > 0 && p.estimate.edgeMs > 0, `both sides measured: ${JSON.stringify(p)}`);
     // The policy's rules (crates/cairn-web/src/policy.rs) for a cached model on a good network:

@@ -103,6 +103,12 @@ test('the wasm tokenizer equals Python tokenizers on 233 texts and 55 pairs x 3 
       // Text pairs (tools/gen_tokenizer_pairs.py), each as a batch of one.
       const pairs = await (await fetch(`/fixtures/${name}.pairs.json`)).json();
       const pairTok = new wasm.Tokenizer(json, pairs.max_length);
+      // ... and all of them at once, unpadded, with their tokens and which text each came from.
+      const alone = JSON.parse(pairTok.encode(JSON.stringify(pairs.cases.map((c) => ({ text: c.text, text_pair: c.text_pair })))));
+      for (const [i, c] of pairs.cases.entries()) {
+        const g = alone[i];
+        if (JSON.stringify([g.ids, g.type_ids, g.attention_mask, g.offsets, g.sequence_ids, g.tokens, g.truncated]) !== JSON.stringify([c.ids, c.type_ids, c.mask, c.offsets, c.sequence_ids, c.tokens, c.overflowing])) diffs.push({ pairAlone: i, text: c.text.slice(0, 30) });
+      }
       for (const [i, c] of pairs.cases.entries()) {
         const b = pairTok.encodeBatch(JSON.stringify([{ text: c.text, text_pair: c.text_pair }]));
         const got = [Array.from(b.ids), Array.from(b.typeIds), Array.from(b.attentionMask), Array.from(b.truncated).length > 0];
@@ -220,10 +226,11 @@ test('model.classify in the worker labels texts and tokens like native `cairn cl
   assert.match(r.wrongTask, /feature-extraction/, 'an embedding model refuses to classify, and says why');
 });
 
-test('model.classify takes text pairs (cross-encoders, NLI) like native `cairn classify --pair`; refused where they mean nothing', async () => {
+test('model.classify takes text pairs (cross-encoders, NLI) like native `cairn classify --pair`; tokenized like `cairn tokenize --pair`; refused where they mean nothing', async () => {
   const pairs = [['is the pizza good', 'awful service, never again'], ['rain', 'sun'], ['budget music '.repeat(8), 'a long pair is cut longest first'], ['lone \ud800 half', 'fine']];
   const args = pairs.flatMap(([t, p]) => ['--text', t.toWellFormed(), '--pair', p]);
   const native = JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), ...args, '--json'));
+  const nativeTokens = JSON.parse(cairn('tokenize', path.join(work, 'models/sentiment'), ...args, '--json'));
   const single = JSON.parse(cairn('classify', path.join(work, 'models/sentiment'), '--text', pairs[0][0], '--json'));
   const r = await page.evaluate(async (pairs) => {
     const sentiment = await window.cairn.load('/models/sentiment/manifest.json');
@@ -235,7 +242,8 @@ test('model.classify takes text pairs (cross-encoders, NLI) like native `cairn c
     await attempt('ner', async () => (await window.cairn.load('/models/ner/manifest.json')).classify(items[0]));
     await attempt('embed', async () => (await window.cairn.load('/models/tiny/manifest.json')).embed(items[0]));
     await attempt('half', () => sentiment.classify({ text: 'no pair' }));
-    return { mixed, alone: alone.map((a) => a.results[0]), refused, after: (await sentiment.classify('still works')).results.length };
+    const tokens = await sentiment.tokenize([...items, pairs[0][0]]);
+    return { mixed, alone: alone.map((a) => a.results[0]), refused, tokens, after: (await sentiment.classify('still works')).results.length };
   }, pairs);
   const close = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 1e-5);
   pairs.forEach((_, i) => {
@@ -248,6 +256,13 @@ test('model.classify takes text pairs (cross-encoders, NLI) like native `cairn c
   assert.ok(close(r.mixed.results[4].scores, single.results[0].scores), 'the single text in the same batch is itself');
   assert.ok(!close(r.mixed.results[0].scores, single.results[0].scores), 'the pair is what the model sees');
   assert.deepEqual(r.mixed.replaced, [3], 'a lone surrogate in a pair is replaced, and said');
+  // model.tokenize shows a pair as the model sees it: which text each token came from.
+  nativeTokens.forEach((want, i) => {
+    const got = r.tokens.encodings[i];
+    assert.deepEqual([got.ids, got.type_ids, got.offsets, got.sequence_ids, got.truncated], [want.ids, want.type_ids, want.offsets, want.sequence_ids, want.truncated], `pair ${i} tokens`);
+  });
+  assert.ok(r.tokens.encodings[0].sequence_ids.includes(1) && !r.tokens.encodings[4].sequence_ids.includes(1));
+  assert.deepEqual(r.tokens.replaced, [3]);
   assert.match(r.refused.ner, /^bad-input: text pairs need a text-classification bundle/);
   assert.match(r.refused.embed, /^bad-input: texts must be .*text pairs are for classify/);
   assert.match(r.refused.half, /^bad-input: texts must be/);

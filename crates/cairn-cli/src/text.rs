@@ -124,9 +124,12 @@ fn token_inputs(graph: &Graph, tok: &TextTokenizer, texts: &[TextInput]) -> Resu
 /// Tokenize text with a bundle's tokenizer or a tokenizer.json: ids, attention mask, offsets.
 ///
 /// Offsets are [start, end) in Unicode characters of the text; special tokens have [0, 0].
+/// A pair (--pair) is joined by the tokenizer's pair template, as a cross-encoder or NLI
+/// model sees it: each token says which of the two texts it came from (0 or 1; "-" and null
+/// for special tokens), and its offsets are in that text.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  cairn tokenize dist/models/minilm --text \"Offline search, on the device\"\n  cairn tokenize tokenizer.json --text \"déjà vu 🍕\" --max-length 16 --json"
+    after_help = "Examples:\n  cairn tokenize dist/models/minilm --text \"Offline search, on the device\"\n  cairn tokenize tokenizer.json --text \"déjà vu 🍕\" --max-length 16 --json\n  cairn tokenize dist/models/reranker --text \"is it offline?\" --pair \"The app works without a network.\""
 )]
 pub struct TokenizeArgs {
     /// A text bundle directory, or a tokenizer.json file.
@@ -134,6 +137,10 @@ pub struct TokenizeArgs {
     /// The text to tokenize (repeat for several).
     #[arg(long, required = true)]
     text: Vec<String>,
+    /// The second text of a pair, one per --text in order: tokenized together as the
+    /// tokenizer's pair template joins them (a query and a passage, a premise and a hypothesis).
+    #[arg(long, value_name = "TEXT")]
+    pair: Vec<String>,
     /// Truncate to this many tokens (default: the bundle's max length, or the file's truncation).
     #[arg(long, value_name = "TOKENS")]
     max_length: Option<usize>,
@@ -143,21 +150,38 @@ pub struct TokenizeArgs {
 }
 
 pub fn tokenize_main(args: TokenizeArgs) -> Result<()> {
+    if !args.pair.is_empty() && args.pair.len() != args.text.len() {
+        bail!("{} --pair for {} --text: give one --pair per --text, in order", args.pair.len(), args.text.len());
+    }
     let tok = open_tokenizer(&args.source, args.max_length)?;
     let mut all = Vec::new();
-    for text in &args.text {
-        let e = tok.encode(text)?;
+    for (i, text) in args.text.iter().enumerate() {
+        let pair = args.pair.get(i).map(String::as_str);
+        let e = tok.encode_input(text, pair)?;
         if args.json {
-            all.push(serde_json::json!({
+            let mut line = serde_json::json!({
                 "text": text, "ids": e.ids, "attention_mask": e.attention_mask, "type_ids": e.type_ids,
-                "offsets": e.offsets, "tokens": e.tokens, "truncated": e.truncated,
-            }));
+                "offsets": e.offsets, "tokens": e.tokens, "sequence_ids": e.sequence_ids, "truncated": e.truncated,
+            });
+            if let Some(pair) = pair {
+                line["text_pair"] = pair.into();
+            }
+            all.push(line);
             continue;
         }
         let cut = if e.truncated { format!(" (truncated to {})", e.ids.len()) } else { String::new() };
-        println!("{:?}: {} tokens{cut}", text, e.ids.len());
-        for ((id, token), (start, end)) in e.ids.iter().zip(&e.tokens).zip(&e.offsets) {
-            println!("  {id:>7}  {token:<20} {start}..{end}");
+        match pair {
+            Some(pair) => println!("{text:?} / {pair:?}: {} tokens{cut}", e.ids.len()),
+            None => println!("{text:?}: {} tokens{cut}", e.ids.len()),
+        }
+        for (((id, token), (start, end)), seq) in e.ids.iter().zip(&e.tokens).zip(&e.offsets).zip(&e.sequence_ids) {
+            // Which text a pair's token came from: its offsets count in that text.
+            let from = match (pair, seq) {
+                (None, _) => String::new(),
+                (Some(_), Some(s)) => format!("  text {s}"),
+                (Some(_), None) => "  -".into(),
+            };
+            println!("  {id:>7}  {token:<20} {start}..{end}{from}");
         }
     }
     if args.json {

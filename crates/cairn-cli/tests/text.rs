@@ -65,6 +65,26 @@ fn pack_ships_the_tokenizer_and_tokenize_reads_it_with_the_bundles_max_length() 
 }
 
 #[test]
+fn tokenize_joins_a_pair_and_says_which_text_each_token_came_from() {
+    let pair = "déjà vu 🍕";
+    let v = json(&cairn(&["tokenize", &tokenizer(), "--text", "lunch in Lyon", "--pair", pair, "--text", "alone", "--json"]));
+    assert_eq!(v[0]["text_pair"], pair);
+    assert!(v[1].get("text_pair").is_none());
+    let seq: Vec<Option<u64>> = serde_json::from_value(v[0]["sequence_ids"].clone()).unwrap();
+    let offsets: Vec<(usize, usize)> = serde_json::from_value(v[0]["offsets"].clone()).unwrap();
+    assert_eq!(seq.len(), v[0]["ids"].as_array().unwrap().len());
+    assert!(seq.contains(&Some(0)) && seq.contains(&Some(1)) && seq.contains(&None), "{seq:?}");
+    // Tokens of the second text end within it: their offsets are in its own characters.
+    let second_end = seq.iter().zip(&offsets).filter(|(s, _)| **s == Some(1)).map(|(_, o)| o.1).max().unwrap();
+    assert_eq!(second_end, pair.chars().count());
+    assert!(!v[1]["sequence_ids"].as_array().unwrap().contains(&serde_json::json!(1)));
+    let printed = String::from_utf8_lossy(&cairn(&["tokenize", &tokenizer(), "--text", "q", "--pair", "p"]).stdout).to_string();
+    assert!(printed.starts_with("\"q\" / \"p\": ") && printed.contains("text 1"), "{printed}");
+    let o = cairn(&["tokenize", &tokenizer(), "--text", "a", "--pair", "b", "--pair", "c"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("one --pair per --text"));
+}
+
+#[test]
 fn embed_gives_unit_rows_equal_for_equal_texts_and_says_what_it_truncated() {
     let dir = tmp("embed");
     let bundle = text_bundle(&dir, "6");

@@ -14,8 +14,8 @@ pub struct TextTokenizer {
     inner: Tokenizer,
 }
 
-/// One tokenized text. Offsets are `[start, end)` in Unicode characters of the input
-/// (as Python's tokenizers reports them); special tokens have `(0, 0)`.
+/// One tokenized text or pair. Offsets are `[start, end)` in Unicode characters of the text
+/// the token came from (as Python's tokenizers reports them); special tokens have `(0, 0)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Encoded {
     pub ids: Vec<u32>,
@@ -23,6 +23,9 @@ pub struct Encoded {
     pub attention_mask: Vec<u32>,
     pub offsets: Vec<(usize, usize)>,
     pub tokens: Vec<String>,
+    /// Which text each token came from: 0, 1 for the second text of a pair, `None` for the
+    /// special tokens (Python's `Encoding.sequence_ids`). A pair's offsets are in its own text.
+    pub sequence_ids: Vec<Option<usize>>,
     /// Whether the text was cut to the maximum length.
     pub truncated: bool,
 }
@@ -79,16 +82,28 @@ impl TextTokenizer {
     }
 
     pub fn encode(&self, text: &str) -> Result<Encoded> {
+        self.encode_input(text, None)
+    }
+
+    /// A text, or with `pair` a pair joined by the file's `pair` template (as
+    /// [`TextTokenizer::encode_batch_inputs`] joins it), unpadded.
+    pub fn encode_input(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
         check_size(text)?;
+        pair.map_or(Ok(()), check_size)?;
         let mut single = self.inner.clone();
         single.with_padding(None);
-        let e = single.encode_char_offsets(text, true).map_err(|e| Error::Encode(e.to_string()))?;
+        let input = match pair {
+            Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
+            None => EncodeInput::Single(text.into()),
+        };
+        let e = single.encode_char_offsets(input, true).map_err(|e| Error::Encode(e.to_string()))?;
         Ok(Encoded {
             ids: e.get_ids().to_vec(),
             type_ids: e.get_type_ids().to_vec(),
             attention_mask: e.get_attention_mask().to_vec(),
             offsets: e.get_offsets().to_vec(),
             tokens: e.get_tokens().to_vec(),
+            sequence_ids: e.get_sequence_ids(),
             truncated: !e.get_overflowing().is_empty(),
         })
     }

@@ -71,6 +71,8 @@ fn check(name: &str, tokenizer_json: &[u8], cases_json: &str) {
 struct PairCase {
     text: String,
     text_pair: String,
+    sequence_ids: Vec<Option<usize>>,
+    tokens: Vec<String>,
     #[serde(flatten)]
     want: Want,
 }
@@ -95,19 +97,27 @@ struct PairFixture {
     batch: PairBatch,
 }
 
-/// Text pairs (`tools/gen_tokenizer_pairs.py`): each alone, in a batch of one, and a padded
-/// batch mixing pairs and single texts.
+/// Text pairs (`tools/gen_tokenizer_pairs.py`): each alone (with its tokens and which text
+/// each came from), in a batch of one, and a padded batch mixing pairs and single texts.
 fn check_pairs(name: &str, tokenizer_json: &[u8], pairs_json: &str) {
     let fixture: PairFixture = serde_json::from_str(pairs_json).unwrap();
     let tok = TextTokenizer::from_json(tokenizer_json, Some(fixture.max_length)).unwrap();
     assert!(fixture.cases.iter().any(|c| c.want.overflowing), "{name}: no pair exercises truncation");
-    for (i, PairCase { text, text_pair, want: case }) in fixture.cases.iter().enumerate() {
-        let b = tok.encode_batch_inputs(&[(text, Some(text_pair))]).unwrap();
+    for (i, PairCase { text, text_pair, sequence_ids, tokens, want: case }) in fixture.cases.iter().enumerate() {
         let at = format!(
             "{name} pair {i} {:?} / {:?}",
             text.chars().take(30).collect::<String>(),
             text_pair.chars().take(30).collect::<String>()
         );
+        let alone = tok.encode_input(text, Some(text_pair)).unwrap();
+        assert_eq!(alone.ids, case.ids, "ids of {at} alone");
+        assert_eq!(alone.type_ids, case.type_ids, "type ids of {at} alone");
+        assert_eq!(alone.attention_mask, case.mask, "mask of {at} alone");
+        assert_eq!(alone.offsets, case.offsets, "offsets of {at} alone");
+        assert_eq!(&alone.sequence_ids, sequence_ids, "sequence ids of {at} alone");
+        assert_eq!(&alone.tokens, tokens, "tokens of {at} alone");
+        assert_eq!(alone.truncated, case.overflowing, "truncation flag of {at} alone");
+        let b = tok.encode_batch_inputs(&[(text, Some(text_pair))]).unwrap();
         let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
         assert_eq!(b.ids, widen(&case.ids), "ids of {at}");
         assert_eq!(b.type_ids, widen(&case.type_ids), "type ids of {at}");

@@ -43,15 +43,13 @@ impl Tokenizer {
         Ok(Tokenizer { inner: TextTokenizer::from_json(json, max).map_err(js_err)? })
     }
 
-    /// Tokenizes texts (a JSON array of strings) one by one: JSON, one
-    /// `{ids, type_ids, attention_mask, offsets, tokens, truncated}` per text.
+    /// Tokenizes texts (a JSON array of strings, or `{"text", "text_pair"}` for a pair) one
+    /// by one, unpadded: JSON, one `{ids, type_ids, attention_mask, offsets, tokens,
+    /// sequence_ids, truncated}` per text.
     pub fn encode(&self, texts_json: &str) -> Result<String, JsError> {
         let encoded = texts(texts_json)?
             .iter()
-            .map(|t| match t.pair() {
-                None => self.inner.encode(t.text()),
-                Some(_) => Err(cairn_text::Error::Encode("texts must be single texts here: tokenize takes no pairs".into())),
-            })
+            .map(|t| self.inner.encode_input(t.text(), t.pair()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(js_err)?;
         serde_json::to_string(&encoded).map_err(js_err)

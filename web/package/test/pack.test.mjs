@@ -23,7 +23,7 @@ const BUILDS = ['simd', 'relaxed', 'scalar', 'threads', 'threads-relaxed'];
 const GPU = 'webgpu';
 const EXPECTED = [
   'package/README.md', 'package/package.json', 'package/bin/cairn-web-sw.mjs',
-  'package/dist/cairn.js', 'package/dist/width-policy.js', 'package/dist/tensors.js', 'package/dist/latency.js', 'package/dist/cairn.d.ts', 'package/dist/worker.js', 'package/dist/pool-worker.js', 'package/dist/sw.d.ts', 'package/dist/build-sw.d.ts',
+  'package/dist/cairn.js', 'package/dist/width-policy.js', 'package/dist/tensors.js', 'package/dist/latency.js', 'package/dist/texts.js', 'package/dist/cairn.d.ts', 'package/dist/worker.js', 'package/dist/pool-worker.js', 'package/dist/sw.d.ts', 'package/dist/build-sw.d.ts',
   ...BUILDS.map((b) => `package/dist/cairn_web_${b}.wasm`),
   'package/dist/cairn_web_webgpu.wasm', 'package/dist/cairn_web_webgpu.js',
   // The threaded builds' own glue (shared memory imported), which dist/pool-worker.js imports too.
