@@ -57,9 +57,7 @@ def main():
         subprocess.run([sys.executable, os.path.join(tools, 'make_image_inputs.py'), evals], check=True)
     files = sorted(glob.glob(os.path.join(evals, '*.npy')))
     files = files[:: max(1, len(files) // args.inputs)][: args.inputs]
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts = one_thread_options()
     failed = []
     print(f"{'model':<34} {'max|d|/max|ref|':>16} {'top-1 same':>11}")
     for base in ('mobilenetv2', 'efficientnet_lite0'):
@@ -101,6 +99,14 @@ def main():
     sys.exit(1 if failed else 0)
 
 
+def one_thread_options():
+    """onnxruntime on one thread, quiet."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
 def ort_static_int8_is_exact():
     """Whether onnxruntime's u8 x s8 kernels are exact on this CPU: not on x86-64 without VNNI
     (see the module's docstring)."""
@@ -119,9 +125,7 @@ def reference_session(models, base, fmt, opts):
     path = os.path.join(models, f'{base}_ort_{fmt}.onnx')
     if fmt == 'dynamic' or ort_static_int8_is_exact():
         return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider']), 'onnxruntime'
-    unfused = ort.SessionOptions()
-    unfused.intra_op_num_threads = 1
-    unfused.log_severity_level = 3
+    unfused = one_thread_options()
     unfused.add_session_config_entry('session.disable_quant_qdq', '1')
     qdq = os.path.join(models, f'{base}_ort_qdq.onnx')
     return ort.InferenceSession(qdq, unfused, providers=['CPUExecutionProvider']), 'onnxruntime, QDQ unfused'

@@ -398,7 +398,7 @@ class Model {
     if (signal?.aborted) throw new CairnError('aborted', 'Cancelled.');
     if (deadlineMs != null) checkDeadline(deadlineMs);
     const deadline = deadlineMs ?? this.deadlineMs;
-    const { result, placement } = await this.#tryEdge(prefer, signal, { items: 1, work: 1 }, (p) => this.#runOnEdge(input, p, signal));
+    const { result, placement } = await this.#tryEdge(prefer, signal, { items: 1 }, (p) => this.#runOnEdge(input, p, signal));
     if (result) return result;
     const t0 = performance.now();
     const chosen = this.#chooseWidth(width, deadline);
@@ -460,7 +460,7 @@ class Model {
       at += p.data.length / dim;
     }
     result.timings.totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), result.timings.totalMs, size.work);
+    this.#measured(this.#cpuBuild(), result.timings.totalMs, size.tokens);
     return result;
   }
 
@@ -499,7 +499,7 @@ class Model {
     const replaced = [];
     for (const p of parts) { replaced.push(...p.replaced.map((i) => i + at)); at += p.results.length; }
     const totalMs = performance.now() - t0;
-    this.#measured(this.#cpuBuild(), totalMs, size.work);
+    this.#measured(this.#cpuBuild(), totalMs, size.tokens);
     return { results: parts.flatMap((p) => p.results), replaced, maxLength: parts[0].maxLength, where: 'device', placement, timings: { totalMs } };
   }
 
@@ -525,12 +525,11 @@ class Model {
 
   /**
    * A text call's size for the latency estimates: its texts (`items`) and the tokens its padded
-   * batches are expected to hold (`work`, what the time grows with: a 60-text search and 60
+   * batches are expected to hold (`tokens`, what the time grows with: a 60-text search and 60
    * long documents differ, web/src/texts.js).
    */
   #textSize(list) {
-    const work = expectedTokens(list, this.manifest.text?.max_length ?? 512, TEXTS_PER_REQUEST);
-    return { items: list.length, work, tokens: work };
+    return { items: list.length, tokens: expectedTokens(list, this.manifest.text?.max_length ?? 512, TEXTS_PER_REQUEST) };
   }
 
   /** One device request's time (`work`: 1 for a run, a text call's expected tokens), into the latency of the build it ran on. */
@@ -546,7 +545,7 @@ class Model {
    * and returns its `result`. Otherwise, or when the edge fails (an error or a timeout: counted,
    * so that the policy stops trying a failing edge), returns the `placement` a device run
    * reports: the policy's decision, or why the edge was left. Without an edge: null.
-   * `size`: the request's size for the latency estimates (`{ items: 1, work: 1 }` for a run,
+   * `size`: the request's size for the latency estimates (`{ items: 1 }` for a run,
    * `#textSize` for a text call).
    */
   async #tryEdge(prefer, signal, size, onEdge) {
@@ -591,7 +590,7 @@ class Model {
       if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
       return answer;
     }));
-    this.#edgeMeasured(performance.now() - t0, size.work);
+    this.#edgeMeasured(performance.now() - t0, size.tokens);
     return answers;
   }
 
@@ -600,7 +599,9 @@ class Model {
    * worker, from what the browser tells and the latencies expected for a request of that
    * size; the decision carries those estimates (`estimate`).
    */
-  async #decide(prefer, { items, work, tokens }) {
+  async #decide(prefer, { items, tokens }) {
+    // What the latency fits measure: a run's one item, a text call's expected tokens.
+    const work = tokens ?? items;
     const c = navigator.connection;
     const b = this.cairn.battery;
     const p = this.#placement;

@@ -21,6 +21,11 @@ export function textList(texts, { pairs = false } = {}) {
   return list;
 }
 
+/** The text of a list item, or a pair's two texts, in order. */
+export function sidesOf(t) {
+  return typeof t === 'string' ? [t] : [t.text, t.textPair];
+}
+
 /**
  * `list` (from `textList`) as UTF-8 can carry it, in the wire form of the tokenizer module
  * and the edge (a pair is `{ text, text_pair }`, Hugging Face's names). A lone UTF-16
@@ -33,7 +38,7 @@ export function textList(texts, { pairs = false } = {}) {
 export function wellFormed(list) {
   const replaced = [];
   const texts = list.map((t, i) => {
-    const sides = typeof t === 'string' ? [t] : [t.text, t.textPair];
+    const sides = sidesOf(t);
     const fixed = sides.map((s) => (s.isWellFormed() ? s : s.toWellFormed()));
     if (fixed.some((s, k) => s !== sides[k])) replaced.push(i);
     return fixed.length === 1 ? fixed[0] : { text: fixed[0], text_pair: fixed[1] };
@@ -66,7 +71,7 @@ export function expectedTokens(list, maxLength, perRequest) {
 
 /** A text's or pair's tokens as `expectedTokens` guesses them, at most `maxLength`. */
 function guessTokens(t, maxLength) {
-  const sides = typeof t === 'string' ? [t] : [t.text, t.textPair];
+  const sides = sidesOf(t);
   // [CLS] text [SEP], or [CLS] a [SEP] b [SEP]: about one more per side.
   let tokens = 1 + sides.length;
   for (const side of sides) {

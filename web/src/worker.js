@@ -6,7 +6,7 @@
 import { pickBackend, threadedBuild, singleThreadedBuild, loadWasm, loadTextWasm } from './wasm.js';
 import { startThreadPool, threadCount, threadsAvailable } from './thread-pool.js';
 import { packTensors } from './tensors.js';
-import { textList, wellFormed } from './texts.js';
+import { textList, wellFormed, sidesOf } from './texts.js';
 
 // The wasm build and where it lives come with the page's first message (`hello`: `backend`,
 // `threads`, `wasmBase`), so the page can start this worker with a plain
@@ -465,11 +465,12 @@ function runText(entry, reqs) {
 /// each at most MAX_TEXT_BYTES of UTF-8. Refused here, not in the batch, so one oversized
 /// text fails only its own request.
 function wellFormedTexts(texts, { pairs = false } = {}) {
-  const out = wellFormed(textList(texts, { pairs }));
-  const sides = (t) => (typeof t === 'string' ? [t] : [t.text, t.text_pair]);
-  const big = out.texts.findIndex((t) => sides(t).some((s) => s.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(s).length > MAX_TEXT_BYTES));
+  const list = textList(texts, { pairs });
+  // Measured before the replacement: TextEncoder writes a lone surrogate as U+FFFD, 3 bytes,
+  // as the replacement itself would be.
+  const big = list.findIndex((t) => sidesOf(t).some((s) => s.length > MAX_TEXT_BYTES / 3 && new TextEncoder().encode(s).length > MAX_TEXT_BYTES));
   if (big >= 0) throw Object.assign(new Error(`text ${big} is more than the ${MAX_TEXT_BYTES} bytes (UTF-8) one text may have (hint: split long documents into passages)`), { code: 'bad-input' });
-  return out;
+  return wellFormed(list);
 }
 
 function widthReasonOf(entry, asked, ran) {

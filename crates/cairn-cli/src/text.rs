@@ -150,13 +150,11 @@ pub struct TokenizeArgs {
 }
 
 pub fn tokenize_main(args: TokenizeArgs) -> Result<()> {
-    if !args.pair.is_empty() && args.pair.len() != args.text.len() {
-        bail!("{} --pair for {} --text: give one --pair per --text, in order", args.pair.len(), args.text.len());
-    }
+    let inputs = texts_with_pairs(&args.text, &args.pair)?;
     let tok = open_tokenizer(&args.source, args.max_length)?;
     let mut all = Vec::new();
-    for (i, text) in args.text.iter().enumerate() {
-        let pair = args.pair.get(i).map(String::as_str);
+    for input in &inputs {
+        let (text, pair) = input.as_refs();
         let e = tok.encode_input(text, pair)?;
         if args.json {
             let mut line = serde_json::json!({
@@ -366,13 +364,7 @@ impl TextsArgs {
         let inputs = match (&self.input, pairs.is_empty()) {
             (Some(_), false) => bail!("--pair goes with --text; in an --input file give {{\"text\": ..., \"text_pair\": ...}} lines"),
             (Some(path), true) => read_texts(path)?,
-            (None, true) => self.text.iter().cloned().map(TextInput::Text).collect(),
-            (None, false) if pairs.len() != self.text.len() => {
-                bail!("{} --pair for {} --text: give one --pair per --text, in order", pairs.len(), self.text.len())
-            }
-            (None, false) => {
-                self.text.iter().zip(pairs).map(|(t, p)| TextInput::Item { text: t.clone(), text_pair: Some(p.clone()) }).collect()
-            }
+            (None, _) => texts_with_pairs(&self.text, pairs)?,
         };
         if inputs.is_empty() {
             bail!("no texts: give --text \"...\" or --input texts.jsonl");
@@ -484,6 +476,17 @@ fn print_classification(input: &TextInput, r: &cairn_text::Classification) {
         let piece: String = chars.get(*start..*end).map(|c| c.iter().collect()).unwrap_or_default();
         println!("  {start:>4}..{end:<4} {:<16} {:<12} {:.3}", format!("{piece:?}"), label.label, label.score);
     }
+}
+
+/// The --text values, each with its --pair when pairs are given (one per --text, in order).
+fn texts_with_pairs(texts: &[String], pairs: &[String]) -> Result<Vec<TextInput>> {
+    if pairs.is_empty() {
+        return Ok(texts.iter().cloned().map(TextInput::Text).collect());
+    }
+    if pairs.len() != texts.len() {
+        bail!("{} --pair for {} --text: give one --pair per --text, in order", pairs.len(), texts.len());
+    }
+    Ok(texts.iter().zip(pairs).map(|(t, p)| TextInput::Item { text: t.clone(), text_pair: Some(p.clone()) }).collect())
 }
 
 /// Texts from a file: JSON lines (a string, or an object with "text" and maybe "text_pair")

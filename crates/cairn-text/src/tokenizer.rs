@@ -92,11 +92,7 @@ impl TextTokenizer {
         pair.map_or(Ok(()), check_size)?;
         let mut single = self.inner.clone();
         single.with_padding(None);
-        let input = match pair {
-            Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
-            None => EncodeInput::Single(text.into()),
-        };
-        let e = single.encode_char_offsets(input, true).map_err(|e| Error::Encode(e.to_string()))?;
+        let e = single.encode_char_offsets(encode_input(text, pair), true).map_err(|e| Error::Encode(e.to_string()))?;
         Ok(Encoded {
             ids: e.get_ids().to_vec(),
             type_ids: e.get_type_ids().to_vec(),
@@ -119,13 +115,7 @@ impl TextTokenizer {
     /// text's characters.
     pub fn encode_batch_inputs(&self, inputs: &[(&str, Option<&str>)]) -> Result<Batch> {
         inputs.iter().try_for_each(|(t, p)| check_size(t).and_then(|()| p.map_or(Ok(()), check_size)))?;
-        let inputs: Vec<EncodeInput> = inputs
-            .iter()
-            .map(|&(text, pair)| match pair {
-                Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
-                None => EncodeInput::Single(text.into()),
-            })
-            .collect();
+        let inputs: Vec<EncodeInput> = inputs.iter().map(|&(text, pair)| encode_input(text, pair)).collect();
         let encodings = self.inner.encode_batch_char_offsets(inputs, true).map_err(|e| Error::Encode(e.to_string()))?;
         let seq_len = encodings.first().map_or(0, |e| e.len());
         let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
@@ -138,6 +128,14 @@ impl TextTokenizer {
             offsets: encodings.iter().map(|e| e.get_offsets().to_vec()).collect(),
             truncated: encodings.iter().enumerate().filter(|(_, e)| !e.get_overflowing().is_empty()).map(|(i, _)| i).collect(),
         })
+    }
+}
+
+/// A text, or a pair for the file's `pair` template, as the tokenizers crate takes it.
+fn encode_input<'s>(text: &'s str, pair: Option<&'s str>) -> EncodeInput<'s> {
+    match pair {
+        Some(pair) => EncodeInput::Dual(text.into(), pair.into()),
+        None => EncodeInput::Single(text.into()),
     }
 }
 
