@@ -54,12 +54,14 @@ fi
 # and int8-dynamic, 128 tokens, batch 1 and 8, 1 thread) and end to end (text -> normalized
 # embedding) vs Transformers.js 4.3.2 on onnxruntime-web's wasm backend, local files, in Node
 # (bench/web/text_bench.mjs) and in headless Chromium (bench/web/text_browser_bench.mjs); tables
-# in BENCHMARKS.md. Cairn runs the relaxed-SIMD build where the engine validates it: Node 20 only
+# in BENCHMARKS.md; and natively vs onnxruntime (bench/native/text_vs_ort.py). Cairn runs the relaxed-SIMD build where the engine validates it: Node 20 only
 # with --experimental-wasm-relaxed-simd (Node >= 22 by default). Needs the wasm builds (bench/web/build_wasm.sh).
 if wants text; then
   [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
-  target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
-    --calibrate tests/text/calibration_texts.jsonl --tokenizer target/text-model/tokenizer.json --keep-sensitive 4
+  for v in 8: 7:_w7; do
+    target/release/cairn optimize target/text-model/minilm_l6.onnx -o "target/text-model/minilm_l6_int8${v#*:}.onnx" --quantize int8-dynamic \
+      --weight-bits "${v%%:*}" --calibrate tests/text/calibration_texts.jsonl --tokenizer target/text-model/tokenizer.json --keep-sensitive 4
+  done
   for v in f32:minilm_l6 int8:minilm_l6_int8; do
     target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
       --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
@@ -72,6 +74,10 @@ if wants text; then
   relaxed_flag=$(node -p 'Number(process.versions.node.split(".")[0]) < 22 ? "--experimental-wasm-relaxed-simd" : ""')
   node $relaxed_flag bench/web/text_bench.mjs --runs 20
   node bench/web/text_browser_bench.mjs --runs 20
+  # Natively, 1 thread, vs onnxruntime: f32, int8 with 8-bit weights and with 7-bit ones
+  # (the file x86-64 CPUs without VNNI run exactly and fastest: docs/adr/0041).
+  python3 bench/native/text_vs_ort.py target/text-model/minilm_l6.onnx target/text-model/minilm_l6_int8.onnx \
+    target/text-model/minilm_l6_int8_w7.onnx --cairn target/release/cairn
   # The tokenizer's parity with Python tokenizers again as wasm32-wasip1 in Node's V8.
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/tools/wasi-run.mjs" RUSTFLAGS="-C target-feature=+simd128" \
     cargo test --release --quiet -p cairn-text --target wasm32-wasip1 --target-dir target/wasi-simd128

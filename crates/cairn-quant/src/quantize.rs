@@ -31,11 +31,46 @@ pub struct Options {
     /// Keep these layers in f32, by [`layer_name`] (e.g. the most sensitive ones, see
     /// [`crate::sensitivity`]).
     pub keep: BTreeSet<String>,
+    /// The range of the int8 weights.
+    pub weights: WeightRange,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bias_correction: true, keep_first: false, keep_last: false, keep: BTreeSet::new() }
+        Options { bias_correction: true, keep_first: false, keep_last: false, keep: BTreeSet::new(), weights: WeightRange::Full }
+    }
+}
+
+/// The values int8 weights may take (symmetric, zero point 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightRange {
+    /// -127 ..= 127.
+    #[default]
+    Full,
+    /// -64 ..= 64, onnxruntime's `reduce_range` (`--weight-bits 7`). x86-64 CPUs without VNNI
+    /// multiply u8 x s8 with `vpmaddubsw`, whose i16 sums of two products saturate past
+    /// 2 * 255 * 64: within this range they cannot, so Cairn's AVX2 byte kernel runs such
+    /// weights exactly (and faster than its pairs kernel), and so does onnxruntime's, which on
+    /// full-range weights saturates. Costs one bit of weight precision.
+    Reduced,
+}
+
+impl WeightRange {
+    /// The largest weight magnitude.
+    pub fn qmax(self) -> f32 {
+        match self {
+            WeightRange::Full => 127.0,
+            WeightRange::Reduced => 64.0,
+        }
+    }
+
+    /// From `--weight-bits`: 8 or 7.
+    pub fn from_bits(bits: u8) -> Option<WeightRange> {
+        match bits {
+            8 => Some(WeightRange::Full),
+            7 => Some(WeightRange::Reduced),
+            _ => None,
+        }
     }
 }
 
@@ -222,7 +257,7 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
         let (x_scale, _) = activation_params(cal.ranges[&x_orig]);
         let w_name = n.inputs[1].clone().expect("checked");
         let w = graph.initializers[&w_name].clone();
-        let (q, scales) = quantize_weights(&w, l.axis)?;
+        let (q, scales) = quantize_weights(&w, l.axis, opts.weights)?;
         stats.weight_bytes_before += w.byte_len();
         stats.weight_bytes_after += q.len() + 4 * scales.len();
         let channels = scales.len();
@@ -241,7 +276,7 @@ pub fn quantize(mut graph: Graph, cal: &Calibration, opts: &Options) -> Result<(
                 };
                 if let Some(shift) = weight_shift(
                     &w,
-                    &q_scaled(&w, l.axis, &scales)?,
+                    &q_scaled(&w, l.axis, &scales, opts.weights)?,
                     l.axis,
                     &n.op_type,
                     n.attrs.get("transB") == Some(&Attr::Int(1)),
@@ -329,7 +364,7 @@ pub(crate) fn drop_unread_initializers(graph: &mut Graph) {
 }
 
 /// Symmetric int8 per channel along `axis`: scale = max|w| / 127 (1 for an all-zero channel).
-pub(crate) fn quantize_weights(w: &Tensor, axis: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+pub(crate) fn quantize_weights(w: &Tensor, axis: usize, range: WeightRange) -> Result<(Vec<i8>, Vec<f32>)> {
     let v = w.f32s()?;
     let shape = w.shape();
     let ch = shape[axis];
@@ -342,13 +377,14 @@ pub(crate) fn quantize_weights(w: &Tensor, axis: usize) -> Result<(Vec<i8>, Vec<
         }
         maxabs[at(i)] = maxabs[at(i)].max(x.abs());
     }
-    let scales: Vec<f32> = maxabs.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
-    let q = v.iter().enumerate().map(|(i, &x)| (x / scales[at(i)]).round().clamp(-127.0, 127.0) as i8).collect();
+    let qmax = range.qmax();
+    let scales: Vec<f32> = maxabs.iter().map(|&m| if m > 0.0 { m / qmax } else { 1.0 }).collect();
+    let q = v.iter().enumerate().map(|(i, &x)| (x / scales[at(i)]).round().clamp(-qmax, qmax) as i8).collect();
     Ok((q, scales))
 }
 
 /// The dequantized weights `q * scale` as f32, in `w`'s layout.
-fn q_scaled(w: &Tensor, axis: usize, scales: &[f32]) -> Result<Vec<f32>> {
+fn q_scaled(w: &Tensor, axis: usize, scales: &[f32], range: WeightRange) -> Result<Vec<f32>> {
     let v = w.f32s()?;
     let inner: usize = w.shape()[axis + 1..].iter().product();
     let ch = scales.len();
@@ -356,7 +392,7 @@ fn q_scaled(w: &Tensor, axis: usize, scales: &[f32]) -> Result<Vec<f32>> {
         .enumerate()
         .map(|(i, &x)| {
             let s = scales[(i / inner) % ch];
-            (x / s).round().clamp(-127.0, 127.0) * s
+            (x / s).round().clamp(-range.qmax(), range.qmax()) * s
         })
         .collect())
 }
@@ -413,10 +449,14 @@ mod tests {
     #[test]
     fn weights_are_symmetric_per_channel() {
         let w = Tensor::from_f32(vec![3, 2], vec![1.0, -0.5, 0.0, 0.0, -2.0, 0.01]).unwrap();
-        let (q, s) = quantize_weights(&w, 0).unwrap();
+        let (q, s) = quantize_weights(&w, 0, WeightRange::Full).unwrap();
         assert_eq!(q, vec![127, -64, 0, 0, -127, 1]);
         assert_eq!(s, vec![1.0 / 127.0, 1.0, 2.0 / 127.0]);
+        // 7-bit: each channel's largest magnitude maps to 64.
+        let (q, s) = quantize_weights(&w, 0, WeightRange::Reduced).unwrap();
+        assert_eq!(q, vec![64, -32, 0, 0, -64, 0]);
+        assert_eq!(s, vec![1.0 / 64.0, 1.0, 2.0 / 64.0]);
         let bad = Tensor::from_f32(vec![1, 2], vec![f32::NAN, 1.0]).unwrap();
-        assert!(quantize_weights(&bad, 0).is_err());
+        assert!(quantize_weights(&bad, 0, WeightRange::Full).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::calibrate::Calibration;
 use crate::dynamic;
 use crate::fidelity::Agreement;
 use crate::prune::{prunable_blocks, prune_blocks, PrunableBlock};
-use crate::quantize::{layer_name, plan, quantize, Options};
+use crate::quantize::{layer_name, plan, quantize, Options, WeightRange};
 use crate::{Error, Result};
 use cairn_core::passes::prepare_for_inference;
 use cairn_core::{Graph, Session, Tensor};
@@ -85,14 +85,20 @@ pub fn quantization(graph: &Graph, cal: &Calibration, opts: &Options, inputs: &I
 /// For `--quantize int8-dynamic`: quantizes each candidate weight ([`dynamic::candidates`])
 /// alone and measures it; least cosine similarity to the f32 output first. Names are the
 /// weights' (what `--keep-float` takes). `progress` is called once per weight.
-pub fn dynamic_quantization(graph: &Graph, keep_float: &[String], inputs: &Inputs, progress: &dyn Fn()) -> Result<Vec<Sensitivity>> {
+pub fn dynamic_quantization(
+    graph: &Graph,
+    keep_float: &[String],
+    range: WeightRange,
+    inputs: &Inputs,
+    progress: &dyn Fn(),
+) -> Result<Vec<Sensitivity>> {
     let reference = reference_outputs(graph, inputs)?;
     let weights = dynamic::candidates(graph, keep_float);
     let mut out = Vec::with_capacity(weights.len());
     for (name, op) in &weights {
         // Every other weight kept by its exact name (a pattern without `*` matches only itself).
         let keep: Vec<String> = keep_float.iter().cloned().chain(weights.iter().map(|(w, _)| w.clone()).filter(|w| w != name)).collect();
-        let (g, _) = dynamic::quantize_matmuls_dynamic_keeping(graph.clone(), &keep)?;
+        let (g, _) = dynamic::quantize_matmuls_dynamic_keeping(graph.clone(), &keep, range)?;
         out.push(sensitivity(name.clone(), op, &measure(g, inputs, &reference)?));
         progress();
     }

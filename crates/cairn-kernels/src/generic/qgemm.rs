@@ -12,6 +12,7 @@ pub(crate) const KERNEL: QKernel = QKernel {
     nr: NR,
     layout: Layout::Pairs,
     fallback: None,
+    quads_weight_bound: 0,
     run: kernel_4x8,
     run_q8: None,
     run_gemv: gemv::<MR, false>,

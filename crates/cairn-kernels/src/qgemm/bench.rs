@@ -134,8 +134,10 @@ fn qbench_encoder_shapes() {
     let mut rng = Rng(2);
     let kernel = QKernel::current();
     println!("kernel: {} (fallback {:?})", kernel.name, kernel.fallback.map(|f| f.name));
-    for &(m, k, n) in &[(384, 384, 128), (1536, 384, 128), (384, 1536, 128)] {
-        let w: Vec<i8> = (0..m * k).map(|_| rng.next_u32() as i8).collect();
+    // Full-range s8 weights, and 7-bit ones (`cairn optimize --weight-bits 7`), which a
+    // `vpmaddubsw` byte kernel takes where full-range ones fall back to the pairs.
+    for (&(m, k, n), bits) in [(384, 384, 128), (1536, 384, 128), (384, 1536, 128)].iter().flat_map(|s| [(s, 8), (s, 7)]) {
+        let w: Vec<i8> = (0..m * k).map(|_| if bits == 8 { rng.next_u32() as i8 } else { (rng.below(129) as i32 - 64) as i8 }).collect();
         let x: Vec<u8> = (0..k * n).map(|_| rng.next_u32() as u8).collect();
         let pa = PackedQA::new(kernel, Q8::I8(&w), m, k, k, 1, &[0]);
         let scale = vec![1e-4; m];
@@ -144,6 +146,10 @@ fn qbench_encoder_shapes() {
         let mut c = vec![0f32; m * n];
         let rhs = QRhs { data: Q8::U8(&x), zero: 117, k_stride: 1, n_stride: k };
         let t = time(10, || qgemm(m, n, k, &pa, rhs, QOut::F32(&mut c), 1, m, &epi));
-        println!("{m:>5} x {k:>5} x {n:>4}  {t:.3} ms  {:.1} GMAC/s  ({})", (m * k * n) as f64 / t / 1e6, pa.kernel().name);
+        println!(
+            "{m:>5} x {k:>5} x {n:>4} {bits}-bit weights  {t:.3} ms  {:.1} GMAC/s  ({})",
+            (m * k * n) as f64 / t / 1e6,
+            pa.kernel().name
+        );
     }
 }

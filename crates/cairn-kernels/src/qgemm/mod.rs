@@ -192,6 +192,10 @@ pub struct QKernel {
     /// For a byte-layout kernel, the pairs kernel used when the weights do not fit it
     /// (non-zero weight zero points).
     pub(crate) fallback: Option<&'static QKernel>,
+    /// For a byte-layout kernel, the largest weight magnitude its dot is exact for: 128 (any
+    /// s8) for `vpdpbusd`, 64 for `vpmaddubsw`, whose i16 sums of two products saturate past
+    /// 2 * 255 * 64. Weights beyond it are packed for the fallback. 0 for pairs kernels.
+    pub(crate) quads_weight_bound: i32,
     /// # Safety
     /// `a` holds `kp * mr` words, `b` holds `kp * nr` words, `init` holds `mr` values,
     /// `c` has room for `mr * nr`; the CPU supports the kernel's instructions.
@@ -248,7 +252,7 @@ impl QKernel {
                 #[cfg(target_arch = "x86_64")]
                 crate::Isa::Avx2Fma if std::arch::is_x86_feature_detected!("avxvnni") => crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8,
                 #[cfg(target_arch = "x86_64")]
-                crate::Isa::Avx2Fma => crate::x86_64::qgemm::KERNEL_AVX2,
+                crate::Isa::Avx2Fma => crate::x86_64::qgemm::KERNEL_AVX2_U8S7,
                 _ => QKernel::all_available()[0],
             }
         })
@@ -274,6 +278,7 @@ impl QKernel {
                 out.push(crate::x86_64::qgemm::KERNEL_AVX_VNNI_U8S8);
             }
             if std::arch::is_x86_feature_detected!("avx2") {
+                out.push(crate::x86_64::qgemm::KERNEL_AVX2_U8S7);
                 out.push(crate::x86_64::qgemm::KERNEL_AVX2);
             }
         }

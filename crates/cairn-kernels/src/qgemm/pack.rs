@@ -80,14 +80,18 @@ impl PackedQA {
         let z = |r: usize| if zero.len() == 1 { zero[0] } else { zero[r] };
         if kernel.layout == Layout::Quads {
             // s8 with zero point 0 as it is; u8 with zero point 128 is s8 with its top bit flipped.
-            match w {
-                Q8::I8(v) if zero.iter().all(|&z| z == 0) => {
-                    return PackedQA::quads(kernel, m, k, |r, c| v[r * row_stride + c * col_stride])
-                }
-                Q8::U8(v) if zero.iter().all(|&z| z == 128) => {
-                    return PackedQA::quads(kernel, m, k, |r, c| (v[r * row_stride + c * col_stride] ^ 0x80) as i8)
-                }
-                _ => {}
+            let at = |r: usize, c: usize| match w {
+                Q8::I8(v) => v[r * row_stride + c * col_stride],
+                Q8::U8(v) => (v[r * row_stride + c * col_stride] ^ 0x80) as i8,
+            };
+            let symmetric = match w {
+                Q8::I8(_) => zero.iter().all(|&z| z == 0),
+                Q8::U8(_) => zero.iter().all(|&z| z == 128),
+            };
+            let bound = kernel.quads_weight_bound;
+            let fits = || bound >= 128 || (0..m).all(|r| (0..k).all(|c| (at(r, c) as i32).abs() <= bound));
+            if symmetric && fits() {
+                return PackedQA::quads(kernel, m, k, at);
             }
         }
         PackedQA::from_fn(kernel, m, k, |r, c| w.at(r * row_stride + c * col_stride) - z(r))
@@ -157,10 +161,10 @@ fn pack_b_quads(d: &[u8], flip: u8, b: &QRhs, k: usize, j0: usize, cols: usize, 
         // B = Xᵀ): whole 16-k steps of 4-column groups here, the rest below.
         #[allow(unused_mut)] // only simd128 builds fill a block here
         let (mut q_done, mut c_done) = (0, 0);
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
         if b.k_stride == 1 && b.n_stride != 1 {
             (q_done, c_done) = (k / 16 * 4, w / 4 * 4);
-            quads_k_contiguous_simd128(d, flip, b, k, c0, c_done, nr, panel);
+            quads_k_contiguous(d, flip, b, k, c0, c_done, nr, panel);
         }
         for q in 0..kp {
             let skip = if q < q_done { c_done } else { 0 };
@@ -269,28 +273,58 @@ unsafe fn interleave4_simd128(d: &[u8], base: usize, stride: usize, flip: u8, ds
 /// each hold K contiguous bytes (`k_stride == 1`), for the K steps `0 .. k / 16 * 16`, into
 /// `panel` (`nr` words per k-quad): a column's four consecutive k are already one word, so per
 /// four columns and sixteen k, four 16-byte loads and a 4x4 transpose of words make four
-/// stores of one k-quad's four columns.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+/// stores of one k-quad's four columns (simd128, or SSE2 of the x86_64 baseline).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[allow(clippy::too_many_arguments)]
-fn quads_k_contiguous_simd128(d: &[u8], flip: u8, b: &QRhs, k: usize, c0: usize, cols: usize, nr: usize, panel: &mut [i32]) {
-    use core::arch::wasm32::*;
+fn quads_k_contiguous(d: &[u8], flip: u8, b: &QRhs, k: usize, c0: usize, cols: usize, nr: usize, panel: &mut [i32]) {
     // Every store below ends by word (k / 16 * 4 - 1) * nr + cols.
     assert!(cols.is_multiple_of(4) && cols <= nr && k / 16 * 4 * nr <= panel.len(), "qgemm: B panel too small");
-    let f = u8x16_splat(flip);
     for c in (0..cols).step_by(4) {
         let starts: [usize; 4] = std::array::from_fn(|i| (c0 + c + i) * b.n_stride);
         // Bounds once per column group: each column's k values are read up to k / 16 * 16.
         assert!(starts[3] + k / 16 * 16 <= d.len(), "qgemm: B too short");
         for s in (0..k / 16 * 16).step_by(16) {
-            // SAFETY: starts[i] + s + 16 <= starts[3] + k / 16 * 16 <= d.len() (asserted above; starts ascend).
-            let col = |i: usize| v128_xor(unsafe { v128_load(d.as_ptr().add(starts[i] + s) as *const v128) }, f);
-            let rows = crate::wasm32::transpose4([col(0), col(1), col(2), col(3)]);
-            for (j, v) in rows.into_iter().enumerate() {
-                let at = (s / 4 + j) * nr + c;
-                // SAFETY: panel[at .. at + 4] is in bounds (asserted at the top).
-                unsafe { v128_store(panel.as_mut_ptr().add(at) as *mut v128, v) };
-            }
+            // SAFETY: starts[i] + s + 16 <= starts[3] + k / 16 * 16 <= d.len() (asserted above;
+            // starts ascend), and panel[(s / 4 + j) * nr + c ..][..4] is in bounds for j < 4
+            // (asserted at the top).
+            unsafe { transpose_quads_4x16(d.as_ptr(), starts.map(|v| v + s), flip, panel.as_mut_ptr().add(s / 4 * nr + c), nr) };
         }
+    }
+}
+
+/// Sixteen bytes from each of four columns (`starts`), xor `flip`, stored as four k-quads of
+/// the four columns, `nr` words apart from `out` on.
+///
+/// # Safety
+/// `d + starts[i] ..+16` is readable and `out + j * nr ..+4` writable for i, j < 4.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose_quads_4x16(d: *const u8, starts: [usize; 4], flip: u8, out: *mut i32, nr: usize) {
+    use std::arch::x86_64::*;
+    let f = _mm_set1_epi8(flip as i8);
+    let col = |i: usize| _mm_xor_si128(_mm_loadu_si128(d.add(starts[i]) as *const __m128i), f);
+    let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+    let (t0, t1) = (_mm_unpacklo_epi32(c0, c1), _mm_unpacklo_epi32(c2, c3));
+    let (t2, t3) = (_mm_unpackhi_epi32(c0, c1), _mm_unpackhi_epi32(c2, c3));
+    let rows = [_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3), _mm_unpackhi_epi64(t2, t3)];
+    for (j, v) in rows.into_iter().enumerate() {
+        _mm_storeu_si128(out.add(j * nr) as *mut __m128i, v);
+    }
+}
+
+/// [`transpose_quads_4x16`] in simd128.
+///
+/// # Safety
+/// As for the x86_64 form.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn transpose_quads_4x16(d: *const u8, starts: [usize; 4], flip: u8, out: *mut i32, nr: usize) {
+    use core::arch::wasm32::*;
+    let f = u8x16_splat(flip);
+    let col = |i: usize| v128_xor(v128_load(d.add(starts[i]) as *const v128), f);
+    let rows = crate::wasm32::transpose4([col(0), col(1), col(2), col(3)]);
+    for (j, v) in rows.into_iter().enumerate() {
+        v128_store(out.add(j * nr) as *mut v128, v);
     }
 }
 

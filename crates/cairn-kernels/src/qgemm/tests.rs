@@ -103,9 +103,44 @@ fn byte_layout_takes_symmetric_weights_and_falls_back_otherwise() {
     for kernel in QKernel::all_available().into_iter().filter(|k| k.layout == Layout::Quads) {
         let w = [1u8, 2, 3, 4, 5, 6];
         assert_eq!(PackedQA::new(kernel, Q8::I8(as_i8(&w)), 2, 3, 3, 1, &[0]).kernel().layout, Layout::Quads);
-        assert_eq!(PackedQA::new(kernel, Q8::U8(&w), 2, 3, 3, 1, &[128]).kernel().layout, Layout::Quads);
+        // (u8 around its zero point 128: s8 values 1 ..= 6 once flipped.)
+        let around_128 = w.map(|v| v + 128);
+        assert_eq!(PackedQA::new(kernel, Q8::U8(&around_128), 2, 3, 3, 1, &[128]).kernel().layout, Layout::Quads);
         assert_eq!(PackedQA::new(kernel, Q8::I8(as_i8(&w)), 2, 3, 3, 1, &[0, 3]).kernel().layout, Layout::Pairs);
         assert_eq!(PackedQA::new(kernel, Q8::U8(&w), 2, 3, 3, 1, &[0]).kernel().layout, Layout::Pairs);
+        // A weight beyond the kernel's bound (65 for a `vpmaddubsw` kernel) takes the pairs.
+        let wide = [1u8, 2, 3, 4, 5, 65];
+        let layout = PackedQA::new(kernel, Q8::I8(as_i8(&wide)), 2, 3, 3, 1, &[0]).kernel().layout;
+        assert_eq!(layout == Layout::Quads, kernel.quads_weight_bound >= 65, "{kernel:?}");
+    }
+}
+
+/// Weights within the bound of every byte-layout kernel (|w| <= 64, 7-bit), activations at
+/// 255 and 0: the sums that would saturate an i16 pair sum past the bound land exactly on
+/// it, and the result must equal the reference on every byte kernel (no fallback).
+#[test]
+fn byte_layout_is_exact_for_7_bit_weights_at_the_saturation_edge() {
+    let mut rng = Rng(11);
+    for kernel in QKernel::all_available().into_iter().filter(|k| k.layout == Layout::Quads) {
+        for &(m, n, k) in &[(4, 16, 64), (9, 37, 301), (6, 1, 33), (13, 2, 700)] {
+            let w: Vec<u8> = (0..m * k)
+                .map(|i| match i % 5 {
+                    0 => 64u8,
+                    1 => (-64i8) as u8,
+                    _ => (rng.below(129) as i32 - 64) as i8 as u8,
+                })
+                .collect();
+            let x: Vec<u8> = (0..k * n).map(|i| if i % 3 == 0 { rng.next_u32() as u8 } else { 255 }).collect();
+            for zb in [0, 255, 113] {
+                let want = qgemm_reference_i32(m, n, k, Q8::I8(as_i8(&w)), k, &[0], Q8::U8(&x), n, zb);
+                let packed = PackedQA::new(kernel, Q8::I8(as_i8(&w)), m, k, k, 1, &[0]);
+                assert_eq!(packed.kernel().name, kernel.name, "7-bit weights fit every byte kernel");
+                let mut got = vec![0i32; m * n];
+                let rhs = QRhs { data: Q8::U8(&x), zero: zb, k_stride: n, n_stride: 1 };
+                qgemm(m, n, k, &packed, rhs, QOut::I32(&mut got), n, 1, &QEpilogue::default());
+                assert_eq!(got, want, "{kernel:?} {m}x{n}x{k} zb {zb}");
+            }
+        }
     }
 }
 
