@@ -159,10 +159,12 @@ test("'auto' places a text call by the latencies expected for its number of text
       const e = await window.encoder.embed(texts, { prefer: 'auto' });
       auto.push({ where: e.where, ...e.placement, rows: e.embeddings.length });
     }
-    // As many texts, longer: the size is the tokens expected, not the number of texts.
+    // As many texts, longer: the size is the tokens expected, not the number of texts. Both
+    // calls start together, so both estimates come from the same measurements (one after the
+    // other, the first call's own time entered the fit in between, and on a busy machine that
+    // could tilt it below the first estimate).
     const [short, long] = [Array(4).fill('a'), Array(4).fill('word '.repeat(40))];
-    const lengths = [];
-    for (const texts of [short, long]) lengths.push((await window.encoder.embed(texts, { prefer: 'auto' })).placement);
+    const lengths = (await Promise.all([short, long].map((texts) => window.encoder.embed(texts, { prefer: 'auto' })))).map((e) => e.placement);
     const ner = await window.ner.classify(many(5), { prefer: 'auto' });
     return { forced, auto, lengths, ner: { where: ner.where, ...ner.placement } };
   });

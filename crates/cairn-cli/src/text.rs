@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_bundle::text_task::{Pooling, TaskKind, TextTask, TokenizerFile, TOKENIZER_PATH};
 use cairn_core::Session;
 use cairn_core::{DType, Graph, Tensor, TensorData};
-use cairn_text::{Aggregation, EmbedOptions, TextInput, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, TextInput, TextPipeline, TextTokenizer, TokenizedText};
 use clap::Args;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -157,14 +157,7 @@ pub fn tokenize_main(args: TokenizeArgs) -> Result<()> {
         let (text, pair) = input.as_refs();
         let e = tok.encode_input(text, pair)?;
         if args.json {
-            let mut line = serde_json::json!({
-                "text": text, "ids": e.ids, "attention_mask": e.attention_mask, "type_ids": e.type_ids,
-                "offsets": e.offsets, "tokens": e.tokens, "sequence_ids": e.sequence_ids, "truncated": e.truncated,
-            });
-            if let Some(pair) = pair {
-                line["text_pair"] = pair.into();
-            }
-            all.push(line);
+            all.push(serde_json::to_value(TokenizedText { text, text_pair: pair, encoding: e })?);
             continue;
         }
         let cut = if e.truncated { format!(" (truncated to {})", e.ids.len()) } else { String::new() };

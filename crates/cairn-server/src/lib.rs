@@ -255,6 +255,7 @@ impl App {
             .route("/models/{name}/explain", post(api::explain))
             .route("/models/{name}/embed", post(text::embed))
             .route("/models/{name}/classify", post(text::classify))
+            .route("/models/{name}/tokenize", post(text::tokenize))
             .fallback(api::api_not_found)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn_with_state(self.clone(), budget::reserve))

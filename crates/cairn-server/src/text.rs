@@ -4,6 +4,10 @@
 //! `classify` may be a pair, `{"text": "...", "text_pair": "..."}` (a cross-encoder's query and
 //! passage, an NLI premise and hypothesis), for a text-classification bundle.
 //! Tokenizing and the model run happen on a compute slot, like every other inference.
+//! `POST /v1/models/{name}/tokenize` takes the same texts (pairs too) and answers what the
+//! bundle's tokenizer makes of them (ids, attention mask, offsets, tokens, which text each token
+//! came from, truncation), as `cairn tokenize --json` prints it; no model runs, so it runs on a
+//! blocking thread rather than a compute slot.
 
 use crate::api::{json_response, submit_error};
 use crate::error::ApiError;
@@ -12,7 +16,7 @@ use crate::App;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_text::{Aggregation, EmbedOptions, Pooling, TaskKind, TextInput, TextPipeline, TextTokenizer};
+use cairn_text::{Aggregation, EmbedOptions, Pooling, TaskKind, TextInput, TextPipeline, TextTokenizer, TokenizedText};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -95,9 +99,66 @@ pub async fn classify(
     run(app, name, body, Task::Classify).await.unwrap_or_else(IntoResponse::into_response)
 }
 
+pub async fn tokenize(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    tokenize_texts(app, name, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
 enum Task {
     Embed,
     Classify,
+}
+
+/// The request body, or a 400 saying what a text request looks like.
+fn parse_body(body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>) -> Result<TextRequest, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request(format!("the body is not a text request: {}", e.body_text()))
+            .hint("send {\"texts\": [\"...\"]} as application/json")
+    })?;
+    Ok(req)
+}
+
+async fn tokenize_texts(
+    app: Arc<App>,
+    name: String,
+    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let model = app.models().find(&name, None)?;
+    let req = parse_body(body)?;
+    if req.pooling.is_some() || req.normalize.is_some() || req.aggregate.is_some() {
+        return Err(ApiError::bad_request("pooling, normalize and aggregate are options of /embed and /classify")
+            .hint("send {\"texts\": [...]} (or \"text\") alone to /tokenize"));
+    }
+    let (texts, _, _) = req.texts()?;
+    let pipeline = pipeline(&app, &model)?;
+    let started = std::time::Instant::now();
+    let p = pipeline.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let (text, text_pair) = input.as_refs();
+                let encoding = p.tokenizer().encode_input(text, text_pair).map_err(|e| format!("text {i}: {e}"))?;
+                serde_json::to_value(TokenizedText { text, text_pair, encoding }).map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
+    .map_err(ApiError::bad_request)?;
+    let doc = serde_json::json!({
+        "model": model.name,
+        "version": model.manifest.version,
+        "where": "edge",
+        "max_length": pipeline.task().max_length,
+        "results": results,
+        "timings": {"total_ms": started.elapsed().as_secs_f64() * 1e3},
+    });
+    Ok(json_response(axum::http::StatusCode::OK, &doc))
 }
 
 async fn run(
@@ -107,10 +168,7 @@ async fn run(
     task: Task,
 ) -> Result<Response, ApiError> {
     let model = app.models().find(&name, None)?;
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!("the body is not a text request: {}", e.body_text()))
-            .hint("send {\"texts\": [\"...\"]} as application/json")
-    })?;
+    let req = parse_body(body)?;
     let aggregation = req.aggregation()?;
     let (texts, pooling, normalize) = req.texts()?;
     let pipeline = pipeline(&app, &model)?;

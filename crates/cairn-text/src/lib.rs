@@ -30,4 +30,4 @@ pub use input::TextInput;
 pub use pipeline::TextPipeline;
 pub use pipeline::{Aggregation, Classification, EmbedOptions, Embeddings, Entity, Label, TextModel};
 #[cfg(feature = "tokenizer")]
-pub use tokenizer::{Encoded, TextTokenizer, MAX_TEXT_BYTES};
+pub use tokenizer::{Encoded, TextTokenizer, TokenizedText, MAX_TEXT_BYTES};

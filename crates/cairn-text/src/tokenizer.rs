@@ -30,6 +30,17 @@ pub struct Encoded {
     pub truncated: bool,
 }
 
+/// One text (or pair) with its encoding: the form `cairn tokenize --json` prints and the edge
+/// server's `/v1/models/{name}/tokenize` answers, one per text.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenizedText<'a> {
+    pub text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_pair: Option<&'a str>,
+    #[serde(flatten)]
+    pub encoding: Encoded,
+}
+
 impl TextTokenizer {
     /// Reads a tokenizer.json. `max_length` (special tokens included) replaces the file's
     /// truncation length; without it the file's truncation, if any, applies.

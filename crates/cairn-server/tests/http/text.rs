@@ -226,6 +226,46 @@ async fn embed_and_classify_answer_what_the_models_compute() {
     assert!(!close(&floats(&results[0]["scores"]), &expected(&[TEXTS[0], TEXTS[2]]).scores[0]), "the pair is what the model saw");
 }
 
+/// `/tokenize` answers the bundle's tokenizer (its max length) for texts and pairs, field for
+/// field what `TextTokenizer` gives, on either task's bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_answers_the_bundles_tokenizer() {
+    let root = app("tokenize");
+    let server = text_server(&root).await;
+    let tok = TextTokenizer::from_json(&tokenizer_json(), Some(MAX_LENGTH)).unwrap();
+    let body = serde_json::json!({ "texts": [TEXTS[0], TEXTS[3], { "text": TEXTS[1], "text_pair": TEXTS[0] }] });
+    for model in ["embedder", "sentiment"] {
+        let r = server
+            .post(&format!("/v1/models/{model}/tokenize"), &[("content-type", "application/json")], serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let v = r.json();
+        assert_eq!(
+            (v["model"].as_str(), v["max_length"].as_u64(), v["where"].as_str()),
+            (Some(model), Some(MAX_LENGTH as u64), Some("edge"))
+        );
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3);
+        for (res, (text, pair)) in results.iter().zip([(TEXTS[0], None), (TEXTS[3], None), (TEXTS[1], Some(TEXTS[0]))]) {
+            let e = tok.encode_input(text, pair).unwrap();
+            assert_eq!(res["text"], text);
+            assert_eq!(res.get("text_pair").and_then(|p| p.as_str()), pair);
+            assert_eq!(res["ids"], serde_json::json!(e.ids), "{text}");
+            assert_eq!(res["attention_mask"], serde_json::json!(e.attention_mask));
+            assert_eq!(res["offsets"], serde_json::json!(e.offsets));
+            assert_eq!(res["tokens"], serde_json::json!(e.tokens));
+            assert_eq!(res["sequence_ids"], serde_json::json!(e.sequence_ids));
+            assert_eq!(res["truncated"], e.truncated);
+        }
+        assert_eq!(results[1]["truncated"], true, "the long text is cut to the bundle's max length");
+        assert_eq!(results[1]["ids"].as_array().unwrap().len(), MAX_LENGTH);
+        assert!(
+            results[2]["sequence_ids"].as_array().unwrap().contains(&serde_json::json!(1)),
+            "the pair's tokens say they came from text 1"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_model_also_takes_typed_int64_ids_on_infer() {
     let root = app("infer");
@@ -293,6 +333,13 @@ async fn bad_text_requests_get_400_with_a_hint() {
             "text 1 is a pair: embeddings are of single texts",
         ),
         ("/v1/models/sentiment/classify", json(serde_json::json!({ "texts": [{ "text_pair": "p" }] })), "the body is not a text request"),
+        (
+            "/v1/models/embedder/tokenize",
+            json(serde_json::json!({ "text": "a", "pooling": "mean" })),
+            "are options of /embed and /classify",
+        ),
+        ("/v1/models/embedder/tokenize", json(serde_json::json!({ "texts": [] })), "0 texts"),
+        ("/v1/models/embedder/tokenize", b"[1]".to_vec(), "the body is not a text request"),
     ];
     for (path, body, want) in cases {
         let r = post(path, body).await;
