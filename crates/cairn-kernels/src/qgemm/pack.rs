@@ -157,9 +157,9 @@ fn pack_b_quads(d: &[u8], flip: u8, b: &QRhs, k: usize, j0: usize, cols: usize, 
     for (p, panel) in out.chunks_exact_mut(kp * nr).enumerate() {
         let c0 = j0 + p * nr;
         let w = nr.min(j0 + cols - c0);
-        // simd128, each column's K contiguous (a dynamically quantized MatMul's activations,
-        // B = Xᵀ): whole 16-k steps of 4-column groups here, the rest below.
-        #[allow(unused_mut)] // only simd128 builds fill a block here
+        // simd128 or x86_64, each column's K contiguous (a dynamically quantized MatMul's
+        // activations, B = Xᵀ): whole 16-k steps of 4-column groups here, the rest below.
+        #[allow(unused_mut)] // only simd128 and x86_64 builds fill a block here
         let (mut q_done, mut c_done) = (0, 0);
         #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
         if b.k_stride == 1 && b.n_stride != 1 {
