@@ -256,6 +256,10 @@ export class Cairn {
   }
 
   _run(msg, signal) {
+    // Cancelled before it was sent (the caller awaited placement or input preparation first):
+    // it never reaches the worker. Sent and then aborted, it races the worker's scheduler,
+    // which may already have started it.
+    if (signal?.aborted) return Promise.reject(new CairnError('aborted', 'Cancelled.'));
     return new Promise((resolve, reject) => {
       const id = this.#send(msg, {
         onMessage: (m) => {
@@ -266,8 +270,7 @@ export class Cairn {
         },
       }, msg.transfer);
       const abort = () => this.#worker.postMessage({ type: 'abort', target: id });
-      if (signal?.aborted) abort();
-      else signal?.addEventListener('abort', abort, { once: true });
+      signal?.addEventListener('abort', abort, { once: true });
     });
   }
 
