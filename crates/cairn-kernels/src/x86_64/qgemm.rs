@@ -115,11 +115,7 @@ unsafe fn avx2_entry(kp: usize, a: *const i32, b: *const i32, init: *const i32, 
 
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_6x16_avx2(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
-    let acc = tile_avx2(kp, a, b, init);
-    for (i, row) in acc.iter().enumerate() {
-        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
-        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
-    }
+    store_i32_ymm(&tile_avx2(kp, a, b, init), c)
 }
 
 /// # Safety
@@ -133,6 +129,15 @@ unsafe fn avx2_q8_entry(kp: usize, a: *const i32, b: *const i32, init: *const i3
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_6x16_avx2_q8(kp: usize, a: *const i32, b: *const i32, init: *const i32, t: &Q8Tile) {
     store_q8_ymm(&tile_avx2(kp, a, b, init), t)
+}
+
+/// The i32 tile of a 16-column ymm kernel, rows 16 words apart from `c` on.
+#[inline(always)]
+unsafe fn store_i32_ymm(acc: &[[__m256i; 2]; MR], c: *mut i32) {
+    for (i, row) in acc.iter().enumerate() {
+        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
+        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
+    }
 }
 
 #[inline(always)]
@@ -162,11 +167,7 @@ unsafe fn avxvnni_entry(kp: usize, a: *const i32, b: *const i32, init: *const i3
 
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn kernel_6x16_avxvnni(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
-    let acc = tile_avxvnni(kp, a, b, init);
-    for (i, row) in acc.iter().enumerate() {
-        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
-        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
-    }
+    store_i32_ymm(&tile_avxvnni(kp, a, b, init), c)
 }
 
 /// # Safety
@@ -207,11 +208,7 @@ unsafe fn avx2_u8s7_entry(kp: usize, a: *const i32, b: *const i32, init: *const 
 
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_avx2_u8s7(kp: usize, a: *const i32, b: *const i32, init: *const i32, c: *mut i32) {
-    let acc = tile_avx2_u8s7(kp, a, b, init);
-    for (i, row) in acc.iter().enumerate() {
-        _mm256_storeu_si256(c.add(i * 16) as *mut __m256i, row[0]);
-        _mm256_storeu_si256(c.add(i * 16 + 8) as *mut __m256i, row[1]);
-    }
+    store_i32_ymm(&tile_avx2_u8s7(kp, a, b, init), c)
 }
 
 /// # Safety
